@@ -1,0 +1,5 @@
+"""AI runtime: model packages, DICOM-aware preprocessing, ONNX Runtime, dynamic batching.
+
+Knows nothing of networks, databases or files beyond model packages. Never imports
+``dicom_node`` or ``sr_writer``.
+"""

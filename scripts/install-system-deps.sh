@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the node's tests talk to: DCMTK (storescu, storescp,
+# echoscu, dsrdump), dicom3tools (dciodvfy) and Orthanc. Needs root (or sudo).
+set -euo pipefail
+pkgs=(dcmtk dicom3tools orthanc python3-venv)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "system packages present: ${pkgs[*]}"
+    exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing system packages: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The Debian package starts its own Orthanc service; tests start their own on free ports.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now orthanc >/dev/null 2>&1 || true; fi
