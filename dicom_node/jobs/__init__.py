@@ -1,0 +1,1 @@
+"""Durable jobs: the queue, the executor that runs them, and the pipeline of one job."""

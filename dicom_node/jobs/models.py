@@ -1,0 +1,107 @@
+"""Job tables: one job per (group, matched rule), its outputs and every delivery attempt."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from dicom_node.db import Base
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware now, the only clock the job tables use."""
+    return dt.datetime.now(dt.UTC)
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"  # waiting for a worker
+    RUNNING = "running"  # a worker is inferring and writing results
+    DELIVERING = "delivering"  # results written; sending them
+    FAILED = "failed"  # last attempt failed; claimable again after next_attempt_at
+    DONE = "done"  # every destination accepted every result
+    DEAD = "dead"  # attempts exhausted or a permanent error; needs an admin
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING, JobState.FAILED)
+
+
+class Priority(enum.IntEnum):
+    STAT = 0
+    ROUTINE = 1
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("group_id", "rule_name", name="uq_job_group_rule"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, index=True)
+    rule_name: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))  # infer | forward
+    models: Mapped[list] = mapped_column(JSON, default=list)
+    destinations: Mapped[list] = mapped_column(JSON, default=list)
+    instance_uids: Mapped[list] = mapped_column(JSON, default=list)  # the selected inputs
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=Priority.ROUTINE)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    # Stage timestamps: the study's first/last instance, then each stage of the job.
+    received_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    complete_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    inferred_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    written_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    outputs: Mapped[list[JobOutput]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="JobOutput.id"
+    )
+    attempts_log: Mapped[list[DeliveryAttempt]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="DeliveryAttempt.id"
+    )
+
+
+class JobOutput(Base):
+    """A result object a job wrote (SR, heatmap SC, findings card) or forwards."""
+
+    __tablename__ = "job_outputs"
+    __table_args__ = (UniqueConstraint("job_id", "sop_instance_uid", name="uq_output_sop"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # sr | heatmap | card | forward
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+
+    job: Mapped[Job] = relationship(back_populates="outputs")
+
+
+class DeliveryAttempt(Base):
+    """One try at sending a job's outputs to one destination."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    destination: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | transient | permanent
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    statuses: Mapped[dict] = mapped_column(JSON, default=dict)  # SOP UID -> status/text
+    error: Mapped[str | None] = mapped_column(Text)
+
+    job: Mapped[Job] = relationship(back_populates="attempts_log")

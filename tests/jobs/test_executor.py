@@ -1,0 +1,57 @@
+"""The embedded executor runs each queued job exactly once, and survives a crashing job."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from dicom_node.db import Database, sqlite_url
+from dicom_node.jobs.executor import LocalExecutor
+from dicom_node.jobs.models import JobState
+from dicom_node.jobs.queue import Claim, JobQueue, NewJob
+
+
+def _db(tmp_path: Path) -> Database:
+    db = Database(sqlite_url(tmp_path / "i.sqlite3"))
+    db.create_all()
+    return db
+
+
+def test_every_job_runs_once_and_a_crash_does_not_kill_workers(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    q = JobQueue(db)
+    ids = [q.enqueue(NewJob(group_id=g, rule_name="r", action="infer", study_uid="1"))
+           for g in range(20)]
+    ran: list[int] = []
+    lock = threading.Lock()
+
+    def run(claim: Claim) -> None:
+        with lock:
+            ran.append(claim.job_id)
+        if claim.job_id == ids[3]:
+            raise RuntimeError("boom")
+        q.finish(claim)
+
+    crashed: list[int] = []
+
+    def on_crash(claim: Claim, exc: BaseException) -> None:
+        crashed.append(claim.job_id)
+        q.fail(claim, repr(exc), permanent=True, backoff=lambda n: 0)
+
+    ex = LocalExecutor(q, run, workers=3, poll_seconds=0.05, on_crash=on_crash)
+    ex.start()
+    deadline = time.monotonic() + 20
+    while len(ran) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ex.stop()
+    assert sorted(ran) == sorted(ids)
+    assert crashed == [ids[3]]
+    from sqlalchemy import select
+
+    from dicom_node.jobs.models import Job
+
+    with db.session() as s:
+        states = dict(s.execute(select(Job.id, Job.state)).all())
+    assert states.pop(ids[3]) == JobState.DEAD
+    assert set(states.values()) == {JobState.DONE}
