@@ -2,11 +2,127 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from dicom_node.settings.root import (
+    ConfigError,
+    NodeConfig,
+    read_config_data,
+    validate_config,
+)
+
+_DEST = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>\[[^\]]+\]|[^:@]+):(?P<port>\d{1,5})$")
+
+
+def parse_destination(spec: str) -> dict[str, Any]:
+    """``AE@host:port`` as the raw ``destinations:`` entry it stands for."""
+    m = _DEST.match(spec.strip())
+    if not m or not (1 <= int(m["port"]) <= 65535) or not m["ae"].strip():
+        raise ValueError(f"--destination {spec!r}: expected AE@host:port")
+    host = m["host"].strip("[]")
+    ae = m["ae"].strip()
+    return {"name": ae, "kind": "dimse", "ae_title": ae, "host": host, "port": int(m["port"])}
+
+
+def build_config(config: Path | None, port: int | None, ae_title: str | None,
+                 data_dir: Path | None, destinations: list[str]) -> NodeConfig:
+    """The file's settings (or the defaults) with the command-line flags applied."""
+    data: dict[str, Any] = read_config_data(config) if config else {}
+    source = str(config) if config else "command line"
+    if port is not None:
+        data["port"] = port
+    if data_dir is not None:
+        data["data_dir"] = str(data_dir)
+    if ae_title is not None:
+        titles = data.get("ae_titles") or [{}]
+        if isinstance(titles, list) and titles and isinstance(titles[0], dict):
+            titles = [{**titles[0], "ae_title": ae_title}, *titles[1:]]
+        data["ae_titles"] = titles
+    if destinations:
+        errors = []
+        extra = []
+        for spec in destinations:
+            try:
+                extra.append(parse_destination(spec))
+            except ValueError as err:
+                errors.append(str(err))
+        if errors:
+            raise ConfigError("command line", errors)
+        data["destinations"] = [*(data.get("destinations") or []), *extra]
+    return validate_config(data, source)
+
+
+def banner(cfg: NodeConfig, db_description: str) -> str:
+    """The start-up banner: where the node listens, stores, indexes; which models run."""
+    lines = ["dicom-node is running"]
+    for a in cfg.ae_titles:
+        allow = (", ".join(c.ae_title + (f"@{c.host}" if c.host else "")
+                           for c in a.allowed_calling) or "any calling AE")
+        lines.append(f"  AE title: {a.ae_title}  (group by {a.group_by}, quiet "
+                     f"{a.quiet_seconds:g} s, accepts {allow})")
+    lines.append(f"  port: {cfg.port} on {cfg.bind_address}  (max {cfg.max_associations} "
+                 f"associations, max PDU {cfg.max_pdu_bytes or 'unlimited'})")
+    lines.append(f"  data dir: {Path(cfg.data_dir).resolve()}")
+    lines.append(f"  database: {db_description}")
+    lines.append("  models: (none loaded yet)")
+    return "\n".join(lines)
+
+
+def _setup_logging(cfg: NodeConfig) -> None:
+    logging.basicConfig(level=cfg.logging.level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pynetdicom").setLevel(cfg.logging.pynetdicom_level)
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to ``app``."""
+
     @app.command()
-    def serve() -> None:
-        """Start the node (not implemented yet)."""
-        raise typer.Exit(2)
+    def serve(
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
+        port: int | None = typer.Option(None, "--port", "-p", help="TCP port to listen on."),
+        ae_title: str | None = typer.Option(None, "--ae-title", "-a",
+                                            help="Called AE title (replaces the first)."),
+        data_dir: Path | None = typer.Option(None, "--data-dir", "-d",
+                                             help="Where files and the index live."),
+        destination: list[str] = typer.Option(
+            [], "--destination", help="Result destination AE@host:port (repeatable)."),
+    ) -> None:
+        """Start the node: receive studies, store them durably, assemble them."""
+        try:
+            cfg = build_config(config, port, ae_title, data_dir, destination)
+        except ConfigError as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(2) from None
+        _setup_logging(cfg)
+        from dicom_node.node import Node  # import late: config errors answer fast
+
+        try:
+            node = Node(cfg)
+            node.start()
+        except OSError as err:
+            typer.echo(f"cannot start: {err}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(banner(cfg, node.db.describe()))
+        sys.stdout.flush()
+        stop = threading.Event()
+
+        def _on_signal(signum: int, _frame: object) -> None:
+            logging.getLogger("dicom_node").info("%s received: shutting down",
+                                                 signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+        while not stop.wait(1.0):
+            pass
+        node.stop()
+        typer.echo("dicom-node stopped")

@@ -4,6 +4,6 @@ Sections live in their own modules: ``node`` (network, storage, AE titles), ``mo
 ``routes``, ``destinations``. ``load_config`` is the only way a file becomes settings.
 """
 
-from dicom_node.settings.root import NodeConfig, load_config
+from dicom_node.settings.root import ConfigError, NodeConfig, load_config
 
-__all__ = ["NodeConfig", "load_config"]
+__all__ = ["ConfigError", "NodeConfig", "load_config"]

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dicom_node.settings.destinations import Destination
 from dicom_node.settings.models import ModelsSettings
+from dicom_node.settings.node import AETitleSettings, LoggingSettings
 from dicom_node.settings.routes import RouteRule
+
+
+class ConfigError(Exception):
+    """An invalid configuration; ``errors`` holds one ``path: message`` line per problem."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        lines = "\n".join(f"  {e}" for e in errors)
+        n = len(errors)
+        super().__init__(f"{source}: {n} configuration error{'s' if n != 1 else ''}\n{lines}")
+
+
+def _default_ae_titles() -> list[AETitleSettings]:
+    return [AETitleSettings(ae_title="DICOM_NODE")]
 
 
 class NodeConfig(BaseModel):
@@ -17,14 +34,94 @@ class NodeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    data_dir: Path = Path("dicom-node-data")
+    database_url: str | None = Field(None, description="None: SQLite file in data_dir")
+    bind_address: str = "0.0.0.0"
+    port: int = Field(11112, ge=1, le=65535)
+    ae_titles: list[AETitleSettings] = Field(default_factory=_default_ae_titles, min_length=1)
+    max_associations: int = Field(32, ge=1)
+    max_pdu_bytes: int = Field(
+        1_048_576, ge=0, description="maximum PDU size we receive; 0 means unlimited"
+    )
+    disk_reserve_mb: int = Field(1024, ge=0)
+    duplicate_policy: Literal["keep_first", "replace"] = "keep_first"
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     routes: list[RouteRule] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ae_titles(self) -> NodeConfig:
+        seen: set[str] = set()
+        for title in (a.ae_title for a in self.ae_titles):
+            if title in seen:
+                raise ValueError(f"ae_titles: duplicate ae_title {title!r}")
+            seen.add(title)
+        return self
+
+    def ae(self, title: str) -> AETitleSettings | None:
+        """The settings of called AE ``title`` (blank padding ignored), or ``None``."""
+        title = title.strip()
+        return next((a for a in self.ae_titles if a.ae_title == title), None)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def format_validation_errors(err: ValidationError) -> list[str]:
+    """``path.to[1].field: message`` for every error pydantic found."""
+    lines = []
+    for e in err.errors():
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        lines.append(f"{_loc(tuple(e['loc']))}: {msg}")
+    return lines
+
+
+def validate_config(data: Any, source: str = "<config>") -> NodeConfig:
+    """Validate an already-parsed mapping; raise ConfigError listing every error."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(root): must be a mapping, got {type(data).__name__}"])
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(source, format_validation_errors(err)) from None
+
+
+def read_config_data(path: Path) -> dict[str, Any]:
+    """Parse the YAML file ``path`` (no validation); syntax errors name file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(str(path), [f"cannot read: {err.strerror or err}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(str(path), [f"YAML syntax error at {where}: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"(root): must be a mapping, got {type(data).__name__}"])
+    return data
 
 
 def load_config(path: Path | None) -> NodeConfig:
     """Load and validate ``path``; ``None`` gives the embedded defaults."""
     if path is None:
         return NodeConfig()
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return NodeConfig.model_validate(data)
+    return validate_config(read_config_data(Path(path)), str(path))

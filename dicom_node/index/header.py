@@ -1,0 +1,100 @@
+"""Read the attributes the index needs from an encoded dataset, never touching pixels."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+
+from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
+
+
+def _stop_at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return tag in _PIXEL_TAGS
+
+
+class HeaderError(ValueError):
+    """The dataset cannot be understood (unparseable or missing identifying UIDs)."""
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """The identifying and key attributes of one instance."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    patient_id: str | None = None
+    patient_name: str | None = None
+    accession_number: str | None = None
+    study_date: str | None = None
+    modality: str | None = None
+    body_part: str | None = None
+    series_description: str | None = None
+    view_position: str | None = None
+    instance_number: int | None = None
+    rows: int | None = None
+    columns: int | None = None
+    number_of_frames: int | None = None
+
+
+def _text(ds, keyword: str) -> str | None:  # type: ignore[no-untyped-def]
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    return str(value).strip() or None
+
+
+def _int(ds, keyword: str) -> int | None:  # type: ignore[no-untyped-def]
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_header(dataset: bytes | memoryview, transfer_syntax: str) -> InstanceHeader:
+    """Parse the encoded dataset (without file meta) up to, not including, Pixel Data."""
+    try:
+        ts = UID(transfer_syntax)
+        raw = bytes(dataset) if ts != DeflatedExplicitVRLittleEndian else zlib.decompress(
+            bytes(dataset), -zlib.MAX_WBITS)
+        ds = read_dataset(BytesIO(raw), ts.is_implicit_VR, ts.is_little_endian,
+                          stop_when=_stop_at_pixels, defer_size="4 KB")
+        sop_class = _text(ds, "SOPClassUID")
+        sop_uid = _text(ds, "SOPInstanceUID")
+        study = _text(ds, "StudyInstanceUID")
+        series = _text(ds, "SeriesInstanceUID")
+        header = InstanceHeader(
+            sop_class_uid=sop_class or "",
+            sop_instance_uid=sop_uid or "",
+            study_uid=study or "",
+            series_uid=series or "",
+            patient_id=_text(ds, "PatientID"),
+            patient_name=_text(ds, "PatientName"),
+            accession_number=_text(ds, "AccessionNumber"),
+            study_date=_text(ds, "StudyDate"),
+            modality=_text(ds, "Modality"),
+            body_part=_text(ds, "BodyPartExamined"),
+            series_description=_text(ds, "SeriesDescription"),
+            view_position=_text(ds, "ViewPosition"),
+            instance_number=_int(ds, "InstanceNumber"),
+            rows=_int(ds, "Rows"),
+            columns=_int(ds, "Columns"),
+            number_of_frames=_int(ds, "NumberOfFrames"),
+        )
+    except Exception as err:  # pydicom raises many kinds on garbage
+        raise HeaderError(f"dataset cannot be parsed: {type(err).__name__}: {err}") from err
+    missing = [k for k, v in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_uid),
+                              ("StudyInstanceUID", study), ("SeriesInstanceUID", series))
+               if not v]
+    if missing:
+        raise HeaderError(f"dataset lacks {', '.join(missing)}")
+    return header

@@ -1,0 +1,41 @@
+"""Prometheus metrics of the receive path (served over HTTP by a later layer)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+INSTANCES_RECEIVED = Counter(
+    "dicom_node_instances_received_total",
+    "Instances stored and indexed (answered Success), by called AE.",
+    ["called_ae"],
+)
+BYTES_RECEIVED = Counter(
+    "dicom_node_received_bytes_total",
+    "Bytes of DICOM files written for received instances, by called AE.",
+    ["called_ae"],
+)
+DUPLICATES = Counter(
+    "dicom_node_duplicate_instances_total",
+    "Instances received again (same SOP Instance UID), by policy applied.",
+    ["policy"],
+)
+STORE_FAILURES = Counter(
+    "dicom_node_store_failures_total",
+    "C-STOREs answered with a failure status, by reason.",
+    ["reason"],
+)
+ASSOCIATIONS_REJECTED = Counter(
+    "dicom_node_associations_rejected_total",
+    "Associations rejected, by reason.",
+    ["reason"],
+)
+STORE_SECONDS = Histogram(
+    "dicom_node_store_seconds",
+    "Time from C-STORE request received to the answer (parse, write, fsync, index).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+GROUPS_COMPLETED = Counter(
+    "dicom_node_groups_completed_total",
+    "Study/series groups that completed after their quiet period, by called AE.",
+    ["called_ae"],
+)

@@ -1,0 +1,1 @@
+"""DICOM networking: the Storage SCP (and, in later layers, the SCU that sends results)."""

@@ -1,0 +1,218 @@
+"""The Storage SCP: C-ECHO and C-STORE on one or more called AE titles.
+
+The C-STORE path never decodes pixel data: the encoded dataset pynetdicom collected is
+parsed only up to Pixel Data for the index, written as received behind a File Meta header,
+fsynced and renamed into place, then indexed; only then is Success answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.dsutils import create_file_meta, encode_file_meta
+from pynetdicom.sop_class import Verification
+from sqlalchemy.exc import IntegrityError
+
+from dicom_node import metrics
+from dicom_node.index.header import HeaderError, parse_header
+from dicom_node.index.recorder import Receipt, Recorder, utcnow
+from dicom_node.settings.root import NodeConfig
+from dicom_node.store.writer import InstanceStore, StoreError
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC210  # dataset cannot be parsed
+CANNOT_UNDERSTAND_IDS = 0xC220  # identifying UIDs missing or inconsistent with the request
+
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+
+
+def _status(code: int, comment: str, reason: str) -> Dataset:
+    metrics.STORE_FAILURES.labels(reason).inc()
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment[:64]
+    return ds
+
+
+class StorageSCP:
+    """A pynetdicom AE serving the node's called AE titles on one port."""
+
+    def __init__(self, config: NodeConfig, store: InstanceStore, recorder: Recorder) -> None:
+        self.config = config
+        self.store = store
+        self.recorder = recorder
+        self.ae = AE(ae_title=config.ae_titles[0].ae_title)
+        self.ae.maximum_associations = config.max_associations
+        self.ae.maximum_pdu_size = config.max_pdu_bytes
+        self.ae.require_called_aet = False  # checked per configured AE in _on_requested
+        for cx in AllStoragePresentationContexts:
+            self.ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        self.ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        self._server: Any = None
+        self._stats: dict[int, list[int]] = {}
+        self._stats_lock = threading.Lock()
+
+    # -- association control -------------------------------------------------------
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        rq = assoc.requestor.primitive
+        called = str(rq.called_ae_title).strip()
+        calling = str(rq.calling_ae_title).strip()
+        host = assoc.requestor.address
+        ae = self.config.ae(called)
+        if ae is None:
+            log.warning("rejecting association from %s@%s: called AE %r not served",
+                        calling, host, called)
+            metrics.ASSOCIATIONS_REJECTED.labels("called_ae_unknown").inc()
+            self._reject(assoc, 0x07)
+        elif not ae.allows(calling, host):
+            log.warning("rejecting association from %s@%s to %s: calling AE not allowed",
+                        calling, host, called)
+            metrics.ASSOCIATIONS_REJECTED.labels("calling_ae_not_allowed").inc()
+            self._reject(assoc, 0x03)
+
+    @staticmethod
+    def _reject(assoc: Any, diagnostic: int) -> None:
+        # Rejected-permanent by the service user, as pynetdicom's own checks do; kill()
+        # waits until the A-ASSOCIATE-RJ went out and the peer closed.
+        assoc.acse.send_reject(0x01, 0x01, diagnostic)
+        assoc.kill()
+
+    def _on_established(self, event: evt.Event) -> None:
+        with self._stats_lock:
+            self._stats[id(event.assoc)] = [0, 0]
+        r = event.assoc.requestor
+        log.info("association from %s@%s:%s to %s", r.ae_title, r.address, r.port,
+                 str(r.primitive.called_ae_title).strip())
+
+    def _on_closed(self, event: evt.Event) -> None:
+        with self._stats_lock:
+            stats = self._stats.pop(id(event.assoc), None)
+        if stats is not None:
+            log.info("association from %s closed: %d stored, %d failed",
+                     event.assoc.requestor.ae_title, stats[0], stats[1])
+
+    def _count(self, event: evt.Event, ok: bool) -> None:
+        stats = self._stats.get(id(event.assoc))
+        if stats is not None:
+            stats[0 if ok else 1] += 1
+
+    # -- services ------------------------------------------------------------------
+    def _on_echo(self, event: evt.Event) -> int:
+        return SUCCESS
+
+    def _on_store(self, event: evt.Event) -> int | Dataset:
+        t0 = time.perf_counter()
+        try:
+            result = self._store(event)
+        except Exception as err:  # never let an unexpected error answer Success
+            log.exception("C-STORE failed unexpectedly")
+            result = _status(OUT_OF_RESOURCES, f"internal error: {type(err).__name__}",
+                             "internal")
+        metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
+        self._count(event, isinstance(result, int) and result == SUCCESS)
+        return result
+
+    def _store(self, event: evt.Event) -> int | Dataset:
+        assoc = event.assoc
+        req = event.request
+        called = str(assoc.requestor.primitive.called_ae_title).strip()
+        calling = str(assoc.requestor.ae_title).strip()
+        sop_uid = str(req.AffectedSOPInstanceUID or "").strip()
+        sop_class = str(req.AffectedSOPClassUID or "").strip()
+        ts = event.context.transfer_syntax
+        if not self.store.has_room():
+            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
+                           "disk_reserve")
+        with req.DataSet.getbuffer() as data:
+            try:
+                header = parse_header(data, ts)
+            except HeaderError as err:
+                log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
+                return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
+            if header.sop_instance_uid != sop_uid:
+                log.warning("C-STORE %s from %s: dataset SOP Instance UID %s differs",
+                            sop_uid, calling, header.sop_instance_uid)
+                return _status(CANNOT_UNDERSTAND_IDS, "SOP Instance UID differs from request",
+                               "uid_mismatch")
+            if header.sop_class_uid != sop_class:
+                return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                               "SOP Class UID differs from request", "sop_class_mismatch")
+            existing = self.recorder.existing_path(sop_uid)
+            replace = self.config.duplicate_policy == "replace"
+            if existing is not None:
+                metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
+                if not replace:
+                    log.info("duplicate %s of study %s from %s: kept the first", sop_uid,
+                             header.study_uid, calling)
+                    return SUCCESS
+            path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
+            meta = create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop_uid,
+                                    transfer_syntax=ts)
+            meta.SourceApplicationEntityTitle = calling
+            try:
+                size = self.store.write(path, (_PREAMBLE, encode_file_meta(meta), data))
+            except StoreError as err:
+                log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
+                return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
+        receipt = Receipt(called_ae=called, calling_ae=calling,
+                          peer_address=assoc.requestor.address, transfer_syntax=str(ts),
+                          path=str(path), size=size, received_at=utcnow())
+        try:
+            self.recorder.record(header, receipt, replace=existing is not None)
+        except IntegrityError:
+            # Another association indexed the same instance meanwhile: a duplicate.
+            metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
+            log.info("duplicate %s of study %s from %s (concurrent)", sop_uid,
+                     header.study_uid, calling)
+            return SUCCESS
+        except Exception as err:
+            log.exception("C-STORE %s of study %s: indexing failed", sop_uid, header.study_uid)
+            if existing is None:
+                self.store.remove(path)
+            return _status(OUT_OF_RESOURCES, f"index failed: {type(err).__name__}",
+                           "index_failed")
+        if existing is not None and existing != str(path):
+            self.store.remove(existing)
+        metrics.INSTANCES_RECEIVED.labels(called).inc()
+        metrics.BYTES_RECEIVED.labels(called).inc(size)
+        log.debug("stored %s of study %s from %s (%d bytes)", sop_uid, header.study_uid,
+                  calling, size)
+        return SUCCESS
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        """Listen on the configured address and port (returns at once)."""
+        handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_RELEASED, self._on_closed),
+            (evt.EVT_ABORTED, self._on_closed),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+        ]
+        self._server = self.ae.start_server(
+            (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers)
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting associations, let active ones finish (up to ``grace`` s), close."""
+        if self._server is None:
+            return
+        self._server.shutdown()  # stops accepting; active associations keep running
+        deadline = time.monotonic() + grace
+        while self.ae.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.ae.active_associations:
+            log.warning("aborting %d association(s) still active after %.0f s",
+                        len(self.ae.active_associations), grace)
+        self.ae.shutdown()
+        self._server = None

@@ -1,0 +1,66 @@
+"""The node: Storage SCP + instance store + index + study assembly, started together.
+
+Later layers (job executor, HTTP) attach to a :class:`Node` through ``node.db``,
+``node.assembler.on_complete`` and ``node.config``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from dicom_node.assembly import Assembler
+from dicom_node.db import Database, sqlite_url
+from dicom_node.index import tables  # noqa: F401  (registers the tables on Base)
+from dicom_node.index.recorder import Recorder
+from dicom_node.network.scp import StorageSCP
+from dicom_node.settings.root import NodeConfig
+from dicom_node.store.writer import InstanceStore
+
+log = logging.getLogger(__name__)
+
+DB_FILENAME = "index.sqlite"
+
+
+def database_url(config: NodeConfig) -> str:
+    """The configured database URL, or the SQLite file in the data directory."""
+    return config.database_url or sqlite_url(Path(config.data_dir) / DB_FILENAME)
+
+
+class Node:
+    """Everything ``dicom-node serve`` runs, with ``start()`` and ``stop()``."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(database_url(config))
+        self.db.create_all()
+        self.write_lock = threading.Lock()
+        self.store = InstanceStore(self.data_dir,
+                                   reserve_bytes=config.disk_reserve_mb * 2**20)
+        self.recorder = Recorder(self.db, config.ae, self.write_lock)
+        min_quiet = min(a.quiet_seconds for a in config.ae_titles)
+        self.assembler = Assembler(self.db, config.ae, self.write_lock,
+                                   interval=max(0.05, min(1.0, min_quiet / 5)))
+        self.scp = StorageSCP(config, self.store, self.recorder)
+        self._started = False
+
+    def start(self) -> None:
+        """Open the store, resume open groups, start assembly and listen for associations."""
+        self.store.open()
+        self.assembler.start()
+        self.scp.start()
+        self._started = True
+        log.info("node listening on %s:%d as %s", self.config.bind_address, self.config.port,
+                 ", ".join(a.ae_title for a in self.config.ae_titles))
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting, finish in-flight C-STOREs, stop assembly, close the index."""
+        if self._started:
+            self.scp.stop(grace)
+            self.assembler.stop()
+            self._started = False
+        self.db.dispose()
+        log.info("node stopped")

@@ -1,0 +1,5 @@
+"""The instance store: durable Part 10 files under ``{study}/{series}/{sop}.dcm``."""
+
+from dicom_node.store.writer import InstanceStore, StoreError, safe_component
+
+__all__ = ["InstanceStore", "StoreError", "safe_component"]
