@@ -1,4 +1,4 @@
-"""Prometheus metrics of the receive path (served over HTTP by a later layer)."""
+"""Prometheus metrics of the node (served over HTTP by a later layer)."""
 
 from __future__ import annotations
 
@@ -38,4 +38,27 @@ GROUPS_COMPLETED = Counter(
     "dicom_node_groups_completed_total",
     "Study/series groups that completed after their quiet period, by called AE.",
     ["called_ae"],
+)
+
+# -- jobs ------------------------------------------------------------------------------
+GROUPS_ROUTED = Counter(
+    "dicom_node_groups_routed_total",
+    "Completed groups by routing outcome (routed, unrouted, discarded).",
+    ["outcome"],
+)
+JOBS_FINISHED = Counter(
+    "dicom_node_job_attempts_finished_total",
+    "Job attempts by how they ended (done, failed, dead).",
+    ["state"],
+)
+INFERENCE_SECONDS = Histogram(
+    "dicom_node_inference_seconds",
+    "Wall time of one job's inference for one model (all its images).",
+    ["model"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0),
+)
+DELIVERY_ATTEMPTS = Counter(
+    "dicom_node_delivery_attempts_total",
+    "Delivery attempts by destination and outcome (delivered, transient, permanent).",
+    ["destination", "outcome"],
 )

@@ -10,10 +10,13 @@ import logging
 import threading
 from pathlib import Path
 
+from ai.registry import ModelRegistry
 from dicom_node.assembly import Assembler
 from dicom_node.db import Database, sqlite_url
 from dicom_node.index import tables  # noqa: F401  (registers the tables on Base)
 from dicom_node.index.recorder import Recorder
+from dicom_node.jobs import models as _job_tables  # noqa: F401  (registers the job tables)
+from dicom_node.jobs.service import JobService
 from dicom_node.network.scp import StorageSCP
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore
@@ -31,7 +34,7 @@ def database_url(config: NodeConfig) -> str:
 class Node:
     """Everything ``dicom-node serve`` runs, with ``start()`` and ``stop()``."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, registry: ModelRegistry | None = None) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -45,11 +48,14 @@ class Node:
         self.assembler = Assembler(self.db, config.ae, self.write_lock,
                                    interval=max(0.05, min(1.0, min_quiet / 5)))
         self.scp = StorageSCP(config, self.store, self.recorder)
+        self.jobs = JobService(lambda: self.config, self.db, self.store, self.assembler,
+                               registry)
         self._started = False
 
     def start(self) -> None:
         """Open the store, resume open groups, start assembly and listen for associations."""
         self.store.open()
+        self.jobs.start()
         self.assembler.start()
         self.scp.start()
         self._started = True
@@ -61,6 +67,7 @@ class Node:
         if self._started:
             self.scp.stop(grace)
             self.assembler.stop()
+            self.jobs.stop(grace)
             self._started = False
         self.db.dispose()
         log.info("node stopped")

@@ -37,6 +37,7 @@ class InstanceHeader:
     body_part: str | None = None
     series_description: str | None = None
     view_position: str | None = None
+    image_type: str | None = None
     instance_number: int | None = None
     rows: int | None = None
     columns: int | None = None
@@ -48,6 +49,14 @@ def _text(ds, keyword: str) -> str | None:  # type: ignore[no-untyped-def]
     if value is None or value == "":
         return None
     return str(value).strip() or None
+
+
+def _multi(ds, keyword: str) -> str | None:  # type: ignore[no-untyped-def]
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    values = [value] if isinstance(value, str) else list(value)
+    return "\\".join(str(v).strip() for v in values)[:128] or None
 
 
 def _int(ds, keyword: str) -> int | None:  # type: ignore[no-untyped-def]
@@ -85,6 +94,7 @@ def parse_header(dataset: bytes | memoryview, transfer_syntax: str) -> InstanceH
             body_part=_text(ds, "BodyPartExamined"),
             series_description=_text(ds, "SeriesDescription"),
             view_position=_text(ds, "ViewPosition"),
+            image_type=_multi(ds, "ImageType"),
             instance_number=_int(ds, "InstanceNumber"),
             rows=_int(ds, "Rows"),
             columns=_int(ds, "Columns"),

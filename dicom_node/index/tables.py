@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dicom_node.db import Base
@@ -42,6 +42,7 @@ class Group(Base):
     last_received: Mapped[datetime] = mapped_column(DateTime)
     deadline: Mapped[datetime] = mapped_column(DateTime, index=True)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    route_note: Mapped[str | None] = mapped_column(Text)  # why routed/unrouted/discarded
 
     __table_args__ = (
         # At most one open group per (called AE, key): enforced by the database too.
@@ -68,6 +69,7 @@ class Instance(Base):
     body_part: Mapped[str | None] = mapped_column(String(64))
     series_description: Mapped[str | None] = mapped_column(String(64))
     view_position: Mapped[str | None] = mapped_column(String(16))
+    image_type: Mapped[str | None] = mapped_column(String(128))  # values joined by '\\'
     instance_number: Mapped[int | None] = mapped_column(Integer)
     transfer_syntax: Mapped[str] = mapped_column(String(64))
     rows: Mapped[int | None] = mapped_column(Integer)

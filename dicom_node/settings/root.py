@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dicom_node.settings.destinations import Destination
+from dicom_node.settings.jobs import JobsSettings, ResultsSettings
 from dicom_node.settings.models import ModelsSettings
 from dicom_node.settings.node import AETitleSettings, LoggingSettings
 from dicom_node.settings.routes import RouteRule
@@ -48,6 +49,8 @@ class NodeConfig(BaseModel):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     models: ModelsSettings = Field(default_factory=ModelsSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
     routes: list[RouteRule] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
 

@@ -1,0 +1,133 @@
+"""Turns completed groups into jobs: routing rules in, one job per matched rule out.
+
+A group leaves ``complete`` for ``routed`` (jobs queued), ``discarded`` (a discard rule
+matched) or ``unrouted`` (no rule matched); the reason is kept on the group. A group
+left ``complete`` by a crash is picked up by :meth:`Dispatcher.sweep`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import select, update
+
+from dicom_node import metrics
+from dicom_node.db import Database
+from dicom_node.index.queries import instance_rows_of_group
+from dicom_node.index.tables import COMPLETE, Group, Instance
+from dicom_node.jobs.models import Priority
+from dicom_node.jobs.queue import JobQueue, NewJob
+from dicom_node.routing.engine import RoutingResult, evaluate
+from dicom_node.routing.facts import GroupFacts, InstanceFacts
+from dicom_node.settings.routes import RouteRule
+
+log = logging.getLogger(__name__)
+
+ROUTED = "routed"
+DISCARDED = "discarded"
+UNROUTED = "unrouted"
+
+
+def instance_facts(row: Instance) -> InstanceFacts:
+    """What routing sees of an indexed instance (no file read needed)."""
+    return InstanceFacts(
+        sop_instance_uid=row.sop_instance_uid,
+        sop_class_uid=row.sop_class_uid,
+        series_uid=row.series_uid,
+        study_uid=row.study_uid,
+        modality=row.modality or "",
+        body_part=row.body_part or "",
+        series_description=row.series_description or "",
+        view_position=row.view_position or "",
+        image_type=tuple(v for v in (row.image_type or "").split("\\") if v),
+        rows=row.rows,
+        columns=row.columns,
+        path=None,
+    )
+
+
+class Dispatcher:
+    """Routes completed groups. ``rules()`` is read per group, so a reload takes effect
+    for the next group; ``on_queued()`` wakes the executor."""
+
+    def __init__(
+        self,
+        db: Database,
+        queue: JobQueue,
+        rules: Callable[[], Sequence[RouteRule]],
+        *,
+        max_attempts: Callable[[], int] = lambda: 5,
+        on_queued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.rules = rules
+        self.max_attempts = max_attempts
+        self.on_queued = on_queued
+
+    def dispatch(self, group_ids: Sequence[int]) -> None:
+        """Route each group (callback of the assembler)."""
+        for group_id in group_ids:
+            try:
+                self.route_group(group_id)
+            except Exception:
+                log.exception("routing group %s failed; it stays complete for the sweep",
+                              group_id)
+
+    def sweep(self) -> int:
+        """Route every group still ``complete`` (e.g. after a crash); return how many."""
+        with self.db.session() as s:
+            ids = s.scalars(select(Group.id).where(Group.state == COMPLETE)
+                            .order_by(Group.id)).all()
+        self.dispatch(ids)
+        return len(ids)
+
+    def route_group(self, group_id: int) -> RoutingResult | None:
+        """Evaluate the rules for one complete group and queue its jobs."""
+        with self.db.session() as s:
+            group = s.get(Group, group_id)
+            if group is None or group.state != COMPLETE:
+                return None
+            rows = instance_rows_of_group(s, group_id)
+            facts = GroupFacts(
+                tuple(instance_facts(r) for r in rows),
+                called_ae=group.called_ae,
+                calling_ae=group.calling_ae,
+                key=group.study_uid,
+            )
+            received_at, complete_at = group.first_received, group.completed_at
+        result = evaluate(list(self.rules()), facts)
+        queued = 0
+        for d in result.decisions:
+            if d.action == "discard":
+                continue
+            job_id = self.queue.enqueue(NewJob(
+                group_id=group_id,
+                rule_name=d.rule,
+                action=d.action,
+                study_uid=facts.key,
+                models=d.models,
+                destinations=d.destinations,
+                instance_uids=d.instance_uids,
+                priority=Priority.STAT if d.priority == "stat" else Priority.ROUTINE,
+                max_attempts=self.max_attempts(),
+                received_at=received_at,
+                complete_at=complete_at,
+            ))
+            queued += job_id is not None
+        if not result.matched:
+            state, note = UNROUTED, result.no_match_reason or "no rule matched"
+        elif queued or any(d.action != "discard" for d in result.decisions):
+            state = ROUTED
+            note = "rules: " + ", ".join(f"{d.rule} ({d.action})" for d in result.decisions)
+        else:
+            state, note = DISCARDED, "discarded by rule " + result.decisions[0].rule
+        with self.db.session() as s:
+            s.execute(update(Group).where(Group.id == group_id, Group.state == COMPLETE)
+                      .values(state=state, route_note=note[:2000]))
+        metrics.GROUPS_ROUTED.labels(state).inc()
+        log.info("group %s study %s %s: %s", group_id, facts.key, state, note)
+        if queued:
+            self.on_queued()
+        return result

@@ -1,0 +1,260 @@
+"""One job, start to end: infer, write the SR and heatmaps, deliver, record every attempt.
+
+A retried job whose results were already written skips straight to delivery, and only
+to the destinations that have not accepted them yet; result UIDs are deterministic, so
+even a re-run of inference replaces rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.filewriter import dcmwrite
+from sqlalchemy import select
+
+import sr_writer
+from ai.registry import ModelRegistry
+from dicom_node import metrics
+from dicom_node.db import Database
+from dicom_node.delivery import deliver
+from dicom_node.delivery.retry import RetryPolicy, delay
+from dicom_node.index.tables import Instance
+from dicom_node.jobs.convert import image_results
+from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState, utcnow
+from dicom_node.jobs.queue import Claim, JobQueue
+from dicom_node.settings.root import NodeConfig
+from dicom_node.store.writer import InstanceStore, safe_component
+
+log = logging.getLogger(__name__)
+
+
+class PermanentJobError(Exception):
+    """A fault retrying cannot mend (unknown model or destination, unreadable input)."""
+
+
+class JobCancelled(Exception):
+    """An admin cancelled the job while it ran."""
+
+
+@dataclass(frozen=True)
+class Output:
+    kind: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    path: str
+
+
+def _encode(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
+class JobRunner:
+    """Runs claimed jobs; the executor calls it once per claim."""
+
+    def __init__(
+        self,
+        db: Database,
+        queue: JobQueue,
+        store: InstanceStore,
+        registry: ModelRegistry,
+        config: Callable[[], NodeConfig],
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.store = store
+        self.registry = registry
+        self.config = config
+        self.results_dir = store.root / "results"
+
+    # -- entry point ----------------------------------------------------------------
+    def __call__(self, claim: Claim) -> None:
+        policy = self.config().jobs.retry
+        try:
+            outputs = self._outputs(claim)
+            if outputs is None:
+                outputs = self._produce(claim)
+            self._check(claim)
+            self.queue.mark(claim, state=JobState.DELIVERING)
+            self._deliver(claim, outputs, policy)
+        except JobCancelled:
+            log.info("job %s cancelled; stopped", claim.job_id)
+        except PermanentJobError as exc:
+            self.queue.fail(claim, str(exc), permanent=True, backoff=lambda n: 0)
+            metrics.JOBS_FINISHED.labels("dead").inc()
+        except Exception as exc:  # transient unless proven otherwise
+            log.exception("job %s attempt %s failed", claim.job_id, claim.attempt)
+            state = self.queue.fail(claim, f"{type(exc).__name__}: {exc}", permanent=False,
+                                    backoff=lambda n: delay(policy, n))
+            metrics.JOBS_FINISHED.labels(state.value).inc()
+
+    def crashed(self, claim: Claim, exc: BaseException) -> None:
+        """Executor hook for an exception that escaped ``__call__`` (a bug)."""
+        policy = self.config().jobs.retry
+        self.queue.fail(claim, f"internal error: {exc!r}", permanent=False,
+                        backoff=lambda n: delay(policy, n))
+
+    # -- stages ---------------------------------------------------------------------
+    def _check(self, claim: Claim) -> None:
+        if self.queue.is_cancelled(claim.job_id):
+            raise JobCancelled
+
+    def _load_job(self, job_id: int) -> Job:
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            s.expunge(job)
+            return job
+
+    def _outputs(self, claim: Claim) -> list[Output] | None:
+        """Outputs written by an earlier attempt, if they are all still on disk."""
+        if not claim.resume_delivery:
+            return None
+        with self.db.session() as s:
+            rows = s.scalars(select(JobOutput).where(JobOutput.job_id == claim.job_id)).all()
+            outputs = [Output(r.kind, r.sop_class_uid, r.sop_instance_uid, r.path) for r in rows]
+        if outputs and all(Path(o.path).is_file() for o in outputs):
+            log.info("job %s: results already written, resuming delivery", claim.job_id)
+            return outputs
+        return None
+
+    def _inputs(self, job: Job) -> list[Instance]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(Instance).where(Instance.sop_instance_uid.in_(job.instance_uids))
+            ).all()
+            for r in rows:
+                s.expunge(r)
+        by_uid = {r.sop_instance_uid: r for r in rows}
+        missing = [u for u in job.instance_uids if u not in by_uid]
+        if missing:
+            raise PermanentJobError(
+                f"{len(missing)} input instance(s) are no longer stored (e.g. {missing[0]})"
+            )
+        return [by_uid[u] for u in job.instance_uids]
+
+    def _produce(self, claim: Claim) -> list[Output]:
+        job = self._load_job(claim.job_id)
+        inputs = self._inputs(job)
+        if job.action == "forward":
+            outputs = [Output("forward", r.sop_class_uid, r.sop_instance_uid, r.path)
+                       for r in inputs]
+        else:
+            outputs = []
+            for name in job.models:
+                outputs += self._infer_and_write(claim, job, name, inputs)
+        self._record_outputs(claim, outputs)
+        return outputs
+
+    def _infer_and_write(self, claim: Claim, job: Job, model_name: str,
+                         inputs: Sequence[Instance]) -> list[Output]:
+        try:
+            model = self.registry.get(model_name)
+        except KeyError as exc:
+            raise PermanentJobError(
+                f"model {model_name!r} is not loaded ({exc}); see `dicom-node models list`"
+            ) from exc
+        sources: list[Dataset] = []
+        skipped: list[str] = []
+        for row in inputs:
+            try:
+                ds = dcmread(row.path)
+            except Exception as exc:
+                raise PermanentJobError(f"cannot read stored input {row.path}: {exc}") from exc
+            ok, reason = model.applies_to(ds)
+            if ok:
+                sources.append(ds)
+            else:
+                skipped.append(f"{row.sop_instance_uid}: {reason}")
+        if not sources:
+            raise PermanentJobError(
+                f"no input image fits model {model_name!r}: " + "; ".join(skipped[:3])
+            )
+        started = time.monotonic()
+        results = [r for ds in sources for r in model.infer(ds)]
+        metrics.INFERENCE_SECONDS.labels(model_name).observe(time.monotonic() - started)
+        self.queue.mark(claim, inferred_at=utcnow())
+        log.info("job %s study %s: %s ran on %d image(s) via %s", claim.job_id, job.study_uid,
+                 model_name, len(sources), model.provider)
+        self._check(claim)
+        options = self.config().results.write_options()
+        objects = sr_writer.write_results(sources, image_results(results), options)
+        outputs = []
+        for kind, ds in [("sr", objects.sr), *(("heatmap", h) for h in objects.heatmaps),
+                         *([("card", objects.card)] if objects.card is not None else [])]:
+            path = (self.results_dir / safe_component(ds.StudyInstanceUID)
+                    / safe_component(ds.SeriesInstanceUID)
+                    / f"{safe_component(ds.SOPInstanceUID)}.dcm")
+            self.store.write(path, [_encode(ds)])
+            outputs.append(Output(kind, ds.SOPClassUID, ds.SOPInstanceUID, str(path)))
+        self.queue.mark(claim, written_at=utcnow())
+        log.info("job %s study %s: wrote SR + %d heatmap(s)%s", claim.job_id, job.study_uid,
+                 len(objects.heatmaps), " + findings card" if objects.card is not None else "")
+        return outputs
+
+    def _record_outputs(self, claim: Claim, outputs: Sequence[Output]) -> None:
+        with self.db.session() as s:
+            existing = {o.sop_instance_uid: o for o in s.scalars(
+                select(JobOutput).where(JobOutput.job_id == claim.job_id))}
+            for o in outputs:
+                row = existing.get(o.sop_instance_uid)
+                if row is None:
+                    s.add(JobOutput(job_id=claim.job_id, kind=o.kind, path=o.path,
+                                    sop_class_uid=o.sop_class_uid,
+                                    sop_instance_uid=o.sop_instance_uid))
+                else:
+                    row.path, row.kind = o.path, o.kind
+
+    def _deliver(self, claim: Claim, outputs: Sequence[Output], policy: RetryPolicy) -> None:
+        job = self._load_job(claim.job_id)
+        config = self.config()
+        by_name = {d.name: d for d in config.destinations}
+        files = [o.path for o in outputs]
+        transient: list[str] = []
+        permanent: list[str] = []
+        for name in job.destinations:
+            if name in claim.delivered:
+                continue
+            self._check(claim)
+            dest = by_name.get(name)
+            if dest is None:
+                permanent.append(f"destination {name!r} is not configured")
+                continue
+            report = deliver(dest, files, priority="stat" if job.priority == 0 else "routine")
+            self._record_attempt(claim, report)
+            metrics.DELIVERY_ATTEMPTS.labels(name, report.status).inc()
+            if report.status == "transient":
+                transient.append(f"{name}: {report.summary()}")
+            elif report.status == "permanent":
+                permanent.append(f"{name}: {report.summary()}")
+            else:
+                log.info("job %s study %s: %d object(s) delivered to %s", claim.job_id,
+                         job.study_uid, len(files), name)
+        if permanent:
+            raise PermanentJobError("; ".join(permanent + transient))
+        if transient:
+            raise RuntimeError("delivery failed: " + "; ".join(transient))
+        self.queue.finish(claim)
+        metrics.JOBS_FINISHED.labels("done").inc()
+
+    def _record_attempt(self, claim: Claim, report) -> None:  # noqa: ANN001 - DeliveryReport
+        statuses = {
+            o.sop_instance_uid: {"outcome": o.outcome, "code": o.code, "error": o.error}
+            for o in report.outcomes
+        }
+        with self.db.session() as s:
+            s.add(DeliveryAttempt(
+                job_id=claim.job_id, destination=report.destination,
+                started_at=report.started_at, finished_at=report.finished_at or utcnow(),
+                outcome=report.status, sent=len(report.outcomes),
+                accepted=len(report.delivered), statuses=statuses,
+                error=report.error or (report.summary() if not report.ok else None),
+            ))

@@ -1,0 +1,123 @@
+"""Scheduled clean-up: old finished jobs with their results, and old received instances.
+
+Never deletes an instance that a pending job (queued, running, delivering, failed) still
+needs, nor one whose group has not been routed yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import delete, select
+
+from dicom_node.db import Database
+from dicom_node.index.tables import COMPLETE, OPEN, Group, Instance
+from dicom_node.jobs.models import (
+    ACTIVE_STATES,
+    DeliveryAttempt,
+    Job,
+    JobOutput,
+    JobState,
+    utcnow,
+)
+from dicom_node.settings.jobs import RetentionSettings
+
+log = logging.getLogger(__name__)
+
+_FINISHED = (JobState.DONE, JobState.DEAD, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    jobs: int = 0
+    results: int = 0
+    instances: int = 0
+    bytes_freed: int = 0
+
+
+def _unlink(path: str) -> int:
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        p.unlink()
+        return size
+    except FileNotFoundError:
+        return 0
+
+
+class Retention:
+    """Deletes what the ``jobs.retention`` settings say is old enough."""
+
+    def __init__(self, db: Database, settings: Callable[[], RetentionSettings]) -> None:
+        self.db = db
+        self.settings = settings
+        self._scheduler: BackgroundScheduler | None = None
+
+    def run_once(self, now: dt.datetime | None = None) -> RetentionReport:
+        """One clean-up pass; safe to run while the node serves."""
+        now = now or utcnow()
+        cfg = self.settings()
+        jobs = results = instances = freed = 0
+        if cfg.jobs_days is not None:
+            cutoff = now - dt.timedelta(days=cfg.jobs_days)
+            with self.db.session() as s:
+                old = s.scalars(select(Job.id).where(Job.state.in_(_FINISHED),
+                                                     Job.finished_at < cutoff)).all()
+                if old:
+                    outs = s.scalars(select(JobOutput).where(JobOutput.job_id.in_(old),
+                                                             JobOutput.kind != "forward")).all()
+                    for o in outs:
+                        freed += _unlink(o.path)
+                    results += len(outs)
+                    s.execute(delete(JobOutput).where(JobOutput.job_id.in_(old)))
+                    s.execute(delete(DeliveryAttempt).where(DeliveryAttempt.job_id.in_(old)))
+                    s.execute(delete(Job).where(Job.id.in_(old)))
+                    jobs = len(old)
+        if cfg.instances_days is not None:
+            cutoff = now - dt.timedelta(days=cfg.instances_days)
+            with self.db.session() as s:
+                needed: set[str] = set()
+                for uids in s.scalars(select(Job.instance_uids)
+                                      .where(Job.state.in_(ACTIVE_STATES))):
+                    needed.update(uids or [])
+                rows = s.execute(
+                    select(Instance.id, Instance.sop_instance_uid, Instance.path)
+                    .join(Group, Group.id == Instance.group_id)
+                    .where(Instance.received_at < cutoff,
+                           Group.state.not_in([OPEN, COMPLETE]))
+                ).all()
+                doomed = [r for r in rows if r.sop_instance_uid not in needed]
+                for r in doomed:
+                    freed += _unlink(r.path)
+                if doomed:
+                    s.execute(delete(Instance).where(Instance.id.in_([r.id for r in doomed])))
+                instances = len(doomed)
+        report = RetentionReport(jobs, results, instances, freed)
+        if jobs or instances:
+            log.info("retention: deleted %d job(s) with %d result file(s), %d instance(s); "
+                     "%.1f MB freed", jobs, results, instances, freed / 1e6)
+        return report
+
+    def start(self) -> None:
+        """Run every ``interval_minutes`` in a background scheduler."""
+        self._scheduler = BackgroundScheduler(daemon=True)
+        self._scheduler.add_job(self._safe_run, "interval",
+                                minutes=self.settings().interval_minutes,
+                                id="retention", max_instances=1, coalesce=True)
+        self._scheduler.start()
+
+    def _safe_run(self) -> None:
+        try:
+            self.run_once()
+        except Exception:
+            log.exception("retention pass failed; it will run again at the next interval")
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None

@@ -1,0 +1,104 @@
+"""The job side of ``serve``: models, routing of completed groups, workers, clean-up.
+
+Attaches to a node's database, store and assembler; reads the configuration through a
+callable so that a reload takes effect for the next group and the next job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ai.registry import ModelRegistry
+from dicom_node.assembly import Assembler
+from dicom_node.db import Database
+from dicom_node.jobs.dispatcher import Dispatcher
+from dicom_node.jobs.executor import LocalExecutor
+from dicom_node.jobs.pipeline import JobRunner
+from dicom_node.jobs.queue import JobQueue
+from dicom_node.jobs.retention import Retention
+from dicom_node.settings.root import NodeConfig
+from dicom_node.settings.routes import MatchSpec, RouteRule
+from dicom_node.store.writer import InstanceStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RULE = "default"
+
+
+def load_registry(config: NodeConfig) -> ModelRegistry:
+    """Every model package the configuration names (plus the bundled demo)."""
+    settings = config.models
+    models_dir = settings.resolved_models_dir(Path(config.data_dir))
+    return ModelRegistry.load(
+        package_dirs=settings.packages,
+        cache_dir=models_dir,
+        include_bundled=settings.bundled,
+        options=settings.runtime_options(),
+        models_dir=models_dir,
+    )
+
+
+def default_rules(config: NodeConfig, registry: ModelRegistry) -> list[RouteRule]:
+    """With no ``routes:`` configured: run each loaded model on the images its manifest
+    applies to and send the results to every configured destination."""
+    rules = []
+    for name, model in sorted(registry.models.items()):
+        applies = model.package.manifest.applies_to
+        rules.append(RouteRule(
+            name=f"{DEFAULT_RULE}:{name}",
+            match=MatchSpec(modality=applies.modalities or None,
+                            body_part=applies.body_parts or None),
+            action="infer",
+            models=[name],
+            destinations=[d.name for d in config.destinations],
+            **{"continue": True},
+        ))
+    return rules
+
+
+class JobService:
+    """Builds and runs the dispatcher, the executor and the retention schedule."""
+
+    def __init__(
+        self,
+        config: Callable[[], NodeConfig],
+        db: Database,
+        store: InstanceStore,
+        assembler: Assembler,
+        registry: ModelRegistry | None = None,
+    ) -> None:
+        self.config = config
+        cfg = config()
+        self.registry = registry if registry is not None else load_registry(cfg)
+        self.queue = JobQueue(db, lease_seconds=cfg.jobs.lease_seconds)
+        self.runner = JobRunner(db, self.queue, store, self.registry, config)
+        self.executor = LocalExecutor(self.queue, self.runner, workers=cfg.jobs.workers,
+                                      on_crash=self.runner.crashed)
+        self.dispatcher = Dispatcher(
+            db, self.queue, self.rules,
+            max_attempts=lambda: self.config().jobs.retry.max_attempts,
+            on_queued=self.executor.wake,
+        )
+        assembler.on_complete(self.dispatcher.dispatch)
+        self.retention = Retention(db, lambda: self.config().jobs.retention)
+
+    def rules(self) -> Sequence[RouteRule]:
+        """The configured routes, or the built-in default rules when there are none."""
+        cfg = self.config()
+        return cfg.routes or default_rules(cfg, self.registry)
+
+    def start(self) -> None:
+        """Route groups a crash left complete, then start workers and the clean-up."""
+        self.executor.start()
+        swept = self.dispatcher.sweep()
+        if swept:
+            log.info("routed %d group(s) completed before the last shutdown", swept)
+        self.retention.start()
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop the clean-up, let workers finish what they hold, close the models."""
+        self.retention.stop()
+        self.executor.stop(timeout=grace)
+        self.registry.close()

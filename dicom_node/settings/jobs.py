@@ -1,0 +1,70 @@
+"""``jobs:`` and ``results:`` sections: how jobs run and retry, what results look like."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dicom_node import __version__
+from dicom_node.delivery.retry import RetryPolicy
+from sr_writer import WriteOptions
+
+
+class RetentionSettings(BaseModel):
+    """What the scheduled clean-up deletes. ``None`` keeps forever."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances_days: float | None = Field(
+        30, gt=0, description="Delete received instances older than this (never a pending "
+        "job's inputs).")
+    jobs_days: float | None = Field(
+        90, gt=0, description="Delete finished jobs (done, dead, cancelled) and their "
+        "written results older than this.")
+    interval_minutes: float = Field(60, gt=0, description="How often the clean-up runs.")
+
+
+class JobsSettings(BaseModel):
+    """The embedded executor and the retry policy of every job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int = Field(2, ge=1, le=64, description="Worker threads in `serve`.")
+    lease_seconds: float = Field(
+        120, gt=0, description="A running job whose worker has not reported for this long "
+        "is queued again (its worker died).")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+
+class ResultsSettings(BaseModel):
+    """What the SR and the Secondary Capture images contain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sr_labels: Literal["all", "positive"] = Field(
+        "all", description="All labels in the SR, or only positive findings plus a "
+        "'no finding above threshold' statement.")
+    heatmaps: Literal["top", "positive", "none"] = Field(
+        "top", description="Heatmap of the top finding, of each positive finding, or none.")
+    findings_card: bool = Field(True, description="Also write the summary 'findings card' SC.")
+    caution: str | None = Field(
+        None, description="Burned-in caution line; default for demo models: 'AI result — "
+        "not for diagnostic use'.")
+    max_output_size: int = Field(1024, ge=256, le=8192,
+                                 description="Longest side of a written SC, in pixels.")
+    institution_name: str | None = None
+
+    def write_options(self) -> WriteOptions:
+        """The writer's options (with ``caution`` unset it picks the demo line for demo
+        models itself)."""
+        return WriteOptions(
+            sr_labels=self.sr_labels,
+            heatmaps=self.heatmaps,
+            findings_card=self.findings_card,
+            caution=self.caution,
+            max_output_size=self.max_output_size,
+            software_version=__version__,
+            institution_name=self.institution_name,
+        )
