@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dicom_node import __version__
-from dicom_node.cli import config_cmd, models, results, route, serve, studies
+from dicom_node.cli import config_cmd, jobs, models, results, route, serve, studies
 
 app = typer.Typer(
     name="dicom-node",
@@ -36,6 +36,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(models.app, name="models")
 app.add_typer(results.app, name="results")
 app.add_typer(route.app, name="route")
+app.add_typer(jobs.app, name="jobs")
 
 
 def main() -> None:

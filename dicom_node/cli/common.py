@@ -1,0 +1,37 @@
+"""Options and helpers shared by the admin commands that read a node's database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dicom_node.db import Database
+from dicom_node.settings.root import ConfigError, NodeConfig, load_config
+
+CONFIG_OPT = typer.Option(None, "--config", "-c", help="Node configuration file (YAML).")
+DATA_DIR_OPT = typer.Option(None, "--data-dir", help="Data directory (overrides the config).")
+
+
+def load_node_config(config: Path | None, data_dir: Path | None) -> NodeConfig:
+    """The node's configuration, or exit 2 naming every bad key."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"data_dir": data_dir})
+    return cfg
+
+
+def open_database(config: Path | None, data_dir: Path | None) -> Database:
+    """The node's index database, with every table created (read-only use is fine)."""
+    from dicom_node.index import tables  # noqa: F401  (registers tables)
+    from dicom_node.jobs import models  # noqa: F401
+    from dicom_node.node import database_url
+
+    cfg = load_node_config(config, data_dir)
+    db = Database(database_url(cfg))
+    db.create_all()
+    return db

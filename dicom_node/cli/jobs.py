@@ -1,0 +1,124 @@
+"""``dicom-node jobs list|show|retry|cancel``: what happened to every study's jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+from sqlalchemy import func, select
+
+from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, open_database
+from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState
+from dicom_node.jobs.queue import JobQueue
+
+app = typer.Typer(no_args_is_help=True, help="List, inspect, retry and cancel jobs.")
+console = Console()
+
+_STATE_STYLE = {
+    "queued": "cyan", "running": "yellow", "delivering": "yellow", "failed": "magenta",
+    "done": "green", "dead": "bold red", "cancelled": "dim",
+}
+_STAGES = ("received_at", "complete_at", "created_at", "started_at", "inferred_at",
+           "written_at", "delivered_at", "finished_at")
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _state(state: str) -> str:
+    return f"[{_STATE_STYLE.get(state, '')}]{state}[/]"
+
+
+@app.command("list")
+def list_jobs(
+    state: list[str] = typer.Option([], "--state", "-s",
+                                    help="Only these states (repeatable), e.g. -s dead."),
+    limit: int = typer.Option(50, help="Newest N jobs."),
+    config: Path | None = CONFIG_OPT,
+    data_dir: Path | None = DATA_DIR_OPT,
+) -> None:
+    """Newest jobs first, with their state, attempts and last error."""
+    bad = [s for s in state if s not in {m.value for m in JobState}]
+    if bad:
+        console.print(f"[red]unknown state {bad[0]!r}[/red]; one of: "
+                      + ", ".join(m.value for m in JobState))
+        raise typer.Exit(2)
+    db = open_database(config, data_dir)
+    with db.session() as s:
+        q = select(Job).order_by(Job.id.desc()).limit(limit)
+        if state:
+            q = q.where(Job.state.in_(state))
+        jobs = s.scalars(q).all()
+        counts = dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+    table = Table(title="jobs  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    for col in ("id", "study", "rule", "action", "state", "attempts", "created", "error"):
+        table.add_column(col, overflow="fold")
+    for j in jobs:
+        table.add_row(str(j.id), j.study_uid, j.rule_name, j.action, _state(j.state),
+                      f"{j.attempts}/{j.max_attempts}", _when(j.created_at),
+                      (j.error or "")[:80])
+    console.print(table)
+
+
+@app.command("show")
+def show_job(job_id: int, config: Path | None = CONFIG_OPT,
+             data_dir: Path | None = DATA_DIR_OPT) -> None:
+    """One job: its stages, outputs and every delivery attempt."""
+    db = open_database(config, data_dir)
+    with db.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            console.print(f"[red]no job {job_id}[/red]")
+            raise typer.Exit(1)
+        outputs = s.scalars(select(JobOutput).where(JobOutput.job_id == job_id)).all()
+        attempts = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.job_id == job_id)
+                             .order_by(DeliveryAttempt.id)).all()
+    tree = Tree(f"job {job.id}  {_state(job.state)}  study {job.study_uid}")
+    tree.add(f"rule {job.rule_name} ({job.action}), priority "
+             f"{'stat' if job.priority == 0 else 'routine'}, attempts "
+             f"{job.attempts}/{job.max_attempts}")
+    if job.models:
+        tree.add("models: " + ", ".join(job.models))
+    tree.add("destinations: " + (", ".join(job.destinations) or "(none: results kept here)"))
+    tree.add(f"inputs: {len(job.instance_uids)} instance(s)")
+    stages = tree.add("stages")
+    for name in _STAGES:
+        stages.add(f"{name.removesuffix('_at'):>10}  {_when(getattr(job, name))}")
+    if job.next_attempt_at and job.state == JobState.FAILED:
+        tree.add(f"next attempt at {_when(job.next_attempt_at)}")
+    if job.error:
+        tree.add(f"[red]error:[/red] {job.error}")
+    outs = tree.add(f"outputs ({len(outputs)})")
+    for o in outputs:
+        outs.add(f"{o.kind:8} {o.sop_instance_uid}  {o.path}")
+    atts = tree.add(f"delivery attempts ({len(attempts)})")
+    for a in attempts:
+        style = "green" if a.outcome == "delivered" else "red"
+        atts.add(f"{_when(a.started_at)}  {a.destination}: [{style}]{a.outcome}[/] "
+                 f"{a.accepted}/{a.sent}" + (f"  {a.error}" if a.error else ""))
+    console.print(tree)
+
+
+@app.command("retry")
+def retry_job(job_id: int, config: Path | None = CONFIG_OPT,
+              data_dir: Path | None = DATA_DIR_OPT) -> None:
+    """Queue a dead, failed or cancelled job again (attempts start over)."""
+    if not JobQueue(open_database(config, data_dir)).retry(job_id):
+        console.print(f"[red]job {job_id} is not dead, failed or cancelled[/red]")
+        raise typer.Exit(1)
+    console.print(f"job {job_id} queued again; a running node picks it up")
+
+
+@app.command("cancel")
+def cancel_job(job_id: int, config: Path | None = CONFIG_OPT,
+               data_dir: Path | None = DATA_DIR_OPT) -> None:
+    """Cancel a job that has not finished; a worker holding it stops before delivering."""
+    if not JobQueue(open_database(config, data_dir)).cancel(job_id):
+        console.print(f"[red]job {job_id} has already finished (or does not exist)[/red]")
+        raise typer.Exit(1)
+    console.print(f"job {job_id} cancelled")
