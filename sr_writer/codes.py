@@ -23,13 +23,10 @@ PRESENT = CodedConcept("52101004", "SCT", "Present")
 ABSENT = CodedConcept("272519000", "SCT", "Absent")
 FINDING = CodedConcept("121071", "DCM", "Finding")
 
-# Statement used when only positives are written and there are none. There is no
-# standard code for "no finding above the model's threshold", hence a private one
-# (coding scheme designator starting with "99", as PS3.16 requires).
-PRIVATE_SCHEME = "99DCMNODE"
-NO_FINDING_ABOVE_THRESHOLD = CodedConcept(
-    "NOFINDING", PRIVATE_SCHEME, "No finding above threshold"
-)
+# Statement used when only positives are written and there are none: the CAD
+# processing summary (CID 6047) "all algorithms succeeded; without findings".
+CAD_PROCESSING_SUMMARY = CodedConcept("111017", "DCM", "CAD Processing and Findings Summary")
+WITHOUT_FINDINGS = CodedConcept("111241", "DCM", "All algorithms succeeded; without findings")
 
 # Purpose of reference of the source image of a derived SC (CID 7202).
 SOURCE_IMAGE_FOR_PROCESSING = CodedConcept(

@@ -122,6 +122,9 @@ def append_algorithm_equipment(ds: Dataset, model: ModelIdentity, when: dt.datet
     item.ContributionDateTime = when.strftime("%Y%m%d%H%M%S")
     item.ContributionDescription = f"AI inference: {model.name} {model.version}"[:64]
     existing = list(ds.get("ContributingEquipmentSequence", []))
+    for other in existing:  # highdicom stamps its own item with the current time
+        if "ContributionDateTime" in other:
+            other.ContributionDateTime = item.ContributionDateTime
     ds.ContributingEquipmentSequence = DicomSequence([*existing, item])
 
 

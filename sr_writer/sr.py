@@ -73,7 +73,7 @@ def _label_group(
     finding = c.concept(label.code)
     tracking = TrackingIdentifier(
         uid=uids.tracking(result.sop_instance_uid, result.frame, label.name),
-        identifier=f"{label.name}{where}"[:64],
+        identifier=f"{label.code.meaning}{where}"[:64],
     )
     probability = Measurement(
         name=c.CERTAINTY_OF_FINDING,
@@ -105,13 +105,13 @@ def _no_finding_group(
         ),
         algorithm_id=_algorithm(result.model, None),
         qualitative_evaluations=[
-            QualitativeEvaluation(name=c.FINDING, value=c.NO_FINDING_ABOVE_THRESHOLD)
+            QualitativeEvaluation(name=c.CAD_PROCESSING_SUMMARY, value=c.WITHOUT_FINDINGS)
         ],
         source_images=[_source_item(header, result.frame)],
     )
     comment = hd.sr.TextContentItem(
         name=codes.DCM.Comment,
-        value=f"Labels evaluated, none at or above its threshold: {names}"[:1024],
+        value=f"No finding above threshold. Labels evaluated: {names}"[:1024],
         relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
     )
     group[0].ContentSequence.append(comment)
