@@ -1,19 +1,23 @@
 """Deterministic UIDs for result objects.
 
-A result UID is a 2.25 UID (UUID-derived, PS3.5 B.2) computed by pydicom's
-``generate_uid(prefix=None, entropy_srcs=...)`` from the source instance UIDs, the
-model's name, version and device UID, and the role of the object. Re-processing the
+A result UID is a 2.25 UID (PS3.5 B.2) of a name-based UUID (RFC 4122 version 5,
+SHA-1) of the source instance UIDs, the model's name, version and device UID, and the
+role of the object. (pydicom's ``generate_uid(prefix=None, ...)`` ignores its entropy
+sources and returns a random UUID, so it cannot be used here.) Re-processing the
 same inputs with the same model therefore yields the same UIDs, and a new model
 version (or new weights with a new device UID) yields new ones.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
-from pydicom.uid import generate_uid
+from pydicom.uid import UID
 
 from sr_writer.inputs import ModelIdentity
+
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicom-node:sr_writer:result-uids")
 
 
 class ResultUIDs:
@@ -30,7 +34,8 @@ class ResultUIDs:
 
     def uid(self, *role: object) -> str:
         """The UID for the object playing ``role`` (e.g. ``"sr-series"``)."""
-        return generate_uid(prefix=None, entropy_srcs=[*self._base, *map(str, role)])
+        name = "\x1f".join([*self._base, *map(str, role)])
+        return UID(f"2.25.{uuid.uuid5(NAMESPACE, name).int}")
 
     @property
     def sr_series(self) -> str:
