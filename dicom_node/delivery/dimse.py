@@ -175,7 +175,19 @@ class DimseDeliverer:
         ]
         try:
             for n, item in enumerate(items):
-                report.outcomes.append(self._send_one(assoc, item, n, priority))
+                outcome = self._send_one(assoc, item, n, priority)
+                report.outcomes.append(outcome)
+                if outcome.code is None and outcome.outcome == "transient":
+                    # No response: the peer aborted or timed out. Don't wait on it again.
+                    if assoc.is_established:
+                        assoc.abort()
+                    report.error_kind = "association_aborted"
+                    report.error = outcome.error
+                    report.outcomes.extend(
+                        InstanceOutcome(str(i.path), i.sop_instance_uid, "transient",
+                                        error="not sent: association ended after a failure")
+                        for i in items[n + 1:])
+                    break
         finally:
             if assoc.is_established:
                 assoc.release()

@@ -138,8 +138,9 @@ def read_send_items(paths: list[Path] | tuple[Path, ...]
             ds = dcmread(path, stop_before_pixels=True,
                          specific_tags=["SOPClassUID", "SOPInstanceUID"])
             meta = ds.file_meta
-            sop_class = str(meta.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID") or "")
-            sop_uid = str(meta.get("MediaStorageSOPInstanceUID") or ds.get("SOPInstanceUID")
+            # The dataset's own UIDs are what C-STORE sends; the file meta is the fallback.
+            sop_class = str(ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID") or "")
+            sop_uid = str(ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")
                           or "")
             ts = str(meta.get("TransferSyntaxUID") or "")
             missing = [n for n, v in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_uid),

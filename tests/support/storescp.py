@@ -24,6 +24,30 @@ from tests.support.ports import free_port, wait_for_port
 STORESCP = shutil.which("storescp") or "/usr/bin/storescp"
 
 
+def _listening(port: int) -> bool:
+    """Whether something listens on ``port``, without connecting to it.
+
+    A test connection would make storescp log a failed association; reading the kernel's
+    socket table does not. Falls back to a connection where /proc is missing.
+    """
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        try:
+            wait_for_port(port, timeout=0.2)
+            return True
+        except TimeoutError:
+            return False
+    want = f":{port:04X}"
+    for table in tables:
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[1].endswith(want) and fields[3] == "0A":  # LISTEN
+                return True
+    return False
+
+
 class StoreSCP:
     """A DCMTK storescp process on a free loopback port writing into ``workdir/in``."""
 
@@ -67,14 +91,13 @@ class StoreSCP:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"storescp exited with {self.proc.returncode}:\n"
                                    f"{self.log_tail()}")
-            try:
-                wait_for_port(self.port, timeout=0.5)
+            if _listening(self.port):
                 return self
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise TimeoutError(f"storescp not listening on {self.port}:\n"
-                                       f"{self.log_tail()}") from None
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"storescp not listening on {self.port}:\n"
+                                   f"{self.log_tail()}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Terminate the process (kill after 5 s); the port becomes free."""
@@ -129,3 +152,25 @@ class StoreSCP:
         if exc_type is not None:
             print(f"--- storescp log ({self.log_path}) ---\n{self.log_tail(80)}", file=sys.stderr)
         self.stop()
+
+
+def proposed_contexts(log: str) -> list[list[tuple[str, list[str]]]]:
+    """Per association in a ``-v +v`` storescp log: the proposed (abstract syntax, [TS…]).
+
+    Names are DCMTK's (``=CTImageStorage``, ``=LittleEndianExplicit``) without the ``=``.
+    """
+    associations: list[list[tuple[str, list[str]]]] = []
+    current: list[tuple[str, list[str]]] | None = None
+    for raw in log.splitlines():
+        line = raw.removeprefix("I:").strip()
+        if "BEGIN A-ASSOCIATE-RQ" in line:
+            current = []
+        elif "END A-ASSOCIATE-RQ" in line:
+            if current is not None:
+                associations.append(current)
+            current = None
+        elif current is not None and line.startswith("Abstract Syntax:"):
+            current.append((line.split(":", 1)[1].strip().lstrip("="), []))
+        elif current is not None and current and line.startswith("=") and ":" not in line:
+            current[-1][1].append(line.lstrip("="))
+    return associations
