@@ -103,7 +103,7 @@ def voi(x: np.ndarray, ds: Dataset, spec: WindowSpec, stored: np.ndarray | None 
         if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
             item = ds.VOILUTSequence[0]
             try:
-                out = apply_voi(x, ds, index=0)
+                out = apply_voi(np.rint(x).astype(np.int64), ds, index=0)
                 bits = int(item.LUTDescriptor[2])
             except Exception as exc:
                 raise PreprocessError(f"VOILUTSequence[0]: {exc}") from exc

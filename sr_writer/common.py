@@ -1,0 +1,169 @@
+"""What every result object shares: study placement, timestamps, equipment."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from sr_writer.codes import PROCESSING_ALGORITHM
+from sr_writer.inputs import ModelIdentity
+from sr_writer.options import DEFAULT_CAUTION, DEMO_CAUTION, WriteOptions
+
+# Patient and General Study attributes copied verbatim from the source (when present)
+# on top of what highdicom copies itself.
+EXTRA_PATIENT_STUDY = (
+    "IssuerOfPatientID",
+    "OtherPatientIDsSequence",
+    "PatientBirthTime",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "StudyDescription",
+)
+# Type 2 attributes highdicom reads from the source; absent ones are written empty.
+TYPE2_DEFAULTS = {
+    "PatientBirthDate": "",
+    "PatientSex": "",
+    "AccessionNumber": "",
+    "StudyID": "",
+    "StudyDate": "",
+    "StudyTime": "",
+    "ReferringPhysicianName": "",
+}
+HEADER_ATTRIBUTES = (
+    "SpecificCharacterSet",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PatientID",
+    "PatientName",
+    "Modality",
+    "BodyPartExamined",
+    "Laterality",
+    "FrameOfReferenceUID",
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "PixelRepresentation",
+    "PatientOrientation",
+    "ImagerPixelSpacing",
+    "PixelSpacing",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "SliceThickness",
+    *TYPE2_DEFAULTS,
+    *EXTRA_PATIENT_STUDY,
+)
+
+
+def header(ds: Dataset) -> Dataset:
+    """A pixel-free copy of the source attributes the writers need (type 2 filled)."""
+    out = Dataset()
+    for keyword in HEADER_ATTRIBUTES:
+        if keyword in ds:
+            out[keyword] = ds[keyword]
+    for keyword, empty in TYPE2_DEFAULTS.items():
+        if keyword not in out:
+            setattr(out, keyword, empty)
+    return out
+
+
+def copy_extra_patient_study(target: Dataset, source: Dataset) -> None:
+    """Copy the Patient/Study attributes highdicom does not copy itself."""
+    for keyword in EXTRA_PATIENT_STUDY:
+        if keyword in source and source[keyword].value not in (None, ""):
+            target[keyword] = source[keyword]
+
+
+def created_at(options: WriteOptions) -> dt.datetime:
+    """The timestamp written into every object (see ``WriteOptions.created_at``)."""
+    when = options.created_at or dt.datetime.now(dt.UTC)
+    return when.replace(microsecond=0, tzinfo=None)
+
+
+def set_times(ds: Dataset, when: dt.datetime, *keywords_pairs: tuple[str, str]) -> None:
+    """Overwrite the (date, time) attribute pairs with ``when``."""
+    for date_kw, time_kw in keywords_pairs:
+        setattr(ds, date_kw, when.strftime("%Y%m%d"))
+        setattr(ds, time_kw, when.strftime("%H%M%S"))
+
+
+def caution_line(model: ModelIdentity, options: WriteOptions) -> str:
+    """The burned-in caution line for this model."""
+    if options.caution is not None:
+        return options.caution
+    return DEMO_CAUTION if model.demo else DEFAULT_CAUTION
+
+
+def series_description(model: ModelIdentity, kind: str) -> str:
+    """A Series Description (LO, 64 chars) that says AI output and names the model."""
+    text = f"AI {kind}: {model.name} {model.version}"
+    if model.demo:
+        text += " (demo)"
+    return text[:64]
+
+
+def append_algorithm_equipment(ds: Dataset, model: ModelIdentity, when: dt.datetime) -> None:
+    """Append the IHE AIR "Processing Algorithm" item to Contributing Equipment.
+
+    highdicom's ContributingEquipment refuses the 99IHE purpose code, so the item is
+    added after the object is built.
+    """
+    item = Dataset()
+    item.PurposeOfReferenceCodeSequence = [PROCESSING_ALGORITHM]
+    item.Manufacturer = model.manufacturer[:64]
+    item.ManufacturerModelName = model.name[:64]
+    item.SoftwareVersions = model.version[:64]
+    item.DeviceUID = model.device_uid
+    item.ContributionDateTime = when.strftime("%Y%m%d%H%M%S")
+    item.ContributionDescription = f"AI inference: {model.name} {model.version}"[:64]
+    existing = list(ds.get("ContributingEquipmentSequence", []))
+    for other in existing:  # highdicom stamps its own item with the current time
+        if "ContributionDateTime" in other:
+            other.ContributionDateTime = item.ContributionDateTime
+    ds.ContributingEquipmentSequence = DicomSequence([*existing, item])
+
+
+# Text in the results may mix the source's characters and the model's. Latin-1 when
+# that is enough (DCMTK's VR checker does not handle UTF-8 and warns), else UTF-8.
+CHARACTER_SET = "ISO_IR 192"
+_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
+             "UC", "UR", "UT"}
+
+
+def _latin1(ds: Dataset) -> bool:
+    for element in ds:
+        if element.VR == "SQ":
+            if not all(_latin1(item) for item in element.value):
+                return False
+        elif element.VR in _TEXT_VRS and element.value is not None:
+            values = element.value if element.VM > 1 else [element.value]
+            try:
+                for value in values:
+                    str(value).encode("latin-1")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+def settle_character_set(ds: Dataset) -> None:
+    """Set Specific Character Set to ISO_IR 100 if all text is Latin-1, else ISO_IR 192."""
+    ds.SpecificCharacterSet = "ISO_IR 100" if _latin1(ds) else "ISO_IR 192"
+
+
+def copy_laterality(target: Dataset, source: Dataset) -> None:
+    """Body Part Examined and Laterality (General Series) from the source.
+
+    Laterality is type 2C (paired body parts); without a body part or laterality in
+    the source it is written empty (unknown).
+    """
+    if source.get("BodyPartExamined"):
+        target.BodyPartExamined = source.BodyPartExamined
+    if source.get("Laterality"):
+        target.Laterality = source.Laterality
+    elif not source.get("BodyPartExamined"):
+        target.Laterality = None

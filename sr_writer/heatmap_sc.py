@@ -1,0 +1,106 @@
+"""Heatmap Secondary Capture images: the source windowed, the model's heatmap over it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+from pydicom.dataset import Dataset
+
+from sr_writer import render
+from sr_writer.common import caution_line
+from sr_writer.inputs import ImageResult, LabelResult
+from sr_writer.options import WriteOptions
+from sr_writer.sc_common import build_sc, patient_orientation
+from sr_writer.uids import ResultUIDs
+
+log = logging.getLogger(__name__)
+
+
+def select(results: Sequence[ImageResult], options: WriteOptions
+           ) -> list[tuple[ImageResult, LabelResult]]:
+    """The (image, label) pairs that get a heatmap SC, in a stable order."""
+    if options.heatmaps == "none":
+        return []
+    chosen: list[tuple[ImageResult, LabelResult]] = []
+    for result in results:
+        with_map = [label for label in result.labels if label.heatmap is not None]
+        if not with_map:
+            continue
+        if options.heatmaps == "top":
+            top = max(with_map, key=lambda label: (label.probability, label.positive))
+            chosen.append((result, top))
+        else:
+            chosen.extend((result, label) for label in with_map if label.positive)
+    if options.max_heatmap_images is not None:
+        ranked = sorted(
+            {id(r): r for r, _ in chosen}.values(),
+            key=lambda r: -max(label.probability for label in r.labels),
+        )
+        keep = {id(r) for r in ranked[: options.max_heatmap_images]}
+        chosen = [(r, label) for r, label in chosen if id(r) in keep]
+    return chosen
+
+
+def _scaled_spacing(source: Dataset, shape: tuple[int, int]) -> tuple[float, float] | None:
+    """The source's Pixel Spacing for the resized image (row, column spacing in mm)."""
+    spacing = source.get("PixelSpacing")
+    if spacing is None or len(spacing) != 2:
+        return None
+    return (
+        float(spacing[0]) * int(source.Rows) / shape[0],
+        float(spacing[1]) * int(source.Columns) / shape[1],
+    )
+
+
+def build_heatmap(
+    source: Dataset,
+    header: Dataset,
+    result: ImageResult,
+    label: LabelResult,
+    *,
+    options: WriteOptions,
+    uids: ResultUIDs,
+    instance_number: int,
+    when: dt.datetime,
+) -> Dataset:
+    """One heatmap SC for ``label`` of ``result`` over ``source``."""
+    assert label.heatmap is not None and label.code is not None
+    model = result.model
+    rows, cols = int(source.Rows), int(source.Columns)
+    shape = render.output_shape(rows, cols, options.max_output_size)
+    grey = render.window_for_display(source, result.frame, shape)
+    heat = render.upsample_heatmap(label.heatmap, shape)
+    image = render.blend(grey, heat, options.heatmap_opacity, options.heatmap_floor)
+    decision = "POSITIVE" if label.positive else "negative"
+    lines = [
+        (f"{label.code.meaning}: {label.probability:.2f} "
+         f"(threshold {label.threshold:.2f}) \u2014 {decision}",
+         render.POSITIVE if label.positive else render.NEGATIVE, True),
+        (f"Model: {model.name} {model.version} ({model.manufacturer})", render.TEXT, False),
+        (caution_line(model, options), render.CAUTION, True),
+    ]
+    pixels = render.compose(image, lines, legend=True, floor=options.heatmap_floor)
+    factor = rows / shape[0]
+    sc = build_sc(
+        pixels,
+        header,
+        [(source, result.frame)],
+        model=model,
+        options=options,
+        series_uid=uids.sc_series,
+        sop_uid=uids.heatmap_instance(result.sop_instance_uid, result.frame, label.name),
+        instance_number=instance_number,
+        when=when,
+        orientation=patient_orientation(source),
+        pixel_spacing=_scaled_spacing(source, shape),
+        derivation=(
+            f"Source windowed for display and resized by 1/{factor:.3g}; heatmap of "
+            f"{label.name} from {model.name} {model.version} blended over it; "
+            "text and legend burned in below the image"
+        ),
+    )
+    log.info("heatmap SC built source=%s label=%s size=%dx%d sop=%s",
+             result.sop_instance_uid, label.name, sc.Columns, sc.Rows, sc.SOPInstanceUID)
+    return sc

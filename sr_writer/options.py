@@ -1,0 +1,59 @@
+"""Options for the result writers (all have safe defaults)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+DEMO_CAUTION = "AI result \u2014 not for diagnostic use"
+DEFAULT_CAUTION = "AI result \u2014 to be reviewed by a radiologist"
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How the SR and the Secondary Capture images are written.
+
+    Attributes:
+        sr_labels: ``"all"`` writes one measurement group per label (default);
+            ``"positive"`` writes only labels at or above their threshold, plus one
+            "no finding above threshold" group when there are none.
+        heatmaps: ``"top"`` writes one heatmap SC per analysed image showing its most
+            probable label that has a heatmap (default); ``"positive"`` writes one SC
+            per positive label with a heatmap; ``"none"`` writes no heatmap SC.
+        max_heatmap_images: for series (CT/MR), keep only the N images whose top
+            probability is highest ("key slices"); ``None`` keeps every image.
+        findings_card: write the summary findings card SC.
+        caution: burned-in caution line; ``None`` picks ``DEMO_CAUTION`` for demo
+            models and ``DEFAULT_CAUTION`` otherwise.
+        max_output_size: longest side, in pixels, of the image area of a heatmap SC;
+            larger sources are reduced (aspect kept) before any float work.
+        created_at: the date/time written as content, series, instance creation and
+            secondary capture date/time. Pass the job's timestamp so that re-writing
+            the same inputs gives byte-identical objects; ``None`` uses the current
+            UTC time (then only those date/time attributes differ between runs).
+        manufacturer: Manufacturer of the equipment writing the objects (this node).
+        software_version: Software Versions of the writing equipment.
+        sr_series_number / sc_series_number: Series Number of the result series.
+        institution_name: optional Institution Name for the General Equipment module.
+        heatmap_opacity: maximum opacity of the colour overlay (0..1).
+        heatmap_floor: heatmap values below this are fully transparent.
+        procedure_code: override of the Procedure Reported code as
+            ``(value, scheme, meaning)``; default picks one from Modality.
+    """
+
+    sr_labels: Literal["all", "positive"] = "all"
+    heatmaps: Literal["top", "positive", "none"] = "top"
+    max_heatmap_images: int | None = None
+    findings_card: bool = True
+    caution: str | None = None
+    max_output_size: int = 1024
+    created_at: dt.datetime | None = None
+    manufacturer: str = "dicom-node"
+    software_version: str = "0.1.0"
+    sr_series_number: int = 9901
+    sc_series_number: int = 9902
+    institution_name: str | None = None
+    heatmap_opacity: float = 0.5
+    heatmap_floor: float = 0.2
+    procedure_code: tuple[str, str, str] | None = None

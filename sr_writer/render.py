@@ -1,0 +1,232 @@
+"""Display rendering: windowed source, colour heatmap overlay, legend, burned-in text.
+
+Memory: the source is reduced to the output size *before* any float work (block mean
+on the stored integers, then a Pillow resize), so a 3000x2500 CR never gets a
+full-resolution float copy. The heatmap is upsampled from model resolution only to
+the output size.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from sr_writer.errors import ResultWriteError
+
+# A perceptually ordered, colour-blind-safe map (matplotlib's "inferno" anchors),
+# starting dark so that low values fade into the anatomy instead of tinting it.
+_INFERNO = np.array(
+    [
+        (0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99),
+        (212, 72, 66), (245, 125, 21), (250, 193, 39), (252, 255, 164),
+    ],
+    dtype=np.float32,
+) / 255.0
+
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+)
+BOLD_CANDIDATES = tuple(p.replace("DejaVuSans.ttf", "DejaVuSans-Bold.ttf") for p in FONT_CANDIDATES)
+
+PANEL_BG = (24, 24, 28)
+TEXT = (235, 235, 235)
+MUTED = (170, 170, 175)
+CAUTION = (255, 196, 0)
+POSITIVE = (255, 120, 90)
+NEGATIVE = (140, 200, 140)
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] (any shape) to RGB floats in [0, 1] (shape + (3,))."""
+    v = np.clip(values, 0.0, 1.0) * (len(_INFERNO) - 1)
+    lo = np.floor(v).astype(np.intp)
+    hi = np.minimum(lo + 1, len(_INFERNO) - 1)
+    frac = (v - lo)[..., None]
+    return _INFERNO[lo] * (1.0 - frac) + _INFERNO[hi] * frac
+
+
+@functools.lru_cache(maxsize=32)
+def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans when installed (full Unicode), else Pillow's bundled font."""
+    for path in BOLD_CANDIDATES if bold else FONT_CANDIDATES:
+        if Path(path).exists():
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default(size=size)
+
+
+def printable(text: str, fnt: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> str:
+    """Replace characters the fallback font cannot draw."""
+    if isinstance(fnt, ImageFont.FreeTypeFont) and "DejaVu" in (fnt.getname()[0] or ""):
+        return text
+    return text.replace("\u2014", "-").replace("\u2265", ">=").replace("\u2013", "-").replace(
+        "\u2026", "..."
+    )
+
+
+def output_shape(rows: int, cols: int, max_size: int) -> tuple[int, int]:
+    """(rows, cols) scaled so that the longest side is at most ``max_size``."""
+    scale = min(1.0, max_size / max(rows, cols))
+    return max(1, round(rows * scale)), max(1, round(cols * scale))
+
+
+def _stored_frame(ds: Dataset, frame: int | None) -> np.ndarray:
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise ResultWriteError(f"source {ds.SOPInstanceUID} has no pixel data")
+    if int(getattr(ds, "SamplesPerPixel", 1)) != 1:
+        raise ResultWriteError(
+            f"source {ds.SOPInstanceUID}: only greyscale sources can be rendered "
+            f"(SamplesPerPixel {ds.SamplesPerPixel})"
+        )
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    index = (frame or 1) - 1
+    try:
+        if frames > 1:
+            from pydicom.pixels import pixel_array
+
+            return pixel_array(ds, index=index)
+        return ds.pixel_array
+    except Exception as exc:  # decoding failure of any kind, reported by name
+        raise ResultWriteError(f"source {ds.SOPInstanceUID}: cannot decode pixels: {exc}") from exc
+
+
+def _reduce(stored: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Reduce a stored frame to ``shape`` as float32 without a full-size float copy."""
+    rows, cols = stored.shape
+    factor = max(1, min(rows // shape[0], cols // shape[1]))
+    if factor > 1:
+        r, c = rows // factor, cols // factor
+        blocks = stored[: r * factor, : c * factor].reshape(r, factor, c, factor)
+        small = blocks.mean(axis=(1, 3), dtype=np.float32)
+    else:
+        small = stored.astype(np.float32)
+    if small.shape != shape:
+        img = Image.fromarray(small, mode="F").resize((shape[1], shape[0]), Image.BILINEAR)
+        small = np.asarray(img, dtype=np.float32)
+    return small
+
+
+def window_for_display(ds: Dataset, frame: int | None, shape: tuple[int, int]) -> np.ndarray:
+    """The source frame at ``shape``, windowed for display, as floats in [0, 1].
+
+    Uses the source's Modality LUT (rescale) and VOI LUT/window (first one) through
+    pydicom; without VOI attributes a 1st-99th percentile window is used. MONOCHROME1
+    is inverted so that the result always reads as MONOCHROME2.
+    """
+    small = _reduce(_stored_frame(ds, frame), shape)
+    values = np.asarray(apply_modality_lut(small, ds), dtype=np.float64)
+    has_voi = "WindowCenter" in ds or "VOILUTSequence" in ds
+    if has_voi:
+        shown = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
+        # The output range of the VOI transform: apply it to the extremes.
+        probe = np.array([-1e12, 1e12], dtype=np.float64)
+        if "VOILUTSequence" in ds and "WindowCenter" not in ds:
+            probe = np.array([values.min() - 1e6, values.max() + 1e6], dtype=np.float64)
+        bounds = np.asarray(apply_voi_lut(probe, ds, index=0), dtype=np.float64)
+        lo, hi = float(bounds.min()), float(bounds.max())
+    else:
+        shown = values
+        lo, hi = (float(x) for x in np.percentile(values, [1.0, 99.0]))
+    span = hi - lo if hi > lo else 1.0
+    out = np.clip((shown - lo) / span, 0.0, 1.0).astype(np.float32)
+    if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
+        out = 1.0 - out
+    return out
+
+
+def upsample_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bicubic upsampling of a model-resolution heatmap to ``shape``, clipped to [0, 1]."""
+    img = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+    big = img.resize((shape[1], shape[0]), Image.BICUBIC)
+    return np.clip(np.asarray(big, dtype=np.float32), 0.0, 1.0)
+
+
+def blend(grey: np.ndarray, heat: np.ndarray | None, opacity: float, floor: float) -> np.ndarray:
+    """Grey image (floats in [0,1]) with ``heat`` overlaid; returns uint8 RGB."""
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    if heat is not None:
+        alpha = np.clip((heat - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0) * opacity
+        alpha = alpha[..., None]
+        rgb = rgb * (1.0 - alpha) + colormap(heat) * alpha
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def panel_height(width: int, lines: int, legend: bool) -> int:
+    """Height of the text band under the image for ``lines`` lines (+ legend row)."""
+    size = text_size(width)
+    rows = math.ceil(size * 1.25) * lines + (math.ceil(size * 2.2) if legend else 0)
+    return rows + 2 * margin(width)
+
+
+def text_size(width: int) -> int:
+    """Font size that stays readable on both small and capped large outputs."""
+    return max(12, min(28, round(width / 40)))
+
+
+def margin(width: int) -> int:
+    return max(6, round(width / 64))
+
+
+def draw_legend(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
+                floor: float, size: int) -> None:
+    """A horizontal colour bar 0..1 with tick labels inside ``box`` (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    fnt = font(max(10, size - 4))
+    label_h = size
+    bar_h = max(6, (y1 - y0) - label_h - 4)
+    ramp = colormap(np.linspace(0.0, 1.0, max(2, x1 - x0), dtype=np.float32))
+    for i, colour in enumerate(ramp):
+        shade = tuple(int(round(v * 255)) for v in colour)
+        draw.line([(x0 + i, y0), (x0 + i, y0 + bar_h)], fill=shade)
+    draw.rectangle([x0, y0, x1 - 1, y0 + bar_h], outline=MUTED)
+    for tick in (0.0, floor, 0.5, 1.0):
+        x = x0 + round(tick * (x1 - x0 - 1))
+        draw.line([(x, y0 + bar_h), (x, y0 + bar_h + 3)], fill=MUTED)
+        text = f"{tick:g}"
+        w = draw.textlength(text, font=fnt)
+        tx = min(max(x0, x - w / 2), x1 - w)
+        draw.text((tx, y0 + bar_h + 4), text, font=fnt, fill=MUTED)
+
+
+def fit_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont, width: float) -> str:
+    """``text`` shortened with an ellipsis to fit ``width`` pixels."""
+    text = printable(text, fnt)
+    if draw.textlength(text, font=fnt) <= width:
+        return text
+    ellipsis = printable("\u2026", fnt)
+    for cut in range(len(text) - 1, 0, -1):
+        candidate = text[:cut].rstrip() + ellipsis
+        if draw.textlength(candidate, font=fnt) <= width:
+            return candidate
+    return ""
+
+
+def compose(image_rgb: np.ndarray, lines: list[tuple[str, tuple[int, int, int], bool]],
+            legend: bool, floor: float) -> np.ndarray:
+    """Image on top; below it a dark band with ``lines`` and (optionally) a legend row."""
+    rows, width, _ = image_rgb.shape
+    size = text_size(width)
+    pad = margin(width)
+    canvas = Image.new("RGB", (width, rows + panel_height(width, len(lines), legend)), PANEL_BG)
+    canvas.paste(Image.fromarray(image_rgb, mode="RGB"), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    y = rows + pad
+    for text, colour, bold in lines:
+        fnt = font(size, bold)
+        draw.text((pad, y), fit_text(draw, text, fnt, width - 2 * pad), font=fnt, fill=colour)
+        y += math.ceil(size * 1.25)
+    if legend:
+        fnt = font(max(10, size - 3))
+        caption = printable("Heatmap:", fnt)
+        draw.text((pad, y + 1), caption, font=fnt, fill=MUTED)
+        x0 = pad + round(draw.textlength(caption, font=fnt)) + pad
+        x1 = min(width - pad, x0 + max(120, width // 3))
+        draw_legend(draw, (x0, y + 2, x1, y + math.ceil(size * 2.2)), floor, size)
+    return np.asarray(canvas, dtype=np.uint8)

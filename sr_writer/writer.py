@@ -1,0 +1,87 @@
+"""The public facade: ``write_results(sources, results, options) -> ResultObjects``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+
+from sr_writer.common import created_at, header
+from sr_writer.errors import ResultWriteError
+from sr_writer.findings_card import build_card
+from sr_writer.heatmap_sc import build_heatmap, select
+from sr_writer.inputs import ImageResult
+from sr_writer.options import WriteOptions
+from sr_writer.sr import build_sr
+from sr_writer.uids import ResultUIDs
+from sr_writer.validate import check_results, check_sources
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResultObjects:
+    """Everything written for one model's results on one study."""
+
+    sr: Dataset
+    heatmaps: list[Dataset] = field(default_factory=list)
+    card: Dataset | None = None
+
+    def all(self) -> list[Dataset]:
+        """SR, heatmaps and card in sending order."""
+        return [self.sr, *self.heatmaps, *([self.card] if self.card is not None else [])]
+
+
+def write_results(
+    sources: Sequence[Dataset],
+    results: Sequence[ImageResult],
+    options: WriteOptions | None = None,
+) -> ResultObjects:
+    """Build the TID 1500 SR, heatmap SCs and findings card for ``results``.
+
+    ``sources`` are the analysed source datasets (with pixel data when heatmaps are
+    wanted); ``results`` the model's per-image results (one model). All inputs are
+    checked first; any problem raises :class:`ResultWriteError` naming it, and no
+    object is returned. Same inputs and options give the same UIDs and content.
+    """
+    options = options or WriteOptions()
+    by_uid = check_sources(sources)
+    check_results(results, by_uid)
+    if options.max_output_size < 64:
+        raise ResultWriteError(f"max_output_size {options.max_output_size} is below 64")
+    headers = {uid: header(ds) for uid, ds in by_uid.items()}
+    model = results[0].model
+    uids = ResultUIDs((r.sop_instance_uid for r in results), model)
+    when = created_at(options)
+    first = headers[results[0].sop_instance_uid]
+    try:
+        sr = build_sr(headers, results, options, uids, when)
+        heatmaps = []
+        for number, (result, label) in enumerate(select(results, options), start=1):
+            heatmaps.append(build_heatmap(
+                by_uid[result.sop_instance_uid], headers[result.sop_instance_uid],
+                result, label, options=options, uids=uids, instance_number=number,
+                when=when,
+            ))
+        card = None
+        if options.findings_card:
+            card = build_card(
+                [(headers[r.sop_instance_uid], r.frame) for r in results],
+                first, results, options=options, uids=uids,
+                instance_number=len(heatmaps) + 1, when=when,
+            )
+    except ResultWriteError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise ResultWriteError(
+            f"study {first.StudyInstanceUID}, model {model.name} {model.version}: "
+            f"cannot build result objects: {exc}"
+        ) from exc
+    log.info(
+        "results written study=%s model=%s %s sr=%s heatmaps=%d card=%s",
+        first.StudyInstanceUID, model.name, model.version, sr.SOPInstanceUID,
+        len(heatmaps), card is not None,
+    )
+    return ResultObjects(sr=sr, heatmaps=heatmaps, card=card)

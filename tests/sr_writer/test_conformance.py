@@ -1,0 +1,72 @@
+"""Every kind of object written passes dciodvfy with zero errors; the SR passes DCMTK."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sr_writer import WriteOptions
+
+from .conftest import SOURCES, WHEN, dciodvfy, needs_dciodvfy, needs_dcmtk, save, write
+
+# The only warnings accepted; each is justified in docs/sr_writer.md.
+ALLOWED_WARNINGS = {
+    # IHE AIR asks for Device UID in the algorithm's Contributing Equipment item;
+    # the dicom3tools dictionary predates it in that sequence.
+    "Warning - Attribute is not present in standard DICOM IOD - (0x0018,0x1002) UI Device UID",
+    "Warning - Dicom dataset contains attributes not present in standard DICOM IOD - "
+    "this is a Standard Extended SOP Class",
+}
+
+
+@needs_dciodvfy
+@pytest.mark.parametrize("kind", sorted(SOURCES))
+@pytest.mark.parametrize("sr_labels", ["all", "positive"])
+def test_every_object_passes_dciodvfy(kind: str, sr_labels: str, tmp_path: Path) -> None:
+    sources = SOURCES[kind]()
+    out = write(sources, WriteOptions(created_at=WHEN, sr_labels=sr_labels,
+                                      heatmaps="positive"))
+    assert out.heatmaps and out.card is not None
+    objects = {"sr": out.sr, "card": out.card}
+    objects.update({f"heatmap{i}": sc for i, sc in enumerate(out.heatmaps)})
+    for name, ds in objects.items():
+        errors, warnings = dciodvfy(save(ds, tmp_path, name))
+        assert errors == [], f"{kind} {name}: {errors}"
+        unexpected = set(warnings) - ALLOWED_WARNINGS
+        assert not unexpected, f"{kind} {name}: new warnings {unexpected}"
+
+
+@needs_dciodvfy
+def test_no_finding_statement_passes_dciodvfy(tmp_path: Path) -> None:
+    from .conftest import result_for
+
+    sources = SOURCES["cr"]()
+    results = [result_for(sources[0], pneumothorax=0.1)]
+    out = write(sources, WriteOptions(created_at=WHEN, sr_labels="positive"), results)
+    errors, warnings = dciodvfy(save(out.sr, tmp_path, "sr"))
+    assert errors == []
+    assert set(warnings) <= ALLOWED_WARNINGS
+
+
+@needs_dcmtk
+@pytest.mark.parametrize("kind", ["cr", "ct"])
+@pytest.mark.parametrize("sr_labels", ["all", "positive"])
+def test_dcmtk_parses_and_renders_sr(kind: str, sr_labels: str, tmp_path: Path) -> None:
+    from .conftest import result_for
+
+    sources = SOURCES[kind]()
+    results = [result_for(ds, pneumothorax=0.2) for ds in sources]  # all negative
+    out = write(sources, WriteOptions(created_at=WHEN, sr_labels=sr_labels), results)
+    path = save(out.sr, tmp_path, "sr")
+    dump = subprocess.run(["dsrdump", "+Pt", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert dump.returncode == 0, dump.stderr
+    assert dump.stderr == "", dump.stderr
+    assert "Imaging Measurement Report" in dump.stdout
+    html = subprocess.run(["dsr2html", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert html.returncode == 0 and html.stderr == "", html.stderr
+    expected = "No finding above threshold" if sr_labels == "positive" else "Pneumothorax"
+    assert expected in html.stdout
