@@ -1,0 +1,116 @@
+"""The main job over DIMSE with real DCMTK peers: storescu -> node -> storescp.
+
+No routes configured: the default rule runs the bundled demo model on the chest images
+and sends the SR, heatmap and findings card to the destination given on the command line.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from dicom_node import synthetic
+from tests.support.node_process import NodeProcess
+from tests.support.storescp import StoreSCP
+
+pytestmark = pytest.mark.peer
+
+SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
+SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def storescu(port: int, files: list[Path], aec: str = "DICOM_NODE") -> None:
+    subprocess.run(["storescu", "-aet", "MODALITY", "-aec", aec, "127.0.0.1", str(port),
+                    *map(str, files)], check=True, capture_output=True, timeout=60)
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+def job_rows(data_dir: Path) -> list[tuple]:
+    con = sqlite3.connect(data_dir / "index.sqlite")
+    try:
+        return con.execute("select id, state, attempts, error from jobs order by id").fetchall()
+    finally:
+        con.close()
+
+
+def attempts(data_dir: Path) -> list[tuple]:
+    con = sqlite3.connect(data_dir / "index.sqlite")
+    try:
+        return con.execute("select job_id, destination, outcome, sent, accepted "
+                           "from delivery_attempts order by id").fetchall()
+    finally:
+        con.close()
+
+
+def test_cr_study_comes_back_as_sr_heatmap_and_card(tmp_path: Path) -> None:
+    source = synthetic.write_files([synthetic.make_cr(seed=11)], tmp_path / "study")
+    src = dcmread(source[0], stop_before_pixels=True)
+    with StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"]) as pacs:
+        node = NodeProcess(
+            tmp_path / "node",
+            config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}]},
+            extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
+        )
+        with node:
+            storescu(node.port, source)
+            received = pacs.wait_for_files(3, timeout=60)
+            time.sleep(0.5)
+            rows = job_rows(node.data_dir)
+            log = node.log()
+        assert [r[1] for r in rows] == ["done"], (rows, log[-3000:])
+        results = [dcmread(p) for p in pacs.received()]
+        classes = sorted(ds.SOPClassUID for ds in results)
+        assert classes.count(SR_CLASS) == 1 and classes.count(SC_CLASS) == 2, classes
+        for ds in results:
+            assert ds.StudyInstanceUID == src.StudyInstanceUID
+            assert ds.PatientID == src.PatientID
+        sr = next(ds for ds in results if ds.SOPClassUID == SR_CLASS)
+        assert sr.Modality == "SR" and "demo-cxr-densenet121" in sr.SeriesDescription
+        for path in received:
+            assert dciodvfy_errors(path) == [], path
+        assert [(a[1], a[2]) for a in attempts(node.data_dir)] == [("PACS", "delivered")]
+
+
+def test_destination_down_is_retried_then_delivered_once(tmp_path: Path) -> None:
+    source = synthetic.write_files([synthetic.make_dx(seed=12)], tmp_path / "study")
+    pacs = StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"])  # not started yet: down
+    node = NodeProcess(
+        tmp_path / "node",
+        config={
+            "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
+            "jobs": {"retry": {"base_s": 1, "factor": 1.5, "cap_s": 2, "jitter": 0,
+                               "max_attempts": 20}},
+        },
+        extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
+    )
+    with node:
+        storescu(node.port, source)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(a[2] == "transient" for a in attempts(node.data_dir)):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no failed delivery attempt recorded:\n" + node.log()[-3000:])
+        assert job_rows(node.data_dir)[0][1] in ("failed", "running", "delivering")
+        with pacs:
+            pacs.wait_for_files(3, timeout=60)
+            deadline = time.monotonic() + 30
+            while job_rows(node.data_dir)[0][1] != "done" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1.5)  # a duplicate send would show up here
+            delivered = [a for a in attempts(node.data_dir) if a[2] == "delivered"]
+            files = pacs.received()
+    assert job_rows(node.data_dir)[0][1] == "done"
+    assert len(delivered) == 1
+    assert len(files) == delivered[0][4]  # each result object arrived exactly once
+    assert len({dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}) == len(files)
