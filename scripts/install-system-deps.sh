@@ -2,7 +2,7 @@
 # Installs the Debian packages the node's tests talk to: DCMTK (storescu, storescp,
 # echoscu, dsrdump), dicom3tools (dciodvfy) and Orthanc with its DICOMweb plugin. Needs root (or sudo).
 set -euo pipefail
-pkgs=(dcmtk dicom3tools orthanc orthanc-dicomweb python3-venv)
+pkgs=(dcmtk dicom3tools orthanc orthanc-dicomweb python3-venv fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

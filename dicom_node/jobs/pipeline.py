@@ -185,7 +185,8 @@ class JobRunner:
         log.info("job %s study %s: %s ran on %d image(s) via %s", claim.job_id, job.study_uid,
                  model_name, len(sources), model.provider)
         self._check(claim)
-        options = self.config().results.write_options()
+        # The job's creation time stamps the results: a re-run writes identical objects.
+        options = self.config().results.write_options(created_at=job.created_at)
         objects = sr_writer.write_results(sources, image_results(results), options)
         outputs = []
         for kind, ds in [("sr", objects.sr), *(("heatmap", h) for h in objects.heatmaps),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,10 +57,11 @@ class ResultsSettings(BaseModel):
                                  description="Longest side of a written SC, in pixels.")
     institution_name: str | None = None
 
-    def write_options(self) -> WriteOptions:
+    def write_options(self, created_at: dt.datetime | None = None) -> WriteOptions:
         """The writer's options (with ``caution`` unset it picks the demo line for demo
-        models itself)."""
+        models itself); ``created_at`` dates the objects."""
         return WriteOptions(
+            created_at=created_at,
             sr_labels=self.sr_labels,
             heatmaps=self.heatmaps,
             findings_card=self.findings_card,
