@@ -225,7 +225,7 @@ def draw_legend(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
                 floor: float, size: int) -> None:
     """A horizontal colour bar 0..1 with tick labels inside ``box`` (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = box
-    fnt = font(max(10, size - 4))
+    fnt = font(max(11, size - 3))
     label_h = size
     bar_h = max(6, (y1 - y0) - label_h - 4)
     ramp = colormap(np.linspace(0.0, 1.0, max(2, x1 - x0), dtype=np.float32))
@@ -270,7 +270,7 @@ def compose(image_rgb: np.ndarray, lines: list[tuple[str, tuple[int, int, int], 
         draw.text((pad, y), fit_text(draw, text, fnt, width - 2 * pad), font=fnt, fill=colour)
         y += math.ceil(size * 1.25)
     if legend:
-        fnt = font(max(10, size - 3))
+        fnt = font(max(11, size - 2))
         caption = printable("Heatmap:", fnt)
         draw.text((pad, y + 1), caption, font=fnt, fill=MUTED)
         x0 = pad + round(draw.textlength(caption, font=fnt)) + pad
