@@ -132,3 +132,36 @@ def test_large_source_is_capped_and_bounded_in_memory() -> None:
     # Decoding the 16-bit stored pixels costs 2 bytes a pixel; everything else must stay
     # below what one full-resolution float32 copy (4 bytes a pixel) would cost.
     assert peak - 2 * pixels < 4 * pixels, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_caution_line_follows_model_and_option() -> None:
+    import dataclasses
+
+    from sr_writer.common import caution_line
+    from sr_writer.options import DEFAULT_CAUTION, DEMO_CAUTION
+
+    assert caution_line(MODEL, WriteOptions()) == DEMO_CAUTION
+    clinical = dataclasses.replace(MODEL, demo=False)
+    assert caution_line(clinical, WriteOptions()) == DEFAULT_CAUTION
+    assert caution_line(clinical, WriteOptions(caution="Research only")) == "Research only"
+    # The caution line is burned in: changing it changes the pixels, not the UIDs.
+    ds = make_cr(rows=256, cols=256)
+    a = write([ds], WriteOptions(created_at=WHEN))
+    b = write([ds], WriteOptions(created_at=WHEN, caution="Research only"))
+    assert a.heatmaps[0].SOPInstanceUID == b.heatmaps[0].SOPInstanceUID
+    assert a.heatmaps[0].PixelData != b.heatmaps[0].PixelData
+
+
+def test_renders_without_dejavu_font(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without fonts-dejavu the bundled Pillow font is used and nothing breaks."""
+    from sr_writer import render
+
+    monkeypatch.setattr(render, "FONT_CANDIDATES", ("/nonexistent/font.ttf",))
+    monkeypatch.setattr(render, "BOLD_CANDIDATES", ("/nonexistent/font-bold.ttf",))
+    render.font.cache_clear()
+    try:
+        out = write(SOURCES["cr"]())
+        assert out.heatmaps[0].pixel_array.std() > 10
+        assert out.card.pixel_array.std() > 10
+    finally:
+        render.font.cache_clear()
