@@ -121,6 +121,13 @@ def append_algorithm_equipment(ds: Dataset, model: ModelIdentity, when: dt.datet
     item.DeviceUID = model.device_uid
     item.ContributionDateTime = when.strftime("%Y%m%d%H%M%S")
     item.ContributionDescription = f"AI inference: {model.name} {model.version}"[:64]
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator = PROCESSING_ALGORITHM.scheme_designator
+    scheme.CodingSchemeName = "IHE Radiology Technical Framework codes"
+    scheme.CodingSchemeResponsibleOrganization = "IHE"
+    schemes = [s for s in ds.get("CodingSchemeIdentificationSequence", [])
+               if s.CodingSchemeDesignator != scheme.CodingSchemeDesignator]
+    ds.CodingSchemeIdentificationSequence = DicomSequence([*schemes, scheme])
     existing = list(ds.get("ContributingEquipmentSequence", []))
     for other in existing:  # highdicom stamps its own item with the current time
         if "ContributionDateTime" in other:

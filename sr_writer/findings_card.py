@@ -113,7 +113,8 @@ def render_card(results: Sequence[ImageResult], options: WriteOptions,
             "the threshold.")
     draw.text((pad, y), render.fit_text(draw, note, small, CARD_WIDTH - 2 * pad), font=small,
               fill=render.MUTED)
-    return np.asarray(img, dtype=np.uint8)
+    y += line + pad
+    return np.asarray(img.crop((0, 0, CARD_WIDTH, min(height, y))), dtype=np.uint8)
 
 
 def build_card(

@@ -71,9 +71,19 @@ def printable(text: str, fnt: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> s
     )
 
 
+MIN_DISPLAY = 512
+
+
 def output_shape(rows: int, cols: int, max_size: int) -> tuple[int, int]:
-    """(rows, cols) scaled so that the longest side is at most ``max_size``."""
-    scale = min(1.0, max_size / max(rows, cols))
+    """(rows, cols) scaled so that the longest side is at most ``max_size``.
+
+    Tiny sources are enlarged so that the longest side is ``MIN_DISPLAY`` (or
+    ``max_size`` if smaller), keeping the burned-in text and legend readable.
+    """
+    longest = max(rows, cols)
+    scale = min(1.0, max_size / longest)
+    if longest < MIN_DISPLAY:
+        scale = min(MIN_DISPLAY, max_size) / longest
     return max(1, round(rows * scale)), max(1, round(cols * scale))
 
 
@@ -98,13 +108,25 @@ def _stored_frame(ds: Dataset, frame: int | None) -> np.ndarray:
 
 
 def _reduce(stored: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Reduce a stored frame to ``shape`` as float32 without a full-size float copy."""
+    """Reduce a stored frame to ``shape`` as float32 without a full-size float copy.
+
+    Integer-factor block means, computed a band of rows at a time (so only one band is
+    ever copied), then a bilinear resize to the exact output shape.
+    """
     rows, cols = stored.shape
     factor = max(1, min(rows // shape[0], cols // shape[1]))
+    coarser = factor + 1
+    if factor > 1 and min(rows // coarser / shape[0], cols // coarser / shape[1]) >= 0.9:
+        factor = coarser  # a slight upscale afterwards beats a large intermediate
     if factor > 1:
         r, c = rows // factor, cols // factor
-        blocks = stored[: r * factor, : c * factor].reshape(r, factor, c, factor)
-        small = blocks.mean(axis=(1, 3), dtype=np.float32)
+        small = np.empty((r, c), dtype=np.float32)
+        band = max(1, 64 // factor) * 8
+        for start in range(0, r, band):
+            stop = min(r, start + band)
+            chunk = stored[start * factor: stop * factor, : c * factor]
+            blocks = chunk.reshape(stop - start, factor, c, factor)
+            small[start:stop] = blocks.mean(axis=(1, 3), dtype=np.float32)
     else:
         small = stored.astype(np.float32)
     if small.shape != shape:
@@ -121,10 +143,11 @@ def window_for_display(ds: Dataset, frame: int | None, shape: tuple[int, int]) -
     is inverted so that the result always reads as MONOCHROME2.
     """
     small = _reduce(_stored_frame(ds, frame), shape)
-    values = np.asarray(apply_modality_lut(small, ds), dtype=np.float64)
+    values = np.asarray(apply_modality_lut(small, ds), dtype=np.float32)
+    del small
     has_voi = "WindowCenter" in ds or "VOILUTSequence" in ds
     if has_voi:
-        shown = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
+        shown = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float32)
         # The output range of the VOI transform: apply it to the extremes.
         probe = np.array([-1e12, 1e12], dtype=np.float64)
         if "VOILUTSequence" in ds and "WindowCenter" not in ds:
@@ -135,9 +158,13 @@ def window_for_display(ds: Dataset, frame: int | None, shape: tuple[int, int]) -
         shown = values
         lo, hi = (float(x) for x in np.percentile(values, [1.0, 99.0]))
     span = hi - lo if hi > lo else 1.0
-    out = np.clip((shown - lo) / span, 0.0, 1.0).astype(np.float32)
+    del values
+    out = shown
+    out -= lo
+    out /= span
+    np.clip(out, 0.0, 1.0, out=out)
     if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
-        out = 1.0 - out
+        np.subtract(1.0, out, out=out)
     return out
 
 
@@ -148,14 +175,34 @@ def upsample_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(big, dtype=np.float32), 0.0, 1.0)
 
 
+_LUT = None
+
+
+def _lut() -> np.ndarray:
+    """The colour map as a 256-entry float32 table."""
+    global _LUT
+    if _LUT is None:
+        _LUT = colormap(np.linspace(0.0, 1.0, 256, dtype=np.float32)).astype(np.float32)
+    return _LUT
+
+
 def blend(grey: np.ndarray, heat: np.ndarray | None, opacity: float, floor: float) -> np.ndarray:
-    """Grey image (floats in [0,1]) with ``heat`` overlaid; returns uint8 RGB."""
-    rgb = np.repeat(grey[..., None], 3, axis=2)
-    if heat is not None:
-        alpha = np.clip((heat - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0) * opacity
-        alpha = alpha[..., None]
-        rgb = rgb * (1.0 - alpha) + colormap(heat) * alpha
-    return np.round(rgb * 255.0).astype(np.uint8)
+    """Grey image (floats in [0,1]) with ``heat`` overlaid; returns uint8 RGB.
+
+    Works one channel at a time through a 256-entry table so that the temporaries
+    stay at one output-size plane.
+    """
+    out = np.empty((*grey.shape, 3), dtype=np.uint8)
+    if heat is None:
+        out[...] = np.round(grey * 255.0).astype(np.uint8)[..., None]
+        return out
+    alpha = np.clip((heat - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0) * np.float32(opacity)
+    index = np.round(heat * 255.0).astype(np.uint8)
+    lut = _lut()
+    base = grey * (1.0 - alpha)
+    for channel in range(3):
+        out[..., channel] = np.round((base + lut[index, channel] * alpha) * 255.0)
+    return out
 
 
 def panel_height(width: int, lines: int, legend: bool) -> int:
@@ -178,7 +225,7 @@ def draw_legend(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
                 floor: float, size: int) -> None:
     """A horizontal colour bar 0..1 with tick labels inside ``box`` (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = box
-    fnt = font(max(10, size - 4))
+    fnt = font(max(11, size - 3))
     label_h = size
     bar_h = max(6, (y1 - y0) - label_h - 4)
     ramp = colormap(np.linspace(0.0, 1.0, max(2, x1 - x0), dtype=np.float32))
@@ -223,7 +270,7 @@ def compose(image_rgb: np.ndarray, lines: list[tuple[str, tuple[int, int, int], 
         draw.text((pad, y), fit_text(draw, text, fnt, width - 2 * pad), font=fnt, fill=colour)
         y += math.ceil(size * 1.25)
     if legend:
-        fnt = font(max(10, size - 3))
+        fnt = font(max(11, size - 2))
         caption = printable("Heatmap:", fnt)
         draw.text((pad, y + 1), caption, font=fnt, fill=MUTED)
         x0 = pad + round(draw.textlength(caption, font=fnt)) + pad

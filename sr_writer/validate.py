@@ -11,16 +11,16 @@ from pydicom.dataset import Dataset
 from sr_writer.errors import ResultWriteError
 from sr_writer.inputs import ImageResult, LabelResult
 
-# Attributes a source must carry for its results to be placed in its patient and study.
+# Attributes a source must carry for its results to be placed in its patient and study:
+# type 1 (present with a value) and type 2 (present, possibly empty, as in the source).
 REQUIRED_SOURCE = (
     "SOPClassUID",
     "SOPInstanceUID",
     "StudyInstanceUID",
     "SeriesInstanceUID",
-    "PatientID",
-    "PatientName",
     "Modality",
 )
+REQUIRED_PRESENT = ("PatientID", "PatientName")
 
 
 def _where(ds: Dataset) -> str:
@@ -34,6 +34,7 @@ def check_sources(sources: Sequence[Dataset]) -> dict[str, Dataset]:
     by_uid: dict[str, Dataset] = {}
     for ds in sources:
         missing = [k for k in REQUIRED_SOURCE if k not in ds or ds[k].value in (None, "")]
+        missing += [k for k in REQUIRED_PRESENT if k not in ds]
         if missing:
             raise ResultWriteError(
                 f"{_where(ds)} lacks patient/study attribute(s): {', '.join(missing)}"
@@ -45,7 +46,7 @@ def check_sources(sources: Sequence[Dataset]) -> dict[str, Dataset]:
             f"sources belong to {len(studies)} studies ({', '.join(sorted(studies))}); "
             "results are written into one study"
         )
-    patients = {str(ds.PatientID) for ds in sources}
+    patients = {str(ds.PatientID or "") for ds in sources}
     if len(patients) != 1:
         raise ResultWriteError(f"sources belong to several patients: {sorted(patients)}")
     return by_uid

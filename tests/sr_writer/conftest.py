@@ -80,7 +80,8 @@ def write(sources: Sequence[Dataset], options: WriteOptions | None = None,
           results: Sequence[ImageResult] | None = None) -> ResultObjects:
     options = options or WriteOptions(created_at=WHEN)
     if results is None:
-        results = [result_for(ds, pneumothorax=0.83 - 0.1 * i) for i, ds in enumerate(sources)]
+        results = [result_for(ds, pneumothorax=0.83 - 0.1 * (i % 8))
+                   for i, ds in enumerate(sources)]
     return write_results(sources, results, options)
 
 

@@ -89,3 +89,15 @@ def test_empty_inputs() -> None:
     ds = make_cr(rows=64, cols=64)
     with pytest.raises(ResultWriteError, match="no inference results"):
         write_results([ds], [], OPTIONS)
+
+
+def test_empty_type2_patient_attributes_are_carried_not_refused() -> None:
+    """Patient Name/ID are type 2: empty in the source is legal and stays empty."""
+    ds = make_cr(rows=64, cols=64)
+    ds.PatientName = ""
+    ds.PatientID = ""
+    del ds.PatientBirthDate  # absent type 2 attributes are written empty
+    out = write_results([ds], [result_for(ds)], OPTIONS)
+    for obj in out.all():
+        assert obj.PatientName == "" and obj.PatientID == ""
+        assert "PatientBirthDate" in obj and not obj.PatientBirthDate

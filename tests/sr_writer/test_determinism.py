@@ -56,6 +56,21 @@ def test_other_model_version_or_weights_give_other_uids() -> None:
         assert not set(_uids(base)) & set(_uids(other)), change
 
 
+def _differing(p: Dataset, q: Dataset) -> set[str]:
+    """Keywords whose values differ between two datasets of the same structure."""
+    assert set(p.keys()) == set(q.keys())
+    out: set[str] = set()
+    for elem in p:
+        other = q[elem.tag]
+        if elem.VR == "SQ":
+            assert len(elem.value) == len(other.value)
+            for i, j in zip(elem.value, other.value, strict=True):
+                out |= _differing(i, j)
+        elif elem.value != other.value:
+            out.add(elem.keyword)
+    return out
+
+
 def test_without_created_at_only_timestamps_differ() -> None:
     """With no fixed timestamp the UIDs and all content but the date/times agree."""
     sources = SOURCES["cr"]()
@@ -63,18 +78,6 @@ def test_without_created_at_only_timestamps_differ() -> None:
     b = write(sources, WriteOptions(created_at=WHEN))
     assert _uids(a) == _uids(b)
     for x, y in zip(a.all(), b.all(), strict=True):
-        differing = set()
-
-        def walk(p: Dataset, q: Dataset) -> None:
-            assert set(p.keys()) == set(q.keys())
-            for elem in p:
-                other = q[elem.tag]
-                if elem.VR == "SQ":
-                    assert len(elem.value) == len(other.value)
-                    for i, j in zip(elem.value, other.value, strict=True):
-                        walk(i, j)
-                elif elem.value != other.value:
-                    differing.add(elem.keyword)
-
-        walk(x, y)
+        differing = _differing(x, y)
+        assert differing, "the timestamps should differ from the fixed one"
         assert differing <= TIME_ATTRIBUTES, differing

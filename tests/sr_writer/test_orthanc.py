@@ -1,0 +1,81 @@
+"""A real PACS (Orthanc) accepts the SR and the SCs by C-STORE into the source study."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.ports import free_port, wait_for_port
+
+from .conftest import SOURCES, save, write
+
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.skipif(
+        shutil.which("Orthanc") is None and not Path("/usr/sbin/Orthanc").exists()
+        or shutil.which("storescu") is None,
+        reason="Orthanc or DCMTK storescu not installed",
+    ),
+]
+
+
+@pytest.fixture()
+def orthanc(tmp_path: Path):
+    http, dicom = free_port(), free_port()
+    config = {
+        "Name": "sr-writer-test",
+        "StorageDirectory": str(tmp_path / "storage"),
+        "IndexDirectory": str(tmp_path / "index"),
+        "HttpPort": http,
+        "DicomPort": dicom,
+        "DicomAet": "ORTHANC",
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "HttpServerEnabled": True,
+        "DicomServerEnabled": True,
+        "Plugins": [],
+    }
+    path = tmp_path / "orthanc.json"
+    path.write_text(json.dumps(config))
+    binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+    log = (tmp_path / "orthanc.log").open("w")
+    proc = subprocess.Popen([binary, str(path)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(http, timeout=30)
+        wait_for_port(dicom, timeout=30)
+        yield f"http://127.0.0.1:{http}", dicom
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_orthanc_stores_results_in_source_study(orthanc, tmp_path: Path) -> None:
+    base, dicom_port = orthanc
+    sources = SOURCES["cr"]()
+    out = write(sources)
+    files = [save(sources[0], tmp_path, "source")]
+    files += [save(ds, tmp_path, f"result{i}") for i, ds in enumerate(out.all())]
+    proc = subprocess.run(
+        ["storescu", "-R", "-aet", "DICOMNODE", "-aec", "ORTHANC", "127.0.0.1", str(dicom_port),
+         *map(str, files)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    studies = requests.get(f"{base}/studies", timeout=10).json()
+    assert len(studies) == 1
+    study = requests.get(f"{base}/studies/{studies[0]}", timeout=10).json()
+    assert study["MainDicomTags"]["StudyInstanceUID"] == sources[0].StudyInstanceUID
+    series = [requests.get(f"{base}/series/{s}", timeout=10).json() for s in study["Series"]]
+    by_modality = {s["MainDicomTags"]["Modality"]: s for s in series}
+    assert set(by_modality) == {"CR", "SR", "OT"}
+    assert len(by_modality["OT"]["Instances"]) == len(out.heatmaps) + 1
+    assert "AI" in by_modality["SR"]["MainDicomTags"]["SeriesDescription"]
