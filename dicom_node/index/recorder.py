@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
@@ -13,11 +13,6 @@ from dicom_node.db import Database
 from dicom_node.index.header import InstanceHeader
 from dicom_node.index.tables import OPEN, Group, Instance
 from dicom_node.settings.node import AETitleSettings
-
-
-def utcnow() -> datetime:
-    """Naive UTC now, the form every time in the index takes."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,7 @@ import enum
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from dicom_node.db import Base
-
-
-def utcnow() -> dt.datetime:
-    """Timezone-aware now, the only clock the job tables use."""
-    return dt.datetime.now(dt.UTC)
+from dicom_node.db import Base, utcnow
 
 
 class JobState(enum.StrEnum):
@@ -50,19 +45,19 @@ class Job(Base):
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)
-    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
-    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     error: Mapped[str | None] = mapped_column(Text)
     # Stage timestamps: the study's first/last instance, then each stage of the job.
-    received_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    complete_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    inferred_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    written_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    complete_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    inferred_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    written_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     outputs: Mapped[list[JobOutput]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="JobOutput.id"
@@ -96,8 +91,8 @@ class DeliveryAttempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     destination: Mapped[str] = mapped_column(String(128))
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     outcome: Mapped[str] = mapped_column(String(16))  # delivered | transient | permanent
     sent: Mapped[int] = mapped_column(Integer, default=0)
     accepted: Mapped[int] = mapped_column(Integer, default=0)
