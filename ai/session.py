@@ -24,6 +24,9 @@ class RuntimeOptions:
     max_batch_size: int | None = None  # overrides the manifests' runtime.max_batch_size
     max_wait_ms: float = 5.0
     warmup: bool = True
+    # ORT worker threads spin-wait between runs by default; that steals the CPU from the
+    # batcher and preprocessing threads on small machines, so it is off unless asked for.
+    allow_spinning: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -36,6 +39,10 @@ class Session:
             so.intra_op_num_threads = options.intra_op_threads
         if options.inter_op_threads:
             so.inter_op_num_threads = options.inter_op_threads
+        so.add_session_config_entry("session.intra_op.allow_spinning",
+                                    "1" if options.allow_spinning else "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning",
+                                    "1" if options.allow_spinning else "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = select_providers(ort.get_available_providers(), options.providers or None)
         self._session = ort.InferenceSession(str(onnx_path), so, providers=providers)
