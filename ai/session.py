@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,6 @@ class RuntimeOptions:
     # ORT worker threads spin-wait between runs by default; that steals the CPU from the
     # batcher and preprocessing threads on small machines, so it is off unless asked for.
     allow_spinning: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class Session:
