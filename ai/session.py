@@ -70,7 +70,7 @@ class Session:
         for name in output_names:
             binding.bind_output(name, "cuda", 0)
         self._session.run_with_iobinding(binding)
-        return [v.numpy() for v in binding.get_outputs()]
+        return list(binding.copy_outputs_to_cpu())
 
     def warm_up(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> None:
         """One throw-away run so the first real request pays no allocation/compile cost."""
