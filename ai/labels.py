@@ -1,8 +1,12 @@
 """The 18 torchxrayvision-style chest X-ray labels and their codes for the SR.
 
 Codes marked (pydicom) were checked against the DICOM concept dictionary that pydicom
-ships (PS3.16 content); the others are SNOMED CT concepts checked by hand. Labels with no
-suitable standard concept use the private scheme ``99DCMNODE``.
+ships (PS3.16 content). The other SNOMED CT codes (46621007 Atelectasis, 95436008 Lung
+consolidation, 87433001 Pulmonary emphysema, 233604007 Pneumonia, 8186001 Cardiomegaly,
+125605004 Fracture of bone) were checked against several independent public SNOMED-coded
+sources. Cardiomegaly: PS3.16 CID 12248 lists 287272002, but SNOMED CT names that concept
+"Enlarged septal foramen of heart", so 8186001 is used. Labels with no clearly matching
+concept (xrv's generic "Hernia" is not only hiatal hernia 84089009) use ``99DCMNODE``.
 """
 
 from __future__ import annotations
