@@ -1,7 +1,177 @@
-"""Command group: models."""
+"""Command group: models (list, test, import-torchxrayvision)."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-app = typer.Typer(no_args_is_help=True)
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="Model packages: list, test, import.")
+console = Console()
+
+DEFAULT_DATA_DIR = Path("./dicom-node-data")
+
+CONFIG_OPT = typer.Option(None, "--config", "-c", help="Node configuration YAML.")
+DATA_DIR_OPT = typer.Option(None, "--data-dir",
+                            help="Data directory (default: config's data_dir or "
+                                 "./dicom-node-data); the demo model is cached in <it>/models.")
+
+
+def _load_settings(config: Path | None, data_dir: Path | None):
+    from pydantic import ValidationError
+
+    from dicom_node.settings.root import load_config
+
+    try:
+        cfg = load_config(config)
+    except (OSError, ValidationError, ValueError) as exc:
+        console.print(f"[red]cannot load config {config}:[/red] {exc}")
+        raise typer.Exit(2) from None
+    data = data_dir or getattr(cfg, "data_dir", None) or DEFAULT_DATA_DIR
+    return cfg.models, Path(data)
+
+
+def _registry(config: Path | None, data_dir: Path | None, only: Path | None = None):
+    """The configured registry, or (``only``) just the package in that directory."""
+    from ai import ModelRegistry
+
+    settings, data = _load_settings(config, data_dir)
+    if only is not None:
+        return ModelRegistry.load([only], include_bundled=False,
+                                  options=settings.runtime_options())
+    models_dir = settings.resolved_models_dir(data)
+    return ModelRegistry.load(
+        package_dirs=settings.packages,
+        cache_dir=models_dir,
+        include_bundled=settings.bundled,
+        options=settings.runtime_options(),
+        models_dir=models_dir,
+    )
+
+
+@app.command("list")
+def list_models(config: Path | None = CONFIG_OPT, data_dir: Path | None = DATA_DIR_OPT) -> None:
+    """List loaded model packages and the packages that were refused (with file and field)."""
+    registry = _registry(config, data_dir)
+    try:
+        table = Table(title="Model packages")
+        for col in ("name", "version", "provider", "inputs", "labels", "status"):
+            table.add_column(col)
+        for name, model in sorted(registry.models.items()):
+            m = model.manifest
+            a = m.applies_to
+            inputs = (f"{m.input.name} {m.input.layout} {m.input.channels}x{m.input.height}x"
+                      f"{m.input.width}; {'/'.join(a.modalities) or 'any'} "
+                      f"{'/'.join(a.body_parts) or ''}").strip()
+            status = "ok (NON-CLINICAL DEMO)" if m.demo else "ok"
+            table.add_row(name, m.version, model.provider, inputs,
+                          f"{len(m.output.labels)}", status)
+        for err in registry.errors:
+            table.add_row(str(err.path), "-", "-", "-", "-", f"[red]error: {err.message}[/red]")
+        console.print(table)
+    finally:
+        registry.close()
+    if registry.errors:
+        raise typer.Exit(1)
+
+
+def _write_png(path: Path, heat: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray((np.clip(heat, 0, 1) * 255).round().astype(np.uint8), mode="L").save(path)
+
+
+@app.command("test")
+def test_model(
+    package_or_name: str = typer.Argument(..., help="Package directory or loaded model name."),
+    file: Path = typer.Argument(..., help="DICOM file to run."),
+    out: Path = typer.Option(Path("./heatmaps"), "--out", help="Where heatmap PNGs go."),
+    config: Path | None = CONFIG_OPT,
+    data_dir: Path | None = DATA_DIR_OPT,
+) -> None:
+    """Run one DICOM file through a model; print probabilities and write heatmap PNGs."""
+    import pydicom
+
+    from ai.decode import DecodeError
+    from ai.preprocess import PreprocessError
+
+    try:
+        ds = pydicom.dcmread(file)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets a clear message
+        console.print(f"[red]{file}: not a readable DICOM file: {exc}[/red]")
+        raise typer.Exit(2) from None
+    as_dir = Path(package_or_name)
+    is_dir = as_dir.is_dir()
+    registry = _registry(config, data_dir, only=as_dir if is_dir else None)
+    try:
+        model = None
+        if is_dir:
+            model = next(iter(registry.models.values()), None)
+            if model is None:
+                msgs = [e.message for e in registry.errors] or ["not loaded"]
+                console.print(f"[red]package refused: {msgs[0]}[/red]")
+                raise typer.Exit(2)
+        else:
+            try:
+                model = registry.get(package_or_name)
+            except KeyError as exc:
+                console.print(f"[red]{exc.args[0]}[/red]")
+                raise typer.Exit(2) from None
+        ok, reason = model.applies_to(ds)
+        if not ok:
+            console.print(f"[yellow]note: the model's filters would not route this file: "
+                          f"{reason}[/yellow]")
+        try:
+            results = model.infer(ds)
+        except (DecodeError, PreprocessError) as exc:
+            console.print(f"[red]{file}: {exc}[/red]")
+            raise typer.Exit(2) from None
+        out.mkdir(parents=True, exist_ok=True)
+        if model.identity.demo:
+            console.print("[bold yellow]NON-CLINICAL DEMO MODEL - untrained weights[/bold yellow]")
+        for res in results:
+            table = Table(title=f"{model.name} {model.identity.version} on {model.provider}: "
+                                f"{file.name}" + (f" frame {res.frame}" if res.frame else ""))
+            for col in ("label", "code", "probability", "threshold", "decision", "heatmap"):
+                table.add_column(col)
+            for lab in res.labels:
+                png = ""
+                if lab.heatmap is not None:
+                    safe = "".join(c if c.isalnum() else "_" for c in lab.name)
+                    suffix = f"_f{res.frame}" if res.frame else ""
+                    path = out / f"{Path(file).stem}{suffix}_{safe}.png"
+                    _write_png(path, lab.heatmap)
+                    png = str(path)
+                code = f"{lab.code.value} {lab.code.scheme}" if lab.code else "-"
+                table.add_row(lab.name, code, f"{lab.probability:.4f}", f"{lab.threshold:.2f}",
+                              "POSITIVE" if lab.positive else "negative", png)
+            console.print(table)
+        console.print(f"heatmaps written to {out.resolve()}")
+    finally:
+        registry.close()
+
+
+@app.command("import-torchxrayvision")
+def import_torchxrayvision(
+    name: str = typer.Argument(..., help="torchxrayvision weights name, "
+                                         "e.g. densenet121-res224-all"),
+    out: Path = typer.Option(..., "--out", help="Package directory to write."),
+    untrained: bool = typer.Option(False, "--untrained",
+                                   help="Export the architecture with random weights "
+                                        "(offline testing; marks the package as demo)."),
+) -> None:
+    """Export a torchxrayvision model to a package (ONNX + CAM output + label codes)."""
+    try:
+        from ai.importers.torchxrayvision import ImporterUnavailable, import_model
+    except ImportError as exc:
+        console.print(f"[red]importer unavailable: {exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        path = import_model(name, out, untrained=untrained)
+    except ImporterUnavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"package written to {path}")

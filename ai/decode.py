@@ -1,0 +1,49 @@
+"""Pixel data decoding: uncompressed and compressed syntaxes (pylibjpeg plugins), multi-frame."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+
+class DecodeError(ValueError):
+    """The pixel data of a dataset could not be decoded; the message names the reason."""
+
+
+def number_of_frames(ds: Dataset) -> int:
+    """Frames in ``ds`` (1 when NumberOfFrames is absent or empty)."""
+    value = ds.get("NumberOfFrames", 1)
+    try:
+        return max(int(value or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def decode_frames(ds: Dataset) -> np.ndarray:
+    """Decoded stored values as an array of shape (frames, rows, cols[, samples]).
+
+    Colour images come back as RGB (pydicom converts YBR to RGB by default).
+    """
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise DecodeError("dataset has no PixelData")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for bad/unsupported pixel data
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        name = getattr(ts, "name", "") or ts
+        raise DecodeError(f"cannot decode PixelData ({name}, {ts}): {exc}") from exc
+    samples = int(ds.get("SamplesPerPixel", 1))
+    frames = number_of_frames(ds)
+    if frames == 1 or (samples == 1 and arr.ndim == 2) or (samples > 1 and arr.ndim == 3):
+        arr = arr[np.newaxis, ...]
+    return arr
+
+
+def iter_frames(ds: Dataset) -> Iterator[tuple[int | None, np.ndarray]]:
+    """Yield ``(frame_number, stored_values)``; frame_number is 1-based or None if single."""
+    arr = decode_frames(ds)
+    multi = number_of_frames(ds) > 1
+    for i in range(arr.shape[0]):
+        yield (i + 1 if multi else None), arr[i]

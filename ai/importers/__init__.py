@@ -1,0 +1,1 @@
+"""Importers that turn third-party models into dicom-node model packages."""

@@ -1,0 +1,130 @@
+"""A loaded model: filters, preprocessing, the dynamic batcher and typed results."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from ai.batcher import DynamicBatcher
+from ai.decode import iter_frames
+from ai.manifest import Manifest
+from ai.package import Package
+from ai.preprocess import Letterbox, crop_heatmap, preprocess_frame
+from ai.session import RuntimeOptions
+from ai.types import Code, ImageResult, LabelResult, ModelIdentity
+
+log = logging.getLogger(__name__)
+
+
+def activate(scores: np.ndarray, activation: str) -> np.ndarray:
+    """Sigmoid / softmax / identity over one image's scores (float64 for stability)."""
+    s = scores.astype(np.float64)
+    if activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-s))
+    if activation == "softmax":
+        e = np.exp(s - s.max())
+        return e / e.sum()
+    return s
+
+
+def identity_of(manifest: Manifest) -> ModelIdentity:
+    """The ai.types identity of a manifest."""
+    return ModelIdentity(name=manifest.name, version=manifest.version,
+                         manufacturer=manifest.manufacturer, device_uid=manifest.device_uid,
+                         intended_use=manifest.intended_use, demo=manifest.demo)
+
+
+def _matches(value: str, allowed: Sequence[str]) -> bool:
+    return not allowed or value.strip().upper() in {a.strip().upper() for a in allowed}
+
+
+class Model:
+    """A model ready to run. ``infer`` is blocking and thread-safe."""
+
+    def __init__(self, package: Package, options: RuntimeOptions) -> None:
+        self.package = package
+        self.manifest = package.manifest
+        self.identity = identity_of(self.manifest)
+        self._session = package.session
+        self.provider = self._session.provider
+        out = self.manifest.output
+        self._output_names = [out.scores] + ([out.heatmap] if out.heatmap else [])
+        if options.warmup:  # before the batcher starts, so a failing model leaks no thread
+            inp = self.manifest.input
+            shape = ((1, inp.channels, inp.height, inp.width) if inp.layout == "NCHW"
+                     else (1, inp.height, inp.width, inp.channels))
+            self._session.warm_up({inp.name: np.zeros(shape, np.float32)}, self._output_names)
+        max_batch = options.max_batch_size or self.manifest.runtime.max_batch_size
+        self.batcher = DynamicBatcher(self._run_batch, max_batch, options.max_wait_ms,
+                                      name=self.manifest.name)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def _run_batch(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._session.run({self.manifest.input.name: batch}, self._output_names)
+
+    def applies_to(self, ds: Dataset) -> tuple[bool, str]:
+        """Whether the manifest's input filters accept ``ds``, and why not."""
+        a = self.manifest.applies_to
+        checks = (
+            ("Modality", a.modalities),
+            ("BodyPartExamined", a.body_parts),
+            ("ViewPosition", a.view_positions),
+            ("PhotometricInterpretation", a.photometric_interpretations),
+        )
+        for keyword, allowed in checks:
+            if not allowed:
+                continue
+            value = str(ds.get(keyword, "") or "")
+            if not value:
+                return False, f"{keyword} is missing; {self.name} needs one of {list(allowed)}"
+            if not _matches(value, allowed):
+                return False, f"{keyword} {value!r} not in {list(allowed)} for {self.name}"
+        return True, ""
+
+    def _label_results(self, scores: np.ndarray, cam: np.ndarray | None, box: Letterbox
+                       ) -> tuple[LabelResult, ...]:
+        out = self.manifest.output
+        probs = activate(scores, out.activation)
+        inp = self.manifest.input
+        labels = []
+        for i, spec in enumerate(out.labels):
+            p = float(np.clip(probs[i], 0.0, 1.0))
+            heat = crop_heatmap(cam[i], box, inp.height, inp.width) if cam is not None else None
+            code = Code(spec.code.value, spec.code.scheme, spec.code.meaning) if spec.code \
+                else None
+            labels.append(LabelResult(name=spec.name, code=code, probability=p,
+                                      threshold=spec.threshold, positive=p >= spec.threshold,
+                                      heatmap=heat))
+        return tuple(labels)
+
+    def infer_array(self, tensor: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Run one already-preprocessed tensor (no batch axis) through the batcher."""
+        return self.batcher.infer(tensor)
+
+    def infer(self, ds: Dataset) -> list[ImageResult]:
+        """One ImageResult per frame of ``ds`` (frames are batched together)."""
+        sop = str(ds.get("SOPInstanceUID", ""))
+        prepared = []
+        for frame, stored in iter_frames(ds):
+            prepared.append((frame, preprocess_frame(stored, ds, self.manifest.preprocess,
+                                                     self.manifest.input)))
+        futures = [(frame, p.box, self.batcher.submit(p.tensor)) for frame, p in prepared]
+        results = []
+        for frame, box, fut in futures:
+            outs = fut.result()
+            cam = outs[1] if len(outs) > 1 else None
+            results.append(ImageResult(sop_instance_uid=sop, frame=frame, model=self.identity,
+                                       labels=self._label_results(outs[0], cam, box)))
+        log.info("model %s inferred %s (%d frame(s)) on %s", self.name, sop, len(results),
+                 self.provider)
+        return results
+
+    def close(self) -> None:
+        """Stop the batcher."""
+        self.batcher.close()

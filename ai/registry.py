@@ -1,0 +1,103 @@
+"""The model registry: loads every package, keeps per-package errors, never raises for one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ai.bundled import ensure_demo_package
+from ai.manifest import MANIFEST_NAME, ManifestError
+from ai.model import Model
+from ai.package import load_package
+from ai.session import RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PackageError:
+    """A package that could not be loaded: its directory and a message naming file + field."""
+
+    path: Path
+    message: str
+
+
+def discover(models_dir: Path) -> list[Path]:
+    """Package directories directly under ``models_dir`` (those holding a model.yaml)."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    return sorted(p for p in models_dir.iterdir() if (p / MANIFEST_NAME).is_file())
+
+
+class ModelRegistry:
+    """Loaded models by name plus the errors of packages that could not be loaded."""
+
+    def __init__(self, models: dict[str, Model], errors: list[PackageError]) -> None:
+        self.models = models
+        self.errors = errors
+
+    @classmethod
+    def load(cls, package_dirs: Iterable[Path | str] = (), cache_dir: Path | str | None = None,
+             include_bundled: bool = True, options: RuntimeOptions | None = None,
+             models_dir: Path | str | None = None) -> ModelRegistry:
+        """Load the bundled demo (built into ``cache_dir`` on first use), every package in
+        ``package_dirs`` and every package directory under ``models_dir``."""
+        options = options or RuntimeOptions()
+        dirs: list[Path] = []
+        errors: list[PackageError] = []
+        if include_bundled:
+            if cache_dir is None:
+                errors.append(PackageError(Path("<bundled>"),
+                                           "bundled demo needs a cache directory"))
+            else:
+                try:
+                    dirs.append(ensure_demo_package(Path(cache_dir)))
+                except Exception as exc:  # noqa: BLE001 - reported, node keeps running
+                    errors.append(PackageError(Path(cache_dir), f"bundled demo: {exc}"))
+        if models_dir is not None:
+            dirs.extend(discover(Path(models_dir)))
+        dirs.extend(Path(p) for p in package_dirs)
+        models: dict[str, Model] = {}
+        seen: set[Path] = set()
+        for d in dirs:
+            key = d.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                package = load_package(d, options)
+                name = package.manifest.name
+                if name in models:
+                    raise ManifestError(d / MANIFEST_NAME, "name",
+                                        f"{name!r} already loaded from {models[name].package.path}")
+                models[name] = Model(package, options)
+                log.info("loaded model %s %s from %s on %s", name, package.manifest.version, d,
+                         models[name].provider)
+            except ManifestError as exc:
+                log.error("model package refused: %s", exc)
+                errors.append(PackageError(d, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one broken package must not stop others
+                log.error("model package %s failed: %s", d, exc)
+                errors.append(PackageError(d, f"{d}: {exc}"))
+        return cls(models, errors)
+
+    def get(self, name: str) -> Model:
+        """The model called ``name``; KeyError lists the known names."""
+        try:
+            return self.models[name]
+        except KeyError:
+            raise KeyError(f"no model {name!r}; loaded: {sorted(self.models)}") from None
+
+    def close(self) -> None:
+        """Stop every model's batcher."""
+        for model in self.models.values():
+            model.close()
+
+    def __enter__(self) -> ModelRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
