@@ -188,6 +188,12 @@ class Orthanc:
         rsp.raise_for_status()
         return rsp.content
 
+    def metadata(self, orthanc_id: str, name: str) -> str:
+        """An instance's Orthanc metadata item (e.g. ``RemoteAET``, ``TransferSyntax``)."""
+        rsp = self.session.get(f"{self.url}/instances/{orthanc_id}/metadata/{name}", timeout=10)
+        rsp.raise_for_status()
+        return rsp.text
+
     def add_modality(self, name: str, aet: str, host: str, port: int) -> None:
         """Register (or update) a DICOM modality at run time."""
         rsp = self.session.put(f"{self.url}/modalities/{name}", timeout=10,
