@@ -146,13 +146,20 @@ class DimseDeliverer:
 
         opened: list[bool] = []
         t0 = time.monotonic()
-        assoc = self._ae(contexts).associate(
-            d.host, d.port, ae_title=d.ae_title,
-            evt_handlers=[(evt.EVT_CONN_OPEN, lambda _e: opened.append(True))],
-        )
+        try:
+            assoc = self._ae(contexts).associate(
+                d.host, d.port, ae_title=d.ae_title,
+                evt_handlers=[(evt.EVT_CONN_OPEN, lambda _e: opened.append(True))],
+            )
+        except (OSError, ValueError, RuntimeError) as exc:  # e.g. host name not resolvable
+            assoc = None
+            report.error_kind = "connection_failed"
+            report.error = f"cannot connect to {d.host}:{d.port}: {exc}"
         report.detail["associate_s"] = round(time.monotonic() - t0, 4)
-        if not assoc.is_established:
-            if assoc.is_rejected:
+        if assoc is None or not assoc.is_established:
+            if assoc is None:
+                pass  # error set above
+            elif assoc.is_rejected:
                 report.error_kind, report.error = "association_rejected", _reject_text(assoc)
             elif not opened:
                 why = _probe_connect(d.host, d.port, min(d.timeout, 5.0))
@@ -207,8 +214,10 @@ class DimseDeliverer:
         except ValueError as exc:  # no accepted presentation context, cannot encode
             return InstanceOutcome(path, uid, "permanent", error=str(exc),
                                    elapsed_s=time.monotonic() - t0)
-        except (OSError, AttributeError) as exc:
-            return InstanceOutcome(path, uid, "permanent", error=f"cannot send {path}: {exc}",
+        except Exception as exc:  # unreadable/unencodable file: an outcome, never a crash
+            log.exception("C-STORE of %s to %s failed", path, self.destination.name)
+            return InstanceOutcome(path, uid, "permanent",
+                                   error=f"cannot send {path}: {type(exc).__name__}: {exc}",
                                    elapsed_s=time.monotonic() - t0)
         elapsed = time.monotonic() - t0
         code = int(rsp.Status) if rsp and "Status" in rsp else None
