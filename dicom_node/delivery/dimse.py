@@ -86,6 +86,34 @@ def requested_contexts(items: Sequence[SendItem]) -> list[tuple[str, list[str]]]
     return [(sop_class, syntaxes) for (sop_class, _), syntaxes in contexts.items()]
 
 
+def _pause_reactor(assoc: Association, timeout: float = 0.5) -> None:
+    """Make sure the association's reactor thread is really parked before a C-STORE.
+
+    Works around a race in pynetdicom (seen with 3.0.4): ``send_c_store`` pauses the
+    reactor by clearing ``_reactor_checkpoint`` and waiting for ``_is_paused``, but that
+    flag can still be True from a loop iteration that already passed the checkpoint. If
+    the peer answers within that window (a fast peer on loopback), the reactor takes the
+    C-STORE-RSP off the queue ("Received unexpected C-STORE service message"), and
+    ``send_c_store`` waits for the whole DIMSE timeout, then aborts. Here we clear the
+    checkpoint ourselves and wait until the reactor thread is actually blocked on it;
+    ``send_c_store`` then finds it paused for real. Falls back to a short settle delay
+    if the internals differ.
+    """
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    if checkpoint is None:
+        return
+    checkpoint.clear()
+    waiters = getattr(getattr(checkpoint, "_cond", None), "_waiters", None)
+    deadline = time.monotonic() + timeout
+    if waiters is None:
+        time.sleep(0.005)
+        return
+    while time.monotonic() < deadline and assoc.is_established:
+        if getattr(assoc, "_is_paused", True) and len(waiters) > 0:
+            return
+        time.sleep(0.0001)
+
+
 def _probe_connect(host: str, port: int, timeout: float) -> str:
     """Why a TCP connection cannot be opened (only called after a failed associate)."""
     try:
@@ -209,6 +237,7 @@ class DimseDeliverer:
                                    error="association ended before this instance was sent")
         t0 = time.monotonic()
         try:
+            _pause_reactor(assoc)
             rsp = assoc.send_c_store(item.path, msg_id=(n % 65535) + 1,
                                      priority=_PRIORITY.get(priority, 0))
         except ValueError as exc:  # no accepted presentation context, cannot encode

@@ -26,6 +26,7 @@ from typing import Any
 import requests
 
 from tests.support.ports import free_port
+from tests.support.storescp import dcmtk_env
 
 ORTHANC = "/usr/sbin/Orthanc"
 PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
@@ -119,7 +120,7 @@ class Orthanc:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([ORTHANC, "--no-jobs", str(self.config_path)],
                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir)
+                                     cwd=self.workdir, env=dcmtk_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
