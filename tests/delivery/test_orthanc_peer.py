@@ -79,6 +79,9 @@ def test_dimse_delivery_into_orthanc(pacs: Orthanc, files) -> None:
     assert stored.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"  # sent as is
     assert pacs.metadata(oid, "RemoteAET") == "DICOM_NODE"
     assert pacs.metadata(oid, "CalledAET") == "ORTHANC"
+    count = pacs.instance_count()
+    again = deliver(dest, files["rle"])  # a re-send replaces, never duplicates
+    assert again.ok and pacs.instance_count() == count
 
 
 @pytest.mark.skipif(dicomweb_plugin() is None, reason="orthanc-dicomweb is not installed")
