@@ -114,6 +114,13 @@ def _pause_reactor(assoc: Association, timeout: float = 0.5) -> None:
         time.sleep(0.0001)
 
 
+def _resume_reactor(assoc: Association) -> None:
+    """Undo :func:`_pause_reactor` (harmless when already running)."""
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    if checkpoint is not None:
+        checkpoint.set()
+
+
 def _probe_connect(host: str, port: int, timeout: float) -> str:
     """Why a TCP connection cannot be opened (only called after a failed associate)."""
     try:
@@ -248,6 +255,8 @@ class DimseDeliverer:
             return InstanceOutcome(path, uid, "permanent",
                                    error=f"cannot send {path}: {type(exc).__name__}: {exc}",
                                    elapsed_s=time.monotonic() - t0)
+        finally:
+            _resume_reactor(assoc)  # send_c_store resumes it too, but not when it raised
         elapsed = time.monotonic() - t0
         code = int(rsp.Status) if rsp and "Status" in rsp else None
         outcome, warning = classify_store_status(code)
