@@ -159,10 +159,11 @@ class DimseDeliverer:
             ae.add_requested_context(abstract, syntaxes)
         return ae
 
-    def deliver(self, files: Sequence[Path | str], priority: str = "routine") -> DeliveryReport:
+    def deliver(self, files: Sequence[Path | str], priority: str = "routine",
+                label: str = "") -> DeliveryReport:
         """Send ``files`` over one association; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "dimse", dt.datetime.now(dt.UTC))
+        report = DeliveryReport(d.name, "dimse", dt.datetime.now(dt.UTC), label=label)
         items, bad = read_send_items([Path(f) for f in files])
         report.outcomes.extend(bad)
         if not items:
@@ -204,7 +205,6 @@ class DimseDeliverer:
                 report.error_kind = "association_aborted"
                 report.error = (f"association with {d.ae_title}@{d.host}:{d.port} aborted or "
                                 f"timed out during negotiation")
-            log.warning("delivery to %s failed: %s", d.name, report.error)
             report.outcomes.extend(
                 InstanceOutcome(str(i.path), i.sop_instance_uid, "transient", error=report.error)
                 for i in items
@@ -217,7 +217,7 @@ class DimseDeliverer:
         ]
         try:
             for n, item in enumerate(items):
-                outcome = self._send_one(assoc, item, n, priority)
+                outcome = self._send_one(assoc, item, n, priority, label)
                 report.outcomes.append(outcome)
                 if outcome.code is None and outcome.outcome == "transient":
                     # No response: the peer aborted or timed out. Don't wait on it again.
@@ -233,11 +233,10 @@ class DimseDeliverer:
         finally:
             if assoc.is_established:
                 assoc.release()
-        log.info("delivery %s", report.summary())
         return report.finish()
 
     def _send_one(self, assoc: Association, item: SendItem, n: int,
-                  priority: str) -> InstanceOutcome:
+                  priority: str, label: str = "") -> InstanceOutcome:
         path, uid = str(item.path), item.sop_instance_uid
         if not assoc.is_established:
             return InstanceOutcome(path, uid, "transient",
@@ -251,7 +250,8 @@ class DimseDeliverer:
             return InstanceOutcome(path, uid, "permanent", error=str(exc),
                                    elapsed_s=time.monotonic() - t0)
         except Exception as exc:  # unreadable/unencodable file: an outcome, never a crash
-            log.exception("C-STORE of %s to %s failed", path, self.destination.name)
+            log.exception("%sC-STORE of %s to %s failed", f"[{label}] " if label else "", path,
+                          self.destination.name)
             return InstanceOutcome(path, uid, "permanent",
                                    error=f"cannot send {path}: {type(exc).__name__}: {exc}",
                                    elapsed_s=time.monotonic() - t0)
@@ -269,7 +269,7 @@ class DimseDeliverer:
             comment = rsp.get("ErrorComment", "")
             error = f"C-STORE status 0x{code:04X}" + (f": {comment}" if comment else "")
         if warning:
-            log.info("C-STORE of %s to %s: warning status 0x%04X, treated as delivered",
-                     uid, self.destination.name, code)
+            log.info("%sC-STORE of %s to %s: warning status 0x%04X, treated as delivered",
+                     f"[{label}] " if label else "", uid, self.destination.name, code)
         return InstanceOutcome(path, uid, outcome, code=code, warning=warning, error=error,
                                elapsed_s=elapsed)

@@ -115,7 +115,8 @@ def test_rejected_association_is_transient(files, tmp_path: Path) -> None:
 
 def test_destination_down_is_transient_then_delivered_when_back(files, tmp_path: Path) -> None:
     port = free_port()
-    report = deliver(dest(port), files["cr"])
+    report = deliver(dest(port), files["cr"], label="job 7")
+    assert report.summary().startswith("[job 7] scp (dimse): 0/1 delivered")
     assert report.status == "transient" and report.error_kind == "connection_failed"
     assert "Connection refused" in (report.error or ""), report.error
     assert report.outcomes[0].code is None
