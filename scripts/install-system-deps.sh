@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the node's tests talk to: DCMTK (storescu, storescp,
-# echoscu, dsrdump), dicom3tools (dciodvfy) and Orthanc. Needs root (or sudo).
+# echoscu, dsrdump), dicom3tools (dciodvfy), Orthanc and its DICOMweb plugin
+# (orthanc-dicomweb, for STOW-RS delivery tests). Needs root (or sudo).
 set -euo pipefail
-pkgs=(dcmtk dicom3tools orthanc python3-venv)
+pkgs=(dcmtk dicom3tools orthanc orthanc-dicomweb python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
