@@ -97,7 +97,9 @@ def _pause_reactor(assoc: Association, timeout: float = 0.5) -> None:
     ``send_c_store`` waits for the whole DIMSE timeout, then aborts. Here we clear the
     checkpoint ourselves and wait until the reactor thread is actually blocked on it;
     ``send_c_store`` then finds it paused for real. Falls back to a short settle delay
-    if the internals differ.
+    if the internals differ. Same family as pynetdicom#875 (sporadic "Received unexpected
+    C-FIND service message"); the checkpoint itself came with pynetdicom#351. Re-test on
+    any pynetdicom upgrade (tests/delivery) and drop this once upstream fixes it.
     """
     checkpoint = getattr(assoc, "_reactor_checkpoint", None)
     if checkpoint is None:
