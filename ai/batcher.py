@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
@@ -38,8 +39,10 @@ class DynamicBatcher:
         self._queue: queue.Queue[tuple[np.ndarray, Future] | None] = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
-        self.batches_run = 0
-        self.batch_sizes: list[int] = []
+        self.batches_run = 0  # successful batches
+        self.requests_done = 0  # requests answered with a result
+        self.requests_failed = 0  # requests answered with an error
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent successful batch sizes
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -104,14 +107,26 @@ class DynamicBatcher:
                                        f"of {len(live)}")
         except BaseException as exc:  # noqa: BLE001 - every error goes to the callers
             log.warning("batch of %d on %s failed: %s", len(live), self.name, exc)
+            self.requests_failed += len(live)
             for _, fut in live:
                 fut.set_exception(exc)
             return
         self.batches_run += 1
-        if len(self.batch_sizes) < 10000:
-            self.batch_sizes.append(len(live))
+        self.requests_done += len(live)
+        self.batch_sizes.append(len(live))
         for i, (_, fut) in enumerate(live):
-            fut.set_result(tuple(np.array(out[i], copy=True) for out in outputs))
+            fut.set_result(tuple(out[i] for out in outputs))  # views: no per-row copy
+
+    def stats(self) -> dict[str, float]:
+        """Counters for metrics: batches, requests done/failed, queue depth, recent mean batch."""
+        recent = list(self.batch_sizes)
+        return {
+            "batches_run": self.batches_run,
+            "requests_done": self.requests_done,
+            "requests_failed": self.requests_failed,
+            "queue_depth": self._queue.qsize(),
+            "mean_batch_size": (sum(recent) / len(recent)) if recent else 0.0,
+        }
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop accepting work, finish what is queued, stop the worker."""

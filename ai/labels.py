@@ -1,8 +1,13 @@
 """The 18 torchxrayvision-style chest X-ray labels and their codes for the SR.
 
 Codes marked (pydicom) were checked against the DICOM concept dictionary that pydicom
-ships (PS3.16 content); the others are SNOMED CT concepts checked by hand. Labels with no
-suitable standard concept use the private scheme ``99DCMNODE``.
+ships (PS3.16 content). The other SNOMED CT codes (46621007 Atelectasis, 95436008 Lung
+consolidation, 87433001 Pulmonary emphysema, 233604007 Pneumonia, 125605004 Fracture of
+bone) were checked against several independent public SNOMED-coded sources. Cardiomegaly
+uses 287272002 as DICOM's own context groups do (PS3.16 CID 12248, pydicom's
+``codes.SCT.Cardiomegaly``): the SR is a DICOM object and viewers map DICOM's codes.
+Labels with no clearly matching concept (xrv's generic "Hernia" is not only hiatal
+hernia 84089009) use ``99DCMNODE``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ LABEL_CODES: dict[str, CodeSpec] = {
     "Pleural_Thickening": CodeSpec(
         value="PLEURAL_THICKENING", scheme=PRIVATE_SCHEME, meaning="Pleural thickening"
     ),
-    "Cardiomegaly": CodeSpec(value="8186001", scheme="SCT", meaning="Cardiomegaly"),
+    "Cardiomegaly": CodeSpec(value="287272002", scheme="SCT", meaning="Cardiomegaly"),
     "Nodule": CodeSpec(value="27925004", scheme="SCT", meaning="Nodule"),  # (pydicom)
     "Mass": CodeSpec(value="4147007", scheme="SCT", meaning="Mass"),  # (pydicom)
     "Hernia": CodeSpec(value="HERNIA", scheme=PRIVATE_SCHEME, meaning="Hernia"),

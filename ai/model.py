@@ -52,14 +52,14 @@ class Model:
         self.provider = self._session.provider
         out = self.manifest.output
         self._output_names = [out.scores] + ([out.heatmap] if out.heatmap else [])
-        max_batch = options.max_batch_size or self.manifest.runtime.max_batch_size
-        self.batcher = DynamicBatcher(self._run_batch, max_batch, options.max_wait_ms,
-                                      name=self.manifest.name)
-        if options.warmup:
+        if options.warmup:  # before the batcher starts, so a failing model leaks no thread
             inp = self.manifest.input
             shape = ((1, inp.channels, inp.height, inp.width) if inp.layout == "NCHW"
                      else (1, inp.height, inp.width, inp.channels))
             self._session.warm_up({inp.name: np.zeros(shape, np.float32)}, self._output_names)
+        max_batch = options.max_batch_size or self.manifest.runtime.max_batch_size
+        self.batcher = DynamicBatcher(self._run_batch, max_batch, options.max_wait_ms,
+                                      name=self.manifest.name)
 
     @property
     def name(self) -> str:

@@ -42,7 +42,10 @@ class Prepared:
 
 def modality_lut(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     """Apply the Modality LUT (LUT sequence or rescale slope/intercept) -> float32."""
-    if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
+    slope, intercept = ds.get("RescaleSlope", 1), ds.get("RescaleIntercept", 0)
+    identity = "ModalityLUTSequence" not in ds and float(slope if slope not in (None, "") else 1) \
+        == 1.0 and float(intercept if intercept not in (None, "") else 0) == 0.0
+    if not identity:
         try:
             out = apply_modality_lut(stored, ds)
         except Exception as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,9 @@ class RuntimeOptions:
     max_batch_size: int | None = None  # overrides the manifests' runtime.max_batch_size
     max_wait_ms: float = 5.0
     warmup: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
+    # ORT worker threads spin-wait between runs by default; that steals the CPU from the
+    # batcher and preprocessing threads on small machines, so it is off unless asked for.
+    allow_spinning: bool = False
 
 
 class Session:
@@ -36,6 +38,10 @@ class Session:
             so.intra_op_num_threads = options.intra_op_threads
         if options.inter_op_threads:
             so.inter_op_num_threads = options.inter_op_threads
+        so.add_session_config_entry("session.intra_op.allow_spinning",
+                                    "1" if options.allow_spinning else "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning",
+                                    "1" if options.allow_spinning else "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = select_providers(ort.get_available_providers(), options.providers or None)
         self._session = ort.InferenceSession(str(onnx_path), so, providers=providers)
@@ -64,7 +70,7 @@ class Session:
         for name in output_names:
             binding.bind_output(name, "cuda", 0)
         self._session.run_with_iobinding(binding)
-        return [v.numpy() for v in binding.get_outputs()]
+        return list(binding.copy_outputs_to_cpu())
 
     def warm_up(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> None:
         """One throw-away run so the first real request pays no allocation/compile cost."""

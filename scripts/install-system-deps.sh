@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the node's tests talk to: DCMTK (storescu, storescp,
-# echoscu, dsrdump), dicom3tools (dciodvfy) and Orthanc with its DICOMweb plugin. Needs root (or sudo).
+# echoscu, dsrdump), dicom3tools (dciodvfy), Orthanc and its DICOMweb plugin
+# (orthanc-dicomweb, for STOW-RS delivery tests). Needs root (or sudo).
 set -euo pipefail
 pkgs=(dcmtk dicom3tools orthanc orthanc-dicomweb python3-venv fonts-dejavu-core)
 missing=()

@@ -146,12 +146,8 @@ def ensure_demo_package(cache_dir: Path) -> Path:
     """
     cache_dir = Path(cache_dir)
     target = cache_dir / f"{DEMO_NAME}-{DEMO_VERSION}"
-    if (target / "model.yaml").is_file() and (target / "model.onnx").is_file():
-        try:
-            if load_manifest(target / "model.yaml").version == DEMO_VERSION:
-                return target
-        except Exception:  # a damaged cache entry is rebuilt below
-            log.warning("rebuilding damaged demo package cache at %s", target)
+    if _cached_ok(target):
+        return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("building bundled demo model %s %s into %s", DEMO_NAME, DEMO_VERSION, target)
     data = build_demo_onnx().SerializeToString()
@@ -159,13 +155,26 @@ def ensure_demo_package(cache_dir: Path) -> Path:
     try:
         (tmp / "model.onnx").write_bytes(data)
         dump_manifest(demo_manifest(device_uid_for(data)), tmp / "model.yaml")
-        if target.exists():
+        if _cached_ok(target):  # another process finished first: keep its copy
+            return target
+        if target.exists():  # damaged entry (checked above): move it aside, then replace
             shutil.rmtree(target, ignore_errors=True)
         try:
             os.replace(tmp, target)
         except OSError:
-            if not (target / "model.yaml").is_file():  # lost a race and nothing is there
+            if not _cached_ok(target):  # lost a race and nothing usable is there
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _cached_ok(target: Path) -> bool:
+    """True when ``target`` holds a complete demo package of this version."""
+    if not ((target / "model.yaml").is_file() and (target / "model.onnx").is_file()):
+        return False
+    try:
+        return load_manifest(target / "model.yaml").version == DEMO_VERSION
+    except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
+        log.warning("demo package cache at %s is damaged; rebuilding", target)
+        return False

@@ -34,16 +34,19 @@ def _load_settings(config: Path | None, data_dir: Path | None):
     return cfg.models, Path(data)
 
 
-def _registry(config: Path | None, data_dir: Path | None, *, extra: list[Path] | None = None,
-              bundled: bool | None = None):
+def _registry(config: Path | None, data_dir: Path | None, only: Path | None = None):
+    """The configured registry, or (``only``) just the package in that directory."""
     from ai import ModelRegistry
 
     settings, data = _load_settings(config, data_dir)
+    if only is not None:
+        return ModelRegistry.load([only], include_bundled=False,
+                                  options=settings.runtime_options())
     models_dir = settings.resolved_models_dir(data)
     return ModelRegistry.load(
-        package_dirs=[*settings.packages, *(extra or [])],
+        package_dirs=settings.packages,
         cache_dir=models_dir,
-        include_bundled=settings.bundled if bundled is None else bundled,
+        include_bundled=settings.bundled,
         options=settings.runtime_options(),
         models_dir=models_dir,
     )
@@ -102,15 +105,13 @@ def test_model(
         raise typer.Exit(2) from None
     as_dir = Path(package_or_name)
     is_dir = as_dir.is_dir()
-    registry = _registry(config, data_dir, extra=[as_dir] if is_dir else None,
-                         bundled=False if is_dir else None)
+    registry = _registry(config, data_dir, only=as_dir if is_dir else None)
     try:
         model = None
         if is_dir:
-            model = next((m for m in registry.models.values()
-                          if m.package.path.resolve() == as_dir.resolve()), None)
+            model = next(iter(registry.models.values()), None)
             if model is None:
-                msgs = [e.message for e in registry.errors if e.path == as_dir] or ["not loaded"]
+                msgs = [e.message for e in registry.errors] or ["not loaded"]
                 console.print(f"[red]package refused: {msgs[0]}[/red]")
                 raise typer.Exit(2)
         else:

@@ -37,8 +37,8 @@ __all__ = [
 class Deliverer(Protocol):
     """Sends a batch of DICOM Part 10 files to one destination, one attempt per call."""
 
-    def deliver(self, files: Sequence[Path | str], priority: str = "routine"
-                ) -> DeliveryReport: ...
+    def deliver(self, files: Sequence[Path | str], priority: str = "routine",
+                label: str = "") -> DeliveryReport: ...
 
 
 def deliverer_for(destination: DimseDestination | StowRsDestination | OrthancDestination
@@ -54,6 +54,11 @@ def deliverer_for(destination: DimseDestination | StowRsDestination | OrthancDes
 
 
 def deliver(destination: DimseDestination | StowRsDestination | OrthancDestination,
-            files: Sequence[Path | str], priority: str = "routine") -> DeliveryReport:
-    """One delivery attempt of ``files`` to ``destination`` (see the module docstring)."""
-    return deliverer_for(destination).deliver(files, priority=priority)
+            files: Sequence[Path | str], priority: str = "routine",
+            label: str = "") -> DeliveryReport:
+    """One delivery attempt of ``files`` to ``destination`` (see the module docstring).
+
+    ``priority`` is the route's (``stat``/``routine``); ``label`` names the caller's
+    context (e.g. ``"job 42 study 1.2.3"``) in log lines and ``report.summary()``.
+    """
+    return deliverer_for(destination).deliver(files, priority=priority, label=label)

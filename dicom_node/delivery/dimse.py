@@ -86,6 +86,43 @@ def requested_contexts(items: Sequence[SendItem]) -> list[tuple[str, list[str]]]
     return [(sop_class, syntaxes) for (sop_class, _), syntaxes in contexts.items()]
 
 
+def _pause_reactor(assoc: Association, timeout: float = 0.5) -> None:
+    """Make sure the association's reactor thread is really parked before a C-STORE.
+
+    Works around a race in pynetdicom (seen with 3.0.4): ``send_c_store`` pauses the
+    reactor by clearing ``_reactor_checkpoint`` and waiting for ``_is_paused``, but that
+    flag can still be True from a loop iteration that already passed the checkpoint. If
+    the peer answers within that window (a fast peer on loopback), the reactor takes the
+    C-STORE-RSP off the queue ("Received unexpected C-STORE service message"), and
+    ``send_c_store`` waits for the whole DIMSE timeout, then aborts. Here we clear the
+    checkpoint ourselves and wait until the reactor thread is actually blocked on it;
+    ``send_c_store`` then finds it paused for real. Falls back to a short settle delay
+    if the internals differ. Same family as pynetdicom#875 (sporadic "Received unexpected
+    C-FIND service message"); the checkpoint itself came with pynetdicom#351. Re-test on
+    any pynetdicom upgrade (tests/delivery) and drop this once upstream fixes it.
+    """
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    if checkpoint is None:
+        return
+    checkpoint.clear()
+    waiters = getattr(getattr(checkpoint, "_cond", None), "_waiters", None)
+    deadline = time.monotonic() + timeout
+    if waiters is None:
+        time.sleep(0.005)
+        return
+    while time.monotonic() < deadline and assoc.is_established:
+        if getattr(assoc, "_is_paused", True) and len(waiters) > 0:
+            return
+        time.sleep(0.0001)
+
+
+def _resume_reactor(assoc: Association) -> None:
+    """Undo :func:`_pause_reactor` (harmless when already running)."""
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    if checkpoint is not None:
+        checkpoint.set()
+
+
 def _probe_connect(host: str, port: int, timeout: float) -> str:
     """Why a TCP connection cannot be opened (only called after a failed associate)."""
     try:
@@ -124,10 +161,11 @@ class DimseDeliverer:
             ae.add_requested_context(abstract, syntaxes)
         return ae
 
-    def deliver(self, files: Sequence[Path | str], priority: str = "routine") -> DeliveryReport:
+    def deliver(self, files: Sequence[Path | str], priority: str = "routine",
+                label: str = "") -> DeliveryReport:
         """Send ``files`` over one association; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "dimse", dt.datetime.now(dt.UTC))
+        report = DeliveryReport(d.name, "dimse", dt.datetime.now(dt.UTC), label=label)
         items, bad = read_send_items([Path(f) for f in files])
         report.outcomes.extend(bad)
         if not items:
@@ -146,13 +184,20 @@ class DimseDeliverer:
 
         opened: list[bool] = []
         t0 = time.monotonic()
-        assoc = self._ae(contexts).associate(
-            d.host, d.port, ae_title=d.ae_title,
-            evt_handlers=[(evt.EVT_CONN_OPEN, lambda _e: opened.append(True))],
-        )
+        try:
+            assoc = self._ae(contexts).associate(
+                d.host, d.port, ae_title=d.ae_title,
+                evt_handlers=[(evt.EVT_CONN_OPEN, lambda _e: opened.append(True))],
+            )
+        except (OSError, ValueError, RuntimeError) as exc:  # e.g. host name not resolvable
+            assoc = None
+            report.error_kind = "connection_failed"
+            report.error = f"cannot connect to {d.host}:{d.port}: {exc}"
         report.detail["associate_s"] = round(time.monotonic() - t0, 4)
-        if not assoc.is_established:
-            if assoc.is_rejected:
+        if assoc is None or not assoc.is_established:
+            if assoc is None:
+                pass  # error set above
+            elif assoc.is_rejected:
                 report.error_kind, report.error = "association_rejected", _reject_text(assoc)
             elif not opened:
                 why = _probe_connect(d.host, d.port, min(d.timeout, 5.0))
@@ -162,7 +207,6 @@ class DimseDeliverer:
                 report.error_kind = "association_aborted"
                 report.error = (f"association with {d.ae_title}@{d.host}:{d.port} aborted or "
                                 f"timed out during negotiation")
-            log.warning("delivery to %s failed: %s", d.name, report.error)
             report.outcomes.extend(
                 InstanceOutcome(str(i.path), i.sop_instance_uid, "transient", error=report.error)
                 for i in items
@@ -175,7 +219,7 @@ class DimseDeliverer:
         ]
         try:
             for n, item in enumerate(items):
-                outcome = self._send_one(assoc, item, n, priority)
+                outcome = self._send_one(assoc, item, n, priority, label)
                 report.outcomes.append(outcome)
                 if outcome.code is None and outcome.outcome == "transient":
                     # No response: the peer aborted or timed out. Don't wait on it again.
@@ -191,25 +235,30 @@ class DimseDeliverer:
         finally:
             if assoc.is_established:
                 assoc.release()
-        log.info("delivery %s", report.summary())
         return report.finish()
 
     def _send_one(self, assoc: Association, item: SendItem, n: int,
-                  priority: str) -> InstanceOutcome:
+                  priority: str, label: str = "") -> InstanceOutcome:
         path, uid = str(item.path), item.sop_instance_uid
         if not assoc.is_established:
             return InstanceOutcome(path, uid, "transient",
                                    error="association ended before this instance was sent")
         t0 = time.monotonic()
         try:
+            _pause_reactor(assoc)
             rsp = assoc.send_c_store(item.path, msg_id=(n % 65535) + 1,
                                      priority=_PRIORITY.get(priority, 0))
         except ValueError as exc:  # no accepted presentation context, cannot encode
             return InstanceOutcome(path, uid, "permanent", error=str(exc),
                                    elapsed_s=time.monotonic() - t0)
-        except (OSError, AttributeError) as exc:
-            return InstanceOutcome(path, uid, "permanent", error=f"cannot send {path}: {exc}",
+        except Exception as exc:  # unreadable/unencodable file: an outcome, never a crash
+            log.exception("%sC-STORE of %s to %s failed", f"[{label}] " if label else "", path,
+                          self.destination.name)
+            return InstanceOutcome(path, uid, "permanent",
+                                   error=f"cannot send {path}: {type(exc).__name__}: {exc}",
                                    elapsed_s=time.monotonic() - t0)
+        finally:
+            _resume_reactor(assoc)  # send_c_store resumes it too, but not when it raised
         elapsed = time.monotonic() - t0
         code = int(rsp.Status) if rsp and "Status" in rsp else None
         outcome, warning = classify_store_status(code)
@@ -222,7 +271,7 @@ class DimseDeliverer:
             comment = rsp.get("ErrorComment", "")
             error = f"C-STORE status 0x{code:04X}" + (f": {comment}" if comment else "")
         if warning:
-            log.info("C-STORE of %s to %s: warning status 0x%04X, treated as delivered",
-                     uid, self.destination.name, code)
+            log.info("%sC-STORE of %s to %s: warning status 0x%04X, treated as delivered",
+                     f"[{label}] " if label else "", uid, self.destination.name, code)
         return InstanceOutcome(path, uid, outcome, code=code, warning=warning, error=error,
                                elapsed_s=elapsed)

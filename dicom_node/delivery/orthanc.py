@@ -31,10 +31,11 @@ class OrthancDeliverer:
     def __init__(self, destination: OrthancDestination) -> None:
         self.destination = destination
 
-    def deliver(self, files: Sequence[Path | str], priority: str = "routine") -> DeliveryReport:
+    def deliver(self, files: Sequence[Path | str], priority: str = "routine",
+                label: str = "") -> DeliveryReport:
         """POST each file to ``/instances``; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "orthanc", dt.datetime.now(dt.UTC))
+        report = DeliveryReport(d.name, "orthanc", dt.datetime.now(dt.UTC), label=label)
         items, bad = read_send_items([Path(f) for f in files])
         report.outcomes.extend(bad)
         already = 0
@@ -54,7 +55,6 @@ class OrthancDeliverer:
                     kind = "timeout" if isinstance(exc, requests.Timeout) else "connection_failed"
                     report.error_kind = kind
                     report.error = f"cannot reach Orthanc at {d.url}: {exc}"
-                    log.warning("delivery to %s failed: %s", d.name, report.error)
                     report.outcomes.extend(
                         InstanceOutcome(str(i.path), i.sop_instance_uid, "transient",
                                         error=report.error)
@@ -72,7 +72,6 @@ class OrthancDeliverer:
                 report.outcomes.append(InstanceOutcome(
                     path, uid, outcome, code=rsp.status_code, error=error, elapsed_s=elapsed))
         report.detail["already_stored"] = already
-        log.info("delivery %s", report.summary())
         return report.finish()
 
 

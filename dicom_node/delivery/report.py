@@ -9,6 +9,7 @@ job fails and is listed).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,8 @@ __all__ = [
     "SendItem",
     "read_send_items",
 ]
+
+log = logging.getLogger("dicom_node.delivery")
 
 Outcome = Literal["delivered", "transient", "permanent"]
 
@@ -57,6 +60,7 @@ class DeliveryReport:
     error: str | None = None  # attempt-level error, e.g. "association rejected: ..."
     error_kind: str | None = None  # e.g. connection_failed, association_rejected, http_503
     detail: dict[str, Any] = field(default_factory=dict)  # e.g. proposed/accepted contexts
+    label: str = ""  # the caller's context for logs, e.g. "job 42 study 1.2.3"
 
     @property
     def duration_s(self) -> float:
@@ -98,7 +102,9 @@ class DeliveryReport:
 
     def summary(self) -> str:
         """One line for logs and the jobs table."""
-        text = (f"{self.destination} ({self.kind}): {len(self.delivered)}/{len(self.outcomes)} "
+        prefix = f"[{self.label}] " if self.label else ""
+        text = (f"{prefix}{self.destination} ({self.kind}): "
+                f"{len(self.delivered)}/{len(self.outcomes)} "
                 f"delivered in {self.duration_s:.2f}s, {self.status}")
         if self.error:
             text += f"; {self.error}"
@@ -109,8 +115,9 @@ class DeliveryReport:
         return text
 
     def finish(self) -> DeliveryReport:
-        """Stamp the end time and return self."""
+        """Stamp the end time, log the summary (WARNING unless all went) and return self."""
         self.finished_at = dt.datetime.now(dt.UTC)
+        log.log(logging.INFO if self.ok else logging.WARNING, "delivery %s", self.summary())
         return self
 
 

@@ -90,10 +90,11 @@ class StowRsDeliverer:
     def __init__(self, destination: StowRsDestination) -> None:
         self.destination = destination
 
-    def deliver(self, files: Sequence[Path | str], priority: str = "routine") -> DeliveryReport:
+    def deliver(self, files: Sequence[Path | str], priority: str = "routine",
+                label: str = "") -> DeliveryReport:
         """STOW-RS the files in batches; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "stowrs", dt.datetime.now(dt.UTC))
+        report = DeliveryReport(d.name, "stowrs", dt.datetime.now(dt.UTC), label=label)
         items, bad = read_send_items([Path(f) for f in files])
         report.outcomes.extend(bad)
         with make_session(d.auth) as session:
@@ -120,14 +121,12 @@ class StowRsDeliverer:
                     kind = "timeout" if isinstance(exc, requests.Timeout) else "connection_failed"
                     report.error_kind = kind
                     report.error = f"cannot reach STOW-RS at {d.url}: {exc}"
-                    log.warning("delivery to %s failed: %s", d.name, report.error)
                     rest = [i for later in batches[b:] for i in later]
                     report.outcomes.extend(
                         InstanceOutcome(str(i.path), i.sop_instance_uid, "transient",
                                         error=report.error)
                         for i in rest)
                     break
-        log.info("delivery %s", report.summary())
         return report.finish()
 
     def _http_error(self, exc: requests.HTTPError, batch: list[SendItem],

@@ -45,6 +45,8 @@ def test_failing_batch_fails_its_callers_and_batcher_keeps_serving():
             bad.result(5)
         ok = b.infer(np.array([1.0]), timeout=5)
         np.testing.assert_array_equal(ok[0], [2.0])
+        stats = b.stats()
+        assert stats["requests_failed"] == 1 and stats["requests_done"] == 1
     finally:
         b.close()
 

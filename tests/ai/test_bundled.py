@@ -99,3 +99,13 @@ def test_provider_is_reported(demo_registry):
 def test_other_bit_depths(demo_registry, bits):
     (res,) = demo_registry.get(NAME).infer(make_cr(rows=200, cols=300, bits=bits))
     assert res.labels[0].heatmap.shape == (149, 224)
+
+
+def test_damaged_cache_is_rebuilt(tmp_path):
+    target = ensure_demo_package(tmp_path)
+    good = (target / "model.onnx").read_bytes()
+    (target / "model.yaml").write_text("name: [broken\n")
+    (target / "model.onnx").write_bytes(b"truncated")
+    again = ensure_demo_package(tmp_path)
+    assert again == target and (target / "model.onnx").read_bytes() == good
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".demo-build-")]

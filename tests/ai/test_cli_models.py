@@ -72,3 +72,16 @@ def test_invalid_models_config_names_the_field(tmp_path):
     cfg.write_text(yaml.safe_dump({"models": {"providers": ["quantum"]}}))
     result = runner.invoke(app, ["models", "list", "--config", str(cfg)])
     assert result.exit_code == 2 and "providers" in result.output
+
+
+def test_models_test_with_a_broken_package_dir_names_the_field(tmp_path, demo_cache):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    src = next(p for p in demo_cache.iterdir() if p.name.startswith("demo-cxr"))
+    (pkg / "model.onnx").symlink_to(src / "model.onnx")
+    (pkg / "model.yaml").write_text((src / "model.yaml").read_text().replace(
+        "scores: logits", "scores: probabilities"))
+    (path,) = write_files([make_cr(rows=64, cols=64)], tmp_path / "in")
+    result = runner.invoke(app, ["models", "test", str(pkg), str(path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 2
+    assert "package refused" in result.output and "output.scores" in result.output

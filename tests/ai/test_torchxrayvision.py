@@ -53,3 +53,16 @@ def test_exported_package_loads_and_runs(exported):
         assert labels["Effusion"].heatmap.shape == (224, 224)
     finally:
         registry.close()
+
+
+def test_cli_import_untrained(tmp_path):
+    from typer.testing import CliRunner
+
+    from dicom_node.cli import app
+
+    out = tmp_path / "cli-pkg"
+    result = CliRunner().invoke(app, ["models", "import-torchxrayvision",
+                                      "densenet121-res224-all", "--out", str(out), "--untrained"])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.onnx").is_file() and (out / "model.yaml").is_file()
+    assert "package written" in result.output

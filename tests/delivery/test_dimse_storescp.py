@@ -115,7 +115,8 @@ def test_rejected_association_is_transient(files, tmp_path: Path) -> None:
 
 def test_destination_down_is_transient_then_delivered_when_back(files, tmp_path: Path) -> None:
     port = free_port()
-    report = deliver(dest(port), files["cr"])
+    report = deliver(dest(port), files["cr"], label="job 7")
+    assert report.summary().startswith("[job 7] scp (dimse): 0/1 delivered")
     assert report.status == "transient" and report.error_kind == "connection_failed"
     assert "Connection refused" in (report.error or ""), report.error
     assert report.outcomes[0].code is None
@@ -142,3 +143,21 @@ def test_unreadable_file_is_permanent_and_does_not_stop_the_batch(files,
         scp.wait_for_files(1)
     assert [o.outcome for o in report.outcomes] == ["permanent", "delivered"]
     assert "junk.dcm" in (report.outcomes[0].error or "")
+
+
+def test_response_timeout_is_transient(files, tmp_path: Path) -> None:
+    # storescp answers the first C-STORE, then sleeps 3 s before reading the next one
+    with StoreSCP(tmp_path / "scp", extra_args=["--sleep-after", "3"]) as scp:
+        report = deliver(dest(scp.port, timeout=1), files["ct"])
+    assert [o.outcome for o in report.outcomes] == ["delivered", "transient"], report.summary()
+    assert report.status == "transient" and report.error_kind == "association_aborted"
+    assert "timed out after 1.0s" in (report.outcomes[1].error or "")
+    assert report.undelivered_paths == [str(files["ct"][1])]
+
+
+def test_unresolvable_host_is_transient(files) -> None:
+    d = DimseDestination(name="x", ae_title="X", host="no-such-host.invalid", port=104,
+                         timeout=2)
+    report = deliver(d, files["cr"])
+    assert report.status == "transient" and report.error_kind == "connection_failed"
+    assert "no-such-host.invalid" in (report.error or "")

@@ -20,12 +20,15 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from tests.support.ports import free_port
+from tests.support.procnet import listening
+from tests.support.storescp import dcmtk_env
 
 ORTHANC = "/usr/sbin/Orthanc"
 PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
@@ -58,6 +61,7 @@ class Orthanc:
         self.extra_config = dict(extra_config or {})
         self.http_port = free_port()
         self.dicom_port = free_port()
+        self.name = f"test-{aet}-{uuid.uuid4().hex[:8]}"  # tells our Orthanc from another
         self.config_path = self.workdir / "orthanc.json"
         self.log_path = self.workdir / "orthanc.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -85,7 +89,7 @@ class Orthanc:
     def config(self) -> dict[str, Any]:
         """The JSON configuration written for this instance."""
         cfg: dict[str, Any] = {
-            "Name": f"test-{self.aet}",
+            "Name": self.name,
             "StorageDirectory": str(self.workdir / "storage"),
             "IndexDirectory": str(self.workdir / "index"),
             "HttpPort": self.http_port,
@@ -113,27 +117,46 @@ class Orthanc:
         return cfg
 
     def start(self, timeout: float = 40.0) -> Orthanc:
-        """Write the config, start Orthanc and wait until ``/system`` answers."""
+        """Write the config, start Orthanc and wait until it serves HTTP and DICOM.
+
+        Ready means ``/system`` answers with this instance's unique name and the Orthanc
+        process itself listens on the DICOM port. If it exits during start-up (e.g. a
+        port taken by another test in the meantime), it is retried on new free ports,
+        up to 3 times.
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
+        failure = ""
+        for attempt in range(3):
+            if attempt:
+                self.http_port, self.dicom_port = free_port(), free_port()
+            outcome = self._start_once(timeout)
+            if outcome == "ready":
+                return self
+            failure = self.log_tail()
+            self.stop()
+            if outcome == "timeout":
+                raise TimeoutError(f"Orthanc not ready within {timeout}s:\n{failure}")
+        raise RuntimeError(f"Orthanc did not start:\n{failure}")
+
+    def _start_once(self, timeout: float) -> str:
         self.config_path.write_text(json.dumps(self.config(), indent=2))
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([ORTHANC, "--no-jobs", str(self.config_path)],
                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir)
+                                     cwd=self.workdir, env=dcmtk_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with {self.proc.returncode}:\n"
-                                   f"{self.log_tail()}")
+                return "exited"
             try:
-                if self.session.get(f"{self.url}/system", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
+                rsp = self.session.get(f"{self.url}/system", timeout=1)
+                if (rsp.status_code == 200 and rsp.json().get("Name") == self.name
+                        and listening(self.dicom_port, self.proc.pid)):
+                    return "ready"
+            except (requests.RequestException, ValueError):
                 pass
             time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"Orthanc did not answer /system within {timeout}s:\n"
-                           f"{self.log_tail()}")
+        return "timeout"
 
     def stop(self) -> None:
         """Terminate Orthanc (kill after 10 s)."""
@@ -187,6 +210,12 @@ class Orthanc:
         rsp = self.session.get(f"{self.url}/instances/{orthanc_id}/file", timeout=30)
         rsp.raise_for_status()
         return rsp.content
+
+    def metadata(self, orthanc_id: str, name: str) -> str:
+        """An instance's Orthanc metadata item (e.g. ``RemoteAET``, ``TransferSyntax``)."""
+        rsp = self.session.get(f"{self.url}/instances/{orthanc_id}/metadata/{name}", timeout=10)
+        rsp.raise_for_status()
+        return rsp.text
 
     def add_modality(self, name: str, aet: str, host: str, port: int) -> None:
         """Register (or update) a DICOM modality at run time."""

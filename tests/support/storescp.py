@@ -6,46 +6,35 @@
     StoreSCP(..., extra_args=["--refuse"])          # every association rejected
     scp.stop(); ...; scp.start()                    # destination down, then back (same port)
 
-Received files are written bit-preserving (``+B``): the dataset bytes are exactly what
+DCMTK runs with ``TCP_NODELAY=1`` (see :func:`dcmtk_env`). Received files are written
+bit-preserving (``+B``): the dataset bytes are exactly what
 came over the network. Verbose output with presentation contexts (``-v +v``) goes to
 ``scp.log_path``; when the ``with`` block fails, the log's tail is printed.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port
+from tests.support.procnet import listening
 
 STORESCP = shutil.which("storescp") or "/usr/bin/storescp"
 
 
-def _listening(port: int) -> bool:
-    """Whether something listens on ``port``, without connecting to it.
+def dcmtk_env() -> dict[str, str]:
+    """The environment for DCMTK tools: Nagle's algorithm off (``TCP_NODELAY=1``).
 
-    A test connection would make storescp log a failed association; reading the kernel's
-    socket table does not. Falls back to a connection where /proc is missing.
+    DCMTK leaves Nagle on unless this variable is set; with it on, each small C-STORE
+    response waits for the peer's delayed ACK (~40 ms per instance on Linux loopback),
+    which would dominate any timing taken against storescp/storescu.
     """
-    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
-    if not tables[0].exists():
-        try:
-            wait_for_port(port, timeout=0.2)
-            return True
-        except TimeoutError:
-            return False
-    want = f":{port:04X}"
-    for table in tables:
-        if not table.exists():
-            continue
-        for line in table.read_text().splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > 3 and fields[1].endswith(want) and fields[3] == "0A":  # LISTEN
-                return True
-    return False
+    return {**os.environ, "TCP_NODELAY": "1"}
 
 
 class StoreSCP:
@@ -57,6 +46,7 @@ class StoreSCP:
         self.workdir = Path(workdir)
         self.ae_title = ae_title
         self.port = port or free_port()
+        self._may_move = port is None
         self.extra_args = list(extra_args)
         self.bit_preserving = bit_preserving
         self.accept_all = accept_all
@@ -76,28 +66,41 @@ class StoreSCP:
         return [*cmd, *self.extra_args, str(self.port)]
 
     def start(self, extra_args: list[str] | None = None, timeout: float = 15.0) -> StoreSCP:
-        """Start (or restart) on the same port; ``extra_args`` replaces the extra options."""
+        """Start (or restart) on the same port; ``extra_args`` replaces the extra options.
+
+        If the port was chosen here (not given) and another process grabbed it before
+        storescp could bind, a new free port is tried (up to 3 times) on the first start.
+        """
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("storescp already running")
         if extra_args is not None:
             self.extra_args = list(extra_args)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        tries = 3 if self._may_move else 1
+        for attempt in range(tries):
+            if self._start_once(timeout):
+                self._may_move = False
+                return self
+            failure = self.log_tail()
+            self.stop()
+            if attempt + 1 < tries:
+                self.port = free_port()
+        raise RuntimeError(f"storescp did not start on port {self.port}:\n{failure}")
+
+    def _start_once(self, timeout: float) -> bool:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log.write(f"\n=== start: {' '.join(self.command())}\n".encode())
         self._log.flush()
-        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dcmtk_env())
         deadline = time.monotonic() + timeout
-        while True:
+        while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"storescp exited with {self.proc.returncode}:\n"
-                                   f"{self.log_tail()}")
-            if _listening(self.port):
-                return self
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"storescp not listening on {self.port}:\n"
-                                   f"{self.log_tail()}")
+                return False
+            if listening(self.port, self.proc.pid):
+                return True
             time.sleep(0.05)
+        return False
 
     def stop(self) -> None:
         """Terminate the process (kill after 5 s); the port becomes free."""
