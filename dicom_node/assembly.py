@@ -15,8 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from dicom_node import metrics
-from dicom_node.db import Database
-from dicom_node.index.recorder import utcnow
+from dicom_node.db import Database, utcnow
 from dicom_node.index.tables import COMPLETE, OPEN, Group
 from dicom_node.settings.node import AETitleSettings
 

@@ -9,47 +9,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT
+
 app = typer.Typer(no_args_is_help=True, help="Model packages: list, test, import.")
 console = Console()
 
-DEFAULT_DATA_DIR = Path("./dicom-node-data")
-
-CONFIG_OPT = typer.Option(None, "--config", "-c", help="Node configuration YAML.")
-DATA_DIR_OPT = typer.Option(None, "--data-dir",
-                            help="Data directory (default: config's data_dir or "
-                                 "./dicom-node-data); the demo model is cached in <it>/models.")
-
-
-def _load_settings(config: Path | None, data_dir: Path | None):
-    from pydantic import ValidationError
-
-    from dicom_node.settings.root import load_config
-
-    try:
-        cfg = load_config(config)
-    except (OSError, ValidationError, ValueError) as exc:
-        console.print(f"[red]cannot load config {config}:[/red] {exc}")
-        raise typer.Exit(2) from None
-    data = data_dir or getattr(cfg, "data_dir", None) or DEFAULT_DATA_DIR
-    return cfg.models, Path(data)
 
 
 def _registry(config: Path | None, data_dir: Path | None, only: Path | None = None):
     """The configured registry, or (``only``) just the package in that directory."""
-    from ai import ModelRegistry
+    from dicom_node.cli.common import load_node_config
+    from dicom_node.model_registry import load_registry
 
-    settings, data = _load_settings(config, data_dir)
-    if only is not None:
-        return ModelRegistry.load([only], include_bundled=False,
-                                  options=settings.runtime_options())
-    models_dir = settings.resolved_models_dir(data)
-    return ModelRegistry.load(
-        package_dirs=settings.packages,
-        cache_dir=models_dir,
-        include_bundled=settings.bundled,
-        options=settings.runtime_options(),
-        models_dir=models_dir,
-    )
+    return load_registry(load_node_config(config, data_dir), only=only)
 
 
 @app.command("list")
@@ -89,6 +61,7 @@ def test_model(
     package_or_name: str = typer.Argument(..., help="Package directory or loaded model name."),
     file: Path = typer.Argument(..., help="DICOM file to run."),
     out: Path = typer.Option(Path("./heatmaps"), "--out", help="Where heatmap PNGs go."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     config: Path | None = CONFIG_OPT,
     data_dir: Path | None = DATA_DIR_OPT,
 ) -> None:
@@ -130,6 +103,9 @@ def test_model(
             console.print(f"[red]{file}: {exc}[/red]")
             raise typer.Exit(2) from None
         out.mkdir(parents=True, exist_ok=True)
+        if as_json:
+            _print_json(model, results)
+            return
         if model.identity.demo:
             console.print("[bold yellow]NON-CLINICAL DEMO MODEL - untrained weights[/bold yellow]")
         for res in results:
@@ -152,6 +128,26 @@ def test_model(
         console.print(f"heatmaps written to {out.resolve()}")
     finally:
         registry.close()
+
+
+def _print_json(model, results) -> None:  # noqa: ANN001 - ai Model, list[ImageResult]
+    import json
+
+    doc = {
+        "model": {"name": model.name, "version": model.identity.version,
+                  "device_uid": model.identity.device_uid, "demo": model.identity.demo,
+                  "provider": model.provider},
+        "images": [{"sop_instance_uid": r.sop_instance_uid, "frame": r.frame} for r in results],
+        "labels": [
+            {"name": lab.name, "frame": r.frame, "probability": float(lab.probability),
+             "threshold": float(lab.threshold), "positive": bool(lab.positive),
+             "code": None if lab.code is None else {
+                 "value": lab.code.value, "scheme": lab.code.scheme,
+                 "meaning": lab.code.meaning}}
+            for r in results for lab in r.labels
+        ],
+    }
+    typer.echo(json.dumps(doc, indent=2))
 
 
 @app.command("import-torchxrayvision")

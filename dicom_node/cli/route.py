@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
+from dicom_node.cli.common import load_node_config
 from dicom_node.routing.explain import explain_path, explanation_to_dict, render_explanation
-from dicom_node.settings import load_config
 from dicom_node.settings.routes import validate_references
 
 app = typer.Typer(no_args_is_help=True, help="Routing rules: explain what would match.")
@@ -29,20 +28,7 @@ def explain(
 ) -> None:
     """For each series under PATH: which rule matches, and why earlier rules did not."""
     err = Console(stderr=True)
-    try:
-        cfg = load_config(config)
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] config file not found: {exc.filename or config}")
-        raise typer.Exit(2) from exc
-    except ValidationError as exc:
-        err.print(f"[red]error:[/red] invalid config {config}:")
-        for e in exc.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            err.print(f"  {loc}: {e['msg']}")
-        raise typer.Exit(2) from exc
-    except Exception as exc:  # YAML syntax and the like: name the file, don't crash
-        err.print(f"[red]error:[/red] cannot load config {config}: {exc}")
-        raise typer.Exit(2) from exc
+    cfg = load_node_config(config, None)
     for problem in validate_references(cfg.routes, cfg.destinations):
         err.print(f"[yellow]warning:[/yellow] {problem}")
     try:

@@ -218,11 +218,14 @@ class JobRunner:
         job = self._load_job(claim.job_id)
         config = self.config()
         by_name = {d.name: d for d in config.destinations}
-        files = [o.path for o in outputs]
+        accepted = self._accepted(claim.job_id)
         transient: list[str] = []
         permanent: list[str] = []
         for name in job.destinations:
-            if name in claim.delivered:
+            # Only what this destination has not accepted yet: nothing is sent twice.
+            files = [o.path for o in outputs
+                     if o.sop_instance_uid not in accepted.get(name, set())]
+            if not files:
                 continue
             self._check(claim)
             dest = by_name.get(name)
@@ -245,6 +248,19 @@ class JobRunner:
             raise RuntimeError("delivery failed: " + "; ".join(transient))
         self.queue.finish(claim)
         metrics.JOBS_FINISHED.labels("done").inc()
+
+    def _accepted(self, job_id: int) -> dict[str, set[str]]:
+        """Destination -> SOP Instance UIDs it accepted in earlier attempts of this job."""
+        out: dict[str, set[str]] = {}
+        with self.db.session() as s:
+            for dest, statuses in s.execute(
+                select(DeliveryAttempt.destination, DeliveryAttempt.statuses)
+                .where(DeliveryAttempt.job_id == job_id)
+            ):
+                out.setdefault(dest, set()).update(
+                    uid for uid, st in (statuses or {}).items() if st.get("outcome") == "delivered"
+                )
+        return out
 
     def _record_attempt(self, claim: Claim, report) -> None:  # noqa: ANN001 - DeliveryReport
         statuses = {

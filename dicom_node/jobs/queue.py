@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -44,7 +44,6 @@ class Claim:
     worker: str
     attempt: int
     resume_delivery: bool
-    delivered: set[str] = field(default_factory=set)
 
 
 class JobQueue:
@@ -113,15 +112,11 @@ class JobQueue:
                 if won == 1:
                     job = s.get(Job, job_id)
                     assert job is not None
-                    delivered = {
-                        a.destination for a in job.attempts_log if a.outcome == "delivered"
-                    }
                     return Claim(
                         job_id=job_id,
                         worker=worker,
                         attempt=job.attempts,
                         resume_delivery=job.written_at is not None and bool(job.outputs),
-                        delivered=delivered,
                     )
         return None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from ai.registry import ModelRegistry
 from dicom_node.assembly import Assembler
@@ -18,6 +17,7 @@ from dicom_node.jobs.executor import LocalExecutor
 from dicom_node.jobs.pipeline import JobRunner
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.retention import Retention
+from dicom_node.model_registry import load_registry
 from dicom_node.settings.root import NodeConfig
 from dicom_node.settings.routes import MatchSpec, RouteRule
 from dicom_node.store.writer import InstanceStore
@@ -25,19 +25,6 @@ from dicom_node.store.writer import InstanceStore
 log = logging.getLogger(__name__)
 
 DEFAULT_RULE = "default"
-
-
-def load_registry(config: NodeConfig) -> ModelRegistry:
-    """Every model package the configuration names (plus the bundled demo)."""
-    settings = config.models
-    models_dir = settings.resolved_models_dir(Path(config.data_dir))
-    return ModelRegistry.load(
-        package_dirs=settings.packages,
-        cache_dir=models_dir,
-        include_bundled=settings.bundled,
-        options=settings.runtime_options(),
-        models_dir=models_dir,
-    )
 
 
 def default_rules(config: NodeConfig, registry: ModelRegistry) -> list[RouteRule]:

@@ -19,8 +19,9 @@ from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import IntegrityError
 
 from dicom_node import metrics
+from dicom_node.db import utcnow
 from dicom_node.index.header import HeaderError, parse_header
-from dicom_node.index.recorder import Receipt, Recorder, utcnow
+from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore, StoreError
 

@@ -114,7 +114,7 @@ def test_single_file_and_errors(study: Path, config: Path, tmp_path: Path) -> No
     bad = tmp_path / "bad.yaml"
     bad.write_text("routes:\n  - {name: x, models: [m], match: {min_rows: zero}}\n")
     res = run(str(one), "--config", str(bad))
-    assert res.exit_code == 2 and "routes.0.match.min_rows" in res.output
+    assert res.exit_code == 2 and "routes[0].match.min_rows" in res.output
     dangling = tmp_path / "dangling.yaml"
     dangling.write_text("routes:\n  - {name: x, action: forward, destinations: [nowhere]}\n")
     res = run(str(one), "--config", str(dangling))
