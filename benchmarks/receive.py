@@ -79,8 +79,7 @@ def main() -> None:
     ap.add_argument("--storescp-max-pdu", type=int, default=131072,
                     help="storescp's receive PDU (its largest allowed: 131072)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-receive-", dir=ROOT.parent
-                                     if os.access(ROOT.parent, os.W_OK) else None) as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-receive-") as tmp:
         tmpdir = Path(tmp)
         t0 = time.perf_counter()
         files = write_files(iter_ct_series(args.instances, rows=512, cols=512),

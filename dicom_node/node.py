@@ -61,6 +61,7 @@ class Node:
         if self._started:
             self.scp.stop(grace)
             self.assembler.stop()
+            self.recorder.close()
             self._started = False
         self.db.dispose()
         log.info("node stopped")
