@@ -57,6 +57,24 @@ def round_storescp(files: list[Path], work: Path, max_pdu: int) -> float:
         proc.wait(10)
 
 
+def round_pynetdicom_floor(files: list[Path]) -> float:
+    """Reference: a bare pynetdicom SCP whose handler does nothing (the ceiling of any
+    pynetdicom-based receiver on this machine)."""
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+
+    ae = AE(ae_title="FLOOR")
+    ae.maximum_pdu_size = 0
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])
+    try:
+        return send(files, "FLOOR", port)
+    finally:
+        server.shutdown()
+
+
 def round_node(files: list[Path], work: Path) -> tuple[float, int]:
     """One round against our node; return (seconds, peak RSS in kB)."""
     node = NodeProcess(work / "node", {"logging": {"level": "WARNING"}})
@@ -87,7 +105,7 @@ def main() -> None:
         total_mb = sum(f.stat().st_size for f in files) / 1e6
         print(f"{len(files)} CT slices 512x512x16, {total_mb:.1f} MB "
               f"(generated in {time.perf_counter() - t0:.1f} s)")
-        theirs, ours, rss = [], [], []
+        theirs, ours, rss, floor = [], [], [], []
         for r in range(args.rounds):
             work = tmpdir / f"round{r}"
             work.mkdir()
@@ -100,6 +118,7 @@ def main() -> None:
                 theirs.append(round_storescp(files, work, args.storescp_max_pdu))
             ours.append(s)
             rss.append(k)
+            floor.append(round_pynetdicom_floor(files))
             print(f"round {r + 1}: storescp {theirs[-1]:.2f} s, dicom-node {s:.2f} s, "
                   f"node peak RSS {k / 1024:.0f} MB")
         n = len(files)
@@ -108,6 +127,9 @@ def main() -> None:
               f"(median of {args.rounds})")
         print(f"dicom-node : {n / med_o:7.1f} instances/s {total_mb / med_o:7.1f} MB/s "
               f"(median of {args.rounds}; fsync per file + dir, indexed)")
+        med_f = statistics.median(floor)
+        print(f"(reference) bare pynetdicom SCP, no-op handler: {n / med_f:7.1f} instances/s "
+              f"{total_mb / med_f:7.1f} MB/s")
         print(f"ratio ours/storescp: {med_t / med_o:.2f}   (target >= 0.6)")
         print(f"node peak RSS: {max(rss) / 1024:.0f} MB   (target < 300 MB)")
 

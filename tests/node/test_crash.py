@@ -64,3 +64,43 @@ def test_kill_9_mid_study_then_restart(tmp_path: Path) -> None:
         assert count == indexed >= len(succeeded)
     finally:
         assert proc.stop() == 0
+
+
+def test_sigterm_lets_the_running_association_finish(tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 100, size=256, seed=22)
+    proc = NodeProcess(tmp_path / "node")
+    proc.start()
+    sender = subprocess.Popen(
+        ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
+         *map(str, files)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    instances = proc.data_dir / "instances"
+    wait_until(lambda: instances.exists() and sum(1 for _ in instances.rglob("*.dcm")) >= 5,
+               timeout=60, interval=0.01)
+    assert proc.stop() == 0
+    out, _ = sender.communicate(timeout=60)
+    assert sender.returncode == 0, out[-2000:]
+    assert len(_successes(out)) == 100
+    log = proc.log()
+    # The signal came while the association was running, which then finished.
+    assert log.index("SIGTERM received") < log.index("association from STORESCU closed")
+    assert "node stopped" in log
+    assert query(proc.data_dir, "SELECT count(*) FROM instances") == [(100,)]
+
+
+def test_concurrent_senders_of_one_study_make_one_group(tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 60, seed=23)
+    with NodeProcess(tmp_path / "node", {"ae_titles": [{"ae_title": "DICOM_NODE",
+                                                         "quiet_seconds": 1}]}) as proc:
+        senders = [subprocess.Popen(
+            ["storescu", "-aet", f"SCU{i}", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
+             *map(str, files[i::3])], env=ENV, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True) for i in range(3)]
+        for s in senders:
+            assert s.wait(60) == 0, s.stderr.read() if s.stderr else ""
+        study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+        groups = wait_until(lambda: query(
+            proc.data_dir, "SELECT instance_count FROM groups WHERE study_uid=:s AND "
+            "state='complete'", s=study), timeout=20)
+        assert groups == [(60,)]
+        assert query(proc.data_dir, "SELECT count(*) FROM groups") == [(1,)]

@@ -25,6 +25,11 @@ pytestmark = pytest.mark.peer
 def test_echo(node: NodeProcess) -> None:
     r = echoscu(node.port, "DICOM_NODE")
     assert r.returncode == 0, r.stderr
+    banner = node.log()
+    for expected in ("AE title: DICOM_NODE", "AE title: RESTRICTED", f"port: {node.port}",
+                     f"data dir: {node.data_dir.resolve()}", "database: sqlite:///",
+                     "models: (none loaded yet)"):
+        assert expected in banner, (expected, banner)
 
 
 def test_ct_study_arrives_complete_and_assembles_once(node: NodeProcess,
