@@ -68,6 +68,7 @@ class Node:
             self.scp.stop(grace)
             self.assembler.stop()
             self.jobs.stop(grace)
+            self.recorder.close()
             self._started = False
         self.db.dispose()
         log.info("node stopped")

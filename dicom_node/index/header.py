@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
+from typing import BinaryIO
 
 from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
@@ -69,13 +70,18 @@ def _int(ds, keyword: str) -> int | None:  # type: ignore[no-untyped-def]
         return None
 
 
-def parse_header(dataset: bytes | memoryview, transfer_syntax: str) -> InstanceHeader:
-    """Parse the encoded dataset (without file meta) up to, not including, Pixel Data."""
+def parse_header(dataset: bytes | BinaryIO, transfer_syntax: str) -> InstanceHeader:
+    """Parse the encoded dataset (without file meta) up to, not including, Pixel Data.
+
+    ``dataset`` may be bytes or a seekable stream (read from its start, not copied).
+    """
     try:
         ts = UID(transfer_syntax)
-        raw = bytes(dataset) if ts != DeflatedExplicitVRLittleEndian else zlib.decompress(
-            bytes(dataset), -zlib.MAX_WBITS)
-        ds = read_dataset(BytesIO(raw), ts.is_implicit_VR, ts.is_little_endian,
+        fp: BinaryIO = BytesIO(dataset) if isinstance(dataset, bytes) else dataset
+        fp.seek(0)
+        if ts == DeflatedExplicitVRLittleEndian:
+            fp = BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))
+        ds = read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian,
                           stop_when=_stop_at_pixels, defer_size="4 KB")
         sop_class = _text(ds, "SOPClassUID")
         sop_uid = _text(ds, "SOPInstanceUID")

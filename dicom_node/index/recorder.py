@@ -1,18 +1,28 @@
-"""Record a stored instance in the index and in its open group, in one transaction."""
+"""Record a stored instance in the index and in its open group, in one transaction.
+
+This is on the C-STORE path, so it uses SQLAlchemy Core on one writer connection
+(serialised by ``lock``) and remembers the open group of each (called AE, key): a stored
+instance costs one UPDATE of its group and one INSERT, then a commit.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from dicom_node.db import Database
 from dicom_node.index.header import InstanceHeader
 from dicom_node.index.tables import OPEN, Group, Instance
 from dicom_node.settings.node import AETitleSettings
+
+_GROUPS = Group.__table__
+_INSTANCES = Instance.__table__
+_INSERT_INSTANCE = insert(_INSTANCES)
+_INSERT_GROUP = insert(_GROUPS)
 
 
 @dataclass(frozen=True)
@@ -49,12 +59,31 @@ class Recorder:
         self.db = db
         self.ae_settings = ae_settings
         self.lock = lock or threading.Lock()
+        self._conn: Connection | None = None
+        # (called AE, group key) -> (group id, modalities) of groups this process saw open
+        self._open: dict[tuple[str, str], tuple[int, list[str]]] = {}
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.db.engine.connect()
+        return self._conn
+
+    def close(self) -> None:
+        """Return the writer connection to the pool."""
+        with self.lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def existing_path(self, sop_instance_uid: str) -> str | None:
         """The stored path of ``sop_instance_uid`` if it is already indexed."""
-        with self.db.session() as s:
-            return s.scalar(select(Instance.path).where(
-                Instance.sop_instance_uid == sop_instance_uid))
+        with self.lock:
+            conn = self._connection()
+            try:
+                return conn.execute(select(_INSTANCES.c.path).where(
+                    _INSTANCES.c.sop_instance_uid == sop_instance_uid)).scalar()
+            finally:
+                conn.rollback()
 
     def record(self, header: InstanceHeader, receipt: Receipt, *,
                replace: bool = False) -> Recorded:
@@ -66,56 +95,72 @@ class Recorder:
         key = header.series_uid if group_by == "series" else header.study_uid
         now = receipt.received_at
         deadline = now + timedelta(seconds=quiet)
-        with self.lock, self.db.session() as s:
-            if replace:
-                old = s.execute(select(Instance.id, Instance.group_id, Instance.size).where(
-                    Instance.sop_instance_uid == header.sop_instance_uid)).first()
-                if old is not None:
-                    s.execute(delete(Instance).where(Instance.id == old.id))
-                    s.execute(update(Group).where(Group.id == old.group_id,
-                                                  Group.state == OPEN).values(
-                        instance_count=Group.instance_count - 1,
-                        total_bytes=Group.total_bytes - old.size))
-            row = s.execute(select(Group.id, Group.modalities).where(
-                Group.called_ae == receipt.called_ae, Group.group_key == key,
-                Group.state == OPEN)).first()
-            new_group = row is None
-            if row is None:
-                group = Group(
-                    state=OPEN, called_ae=receipt.called_ae, calling_ae=receipt.calling_ae,
-                    group_by=group_by, group_key=key, study_uid=header.study_uid,
-                    series_uid=header.series_uid if group_by == "series" else None,
-                    patient_id=header.patient_id, patient_name=header.patient_name,
-                    accession_number=header.accession_number, study_date=header.study_date,
-                    modalities=header.modality or "", instance_count=1,
-                    total_bytes=receipt.size, first_received=now, last_received=now,
-                    deadline=deadline)
-                s.add(group)
-                s.flush()
-                group_id = group.id
-            else:
-                group_id = row.id
-                mods = [m for m in row.modalities.split("\\") if m]
-                values: dict = dict(instance_count=Group.instance_count + 1,
-                                    total_bytes=Group.total_bytes + receipt.size,
-                                    last_received=now, deadline=deadline)
-                if header.modality and header.modality not in mods:
-                    values["modalities"] = "\\".join([*mods, header.modality])
-                s.execute(update(Group).where(Group.id == group_id).values(**values))
-            inst = Instance(
-                sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
-                study_uid=header.study_uid, series_uid=header.series_uid,
-                patient_id=header.patient_id, patient_name=header.patient_name,
-                accession_number=header.accession_number, study_date=header.study_date,
-                modality=header.modality, body_part=header.body_part,
-                series_description=header.series_description,
-                view_position=header.view_position, image_type=header.image_type,
-                instance_number=header.instance_number,
-                transfer_syntax=receipt.transfer_syntax, rows=header.rows,
-                columns=header.columns, number_of_frames=header.number_of_frames,
-                calling_ae=receipt.calling_ae, called_ae=receipt.called_ae,
-                peer_address=receipt.peer_address, received_at=now, path=receipt.path,
-                size=receipt.size, group_id=group_id)
-            s.add(inst)
-            s.flush()
-            return Recorded(inst.id, group_id, new_group)
+        with self.lock:
+            conn = self._connection()
+            try:
+                with conn.begin():
+                    if replace:
+                        self._drop_existing(conn, header.sop_instance_uid)
+                    group_id, new_group = self._touch_group(
+                        conn, header, receipt, group_by, key, now, deadline)
+                    values = asdict(header)
+                    values.update(
+                        transfer_syntax=receipt.transfer_syntax,
+                        calling_ae=receipt.calling_ae, called_ae=receipt.called_ae,
+                        peer_address=receipt.peer_address, received_at=now,
+                        path=receipt.path, size=receipt.size, group_id=group_id)
+                    inst_id = conn.execute(_INSERT_INSTANCE, values).inserted_primary_key[0]
+            except BaseException:
+                self._open.clear()  # the cache may describe rolled-back rows
+                raise
+        return Recorded(inst_id, group_id, new_group)
+
+    def _drop_existing(self, conn: Connection, sop_uid: str) -> None:
+        old = conn.execute(select(_INSTANCES.c.id, _INSTANCES.c.group_id, _INSTANCES.c.size)
+                           .where(_INSTANCES.c.sop_instance_uid == sop_uid)).first()
+        if old is not None:
+            conn.execute(delete(_INSTANCES).where(_INSTANCES.c.id == old.id))
+            conn.execute(update(_GROUPS).where(_GROUPS.c.id == old.group_id,
+                                               _GROUPS.c.state == OPEN).values(
+                instance_count=_GROUPS.c.instance_count - 1,
+                total_bytes=_GROUPS.c.total_bytes - old.size))
+
+    def _touch_group(self, conn: Connection, header: InstanceHeader, receipt: Receipt,
+                     group_by: str, key: str, now: datetime,
+                     deadline: datetime) -> tuple[int, bool]:
+        """Add the instance to the open group of (called AE, key); open one if needed."""
+        cache_key = (receipt.called_ae, key)
+        cached = self._open.get(cache_key)
+        if cached is None:
+            row = conn.execute(select(_GROUPS.c.id, _GROUPS.c.modalities).where(
+                _GROUPS.c.called_ae == receipt.called_ae, _GROUPS.c.group_key == key,
+                _GROUPS.c.state == OPEN)).first()
+            if row is not None:
+                cached = (row.id, [m for m in row.modalities.split("\\") if m])
+        if cached is not None:
+            group_id, mods = cached
+            values: dict = dict(instance_count=_GROUPS.c.instance_count + 1,
+                                total_bytes=_GROUPS.c.total_bytes + receipt.size,
+                                last_received=now, deadline=deadline)
+            if header.modality and header.modality not in mods:
+                mods = [*mods, header.modality]
+                values["modalities"] = "\\".join(mods)
+            hit = conn.execute(update(_GROUPS).where(
+                _GROUPS.c.id == group_id, _GROUPS.c.state == OPEN).values(**values)).rowcount
+            if hit == 1:
+                self._open[cache_key] = (group_id, mods)
+                return group_id, False
+            # The group completed since we cached it: open a new one.
+        group_id = conn.execute(_INSERT_GROUP, dict(
+            state=OPEN, called_ae=receipt.called_ae, calling_ae=receipt.calling_ae,
+            group_by=group_by, group_key=key, study_uid=header.study_uid,
+            series_uid=header.series_uid if group_by == "series" else None,
+            patient_id=header.patient_id, patient_name=header.patient_name,
+            accession_number=header.accession_number, study_date=header.study_date,
+            modalities=header.modality or "", instance_count=1, total_bytes=receipt.size,
+            first_received=now, last_received=now, deadline=deadline,
+        )).inserted_primary_key[0]
+        self._open[cache_key] = (group_id, [header.modality] if header.modality else [])
+        if len(self._open) > 10_000:
+            self._open.clear()
+        return group_id, True

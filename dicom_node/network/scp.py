@@ -34,6 +34,7 @@ CANNOT_UNDERSTAND = 0xC210  # dataset cannot be parsed
 CANNOT_UNDERSTAND_IDS = 0xC220  # identifying UIDs missing or inconsistent with the request
 
 _PREAMBLE = b"\x00" * 128 + b"DICM"
+DUL_LOOP_DELAY = 0.0002
 
 
 def _status(code: int, comment: str, reason: str) -> Dataset:
@@ -80,6 +81,10 @@ class StorageSCP:
                         calling, host, called)
             metrics.ASSOCIATIONS_REJECTED.labels("calling_ae_not_allowed").inc()
             self._reject(assoc, 0x03)
+        else:
+            # pynetdicom's DUL polls its socket and queues with this sleep when idle; the
+            # default (1 ms) adds latency to every C-STORE round trip.
+            assoc.dul._run_loop_delay = DUL_LOOP_DELAY
 
     @staticmethod
     def _reject(assoc: Any, diagnostic: int) -> None:
@@ -134,37 +139,37 @@ class StorageSCP:
         if not self.store.has_room():
             return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
                            "disk_reserve")
-        with req.DataSet.getbuffer() as data:
-            try:
-                header = parse_header(data, ts)
-            except HeaderError as err:
-                log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
-                return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
-            if header.sop_instance_uid != sop_uid:
-                log.warning("C-STORE %s from %s: dataset SOP Instance UID %s differs",
-                            sop_uid, calling, header.sop_instance_uid)
-                return _status(CANNOT_UNDERSTAND_IDS, "SOP Instance UID differs from request",
-                               "uid_mismatch")
-            if header.sop_class_uid != sop_class:
-                return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS,
-                               "SOP Class UID differs from request", "sop_class_mismatch")
-            existing = self.recorder.existing_path(sop_uid)
-            replace = self.config.duplicate_policy == "replace"
-            if existing is not None:
-                metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
-                if not replace:
-                    log.info("duplicate %s of study %s from %s: kept the first", sop_uid,
-                             header.study_uid, calling)
-                    return SUCCESS
-            path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
-            meta = create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop_uid,
-                                    transfer_syntax=ts)
-            meta.SourceApplicationEntityTitle = calling
-            try:
+        try:
+            header = parse_header(req.DataSet, ts)
+        except HeaderError as err:
+            log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
+            return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
+        if header.sop_instance_uid != sop_uid:
+            log.warning("C-STORE %s from %s: dataset SOP Instance UID %s differs",
+                        sop_uid, calling, header.sop_instance_uid)
+            return _status(CANNOT_UNDERSTAND_IDS, "SOP Instance UID differs from request",
+                           "uid_mismatch")
+        if header.sop_class_uid != sop_class:
+            return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                           "SOP Class UID differs from request", "sop_class_mismatch")
+        existing = self.recorder.existing_path(sop_uid)
+        replace = self.config.duplicate_policy == "replace"
+        if existing is not None:
+            metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
+            if not replace:
+                log.info("duplicate %s of study %s from %s: kept the first", sop_uid,
+                         header.study_uid, calling)
+                return SUCCESS
+        path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
+        meta = create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop_uid,
+                                transfer_syntax=ts)
+        meta.SourceApplicationEntityTitle = calling
+        try:
+            with req.DataSet.getbuffer() as data:
                 size = self.store.write(path, (_PREAMBLE, encode_file_meta(meta), data))
-            except StoreError as err:
-                log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
-                return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
+        except StoreError as err:
+            log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
+            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
         receipt = Receipt(called_ae=called, calling_ae=calling,
                           peer_address=assoc.requestor.address, transfer_syntax=str(ts),
                           path=str(path), size=size, received_at=utcnow())
@@ -210,10 +215,15 @@ class StorageSCP:
             return
         self._server.shutdown()  # stops accepting; active associations keep running
         deadline = time.monotonic() + grace
-        while self.ae.active_associations and time.monotonic() < deadline:
+
+        def busy() -> list[Any]:
+            # Connections that never sent an A-ASSOCIATE-RQ (port probes) hold no work.
+            return [a for a in self.ae.active_associations if a.is_established]
+
+        while busy() and time.monotonic() < deadline:
             time.sleep(0.05)
-        if self.ae.active_associations:
+        if busy():
             log.warning("aborting %d association(s) still active after %.0f s",
-                        len(self.ae.active_associations), grace)
+                        len(busy()), grace)
         self.ae.shutdown()
         self._server = None

@@ -1,0 +1,138 @@
+"""Receive throughput: DCMTK storescu -> DCMTK storescp vs storescu -> dicom-node.
+
+Generates 500 CT slices (512x512, 16-bit, ~250 MB), then for several rounds sends them
+over one association (TCP_NODELAY=1) to (a) storescp writing to a temp dir and (b) our
+node (durable writes + indexing). Prints instances/s and MB/s of each, the ratio
+ours/storescp, and the node's peak RSS (VmHWM).
+
+    python benchmarks/receive.py [--instances 500] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dicom_node.synthetic import iter_ct_series, write_files  # noqa: E402
+from tests.support.node_process import NodeProcess  # noqa: E402
+from tests.support.ports import free_port, wait_for_port  # noqa: E402
+
+ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def send(files: list[Path], ae: str, port: int) -> float:
+    """Run storescu over one association; return the wall time in seconds."""
+    t0 = time.perf_counter()
+    subprocess.run(["storescu", "-aec", ae, "127.0.0.1", str(port), *map(str, files)],
+                   env=ENV, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def round_storescp(files: list[Path], work: Path, max_pdu: int) -> float:
+    """One round against DCMTK storescp writing into a fresh directory."""
+    out = work / "storescp"
+    out.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(out), "--max-pdu",
+                             str(max_pdu), str(port)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        secs = send(files, "STORESCP", port)
+        got = len(list(out.iterdir()))
+        if got != len(files):
+            raise RuntimeError(f"storescp stored {got} of {len(files)}")
+        return secs
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def round_pynetdicom_floor(files: list[Path]) -> float:
+    """Reference: a bare pynetdicom SCP whose handler does nothing (the ceiling of any
+    pynetdicom-based receiver on this machine)."""
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+
+    ae = AE(ae_title="FLOOR")
+    ae.maximum_pdu_size = 0
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])
+    try:
+        return send(files, "FLOOR", port)
+    finally:
+        server.shutdown()
+
+
+def round_node(files: list[Path], work: Path) -> tuple[float, int]:
+    """One round against our node; return (seconds, peak RSS in kB)."""
+    node = NodeProcess(work / "node", {"logging": {"level": "WARNING"}})
+    node.start()
+    try:
+        secs = send(files, "DICOM_NODE", node.port)
+        rss = node.peak_rss_kb()
+        got = sum(1 for _ in (node.data_dir / "instances").rglob("*.dcm"))
+        if got != len(files):
+            raise RuntimeError(f"node stored {got} of {len(files)}")
+        return secs, rss
+    finally:
+        node.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--instances", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--storescp-max-pdu", type=int, default=131072,
+                    help="storescp's receive PDU (its largest allowed: 131072)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-receive-") as tmp:
+        tmpdir = Path(tmp)
+        t0 = time.perf_counter()
+        files = write_files(iter_ct_series(args.instances, rows=512, cols=512),
+                            tmpdir / "src")
+        total_mb = sum(f.stat().st_size for f in files) / 1e6
+        print(f"{len(files)} CT slices 512x512x16, {total_mb:.1f} MB "
+              f"(generated in {time.perf_counter() - t0:.1f} s)")
+        theirs, ours, rss, floor = [], [], [], []
+        for r in range(args.rounds):
+            work = tmpdir / f"round{r}"
+            work.mkdir()
+            # Alternate the order so neither side always gets the warmer page cache.
+            if r % 2 == 0:
+                theirs.append(round_storescp(files, work, args.storescp_max_pdu))
+                s, k = round_node(files, work)
+            else:
+                s, k = round_node(files, work)
+                theirs.append(round_storescp(files, work, args.storescp_max_pdu))
+            ours.append(s)
+            rss.append(k)
+            floor.append(round_pynetdicom_floor(files))
+            print(f"round {r + 1}: storescp {theirs[-1]:.2f} s, dicom-node {s:.2f} s, "
+                  f"node peak RSS {k / 1024:.0f} MB")
+        n = len(files)
+        med_t, med_o = statistics.median(theirs), statistics.median(ours)
+        print(f"storescp   : {n / med_t:7.1f} instances/s {total_mb / med_t:7.1f} MB/s "
+              f"(median of {args.rounds})")
+        print(f"dicom-node : {n / med_o:7.1f} instances/s {total_mb / med_o:7.1f} MB/s "
+              f"(median of {args.rounds}; fsync per file + dir, indexed)")
+        med_f = statistics.median(floor)
+        print(f"(reference) bare pynetdicom SCP, no-op handler: {n / med_f:7.1f} instances/s "
+              f"{total_mb / med_f:7.1f} MB/s")
+        print(f"ratio ours/storescp: {med_t / med_o:.2f}   (target >= 0.6)")
+        print(f"node peak RSS: {max(rss) / 1024:.0f} MB   (target < 300 MB)")
+
+
+if __name__ == "__main__":
+    main()

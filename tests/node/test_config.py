@@ -1,0 +1,112 @@
+"""Configuration: validation messages with paths, `config check`, serve flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dicom_node.cli import app
+from dicom_node.cli.serve import build_config, parse_destination
+from dicom_node.settings import ConfigError, NodeConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BAD = """\
+port: 70000
+ae_titles:
+  - ae_title: NODE_A
+  - ae_title: NODE_B
+    quiet_seconds: 0
+    group_by: patient
+    allowed_calling:
+      - ae_title: ""
+max_associations: 0
+duplicate_policy: newest
+surprise: true
+"""
+
+
+def test_defaults() -> None:
+    cfg = load_config(None)
+    assert [a.ae_title for a in cfg.ae_titles] == ["DICOM_NODE"]
+    assert (cfg.port, cfg.data_dir, cfg.database_url) == (11112, Path("dicom-node-data"), None)
+    assert cfg.max_associations > 10 and cfg.max_pdu_bytes >= 65536
+    assert cfg.ae_titles[0].quiet_seconds == 5 and cfg.duplicate_policy == "keep_first"
+
+
+def test_every_error_listed_with_its_path(tmp_path: Path) -> None:
+    f = tmp_path / "node.yaml"
+    f.write_text(BAD)
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    msg = str(exc.value)
+    assert str(f) in msg
+    for path in ("port:", "ae_titles[1].quiet_seconds:", "ae_titles[1].group_by:",
+                 "ae_titles[1].allowed_calling[0].ae_title:", "max_associations:",
+                 "duplicate_policy:", "surprise:"):
+        assert f"\n  {path}" in msg, (path, msg)
+    assert len(exc.value.errors) == 7
+
+
+def test_duplicate_ae_titles_refused() -> None:
+    with pytest.raises(ConfigError, match="duplicate ae_title 'X'"):
+        from dicom_node.settings.root import validate_config
+
+        validate_config({"ae_titles": [{"ae_title": "X"}, {"ae_title": "X"}]})
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    f = tmp_path / "broken.yaml"
+    f.write_text("port: 11112\nae_titles:\n  - ae_title: [A\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    assert str(f) in str(exc.value) and "line 4" in str(exc.value)
+
+
+def test_config_check_cli(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    r = CliRunner().invoke(app, ["config", "check", str(bad)])
+    assert r.exit_code != 0
+    assert "ae_titles[1].quiet_seconds: Input should be greater than 0" in r.output
+    good = ROOT / "config" / "node.example.yaml"
+    r = CliRunner().invoke(app, ["config", "check", str(good)])
+    assert r.exit_code == 0, r.output
+    assert "OK" in r.output
+
+
+def test_example_config_documents_node_keys() -> None:
+    text = (ROOT / "config" / "node.example.yaml").read_text()
+    for key in NodeConfig.model_fields:
+        assert f"{key}:" in text, key
+    cfg = load_config(ROOT / "config" / "node.example.yaml")
+    assert len(cfg.ae_titles) >= 2
+
+
+def test_serve_refuses_invalid_config(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    r = CliRunner().invoke(app, ["serve", "--config", str(bad)])
+    assert r.exit_code == 2
+    assert "ae_titles[1].quiet_seconds" in r.output
+
+
+def test_flags_override_file(tmp_path: Path) -> None:
+    f = tmp_path / "node.yaml"
+    f.write_text("port: 104\nae_titles:\n  - ae_title: A\n    quiet_seconds: 2\n"
+                 "  - ae_title: B\n")
+    cfg = build_config(f, 4242, "FLAGGED", tmp_path / "d", [])
+    assert cfg.port == 4242 and cfg.data_dir == tmp_path / "d"
+    assert [(a.ae_title, a.quiet_seconds) for a in cfg.ae_titles] == [("FLAGGED", 2), ("B", 5)]
+
+
+def test_parse_destination() -> None:
+    assert parse_destination("PACS@10.0.0.5:104") == {
+        "name": "PACS", "kind": "dimse", "ae_title": "PACS", "host": "10.0.0.5", "port": 104}
+    assert parse_destination("ORTHANC@[::1]:4242")["host"] == "::1"
+    for bad in ("PACS", "PACS@host", "@host:104", "PACS@host:0", "PACS@host:99999",
+                "A_TITLE_LONGER_THAN_16@h:1"):
+        with pytest.raises(ValueError, match="expected AE@host:port"):
+            parse_destination(bad)

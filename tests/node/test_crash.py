@@ -1,0 +1,106 @@
+"""kill -9 in the middle of a study: nothing answered Success is lost; the study completes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from tests.node.conftest import make_study
+from tests.node.helpers import ENV, query, wait_until
+from tests.support.node_process import NodeProcess
+
+pytestmark = pytest.mark.peer
+
+
+def _successes(storescu_log: str) -> list[str]:
+    """Files storescu got a Success response for (its -v log pairs file and response)."""
+    done, current = [], None
+    for line in storescu_log.splitlines():
+        m = re.match(r"I: Sending file: (.+)$", line)
+        if m:
+            current = m.group(1).strip()
+        elif "Received Store Response (Success)" in line and current:
+            done.append(current)
+            current = None
+    return done
+
+
+def test_kill_9_mid_study_then_restart(tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 100, size=256, seed=21)
+    proc = NodeProcess(tmp_path / "node", {"ae_titles": [{"ae_title": "DICOM_NODE",
+                                                          "quiet_seconds": 1}]})
+    proc.start()
+    sender = subprocess.Popen(
+        ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
+         *map(str, files)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    instances = proc.data_dir / "instances"
+    wait_until(lambda: instances.exists() and sum(1 for _ in instances.rglob("*.dcm")) >= 15,
+               timeout=60, interval=0.01)
+    proc.kill()
+    out, _ = sender.communicate(timeout=60)
+    succeeded = _successes(out)
+    assert 10 <= len(succeeded) < 100, out[-2000:]
+    # Restart on the same data directory and index.
+    proc.start()
+    try:
+        sop_of = {f: dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in succeeded}
+        for f, sop in sop_of.items():
+            rows = query(proc.data_dir, "SELECT path FROM instances WHERE sop_instance_uid=:u",
+                         u=sop)
+            assert len(rows) == 1, f"{sop} answered Success but not indexed"
+            assert dcmread(rows[0][0]).PixelData == dcmread(f).PixelData
+        assert not list((proc.data_dir / "incoming").iterdir())
+        study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+        groups = wait_until(lambda: query(
+            proc.data_dir, "SELECT instance_count FROM groups WHERE study_uid=:s AND "
+            "completed_at IS NOT NULL", s=study), timeout=20)
+        (count,), = groups
+        indexed = query(proc.data_dir, "SELECT count(*) FROM instances")[0][0]
+        assert count == indexed >= len(succeeded)
+    finally:
+        assert proc.stop() == 0
+
+
+def test_sigterm_lets_the_running_association_finish(tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 100, size=256, seed=22)
+    proc = NodeProcess(tmp_path / "node")
+    proc.start()
+    sender = subprocess.Popen(
+        ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
+         *map(str, files)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    instances = proc.data_dir / "instances"
+    wait_until(lambda: instances.exists() and sum(1 for _ in instances.rglob("*.dcm")) >= 5,
+               timeout=60, interval=0.01)
+    assert proc.stop() == 0
+    out, _ = sender.communicate(timeout=60)
+    assert sender.returncode == 0, out[-2000:]
+    assert len(_successes(out)) == 100
+    log = proc.log()
+    # The signal came while the association was running, which then finished.
+    assert log.index("SIGTERM received") < log.index("association from STORESCU closed")
+    assert "node stopped" in log
+    assert query(proc.data_dir, "SELECT count(*) FROM instances") == [(100,)]
+
+
+def test_concurrent_senders_of_one_study_make_one_group(tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 60, seed=23)
+    with NodeProcess(tmp_path / "node", {"ae_titles": [{"ae_title": "DICOM_NODE",
+                                                         "quiet_seconds": 1}]}) as proc:
+        senders = [subprocess.Popen(
+            ["storescu", "-aet", f"SCU{i}", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
+             *map(str, files[i::3])], env=ENV, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True) for i in range(3)]
+        for s in senders:
+            assert s.wait(60) == 0, s.stderr.read() if s.stderr else ""
+        study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+        groups = wait_until(lambda: query(
+            proc.data_dir, "SELECT instance_count FROM groups WHERE study_uid=:s AND "
+            "completed_at IS NOT NULL", s=study), timeout=20)
+        assert groups == [(60,)]
+        assert query(proc.data_dir, "SELECT count(*) FROM groups") == [(1,)]

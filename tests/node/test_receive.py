@@ -1,0 +1,188 @@
+"""Receive path against DCMTK and pynetdicom peers: store, assemble, reject, transcode-free."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.filereader import read_preamble
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+from typer.testing import CliRunner
+
+from dicom_node.cli import app
+from tests.node.conftest import make_study
+from tests.node.helpers import echoscu, query, store_file_raw, storescu, wait_until
+from tests.support.node_process import NodeProcess
+
+pytestmark = pytest.mark.peer
+
+
+def test_echo(node: NodeProcess) -> None:
+    r = echoscu(node.port, "DICOM_NODE")
+    assert r.returncode == 0, r.stderr
+    banner = node.log()
+    for expected in ("AE title: DICOM_NODE", "AE title: RESTRICTED", f"port: {node.port}",
+                     f"data dir: {node.data_dir.resolve()}", "database: sqlite:///",
+                     "models: (none loaded yet)"):
+        assert expected in banner, (expected, banner)
+
+
+def test_ct_study_arrives_complete_and_assembles_once(node: NodeProcess,
+                                                      tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 100, seed=11)
+    r = storescu(node.port, files)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("Received Store Response (Success)") == 100
+    study_uid = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    # Inside the quiet period the group is still open.
+    rows = query(node.data_dir, "SELECT state FROM groups WHERE study_uid=:s", s=study_uid)
+    assert rows == [("open",)]
+    for src in files:
+        ds_src = dcmread(src)
+        row = query(node.data_dir, "SELECT path, study_uid, series_uid, modality, rows, "
+                    "transfer_syntax, calling_ae, called_ae FROM instances "
+                    "WHERE sop_instance_uid=:u", u=ds_src.SOPInstanceUID)
+        assert len(row) == 1
+        path, study, series, modality, nrows, ts, calling, called = row[0]
+        assert (study, series, modality, nrows) == (study_uid, ds_src.SeriesInstanceUID, "CT",
+                                                    128)
+        assert (ts, calling, called) == ("1.2.840.10008.1.2.1", "STORESCU", "DICOM_NODE")
+        assert Path(path) == (node.data_dir.resolve() / "instances" / study_uid
+                              / ds_src.SeriesInstanceUID / f"{ds_src.SOPInstanceUID}.dcm")
+        ds = dcmread(path)
+        assert ds.SOPInstanceUID == ds_src.SOPInstanceUID
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds_src.SOPInstanceUID
+        assert ds.PixelData == ds_src.PixelData
+    groups = wait_until(lambda: query(
+        node.data_dir, "SELECT id, instance_count, last_received, completed_at, patient_id, "
+        "modalities FROM groups WHERE study_uid=:s AND completed_at IS NOT NULL", s=study_uid))
+    assert len(groups) == 1
+    _, count, last, completed, patient, mods = groups[0]
+    assert (count, patient, mods) == (100, "P11", "CT")
+    waited = (dt.datetime.fromisoformat(str(completed))
+              - dt.datetime.fromisoformat(str(last))).total_seconds()
+    assert 1.5 <= waited < 5, waited
+    # Still exactly one group for the study a while later (completes once).
+    assert len(query(node.data_dir, "SELECT id FROM groups WHERE study_uid=:s",
+                     s=study_uid)) == 1
+    out = CliRunner().invoke(app, ["studies", "list", "--data-dir", str(node.data_dir)])
+    assert out.exit_code == 0, out.output
+    assert "P11" in out.output and "unrouted" in out.output and "100" in out.output
+
+
+def test_late_instance_opens_a_new_group_and_series_grouping(node: NodeProcess,
+                                                           tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 3, seed=12)
+    assert storescu(node.port, files[:2], called="BYSERIES").returncode == 0
+    series = dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID
+    wait_until(lambda: query(node.data_dir, "SELECT id FROM groups WHERE group_key=:s AND "
+                             "completed_at IS NOT NULL", s=series))
+    assert storescu(node.port, files[2:], called="BYSERIES").returncode == 0
+    rows = wait_until(lambda: (r := query(
+        node.data_dir, "SELECT group_by, series_uid, instance_count, state FROM groups "
+        "WHERE group_key=:s ORDER BY id", s=series)) and all(x[3] != "open" for x in r)
+        and len(r) == 2 and r)
+    # Both groups completed (and were then routed: no rule matches this CT).
+    assert rows == [("series", series, 2, "unrouted"), ("series", series, 1, "unrouted")]
+
+
+def test_unknown_called_ae_rejected(node: NodeProcess) -> None:
+    r = echoscu(node.port, "NOBODY")
+    assert r.returncode != 0
+    assert "Called AE Title Not Recognized" in r.stderr, r.stderr
+    ae = AE(ae_title="PYNETDICOM")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="NOBODY")
+    assert assoc.is_rejected
+    rj = assoc.acceptor.primitive
+    assert (rj.result, rj.result_source, rj.diagnostic) == (0x01, 0x01, 0x07)
+
+
+def test_calling_ae_allow_list(node: NodeProcess) -> None:
+    r = echoscu(node.port, "RESTRICTED", calling="BADSCU")
+    assert r.returncode != 0
+    assert "Calling AE Title Not Recognized" in r.stderr, r.stderr
+    # Right title, wrong host: rejected too.
+    assert "Calling AE Title Not Recognized" in echoscu(node.port, "RESTRICTED",
+                                                       calling="HOSTSCU").stderr
+    ae = AE(ae_title="BADSCU")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="RESTRICTED")
+    assert assoc.is_rejected
+    rj = assoc.acceptor.primitive
+    assert (rj.result, rj.result_source, rj.diagnostic) == (0x01, 0x01, 0x03)
+    assert echoscu(node.port, "RESTRICTED", calling="GOODSCU").returncode == 0
+
+
+def test_garbage_dataset_fails_and_node_keeps_serving(node: NodeProcess,
+                                                      tmp_path: Path) -> None:
+    src = make_study(tmp_path / "src", 1, seed=13)[0]
+    ds = dcmread(src)
+    bad = tmp_path / "garbage.dcm"
+    with open(src, "rb") as f:
+        read_preamble(f, False)
+        from pydicom.filereader import _read_file_meta_info
+
+        _read_file_meta_info(f)
+        meta_end = f.tell()
+    raw = src.read_bytes()
+    bad.write_bytes(raw[:meta_end] + bytes(range(256)) * 50)
+    status = store_file_raw(node.port, bad)
+    assert status >= 0xC000 and status <= 0xCFFF, hex(status)
+    assert query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u",
+                 u=ds.SOPInstanceUID) == []
+    assert not list((node.data_dir / "instances").rglob(f"{ds.SOPInstanceUID}.dcm"))
+    assert not list((node.data_dir / "incoming").iterdir())
+    assert echoscu(node.port, "DICOM_NODE").returncode == 0
+    # The real instance afterwards is stored fine.
+    assert store_file_raw(node.port, src) == 0x0000
+
+
+def test_compressed_instance_stored_without_transcoding(node: NodeProcess) -> None:
+    for name in ("JPEG-lossy.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm"):
+        src = Path(get_testdata_file(name))
+        assert store_file_raw(node.port, src) == 0x0000
+        ds_src = dcmread(src)
+        (path, ts), = query(node.data_dir, "SELECT path, transfer_syntax FROM instances "
+                            "WHERE sop_instance_uid=:u", u=ds_src.SOPInstanceUID)
+        assert ts == ds_src.file_meta.TransferSyntaxUID
+        stored = Path(path).read_bytes()
+        source = src.read_bytes()
+        # The dataset after the File Meta is byte-identical to what was sent.
+        assert stored.endswith(source[_meta_end(src):])
+        assert len(stored) - _meta_end(Path(path)) == len(source) - _meta_end(src)
+
+
+def _meta_end(path: Path) -> int:
+    from pydicom.filereader import _read_file_meta_info
+
+    with open(path, "rb") as f:
+        read_preamble(f, False)
+        _read_file_meta_info(f)
+        return f.tell()
+
+
+def test_duplicate_keeps_first(node: NodeProcess, tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 2, seed=14)
+    assert storescu(node.port, files).returncode == 0
+    r = storescu(node.port, files[:1])
+    assert r.returncode == 0 and "Received Store Response (Success)" in r.stderr
+    sop = dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
+    assert len(query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u",
+                     u=sop)) == 1
+
+
+def test_disk_reserve_refuses_with_a700(tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 3, seed=15)
+    with NodeProcess(tmp_path / "node", {"disk_reserve_mb": 10**9}) as proc:
+        assert [store_file_raw(proc.port, f) for f in files] == [0xA700] * 3
+        r = storescu(proc.port, files[:1])
+        assert "Refused: OutOfResources" in r.stderr, r.stderr
+        assert query(proc.data_dir, "SELECT count(*) FROM instances") == [(0,)]
+    log = proc.log()
+    assert len(re.findall("below the reserve", log)) == 1, log

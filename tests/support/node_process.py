@@ -1,0 +1,97 @@
+"""Run ``python -m dicom_node serve`` as a real subprocess for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.ports import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class NodeProcess:
+    """A node subprocess on a free loopback port with its own data dir and config."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None,
+                 port: int | None = None, extra_args: list[str] | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.data_dir = self.workdir / "data"
+        cfg = {"bind_address": "127.0.0.1", "port": self.port,
+               "data_dir": str(self.data_dir), "disk_reserve_mb": 0}
+        cfg.update(config or {})
+        self.config = cfg
+        self.config_path = self.workdir / "node.yaml"
+        self.config_path.write_text(yaml.safe_dump(cfg))
+        self.extra_args = extra_args or []
+        self.log_path = self.workdir / "node.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> NodeProcess:
+        """Start the node and wait until it accepts connections."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dicom_node", "serve", "--config", str(self.config_path),
+             *self.extra_args],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                wait_for_port(self.port, timeout=0.5)
+                return self
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise
+
+    def log(self) -> str:
+        """Everything the node printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait (kill -9 if it does not stop in time); return the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return -9
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def peak_rss_kb(self) -> int:
+        """VmHWM of the running node, in kB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+    def __enter__(self) -> NodeProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
