@@ -24,6 +24,11 @@ from dicom_node.store.writer import InstanceStore
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "index.sqlite"
+PID_FILENAME = "dicom-node.pid"
+# Settings the running listener, store and model sessions were built from.
+_RESTART_KEYS = ("data_dir", "database_url", "bind_address", "port", "ae_titles",
+                 "max_associations", "max_pdu_bytes", "disk_reserve_mb", "duplicate_policy",
+                 "models")
 
 
 def database_url(config: NodeConfig) -> str:
@@ -61,6 +66,17 @@ class Node:
         self._started = True
         log.info("node listening on %s:%d as %s", self.config.bind_address, self.config.port,
                  ", ".join(a.ae_title for a in self.config.ae_titles))
+
+    def reload(self, new: NodeConfig) -> list[str]:
+        """Apply a new configuration to new groups and jobs (routes, destinations, jobs,
+        results). Returns the changed settings that only a restart applies."""
+        restart = [key for key in _RESTART_KEYS
+                   if getattr(new, key) != getattr(self.config, key)]
+        self.config = new
+        log.info("configuration reloaded: %d route(s), %d destination(s)%s",
+                 len(new.routes), len(new.destinations),
+                 f"; restart to apply: {', '.join(restart)}" if restart else "")
+        return restart
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop accepting, finish in-flight C-STOREs, stop assembly, close the index."""

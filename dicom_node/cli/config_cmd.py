@@ -1,4 +1,4 @@
-"""``dicom-node config``: check a configuration file."""
+"""``dicom-node config``: check a configuration file; make a running node reload it."""
 
 from __future__ import annotations
 
@@ -22,3 +22,35 @@ def check(file: Path = typer.Argument(..., help="YAML configuration file to vali
     titles = ", ".join(a.ae_title for a in cfg.ae_titles)
     typer.echo(f"{file}: OK (AE titles {titles}; port {cfg.port}; "
                f"{len(cfg.routes)} route(s), {len(cfg.destinations)} destination(s))")
+
+
+@app.command("reload")
+def reload(
+    config: Path | None = typer.Option(None, "--config", "-c",
+                                       help="The running node's configuration file."),
+    data_dir: Path | None = typer.Option(None, "--data-dir",
+                                         help="The running node's data directory."),
+) -> None:
+    """Make the node that uses this data directory re-read its configuration (SIGHUP).
+
+    The file is checked here first; a node refuses an invalid file and keeps its
+    running configuration either way. Routes, destinations, jobs and results apply to
+    new groups and jobs; listener, storage and model settings need a restart.
+    """
+    import os
+    import signal
+
+    from dicom_node.cli.common import load_node_config
+    from dicom_node.node import PID_FILENAME
+
+    cfg = load_node_config(config, data_dir)
+    pid_file = Path(cfg.data_dir) / PID_FILENAME
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as err:
+        typer.echo(f"no running node for {Path(cfg.data_dir).resolve()} ({pid_file}: {err}); "
+                   "start one with `dicom-node serve`", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"asked node (pid {pid}) to reload {config or 'its configuration'}; "
+               "see its log for the outcome")

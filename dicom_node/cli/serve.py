@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,6 +20,9 @@ from dicom_node.settings.root import (
     read_config_data,
     validate_config,
 )
+
+if TYPE_CHECKING:
+    from dicom_node.node import Node
 
 _DEST = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>\[[^\]]+\]|[^:@]+):(?P<port>\d{1,5})$")
 
@@ -60,7 +65,7 @@ def build_config(config: Path | None, port: int | None, ae_title: str | None,
     return validate_config(data, source)
 
 
-def banner(cfg: NodeConfig, db_description: str) -> str:
+def banner(cfg: NodeConfig, db_description: str, models: list[str] | None = None) -> str:
     """The start-up banner: where the node listens, stores, indexes; which models run."""
     lines = ["dicom-node is running"]
     for a in cfg.ae_titles:
@@ -72,8 +77,36 @@ def banner(cfg: NodeConfig, db_description: str) -> str:
                  f"associations, max PDU {cfg.max_pdu_bytes or 'unlimited'})")
     lines.append(f"  data dir: {Path(cfg.data_dir).resolve()}")
     lines.append(f"  database: {db_description}")
-    lines.append("  models: (none loaded yet)")
+    lines.append("  models:")
+    lines += [f"    {m}" for m in (models or ["(none)"])]
+    lines.append(f"  destinations: {', '.join(d.name for d in cfg.destinations) or '(none)'}"
+                 f";  routes: {len(cfg.routes) or 'default (each model on what it applies to)'}")
     return "\n".join(lines)
+
+
+def model_lines(node: Node) -> list[str]:
+    """One banner line per loaded model (with its execution provider) or refused package."""
+    registry = node.jobs.registry
+    lines = [f"{name} {m.identity.version} on {m.provider}"
+             + ("  [NON-CLINICAL DEMO]" if m.identity.demo else "")
+             for name, m in sorted(registry.models.items())]
+    lines += [f"REFUSED {e.path}: {e.message}" for e in registry.errors]
+    return lines or ["(none)"]
+
+
+def _reload(node: Node, read: Callable[[], NodeConfig]) -> None:
+    """SIGHUP: re-read the configuration; a bad file is refused and the old one stays."""
+    log = logging.getLogger("dicom_node")
+    try:
+        new = read()
+    except ConfigError as err:
+        log.error("configuration reload refused; keeping the running configuration:\n%s",
+                  err)
+        return
+    restart = node.reload(new)
+    if restart:
+        log.warning("these settings changed but apply only after a restart: %s",
+                    ", ".join(restart))
 
 
 def _setup_logging(cfg: NodeConfig) -> None:
@@ -103,7 +136,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(str(err), err=True)
             raise typer.Exit(2) from None
         _setup_logging(cfg)
-        from dicom_node.node import Node  # import late: config errors answer fast
+        from dicom_node.node import PID_FILENAME, Node  # late: config errors answer fast
 
         try:
             node = Node(cfg)
@@ -111,18 +144,28 @@ def register(app: typer.Typer) -> None:
         except OSError as err:
             typer.echo(f"cannot start: {err}", err=True)
             raise typer.Exit(1) from None
-        typer.echo(banner(cfg, node.db.describe()))
+        typer.echo(banner(cfg, node.db.describe(), model_lines(node)))
         sys.stdout.flush()
+        pid_file = Path(cfg.data_dir) / PID_FILENAME
+        pid_file.write_text(f"{os.getpid()}\n")
         stop = threading.Event()
+        reload_requested = threading.Event()
+        log = logging.getLogger("dicom_node")
 
         def _on_signal(signum: int, _frame: object) -> None:
-            logging.getLogger("dicom_node").info("%s received: shutting down",
-                                                 signal.Signals(signum).name)
+            if signum == signal.SIGHUP:
+                reload_requested.set()
+                return
+            log.info("%s received: shutting down", signal.Signals(signum).name)
             stop.set()
 
-        signal.signal(signal.SIGINT, _on_signal)
-        signal.signal(signal.SIGTERM, _on_signal)
-        while not stop.wait(1.0):
-            pass
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _on_signal)
+        while not stop.wait(0.2):
+            if reload_requested.is_set():
+                reload_requested.clear()
+                _reload(node, lambda: build_config(config, port, ae_title, data_dir,
+                                                   destination))
         node.stop()
+        pid_file.unlink(missing_ok=True)
         typer.echo("dicom-node stopped")

@@ -12,7 +12,7 @@ from dicom_node.settings.destinations import Destination
 from dicom_node.settings.jobs import JobsSettings, ResultsSettings
 from dicom_node.settings.models import ModelsSettings
 from dicom_node.settings.node import AETitleSettings, LoggingSettings
-from dicom_node.settings.routes import RouteRule
+from dicom_node.settings.routes import RouteRule, validate_references
 
 
 class ConfigError(Exception):
@@ -97,9 +97,13 @@ def validate_config(data: Any, source: str = "<config>") -> NodeConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(root): must be a mapping, got {type(data).__name__}"])
     try:
-        return NodeConfig.model_validate(data)
+        cfg = NodeConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(source, format_validation_errors(err)) from None
+    problems = validate_references(cfg.routes, cfg.destinations)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
 
 
 def read_config_data(path: Path) -> dict[str, Any]:
