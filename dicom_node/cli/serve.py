@@ -141,8 +141,8 @@ def register(app: typer.Typer) -> None:
         try:
             node = Node(cfg)
             node.start()
-        except OSError as err:
-            typer.echo(f"cannot start: {err}", err=True)
+        except Exception as err:  # port in use, unwritable data dir, database unreachable
+            typer.echo(f"cannot start: {type(err).__name__}: {err}", err=True)
             raise typer.Exit(1) from None
         typer.echo(banner(cfg, node.db.describe(), model_lines(node)))
         sys.stdout.flush()

@@ -174,13 +174,17 @@ class StorageSCP:
                           peer_address=assoc.requestor.address, transfer_syntax=str(ts),
                           path=str(path), size=size, received_at=utcnow())
         try:
-            self.recorder.record(header, receipt, replace=existing is not None)
-        except IntegrityError:
-            # Another association indexed the same instance meanwhile: a duplicate.
-            metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
-            log.info("duplicate %s of study %s from %s (concurrent)", sop_uid,
-                     header.study_uid, calling)
-            return SUCCESS
+            try:
+                self.recorder.record(header, receipt, replace=existing is not None)
+            except IntegrityError:
+                if self.recorder.existing_path(sop_uid) is not None:
+                    # Another association indexed the same instance meanwhile.
+                    metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
+                    log.info("duplicate %s of study %s from %s (concurrent)", sop_uid,
+                             header.study_uid, calling)
+                    return SUCCESS
+                # Another process opened the same group meanwhile: retry once, joining it.
+                self.recorder.record(header, receipt, replace=existing is not None)
         except Exception as err:
             log.exception("C-STORE %s of study %s: indexing failed", sop_uid, header.study_uid)
             if existing is None:
