@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from dicom_node import __version__
-from dicom_node.cli import config_cmd, jobs, models, results, route, serve, studies
+from dicom_node.cli import config_cmd, demo, jobs, models, results, route, serve, studies
 
 app = typer.Typer(
     name="dicom-node",
@@ -31,6 +31,7 @@ def _root(
 
 
 serve.register(app)
+demo.register(app)
 app.add_typer(studies.app, name="studies")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(models.app, name="models")
