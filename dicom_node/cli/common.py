@@ -26,12 +26,16 @@ def load_node_config(config: Path | None, data_dir: Path | None) -> NodeConfig:
 
 
 def open_database(config: Path | None, data_dir: Path | None) -> Database:
-    """The node's index database, with every table created (read-only use is fine)."""
+    """The node's index database (every table created), or exit 1 if it has none yet."""
     from dicom_node.index import tables  # noqa: F401  (registers tables)
     from dicom_node.jobs import models  # noqa: F401
-    from dicom_node.node import database_url
+    from dicom_node.node import DB_FILENAME, database_url
 
     cfg = load_node_config(config, data_dir)
+    if cfg.database_url is None and not (Path(cfg.data_dir) / DB_FILENAME).exists():
+        typer.echo(f"no index in {Path(cfg.data_dir).resolve()} (nothing received yet; "
+                   "use --data-dir or --config to point at the node's data)", err=True)
+        raise typer.Exit(1)
     db = Database(database_url(cfg))
     db.create_all()
     return db
