@@ -10,7 +10,6 @@ from rich.console import Console
 
 from dicom_node.cli.common import load_node_config
 from dicom_node.routing.explain import explain_path, explanation_to_dict, render_explanation
-from dicom_node.settings.routes import validate_references
 
 app = typer.Typer(no_args_is_help=True, help="Routing rules: explain what would match.")
 
@@ -29,8 +28,6 @@ def explain(
     """For each series under PATH: which rule matches, and why earlier rules did not."""
     err = Console(stderr=True)
     cfg = load_node_config(config, None)
-    for problem in validate_references(cfg.routes, cfg.destinations):
-        err.print(f"[yellow]warning:[/yellow] {problem}")
     try:
         exp = explain_path(path, cfg.routes, called_ae=called_ae, calling_ae=calling_ae)
     except FileNotFoundError as exc:

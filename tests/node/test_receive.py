@@ -28,7 +28,7 @@ def test_echo(node: NodeProcess) -> None:
     banner = node.log()
     for expected in ("AE title: DICOM_NODE", "AE title: RESTRICTED", f"port: {node.port}",
                      f"data dir: {node.data_dir.resolve()}", "database: sqlite:///",
-                     "models: (none loaded yet)"):
+                     "demo-cxr-densenet121 1.0.0 on CPUExecutionProvider  [NON-CLINICAL DEMO]"):
         assert expected in banner, (expected, banner)
 
 

@@ -117,6 +117,6 @@ def test_single_file_and_errors(study: Path, config: Path, tmp_path: Path) -> No
     assert res.exit_code == 2 and "routes[0].match.min_rows" in res.output
     dangling = tmp_path / "dangling.yaml"
     dangling.write_text("routes:\n  - {name: x, action: forward, destinations: [nowhere]}\n")
-    res = run(str(one), "--config", str(dangling))
-    assert res.exit_code == 0
+    res = run(str(one), "--config", str(dangling))  # refused, as `serve` would refuse it
+    assert res.exit_code == 2
     assert "routes[0].destinations[0]: unknown destination 'nowhere'" in res.output
