@@ -27,6 +27,9 @@ class RuntimeOptions:
     # ORT worker threads spin-wait between runs by default; that steals the CPU from the
     # batcher and preprocessing threads on small machines, so it is off unless asked for.
     allow_spinning: bool = False
+    # ORT's CPU arena keeps the high-water mark of the largest batch (~190 MB more for
+    # DenseNet-121 at batch 8) for ~10% speed; off by default so the node stays light.
+    cpu_memory_arena: bool = False
 
 
 class Session:
@@ -43,6 +46,7 @@ class Session:
         so.add_session_config_entry("session.inter_op.allow_spinning",
                                     "1" if options.allow_spinning else "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.enable_cpu_mem_arena = options.cpu_memory_arena
         providers = select_providers(ort.get_available_providers(), options.providers or None)
         self._session = ort.InferenceSession(str(onnx_path), so, providers=providers)
         self.providers = list(self._session.get_providers())

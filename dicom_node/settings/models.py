@@ -30,6 +30,9 @@ class ModelsSettings(BaseModel):
     inter_op_threads: int = Field(default=0, ge=0)
     max_batch_size: int | None = Field(default=None, ge=1)
     max_wait_ms: float = Field(default=5.0, ge=0.0, le=10000.0)
+    memory_arena: bool = Field(
+        default=False, description="ONNX Runtime's CPU memory arena: ~10% faster CPU "
+        "inference, but keeps the largest batch's memory for good.")
 
     @field_validator("providers")
     @classmethod
@@ -46,7 +49,8 @@ class ModelsSettings(BaseModel):
                               intra_op_threads=self.intra_op_threads,
                               inter_op_threads=self.inter_op_threads,
                               max_batch_size=self.max_batch_size,
-                              max_wait_ms=self.max_wait_ms)
+                              max_wait_ms=self.max_wait_ms,
+                              cpu_memory_arena=self.memory_arena)
 
     def resolved_models_dir(self, data_dir: Path) -> Path:
         """Where packages are discovered and the bundled demo is cached."""
