@@ -36,7 +36,8 @@ def default_rules(config: NodeConfig, registry: ModelRegistry) -> list[RouteRule
         rules.append(RouteRule(
             name=f"{DEFAULT_RULE}:{name}",
             match=MatchSpec(modality=applies.modalities or None,
-                            body_part=applies.body_parts or None),
+                            body_part=applies.body_parts or None,
+                            view_position=applies.view_positions or None),
             action="infer",
             models=[name],
             destinations=[d.name for d in config.destinations],
