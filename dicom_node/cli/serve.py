@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from dicom_node.memory import limit_malloc_arenas
 from dicom_node.settings.root import (
     ConfigError,
     NodeConfig,
@@ -136,6 +137,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(str(err), err=True)
             raise typer.Exit(2) from None
         _setup_logging(cfg)
+        limit_malloc_arenas()  # before any association or worker thread exists
         from dicom_node.node import PID_FILENAME, Node  # late: config errors answer fast
 
         try:
