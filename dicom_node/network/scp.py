@@ -22,6 +22,7 @@ from dicom_node import metrics
 from dicom_node.db import utcnow
 from dicom_node.index.header import HeaderError, parse_header
 from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.network import reactor
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore, StoreError
 
@@ -52,6 +53,8 @@ class StorageSCP:
         self.config = config
         self.store = store
         self.recorder = recorder
+        if reactor.install():
+            log.debug("association reactor wakes on each DIMSE message (pynetdicom tweak)")
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes
