@@ -61,12 +61,13 @@ def round_pynetdicom_floor(files: list[Path]) -> float:
     """Reference: a bare pynetdicom SCP whose handler stores nothing, tuned like our node
     (same DUL loop delay and reactor/socket tweaks): the ceiling of any pynetdicom-based
     receiver on this machine."""
-    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 
     from dicom_node.network import reactor
     from dicom_node.network.scp import DUL_LOOP_DELAY
 
     reactor.install()
+    _config.LOG_HANDLER_LEVEL = "none"  # as the node does when pynetdicom logs >= WARNING
 
     def tune(event: evt.Event) -> None:
         event.assoc.dul._run_loop_delay = DUL_LOOP_DELAY
