@@ -58,9 +58,19 @@ def round_storescp(files: list[Path], work: Path, max_pdu: int) -> float:
 
 
 def round_pynetdicom_floor(files: list[Path]) -> float:
-    """Reference: a bare pynetdicom SCP whose handler does nothing (the ceiling of any
-    pynetdicom-based receiver on this machine)."""
-    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+    """Reference: a bare pynetdicom SCP whose handler stores nothing, tuned like our node
+    (same DUL loop delay and reactor/socket tweaks): the ceiling of any pynetdicom-based
+    receiver on this machine."""
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+
+    from dicom_node.network import reactor
+    from dicom_node.network.scp import DUL_LOOP_DELAY
+
+    reactor.install()
+    _config.LOG_HANDLER_LEVEL = "none"  # as the node does when pynetdicom logs >= WARNING
+
+    def tune(event: evt.Event) -> None:
+        event.assoc.dul._run_loop_delay = DUL_LOOP_DELAY
 
     ae = AE(ae_title="FLOOR")
     ae.maximum_pdu_size = 0
@@ -68,7 +78,8 @@ def round_pynetdicom_floor(files: list[Path]) -> float:
         ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])
+                             evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000),
+                                           (evt.EVT_REQUESTED, tune)])
     try:
         return send(files, "FLOOR", port)
     finally:
@@ -119,18 +130,22 @@ def main() -> None:
             ours.append(s)
             rss.append(k)
             floor.append(round_pynetdicom_floor(files))
-            print(f"round {r + 1}: storescp {theirs[-1]:.2f} s, dicom-node {s:.2f} s, "
-                  f"node peak RSS {k / 1024:.0f} MB")
+            print(f"round {r + 1}: storescp {theirs[-1]:.2f} s, bare pynetdicom "
+                  f"{floor[-1]:.2f} s, dicom-node {s:.2f} s, node peak RSS {k / 1024:.0f} MB")
         n = len(files)
         med_t, med_o = statistics.median(theirs), statistics.median(ours)
         print(f"storescp   : {n / med_t:7.1f} instances/s {total_mb / med_t:7.1f} MB/s "
               f"(median of {args.rounds})")
+        med_f = statistics.median(floor)
+        print(f"bare pynd. : {n / med_f:7.1f} instances/s {total_mb / med_f:7.1f} MB/s "
+              f"(median of {args.rounds}; pynetdicom SCP, handler stores nothing)")
         print(f"dicom-node : {n / med_o:7.1f} instances/s {total_mb / med_o:7.1f} MB/s "
               f"(median of {args.rounds}; fsync per file + dir, indexed)")
-        med_f = statistics.median(floor)
-        print(f"(reference) bare pynetdicom SCP, no-op handler: {n / med_f:7.1f} instances/s "
-              f"{total_mb / med_f:7.1f} MB/s")
+        print(f"spread (min-max s): storescp {min(theirs):.2f}-{max(theirs):.2f}, bare "
+              f"{min(floor):.2f}-{max(floor):.2f}, dicom-node {min(ours):.2f}-{max(ours):.2f}")
         print(f"ratio ours/storescp: {med_t / med_o:.2f}   (target >= 0.6)")
+        print(f"ratio bare pynetdicom/storescp: {med_t / med_f:.2f}   "
+              f"ratio ours/bare pynetdicom: {med_f / med_o:.2f}")
         print(f"node peak RSS: {max(rss) / 1024:.0f} MB   (target < 300 MB)")
 
 

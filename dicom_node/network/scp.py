@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.dsutils import create_file_meta, encode_file_meta
 from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +22,7 @@ from dicom_node import metrics
 from dicom_node.db import utcnow
 from dicom_node.index.header import HeaderError, parse_header
 from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.network import reactor
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore, StoreError
 
@@ -52,6 +53,13 @@ class StorageSCP:
         self.config = config
         self.store = store
         self.recorder = recorder
+        # pynetdicom's "standard" log handlers run on every PDU and DIMSE message (taking
+        # the association lock, formatting summaries) and emit only INFO/DEBUG lines; when
+        # pynetdicom logs at WARNING or above (the default) they are pure overhead.
+        if logging.getLevelName(config.logging.pynetdicom_level) >= logging.WARNING:
+            _config.LOG_HANDLER_LEVEL = "none"
+        if reactor.install():
+            log.debug("association reactor wakes on each DIMSE message (pynetdicom tweak)")
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes

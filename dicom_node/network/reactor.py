@@ -1,0 +1,122 @@
+"""Lower the per-message latency of pynetdicom's association reactor (guarded tweak).
+
+pynetdicom 3.0.x (checked against 3.0.4) runs each acceptor association in
+``Association._run_reactor``, a loop that starts every pass with a hard-coded
+``time.sleep(0.001)`` and then polls the DIMSE message queue without blocking. Every
+C-STORE request therefore waits up to ~1.1 ms (Linux sleep granularity) after it has been
+fully reassembled before our handler sees it; at a few hundred instances a second that is
+a large share of the time per instance.
+
+:func:`install` replaces the ``time`` name inside ``pynetdicom.association`` by a proxy
+whose ``sleep`` behaves exactly like :func:`time.sleep`, except for the reactor's 1 ms
+pause on an association thread: there it waits *at most* the same 1 ms on the DIMSE
+message queue's own condition variable, returning as soon as a message is queued. The
+loop's other checks (release, abort, DUL alive, idle timeout) keep running at least as
+often as before.
+
+It also replaces ``AssociationSocket.recv``, which reads a PDU in 4096-byte ``socket.recv``
+calls appended to a bytearray (~130 calls per 512x512 CT slice), by one that reads into a
+preallocated buffer with ``recv_into`` for whatever the kernel has; same contract (returns
+the bytes read, fewer only if the peer closed; socket errors propagate unchanged).
+
+If pynetdicom's internals do not look as expected (another version), the affected part is
+not patched and the stock behaviour remains.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time as _time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_REACTOR_PAUSE = 0.001  # the literal in Association._run_reactor (pynetdicom 3.0.x)
+_installed = False
+
+
+class _WakingTime:
+    """Stands in for the ``time`` module inside ``pynetdicom.association``."""
+
+    def __init__(self, association_cls: type) -> None:
+        self._association_cls = association_cls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_time, name)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds == _REACTOR_PAUSE:
+            thread = threading.current_thread()
+            if isinstance(thread, self._association_cls):
+                q = getattr(getattr(thread, "dimse", None), "msg_queue", None)
+                if isinstance(q, queue.Queue):
+                    with q.not_empty:
+                        if not q._qsize():
+                            q.not_empty.wait(seconds)
+                    return
+        _time.sleep(seconds)
+
+
+def _recv(self: Any, nr_bytes: int) -> bytearray:
+    """``AssociationSocket.recv`` reading straight into one buffer."""
+    buf = bytearray(nr_bytes)
+    n = 0
+    with memoryview(buf) as view:
+        while n < nr_bytes:
+            got = self.socket.recv_into(view[n:], nr_bytes - n)
+            if not got:  # connection closed: return what arrived, like pynetdicom
+                break
+            n += got
+    if n < nr_bytes:
+        del buf[n:]
+    return buf
+
+
+def _install_recv() -> bool:
+    import inspect
+
+    from pynetdicom.transport import AssociationSocket
+
+    source = inspect.getsource(AssociationSocket.recv)
+    if "bufsize = 4096" not in source or "bytestream = bytearray()" not in source:
+        return False
+    AssociationSocket.recv = _recv  # type: ignore[method-assign]
+    return True
+
+
+def install() -> bool:
+    """Patch pynetdicom's association reactor pause if its internals are as expected;
+    return whether it is active. Idempotent."""
+    global _installed
+    if _installed:
+        return True
+    try:
+        import inspect
+
+        import pynetdicom
+        from pynetdicom import association
+        from pynetdicom.dimse import DIMSEServiceProvider
+
+        source = inspect.getsource(association.Association._run_reactor)
+        dimse_src = inspect.getsource(DIMSEServiceProvider.__init__)
+        expected = (association.time is _time
+                    and f"time.sleep({_REACTOR_PAUSE})" in source
+                    and "msg_queue" in dimse_src and "queue.Queue" in dimse_src)
+    except Exception as err:  # pragma: no cover - depends on the installed pynetdicom
+        log.info("association reactor tweak not applied: %s", err)
+        return False
+    if not expected:
+        log.info("association reactor tweak not applied: pynetdicom %s differs from 3.0.x",
+                 pynetdicom.__version__)
+        return False
+    association.time = _WakingTime(association.Association)  # type: ignore[assignment]
+    try:
+        if not _install_recv():
+            log.info("socket read tweak not applied: pynetdicom %s differs from 3.0.x",
+                     pynetdicom.__version__)
+    except Exception as err:  # pragma: no cover - depends on the installed pynetdicom
+        log.info("socket read tweak not applied: %s", err)
+    _installed = True
+    return True
