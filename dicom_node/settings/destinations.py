@@ -95,30 +95,26 @@ class DimseDestination(_Base):
         return validate_ae_title(value)
 
 
-class StowRsDestination(_Base):
+class _HttpDestination(_Base):
+    url: str
+    auth: Auth | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+
+class StowRsDestination(_HttpDestination):
     """A DICOMweb server; ``url`` is the DICOMweb root (``.../dicom-web``)."""
 
     kind: Literal["stowrs"] = "stowrs"
-    url: str
-    auth: Auth | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _check_http_url(value)
 
 
-class OrthancDestination(_Base):
+class OrthancDestination(_HttpDestination):
     """An Orthanc server's REST API; ``url`` is its root (``http://host:8042``)."""
 
     kind: Literal["orthanc"] = "orthanc"
-    url: str
-    auth: Auth | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _check_http_url(value)
 
 
 Destination = Annotated[

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import requests
 
+from tests.support.logged import LoggedProcess
 from tests.support.ports import free_port
 from tests.support.procnet import listening
 from tests.support.storescp import dcmtk_env
@@ -43,8 +43,10 @@ def dicomweb_plugin() -> Path | None:
     return None
 
 
-class Orthanc:
+class Orthanc(LoggedProcess):
     """One Orthanc process with its own config on free loopback ports."""
+
+    label = "Orthanc"
 
     def __init__(self, workdir: Path, aet: str = "ORTHANC",
                  modalities: dict[str, tuple[str, str, int]] | None = None,
@@ -230,21 +232,3 @@ class Orthanc:
         ids = [resources] if isinstance(resources, str) else list(resources)
         return self.post(f"/modalities/{modality}/store", timeout=timeout,
                          json={"Resources": ids, "Synchronous": True})
-
-    def log_text(self) -> str:
-        """Orthanc's output so far."""
-        if self._log is not None:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines of Orthanc's output."""
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def __enter__(self) -> Orthanc:
-        return self.start()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            print(f"--- Orthanc log ({self.log_path}) ---\n{self.log_tail(80)}", file=sys.stderr)
-        self.stop()

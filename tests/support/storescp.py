@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from tests.support.logged import LoggedProcess
 from tests.support.ports import free_port
 from tests.support.procnet import listening
 
@@ -37,8 +37,10 @@ def dcmtk_env() -> dict[str, str]:
     return {**os.environ, "TCP_NODELAY": "1"}
 
 
-class StoreSCP:
+class StoreSCP(LoggedProcess):
     """A DCMTK storescp process on a free loopback port writing into ``workdir/in``."""
+
+    label = "storescp"
 
     def __init__(self, workdir: Path, ae_title: str = "STORESCP", port: int | None = None,
                  extra_args: list[str] | tuple[str, ...] = (), bit_preserving: bool = True,
@@ -137,24 +139,6 @@ class StoreSCP:
             time.sleep(0.05)
         raise TimeoutError(f"storescp received {len(self.received())} of {n} files:\n"
                            f"{self.log_tail()}")
-
-    def log_text(self) -> str:
-        """The whole log so far."""
-        if self._log is not None:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines of the log."""
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def __enter__(self) -> StoreSCP:
-        return self.start()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            print(f"--- storescp log ({self.log_path}) ---\n{self.log_tail(80)}", file=sys.stderr)
-        self.stop()
 
 
 def proposed_contexts(log: str) -> list[list[tuple[str, list[str]]]]:

@@ -1,0 +1,40 @@
+"""Log handling shared by the peer processes tests start (storescp, Orthanc)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+
+class LoggedProcess:
+    """A peer whose output goes to ``log_path``; shows its log tail when a test fails."""
+
+    log_path: Path
+    _log: IO[bytes] | None
+    label = "peer"
+
+    def log_text(self) -> str:
+        """The whole log so far."""
+        if self._log is not None:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the log."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        if exc_type is not None:
+            print(f"--- {self.label} log ({self.log_path}) ---\n{self.log_tail(80)}",
+                  file=sys.stderr)
+        self.stop()
