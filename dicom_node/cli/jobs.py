@@ -60,7 +60,7 @@ def list_jobs(
         table.add_column(col, overflow="fold")
     for j in jobs:
         table.add_row(str(j.id), j.study_uid, j.rule_name, j.action, _state(j.state),
-                      f"{j.attempts}/{j.max_attempts}", _when(j.created_at),
+                      str(j.attempts), _when(j.created_at),
                       (j.error or "")[:80])
     console.print(table)
 
@@ -81,7 +81,7 @@ def show_job(job_id: int, config: Path | None = CONFIG_OPT,
     tree = Tree(f"job {job.id}  {_state(job.state)}  study {job.study_uid}")
     tree.add(f"rule {job.rule_name} ({job.action}), priority "
              f"{'stat' if job.priority == 0 else 'routine'}, attempts "
-             f"{job.attempts}/{job.max_attempts}")
+             f"{job.attempts}")
     if job.models:
         tree.add("models: " + ", ".join(job.models))
     tree.add("destinations: " + (", ".join(job.destinations) or "(none: results kept here)"))

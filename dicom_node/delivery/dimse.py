@@ -144,6 +144,16 @@ def _reject_text(assoc: Association) -> str:
                f"reason {prim.diagnostic})"
 
 
+def _fail_all(report: DeliveryReport, items: Sequence[SendItem],
+              outcome: Outcome) -> DeliveryReport:
+    """Every file of the batch failed with the attempt's error."""
+    report.outcomes.extend(
+        InstanceOutcome(str(i.path), i.sop_instance_uid, outcome, error=report.error)
+        for i in items
+    )
+    return report.finish()
+
+
 class DimseDeliverer:
     """Sends files to one DIMSE destination; see the module docstring."""
 
@@ -176,11 +186,7 @@ class DimseDeliverer:
             report.error_kind = "too_many_contexts"
             report.error = (f"{len(contexts)} presentation contexts needed, at most "
                             f"{MAX_CONTEXTS} fit in one association; send fewer SOP classes")
-            report.outcomes.extend(
-                InstanceOutcome(str(i.path), i.sop_instance_uid, "permanent", error=report.error)
-                for i in items
-            )
-            return report.finish()
+            return _fail_all(report, items, "permanent")
 
         opened: list[bool] = []
         t0 = time.monotonic()
@@ -207,11 +213,7 @@ class DimseDeliverer:
                 report.error_kind = "association_aborted"
                 report.error = (f"association with {d.ae_title}@{d.host}:{d.port} aborted or "
                                 f"timed out during negotiation")
-            report.outcomes.extend(
-                InstanceOutcome(str(i.path), i.sop_instance_uid, "transient", error=report.error)
-                for i in items
-            )
-            return report.finish()
+            return _fail_all(report, items, "transient")
 
         report.detail["accepted_contexts"] = [
             [str(cx.abstract_syntax), str(cx.transfer_syntax[0])]

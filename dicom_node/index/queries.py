@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,14 +22,6 @@ def list_groups(session: Session, state: str | None = None, limit: int = 100) ->
     if state is not None:
         q = q.where(Group.state == state)
     return list(session.scalars(q))
-
-
-def instances_of_group(session: Session, group_id: int) -> list[Path]:
-    """Paths of the group's instance files, ordered by series then instance number."""
-    rows = session.execute(
-        select(Instance.path).where(Instance.group_id == group_id).order_by(
-            Instance.series_uid, Instance.instance_number, Instance.id))
-    return [Path(r.path) for r in rows]
 
 
 def instance_rows_of_group(session: Session, group_id: int) -> list[Instance]:

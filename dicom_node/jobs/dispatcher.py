@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from dicom_node import metrics
 from dicom_node.db import Database
-from dicom_node.index.queries import instance_rows_of_group
+from dicom_node.index.queries import completed_groups, instance_rows_of_group
 from dicom_node.index.tables import COMPLETE, Group, Instance
 from dicom_node.jobs.models import Priority
 from dicom_node.jobs.queue import JobQueue, NewJob
@@ -57,13 +57,11 @@ class Dispatcher:
         queue: JobQueue,
         rules: Callable[[], Sequence[RouteRule]],
         *,
-        max_attempts: Callable[[], int] = lambda: 5,
         on_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.queue = queue
         self.rules = rules
-        self.max_attempts = max_attempts
         self.on_queued = on_queued
 
     def dispatch(self, group_ids: Sequence[int]) -> None:
@@ -78,8 +76,7 @@ class Dispatcher:
     def sweep(self) -> int:
         """Route every group still ``complete`` (e.g. after a crash); return how many."""
         with self.db.session() as s:
-            ids = s.scalars(select(Group.id).where(Group.state == COMPLETE)
-                            .order_by(Group.id)).all()
+            ids = [g.id for g in completed_groups(s)]
         self.dispatch(ids)
         return len(ids)
 
@@ -111,7 +108,6 @@ class Dispatcher:
                 destinations=d.destinations,
                 instance_uids=d.instance_uids,
                 priority=Priority.STAT if d.priority == "stat" else Priority.ROUTINE,
-                max_attempts=self.max_attempts(),
                 received_at=received_at,
                 complete_at=complete_at,
             ))

@@ -44,7 +44,6 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(Integer, default=Priority.ROUTINE)
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -24,7 +24,7 @@ from ai.registry import ModelRegistry
 from dicom_node import metrics
 from dicom_node.db import Database
 from dicom_node.delivery import deliver
-from dicom_node.delivery.retry import RetryPolicy, delay
+from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.index.tables import Instance
 from dicom_node.jobs.convert import image_results
 from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState, utcnow
@@ -88,19 +88,18 @@ class JobRunner:
         except JobCancelled:
             log.info("job %s cancelled; stopped", claim.job_id)
         except PermanentJobError as exc:
-            self.queue.fail(claim, str(exc), permanent=True, backoff=lambda n: 0)
+            self.queue.fail(claim, str(exc), permanent=True, policy=policy)
             metrics.JOBS_FINISHED.labels("dead").inc()
         except Exception as exc:  # transient unless proven otherwise
             log.exception("job %s attempt %s failed", claim.job_id, claim.attempt)
             state = self.queue.fail(claim, f"{type(exc).__name__}: {exc}", permanent=False,
-                                    backoff=lambda n: delay(policy, n))
+                                    policy=policy)
             metrics.JOBS_FINISHED.labels(state.value).inc()
 
     def crashed(self, claim: Claim, exc: BaseException) -> None:
         """Executor hook for an exception that escaped ``__call__`` (a bug)."""
         policy = self.config().jobs.retry
-        self.queue.fail(claim, f"internal error: {exc!r}", permanent=False,
-                        backoff=lambda n: delay(policy, n))
+        self.queue.fail(claim, f"internal error: {exc!r}", permanent=False, policy=policy)
 
     # -- stages ---------------------------------------------------------------------
     def _check(self, claim: Claim) -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dicom_node.db import Database
+from dicom_node.delivery.retry import RetryPolicy, next_attempt
 from dicom_node.jobs.models import ACTIVE_STATES, Job, JobState, utcnow
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ class NewJob:
     destinations: Sequence[str] = ()
     instance_uids: Sequence[str] = ()
     priority: int = 1
-    max_attempts: int = 5
     received_at: dt.datetime | None = None
     complete_at: dt.datetime | None = None
 
@@ -65,7 +65,6 @@ class JobQueue:
             destinations=list(new.destinations),
             instance_uids=list(new.instance_uids),
             priority=int(new.priority),
-            max_attempts=new.max_attempts,
             received_at=new.received_at,
             complete_at=new.complete_at,
         )
@@ -152,28 +151,18 @@ class JobQueue:
         self.mark(claim, state=JobState.DONE, finished_at=now, delivered_at=now)
         log.info("job %s done", claim.job_id)
 
-    def fail(
-        self,
-        claim: Claim,
-        error: str,
-        *,
-        permanent: bool,
-        backoff: Callable[[int], float],
-    ) -> JobState:
-        """Record a failed attempt: retry later with backoff, or dead."""
+    def fail(self, claim: Claim, error: str, *, permanent: bool,
+             policy: RetryPolicy) -> JobState:
+        """Record a failed attempt: due again when ``policy`` says, else dead."""
         with self.db.session() as s:
             job = s.get(Job, claim.job_id)
             assert job is not None
             if job.state == JobState.CANCELLED:
                 return JobState.CANCELLED
-            exhausted = job.attempts >= job.max_attempts
-            if permanent or exhausted:
-                job.state = JobState.DEAD
-                job.finished_at = utcnow()
-                job.next_attempt_at = None
-            else:
-                job.state = JobState.FAILED
-                job.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff(job.attempts))
+            due = next_attempt(policy, job.attempts, utcnow(), transient=not permanent)
+            job.state = JobState.FAILED if due is not None else JobState.DEAD
+            job.next_attempt_at = due
+            job.finished_at = None if due is not None else utcnow()
             job.error = error[:4000]
             job.claimed_by = None
             state = JobState(job.state)

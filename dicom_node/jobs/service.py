@@ -66,7 +66,6 @@ class JobService:
                                       on_crash=self.runner.crashed)
         self.dispatcher = Dispatcher(
             db, self.queue, self.rules,
-            max_attempts=lambda: self.config().jobs.retry.max_attempts,
             on_queued=self.executor.wake,
         )
         assembler.on_complete(self.dispatcher.dispatch)

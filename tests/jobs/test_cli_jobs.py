@@ -7,6 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from dicom_node.db import Database
+from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.jobs.queue import JobQueue, NewJob
 from tests.jobs.conftest import add_group
 
@@ -23,7 +24,7 @@ def test_list_show_retry_cancel(index: Database, tmp_path: Path) -> None:
     q = JobQueue(index)
     dead = q.enqueue(NewJob(group_id=gid, rule_name="cxr", action="infer", study_uid="1.2.3",
                             models=["m"], destinations=["pacs"], instance_uids=uids))
-    q.fail(q.claim("w"), "association rejected by PACS", permanent=True, backoff=lambda n: 0)
+    q.fail(q.claim("w"), "association rejected by PACS", permanent=True, policy=RetryPolicy())
     queued = q.enqueue(NewJob(group_id=gid, rule_name="fwd", action="forward",
                               study_uid="1.2.3", destinations=["vna"], instance_uids=uids))
     d = ["--data-dir", str(tmp_path)]

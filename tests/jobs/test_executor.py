@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from dicom_node.db import Database, sqlite_url
+from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.jobs.executor import LocalExecutor
 from dicom_node.jobs.models import JobState
 from dicom_node.jobs.queue import Claim, JobQueue, NewJob
@@ -37,7 +38,7 @@ def test_every_job_runs_once_and_a_crash_does_not_kill_workers(tmp_path: Path) -
 
     def on_crash(claim: Claim, exc: BaseException) -> None:
         crashed.append(claim.job_id)
-        q.fail(claim, repr(exc), permanent=True, backoff=lambda n: 0)
+        q.fail(claim, repr(exc), permanent=True, policy=RetryPolicy())
 
     ex = LocalExecutor(q, run, workers=3, poll_seconds=0.05, on_crash=on_crash)
     ex.start()

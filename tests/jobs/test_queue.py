@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from dicom_node.db import Database, sqlite_url
+from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.jobs.models import Job, JobState, Priority
 from dicom_node.jobs.queue import JobQueue, NewJob
 
@@ -68,9 +69,10 @@ def test_concurrent_processes_never_claim_the_same_job(db: Database) -> None:
 
 def test_transient_failure_backs_off_then_dies_after_max_attempts(db: Database) -> None:
     q = JobQueue(db)
-    job_id = q.enqueue(_new(1, max_attempts=2))
+    job_id = q.enqueue(_new(1))
+    slow = RetryPolicy(base_s=3600, cap_s=3600, jitter=0, max_attempts=2)
     claim = q.claim("w")
-    assert q.fail(claim, "destination down", permanent=False, backoff=lambda n: 3600) == (
+    assert q.fail(claim, "destination down", permanent=False, policy=slow) == (
         JobState.FAILED
     )
     assert q.claim("w") is None  # not due yet
@@ -78,7 +80,7 @@ def test_transient_failure_backs_off_then_dies_after_max_attempts(db: Database) 
         s.execute(update(Job).values(next_attempt_at=dt.datetime.now(dt.UTC)))
     claim = q.claim("w")
     assert claim.job_id == job_id and claim.attempt == 2
-    assert q.fail(claim, "still down", permanent=False, backoff=lambda n: 0) == JobState.DEAD
+    assert q.fail(claim, "still down", permanent=False, policy=slow) == JobState.DEAD
     assert q.claim("w") is None
     assert q.retry(job_id)
     assert q.claim("w").attempt == 1
@@ -87,7 +89,7 @@ def test_transient_failure_backs_off_then_dies_after_max_attempts(db: Database) 
 def test_permanent_failure_is_dead_at_once(db: Database) -> None:
     q = JobQueue(db)
     q.enqueue(_new(1))
-    assert q.fail(q.claim("w"), "bad model", permanent=True, backoff=lambda n: 0) == (
+    assert q.fail(q.claim("w"), "bad model", permanent=True, policy=RetryPolicy()) == (
         JobState.DEAD
     )
 
@@ -117,4 +119,4 @@ def test_cancel_stops_heartbeat(db: Database) -> None:
     assert q.heartbeat(claim)
     assert q.cancel(job_id)
     assert not q.heartbeat(claim)
-    assert q.fail(claim, "x", permanent=False, backoff=lambda n: 0) == JobState.CANCELLED
+    assert q.fail(claim, "x", permanent=False, policy=RetryPolicy()) == JobState.CANCELLED

@@ -74,7 +74,8 @@ def test_index_records_key_attributes(keep_node: Node) -> None:
             "calling_ae", "called_ae", "peer_address", "instance_number")}
         group = s.get(Group, inst.group_id)
         assert group is not None and group.state == "open" and group.instance_count == 1
-        assert queries.instances_of_group(s, group.id) == [Path(inst.path)]
+        assert [Path(r.path) for r in queries.instance_rows_of_group(s, group.id)] == [
+            Path(inst.path)]
         assert queries.completed_groups(s) == []
     assert got == {"patient_id": "DUP", "accession_number": ds.AccessionNumber,
                    "study_date": ds.StudyDate, "modality": "CT", "body_part": "CHEST",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -12,7 +13,22 @@ class LoggedProcess:
 
     log_path: Path
     _log: IO[bytes] | None
+    proc: subprocess.Popen[bytes] | None
     label = "peer"
+
+    def _terminate(self, grace: float) -> None:
+        """SIGTERM, kill after ``grace`` s, close the log."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def log_text(self) -> str:
         """The whole log so far."""

@@ -162,17 +162,7 @@ class Orthanc(LoggedProcess):
 
     def stop(self) -> None:
         """Terminate Orthanc (kill after 10 s)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._terminate(10)
         self.session.close()
 
     # --- REST helpers -------------------------------------------------------------------

@@ -106,17 +106,7 @@ class StoreSCP(LoggedProcess):
 
     def stop(self) -> None:
         """Terminate the process (kill after 5 s); the port becomes free."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._terminate(5)
 
     @property
     def running(self) -> bool:
