@@ -70,15 +70,16 @@ def _int(ds, keyword: str) -> int | None:  # type: ignore[no-untyped-def]
         return None
 
 
-def parse_header(dataset: bytes | BinaryIO, transfer_syntax: str) -> InstanceHeader:
+def parse_header(dataset: bytes | BinaryIO, transfer_syntax: str,
+                 offset: int = 0) -> InstanceHeader:
     """Parse the encoded dataset (without file meta) up to, not including, Pixel Data.
 
-    ``dataset`` may be bytes or a seekable stream (read from its start, not copied).
+    ``dataset`` may be bytes or a seekable stream, read from ``offset`` (not copied).
     """
     try:
         ts = UID(transfer_syntax)
         fp: BinaryIO = BytesIO(dataset) if isinstance(dataset, bytes) else dataset
-        fp.seek(0)
+        fp.seek(offset)
         if ts == DeflatedExplicitVRLittleEndian:
             fp = BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))
         ds = read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian,

@@ -25,10 +25,14 @@ not patched and the stock behaviour remains.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import select
+import socket
 import threading
 import time as _time
+import weakref
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,83 @@ class _WakingTime:
                             q.not_empty.wait(seconds)
                     return
         _time.sleep(seconds)
+
+
+class _DulTime:
+    """Stands in for the ``time`` module inside ``pynetdicom.dul``.
+
+    The DUL reactor sleeps ``_run_loop_delay`` whenever a pass found nothing to do, so
+    each incoming PDU and each outgoing response waits for the end of that sleep. On a
+    DUL thread this ``sleep`` instead waits at most as long in ``select`` on the
+    association's socket and a wake-up socket that :func:`_send_pdu` pokes when a
+    primitive is queued for sending: it returns as soon as there is work.
+    """
+
+    def __init__(self, dul_cls: type) -> None:
+        self._dul_cls = dul_cls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_time, name)
+
+    def sleep(self, seconds: float) -> None:
+        dul = threading.current_thread()
+        sock = getattr(getattr(dul, "socket", None), "socket", None)
+        if not isinstance(dul, self._dul_cls) or sock is None or seconds <= 0:
+            _time.sleep(seconds)
+            return
+        wake = _wake_pair(dul)
+        try:
+            ready, _, _ = select.select([sock, wake[0]], [], [], seconds)
+        except (OSError, ValueError):  # socket closed meanwhile: the reactor will notice
+            _time.sleep(seconds)
+            return
+        if wake[0] in ready:
+            with contextlib.suppress(OSError):
+                wake[0].recv(4096)
+
+
+def _wake_pair(dul: Any) -> tuple[socket.socket, socket.socket]:
+    pair = dul.__dict__.get("_dicom_node_wake")
+    if pair is None:
+        pair = socket.socketpair()
+        for s in pair:
+            s.setblocking(False)
+        dul._dicom_node_wake = pair
+        weakref.finalize(dul, _close_pair, pair)
+    return pair
+
+
+def _close_pair(pair: tuple[socket.socket, socket.socket]) -> None:
+    for s in pair:
+        s.close()
+
+
+def _wrap_send_pdu(original: Any) -> Any:
+    def send_pdu(self: Any, primitive: Any) -> None:
+        original(self, primitive)
+        pair = self.__dict__.get("_dicom_node_wake")
+        if pair is not None:
+            with contextlib.suppress(OSError):  # buffer full (already poked) or closed
+                pair[1].send(b"\0")
+    send_pdu.__wrapped__ = original  # type: ignore[attr-defined]
+    return send_pdu
+
+
+def _install_dul_wake() -> bool:
+    import inspect
+
+    from pynetdicom import dul
+
+    source = inspect.getsource(dul.DULServiceProvider.run_reactor)
+    send_src = inspect.getsource(dul.DULServiceProvider.send_pdu)
+    if (dul.time is not _time or "time.sleep(self._run_loop_delay)" not in source
+            or "self.to_provider_queue.put(primitive)" not in send_src
+            or not issubclass(dul.DULServiceProvider, threading.Thread)):
+        return False
+    dul.time = _DulTime(dul.DULServiceProvider)  # type: ignore[assignment]
+    dul.DULServiceProvider.send_pdu = _wrap_send_pdu(  # type: ignore[method-assign]
+        dul.DULServiceProvider.send_pdu)
+    return True
 
 
 def _recv(self: Any, nr_bytes: int) -> bytearray:
@@ -118,5 +199,11 @@ def install() -> bool:
                      pynetdicom.__version__)
     except Exception as err:  # pragma: no cover - depends on the installed pynetdicom
         log.info("socket read tweak not applied: %s", err)
+    try:
+        if not _install_dul_wake():
+            log.info("DUL wake-up tweak not applied: pynetdicom %s differs from 3.0.x",
+                     pynetdicom.__version__)
+    except Exception as err:  # pragma: no cover - depends on the installed pynetdicom
+        log.info("DUL wake-up tweak not applied: %s", err)
     _installed = True
     return True

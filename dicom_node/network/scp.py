@@ -1,8 +1,10 @@
 """The Storage SCP: C-ECHO and C-STORE on one or more called AE titles.
 
-The C-STORE path never decodes pixel data: the encoded dataset pynetdicom collected is
-parsed only up to Pixel Data for the index, written as received behind a File Meta header,
-fsynced and renamed into place, then indexed; only then is Success answered.
+The C-STORE path never decodes pixel data and never holds a dataset in memory: pynetdicom
+writes it, as received behind a File Meta header, into a file under the store's
+``incoming/`` while the PDUs arrive (:mod:`dicom_node.network.spool`); the handler parses
+it only up to Pixel Data for the index, fsyncs and renames it into place, indexes it, and
+only then answers Success.
 """
 
 from __future__ import annotations
@@ -10,19 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
-from pynetdicom.dsutils import create_file_meta, encode_file_meta
 from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import IntegrityError
 
 from dicom_node import metrics
 from dicom_node.db import utcnow
-from dicom_node.index.header import HeaderError, parse_header
+from dicom_node.index.header import HeaderError, InstanceHeader, parse_header
 from dicom_node.index.recorder import Receipt, Recorder
-from dicom_node.network import reactor
+from dicom_node.network import reactor, spool
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore, StoreError
 
@@ -34,7 +36,6 @@ DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC210  # dataset cannot be parsed
 CANNOT_UNDERSTAND_IDS = 0xC220  # identifying UIDs missing or inconsistent with the request
 
-_PREAMBLE = b"\x00" * 128 + b"DICM"
 DUL_LOOP_DELAY = 0.0002
 
 
@@ -61,6 +62,8 @@ class StorageSCP:
         if reactor.install():
             log.debug("association reactor wakes on each DIMSE message (pynetdicom tweak)")
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
+        spool.install()
+        spool.register(self.ae, store.incoming)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes
         self.ae.require_called_aet = False  # checked per configured AE in _on_requested
@@ -93,6 +96,18 @@ class StorageSCP:
             # pynetdicom's DUL polls its socket and queues with this sleep when idle; the
             # default (1 ms) adds latency to every C-STORE round trip.
             assoc.dul._run_loop_delay = DUL_LOOP_DELAY
+
+    @staticmethod
+    def _read_header(spooled: Path, transfer_syntax: str) -> InstanceHeader:
+        """The index attributes of a spooled C-STORE file (File Meta, then the dataset)."""
+        try:
+            with open(spooled, "rb") as fh:
+                offset = spool.dataset_offset(fh.read(144))
+                return parse_header(fh, transfer_syntax, offset)
+        except (OSError, ValueError) as err:
+            if isinstance(err, HeaderError):
+                raise
+            raise HeaderError(f"received file unreadable: {err}") from err
 
     @staticmethod
     def _reject(assoc: Any, diagnostic: int) -> None:
@@ -147,8 +162,9 @@ class StorageSCP:
         if not self.store.has_room():
             return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
                            "disk_reserve")
+        spooled = Path(event.dataset_path)
         try:
-            header = parse_header(req.DataSet, ts)
+            header = self._read_header(spooled, ts)
         except HeaderError as err:
             log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
             return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
@@ -169,12 +185,8 @@ class StorageSCP:
                          header.study_uid, calling)
                 return SUCCESS
         path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
-        meta = create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop_uid,
-                                transfer_syntax=ts)
-        meta.SourceApplicationEntityTitle = calling
         try:
-            with req.DataSet.getbuffer() as data:
-                size = self.store.write(path, (_PREAMBLE, encode_file_meta(meta), data))
+            size = self.store.commit(spooled, path)
         except StoreError as err:
             log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")

@@ -140,6 +140,31 @@ class InstanceStore:
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
         return size
 
+    def commit(self, spooled: Path, final: Path) -> int:
+        """Make a file already written under ``incoming/`` durable at ``final`` (fsync,
+        rename, fsync the directory); return its size. A file elsewhere (another
+        filesystem) is copied durably instead. On failure ``spooled`` is left as it was."""
+        spooled = Path(spooled)
+        if spooled.parent != self.incoming:
+            with open(spooled, "rb") as fh:
+                return self.write(final, iter(lambda: fh.read(1 << 20), b""))
+        try:
+            fd = os.open(spooled, os.O_RDONLY)
+            try:
+                if self.fsync:
+                    os.fsync(fd)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            self._ensure_dir(final.parent)
+            os.replace(spooled, final)
+            if self.fsync:
+                _fsync_dir(final.parent)
+        except OSError as err:
+            reason = err.strerror or str(err)
+            raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
+        return size
+
     def remove(self, path: Path) -> None:
         """Remove a stored file (used to undo a write whose indexing failed)."""
         Path(path).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 from sqlalchemy import select
@@ -85,7 +86,10 @@ def test_index_records_key_attributes(keep_node: Node) -> None:
                    "called_ae": "DICOM_NODE", "peer_address": "127.0.0.1",
                    "instance_number": 1}
     assert inst.size == Path(inst.path).stat().st_size
-    assert dcmread(inst.path).file_meta.SourceApplicationEntityTitle == "INPROC"
+    stored = dcmread(inst.path)
+    assert stored.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert stored.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert not list(keep_node.store.incoming.iterdir())  # nothing left in the spool
     # complete_due with a time past the deadline completes it, once.
     from datetime import timedelta
 

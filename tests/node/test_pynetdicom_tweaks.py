@@ -1,0 +1,95 @@
+"""The guarded pynetdicom tweaks: reactor wake-ups, socket reads and spooling C-STOREs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import CTImageStorage, Verification
+
+from dicom_node.index.header import parse_header
+from dicom_node.network import reactor, spool
+from dicom_node.synthetic import iter_ct_series
+from tests.support.ports import free_port
+
+
+@pytest.fixture
+def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path]]:
+    """A pynetdicom SCP with the node's tweaks and its handler's view of each C-STORE
+    (the spooled path and its bytes)."""
+    assert reactor.install()
+    assert spool.install()
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    seen: list[Any] = []
+
+    def on_store(event: evt.Event) -> int:
+        path = Path(event.dataset_path)
+        seen.append((path, path.read_bytes()))
+        return 0x0000
+
+    ae = AE(ae_title="TWEAKED")
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification)
+    spool.register(ae, incoming)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[
+        (evt.EVT_C_STORE, on_store)])
+    try:
+        yield port, seen, incoming
+    finally:
+        server.shutdown()
+
+
+def _associate(port: int) -> Any:
+    ae = AE(ae_title="SCU")
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title="TWEAKED")
+    assert assoc.is_established
+    return assoc
+
+
+def test_c_store_is_spooled_into_the_registered_directory(
+        scp: tuple[int, list[Any], Path]) -> None:
+    port, seen, incoming = scp
+    datasets = list(iter_ct_series(3, rows=64, cols=64))
+    assoc = _associate(port)
+    try:
+        assert [assoc.send_c_store(ds).Status for ds in datasets] == [0, 0, 0]
+    finally:
+        assoc.release()
+    assert [p.parent for p, _ in seen] == [incoming] * 3
+    assert not list(incoming.iterdir())  # pynetdicom removed them after the handler
+    for (path, data), ds in zip(seen, datasets, strict=True):
+        offset = spool.dataset_offset(data[:144])
+        copy = path.with_name("copy.dcm")
+        copy.write_bytes(data)
+        back = dcmread(copy)
+        assert back.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert back.PixelData == ds.PixelData
+        header = parse_header(data[offset:], back.file_meta.TransferSyntaxUID)
+        assert header.sop_instance_uid == ds.SOPInstanceUID
+        copy.unlink()
+
+
+def test_dataset_offset_rejects_non_dicom() -> None:
+    with pytest.raises(ValueError):
+        spool.dataset_offset(b"\0" * 200)
+    head = b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + (90).to_bytes(4, "little")
+    assert spool.dataset_offset(head) == 144 + 90
+
+
+def test_spool_file_writes_every_byte(tmp_path: Path) -> None:
+    f = spool.SpoolFile(tmp_path)
+    parts = [b"a" * 100_000, bytearray(b"b" * 3), memoryview(b"c" * 70_000)]
+    assert [f.write(p) for p in parts] == [100_000, 3, 70_000]
+    f.file.flush()
+    f.close()
+    f.close()  # idempotent, as pynetdicom may close it again
+    assert Path(f.name).read_bytes() == b"".join(bytes(p) for p in parts)
