@@ -1,4 +1,5 @@
-"""glibc malloc tuning for ``serve``: arena cap, mmap threshold, trimming."""
+"""glibc malloc tuning for ``serve``: arena cap, mmap threshold, trimming; and which heavy
+modules the serving process leaves unimported until a job needs them."""
 
 from __future__ import annotations
 
@@ -87,3 +88,17 @@ def test_release_returns_freed_heap_pages() -> None:
     finally:
         libc.free(blocks[-1])
 
+
+def test_serving_imports_leave_onnx_and_highdicom_for_later() -> None:
+    """``serve`` imports the node; onnx (demo build) and highdicom (result writing) load
+    only when first needed, and then on first use through the same names."""
+    code = (
+        "import sys\n"
+        "import dicom_node.cli, dicom_node.node\n"
+        "late = sorted({'onnx', 'highdicom', 'sr_writer.writer'} & set(sys.modules))\n"
+        "assert not late, late\n"
+        "import sr_writer\n"
+        "from sr_writer import ResultObjects, write_results\n"
+        "assert 'highdicom' in sys.modules and callable(write_results)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
