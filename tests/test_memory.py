@@ -1,20 +1,104 @@
-"""The malloc arena cap applies on glibc and yields to an explicit MALLOC_ARENA_MAX."""
+"""glibc malloc tuning for ``serve``: arena cap, mmap threshold, trimming; and which heavy
+modules the serving process leaves unimported until a job needs them."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from dicom_node.memory import limit_malloc_arenas
+from dicom_node.memory import (
+    SERVING_MMAP_THRESHOLD,
+    limit_malloc_arenas,
+    release_free_memory,
+    set_mmap_threshold,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+@glibc_only
 def test_cap_applies_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     assert limit_malloc_arenas(2) is True
 
 
 def test_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas(2) is False
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert set_mmap_threshold(SERVING_MMAP_THRESHOLD) is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")
+    assert set_mmap_threshold(SERVING_MMAP_THRESHOLD) is False
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = libc.sbrk.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.sbrk.argtypes = [ctypes.c_ssize_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    return libc
+
+
+@glibc_only
+def test_mmap_threshold_decides_heap_or_own_mapping() -> None:
+    """In a fresh process (where no free heap chunk can serve the request): 8 MiB gets its
+    own mapping under the start-up threshold and comes from the heap under the serving
+    one."""
+    code = (
+        "from dicom_node.memory import *\n"
+        "from tests.test_memory import _libc\n"
+        "libc = _libc()\n"
+        "def on_heap(size):  # main thread: the heap ends at sbrk(0)\n"
+        "    block = libc.malloc(size)\n"
+        "    inside = block < libc.sbrk(0)\n"
+        "    libc.free(block)\n"
+        "    return inside\n"
+        "assert set_mmap_threshold(STARTUP_MMAP_THRESHOLD)\n"
+        "assert not on_heap(8 << 20)\n"
+        "assert set_mmap_threshold(SERVING_MMAP_THRESHOLD)\n"
+        "assert on_heap(8 << 20)\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
+
+
+@glibc_only
+def test_release_returns_freed_heap_pages() -> None:
+    libc = _libc()
+    # 64 KiB blocks stay on the heap; the last one pins the freed ones below the top,
+    # where only malloc_trim can give their pages back.
+    blocks = [libc.malloc(64 * 1024) for _ in range(256)]
+    for b in blocks:
+        ctypes.memset(b, 1, 64 * 1024)
+    for b in blocks[:-1]:
+        libc.free(b)
+    try:
+        assert release_free_memory() is True
+    finally:
+        libc.free(blocks[-1])
+
+
+def test_serving_imports_leave_onnx_and_highdicom_for_later() -> None:
+    """``serve`` imports the node; onnx (demo build) and highdicom (result writing) load
+    only when first needed, and then on first use through the same names."""
+    code = (
+        "import sys\n"
+        "import dicom_node.cli, dicom_node.node\n"
+        "late = sorted({'onnx', 'highdicom', 'sr_writer.writer'} & set(sys.modules))\n"
+        "assert not late, late\n"
+        "import sr_writer\n"
+        "from sr_writer import ResultObjects, write_results\n"
+        "assert 'highdicom' in sys.modules and callable(write_results)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)

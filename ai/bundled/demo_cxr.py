@@ -6,49 +6,23 @@ per-label logits and a per-label class activation map (CAM) computed in-graph: t
 is the classifier applied at every spatial position of the last feature map (so its
 spatial mean is exactly the logit), upsampled to the input size and min-max scaled to
 [0, 1] per label. NON-CLINICAL DEMO: the weights are random, the outputs mean nothing.
+Only :func:`ai.bundled.cache.ensure_demo_package` imports this (and so ``onnx``), and
+only when the package is not built yet.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import onnx
 
+from ai.bundled.cache import DEMO_NAME, DEMO_VERSION, INTENDED_USE, SIZE
 from ai.bundled.graph import GraphBuilder, tensor_info
-from ai.labels import XRV_LABELS, code_for
-from ai.manifest import (
-    AppliesTo,
-    InputSpec,
-    LabelSpec,
-    Manifest,
-    NormalizeSpec,
-    OutputSpec,
-    PreprocessSpec,
-    RuntimeSpec,
-    WindowSpec,
-    dump_manifest,
-    load_manifest,
-)
+from ai.labels import XRV_LABELS
 
-log = logging.getLogger(__name__)
-
-DEMO_NAME = "demo-cxr-densenet121"
-DEMO_VERSION = "1.0.0"
 DEMO_SEED = 20260101
-SIZE = 224
 BLOCKS = (6, 12, 24, 16)
 GROWTH = 32
 BN_SIZE = 4
-INTENDED_USE = (
-    "NON-CLINICAL DEMO with untrained (random) weights. Not a medical device; its outputs "
-    "carry no diagnostic meaning. For testing the dicom-node pipeline only."
-)
 
 
 def _densenet121(g: GraphBuilder, x: str) -> tuple[str, int]:
@@ -73,9 +47,9 @@ def _densenet121(g: GraphBuilder, x: str) -> tuple[str, int]:
     return g.bn_relu(y, ch), ch
 
 
-def build_demo_onnx(seed: int = DEMO_SEED, size: int = SIZE) -> onnx.ModelProto:
-    """Build the demo model. Inputs ``image`` [N,1,size,size]; outputs ``logits`` [N,18]
-    and ``cam`` [N,18,size,size] in [0, 1]."""
+def _build(seed: int, size: int) -> onnx.ModelProto:
+    """The demo graph, unchecked. Inputs ``image`` [N,1,size,size]; outputs ``logits``
+    [N,18] and ``cam`` [N,18,size,size] in [0, 1]."""
     rng = np.random.default_rng(seed)
     g = GraphBuilder(rng)
     feats, ch = _densenet121(g, "image")
@@ -105,76 +79,16 @@ def build_demo_onnx(seed: int = DEMO_SEED, size: int = SIZE) -> onnx.ModelProto:
                    DEMO_NAME, doc)
 
 
-def device_uid_for(onnx_bytes: bytes) -> str:
-    """A 2.25 UID derived from the weights, so it changes whenever the weights change."""
-    digest = hashlib.sha256(onnx_bytes).digest()
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+def build_demo_onnx(seed: int = DEMO_SEED, size: int = SIZE) -> onnx.ModelProto:
+    """The demo model, checked by ``onnx.checker``."""
+    model = _build(seed, size)
+    onnx.checker.check_model(model)
+    return model
 
 
-def demo_manifest(device_uid: str) -> Manifest:
-    """The demo package's manifest."""
-    return Manifest(
-        name=DEMO_NAME,
-        version=DEMO_VERSION,
-        manufacturer="dicom-node project (demo)",
-        device_uid=device_uid,
-        intended_use=INTENDED_USE,
-        demo=True,
-        onnx_file="model.onnx",
-        applies_to=AppliesTo(modalities=["CR", "DX"], body_parts=["CHEST"],
-                             view_positions=["PA", "AP"]),
-        input=InputSpec(name="image", layout="NCHW", height=SIZE, width=SIZE, channels=1),
-        preprocess=PreprocessSpec(
-            window=WindowSpec(source="dataset"),
-            resize="letterbox",
-            # torchxrayvision's convention: pixel range [-1024, 1024].
-            normalize=NormalizeSpec(scale=2048.0, offset=-1024.0, mean=[0.0], std=[1024.0]),
-        ),
-        output=OutputSpec(
-            scores="logits", activation="sigmoid", heatmap="cam",
-            labels=[LabelSpec(name=n, code=code_for(n), threshold=0.5) for n in XRV_LABELS],
-        ),
-        runtime=RuntimeSpec(max_batch_size=8),
-    )
-
-
-def ensure_demo_package(cache_dir: Path) -> Path:
-    """Return the demo package dir under ``cache_dir``, building it on first use.
-
-    The build goes to a temporary directory renamed into place, so concurrent callers
-    and interrupted builds never leave a half-written package.
-    """
-    cache_dir = Path(cache_dir)
-    target = cache_dir / f"{DEMO_NAME}-{DEMO_VERSION}"
-    if _cached_ok(target):
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    log.info("building bundled demo model %s %s into %s", DEMO_NAME, DEMO_VERSION, target)
-    data = build_demo_onnx().SerializeToString()
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=cache_dir))
-    try:
-        (tmp / "model.onnx").write_bytes(data)
-        dump_manifest(demo_manifest(device_uid_for(data)), tmp / "model.yaml")
-        if _cached_ok(target):  # another process finished first: keep its copy
-            return target
-        if target.exists():  # damaged entry (checked above): move it aside, then replace
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not _cached_ok(target):  # lost a race and nothing usable is there
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def _cached_ok(target: Path) -> bool:
-    """True when ``target`` holds a complete demo package of this version."""
-    if not ((target / "model.yaml").is_file() and (target / "model.onnx").is_file()):
-        return False
-    try:
-        return load_manifest(target / "model.yaml").version == DEMO_VERSION
-    except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
-        log.warning("demo package cache at %s is damaged; rebuilding", target)
-        return False
+def build_demo_bytes(seed: int = DEMO_SEED, size: int = SIZE) -> bytes:
+    """The demo model's ONNX file contents, checked. The ModelProto is dropped before the
+    check so that at most two copies of the ~28 MB of weights exist at once."""
+    data = _build(seed, size).SerializeToString()
+    onnx.checker.check_model(data)
+    return data

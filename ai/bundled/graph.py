@@ -1,4 +1,8 @@
-"""A tiny helper over ``onnx.helper`` for building CNN graphs from numpy weights."""
+"""A tiny helper over ``onnx.helper`` for building CNN graphs from numpy weights.
+
+Nodes and initialisers go straight into the final ModelProto, so the weights exist in one
+protobuf copy while building (``make_graph`` + ``make_model`` would hold three).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,7 @@ class GraphBuilder:
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
+        self.proto = onnx.ModelProto()
         self._n = 0
 
     def _name(self, prefix: str) -> str:
@@ -22,13 +25,14 @@ class GraphBuilder:
 
     def const(self, array: np.ndarray, prefix: str = "w") -> str:
         name = self._name(prefix)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.proto.graph.initializer.append(
+            numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], prefix: str | None = None,
            outputs: list[str] | None = None, **attrs: object) -> str:
         out = outputs or [self._name(prefix or op_type.lower())]
-        self.nodes.append(helper.make_node(op_type, inputs, out, **attrs))
+        self.proto.graph.node.append(helper.make_node(op_type, inputs, out, **attrs))
         return out[0]
 
     def conv(self, x: str, cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> str:
@@ -49,12 +53,17 @@ class GraphBuilder:
 
     def model(self, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
               name: str, doc: str) -> onnx.ModelProto:
-        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                                  producer_name="dicom-node", producer_version="1")
+        """The finished (unchecked) model; the same fields ``make_graph``/``make_model``
+        would set, so the bytes are the same. The builder must not be used afterwards."""
+        model = self.proto
+        model.graph.name = name
+        model.graph.input.extend(inputs)
+        model.graph.output.extend(outputs)
+        model.opset_import.append(helper.make_opsetid("", 17))
+        model.producer_name = "dicom-node"
+        model.producer_version = "1"
         model.ir_version = 8
         model.doc_string = doc
-        onnx.checker.check_model(model)
         return model
 
 

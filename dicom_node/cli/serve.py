@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from dicom_node.memory import limit_malloc_arenas
+from dicom_node.memory import (
+    SERVING_MMAP_THRESHOLD,
+    STARTUP_MMAP_THRESHOLD,
+    limit_malloc_arenas,
+    set_mmap_threshold,
+)
 from dicom_node.settings.root import (
     ConfigError,
     NodeConfig,
@@ -138,6 +143,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         _setup_logging(cfg)
         limit_malloc_arenas()  # before any association or worker thread exists
+        set_mmap_threshold(STARTUP_MMAP_THRESHOLD)  # model build, load and warm-up
         from dicom_node.node import PID_FILENAME, Node  # late: config errors answer fast
 
         try:
@@ -146,6 +152,7 @@ def register(app: typer.Typer) -> None:
         except Exception as err:  # port in use, unwritable data dir, database unreachable
             typer.echo(f"cannot start: {type(err).__name__}: {err}", err=True)
             raise typer.Exit(1) from None
+        set_mmap_threshold(SERVING_MMAP_THRESHOLD)  # jobs reuse the heap; trimmed per job
         typer.echo(banner(cfg, node.db.describe(), model_lines(node)))
         sys.stdout.flush()
         pid_file = Path(cfg.data_dir) / PID_FILENAME

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 from dicom_node.jobs.queue import Claim, JobQueue
+from dicom_node.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class LocalExecutor:
             finally:
                 with self._lock:
                     self._held.pop(claim.job_id, None)
+                release_free_memory()  # the job's images and tensors, freed to the heap
 
     def _heartbeats(self) -> None:
         while not self._stop.wait(self.heartbeat_every):

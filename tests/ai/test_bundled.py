@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import numpy as np
 import pytest
 
-from ai.bundled import build_demo_onnx, ensure_demo_package
+from ai.bundled import ensure_demo_package
+from ai.bundled.demo_cxr import build_demo_bytes, build_demo_onnx
 from ai.preprocess import crop_heatmap, preprocess_frame
 from dicom_node.synthetic import iter_ct_series, make_cr, make_dx
 
 NAME = "demo-cxr-densenet121"
+# The demo's ONNX file as every release so far has built it; its Device UID derives
+# from these bytes, so a builder change must not alter them.
+DEMO_SHA256 = "4f1d065503c759486ed3e5c45b9301835ebc4ad3d8175bb111ef17a482f42e7a"
 
 
 def test_build_is_deterministic(tmp_path, demo_cache):
@@ -26,6 +31,12 @@ def test_build_is_deterministic(tmp_path, demo_cache):
     mtime = (other / "model.onnx").stat().st_mtime_ns
     ensure_demo_package(tmp_path)
     assert (other / "model.onnx").stat().st_mtime_ns == mtime
+
+
+def test_lean_build_writes_the_same_bytes():
+    data = build_demo_bytes()
+    assert hashlib.sha256(data).hexdigest() == DEMO_SHA256
+    assert data == build_demo_onnx().SerializeToString()
 
 
 def test_infer_cr_typed_results_and_heatmap_field_of_view(demo_registry):
