@@ -100,14 +100,12 @@ class StorageSCP:
     @staticmethod
     def _read_header(spooled: Path, transfer_syntax: str) -> InstanceHeader:
         """The index attributes of a spooled C-STORE file (File Meta, then the dataset)."""
-        try:
-            with open(spooled, "rb") as fh:
+        with open(spooled, "rb") as fh:
+            try:
                 offset = spool.dataset_offset(fh.read(144))
-                return parse_header(fh, transfer_syntax, offset)
-        except (OSError, ValueError) as err:
-            if isinstance(err, HeaderError):
-                raise
-            raise HeaderError(f"received file unreadable: {err}") from err
+            except ValueError as err:
+                raise HeaderError(f"received file unreadable: {err}") from err
+            return parse_header(fh, transfer_syntax, offset)
 
     @staticmethod
     def _reject(assoc: Any, diagnostic: int) -> None:

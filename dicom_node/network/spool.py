@@ -46,9 +46,6 @@ class SpoolFile:
     def flush(self) -> None:
         """Nothing is buffered."""
 
-    def fileno(self) -> int:
-        return self._fd
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
