@@ -5,6 +5,13 @@ over one association (TCP_NODELAY=1) to (a) storescp writing to a temp dir and (
 node (durable writes + indexing). Prints instances/s and MB/s of each, the ratio
 ours/storescp, and the node's peak RSS (VmHWM).
 
+Two references put the ratio in context, measured in the same rounds: a bare pynetdicom
+SCP whose handler stores nothing (the ceiling of any pynetdicom receiver), and the cost
+of durability on this disk (the node's own durable write of the same files with and
+without fsync, no network). storescp does not fsync; a receiver that must can at best
+take bare pynetdicom's time plus that cost, which the last line turns into a ceiling
+ratio.
+
     python benchmarks/receive.py [--instances 500] [--rounds 3]
 """
 
@@ -86,6 +93,25 @@ def round_pynetdicom_floor(files: list[Path]) -> float:
         server.shutdown()
 
 
+def round_durability(files: list[Path], work: Path) -> float:
+    """Seconds that fsync adds to storing ``files``: the node's own durable write
+    (write, fsync, rename, fsync the directory) minus the same write without fsync."""
+    from dicom_node.store.writer import InstanceStore
+
+    times = {}
+    for fsync in (False, True):
+        store = InstanceStore(work / f"durable-{fsync}", fsync=fsync)
+        store.open()
+        secs = 0.0
+        for i, f in enumerate(files):
+            data = f.read_bytes()
+            t0 = time.perf_counter()
+            store.write(store.path_for("1.2.3", "1.2.3.4", str(i)), [data])
+            secs += time.perf_counter() - t0
+        times[fsync] = secs
+    return max(times[True] - times[False], 0.0)
+
+
 def round_node(files: list[Path], work: Path) -> tuple[float, int]:
     """One round against our node; return (seconds, peak RSS in kB)."""
     node = NodeProcess(work / "node", {"logging": {"level": "WARNING"}})
@@ -116,7 +142,7 @@ def main() -> None:
         total_mb = sum(f.stat().st_size for f in files) / 1e6
         print(f"{len(files)} CT slices 512x512x16, {total_mb:.1f} MB "
               f"(generated in {time.perf_counter() - t0:.1f} s)")
-        theirs, ours, rss, floor = [], [], [], []
+        theirs, ours, rss, floor, durable = [], [], [], [], []
         for r in range(args.rounds):
             work = tmpdir / f"round{r}"
             work.mkdir()
@@ -130,8 +156,10 @@ def main() -> None:
             ours.append(s)
             rss.append(k)
             floor.append(round_pynetdicom_floor(files))
+            durable.append(round_durability(files, work))
             print(f"round {r + 1}: storescp {theirs[-1]:.2f} s, bare pynetdicom "
-                  f"{floor[-1]:.2f} s, dicom-node {s:.2f} s, node peak RSS {k / 1024:.0f} MB")
+                  f"{floor[-1]:.2f} s, dicom-node {s:.2f} s, fsync cost {durable[-1]:.2f} s, "
+                  f"node peak RSS {k / 1024:.0f} MB")
         n = len(files)
         med_t, med_o = statistics.median(theirs), statistics.median(ours)
         print(f"storescp   : {n / med_t:7.1f} instances/s {total_mb / med_t:7.1f} MB/s "
@@ -146,6 +174,11 @@ def main() -> None:
         print(f"ratio ours/storescp: {med_t / med_o:.2f}   (target >= 0.6)")
         print(f"ratio bare pynetdicom/storescp: {med_t / med_f:.2f}   "
               f"ratio ours/bare pynetdicom: {med_f / med_o:.2f}")
+        med_d = statistics.median(durable)
+        print(f"fsync cost : {med_d / n * 1e3:.2f} ms/instance (write+fsync+rename+dir fsync "
+              f"minus the same without fsync; median of {args.rounds})")
+        print(f"ceiling ratio of a pynetdicom receiver that fsyncs (bare + fsync cost, no "
+              f"parsing or indexing): {med_t / (med_f + med_d):.2f}")
         print(f"node peak RSS: {max(rss) / 1024:.0f} MB   (target < 300 MB)")
 
 

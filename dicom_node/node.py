@@ -85,6 +85,7 @@ class Node:
             self.assembler.stop()
             self.jobs.stop(grace)
             self.recorder.close()
+            self.store.close()
             self._started = False
         self.db.dispose()
         log.info("node stopped")

@@ -85,10 +85,12 @@ class Recorder:
             finally:
                 conn.rollback()
 
-    def record(self, header: InstanceHeader, receipt: Receipt, *,
-               replace: bool = False) -> Recorded:
+    def record(self, header: InstanceHeader, receipt: Receipt, *, replace: bool = False,
+               before_commit: Callable[[], None] | None = None) -> Recorded:
         """Insert the instance (replacing an existing row if ``replace``) and update its
-        open group, opening one if none is open."""
+        open group, opening one if none is open. ``before_commit`` runs last inside the
+        transaction (the receive path waits there for its file to be durable); if it
+        raises, nothing is recorded."""
         ae = self.ae_settings(receipt.called_ae)
         group_by = ae.group_by if ae else "study"
         quiet = ae.quiet_seconds if ae else 5.0
@@ -110,6 +112,8 @@ class Recorder:
                         peer_address=receipt.peer_address, received_at=now,
                         path=receipt.path, size=receipt.size, group_id=group_id)
                     inst_id = conn.execute(_INSERT_INSTANCE, values).inserted_primary_key[0]
+                    if before_commit is not None:
+                        before_commit()
             except BaseException:
                 self._open.clear()  # the cache may describe rolled-back rows
                 raise

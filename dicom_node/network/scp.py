@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,8 @@ class StorageSCP:
             return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
                            "disk_reserve")
         spooled = Path(event.dataset_path)
+        # The file's fsync runs in the background while its header is parsed and checked.
+        synced = self.store.sync_later(spooled)
         try:
             header = self._read_header(spooled, ts)
         except HeaderError as err:
@@ -184,16 +187,19 @@ class StorageSCP:
                 return SUCCESS
         path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
         try:
-            size = self.store.commit(spooled, path)
+            placed = self.store.place(spooled, path, synced)
         except StoreError as err:
             log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
         receipt = Receipt(called_ae=called, calling_ae=calling,
                           peer_address=assoc.requestor.address, transfer_syntax=str(ts),
-                          path=str(path), size=size, received_at=utcnow())
+                          path=str(path), size=placed.size, received_at=utcnow())
+        # The index row commits only once the directory fsync of the rename completed.
+        record = partial(self.recorder.record, header, receipt, replace=existing is not None,
+                         before_commit=placed.wait_durable)
         try:
             try:
-                self.recorder.record(header, receipt, replace=existing is not None)
+                record()
             except IntegrityError:
                 if self.recorder.existing_path(sop_uid) is not None:
                     # Another association indexed the same instance meanwhile.
@@ -202,7 +208,12 @@ class StorageSCP:
                              header.study_uid, calling)
                     return SUCCESS
                 # Another process opened the same group meanwhile: retry once, joining it.
-                self.recorder.record(header, receipt, replace=existing is not None)
+                record()
+        except StoreError as err:
+            log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
+            if existing is None:
+                self.store.remove(path)
+            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
         except Exception as err:
             log.exception("C-STORE %s of study %s: indexing failed", sop_uid, header.study_uid)
             if existing is None:
@@ -212,9 +223,9 @@ class StorageSCP:
         if existing is not None and existing != str(path):
             self.store.remove(existing)
         metrics.INSTANCES_RECEIVED.labels(called).inc()
-        metrics.BYTES_RECEIVED.labels(called).inc(size)
+        metrics.BYTES_RECEIVED.labels(called).inc(placed.size)
         log.debug("stored %s of study %s from %s (%d bytes)", sop_uid, header.study_uid,
-                  calling, size)
+                  calling, placed.size)
         return SUCCESS
 
     # -- lifecycle -----------------------------------------------------------------
@@ -248,4 +259,5 @@ class StorageSCP:
             log.warning("aborting %d association(s) still active after %.0f s",
                         len(busy()), grace)
         self.ae.shutdown()
+        spool.unregister(self.ae)
         self._server = None

@@ -4,6 +4,11 @@ A file is written to ``incoming/`` (same filesystem as the store), fsynced, rena
 ``instances/{study}/{series}/{sop}.dcm`` and the target directory is fsynced, so that
 once :meth:`InstanceStore.write` returns the file and its name survive a power loss.
 Leftovers in ``incoming/`` (a crash mid-write) are removed on start.
+
+The receive path splits that into steps so the disk works while the CPU does: the fsync
+of a spooled file starts on a background thread (:meth:`InstanceStore.sync_later`) while
+the caller parses and checks it, and :meth:`InstanceStore.place` hands back the directory
+fsync as a future the caller waits for just before it commits the index row.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_and_close(fd: int, started: threading.Event) -> None:
+    try:
+        started.set()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _done() -> Future[None]:
+    future: Future[None] = Future()
+    future.set_result(None)
+    return future
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A file renamed into place whose directory entry may still be reaching the disk."""
+
+    path: Path
+    size: int
+    dir_synced: Future[None]
+
+    def wait_durable(self) -> None:
+        """Block until the file's name is on disk; raise StoreError if that failed."""
+        try:
+            self.dir_synced.result()
+        except OSError as err:
+            raise StoreError(err.errno, f"cannot store {self.path.name}: "
+                                        f"{err.strerror or err}") from err
+
+
 class InstanceStore:
     """Files of received instances under ``root``; thread-safe."""
 
@@ -57,16 +103,31 @@ class InstanceStore:
         self._free = 0
         self._low = False
         self._lock = threading.Lock()
+        self._syncer: ThreadPoolExecutor | None = None
+
+    def _sync_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._syncer is None:
+                self._syncer = ThreadPoolExecutor(4, thread_name_prefix="store-fsync")
+            return self._syncer
+
+    def close(self) -> None:
+        """Stop the background fsync threads (after the fsyncs they were given)."""
+        with self._lock:
+            syncer, self._syncer = self._syncer, None
+        if syncer is not None:
+            syncer.shutdown(wait=True)
 
     def open(self) -> None:
         """Create the directories and remove half-written files left by a crash."""
         self.instances.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
-        stale = list(self.incoming.iterdir())
-        for p in stale:
+        stale = 0
+        for p in self.incoming.iterdir():
+            stale += p.stat().st_size > 0  # empty ones were only kept ready for a C-STORE
             p.unlink(missing_ok=True)
         if stale:
-            log.warning("removed %d half-written file(s) from %s", len(stale), self.incoming)
+            log.warning("removed %d half-written file(s) from %s", stale, self.incoming)
 
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         """Where an instance lives."""
@@ -140,30 +201,56 @@ class InstanceStore:
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
         return size
 
-    def commit(self, spooled: Path, final: Path) -> int:
-        """Make a file already written under ``incoming/`` durable at ``final`` (fsync,
-        rename, fsync the directory); return its size. A file elsewhere (another
+    def sync_later(self, path: Path | str) -> Future[None]:
+        """Start fsyncing ``path`` on a background thread and return once the fsync is
+        under way; the future fails with the OSError if it does. A no-op when the store
+        does not fsync."""
+        if not self.fsync:
+            return _done()
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+                         if os.path.isdir(path) else os.O_RDONLY)
+        except OSError as err:
+            failed: Future[None] = Future()
+            failed.set_exception(err)
+            return failed
+        started = threading.Event()
+        future = self._sync_pool().submit(_fsync_and_close, fd, started)
+        # The worker needs the GIL to reach fsync; waiting here hands it over, so the
+        # disk works while this thread goes on (otherwise it may not start for ms).
+        started.wait()
+        return future
+
+    def place(self, spooled: Path, final: Path, synced: Future[None] | None = None) -> Placed:
+        """Rename a file written under ``incoming/`` to ``final`` once it is on disk
+        (``synced``, from :meth:`sync_later`, or an fsync now), and start the fsync of
+        the directory: :meth:`Placed.wait_durable` waits for it. A file elsewhere (another
         filesystem) is copied durably instead. On failure ``spooled`` is left as it was."""
         spooled = Path(spooled)
         if spooled.parent != self.incoming:
             with open(spooled, "rb") as fh:
-                return self.write(final, iter(lambda: fh.read(1 << 20), b""))
+                size = self.write(final, iter(lambda: fh.read(1 << 20), b""))
+            return Placed(final, size, _done())
         try:
-            fd = os.open(spooled, os.O_RDONLY)
-            try:
-                if self.fsync:
-                    os.fsync(fd)
-                size = os.fstat(fd).st_size
-            finally:
-                os.close(fd)
+            if synced is not None:
+                synced.result()
+            elif self.fsync:
+                _fsync_path(spooled)
+            size = os.stat(spooled).st_size
             self._ensure_dir(final.parent)
             os.replace(spooled, final)
-            if self.fsync:
-                _fsync_dir(final.parent)
         except OSError as err:
             reason = err.strerror or str(err)
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
-        return size
+        return Placed(final, size, self.sync_later(final.parent))
+
+    def commit(self, spooled: Path, final: Path) -> int:
+        """Make a file already written under ``incoming/`` durable at ``final`` (fsync,
+        rename, fsync the directory); return its size. On failure ``spooled`` is left
+        as it was (unless only the directory fsync failed: then it is at ``final``)."""
+        placed = self.place(spooled, final)
+        placed.wait_durable()
+        return placed.size
 
     def remove(self, path: Path) -> None:
         """Remove a stored file (used to undo a write whose indexing failed)."""

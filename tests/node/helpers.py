@@ -73,3 +73,9 @@ def store_file_raw(port: int, path: Path, called: str = "DICOM_NODE",
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = old
     return int(status.Status)
+
+
+def spooled_data(incoming: Path) -> list[Path]:
+    """Files in a spool directory that hold data; the empty ones are kept ready for the
+    next C-STORE (:mod:`dicom_node.network.spool`)."""
+    return [p for p in incoming.iterdir() if p.stat().st_size]

@@ -10,7 +10,7 @@ import pytest
 from pydicom import dcmread
 
 from tests.node.conftest import make_study
-from tests.node.helpers import ENV, query, wait_until
+from tests.node.helpers import ENV, query, spooled_data, wait_until
 from tests.support.node_process import NodeProcess
 
 pytestmark = pytest.mark.peer
@@ -54,7 +54,7 @@ def test_kill_9_mid_study_then_restart(tmp_path: Path) -> None:
                          u=sop)
             assert len(rows) == 1, f"{sop} answered Success but not indexed"
             assert dcmread(rows[0][0]).PixelData == dcmread(f).PixelData
-        assert not list((proc.data_dir / "incoming").iterdir())
+        assert not spooled_data(proc.data_dir / "incoming")
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
         groups = wait_until(lambda: query(
             proc.data_dir, "SELECT instance_count FROM groups WHERE study_uid=:s AND "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from dicom_node.index.header import parse_header
 from dicom_node.network import reactor, spool
 from dicom_node.synthetic import iter_ct_series
+from tests.node.helpers import spooled_data
 from tests.support.ports import free_port
 
 
@@ -44,6 +46,7 @@ def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path]]:
         yield port, seen, incoming
     finally:
         server.shutdown()
+        spool.unregister(ae)
 
 
 def _associate(port: int) -> Any:
@@ -65,7 +68,9 @@ def test_c_store_is_spooled_into_the_registered_directory(
     finally:
         assoc.release()
     assert [p.parent for p, _ in seen] == [incoming] * 3
-    assert not list(incoming.iterdir())  # pynetdicom removed them after the handler
+    # pynetdicom removed them after the handler; empty ones wait for the next C-STORE
+    assert not spooled_data(incoming)
+    assert len(list(incoming.iterdir())) <= spool.READY_FILES
     for (path, data), ds in zip(seen, datasets, strict=True):
         offset = spool.dataset_offset(data[:144])
         copy = path.with_name("copy.dcm")
@@ -93,3 +98,24 @@ def test_spool_file_writes_every_byte(tmp_path: Path) -> None:
     f.close()
     f.close()  # idempotent, as pynetdicom may close it again
     assert Path(f.name).read_bytes() == b"".join(bytes(p) for p in parts)
+
+
+def test_spool_files_are_prepared_ahead_and_removed_on_unregister(tmp_path: Path) -> None:
+    ae = AE(ae_title="READY")
+    spool.register(ae, tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing is created before the first C-STORE
+    ready = spool._ready[ae]
+    first = ready.take()
+    deadline = time.monotonic() + 10
+    while len(list(tmp_path.iterdir())) < 1 + spool.READY_FILES:
+        assert time.monotonic() < deadline, "no spool files prepared"
+        time.sleep(0.01)
+    taken = [ready.take() for _ in range(spool.READY_FILES + 2)]
+    names = {f.name for f in [first, *taken]}
+    assert len(names) == spool.READY_FILES + 3  # every C-STORE gets its own file
+    for f in [first, *taken]:
+        f.write(b"data")
+        f.close()
+    spool.unregister(ae)
+    left = set(map(str, tmp_path.iterdir()))
+    assert left == names  # the prepared, unused ones are gone; taken ones are the caller's

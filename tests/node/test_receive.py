@@ -16,7 +16,14 @@ from typer.testing import CliRunner
 
 from dicom_node.cli import app
 from tests.node.conftest import make_study
-from tests.node.helpers import echoscu, query, store_file_raw, storescu, wait_until
+from tests.node.helpers import (
+    echoscu,
+    query,
+    spooled_data,
+    store_file_raw,
+    storescu,
+    wait_until,
+)
 from tests.support.node_process import NodeProcess
 
 pytestmark = pytest.mark.peer
@@ -137,7 +144,7 @@ def test_garbage_dataset_fails_and_node_keeps_serving(node: NodeProcess,
     assert query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u",
                  u=ds.SOPInstanceUID) == []
     assert not list((node.data_dir / "instances").rglob(f"{ds.SOPInstanceUID}.dcm"))
-    assert not list((node.data_dir / "incoming").iterdir())
+    assert not spooled_data(node.data_dir / "incoming")
     assert echoscu(node.port, "DICOM_NODE").returncode == 0
     # The real instance afterwards is stored fine.
     assert store_file_raw(node.port, src) == 0x0000

@@ -1,0 +1,113 @@
+"""The instance store's durable steps and the recorder's commit hook, on a real filesystem
+and a real SQLite index."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+import dicom_node.index.tables  # noqa: F401  (registers the tables)
+from dicom_node.db import Database, sqlite_url, utcnow
+from dicom_node.index.header import InstanceHeader
+from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.index.tables import Group, Instance
+from dicom_node.settings.node import AETitleSettings
+from dicom_node.store.writer import InstanceStore, StoreError
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[InstanceStore]:
+    s = InstanceStore(tmp_path / "data")
+    s.open()
+    yield s
+    s.close()
+
+
+def _spool(store: InstanceStore, data: bytes) -> Path:
+    path = store.incoming / "part.dcm"
+    path.write_bytes(data)
+    return path
+
+
+def test_place_renames_after_the_background_fsync(store: InstanceStore) -> None:
+    spooled = _spool(store, b"x" * 70_000)
+    final = store.path_for("1.2", "1.2.3", "1.2.3.4")
+    placed = store.place(spooled, final, store.sync_later(spooled))
+    placed.wait_durable()
+    assert placed.size == 70_000 and final.read_bytes() == b"x" * 70_000
+    assert not spooled.exists()
+    # commit() is the same steps in one call
+    assert store.commit(_spool(store, b"yz"), final) == 2 and final.read_bytes() == b"yz"
+
+
+def test_place_fails_cleanly_when_the_fsync_failed(store: InstanceStore) -> None:
+    missing = store.incoming / "gone.dcm"
+    synced = store.sync_later(missing)  # the file vanished: its fsync fails
+    final = store.path_for("1.2", "1.2.3", "1.2.3.5")
+    with pytest.raises(StoreError, match="1.2.3.5"):
+        store.place(missing, final, synced)
+    assert not final.exists()
+
+
+def test_place_copies_a_file_from_another_directory(store: InstanceStore,
+                                                   tmp_path: Path) -> None:
+    elsewhere = tmp_path / "tmp.dcm"  # e.g. pynetdicom's own temp file
+    elsewhere.write_bytes(b"abc" * 1000)
+    final = store.path_for("1.2", "1.2.3", "1.2.3.6")
+    placed = store.place(elsewhere, final)
+    placed.wait_durable()
+    assert final.read_bytes() == b"abc" * 1000 and placed.size == 3000
+    assert elsewhere.exists()  # the caller's file is left to its owner
+    assert not list(store.incoming.iterdir())
+
+
+def test_open_removes_leftovers_and_counts_only_half_written_ones(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    incoming = tmp_path / "data" / "incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "half.dcm").write_bytes(b"partial")
+    (incoming / "ready1.dcm").touch()
+    (incoming / "ready2.dcm").touch()
+    with caplog.at_level(logging.WARNING):
+        InstanceStore(tmp_path / "data").open()
+    assert not list(incoming.iterdir())
+    assert "removed 1 half-written file(s)" in caplog.text
+
+
+def _header(sop: str) -> InstanceHeader:
+    return InstanceHeader(sop_class_uid="1.2.840.10008.5.1.4.1.1.2", sop_instance_uid=sop,
+                          study_uid="1.2.9", series_uid="1.2.9.1", modality="CT")
+
+
+def test_record_commits_nothing_when_before_commit_fails(tmp_path: Path) -> None:
+    db = Database(sqlite_url(tmp_path / "index.db"))
+    db.create_all()
+    recorder = Recorder(db, lambda title: AETitleSettings(ae_title=title))
+    receipt = Receipt(called_ae="NODE", calling_ae="SCU", peer_address="127.0.0.1",
+                      transfer_syntax="1.2.840.10008.1.2.1", path="/x/1.dcm", size=10,
+                      received_at=utcnow())
+
+    def disk_failed() -> None:
+        raise StoreError(5, "cannot store 1.dcm: Input/output error")
+
+    try:
+        with pytest.raises(StoreError):
+            recorder.record(_header("1.2.9.1.1"), receipt, before_commit=disk_failed)
+        with db.session() as s:
+            assert s.scalar(select(func.count()).select_from(Instance)) == 0
+            assert s.scalar(select(func.count()).select_from(Group)) == 0
+        # The next instance of the same study opens the group as if nothing happened.
+        calls = []
+        rec = recorder.record(_header("1.2.9.1.2"), receipt,
+                              before_commit=lambda: calls.append(1))
+        assert calls == [1] and rec.new_group
+        with db.session() as s:
+            assert s.scalar(select(Group.instance_count)) == 1
+            assert [i.sop_instance_uid for i in s.scalars(select(Instance))] == ["1.2.9.1.2"]
+    finally:
+        recorder.close()
+        db.dispose()
