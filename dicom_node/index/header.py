@@ -1,4 +1,9 @@
-"""Read the attributes the index needs from an encoded dataset, never touching pixels."""
+"""Read the attributes the index needs from an encoded dataset, never touching pixels.
+
+Only the top-level elements up to (0028,0011) Columns are read (every indexed attribute
+lies below it, and Pixel Data far above), and only the indexed ones are kept and
+converted.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,21 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import BinaryIO
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00009, 0x7FE00008}
+_INDEXED = ("SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID",
+            "StudyDate", "AccessionNumber", "Modality", "SeriesDescription", "PatientName",
+            "PatientID", "BodyPartExamined", "ViewPosition", "StudyInstanceUID",
+            "SeriesInstanceUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns")
+_TAGS = [tag_for_keyword(k) for k in _INDEXED]
+_LAST_TAG = max(_TAGS)  # (0028,0011) Columns
 
 
-def _stop_at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return tag in _PIXEL_TAGS
+def _past_indexed(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return tag > _LAST_TAG
 
 
 class HeaderError(ValueError):
@@ -83,7 +94,7 @@ def parse_header(dataset: bytes | BinaryIO, transfer_syntax: str,
         if ts == DeflatedExplicitVRLittleEndian:
             fp = BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))
         ds = read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian,
-                          stop_when=_stop_at_pixels, defer_size="4 KB")
+                          stop_when=_past_indexed, defer_size="4 KB", specific_tags=_TAGS)
         sop_class = _text(ds, "SOPClassUID")
         sop_uid = _text(ds, "SOPInstanceUID")
         study = _text(ds, "StudyInstanceUID")

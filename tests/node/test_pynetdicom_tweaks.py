@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 from pydicom import dcmread
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.dsutils import create_file_meta
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dicom_node.index.header import parse_header
@@ -119,3 +123,14 @@ def test_spool_files_are_prepared_ahead_and_removed_on_unregister(tmp_path: Path
     spool.unregister(ae)
     left = set(map(str, tmp_path.iterdir()))
     assert left == names  # the prepared, unused ones are gone; taken ones are the caller's
+
+
+@pytest.mark.parametrize("uid", ["1.2.3", "1.2.34", "2.25.100543113806391906976030107742863930074",
+                                 "1" * 64])
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, JPEGBaseline8Bit])
+def test_memoised_file_meta_is_pydicoms_encoding(uid: str, ts: str) -> None:
+    assert spool.install()
+    expected = DicomBytesIO()
+    write_file_meta_info(expected, create_file_meta(
+        sop_class_uid=CTImageStorage, sop_instance_uid=UID(uid), transfer_syntax=UID(ts)))
+    assert spool.encoded_file_meta(CTImageStorage, uid, ts) == expected.getvalue()
