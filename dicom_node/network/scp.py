@@ -123,6 +123,9 @@ class StorageSCP:
                  str(r.primitive.called_ae_title).strip())
 
     def _on_closed(self, event: evt.Event) -> None:
+        if spool.discard_partial(event.assoc):
+            log.warning("association from %s ended in the middle of a C-STORE: its partial "
+                        "data was discarded", event.assoc.requestor.ae_title)
         with self._stats_lock:
             stats = self._stats.pop(id(event.assoc), None)
         if stats is not None:
@@ -162,6 +165,11 @@ class StorageSCP:
             return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
                            "disk_reserve")
         spooled = Path(event.dataset_path)
+        spool_error = spool.write_error(spooled)
+        if spool_error is not None:
+            log.error("C-STORE %s from %s: cannot write %s: %s", sop_uid, calling,
+                      spooled.parent, spool_error.strerror or spool_error)
+            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
         # The file's fsync runs in the background while its header is parsed and checked.
         synced = self.store.sync_later(spooled)
         try:

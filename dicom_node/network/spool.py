@@ -39,19 +39,42 @@ READY_FILES = 4  # empty spool files kept ready per directory
 
 
 class SpoolFile:
-    """The part of ``NamedTemporaryFile``'s interface pynetdicom uses, unbuffered."""
+    """The part of ``NamedTemporaryFile``'s interface pynetdicom uses, unbuffered.
+
+    A failed write (disk full, I/O error) is remembered, the file removed and the rest of
+    the dataset discarded, so that the C-STORE still completes and its handler can answer
+    0xA700 (:func:`write_error`) instead of pynetdicom aborting the association.
+    """
 
     def __init__(self, directory: Path, suffix: str = ".dcm") -> None:
         self.name = str(directory / f"{uuid.uuid4().hex}{suffix}")
         self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self.file = self  # pynetdicom calls ``.file.flush()``
+        self.error: OSError | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data)
         total = len(view)
-        while view:
-            view = view[os.write(self._fd, view):]
+        if self.error is None:
+            try:
+                while view:
+                    view = view[os.write(self._fd, view):]
+            except OSError as err:
+                self._fail(err)
         return total
+
+    def _fail(self, err: OSError) -> None:
+        self.error = err
+        if len(_write_errors) > 1000:  # only C-STOREs that never reached a handler
+            _write_errors.clear()
+        _write_errors[self.name] = err
+        self.discard()
+
+    def discard(self) -> None:
+        """Close and remove the file (its C-STORE will not be stored)."""
+        self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.name)
 
     def flush(self) -> None:
         """Nothing is buffered."""
@@ -60,6 +83,25 @@ class SpoolFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+_write_errors: dict[str, OSError] = {}
+
+
+def write_error(path: Path | str) -> OSError | None:
+    """The error that stopped the spooling of ``path``, if one did (asked once)."""
+    return _write_errors.pop(str(path), None)
+
+
+def discard_partial(assoc: Any) -> bool:
+    """Remove the spool file of a C-STORE the association ended in the middle of;
+    return whether there was one."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    spooled = getattr(message, "_data_set_file", None)
+    if isinstance(spooled, SpoolFile):
+        spooled.discard()
+        return True
+    return False
 
 
 class _Ready:

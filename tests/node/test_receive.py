@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import resource
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.filereader import read_preamble
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import Verification
 from typer.testing import CliRunner
 
@@ -193,3 +199,52 @@ def test_disk_reserve_refuses_with_a700(tmp_path: Path) -> None:
         assert query(proc.data_dir, "SELECT count(*) FROM instances") == [(0,)]
     log = proc.log()
     assert len(re.findall("below the reserve", log)) == 1, log
+
+
+def _limit_file_size() -> None:
+    # Writes past 300 kB fail with EFBIG (Python ignores SIGXFSZ): a real write failure.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+
+def test_write_failure_mid_dataset_answers_a700_and_keeps_serving(tmp_path: Path) -> None:
+    small = make_study(tmp_path / "small", 2, size=64, seed=31)
+    big = make_study(tmp_path / "big", 1, size=512, seed=32)  # ~525 kB
+    cfg = {"models": {"bundled": False}}
+    with NodeProcess(tmp_path / "node", cfg, preexec_fn=_limit_file_size) as proc:
+        assert store_file_raw(proc.port, small[0]) == 0x0000
+        assert store_file_raw(proc.port, big[0]) == 0xA700  # not an aborted association
+        assert store_file_raw(proc.port, small[1]) == 0x0000
+        uids = {sop for (sop,) in query(proc.data_dir,
+                                        "SELECT sop_instance_uid FROM instances")}
+        assert uids == {dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in small}
+        assert not spooled_data(proc.data_dir / "incoming")
+    assert "File too large" in proc.log()
+
+
+def test_association_aborted_mid_c_store_leaves_nothing(node: NodeProcess,
+                                                        tmp_path: Path) -> None:
+    src = make_study(tmp_path / "src", 1, size=512, seed=33)[0]
+    ds = dcmread(src)
+    ae = AE(ae_title="ABORTER")
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="DICOM_NODE")
+    assert assoc.is_established
+    req = C_STORE()
+    req.MessageID = 1
+    req.AffectedSOPClassUID = ds.SOPClassUID
+    req.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    req.Priority = 0
+    req.DataSet = BytesIO(encode(ds, False, True))
+    msg = C_STORE_RQ()
+    msg.primitive_to_message(req)
+    cx_id = assoc.accepted_contexts[0].context_id
+    pdus = msg.encode_msg(cx_id, 16384)
+    for _ in range(4):  # the command set and the first fragments of the dataset
+        assoc.dul.send_pdu(next(pdus))
+    wait_until(lambda: spooled_data(node.data_dir / "incoming"), timeout=10)
+    assoc.abort()
+    wait_until(lambda: not spooled_data(node.data_dir / "incoming"), timeout=10)
+    assert query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u",
+                 u=ds.SOPInstanceUID) == []
+    assert echoscu(node.port, "DICOM_NODE").returncode == 0
+    assert "ended in the middle of a C-STORE" in node.log()

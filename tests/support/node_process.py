@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ class NodeProcess:
     """A node subprocess on a free loopback port with its own data dir and config."""
 
     def __init__(self, workdir: Path, config: dict[str, Any] | None = None,
-                 port: int | None = None, extra_args: list[str] | None = None) -> None:
+                 port: int | None = None, extra_args: list[str] | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -33,6 +35,7 @@ class NodeProcess:
         self.config_path = self.workdir / "node.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg))
         self.extra_args = extra_args or []
+        self.preexec_fn = preexec_fn  # e.g. resource limits for a real fault
         self.log_path = self.workdir / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -48,7 +51,7 @@ class NodeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dicom_node", "serve", "--config", str(self.config_path),
              *self.extra_args],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
         log.close()
         deadline = time.monotonic() + timeout
         while True:
