@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class StorageSCP:
             self.ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         self._server: Any = None
+        self._syncs: dict[str, Future[None]] = {}  # spooled path -> its fsync, under way
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
 
@@ -137,6 +139,15 @@ class StorageSCP:
         if stats is not None:
             stats[0 if ok else 1] += 1
 
+    def _on_dimse_recv(self, event: evt.Event) -> None:
+        """A C-STORE has been spooled completely: start its fsync now, on the DUL thread,
+        before pynetdicom hands the request to :meth:`_on_store`."""
+        spooled = getattr(event.message, "_data_set_file", None)
+        if isinstance(spooled, spool.SpoolFile) and spooled.error is None:
+            if len(self._syncs) > 1000:  # only requests that never reached the handler
+                self._syncs.clear()
+            self._syncs[spooled.name] = self.store.sync_later(spooled.name)
+
     # -- services ------------------------------------------------------------------
     def _on_echo(self, event: evt.Event) -> int:
         return SUCCESS
@@ -171,7 +182,7 @@ class StorageSCP:
                       spooled.parent, spool_error.strerror or spool_error)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
         # The file's fsync runs in the background while its header is parsed and checked.
-        synced = self.store.sync_later(spooled)
+        synced = self._syncs.pop(str(spooled), None) or self.store.sync_later(spooled)
         try:
             header = self._read_header(spooled, ts)
         except HeaderError as err:
@@ -246,6 +257,7 @@ class StorageSCP:
             (evt.EVT_ABORTED, self._on_closed),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_DIMSE_RECV, self._on_dimse_recv),
         ]
         self._server = self.ae.start_server(
             (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers)
