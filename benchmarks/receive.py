@@ -38,6 +38,7 @@ ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 def send(files: list[Path], ae: str, port: int) -> float:
     """Run storescu over one association; return the wall time in seconds."""
+    os.sync()  # no writeback left over from an earlier run competes with this one
     t0 = time.perf_counter()
     subprocess.run(["storescu", "-aec", ae, "127.0.0.1", str(port), *map(str, files)],
                    env=ENV, check=True, stdout=subprocess.DEVNULL)
@@ -102,6 +103,7 @@ def round_durability(files: list[Path], work: Path) -> float:
     for fsync in (False, True):
         store = InstanceStore(work / f"durable-{fsync}", fsync=fsync)
         store.open()
+        os.sync()
         secs = 0.0
         for i, f in enumerate(files):
             data = f.read_bytes()

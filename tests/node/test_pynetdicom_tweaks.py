@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from pynetdicom.dsutils import create_file_meta
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dicom_node.index.header import parse_header
-from dicom_node.network import reactor, spool
+from dicom_node.network import contexts, reactor, spool
 from dicom_node.synthetic import iter_ct_series
 from tests.node.helpers import spooled_data
 from tests.support.ports import free_port
@@ -134,3 +135,19 @@ def test_memoised_file_meta_is_pydicoms_encoding(uid: str, ts: str) -> None:
     write_file_meta_info(expected, create_file_meta(
         sop_class_uid=CTImageStorage, sop_instance_uid=UID(uid), transfer_syntax=UID(ts)))
     assert spool.encoded_file_meta(CTImageStorage, uid, ts) == expected.getvalue()
+
+
+def test_presentation_contexts_copy_cheaply_and_independently() -> None:
+    assert contexts.install()
+    ae = AE()
+    for cx in AllStoragePresentationContexts[:5]:
+        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True,
+                                 scu_role=False)
+    original = ae.supported_contexts
+    copied = copy.deepcopy(original)
+    assert [vars(c) for c in copied] == [vars(c) for c in original]
+    copied[0].context_id = 7
+    copied[0].add_transfer_syntax("1.2.3.4")
+    assert original[0].context_id is None
+    assert "1.2.3.4" not in original[0].transfer_syntax
+    assert copied[0].as_tuple.transfer_syntax == copied[0].transfer_syntax[0]
