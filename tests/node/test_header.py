@@ -1,0 +1,76 @@
+"""The index header parser against pydicom's own reading of the same files: every transfer
+syntax family and character set the parser's direct value conversion has to get right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_charset_files, get_testdata_file
+from pydicom.filereader import read_file_meta_info, read_preamble
+
+from dicom_node.index.header import HeaderError, parse_header
+
+
+def _file(name: str) -> Path:
+    found = get_charset_files(name) if name.startswith("chr") else get_testdata_file(name)
+    return Path(found[0] if isinstance(found, list) else found)
+
+
+FILES = ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "JPEG2000.dcm",
+         "image_dfl.dcm", "chrH31.dcm", "chrX1.dcm", "chrFren.dcm", "chrJapMulti.dcm",
+         "chrKoreanMulti.dcm", "chrRuss.dcm", "chrGreek.dcm", "chrArab.dcm"]
+
+
+def _dataset_offset(path: Path) -> int:
+    with open(path, "rb") as fh:
+        read_preamble(fh, False)
+        from pydicom.filereader import _read_file_meta_info
+
+        _read_file_meta_info(fh)
+        return fh.tell()
+
+
+def _expected(ds, keyword: str) -> str | None:  # type: ignore[no-untyped-def]
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    return str(value).strip() or None
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_parse_header_matches_pydicom(name: str) -> None:
+    path = _file(name)
+    ds = dcmread(path, stop_before_pixels=True)
+    ts = read_file_meta_info(path).TransferSyntaxUID
+    if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
+        pytest.skip(f"{name} lacks identifying UIDs")
+    header = parse_header(path.read_bytes(), ts, _dataset_offset(path))
+    assert header.sop_instance_uid == ds.SOPInstanceUID
+    assert header.sop_class_uid == ds.SOPClassUID
+    assert header.study_uid == ds.StudyInstanceUID
+    assert header.series_uid == ds.SeriesInstanceUID
+    for field, keyword in [("patient_name", "PatientName"), ("patient_id", "PatientID"),
+                           ("accession_number", "AccessionNumber"),
+                           ("study_date", "StudyDate"), ("modality", "Modality"),
+                           ("series_description", "SeriesDescription")]:
+        assert getattr(header, field) == _expected(ds, keyword), (name, keyword)
+    assert header.rows == ds.get("Rows") and header.columns == ds.get("Columns")
+    if ds.get("InstanceNumber") not in (None, ""):
+        assert header.instance_number == int(ds.InstanceNumber)
+    if "ImageType" in ds:
+        assert header.image_type == "\\".join(ds.ImageType)
+
+
+def test_non_ascii_names_are_decoded_in_the_dataset_character_set() -> None:
+    path = _file("chrH31.dcm")  # Japanese, ISO 2022 IR 87
+    ts = read_file_meta_info(path).TransferSyntaxUID
+    header = parse_header(path.read_bytes(), ts, _dataset_offset(path))
+    assert header.patient_name == str(dcmread(path).PatientName)
+    assert not header.patient_name.isascii()
+
+
+def test_garbage_is_a_header_error() -> None:
+    with pytest.raises(HeaderError):
+        parse_header(bytes(range(256)) * 10, "1.2.840.10008.1.2.1")
