@@ -26,7 +26,7 @@ from dicom_node import metrics
 from dicom_node.db import utcnow
 from dicom_node.index.header import HeaderError, InstanceHeader, parse_header
 from dicom_node.index.recorder import Receipt, Recorder
-from dicom_node.network import contexts, reactor, spool
+from dicom_node.network import contexts, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore, StoreError
 
@@ -64,6 +64,7 @@ class StorageSCP:
         if reactor.install():
             log.debug("association reactor wakes on each DIMSE message (pynetdicom tweak)")
         contexts.install()  # each association copies ~170 contexts: cheaply
+        responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
         spool.install()
         spool.register(self.ae, store.incoming)

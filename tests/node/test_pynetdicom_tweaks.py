@@ -13,12 +13,14 @@ from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.dsutils import create_file_meta
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import create_file_meta, encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dicom_node.index.header import parse_header
-from dicom_node.network import contexts, reactor, spool
+from dicom_node.network import contexts, reactor, responses, spool
 from dicom_node.synthetic import iter_ct_series
 from tests.node.helpers import spooled_data
 from tests.support.ports import free_port
@@ -151,3 +153,52 @@ def test_presentation_contexts_copy_cheaply_and_independently() -> None:
     assert original[0].context_id is None
     assert "1.2.3.4" not in original[0].transfer_syntax
     assert copied[0].as_tuple.transfer_syntax == copied[0].transfer_syntax[0]
+
+
+@pytest.mark.parametrize("uid", ["1.2.3", "1.2.34", "1" * 64])
+@pytest.mark.parametrize("message_id", [1, 300, 65535])
+@pytest.mark.parametrize("status", [0x0000, 0xA700, 0xB000])
+def test_memoised_store_response_is_pynetdicoms_encoding(uid: str, message_id: int,
+                                                         status: int) -> None:
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = message_id
+    rsp.AffectedSOPClassUID = CTImageStorage
+    rsp.AffectedSOPInstanceUID = uid
+    rsp.Status = status
+    msg = C_STORE_RSP()
+    msg.primitive_to_message(rsp)
+    expected = encode(msg.command_set, True, True)
+    assert responses.encoded_store_response(CTImageStorage, uid, message_id,
+                                            status) == expected
+
+
+def test_store_responses_reach_a_pynetdicom_scu_intact(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert responses.install()
+    # As the node runs pynetdicom: no standard log handlers (they want message objects).
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "none")
+    scp_ae = AE(ae_title="TWEAKED")
+    scp_ae.add_supported_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    port = free_port()
+    server = scp_ae.start_server(("127.0.0.1", port), block=False,
+                                 evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])
+    datasets = list(iter_ct_series(3, rows=16, cols=16))
+    encoded_before = responses._around.cache_info()
+    received: list[Any] = []
+    ae = AE(ae_title="SCU")
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title="TWEAKED", evt_handlers=[
+        (evt.EVT_DIMSE_RECV, lambda event: received.append(event.message.command_set))])
+    assert assoc.is_established
+    try:
+        for i, ds in enumerate(datasets):
+            assert assoc.send_c_store(ds, msg_id=300 + i).Status == 0x0000
+    finally:
+        assoc.release()
+        server.shutdown()
+    assert [(c.MessageIDBeingRespondedTo, c.AffectedSOPInstanceUID, c.AffectedSOPClassUID,
+             c.CommandField, c.Status) for c in received] == [
+        (300 + i, ds.SOPInstanceUID, CTImageStorage, 0x8001, 0) for i, ds in enumerate(datasets)]
+    encoded_after = responses._around.cache_info()
+    assert (encoded_after.hits + encoded_after.misses
+            - encoded_before.hits - encoded_before.misses) == 3  # the memoised path answered
