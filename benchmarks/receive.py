@@ -192,6 +192,10 @@ def main() -> None:
         print(f"spread (min-max s): storescp {min(theirs):.2f}-{max(theirs):.2f}, bare "
               f"{min(floor):.2f}-{max(floor):.2f}, dicom-node {min(ours):.2f}-{max(ours):.2f}")
         print(f"ratio ours/storescp: {med_t / med_o:.2f}   (target >= 0.6)")
+        per_round = [t / o for t, o in zip(theirs, ours, strict=True)]
+        print(f"ratio ours/storescp within each round (same machine state): "
+              f"{', '.join(f'{x:.2f}' for x in per_round)}; median "
+              f"{statistics.median(per_round):.2f}")
         print(f"ratio bare pynetdicom/storescp: {med_t / med_f:.2f}   "
               f"ratio ours/bare pynetdicom: {med_f / med_o:.2f}")
         med_d = statistics.median(durable)
