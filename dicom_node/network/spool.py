@@ -13,16 +13,13 @@ Creating a file costs a journal transaction (0.1-1 ms on the disks we measured),
 background thread keeps a few empty spool files ready in each directory
 (:class:`_Ready`); pynetdicom takes one as each C-STORE begins.
 
-pynetdicom builds and encodes each file's File Meta Information with pydicom (~0.3 ms of
-CPU per instance); :func:`install` memoises that encoding per SOP class, transfer
-syntax and SOP Instance UID length, and splices the instance's UID into a copy.
+The File Meta pynetdicom writes first is encoded through :mod:`.file_meta`.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import logging
 import os
 import tempfile
@@ -30,7 +27,9 @@ import threading
 import uuid
 import weakref
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
+
+from dicom_node.network import file_meta
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +153,7 @@ class _Ready:
 
     def _discard(self) -> None:
         while self._files:
-            spool = self._files.popleft()
-            spool.close()
-            with contextlib.suppress(OSError):
-                os.unlink(spool.name)
+            self._files.popleft().discard()
 
 
 _ready: weakref.WeakKeyDictionary[Any, _Ready] = weakref.WeakKeyDictionary()
@@ -193,82 +189,6 @@ def _named_temporary_file(*args: Any, **kwargs: Any) -> Any:
     return ready.take()
 
 
-class _MetaFor(NamedTuple):
-    """What pynetdicom's File Meta for a spooled C-STORE is made of (its defaults for the
-    implementation UID and version)."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax: str
-
-
-_META_UID_TAG = b"\x02\x00\x03\x00UI"  # (0002,0003) Media Storage SOP Instance UID
-
-
-@functools.lru_cache(maxsize=512)
-def _meta_around_uid(sop_class_uid: str, transfer_syntax: str,
-                     uid_length: int) -> tuple[bytes, bytes]:
-    """pydicom's encoding of the File Meta for a UID of ``uid_length`` characters, split
-    around that UID's (padded) value."""
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.uid import UID
-    from pynetdicom.dsutils import create_file_meta
-
-    placeholder = "1" * uid_length
-    buf = DicomBytesIO()
-    _pydicom_write_meta(buf, create_file_meta(
-        sop_class_uid=UID(sop_class_uid), sop_instance_uid=UID(placeholder),
-        transfer_syntax=UID(transfer_syntax)))
-    data = buf.getvalue()
-    start = data.index(_META_UID_TAG) + 8
-    end = start + int.from_bytes(data[start - 2:start], "little")
-    return data[:start], data[end:]
-
-
-def encoded_file_meta(sop_class_uid: str, sop_instance_uid: str,
-                      transfer_syntax: str) -> bytes:
-    """The File Meta group pynetdicom writes for a C-STORE (as pydicom encodes it)."""
-    head, tail = _meta_around_uid(str(sop_class_uid), str(transfer_syntax),
-                                  len(sop_instance_uid))
-    value = sop_instance_uid.encode("ascii")
-    return head + value + b"\0" * (len(value) % 2) + tail
-
-
-def _create_file_meta(*, sop_class_uid: Any, sop_instance_uid: Any, transfer_syntax: Any,
-                      **other: Any) -> Any:
-    if other or not str(sop_instance_uid).isascii():
-        return _pynetdicom_create_meta(sop_class_uid=sop_class_uid,
-                                       sop_instance_uid=sop_instance_uid,
-                                       transfer_syntax=transfer_syntax, **other)
-    return _MetaFor(str(sop_class_uid), str(sop_instance_uid), str(transfer_syntax))
-
-
-def _write_file_meta_info(fp: Any, file_meta: Any, *args: Any, **kwargs: Any) -> None:
-    if isinstance(file_meta, _MetaFor) and not args and not kwargs:
-        fp.write(encoded_file_meta(*file_meta))
-    else:
-        _pydicom_write_meta(fp, file_meta, *args, **kwargs)
-
-
-_pydicom_write_meta: Any = None
-_pynetdicom_create_meta: Any = None
-
-
-def _install_file_meta() -> bool:
-    global _pydicom_write_meta, _pynetdicom_create_meta
-    from pydicom import filewriter
-    from pynetdicom import dimse_messages, dsutils
-
-    if (dimse_messages.write_file_meta_info is not filewriter.write_file_meta_info
-            or dimse_messages.create_file_meta is not dsutils.create_file_meta):
-        return False
-    _pydicom_write_meta = filewriter.write_file_meta_info
-    _pynetdicom_create_meta = dsutils.create_file_meta
-    dimse_messages.write_file_meta_info = _write_file_meta_info  # type: ignore[assignment]
-    dimse_messages.create_file_meta = _create_file_meta  # type: ignore[assignment]
-    return True
-
-
 def install() -> bool:
     """Make pynetdicom receive C-STORE datasets into files; return whether spooling into
     registered directories is active (if pynetdicom differs, its own temp files are used
@@ -283,7 +203,7 @@ def install() -> bool:
         log.info("spooling into the store not applied: pynetdicom differs from 3.0.x")
         return False
     dimse_messages.NamedTemporaryFile = _named_temporary_file  # type: ignore[attr-defined]
-    if not _install_file_meta():
+    if not file_meta.install():
         log.info("File Meta encoding not memoised: pynetdicom differs from 3.0.x")
     _installed = True
     return True

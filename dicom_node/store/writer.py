@@ -43,15 +43,8 @@ def safe_component(uid: str) -> str:
     return "x" + hashlib.sha1(uid.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory by name."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -172,7 +165,7 @@ class InstanceStore:
             except FileExistsError:
                 continue
             if self.fsync:
-                _fsync_dir(d.parent)
+                _fsync_path(d.parent)
 
     def write(self, final: Path, parts: Iterable[bytes | memoryview]) -> int:
         """Write ``parts`` durably to ``final`` (atomically replacing it); return the size."""
@@ -194,7 +187,7 @@ class InstanceStore:
             self._ensure_dir(final.parent)
             os.replace(tmp, final)
             if self.fsync:
-                _fsync_dir(final.parent)
+                _fsync_path(final.parent)
         except OSError as err:
             tmp.unlink(missing_ok=True)
             reason = err.strerror or str(err)
@@ -208,8 +201,7 @@ class InstanceStore:
         if not self.fsync:
             return _done()
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-                         if os.path.isdir(path) else os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)  # a file or a directory
         except OSError as err:
             failed: Future[None] = Future()
             failed.set_exception(err)

@@ -20,7 +20,7 @@ from pynetdicom.dsutils import create_file_meta, encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dicom_node.index.header import parse_header
-from dicom_node.network import contexts, reactor, responses, spool
+from dicom_node.network import contexts, file_meta, reactor, responses, spool
 from dicom_node.synthetic import iter_ct_series
 from tests.node.helpers import spooled_data
 from tests.support.ports import free_port
@@ -136,7 +136,7 @@ def test_memoised_file_meta_is_pydicoms_encoding(uid: str, ts: str) -> None:
     expected = DicomBytesIO()
     write_file_meta_info(expected, create_file_meta(
         sop_class_uid=CTImageStorage, sop_instance_uid=UID(uid), transfer_syntax=UID(ts)))
-    assert spool.encoded_file_meta(CTImageStorage, uid, ts) == expected.getvalue()
+    assert file_meta.encoded_file_meta(CTImageStorage, uid, ts) == expected.getvalue()
 
 
 def test_presentation_contexts_copy_cheaply_and_independently() -> None:
@@ -202,3 +202,11 @@ def test_store_responses_reach_a_pynetdicom_scu_intact(
     encoded_after = responses._around.cache_info()
     assert (encoded_after.hits + encoded_after.misses
             - encoded_before.hits - encoded_before.misses) == 3  # the memoised path answered
+
+
+def test_tweaks_install_idempotently() -> None:
+    assert spool.install() and spool.install()
+    assert file_meta.install() and file_meta.install()
+    assert responses.install() and responses.install()
+    assert contexts.install() and contexts.install()
+    assert reactor.install() and reactor.install()
