@@ -12,7 +12,7 @@ without fsync, no network). storescp does not fsync; a receiver that must has ro
 bare pynetdicom's time plus that cost (less whatever of the fsync it overlaps with its
 own work), which the last line turns into an estimated ceiling ratio.
 
-    python benchmarks/receive.py [--instances 500] [--rounds 3] [--associations 1]
+    python benchmarks/receive.py [--instances 500] [--rounds 5] [--associations 1]
 
 ``--associations N`` deals the files out to N concurrent storescu processes (for both
 peers), as a PACS sending with several associations would; the issue's target is for 1.
@@ -143,7 +143,7 @@ def round_node(files: list[Path], work: Path) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instances", type=int, default=500)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--associations", type=int, default=1,
                     help="concurrent storescu associations (the issue's target: 1)")
     ap.add_argument("--storescp-max-pdu", type=int, default=131072,
