@@ -193,17 +193,12 @@ def install() -> bool:
                  pynetdicom.__version__)
         return False
     association.time = _WakingTime(association.Association)  # type: ignore[assignment]
-    try:
-        if not _install_recv():
-            log.info("socket read tweak not applied: pynetdicom %s differs from 3.0.x",
-                     pynetdicom.__version__)
-    except Exception as err:  # pragma: no cover - depends on the installed pynetdicom
-        log.info("socket read tweak not applied: %s", err)
-    try:
-        if not _install_dul_wake():
-            log.info("DUL wake-up tweak not applied: pynetdicom %s differs from 3.0.x",
-                     pynetdicom.__version__)
-    except Exception as err:  # pragma: no cover - depends on the installed pynetdicom
-        log.info("DUL wake-up tweak not applied: %s", err)
+    for name, apply in (("socket read", _install_recv), ("DUL wake-up", _install_dul_wake)):
+        try:
+            if not apply():
+                log.info("%s tweak not applied: pynetdicom %s differs from 3.0.x", name,
+                         pynetdicom.__version__)
+        except Exception as err:  # pragma: no cover - depends on the installed pynetdicom
+            log.info("%s tweak not applied: %s", name, err)
     _installed = True
     return True

@@ -236,14 +236,6 @@ class InstanceStore:
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
         return Placed(final, size, self.sync_later(final.parent))
 
-    def commit(self, spooled: Path, final: Path) -> int:
-        """Make a file already written under ``incoming/`` durable at ``final`` (fsync,
-        rename, fsync the directory); return its size. On failure ``spooled`` is left
-        as it was (unless only the directory fsync failed: then it is at ``final``)."""
-        placed = self.place(spooled, final)
-        placed.wait_durable()
-        return placed.size
-
     def remove(self, path: Path) -> None:
         """Remove a stored file (used to undo a write whose indexing failed)."""
         Path(path).unlink(missing_ok=True)
