@@ -78,11 +78,11 @@ def round_storescp(files: list[Path], work: Path, max_pdu: int) -> float:
 
 def round_pynetdicom_floor(files: list[Path]) -> float:
     """Reference: a bare pynetdicom SCP whose handler stores nothing, tuned like our node
-    (same DUL loop delay and reactor/socket tweaks): the ceiling of any pynetdicom-based
-    receiver on this machine."""
+    (same DUL loop delay, reactor/socket tweaks and inline C-STOREs): the ceiling of any
+    pynetdicom-based receiver on this machine."""
     from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 
-    from dicom_node.network import reactor
+    from dicom_node.network import inline, reactor
     from dicom_node.network.scp import DUL_LOOP_DELAY
 
     reactor.install()
@@ -90,6 +90,7 @@ def round_pynetdicom_floor(files: list[Path]) -> float:
 
     def tune(event: evt.Event) -> None:
         event.assoc.dul._run_loop_delay = DUL_LOOP_DELAY
+        inline.serve_inline(event.assoc)
 
     ae = AE(ae_title="FLOOR")
     ae.maximum_pdu_size = 0

@@ -26,7 +26,7 @@ from dicom_node import metrics
 from dicom_node.db import utcnow
 from dicom_node.index.header import HeaderError, InstanceHeader, parse_header
 from dicom_node.index.recorder import Receipt, Recorder
-from dicom_node.network import contexts, reactor, responses, spool
+from dicom_node.network import contexts, inline, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore, StoreError
 
@@ -101,6 +101,7 @@ class StorageSCP:
             # pynetdicom's DUL polls its socket and queues with this sleep when idle; the
             # default (1 ms) adds latency to every C-STORE round trip.
             assoc.dul._run_loop_delay = DUL_LOOP_DELAY
+            inline.serve_inline(assoc)  # C-STOREs served on the DUL thread: no hand-offs
 
     @staticmethod
     def _read_header(spooled: Path, transfer_syntax: str) -> InstanceHeader:

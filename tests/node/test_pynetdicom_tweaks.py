@@ -1,11 +1,16 @@
-"""The guarded pynetdicom tweaks: reactor wake-ups, socket reads and spooling C-STOREs."""
+"""The guarded pynetdicom tweaks: reactor wake-ups, socket reads, spooling C-STOREs and
+serving them on the DUL thread."""
 
 from __future__ import annotations
 
 import copy
+import queue
+import threading
 import time
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +25,7 @@ from pynetdicom.dsutils import create_file_meta, encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dicom_node.index.header import parse_header
-from dicom_node.network import contexts, file_meta, reactor, responses, spool
+from dicom_node.network import contexts, file_meta, inline, reactor, responses, spool
 from dicom_node.synthetic import iter_ct_series
 from tests.node.helpers import spooled_data
 from tests.support.ports import free_port
@@ -38,8 +43,15 @@ def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path]]:
 
     def on_store(event: evt.Event) -> int:
         path = Path(event.dataset_path)
-        seen.append((path, path.read_bytes()))
+        seen.append((path, path.read_bytes(), threading.current_thread()))
         return 0x0000
+
+    def on_echo(event: evt.Event) -> int:
+        seen.append(("echo", b"", threading.current_thread()))
+        return 0x0000
+
+    def on_requested(event: evt.Event) -> None:
+        assert inline.serve_inline(event.assoc)
 
     ae = AE(ae_title="TWEAKED")
     for cx in AllStoragePresentationContexts:
@@ -48,7 +60,8 @@ def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path]]:
     spool.register(ae, incoming)
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[
-        (evt.EVT_C_STORE, on_store)])
+        (evt.EVT_C_STORE, on_store), (evt.EVT_C_ECHO, on_echo),
+        (evt.EVT_REQUESTED, on_requested)])
     try:
         yield port, seen, incoming
     finally:
@@ -74,11 +87,11 @@ def test_c_store_is_spooled_into_the_registered_directory(
         assert [assoc.send_c_store(ds).Status for ds in datasets] == [0, 0, 0]
     finally:
         assoc.release()
-    assert [p.parent for p, _ in seen] == [incoming] * 3
+    assert [p.parent for p, _, _ in seen] == [incoming] * 3
     # pynetdicom removed them after the handler; empty ones wait for the next C-STORE
     assert not spooled_data(incoming)
     assert len(list(incoming.iterdir())) <= spool.READY_FILES
-    for (path, data), ds in zip(seen, datasets, strict=True):
+    for (path, data, _), ds in zip(seen, datasets, strict=True):
         offset = spool.dataset_offset(data[:144])
         copy = path.with_name("copy.dcm")
         copy.write_bytes(data)
@@ -88,6 +101,74 @@ def test_c_store_is_spooled_into_the_registered_directory(
         header = parse_header(data[offset:], back.file_meta.TransferSyntaxUID)
         assert header.sop_instance_uid == ds.SOPInstanceUID
         copy.unlink()
+
+
+def test_c_stores_are_served_on_the_dul_thread_other_requests_as_before(
+        scp: tuple[int, list[Any], Path]) -> None:
+    from pynetdicom.association import Association
+    from pynetdicom.dul import DULServiceProvider
+
+    port, seen, _ = scp
+    datasets = list(iter_ct_series(3, rows=64, cols=64))
+    assoc = _associate(port)
+    try:
+        statuses = [assoc.send_c_echo().Status]
+        statuses += [assoc.send_c_store(ds).Status for ds in datasets]
+        statuses.append(assoc.send_c_echo().Status)
+    finally:
+        assoc.release()
+    assert statuses == [0] * 5
+    threads = [type(thread) for _, _, thread in seen]
+    assert threads == [Association, *[DULServiceProvider] * 3, Association]
+
+
+class _Acceptor(SimpleNamespace):
+    """What the inline queue reads of an association; ``served`` collects its requests."""
+
+    def _serve_request(self, primitive: Any, context_id: int) -> None:
+        self.served.append((context_id, primitive))
+
+
+def _store_request(message_id: int = 1) -> C_STORE:
+    req = C_STORE()
+    req.MessageID = message_id
+    req.AffectedSOPClassUID = CTImageStorage
+    req.AffectedSOPInstanceUID = "1.2.3.4"
+    req.Priority = 0
+    req.DataSet = BytesIO(b"\0")
+    return req
+
+
+def test_inline_queue_serves_only_when_nothing_else_is_in_service() -> None:
+    from pynetdicom.dimse_primitives import C_ECHO
+
+    assoc = _Acceptor(dul=threading.current_thread(), _accepted_cx={1: object()},
+                      is_established=True, _sent_release=False, served=[])
+    q = inline._InlineQueue(assoc)
+    req = _store_request()
+    q.put((1, req))
+    assert assoc.served == [(1, req)] and q.empty()  # served where it was put
+    echo = C_ECHO()
+    echo.MessageID = 2
+    echo.AffectedSOPClassUID = Verification
+    q.put((1, echo))
+    assert q.qsize() == 1  # not a C-STORE: the association thread serves it
+    assert q.get(block=False) == (1, echo)
+    q.put((1, _store_request(3)))  # the association thread may still be serving the echo
+    assert len(assoc.served) == 1 and q.qsize() == 1
+    q.get(block=False)
+    with pytest.raises(queue.Empty):
+        q.get(block=False)  # the association thread is back: the next one is inline
+    q.put((1, _store_request(4)))
+    assert len(assoc.served) == 2
+    q.put((7, _store_request(5)))  # context not accepted: pynetdicom's own path
+    assoc._sent_release = True
+    q.put((1, _store_request(6)))  # during release: pynetdicom's own path
+    assoc._sent_release = False
+    other = threading.Thread(target=q.put, args=((1, _store_request(7)),))
+    other.start()
+    other.join()  # not the DUL thread: queued
+    assert len(assoc.served) == 2 and q.qsize() == 3
 
 
 def test_dataset_offset_rejects_non_dicom() -> None:
