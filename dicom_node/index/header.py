@@ -10,6 +10,7 @@ value on read, which cost more than reading the header itself.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, BinaryIO
@@ -106,6 +107,40 @@ def _int(values: dict[str, Any], keyword: str) -> int | None:
         return None
 
 
+def _read_values(fp: BinaryIO, ts: UID,
+                 stop_when: Callable[[BaseTag, str | None, int], bool]) -> dict[str, Any]:
+    return _values(read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian,
+                                stop_when=stop_when, defer_size="4 KB", specific_tags=_TAGS))
+
+
+def _header(values: dict[str, Any]) -> InstanceHeader:
+    """The header made of ``values``; HeaderError if an identifying UID is missing."""
+    uids = {k: _text(values, k) for k in ("SOPClassUID", "SOPInstanceUID",
+                                          "StudyInstanceUID", "SeriesInstanceUID")}
+    missing = [k for k, v in uids.items() if not v]
+    if missing:
+        raise HeaderError(f"dataset lacks {', '.join(missing)}")
+    return InstanceHeader(
+        sop_class_uid=uids["SOPClassUID"] or "",
+        sop_instance_uid=uids["SOPInstanceUID"] or "",
+        study_uid=uids["StudyInstanceUID"] or "",
+        series_uid=uids["SeriesInstanceUID"] or "",
+        patient_id=_text(values, "PatientID"),
+        patient_name=_text(values, "PatientName"),
+        accession_number=_text(values, "AccessionNumber"),
+        study_date=_text(values, "StudyDate"),
+        modality=_text(values, "Modality"),
+        body_part=_text(values, "BodyPartExamined"),
+        series_description=_text(values, "SeriesDescription"),
+        view_position=_text(values, "ViewPosition"),
+        image_type=_multi(values, "ImageType"),
+        instance_number=_int(values, "InstanceNumber"),
+        rows=_int(values, "Rows"),
+        columns=_int(values, "Columns"),
+        number_of_frames=_int(values, "NumberOfFrames"),
+    )
+
+
 def parse_header(dataset: bytes | BinaryIO, transfer_syntax: str,
                  offset: int = 0) -> InstanceHeader:
     """Parse the encoded dataset (without file meta) up to, not including, Pixel Data.
@@ -118,37 +153,30 @@ def parse_header(dataset: bytes | BinaryIO, transfer_syntax: str,
         fp.seek(offset)
         if ts == DeflatedExplicitVRLittleEndian:
             fp = BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))
-        values = _values(read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian,
-                                  stop_when=_past_indexed, defer_size="4 KB",
-                                  specific_tags=_TAGS))
-        sop_class = _text(values, "SOPClassUID")
-        sop_uid = _text(values, "SOPInstanceUID")
-        study = _text(values, "StudyInstanceUID")
-        series = _text(values, "SeriesInstanceUID")
-        header = InstanceHeader(
-            sop_class_uid=sop_class or "",
-            sop_instance_uid=sop_uid or "",
-            study_uid=study or "",
-            series_uid=series or "",
-            patient_id=_text(values, "PatientID"),
-            patient_name=_text(values, "PatientName"),
-            accession_number=_text(values, "AccessionNumber"),
-            study_date=_text(values, "StudyDate"),
-            modality=_text(values, "Modality"),
-            body_part=_text(values, "BodyPartExamined"),
-            series_description=_text(values, "SeriesDescription"),
-            view_position=_text(values, "ViewPosition"),
-            image_type=_multi(values, "ImageType"),
-            instance_number=_int(values, "InstanceNumber"),
-            rows=_int(values, "Rows"),
-            columns=_int(values, "Columns"),
-            number_of_frames=_int(values, "NumberOfFrames"),
-        )
+        values = _read_values(fp, ts, _past_indexed)
     except Exception as err:  # pydicom raises many kinds on garbage
         raise HeaderError(f"dataset cannot be parsed: {type(err).__name__}: {err}") from err
-    missing = [k for k, v in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_uid),
-                              ("StudyInstanceUID", study), ("SeriesInstanceUID", series))
-               if not v]
-    if missing:
-        raise HeaderError(f"dataset lacks {', '.join(missing)}")
-    return header
+    return _header(values)
+
+
+def parse_leading_header(head: bytes, transfer_syntax: str) -> InstanceHeader | None:
+    """The header of a dataset whose first bytes are ``head``, if they hold all of it:
+    every top-level element up to the first one past the indexed attributes. ``None``
+    if they do not, or if anything is wrong (:func:`parse_header` on the whole dataset
+    then says what). Never raises."""
+    reached_end: list[bool] = []
+
+    def past_indexed(tag: BaseTag, vr: str | None, length: int) -> bool:
+        if tag > _LAST_TAG:
+            reached_end.append(True)
+            return True
+        return False
+
+    try:
+        ts = UID(transfer_syntax)
+        if ts == DeflatedExplicitVRLittleEndian:  # a prefix does not inflate
+            return None
+        values = _read_values(BytesIO(head), ts, past_indexed)
+        return _header(values) if reached_end else None
+    except Exception:  # incomplete or garbage: the whole dataset is parsed later
+        return None

@@ -66,6 +66,9 @@ def _create_file_meta(*, sop_class_uid: Any, sop_instance_uid: Any, transfer_syn
 def _write_file_meta_info(fp: Any, file_meta: Any, *args: Any, **kwargs: Any) -> None:
     if isinstance(file_meta, _MetaFor) and not args and not kwargs:
         fp.write(encoded_file_meta(*file_meta))
+        meta_written = getattr(fp, "meta_written", None)  # a spool file wants to know
+        if meta_written is not None:
+            meta_written(file_meta.transfer_syntax)
     else:
         _pydicom_write_meta(fp, file_meta, *args, **kwargs)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,12 @@ from sqlalchemy.exc import IntegrityError
 
 from dicom_node import metrics
 from dicom_node.db import utcnow
-from dicom_node.index.header import HeaderError, InstanceHeader, parse_header
+from dicom_node.index.header import (
+    HeaderError,
+    InstanceHeader,
+    parse_header,
+    parse_leading_header,
+)
 from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.network import contexts, inline, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
@@ -67,7 +71,7 @@ class StorageSCP:
         responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
         spool.install()
-        spool.register(self.ae, store.incoming)
+        spool.register(self.ae, store.incoming, on_head=self._on_head)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes
         self.ae.require_called_aet = False  # checked per configured AE in _on_requested
@@ -75,7 +79,7 @@ class StorageSCP:
             self.ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         self._server: Any = None
-        self._syncs: dict[str, Future[None]] = {}  # spooled path -> its fsync, under way
+        self._headers: dict[str, InstanceHeader] = {}  # spooled path -> header read ahead
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
 
@@ -142,14 +146,16 @@ class StorageSCP:
         if stats is not None:
             stats[0 if ok else 1] += 1
 
-    def _on_dimse_recv(self, event: evt.Event) -> None:
-        """A C-STORE has been spooled completely: start its fsync now, on the DUL thread,
-        before pynetdicom hands the request to :meth:`_on_store`."""
-        spooled = getattr(event.message, "_data_set_file", None)
-        if isinstance(spooled, spool.SpoolFile) and spooled.error is None:
-            if len(self._syncs) > 1000:  # only requests that never reached the handler
-                self._syncs.clear()
-            self._syncs[spooled.name] = self.store.sync_later(spooled.name)
+    def _on_head(self, spooled: spool.SpoolFile, head: bytes) -> None:
+        """The first fragment of a C-STORE's dataset was spooled (DUL thread): read the
+        header from it now, while the peer is still sending the rest."""
+        if spooled.transfer_syntax is None:
+            return
+        header = parse_leading_header(head, spooled.transfer_syntax)
+        if header is not None:
+            if len(self._headers) > 1000:  # only C-STOREs that never reached the handler
+                self._headers.clear()
+            self._headers[spooled.name] = header
 
     # -- services ------------------------------------------------------------------
     def _on_echo(self, event: evt.Event) -> int:
@@ -179,18 +185,18 @@ class StorageSCP:
             return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
                            "disk_reserve")
         spooled = Path(event.dataset_path)
+        header = self._headers.pop(str(spooled), None)  # usually read while it arrived
         spool_error = spool.write_error(spooled)
         if spool_error is not None:
             log.error("C-STORE %s from %s: cannot write %s: %s", sop_uid, calling,
                       spooled.parent, spool_error.strerror or spool_error)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        # The file's fsync runs in the background while its header is parsed and checked.
-        synced = self._syncs.pop(str(spooled), None) or self.store.sync_later(spooled)
-        try:
-            header = self._read_header(spooled, ts)
-        except HeaderError as err:
-            log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
-            return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
+        if header is None:
+            try:
+                header = self._read_header(spooled, ts)
+            except HeaderError as err:
+                log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
+                return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
         if header.sop_instance_uid != sop_uid:
             log.warning("C-STORE %s from %s: dataset SOP Instance UID %s differs",
                         sop_uid, calling, header.sop_instance_uid)
@@ -209,7 +215,7 @@ class StorageSCP:
                 return SUCCESS
         path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
         try:
-            placed = self.store.place(spooled, path, synced)
+            placed = self.store.place(spooled, path)
         except StoreError as err:
             log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
@@ -260,7 +266,6 @@ class StorageSCP:
             (evt.EVT_ABORTED, self._on_closed),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_DIMSE_RECV, self._on_dimse_recv),
         ]
         self._server = self.ae.start_server(
             (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers)

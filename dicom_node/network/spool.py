@@ -26,6 +26,7 @@ import tempfile
 import threading
 import uuid
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ from dicom_node.network import file_meta
 log = logging.getLogger(__name__)
 
 _installed = False
-READY_FILES = 4  # empty spool files kept ready per directory
+READY_FILES = 4
+HeadHook = Callable[["SpoolFile", bytes], None]  # empty spool files kept ready per directory
 
 
 class SpoolFile:
@@ -45,11 +47,19 @@ class SpoolFile:
     0xA700 (:func:`write_error`) instead of pynetdicom aborting the association.
     """
 
-    def __init__(self, directory: Path, suffix: str = ".dcm") -> None:
+    def __init__(self, directory: Path, suffix: str = ".dcm",
+                 on_head: HeadHook | None = None) -> None:
         self.name = str(directory / f"{uuid.uuid4().hex}{suffix}")
         self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self.file = self  # pynetdicom calls ``.file.flush()``
         self.error: OSError | None = None
+        self.transfer_syntax: str | None = None  # known once the File Meta is written
+        self.header: Any = None  # what ``on_head`` made of the dataset's first fragment
+        self._on_head = on_head
+
+    def meta_written(self, transfer_syntax: str) -> None:
+        """The File Meta is written: the next write starts the dataset."""
+        self.transfer_syntax = transfer_syntax
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data)
@@ -60,6 +70,12 @@ class SpoolFile:
                     view = view[os.write(self._fd, view):]
             except OSError as err:
                 self._fail(err)
+        if self.transfer_syntax is not None and self._on_head is not None:
+            on_head, self._on_head = self._on_head, None
+            try:
+                on_head(self, data)
+            except Exception:  # a look-ahead only: never let it break the C-STORE
+                log.exception("reading the head of %s failed", self.name)
         return total
 
     def _fail(self, err: OSError) -> None:
@@ -107,9 +123,11 @@ class _Ready:
     """Empty spool files in one directory, created ahead of need by a daemon thread that
     starts on first use (after the store has cleaned the directory)."""
 
-    def __init__(self, directory: Path, size: int = READY_FILES) -> None:
+    def __init__(self, directory: Path, size: int = READY_FILES,
+                 on_head: HeadHook | None = None) -> None:
         self.directory = Path(directory)
         self.size = size
+        self.on_head = on_head
         self._files: collections.deque[SpoolFile] = collections.deque()
         self._want = threading.Event()
         self._lock = threading.Lock()
@@ -121,7 +139,7 @@ class _Ready:
         try:
             spool = self._files.popleft()
         except IndexError:
-            spool = SpoolFile(self.directory)
+            spool = SpoolFile(self.directory, on_head=self.on_head)
         with self._lock:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._fill, daemon=True,
@@ -136,7 +154,7 @@ class _Ready:
             self._want.clear()
             try:
                 while not self._closed and len(self._files) < self.size:
-                    self._files.append(SpoolFile(self.directory))
+                    self._files.append(SpoolFile(self.directory, on_head=self.on_head))
             except OSError as err:  # disk full, directory gone: take() creates its own
                 log.warning("cannot prepare spool files in %s: %s", self.directory, err)
         self._discard()
@@ -159,10 +177,12 @@ class _Ready:
 _ready: weakref.WeakKeyDictionary[Any, _Ready] = weakref.WeakKeyDictionary()
 
 
-def register(ae: Any, directory: Path) -> None:
-    """Spool the C-STORE datasets received by the pynetdicom ``ae`` into ``directory``."""
+def register(ae: Any, directory: Path, on_head: HeadHook | None = None) -> None:
+    """Spool the C-STORE datasets received by the pynetdicom ``ae`` into ``directory``;
+    ``on_head(spool_file, first_fragment)`` runs (on the DUL thread) as the first
+    fragment of each dataset is written, while the rest is still arriving."""
     unregister(ae)
-    _ready[ae] = _Ready(directory)
+    _ready[ae] = _Ready(directory, on_head=on_head)
 
 
 def unregister(ae: Any) -> None:

@@ -5,14 +5,17 @@ A file is written to ``incoming/`` (same filesystem as the store), fsynced, rena
 once :meth:`InstanceStore.write` returns the file and its name survive a power loss.
 Leftovers in ``incoming/`` (a crash mid-write) are removed on start.
 
-The receive path splits that into steps so the disk works while the CPU does: the fsync
-of a spooled file starts on a background thread (:meth:`InstanceStore.sync_later`) while
-the caller parses and checks it, and :meth:`InstanceStore.place` hands back the directory
-fsync as a future the caller waits for just before it commits the index row.
+The receive path splits that into steps so that the disk works while the CPU does:
+:meth:`InstanceStore.place` links a spooled file under its final name and starts the
+fsyncs of the file and its directory on background threads, and the caller waits for
+them (:meth:`Placed.wait_durable`) just before it commits the index row. A crash before
+then can leave an unindexed file at a final path, which the next copy of that instance
+replaces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -68,19 +71,22 @@ def _done() -> Future[None]:
 
 @dataclass(frozen=True)
 class Placed:
-    """A file renamed into place whose directory entry may still be reaching the disk."""
+    """A file linked into place whose data and directory entry may still be reaching the
+    disk."""
 
     path: Path
     size: int
-    dir_synced: Future[None]
+    syncs: tuple[Future[None], ...]  # the file's fsync, then its directory's
 
     def wait_durable(self) -> None:
-        """Block until the file's name is on disk; raise StoreError if that failed."""
-        try:
-            self.dir_synced.result()
-        except OSError as err:
-            raise StoreError(err.errno, f"cannot store {self.path.name}: "
-                                        f"{err.strerror or err}") from err
+        """Block until the file and its name are on disk; raise StoreError if that
+        failed."""
+        for sync in self.syncs:
+            try:
+                sync.result()
+            except OSError as err:
+                raise StoreError(err.errno, f"cannot store {self.path.name}: "
+                                            f"{err.strerror or err}") from err
 
 
 class InstanceStore:
@@ -214,27 +220,37 @@ class InstanceStore:
         return future
 
     def place(self, spooled: Path, final: Path, synced: Future[None] | None = None) -> Placed:
-        """Rename a file written under ``incoming/`` to ``final`` once it is on disk
-        (``synced``, from :meth:`sync_later`, or an fsync now), and start the fsync of
-        the directory: :meth:`Placed.wait_durable` waits for it. A file elsewhere (another
-        filesystem) is copied durably instead. On failure ``spooled`` is left as it was."""
+        """Move a file written under ``incoming/`` to ``final`` and start the fsyncs that
+        make it durable; :meth:`Placed.wait_durable` waits for them.
+
+        A new name is linked at once and then the file and its directory are fsynced
+        together (on a journaling filesystem such as ext4 both usually land in one journal
+        commit). Until they complete nothing refers to the file: the caller indexes it
+        only after :meth:`Placed.wait_durable`. A file already at ``final`` (an instance
+        being replaced) is only replaced once the new one is on disk (``synced``: its
+        fsync, if one is under way). A file elsewhere (another filesystem) is copied
+        durably instead. On failure ``spooled`` is left as it was."""
         spooled = Path(spooled)
         if spooled.parent != self.incoming:
             with open(spooled, "rb") as fh:
                 size = self.write(final, iter(lambda: fh.read(1 << 20), b""))
-            return Placed(final, size, _done())
+            return Placed(final, size, ())
         try:
-            if synced is not None:
-                synced.result()
-            elif self.fsync:
-                _fsync_path(spooled)
             size = os.stat(spooled).st_size
             self._ensure_dir(final.parent)
-            os.replace(spooled, final)
+            try:
+                os.link(spooled, final)  # never over an existing file
+            except OSError:  # one is there (or no hard links here): the strict order
+                (synced or self.sync_later(spooled)).result()
+                os.replace(spooled, final)
+                return Placed(final, size, (self.sync_later(final.parent),))
+            with contextlib.suppress(OSError):  # a leftover is removed on next start
+                os.unlink(spooled)
         except OSError as err:
             reason = err.strerror or str(err)
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
-        return Placed(final, size, self.sync_later(final.parent))
+        return Placed(final, size, (synced or self.sync_later(final),
+                                    self.sync_later(final.parent)))
 
     def remove(self, path: Path) -> None:
         """Remove a stored file (used to undo a write whose indexing failed)."""

@@ -9,8 +9,10 @@ import pytest
 from pydicom import dcmread
 from pydicom.data import get_charset_files, get_testdata_file
 from pydicom.filereader import read_file_meta_info, read_preamble
+from pynetdicom.dsutils import encode
 
-from dicom_node.index.header import HeaderError, parse_header
+from dicom_node.index.header import HeaderError, parse_header, parse_leading_header
+from dicom_node.synthetic import iter_ct_series
 
 
 def _file(name: str) -> Path:
@@ -74,3 +76,35 @@ def test_non_ascii_names_are_decoded_in_the_dataset_character_set() -> None:
 def test_garbage_is_a_header_error() -> None:
     with pytest.raises(HeaderError):
         parse_header(bytes(range(256)) * 10, "1.2.840.10008.1.2.1")
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_a_leading_header_is_the_whole_header_or_none(name: str) -> None:
+    """What the receive path reads from a dataset's first fragment is exactly what the
+    whole dataset gives, or nothing when the fragment does not hold all of the header."""
+    path = _file(name)
+    ts = read_file_meta_info(path).TransferSyntaxUID
+    data = path.read_bytes()[_dataset_offset(path):]
+    try:
+        whole = parse_header(data, ts)
+    except HeaderError:
+        whole = None
+    seen = []
+    for cut in (*range(0, 2048, 37), 4096, 16384, len(data)):
+        head = parse_leading_header(data[:cut], ts)
+        assert head is None or head == whole, (name, cut)
+        seen.append(head)
+    if whole is not None and ts != "1.2.840.10008.1.2.1.99":  # deflated: never ahead
+        assert seen[-1] == whole  # the complete dataset always holds its header
+        assert seen[0] is None  # nothing read yet: nothing known
+
+
+def test_a_leading_header_cut_inside_a_long_value_is_none() -> None:
+    # A long private element before the indexed ones ends beyond the fragment.
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.add_new(0x00091010, "OB", b"\x01" * 10_000)
+    ds.StudyDescription = "after the private element"
+    encoded = encode(ds, False, True)
+    assert parse_leading_header(encoded[:6_000], "1.2.840.10008.1.2.1") is None
+    header = parse_leading_header(encoded, "1.2.840.10008.1.2.1")
+    assert header is not None and header.sop_instance_uid == ds.SOPInstanceUID

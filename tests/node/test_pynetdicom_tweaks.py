@@ -32,7 +32,7 @@ from tests.support.ports import free_port
 
 
 @pytest.fixture
-def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path]]:
+def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path, list[Any]]]:
     """A pynetdicom SCP with the node's tweaks and its handler's view of each C-STORE
     (the spooled path and its bytes)."""
     assert reactor.install()
@@ -57,13 +57,15 @@ def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path]]:
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
-    spool.register(ae, incoming)
+    heads: list[Any] = []
+    spool.register(ae, incoming, on_head=lambda spooled, head: heads.append(
+        (spooled.name, spooled.transfer_syntax, bytes(head))))
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[
         (evt.EVT_C_STORE, on_store), (evt.EVT_C_ECHO, on_echo),
         (evt.EVT_REQUESTED, on_requested)])
     try:
-        yield port, seen, incoming
+        yield port, seen, incoming, heads
     finally:
         server.shutdown()
         spool.unregister(ae)
@@ -79,8 +81,8 @@ def _associate(port: int) -> Any:
 
 
 def test_c_store_is_spooled_into_the_registered_directory(
-        scp: tuple[int, list[Any], Path]) -> None:
-    port, seen, incoming = scp
+        scp: tuple[int, list[Any], Path, list[Any]]) -> None:
+    port, seen, incoming, heads = scp
     datasets = list(iter_ct_series(3, rows=64, cols=64))
     assoc = _associate(port)
     try:
@@ -101,14 +103,19 @@ def test_c_store_is_spooled_into_the_registered_directory(
         header = parse_header(data[offset:], back.file_meta.TransferSyntaxUID)
         assert header.sop_instance_uid == ds.SOPInstanceUID
         copy.unlink()
+    # The head hook saw each dataset's first fragment, with its transfer syntax.
+    assert [name for name, _, _ in heads] == [str(p) for p, _, _ in seen]
+    for (_, ts, head), (_, data, _) in zip(heads, seen, strict=True):
+        offset = spool.dataset_offset(data[:144])
+        assert ts == "1.2.840.10008.1.2.1" and data[offset:].startswith(head) and head
 
 
 def test_c_stores_are_served_on_the_dul_thread_other_requests_as_before(
-        scp: tuple[int, list[Any], Path]) -> None:
+        scp: tuple[int, list[Any], Path, list[Any]]) -> None:
     from pynetdicom.association import Association
     from pynetdicom.dul import DULServiceProvider
 
-    port, seen, _ = scp
+    port, seen, _, _ = scp
     datasets = list(iter_ct_series(3, rows=64, cols=64))
     assoc = _associate(port)
     try:

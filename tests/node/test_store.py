@@ -3,8 +3,10 @@ and a real SQLite index."""
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,33 @@ def test_place_fails_cleanly_when_the_fsync_failed(store: InstanceStore) -> None
     with pytest.raises(StoreError, match="1.2.3.5"):
         store.place(missing, final, synced)
     assert not final.exists()
+
+
+def _failed_fsync() -> Future[None]:
+    # A failing fsync (EIO) cannot be caused on a healthy disk: its future is made here.
+    future: Future[None] = Future()
+    future.set_exception(OSError(errno.EIO, "Input/output error"))
+    return future
+
+
+def test_a_new_name_is_linked_before_the_fsync_and_durable_only_after_it(
+        store: InstanceStore) -> None:
+    spooled = _spool(store, b"new")
+    final = store.path_for("1.2", "1.2.3", "1.2.3.6")
+    placed = store.place(spooled, final, _failed_fsync())
+    assert final.read_bytes() == b"new" and not spooled.exists()  # linked at once
+    with pytest.raises(StoreError, match="Input/output error"):
+        placed.wait_durable()  # ... but the caller learns it never became durable
+
+
+def test_an_existing_file_is_replaced_only_once_the_new_one_is_on_disk(
+        store: InstanceStore) -> None:
+    final = store.path_for("1.2", "1.2.3", "1.2.3.7")
+    store.place(_spool(store, b"accepted"), final).wait_durable()
+    spooled = _spool(store, b"replacement")
+    with pytest.raises(StoreError, match="Input/output error"):
+        store.place(spooled, final, _failed_fsync())
+    assert final.read_bytes() == b"accepted" and spooled.read_bytes() == b"replacement"
 
 
 def test_place_copies_a_file_from_another_directory(store: InstanceStore,
