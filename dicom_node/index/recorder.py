@@ -1,10 +1,10 @@
 """Record a stored instance in the index and in its open group, in one transaction.
 
-This is on the C-STORE path, so it uses SQLAlchemy Core on one writer connection
-(serialised by ``lock``) and remembers the open group of each (called AE, key): a stored
-instance costs one UPDATE of its group and one INSERT, then a commit. The statements are
-built once, with bound parameters (building them per instance cost more than SQLite's
-own work).
+This is on the C-STORE path, so it uses one writer connection (serialised by ``lock``)
+and remembers the open group of each (called AE, key): a stored instance costs one UPDATE
+of its group and one INSERT, then a commit. Those statements and the duplicate check are
+SQLAlchemy Core statements compiled once for the engine's dialect and run on the DBAPI
+cursor (:mod:`dicom_node.index.compiled`); the rare ones go through SQLAlchemy as usual.
 """
 
 from __future__ import annotations
@@ -13,18 +13,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from dicom_node.db import Database
+from dicom_node.index.compiled import CompiledStatement
 from dicom_node.index.header import InstanceHeader
 from dicom_node.index.tables import OPEN, Group, Instance
 from dicom_node.settings.node import AETitleSettings
 
 _GROUPS = Group.__table__
 _INSTANCES = Instance.__table__
-_INSERT_INSTANCE = insert(_INSTANCES)
 _INSERT_GROUP = insert(_GROUPS)
+_INSTANCE_KEYS = [c.name for c in _INSTANCES.columns if c.name != "id"]
 _PATH_OF_SOP = select(_INSTANCES.c.path).where(
     _INSTANCES.c.sop_instance_uid == bindparam("sop"))
 _OPEN_GROUP = select(_GROUPS.c.id, _GROUPS.c.modalities).where(
@@ -75,6 +77,17 @@ class Recorder:
         self._conn: Connection | None = None
         # (called AE, group key) -> (group id, modalities) of groups this process saw open
         self._open: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        dialect = db.engine.dialect
+        self._path_of_sop = CompiledStatement(_PATH_OF_SOP, dialect)
+        self._add_to_group = CompiledStatement(_ADD_TO_GROUP, dialect)
+        self._add_to_group_with_modality = CompiledStatement(_ADD_TO_GROUP_WITH_MODALITY,
+                                                             dialect)
+        returning = dialect.insert_returning  # else the DBAPI's lastrowid
+        insert_instance = insert(_INSTANCES)
+        self._insert_instance = CompiledStatement(
+            insert_instance.returning(_INSTANCES.c.id) if returning else insert_instance,
+            dialect, _INSTANCE_KEYS)
+        self._returning = returning
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed:
@@ -93,7 +106,8 @@ class Recorder:
         with self.lock:
             conn = self._connection()
             try:
-                return conn.execute(_PATH_OF_SOP, {"sop": sop_instance_uid}).scalar()
+                rows = self._path_of_sop.execute(conn, {"sop": sop_instance_uid}).fetchall()
+                return rows[0][0] if rows else None
             finally:
                 conn.rollback()
 
@@ -123,13 +137,17 @@ class Recorder:
                         calling_ae=receipt.calling_ae, called_ae=receipt.called_ae,
                         peer_address=receipt.peer_address, received_at=now,
                         path=receipt.path, size=receipt.size, group_id=group_id)
-                    inst_id = conn.execute(_INSERT_INSTANCE, values).inserted_primary_key[0]
+                    inst_id = self._insert(conn, values)
                     if before_commit is not None:
                         before_commit()
             except BaseException:
                 self._open.clear()  # the cache may describe rolled-back rows
                 raise
         return Recorded(inst_id, group_id, new_group)
+
+    def _insert(self, conn: Connection, values: dict[str, Any]) -> int:
+        cursor = self._insert_instance.execute(conn, values)
+        return int(cursor.fetchone()[0] if self._returning else cursor.lastrowid)
 
     def _drop_existing(self, conn: Connection, sop_uid: str) -> None:
         old = conn.execute(select(_INSTANCES.c.id, _INSTANCES.c.group_id, _INSTANCES.c.size)
@@ -154,12 +172,12 @@ class Recorder:
         if cached is not None:
             group_id, mods = cached
             params = {"gid": group_id, "add_bytes": receipt.size, "now": now, "due": deadline}
-            statement = _ADD_TO_GROUP
+            statement = self._add_to_group
             if header.modality and header.modality not in mods:
                 mods = [*mods, header.modality]
                 params["mods"] = "\\".join(mods)
-                statement = _ADD_TO_GROUP_WITH_MODALITY
-            hit = conn.execute(statement, params).rowcount
+                statement = self._add_to_group_with_modality
+            hit = statement.execute(conn, params).rowcount
             if hit == 1:
                 self._open[cache_key] = (group_id, mods)
                 return group_id, False
