@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,17 @@ def send(files: list[Path], ae: str, port: int) -> float:
     if any(p.wait() != 0 for p in procs):
         raise RuntimeError(f"storescu to {ae} failed")
     return time.perf_counter() - t0
+
+
+def fresh(work: Path) -> Path:
+    """``work``, emptied: every peer writes into the same filesystem state. (Files left
+    from earlier rounds, a few GB, slowed storescp and the node alike on our VM, by up
+    to 2x, and made the rounds drift.)"""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    os.sync()
+    return work
 
 
 def round_storescp(files: list[Path], work: Path, max_pdu: int) -> float:
@@ -164,14 +176,14 @@ def main() -> None:
         theirs, ours, rss, floor, durable = [], [], [], [], []
         for r in range(args.rounds):
             work = tmpdir / f"round{r}"
-            work.mkdir()
             # Alternate the order so neither side always gets the warmer page cache.
             if r % 2 == 0:
-                theirs.append(round_storescp(files, work, args.storescp_max_pdu))
-                s, k = round_node(files, work)
+                theirs.append(round_storescp(files, fresh(work), args.storescp_max_pdu))
+                s, k = round_node(files, fresh(work))
             else:
-                s, k = round_node(files, work)
-                theirs.append(round_storescp(files, work, args.storescp_max_pdu))
+                s, k = round_node(files, fresh(work))
+                theirs.append(round_storescp(files, fresh(work), args.storescp_max_pdu))
+            shutil.rmtree(work)
             ours.append(s)
             rss.append(k)
             floor.append(round_pynetdicom_floor(files))
@@ -179,7 +191,8 @@ def main() -> None:
                   f"{floor[-1]:.2f} s, dicom-node {s:.2f} s, node peak RSS {k / 1024:.0f} MB")
         # After the rounds: its bulk writes would otherwise slow whatever runs next.
         for r in range(args.rounds):
-            durable.append(round_durability(files, tmpdir / f"round{r}"))
+            durable.append(round_durability(files, fresh(tmpdir / f"durable{r}")))
+            shutil.rmtree(tmpdir / f"durable{r}")
         print("fsync cost per round: " + ", ".join(f"{d:.2f} s" for d in durable))
         n = len(files)
         med_t, med_o = statistics.median(theirs), statistics.median(ours)
