@@ -219,7 +219,7 @@ class InstanceStore:
         started.wait()
         return future
 
-    def place(self, spooled: Path, final: Path, synced: Future[None] | None = None) -> Placed:
+    def place(self, spooled: Path, final: Path) -> Placed:
         """Move a file written under ``incoming/`` to ``final`` and start the fsyncs that
         make it durable; :meth:`Placed.wait_durable` waits for them.
 
@@ -227,9 +227,9 @@ class InstanceStore:
         together (on a journaling filesystem such as ext4 both usually land in one journal
         commit). Until they complete nothing refers to the file: the caller indexes it
         only after :meth:`Placed.wait_durable`. A file already at ``final`` (an instance
-        being replaced) is only replaced once the new one is on disk (``synced``: its
-        fsync, if one is under way). A file elsewhere (another filesystem) is copied
-        durably instead. On failure ``spooled`` is left as it was."""
+        being replaced) is only replaced once the new one is on disk. A file elsewhere
+        (another filesystem) is copied durably instead. On failure ``spooled`` is left as
+        it was."""
         spooled = Path(spooled)
         if spooled.parent != self.incoming:
             with open(spooled, "rb") as fh:
@@ -241,7 +241,7 @@ class InstanceStore:
             try:
                 os.link(spooled, final)  # never over an existing file
             except OSError:  # one is there (or no hard links here): the strict order
-                (synced or self.sync_later(spooled)).result()
+                self.sync_later(spooled).result()
                 os.replace(spooled, final)
                 return Placed(final, size, (self.sync_later(final.parent),))
             with contextlib.suppress(OSError):  # a leftover is removed on next start
@@ -249,8 +249,7 @@ class InstanceStore:
         except OSError as err:
             reason = err.strerror or str(err)
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
-        return Placed(final, size, (synced or self.sync_later(final),
-                                    self.sync_later(final.parent)))
+        return Placed(final, size, (self.sync_later(final), self.sync_later(final.parent)))
 
     def remove(self, path: Path) -> None:
         """Remove a stored file (used to undo a write whose indexing failed)."""

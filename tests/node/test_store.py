@@ -38,11 +38,11 @@ def _spool(store: InstanceStore, data: bytes) -> Path:
 def test_place_renames_after_the_background_fsync(store: InstanceStore) -> None:
     spooled = _spool(store, b"x" * 70_000)
     final = store.path_for("1.2", "1.2.3", "1.2.3.4")
-    placed = store.place(spooled, final, store.sync_later(spooled))
+    placed = store.place(spooled, final)
     placed.wait_durable()
     assert placed.size == 70_000 and final.read_bytes() == b"x" * 70_000
     assert not spooled.exists()
-    # Without a background fsync, place() fsyncs itself; an existing file is replaced.
+    # An existing file is replaced.
     again = store.place(_spool(store, b"yz"), final)
     again.wait_durable()
     assert again.size == 2 and final.read_bytes() == b"yz"
@@ -50,37 +50,41 @@ def test_place_renames_after_the_background_fsync(store: InstanceStore) -> None:
 
 def test_place_fails_cleanly_when_the_fsync_failed(store: InstanceStore) -> None:
     missing = store.incoming / "gone.dcm"
-    synced = store.sync_later(missing)  # the file vanished: its fsync fails
     final = store.path_for("1.2", "1.2.3", "1.2.3.5")
     with pytest.raises(StoreError, match="1.2.3.5"):
-        store.place(missing, final, synced)
+        store.place(missing, final)
     assert not final.exists()
 
 
-def _failed_fsync() -> Future[None]:
+def _fsyncs_fail(store: InstanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
     # A failing fsync (EIO) cannot be caused on a healthy disk: its future is made here.
-    future: Future[None] = Future()
-    future.set_exception(OSError(errno.EIO, "Input/output error"))
-    return future
+    def failed(path: Path | str) -> Future[None]:
+        future: Future[None] = Future()
+        future.set_exception(OSError(errno.EIO, "Input/output error"))
+        return future
+
+    monkeypatch.setattr(store, "sync_later", failed)
 
 
 def test_a_new_name_is_linked_before_the_fsync_and_durable_only_after_it(
-        store: InstanceStore) -> None:
+        store: InstanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
     spooled = _spool(store, b"new")
     final = store.path_for("1.2", "1.2.3", "1.2.3.6")
-    placed = store.place(spooled, final, _failed_fsync())
+    _fsyncs_fail(store, monkeypatch)
+    placed = store.place(spooled, final)
     assert final.read_bytes() == b"new" and not spooled.exists()  # linked at once
     with pytest.raises(StoreError, match="Input/output error"):
         placed.wait_durable()  # ... but the caller learns it never became durable
 
 
 def test_an_existing_file_is_replaced_only_once_the_new_one_is_on_disk(
-        store: InstanceStore) -> None:
+        store: InstanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
     final = store.path_for("1.2", "1.2.3", "1.2.3.7")
     store.place(_spool(store, b"accepted"), final).wait_durable()
     spooled = _spool(store, b"replacement")
+    _fsyncs_fail(store, monkeypatch)
     with pytest.raises(StoreError, match="Input/output error"):
-        store.place(spooled, final, _failed_fsync())
+        store.place(spooled, final)
     assert final.read_bytes() == b"accepted" and spooled.read_bytes() == b"replacement"
 
 
