@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the node's tests talk to: DCMTK (storescu, storescp,
 # echoscu, dsrdump), dicom3tools (dciodvfy), Orthanc and its DICOMweb plugin
-# (orthanc-dicomweb, for STOW-RS delivery tests). Needs root (or sudo).
+# (orthanc-dicomweb, for STOW-RS delivery tests), and the PostgreSQL server (the tests
+# start their own clusters). Needs root (or sudo).
 set -euo pipefail
-pkgs=(dcmtk dicom3tools orthanc orthanc-dicomweb python3-venv fonts-dejavu-core)
+pkgs=(dcmtk dicom3tools orthanc orthanc-dicomweb postgresql python3-venv fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,5 +18,8 @@ SUDO=""
 echo "installing system packages: ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# The Debian package starts its own Orthanc service; tests start their own on free ports.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now orthanc >/dev/null 2>&1 || true; fi
+# The Debian packages start their own Orthanc and PostgreSQL services; tests start their
+# own on free ports.
+if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now orthanc postgresql >/dev/null 2>&1 || true
+fi

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from dicom_node.db import sqlite_url
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
+from tests.support import postgres as pg
 from tests.support.node_process import NodeProcess
 
 NODE_CONFIG = {
@@ -38,6 +40,26 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     yield proc
     code = proc.stop()
     assert code == 0, f"node did not stop cleanly ({code}):\n{proc.log()}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.PostgresServer]:
+    """A real PostgreSQL server for the session (skipped where none can run)."""
+    why = pg.available()
+    if why:
+        pytest.skip(why)
+    with pg.PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The index on each supported database: a SQLite file, or a fresh PostgreSQL
+    database on the session's server."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "index.sqlite")
+    server: pg.PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
 
 
 def make_study(folder: Path, n: int, size: int = 128, seed: int = 7) -> list[Path]:

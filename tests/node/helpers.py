@@ -30,9 +30,11 @@ def echoscu(port: int, called: str, calling: str = "ECHOSCU") -> subprocess.Comp
                           env=ENV, capture_output=True, text=True, timeout=60)
 
 
-def query(data_dir: Path, sql: str, **params: object) -> list[tuple]:
-    """Read the node's SQLite index directly (WAL lets us read while it runs)."""
-    engine = create_engine(sqlite_url(data_dir / "index.sqlite"))
+def query(index: Path | str, sql: str, **params: object) -> list[tuple]:
+    """Read the node's index directly: a data directory's SQLite file (WAL lets us read
+    while it runs) or a database URL."""
+    url = index if isinstance(index, str) else sqlite_url(Path(index) / "index.sqlite")
+    engine = create_engine(url)
     try:
         with engine.connect() as c:
             return [tuple(r) for r in c.execute(text(sql), params)]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import bindparam, insert, select, update
 
 import dicom_node.index.tables  # noqa: F401  (registers the tables)
-from dicom_node.db import Database, sqlite_url
+from dicom_node.db import Database
 from dicom_node.index.compiled import CompiledStatement
 from dicom_node.index.tables import OPEN, Group
 
@@ -23,8 +22,8 @@ def _group(key: str, when: datetime) -> dict[str, object]:
                 deadline=when)
 
 
-def test_compiled_insert_and_update_match_core(tmp_path: Path) -> None:
-    db = Database(sqlite_url(tmp_path / "index.sqlite"))
+def test_compiled_insert_and_update_match_core(index_url: str) -> None:
+    db = Database(index_url)
     db.create_all()
     dialect = db.engine.dialect
     when = datetime(2026, 11, 23, 10, 0, 0)  # no microseconds: formatted like Core's

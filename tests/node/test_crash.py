@@ -29,10 +29,15 @@ def _successes(storescu_log: str) -> list[str]:
     return done
 
 
-def test_kill_9_mid_study_then_restart(tmp_path: Path) -> None:
+def _config(index_url: str, **config: object) -> dict[str, object]:
+    """``config`` with the index on ``index_url`` (SQLite: the node's default file)."""
+    return config if index_url.startswith("sqlite") else {**config, "database_url": index_url}
+
+
+def test_kill_9_mid_study_then_restart(tmp_path: Path, index_url: str) -> None:
     files = make_study(tmp_path / "src", 100, size=256, seed=21)
-    proc = NodeProcess(tmp_path / "node", {"ae_titles": [{"ae_title": "DICOM_NODE",
-                                                          "quiet_seconds": 1}]})
+    proc = NodeProcess(tmp_path / "node", _config(
+        index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 1}]))
     proc.start()
     sender = subprocess.Popen(
         ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
@@ -50,17 +55,17 @@ def test_kill_9_mid_study_then_restart(tmp_path: Path) -> None:
     try:
         sop_of = {f: dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in succeeded}
         for f, sop in sop_of.items():
-            rows = query(proc.data_dir, "SELECT path FROM instances WHERE sop_instance_uid=:u",
+            rows = query(proc.index, "SELECT path FROM instances WHERE sop_instance_uid=:u",
                          u=sop)
             assert len(rows) == 1, f"{sop} answered Success but not indexed"
             assert dcmread(rows[0][0]).PixelData == dcmread(f).PixelData
         assert not spooled_data(proc.data_dir / "incoming")
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
         groups = wait_until(lambda: query(
-            proc.data_dir, "SELECT instance_count FROM groups WHERE study_uid=:s AND "
+            proc.index, "SELECT instance_count FROM groups WHERE study_uid=:s AND "
             "completed_at IS NOT NULL", s=study), timeout=20)
         (count,), = groups
-        indexed = query(proc.data_dir, "SELECT count(*) FROM instances")[0][0]
+        indexed = query(proc.index, "SELECT count(*) FROM instances")[0][0]
         assert count == indexed >= len(succeeded)
     finally:
         assert proc.stop() == 0
@@ -88,10 +93,11 @@ def test_sigterm_lets_the_running_association_finish(tmp_path: Path) -> None:
     assert query(proc.data_dir, "SELECT count(*) FROM instances") == [(100,)]
 
 
-def test_concurrent_senders_of_one_study_make_one_group(tmp_path: Path) -> None:
+def test_concurrent_senders_of_one_study_make_one_group(tmp_path: Path,
+                                                        index_url: str) -> None:
     files = make_study(tmp_path / "src", 60, seed=23)
-    with NodeProcess(tmp_path / "node", {"ae_titles": [{"ae_title": "DICOM_NODE",
-                                                         "quiet_seconds": 1}]}) as proc:
+    with NodeProcess(tmp_path / "node", _config(
+            index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 1}])) as proc:
         senders = [subprocess.Popen(
             ["storescu", "-aet", f"SCU{i}", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
              *map(str, files[i::3])], env=ENV, stdout=subprocess.DEVNULL,
@@ -100,7 +106,7 @@ def test_concurrent_senders_of_one_study_make_one_group(tmp_path: Path) -> None:
             assert s.wait(60) == 0, s.stderr.read() if s.stderr else ""
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
         groups = wait_until(lambda: query(
-            proc.data_dir, "SELECT instance_count FROM groups WHERE study_uid=:s AND "
+            proc.index, "SELECT instance_count FROM groups WHERE study_uid=:s AND "
             "completed_at IS NOT NULL", s=study), timeout=20)
         assert groups == [(60,)]
-        assert query(proc.data_dir, "SELECT count(*) FROM groups") == [(1,)]
+        assert query(proc.index, "SELECT count(*) FROM groups") == [(1,)]

@@ -40,6 +40,12 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def index(self) -> Path | str:
+        """Where its index is: the database URL if one is configured, else the data dir
+        (whose ``index.sqlite`` is the default)."""
+        return self.config.get("database_url") or self.data_dir
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
