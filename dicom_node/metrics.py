@@ -29,6 +29,11 @@ ASSOCIATIONS_REJECTED = Counter(
     "Associations rejected, by reason.",
     ["reason"],
 )
+CONTEXTS_REJECTED = Counter(
+    "dicom_node_contexts_rejected_total",
+    "Presentation contexts proposed to the node and rejected, by reason.",
+    ["reason"],
+)
 STORE_SECONDS = Histogram(
     "dicom_node_store_seconds",
     "Time from C-STORE request received to the answer (parse, write, fsync, index).",

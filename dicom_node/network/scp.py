@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +52,26 @@ def _status(code: int, comment: str, reason: str) -> Dataset:
     ds.Status = code
     ds.ErrorComment = comment[:64]
     return ds
+
+
+_CONTEXT_RESULTS = {0x01: "user_rejection", 0x02: "no_reason",
+                    0x03: "abstract_syntax_not_supported",
+                    0x04: "transfer_syntaxes_not_supported"}
+
+
+def _log_rejected_contexts(contexts: list[Any], peer: str, called: str) -> None:
+    """One warning naming every SOP class the peer proposed and cannot send here."""
+    names = []
+    for cx in contexts:
+        reason = _CONTEXT_RESULTS.get(cx.result, f"result_{cx.result}")
+        metrics.CONTEXTS_REJECTED.labels(reason).inc()
+        uid = UID(cx.abstract_syntax)
+        label = uid.name if uid.name != str(uid) else "unknown SOP class"
+        names.append(f"{label} {uid} ({reason.replace('_', ' ')})")
+    log.warning("association from %s to %s: rejected %d presentation context(s): %s. The "
+                "node stores the Storage SOP classes of the DICOM standard (pynetdicom's "
+                "list) in any transfer syntax; instances of these classes cannot be sent "
+                "to it", peer, called, len(names), "; ".join(names))
 
 
 class StorageSCP:
@@ -128,8 +149,11 @@ class StorageSCP:
         with self._stats_lock:
             self._stats[id(event.assoc)] = [0, 0]
         r = event.assoc.requestor
-        log.info("association from %s@%s:%s to %s", r.ae_title, r.address, r.port,
-                 str(r.primitive.called_ae_title).strip())
+        called = str(r.primitive.called_ae_title).strip()
+        log.info("association from %s@%s:%s to %s", r.ae_title, r.address, r.port, called)
+        rejected = event.assoc.rejected_contexts
+        if rejected:
+            _log_rejected_contexts(rejected, f"{r.ae_title}@{r.address}", called)
 
     def _on_closed(self, event: evt.Event) -> None:
         if spool.discard_partial(event.assoc):

@@ -12,7 +12,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.filereader import read_preamble
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
@@ -130,6 +130,37 @@ def test_calling_ae_allow_list(node: NodeProcess) -> None:
     rj = assoc.acceptor.primitive
     assert (rj.result, rj.result_source, rj.diagnostic) == (0x01, 0x01, 0x03)
     assert echoscu(node.port, "RESTRICTED", calling="GOODSCU").returncode == 0
+
+
+def test_unsupported_sop_class_rejected_by_context_and_logged(node: NodeProcess,
+                                                             tmp_path: Path) -> None:
+    ct = make_study(tmp_path / "src", 1, seed=14)[0]
+    private = "1.2.826.0.1.3680043.9.9999.14"  # not a Storage SOP class pynetdicom knows
+    ds = dcmread(ct)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = private
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    odd = tmp_path / "private.dcm"
+    ds.save_as(odd)
+    # pynetdicom shows the negotiation result: that context alone is refused.
+    ae = AE(ae_title="PYNETDICOM")
+    ae.add_requested_context(private, ExplicitVRLittleEndian)
+    ae.add_requested_context(dcmread(ct).SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="DICOM_NODE")
+    assert assoc.is_established
+    try:
+        (refused,) = assoc.rejected_contexts
+        assert (refused.abstract_syntax, refused.result) == (private, 0x03)
+        assert assoc.send_c_store(dcmread(ct)).Status == 0x0000  # the rest is served
+    finally:
+        assoc.release()
+    # The node's log names the SOP class it refused and why.
+    wait_until(lambda: f"rejected 1 presentation context(s): unknown SOP class {private} "
+               "(abstract syntax not supported)" in node.log(), timeout=5)
+    # storescu finds no context for it (it does not propose unknown classes); nothing stored.
+    r = storescu(node.port, [odd])
+    assert r.returncode != 0 and "No presentation context" in r.stderr, r.stderr
+    assert query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u",
+                 u=ds.SOPInstanceUID) == []
 
 
 def test_garbage_dataset_fails_and_node_keeps_serving(node: NodeProcess,
