@@ -30,11 +30,17 @@ _INDEXED = ("SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID"
             "SeriesInstanceUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns")
 _TAG_OF = {k: tag_for_keyword(k) for k in _INDEXED}
 _TAGS = list(_TAG_OF.values())
-_LAST_TAG = max(_TAGS)  # (0028,0011) Columns
+_LAST_TAG = int(max(_TAGS))  # (0028,0011) Columns
+
+
+def _past(tag: BaseTag) -> bool:
+    # As plain ints: BaseTag's ">" is Python code making two more comparisons, and this
+    # runs for every element of every header.
+    return int.__gt__(tag, _LAST_TAG)
 
 
 def _past_indexed(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return tag > _LAST_TAG
+    return _past(tag)
 
 
 class HeaderError(ValueError):
@@ -167,7 +173,7 @@ def parse_leading_header(head: bytes, transfer_syntax: str) -> InstanceHeader | 
     reached_end: list[bool] = []
 
     def past_indexed(tag: BaseTag, vr: str | None, length: int) -> bool:
-        if tag > _LAST_TAG:
+        if _past(tag):
             reached_end.append(True)
             return True
         return False
