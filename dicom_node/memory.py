@@ -37,17 +37,23 @@ def _tuned_by_environment(variable: str, tunable: str) -> bool:
     return variable in os.environ or tunable in os.environ.get("GLIBC_TUNABLES", "")
 
 
+def _mallopt(option: int, value: int, env: str, tunable: str) -> bool:
+    """glibc ``mallopt(option, value)`` unless the environment already sets it (``env``
+    or ``GLIBC_TUNABLES`` ``tunable``); whether it took effect."""
+    if _tuned_by_environment(env, tunable):
+        return False
+    libc = _libc()
+    ok = bool(libc is not None and libc.mallopt(option, value))
+    log.debug("mallopt %s=%d: %s", tunable, value, ok)
+    return ok
+
+
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas (as MALLOC_ARENA_MAX does). Every association and worker
     thread otherwise gets an arena that keeps freed memory: measured here, 5 concurrent
     chest X-ray jobs peaked at 583 MB RSS with the default and 457 MB with 2 arenas.
     An explicit MALLOC_ARENA_MAX in the environment wins. No-op off glibc."""
-    if _tuned_by_environment("MALLOC_ARENA_MAX", "glibc.malloc.arena_max"):
-        return False
-    libc = _libc()
-    ok = bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas))
-    log.debug("malloc arenas capped at %d: %s", arenas, ok)
-    return ok
+    return _mallopt(_M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX", "glibc.malloc.arena_max")
 
 
 def set_mmap_threshold(threshold: int) -> bool:
@@ -58,12 +64,8 @@ def set_mmap_threshold(threshold: int) -> bool:
     with the threshold held during start-up. Held at 128 KiB while serving too, each job
     would fault in ~150 MB of fresh pages (+25% job time), hence SERVING_MMAP_THRESHOLD.
     MALLOC_MMAP_THRESHOLD_ / GLIBC_TUNABLES in the environment win. No-op off glibc."""
-    if _tuned_by_environment("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"):
-        return False
-    libc = _libc()
-    ok = bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, threshold))
-    log.debug("malloc mmap threshold held at %d bytes: %s", threshold, ok)
-    return ok
+    return _mallopt(_M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_",
+                    "glibc.malloc.mmap_threshold")
 
 
 def release_free_memory() -> bool:

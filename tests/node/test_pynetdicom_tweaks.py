@@ -3,6 +3,7 @@ serving them on the DUL thread."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import queue
 import threading
@@ -71,24 +72,27 @@ def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path, list[Any]]]:
         spool.unregister(ae)
 
 
-def _associate(port: int) -> Any:
+@contextlib.contextmanager
+def _associate(port: int) -> Iterator[Any]:
+    """An established association (C-ECHO and CT storage) to the tweaked SCP, released
+    afterwards."""
     ae = AE(ae_title="SCU")
     ae.add_requested_context(Verification)
     ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
     assoc = ae.associate("127.0.0.1", port, ae_title="TWEAKED")
     assert assoc.is_established
-    return assoc
+    try:
+        yield assoc
+    finally:
+        assoc.release()
 
 
 def test_c_store_is_spooled_into_the_registered_directory(
         scp: tuple[int, list[Any], Path, list[Any]]) -> None:
     port, seen, incoming, heads = scp
     datasets = list(iter_ct_series(3, rows=64, cols=64))
-    assoc = _associate(port)
-    try:
+    with _associate(port) as assoc:
         assert [assoc.send_c_store(ds).Status for ds in datasets] == [0, 0, 0]
-    finally:
-        assoc.release()
     assert [p.parent for p, _, _ in seen] == [incoming] * 3
     # pynetdicom removed them after the handler; empty ones wait for the next C-STORE
     assert not spooled_data(incoming)
@@ -117,13 +121,10 @@ def test_c_stores_are_served_on_the_dul_thread_other_requests_as_before(
 
     port, seen, _, _ = scp
     datasets = list(iter_ct_series(3, rows=64, cols=64))
-    assoc = _associate(port)
-    try:
+    with _associate(port) as assoc:
         statuses = [assoc.send_c_echo().Status]
         statuses += [assoc.send_c_store(ds).Status for ds in datasets]
         statuses.append(assoc.send_c_echo().Status)
-    finally:
-        assoc.release()
     assert statuses == [0] * 5
     threads = [type(thread) for _, _, thread in seen]
     assert threads == [Association, *[DULServiceProvider] * 3, Association]
