@@ -167,12 +167,10 @@ def _install_recv() -> bool:
     return True
 
 
-def install() -> bool:
-    """Patch pynetdicom's association reactor pause if its internals are as expected;
-    return whether it is active. Idempotent."""
+def install(parts: frozenset[str] = frozenset({"reactor", "recv", "dul_wake"})) -> bool:
+    """Apply the named parts ("reactor", "recv", "dul_wake") if pynetdicom's internals are
+    as expected; return whether the association reactor part is active."""
     global _installed
-    if _installed:
-        return True
     try:
         import inspect
 
@@ -182,23 +180,25 @@ def install() -> bool:
 
         source = inspect.getsource(association.Association._run_reactor)
         dimse_src = inspect.getsource(DIMSEServiceProvider.__init__)
-        expected = (association.time is _time
-                    and f"time.sleep({_REACTOR_PAUSE})" in source
+        expected = (f"time.sleep({_REACTOR_PAUSE})" in source
                     and "msg_queue" in dimse_src and "queue.Queue" in dimse_src)
     except Exception as err:  # pragma: no cover - depends on the installed pynetdicom
         log.info("association reactor tweak not applied: %s", err)
         return False
-    if not expected:
-        log.info("association reactor tweak not applied: pynetdicom %s differs from 3.0.x",
-                 pynetdicom.__version__)
-        return False
-    association.time = _WakingTime(association.Association)  # type: ignore[assignment]
-    for name, apply in (("socket read", _install_recv), ("DUL wake-up", _install_dul_wake)):
+    if "reactor" in parts and not _installed:
+        if not expected or association.time is not _time:
+            log.info("association reactor tweak not applied: pynetdicom %s differs",
+                     pynetdicom.__version__)
+            return False
+        association.time = _WakingTime(association.Association)  # type: ignore[assignment]
+        _installed = True
+    for name, apply in (("recv", _install_recv), ("dul_wake", _install_dul_wake)):
+        if name not in parts:
+            continue
         try:
             if not apply():
                 log.info("%s tweak not applied: pynetdicom %s differs from 3.0.x", name,
                          pynetdicom.__version__)
         except Exception as err:  # pragma: no cover - depends on the installed pynetdicom
             log.info("%s tweak not applied: %s", name, err)
-    _installed = True
-    return True
+    return _installed or "reactor" not in parts

@@ -19,6 +19,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom import __version__ as pynetdicom_version
 from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import IntegrityError
 
@@ -31,7 +32,7 @@ from dicom_node.index.header import (
     parse_leading_header,
 )
 from dicom_node.index.recorder import Receipt, Recorder
-from dicom_node.network import contexts, inline, reactor, responses, spool
+from dicom_node.network import contexts, guard, inline, reactor, responses, spool, tweaks
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore, StoreError
 
@@ -86,15 +87,17 @@ class StorageSCP:
         # pynetdicom logs at WARNING or above (the default) they are pure overhead.
         if logging.getLevelName(config.logging.pynetdicom_level) >= logging.WARNING:
             _config.LOG_HANDLER_LEVEL = "none"
-        if reactor.install():
-            log.debug("association reactor wakes on each DIMSE message (pynetdicom tweak)")
-        contexts.install()  # each association copies ~170 contexts: cheaply
-        responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
+        if not guard.install():  # tests/network/test_guards_installed.py fails on this
+            log.error("pynetdicom %s: hostile-input guards NOT installed", pynetdicom_version)
+        self.tweaks = tweaks.enabled()
+        self._install_tweaks()
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
-        spool.install()
         spool.register(self.ae, store.incoming, on_head=self._on_head)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes
+        self.ae.network_timeout = config.network_timeout
+        self.ae.acse_timeout = config.acse_timeout
+        self.ae.dimse_timeout = config.dimse_timeout
         self.ae.require_called_aet = False  # checked per configured AE in _on_requested
         for cx in AllStoragePresentationContexts:
             self.ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -103,6 +106,21 @@ class StorageSCP:
         self._headers: dict[str, InstanceHeader] = {}  # spooled path -> header read ahead
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
+
+    def _install_tweaks(self) -> None:
+        """Apply the guarded pynetdicom tweaks ``DICOM_NODE_TWEAKS`` leaves on."""
+        on = self.tweaks
+        if on & {"reactor", "recv", "dul_wake"}:
+            reactor.install(on & {"reactor", "recv", "dul_wake"})
+        if "contexts" in on:
+            contexts.install()  # each association copies ~170 contexts: cheaply
+        if "responses" in on:
+            responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
+        if "spool" in on:
+            spool.install(file_meta_too="file_meta" in on)
+        else:
+            spool.chunked_datasets()
+        log.info("pynetdicom tweaks: %s", ", ".join(sorted(on)) or "none")
 
     # -- association control -------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
@@ -125,8 +143,10 @@ class StorageSCP:
         else:
             # pynetdicom's DUL polls its socket and queues with this sleep when idle; the
             # default (1 ms) adds latency to every C-STORE round trip.
-            assoc.dul._run_loop_delay = DUL_LOOP_DELAY
-            inline.serve_inline(assoc)  # C-STOREs served on the DUL thread: no hand-offs
+            if "loop_delay" in self.tweaks:
+                assoc.dul._run_loop_delay = DUL_LOOP_DELAY
+            if "inline" in self.tweaks:
+                inline.serve_inline(assoc)  # C-STOREs served on the DUL thread: no hand-offs
 
     @staticmethod
     def _read_header(spooled: Path, transfer_syntax: str) -> InstanceHeader:
