@@ -23,7 +23,7 @@ from pynetdicom import __version__ as pynetdicom_version
 from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import IntegrityError
 
-from dicom_node import metrics
+from dicom_node import memory, metrics
 from dicom_node.db import utcnow
 from dicom_node.index.header import (
     HeaderError,
@@ -32,7 +32,7 @@ from dicom_node.index.header import (
     parse_leading_header,
 )
 from dicom_node.index.recorder import Receipt, Recorder
-from dicom_node.network import contexts, guard, inline, reactor, responses, spool, tweaks
+from dicom_node.network import contexts, guard, inline, recv, responses, spool, tweaks
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore, StoreError
 
@@ -43,8 +43,6 @@ OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC210  # dataset cannot be parsed
 CANNOT_UNDERSTAND_IDS = 0xC220  # identifying UIDs missing or inconsistent with the request
-
-DUL_LOOP_DELAY = 0.0002
 
 
 def _status(code: int, comment: str, reason: str) -> Dataset:
@@ -110,8 +108,8 @@ class StorageSCP:
     def _install_tweaks(self) -> None:
         """Apply the guarded pynetdicom tweaks ``DICOM_NODE_TWEAKS`` leaves on."""
         on = self.tweaks
-        if on & {"reactor", "recv", "dul_wake"}:
-            reactor.install(on & {"reactor", "recv", "dul_wake"})
+        if "recv" in on:
+            recv.install()  # after guard: PDU lengths are bounded before this read
         if "contexts" in on:
             contexts.install()  # each association copies ~170 contexts: cheaply
         if "responses" in on:
@@ -140,13 +138,8 @@ class StorageSCP:
                         calling, host, called)
             metrics.ASSOCIATIONS_REJECTED.labels("calling_ae_not_allowed").inc()
             self._reject(assoc, 0x03)
-        else:
-            # pynetdicom's DUL polls its socket and queues with this sleep when idle; the
-            # default (1 ms) adds latency to every C-STORE round trip.
-            if "loop_delay" in self.tweaks:
-                assoc.dul._run_loop_delay = DUL_LOOP_DELAY
-            if "inline" in self.tweaks:
-                inline.serve_inline(assoc)  # C-STOREs served on the DUL thread: no hand-offs
+        elif "inline" in self.tweaks:
+            inline.serve_inline(assoc)  # C-STOREs served on the DUL thread: no hand-offs
 
     @staticmethod
     def _read_header(spooled: Path, transfer_syntax: str) -> InstanceHeader:
@@ -176,6 +169,7 @@ class StorageSCP:
             _log_rejected_contexts(rejected, f"{r.ae_title}@{r.address}", called)
 
     def _on_closed(self, event: evt.Event) -> None:
+        memory.release_free_memory_soon()
         if spool.discard_partial(event.assoc):
             log.warning("association from %s ended in the middle of a C-STORE: its partial "
                         "data was discarded", event.assoc.requestor.ae_title)
@@ -184,6 +178,13 @@ class StorageSCP:
         if stats is not None:
             log.info("association from %s closed: %d stored, %d failed",
                      event.assoc.requestor.ae_title, stats[0], stats[1])
+
+    @staticmethod
+    def _on_conn_close(event: evt.Event) -> None:
+        # Whatever ended the connection (release, abort, timeout, a refused peer), its
+        # spool file goes, and its buffers are handed back to the OS after a burst.
+        spool.discard_partial(event.assoc)
+        memory.release_free_memory_soon()
 
     def _count(self, event: evt.Event, ok: bool) -> None:
         stats = self._stats.get(id(event.assoc))
@@ -308,6 +309,7 @@ class StorageSCP:
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_RELEASED, self._on_closed),
             (evt.EVT_ABORTED, self._on_closed),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]

@@ -23,10 +23,7 @@ TWEAKS = {
     "responses": "C-STORE-RSPs encoded once per SOP class (responses.py)",
     "contexts": "cheap deepcopy of the ~170 supported contexts (contexts.py)",
     "inline": "C-STOREs served on the DUL thread (inline.py)",
-    "reactor": "association reactor waits on its queue instead of sleeping (reactor.py)",
-    "loop_delay": "DUL reactor idle sleep 0.2 ms instead of 1 ms",
-    "recv": "PDUs read with recv_into into one preallocated buffer (reactor.py)",
-    "dul_wake": "DUL reactor waits in select on its socket and a wake-up pair (reactor.py)",
+    "recv": "PDUs read with recv_into into one buffer (recv.py)",
 }
 
 
