@@ -6,7 +6,8 @@ pynetdicom 3.0.x trusts what arrives more than a node on a hospital network may:
   negotiated, so a peer can make an association hold any amount of memory;
 - a P-DATA on a presentation context that was never negotiated (or a dataset fragment
   on another context than its command's) raises on the DUL thread, or is written into
-  the C-STORE under way and answered;
+  the C-STORE under way and answered; a second command before the first one's dataset
+  opens a second spool file and orphans the first;
 - an exception in a state-machine action (an invalid event for the current state, a
   malformed primitive) kills the DUL thread without an A-ABORT, leaving the socket, the
   association thread and any spool file behind.
@@ -125,6 +126,10 @@ def _wrap_receive_primitive(original: Any) -> Any:
                                  "not accepted")
                     return
                 is_command = bool(data[:1]) and data[0] & 1
+                if is_command and command_cx is not None:
+                    # pynetdicom would start a second spool file and orphan the first
+                    _refuse(dul, "a command while the previous command's dataset is pending")
+                    return
                 if not data or (not is_command and command_cx is None) or (
                         command_cx is not None and context_id != command_cx):
                     _refuse(dul, f"dataset fragment on context {context_id} does not follow "

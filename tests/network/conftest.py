@@ -13,6 +13,7 @@ from tests.support.node_process import NodeProcess
 # Short timeouts so that stuck peers are dropped within a test's time.
 HOSTILE_CONFIG: dict[str, Any] = {
     "network_timeout": 4, "acse_timeout": 3, "dimse_timeout": 10,
+    "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
     "logging": {"level": "INFO"},
 }
 TWEAK_MODES = ["all", "none"]  # DICOM_NODE_TWEAKS

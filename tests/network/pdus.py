@@ -15,7 +15,7 @@ from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from dicom_node.synthetic import iter_ct_series
+from dicom_node.synthetic import iter_ct_series, new_uid
 
 IMPLICIT = "1.2.840.10008.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -69,8 +69,8 @@ def echo_command(message_id: int = 1) -> bytes:
 
 
 def small_ct() -> Dataset:
-    """A 16x16 CT slice."""
-    return next(iter(iter_ct_series(1, rows=16, cols=16)))
+    """A 16x16 CT slice of a new study (new UIDs on every call)."""
+    return next(iter(iter_ct_series(1, rows=16, cols=16, study_uid=new_uid())))
 
 
 def store_command(ds: Dataset, message_id: int = 2) -> bytes:

@@ -11,6 +11,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from tests.node.helpers import spooled_data
+from tests.support.node_process import NodeProcess
 
 
 def _status(pid: int, key: str) -> int:
@@ -41,6 +42,21 @@ def settle(measure: Callable[[], int], target: int, slack: int, timeout: float =
         if value <= target + slack or time.monotonic() > deadline:
             return value
         time.sleep(0.2)
+
+
+def steady(measure: Callable[[], int], quiet: float = 2.0, timeout: float = 20.0) -> int:
+    """``measure()`` once it has not changed for ``quiet`` seconds (background work after
+    a warm-up: spool files made ready, a group completed, an index connection opened)."""
+    deadline = time.monotonic() + timeout
+    value, since = measure(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = measure()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return value
 
 
 def echo_ok(port: int, called: str = "DICOM_NODE") -> bool:
@@ -76,3 +92,17 @@ def store_ok(port: int, ds, called: str = "DICOM_NODE") -> bool:  # type: ignore
 def leftovers(incoming: Path) -> list[Path]:
     """Spool files holding data (half-written C-STOREs); empty ones are kept ready."""
     return spooled_data(incoming) if incoming.exists() else []
+
+
+def baseline(node: NodeProcess) -> tuple[int, int, int]:
+    """RSS (kB), fds and threads of the node once warm: the first association costs
+    imports and caches, the first C-STORE starts the pool of ready spool files (open by
+    design) and its group completes a moment later."""
+    from tests.network.pdus import small_ct
+
+    assert echo_ok(node.port)
+    assert store_ok(node.port, small_ct())
+    first = not getattr(node, "_warmed_up", False)
+    node._warmed_up = True  # type: ignore[attr-defined]
+    n = steady(lambda: fds(node.pid), quiet=4.0 if first else 1.0)
+    return rss_kb(node.pid), n, threads(node.pid)

@@ -43,9 +43,7 @@ def _store_consistent(node: NodeProcess) -> None:
 def test_mutated_association_streams(hostile_node: NodeProcess,
                                      request: pytest.FixtureRequest) -> None:
     node = hostile_node
-    assert probe.echo_ok(node.port)
-    rss0, fds0, threads0 = (probe.rss_kb(node.pid), probe.fds(node.pid),
-                            probe.threads(node.pid))
+    rss0, fds0, threads0 = probe.baseline(node)
     rng = random.Random(SEED)
     total = _cases(request.config)
     done = 0

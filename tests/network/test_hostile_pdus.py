@@ -15,16 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.network import pdus, probe
-from tests.network.conftest import TWEAK_MODES, start_node
+from tests.network.conftest import HOSTILE_CONFIG, TWEAK_MODES, start_node
 from tests.support.node_process import NodeProcess
 
 MAX_PDU = 1_048_576  # the node's default max_pdu_bytes
 MB = 1024
-
-
-def _baseline(node: NodeProcess) -> tuple[int, int, int]:
-    assert probe.echo_ok(node.port)  # warm: first association costs imports, caches
-    return probe.rss_kb(node.pid), probe.fds(node.pid), probe.threads(node.pid)
 
 
 def _assert_recovered(node: NodeProcess, fds: int, threads: int) -> None:
@@ -43,7 +38,7 @@ def _established(sock: socket.socket) -> None:
 
 def test_lying_pdu_length_allocates_nothing(hostile_node: NodeProcess) -> None:
     node = hostile_node
-    rss0, fds0, threads0 = _baseline(node)
+    rss0, fds0, threads0 = probe.baseline(node)
     socks = []
     for claimed in (256 << 20, 256 << 20):
         s = pdus.connect(node.port)
@@ -61,7 +56,7 @@ def test_lying_pdu_length_allocates_nothing(hostile_node: NodeProcess) -> None:
 
 def test_pdata_beyond_max_pdu_is_aborted_not_stored(hostile_node: NodeProcess) -> None:
     node = hostile_node
-    rss0, fds0, threads0 = _baseline(node)
+    rss0, fds0, threads0 = probe.baseline(node)
     ds = pdus.small_ct()
     with pdus.connect(node.port) as sock:
         _established(sock)
@@ -92,12 +87,19 @@ def _fragments_on_echo_context(ds) -> list[bytes]:  # type: ignore[no-untyped-de
             pdus.p_data(pdus.pdv(pdus.ECHO_CX, 0x02, pdus.dataset_bytes(ds)))]
 
 
+def _second_command_before_dataset(ds) -> list[bytes]:  # type: ignore[no-untyped-def]
+    command = pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds)))
+    return [command, command, pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x02,
+                                                   pdus.dataset_bytes(ds)))]
+
+
 @pytest.mark.parametrize("attack", [_unknown_context_store, _fragments_on_other_context,
-                                    _fragments_on_echo_context])
+                                    _fragments_on_echo_context,
+                                    _second_command_before_dataset])
 def test_pdata_on_a_context_never_negotiated_is_aborted(hostile_node: NodeProcess,
                                                         attack) -> None:  # type: ignore[no-untyped-def]
     node = hostile_node
-    _, fds0, threads0 = _baseline(node)
+    _, fds0, threads0 = probe.baseline(node)
     ds = pdus.small_ct()
     got = pdus.exchange_associated(node.port, *attack(ds))
     assert got[0].kind == pdus.A_ASSOCIATE_AC
@@ -134,7 +136,7 @@ INVALID_SEQUENCES = {
 @pytest.mark.parametrize("name", list(INVALID_SEQUENCES))
 def test_invalid_sequences_are_refused_cleanly(hostile_node: NodeProcess, name: str) -> None:
     node = hostile_node
-    _, fds0, threads0 = _baseline(node)
+    _, fds0, threads0 = probe.baseline(node)
     t0 = time.monotonic()
     got = pdus.exchange(node.port, *INVALID_SEQUENCES[name], timeout=30)
     # The node ends the connection itself, well before the peer would give up.
@@ -149,7 +151,7 @@ def test_invalid_sequences_are_refused_cleanly(hostile_node: NodeProcess, name: 
 def test_slow_and_idle_senders_do_not_lock_others_out(tmp_path: Path, tweaks: str) -> None:
     node = start_node(tmp_path, tweaks, max_associations=32)
     try:
-        _, fds0, threads0 = _baseline(node)
+        _, fds0, threads0 = probe.baseline(node)
         half = pdus.associate_rq()[:40]
         slow = [pdus.connect(node.port) for _ in range(33)]
         for s in slow:
@@ -178,11 +180,11 @@ def _low_fd_limit() -> None:
 @pytest.mark.parametrize("tweaks", TWEAK_MODES)
 def test_many_unknown_context_connections_under_a_low_fd_limit(tmp_path: Path,
                                                                tweaks: str) -> None:
-    node = NodeProcess(tmp_path, {"network_timeout": 10, "acse_timeout": 5},
+    node = NodeProcess(tmp_path, {**HOSTILE_CONFIG, "network_timeout": 10, "acse_timeout": 5},
                        env={"DICOM_NODE_TWEAKS": tweaks}, preexec_fn=_low_fd_limit)
     node.start()
     try:
-        _, fds0, threads0 = _baseline(node)
+        _, fds0, threads0 = probe.baseline(node)
         ds = pdus.small_ct()
         for _ in range(180):
             got = pdus.exchange_associated(node.port, *_unknown_context_store(ds))
