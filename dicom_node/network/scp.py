@@ -315,6 +315,12 @@ class StorageSCP:
         ]
         self._server = self.ae.start_server(
             (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers)
+        # socketserver listens with a backlog of 5 (pynetdicom documents the attribute):
+        # a burst of connections then waits for the kernel's SYN-ACK retries, up to a
+        # minute, and senders time out. Every connection beyond max_associations must
+        # still be accepted to be answered with an A-ASSOCIATE-RJ.
+        self._server.request_queue_size = max(128, 2 * self.config.max_associations)
+        self._server.socket.listen(self._server.request_queue_size)
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop accepting associations, let active ones finish (up to ``grace`` s), close."""
