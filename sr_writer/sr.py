@@ -16,6 +16,7 @@ from highdicom.sr import (
     MeasurementsAndQualitativeEvaluations,
     ObservationContext,
     ObserverContext,
+    PlanarROIMeasurementsAndQualitativeEvaluations,
     QualitativeEvaluation,
     SourceImageForMeasurementGroup,
     TrackingIdentifier,
@@ -34,6 +35,7 @@ from sr_writer.common import (
 )
 from sr_writer.inputs import ImageResult, LabelResult, ModelIdentity
 from sr_writer.options import WriteOptions
+from sr_writer.spatial import region_group
 from sr_writer.uids import ResultUIDs
 
 log = logging.getLogger(__name__)
@@ -136,7 +138,8 @@ def build_sr(
             model_name=f"{model.name} {model.version}"[:64],
         ),
     )
-    groups: list[MeasurementsAndQualitativeEvaluations] = []
+    groups: list[MeasurementsAndQualitativeEvaluations
+                 | PlanarROIMeasurementsAndQualitativeEvaluations] = []
     for index, result in enumerate(results, start=1):
         header = headers[result.sop_instance_uid]
         where = _image_label(index, header, result.frame, len(results))
@@ -148,6 +151,15 @@ def build_sr(
             groups.append(_label_group(label, result, header, where, uids))
         if not labels:
             groups.append(_no_finding_group(result, header, where, uids))
+    # Then, for each positive finding, where it is (TID 1410 planar ROI).
+    for index, result in enumerate(results, start=1):
+        header = headers[result.sop_instance_uid]
+        where = _image_label(index, header, result.frame, len(results))
+        for label in result.labels:
+            group = region_group(label, result, header, where, uids,
+                                 _algorithm(result.model, label.threshold))
+            if group is not None:
+                groups.append(group)
 
     first = headers[results[0].sop_instance_uid]
     modality = str(first.Modality)
