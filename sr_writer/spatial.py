@@ -23,6 +23,7 @@ import highdicom as hd
 import numpy as np
 from highdicom.sr import (
     AlgorithmIdentification,
+    CoordinatesForMeasurement,
     ImageRegion,
     Measurement,
     PlanarROIMeasurementsAndQualitativeEvaluations,
@@ -113,6 +114,23 @@ def hot_region(heatmap: np.ndarray, rows: int, cols: int) -> HotRegion | None:
     return HotRegion(outline=outline.astype(np.float32), peak=peak_xy, level=level)
 
 
+def image_area(header: Dataset, frame: int | None) -> CoordinatesForMeasurement:
+    """The whole analysed image as a closed POLYLINE along its border: the region a
+    per-label classification was computed over (its probability is INFERRED FROM it).
+
+    OHIF's SR extension (3.13) throws while loading a report whose measurement groups
+    lack coordinates, so every group carries the region it describes.
+    """
+    rows, cols = float(header.Rows), float(header.Columns)
+    border = np.array([(0, 0), (cols, 0), (cols, rows), (0, rows), (0, 0)], dtype=np.float32)
+    return CoordinatesForMeasurement(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=border,
+        source_image=SourceImageForRegion.from_source_image(
+            header, referenced_frame_numbers=[frame] if frame is not None else None),
+    )
+
+
 def region_group(
     label: LabelResult,
     result: ImageResult,
@@ -163,4 +181,4 @@ def region_group(
     return group
 
 
-__all__ = ["HOT_FRACTION", "HotRegion", "hot_region", "region_group"]
+__all__ = ["HOT_FRACTION", "HotRegion", "hot_region", "image_area", "region_group"]

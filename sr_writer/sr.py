@@ -35,7 +35,7 @@ from sr_writer.common import (
 )
 from sr_writer.inputs import ImageResult, LabelResult, ModelIdentity
 from sr_writer.options import WriteOptions
-from sr_writer.spatial import region_group
+from sr_writer.spatial import image_area, region_group
 from sr_writer.uids import ResultUIDs
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def _label_group(
         name=c.CERTAINTY_OF_FINDING,
         value=float(label.probability),
         unit=c.UNIT_ONE,
+        referenced_coordinates=[image_area(header, result.frame)],
     )
     decision = QualitativeEvaluation(
         name=finding, value=c.PRESENT if label.positive else c.ABSENT
