@@ -1,0 +1,88 @@
+"""The SR through the published code of OHIF's SR extension and the dcmjs/Cornerstone3D
+adapters (tests/viewers/ohif_sr.mjs, run by node): it loads without throwing and each
+positive finding is a measurement with coordinates on its source image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+
+from tests.support.viewers import Finding, located, run_ohif_sr, unavailable
+
+from .conftest import SOURCES, save, write
+
+pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
+
+
+def _files(sources: list[Dataset], sr: Dataset, folder: Path) -> tuple[Path, list[Path]]:
+    return (save(sr, folder, "sr"),
+            [save(ds, folder, f"source{i}") for i, ds in enumerate(sources)])
+
+
+def _positives(sources: list[Dataset]) -> list[Finding]:
+    """What ``write`` made positive: pneumothorax on every image (0.83, 0.73, 0.63)."""
+    return [Finding(str(ds.SOPInstanceUID), "Pneumothorax", int(ds.Rows), int(ds.Columns))
+            for ds in sources]
+
+
+@pytest.mark.parametrize("kind", ["cr", "dx-mono1", "ct"])
+def test_ohif_locates_each_positive_finding(kind: str, tmp_path: Path) -> None:
+    sources = SOURCES[kind]()
+    out = write(sources)
+    sr, files = _files(sources, out.sr, tmp_path)
+    output = run_ohif_sr(sr, files)
+    assert output["versions"]["@ohif/extension-cornerstone-dicom-sr"] == "3.13.13"
+    found = located(output, _positives(sources))
+    for measurement, ds in zip(found, sources, strict=True):
+        # The heatmap blob peaks at (0.25 of the width, 0.3 of the height).
+        xs, ys = measurement["graphicData"][0::2], measurement["graphicData"][1::2]
+        assert min(xs) <= 0.25 * ds.Columns <= max(xs)
+        assert min(ys) <= 0.3 * ds.Rows <= max(ys)
+        assert max(xs) < 0.6 * ds.Columns and max(ys) < 0.6 * ds.Rows
+    # Every label's classification is a measurement too (over the whole image).
+    names = [m["TrackingIdentifier"] for m in output["ohif"]["measurements"]]
+    for name in ("Pneumothorax", "Pleural effusion", "Cardiomegaly"):
+        assert sum(n.startswith(name) for n in names) >= len(sources)
+    # dcmjs and the Cornerstone3D adapters parse the report without throwing.
+    assert output["dcmjsAdapters"]["error"] is None
+    assert output["cornerstone3dAdapters"]["error"] is None
+
+
+def test_negative_labels_are_not_located(tmp_path: Path) -> None:
+    sources = SOURCES["cr"]()
+    out = write(sources)
+    sr, files = _files(sources, out.sr, tmp_path)
+    output = run_ohif_sr(sr, files)
+    with pytest.raises(AssertionError, match="no OHIF measurement locates Pleural effusion"):
+        located(output, [Finding(str(sources[0].SOPInstanceUID), "Pleural effusion",
+                                 int(sources[0].Rows), int(sources[0].Columns))])
+
+
+def _strip_scoords(items) -> None:  # noqa: ANN001 - a pydicom Sequence of content items
+    """Remove every SCOORD and every TID 1410 group: the SR as it was before."""
+    keep = []
+    for item in items:
+        if item.get("ValueType") == "SCOORD":
+            continue
+        if "ContentTemplateSequence" in item and \
+                item.ContentTemplateSequence[0].TemplateIdentifier == "1410":
+            continue
+        if "ContentSequence" in item:
+            _strip_scoords(item.ContentSequence)
+        keep.append(item)
+    items.clear()
+    items.extend(keep)
+
+
+def test_check_fails_for_an_sr_without_coordinates(tmp_path: Path) -> None:
+    """The check can fail: without SCOORD, OHIF 3.13 throws while loading (issue 13)."""
+    sources = SOURCES["cr"]()
+    out = write(sources)
+    _strip_scoords(out.sr.ContentSequence)
+    sr, files = _files(sources, out.sr, tmp_path)
+    output = run_ohif_sr(sr, files)
+    assert "ReferencedSOPSequence" in (output["ohif"]["error"] or "")
+    with pytest.raises(AssertionError, match="OHIF threw"):
+        located(output, _positives(sources))
