@@ -40,6 +40,11 @@ class WriteOptions:
         heatmap_floor: heatmap values below this are fully transparent.
         procedure_code: override of the Procedure Reported code as
             ``(value, scheme, meaning)``; default picks one from Modality.
+        kos: write a Key Object Selection document flagging the source images with
+            positive findings (only when there are some).
+        parametric_map: write a Parametric Map of each positive finding's heatmap over
+            its source image (OHIF overlays it); off by default.
+        kos_series_number / pmap_series_number: Series Number of those series.
     """
 
     sr_labels: Literal["all", "positive"] = "all"
@@ -57,3 +62,7 @@ class WriteOptions:
     heatmap_opacity: float = 0.5
     heatmap_floor: float = 0.2
     procedure_code: tuple[str, str, str] | None = None
+    kos: bool = True
+    parametric_map: bool = False
+    kos_series_number: int = 9903
+    pmap_series_number: int = 9904
