@@ -13,13 +13,13 @@ import logging
 from collections.abc import Sequence
 
 from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
-from highdicom.sr import DeviceObserverIdentifyingAttributes, ObserverContext
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from sr_writer.common import (
     append_algorithm_equipment,
     copy_extra_patient_study,
+    device_observer,
     series_description,
     set_times,
     settle_character_set,
@@ -61,15 +61,7 @@ def build_kos(
     if not flagged:
         return None
     model = results[0].model
-    observer = ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-            uid=model.device_uid,
-            name=model.name[:64],
-            manufacturer_name=model.manufacturer[:64],
-            model_name=f"{model.name} {model.version}"[:64],
-        ),
-    )
+    observer = device_observer(model)
     content = KeyObjectSelection(
         document_title=OF_INTEREST,
         referenced_objects=flagged,

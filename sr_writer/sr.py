@@ -10,12 +10,10 @@ import highdicom as hd
 from highdicom.sr import (
     AlgorithmIdentification,
     Comprehensive3DSR,
-    DeviceObserverIdentifyingAttributes,
     Measurement,
     MeasurementReport,
     MeasurementsAndQualitativeEvaluations,
     ObservationContext,
-    ObserverContext,
     PlanarROIMeasurementsAndQualitativeEvaluations,
     QualitativeEvaluation,
     SourceImageForMeasurementGroup,
@@ -29,6 +27,7 @@ from sr_writer.common import (
     CHARACTER_SET,
     append_algorithm_equipment,
     copy_extra_patient_study,
+    device_observer,
     series_description,
     set_times,
     settle_character_set,
@@ -130,15 +129,7 @@ def build_sr(
 ) -> Dataset:
     """Build the Comprehensive 3D SR for ``results`` (already validated)."""
     model = results[0].model
-    observer = ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-            uid=model.device_uid,
-            name=model.name[:64],
-            manufacturer_name=model.manufacturer[:64],
-            model_name=f"{model.name} {model.version}"[:64],
-        ),
-    )
+    observer = device_observer(model)
     groups: list[MeasurementsAndQualitativeEvaluations
                  | PlanarROIMeasurementsAndQualitativeEvaluations] = []
     for index, result in enumerate(results, start=1):
