@@ -35,7 +35,11 @@ def test_ohif_locates_each_positive_finding(kind: str, tmp_path: Path) -> None:
     output = run_ohif_sr(sr, files)
     assert output["versions"]["@ohif/extension-cornerstone-dicom-sr"] == "3.13.13"
     found = located(output, _positives(sources))
-    for measurement, ds in zip(found, sources, strict=True):
+    drawn = {a["TrackingUniqueIdentifier"]: a for a in output["ohif"]["annotations"]}
+    for i, (measurement, ds) in enumerate(zip(found, sources, strict=True)):
+        # The text OHIF's DICOMSRDisplayTool draws beside it (its own code).
+        text = drawn[measurement["TrackingUniqueIdentifier"]]["textLines"]
+        assert text == [f"Certainty of Finding: {0.83 - 0.1 * i:.2f} 1"]
         # The heatmap blob peaks at (0.25 of the width, 0.3 of the height).
         xs, ys = measurement["graphicData"][0::2], measurement["graphicData"][1::2]
         assert min(xs) <= 0.25 * ds.Columns <= max(xs)

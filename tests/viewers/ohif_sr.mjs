@@ -197,7 +197,13 @@ const out = {
       frameNumber: m.frameNumber ?? null,
       imageId: m.imageId ?? null,
     }));
+    // What OHIF's DICOMSRDisplayTool (registered by the extension's preRegistration)
+    // writes in each measurement's text box: its own _getTextBoxLinesFromLabels.
+    extension.preRegistration({ configuration: {}, servicesManager });
+    const DisplayTool = csTools.state.tools?.DICOMSRDisplay?.toolClass;
+    const textTool = DisplayTool ? new DisplayTool({}, {}) : null;
     result.annotations = csTools.annotation.state.getAllAnnotations().map((a) => ({
+      textLines: textTool ? textTool._getTextBoxLinesFromLabels(a.data?.labels ?? []) : null,
       toolName: a.metadata?.toolName,
       referencedImageId: a.metadata?.referencedImageId,
       graphicType: a.metadata?.graphicType,
