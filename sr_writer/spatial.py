@@ -104,8 +104,14 @@ def hot_region(heatmap: np.ndarray, rows: int, cols: int) -> HotRegion | None:
         return None
     level = peak * HOT_FRACTION
     cells = _component(heat >= level, (int(peak_index[0]), int(peak_index[1])))
-    # Cell corners as (x, y) = (column, row) in heatmap cells.
-    corners = [(j + dj, i + di) for i, j in cells for di in (0, 1) for dj in (0, 1)]
+    # The hull of the cells is the hull of each row's outermost cells' corners,
+    # as (x, y) = (column, row) in heatmap cells.
+    extremes: dict[int, tuple[int, int]] = {}
+    for i, j in cells:
+        lo, hi = extremes.get(i, (j, j))
+        extremes[i] = (min(lo, j), max(hi, j))
+    corners = [(x, y) for i, (lo, hi) in extremes.items()
+               for x in (lo, hi + 1) for y in (i, i + 1)]
     hull = _convex_hull(corners)
     sx, sy = cols / w, rows / h
     outline = np.array([(x * sx, y * sy) for x, y in hull] + [(hull[0][0] * sx,
