@@ -120,6 +120,17 @@ def hot_region(heatmap: np.ndarray, rows: int, cols: int) -> HotRegion | None:
     return HotRegion(outline=outline.astype(np.float32), peak=peak_xy, level=level)
 
 
+def _border(header: Dataset) -> np.ndarray:
+    """The analysed image's outline, closed: (0,0) to (Columns, Rows)."""
+    rows, cols = float(header.Rows), float(header.Columns)
+    return np.array([(0, 0), (cols, 0), (cols, rows), (0, rows), (0, 0)], dtype=np.float32)
+
+
+def _source(header: Dataset, frame: int | None) -> SourceImageForRegion:
+    return SourceImageForRegion.from_source_image(
+        header, referenced_frame_numbers=[frame] if frame is not None else None)
+
+
 def image_area(header: Dataset, frame: int | None) -> CoordinatesForMeasurement:
     """The whole analysed image as a closed POLYLINE along its border: the region a
     per-label classification was computed over (its probability is INFERRED FROM it).
@@ -127,13 +138,19 @@ def image_area(header: Dataset, frame: int | None) -> CoordinatesForMeasurement:
     OHIF's SR extension (3.13) throws while loading a report whose measurement groups
     lack coordinates, so every group carries the region it describes.
     """
-    rows, cols = float(header.Rows), float(header.Columns)
-    border = np.array([(0, 0), (cols, 0), (cols, rows), (0, rows), (0, 0)], dtype=np.float32)
     return CoordinatesForMeasurement(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-        graphic_data=border,
-        source_image=SourceImageForRegion.from_source_image(
-            header, referenced_frame_numbers=[frame] if frame is not None else None),
+        graphic_data=_border(header),
+        source_image=_source(header, frame),
+    )
+
+
+def whole_image(header: Dataset, frame: int | None) -> ImageRegion:
+    """The whole analysed image as a TID 1410 Image Region (for statements about it)."""
+    return ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=_border(header),
+        source_image=_source(header, frame),
     )
 
 
@@ -155,12 +172,10 @@ def region_group(
                  result.sop_instance_uid, label.name)
         return None
     finding = c.concept(label.code)
-    frames = [result.frame] if result.frame is not None else None
     image_region = ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
         graphic_data=region.outline,
-        source_image=SourceImageForRegion.from_source_image(
-            header, referenced_frame_numbers=frames),
+        source_image=_source(header, result.frame),
     )
     group = PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
@@ -187,4 +202,5 @@ def region_group(
     return group
 
 
-__all__ = ["HOT_FRACTION", "HotRegion", "hot_region", "image_area", "region_group"]
+__all__ = ["HOT_FRACTION", "HotRegion", "hot_region", "image_area", "region_group",
+           "whole_image"]

@@ -34,7 +34,7 @@ from sr_writer.common import (
 )
 from sr_writer.inputs import ImageResult, LabelResult, ModelIdentity
 from sr_writer.options import WriteOptions
-from sr_writer.spatial import image_area, region_group
+from sr_writer.spatial import image_area, region_group, whole_image
 from sr_writer.uids import ResultUIDs
 
 log = logging.getLogger(__name__)
@@ -97,19 +97,21 @@ def _label_group(
 
 def _no_finding_group(
     result: ImageResult, header: Dataset, where: str, uids: ResultUIDs
-) -> MeasurementsAndQualitativeEvaluations:
-    """The statement written when only positives are kept and there are none."""
+) -> PlanarROIMeasurementsAndQualitativeEvaluations:
+    """The statement written when only positives are kept and there are none: a
+    qualitative evaluation of the whole analysed image (TID 1410, so that OHIF, which
+    throws on groups without coordinates, can show it)."""
     names = ", ".join(label.name for label in result.labels)
-    group = MeasurementsAndQualitativeEvaluations(
+    group = PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
             uid=uids.tracking(result.sop_instance_uid, result.frame, "__no_finding__"),
             identifier=f"No finding above threshold{where}"[:64],
         ),
+        referenced_region=whole_image(header, result.frame),
         algorithm_id=_algorithm(result.model, None),
         qualitative_evaluations=[
             QualitativeEvaluation(name=c.CAD_PROCESSING_SUMMARY, value=c.WITHOUT_FINDINGS)
         ],
-        source_images=[_source_item(header, result.frame)],
     )
     comment = hd.sr.TextContentItem(
         name=codes.DCM.Comment,

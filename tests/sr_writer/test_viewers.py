@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
+from sr_writer import WriteOptions
 from tests.support.viewers import Finding, located, run_ohif_sr, unavailable
 
-from .conftest import SOURCES, save, write
+from .conftest import SOURCES, WHEN, result_for, save, write
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
@@ -90,3 +91,17 @@ def test_check_fails_for_an_sr_without_coordinates(tmp_path: Path) -> None:
     assert "ReferencedSOPSequence" in (output["ohif"]["error"] or "")
     with pytest.raises(AssertionError, match="OHIF threw"):
         located(output, _positives(sources))
+
+
+def test_ohif_loads_a_report_without_findings(tmp_path: Path) -> None:
+    """Only positives kept and none found: the statement about the whole image loads."""
+    sources = SOURCES["cr"]()
+    out = write(sources, WriteOptions(created_at=WHEN, sr_labels="positive"),
+                [result_for(sources[0], pneumothorax=0.2)])
+    sr, files = _files(sources, out.sr, tmp_path)
+    ohif = run_ohif_sr(sr, files)["ohif"]
+    assert ohif["error"] is None
+    [statement] = ohif["measurements"]
+    assert statement["TrackingIdentifier"] == "No finding above threshold"
+    assert statement["loaded"] and statement["ReferencedSOPInstanceUID"] == \
+        sources[0].SOPInstanceUID

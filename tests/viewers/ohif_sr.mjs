@@ -29,6 +29,9 @@ import Module from 'node:module';
 
 const require = createRequire(import.meta.url);
 require('./dom-shim.cjs');
+// stdout carries only the JSON result: the packages' own console output goes to stderr.
+const writeJson = process.stdout.write.bind(process.stdout);
+console.log = console.info = console.debug = (...args) => console.error(...args);
 
 const dcmjsModule = await import('dcmjs');
 const dcmjs = dcmjsModule.default ?? dcmjsModule;
@@ -256,4 +259,4 @@ const out = {
   };
 }
 
-process.stdout.write(JSON.stringify(out, null, 1) + '\n');
+writeJson(JSON.stringify(out, null, 1) + '\n');
