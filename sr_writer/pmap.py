@@ -1,11 +1,23 @@
-"""Parametric Map of a positive finding's heatmap, on its source image's pixel grid.
+"""Parametric Map of a finding's heatmaps over the analysed series, on its pixel grid.
 
-OHIF's pmap extension overlays a Parametric Map on the image it was derived from.
-The heatmap (model resolution, covering the source's field of view) is upsampled to
-the source's Rows x Columns and stored as 16-bit integers; the Real World Value
-Mapping (slope 1/65535) turns them back into the heatmap's 0..1 activation (UCUM
-"1"). Off by default (``WriteOptions.parametric_map``); written for single-frame sources with
-a Frame of Reference (CT, MR...), not for projection radiographs (see ``select``).
+OHIF's pmap extension overlays a Parametric Map on the volume of the series it
+references: it builds a volume of that series (slices sorted along the scan axis, as
+Cornerstone's ``sortImageIdsAndGetSpacing`` does) and copies the map's frames into it
+in frame order (``adaptersPMAP.Cornerstone3D.ParametricMap.generateToolState`` returns
+the frames as stored). So one map per (series, label) holds one frame per analysed
+slice, ordered by position along the scan axis, lowest first; highdicom orders the
+frames its own way, so they are put in that order after building.
+
+Each heatmap (model resolution, covering the slice's field of view) is upsampled to
+Rows x Columns and stored as 32-bit float (Float Pixel Data), the 0..1 activation
+itself, with an identity Real World Value Mapping (UCUM "1"): dcmjs and the Cornerstone
+adapters read Parametric Maps of 32-bit data only (16-bit maps come out as signed
+values in OHIF, i.e. wrong above 0.5). Off by default
+(``WriteOptions.parametric_map``). Written for series of single-frame images with a
+Frame of Reference and plane geometry (CT, MR...), for every label positive on at
+least one of them, when every analysed image of the series has that label's heatmap.
+Not for projection radiographs: highdicom (0.28) cannot build a Parametric Map over an
+image without a Frame of Reference, and OHIF overlays maps on volumes only.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
@@ -27,69 +40,111 @@ from sr_writer.common import (
     set_times,
     settle_character_set,
 )
-from sr_writer.inputs import ImageResult, LabelResult
+from sr_writer.inputs import ImageResult
 from sr_writer.options import WriteOptions
 from sr_writer.uids import ResultUIDs
 
 log = logging.getLogger(__name__)
 
-LEVELS = 65535  # stored value of activation 1.0
 UNIT_ONE = hd.sr.CodedConcept("1", "UCUM", "no units")
+GEOMETRY = ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient",
+            "PixelSpacing")
 
 
-def select(results: Sequence[ImageResult], sources: dict[str, Dataset]
-           ) -> list[tuple[ImageResult, LabelResult]]:
-    """The (image, positive label with a heatmap) pairs that get a Parametric Map.
+@dataclass(frozen=True)
+class MapRequest:
+    """One Parametric Map: a label over the analysed images of one series."""
 
-    Only single-frame sources with a Frame of Reference: highdicom (0.28) cannot build
-    a Parametric Map over an image without one (projection radiographs), and OHIF's
-    pmap overlay places the map by that geometry.
-    """
-    chosen = []
+    series_uid: str
+    label: str
+    results: tuple[ImageResult, ...]  # ordered along the scan axis, lowest first
+
+
+def _along_normal(ds: Dataset) -> float:
+    """Position of a slice along its scan axis (row x column direction)."""
+    orientation = np.asarray(ds.ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    return float(np.dot(np.asarray(ds.ImagePositionPatient, dtype=float), normal))
+
+
+def select(results: Sequence[ImageResult], sources: dict[str, Dataset]) -> list[MapRequest]:
+    """The Parametric Maps to write (see the module docstring for which)."""
+    by_series: dict[str, list[ImageResult]] = {}
     for result in results:
-        source = sources[result.sop_instance_uid]
-        if result.frame is not None or "FrameOfReferenceUID" not in source:
-            if any(label.positive and label.heatmap is not None for label in result.labels):
-                log.info("no parametric map for source=%s: %s", result.sop_instance_uid,
-                         "a frame of a multi-frame image" if result.frame is not None
-                         else "it has no Frame of Reference")
+        series = str(sources[result.sop_instance_uid].SeriesInstanceUID)
+        by_series.setdefault(series, []).append(result)
+    requests = []
+    for series, group in by_series.items():
+        positive = [label.name for r in group for label in r.labels
+                    if label.positive and label.heatmap is not None]
+        if not positive:
             continue
-        chosen.extend((result, label) for label in result.labels
-                      if label.positive and label.heatmap is not None)
-    return chosen
+        missing = [k for r in group for k in GEOMETRY if k not in sources[r.sop_instance_uid]]
+        if missing or any(r.frame is not None for r in group):
+            log.info("no parametric map for series=%s: %s", series,
+                     f"sources lack {sorted(set(missing))}" if missing
+                     else "frames of multi-frame images")
+            continue
+        ordered = tuple(sorted(group, key=lambda r: _along_normal(sources[r.sop_instance_uid])))
+        for name in dict.fromkeys(positive):  # each label once, in result order
+            maps = [next(lab for lab in r.labels if lab.name == name).heatmap
+                    for r in ordered]
+            if any(m is None for m in maps):
+                log.info("no parametric map for series=%s label=%s: not every image has its "
+                         "heatmap", series, name)
+                continue
+            requests.append(MapRequest(series, name, ordered))
+    return requests
+
+
+def _frames_in_order(pmap: hd.pm.ParametricMap, order: list[str]) -> None:
+    """Reorder the map's frames to follow ``order`` (source SOP Instance UIDs)."""
+    items = list(pmap.PerFrameFunctionalGroupsSequence)
+    refs = [str(item.DerivationImageSequence[0].SourceImageSequence[0]
+                .ReferencedSOPInstanceUID) for item in items]
+    if refs == order:
+        return
+    index = [refs.index(uid) for uid in order]
+    pixels = np.frombuffer(pmap.FloatPixelData, dtype="<f4").reshape(
+        len(items), int(pmap.Rows), int(pmap.Columns))
+    pmap.FloatPixelData = np.ascontiguousarray(pixels[index]).tobytes()
+    pmap.PerFrameFunctionalGroupsSequence = [items[i] for i in index]
 
 
 def build_pmap(
-    source: Dataset,
-    header: Dataset,
-    result: ImageResult,
-    label: LabelResult,
+    sources: dict[str, Dataset],
+    request: MapRequest,
     *,
     options: WriteOptions,
     uids: ResultUIDs,
     instance_number: int,
     when: dt.datetime,
 ) -> Dataset:
-    """The Parametric Map of ``label``'s heatmap over ``source`` (one frame)."""
-    assert label.heatmap is not None and label.code is not None
-    model = result.model
-    rows, cols = int(source.Rows), int(source.Columns)
-    heat = render.upsample_heatmap(label.heatmap, (rows, cols))
-    pixels = np.rint(heat * LEVELS).astype(np.uint16)
+    """The Parametric Map of ``request.label`` over its series' analysed images."""
+    model = request.results[0].model
+    images = [sources[r.sop_instance_uid] for r in request.results]
+    labels = [next(lab for lab in r.labels if lab.name == request.label)
+              for r in request.results]
+    code = labels[0].code
+    assert code is not None
+    pixels = np.stack([
+        render.upsample_heatmap(label.heatmap, (int(ds.Rows), int(ds.Columns)))
+        for label, ds in zip(labels, images, strict=True)
+    ]).astype(np.float32)
     mapping = hd.pm.RealWorldValueMapping(
-        lut_label=label.name[:16],
-        lut_explanation=f"{label.code.meaning} activation (0..1)"[:64],
+        lut_label=request.label[:16],
+        lut_explanation=f"{code.meaning} activation (0..1)"[:64],
         unit=UNIT_ONE,
-        value_range=(0, LEVELS),
-        slope=1.0 / LEVELS,
+        value_range=(0.0, 1.0),
+        slope=1.0,
         intercept=0.0,
     )
     pmap = hd.pm.ParametricMap(
-        source_images=[source],
+        source_images=images,
         pixel_array=pixels,
         series_instance_uid=uids.pmap_series,
         series_number=options.pmap_series_number,
-        sop_instance_uid=uids.pmap_instance(result.sop_instance_uid, result.frame, label.name),
+        sop_instance_uid=uids.pmap_instance(request.series_uid, request.label),
         instance_number=instance_number,
         manufacturer=options.manufacturer,
         manufacturer_model_name=f"{model.name} {model.version}"[:64],
@@ -98,26 +153,26 @@ def build_pmap(
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
         voi_lut_transformations=[hd.VOILUTTransformation(
-            window_center=LEVELS / 2, window_width=LEVELS)],
-        content_label=label.name.upper().replace(" ", "_")[:16] or "HEATMAP",
-        content_description=f"AI heatmap: {label.code.meaning}"[:64],
+            window_center=0.5, window_width=1.0)],
+        content_label=request.label.upper().replace(" ", "_")[:16] or "HEATMAP",
+        content_description=f"AI heatmap: {code.meaning}"[:64],
         content_qualification="RESEARCH" if model.demo else "PRODUCT",
         series_description=series_description(model, "parametric map"),
     )
+    _frames_in_order(pmap, [r.sop_instance_uid for r in request.results])
     # highdicom draws a random Dimension Organization UID: derive it, like every UID here.
-    organization = uids.uid("pmap-dimensions", result.sop_instance_uid, result.frame,
-                            label.name)
+    organization = uids.uid("pmap-dimensions", request.series_uid, request.label)
     for item in (*pmap.DimensionOrganizationSequence, *pmap.DimensionIndexSequence):
         item.DimensionOrganizationUID = organization
     set_times(pmap, when, ("ContentDate", "ContentTime"), ("SeriesDate", "SeriesTime"),
               ("InstanceCreationDate", "InstanceCreationTime"))
-    copy_extra_patient_study(pmap, header)
-    copy_laterality(pmap, header)
+    copy_extra_patient_study(pmap, images[0])
+    copy_laterality(pmap, images[0])
     append_algorithm_equipment(pmap, model, when)
     settle_character_set(pmap)
-    log.info("parametric map built source=%s label=%s size=%dx%d sop=%s",
-             result.sop_instance_uid, label.name, cols, rows, pmap.SOPInstanceUID)
+    log.info("parametric map built series=%s label=%s frames=%d sop=%s", request.series_uid,
+             request.label, len(images), pmap.SOPInstanceUID)
     return pmap
 
 
-__all__ = ["build_pmap", "select"]
+__all__ = ["MapRequest", "build_pmap", "select"]

@@ -74,5 +74,5 @@ class ResultUIDs:
     def pmap_series(self) -> str:
         return self.uid("pmap-series")
 
-    def pmap_instance(self, source_uid: str, frame: int | None, label: str) -> str:
-        return self.uid("pmap", source_uid, frame, label)
+    def pmap_instance(self, series_uid: str, label: str) -> str:
+        return self.uid("pmap", series_uid, label)

@@ -86,10 +86,9 @@ def write_results(
             )
         kos = build_kos(headers, results, options, uids, when) if options.kos else None
         pmaps = [
-            pmap.build_pmap(by_uid[result.sop_instance_uid], headers[result.sop_instance_uid],
-                            result, label, options=options, uids=uids,
+            pmap.build_pmap(by_uid, request, options=options, uids=uids,
                             instance_number=number, when=when)
-            for number, (result, label) in enumerate(
+            for number, request in enumerate(
                 pmap.select(results, by_uid) if options.parametric_map else [], start=1)
         ]
     except ResultWriteError:

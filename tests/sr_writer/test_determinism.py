@@ -42,7 +42,7 @@ def test_same_inputs_give_identical_objects() -> None:
 def test_parametric_maps_are_deterministic() -> None:
     options = WriteOptions(created_at=WHEN, parametric_map=True)
     first, second = write(SOURCES["ct"](), options), write(SOURCES["ct"](), options)
-    assert len(first.pmaps) == 3
+    assert len(first.pmaps) == 1 and first.pmaps[0].NumberOfFrames == 3
     for a, b in zip(first.pmaps, second.pmaps, strict=True):
         assert _bytes(a) == _bytes(b), a.SOPInstanceUID
 

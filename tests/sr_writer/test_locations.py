@@ -3,6 +3,7 @@ and the Parametric Map: geometry, references, round trips through highdicom and 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -12,14 +13,16 @@ import pydicom
 import pytest
 
 from ai.preprocess import crop_heatmap, letterbox_geometry
-from sr_writer import WriteOptions, render
-from sr_writer.pmap import LEVELS
+from sr_writer import ImageResult, WriteOptions, render
 from sr_writer.spatial import hot_region
 
 from .conftest import (
+    MODEL,
     SOURCES,
     WHEN,
+    blob,
     dciodvfy,
+    labels,
     needs_dciodvfy,
     needs_dcmtk,
     result_for,
@@ -186,24 +189,37 @@ def test_parametric_map_is_off_by_default_and_needs_a_frame_of_reference() -> No
     assert cr.pmaps == []  # a radiograph has no Frame of Reference
 
 
-def test_parametric_map_holds_the_heatmap_over_its_source(tmp_path: Path) -> None:
+def test_parametric_map_holds_the_heatmaps_over_its_series(tmp_path: Path) -> None:
     sources = SOURCES["ct"]()
-    results = [result_for(ds) for ds in sources]
+    # Different heatmaps per slice, so that a frame in the wrong place shows.
+    results = [ImageResult(str(ds.SOPInstanceUID), None, MODEL, tuple(
+        dataclasses.replace(label, heatmap=blob(cy=0.2 + 0.3 * i, cx=0.5))
+        if label.name == "pneumothorax" else label for label in labels()))
+        for i, ds in enumerate(sources)]
     out = write(sources, WriteOptions(created_at=WHEN, parametric_map=True), results)
-    assert len(out.pmaps) == len(sources)  # pneumothorax positive on each slice
-    for pm_ds, source, result in zip(out.pmaps, sources, results, strict=True):
-        pm = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(save(pm_ds, tmp_path, "pm")))
-        assert pm.StudyInstanceUID == source.StudyInstanceUID
-        assert pm.FrameOfReferenceUID == source.FrameOfReferenceUID
-        assert (pm.Rows, pm.Columns) == (source.Rows, source.Columns)
-        assert pm.SeriesInstanceUID != out.sr.SeriesInstanceUID
-        referenced = {item.ReferencedSOPInstanceUID
-                      for series in pm.ReferencedSeriesSequence
-                      for item in series.ReferencedInstanceSequence}
-        assert referenced == {source.SOPInstanceUID}
-        rwvm = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
-        assert rwvm.MeasurementUnitsCodeSequence[0].CodeValue == "1"
-        values = pm.pixel_array.astype(np.float64) * float(rwvm.RealWorldValueSlope)
+    [pm_ds] = out.pmaps  # pneumothorax: positive, with heatmaps on every slice
+    pm = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(save(pm_ds, tmp_path, "pm")))
+    assert pm.NumberOfFrames == len(sources)
+    assert pm.StudyInstanceUID == sources[0].StudyInstanceUID
+    assert pm.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+    assert (pm.Rows, pm.Columns) == (sources[0].Rows, sources[0].Columns)
+    assert pm.SeriesInstanceUID not in {out.sr.SeriesInstanceUID, out.kos.SeriesInstanceUID}
+    [series] = pm.ReferencedSeriesSequence
+    assert series.SeriesInstanceUID == sources[0].SeriesInstanceUID
+    assert {i.ReferencedSOPInstanceUID for i in series.ReferencedInstanceSequence} == \
+        {ds.SOPInstanceUID for ds in sources}
+    rwvm = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+    assert rwvm.MeasurementUnitsCodeSequence[0].CodeValue == "1"
+    by_uid = {str(ds.SOPInstanceUID): (ds, r) for ds, r in zip(sources, results, strict=True)}
+    positions = []
+    for frame, item in zip(pm.pixel_array, pm.PerFrameFunctionalGroupsSequence, strict=True):
+        uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        source, result = by_uid[uid]
+        assert item.PlanePositionSequence[0].ImagePositionPatient == \
+            source.ImagePositionPatient
         expected = render.upsample_heatmap(result.labels[0].heatmap,
                                            (source.Rows, source.Columns))
-        assert np.abs(values - expected).max() <= 1.0 / LEVELS
+        assert float(rwvm.RealWorldValueSlope) == 1.0 and pm.BitsAllocated == 32
+        assert np.abs(frame - expected).max() <= 1e-6
+        positions.append(float(source.ImagePositionPatient[2]))  # axial: normal is +z
+    assert positions == sorted(positions)  # Cornerstone's volume order, lowest first

@@ -15,6 +15,7 @@ from pathlib import Path
 
 VIEWERS = Path(__file__).resolve().parents[1] / "viewers"
 HARNESS = VIEWERS / "ohif_sr.mjs"
+PMAP_HARNESS = VIEWERS / "ohif_pmap.mjs"
 
 
 def unavailable() -> str | None:
@@ -26,14 +27,23 @@ def unavailable() -> str | None:
     return None
 
 
-def run_ohif_sr(sr: Path, sources: Sequence[Path], timeout: float = 120) -> dict:
-    """The harness's JSON for ``sr`` with the ``sources`` it refers to."""
+def _run(harness: Path, target: Path, sources: Sequence[Path], timeout: float) -> dict:
     proc = subprocess.run(
-        ["node", str(HARNESS), str(sr), *map(str, sources)],
+        ["node", str(harness), str(target), *map(str, sources)],
         capture_output=True, text=True, timeout=timeout, cwd=VIEWERS,
     )
     assert proc.returncode == 0, f"harness exit {proc.returncode}: {proc.stderr[-3000:]}"
     return json.loads(proc.stdout)
+
+
+def run_ohif_sr(sr: Path, sources: Sequence[Path], timeout: float = 120) -> dict:
+    """The SR harness's JSON for ``sr`` with the ``sources`` it refers to."""
+    return _run(HARNESS, sr, sources, timeout)
+
+
+def run_ohif_pmap(pmap: Path, sources: Sequence[Path], timeout: float = 120) -> dict:
+    """The Parametric Map harness's JSON: what OHIF's overlay puts on each slice."""
+    return _run(PMAP_HARNESS, pmap, sources, timeout)
 
 
 @dataclass(frozen=True)

@@ -23,68 +23,10 @@
 //     customizationService has no customisation. The instances go through OHIF's real
 //     DicomMetadataStore and MetadataProvider, registered with Cornerstone's metaData
 //     as OHIF's cornerstone extension does.
-import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
-import Module from 'node:module';
-
-const require = createRequire(import.meta.url);
-require('./dom-shim.cjs');
-// stdout carries only the JSON result: the packages' own console output goes to stderr.
-const writeJson = process.stdout.write.bind(process.stdout);
-console.log = console.info = console.debug = (...args) => console.error(...args);
-
-const dcmjsModule = await import('dcmjs');
-const dcmjs = dcmjsModule.default ?? dcmjsModule;
-const csAdapters = await import('@cornerstonejs/adapters');
-const csCore = await import('@cornerstonejs/core');
-const csTools = await import('@cornerstonejs/tools');
-const glMatrix = require('gl-matrix');
-
-const stubs = {
-  '@ohif/extension-cornerstone': {
-    Enums: { CORNERSTONE_3D_TOOLS_SOURCE_NAME: 'Cornerstone3DTools',
-             CORNERSTONE_3D_TOOLS_SOURCE_VERSION: '0.1' },
-  },
-  '@ohif/i18n': { __esModule: true, default: { t: (key) => key } },
-  '@ohif/ui-next': {},
-  '@ohif/core/src/contextProviders/SystemProvider': { useSystem: () => ({}) },
-};
-const real = {
-  '@cornerstonejs/adapters': csAdapters,
-  '@cornerstonejs/core': csCore,
-  '@cornerstonejs/tools': csTools,
-  'gl-matrix': glMatrix,
-};
-// The UMD bundles require() their externals; hand them the one ESM instance of each
-// Cornerstone package (a second CommonJS copy would keep its own metadata providers).
-const originalLoad = Module._load;
-Module._load = function load(request, parent, isMain) {
-  if (request in real) return real[request];
-  if (request in stubs) return stubs[request];
-  return originalLoad.call(this, request, parent, isMain);
-};
-const ohifCore = require('@ohif/core');
-real['@ohif/core'] = ohifCore;
-const srExtension = require('@ohif/extension-cornerstone-dicom-sr');
-Module._load = originalLoad;
-const extension = srExtension.default ?? srExtension;
-
-function naturalize(path) {
-  const bytes = readFileSync(path);
-  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-  const dicomDict = dcmjs.data.DicomMessage.readFile(buffer);
-  const dataset = dcmjs.data.DicomMetaDictionary.naturalizeDataset(dicomDict.dict);
-  dataset._meta = dcmjs.data.DicomMetaDictionary.namifyDataset(dicomDict.meta);
-  return dataset;
-}
-
-function safe(fn) {
-  try {
-    return { value: fn(), error: null };
-  } catch (err) {
-    return { value: null, error: `${err?.name}: ${err?.message}` };
-  }
-}
+import {
+  csAdapters, csCore, csTools, dcmjs, extension, naturalize, ohifCore, registerSources, safe,
+  version, writeJson,
+} from './viewer_env.mjs';
 
 const [srPath, ...sourcePaths] = process.argv.slice(2);
 if (!srPath || sourcePaths.length === 0) {
@@ -92,31 +34,10 @@ if (!srPath || sourcePaths.length === 0) {
   process.exit(2);
 }
 
-const { DicomMetadataStore, classes, utils } = ohifCore;
-const { MetadataProvider } = classes;
+const { utils } = ohifCore;
 const sr = naturalize(srPath);
 const sources = sourcePaths.map(naturalize);
-
-// OHIF's cornerstone extension registers its metadata provider like this.
-csCore.metaData.addProvider(MetadataProvider.get.bind(MetadataProvider), 9999);
-const imageIds = new Map(); // SOPInstanceUID -> imageIds (one per frame)
-for (const ds of sources) {
-  if (ds.PixelData) delete ds.PixelData; // metadata only, as OHIF's store holds
-  DicomMetadataStore.addInstances([ds], true);
-  const frames = Number(ds.NumberOfFrames || 1);
-  const ids = [];
-  for (let frame = 1; frame <= frames; frame++) {
-    const imageId = `wadouri:file://${ds.SOPInstanceUID}` + (frames > 1 ? `&frame=${frame}` : '');
-    MetadataProvider.addImageIdToUIDs(imageId, {
-      StudyInstanceUID: ds.StudyInstanceUID,
-      SeriesInstanceUID: ds.SeriesInstanceUID,
-      SOPInstanceUID: ds.SOPInstanceUID,
-      frameNumber: frames > 1 ? frame : undefined,
-    });
-    ids.push(imageId);
-  }
-  imageIds.set(ds.SOPInstanceUID, ids);
-}
+const imageIds = registerSources(sources, 'wadouri'); // SOPInstanceUID -> imageIds
 const sourceDisplaySets = [...new Set(sources.map((ds) => ds.SeriesInstanceUID))].map(
   (series) => {
     const images = sources.filter((ds) => ds.SeriesInstanceUID === series);
@@ -156,8 +77,6 @@ const servicesManager = {
 };
 const extensionManager = { getDataSources: () => [dataSource] };
 
-const version = (name) => JSON.parse(readFileSync(
-  new URL(`./node_modules/${name}/package.json`, import.meta.url), 'utf8')).version;
 const out = {
   versions: Object.fromEntries([
     '@ohif/extension-cornerstone-dicom-sr', '@ohif/core', '@cornerstonejs/adapters',
