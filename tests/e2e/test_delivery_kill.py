@@ -1,0 +1,134 @@
+"""kill -9 in the middle of a delivery: every attempt and every accepted instance is on
+record, so after a restart at most the instance in flight at the kill is sent again.
+
+Real peers: the node as a subprocess forwards a study to a Storage SCP process that
+writes every received object to its own file, so a resend shows up as a second file with
+the same SOP Instance UID. The peer is slowed so that the kill lands mid-batch:
+
+- DCMTK storescp ``+uf --sleep-after 1``: it sleeps after answering; the kill finds the
+  node between answered instances;
+- a pynetdicom SCP process that stores each instance, then sleeps 1 s before answering
+  (tests/support/slow_scp.py): the kill finds one instance stored but unanswered, the
+  one in flight, and that one, and only it, is sent again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
+from tests.node.conftest import index_url, postgres  # noqa: F401 - fixtures
+from tests.node.helpers import query, storescu, wait_until
+from tests.support.node_process import ROOT, NodeProcess
+from tests.support.slow_scp import SlowStoreSCP
+from tests.support.storescp import StoreSCP
+
+pytestmark = pytest.mark.peer
+
+N = 6  # instances forwarded
+KILL_AT = 3  # kill once the destination has this many
+
+
+def node_config(index_url: str, port: int) -> dict[str, object]:  # noqa: F811
+    cfg: dict[str, object] = {
+        "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
+        "destinations": [{"name": "pacs", "kind": "dimse", "ae_title": "PACS",
+                          "host": "127.0.0.1", "port": port, "timeout": 20}],
+        "routes": [{"name": "archive", "action": "forward", "destinations": ["pacs"]}],
+        "jobs": {"retry": {"base_s": 1, "factor": 1.0, "cap_s": 1, "jitter": 0}},
+    }
+    if not index_url.startswith("sqlite"):
+        cfg["database_url"] = index_url
+    return cfg
+
+
+def received_uids(scp: StoreSCP | SlowStoreSCP) -> Counter[str]:
+    """SOP Instance UID -> how many times the destination stored it (a file storescp is
+    writing this very moment is read again a little later)."""
+    for _ in range(50):
+        try:
+            return Counter(str(dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+                           for f in scp.received())
+        except (InvalidDicomError, EOFError, OSError):
+            time.sleep(0.1)
+    raise AssertionError(f"unreadable files in {scp.out_dir}")
+
+
+def accepted_on_record(node: NodeProcess) -> set[str]:
+    rows = query(node.index,
+                 "SELECT r.sop_instance_uid FROM delivery_responses r "
+                 "JOIN delivery_attempts a ON a.id = r.attempt_id "
+                 "WHERE r.outcome = 'delivered'")
+    return {r[0] for r in rows}
+
+
+def jobs_show(node: NodeProcess, job_id: int) -> str:
+    out = subprocess.run([sys.executable, "-m", "dicom_node", "jobs", "show", str(job_id),
+                          "--config", str(node.config_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def peer(kind: str, workdir: Path) -> StoreSCP | SlowStoreSCP:
+    if kind == "storescp":  # not bit-preserving: each file is written whole, then answered
+        return StoreSCP(workdir, ae_title="PACS", bit_preserving=False,
+                        extra_args=["+uf", "--sleep-after", "1"])
+    return SlowStoreSCP(workdir, ae_title="PACS", delay=1.0)
+
+
+@pytest.mark.parametrize("kind", ["storescp", "store-then-wait"])
+def test_kill_9_mid_dimse_delivery_resends_at_most_one(tmp_path: Path, kind: str,
+                                                       index_url: str) -> None:  # noqa: F811
+    study = write_files(iter_ct_series(N, Patient(patient_id="PK9"), rows=32, cols=32,
+                                       seed=5, study_uid=new_uid()), tmp_path / "study")
+    sent = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in study}
+    with peer(kind, tmp_path / "pacs") as pacs:
+        node = NodeProcess(tmp_path / "node", node_config(index_url, pacs.port))
+        node.start()
+        try:
+            assert storescu(node.port, study).returncode == 0
+            wait_until(lambda: len(pacs.received()) >= KILL_AT, timeout=60, interval=0.02)
+            node.kill()
+            at_kill = received_uids(pacs)
+            on_record = accepted_on_record(node)
+            # Everything the destination stored is on record, but for the one in flight.
+            assert on_record <= set(at_kill), (on_record, at_kill)
+            assert len(set(at_kill) - on_record) <= 1, (on_record, at_kill, node.log()[-3000:])
+            assert KILL_AT - 1 <= len(on_record) < N
+            unfinished = query(node.index, "SELECT id FROM delivery_attempts "
+                                           "WHERE finished_at IS NULL")
+            assert len(unfinished) == 1, "the attempt under way was not recorded at its start"
+
+            node.start()
+            wait_until(lambda: query(node.index, "SELECT state FROM jobs") == [("done",)],
+                       timeout=90, interval=0.2)
+        finally:
+            node.stop()
+        final = received_uids(pacs)
+    assert set(final) == sent
+    twice = {uid for uid, n in final.items() if n > 1}
+    # At most one instance went twice: the one in flight, never one on record as accepted.
+    assert len(twice) <= 1 and max(final.values()) <= 2, (final, at_kill, on_record)
+    assert not twice & on_record, (twice, on_record)
+    if kind == "store-then-wait":  # nothing reaches it after the kill: exactly the one
+        assert twice == set(at_kill) - on_record, (twice, at_kill, on_record)
+    resent = len(twice)
+
+    attempts = query(node.index, "SELECT outcome, finished_at FROM delivery_attempts "
+                                 "ORDER BY id")
+    assert [a[0] for a in attempts] == ["interrupted", "delivered"], attempts
+    assert attempts[0][1] is None and attempts[1][1] is not None
+    shown = jobs_show(node, 1)
+    assert "interrupted" in shown and "delivered" in shown, shown
+    assert "delivery attempts (2)" in shown, shown
+    print(f"killed after {len(at_kill)} of {N} stored ({len(on_record)} on record), "
+          f"resent {resent}")
