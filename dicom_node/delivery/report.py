@@ -1,6 +1,7 @@
 """What one delivery attempt produced: per-instance outcomes and an overall verdict.
 
-The job layer records one :class:`DeliveryReport` per attempt (per job and destination).
+The job layer records one attempt per :class:`DeliveryReport` (per job and destination),
+and each outcome as the deliverer adds it (``on_outcomes``).
 ``status`` says what to do next: ``delivered`` (done), ``transient`` (retry the
 ``undelivered_paths`` later, with backoff) or ``permanent`` (retrying will not help; the
 job fails and is listed).

@@ -1,4 +1,5 @@
-"""One job, start to end: infer, write the SR and heatmaps, deliver, record every attempt.
+"""One job, start to end: infer, write the SR and heatmaps, deliver, record every attempt
+(at its start, and each response as it arrives: see ``jobs/attempts.py``).
 
 A retried job whose results were already written skips straight to delivery, and only
 to the destinations that have not accepted them yet; result UIDs are deterministic, so
