@@ -193,3 +193,29 @@ def test_kill_9_mid_orthanc_rest_delivery_resends_at_most_one(tmp_path: Path) ->
         assert orthanc.instance_count() == N
     # The instance in the filter at the kill was stored all the same, and sent once more.
     assert run.twice == set(run.at_kill) - run.on_record, run
+
+
+def test_retry_sends_only_what_the_destination_refused(tmp_path: Path) -> None:
+    """No kill: the peer refuses every second instance once (0xA700, transient); the
+    retry sends those and nothing else."""
+    study = write_files(iter_ct_series(N, Patient(patient_id="PR2"), rows=32, cols=32,
+                                       seed=6, study_uid=new_uid()), tmp_path / "study")
+    with SlowStoreSCP(tmp_path / "pacs", delay=0, fail_every=2) as pacs:
+        node = NodeProcess(tmp_path / "node", node_config(
+            sqlite_url(tmp_path / "unused.sqlite"),
+            {"kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1", "port": pacs.port}))
+        with node:
+            assert storescu(node.port, study).returncode == 0
+            wait_until(lambda: query(node.index, "SELECT state FROM jobs") == [("done",)],
+                       timeout=90, interval=0.2)
+        answers = pacs.answers()
+    per_uid: dict[str, list[int]] = {}
+    for uid, status in answers:
+        per_uid.setdefault(uid, []).append(status)
+    refused = {uid for uid, statuses in per_uid.items() if statuses[0] == 0xA700}
+    assert len(per_uid) == N and len(refused) == N // 2
+    for uid, statuses in per_uid.items():
+        assert statuses == ([0xA700, 0x0000] if uid in refused else [0x0000]), (uid, statuses)
+    attempts = query(node.index, "SELECT outcome, planned, sent, accepted "
+                                 "FROM delivery_attempts ORDER BY id")
+    assert attempts == [("transient", N, N, N - N // 2), ("delivered", N // 2, N // 2, N // 2)]
