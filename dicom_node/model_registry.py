@@ -59,3 +59,8 @@ def model_manifests(config: NodeConfig) -> tuple[dict[str, Manifest], list[Packa
         else:
             manifests[manifest.name] = manifest
     return manifests, errors
+
+
+def model_names(config: NodeConfig) -> list[str]:
+    """The names routes may use: every package the configuration would load."""
+    return list(model_manifests(config)[0])

@@ -68,7 +68,9 @@ def build_config(config: Path | None, port: int | None, ae_title: str | None,
         if errors:
             raise ConfigError("command line", errors)
         data["destinations"] = [*(data.get("destinations") or []), *extra]
-    return validate_config(data, source)
+    from dicom_node.model_registry import model_names
+
+    return validate_config(data, source, models=model_names)
 
 
 def banner(cfg: NodeConfig, db_description: str, models: list[str] | None = None) -> str:

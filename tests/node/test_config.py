@@ -110,3 +110,68 @@ def test_parse_destination() -> None:
                 "A_TITLE_LONGER_THAN_16@h:1"):
         with pytest.raises(ValueError, match="expected AE@host:port"):
             parse_destination(bad)
+
+
+MIXED = """\
+data_dir: {data_dir}
+port: 70000
+destinations:
+  - {{name: pacs, kind: dimse, ae_title: PACS, host: 127.0.0.1, port: 104}}
+  - {{name: vna, kind: dimse, ae_title: VNA, host: 127.0.0.1, port: 0}}
+routes:
+  - name: chest
+    models: [demo-cxr-densenet12]
+    destinations: [pacs, vna, archive]
+  - name: chest
+    models: [demo-cxr-densenet121]
+  - name: broken
+    action: fly
+"""
+
+
+def test_config_check_reports_field_and_reference_errors_in_one_pass(tmp_path: Path) -> None:
+    f = tmp_path / "node.yaml"
+    f.write_text(MIXED.format(data_dir=tmp_path))
+    r = CliRunner().invoke(app, ["config", "check", str(f)])
+    assert r.exit_code == 1
+    lines = [line.strip() for line in r.output.splitlines()[1:] if line.strip()]
+    assert lines[0].startswith("port:")  # field errors first, each with its path
+    assert any(line.startswith("destinations[1].dimse.port:") for line in lines), lines
+    assert any(line.startswith("routes[2].action:") for line in lines), lines
+    # Cross-references in the same pass: an invalid destination still counts as named,
+    # a mistyped model is named with its path.
+    assert "routes[0].models[0]: unknown model 'demo-cxr-densenet12'" in lines
+    assert "routes[0].destinations[2]: unknown destination 'archive'" in lines
+    assert "routes[1].name: duplicate route name 'chest' (also routes[0])" in lines
+    assert not any("destinations[1]: unknown destination 'vna'" in line for line in lines)
+    assert f"{len(lines)} configuration errors" in r.output
+
+
+def test_config_check_knows_packages_under_models_dir(tmp_path: Path) -> None:
+    from ai.bundled.cache import demo_manifest
+    from ai.manifest import dump_manifest
+
+    package = tmp_path / "models" / "cxr-real"
+    package.mkdir(parents=True)
+    real = demo_manifest("1.2.3").model_copy(update={"name": "cxr-real", "demo": False})
+    dump_manifest(real, package / "model.yaml")
+    f = tmp_path / "node.yaml"
+    f.write_text(f"data_dir: {tmp_path}\nroutes:\n  - name: chest\n    models: [cxr-real]\n")
+    r = CliRunner().invoke(app, ["config", "check", str(f)])
+    assert r.exit_code == 0, r.output
+    assert "models: cxr-real, demo-cxr-densenet121" in r.output
+    f.write_text(f"data_dir: {tmp_path}\nmodels: {{bundled: false}}\nroutes:\n"
+                 "  - name: chest\n    models: [demo-cxr-densenet121]\n")
+    r = CliRunner().invoke(app, ["config", "check", str(f)])
+    assert r.exit_code == 1
+    assert "routes[0].models[0]: unknown model 'demo-cxr-densenet121'" in r.output
+
+
+def test_serve_refuses_a_route_to_an_unknown_model(tmp_path: Path) -> None:
+    f = tmp_path / "node.yaml"
+    f.write_text(f"data_dir: {tmp_path}\nroutes:\n  - name: chest\n"
+                 "    models: [demo-cxr-densenet12]\n")
+    r = CliRunner().invoke(app, ["serve", "--config", str(f)])
+    assert r.exit_code == 2
+    assert "routes[0].models[0]: unknown model 'demo-cxr-densenet12'" in r.output
+    assert not (tmp_path / "index.sqlite").exists()  # refused before anything started
