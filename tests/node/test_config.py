@@ -175,3 +175,21 @@ def test_serve_refuses_a_route_to_an_unknown_model(tmp_path: Path) -> None:
     assert r.exit_code == 2
     assert "routes[0].models[0]: unknown model 'demo-cxr-densenet12'" in r.output
     assert not (tmp_path / "index.sqlite").exists()  # refused before anything started
+
+
+def test_demo_warnings_only_for_demo_results_sent_somewhere() -> None:
+    from dicom_node.cli.serve import demo_warnings
+    from dicom_node.settings.routes import RouteRule
+
+    def rule(name: str, **kw) -> RouteRule:
+        return RouteRule(name=name, **kw)
+
+    rules = [
+        rule("demo-to-pacs", models=["demo", "real"], destinations=["pacs", "vna"]),
+        rule("demo-kept-here", models=["demo"]),
+        rule("real-to-pacs", models=["real"], destinations=["pacs"]),
+        rule("disabled", enabled=False, models=["demo"], destinations=["pacs"]),
+    ]
+    assert demo_warnings(rules, {"demo"}) == [
+        "WARNING: route 'demo-to-pacs' sends results of the NON-CLINICAL DEMO model demo "
+        "(untrained weights) to pacs, vna"]
