@@ -193,3 +193,23 @@ def test_demo_warnings_only_for_demo_results_sent_somewhere() -> None:
     assert demo_warnings(rules, {"demo"}) == [
         "WARNING: route 'demo-to-pacs' sends results of the NON-CLINICAL DEMO model demo "
         "(untrained weights) to pacs, vna"]
+
+
+def test_readme_production_example_is_valid_and_runs_no_demo_model() -> None:
+    import re
+
+    import yaml
+
+    from ai.bundled.cache import DEMO_NAME
+    from dicom_node.settings.root import validate_config
+
+    readme = (ROOT / "README.md").read_text()
+    after = readme.split("A minimal production file", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", after, re.S).group(1)
+    assert DEMO_NAME not in block
+    cfg = validate_config(yaml.safe_load(block), "README")
+    assert cfg.models.bundled is False
+    assert all(DEMO_NAME not in r.models for r in cfg.routes)
+    # Its model is a placeholder package name: config check says so until it is there.
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.models\[0\]: unknown model"):
+        validate_config(yaml.safe_load(block), "README", models=lambda _cfg: [])
