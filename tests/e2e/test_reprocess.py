@@ -18,6 +18,7 @@ from ai.bundled.cache import demo_manifest
 from ai.manifest import dump_manifest
 from dicom_node import synthetic
 from tests.e2e.test_dimse_roundtrip import SR_CLASS, dciodvfy_errors, job_rows, storescu
+from tests.e2e.test_orthanc_redelivery import wait_for
 from tests.support.node_process import ROOT, NodeProcess
 from tests.support.storescp import StoreSCP
 
@@ -27,15 +28,6 @@ pytestmark = pytest.mark.peer
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dicom_node", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-
-
-def wait_for(check, timeout: float, what: str, log) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{log()[-3000:]}")
 
 
 def test_fix_the_route_reload_and_reprocess(tmp_path: Path) -> None:
