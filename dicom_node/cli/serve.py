@@ -131,6 +131,14 @@ def _reload(node: Node, read: Callable[[], NodeConfig]) -> None:
     if restart:
         log.warning("these settings changed but apply only after a restart: %s",
                     ", ".join(restart))
+    for line in demo_route_warnings(node):
+        log.warning("%s", line.removeprefix("WARNING: "))
+
+
+def demo_route_warnings(node: Node) -> list[str]:
+    """:func:`demo_warnings` for the node's current routes and loaded models."""
+    demo = {name for name, m in node.jobs.registry.models.items() if m.identity.demo}
+    return demo_warnings(node.jobs.rules(), demo)
 
 
 def _setup_logging(cfg: NodeConfig) -> None:
@@ -171,8 +179,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"cannot start: {type(err).__name__}: {err}", err=True)
             raise typer.Exit(1) from None
         set_mmap_threshold(SERVING_MMAP_THRESHOLD)  # jobs reuse the heap; trimmed per job
-        demo = {name for name, m in node.jobs.registry.models.items() if m.identity.demo}
-        warnings = demo_warnings(node.jobs.rules(), demo)
+        warnings = demo_route_warnings(node)
         for line in warnings:
             logging.getLogger("dicom_node").warning("%s", line.removeprefix("WARNING: "))
         typer.echo(banner(cfg, node.db.describe(), model_lines(node), warnings))

@@ -63,6 +63,9 @@ def test_fix_the_route_reload_and_reprocess(tmp_path: Path) -> None:
             assert reload.returncode == 0, reload.stderr
             wait_for(lambda: "configuration reloaded" in node.log(), 30, "the reload",
                      node.log)
+            # The reloaded route sends the demo model's results to the PACS: said so.
+            wait_for(lambda: "route 'chest' sends results of the NON-CLINICAL DEMO model"
+                     in node.log(), 10, "the demo warning", node.log)
             done = cli("studies", "reprocess", study_uid, "-c", str(node.config_path))
             assert done.returncode == 0, done.stdout + done.stderr
             assert "reprocess of group 1; rules: chest (infer)" in done.stdout
