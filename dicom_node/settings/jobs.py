@@ -53,6 +53,9 @@ class ResultsSettings(BaseModel):
     max_heatmaps_per_image: int | None = Field(
         3, ge=1, description="With heatmaps 'positive': at most this many per image; "
         "null: no cap.")
+    max_heatmap_images: int | None = Field(
+        None, ge=1, description="For series (CT/MR): heatmaps only on the N images whose "
+        "top probability is highest (key slices); null: every image.")
     heatmap_floor: float = Field(
         0.5, ge=0.0, lt=1.0, description="Heatmap values below this are left untinted, so "
         "the anatomy stays readable.")
@@ -73,6 +76,7 @@ class ResultsSettings(BaseModel):
             sr_labels=self.sr_labels,
             heatmaps=self.heatmaps,
             max_heatmaps_per_image=self.max_heatmaps_per_image,
+            max_heatmap_images=self.max_heatmap_images,
             heatmap_floor=self.heatmap_floor,
             findings_card=self.findings_card,
             caution=self.caution,

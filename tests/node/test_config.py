@@ -213,3 +213,17 @@ def test_readme_production_example_is_valid_and_runs_no_demo_model() -> None:
     # Its model is a placeholder package name: config check says so until it is there.
     with pytest.raises(ConfigError, match=r"routes\[0\]\.models\[0\]: unknown model"):
         validate_config(yaml.safe_load(block), "README", models=lambda _cfg: [])
+
+
+def test_results_settings_reach_the_writer() -> None:
+    from dicom_node.settings.root import validate_config
+
+    cfg = validate_config({"results": {"max_heatmaps_per_image": 1, "heatmap_floor": 0.6,
+                                       "max_heatmap_images": 4}})
+    options = cfg.results.write_options()
+    assert (options.heatmaps, options.max_heatmaps_per_image, options.heatmap_floor,
+            options.max_heatmap_images) == ("positive", 1, 0.6, 4)
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"results": {"heatmap_floor": 1.0, "max_heatmaps_per_image": 0}})
+    assert {e.split(":")[0] for e in exc.value.errors} == {
+        "results.heatmap_floor", "results.max_heatmaps_per_image"}
