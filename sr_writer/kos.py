@@ -25,7 +25,7 @@ from sr_writer.common import (
     settle_character_set,
 )
 from sr_writer.inputs import ImageResult
-from sr_writer.options import WriteOptions
+from sr_writer.options import DEMO_NOTICE, WriteOptions
 from sr_writer.uids import ResultUIDs
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ def _description(results: Sequence[ImageResult]) -> str:
                 best[meaning] = max(best.get(meaning, 0.0), label.probability)
     found = ", ".join(f"{name} ({p:.2f})" for name, p in best.items())
     model = results[0].model
-    return f"AI result ({model.name} {model.version}), positive: {found}"[:1024]
+    notice = f"{DEMO_NOTICE}. " if model.demo else ""
+    return f"{notice}AI result ({model.name} {model.version}), positive: {found}"[:1024]
 
 
 def build_kos(

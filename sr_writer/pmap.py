@@ -41,7 +41,7 @@ from sr_writer.common import (
     settle_character_set,
 )
 from sr_writer.inputs import ImageResult
-from sr_writer.options import WriteOptions
+from sr_writer.options import DEMO_NOTICE, WriteOptions
 from sr_writer.uids import ResultUIDs
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ def build_pmap(
         voi_lut_transformations=[hd.VOILUTTransformation(
             window_center=0.5, window_width=1.0)],
         content_label=request.label.upper().replace(" ", "_")[:16] or "HEATMAP",
-        content_description=f"AI heatmap: {code.meaning}"[:64],
+        content_description=(f"{DEMO_NOTICE}: {code.meaning}" if model.demo
+                             else f"AI heatmap: {code.meaning}")[:64],
         content_qualification="RESEARCH" if model.demo else "PRODUCT",
         series_description=series_description(model, "parametric map"),
     )
