@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from functools import partial
+from dataclasses import replace as replace_fields
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,10 @@ from dicom_node.index.header import (
     parse_header,
     parse_leading_header,
 )
-from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.network import contexts, inline, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
+from dicom_node.store.claims import KeyedLock
 from dicom_node.store.writer import InstanceStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class StorageSCP:
         self._headers: dict[str, InstanceHeader] = {}  # spooled path -> header read ahead
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
+        self._claims = KeyedLock()  # SOP Instance UIDs being placed and indexed
 
     # -- association control -------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
@@ -229,55 +231,82 @@ class StorageSCP:
         if header.sop_class_uid != sop_class:
             return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS,
                            "SOP Class UID differs from request", "sop_class_mismatch")
+        receipt = Receipt(called_ae=called, calling_ae=calling,
+                          peer_address=assoc.requestor.address, transfer_syntax=str(ts),
+                          path="", size=0, received_at=utcnow())
+        with self._claims.hold(sop_uid):  # one C-STORE of this instance at a time here
+            return self._keep(spooled, header, receipt)
+
+    def _duplicate(self, header: InstanceHeader, receipt: Receipt, how: str) -> int:
+        metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
+        log.info("duplicate %s of study %s from %s%s: kept the first",
+                 header.sop_instance_uid, header.study_uid, receipt.calling_ae, how)
+        return SUCCESS
+
+    def _discard(self, path: Path, sop_uid: str) -> None:
+        """Remove a file this C-STORE placed, unless the index refers to it (another
+        process indexed the same instance under the same name meanwhile)."""
+        try:
+            if self.recorder.existing_path(sop_uid) == str(path):
+                return
+        except Exception:  # the index is unreachable: keep the file, it is harmless
+            log.warning("cannot check the index for %s: its file %s is kept", sop_uid, path)
+            return
+        self.store.remove(path)
+
+    def _keep(self, spooled: Path, header: InstanceHeader, receipt: Receipt) -> int | Dataset:
+        """Place and index a checked instance, following the duplicate policy."""
+        sop_uid = header.sop_instance_uid
         existing = self.recorder.existing_path(sop_uid)
         replace = self.config.duplicate_policy == "replace"
         if existing is not None:
-            metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
             if not replace:
-                log.info("duplicate %s of study %s from %s: kept the first", sop_uid,
-                         header.study_uid, calling)
-                return SUCCESS
+                return self._duplicate(header, receipt, "")
+            metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
         path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
         try:
             placed = self.store.place(spooled, path)
         except StoreError as err:
             log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        receipt = Receipt(called_ae=called, calling_ae=calling,
-                          peer_address=assoc.requestor.address, transfer_syntax=str(ts),
-                          path=str(path), size=placed.size, received_at=utcnow())
+        receipt = replace_fields(receipt, path=str(path), size=placed.size)
         # The index row commits only once the directory fsync of the rename completed.
-        record = partial(self.recorder.record, header, receipt, replace=existing is not None,
-                         before_commit=placed.wait_durable)
         try:
-            try:
-                record()
-            except IntegrityError:
-                if self.recorder.existing_path(sop_uid) is not None:
-                    # Another association indexed the same instance meanwhile.
-                    metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
-                    log.info("duplicate %s of study %s from %s (concurrent)", sop_uid,
-                             header.study_uid, calling)
-                    return SUCCESS
-                # Another process opened the same group meanwhile: retry once, joining it.
-                record()
+            for attempt in range(2):
+                try:
+                    self.recorder.record(header, receipt, replace=existing is not None,
+                                         before_commit=placed.wait_durable)
+                    break
+                except DuplicateInstance:
+                    # Another process on this database indexed it meanwhile.
+                    existing = self.recorder.existing_path(sop_uid)
+                    if not replace or existing is None or attempt:
+                        if existing != str(path):
+                            self.store.remove(path)
+                        return self._duplicate(header, receipt, " (concurrent)")
+                except IntegrityError:
+                    if attempt:
+                        raise
+                    # Another process opened the same group meanwhile: retry, joining it.
         except StoreError as err:
             log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
             if existing is None:
-                self.store.remove(path)
+                self._discard(path, sop_uid)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
         except Exception as err:
-            log.exception("C-STORE %s of study %s: indexing failed", sop_uid, header.study_uid)
+            log.error("C-STORE %s of study %s: indexing failed: %s: %s", sop_uid,
+                      header.study_uid, type(err).__name__, err)
+            log.debug("indexing failed", exc_info=True)
             if existing is None:
-                self.store.remove(path)
+                self._discard(path, sop_uid)
             return _status(OUT_OF_RESOURCES, f"index failed: {type(err).__name__}",
                            "index_failed")
         if existing is not None and existing != str(path):
-            self.store.remove(existing)
-        metrics.INSTANCES_RECEIVED.labels(called).inc()
-        metrics.BYTES_RECEIVED.labels(called).inc(placed.size)
+            self.store.remove(Path(existing))
+        metrics.INSTANCES_RECEIVED.labels(receipt.called_ae).inc()
+        metrics.BYTES_RECEIVED.labels(receipt.called_ae).inc(placed.size)
         log.debug("stored %s of study %s from %s (%d bytes)", sop_uid, header.study_uid,
-                  calling, placed.size)
+                  receipt.calling_ae, placed.size)
         return SUCCESS
 
     # -- lifecycle -----------------------------------------------------------------
