@@ -27,6 +27,7 @@ from dicom_node.db import utcnow
 from dicom_node.index.header import (
     HeaderError,
     InstanceHeader,
+    MissingIdentifiers,
     parse_header,
     parse_leading_header,
 )
@@ -220,6 +221,9 @@ class StorageSCP:
         if header is None:
             try:
                 header = self._read_header(spooled, ts)
+            except MissingIdentifiers as err:
+                log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
+                return _status(CANNOT_UNDERSTAND_IDS, str(err), "missing_uid")
             except HeaderError as err:
                 log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
                 return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")

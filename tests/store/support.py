@@ -75,3 +75,31 @@ def race_two_nodes(ports: list[int], versions: list[Dataset],
     for a in assocs:
         a.release()
     return statuses
+
+
+def write_part10(ds: Dataset, path: Path, sop: str | None = None,
+                 ts: str = "1.2.840.10008.1.2.1", body: bytes | None = None) -> Path:
+    """Write ``ds`` (or the encoded ``body`` instead of it) behind a File Meta naming
+    ``sop`` (default: the dataset's) and ``ts``, whatever the dataset holds; send it
+    unchanged with :func:`tests.node.helpers.store_file_raw`."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import UID
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = sop or ds.SOPInstanceUID
+    meta.TransferSyntaxUID = UID(ts)
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.9.7433.1.1"
+    if body is None:
+        fp = DicomBytesIO()
+        fp.is_little_endian = True
+        fp.is_implicit_VR = UID(ts).is_implicit_VR
+        write_dataset(fp, ds)
+        body = fp.getvalue()
+    out = DicomBytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(out, meta, enforce_standard=True)
+    path.write_bytes(out.getvalue() + body)
+    return path
