@@ -31,7 +31,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_SAFE = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+_UID_CHARS = re.compile(r"^[0-9.]{1,64}$")  # what a valid UID is made of
 
 
 class StoreError(OSError):
@@ -39,11 +39,14 @@ class StoreError(OSError):
 
 
 def safe_component(uid: str) -> str:
-    """A UID usable as a single path component (hashed if it has unusual characters)."""
-    uid = uid.strip().rstrip("\x00").strip()
-    if _SAFE.match(uid) and uid not in (".", ".."):
+    """A UID as a single path component, different for every different ``uid``.
+
+    A UID of digits and dots (every valid one) is its own name; anything else is named
+    ``x`` + its SHA-256: a name with a letter, which no name of the first kind can
+    equal, so an instance can never be given another instance's file."""
+    if _UID_CHARS.match(uid) and uid not in (".", ".."):
         return uid
-    return "x" + hashlib.sha1(uid.encode("utf-8", "surrogateescape")).hexdigest()
+    return "x" + hashlib.sha256(uid.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _fsync_path(path: Path) -> None:
