@@ -34,6 +34,7 @@ from dicom_node.index.header import (
 from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.network import contexts, inline, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
+from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
 from dicom_node.store.claims import KeyedLock
 from dicom_node.store.writer import InstanceStore, StoreError
 
@@ -52,7 +53,7 @@ def _status(code: int, comment: str, reason: str) -> Dataset:
     metrics.STORE_FAILURES.labels(reason).inc()
     ds = Dataset()
     ds.Status = code
-    ds.ErrorComment = comment[:64]
+    ds.ErrorComment = comment.replace("\\", "/")[:64]  # LO: no backslash
     return ds
 
 
@@ -235,6 +236,16 @@ class StorageSCP:
         if header.sop_class_uid != sop_class:
             return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS,
                            "SOP Class UID differs from request", "sop_class_mismatch")
+        try:
+            check_file(spooled, ts)
+        except StructureError as err:
+            log.warning("C-STORE %s of study %s from %s: malformed: %s", sop_uid,
+                        header.study_uid, calling, err)
+            return _status(CANNOT_UNDERSTAND, f"malformed: {err}", "malformed")
+        except PixelDataMismatch as err:
+            log.warning("C-STORE %s of study %s from %s: %s", sop_uid, header.study_uid,
+                        calling, err)
+            return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(err), "pixel_data_mismatch")
         receipt = Receipt(called_ae=called, calling_ae=calling,
                           peer_address=assoc.requestor.address, transfer_syntax=str(ts),
                           path="", size=0, received_at=utcnow())
