@@ -36,7 +36,7 @@ from dicom_node.network import contexts, inline, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
 from dicom_node.store.claims import KeyedLock
-from dicom_node.store.writer import InstanceStore, StoreError
+from dicom_node.store.writer import InstanceStore, ReserveError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class StorageSCP:
         responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
         spool.install()
-        spool.register(self.ae, store.incoming, on_head=self._on_head)
+        spool.register(self.ae, store.incoming, on_head=self._on_head, admit=store.admit)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes
         self.ae.require_called_aet = False  # checked per configured AE in _on_requested
@@ -215,6 +215,11 @@ class StorageSCP:
         spooled = Path(event.dataset_path)
         header = self._headers.pop(str(spooled), None)  # usually read while it arrived
         spool_error = spool.write_error(spooled)
+        if isinstance(spool_error, ReserveError):
+            log.warning("C-STORE %s from %s refused: free space below the node's reserve",
+                        sop_uid, calling)
+            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
+                           "disk_reserve")
         if spool_error is not None:
             log.error("C-STORE %s from %s: cannot write %s: %s", sop_uid, calling,
                       spooled.parent, spool_error.strerror or spool_error)
