@@ -4,10 +4,11 @@ It walks the encoded elements of the spooled file once (memory-mapped; values ar
 skipped, not read) and refuses what a reader could not read back as sent:
 
 * an element (or item) whose length runs past the bytes that arrived, a truncated
-  element header, an explicit VR that is not a VR (implicit-VR bytes on an explicit-VR
-  context), elements out of ascending order (random bytes), an undefined length where
-  only a sequence or encapsulated Pixel Data may have one, an unterminated sequence or
-  item, sequences nested deeper than :data:`MAX_DEPTH`;
+  element header, a numeric value (US, FL, AT…) that is not a whole number of values,
+  an explicit VR that is not a VR (implicit-VR bytes on an explicit-VR context),
+  elements out of ascending order (random bytes), an undefined length where only a
+  sequence or encapsulated Pixel Data may have one, an unterminated sequence or item,
+  sequences nested deeper than :data:`MAX_DEPTH`;
 * Pixel Data in a native transfer syntax that is undefined-length, or shorter than
   Rows x Columns x Samples per Pixel x Bits Allocated / 8 x Number of Frames;
 * Pixel Data in a compressed (encapsulated) transfer syntax that is not encapsulated:
@@ -36,6 +37,14 @@ _SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", 
                         b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL",
                         b"US"})
 _SQ_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
+# Numeric VRs: a value is a whole number of these (pydicom refuses to read one that is
+# not; O* VRs it keeps as bytes).
+_VALUE_SIZE = {b"AT": 4, b"FL": 4, b"FD": 8, b"SL": 4, b"SS": 2, b"UL": 4, b"US": 2,
+               b"SV": 8, b"UV": 8}
+# The same by tag, for implicit VR (from the dictionary; "US or SS" and the like: 2).
+_SIZE_OF_TAG = {tag: _VALUE_SIZE[entry[0][:2].encode()]
+                for tag, entry in DicomDictionary.items()
+                if entry[0][:2].encode() in _VALUE_SIZE and "OW" not in entry[0]}
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
@@ -118,6 +127,10 @@ class _Walk:
             if pos + length > limit:
                 raise StructureError(f"{_name(tag)} claims {length} bytes, "
                                      f"{limit - pos} left")
+            size = _VALUE_SIZE.get(vr, 0) if vr is not None else _SIZE_OF_TAG.get(tag, 0)
+            if size and length % size:
+                raise StructureError(f"{_name(tag)} has {length} bytes, not a multiple of "
+                                     f"{size}")
             if vr == b"SQ" or (vr is None and tag in _SQ_TAGS):
                 self.sequence(pos, pos + length, depth + 1, implicit)
             elif depth == 0:
