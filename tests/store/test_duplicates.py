@@ -21,7 +21,12 @@ from tests.support.node_process import NodeProcess
 
 pytestmark = pytest.mark.peer
 
-RACES = 12  # two-association races on one UID per policy and database
+RACES = 12  # two-association races on one UID per policy and database (--long: 100)
+
+
+@pytest.fixture
+def races(request: pytest.FixtureRequest) -> int:
+    return 100 if request.config.getoption("--long", default=False) else RACES
 
 
 def test_three_storescu_send_one_study_at_once(tmp_path: Path, index_url: str) -> None:
@@ -59,11 +64,11 @@ def _versions(n: int, seed: int) -> list:  # type: ignore[type-arg]
 
 @pytest.mark.parametrize("policy", ["keep_first", "replace"])
 def test_two_associations_race_on_one_uid(tmp_path: Path, index_url: str,
-                                          policy: str) -> None:
+                                          policy: str, races: int) -> None:
     with NodeProcess(tmp_path / "node", node_config(
             index_url, duplicate_policy=policy,
             ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 30}])) as proc:
-        for i in range(RACES):
+        for i in range(races):
             versions = _versions(2, seed=100 + i)
             assert race(proc.port, versions, ExplicitVRLittleEndian) == [0, 0], i
             (path,), = query(proc.index, "SELECT path FROM instances WHERE "
@@ -72,19 +77,20 @@ def test_two_associations_race_on_one_uid(tmp_path: Path, index_url: str,
             # The file is one of the two versions, whole (not a mix, not gone).
             assert stored in (versions[0].PixelData, versions[1].PixelData), i
             assert inconsistencies(proc) == [], i
-        assert query(proc.index, "SELECT count(*) FROM instances") == [(RACES,)]
+        assert query(proc.index, "SELECT count(*) FROM instances") == [(races,)]
         assert "0xA700" not in proc.log() and "indexing failed" not in proc.log()
 
 
 def test_two_node_processes_on_one_database_race_on_one_uid(tmp_path: Path,
-                                                            index_url: str) -> None:
+                                                            index_url: str,
+                                                            races: int) -> None:
     """Across processes only the database's unique key decides: the loser's INSERT fails
     with the driver's IntegrityError and it answers the duplicate Success, removing only
     its own file."""
     cfg = {"database_url": index_url, "models": {"bundled": False},
            "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 30}]}
     with NodeProcess(tmp_path / "a", cfg) as a, NodeProcess(tmp_path / "b", cfg) as b:
-        for i in range(RACES):
+        for i in range(races):
             versions = _versions(2, seed=200 + i)
             statuses = race_two_nodes([a.port, b.port], versions)
             assert statuses == [0, 0], i
@@ -92,7 +98,7 @@ def test_two_node_processes_on_one_database_race_on_one_uid(tmp_path: Path,
                              "sop_instance_uid=:u", u=versions[0].SOPInstanceUID)
             assert dcmread(path).PixelData in (versions[0].PixelData, versions[1].PixelData)
         rows = {Path(p) for (p,) in query(index_url, "SELECT path FROM instances")}
-        assert len(rows) == RACES and all(p.is_file() for p in rows)
+        assert len(rows) == races and all(p.is_file() for p in rows)
         files = set()
         for proc in (a, b):
             files |= set((proc.data_dir / "instances").rglob("*.dcm"))
