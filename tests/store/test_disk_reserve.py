@@ -4,7 +4,6 @@ and a group whose routing failed on a full database is routed once it can be."""
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import subprocess
 import threading
@@ -16,6 +15,7 @@ from pydicom import dcmread
 
 from tests.node.conftest import make_study
 from tests.node.helpers import ENV, query, storescu, wait_until
+from tests.node.helpers import storescu_successes as _successes
 from tests.store.support import inconsistencies
 from tests.support.node_process import NodeProcess
 
@@ -62,17 +62,6 @@ class _LowWater:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
-
-
-def _successes(out: str) -> list[str]:
-    done, current = [], None
-    for line in out.splitlines():
-        m = re.match(r"I: Sending file: (.+)$", line)
-        if m:
-            current = m.group(1).strip()
-        elif "Received Store Response (Success)" in line and current:
-            done.append(current)
-    return done
 
 
 def test_burst_cannot_take_free_space_below_the_reserve(tmp_path: Path,
