@@ -117,8 +117,8 @@ class _Walk:
                 else:
                     raise StructureError(f"{_name(tag)} has no valid VR ({bytes(vr)!r})")
             if length == _UNDEFINED:
-                if tag == _PIXEL_DATA and depth == 0 and vr != b"SQ":
-                    pos = self.encapsulated_pixels(pos)
+                if tag == _PIXEL_DATA and vr != b"SQ":  # also an icon's, in a sequence
+                    pos = self.encapsulated_pixels(pos, top=depth == 0)
                 elif vr in (b"SQ", b"UN", None):  # UN: an implicit-VR sequence
                     pos = self.sequence(pos, None, depth + 1, implicit or vr == b"UN")
                 else:
@@ -168,7 +168,7 @@ class _Walk:
             raise StructureError("sequence without its delimiter")
         return pos
 
-    def encapsulated_pixels(self, pos: int) -> int:
+    def encapsulated_pixels(self, pos: int, top: bool = True) -> int:
         """Walk encapsulated Pixel Data: offset table, fragments, delimiter."""
         if not self.encapsulated:
             raise StructureError("undefined-length Pixel Data in a native transfer syntax")
@@ -199,7 +199,8 @@ class _Walk:
         self._check_offsets(*table, fragment_bytes)
         if self.jpeg and buf[first_fragment:first_fragment + 2] != b"\xff\xd8":
             raise StructureError("JPEG Pixel Data fragment without an SOI marker")
-        self.pixel_length = -1  # encapsulated
+        if top:
+            self.pixel_length = -1  # encapsulated
         return pos
 
     def _check_offsets(self, pos: int, length: int, fragment_bytes: int) -> None:
