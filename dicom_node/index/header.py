@@ -98,6 +98,7 @@ _LIMITS = {"PatientID": 64, "PatientName": 324, "AccessionNumber": 64, "StudyDat
            "Modality": 16, "BodyPartExamined": 64, "SeriesDescription": 64,
            "ViewPosition": 16}
 UID_MAX = 64
+INFLATE_MAX = 16 * 2**20  # bytes of a deflated dataset inflated to read its header
 
 
 def _text(values: dict[str, Any], keyword: str) -> str | None:
@@ -175,7 +176,10 @@ def parse_header(dataset: bytes | BinaryIO, transfer_syntax: str,
         fp: BinaryIO = BytesIO(dataset) if isinstance(dataset, bytes) else dataset
         fp.seek(offset)
         if ts == DeflatedExplicitVRLittleEndian:
-            fp = BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))
+            # Only the header is needed: inflate no more than INFLATE_MAX (a few bytes
+            # can inflate to gigabytes).
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            fp = BytesIO(inflater.decompress(fp.read(), INFLATE_MAX))
         values = _read_values(fp, ts, _past_indexed)
     except Exception as err:  # pydicom raises many kinds on garbage
         raise HeaderError(f"dataset cannot be parsed: {type(err).__name__}: {err}") from err

@@ -112,3 +112,31 @@ def test_nesting_limit() -> None:
     with pytest.raises(StructureError, match="nested"):
         check_dataset(_encode(nested(MAX_DEPTH + 1), ExplicitVRLittleEndian),
                       ExplicitVRLittleEndian)
+
+
+def test_deflate_bomb_header_is_read_within_a_bound() -> None:
+    import tracemalloc
+    import zlib
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from dicom_node.index.header import INFLATE_MAX, parse_header
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", "1.2.3.4"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3", "1.2.3.5"
+    ds.Columns = 1
+    ds.add_new(0x00291010, "OB", b"")  # a private element past the indexed ones
+    head = _encode(ds, ExplicitVRLittleEndian)[:-4] + struct.pack("<L", 2**30)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    bomb = deflater.compress(head)
+    chunk = bytes(2**20)
+    for _ in range(256):  # 256 MiB of zeros: about 250 kB deflated
+        bomb += deflater.compress(chunk)
+    bomb += deflater.flush()
+    tracemalloc.start()
+    header = parse_header(bomb, DeflatedExplicitVRLittleEndian)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert header.sop_instance_uid == "1.2.3.4"
+    assert peak < 3 * INFLATE_MAX
