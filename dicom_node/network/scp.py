@@ -3,8 +3,9 @@
 The C-STORE path never decodes pixel data and never holds a dataset in memory: pynetdicom
 writes it, as received behind a File Meta header, into a file under the store's
 ``incoming/`` while the PDUs arrive (:mod:`dicom_node.network.spool`); the handler parses
-it only up to Pixel Data for the index, fsyncs and renames it into place, indexes it, and
-only then answers Success.
+it only up to Pixel Data for the index, walks its structure (:mod:`dicom_node.store.check`),
+fsyncs and links it into place and indexes it (:mod:`dicom_node.store.intake`), and only
+then answers Success.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import replace as replace_fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
-from sqlalchemy.exc import IntegrityError
 
 from dicom_node import metrics
 from dicom_node.db import utcnow
@@ -31,11 +30,11 @@ from dicom_node.index.header import (
     parse_header,
     parse_leading_header,
 )
-from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
+from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.network import contexts, inline, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
-from dicom_node.store.claims import KeyedLock
+from dicom_node.store.intake import IndexFailed, Intake
 from dicom_node.store.writer import InstanceStore, ReserveError, StoreError
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ class StorageSCP:
         self._headers: dict[str, InstanceHeader] = {}  # spooled path -> header read ahead
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
-        self._claims = KeyedLock()  # SOP Instance UIDs being placed and indexed
+        self.intake = Intake(store, recorder, config.duplicate_policy)
 
     # -- association control -------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
@@ -254,79 +253,13 @@ class StorageSCP:
         receipt = Receipt(called_ae=called, calling_ae=calling,
                           peer_address=assoc.requestor.address, transfer_syntax=str(ts),
                           path="", size=0, received_at=utcnow())
-        with self._claims.hold(sop_uid):  # one C-STORE of this instance at a time here
-            return self._keep(spooled, header, receipt)
-
-    def _duplicate(self, header: InstanceHeader, receipt: Receipt, how: str) -> int:
-        metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
-        log.info("duplicate %s of study %s from %s%s: kept the first",
-                 header.sop_instance_uid, header.study_uid, receipt.calling_ae, how)
-        return SUCCESS
-
-    def _discard(self, path: Path, sop_uid: str) -> None:
-        """Remove a file this C-STORE placed, unless the index refers to it (another
-        process indexed the same instance under the same name meanwhile)."""
         try:
-            if self.recorder.existing_path(sop_uid) == str(path):
-                return
-        except Exception:  # the index is unreachable: keep the file, it is harmless
-            log.warning("cannot check the index for %s: its file %s is kept", sop_uid, path)
-            return
-        self.store.remove(path)
-
-    def _keep(self, spooled: Path, header: InstanceHeader, receipt: Receipt) -> int | Dataset:
-        """Place and index a checked instance, following the duplicate policy."""
-        sop_uid = header.sop_instance_uid
-        existing = self.recorder.existing_path(sop_uid)
-        replace = self.config.duplicate_policy == "replace"
-        if existing is not None:
-            if not replace:
-                return self._duplicate(header, receipt, "")
-            metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
-        path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
-        try:
-            placed = self.store.place(spooled, path)
+            self.intake.keep(spooled, header, receipt)
         except StoreError as err:
             log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        receipt = replace_fields(receipt, path=str(path), size=placed.size)
-        # The index row commits only once the directory fsync of the rename completed.
-        try:
-            for attempt in range(2):
-                try:
-                    self.recorder.record(header, receipt, replace=existing is not None,
-                                         before_commit=placed.wait_durable)
-                    break
-                except DuplicateInstance:
-                    # Another process on this database indexed it meanwhile.
-                    existing = self.recorder.existing_path(sop_uid)
-                    if not replace or existing is None or attempt:
-                        if existing != str(path):
-                            self.store.remove(path)
-                        return self._duplicate(header, receipt, " (concurrent)")
-                except IntegrityError:
-                    if attempt:
-                        raise
-                    # Another process opened the same group meanwhile: retry, joining it.
-        except StoreError as err:
-            log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
-            if existing is None:
-                self._discard(path, sop_uid)
-            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        except Exception as err:
-            log.error("C-STORE %s of study %s: indexing failed: %s: %s", sop_uid,
-                      header.study_uid, type(err).__name__, err)
-            log.debug("indexing failed", exc_info=True)
-            if existing is None:
-                self._discard(path, sop_uid)
-            return _status(OUT_OF_RESOURCES, f"index failed: {type(err).__name__}",
-                           "index_failed")
-        if existing is not None and existing != str(path):
-            self.store.remove(Path(existing))
-        metrics.INSTANCES_RECEIVED.labels(receipt.called_ae).inc()
-        metrics.BYTES_RECEIVED.labels(receipt.called_ae).inc(placed.size)
-        log.debug("stored %s of study %s from %s (%d bytes)", sop_uid, header.study_uid,
-                  receipt.calling_ae, placed.size)
+        except IndexFailed as err:
+            return _status(OUT_OF_RESOURCES, f"index failed: {err}", "index_failed")
         return SUCCESS
 
     # -- lifecycle -----------------------------------------------------------------
