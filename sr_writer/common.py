@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from highdicom.sr import DeviceObserverIdentifyingAttributes, ObserverContext
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.sr.codedict import codes
 
 from sr_writer.codes import PROCESSING_ALGORITHM
 from sr_writer.inputs import ModelIdentity
@@ -101,10 +103,23 @@ def caution_line(model: ModelIdentity, options: WriteOptions) -> str:
 
 def series_description(model: ModelIdentity, kind: str) -> str:
     """A Series Description (LO, 64 chars) that says AI output and names the model."""
-    text = f"AI {kind}: {model.name} {model.version}"
-    if model.demo:
-        text += " (demo)"
-    return text[:64]
+    suffix = " (NON-CLINICAL DEMO)" if model.demo else ""
+    return f"AI {kind}: {model.name} {model.version}"[: 64 - len(suffix)] + suffix
+
+
+def declare_scheme(ds: Dataset, scheme: tuple[str, str, str, str]) -> None:
+    """Add (designator, UID, name, organisation) to the Coding Scheme Identification
+    Sequence unless that designator is declared already."""
+    designator, uid, name, organisation = scheme
+    existing = list(ds.get("CodingSchemeIdentificationSequence", []))
+    if any(s.CodingSchemeDesignator == designator for s in existing):
+        return
+    item = Dataset()
+    item.CodingSchemeDesignator = designator
+    item.CodingSchemeUID = uid
+    item.CodingSchemeName = name
+    item.CodingSchemeResponsibleOrganization = organisation
+    ds.CodingSchemeIdentificationSequence = DicomSequence([*existing, item])
 
 
 def append_algorithm_equipment(ds: Dataset, model: ModelIdentity, when: dt.datetime) -> None:
@@ -174,3 +189,16 @@ def copy_laterality(target: Dataset, source: Dataset) -> None:
         target.Laterality = source.Laterality
     elif not source.get("BodyPartExamined"):
         target.Laterality = None
+
+
+def device_observer(model: ModelIdentity) -> ObserverContext:
+    """The model as the Device observer of an SR or KOS (TID 1004)."""
+    return ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
+            uid=model.device_uid,
+            name=model.name[:64],
+            manufacturer_name=model.manufacturer[:64],
+            model_name=f"{model.name} {model.version}"[:64],
+        ),
+    )

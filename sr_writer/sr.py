@@ -10,12 +10,11 @@ import highdicom as hd
 from highdicom.sr import (
     AlgorithmIdentification,
     Comprehensive3DSR,
-    DeviceObserverIdentifyingAttributes,
     Measurement,
     MeasurementReport,
     MeasurementsAndQualitativeEvaluations,
     ObservationContext,
-    ObserverContext,
+    PlanarROIMeasurementsAndQualitativeEvaluations,
     QualitativeEvaluation,
     SourceImageForMeasurementGroup,
     TrackingIdentifier,
@@ -28,25 +27,46 @@ from sr_writer.common import (
     CHARACTER_SET,
     append_algorithm_equipment,
     copy_extra_patient_study,
+    declare_scheme,
+    device_observer,
     series_description,
     set_times,
     settle_character_set,
 )
 from sr_writer.inputs import ImageResult, LabelResult, ModelIdentity
-from sr_writer.options import WriteOptions
+from sr_writer.options import DEMO_NOTICE, WriteOptions
+from sr_writer.spatial import image_area, region_group, whole_image
 from sr_writer.uids import ResultUIDs
 
 log = logging.getLogger(__name__)
 
 
 def _algorithm(model: ModelIdentity, threshold: float | None) -> AlgorithmIdentification:
-    parameters = [f"threshold={threshold:g}"] if threshold is not None else None
+    parameters = [f"threshold={threshold:g}"] if threshold is not None else []
+    if model.demo:  # shown with the algorithm by every SR viewer (TID 4019 parameter)
+        parameters.append(DEMO_NOTICE)
     return AlgorithmIdentification(
         name=model.name[:64],
         version=model.version[:64],
-        parameters=parameters,
+        parameters=parameters or None,
         manufacturer=model.manufacturer[:64],
     )
+
+
+def _add_demo_notice(content: MeasurementReport, model: ModelIdentity) -> None:
+    """TID 1500 "Qualitative Evaluations" container at the report's root holding a TEXT
+    comment that says the results come from a non-clinical demo model."""
+    comment = hd.sr.TextContentItem(
+        name=codes.DCM.Comment,
+        value=f"{DEMO_NOTICE}. Intended use: {model.intended_use}"[:1024],
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    container = hd.sr.ContainerContentItem(
+        name=c.QUALITATIVE_EVALUATIONS,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    container.ContentSequence = hd.sr.ContentSequence([comment])
+    content[0].ContentSequence.append(container)
 
 
 def _source_item(header: Dataset, frame: int | None) -> SourceImageForMeasurementGroup:
@@ -79,6 +99,7 @@ def _label_group(
         name=c.CERTAINTY_OF_FINDING,
         value=float(label.probability),
         unit=c.UNIT_ONE,
+        referenced_coordinates=[image_area(header, result.frame)],
     )
     decision = QualitativeEvaluation(
         name=finding, value=c.PRESENT if label.positive else c.ABSENT
@@ -95,19 +116,21 @@ def _label_group(
 
 def _no_finding_group(
     result: ImageResult, header: Dataset, where: str, uids: ResultUIDs
-) -> MeasurementsAndQualitativeEvaluations:
-    """The statement written when only positives are kept and there are none."""
+) -> PlanarROIMeasurementsAndQualitativeEvaluations:
+    """The statement written when only positives are kept and there are none: a
+    qualitative evaluation of the whole analysed image (TID 1410, so that OHIF, which
+    throws on groups without coordinates, can show it)."""
     names = ", ".join(label.name for label in result.labels)
-    group = MeasurementsAndQualitativeEvaluations(
+    group = PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
             uid=uids.tracking(result.sop_instance_uid, result.frame, "__no_finding__"),
             identifier=f"No finding above threshold{where}"[:64],
         ),
+        referenced_region=whole_image(header, result.frame),
         algorithm_id=_algorithm(result.model, None),
         qualitative_evaluations=[
             QualitativeEvaluation(name=c.CAD_PROCESSING_SUMMARY, value=c.WITHOUT_FINDINGS)
         ],
-        source_images=[_source_item(header, result.frame)],
     )
     comment = hd.sr.TextContentItem(
         name=codes.DCM.Comment,
@@ -127,16 +150,9 @@ def build_sr(
 ) -> Dataset:
     """Build the Comprehensive 3D SR for ``results`` (already validated)."""
     model = results[0].model
-    observer = ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-            uid=model.device_uid,
-            name=model.name[:64],
-            manufacturer_name=model.manufacturer[:64],
-            model_name=f"{model.name} {model.version}"[:64],
-        ),
-    )
-    groups: list[MeasurementsAndQualitativeEvaluations] = []
+    observer = device_observer(model)
+    groups: list[MeasurementsAndQualitativeEvaluations
+                 | PlanarROIMeasurementsAndQualitativeEvaluations] = []
     for index, result in enumerate(results, start=1):
         header = headers[result.sop_instance_uid]
         where = _image_label(index, header, result.frame, len(results))
@@ -148,6 +164,15 @@ def build_sr(
             groups.append(_label_group(label, result, header, where, uids))
         if not labels:
             groups.append(_no_finding_group(result, header, where, uids))
+    # Then, for each positive finding, where it is (TID 1410 planar ROI).
+    for index, result in enumerate(results, start=1):
+        header = headers[result.sop_instance_uid]
+        where = _image_label(index, header, result.frame, len(results))
+        for label in result.labels:
+            group = region_group(label, result, header, where, uids,
+                                 _algorithm(result.model, label.threshold))
+            if group is not None:
+                groups.append(group)
 
     first = headers[results[0].sop_instance_uid]
     modality = str(first.Modality)
@@ -171,6 +196,8 @@ def build_sr(
         log.warning("SR image library left out study=%s: source lacks %s",
                     first.StudyInstanceUID, exc)
         content = report(None)
+    if model.demo:
+        _add_demo_notice(content, model)
     sr = Comprehensive3DSR(
         evidence=referenced,
         content=content,
@@ -194,6 +221,8 @@ def build_sr(
     set_times(sr, when, ("InstanceCreationDate", "InstanceCreationTime"))
     copy_extra_patient_study(sr, first)
     append_algorithm_equipment(sr, model, when)
+    if model.demo:
+        declare_scheme(sr, c.UMLS_SCHEME)
     settle_character_set(sr)
     log.info(
         "SR built study=%s model=%s %s groups=%d sop=%s",

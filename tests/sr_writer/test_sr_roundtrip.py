@@ -11,6 +11,7 @@ from pydicom.sr.codedict import codes
 
 from sr_writer import WriteOptions
 from sr_writer.codes import CERTAINTY_OF_FINDING
+from sr_writer.options import DEMO_NOTICE
 
 from .conftest import MODEL, SOURCES, WHEN, result_for, save, write
 
@@ -55,7 +56,8 @@ def test_values_round_trip(kind: str, tmp_path: Path) -> None:
         assert decision.value.meaning == ("Present" if label.positive else "Absent")
         assert _text(group, ALGO_NAME) == [MODEL.name]
         assert _text(group, ALGO_VERSION) == [MODEL.version]
-        assert _text(group, ALGO_PARAMS) == [f"threshold={label.threshold:g}"]
+        # MODEL is a demo model: its algorithm identification says so.
+        assert _text(group, ALGO_PARAMS) == [f"threshold={label.threshold:g}", DEMO_NOTICE]
         (source,) = group.source_images
         assert source.referenced_sop_instance_uid == result.sop_instance_uid
     assert len(tracking_uids) == len(groups)
@@ -118,9 +120,13 @@ def test_positive_only_without_positives_states_no_finding() -> None:
     sources = SOURCES["cr"]()
     results = [result_for(sources[0], pneumothorax=0.2)]
     out = write(sources, WriteOptions(created_at=WHEN, sr_labels="positive"), results)
-    groups = hd.sr.Comprehensive3DSR.from_dataset(out.sr).content \
-        .get_image_measurement_groups()
+    content = hd.sr.Comprehensive3DSR.from_dataset(out.sr).content
+    assert content.get_image_measurement_groups() == []
+    # A qualitative evaluation of the whole image (TID 1410: OHIF needs coordinates).
+    groups = content.get_planar_roi_measurement_groups()
     assert len(groups) == 1
+    region = groups[0].roi.value
+    assert region.max(axis=0).tolist() == [sources[0].Columns, sources[0].Rows]
     (statement,) = groups[0].get_qualitative_evaluations()
     assert statement.value.value == "111241"  # All algorithms succeeded; without findings
     assert "No finding above threshold" in groups[0].tracking_identifier
