@@ -19,11 +19,6 @@ HOSTILE_CONFIG: dict[str, Any] = {
 TWEAK_MODES = ["all", "none"]  # DICOM_NODE_TWEAKS
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--long", action="store_true", default=False,
-                     help="fuzz with a long budget (local runs; CI uses the short one)")
-
-
 def start_node(workdir: Path, tweaks: str, **config: Any) -> NodeProcess:
     node = NodeProcess(workdir, {**HOSTILE_CONFIG, **config},
                        env={"DICOM_NODE_TWEAKS": tweaks})

@@ -44,7 +44,7 @@ def test_mutated_association_streams(hostile_node: NodeProcess,
                                      request: pytest.FixtureRequest) -> None:
     node = hostile_node
     rss0, fds0, threads0 = probe.baseline(node)
-    rng = random.Random(SEED)
+    rng = random.Random(request.config.getoption("--fuzz-seed", default=None) or SEED)
     total = _cases(request.config)
     done = 0
     while done < total:
