@@ -16,7 +16,7 @@ from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
-from dicom_node.synthetic import iter_ct_series
+from dicom_node.synthetic import iter_ct_series, new_uid
 from tests.network import pdus, probe
 from tests.network.conftest import start_node
 from tests.node.helpers import query
@@ -63,8 +63,11 @@ def test_concurrent_idle_and_slow_associations(tmp_path: Path) -> None:
             s = pdus.connect(node.port)
             s.sendall(pdus.associate_rq()[:40])
             held.append(s)
-        series = list(iter_ct_series(STORERS * PER_ASSOCIATION, rows=64, cols=64))
-        batches = [series[i::STORERS] for i in range(STORERS)]
+        # One full-size slice (PDUs of the maximum size) and a small one per association
+        big = list(iter_ct_series(STORERS, rows=512, cols=512, study_uid=new_uid()))
+        small = list(iter_ct_series(STORERS * (PER_ASSOCIATION - 1), rows=64, cols=64,
+                                    study_uid=new_uid()))
+        batches = [[big[i], *small[i::STORERS]] for i in range(STORERS)]
         with ThreadPoolExecutor(STORERS) as pool:
             results = list(pool.map(lambda b: _store(node.port, b), batches))
         kinds = [k for k, _ in results]
