@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,19 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
-from sqlalchemy.exc import IntegrityError
 
 from dicom_node import metrics
-from dicom_node.db import utcnow
 from dicom_node.index.header import (
     HeaderError,
     InstanceHeader,
     parse_header,
     parse_leading_header,
 )
-from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.index.recorder import Recorder
+from dicom_node.intake import Intake, Source
 from dicom_node.network import contexts, inline, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
-from dicom_node.store.writer import InstanceStore, StoreError
+from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +79,7 @@ class StorageSCP:
         self.config = config
         self.store = store
         self.recorder = recorder
+        self.intake = Intake(store, recorder, lambda: self.config.duplicate_policy)
         # pynetdicom's "standard" log handlers run on every PDU and DIMSE message (taking
         # the association lock, formatting summaries) and emit only INFO/DEBUG lines; when
         # pynetdicom logs at WARNING or above (the default) they are pure overhead.
@@ -229,55 +228,10 @@ class StorageSCP:
         if header.sop_class_uid != sop_class:
             return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS,
                            "SOP Class UID differs from request", "sop_class_mismatch")
-        existing = self.recorder.existing_path(sop_uid)
-        replace = self.config.duplicate_policy == "replace"
-        if existing is not None:
-            metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
-            if not replace:
-                log.info("duplicate %s of study %s from %s: kept the first", sop_uid,
-                         header.study_uid, calling)
-                return SUCCESS
-        path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
-        try:
-            placed = self.store.place(spooled, path)
-        except StoreError as err:
-            log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
-            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        receipt = Receipt(called_ae=called, calling_ae=calling,
-                          peer_address=assoc.requestor.address, transfer_syntax=str(ts),
-                          path=str(path), size=placed.size, received_at=utcnow())
-        # The index row commits only once the directory fsync of the rename completed.
-        record = partial(self.recorder.record, header, receipt, replace=existing is not None,
-                         before_commit=placed.wait_durable)
-        try:
-            try:
-                record()
-            except IntegrityError:
-                if self.recorder.existing_path(sop_uid) is not None:
-                    # Another association indexed the same instance meanwhile.
-                    metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
-                    log.info("duplicate %s of study %s from %s (concurrent)", sop_uid,
-                             header.study_uid, calling)
-                    return SUCCESS
-                # Another process opened the same group meanwhile: retry once, joining it.
-                record()
-        except StoreError as err:
-            log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
-            if existing is None:
-                self.store.remove(path)
-            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        except Exception as err:
-            log.exception("C-STORE %s of study %s: indexing failed", sop_uid, header.study_uid)
-            if existing is None:
-                self.store.remove(path)
-            return _status(OUT_OF_RESOURCES, f"index failed: {type(err).__name__}",
-                           "index_failed")
-        if existing is not None and existing != str(path):
-            self.store.remove(existing)
-        metrics.INSTANCES_RECEIVED.labels(called).inc()
-        metrics.BYTES_RECEIVED.labels(called).inc(placed.size)
-        log.debug("stored %s of study %s from %s (%d bytes)", sop_uid, header.study_uid,
-                  calling, placed.size)
+        outcome = self.intake.accept(spooled, header, str(ts), Source(
+            called_ae=called, calling_ae=calling, peer_address=assoc.requestor.address))
+        if not outcome.ok:
+            return _status(outcome.status, outcome.comment, outcome.reason)
         return SUCCESS
 
     # -- lifecycle -----------------------------------------------------------------
