@@ -1,4 +1,4 @@
-"""DICOMweb routes under ``/dicomweb`` (PS3.18): STOW-RS."""
+"""DICOMweb routes under ``/dicomweb`` (PS3.18): STOW-RS, QIDO-RS, WADO-RS."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from dicom_node.http import stow
+from dicom_node.http import qido, stow, wado
 from dicom_node.http.app import authorize, node_of
 from dicom_node.http.multipart import MultipartError
 from dicom_node.http.problem import Problem
@@ -75,17 +75,122 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
 
     results = await run_in_threadpool(store_all)
     stow.count(results, web.ae_title)
-    base = str(request.base_url).rstrip("/") + PREFIX
-    ds = stow.response_dataset(results, base, study)
+    ds = stow.response_dataset(results, _base(request), study)
     status = stow.http_status(results)
     log.info("STOW-RS from %s: %d part(s), %d stored, HTTP %d", source.calling_ae,
              len(results), sum(1 for r in results if not r.failure), status)
     return JSONResponse(ds.to_json_dict(), status_code=status, media_type=stow.DICOM_JSON)
 
 
+def _base(request: Request) -> str:
+    """The DICOMweb root URL for links in responses: ``http.public_url`` if configured,
+    else the Host the client used, with the port it connected to when its Host header
+    names none (dicomweb-client sends the bare host)."""
+    public = node_of(request).config.http.public_url
+    if public:
+        return public.rstrip("/") + PREFIX
+    host = request.headers.get("host", "")
+    server = request.scope.get("server")
+    if host and ":" not in host.rsplit("]", 1)[-1] and server and server[1]:
+        host = f"{host}:{server[1]}"
+    root = f"{request.url.scheme}://{host}" if host else str(request.base_url)
+    return root.rstrip("/") + PREFIX
+
+
+def _search(request: Request, level: str, **fixed: str | None) -> Response:
+    authorize(request, "read")
+    keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
+    query = qido.parse(level, list(request.query_params.multi_items()),
+                       {keys[k]: v for k, v in fixed.items() if v is not None})
+    with node_of(request).db.session() as session:
+        results = qido.search(session, query, _base(request))
+    headers = {"Warning": ", ".join(query.warnings)} if query.warnings else None
+    return JSONResponse(results, media_type=stow.DICOM_JSON, headers=headers)
+
+
+def search_studies(request: Request) -> Response:
+    """QIDO-RS ``GET /studies``."""
+    return _search(request, "study")
+
+
+def search_series(request: Request, study: str | None = None) -> Response:
+    """QIDO-RS ``GET /series`` and ``/studies/{study}/series``."""
+    return _search(request, "series", study=study)
+
+
+def search_instances(request: Request, study: str | None = None,
+                     series: str | None = None) -> Response:
+    """QIDO-RS ``GET /instances``, ``/studies/{s}/instances``, ``.../series/{se}/instances``."""
+    return _search(request, "instance", study=study, series=series)
+
+
+def _stored(request: Request, study: str, series: str | None = None,
+            instance: str | None = None) -> list[wado.Stored]:
+    authorize(request, "read")
+    with node_of(request).db.session() as session:
+        return wado.find(session, study, series, instance)
+
+
+def retrieve(request: Request, study: str, series: str | None = None,
+             instance: str | None = None) -> Response:
+    """WADO-RS retrieve of a study, series or instance, streamed from the files."""
+    found = _stored(request, study, series, instance)
+    syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
+    wado.check_convertible(found, syntaxes)
+    boundary = wado.new_boundary()
+    return StreamingResponse(
+        wado.multipart(found, syntaxes, boundary),
+        media_type=f'multipart/related; type="{wado.DICOM}"; boundary={boundary}')
+
+
+def retrieve_metadata(request: Request, study: str, series: str | None = None,
+                      instance: str | None = None) -> Response:
+    """WADO-RS metadata: DICOM JSON of each instance, bulk data as BulkDataURI."""
+    found = _stored(request, study, series, instance)
+    base = _base(request)
+    body = [wado.metadata(i, wado.instance_url(base, i)) for i in found]
+    return JSONResponse(body, media_type=stow.DICOM_JSON)
+
+
+def retrieve_bulk(request: Request, study: str, series: str, instance: str,
+                  tag: str) -> Response:
+    """WADO-RS bulk data of one element, as one application/octet-stream part."""
+    inst = _stored(request, study, series, instance)[0]
+    value = wado.bulk_value(inst, tag)
+    boundary = wado.new_boundary()
+    body = (f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
+            + value + f"\r\n--{boundary}--\r\n".encode())
+    return Response(body, media_type=f'multipart/related; type="application/octet-stream"; '
+                                     f'boundary={boundary}')
+
+
+def retrieve_rendered(request: Request, study: str, series: str, instance: str) -> Response:
+    """WADO-RS rendered single-frame image (image/jpeg or image/png)."""
+    inst = _stored(request, study, series, instance)[0]
+    media = wado.rendered_type(request.headers.get("accept"))
+    return Response(wado.render(inst, media), media_type=media)
+
+
 def register(app: FastAPI) -> None:
     """Add the DICOMweb routes to ``app``."""
-    app.add_api_route(f"{PREFIX}/studies", store_instances, methods=["POST"],
-                      include_in_schema=False)
-    app.add_api_route(f"{PREFIX}/studies/{{study}}", store_instances, methods=["POST"],
-                      include_in_schema=False)
+    study, series, inst = "/studies/{study}", "/series/{series}", "/instances/{instance}"
+    routes = [
+        ("/studies", store_instances, "POST"),
+        (study, store_instances, "POST"),
+        ("/studies", search_studies, "GET"),
+        ("/series", search_series, "GET"),
+        ("/instances", search_instances, "GET"),
+        (f"{study}/series", search_series, "GET"),
+        (f"{study}/instances", search_instances, "GET"),
+        (f"{study}{series}/instances", search_instances, "GET"),
+        (study, retrieve, "GET"),
+        (f"{study}{series}", retrieve, "GET"),
+        (f"{study}{series}{inst}", retrieve, "GET"),
+        (f"{study}/metadata", retrieve_metadata, "GET"),
+        (f"{study}{series}/metadata", retrieve_metadata, "GET"),
+        (f"{study}{series}{inst}/metadata", retrieve_metadata, "GET"),
+        (f"{study}{series}{inst}/bulk/{{tag}}", retrieve_bulk, "GET"),
+        (f"{study}{series}{inst}/rendered", retrieve_rendered, "GET"),
+    ]
+    for path, endpoint, method in routes:
+        app.add_api_route(PREFIX + path, endpoint, methods=[method], include_in_schema=False)

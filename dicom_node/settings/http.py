@@ -44,6 +44,8 @@ class HttpSettings(BaseModel):
     tokens: list[Token] = Field(default_factory=list)
     open_health: bool = Field(True, description="/health and /ready without a token")
     open_metrics: bool = Field(True, description="/metrics without a token")
+    public_url: str | None = Field(
+        None, description="URL clients reach this port at (behind a proxy), for links")
     max_request_mb: int = Field(2048, ge=1, description="larger STOW-RS bodies: 413")
     web_source: WebSource = Field(default_factory=WebSource)
 
