@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicom_node import metrics
 from dicom_node.http.problem import Problem, problem_response
+from dicom_node.http.results import ResultIndex
 from dicom_node.settings.http import ROLE_RANK
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def create_app(node: Node) -> FastAPI:
     app = FastAPI(title="dicom-node", version="1", openapi_url="/api/openapi.json",
                   docs_url=None, redoc_url=None)
     app.state.node = node
+    app.state.results = ResultIndex(node.db)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Any:

@@ -102,6 +102,7 @@ def _search(request: Request, level: str, **fixed: str | None) -> Response:
     keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
     query = qido.parse(level, list(request.query_params.multi_items()),
                        {keys[k]: v for k, v in fixed.items() if v is not None})
+    request.app.state.results.sync_if_due()
     with node_of(request).db.session() as session:
         results = qido.search(session, query, _base(request))
     headers = {"Warning": ", ".join(query.warnings)} if query.warnings else None
@@ -127,6 +128,7 @@ def search_instances(request: Request, study: str | None = None,
 def _stored(request: Request, study: str, series: str | None = None,
             instance: str | None = None) -> list[wado.Stored]:
     authorize(request, "read")
+    request.app.state.results.sync_if_due()
     with node_of(request).db.session() as session:
         return wado.find(session, study, series, instance)
 

@@ -18,17 +18,15 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from sqlalchemy import ColumnElement, Select, and_, distinct, func, or_, select
 
 from dicom_node.http.problem import Problem
-from dicom_node.index.tables import Instance
-
-I = Instance  # noqa: E741 - short alias for the column expressions below
+from dicom_node.http.results import catalogue
 
 
 @dataclass(frozen=True)
 class Attr:
-    """A QIDO attribute: its keyword, VR, the instance column, and its level."""
+    """A QIDO attribute: its keyword, VR, the catalogue column, and its level."""
 
     keyword: str
-    column: Any
+    name: str  # column of :func:`dicom_node.http.results.catalogue`
     level: str  # study | series | instance
 
     @property
@@ -41,30 +39,30 @@ class Attr:
 
 
 ATTRS = {a.keyword: a for a in [
-    Attr("StudyInstanceUID", I.study_uid, "study"),
-    Attr("PatientName", I.patient_name, "study"),
-    Attr("PatientID", I.patient_id, "study"),
-    Attr("PatientBirthDate", I.patient_birth_date, "study"),
-    Attr("PatientSex", I.patient_sex, "study"),
-    Attr("StudyDate", I.study_date, "study"),
-    Attr("StudyTime", I.study_time, "study"),
-    Attr("AccessionNumber", I.accession_number, "study"),
-    Attr("ReferringPhysicianName", I.referring_physician, "study"),
-    Attr("StudyID", I.study_id, "study"),
-    Attr("StudyDescription", I.study_description, "study"),
-    Attr("ModalitiesInStudy", I.modality, "study"),  # matches any instance's Modality
-    Attr("SeriesInstanceUID", I.series_uid, "series"),
-    Attr("Modality", I.modality, "series"),
-    Attr("SeriesNumber", I.series_number, "series"),
-    Attr("SeriesDescription", I.series_description, "series"),
-    Attr("BodyPartExamined", I.body_part, "series"),
-    Attr("SOPInstanceUID", I.sop_instance_uid, "instance"),
-    Attr("SOPClassUID", I.sop_class_uid, "instance"),
-    Attr("InstanceNumber", I.instance_number, "instance"),
-    Attr("Rows", I.rows, "instance"),
-    Attr("Columns", I.columns, "instance"),
-    Attr("NumberOfFrames", I.number_of_frames, "instance"),
-    Attr("ViewPosition", I.view_position, "instance"),
+    Attr("StudyInstanceUID", "study_uid", "study"),
+    Attr("PatientName", "patient_name", "study"),
+    Attr("PatientID", "patient_id", "study"),
+    Attr("PatientBirthDate", "patient_birth_date", "study"),
+    Attr("PatientSex", "patient_sex", "study"),
+    Attr("StudyDate", "study_date", "study"),
+    Attr("StudyTime", "study_time", "study"),
+    Attr("AccessionNumber", "accession_number", "study"),
+    Attr("ReferringPhysicianName", "referring_physician", "study"),
+    Attr("StudyID", "study_id", "study"),
+    Attr("StudyDescription", "study_description", "study"),
+    Attr("ModalitiesInStudy", "modality", "study"),  # matches any instance's Modality
+    Attr("SeriesInstanceUID", "series_uid", "series"),
+    Attr("Modality", "modality", "series"),
+    Attr("SeriesNumber", "series_number", "series"),
+    Attr("SeriesDescription", "series_description", "series"),
+    Attr("BodyPartExamined", "body_part", "series"),
+    Attr("SOPInstanceUID", "sop_instance_uid", "instance"),
+    Attr("SOPClassUID", "sop_class_uid", "instance"),
+    Attr("InstanceNumber", "instance_number", "instance"),
+    Attr("Rows", "rows", "instance"),
+    Attr("Columns", "columns", "instance"),
+    Attr("NumberOfFrames", "number_of_frames", "instance"),
+    Attr("ViewPosition", "view_position", "instance"),
 ]}
 LEVELS = ("study", "series", "instance")
 _DATE = re.compile(r"^\d{8}$")
@@ -106,9 +104,9 @@ def _range(column: Any, value: str, pattern: re.Pattern[str], what: str) -> Colu
     return and_(*conditions)
 
 
-def condition(attr: Attr, value: str) -> ColumnElement:
-    """The SQL condition matching ``value`` on ``attr`` (PS3.4 C.2.2.2)."""
-    column, vr = attr.column, attr.vr
+def condition(src: Any, attr: Attr, value: str) -> ColumnElement:
+    """The SQL condition matching ``value`` on ``attr`` of ``src`` (PS3.4 C.2.2.2)."""
+    column, vr = src.c[attr.name], attr.vr
     if vr == "UI":
         uids = [u.strip() for u in re.split(r"[\\,]", value) if u.strip()]
         return column.in_(uids)
@@ -178,12 +176,14 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
     return Query(level, filters, include, limit, offset, warnings)
 
 
-def _where(stmt: Select, filters: list[tuple[Attr, str]]) -> Select:
+def _where(stmt: Select, src: Any, filters: list[tuple[Attr, str]]) -> Select:
     for attr, value in filters:
         if attr.keyword == "ModalitiesInStudy":
-            stmt = stmt.where(I.study_uid.in_(select(I.study_uid).where(condition(attr, value))))
+            inner = catalogue()
+            stmt = stmt.where(src.c.study_uid.in_(
+                select(inner.c.study_uid).where(condition(inner, attr, value))))
         else:
-            stmt = stmt.where(condition(attr, value))
+            stmt = stmt.where(condition(src, attr, value))
     return stmt
 
 
@@ -212,20 +212,22 @@ def _attrs_of(level: str, include: set[str]) -> list[Attr]:
 def search(session: Any, query: Query, base_url: str) -> list[dict[str, Any]]:
     """The DICOM JSON results of ``query``."""
     attrs = _attrs_of(query.level, query.include)
-    columns = [a.column.label(a.keyword) for a in attrs if a.keyword != "ModalitiesInStudy"]
+    src = catalogue()
+    columns = [src.c[a.name].label(a.keyword) for a in attrs
+               if a.keyword != "ModalitiesInStudy"]
     if query.level == "instance":
-        stmt = select(*columns).order_by(I.study_uid, I.series_uid, I.instance_number,
-                                         I.sop_instance_uid)
+        stmt = select(*columns).order_by(src.c.study_uid, src.c.series_uid,
+                                         src.c.instance_number, src.c.sop_instance_uid)
     else:
-        key = I.study_uid if query.level == "study" else I.series_uid
+        key = src.c.study_uid if query.level == "study" else src.c.series_uid
         grouped = "StudyInstanceUID" if query.level == "study" else "SeriesInstanceUID"
         agg = [c if c.name == grouped else func.min(c.element).label(c.name)
                for c in columns]
         counts = [func.count().label("instances")]
         if query.level == "study":
-            counts.append(func.count(distinct(I.series_uid)).label("series"))
+            counts.append(func.count(distinct(src.c.series_uid)).label("series"))
         stmt = select(*agg, *counts).group_by(key).order_by(key)
-    stmt = _where(stmt, query.filters).limit(query.limit).offset(query.offset)
+    stmt = _where(stmt, src, query.filters).limit(query.limit).offset(query.offset)
     rows = session.execute(stmt).mappings().all()
     modalities = _modalities(session, [r["StudyInstanceUID"] for r in rows]) \
         if query.level == "study" else {}
@@ -234,10 +236,11 @@ def search(session: Any, query: Query, base_url: str) -> list[dict[str, Any]]:
 
 def _modalities(session: Any, studies: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
+    src = catalogue()
     if studies:
         for study, modality in session.execute(
-                select(I.study_uid, I.modality).where(I.study_uid.in_(studies))
-                .group_by(I.study_uid, I.modality).order_by(I.modality)):
+                select(src.c.study_uid, src.c.modality).where(src.c.study_uid.in_(studies))
+                .group_by(src.c.study_uid, src.c.modality).order_by(src.c.modality)):
             if modality:
                 out.setdefault(study, []).append(modality)
     return out

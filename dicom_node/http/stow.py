@@ -108,7 +108,7 @@ class PartResult:
     comment: str = ""
 
 
-def _read(path: Path) -> tuple[InstanceHeader, str]:
+def read_file_header(path: Path | str) -> tuple[InstanceHeader, str]:
     """The header and transfer syntax of a PS3.10 file; HeaderError if it is not one."""
     with open(path, "rb") as fh:
         try:
@@ -138,7 +138,7 @@ def store_part(intake: Intake, part: SpoolPart, source: Source,
             return PartResult(None, None, None, TRANSFER_SYNTAX_NOT_SUPPORTED,
                               f"part media type {part.content_type} is not {DICOM}")
         try:
-            header, ts = _read(part.path)
+            header, ts = read_file_header(part.path)
         except HeaderError as err:
             return PartResult(None, None, None, CANNOT_UNDERSTAND, str(err))
         ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)

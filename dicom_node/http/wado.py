@@ -24,7 +24,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from sqlalchemy import select
 
 from dicom_node.http.problem import Problem
-from dicom_node.index.tables import Instance
+from dicom_node.http.results import catalogue
 
 CHUNK = 1 << 20
 DICOM = "application/dicom"
@@ -46,15 +46,16 @@ class Stored:
 def find(session: Any, study: str, series: str | None = None,
          sop: str | None = None) -> list[Stored]:
     """The stored instances of a study, series or one instance; Problem 404 if none."""
-    stmt = select(Instance.study_uid, Instance.series_uid, Instance.sop_instance_uid,
-                  Instance.path, Instance.transfer_syntax, Instance.rows,
-                  Instance.number_of_frames).where(Instance.study_uid == study)
+    src = catalogue()  # received instances and the node's results
+    stmt = select(src.c.study_uid, src.c.series_uid, src.c.sop_instance_uid, src.c.path,
+                  src.c.transfer_syntax, src.c.rows, src.c.number_of_frames
+                  ).where(src.c.study_uid == study)
     if series is not None:
-        stmt = stmt.where(Instance.series_uid == series)
+        stmt = stmt.where(src.c.series_uid == series)
     if sop is not None:
-        stmt = stmt.where(Instance.sop_instance_uid == sop)
+        stmt = stmt.where(src.c.sop_instance_uid == sop)
     rows = [Stored(*r) for r in session.execute(
-        stmt.order_by(Instance.series_uid, Instance.instance_number, Instance.id))]
+        stmt.order_by(src.c.series_uid, src.c.instance_number, src.c.sop_instance_uid))]
     if not rows:
         what = "instance" if sop else "series" if series else "study"
         raise Problem(404, "Not Found", f"no such {what} in this node's store")
