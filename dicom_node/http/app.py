@@ -9,6 +9,7 @@ configuration already uses.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from dicom_node.settings.http import ROLE_RANK
 
 if TYPE_CHECKING:
     from dicom_node.node import Node
+
+log = logging.getLogger(__name__)
 
 
 def node_of(request: Request) -> Node:
@@ -85,6 +88,8 @@ def create_app(node: Node) -> FastAPI:
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Any:
+        log.warning("%s %s: %d %s", request.method, request.url.path, exc.status,
+                    exc.detail or exc.title)
         return exc.response(str(request.url.path))
 
     @app.exception_handler(StarletteHTTPException)

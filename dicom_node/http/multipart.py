@@ -19,7 +19,8 @@ from email.parser import HeaderParser
 from typing import Protocol
 
 MAX_HEADER_BYTES = 16 * 1024
-_BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{1,70}$")
+# RFC 2046 allows 70 characters; Orthanc's DICOMweb plugin sends 73: be lenient.
+_BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{1,200}$")
 
 
 class MultipartError(ValueError):
