@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from sqlalchemy import ColumnElement, Select, and_, distinct, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, distinct, func, or_, select, union
 
 from dicom_node.http.problem import Problem
-from dicom_node.http.results import catalogue
+from dicom_node.http.results import RESULTS, catalogue
+from dicom_node.index.tables import Instance
 
 
 @dataclass(frozen=True)
@@ -178,10 +179,11 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
 
 def _where(stmt: Select, src: Any, filters: list[tuple[Attr, str]]) -> Select:
     for attr, value in filters:
-        if attr.keyword == "ModalitiesInStudy":
-            inner = catalogue()
-            stmt = stmt.where(src.c.study_uid.in_(
-                select(inner.c.study_uid).where(condition(inner, attr, value))))
+        if attr.keyword == "ModalitiesInStudy":  # each table by its Modality index
+            received, results = Instance.__table__, RESULTS
+            stmt = stmt.where(src.c.study_uid.in_(union(
+                select(received.c.study_uid).where(condition(received, attr, value)),
+                select(results.c.study_uid).where(condition(results, attr, value)))))
         else:
             stmt = stmt.where(condition(src, attr, value))
     return stmt
@@ -212,38 +214,52 @@ def _attrs_of(level: str, include: set[str]) -> list[Attr]:
 def search(session: Any, query: Query, base_url: str) -> list[dict[str, Any]]:
     """The DICOM JSON results of ``query``."""
     attrs = _attrs_of(query.level, query.include)
+    if query.level == "study":
+        return _search_studies(session, query, attrs, base_url)
     src = catalogue()
-    columns = [src.c[a.name].label(a.keyword) for a in attrs
-               if a.keyword != "ModalitiesInStudy"]
+    columns = [src.c[a.name].label(a.keyword) for a in attrs]
     if query.level == "instance":
         stmt = select(*columns).order_by(src.c.study_uid, src.c.series_uid,
                                          src.c.instance_number, src.c.sop_instance_uid)
     else:
-        key = src.c.study_uid if query.level == "study" else src.c.series_uid
-        grouped = "StudyInstanceUID" if query.level == "study" else "SeriesInstanceUID"
-        agg = [c if c.name == grouped else func.min(c.element).label(c.name)
+        agg = [c if c.name == "SeriesInstanceUID" else func.min(c.element).label(c.name)
                for c in columns]
-        counts = [func.count().label("instances")]
-        if query.level == "study":
-            counts.append(func.count(distinct(src.c.series_uid)).label("series"))
-        stmt = select(*agg, *counts).group_by(key).order_by(key)
+        stmt = (select(*agg, func.count().label("instances")).group_by(src.c.series_uid)
+                .order_by(src.c.series_uid))
     stmt = _where(stmt, src, query.filters).limit(query.limit).offset(query.offset)
     rows = session.execute(stmt).mappings().all()
-    modalities = _modalities(session, [r["StudyInstanceUID"] for r in rows]) \
-        if query.level == "study" else {}
-    return [_result(query.level, attrs, row, modalities, base_url) for row in rows]
+    return [_result(query.level, attrs, row, base_url) for row in rows]
 
 
-def _modalities(session: Any, studies: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    src = catalogue()
-    if studies:
-        for study, modality in session.execute(
-                select(src.c.study_uid, src.c.modality).where(src.c.study_uid.in_(studies))
-                .group_by(src.c.study_uid, src.c.modality).order_by(src.c.modality)):
+def _search_studies(session: Any, query: Query, attrs: list[Attr],
+                    base_url: str) -> list[dict[str, Any]]:
+    """Studies match on their received instances (the node's results carry their study's
+    attributes), walked in Study UID order so that a page stops early; their counts and
+    modalities include the results."""
+    src = Instance.__table__
+    columns = [src.c[a.name].label(a.keyword) for a in attrs
+               if a.keyword != "ModalitiesInStudy"]
+    agg = [c if c.name == "StudyInstanceUID" else func.min(c.element).label(c.name)
+           for c in columns]
+    stmt = select(*agg).group_by(src.c.study_uid).order_by(src.c.study_uid)
+    stmt = _where(stmt, src, query.filters).limit(query.limit).offset(query.offset)
+    rows = [dict(r) for r in session.execute(stmt).mappings()]
+    if rows:
+        every = catalogue()
+        page = every.c.study_uid.in_([r["StudyInstanceUID"] for r in rows])
+        counts = {uid: (n, series) for uid, n, series in session.execute(
+            select(every.c.study_uid, func.count(), func.count(distinct(every.c.series_uid)))
+            .where(page).group_by(every.c.study_uid))}
+        modalities: dict[str, list[str]] = {}
+        for uid, modality in session.execute(
+                select(every.c.study_uid, every.c.modality).where(page)
+                .group_by(every.c.study_uid, every.c.modality).order_by(every.c.modality)):
             if modality:
-                out.setdefault(study, []).append(modality)
-    return out
+                modalities.setdefault(uid, []).append(modality)
+        for r in rows:
+            r["instances"], r["series"] = counts.get(r["StudyInstanceUID"], (0, 0))
+            r["ModalitiesInStudy"] = modalities.get(r["StudyInstanceUID"], [])
+    return [_result("study", attrs, row, base_url) for row in rows]
 
 
 _COUNTS: dict[str, list[tuple[str, str]]] = {
@@ -255,13 +271,10 @@ _COUNTS: dict[str, list[tuple[str, str]]] = {
 _as_attr: Callable[[str], Attr] = lambda k: Attr(k, None, "")  # noqa: E731
 
 
-def _result(level: str, attrs: list[Attr], row: Any, modalities: dict[str, list[str]],
-            base_url: str) -> dict[str, Any]:
+def _result(level: str, attrs: list[Attr], row: Any, base_url: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for a in attrs:
-        value = (modalities.get(row["StudyInstanceUID"], [])
-                 if a.keyword == "ModalitiesInStudy" else row[a.keyword])
-        out[a.tag] = _element(a, value)
+        out[a.tag] = _element(a, row[a.keyword])
     for keyword, label in _COUNTS[level]:
         out[_as_attr(keyword).tag] = _element(_as_attr(keyword), row[label])
     url = f"{base_url}/studies/{row['StudyInstanceUID']}"

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Column, Integer, Table, delete, insert, select, union_all
+from sqlalchemy import Column, Integer, Table, delete, func, insert, select, union_all
 
 from dicom_node.db import Base, Database
 from dicom_node.index.header import HeaderError, InstanceHeader
@@ -39,7 +39,7 @@ RESULTS = Table(
     Column("id", Integer, primary_key=True),
     Column("output_id", Integer, unique=True, nullable=False),
     *[Column(name, _SOURCE[name].type, index=name in ("study_uid", "series_uid",
-                                                      "sop_instance_uid"))
+                                                      "sop_instance_uid", "modality"))
       for name in COLUMNS],
 )
 #: Job states in which a job's outputs are written and stay.
@@ -66,6 +66,7 @@ class ResultIndex:
         self._lock = threading.Lock()
         self._unreadable: set[int] = set()  # warned about once
         self._synced = 0.0
+        self._seen: tuple[int, int | None, int] | None = None  # outputs, last id, written
         RESULTS.create(db.engine, checkfirst=True)
 
     def sync_if_due(self, interval: float = 0.25) -> None:
@@ -73,8 +74,21 @@ class ResultIndex:
         if time.monotonic() - self._synced >= interval:
             self.sync()
 
+    def _outputs_state(self) -> tuple[int, int | None, int]:
+        """How many outputs exist, the newest id, how many jobs have written theirs: when
+        none changed there is nothing to sync (and no write transaction to take)."""
+        with self.db.session() as s:
+            count, last = s.execute(select(func.count(), func.max(JobOutput.id))).one()
+            written = s.scalar(select(func.count()).select_from(Job)
+                               .where(Job.state.in_(WRITTEN)))
+        return int(count), last, int(written or 0)
+
     def sync(self) -> int:
         """Index new written outputs and drop removed ones; return how many were added."""
+        state = self._outputs_state()
+        if state == self._seen:
+            self._synced = time.monotonic()
+            return 0
         with self._lock, self.db.session() as s:
             s.execute(delete(RESULTS).where(RESULTS.c.output_id.not_in(select(JobOutput.id))))
             new = s.execute(
@@ -96,5 +110,6 @@ class ResultIndex:
                 s.execute(insert(RESULTS).values(output_id=output_id, transfer_syntax=ts,
                                                  path=path, **values))
                 added += 1
+        self._seen = state
         self._synced = time.monotonic()
         return added

@@ -65,7 +65,7 @@ class Instance(Base):
     patient_name: Mapped[str | None] = mapped_column(String(324))
     accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
     study_date: Mapped[str | None] = mapped_column(String(8), index=True)
-    modality: Mapped[str | None] = mapped_column(String(16))
+    modality: Mapped[str | None] = mapped_column(String(16), index=True)
     body_part: Mapped[str | None] = mapped_column(String(64))
     series_description: Mapped[str | None] = mapped_column(String(64))
     view_position: Mapped[str | None] = mapped_column(String(16))
