@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 PREFIX = "/dicomweb"
 
 
-async def _spool_body(request: Request, boundary: str, incoming: object,
-                      max_bytes: int) -> stow.StowBody:
+async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.StowBody:
     """Read the request body into spooled parts; Problem 400/413 (nothing kept) if the
-    body is malformed or too large."""
-    body = stow.StowBody(boundary, incoming, max_bytes)  # type: ignore[arg-type]
+    body is malformed or too large. Each part's fsync starts as soon as it is complete,
+    so the disk works while the rest arrives (placement then finds it done)."""
+    store = node_of(request).store
+    body = stow.StowBody(boundary, store.incoming, max_bytes, store.sync_later)
     try:
         async for chunk in request.stream():
             body.reader.feed(chunk)
@@ -59,7 +60,7 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
         raise Problem(413, "Content Too Large",
                       f"Content-Length {length} exceeds http.max_request_mb "
                       f"({cfg.http.max_request_mb} MB)")
-    body = await _spool_body(request, boundary, node.store.incoming, max_bytes)
+    body = await _spool_body(request, boundary, max_bytes)
     source = Source(called_ae=web.ae_title, calling_ae=token or "http",
                     peer_address=request.client.host if request.client else None)
     intake = node.scp.intake

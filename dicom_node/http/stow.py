@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -45,11 +46,13 @@ TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 class SpoolPart:
     """One part's body, written to a file in the store's ``incoming/`` as it arrives."""
 
-    def __init__(self, directory: Path, content_type: str, limit: list[int]) -> None:
+    def __init__(self, directory: Path, content_type: str, limit: list[int],
+                 on_complete: Callable[[Path], object] | None = None) -> None:
         self.path = directory / f"{uuid.uuid4().hex}.stow"
         self.content_type = content_type
         self.size = 0
         self._limit = limit  # bytes the whole request may still add (shared by its parts)
+        self._on_complete = on_complete
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
     def write(self, data: memoryview) -> None:
@@ -65,8 +68,11 @@ class SpoolPart:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+            if self._on_complete is not None:
+                self._on_complete(self.path)
 
     def discard(self) -> None:
+        self._on_complete = None
         self.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
@@ -79,15 +85,17 @@ class RequestTooLarge(Exception):
 class StowBody:
     """The parts of one STOW-RS request body, spooled to files."""
 
-    def __init__(self, boundary: str, incoming: Path, max_bytes: int) -> None:
+    def __init__(self, boundary: str, incoming: Path, max_bytes: int,
+                 on_part_complete: Callable[[Path], object] | None = None) -> None:
         self.incoming = incoming
+        self.on_part_complete = on_part_complete  # e.g. start its fsync while more arrives
         self.parts: list[SpoolPart] = []
         self._limit = [max_bytes]
         self.reader = MultipartReader(check_boundary(boundary), self._on_part)
 
     def _on_part(self, headers: Message) -> SpoolPart:
         part = SpoolPart(self.incoming, headers.get_content_type() if headers.get(
-            "Content-Type") else DICOM, self._limit)
+            "Content-Type") else DICOM, self._limit, self.on_part_complete)
         self.parts.append(part)
         return part
 
