@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -79,7 +80,7 @@ class RequestMetrics:
 
 def create_app(node: Node) -> FastAPI:
     """The application serving ``node``: health, metrics, DICOMweb."""
-    from dicom_node.http import dicomweb, health
+    from dicom_node.http import admin, dicomweb, health
 
     app = FastAPI(title="dicom-node", version="1", openapi_url="/api/openapi.json",
                   docs_url=None, redoc_url=None)
@@ -97,7 +98,14 @@ def create_app(node: Node) -> FastAPI:
         return problem_response(exc.status_code, str(exc.detail), instance=request.url.path,
                                 headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Any:
+        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return problem_response(422, "Unprocessable Content", "; ".join(errors),
+                                instance=request.url.path, errors=errors)
+
     health.register(app)
     dicomweb.register(app)
+    admin.register(app)
     app.add_middleware(RequestMetrics)
     return app

@@ -1,0 +1,295 @@
+"""The admin REST API under ``/api`` (JSON; OpenAPI at ``/api/openapi.json``).
+
+Studies and groups, jobs (list, show, retry, cancel), models, route explanations,
+configuration check and reload, destinations with a C-ECHO test. Each route reuses what
+the CLI runs (``index.queries``, ``JobQueue``, ``routing.explain``, the configuration
+loader); errors are RFC 9457 problem documents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Body, FastAPI, Query, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from dicom_node.http.app import authorize, node_of
+from dicom_node.http.problem import Problem
+from dicom_node.index import queries
+from dicom_node.index.tables import Group
+from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState
+from dicom_node.jobs.queue import JobQueue
+from dicom_node.routing.explain import explain_path, explanation_to_dict
+from dicom_node.settings.root import ConfigError, validate_config
+from dicom_node.store.writer import safe_component
+
+router = APIRouter(prefix="/api")
+PROBLEM = {"content": {"application/problem+json": {}}}
+STAGES = ("received_at", "complete_at", "created_at", "started_at", "inferred_at",
+          "written_at", "delivered_at", "finished_at")
+
+
+class GroupOut(BaseModel):
+    id: int
+    state: str
+    study_uid: str
+    series_uid: str | None
+    patient_id: str | None
+    modalities: list[str]
+    instances: int
+    called_ae: str
+    calling_ae: str
+    first_received: dt.datetime
+    last_received: dt.datetime
+    route_note: str | None
+
+
+class JobOut(BaseModel):
+    id: int
+    group_id: int
+    study_uid: str
+    rule: str
+    action: str
+    state: str
+    attempts: int
+    models: list[str]
+    destinations: list[str]
+    error: str | None
+    created_at: dt.datetime
+
+
+class OutputOut(BaseModel):
+    kind: str
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+class AttemptOut(BaseModel):
+    destination: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    outcome: str
+    sent: int
+    accepted: int
+    error: str | None
+    statuses: dict[str, Any]
+
+
+class JobDetail(JobOut):
+    stages: dict[str, dt.datetime | None]
+    next_attempt_at: dt.datetime | None
+    outputs: list[OutputOut]
+    delivery_attempts: list[AttemptOut]
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    provider: str
+    demo: bool
+    status: str
+
+
+class ConfigCheck(BaseModel):
+    valid: bool
+    errors: list[str]
+
+
+class DestinationOut(BaseModel):
+    name: str
+    kind: str
+    target: str
+
+
+class EchoOut(BaseModel):
+    destination: str
+    ok: bool
+    status: int | None
+    detail: str
+
+
+def _group(g: Group) -> GroupOut:
+    return GroupOut(id=g.id, state=g.state, study_uid=g.study_uid, series_uid=g.series_uid,
+                    patient_id=g.patient_id, modalities=[m for m in g.modalities.split("\\")
+                                                         if m],
+                    instances=g.instance_count, called_ae=g.called_ae,
+                    calling_ae=g.calling_ae, first_received=g.first_received,
+                    last_received=g.last_received, route_note=g.route_note)
+
+
+def _job(j: Job) -> dict[str, Any]:
+    return dict(id=j.id, group_id=j.group_id, study_uid=j.study_uid, rule=j.rule_name,
+                action=j.action, state=j.state, attempts=j.attempts, models=list(j.models),
+                destinations=list(j.destinations), error=j.error, created_at=j.created_at)
+
+
+@router.get("/studies", response_model=list[GroupOut], tags=["studies"])
+def list_studies(request: Request, state: str | None = None,
+                 limit: int = Query(50, ge=1, le=1000)) -> list[GroupOut]:
+    """Received study/series groups, newest first, with how routing went."""
+    authorize(request, "read")
+    with node_of(request).db.session() as s:
+        return [_group(g) for g in queries.list_groups(s, state, limit)]
+
+
+@router.get("/jobs", response_model=list[JobOut], tags=["jobs"])
+def list_jobs(request: Request, state: list[JobState] = Query([]),
+              limit: int = Query(50, ge=1, le=1000)) -> list[JobOut]:
+    """Jobs, newest first; ``state`` (repeatable) narrows them."""
+    authorize(request, "read")
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+    if state:
+        stmt = stmt.where(Job.state.in_([s.value for s in state]))
+    with node_of(request).db.session() as s:
+        return [JobOut(**_job(j)) for j in s.scalars(stmt)]
+
+
+@router.get("/jobs/{job_id}", response_model=JobDetail, responses={404: PROBLEM},
+            tags=["jobs"])
+def show_job(request: Request, job_id: int) -> JobDetail:
+    """One job: its stage timestamps, outputs and every delivery attempt."""
+    authorize(request, "read")
+    with node_of(request).db.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise Problem(404, "Not Found", f"no job {job_id}")
+        outputs = s.scalars(select(JobOutput).where(JobOutput.job_id == job_id)).all()
+        attempts = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.job_id == job_id)
+                             .order_by(DeliveryAttempt.id)).all()
+        return JobDetail(
+            **_job(job), stages={k.removesuffix("_at"): getattr(job, k) for k in STAGES},
+            next_attempt_at=job.next_attempt_at,
+            outputs=[OutputOut(kind=o.kind, sop_class_uid=o.sop_class_uid,
+                               sop_instance_uid=o.sop_instance_uid) for o in outputs],
+            delivery_attempts=[AttemptOut(
+                destination=a.destination, started_at=a.started_at, finished_at=a.finished_at,
+                outcome=a.outcome, sent=a.sent, accepted=a.accepted, error=a.error,
+                statuses=dict(a.statuses or {})) for a in attempts])
+
+
+@router.post("/jobs/{job_id}/retry", status_code=202, responses={409: PROBLEM},
+             tags=["jobs"])
+def retry_job(request: Request, job_id: int) -> dict[str, Any]:
+    """Queue a dead, failed or cancelled job again (attempts start over)."""
+    authorize(request, "admin")
+    node = node_of(request)
+    if not JobQueue(node.db).retry(job_id):
+        raise Problem(409, "Conflict", f"job {job_id} is not dead, failed or cancelled")
+    node.jobs.executor.wake()
+    return {"job": job_id, "state": JobState.QUEUED.value}
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202, responses={409: PROBLEM},
+             tags=["jobs"])
+def cancel_job(request: Request, job_id: int) -> dict[str, Any]:
+    """Cancel a job that has not finished; a worker holding it stops before delivering."""
+    authorize(request, "admin")
+    if not JobQueue(node_of(request).db).cancel(job_id):
+        raise Problem(409, "Conflict", f"job {job_id} has already finished or does not exist")
+    return {"job": job_id, "state": JobState.CANCELLED.value}
+
+
+@router.get("/models", response_model=list[ModelOut], tags=["models"])
+def list_models(request: Request) -> list[ModelOut]:
+    """Loaded models (with their execution provider) and refused packages."""
+    authorize(request, "read")
+    registry = node_of(request).jobs.registry
+    out = [ModelOut(name=name, version=m.identity.version, provider=m.provider,
+                    demo=m.identity.demo, status="loaded")
+           for name, m in sorted(registry.models.items())]
+    out += [ModelOut(name=str(e.path), version="", provider="", demo=False,
+                     status=f"refused: {e.message}") for e in registry.errors]
+    return out
+
+
+@router.get("/routes/explain", responses={404: PROBLEM}, tags=["routes"])
+def explain_study(request: Request, study: str) -> dict[str, Any]:
+    """Which rule the current routes give each series of a stored study, and the first
+    failing condition of every rule before it."""
+    authorize(request, "read")
+    node = node_of(request)
+    folder = node.store.instances / safe_component(study)
+    with node.db.session() as s:
+        called = s.scalar(select(Group.called_ae).where(Group.study_uid == study)
+                          .order_by(Group.id.desc()).limit(1))
+    if called is None or not folder.is_dir():
+        raise Problem(404, "Not Found", f"no stored study {study}")
+    return explanation_to_dict(explain_path(folder, node.jobs.rules(), called_ae=called))
+
+
+@router.post("/config/check", response_model=ConfigCheck, tags=["configuration"])
+def check_config(request: Request,
+                 text: str = Body(..., media_type="application/yaml")) -> ConfigCheck:
+    """Validate a posted YAML configuration: every error with its path."""
+    authorize(request, "read")
+    try:
+        validate_config(yaml.safe_load(text), "posted configuration")
+    except yaml.YAMLError as err:
+        return ConfigCheck(valid=False, errors=[f"YAML syntax error: {err}"])
+    except ConfigError as err:
+        return ConfigCheck(valid=False, errors=err.errors)
+    return ConfigCheck(valid=True, errors=[])
+
+
+@router.post("/config/reload", status_code=202, tags=["configuration"])
+def reload_config(request: Request) -> dict[str, str]:
+    """Re-read the configuration file, as SIGHUP does (a bad file is refused and logged)."""
+    authorize(request, "admin")
+    os.kill(os.getpid(), signal.SIGHUP)
+    return {"status": "reload requested; the node's log tells the outcome"}
+
+
+@router.get("/destinations", response_model=list[DestinationOut], tags=["destinations"])
+def list_destinations(request: Request) -> list[DestinationOut]:
+    """Configured result destinations (credentials never shown)."""
+    authorize(request, "read")
+    out = []
+    for d in node_of(request).config.destinations:
+        target = (f"{d.ae_title}@{d.host}:{d.port}" if d.kind == "dimse"
+                  else getattr(d, "url", ""))
+        out.append(DestinationOut(name=d.name, kind=d.kind, target=target))
+    return out
+
+
+def _echo(dest: Any) -> EchoOut:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=dest.calling_ae_title)
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.network_timeout = 10
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    if not assoc.is_established:
+        return EchoOut(destination=dest.name, ok=False, status=None,
+                       detail="association rejected, aborted or never connected")
+    try:
+        rsp = assoc.send_c_echo()
+    finally:
+        assoc.release()
+    status = int(rsp.Status) if "Status" in rsp else None
+    return EchoOut(destination=dest.name, ok=status == 0, status=status,
+                   detail="C-ECHO answered" if status is not None else "no C-ECHO response")
+
+
+@router.post("/destinations/{name}/echo", response_model=EchoOut,
+             responses={404: PROBLEM, 400: PROBLEM}, tags=["destinations"])
+async def echo_destination(request: Request, name: str) -> EchoOut:
+    """C-ECHO a DIMSE destination."""
+    authorize(request, "admin")
+    dest = next((d for d in node_of(request).config.destinations if d.name == name), None)
+    if dest is None:
+        raise Problem(404, "Not Found", f"no destination {name!r}")
+    if dest.kind != "dimse":
+        raise Problem(400, "Bad Request", f"destination {name!r} is {dest.kind}, not DIMSE")
+    return await run_in_threadpool(_echo, dest)
+
+
+def register(app: FastAPI) -> None:
+    """Add the admin API to ``app``."""
+    app.include_router(router)
