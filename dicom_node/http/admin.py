@@ -14,7 +14,7 @@ import signal
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Body, FastAPI, Query, Request
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +31,7 @@ from dicom_node.store.writer import safe_component
 
 router = APIRouter(prefix="/api")
 PROBLEM = {"content": {"application/problem+json": {}}}
+JobId = Path(ge=1, le=2**63 - 1, description="a job's id")
 STAGES = ("received_at", "complete_at", "created_at", "started_at", "inferred_at",
           "written_at", "delivered_at", "finished_at")
 
@@ -152,7 +153,7 @@ def list_jobs(request: Request, state: list[JobState] = Query([]),
 
 @router.get("/jobs/{job_id}", response_model=JobDetail, responses={404: PROBLEM},
             tags=["jobs"])
-def show_job(request: Request, job_id: int) -> JobDetail:
+def show_job(request: Request, job_id: int = JobId) -> JobDetail:
     """One job: its stage timestamps, outputs and every delivery attempt."""
     authorize(request, "read")
     with node_of(request).db.session() as s:
@@ -175,7 +176,7 @@ def show_job(request: Request, job_id: int) -> JobDetail:
 
 @router.post("/jobs/{job_id}/retry", status_code=202, responses={409: PROBLEM},
              tags=["jobs"])
-def retry_job(request: Request, job_id: int) -> dict[str, Any]:
+def retry_job(request: Request, job_id: int = JobId) -> dict[str, Any]:
     """Queue a dead, failed or cancelled job again (attempts start over)."""
     authorize(request, "admin")
     node = node_of(request)
@@ -187,7 +188,7 @@ def retry_job(request: Request, job_id: int) -> dict[str, Any]:
 
 @router.post("/jobs/{job_id}/cancel", status_code=202, responses={409: PROBLEM},
              tags=["jobs"])
-def cancel_job(request: Request, job_id: int) -> dict[str, Any]:
+def cancel_job(request: Request, job_id: int = JobId) -> dict[str, Any]:
     """Cancel a job that has not finished; a worker holding it stops before delivering."""
     authorize(request, "admin")
     if not JobQueue(node_of(request).db).cancel(job_id):

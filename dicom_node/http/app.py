@@ -104,6 +104,12 @@ def create_app(node: Node) -> FastAPI:
         return problem_response(422, "Unprocessable Content", "; ".join(errors),
                                 instance=request.url.path, errors=errors)
 
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Any:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return problem_response(500, "Internal Server Error", f"{type(exc).__name__}",
+                                instance=request.url.path)
+
     health.register(app)
     dicomweb.register(app)
     admin.register(app)
