@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
-from tests.support.node_process import NodeProcess
+from tests.support.node_process import NodeProcess, running_node
 
 HTTP_CONFIG = {
     "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
@@ -22,11 +22,7 @@ RELATED = 'multipart/related; type="application/dicom"; boundary={}'
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One node for the HTTP tests that do not need their own."""
-    proc = NodeProcess(tmp_path_factory.mktemp("http-node"), HTTP_CONFIG)
-    proc.start()
-    yield proc
-    code = proc.stop()
-    assert code == 0, f"node did not stop cleanly ({code}):\n{proc.log()}"
+    yield from running_node(tmp_path_factory.mktemp("http-node"), HTTP_CONFIG)
 
 
 def ct_study(folder: Path, n: int = 4, seed: int = 3, size: int = 64) -> list[Path]:

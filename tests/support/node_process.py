@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +121,12 @@ class NodeProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def running_node(workdir: Path, config: dict[str, Any] | None = None) -> Iterator[NodeProcess]:
+    """A started node for a fixture to yield; it must stop cleanly afterwards."""
+    proc = NodeProcess(workdir, config)
+    proc.start()
+    yield proc
+    code = proc.stop()
+    assert code == 0, f"node did not stop cleanly ({code}):\n{proc.log()}"
