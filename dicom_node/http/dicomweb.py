@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +19,7 @@ from dicom_node.intake import Source
 log = logging.getLogger(__name__)
 
 PREFIX = "/dicomweb"
+STORE_THREADS = 4  # parts of one STOW-RS request stored concurrently
 
 
 async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.StowBody:
@@ -60,26 +63,34 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
         raise Problem(413, "Content Too Large",
                       f"Content-Length {length} exceeds http.max_request_mb "
                       f"({cfg.http.max_request_mb} MB)")
+    t0 = time.perf_counter()
     body = await _spool_body(request, boundary, max_bytes)
+    t_received = time.perf_counter()
     source = Source(called_ae=web.ae_title, calling_ae=token or "http",
                     peer_address=request.client.host if request.client else None)
     intake = node.scp.intake
 
     def store_all() -> list[stow.PartResult]:
-        results = []
+        # A few parts at a time, as concurrent C-STOREs would be: their fsyncs overlap
+        # (index writes are serialised by the recorder anyway).
         try:
-            for part in body.parts:
-                results.append(stow.store_part(intake, part, source, study))
+            if len(body.parts) == 1:
+                return [stow.store_part(intake, body.parts[0], source, study)]
+            with ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="stow") as pool:
+                return list(pool.map(lambda p: stow.store_part(intake, p, source, study),
+                                     body.parts))
         finally:
             body.discard()  # parts not reached (an unexpected error) leave nothing
-        return results
 
     results = await run_in_threadpool(store_all)
     stow.count(results, web.ae_title)
     ds = stow.response_dataset(results, _base(request), study)
     status = stow.http_status(results)
-    log.info("STOW-RS from %s: %d part(s), %d stored, HTTP %d", source.calling_ae,
-             len(results), sum(1 for r in results if not r.failure), status)
+    log.info("STOW-RS from %s: %d part(s), %d stored, HTTP %d (%.0f MB received in "
+             "%.2f s, stored in %.2f s)", source.calling_ae, len(results),
+             sum(1 for r in results if not r.failure), status,
+             sum(p.size for p in body.parts) / 2**20, t_received - t0,
+             time.perf_counter() - t_received)
     return JSONResponse(ds.to_json_dict(), status_code=status, media_type=stow.DICOM_JSON)
 
 
