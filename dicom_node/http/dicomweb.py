@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from dicom_node.http import qido, stow, wado
@@ -40,7 +41,17 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
         raise Problem(413, "Content Too Large",
                       f"the request body exceeds http.max_request_mb "
                       f"({max_bytes // 2**20} MB)") from None
-    except BaseException:  # client went away, server stopping: keep nothing
+    except ClientDisconnect:
+        body.discard()
+        log.warning("STOW-RS: the client disconnected before the end of the body; "
+                    "nothing of it was kept")
+        raise Problem(400, "Bad Request", "the client disconnected mid-body") from None
+    except OSError as err:  # disk full, incoming/ unwritable: nothing half-written stays
+        body.discard()
+        log.error("STOW-RS: cannot spool the request body: %s", err.strerror or err)
+        raise Problem(503, "Service Unavailable",
+                      f"cannot write the request to disk: {err.strerror or err}") from None
+    except BaseException:  # server stopping: keep nothing
         body.discard()
         raise
     if not body.parts:

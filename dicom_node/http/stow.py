@@ -53,22 +53,38 @@ class SpoolPart:
         self.size = 0
         self._limit = limit  # bytes the whole request may still add (shared by its parts)
         self._on_complete = on_complete
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # A failed create or write (disk full, I/O error) fails this part alone (0xA700):
+        # its file is removed and the rest of its bytes are read and dropped.
+        self.error: OSError | None = None
+        self._fd = -1
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as err:
+            self.error = err
 
     def write(self, data: memoryview) -> None:
         self._limit[0] -= len(data)
         if self._limit[0] < 0:
             raise RequestTooLarge()
+        if self.error is not None:
+            return
         view = data
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as err:
+            # Kept without its traceback: that would hold this frame's views of the
+            # reader's buffer, which must be released before the buffer is resized.
+            self.error = err.with_traceback(None)
+            self.discard()
+            return
         self.size += len(data)
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-            if self._on_complete is not None:
+            if self._on_complete is not None and self.error is None:
                 self._on_complete(self.path)
 
     def discard(self) -> None:
@@ -142,6 +158,11 @@ def store_part(intake: Intake, part: SpoolPart, source: Source,
     """Store one spooled part through the node's receive path (its file is placed or
     removed); never raises for bad content."""
     try:
+        if part.error is not None:
+            log.error("STOW-RS part not stored: cannot write it: %s",
+                      part.error.strerror or part.error)
+            return PartResult(None, None, None, OUT_OF_RESOURCES,
+                              f"cannot write the part: {part.error.strerror or part.error}")
         if part.content_type != DICOM:
             return PartResult(None, None, None, TRANSFER_SYNTAX_NOT_SUPPORTED,
                               f"part media type {part.content_type} is not {DICOM}")

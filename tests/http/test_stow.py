@@ -5,6 +5,7 @@ group under the web source's AE title); a bad part fails alone and leaves nothin
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import pydicom
@@ -150,3 +151,24 @@ def test_oversize_requests_answer_413_with_or_without_content_length(
     assert r.status_code == 413
     assert stow_leftovers(node) == []
     assert requests.get(node.http_url + "/health", timeout=10).status_code == 200
+
+
+def _limit_file_size() -> None:
+    # Writes past 300 kB fail with EFBIG (Python ignores SIGXFSZ): a real write failure.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+
+def test_a_part_that_cannot_be_written_fails_alone_with_a700(tmp_path: Path) -> None:
+    small = ct_study(tmp_path / "small", n=2, seed=101)
+    big = ct_study(tmp_path / "big", n=1, seed=102, size=512)  # ~525 kB
+    cfg = {"models": {"bundled": False}}
+    with NodeProcess(tmp_path / "node", cfg, preexec_fn=_limit_file_size) as proc:
+        body = multipart([small[0].read_bytes(), big[0].read_bytes(), small[1].read_bytes()])
+        r = post(proc, body)
+        assert r.status_code == 202, r.text
+        assert sorted(_uids(r.json(), REFERENCED_SOP_SEQUENCE)) == sorted(
+            pydicom.dcmread(f).SOPInstanceUID for f in small)
+        assert _reasons(r.json()) == [0xA700]
+        assert stow_leftovers(proc) == []
+        assert post(proc, multipart([small[0].read_bytes()])).status_code == 200
+    assert "File too large" in proc.log()
