@@ -25,6 +25,7 @@ from dicom_node.index import queries
 from dicom_node.index.tables import Group
 from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState
 from dicom_node.jobs.queue import JobQueue
+from dicom_node.jobs.reprocess import ReprocessError, reprocess_study
 from dicom_node.routing.explain import explain_path, explanation_to_dict
 from dicom_node.settings.root import ConfigError, validate_config
 from dicom_node.store.writer import safe_component
@@ -71,15 +72,24 @@ class OutputOut(BaseModel):
     sop_instance_uid: str
 
 
+class ResponseOut(BaseModel):
+    sop_instance_uid: str
+    outcome: str
+    code: int | None
+    warning: bool
+    error: str | None
+
+
 class AttemptOut(BaseModel):
     destination: str
     started_at: dt.datetime
     finished_at: dt.datetime | None
     outcome: str
+    planned: int
     sent: int
     accepted: int
     error: str | None
-    statuses: dict[str, Any]
+    responses: list[ResponseOut]
 
 
 class JobDetail(JobOut):
@@ -139,6 +149,28 @@ def list_studies(request: Request, state: str | None = None,
         return [_group(g) for g in queries.list_groups(s, state, limit)]
 
 
+class ReprocessOut(BaseModel):
+    source_group: int
+    group_id: int
+    state: str
+    note: str
+    job_ids: list[int]
+
+
+@router.post("/studies/{study}/reprocess", status_code=202, response_model=list[ReprocessOut],
+             responses={409: PROBLEM}, tags=["studies"])
+def reprocess(request: Request, study: str) -> list[ReprocessOut]:
+    """Route a stored study again under the running configuration and queue new jobs
+    (results keep their UIDs and replace the earlier ones), as ``studies reprocess``."""
+    authorize(request, "admin")
+    try:
+        done = reprocess_study(node_of(request).jobs.dispatcher, study)
+    except ReprocessError as err:
+        raise Problem(409, "Conflict", str(err)) from None
+    return [ReprocessOut(source_group=r.source_group, group_id=r.group_id, state=r.state,
+                         note=r.note, job_ids=list(r.job_ids)) for r in done]
+
+
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"])
 def list_jobs(request: Request, state: list[JobState] = Query([]),
               limit: int = Query(50, ge=1, le=1000)) -> list[JobOut]:
@@ -170,8 +202,11 @@ def show_job(request: Request, job_id: int = JobId) -> JobDetail:
                                sop_instance_uid=o.sop_instance_uid) for o in outputs],
             delivery_attempts=[AttemptOut(
                 destination=a.destination, started_at=a.started_at, finished_at=a.finished_at,
-                outcome=a.outcome, sent=a.sent, accepted=a.accepted, error=a.error,
-                statuses=dict(a.statuses or {})) for a in attempts])
+                outcome=a.outcome, planned=a.planned, sent=a.sent, accepted=a.accepted,
+                error=a.error, responses=[ResponseOut(
+                    sop_instance_uid=r.sop_instance_uid, outcome=r.outcome, code=r.code,
+                    warning=r.warning, error=r.error) for r in a.responses])
+                for a in attempts])
 
 
 @router.post("/jobs/{job_id}/retry", status_code=202, responses={409: PROBLEM},

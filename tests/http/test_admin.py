@@ -48,8 +48,8 @@ def test_admin_api(tmp_path: Path) -> None:
                                      "study_uid = :s", s=study) == [("failed",)], timeout=120)
 
             groups = requests.get(f"{api}/studies", headers=READ, timeout=10).json()
-            assert [(g["study_uid"], g["called_ae"], g["modalities"]) for g in groups] == [
-                (study, "DICOMWEB", ["CR"])]
+            assert [(g["study_uid"], g["called_ae"], g["modalities"]) for g in groups][-1] == (
+                study, "DICOMWEB", ["CR"])
             jobs = requests.get(f"{api}/jobs", params={"state": "failed"}, headers=READ,
                                 timeout=10).json()
             assert [j["study_uid"] for j in jobs] == [study]
@@ -57,6 +57,8 @@ def test_admin_api(tmp_path: Path) -> None:
             assert job["stages"]["written"] and {o["kind"] for o in job["outputs"]} >= {"sr"}
             outcomes = {a["destination"]: a["outcome"] for a in job["delivery_attempts"]}
             assert outcomes == {"pacs": "delivered", "gone": "transient"}
+            pacs = next(a for a in job["delivery_attempts"] if a["destination"] == "pacs")
+            assert {r["code"] for r in pacs["responses"]} == {0}
             missing = requests.get(f"{api}/jobs/99999", headers=READ, timeout=10)
             assert missing.status_code == 404
             assert missing.headers["content-type"] == "application/problem+json"
@@ -72,6 +74,17 @@ def test_admin_api(tmp_path: Path) -> None:
             assert r.status_code == 409 and "already finished" in r.json()["detail"]
             assert query(node.data_dir, "SELECT state FROM jobs WHERE id = :i",
                          i=job["id"]) == [("cancelled",)]
+
+            # Reprocessing: refused while a job of the study is active, then new jobs.
+            r = requests.post(f"{api}/studies/{study}/reprocess", headers=READ, timeout=10)
+            assert r.status_code == 403
+            r = requests.post(f"{api}/studies/1.2.3/reprocess", headers=ADMIN, timeout=10)
+            assert r.status_code == 409 and "no stored instance" in r.json()["detail"]
+            r = requests.post(f"{api}/studies/{study}/reprocess", headers=ADMIN, timeout=30)
+            assert r.status_code == 202, r.text
+            [again] = r.json()
+            assert again["state"] == "routed" and len(again["job_ids"]) == 1
+            assert again["job_ids"][0] != job["id"]
 
             models = requests.get(f"{api}/models", headers=READ, timeout=10).json()
             assert models[0]["name"] == "demo-cxr-densenet121" and models[0]["demo"]
