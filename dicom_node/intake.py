@@ -11,6 +11,8 @@ Study UID in the URL) and its way of answering.
 from __future__ import annotations
 
 import logging
+import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +29,7 @@ from dicom_node.store.writer import InstanceStore, StoreError
 log = logging.getLogger(__name__)
 
 OUT_OF_RESOURCES = 0xA700
+SOP_LOCKS = 64
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,13 @@ class Intake:
         self.store = store
         self.recorder = recorder
         self.duplicate_policy = duplicate_policy
+        # Copies of one SOP Instance UID arriving at once (two associations, or parts of
+        # one STOW-RS request) take turns: otherwise a copy whose index row lost the race
+        # would remove the file the winner had just indexed at the same path.
+        self._sop_locks = [threading.Lock() for _ in range(SOP_LOCKS)]
+
+    def _lock_of(self, sop_uid: str) -> threading.Lock:
+        return self._sop_locks[zlib.crc32(sop_uid.encode()) % SOP_LOCKS]
 
     def has_room(self) -> bool:
         """False while the store's free space is below its reserve (answer 0xA700)."""
@@ -74,6 +84,11 @@ class Intake:
                source: Source) -> Outcome:
         """Store the file ``spooled`` (under ``incoming/``) as the instance ``header``
         describes; on failure nothing is left at its final path."""
+        with self._lock_of(header.sop_instance_uid):
+            return self._accept(spooled, header, transfer_syntax, source)
+
+    def _accept(self, spooled: Path, header: InstanceHeader, transfer_syntax: str,
+                source: Source) -> Outcome:
         sop_uid = header.sop_instance_uid
         policy = self.duplicate_policy()
         existing = self.recorder.existing_path(sop_uid)

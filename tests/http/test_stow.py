@@ -173,3 +173,15 @@ def test_a_part_that_cannot_be_written_fails_alone_with_a700(tmp_path: Path) -> 
         assert stow_leftovers(proc) == []
         assert post(proc, multipart([small[0].read_bytes()])).status_code == 200
     assert "File too large" in proc.log()
+
+
+def test_copies_of_one_instance_in_one_request_keep_one_intact_file(
+        node: NodeProcess, tmp_path: Path) -> None:
+    # Parts are stored concurrently: the copies race for the same path and index row.
+    [f] = ct_study(tmp_path, n=1, seed=111)
+    r = post(node, multipart([f.read_bytes()] * 8))
+    assert r.status_code == 200, r.text
+    assert len(_uids(r.json(), REFERENCED_SOP_SEQUENCE)) == 8
+    [(sop, _, path, size)] = _indexed(node, pydicom.dcmread(f).StudyInstanceUID)
+    assert Path(path).read_bytes() == f.read_bytes() and size == f.stat().st_size
+    assert stow_leftovers(node) == []
