@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from dicom_node.http.app import authorize, node_of
 from dicom_node.http.problem import Problem
 from dicom_node.index import queries
-from dicom_node.index.tables import Group
+from dicom_node.index.tables import Group, Instance
 from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.reprocess import ReprocessError, reprocess_study
@@ -147,6 +147,51 @@ def list_studies(request: Request, state: str | None = None,
     authorize(request, "read")
     with node_of(request).db.session() as s:
         return [_group(g) for g in queries.list_groups(s, state, limit)]
+
+
+class InstanceOut(BaseModel):
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_uid: str
+    modality: str | None
+    instance_number: int | None
+    size: int
+    received_at: dt.datetime
+
+
+class StudyDetail(BaseModel):
+    study_uid: str
+    groups: list[GroupOut]
+    instances: list[InstanceOut]
+    jobs: list[JobOut]
+    results: list[OutputOut]
+
+
+@router.get("/studies/{study}", response_model=StudyDetail, responses={404: PROBLEM},
+            tags=["studies"])
+def show_study(request: Request, study: str) -> StudyDetail:
+    """One study: its groups, received instances, jobs and the results they wrote."""
+    authorize(request, "read")
+    with node_of(request).db.session() as s:
+        groups = s.scalars(select(Group).where(Group.study_uid == study)
+                           .order_by(Group.id)).all()
+        if not groups:
+            raise Problem(404, "Not Found", f"no study {study}")
+        instances = s.scalars(select(Instance).where(Instance.study_uid == study)
+                              .order_by(Instance.series_uid, Instance.instance_number)).all()
+        jobs = s.scalars(select(Job).where(Job.study_uid == study).order_by(Job.id)).all()
+        outputs = s.scalars(select(JobOutput).join(Job, Job.id == JobOutput.job_id)
+                            .where(Job.study_uid == study).order_by(JobOutput.id)).all()
+        return StudyDetail(
+            study_uid=study, groups=[_group(g) for g in groups],
+            instances=[InstanceOut(
+                sop_instance_uid=i.sop_instance_uid, sop_class_uid=i.sop_class_uid,
+                series_uid=i.series_uid, modality=i.modality,
+                instance_number=i.instance_number, size=i.size, received_at=i.received_at)
+                for i in instances],
+            jobs=[JobOut(**_job(j)) for j in jobs],
+            results=[OutputOut(kind=o.kind, sop_class_uid=o.sop_class_uid,
+                               sop_instance_uid=o.sop_instance_uid) for o in outputs])
 
 
 class ReprocessOut(BaseModel):

@@ -75,6 +75,14 @@ def test_admin_api(tmp_path: Path) -> None:
             assert query(node.data_dir, "SELECT state FROM jobs WHERE id = :i",
                          i=job["id"]) == [("cancelled",)]
 
+            shown = requests.get(f"{api}/studies/{study}", headers=READ, timeout=10).json()
+            assert [i["sop_instance_uid"] for i in shown["instances"]] == [cr.SOPInstanceUID]
+            assert [j["id"] for j in shown["jobs"]] == [job["id"]]
+            assert {o["sop_instance_uid"] for o in shown["results"]} == {
+                o["sop_instance_uid"] for o in job["outputs"]}
+            assert requests.get(f"{api}/studies/1.2.3", headers=READ,
+                                timeout=10).status_code == 404
+
             # Reprocessing: refused while a job of the study is active, then new jobs.
             r = requests.post(f"{api}/studies/{study}/reprocess", headers=READ, timeout=10)
             assert r.status_code == 403
