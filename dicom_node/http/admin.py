@@ -8,19 +8,33 @@ loader); errors are RFC 9457 problem documents.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
+import uuid
 from typing import Any
 
 import yaml
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
-from pydantic import BaseModel
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dicom_node.http.app import authorize, node_of
 from dicom_node.http.problem import Problem
+from dicom_node.http.schemas import (
+    AttemptOut,
+    ConfigCheck,
+    DestinationOut,
+    EchoOut,
+    GroupOut,
+    InstanceOut,
+    JobDetail,
+    JobOut,
+    ModelOut,
+    OutputOut,
+    ReprocessOut,
+    ResponseOut,
+    StudyDetail,
+)
 from dicom_node.index import queries
 from dicom_node.index.tables import Group, Instance
 from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState
@@ -35,94 +49,6 @@ PROBLEM = {"content": {"application/problem+json": {}}}
 JobId = Path(ge=1, le=2**63 - 1, description="a job's id")
 STAGES = ("received_at", "complete_at", "created_at", "started_at", "inferred_at",
           "written_at", "delivered_at", "finished_at")
-
-
-class GroupOut(BaseModel):
-    id: int
-    state: str
-    study_uid: str
-    series_uid: str | None
-    patient_id: str | None
-    modalities: list[str]
-    instances: int
-    called_ae: str
-    calling_ae: str
-    first_received: dt.datetime
-    last_received: dt.datetime
-    route_note: str | None
-
-
-class JobOut(BaseModel):
-    id: int
-    group_id: int
-    study_uid: str
-    rule: str
-    action: str
-    state: str
-    attempts: int
-    models: list[str]
-    destinations: list[str]
-    error: str | None
-    created_at: dt.datetime
-
-
-class OutputOut(BaseModel):
-    kind: str
-    sop_class_uid: str
-    sop_instance_uid: str
-
-
-class ResponseOut(BaseModel):
-    sop_instance_uid: str
-    outcome: str
-    code: int | None
-    warning: bool
-    error: str | None
-
-
-class AttemptOut(BaseModel):
-    destination: str
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    outcome: str
-    planned: int
-    sent: int
-    accepted: int
-    error: str | None
-    responses: list[ResponseOut]
-
-
-class JobDetail(JobOut):
-    stages: dict[str, dt.datetime | None]
-    next_attempt_at: dt.datetime | None
-    outputs: list[OutputOut]
-    delivery_attempts: list[AttemptOut]
-
-
-class ModelOut(BaseModel):
-    name: str
-    version: str
-    provider: str
-    demo: bool
-    status: str
-
-
-class ConfigCheck(BaseModel):
-    valid: bool
-    errors: list[str]
-
-
-class DestinationOut(BaseModel):
-    name: str
-    kind: str
-    target: str
-
-
-class EchoOut(BaseModel):
-    destination: str
-    ok: bool
-    status: int | None
-    detail: str
 
 
 def _group(g: Group) -> GroupOut:
@@ -147,24 +73,6 @@ def list_studies(request: Request, state: str | None = None,
     authorize(request, "read")
     with node_of(request).db.session() as s:
         return [_group(g) for g in queries.list_groups(s, state, limit)]
-
-
-class InstanceOut(BaseModel):
-    sop_instance_uid: str
-    sop_class_uid: str
-    series_uid: str
-    modality: str | None
-    instance_number: int | None
-    size: int
-    received_at: dt.datetime
-
-
-class StudyDetail(BaseModel):
-    study_uid: str
-    groups: list[GroupOut]
-    instances: list[InstanceOut]
-    jobs: list[JobOut]
-    results: list[OutputOut]
 
 
 @router.get("/studies/{study}", response_model=StudyDetail, responses={404: PROBLEM},
@@ -192,14 +100,6 @@ def show_study(request: Request, study: str) -> StudyDetail:
             jobs=[JobOut(**_job(j)) for j in jobs],
             results=[OutputOut(kind=o.kind, sop_class_uid=o.sop_class_uid,
                                sop_instance_uid=o.sop_instance_uid) for o in outputs])
-
-
-class ReprocessOut(BaseModel):
-    source_group: int
-    group_id: int
-    state: str
-    note: str
-    job_ids: list[int]
 
 
 @router.post("/studies/{study}/reprocess", status_code=202, response_model=list[ReprocessOut],
@@ -287,6 +187,84 @@ def list_models(request: Request) -> list[ModelOut]:
     out += [ModelOut(name=str(e.path), version="", provider="", demo=False,
                      status=f"refused: {e.message}") for e in registry.errors]
     return out
+
+
+UPLOAD_LIMIT = 256 * 2**20
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+DICOM_BODY = {"content": {"application/dicom": _BINARY, "application/octet-stream": _BINARY},
+              "required": True}
+
+
+async def _uploaded(request: Request) -> bytes:
+    """The request body (one PS3.10 file), up to :data:`UPLOAD_LIMIT` bytes."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > UPLOAD_LIMIT:
+            raise Problem(413, "Content Too Large", f"uploads are limited to "
+                                                    f"{UPLOAD_LIMIT // 2**20} MB")
+    if not data:
+        raise Problem(400, "Bad Request", "send one DICOM file as the request body")
+    return bytes(data)
+
+
+def _test_model(node: Any, name: str, data: bytes) -> dict[str, Any]:
+    import io
+
+    import pydicom
+
+    from ai.decode import DecodeError
+    from ai.preprocess import PreprocessError
+    from dicom_node.cli.models import results_document
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except Exception as err:
+        raise Problem(400, "Bad Request", f"not a readable DICOM file: {err}") from None
+    try:
+        model = node.jobs.registry.get(name)
+    except KeyError:
+        raise Problem(404, "Not Found", f"no loaded model {name!r}") from None
+    applies, reason = model.applies_to(ds)
+    try:
+        results = model.infer(ds)
+    except (DecodeError, PreprocessError) as err:
+        raise Problem(422, "Unprocessable Content", str(err)) from None
+    return {**results_document(model, results), "applies": applies,
+            "not_applicable_because": None if applies else reason}
+
+
+@router.post("/models/{name}/test", openapi_extra={"requestBody": DICOM_BODY},
+             responses={400: PROBLEM, 404: PROBLEM, 422: PROBLEM}, tags=["models"])
+async def test_model(request: Request, name: str) -> dict[str, Any]:
+    """Run one uploaded DICOM image through a loaded model: every label's probability and
+    decision (nothing is stored or sent), as ``models test --json``."""
+    authorize(request, "admin")
+    data = await _uploaded(request)
+    return await run_in_threadpool(_test_model, node_of(request), name, data)
+
+
+@router.post("/routes/explain", openapi_extra={"requestBody": DICOM_BODY},
+             responses={400: PROBLEM}, tags=["routes"])
+async def explain_upload(request: Request, called_ae: str = "",
+                         calling_ae: str = "") -> dict[str, Any]:
+    """Which rule the current routes give an uploaded DICOM file (as if received on
+    ``called_ae`` from ``calling_ae``), as ``route explain FILE``."""
+    authorize(request, "read")
+    node = node_of(request)
+    data = await _uploaded(request)
+
+    def explain() -> dict[str, Any]:
+        path = node.store.incoming / f"{uuid.uuid4().hex}.explain"
+        try:
+            path.write_bytes(data)
+            return explanation_to_dict(explain_path(path, node.jobs.rules(),
+                                                    called_ae=called_ae,
+                                                    calling_ae=calling_ae))
+        finally:
+            path.unlink(missing_ok=True)
+
+    return await run_in_threadpool(explain)
 
 
 @router.get("/routes/explain", responses={404: PROBLEM}, tags=["routes"])

@@ -103,6 +103,22 @@ def test_admin_api(tmp_path: Path) -> None:
             assert requests.get(f"{api}/routes/explain", params={"study": "1.2.3"},
                                 headers=READ, timeout=10).status_code == 404
 
+            dicom = {"Content-Type": "application/dicom"}
+            uploaded = requests.post(f"{api}/routes/explain", data=files[0].read_bytes(),
+                                     params={"called_ae": "DICOMWEB"},
+                                     headers={**READ, **dicom}, timeout=30).json()
+            assert uploaded["series"][0]["matched"] == ["default:demo-cxr-densenet121"]
+            tested = requests.post(f"{api}/models/demo-cxr-densenet121/test",
+                                   data=files[0].read_bytes(), headers={**ADMIN, **dicom},
+                                   timeout=60)
+            assert tested.status_code == 200, tested.text
+            assert tested.json()["model"]["demo"] is True and tested.json()["applies"]
+            assert {lab["name"] for lab in tested.json()["labels"]}
+            assert requests.post(f"{api}/models/demo-cxr-densenet121/test", data=b"junk",
+                                 headers={**ADMIN, **dicom}, timeout=30).status_code == 400
+            assert requests.post(f"{api}/models/nope/test", data=files[0].read_bytes(),
+                                 headers={**ADMIN, **dicom}, timeout=30).status_code == 404
+
             bad = "ae_titles:\n  - ae_title: A\n    quiet_seconds: -1\n"
             r = requests.post(f"{api}/config/check", data=bad, headers={
                 **READ, "Content-Type": "application/yaml"}, timeout=10)
