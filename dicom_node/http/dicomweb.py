@@ -15,7 +15,6 @@ from dicom_node.http import qido, stow, wado
 from dicom_node.http.app import authorize, node_of
 from dicom_node.http.multipart import MultipartError
 from dicom_node.http.problem import Problem
-from dicom_node.intake import Source
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
     t0 = time.perf_counter()
     body = await _spool_body(request, boundary, max_bytes)
     t_received = time.perf_counter()
-    source = Source(called_ae=web.ae_title, calling_ae=token or "http",
+    source = stow.Source(called_ae=web.ae_title, calling_ae=token or "http",
                     peer_address=request.client.host if request.client else None)
     intake = node.scp.intake
 

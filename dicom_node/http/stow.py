@@ -3,8 +3,9 @@
 The request body is read as it arrives and each part is streamed into its own file in the
 store's ``incoming/`` directory (:mod:`.multipart`); nothing holds a whole part in memory.
 Once the body is complete and well-formed, each part goes through the same durable path
-as a C-STORE (:class:`dicom_node.intake.Intake`): header check, duplicate policy, link
-into place with fsync, index row, study assembly under the web source's AE title.
+as a C-STORE (:mod:`dicom_node.store.check`, :class:`dicom_node.store.intake.Intake`):
+header and structure checks, duplicate policy, link into place with fsync, index row,
+study assembly under the web source's AE title.
 
 A malformed body (truncated, wrong boundary) stores nothing and answers 400; a bad part
 (not DICOM, Study UID other than the URL's) fails alone, listed in FailedSOPSequence,
@@ -26,11 +27,15 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 
 from dicom_node import metrics
+from dicom_node.db import utcnow
 from dicom_node.http.multipart import MultipartError, MultipartReader, check_boundary
 from dicom_node.http.problem import Problem
 from dicom_node.index.header import HeaderError, InstanceHeader, parse_header
-from dicom_node.intake import Intake, Source
+from dicom_node.index.recorder import Receipt
 from dicom_node.network import spool
+from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
+from dicom_node.store.intake import IndexFailed, Intake
+from dicom_node.store.writer import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +127,16 @@ class StowBody:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Who sent a STOW-RS request: the web source's AE title, the token's name, the
+    client's address."""
+
+    called_ae: str
+    calling_ae: str
+    peer_address: str | None
+
+
+@dataclass(frozen=True)
 class PartResult:
     """The outcome of one part: stored (``failure`` 0) or the Failure Reason."""
 
@@ -155,8 +170,9 @@ def read_file_header(path: Path | str) -> tuple[InstanceHeader, str]:
 
 def store_part(intake: Intake, part: SpoolPart, source: Source,
                study_uid: str | None) -> PartResult:
-    """Store one spooled part through the node's receive path (its file is placed or
-    removed); never raises for bad content."""
+    """Store one spooled part through the node's receive path (the C-STORE's structure
+    check and intake: duplicate policy, placement with fsync, index row, group). Its
+    file is placed or removed; never raises for bad content."""
     try:
         if part.error is not None:
             log.error("STOW-RS part not stored: cannot write it: %s",
@@ -174,11 +190,25 @@ def store_part(intake: Intake, part: SpoolPart, source: Source,
         if study_uid is not None and header.study_uid != study_uid:
             return PartResult(*ids, DOES_NOT_MATCH,
                               f"Study Instance UID {header.study_uid} is not the URL's")
-        if not intake.has_room():
+        if not intake.store.has_room():
             return PartResult(*ids, OUT_OF_RESOURCES, "disk space below the node's reserve")
-        outcome = intake.accept(part.path, header, ts, source)
-        if not outcome.ok:
-            return PartResult(*ids, outcome.status, outcome.comment)
+        try:
+            check_file(part.path, ts)
+        except StructureError as err:
+            return PartResult(*ids, CANNOT_UNDERSTAND, f"malformed: {err}")
+        except PixelDataMismatch as err:
+            return PartResult(*ids, DOES_NOT_MATCH, str(err))
+        receipt = Receipt(called_ae=source.called_ae, calling_ae=source.calling_ae,
+                          peer_address=source.peer_address, transfer_syntax=ts, path="",
+                          size=0, received_at=utcnow())
+        try:
+            intake.keep(part.path, header, receipt)
+        except StoreError as err:
+            log.error("STOW-RS %s of study %s: %s", header.sop_instance_uid,
+                      header.study_uid, err)
+            return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")
+        except IndexFailed as err:
+            return PartResult(*ids, OUT_OF_RESOURCES, f"index failed: {err}")
         return PartResult(*ids)
     finally:
         part.discard()  # placed: its spool name only; failed: the whole file

@@ -3,8 +3,9 @@
 The C-STORE path never decodes pixel data and never holds a dataset in memory: pynetdicom
 writes it, as received behind a File Meta header, into a file under the store's
 ``incoming/`` while the PDUs arrive (:mod:`dicom_node.network.spool`); the handler parses
-it only up to Pixel Data for the index, fsyncs and renames it into place, indexes it, and
-only then answers Success.
+it only up to Pixel Data for the index, walks its structure (:mod:`dicom_node.store.check`),
+fsyncs and links it into place and indexes it (:mod:`dicom_node.store.intake`), and only
+then answers Success.
 """
 
 from __future__ import annotations
@@ -21,17 +22,20 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
 from dicom_node import metrics
+from dicom_node.db import utcnow
 from dicom_node.index.header import (
     HeaderError,
     InstanceHeader,
+    MissingIdentifiers,
     parse_header,
     parse_leading_header,
 )
-from dicom_node.index.recorder import Recorder
-from dicom_node.intake import Intake, Source
+from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.network import contexts, inline, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
-from dicom_node.store.writer import InstanceStore
+from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
+from dicom_node.store.intake import IndexFailed, Intake
+from dicom_node.store.writer import InstanceStore, ReserveError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ def _status(code: int, comment: str, reason: str) -> Dataset:
     metrics.STORE_FAILURES.labels(reason).inc()
     ds = Dataset()
     ds.Status = code
-    ds.ErrorComment = comment[:64]
+    ds.ErrorComment = comment.replace("\\", "/")[:64]  # LO: no backslash
     return ds
 
 
@@ -79,7 +83,6 @@ class StorageSCP:
         self.config = config
         self.store = store
         self.recorder = recorder
-        self.intake = Intake(store, recorder, lambda: self.config.duplicate_policy)
         # pynetdicom's "standard" log handlers run on every PDU and DIMSE message (taking
         # the association lock, formatting summaries) and emit only INFO/DEBUG lines; when
         # pynetdicom logs at WARNING or above (the default) they are pure overhead.
@@ -91,7 +94,7 @@ class StorageSCP:
         responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
         spool.install()
-        spool.register(self.ae, store.incoming, on_head=self._on_head)
+        spool.register(self.ae, store.incoming, on_head=self._on_head, admit=store.admit)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes
         self.ae.require_called_aet = False  # checked per configured AE in _on_requested
@@ -102,6 +105,7 @@ class StorageSCP:
         self._headers: dict[str, InstanceHeader] = {}  # spooled path -> header read ahead
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
+        self.intake = Intake(store, recorder, config.duplicate_policy)
 
     # -- association control -------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
@@ -210,6 +214,11 @@ class StorageSCP:
         spooled = Path(event.dataset_path)
         header = self._headers.pop(str(spooled), None)  # usually read while it arrived
         spool_error = spool.write_error(spooled)
+        if isinstance(spool_error, ReserveError):
+            log.warning("C-STORE %s from %s refused: free space below the node's reserve",
+                        sop_uid, calling)
+            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
+                           "disk_reserve")
         if spool_error is not None:
             log.error("C-STORE %s from %s: cannot write %s: %s", sop_uid, calling,
                       spooled.parent, spool_error.strerror or spool_error)
@@ -217,6 +226,9 @@ class StorageSCP:
         if header is None:
             try:
                 header = self._read_header(spooled, ts)
+            except MissingIdentifiers as err:
+                log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
+                return _status(CANNOT_UNDERSTAND_IDS, str(err), "missing_uid")
             except HeaderError as err:
                 log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
                 return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
@@ -228,10 +240,26 @@ class StorageSCP:
         if header.sop_class_uid != sop_class:
             return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS,
                            "SOP Class UID differs from request", "sop_class_mismatch")
-        outcome = self.intake.accept(spooled, header, str(ts), Source(
-            called_ae=called, calling_ae=calling, peer_address=assoc.requestor.address))
-        if not outcome.ok:
-            return _status(outcome.status, outcome.comment, outcome.reason)
+        try:
+            check_file(spooled, ts)
+        except StructureError as err:
+            log.warning("C-STORE %s of study %s from %s: malformed: %s", sop_uid,
+                        header.study_uid, calling, err)
+            return _status(CANNOT_UNDERSTAND, f"malformed: {err}", "malformed")
+        except PixelDataMismatch as err:
+            log.warning("C-STORE %s of study %s from %s: %s", sop_uid, header.study_uid,
+                        calling, err)
+            return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(err), "pixel_data_mismatch")
+        receipt = Receipt(called_ae=called, calling_ae=calling,
+                          peer_address=assoc.requestor.address, transfer_syntax=str(ts),
+                          path="", size=0, received_at=utcnow())
+        try:
+            self.intake.keep(spooled, header, receipt)
+        except StoreError as err:
+            log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
+            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
+        except IndexFailed as err:
+            return _status(OUT_OF_RESOURCES, f"index failed: {err}", "index_failed")
         return SUCCESS
 
     # -- lifecycle -----------------------------------------------------------------
