@@ -83,6 +83,9 @@ def test_ct_study_arrives_complete_and_assembles_once(node: NodeProcess,
     # Still exactly one group for the study a while later (completes once).
     assert len(query(node.data_dir, "SELECT id FROM groups WHERE study_uid=:s",
                      s=study_uid)) == 1
+    # Routing follows completion on the node's own schedule: wait for its verdict.
+    wait_until(lambda: query(node.data_dir, "SELECT state FROM groups WHERE study_uid=:s",
+                             s=study_uid) == [("unrouted",)])
     out = CliRunner().invoke(app, ["studies", "list", "--data-dir", str(node.data_dir)])
     assert out.exit_code == 0, out.output
     assert "P11" in out.output and "unrouted" in out.output and "100" in out.output
