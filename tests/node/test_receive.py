@@ -236,8 +236,9 @@ def test_disk_reserve_refuses_with_a700(tmp_path: Path) -> None:
 
 
 def _limit_file_size() -> None:
-    # Writes past 300 kB fail with EFBIG (Python ignores SIGXFSZ): a real write failure.
-    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    # Writes past 450 kB fail with EFBIG (Python ignores SIGXFSZ): a real write failure.
+    # (The index's schema alone needs more than 300 kB of WAL while it is created.)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (450_000, 450_000))
 
 
 def test_write_failure_mid_dataset_answers_a700_and_keeps_serving(tmp_path: Path) -> None:
