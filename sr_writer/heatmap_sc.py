@@ -44,7 +44,9 @@ def select(results: Sequence[ImageResult], options: WriteOptions
 
 
 def _scaled_spacing(source: Dataset, shape: tuple[int, int]) -> tuple[float, float] | None:
-    """The source's Pixel Spacing for the resized image (row, column spacing in mm)."""
+    """The source's Pixel Spacing for the resized image (row, column spacing in mm).
+
+    ``source`` is the sanitised header: an invalid spacing (zero) is already gone."""
     spacing = source.get("PixelSpacing")
     if spacing is None or len(spacing) != 2:
         return None
@@ -93,8 +95,8 @@ def build_heatmap(
         sop_uid=uids.heatmap_instance(result.sop_instance_uid, result.frame, label.name),
         instance_number=instance_number,
         when=when,
-        orientation=patient_orientation(source),
-        pixel_spacing=_scaled_spacing(source, shape),
+        orientation=patient_orientation(header),
+        pixel_spacing=_scaled_spacing(header, shape),
         derivation=(
             f"Source windowed for display and resized by 1/{factor:.3g}; heatmap of "
             f"{label.name} from {model.name} {model.version} blended over it; "

@@ -72,9 +72,9 @@ def write_results(
                 first, results, options=options, uids=uids,
                 instance_number=len(heatmaps) + 1, when=when,
             )
-    except ResultWriteError:
-        raise
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+    except (ResultWriteError, MemoryError, OSError):
+        raise  # already named, or a resource problem that may pass
+    except Exception as exc:  # pure computation on the inputs: the same inputs fail again
         raise ResultWriteError(
             f"study {first.StudyInstanceUID}, model {model.name} {model.version}: "
             f"cannot build result objects: {exc}"
