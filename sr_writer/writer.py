@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
+from sr_writer.codes import declare_schemes
 from sr_writer.common import created_at, header
 from sr_writer.errors import ResultWriteError
 from sr_writer.findings_card import build_card
@@ -58,6 +59,7 @@ def write_results(
     first = headers[results[0].sop_instance_uid]
     try:
         sr = build_sr(headers, results, options, uids, when)
+        declare_schemes(sr)
         heatmaps = []
         for number, (result, label) in enumerate(select(results, options), start=1):
             heatmaps.append(build_heatmap(
