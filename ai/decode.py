@@ -33,7 +33,8 @@ def decode_frames(ds: Dataset) -> np.ndarray:
     except Exception as exc:  # pydicom raises many types for bad/unsupported pixel data
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
         name = getattr(ts, "name", "") or ts
-        raise DecodeError(f"cannot decode PixelData ({name}, {ts}): {exc}") from exc
+        reason = " ".join(str(exc).split())  # pydicom lists each plugin on its own line
+        raise DecodeError(f"cannot decode PixelData ({name}, {ts}): {reason}") from exc
     samples = int(ds.get("SamplesPerPixel", 1))
     frames = number_of_frames(ds)
     if frames == 1 or (samples == 1 and arr.ndim == 2) or (samples > 1 and arr.ndim == 3):

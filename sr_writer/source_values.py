@@ -12,6 +12,7 @@ SOP Class UID, Patient ID) is kept even when wrong.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import re
@@ -82,6 +83,8 @@ _SEMANTIC = {
     "PixelSpacing": (lambda v: _positive_numbers(v, 2), "needs two values > 0"),
     "ImagerPixelSpacing": (lambda v: _positive_numbers(v, 2), "needs two values > 0"),
     "SliceThickness": (lambda v: _positive_numbers(v, 1), "needs a value > 0"),
+    "PatientSize": (lambda v: _positive_numbers(v, 1), "needs a value > 0"),
+    "PatientWeight": (lambda v: _positive_numbers(v, 1), "needs a value > 0"),
     "ImageOrientationPatient": (lambda v: _finite_numbers(v, 6), "needs six numbers"),
     "ImagePositionPatient": (lambda v: _finite_numbers(v, 3), "needs three numbers"),
     "PatientOrientation": (lambda v: valid_orientation(v) is not None,
@@ -151,9 +154,9 @@ def sanitize(ds: Dataset) -> list[str]:
 
 
 def sanitized_copy(header: Dataset) -> Dataset:
-    """A copy of ``header`` with :func:`sanitize` applied; logs what changed."""
-    out = Dataset()
-    out.update(header)
+    """A copy of ``header`` with :func:`sanitize` applied; logs what changed. (A deep
+    copy: the elements of a header may be the source dataset's own.)"""
+    out = copy.deepcopy(header)
     notes = sanitize(out)
     if notes:
         log.info("source %s: invalid values not copied into results: %s",
@@ -198,7 +201,6 @@ def library_view(header: Dataset) -> Dataset:
             else "cross" if modality in CROSS_SECTIONAL else None)
     if kind is None or all(header.get(k) not in (None, "") for k in _NEEDS[kind]):
         return header
-    view = Dataset()
-    view.update(header)
+    view = copy.deepcopy(header)
     view.Modality = "OT"  # only read by highdicom to choose the descriptor template
     return view

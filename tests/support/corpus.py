@@ -12,6 +12,8 @@ Used by ``tests/sr_writer/test_corpus.py`` and ``scripts/corpus_report.py``.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import re
 import shutil
 import tempfile
@@ -30,8 +32,13 @@ log = logging.getLogger(__name__)
 
 # dciodvfy warnings the node's own objects are allowed (justified in docs/sr_writer.md).
 ALLOWED_WARNINGS = (
-    "(0x0018,0x1002) UI Device UID",
-    "this is a Standard Extended SOP Class",
+    "(0x0018,0x1002) UI Device UID",  # IHE AIR's Device UID in Contributing Equipment
+    "this is a Standard Extended SOP Class",  # ... which makes it Standard Extended
+    "Unrecognized defined term <99DCMNODE>",  # private scheme, declared; dciodvfy ignores
+    "only permitted to be empty when actually unknown",  # Laterality 2C, truly unknown
+    "Retired Person Name form",  # the source's name as it is (a name is not rewritten)
+    "needed to build DICOMDIR",  # type 2 Patient ID / Study ID / date empty in the source
+    "of attribute <Body Part Examined>",  # the source's own term (e.g. "WHOLE BODY")
 )
 
 # Values a result must carry exactly as the source has them.
@@ -69,13 +76,15 @@ def corpus_files() -> list[CorpusFile]:
     return out
 
 
-def open_model(workdir: Path, *, photometric: list[str] | None = None):  # noqa: ANN201
+def open_model(workdir: Path, *, photometric: list[str] | None = None,  # noqa: ANN201
+               cache: Path | None = None):
     """The bundled demo model with its filters emptied (``photometric`` None: any the
-    runtime can read). Returns the ai ModelRegistry (close it) and the Model."""
+    runtime can read), built into ``cache`` (default ``workdir/cache``). Returns the ai
+    ModelRegistry (close it) and the Model."""
     from ai import ModelRegistry, RuntimeOptions
     from ai.bundled import ensure_demo_package
 
-    package = ensure_demo_package(workdir / "cache")
+    package = ensure_demo_package(cache or workdir / "cache")
     copy = workdir / "demo-any"
     copy.mkdir(parents=True, exist_ok=True)
     manifest = yaml.safe_load((package / "model.yaml").read_text())
@@ -101,34 +110,48 @@ class Outcome:
     node_errors: list[str] = field(default_factory=list)  # errors attributable to the node
     inherited: list[str] = field(default_factory=list)  # result errors the source has too
     source_errors: int = 0  # the source's own dciodvfy errors
+    inherited_distinct: int = 0  # distinct (value, problem) among ``inherited``
+    source_carried_distinct: int = 0  # the source's own, on the carried values
     unexpected_warnings: list[str] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
 
 
-_VALUE = re.compile(r"<([^>]*)>(.*)$")
+_ANGLED = re.compile(r"<([^>]*)>(.*)$")  # Value invalid ... = <value> - problem
+_QUOTED = re.compile(r'^Error - (.*?) - "([^"]*)" in ')  # Illegal root for UID - "value" in
 
 
 def _signature(line: str) -> tuple[str, str] | None:
-    """(value, problem) of a dciodvfy 'Value invalid' error line, else None."""
-    m = _VALUE.search(line)
+    """(value, problem) of a dciodvfy error about one value, else None."""
+    m = _QUOTED.search(line)
+    if m:
+        return m.group(2), m.group(1)
+    m = _ANGLED.search(line)
     return (m.group(1), m.group(2).strip()) if m else None
 
 
-def _source_carried_errors(source_path: Path, ds: Dataset) -> tuple[set[tuple[str, str]], int]:
-    """The source's own errors on the values results must carry, and its error count."""
+def _source_carried_errors(source_path: Path, ds: Dataset
+                           ) -> tuple[set[tuple[str, str]], set[str], int]:
+    """The source's own errors on the values results must carry (as signatures), all
+    its error lines, and their count."""
     errors, _ = dciodvfy(source_path)
     carried = {str(ds.get(k, "")) for k in CARRIED if ds.get(k, "")}
     sigs = {sig for sig in map(_signature, errors) if sig and sig[0] in carried}
-    return sigs, len(errors)
+    return sigs, set(errors), len(errors)
 
 
-def classify(result_errors: list[str], source_sigs: set[tuple[str, str]]
-             ) -> tuple[list[str], list[str]]:
-    """Split result errors into (node's, inherited from the source's carried values)."""
-    node, inherited = [], []
+def classify(result_errors: list[str], source_sigs: set[tuple[str, str]],
+             source_lines: set[str]) -> tuple[list[str], list[str]]:
+    """Split one object's errors into (the node's, inherited from the source's carried
+    values). A summary line without a value ("contains invalid data values") counts as
+    inherited when the source has it too and every other error is inherited."""
+    node, inherited, summaries = [], [], []
     for line in result_errors:
         sig = _signature(line)
-        (inherited if sig is not None and sig in source_sigs else node).append(line)
+        if sig is None and line in source_lines:
+            summaries.append(line)
+        else:
+            (inherited if sig is not None and sig in source_sigs else node).append(line)
+    (node if node else inherited).extend(summaries)
     return node, inherited
 
 
@@ -167,47 +190,81 @@ def run_file(cf: CorpusFile, model, out_dir: Path, options=None,  # noqa: ANN001
         outcome.objects[kind] = outcome.objects.get(kind, 0) + 1
     if not check:
         return outcome
-    source_sigs: set[tuple[str, str]] | None = None
+    source: tuple[set[tuple[str, str]], set[str], int] | None = None
     for path in outcome.paths:
         errors, warns = dciodvfy(path)
         outcome.unexpected_warnings += [
             f"{path.name}: {w}" for w in warns if not any(a in w for a in ALLOWED_WARNINGS)
         ]
-        if errors and source_sigs is None:
-            source_sigs, outcome.source_errors = _source_carried_errors(cf.path, ds)
-        node, inherited = classify(errors, source_sigs or set())
+        if errors and source is None:
+            source = _source_carried_errors(cf.path, ds)
+            outcome.source_errors = source[2]
+        node, inherited = classify(errors, *(source or (set(), set(), 0))[:2])
         outcome.node_errors += [f"{path.name}: {e}" for e in node]
         outcome.inherited += [f"{path.name}: {e}" for e in inherited]
+    if source is not None:
+        signatures = {_signature(line.split(": ", 1)[1]) for line in outcome.inherited}
+        outcome.inherited_distinct = len(signatures - {None})
+        outcome.source_carried_distinct = len(source[0])
     return outcome
 
 
-def run_corpus(files: list[CorpusFile], out_dir: Path | None = None,
-               check: bool = True) -> Iterator[Outcome]:
-    """Run every file of ``files`` through one model instance; an exception escaping
-    the model or the writers is reported as status "crash"."""
-    work = Path(tempfile.mkdtemp(prefix="corpus-")) if out_dir is None else out_dir
-    registry, model = open_model(work)
+_WORKER: dict[str, object] = {}
+
+
+def _worker_init(work: str, check: bool, options: object) -> None:
+    registry, model = open_model(Path(work) / f"model-{os.getpid()}",
+                                 cache=Path(work) / "cache")
+    _WORKER.update(registry=registry, model=model, work=Path(work), check=check,
+                   options=options)
+
+
+def _worker_run(cf: CorpusFile) -> Outcome:
     try:
-        for cf in files:
-            try:
-                yield run_file(cf, model, work / "results", check=check)
-            except Exception as exc:  # noqa: BLE001 - a crash is an outcome to report
-                log.debug("crash on %s", cf.name, exc_info=True)
-                yield Outcome(cf, "crash", f"{type(exc).__name__}: {exc}")
+        outcome = run_file(cf, _WORKER["model"], _WORKER["work"] / "results",  # type: ignore[arg-type]
+                           _WORKER["options"], check=bool(_WORKER["check"]))
+    except Exception as exc:  # noqa: BLE001 - a crash is an outcome to report
+        log.debug("crash on %s", cf.name, exc_info=True)
+        outcome = Outcome(cf, "crash", f"{type(exc).__name__}: {exc}")
+    outcome.paths = []  # the files stay in work/results; paths need not cross processes
+    return outcome
+
+
+def run_corpus(files: list[CorpusFile], out_dir: Path | None = None, check: bool = True,
+               workers: int | None = None, options: object = None) -> Iterator[Outcome]:
+    """Run every file of ``files`` (in order) through the demo copy and the writers
+    (``options``: sr_writer.WriteOptions, default one heatmap per positive label),
+    ``workers`` processes at a time (default: one per CPU, at most 4); an exception
+    escaping the model or the writers is reported as status "crash"."""
+    work = Path(tempfile.mkdtemp(prefix="corpus-")) if out_dir is None else out_dir
+    work.mkdir(parents=True, exist_ok=True)
+    ensure_demo_package_once(work)
+    workers = workers or min(4, os.cpu_count() or 1)
+    ctx = multiprocessing.get_context("fork")  # the parent holds no model or thread pool
+    try:
+        with ctx.Pool(workers, _worker_init, (str(work), check, options)) as pool:
+            yield from pool.imap(_worker_run, files)
     finally:
-        registry.close()
         if out_dir is None:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def ensure_demo_package_once(work: Path) -> None:
+    """Build the demo package before the workers start (each worker then only loads it)."""
+    from ai.bundled import ensure_demo_package
+
+    ensure_demo_package(work / "cache")
+
+
 def table(outcomes: list[Outcome]) -> str:
     """A Markdown table: file, outcome, objects, node errors, inherited errors."""
-    lines = ["| file | outcome | objects | node errors | inherited (source) errors |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| file | outcome | objects | node errors | inherited errors: lines, distinct "
+             "(source's own distinct on carried values) |", "| --- | --- | --- | --- | --- |"]
     for o in outcomes:
         what = o.status if o.status == "ok" else f"{o.status}: {o.reason}"
         objs = ", ".join(f"{n} {k}" for k, n in o.objects.items()) or "-"
-        inh = (f"{len(o.inherited)} (source has {o.source_errors})" if o.inherited else "0")
+        inh = (f"{len(o.inherited)}, {o.inherited_distinct} ({o.source_carried_distinct})"
+               if o.inherited else "0")
         lines.append(f"| {o.file.name} | {what.replace('|', '/')[:160]} | {objs} | "
                      f"{len(o.node_errors)} | {inh} |")
     return "\n".join(lines)
