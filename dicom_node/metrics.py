@@ -64,6 +64,13 @@ INFERENCE_SECONDS = Histogram(
 )
 DELIVERY_ATTEMPTS = Counter(
     "dicom_node_delivery_attempts_total",
-    "Delivery attempts by destination and outcome (delivered, transient, permanent).",
+    "Delivery attempts by destination and outcome (delivered, transient, permanent; "
+    "interrupted: the node stopped during it, counted when the job resumes).",
+    ["destination", "outcome"],
+)
+DELIVERY_INSTANCES = Counter(
+    "dicom_node_delivery_instances_total",
+    "Per-instance delivery responses by destination and outcome (delivered, transient, "
+    "permanent), counted as they arrive.",
     ["destination", "outcome"],
 )

@@ -12,7 +12,15 @@ from rich.tree import Tree
 from sqlalchemy import func, select
 
 from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, open_database
-from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState
+from dicom_node.jobs.models import (
+    ATTEMPT_INTERRUPTED,
+    ATTEMPT_STARTED,
+    DeliveryAttempt,
+    DeliveryResponse,
+    Job,
+    JobOutput,
+    JobState,
+)
 from dicom_node.jobs.queue import JobQueue
 
 app = typer.Typer(no_args_is_help=True, help="List, inspect, retry and cancel jobs.")
@@ -78,6 +86,11 @@ def show_job(job_id: int, config: Path | None = CONFIG_OPT,
         outputs = s.scalars(select(JobOutput).where(JobOutput.job_id == job_id)).all()
         attempts = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.job_id == job_id)
                              .order_by(DeliveryAttempt.id)).all()
+        accepted = dict(s.execute(
+            select(DeliveryResponse.attempt_id, func.count())
+            .join(DeliveryAttempt, DeliveryAttempt.id == DeliveryResponse.attempt_id)
+            .where(DeliveryAttempt.job_id == job_id, DeliveryResponse.outcome == "delivered")
+            .group_by(DeliveryResponse.attempt_id)).all())
     tree = Tree(f"job {job.id}  {_state(job.state)}  study {job.study_uid}")
     tree.add(f"rule {job.rule_name} ({job.action}), priority "
              f"{'stat' if job.priority == 0 else 'routine'}, attempts "
@@ -97,11 +110,24 @@ def show_job(job_id: int, config: Path | None = CONFIG_OPT,
     for o in outputs:
         outs.add(f"{o.kind:8} {o.sop_instance_uid}  {o.path}")
     atts = tree.add(f"delivery attempts ({len(attempts)})")
+    live = job.state in (JobState.RUNNING, JobState.DELIVERING)
     for a in attempts:
-        style = "green" if a.outcome == "delivered" else "red"
-        atts.add(f"{_when(a.started_at)}  {a.destination}: [{style}]{a.outcome}[/] "
-                 f"{a.accepted}/{a.sent}" + (f"  {a.error}" if a.error else ""))
+        atts.add(_attempt_line(a, accepted.get(a.id, 0), live))
     console.print(tree)
+
+
+def _attempt_line(a: DeliveryAttempt, accepted: int, job_live: bool) -> str:
+    """One attempt: when, where, outcome, accepted/total, end time, error."""
+    outcome, total = a.outcome, a.sent
+    if a.finished_at is None:  # under way, or the node stopped during it
+        total = a.planned
+        if outcome == ATTEMPT_STARTED and not job_live:
+            outcome = ATTEMPT_INTERRUPTED  # marked so when the job is delivered again
+    style = {"delivered": "green", ATTEMPT_STARTED: "yellow",
+             ATTEMPT_INTERRUPTED: "magenta"}.get(outcome, "red")
+    shown = "in progress" if outcome == ATTEMPT_STARTED else outcome
+    return (f"{_when(a.started_at)}  {a.destination}: [{style}]{shown}[/] {accepted}/{total} "
+            f"accepted, finished {_when(a.finished_at)}" + (f"  {a.error}" if a.error else ""))
 
 
 @app.command("retry")

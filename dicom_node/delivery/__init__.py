@@ -14,7 +14,7 @@ from typing import Protocol
 
 from dicom_node.delivery.dimse import DimseDeliverer
 from dicom_node.delivery.orthanc import OrthancDeliverer
-from dicom_node.delivery.report import DeliveryReport, InstanceOutcome, Outcome
+from dicom_node.delivery.report import DeliveryReport, InstanceOutcome, OnOutcomes, Outcome
 from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.delivery.stowrs import StowRsDeliverer
 from dicom_node.settings.destinations import (
@@ -27,6 +27,7 @@ __all__ = [
     "Deliverer",
     "DeliveryReport",
     "InstanceOutcome",
+    "OnOutcomes",
     "Outcome",
     "RetryPolicy",
     "deliver",
@@ -38,7 +39,7 @@ class Deliverer(Protocol):
     """Sends a batch of DICOM Part 10 files to one destination, one attempt per call."""
 
     def deliver(self, files: Sequence[Path | str], priority: str = "routine",
-                label: str = "") -> DeliveryReport: ...
+                label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport: ...
 
 
 def deliverer_for(destination: DimseDestination | StowRsDestination | OrthancDestination
@@ -55,10 +56,13 @@ def deliverer_for(destination: DimseDestination | StowRsDestination | OrthancDes
 
 def deliver(destination: DimseDestination | StowRsDestination | OrthancDestination,
             files: Sequence[Path | str], priority: str = "routine",
-            label: str = "") -> DeliveryReport:
+            label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport:
     """One delivery attempt of ``files`` to ``destination`` (see the module docstring).
 
     ``priority`` is the route's (``stat``/``routine``); ``label`` names the caller's
     context (e.g. ``"job 42 study 1.2.3"``) in log lines and ``report.summary()``.
+    ``on_outcomes`` gets each response as it arrives, before the next file is sent
+    (C-STORE, Orthanc REST: one instance; STOW-RS: one request's instances).
     """
-    return deliverer_for(destination).deliver(files, priority=priority, label=label)
+    return deliverer_for(destination).deliver(files, priority=priority, label=label,
+                                              on_outcomes=on_outcomes)

@@ -34,6 +34,7 @@ from pynetdicom.association import Association
 from dicom_node.delivery.report import (
     DeliveryReport,
     InstanceOutcome,
+    OnOutcomes,
     Outcome,
     SendItem,
     read_send_items,
@@ -147,10 +148,10 @@ def _reject_text(assoc: Association) -> str:
 def _fail_all(report: DeliveryReport, items: Sequence[SendItem],
               outcome: Outcome) -> DeliveryReport:
     """Every file of the batch failed with the attempt's error."""
-    report.outcomes.extend(
+    report.add(*(
         InstanceOutcome(str(i.path), i.sop_instance_uid, outcome, error=report.error)
         for i in items
-    )
+    ))
     return report.finish()
 
 
@@ -172,12 +173,13 @@ class DimseDeliverer:
         return ae
 
     def deliver(self, files: Sequence[Path | str], priority: str = "routine",
-                label: str = "") -> DeliveryReport:
+                label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport:
         """Send ``files`` over one association; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "dimse", dt.datetime.now(dt.UTC), label=label)
+        report = DeliveryReport(d.name, "dimse", dt.datetime.now(dt.UTC), label=label,
+                                on_outcomes=on_outcomes)
         items, bad = read_send_items([Path(f) for f in files])
-        report.outcomes.extend(bad)
+        report.add(*bad)
         if not items:
             return report.finish()
         contexts = requested_contexts(items)
@@ -222,17 +224,17 @@ class DimseDeliverer:
         try:
             for n, item in enumerate(items):
                 outcome = self._send_one(assoc, item, n, priority, label)
-                report.outcomes.append(outcome)
+                report.add(outcome)
                 if outcome.code is None and outcome.outcome == "transient":
                     # No response: the peer aborted or timed out. Don't wait on it again.
                     if assoc.is_established:
                         assoc.abort()
                     report.error_kind = "association_aborted"
                     report.error = outcome.error
-                    report.outcomes.extend(
+                    report.add(*(
                         InstanceOutcome(str(i.path), i.sop_instance_uid, "transient",
                                         error="not sent: association ended after a failure")
-                        for i in items[n + 1:])
+                        for i in items[n + 1:]))
                     break
         finally:
             if assoc.is_established:

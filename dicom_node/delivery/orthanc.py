@@ -17,7 +17,12 @@ from pathlib import Path
 import requests
 
 from dicom_node.delivery.http import classify_http_status, make_session
-from dicom_node.delivery.report import DeliveryReport, InstanceOutcome, read_send_items
+from dicom_node.delivery.report import (
+    DeliveryReport,
+    InstanceOutcome,
+    OnOutcomes,
+    read_send_items,
+)
 from dicom_node.settings.destinations import OrthancDestination
 
 __all__ = ["OrthancDeliverer"]
@@ -32,12 +37,13 @@ class OrthancDeliverer:
         self.destination = destination
 
     def deliver(self, files: Sequence[Path | str], priority: str = "routine",
-                label: str = "") -> DeliveryReport:
+                label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport:
         """POST each file to ``/instances``; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "orthanc", dt.datetime.now(dt.UTC), label=label)
+        report = DeliveryReport(d.name, "orthanc", dt.datetime.now(dt.UTC), label=label,
+                                on_outcomes=on_outcomes)
         items, bad = read_send_items([Path(f) for f in files])
-        report.outcomes.extend(bad)
+        report.add(*bad)
         already = 0
         with make_session(d.auth) as session:
             for n, item in enumerate(items):
@@ -49,17 +55,17 @@ class OrthancDeliverer:
                                        headers={"Content-Type": "application/dicom"})
                 except OSError as exc:
                     if not isinstance(exc, requests.RequestException):
-                        report.outcomes.append(InstanceOutcome(
+                        report.add(InstanceOutcome(
                             path, uid, "permanent", error=f"cannot read {path}: {exc}"))
                         continue
                     kind = "timeout" if isinstance(exc, requests.Timeout) else "connection_failed"
                     report.error_kind = kind
                     report.error = f"cannot reach Orthanc at {d.url}: {exc}"
-                    report.outcomes.extend(
+                    report.add(*(
                         InstanceOutcome(str(i.path), i.sop_instance_uid, "transient",
                                         error=report.error)
                         for i in items[n:]
-                    )
+                    ))
                     break
                 elapsed = time.monotonic() - t0
                 outcome = classify_http_status(rsp.status_code)
@@ -69,7 +75,7 @@ class OrthancDeliverer:
                     already += status == "AlreadyStored"
                 else:
                     error = f"HTTP {rsp.status_code} from {d.url}/instances: {rsp.text[:300]}"
-                report.outcomes.append(InstanceOutcome(
+                report.add(InstanceOutcome(
                     path, uid, outcome, code=rsp.status_code, error=error, elapsed_s=elapsed))
         report.detail["already_stored"] = already
         return report.finish()

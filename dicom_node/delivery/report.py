@@ -1,6 +1,7 @@
 """What one delivery attempt produced: per-instance outcomes and an overall verdict.
 
-The job layer records one :class:`DeliveryReport` per attempt (per job and destination).
+The job layer records one attempt per :class:`DeliveryReport` (per job and destination),
+and each outcome as the deliverer adds it (``on_outcomes``).
 ``status`` says what to do next: ``delivered`` (done), ``transient`` (retry the
 ``undelivered_paths`` later, with backoff) or ``permanent`` (retrying will not help; the
 job fails and is listed).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 __all__ = [
     "DeliveryReport",
     "InstanceOutcome",
+    "OnOutcomes",
     "Outcome",
     "SendItem",
     "read_send_items",
@@ -48,9 +51,18 @@ class InstanceOutcome:
     elapsed_s: float = 0.0
 
 
+#: Called with each response as it arrives (one instance for C-STORE and Orthanc REST, a
+#: whole request's instances for STOW-RS), before the next file is sent: the job layer
+#: commits them there, so a crash loses at most the response in flight.
+OnOutcomes = Callable[[Sequence[InstanceOutcome]], None]
+
+
 @dataclass
 class DeliveryReport:
-    """One attempt to deliver a batch of files to one destination."""
+    """One attempt to deliver a batch of files to one destination.
+
+    Deliverers add outcomes with :meth:`add`, which hands them to ``on_outcomes``.
+    """
 
     destination: str
     kind: str
@@ -61,6 +73,19 @@ class DeliveryReport:
     error_kind: str | None = None  # e.g. connection_failed, association_rejected, http_503
     detail: dict[str, Any] = field(default_factory=dict)  # e.g. proposed/accepted contexts
     label: str = ""  # the caller's context for logs, e.g. "job 42 study 1.2.3"
+    on_outcomes: OnOutcomes | None = field(default=None, repr=False, compare=False)
+
+    def add(self, *outcomes: InstanceOutcome) -> None:
+        """Append outcomes as they arrive and pass them on to ``on_outcomes``.
+
+        An exception from ``on_outcomes`` (the record cannot be written) propagates:
+        the deliverer stops sending rather than send what it cannot record.
+        """
+        if not outcomes:
+            return
+        self.outcomes.extend(outcomes)
+        if self.on_outcomes is not None:
+            self.on_outcomes(outcomes)
 
     @property
     def duration_s(self) -> float:

@@ -23,7 +23,13 @@ from pydicom.dataset import Dataset
 
 from dicom_node.delivery.dimse import classify_store_status
 from dicom_node.delivery.http import classify_http_status, make_session
-from dicom_node.delivery.report import DeliveryReport, InstanceOutcome, SendItem, read_send_items
+from dicom_node.delivery.report import (
+    DeliveryReport,
+    InstanceOutcome,
+    OnOutcomes,
+    SendItem,
+    read_send_items,
+)
 from dicom_node.settings.destinations import StowRsDestination
 
 __all__ = ["StowRsDeliverer"]
@@ -91,12 +97,13 @@ class StowRsDeliverer:
         self.destination = destination
 
     def deliver(self, files: Sequence[Path | str], priority: str = "routine",
-                label: str = "") -> DeliveryReport:
+                label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport:
         """STOW-RS the files in batches; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "stowrs", dt.datetime.now(dt.UTC), label=label)
+        report = DeliveryReport(d.name, "stowrs", dt.datetime.now(dt.UTC), label=label,
+                                on_outcomes=on_outcomes)
         items, bad = read_send_items([Path(f) for f in files])
-        report.outcomes.extend(bad)
+        report.add(*bad)
         with make_session(d.auth) as session:
             client = DICOMwebClient(url=d.url, session=session, timeout=d.timeout)
             client.set_http_retry_params(retry=False)
@@ -106,27 +113,27 @@ class StowRsDeliverer:
                 try:
                     datasets = [dcmread(i.path) for i in batch]
                 except Exception as exc:  # noqa: BLE001 - a bad file must not crash delivery
-                    report.outcomes.extend(
+                    report.add(*(
                         InstanceOutcome(str(i.path), i.sop_instance_uid, "permanent",
                                         error=f"cannot read batch file: {exc}")
-                        for i in batch)
+                        for i in batch))
                     continue
                 try:
                     rsp = client.store_instances(datasets)
-                    report.outcomes.extend(
-                        _parse_response(rsp, batch, time.monotonic() - t0, 200))
                 except requests.HTTPError as exc:
-                    report.outcomes.extend(self._http_error(exc, batch, time.monotonic() - t0))
+                    report.add(*self._http_error(exc, batch, time.monotonic() - t0))
                 except requests.RequestException as exc:
                     kind = "timeout" if isinstance(exc, requests.Timeout) else "connection_failed"
                     report.error_kind = kind
                     report.error = f"cannot reach STOW-RS at {d.url}: {exc}"
                     rest = [i for later in batches[b:] for i in later]
-                    report.outcomes.extend(
+                    report.add(*(
                         InstanceOutcome(str(i.path), i.sop_instance_uid, "transient",
                                         error=report.error)
-                        for i in rest)
+                        for i in rest))
                     break
+                else:  # the request's response, recorded before the next request goes
+                    report.add(*_parse_response(rsp, batch, time.monotonic() - t0, 200))
         return report.finish()
 
     def _http_error(self, exc: requests.HTTPError, batch: list[SendItem],

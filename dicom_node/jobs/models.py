@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dicom_node.db import Base, utcnow
@@ -82,8 +92,18 @@ class JobOutput(Base):
     job: Mapped[Job] = relationship(back_populates="outputs")
 
 
+#: Attempt outcomes besides the report's (delivered | transient | permanent): ``started``
+#: while it runs; ``interrupted`` when the process died during it (finished_at stays NULL).
+ATTEMPT_STARTED = "started"
+ATTEMPT_INTERRUPTED = "interrupted"
+
+
 class DeliveryAttempt(Base):
-    """One try at sending a job's outputs to one destination."""
+    """One try at sending a job's outputs to one destination.
+
+    Written when the attempt starts, finished when the deliverer returns; each response
+    in between is a :class:`DeliveryResponse` row committed as it arrives.
+    """
 
     __tablename__ = "delivery_attempts"
 
@@ -92,10 +112,34 @@ class DeliveryAttempt(Base):
     destination: Mapped[str] = mapped_column(String(128))
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    outcome: Mapped[str] = mapped_column(String(16))  # delivered | transient | permanent
-    sent: Mapped[int] = mapped_column(Integer, default=0)
+    # started | delivered | transient | permanent | interrupted
+    outcome: Mapped[str] = mapped_column(String(16), default=ATTEMPT_STARTED)
+    planned: Mapped[int] = mapped_column(Integer, default=0)  # files this attempt sends
+    sent: Mapped[int] = mapped_column(Integer, default=0)  # responses (outcomes) at the end
     accepted: Mapped[int] = mapped_column(Integer, default=0)
-    statuses: Mapped[dict] = mapped_column(JSON, default=dict)  # SOP UID -> status/text
     error: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[Job] = relationship(back_populates="attempts_log")
+    responses: Mapped[list[DeliveryResponse]] = relationship(
+        back_populates="attempt", cascade="all, delete-orphan", order_by="DeliveryResponse.id",
+        passive_deletes=True,
+    )
+
+
+class DeliveryResponse(Base):
+    """One instance's fate in one attempt, recorded as the destination answered."""
+
+    __tablename__ = "delivery_responses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(
+        ForeignKey("delivery_attempts.id", ondelete="CASCADE"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))  # "" for an unreadable file
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | transient | permanent
+    code: Mapped[int | None] = mapped_column(Integer)  # DIMSE / HTTP / STOW-RS status
+    warning: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    attempt: Mapped[DeliveryAttempt] = relationship(back_populates="responses")

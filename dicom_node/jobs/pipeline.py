@@ -1,4 +1,5 @@
-"""One job, start to end: infer, write the SR and heatmaps, deliver, record every attempt.
+"""One job, start to end: infer, write the SR and heatmaps, deliver, record every attempt
+(at its start, and each response as it arrives: see ``jobs/attempts.py``).
 
 A retried job whose results were already written skips straight to delivery, and only
 to the destinations that have not accepted them yet; result UIDs are deterministic, so
@@ -26,8 +27,9 @@ from dicom_node.db import Database
 from dicom_node.delivery import deliver
 from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.index.tables import Instance
+from dicom_node.jobs.attempts import AttemptLog
 from dicom_node.jobs.convert import image_results
-from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState, utcnow
+from dicom_node.jobs.models import Job, JobOutput, JobState, utcnow
 from dicom_node.jobs.queue import Claim, JobQueue
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore, safe_component
@@ -84,6 +86,7 @@ class JobRunner:
         self.registry = registry
         self.config = config
         self.results_dir = store.root / "results"
+        self.attempts = AttemptLog(db)
 
     # -- entry point ----------------------------------------------------------------
     def __call__(self, claim: Claim) -> None:
@@ -240,7 +243,8 @@ class JobRunner:
         job = self._load_job(claim.job_id)
         config = self.config()
         by_name = {d.name: d for d in config.destinations}
-        accepted = self._accepted(claim.job_id)
+        self.attempts.interrupt_unfinished(claim.job_id, job.study_uid)
+        accepted = self.attempts.accepted(claim.job_id)
         transient: list[str] = []
         permanent: list[str] = []
         for name in job.destinations:
@@ -254,9 +258,12 @@ class JobRunner:
             if dest is None:
                 permanent.append(f"destination {name!r} is not configured")
                 continue
-            report = deliver(dest, files, priority="stat" if job.priority == 0 else "routine")
-            self._record_attempt(claim, report)
-            metrics.DELIVERY_ATTEMPTS.labels(name, report.status).inc()
+            # The attempt is on record before the first file goes, each response as it comes.
+            label = f"job {claim.job_id} study {job.study_uid}"
+            attempt = self.attempts.start(claim.job_id, name, planned=len(files), label=label)
+            report = deliver(dest, files, priority="stat" if job.priority == 0 else "routine",
+                             label=label, on_outcomes=attempt.record)
+            attempt.finish(report)
             if report.status == "transient":
                 transient.append(f"{name}: {report.summary()}")
             elif report.status == "permanent":
@@ -270,30 +277,3 @@ class JobRunner:
             raise RuntimeError("delivery failed: " + "; ".join(transient))
         self.queue.finish(claim)
         metrics.JOBS_FINISHED.labels("done").inc()
-
-    def _accepted(self, job_id: int) -> dict[str, set[str]]:
-        """Destination -> SOP Instance UIDs it accepted in earlier attempts of this job."""
-        out: dict[str, set[str]] = {}
-        with self.db.session() as s:
-            for dest, statuses in s.execute(
-                select(DeliveryAttempt.destination, DeliveryAttempt.statuses)
-                .where(DeliveryAttempt.job_id == job_id)
-            ):
-                out.setdefault(dest, set()).update(
-                    uid for uid, st in (statuses or {}).items() if st.get("outcome") == "delivered"
-                )
-        return out
-
-    def _record_attempt(self, claim: Claim, report) -> None:  # noqa: ANN001 - DeliveryReport
-        statuses = {
-            o.sop_instance_uid: {"outcome": o.outcome, "code": o.code, "error": o.error}
-            for o in report.outcomes
-        }
-        with self.db.session() as s:
-            s.add(DeliveryAttempt(
-                job_id=claim.job_id, destination=report.destination,
-                started_at=report.started_at, finished_at=report.finished_at or utcnow(),
-                outcome=report.status, sent=len(report.outcomes),
-                accepted=len(report.delivered), statuses=statuses,
-                error=report.error or (report.summary() if not report.ok else None),
-            ))

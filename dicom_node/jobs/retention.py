@@ -20,6 +20,7 @@ from dicom_node.index.tables import COMPLETE, OPEN, Group, Instance
 from dicom_node.jobs.models import (
     ACTIVE_STATES,
     DeliveryAttempt,
+    DeliveryResponse,
     Job,
     JobOutput,
     JobState,
@@ -75,6 +76,8 @@ class Retention:
                         freed += _unlink(o.path)
                     results += len(outs)
                     s.execute(delete(JobOutput).where(JobOutput.job_id.in_(old)))
+                    s.execute(delete(DeliveryResponse).where(DeliveryResponse.attempt_id.in_(
+                        select(DeliveryAttempt.id).where(DeliveryAttempt.job_id.in_(old)))))
                     s.execute(delete(DeliveryAttempt).where(DeliveryAttempt.job_id.in_(old)))
                     s.execute(delete(Job).where(Job.id.in_(old)))
                     jobs = len(old)
