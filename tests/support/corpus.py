@@ -181,9 +181,7 @@ def run_file(cf: CorpusFile, model, out_dir: Path, options=None,  # noqa: ANN001
     outcome = Outcome(cf, "ok")
     folder = out_dir / re.sub(r"[^A-Za-z0-9._-]", "_", cf.name)
     folder.mkdir(parents=True, exist_ok=True)
-    kinds = [("sr", objects.sr), *(("heatmap", h) for h in objects.heatmaps),
-             *([("card", objects.card)] if objects.card is not None else [])]
-    for i, (kind, obj) in enumerate(kinds):
+    for i, (kind, obj) in enumerate(objects.kinds()):  # SR, heatmaps, card, KOS, maps
         path = folder / f"{i:02d}-{kind}.dcm"
         obj.save_as(path, enforce_file_format=True)
         outcome.paths.append(path)
