@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
 from pydicom.dataset import Dataset
+
+
+class _PluginFailuresAtDebug(logging.Filter):
+    """pydicom logs each failing decoder plugin at ERROR with a traceback; the reason
+    reaches the caller in one line (DecodeError), so those records go to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+logging.getLogger("pydicom.pixels.decoders.base").addFilter(_PluginFailuresAtDebug())
 
 
 class DecodeError(ValueError):

@@ -8,6 +8,7 @@ once, permanently, with a one-line reason and no traceback in the log.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -67,8 +68,14 @@ def test_real_chest_cr_comes_back_without_errors(tmp_path: Path) -> None:
 
 
 def _undecodable_cr(folder: Path) -> Path:
-    ds = synthetic.make_cr(rows=256, cols=256, seed=31)
-    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]  # half the frame is missing
+    """pydicom's JPEG-lossy.dcm (12-bit JPEG Extended, which no installed decoder reads;
+    well-formed, so the node stores it) relabelled as a chest PA CR in its own study."""
+    ds = dcmread(get_testdata_file("JPEG-lossy.dcm"))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "CR", "CHEST", "PA"
+    ds.StudyInstanceUID = synthetic.new_uid()
+    ds.SeriesInstanceUID = synthetic.new_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = synthetic.new_uid()
     return synthetic.write_files([ds], folder)[0]
 
 
@@ -86,9 +93,12 @@ def _unwritable_cr(folder: Path) -> Path:
 def test_bad_image_fails_once_with_a_readable_reason(tmp_path: Path, make, kind: str) -> None:
     path = make(tmp_path / "study")
     sop = dcmread(path, stop_before_pixels=True).SOPInstanceUID
+    # -xx: propose JPEG Extended too (the undecodable file is sent as it is)
     pacs = StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"])
     with pacs, _node(tmp_path, pacs) as node:
-        storescu(node.port, [path])
+        subprocess.run(["storescu", "-xx", "-aet", "MODALITY", "-aec", "DICOM_NODE",
+                        "127.0.0.1", str(node.port), str(path)],
+                       check=True, capture_output=True, timeout=60)
         _wait_for_state(node, "dead", timeout=60)
         time.sleep(1.5)  # a retry (0.2 s backoff) would show up here
         rows = job_rows(node.data_dir)
