@@ -152,7 +152,15 @@ def _write_pngs(file: Path, results, out: Path) -> dict[tuple[int | None, str], 
 def _print_json(model, results, pngs) -> None:  # noqa: ANN001 - ai Model, list[ImageResult]
     import json
 
-    doc = {
+    typer.echo(json.dumps(results_document(model, results, pngs), indent=2))
+
+
+def results_document(model, results, pngs=None) -> dict:  # noqa: ANN001 - ai Model, list[ImageResult]
+    """The model's identity and every label's probability and decision, JSON-ready (the
+    ``--json`` output, and the admin API's answer); ``heatmap_png`` is the PNG written
+    with ``--out`` (null otherwise)."""
+    pngs = pngs or {}
+    return {
         "model": {"name": model.name, "version": model.identity.version,
                   "device_uid": model.identity.device_uid, "demo": model.identity.demo,
                   "provider": model.provider},
@@ -167,7 +175,6 @@ def _print_json(model, results, pngs) -> None:  # noqa: ANN001 - ai Model, list[
             for r in results for lab in r.labels
         ],
     }
-    typer.echo(json.dumps(doc, indent=2))
 
 
 @app.command("import-torchxrayvision")
