@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 INSTANCES_RECEIVED = Counter(
     "dicom_node_instances_received_total",
@@ -73,4 +73,25 @@ DELIVERY_INSTANCES = Counter(
     "Per-instance delivery responses by destination and outcome (delivered, transient, "
     "permanent), counted as they arrive.",
     ["destination", "outcome"],
+)
+
+# -- distributed execution (jobs.executor: celery) --------------------------------------
+JOBS_PUBLISHED = Counter(
+    "dicom_node_job_messages_published_total",
+    "Job messages the node published to the broker (first time, or again after the "
+    "message may have been lost).",
+    ["kind"],
+)
+JOB_MESSAGES_DROPPED = Counter(
+    "dicom_node_job_messages_dropped_total",
+    "Messages a worker received for a job it could not claim (already taken or finished):"
+    " the duplicates the compare-and-set claim absorbed.",
+)
+JOBS_WAITING_FOR_WORKER = Gauge(
+    "dicom_node_jobs_waiting_for_worker",
+    "Queued jobs whose model(s) no live worker has.",
+)
+JOBS_IN_HAND = Gauge(
+    "dicom_node_worker_jobs_in_hand",
+    "Jobs this worker process is running.",
 )

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dicom_node.settings.destinations import Destination
-from dicom_node.settings.jobs import JobsSettings, ResultsSettings
+from dicom_node.settings.jobs import JobsSettings, ResultsSettings, WorkerSettings
 from dicom_node.settings.models import ModelsSettings
 from dicom_node.settings.node import AETitleSettings, LoggingSettings
 from dicom_node.settings.routes import RouteRule, validate_references
@@ -51,6 +51,7 @@ class NodeConfig(BaseModel):
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     results: ResultsSettings = Field(default_factory=ResultsSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     routes: list[RouteRule] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
 
