@@ -60,13 +60,17 @@ def node_config(db_url: str, broker: str, pacs_port: int, **jobs: Any) -> dict[s
 
 
 def worker(tmp: Path, name: str, node_cfg: dict[str, Any], packages: list[Path],
-           **models: Any) -> WorkerProcess:
+           metrics: bool = False, **models: Any) -> WorkerProcess:
     """A worker loading ``packages`` only, with the node's database, broker and
     destinations (it delivers what it writes)."""
     cfg = {k: node_cfg[k] for k in ("database_url", "jobs", "destinations")}
     cfg["models"] = {"bundled": False, "packages": [str(p) for p in packages],
                      "intra_op_threads": 1, **models}
-    return WorkerProcess(tmp / name, cfg, name=name)
+    w = WorkerProcess(tmp / name, cfg, name=name)
+    if metrics:  # /metrics on a free loopback port, recorded in the workers table
+        w.config["worker"].update(metrics_port=0, metrics_address="127.0.0.1")
+        w.write_config()
+    return w
 
 
 def storescu(port: int, files: list[Path], calling: str = "MODALITY") -> None:

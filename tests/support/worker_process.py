@@ -25,10 +25,14 @@ class WorkerProcess:
         cfg = {"data_dir": str(self.workdir / "data"), "disk_reserve_mb": 0,
                "worker": {"name": name, "heartbeat_seconds": 1}}
         cfg.update(config)
+        self.config = cfg
         self.config_path = self.workdir / "worker.yaml"
-        self.config_path.write_text(yaml.safe_dump(cfg))
+        self.write_config()
         self.log_path = self.workdir / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def write_config(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config))
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
         log = self.log_path.open("ab")
