@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ai.registry import ModelRegistry
+from ai.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
+from ai.registry import ModelRegistry, PackageError, discover
 from dicom_node.settings.root import NodeConfig
 
 
@@ -23,3 +24,43 @@ def load_registry(config: NodeConfig, *, only: Path | None = None) -> ModelRegis
         options=settings.runtime_options(),
         models_dir=models_dir,
     )
+
+
+def model_manifests(config: NodeConfig) -> tuple[dict[str, Manifest], list[PackageError]]:
+    """Name -> manifest of every package the configuration would load, read from the
+    ``model.yaml`` files only (no ONNX session, nothing built): for checking the names
+    routes use and for routing without the models. Unreadable manifests are returned as
+    errors. The bundled demo's manifest is built in (its Device UID is a placeholder
+    unless the package is already cached)."""
+    from ai.bundled.cache import DEMO_NAME, demo_manifest
+
+    settings = config.models
+    manifests: dict[str, Manifest] = {}
+    errors: list[PackageError] = []
+    if settings.bundled:
+        manifests[DEMO_NAME] = demo_manifest("0")
+    dirs = [*discover(settings.resolved_models_dir(Path(config.data_dir))),
+            *(Path(p) for p in settings.packages)]
+    seen: set[Path] = set()
+    for d in dirs:
+        if d.resolve() in seen:
+            continue
+        seen.add(d.resolve())
+        try:
+            manifest = load_manifest(d / MANIFEST_NAME)
+        except ManifestError as exc:
+            errors.append(PackageError(d, str(exc)))
+            continue
+        if manifest.name == DEMO_NAME and settings.bundled:
+            manifests[DEMO_NAME] = manifest  # the cached bundled package itself
+        elif manifest.name in manifests:
+            errors.append(PackageError(d, f"{d / MANIFEST_NAME}: name {manifest.name!r} "
+                                          "is used by another package too"))
+        else:
+            manifests[manifest.name] = manifest
+    return manifests, errors
+
+
+def model_names(config: NodeConfig) -> list[str]:
+    """The names routes may use: every package the configuration would load."""
+    return list(model_manifests(config)[0])

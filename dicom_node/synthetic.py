@@ -98,6 +98,15 @@ def _set_pixels_mono(ds: Dataset, pixels: np.ndarray, photometric: str, bits: in
     ds.PixelData = pixels.astype("<u2").tobytes()
 
 
+# Patient Orientation of a frontal chest radiograph (PA or AP) stored the way it is
+# conventionally displayed: as if the viewer faces the patient, the patient's right on
+# the viewer's left. PS3.3 C.7.6.1.1.1: the first value is the direction of the rows
+# (from the first towards the last pixel of a row, i.e. towards the image's right edge),
+# here towards the patient's Left; the second that of the columns (downwards), towards
+# the Feet. Hence L\F for PA as for AP; R\F would mean the image is seen from behind.
+DISPLAYED_FRONTAL = ("L", "F")
+
+
 def _chest_phantom(rows: int, cols: int, seed: int, bits: int) -> np.ndarray:
     """A smooth chest-like pattern (two lungs, mediastinum, ribs) plus noise."""
     rng = np.random.default_rng(seed)
@@ -125,7 +134,7 @@ def make_cr(patient: Patient = Patient(), *, rows: int = 512, cols: int = 512,
                "CR", 1, 1, when, f"ACC{seed:06d}", "CHEST PA")
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = view
-    ds.PatientOrientation = ["L", "F"] if view == "AP" else ["R", "F"]
+    ds.PatientOrientation = list(DISPLAYED_FRONTAL)
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     pixels = _chest_phantom(rows, cols, seed, bits)
     if photometric == "MONOCHROME1":
@@ -153,7 +162,7 @@ def make_dx(patient: Patient = Patient(), *, rows: int = 512, cols: int = 512,
                patient, "DX", 1, 1, when, f"ACC{seed:06d}", "CHEST PA")
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = view
-    ds.PatientOrientation = ["L", "F"] if view == "AP" else ["R", "F"]
+    ds.PatientOrientation = list(DISPLAYED_FRONTAL)
     ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"

@@ -28,6 +28,12 @@ FINDING = CodedConcept("121071", "DCM", "Finding")
 CAD_PROCESSING_SUMMARY = CodedConcept("111017", "DCM", "CAD Processing and Findings Summary")
 WITHOUT_FINDINGS = CodedConcept("111241", "DCM", "All algorithms succeeded; without findings")
 
+# TID 1500 root "Qualitative Evaluations" container (CODE/TEXT children). UMLS is not
+# one of the schemes a reader knows without a declaration, so it is declared.
+QUALITATIVE_EVALUATIONS = CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
+UMLS_SCHEME = ("UMLS", "2.16.840.1.113883.6.86", "Unified Medical Language System",
+               "National Library of Medicine")
+
 # Purpose of reference of the source image of a derived SC (CID 7202).
 SOURCE_IMAGE_FOR_PROCESSING = CodedConcept(
     "121322", "DCM", "Source image for image processing operation"

@@ -101,10 +101,23 @@ def caution_line(model: ModelIdentity, options: WriteOptions) -> str:
 
 def series_description(model: ModelIdentity, kind: str) -> str:
     """A Series Description (LO, 64 chars) that says AI output and names the model."""
-    text = f"AI {kind}: {model.name} {model.version}"
-    if model.demo:
-        text += " (demo)"
-    return text[:64]
+    suffix = " (NON-CLINICAL DEMO)" if model.demo else ""
+    return f"AI {kind}: {model.name} {model.version}"[: 64 - len(suffix)] + suffix
+
+
+def declare_scheme(ds: Dataset, scheme: tuple[str, str, str, str]) -> None:
+    """Add (designator, UID, name, organisation) to the Coding Scheme Identification
+    Sequence unless that designator is declared already."""
+    designator, uid, name, organisation = scheme
+    existing = list(ds.get("CodingSchemeIdentificationSequence", []))
+    if any(s.CodingSchemeDesignator == designator for s in existing):
+        return
+    item = Dataset()
+    item.CodingSchemeDesignator = designator
+    item.CodingSchemeUID = uid
+    item.CodingSchemeName = name
+    item.CodingSchemeResponsibleOrganization = organisation
+    ds.CodingSchemeIdentificationSequence = DicomSequence([*existing, item])
 
 
 def append_algorithm_equipment(ds: Dataset, model: ModelIdentity, when: dt.datetime) -> None:

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
 from sr_writer import render
 from sr_writer.common import caution_line
 from sr_writer.inputs import ImageResult
-from sr_writer.options import WriteOptions
+from sr_writer.options import DEMO_NOTICE, WriteOptions
 from sr_writer.sc_common import build_sc
 from sr_writer.uids import ResultUIDs
 
@@ -55,39 +55,54 @@ def summarise(results: Sequence[ImageResult]) -> list[CardRow]:
     ]
 
 
+def demo_sentence() -> str:
+    """The card's full statement for a demo model."""
+    return (f"{DEMO_NOTICE}. These findings come from a demonstration model, carry no "
+            "diagnostic meaning and must not be used for patient care.")
+
+
 def render_card(results: Sequence[ImageResult], options: WriteOptions,
                 study_line: str) -> np.ndarray:
-    """The card as an RGB uint8 array."""
+    """The card as an RGB uint8 array (long lines are wrapped, never cut)."""
     model = results[0].model
     rows = summarise(results)
     size, pad = 24, 28
     line = round(size * 1.6)
-    height = pad * 2 + line * (8 + len(rows)) + line
-    img = Image.new("RGB", (CARD_WIDTH, height), render.PANEL_BG)
-    draw = ImageDraw.Draw(img)
+    small_line = round(line * 0.8)
+    text_width = CARD_WIDTH - 2 * pad
     title, body, small = render.font(size + 6, True), render.font(size), render.font(size - 6)
     bold = render.font(size, True)
-    y = pad
-    draw.text((pad, y), render.printable("AI findings summary", title), font=title,
-              fill=render.TEXT)
-    y += line + 8
-    caution = caution_line(model, options)
-    draw.text((pad, y), render.fit_text(draw, caution, bold, CARD_WIDTH - 2 * pad),
-              font=bold, fill=render.CAUTION)
-    y += line
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # (text, font, colour, line height) for every line above the table.
+    head: list[tuple[str, ImageFont.ImageFont, tuple[int, int, int], int]] = []
+    if model.demo:
+        head += [(t, bold, render.CAUTION, line) for t in render.wrap_text(
+            probe, demo_sentence(), bold, text_width)]
+    head += [(t, bold, render.CAUTION, line)
+             for t in render.wrap_text(probe, caution_line(model, options), bold, text_width)]
     for text in (
         f"Model: {model.name} {model.version} \u2014 {model.manufacturer}",
         f"Intended use: {model.intended_use}",
         study_line,
     ):
-        draw.text((pad, y), render.fit_text(draw, text, small, CARD_WIDTH - 2 * pad),
-                  font=small, fill=render.MUTED)
-        y += round(line * 0.8)
+        head += [(t, small, render.MUTED, small_line)
+                 for t in render.wrap_text(probe, text, small, text_width)]
+    height = (pad * 2 + line + 8 + sum(h for *_, h in head) + line * (3 + len(rows))
+              + line * 3)
+    img = Image.new("RGB", (CARD_WIDTH, height), render.PANEL_BG)
+    draw = ImageDraw.Draw(img)
+    y = pad
+    draw.text((pad, y), render.printable("AI findings summary", title), font=title,
+              fill=render.TEXT)
+    y += line + 8
+    for text, fnt, colour, step in head:
+        draw.text((pad, y), text, font=fnt, fill=colour)
+        y += step
     y += line // 2
     columns = (pad, 470, 640, 790)
-    for x, head in zip(columns, ("Finding", "Probability", "Threshold", "Result"),
-                       strict=True):
-        draw.text((x, y), head, font=bold, fill=render.TEXT)
+    for x, heading in zip(columns, ("Finding", "Probability", "Threshold", "Result"),
+                          strict=True):
+        draw.text((x, y), heading, font=bold, fill=render.TEXT)
     y += line
     draw.line([(pad, y - 6), (CARD_WIDTH - pad, y - 6)], fill=render.MUTED)
     many = len(results) > 1
@@ -111,9 +126,10 @@ def render_card(results: Sequence[ImageResult], options: WriteOptions,
     note = ("Probability: highest over the analysed images; POSITIVE when at or above "
             "the threshold." if many else "POSITIVE when the probability is at or above "
             "the threshold.")
-    draw.text((pad, y), render.fit_text(draw, note, small, CARD_WIDTH - 2 * pad), font=small,
-              fill=render.MUTED)
-    y += line + pad
+    for text in render.wrap_text(draw, note, small, text_width):
+        draw.text((pad, y), text, font=small, fill=render.MUTED)
+        y += small_line
+    y += pad
     return np.asarray(img.crop((0, 0, CARD_WIDTH, min(height, y))), dtype=np.uint8)
 
 

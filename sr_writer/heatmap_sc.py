@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from sr_writer import render
 from sr_writer.common import caution_line
 from sr_writer.inputs import ImageResult, LabelResult
-from sr_writer.options import WriteOptions
+from sr_writer.options import DEMO_NOTICE, WriteOptions
 from sr_writer.sc_common import build_sc, patient_orientation
 from sr_writer.uids import ResultUIDs
 
@@ -32,7 +32,10 @@ def select(results: Sequence[ImageResult], options: WriteOptions
             top = max(with_map, key=lambda label: (label.probability, label.positive))
             chosen.append((result, top))
         else:
-            chosen.extend((result, label) for label in with_map if label.positive)
+            positive = sorted((label for label in with_map if label.positive),
+                              key=lambda label: -label.probability)
+            cap = options.max_heatmaps_per_image
+            chosen.extend((result, label) for label in positive[:cap])
     if options.max_heatmap_images is not None:
         ranked = sorted(
             {id(r): r for r, _ in chosen}.values(),
@@ -79,9 +82,13 @@ def build_heatmap(
          f"(threshold {label.threshold:.2f}) \u2014 {decision}",
          render.POSITIVE if label.positive else render.NEGATIVE, True),
         (f"Model: {model.name} {model.version} ({model.manufacturer})", render.TEXT, False),
+        *([(DEMO_NOTICE, render.CAUTION, True)] if model.demo else []),
         (caution_line(model, options), render.CAUTION, True),
     ]
-    pixels = render.compose(image, lines, legend=True, floor=options.heatmap_floor)
+    orientation = patient_orientation(source)
+    markers = render.side_markers(orientation)
+    pixels = render.compose(image, lines, legend=True, floor=options.heatmap_floor,
+                            markers=markers)
     factor = rows / shape[0]
     sc = build_sc(
         pixels,
@@ -93,12 +100,13 @@ def build_heatmap(
         sop_uid=uids.heatmap_instance(result.sop_instance_uid, result.frame, label.name),
         instance_number=instance_number,
         when=when,
-        orientation=patient_orientation(source),
+        orientation=orientation,
         pixel_spacing=_scaled_spacing(source, shape),
         derivation=(
             f"Source windowed for display and resized by 1/{factor:.3g}; heatmap of "
             f"{label.name} from {model.name} {model.version} blended over it; "
             "text and legend burned in below the image"
+            + ("; patient's right/left marked at the image edges" if markers else "")
         ),
     )
     log.info("heatmap SC built source=%s label=%s size=%dx%d sop=%s",

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 DEMO_CAUTION = "AI result \u2014 not for diagnostic use"
+# What every object a demo model produced says where a reader sees it (RESULTS-CONFORMANCE).
+DEMO_NOTICE = "NON-CLINICAL DEMO \u2014 untrained weights"
 DEFAULT_CAUTION = "AI result \u2014 to be reviewed by a radiologist"
 
 
@@ -18,9 +20,12 @@ class WriteOptions:
         sr_labels: ``"all"`` writes one measurement group per label (default);
             ``"positive"`` writes only labels at or above their threshold, plus one
             "no finding above threshold" group when there are none.
-        heatmaps: ``"top"`` writes one heatmap SC per analysed image showing its most
-            probable label that has a heatmap (default); ``"positive"`` writes one SC
-            per positive label with a heatmap; ``"none"`` writes no heatmap SC.
+        heatmaps: ``"positive"`` writes one heatmap SC per positive label that has a
+            heatmap, most probable first (default; an image without a positive label gets
+            none); ``"top"`` writes one per analysed image showing its most probable
+            label; ``"none"`` writes no heatmap SC.
+        max_heatmaps_per_image: with ``"positive"``, at most this many SCs per image
+            (the most probable positives); ``None`` is no cap.
         max_heatmap_images: for series (CT/MR), keep only the N images whose top
             probability is highest ("key slices"); ``None`` keeps every image.
         findings_card: write the summary findings card SC.
@@ -37,13 +42,15 @@ class WriteOptions:
         sr_series_number / sc_series_number: Series Number of the result series.
         institution_name: optional Institution Name for the General Equipment module.
         heatmap_opacity: maximum opacity of the colour overlay (0..1).
-        heatmap_floor: heatmap values below this are fully transparent.
+        heatmap_floor: heatmap values below this are left untinted (the anatomy stays
+            readable); from the floor up the colour and its opacity rise to 1.
         procedure_code: override of the Procedure Reported code as
             ``(value, scheme, meaning)``; default picks one from Modality.
     """
 
     sr_labels: Literal["all", "positive"] = "all"
-    heatmaps: Literal["top", "positive", "none"] = "top"
+    heatmaps: Literal["top", "positive", "none"] = "positive"
+    max_heatmaps_per_image: int | None = 3
     max_heatmap_images: int | None = None
     findings_card: bool = True
     caution: str | None = None
@@ -55,5 +62,5 @@ class WriteOptions:
     sc_series_number: int = 9902
     institution_name: str | None = None
     heatmap_opacity: float = 0.5
-    heatmap_floor: float = 0.2
+    heatmap_floor: float = 0.5
     procedure_code: tuple[str, str, str] | None = None

@@ -175,33 +175,44 @@ def upsample_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(big, dtype=np.float32), 0.0, 1.0)
 
 
-_LUT = None
+# The colour scale shown above the floor starts this far into the colour map, so the
+# faintest tint is a visible purple, never the map's near-black (which would darken the
+# anatomy instead of marking it).
+COLOUR_START = 0.3
 
 
-def _lut() -> np.ndarray:
-    """The colour map as a 256-entry float32 table."""
-    global _LUT
-    if _LUT is None:
-        _LUT = colormap(np.linspace(0.0, 1.0, 256, dtype=np.float32)).astype(np.float32)
-    return _LUT
+@functools.lru_cache(maxsize=8)
+def _lut(floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Colour (256x3) and relative opacity (256) of heat values 0..1 for ``floor``.
+
+    Below the floor: no colour (opacity 0). Above it the colour runs from
+    ``COLOUR_START`` to the top of the map and the opacity rises quickly to one half and
+    then to full, so the edge of the marked region is soft but clearly visible.
+    """
+    heat = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+    rel = np.clip((heat - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0)
+    colour = colormap(COLOUR_START + (1.0 - COLOUR_START) * rel).astype(np.float32)
+    alpha = (np.clip(rel * 4.0, 0.0, 1.0) * (0.5 + 0.5 * rel)).astype(np.float32)
+    alpha[heat < floor] = 0.0
+    return colour, alpha
 
 
 def blend(grey: np.ndarray, heat: np.ndarray | None, opacity: float, floor: float) -> np.ndarray:
     """Grey image (floats in [0,1]) with ``heat`` overlaid; returns uint8 RGB.
 
-    Works one channel at a time through a 256-entry table so that the temporaries
-    stay at one output-size plane.
+    Heat below ``floor`` leaves the grey image untouched. Works one channel at a time
+    through 256-entry tables so that the temporaries stay at one output-size plane.
     """
     out = np.empty((*grey.shape, 3), dtype=np.uint8)
     if heat is None:
         out[...] = np.round(grey * 255.0).astype(np.uint8)[..., None]
         return out
-    alpha = np.clip((heat - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0) * np.float32(opacity)
+    colour, rel_alpha = _lut(float(floor))
     index = np.round(heat * 255.0).astype(np.uint8)
-    lut = _lut()
+    alpha = rel_alpha[index] * np.float32(opacity)
     base = grey * (1.0 - alpha)
     for channel in range(3):
-        out[..., channel] = np.round((base + lut[index, channel] * alpha) * 255.0)
+        out[..., channel] = np.round((base + colour[index, channel] * alpha) * 255.0)
     return out
 
 
@@ -223,23 +234,85 @@ def margin(width: int) -> int:
 
 def draw_legend(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
                 floor: float, size: int) -> None:
-    """A horizontal colour bar 0..1 with tick labels inside ``box`` (x0, y0, x1, y1)."""
+    """A horizontal bar 0..1 with tick labels inside ``box`` (x0, y0, x1, y1): grey below
+    ``floor`` (left untinted), the overlay's colours above it."""
     x0, y0, x1, y1 = box
     fnt = font(max(11, size - 3))
     label_h = size
     bar_h = max(6, (y1 - y0) - label_h - 4)
-    ramp = colormap(np.linspace(0.0, 1.0, max(2, x1 - x0), dtype=np.float32))
-    for i, colour in enumerate(ramp):
-        shade = tuple(int(round(v * 255)) for v in colour)
+    colour, _alpha = _lut(float(floor))
+    steps = max(2, x1 - x0)
+    for i in range(steps):
+        value = i / (steps - 1)
+        if value < floor:
+            shade = (60, 60, 64) if (i // 4) % 2 else (44, 44, 48)  # "no colour" hatching
+        else:
+            shade = tuple(int(round(v * 255)) for v in colour[round(value * 255)])
         draw.line([(x0 + i, y0), (x0 + i, y0 + bar_h)], fill=shade)
     draw.rectangle([x0, y0, x1 - 1, y0 + bar_h], outline=MUTED)
-    for tick in (0.0, floor, 0.5, 1.0):
+    for tick in sorted({0.0, round(floor, 2), 1.0}):
         x = x0 + round(tick * (x1 - x0 - 1))
         draw.line([(x, y0 + bar_h), (x, y0 + bar_h + 3)], fill=MUTED)
         text = f"{tick:g}"
         w = draw.textlength(text, font=fnt)
         tx = min(max(x0, x - w / 2), x1 - w)
         draw.text((tx, y0 + bar_h + 4), text, font=fnt, fill=MUTED)
+
+
+def wrap_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont,
+              width: float) -> list[str]:
+    """``text`` broken at spaces into lines that fit ``width`` pixels (a word longer than
+    a line is cut with an ellipsis)."""
+    lines: list[str] = []
+    current = ""
+    for word in printable(text, fnt).split():
+        candidate = f"{current} {word}" if current else word
+        if draw.textlength(candidate, font=fnt) <= width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        current = word if draw.textlength(word, font=fnt) <= width else fit_text(
+            draw, word, fnt, width)
+    if current:
+        lines.append(current)
+    return lines
+
+
+_OPPOSITE = {"L": "R", "R": "L"}
+
+
+def side_markers(orientation: tuple[str, str] | None) -> dict[str, str]:
+    """Edge -> letter ("left", "right", "top", "bottom") of the patient's right/left,
+    from Patient Orientation (PS3.3 C.7.6.1.1.1: the first value is the direction of
+    the rows, towards the right edge; the second of the columns, towards the bottom).
+    Only an axis whose main direction is R or L gets markers."""
+    if orientation is None:
+        return {}
+    markers: dict[str, str] = {}
+    for value, (start, end) in zip(orientation, (("left", "right"), ("top", "bottom")),
+                                   strict=True):
+        main = str(value)[:1]
+        if main in _OPPOSITE:
+            markers[end] = main
+            markers[start] = _OPPOSITE[main]
+    return markers
+
+
+def draw_side_markers(draw: ImageDraw.ImageDraw, size: tuple[int, int],
+                      markers: dict[str, str]) -> None:
+    """Burn the R/L letters in at the middle of the image edges they name (white,
+    dark outline, so they read on any anatomy)."""
+    width, rows = size
+    px = max(14, round(min(width, rows) / 18))
+    fnt = font(px, True)
+    pad = max(4, px // 3)
+    for edge, letter in markers.items():
+        w = draw.textlength(letter, font=fnt)
+        x = {"left": pad, "right": width - pad - w}.get(edge, (width - w) / 2)
+        y = {"top": pad, "bottom": rows - pad - px * 1.2}.get(edge, (rows - px) / 2)
+        draw.text((x, y), letter, font=fnt, fill=(255, 255, 255),
+                  stroke_width=max(1, px // 12), stroke_fill=(0, 0, 0))
 
 
 def fit_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont, width: float) -> str:
@@ -256,14 +329,17 @@ def fit_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont, wid
 
 
 def compose(image_rgb: np.ndarray, lines: list[tuple[str, tuple[int, int, int], bool]],
-            legend: bool, floor: float) -> np.ndarray:
-    """Image on top; below it a dark band with ``lines`` and (optionally) a legend row."""
+            legend: bool, floor: float, markers: dict[str, str] | None = None) -> np.ndarray:
+    """Image on top (with R/L ``markers`` burned in at its edges); below it a dark band
+    with ``lines`` and (optionally) a legend row."""
     rows, width, _ = image_rgb.shape
     size = text_size(width)
     pad = margin(width)
     canvas = Image.new("RGB", (width, rows + panel_height(width, len(lines), legend)), PANEL_BG)
     canvas.paste(Image.fromarray(image_rgb, mode="RGB"), (0, 0))
     draw = ImageDraw.Draw(canvas)
+    if markers:
+        draw_side_markers(draw, (width, rows), markers)
     y = rows + pad
     for text, colour, bold in lines:
         fnt = font(size, bold)

@@ -28,25 +28,44 @@ from sr_writer.common import (
     CHARACTER_SET,
     append_algorithm_equipment,
     copy_extra_patient_study,
+    declare_scheme,
     series_description,
     set_times,
     settle_character_set,
 )
 from sr_writer.inputs import ImageResult, LabelResult, ModelIdentity
-from sr_writer.options import WriteOptions
+from sr_writer.options import DEMO_NOTICE, WriteOptions
 from sr_writer.uids import ResultUIDs
 
 log = logging.getLogger(__name__)
 
 
 def _algorithm(model: ModelIdentity, threshold: float | None) -> AlgorithmIdentification:
-    parameters = [f"threshold={threshold:g}"] if threshold is not None else None
+    parameters = [f"threshold={threshold:g}"] if threshold is not None else []
+    if model.demo:  # shown with the algorithm by every SR viewer (TID 4019 parameter)
+        parameters.append(DEMO_NOTICE)
     return AlgorithmIdentification(
         name=model.name[:64],
         version=model.version[:64],
-        parameters=parameters,
+        parameters=parameters or None,
         manufacturer=model.manufacturer[:64],
     )
+
+
+def _add_demo_notice(content: MeasurementReport, model: ModelIdentity) -> None:
+    """TID 1500 "Qualitative Evaluations" container at the report's root holding a TEXT
+    comment that says the results come from a non-clinical demo model."""
+    comment = hd.sr.TextContentItem(
+        name=codes.DCM.Comment,
+        value=f"{DEMO_NOTICE}. Intended use: {model.intended_use}"[:1024],
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    container = hd.sr.ContainerContentItem(
+        name=c.QUALITATIVE_EVALUATIONS,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    container.ContentSequence = hd.sr.ContentSequence([comment])
+    content[0].ContentSequence.append(container)
 
 
 def _source_item(header: Dataset, frame: int | None) -> SourceImageForMeasurementGroup:
@@ -171,6 +190,8 @@ def build_sr(
         log.warning("SR image library left out study=%s: source lacks %s",
                     first.StudyInstanceUID, exc)
         content = report(None)
+    if model.demo:
+        _add_demo_notice(content, model)
     sr = Comprehensive3DSR(
         evidence=referenced,
         content=content,
@@ -194,6 +215,8 @@ def build_sr(
     set_times(sr, when, ("InstanceCreationDate", "InstanceCreationTime"))
     copy_extra_patient_study(sr, first)
     append_algorithm_equipment(sr, model, when)
+    if model.demo:
+        declare_scheme(sr, c.UMLS_SCHEME)
     settle_character_set(sr)
     log.info(
         "SR built study=%s model=%s %s groups=%d sop=%s",

@@ -13,15 +13,26 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("check")
 def check(file: Path = typer.Argument(..., help="YAML configuration file to validate.")) -> None:
-    """Validate FILE; print every error with its path and exit non-zero if any."""
+    """Validate FILE; print every error with its path and exit non-zero if any.
+
+    Besides each key, it checks what keys refer to: route destinations, and route models
+    against the packages the file's ``models:`` section provides (read from their
+    manifests; nothing is loaded).
+    """
+    from dicom_node.model_registry import model_manifests, model_names
+
     try:
-        cfg = load_config(file)
+        cfg = load_config(file, models=model_names)
     except ConfigError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from None
+    manifests, refused = model_manifests(cfg)
     titles = ", ".join(a.ae_title for a in cfg.ae_titles)
     typer.echo(f"{file}: OK (AE titles {titles}; port {cfg.port}; "
-               f"{len(cfg.routes)} route(s), {len(cfg.destinations)} destination(s))")
+               f"{len(cfg.routes)} route(s), {len(cfg.destinations)} destination(s); "
+               f"models: {', '.join(sorted(manifests)) or 'none'})")
+    for err in refused:
+        typer.echo(f"note: model package {err.path} is not usable: {err.message}", err=True)
 
 
 @app.command("reload")

@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from dicom_node.settings.root import (
     read_config_data,
     validate_config,
 )
+from dicom_node.settings.routes import RouteRule
 
 if TYPE_CHECKING:
     from dicom_node.node import Node
@@ -68,11 +69,27 @@ def build_config(config: Path | None, port: int | None, ae_title: str | None,
         if errors:
             raise ConfigError("command line", errors)
         data["destinations"] = [*(data.get("destinations") or []), *extra]
-    return validate_config(data, source)
+    from dicom_node.model_registry import model_names
+
+    return validate_config(data, source, models=model_names)
 
 
-def banner(cfg: NodeConfig, db_description: str, models: list[str] | None = None) -> str:
-    """The start-up banner: where the node listens, stores, indexes; which models run."""
+def demo_warnings(rules: Sequence[RouteRule], demo_models: set[str]) -> list[str]:
+    """One line per enabled rule that sends a demo model's results to a destination."""
+    lines = []
+    for rule in rules:
+        demo = [m for m in rule.models if m in demo_models]
+        if rule.enabled and rule.action == "infer" and demo and rule.destinations:
+            lines.append(
+                f"WARNING: route {rule.name!r} sends results of the NON-CLINICAL DEMO model "
+                f"{', '.join(demo)} (untrained weights) to {', '.join(rule.destinations)}")
+    return lines
+
+
+def banner(cfg: NodeConfig, db_description: str, models: list[str] | None = None,
+           warnings: Sequence[str] = ()) -> str:
+    """The start-up banner: where the node listens, stores, indexes; which models run;
+    then any ``warnings``."""
     lines = ["dicom-node is running"]
     for a in cfg.ae_titles:
         allow = (", ".join(c.ae_title + (f"@{c.host}" if c.host else "")
@@ -87,6 +104,7 @@ def banner(cfg: NodeConfig, db_description: str, models: list[str] | None = None
     lines += [f"    {m}" for m in (models or ["(none)"])]
     lines.append(f"  destinations: {', '.join(d.name for d in cfg.destinations) or '(none)'}"
                  f";  routes: {len(cfg.routes) or 'default (each model on what it applies to)'}")
+    lines += warnings
     return "\n".join(lines)
 
 
@@ -113,6 +131,14 @@ def _reload(node: Node, read: Callable[[], NodeConfig]) -> None:
     if restart:
         log.warning("these settings changed but apply only after a restart: %s",
                     ", ".join(restart))
+    for line in demo_route_warnings(node):
+        log.warning("%s", line.removeprefix("WARNING: "))
+
+
+def demo_route_warnings(node: Node) -> list[str]:
+    """:func:`demo_warnings` for the node's current routes and loaded models."""
+    demo = {name for name, m in node.jobs.registry.models.items() if m.identity.demo}
+    return demo_warnings(node.jobs.rules(), demo)
 
 
 def _setup_logging(cfg: NodeConfig) -> None:
@@ -153,7 +179,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"cannot start: {type(err).__name__}: {err}", err=True)
             raise typer.Exit(1) from None
         set_mmap_threshold(SERVING_MMAP_THRESHOLD)  # jobs reuse the heap; trimmed per job
-        typer.echo(banner(cfg, node.db.describe(), model_lines(node)))
+        warnings = demo_route_warnings(node)
+        for line in warnings:
+            logging.getLogger("dicom_node").warning("%s", line.removeprefix("WARNING: "))
+        typer.echo(banner(cfg, node.db.describe(), model_lines(node), warnings))
         sys.stdout.flush()
         pid_file = Path(cfg.data_dir) / PID_FILENAME
         pid_file.write_text(f"{os.getpid()}\n")

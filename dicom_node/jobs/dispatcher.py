@@ -7,10 +7,12 @@ left ``complete`` by a crash is picked up by :meth:`Dispatcher.sweep`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from dicom_node import metrics
 from dicom_node.db import Database
@@ -86,14 +88,15 @@ class Dispatcher:
             group = s.get(Group, group_id)
             if group is None or group.state != COMPLETE:
                 return None
-            rows = instance_rows_of_group(s, group_id)
-            facts = GroupFacts(
-                tuple(instance_facts(r) for r in rows),
-                called_ae=group.called_ae,
-                calling_ae=group.calling_ae,
-                key=group.study_uid,
-            )
+            facts = group_facts(s, group)
             received_at, complete_at = group.first_received, group.completed_at
+        return self.route_facts(group_id, facts, received_at, complete_at)
+
+    def route_facts(self, group_id: int, facts: GroupFacts, received_at: dt.datetime | None,
+                    complete_at: dt.datetime | None, *, from_state: str = COMPLETE,
+                    note_prefix: str = "") -> RoutingResult:
+        """Queue one job per decision of the rules on ``facts`` for group ``group_id``,
+        then move the group from ``from_state`` to routed, unrouted or discarded."""
         result = evaluate(list(self.rules()), facts)
         queued = 0
         for d in result.decisions:
@@ -119,11 +122,23 @@ class Dispatcher:
             note = "rules: " + ", ".join(f"{d.rule} ({d.action})" for d in result.decisions)
         else:
             state, note = DISCARDED, "discarded by rule " + result.decisions[0].rule
+        note = note_prefix + note
         with self.db.session() as s:
-            s.execute(update(Group).where(Group.id == group_id, Group.state == COMPLETE)
+            s.execute(update(Group).where(Group.id == group_id, Group.state == from_state)
                       .values(state=state, route_note=note[:2000]))
         metrics.GROUPS_ROUTED.labels(state).inc()
         log.info("group %s study %s %s: %s", group_id, facts.key, state, note)
         if queued:
             self.on_queued()
         return result
+
+
+def group_facts(session: Session, group: Group) -> GroupFacts:
+    """What routing sees of a stored group: its instances' index rows and its AEs."""
+    rows = instance_rows_of_group(session, group.id)
+    return GroupFacts(
+        tuple(instance_facts(r) for r in rows),
+        called_ae=group.called_ae,
+        calling_ae=group.calling_ae,
+        key=group.study_uid,
+    )

@@ -7,8 +7,9 @@ callable so that a reload takes effect for the next group and the next job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from ai.manifest import Manifest
 from ai.registry import ModelRegistry
 from dicom_node.assembly import Assembler
 from dicom_node.db import Database
@@ -28,12 +29,12 @@ log = logging.getLogger(__name__)
 DEFAULT_RULE = "default"
 
 
-def default_rules(config: NodeConfig, registry: ModelRegistry) -> list[RouteRule]:
-    """With no ``routes:`` configured: run each loaded model on the images its manifest
-    applies to and send the results to every configured destination."""
+def default_rules(config: NodeConfig, manifests: Mapping[str, Manifest]) -> list[RouteRule]:
+    """With no ``routes:`` configured: run each model (name -> manifest) on the images its
+    manifest applies to and send the results to every configured destination."""
     rules = []
-    for name, model in sorted(registry.models.items()):
-        applies = model.package.manifest.applies_to
+    for name, manifest in sorted(manifests.items()):
+        applies = manifest.applies_to
         rules.append(RouteRule(
             name=f"{DEFAULT_RULE}:{name}",
             match=MatchSpec(modality=applies.modalities or None,
@@ -81,7 +82,11 @@ class JobService:
     def rules(self) -> Sequence[RouteRule]:
         """The configured routes, or the built-in default rules when there are none."""
         cfg = self.config()
-        return cfg.routes or default_rules(cfg, self.registry)
+        return cfg.routes or default_rules(cfg, self.manifests())
+
+    def manifests(self) -> dict[str, Manifest]:
+        """Name -> manifest of every loaded model."""
+        return {name: m.package.manifest for name, m in self.registry.models.items()}
 
     def start(self) -> None:
         """Route groups a crash left complete, then start workers and the clean-up."""

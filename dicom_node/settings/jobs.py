@@ -61,11 +61,22 @@ class ResultsSettings(BaseModel):
         "all", description="All labels in the SR, or only positive findings plus a "
         "'no finding above threshold' statement.")
     heatmaps: Literal["top", "positive", "none"] = Field(
-        "top", description="Heatmap of the top finding, of each positive finding, or none.")
+        "positive", description="One heatmap SC per positive finding (most probable "
+        "first, up to max_heatmaps_per_image), one of each image's top finding, or none.")
+    max_heatmaps_per_image: int | None = Field(
+        3, ge=1, description="With heatmaps 'positive': at most this many per image; "
+        "null: no cap.")
+    max_heatmap_images: int | None = Field(
+        None, ge=1, description="For series (CT/MR): heatmaps only on the N images whose "
+        "top probability is highest (key slices); null: every image.")
+    heatmap_floor: float = Field(
+        0.5, ge=0.0, lt=1.0, description="Heatmap values below this are left untinted, so "
+        "the anatomy stays readable.")
     findings_card: bool = Field(True, description="Also write the summary 'findings card' SC.")
     caution: str | None = Field(
         None, description="Burned-in caution line; default for demo models: 'AI result — "
-        "not for diagnostic use'.")
+        "not for diagnostic use' (demo results also say 'NON-CLINICAL DEMO — untrained "
+        "weights' whatever this is).")
     max_output_size: int = Field(1024, ge=256, le=8192,
                                  description="Longest side of a written SC, in pixels.")
     institution_name: str | None = None
@@ -77,6 +88,9 @@ class ResultsSettings(BaseModel):
             created_at=created_at,
             sr_labels=self.sr_labels,
             heatmaps=self.heatmaps,
+            max_heatmaps_per_image=self.max_heatmaps_per_image,
+            max_heatmap_images=self.max_heatmap_images,
+            heatmap_floor=self.heatmap_floor,
             findings_card=self.findings_card,
             caution=self.caution,
             max_output_size=self.max_output_size,

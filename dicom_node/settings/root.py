@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import yaml
@@ -91,19 +93,62 @@ def format_validation_errors(err: ValidationError) -> list[str]:
     return lines
 
 
-def validate_config(data: Any, source: str = "<config>") -> NodeConfig:
-    """Validate an already-parsed mapping; raise ConfigError listing every error."""
+ModelNames = Callable[[NodeConfig], Iterable[str]]
+
+
+def _each_valid(data: dict[str, Any]) -> tuple[list[RouteRule | None], list[Any]]:
+    """Routes and destinations of a file that failed validation, each item on its own:
+    a valid route, or ``None``; a destination's name wherever it has one."""
+    routes: list[RouteRule | None] = []
+    raw_routes = data.get("routes")
+    for item in raw_routes if isinstance(raw_routes, list) else []:
+        try:
+            routes.append(RouteRule.model_validate(item))
+        except ValidationError:
+            routes.append(None)
+    raw_dests = data.get("destinations")
+    dests = [SimpleNamespace(name=d["name"])
+             if isinstance(d, dict) and isinstance(d.get("name"), str) else None
+             for d in (raw_dests if isinstance(raw_dests, list) else [])]
+    return routes, dests
+
+
+def _known_models(cfg: NodeConfig | None, data: dict[str, Any],
+                  models: ModelNames) -> set[str] | None:
+    """The model names ``models`` finds for this file's ``models:`` section and data dir;
+    ``None`` when those sections are themselves invalid (reported on their own)."""
+    if cfg is None:
+        try:
+            cfg = NodeConfig.model_validate(
+                {k: data[k] for k in ("data_dir", "models") if k in data})
+        except ValidationError:
+            return None
+    return set(models(cfg))
+
+
+def validate_config(data: Any, source: str = "<config>",
+                    models: ModelNames | None = None) -> NodeConfig:
+    """Validate an already-parsed mapping; raise ConfigError listing every error.
+
+    Field errors and cross-references (route names, destinations, and with ``models`` —
+    a function giving the model names a configuration provides — route models) are
+    reported together, each with its path.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(root): must be a mapping, got {type(data).__name__}"])
+    errors: list[str] = []
+    cfg: NodeConfig | None = None
     try:
         cfg = NodeConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(source, format_validation_errors(err)) from None
-    problems = validate_references(cfg.routes, cfg.destinations)
-    if problems:
-        raise ConfigError(source, problems)
+        errors += format_validation_errors(err)
+    names = None if models is None else _known_models(cfg, data, models)
+    routes, dests = (cfg.routes, cfg.destinations) if cfg is not None else _each_valid(data)
+    errors += validate_references(routes, dests, names)
+    if errors or cfg is None:
+        raise ConfigError(source, errors)
     return cfg
 
 
@@ -128,8 +173,9 @@ def read_config_data(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: Path | None) -> NodeConfig:
-    """Load and validate ``path``; ``None`` gives the embedded defaults."""
+def load_config(path: Path | None, models: ModelNames | None = None) -> NodeConfig:
+    """Load and validate ``path``; ``None`` gives the embedded defaults. With ``models``
+    the names routes use are checked too (see :func:`validate_config`)."""
     if path is None:
-        return NodeConfig()
-    return validate_config(read_config_data(Path(path)), str(path))
+        return validate_config({}, "defaults", models)
+    return validate_config(read_config_data(Path(path)), str(path), models)

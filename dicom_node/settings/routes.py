@@ -206,20 +206,23 @@ class RouteRule(BaseModel):
 
 
 def validate_references(
-    routes: Sequence[RouteRule],
+    routes: Sequence[RouteRule | None],
     destinations: Sequence[Any],
     models: Iterable[str] | None = None,
 ) -> list[str]:
-    """Cross-section checks the root config runs after validating each section.
+    """Cross-section checks the root config runs besides validating each section.
 
     Returns error strings with paths, e.g. ``routes[2].destinations[0]: unknown
     destination 'X'``; empty when all is well. Checks: route names unique, destination
     names unique, every route destination exists, and (when ``models`` — the names of the
-    configured model packages — is given) every route model exists.
+    configured model packages — is given) every route model exists. A ``None`` entry (an
+    item whose own fields are invalid) is skipped; the others keep their index.
     """
     errors: list[str] = []
     seen_dest: dict[str, int] = {}
     for i, dest in enumerate(destinations):
+        if dest is None:
+            continue
         name = dest.name
         if name in seen_dest:
             errors.append(
@@ -231,6 +234,8 @@ def validate_references(
     seen_route: dict[str, int] = {}
     known_models = None if models is None else set(models)
     for i, rule in enumerate(routes):
+        if rule is None:
+            continue
         if rule.name in seen_route:
             errors.append(
                 f"routes[{i}].name: duplicate route name {rule.name!r} "

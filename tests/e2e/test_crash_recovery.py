@@ -34,6 +34,7 @@ def test_kill_during_inference_then_restart_delivers_once(tmp_path: Path) -> Non
                 "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
                 # The batcher waits 4 s for batch-mates: the job is inside inference then.
                 "models": {"max_wait_ms": 4000},
+                "results": {"heatmaps": "top"},  # one heatmap SC: a fixed count
             },
             extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
         )

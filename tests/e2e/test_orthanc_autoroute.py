@@ -47,7 +47,8 @@ def test_orthanc_routes_a_study_and_receives_sr_and_heatmaps(tmp_path: Path) -> 
     source = synthetic.write_files([synthetic.make_cr(seed=21)], tmp_path / "study")
     src = dcmread(source[0], stop_before_pixels=True)
     node = NodeProcess(tmp_path / "node",
-                       config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}]})
+                       config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
+                               "results": {"heatmaps": "top"}})  # one heatmap SC
     orthanc = Orthanc(tmp_path / "orthanc", aet="ORTHANC",
                       modalities={"ainode": ("DICOM_NODE", "127.0.0.1", node.port)})
     with orthanc:

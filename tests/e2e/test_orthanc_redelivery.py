@@ -34,6 +34,7 @@ def test_orthanc_down_then_up_then_reprocessed(tmp_path: Path) -> None:
         tmp_path / "node",
         config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
                 "duplicate_policy": "replace",  # a re-sent study is processed again
+                "results": {"heatmaps": "top"},  # one heatmap SC: a fixed count
                 "jobs": {"retry": {"base_s": 1, "factor": 1.0, "cap_s": 1, "jitter": 0,
                                    "max_attempts": 30}}},
         extra_args=["--destination", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"])

@@ -13,6 +13,7 @@ from dicom_node.jobs.dispatcher import Dispatcher
 from dicom_node.jobs.models import Job
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.service import default_rules
+from dicom_node.model_registry import model_manifests
 from dicom_node.settings.root import NodeConfig
 from tests.jobs.conftest import add_group
 
@@ -26,12 +27,17 @@ def _view(db: Database, gid: int, views: list[str]) -> None:
 
 
 def test_default_rules_follow_the_manifest(index: Database, tmp_path: Path) -> None:
-    registry = ModelRegistry.load(cache_dir=tmp_path / "models")
     cfg = NodeConfig(data_dir=tmp_path, destinations=[
         {"name": "PACS", "kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1",
          "port": 104}])
-    rules = default_rules(cfg, registry)
+    registry = ModelRegistry.load(cache_dir=tmp_path / "models")
+    loaded = {name: m.package.manifest for name, m in registry.models.items()}
     registry.close()
+    rules = default_rules(cfg, loaded)
+    # The manifests alone (no ONNX session, as `studies reprocess` reads them) give the
+    # same rules.
+    manifests, errors = model_manifests(cfg)
+    assert errors == [] and default_rules(cfg, manifests) == rules
     assert [r.name for r in rules] == ["default:demo-cxr-densenet121"]
     d = Dispatcher(index, JobQueue(index), lambda: rules)
     pa_lat, uids = add_group(index, tmp_path, state="complete", study="1.1")

@@ -110,3 +110,120 @@ def test_parse_destination() -> None:
                 "A_TITLE_LONGER_THAN_16@h:1"):
         with pytest.raises(ValueError, match="expected AE@host:port"):
             parse_destination(bad)
+
+
+MIXED = """\
+data_dir: {data_dir}
+port: 70000
+destinations:
+  - {{name: pacs, kind: dimse, ae_title: PACS, host: 127.0.0.1, port: 104}}
+  - {{name: vna, kind: dimse, ae_title: VNA, host: 127.0.0.1, port: 0}}
+routes:
+  - name: chest
+    models: [demo-cxr-densenet12]
+    destinations: [pacs, vna, archive]
+  - name: chest
+    models: [demo-cxr-densenet121]
+  - name: broken
+    action: fly
+"""
+
+
+def test_config_check_reports_field_and_reference_errors_in_one_pass(tmp_path: Path) -> None:
+    f = tmp_path / "node.yaml"
+    f.write_text(MIXED.format(data_dir=tmp_path))
+    r = CliRunner().invoke(app, ["config", "check", str(f)])
+    assert r.exit_code == 1
+    lines = [line.strip() for line in r.output.splitlines()[1:] if line.strip()]
+    assert lines[0].startswith("port:")  # field errors first, each with its path
+    assert any(line.startswith("destinations[1].dimse.port:") for line in lines), lines
+    assert any(line.startswith("routes[2].action:") for line in lines), lines
+    # Cross-references in the same pass: an invalid destination still counts as named,
+    # a mistyped model is named with its path.
+    assert "routes[0].models[0]: unknown model 'demo-cxr-densenet12'" in lines
+    assert "routes[0].destinations[2]: unknown destination 'archive'" in lines
+    assert "routes[1].name: duplicate route name 'chest' (also routes[0])" in lines
+    assert not any("destinations[1]: unknown destination 'vna'" in line for line in lines)
+    assert f"{len(lines)} configuration errors" in r.output
+
+
+def test_config_check_knows_packages_under_models_dir(tmp_path: Path) -> None:
+    from ai.bundled.cache import demo_manifest
+    from ai.manifest import dump_manifest
+
+    package = tmp_path / "models" / "cxr-real"
+    package.mkdir(parents=True)
+    real = demo_manifest("1.2.3").model_copy(update={"name": "cxr-real", "demo": False})
+    dump_manifest(real, package / "model.yaml")
+    f = tmp_path / "node.yaml"
+    f.write_text(f"data_dir: {tmp_path}\nroutes:\n  - name: chest\n    models: [cxr-real]\n")
+    r = CliRunner().invoke(app, ["config", "check", str(f)])
+    assert r.exit_code == 0, r.output
+    assert "models: cxr-real, demo-cxr-densenet121" in r.output
+    f.write_text(f"data_dir: {tmp_path}\nmodels: {{bundled: false}}\nroutes:\n"
+                 "  - name: chest\n    models: [demo-cxr-densenet121]\n")
+    r = CliRunner().invoke(app, ["config", "check", str(f)])
+    assert r.exit_code == 1
+    assert "routes[0].models[0]: unknown model 'demo-cxr-densenet121'" in r.output
+
+
+def test_serve_refuses_a_route_to_an_unknown_model(tmp_path: Path) -> None:
+    f = tmp_path / "node.yaml"
+    f.write_text(f"data_dir: {tmp_path}\nroutes:\n  - name: chest\n"
+                 "    models: [demo-cxr-densenet12]\n")
+    r = CliRunner().invoke(app, ["serve", "--config", str(f)])
+    assert r.exit_code == 2
+    assert "routes[0].models[0]: unknown model 'demo-cxr-densenet12'" in r.output
+    assert not (tmp_path / "index.sqlite").exists()  # refused before anything started
+
+
+def test_demo_warnings_only_for_demo_results_sent_somewhere() -> None:
+    from dicom_node.cli.serve import demo_warnings
+    from dicom_node.settings.routes import RouteRule
+
+    def rule(name: str, **kw) -> RouteRule:
+        return RouteRule(name=name, **kw)
+
+    rules = [
+        rule("demo-to-pacs", models=["demo", "real"], destinations=["pacs", "vna"]),
+        rule("demo-kept-here", models=["demo"]),
+        rule("real-to-pacs", models=["real"], destinations=["pacs"]),
+        rule("disabled", enabled=False, models=["demo"], destinations=["pacs"]),
+    ]
+    assert demo_warnings(rules, {"demo"}) == [
+        "WARNING: route 'demo-to-pacs' sends results of the NON-CLINICAL DEMO model demo "
+        "(untrained weights) to pacs, vna"]
+
+
+def test_readme_production_example_is_valid_and_runs_no_demo_model() -> None:
+    import re
+
+    import yaml
+
+    from ai.bundled.cache import DEMO_NAME
+    from dicom_node.settings.root import validate_config
+
+    readme = (ROOT / "README.md").read_text()
+    after = readme.split("A minimal production file", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", after, re.S).group(1)
+    assert DEMO_NAME not in block
+    cfg = validate_config(yaml.safe_load(block), "README")
+    assert cfg.models.bundled is False
+    assert all(DEMO_NAME not in r.models for r in cfg.routes)
+    # Its model is a placeholder package name: config check says so until it is there.
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.models\[0\]: unknown model"):
+        validate_config(yaml.safe_load(block), "README", models=lambda _cfg: [])
+
+
+def test_results_settings_reach_the_writer() -> None:
+    from dicom_node.settings.root import validate_config
+
+    cfg = validate_config({"results": {"max_heatmaps_per_image": 1, "heatmap_floor": 0.6,
+                                       "max_heatmap_images": 4}})
+    options = cfg.results.write_options()
+    assert (options.heatmaps, options.max_heatmaps_per_image, options.heatmap_floor,
+            options.max_heatmap_images) == ("positive", 1, 0.6, 4)
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"results": {"heatmap_floor": 1.0, "max_heatmaps_per_image": 0}})
+    assert {e.split(":")[0] for e in exc.value.errors} == {
+        "results.heatmap_floor", "results.max_heatmaps_per_image"}

@@ -19,7 +19,7 @@ from .conftest import MODEL, SOURCES, WHEN, blob, labels, result_for, write
 def test_heatmap_sc_attributes(kind: str) -> None:
     sources = SOURCES[kind]()
     out = write(sources)
-    assert len(out.heatmaps) == len(sources)  # "top": one per analysed image
+    assert len(out.heatmaps) == len(sources)  # one positive label with a heatmap each
     for sc, src in zip(out.heatmaps, sources, strict=True):
         assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
         assert sc.Modality == "OT"
@@ -165,3 +165,81 @@ def test_renders_without_dejavu_font(monkeypatch: pytest.MonkeyPatch) -> None:
         assert out.card.pixel_array.std() > 10
     finally:
         render.font.cache_clear()
+
+
+def test_one_heatmap_per_positive_finding_up_to_the_cap() -> None:
+    ds = make_cr(rows=256, cols=256)
+    probs = {"pneumothorax": 0.7, "effusion": 0.9, "cardiomegaly": 0.95}  # all positive
+    result = ImageResult(str(ds.SOPInstanceUID), None, MODEL, labels(**probs))
+    out = write([ds], WriteOptions(created_at=WHEN), [result])  # default: positive, cap 3
+    # cardiomegaly has no heatmap; the two others each get one, most probable first.
+    assert [sc.DerivationDescription.split("heatmap of ")[1].split(" ")[0]
+            for sc in out.heatmaps] == ["pleural_effusion", "pneumothorax"]
+    capped = write([ds], WriteOptions(created_at=WHEN, max_heatmaps_per_image=1), [result])
+    (only,) = capped.heatmaps
+    assert only.SOPInstanceUID == out.heatmaps[0].SOPInstanceUID
+    negative = ImageResult(str(ds.SOPInstanceUID), None, MODEL,
+                           labels(pneumothorax=0.1, effusion=0.2, cardiomegaly=0.3))
+    assert write([ds], WriteOptions(created_at=WHEN), [negative]).heatmaps == []
+
+
+def test_low_activation_leaves_the_anatomy_untinted() -> None:
+    from sr_writer.render import blend
+
+    grey = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    heat = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (64, 1))
+    rgb = blend(grey, heat, opacity=0.5, floor=0.5).astype(np.int16)
+    plain = np.round(grey * 255).astype(np.int16)
+    below = heat < 0.5 - 1 / 255
+    for channel in range(3):  # below the floor: exactly the grey image
+        assert np.array_equal(rgb[..., channel][below], plain[below])
+    tinted = np.abs(rgb[..., 0] - rgb[..., 2])[heat > 0.6]
+    assert tinted.min() > 10  # above it: clearly coloured
+    # The faintest colour shown is not the colour map's near-black.
+    from sr_writer.render import _lut
+
+    colour, alpha = _lut(0.5)
+    first = int(np.argmax(alpha > 0))
+    assert colour[first].max() > 0.3
+
+
+@pytest.mark.parametrize(("orientation", "expected"), [
+    (("L", "F"), {"left": "R", "right": "L"}),  # frontal chest as displayed
+    (("R", "F"), {"left": "L", "right": "R"}),
+    (("P", "F"), {}),  # lateral: no right/left axis in the image plane
+    (("F", "L"), {"top": "R", "bottom": "L"}),  # rotated by 90 degrees
+    (("LP", "F"), {"left": "R", "right": "L"}),  # oblique: main direction L
+    (None, {}),
+])
+def test_side_markers_follow_patient_orientation(orientation, expected) -> None:
+    from sr_writer.render import side_markers
+
+    assert side_markers(orientation) == expected
+
+
+def test_side_markers_are_burned_in_at_the_image_edges() -> None:
+    ds = make_cr(rows=512, cols=512)  # PA chest, Patient Orientation L\F
+    quiet = ImageResult(str(ds.SOPInstanceUID), None, MODEL,
+                        (labels()[0].__class__("pneumothorax", labels()[0].code, 0.9, 0.5,
+                                               True, np.zeros((7, 7), np.float32)),))
+    sc = write([ds], results=[quiet]).heatmaps[0]
+    assert list(sc.PatientOrientation) == ["L", "F"]
+    unknown = ds.copy()
+    del unknown.PatientOrientation  # no orientation: no markers
+    plain = write([unknown], results=[quiet]).heatmaps[0]
+    for image in (sc, plain):
+        rgb = image.pixel_array[:512].astype(np.int16)
+        white = np.all(rgb >= 250, axis=-1)
+        edges = [white[200:312, cols].sum() for cols in (slice(0, 60), slice(452, 512))]
+        if image is sc:  # a white letter at the middle of each side edge
+            assert min(edges) > 50
+        else:
+            assert max(edges) < 10
+    assert "right/left marked" in sc.DerivationDescription
+    assert "right/left marked" not in plain.DerivationDescription
+
+
+def test_synthetic_frontal_chests_are_stored_as_displayed() -> None:
+    for make in (make_cr, make_dx):
+        for view in ("PA", "AP"):
+            assert list(make(rows=64, cols=64, view=view).PatientOrientation) == ["L", "F"]

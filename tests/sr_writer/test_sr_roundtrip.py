@@ -11,6 +11,7 @@ from pydicom.sr.codedict import codes
 
 from sr_writer import WriteOptions
 from sr_writer.codes import CERTAINTY_OF_FINDING
+from sr_writer.options import DEMO_NOTICE
 
 from .conftest import MODEL, SOURCES, WHEN, result_for, save, write
 
@@ -55,7 +56,8 @@ def test_values_round_trip(kind: str, tmp_path: Path) -> None:
         assert decision.value.meaning == ("Present" if label.positive else "Absent")
         assert _text(group, ALGO_NAME) == [MODEL.name]
         assert _text(group, ALGO_VERSION) == [MODEL.version]
-        assert _text(group, ALGO_PARAMS) == [f"threshold={label.threshold:g}"]
+        # MODEL is a demo model: its algorithm identification says so.
+        assert _text(group, ALGO_PARAMS) == [f"threshold={label.threshold:g}", DEMO_NOTICE]
         (source,) = group.source_images
         assert source.referenced_sop_instance_uid == result.sop_instance_uid
     assert len(tracking_uids) == len(groups)
