@@ -56,8 +56,12 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        """Create every table declared on ``Base`` (import the table modules first)."""
-        Base.metadata.create_all(self.engine)
+        """An empty database: create every table declared on ``Base`` (import the table
+        modules first) and stamp it at the newest schema revision. A database that already
+        has tables is left alone (see ``dicom_node.schema`` for checks and upgrades)."""
+        from dicom_node.schema import create_at_head  # late: alembic imports this module
+
+        create_at_head(self)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -18,6 +18,7 @@ from dicom_node.index.recorder import Recorder
 from dicom_node.jobs import models as _job_tables  # noqa: F401  (registers the job tables)
 from dicom_node.jobs.service import JobService
 from dicom_node.network.scp import StorageSCP
+from dicom_node.schema import ensure_current
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore
 
@@ -44,7 +45,7 @@ class Node:
         self.data_dir = Path(config.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(database_url(config))
-        self.db.create_all()
+        ensure_current(self.db)  # empty: created at head; older schema: SchemaError
         self.write_lock = threading.Lock()
         self.store = InstanceStore(self.data_dir,
                                    reserve_bytes=config.disk_reserve_mb * 2**20)

@@ -7,6 +7,7 @@ import typer
 from dicom_node import __version__
 from dicom_node.cli import (
     config_cmd,
+    db_cmd,
     demo,
     jobs,
     models,
@@ -49,6 +50,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(results.app, name="results")
 app.add_typer(route.app, name="route")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(db_cmd.app, name="db")
 
 
 def main() -> None:

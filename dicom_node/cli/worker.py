@@ -43,10 +43,11 @@ def register(app: typer.Typer) -> None:
         from dicom_node.jobs import models  # noqa: F401
         from dicom_node.jobs.worker import run_worker
         from dicom_node.node import database_url
+        from dicom_node.schema import ensure_current
 
         try:
             db = Database(database_url(cfg))
-            db.create_all()
+            ensure_current(db)  # an older schema: the message names `dicom-node db upgrade`
         except Exception as err:
             typer.echo(f"cannot start: {type(err).__name__}: {err}", err=True)
             raise typer.Exit(1) from None
