@@ -73,22 +73,29 @@ class Heartbeat:
         self._thread.start()
 
     def hold(self, claim: Claim) -> None:
+        """The worker took ``claim`` (its lease was just set): shown in its row now."""
         with self._lock:
             self.me.held[claim.job_id] = claim
-        self.beat()
+            held = list(self.me.held.values())
+        self._record(held)
 
     def release(self, claim: Claim) -> None:
         with self._lock:
             self.me.held.pop(claim.job_id, None)
-        self.beat()
+            held = list(self.me.held.values())
+        self._record(held)
 
     def beat(self) -> None:
+        """Extend the leases of the jobs in hand and record the worker as alive."""
         with self._lock:
             held = list(self.me.held.values())
         for claim in held:
             if not self.queue.heartbeat(claim):
                 log.warning("job %s: claim of %s was taken away (cancelled or expired)",
                             claim.job_id, self.me.name)
+        self._record(held)
+
+    def _record(self, held: list[Claim]) -> None:
         with self.db.session() as s:
             row = s.get(WorkerRecord, self.me.name)
             if row is not None:

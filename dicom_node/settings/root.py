@@ -131,8 +131,9 @@ def validate_config(data: Any, source: str = "<config>",
     """Validate an already-parsed mapping; raise ConfigError listing every error.
 
     Field errors and cross-references (route names, destinations, and with ``models`` —
-    a function giving the model names a configuration provides — route models) are
-    reported together, each with its path.
+    a function giving the model names a configuration provides — route models, unless
+    ``jobs.executor`` is celery: workers provide the models then) are reported together,
+    each with its path.
     """
     if data is None:
         data = {}
@@ -144,7 +145,10 @@ def validate_config(data: Any, source: str = "<config>",
         cfg = NodeConfig.model_validate(data)
     except ValidationError as err:
         errors += format_validation_errors(err)
-    names = None if models is None else _known_models(cfg, data, models)
+    # executor: celery: the workers provide the models, not this configuration; a job for
+    # a model no worker has waits (visibly) rather than being refused here.
+    celery = cfg is not None and cfg.jobs.executor == "celery"
+    names = None if models is None or celery else _known_models(cfg, data, models)
     routes, dests = (cfg.routes, cfg.destinations) if cfg is not None else _each_valid(data)
     errors += validate_references(routes, dests, names)
     if errors or cfg is None:
