@@ -152,7 +152,9 @@ def test_broker_restarted_and_flushed_mid_burst_nothing_lost_nothing_twice(
     pk = model_packages(tmp_path / "models")
     studies = _studies(tmp_path / "in", 12, 0)
     with StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"]) as pacs:
-        cfg = node_config(url, broker.url, pacs.port, republish_seconds=3)
+        # Re-publish after 1 s: jobs waiting in an intact queue get a second message too,
+        # which the workers' compare-and-set claim must absorb.
+        cfg = node_config(url, broker.url, pacs.port, republish_seconds=1)
         node = NodeProcess(tmp_path / "node", config=cfg)
         # The batcher's wait makes each job take ~0.4 s: the burst is still queued.
         a = worker(tmp_path, "wa", cfg, [pk["tiny-cr"]], max_wait_ms=400)
@@ -174,6 +176,7 @@ def test_broker_restarted_and_flushed_mid_burst_nothing_lost_nothing_twice(
         files = pacs.received()
     assert waiting_at_restart > 0 and waiting_at_flush > 0  # messages were lost
     assert "re-published" in node.log()
+    assert "message dropped: not claimable" in a.log() + b.log()  # duplicates did arrive
     assert all(r[1] == "done" and r[2] == 1 for r in rows), rows  # each ran once
     sops = delivered_sops(files)
     assert Counter(sops) == Counter(_outputs(url))
