@@ -34,9 +34,13 @@ from dicom_node.db import Database  # noqa: E402
 from dicom_node.index import tables  # noqa: E402, F401
 from dicom_node.jobs.executor import LocalExecutor  # noqa: E402
 from dicom_node.jobs.models import Job  # noqa: E402
+from dicom_node.jobs.pipeline import JobRunner  # noqa: E402
 from dicom_node.jobs.queue import JobQueue, NewJob  # noqa: E402
 from dicom_node.jobs.sweeper import Sweeper  # noqa: E402
+from dicom_node.model_registry import load_registry  # noqa: E402
 from dicom_node.settings.jobs import JobsSettings  # noqa: E402
+from dicom_node.settings.root import NodeConfig  # noqa: E402
+from dicom_node.store.writer import InstanceStore  # noqa: E402
 from tests.scale.cluster import model_packages, node_config, storescu, worker  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
@@ -90,16 +94,17 @@ def ceiling_celery(pg: PostgresServer, redis: RedisServer, tmp: Path, n: int,
         db.dispose()
 
 
-def ceiling_embedded(pg: PostgresServer, n: int) -> float:
+def ceiling_embedded(pg: PostgresServer, tmp: Path, n: int) -> float:
+    """The same no-op jobs through the embedded executor and the same pipeline."""
     db = Database(pg.create_database())
     db.create_all()
     queue = JobQueue(db)
     _noop_jobs(db, n, 0)
-
-    def run(claim):  # type: ignore[no-untyped-def]
-        queue.finish(claim)
-
-    ex = LocalExecutor(queue, run, workers=2, poll_seconds=0.05)
+    cfg = NodeConfig(data_dir=tmp / "embedded", models={"bundled": False})
+    store = InstanceStore(cfg.data_dir)
+    store.open()
+    runner = JobRunner(db, queue, store, load_registry(cfg), lambda: cfg)
+    ex = LocalExecutor(queue, runner, workers=2, poll_seconds=0.05)
     t0 = time.perf_counter()
     ex.start()
     try:
@@ -158,8 +163,8 @@ def main() -> None:
             RedisServer(Path(d) / "redis") as redis:
         tmp = Path(d)
         print(f"(a) coordination ceiling, {args.jobs} no-op jobs, PostgreSQL + Redis")
-        emb = ceiling_embedded(pg, args.jobs)
-        print(f"    embedded executor, 2 threads:        {emb:8.1f} jobs/s")
+        emb = ceiling_embedded(pg, tmp, args.jobs)
+        print(f"    embedded executor, 2 threads:        {emb:8.1f} jobs/s  (same pipeline)")
         for k in (1, 2):
             rate = ceiling_celery(pg, redis, tmp, args.jobs, k)
             print(f"    sweeper + {k} Celery worker(s):       {rate:8.1f} jobs/s")
