@@ -32,6 +32,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run jobs for the models this configuration loads, from the Celery broker."""
         cfg = load_node_config(config, None)
+        if cfg.jobs.executor != "celery":
+            typer.echo(f"{config or 'the default configuration'}: jobs.executor is "
+                       f"{cfg.jobs.executor!r}; a worker needs `jobs.executor: celery` (and "
+                       "the node must use it too, or it runs the jobs itself)", err=True)
+            raise typer.Exit(2)
         update = {k: v for k, v in (("name", name), ("metrics_port", metrics_port))
                   if v is not None}
         if update:

@@ -114,3 +114,4 @@ def test_image_default_command_starts_a_node_here(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "dicom-node is running" in out.decode()
+
