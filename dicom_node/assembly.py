@@ -2,13 +2,17 @@
 
 Open groups and their deadlines live in the database, so a restarted node picks them up.
 On start, open groups get at least one more quiet period (the sender could not reach a
-stopped node), then a poller thread completes each group once its deadline passes.
+stopped node), then a poller thread completes each group once its deadline passes. A
+group a callback could not take further (routing failed on a full disk, say) stays
+``complete`` and is offered again after ``retry_seconds``, backing off to
+:data:`MAX_RETRY_SECONDS` while it keeps failing.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -22,17 +26,20 @@ from dicom_node.settings.node import AETitleSettings
 log = logging.getLogger(__name__)
 
 GroupCallback = Callable[[list[int]], None]
+MAX_RETRY_SECONDS = 300.0
 
 
 class Assembler:
     """Completes groups after their quiet period; calls ``on_complete`` with their ids."""
 
     def __init__(self, db: Database, ae_settings: Callable[[str], AETitleSettings | None],
-                 lock: threading.Lock, *, interval: float = 0.25) -> None:
+                 lock: threading.Lock, *, interval: float = 0.25,
+                 retry_seconds: float = 5.0) -> None:
         self.db = db
         self.ae_settings = ae_settings
         self.lock = lock
         self.interval = interval
+        self.retry_seconds = retry_seconds
         self.callbacks: list[GroupCallback] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,19 +79,45 @@ class Assembler:
             log.info("group %d complete: study %s patient %s, %d instance(s) on %s",
                      d.id, d.study_uid, d.patient_id, d.instance_count, d.called_ae)
         ids = [d.id for d in due]
+        self._notify(ids)
+        return ids
+
+    def _notify(self, ids: list[int]) -> None:
         for cb in self.callbacks:
             try:
                 cb(ids)
             except Exception:
                 log.exception("group-complete callback failed for groups %s", ids)
+
+    def offer_again(self, now: datetime | None = None) -> list[int]:
+        """Call the callbacks again with the groups still ``complete`` ``retry_seconds``
+        after completing (a callback failed on them); return their ids."""
+        if not self.callbacks:
+            return []
+        before = (now or utcnow()) - timedelta(seconds=self.retry_seconds)
+        with self.db.session() as s:
+            ids = list(s.scalars(select(Group.id).where(
+                Group.state == COMPLETE, Group.completed_at <= before)
+                .order_by(Group.completed_at, Group.id).limit(100)))
+        if ids:
+            log.warning("%d group(s) still complete, offered again: %s", len(ids), ids)
+            self._notify(ids)
         return ids
 
     def _run(self) -> None:
+        wait = self.retry_seconds
+        next_retry = time.monotonic() + wait
         while not self._stop.wait(self.interval):
             try:
                 self.complete_due()
-            except Exception:
-                log.exception("assembly poll failed; retrying")
+                if time.monotonic() >= next_retry:
+                    # Back off while groups keep failing; back to the start once none do.
+                    wait = (min(wait * 2, MAX_RETRY_SECONDS) if self.offer_again()
+                            else self.retry_seconds)
+                    next_retry = time.monotonic() + wait
+            except Exception as err:
+                log.error("assembly poll failed (retrying): %s: %s", type(err).__name__, err)
+                log.debug("assembly poll failed", exc_info=True)
 
     def start(self) -> None:
         """Recover open groups and start the poller thread."""

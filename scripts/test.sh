@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (Debian peers + Python dev extras), lints, runs the tests.
+# Installs everything the tests need (Debian peers, viewer code from npm, Python dev extras), lints, runs the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-system-deps.sh
+scripts/install-node-deps.sh  # the viewers' published code (tests/viewers)
 scripts/install.sh dev scale  # scale: psycopg for the PostgreSQL tests
 # The torchxrayvision importer's test exports xrv's architecture (untrained) and compares
 # with PyTorch. Pinned, torch first: an unpinned torch or torchvision pulls CUDA builds.

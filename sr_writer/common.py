@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from highdicom.sr import DeviceObserverIdentifyingAttributes, ObserverContext
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.sr.codedict import codes
 
 from sr_writer.codes import PROCESSING_ALGORITHM
 from sr_writer.inputs import ModelIdentity
@@ -187,3 +189,16 @@ def copy_laterality(target: Dataset, source: Dataset) -> None:
         target.Laterality = source.Laterality
     elif not source.get("BodyPartExamined"):
         target.Laterality = None
+
+
+def device_observer(model: ModelIdentity) -> ObserverContext:
+    """The model as the Device observer of an SR or KOS (TID 1004)."""
+    return ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
+            uid=model.device_uid,
+            name=model.name[:64],
+            manufacturer_name=model.manufacturer[:64],
+            model_name=f"{model.name} {model.version}"[:64],
+        ),
+    )

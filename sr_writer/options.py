@@ -46,6 +46,11 @@ class WriteOptions:
             readable); from the floor up the colour and its opacity rise to 1.
         procedure_code: override of the Procedure Reported code as
             ``(value, scheme, meaning)``; default picks one from Modality.
+        kos: write a Key Object Selection document flagging the source images with
+            positive findings (only when there are some).
+        parametric_map: write a Parametric Map of each positive finding's heatmap over
+            its source image (OHIF overlays it); off by default.
+        kos_series_number / pmap_series_number: Series Number of those series.
     """
 
     sr_labels: Literal["all", "positive"] = "all"
@@ -64,3 +69,7 @@ class WriteOptions:
     heatmap_opacity: float = 0.5
     heatmap_floor: float = 0.5
     procedure_code: tuple[str, str, str] | None = None
+    kos: bool = True
+    parametric_map: bool = False
+    kos_series_number: int = 9903
+    pmap_series_number: int = 9904

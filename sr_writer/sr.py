@@ -10,12 +10,11 @@ import highdicom as hd
 from highdicom.sr import (
     AlgorithmIdentification,
     Comprehensive3DSR,
-    DeviceObserverIdentifyingAttributes,
     Measurement,
     MeasurementReport,
     MeasurementsAndQualitativeEvaluations,
     ObservationContext,
-    ObserverContext,
+    PlanarROIMeasurementsAndQualitativeEvaluations,
     QualitativeEvaluation,
     SourceImageForMeasurementGroup,
     TrackingIdentifier,
@@ -29,12 +28,14 @@ from sr_writer.common import (
     append_algorithm_equipment,
     copy_extra_patient_study,
     declare_scheme,
+    device_observer,
     series_description,
     set_times,
     settle_character_set,
 )
 from sr_writer.inputs import ImageResult, LabelResult, ModelIdentity
 from sr_writer.options import DEMO_NOTICE, WriteOptions
+from sr_writer.spatial import image_area, region_group, whole_image
 from sr_writer.uids import ResultUIDs
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def _label_group(
         name=c.CERTAINTY_OF_FINDING,
         value=float(label.probability),
         unit=c.UNIT_ONE,
+        referenced_coordinates=[image_area(header, result.frame)],
     )
     decision = QualitativeEvaluation(
         name=finding, value=c.PRESENT if label.positive else c.ABSENT
@@ -114,19 +116,21 @@ def _label_group(
 
 def _no_finding_group(
     result: ImageResult, header: Dataset, where: str, uids: ResultUIDs
-) -> MeasurementsAndQualitativeEvaluations:
-    """The statement written when only positives are kept and there are none."""
+) -> PlanarROIMeasurementsAndQualitativeEvaluations:
+    """The statement written when only positives are kept and there are none: a
+    qualitative evaluation of the whole analysed image (TID 1410, so that OHIF, which
+    throws on groups without coordinates, can show it)."""
     names = ", ".join(label.name for label in result.labels)
-    group = MeasurementsAndQualitativeEvaluations(
+    group = PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
             uid=uids.tracking(result.sop_instance_uid, result.frame, "__no_finding__"),
             identifier=f"No finding above threshold{where}"[:64],
         ),
+        referenced_region=whole_image(header, result.frame),
         algorithm_id=_algorithm(result.model, None),
         qualitative_evaluations=[
             QualitativeEvaluation(name=c.CAD_PROCESSING_SUMMARY, value=c.WITHOUT_FINDINGS)
         ],
-        source_images=[_source_item(header, result.frame)],
     )
     comment = hd.sr.TextContentItem(
         name=codes.DCM.Comment,
@@ -146,16 +150,9 @@ def build_sr(
 ) -> Dataset:
     """Build the Comprehensive 3D SR for ``results`` (already validated)."""
     model = results[0].model
-    observer = ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-            uid=model.device_uid,
-            name=model.name[:64],
-            manufacturer_name=model.manufacturer[:64],
-            model_name=f"{model.name} {model.version}"[:64],
-        ),
-    )
-    groups: list[MeasurementsAndQualitativeEvaluations] = []
+    observer = device_observer(model)
+    groups: list[MeasurementsAndQualitativeEvaluations
+                 | PlanarROIMeasurementsAndQualitativeEvaluations] = []
     for index, result in enumerate(results, start=1):
         header = headers[result.sop_instance_uid]
         where = _image_label(index, header, result.frame, len(results))
@@ -167,6 +164,15 @@ def build_sr(
             groups.append(_label_group(label, result, header, where, uids))
         if not labels:
             groups.append(_no_finding_group(result, header, where, uids))
+    # Then, for each positive finding, where it is (TID 1410 planar ROI).
+    for index, result in enumerate(results, start=1):
+        header = headers[result.sop_instance_uid]
+        where = _image_label(index, header, result.frame, len(results))
+        for label in result.labels:
+            group = region_group(label, result, header, where, uids,
+                                 _algorithm(result.model, label.threshold))
+            if group is not None:
+                groups.append(group)
 
     first = headers[results[0].sop_instance_uid]
     modality = str(first.Modality)

@@ -58,3 +58,21 @@ class ResultUIDs:
 
     def tracking(self, source_uid: str, frame: int | None, label: str) -> str:
         return self.uid("tracking", source_uid, frame, label)
+
+    def region_tracking(self, source_uid: str, frame: int | None, label: str) -> str:
+        return self.uid("region-tracking", source_uid, frame, label)
+
+    @property
+    def kos_series(self) -> str:
+        return self.uid("kos-series")
+
+    @property
+    def kos_instance(self) -> str:
+        return self.uid("kos-instance")
+
+    @property
+    def pmap_series(self) -> str:
+        return self.uid("pmap-series")
+
+    def pmap_instance(self, series_uid: str, label: str) -> str:
+        return self.uid("pmap", series_uid, label)

@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
+from sr_writer import pmap
 from sr_writer.common import created_at, header
 from sr_writer.errors import ResultWriteError
 from sr_writer.findings_card import build_card
 from sr_writer.heatmap_sc import build_heatmap, select
 from sr_writer.inputs import ImageResult
+from sr_writer.kos import build_kos
 from sr_writer.options import WriteOptions
 from sr_writer.sr import build_sr
 from sr_writer.uids import ResultUIDs
@@ -28,10 +30,20 @@ class ResultObjects:
     sr: Dataset
     heatmaps: list[Dataset] = field(default_factory=list)
     card: Dataset | None = None
+    kos: Dataset | None = None  # only when some finding is positive
+    pmaps: list[Dataset] = field(default_factory=list)
 
     def all(self) -> list[Dataset]:
-        """SR, heatmaps and card in sending order."""
-        return [self.sr, *self.heatmaps, *([self.card] if self.card is not None else [])]
+        """SR, heatmaps, card, key object selection and parametric maps in sending order."""
+        return [self.sr, *self.heatmaps, *([self.card] if self.card is not None else []),
+                *([self.kos] if self.kos is not None else []), *self.pmaps]
+
+    def kinds(self) -> list[tuple[str, Dataset]]:
+        """``all()`` with the kind of each object ("sr", "heatmap", "card", "kos", "pmap")."""
+        return [("sr", self.sr), *(("heatmap", h) for h in self.heatmaps),
+                *([("card", self.card)] if self.card is not None else []),
+                *([("kos", self.kos)] if self.kos is not None else []),
+                *(("pmap", p) for p in self.pmaps)]
 
 
 def write_results(
@@ -72,6 +84,13 @@ def write_results(
                 first, results, options=options, uids=uids,
                 instance_number=len(heatmaps) + 1, when=when,
             )
+        kos = build_kos(headers, results, options, uids, when) if options.kos else None
+        pmaps = [
+            pmap.build_pmap(by_uid, request, options=options, uids=uids,
+                            instance_number=number, when=when)
+            for number, request in enumerate(
+                pmap.select(results, by_uid) if options.parametric_map else [], start=1)
+        ]
     except ResultWriteError:
         raise
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
@@ -80,8 +99,8 @@ def write_results(
             f"cannot build result objects: {exc}"
         ) from exc
     log.info(
-        "results written study=%s model=%s %s sr=%s heatmaps=%d card=%s",
+        "results written study=%s model=%s %s sr=%s heatmaps=%d card=%s kos=%s pmaps=%d",
         first.StudyInstanceUID, model.name, model.version, sr.SOPInstanceUID,
-        len(heatmaps), card is not None,
+        len(heatmaps), card is not None, kos is not None, len(pmaps),
     )
-    return ResultObjects(sr=sr, heatmaps=heatmaps, card=card)
+    return ResultObjects(sr=sr, heatmaps=heatmaps, card=card, kos=kos, pmaps=pmaps)

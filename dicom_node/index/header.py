@@ -47,6 +47,10 @@ class HeaderError(ValueError):
     """The dataset cannot be understood (unparseable or missing identifying UIDs)."""
 
 
+class MissingIdentifiers(HeaderError):
+    """An identifying UID (SOP Class/Instance, Study, Series) is missing or unusable."""
+
+
 @dataclass(frozen=True)
 class InstanceHeader:
     """The identifying and key attributes of one instance."""
@@ -75,7 +79,7 @@ def _values(ds: Dataset) -> dict[str, Any]:
     values: dict[str, Any] = {}
     encodings = convert_encodings(None)
     for keyword, tag in _TAG_OF.items():  # SpecificCharacterSet first
-        item = ds.get_item(tag)
+        item = ds.get_item(tag, keep_deferred=True)
         if item is None or item.value is None:  # absent, or too long to have been read
             continue
         if isinstance(item, DataElement):  # pydicom converted it while reading
@@ -88,11 +92,22 @@ def _values(ds: Dataset) -> dict[str, Any]:
     return values
 
 
+# Longest value each indexed text column holds; longer values are cut (the file keeps
+# them whole). Values over ``defer_size`` are not read at all and left out.
+_LIMITS = {"PatientID": 64, "PatientName": 324, "AccessionNumber": 64, "StudyDate": 8,
+           "Modality": 16, "BodyPartExamined": 64, "SeriesDescription": 64,
+           "ViewPosition": 16}
+UID_MAX = 64
+INFLATE_MAX = 16 * 2**20  # bytes of a deflated dataset inflated to read its header
+
+
 def _text(values: dict[str, Any], keyword: str) -> str | None:
     value = values.get(keyword)
     if value is None or value == "":
         return None
-    return str(value).strip() or None
+    text = str(value).strip()
+    limit = _LIMITS.get(keyword)
+    return (text[:limit].rstrip() if limit else text) or None
 
 
 def _multi(values: dict[str, Any], keyword: str) -> str | None:
@@ -125,7 +140,10 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
                                           "StudyInstanceUID", "SeriesInstanceUID")}
     missing = [k for k, v in uids.items() if not v]
     if missing:
-        raise HeaderError(f"dataset lacks {', '.join(missing)}")
+        raise MissingIdentifiers(f"dataset lacks {', '.join(missing)}")
+    too_long = [k for k, v in uids.items() if v and len(v) > UID_MAX]
+    if too_long:
+        raise MissingIdentifiers(f"{', '.join(too_long)} longer than {UID_MAX} characters")
     return InstanceHeader(
         sop_class_uid=uids["SOPClassUID"] or "",
         sop_instance_uid=uids["SOPInstanceUID"] or "",
@@ -158,7 +176,10 @@ def parse_header(dataset: bytes | BinaryIO, transfer_syntax: str,
         fp: BinaryIO = BytesIO(dataset) if isinstance(dataset, bytes) else dataset
         fp.seek(offset)
         if ts == DeflatedExplicitVRLittleEndian:
-            fp = BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))
+            # Only the header is needed: inflate no more than INFLATE_MAX (a few bytes
+            # can inflate to gigabytes).
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            fp = BytesIO(inflater.decompress(fp.read(), INFLATE_MAX))
         values = _read_values(fp, ts, _past_indexed)
     except Exception as err:  # pydicom raises many kinds on garbage
         raise HeaderError(f"dataset cannot be parsed: {type(err).__name__}: {err}") from err

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from dicom_node.db import Database
 from dicom_node.index.compiled import CompiledStatement
@@ -38,6 +39,11 @@ _ADD_TO_GROUP = update(_GROUPS).where(
     total_bytes=_GROUPS.c.total_bytes + bindparam("add_bytes"),
     last_received=bindparam("now"), deadline=bindparam("due"))
 _ADD_TO_GROUP_WITH_MODALITY = _ADD_TO_GROUP.values(modalities=bindparam("mods"))
+
+
+class DuplicateInstance(Exception):
+    """The instance was indexed meanwhile (by another process on the same database):
+    nothing was recorded."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,11 @@ class Recorder:
             insert_instance.returning(_INSTANCES.c.id) if returning else insert_instance,
             dialect, _INSTANCE_KEYS)
         self._returning = returning
+        # The compiled INSERT runs on the DBAPI cursor, so a unique violation is the
+        # driver's IntegrityError (sqlite3's, psycopg's), not SQLAlchemy's.
+        dbapi = getattr(dialect, "loaded_dbapi", None) or dialect.dbapi
+        self._integrity_errors: tuple[type[Exception], ...] = (
+            IntegrityError, *((dbapi.IntegrityError,) if dbapi is not None else ()))
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed:
@@ -116,7 +127,8 @@ class Recorder:
         """Insert the instance (replacing an existing row if ``replace``) and update its
         open group, opening one if none is open. ``before_commit`` runs last inside the
         transaction (the receive path waits there for its file to be durable); if it
-        raises, nothing is recorded."""
+        raises, nothing is recorded. Raises :class:`DuplicateInstance` if the SOP
+        Instance UID is indexed already (and ``replace`` did not remove it first)."""
         ae = self.ae_settings(receipt.called_ae)
         group_by = ae.group_by if ae else "study"
         quiet = ae.quiet_seconds if ae else 5.0
@@ -146,7 +158,10 @@ class Recorder:
         return Recorded(inst_id, group_id, new_group)
 
     def _insert(self, conn: Connection, values: dict[str, Any]) -> int:
-        cursor = self._insert_instance.execute(conn, values)
+        try:
+            cursor = self._insert_instance.execute(conn, values)
+        except self._integrity_errors as err:  # the only unique key is the SOP UID
+            raise DuplicateInstance(values["sop_instance_uid"]) from err
         return int(cursor.fetchone()[0] if self._returning else cursor.lastrowid)
 
     def _drop_existing(self, conn: Connection, sop_uid: str) -> None:

@@ -71,9 +71,10 @@ class Dispatcher:
         for group_id in group_ids:
             try:
                 self.route_group(group_id)
-            except Exception:
-                log.exception("routing group %s failed; it stays complete for the sweep",
-                              group_id)
+            except Exception as err:
+                log.error("routing group %s failed (it stays complete and is offered "
+                          "again): %s: %s", group_id, type(err).__name__, err)
+                log.debug("routing group %s failed", group_id, exc_info=True)
 
     def sweep(self) -> int:
         """Route every group still ``complete`` (e.g. after a crash); return how many."""

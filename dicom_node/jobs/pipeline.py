@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,16 +196,15 @@ class JobRunner:
         options = self.config().results.write_options(created_at=job.created_at)
         objects = sr_writer.write_results(sources, image_results(results), options)
         outputs = []
-        for kind, ds in [("sr", objects.sr), *(("heatmap", h) for h in objects.heatmaps),
-                         *([("card", objects.card)] if objects.card is not None else [])]:
+        for kind, ds in objects.kinds():  # SR, heatmaps, card, KOS, parametric maps
             path = (self.results_dir / safe_component(ds.StudyInstanceUID)
                     / safe_component(ds.SeriesInstanceUID)
                     / f"{safe_component(ds.SOPInstanceUID)}.dcm")
             self.store.write(path, [_encode(ds)])
             outputs.append(Output(kind, ds.SOPClassUID, ds.SOPInstanceUID, str(path)))
         self.queue.mark(claim, written_at=utcnow())
-        log.info("job %s study %s: wrote SR + %d heatmap(s)%s", claim.job_id, job.study_uid,
-                 len(objects.heatmaps), " + findings card" if objects.card is not None else "")
+        log.info("job %s study %s: wrote %s", claim.job_id, job.study_uid,
+                 ", ".join(f"{n} {k}" for k, n in Counter(k for k, _ in objects.kinds()).items()))
         return outputs
 
     def _record_outputs(self, claim: Claim, outputs: Sequence[Output]) -> None:

@@ -3,8 +3,9 @@
 The C-STORE path never decodes pixel data and never holds a dataset in memory: pynetdicom
 writes it, as received behind a File Meta header, into a file under the store's
 ``incoming/`` while the PDUs arrive (:mod:`dicom_node.network.spool`); the handler parses
-it only up to Pixel Data for the index, fsyncs and renames it into place, indexes it, and
-only then answers Success.
+it only up to Pixel Data for the index, walks its structure (:mod:`dicom_node.store.check`),
+fsyncs and links it into place and indexes it (:mod:`dicom_node.store.intake`), and only
+then answers Success.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +20,22 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification
-from sqlalchemy.exc import IntegrityError
 
 from dicom_node import metrics
 from dicom_node.db import utcnow
 from dicom_node.index.header import (
     HeaderError,
     InstanceHeader,
+    MissingIdentifiers,
     parse_header,
     parse_leading_header,
 )
 from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.network import contexts, inline, reactor, responses, spool
 from dicom_node.settings.root import NodeConfig
-from dicom_node.store.writer import InstanceStore, StoreError
+from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
+from dicom_node.store.intake import IndexFailed, Intake
+from dicom_node.store.writer import InstanceStore, ReserveError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ def _status(code: int, comment: str, reason: str) -> Dataset:
     metrics.STORE_FAILURES.labels(reason).inc()
     ds = Dataset()
     ds.Status = code
-    ds.ErrorComment = comment[:64]
+    ds.ErrorComment = comment.replace("\\", "/")[:64]  # LO: no backslash
     return ds
 
 
@@ -92,7 +94,7 @@ class StorageSCP:
         responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
         spool.install()
-        spool.register(self.ae, store.incoming, on_head=self._on_head)
+        spool.register(self.ae, store.incoming, on_head=self._on_head, admit=store.admit)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes
         self.ae.require_called_aet = False  # checked per configured AE in _on_requested
@@ -103,6 +105,7 @@ class StorageSCP:
         self._headers: dict[str, InstanceHeader] = {}  # spooled path -> header read ahead
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
+        self.intake = Intake(store, recorder, config.duplicate_policy)
 
     # -- association control -------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
@@ -211,6 +214,11 @@ class StorageSCP:
         spooled = Path(event.dataset_path)
         header = self._headers.pop(str(spooled), None)  # usually read while it arrived
         spool_error = spool.write_error(spooled)
+        if isinstance(spool_error, ReserveError):
+            log.warning("C-STORE %s from %s refused: free space below the node's reserve",
+                        sop_uid, calling)
+            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
+                           "disk_reserve")
         if spool_error is not None:
             log.error("C-STORE %s from %s: cannot write %s: %s", sop_uid, calling,
                       spooled.parent, spool_error.strerror or spool_error)
@@ -218,6 +226,9 @@ class StorageSCP:
         if header is None:
             try:
                 header = self._read_header(spooled, ts)
+            except MissingIdentifiers as err:
+                log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
+                return _status(CANNOT_UNDERSTAND_IDS, str(err), "missing_uid")
             except HeaderError as err:
                 log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
                 return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
@@ -229,55 +240,26 @@ class StorageSCP:
         if header.sop_class_uid != sop_class:
             return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS,
                            "SOP Class UID differs from request", "sop_class_mismatch")
-        existing = self.recorder.existing_path(sop_uid)
-        replace = self.config.duplicate_policy == "replace"
-        if existing is not None:
-            metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
-            if not replace:
-                log.info("duplicate %s of study %s from %s: kept the first", sop_uid,
-                         header.study_uid, calling)
-                return SUCCESS
-        path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
         try:
-            placed = self.store.place(spooled, path)
-        except StoreError as err:
-            log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
-            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
+            check_file(spooled, ts)
+        except StructureError as err:
+            log.warning("C-STORE %s of study %s from %s: malformed: %s", sop_uid,
+                        header.study_uid, calling, err)
+            return _status(CANNOT_UNDERSTAND, f"malformed: {err}", "malformed")
+        except PixelDataMismatch as err:
+            log.warning("C-STORE %s of study %s from %s: %s", sop_uid, header.study_uid,
+                        calling, err)
+            return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(err), "pixel_data_mismatch")
         receipt = Receipt(called_ae=called, calling_ae=calling,
                           peer_address=assoc.requestor.address, transfer_syntax=str(ts),
-                          path=str(path), size=placed.size, received_at=utcnow())
-        # The index row commits only once the directory fsync of the rename completed.
-        record = partial(self.recorder.record, header, receipt, replace=existing is not None,
-                         before_commit=placed.wait_durable)
+                          path="", size=0, received_at=utcnow())
         try:
-            try:
-                record()
-            except IntegrityError:
-                if self.recorder.existing_path(sop_uid) is not None:
-                    # Another association indexed the same instance meanwhile.
-                    metrics.DUPLICATES.labels(self.config.duplicate_policy).inc()
-                    log.info("duplicate %s of study %s from %s (concurrent)", sop_uid,
-                             header.study_uid, calling)
-                    return SUCCESS
-                # Another process opened the same group meanwhile: retry once, joining it.
-                record()
+            self.intake.keep(spooled, header, receipt)
         except StoreError as err:
             log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
-            if existing is None:
-                self.store.remove(path)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        except Exception as err:
-            log.exception("C-STORE %s of study %s: indexing failed", sop_uid, header.study_uid)
-            if existing is None:
-                self.store.remove(path)
-            return _status(OUT_OF_RESOURCES, f"index failed: {type(err).__name__}",
-                           "index_failed")
-        if existing is not None and existing != str(path):
-            self.store.remove(existing)
-        metrics.INSTANCES_RECEIVED.labels(called).inc()
-        metrics.BYTES_RECEIVED.labels(called).inc(placed.size)
-        log.debug("stored %s of study %s from %s (%d bytes)", sop_uid, header.study_uid,
-                  calling, placed.size)
+        except IndexFailed as err:
+            return _status(OUT_OF_RESOURCES, f"index failed: {err}", "index_failed")
         return SUCCESS
 
     # -- lifecycle -----------------------------------------------------------------

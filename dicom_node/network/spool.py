@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 _installed = False
 READY_FILES = 4
 HeadHook = Callable[["SpoolFile", bytes], None]  # empty spool files kept ready per directory
+Admit = Callable[[int], None]  # raises OSError to refuse writing that many bytes
 
 
 class SpoolFile:
@@ -48,7 +49,7 @@ class SpoolFile:
     """
 
     def __init__(self, directory: Path, suffix: str = ".dcm",
-                 on_head: HeadHook | None = None) -> None:
+                 on_head: HeadHook | None = None, admit: Admit | None = None) -> None:
         self.name = str(directory / f"{uuid.uuid4().hex}{suffix}")
         self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self.file = self  # pynetdicom calls ``.file.flush()``
@@ -56,6 +57,7 @@ class SpoolFile:
         self.transfer_syntax: str | None = None  # known once the File Meta is written
         self.header: Any = None  # what ``on_head`` made of the dataset's first fragment
         self._on_head = on_head
+        self._admit = admit  # the store's disk reserve, asked before each write
 
     def meta_written(self, transfer_syntax: str) -> None:
         """The File Meta is written: the next write starts the dataset."""
@@ -66,6 +68,8 @@ class SpoolFile:
         total = len(view)
         if self.error is None:
             try:
+                if self._admit is not None:
+                    self._admit(total)
                 while view:
                     view = view[os.write(self._fd, view):]
             except OSError as err:
@@ -124,10 +128,11 @@ class _Ready:
     starts on first use (after the store has cleaned the directory)."""
 
     def __init__(self, directory: Path, size: int = READY_FILES,
-                 on_head: HeadHook | None = None) -> None:
+                 on_head: HeadHook | None = None, admit: Admit | None = None) -> None:
         self.directory = Path(directory)
         self.size = size
         self.on_head = on_head
+        self.admit = admit
         self._files: collections.deque[SpoolFile] = collections.deque()
         self._want = threading.Event()
         self._lock = threading.Lock()
@@ -139,7 +144,7 @@ class _Ready:
         try:
             spool = self._files.popleft()
         except IndexError:
-            spool = SpoolFile(self.directory, on_head=self.on_head)
+            spool = SpoolFile(self.directory, on_head=self.on_head, admit=self.admit)
         with self._lock:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._fill, daemon=True,
@@ -154,7 +159,8 @@ class _Ready:
             self._want.clear()
             try:
                 while not self._closed and len(self._files) < self.size:
-                    self._files.append(SpoolFile(self.directory, on_head=self.on_head))
+                    self._files.append(SpoolFile(self.directory, on_head=self.on_head,
+                                                 admit=self.admit))
             except OSError as err:  # disk full, directory gone: take() creates its own
                 log.warning("cannot prepare spool files in %s: %s", self.directory, err)
         self._discard()
@@ -177,12 +183,15 @@ class _Ready:
 _ready: weakref.WeakKeyDictionary[Any, _Ready] = weakref.WeakKeyDictionary()
 
 
-def register(ae: Any, directory: Path, on_head: HeadHook | None = None) -> None:
+def register(ae: Any, directory: Path, on_head: HeadHook | None = None,
+             admit: Admit | None = None) -> None:
     """Spool the C-STORE datasets received by the pynetdicom ``ae`` into ``directory``;
     ``on_head(spool_file, first_fragment)`` runs (on the DUL thread) as the first
-    fragment of each dataset is written, while the rest is still arriving."""
+    fragment of each dataset is written, while the rest is still arriving; ``admit(n)``
+    runs before each write of ``n`` bytes and may refuse it by raising OSError (the
+    rest of that dataset is then discarded, as after a failed write)."""
     unregister(ae)
-    _ready[ae] = _Ready(directory, on_head=on_head)
+    _ready[ae] = _Ready(directory, on_head=on_head, admit=admit)
 
 
 def unregister(ae: Any) -> None:

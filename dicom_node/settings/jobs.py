@@ -80,6 +80,13 @@ class ResultsSettings(BaseModel):
     max_output_size: int = Field(1024, ge=256, le=8192,
                                  description="Longest side of a written SC, in pixels.")
     institution_name: str | None = None
+    kos: bool = Field(True, description="Also write a Key Object Selection document "
+                      "flagging the images with positive findings (PACS show them as key "
+                      "images); only when there are positive findings.")
+    parametric_map: bool = Field(
+        False, description="Also write a Parametric Map of each positive finding's heatmap "
+        "over its source image (OHIF overlays it); CT/MR-like images with a Frame of "
+        "Reference only.")
 
     def write_options(self, created_at: dt.datetime | None = None) -> WriteOptions:
         """The writer's options (with ``caution`` unset it picks the demo line for demo
@@ -96,6 +103,8 @@ class ResultsSettings(BaseModel):
             max_output_size=self.max_output_size,
             software_version=__version__,
             institution_name=self.institution_name,
+            kos=self.kos,
+            parametric_map=self.parametric_map,
         )
 
 

@@ -16,6 +16,7 @@ replaces.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -31,19 +32,29 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_SAFE = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+_UID_CHARS = re.compile(r"^[0-9.]{1,64}$")  # what a valid UID is made of
 
 
 class StoreError(OSError):
     """Writing an instance failed; nothing was left behind."""
 
 
+class ReserveError(StoreError):
+    """Writing would take free space below the node's reserve."""
+
+
+FREE_SPACE_TTL = 0.1  # s between two statvfs; bytes admitted meanwhile are subtracted
+
+
 def safe_component(uid: str) -> str:
-    """A UID usable as a single path component (hashed if it has unusual characters)."""
-    uid = uid.strip().rstrip("\x00").strip()
-    if _SAFE.match(uid) and uid not in (".", ".."):
+    """A UID as a single path component, different for every different ``uid``.
+
+    A UID of digits and dots (every valid one) is its own name; anything else is named
+    ``x`` + its SHA-256: a name with a letter, which no name of the first kind can
+    equal, so an instance can never be given another instance's file."""
+    if _UID_CHARS.match(uid) and uid not in (".", ".."):
         return uid
-    return "x" + hashlib.sha1(uid.encode("utf-8", "surrogateescape")).hexdigest()
+    return "x" + hashlib.sha256(uid.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _fsync_path(path: Path) -> None:
@@ -98,10 +109,11 @@ class InstanceStore:
         self.incoming = self.root / "incoming"
         self.reserve_bytes = reserve_bytes
         self.fsync = fsync
-        self._free_checked = 0.0
+        self._free_checked = -1.0
         self._free = 0
         self._low = False
         self._lock = threading.Lock()
+        self._space_lock = threading.Lock()
         self._syncer: ThreadPoolExecutor | None = None
 
     def _sync_pool(self) -> ThreadPoolExecutor:
@@ -133,28 +145,59 @@ class InstanceStore:
         return (self.instances / safe_component(study_uid) / safe_component(series_uid)
                 / f"{safe_component(sop_uid)}.dcm")
 
+    def _refresh_free(self, now: float) -> None:
+        self._free = shutil.disk_usage(self.root).free
+        self._free_checked = now
+
     def free_bytes(self) -> int:
-        """Free space on the store's filesystem (cached for half a second)."""
-        now = time.monotonic()
-        if now - self._free_checked > 0.5:
-            self._free = shutil.disk_usage(self.root).free
-            self._free_checked = now
-        return self._free
+        """Free space on the store's filesystem, less what was admitted since it was
+        last measured (at most :data:`FREE_SPACE_TTL` ago)."""
+        with self._space_lock:
+            now = time.monotonic()
+            if now - self._free_checked > FREE_SPACE_TTL:
+                self._refresh_free(now)
+            return self._free
+
+    def admit(self, nbytes: int) -> None:
+        """Account ``nbytes`` about to be written under the store (a received fragment);
+        raise :class:`ReserveError` if that would leave less free space than the
+        reserve. Free space is measured again before refusing, so space that came back
+        is used at once."""
+        if not self.reserve_bytes:
+            return
+        with self._space_lock:
+            now = time.monotonic()
+            if now - self._free_checked > FREE_SPACE_TTL:
+                self._refresh_free(now)
+            if self._free - nbytes < self.reserve_bytes and now != self._free_checked:
+                self._refresh_free(now)
+            room = self._free - nbytes >= self.reserve_bytes
+            if room:
+                self._free -= nbytes
+        self._note_low(not room)
+        if not room:
+            raise ReserveError(errno.ENOSPC, "free space below the node's reserve")
 
     def has_room(self) -> bool:
         """False while free space is below the reserve; logs each change of condition once."""
-        low = self.free_bytes() < self.reserve_bytes
+        try:
+            self.admit(0)
+        except ReserveError:
+            return False
+        return True
+
+    def _note_low(self, low: bool) -> None:
         if low != self._low:
             with self._lock:
                 if low != self._low:
                     self._low = low
                     if low:
-                        log.error("free space %d MB below the reserve of %d MB: refusing "
-                                  "C-STOREs with 0xA700 until space is freed",
+                        log.error("free space %d MB, less what is arriving, below the "
+                                  "reserve of %d MB: refusing C-STOREs with 0xA700 until "
+                                  "space is freed",
                                   self._free // 2**20, self.reserve_bytes // 2**20)
                     else:
                         log.warning("free space back above the reserve: accepting C-STOREs")
-        return not low
 
     def _ensure_dir(self, directory: Path) -> None:
         if directory.is_dir():
@@ -232,6 +275,7 @@ class InstanceStore:
         it was."""
         spooled = Path(spooled)
         if spooled.parent != self.incoming:
+            self.admit(os.stat(spooled).st_size)
             with open(spooled, "rb") as fh:
                 size = self.write(final, iter(lambda: fh.read(1 << 20), b""))
             return Placed(final, size, ())

@@ -34,6 +34,12 @@ def sr_probabilities(sr_bytes: bytes) -> dict[str, float]:
     return out
 
 
+def has_positive(sr_bytes: bytes) -> bool:
+    """Whether any finding in the SR is located (a TID 1410 group: positive findings)."""
+    sr = hd.sr.srread(io.BytesIO(sr_bytes))
+    return bool(sr.content.get_planar_roi_measurement_groups())
+
+
 def models_test_probabilities(data_dir: Path, path: Path) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, "-m", "dicom_node", "models", "test", "demo-cxr-densenet121",
@@ -60,14 +66,20 @@ def test_orthanc_routes_a_study_and_receives_sr_and_heatmaps(tmp_path: Path) -> 
             orthanc.post("/modalities/ainode/store", data=study_id)
             deadline = time.monotonic() + 90
             modalities: list[str] = []
+            positive = False
             while time.monotonic() < deadline:
                 series = orthanc.get(f"/studies/{study_id}/series")
                 modalities = sorted(s["MainDicomTags"].get("Modality", "") for s in series)
-                if modalities == ["CR", "OT", "SR"]:
-                    break
+                if {"CR", "OT", "SR"} <= set(modalities):
+                    sr_series = next(s for s in series if s["MainDicomTags"]["Modality"] == "SR")
+                    positive = has_positive(orthanc.instance_file(sr_series["Instances"][0]))
+                    # A Key Object Selection comes with positive findings only.
+                    if ("KO" in modalities) == positive:
+                        break
                 time.sleep(0.5)
             log = node.log()
-        assert modalities == ["CR", "OT", "SR"], log[-4000:]
+        assert modalities == sorted(["CR", "OT", "SR", *(["KO"] if positive else [])]), \
+            log[-4000:]
         series = orthanc.get(f"/studies/{study_id}/series")
         sr_series = next(s for s in series if s["MainDicomTags"]["Modality"] == "SR")
         ot_series = next(s for s in series if s["MainDicomTags"]["Modality"] == "OT")

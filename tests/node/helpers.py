@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -81,3 +82,16 @@ def spooled_data(incoming: Path) -> list[Path]:
     """Files in a spool directory that hold data; the empty ones are kept ready for the
     next C-STORE (:mod:`dicom_node.network.spool`)."""
     return [p for p in incoming.iterdir() if p.stat().st_size]
+
+
+def storescu_successes(storescu_log: str) -> list[str]:
+    """Files storescu got a Success response for (its -v log pairs file and response)."""
+    done, current = [], None
+    for line in storescu_log.splitlines():
+        m = re.match(r"I: Sending file: (.+)$", line)
+        if m:
+            current = m.group(1).strip()
+        elif "Received Store Response (Success)" in line and current:
+            done.append(current)
+            current = None
+    return done

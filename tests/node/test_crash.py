@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
@@ -11,22 +10,10 @@ from pydicom import dcmread
 
 from tests.node.conftest import make_study
 from tests.node.helpers import ENV, query, spooled_data, wait_until
+from tests.node.helpers import storescu_successes as _successes
 from tests.support.node_process import NodeProcess
 
 pytestmark = pytest.mark.peer
-
-
-def _successes(storescu_log: str) -> list[str]:
-    """Files storescu got a Success response for (its -v log pairs file and response)."""
-    done, current = [], None
-    for line in storescu_log.splitlines():
-        m = re.match(r"I: Sending file: (.+)$", line)
-        if m:
-            current = m.group(1).strip()
-        elif "Received Store Response (Success)" in line and current:
-            done.append(current)
-            current = None
-    return done
 
 
 def _config(index_url: str, **config: object) -> dict[str, object]:

@@ -30,6 +30,17 @@ def test_render_sr_and_sc(tmp_path: Path) -> None:
         assert expected in text, expected
 
 
+def test_render_kos(tmp_path: Path) -> None:
+    sources = SOURCES["cr"]()
+    kos = save(write(sources).kos, tmp_path, "kos")
+    result = CliRunner().invoke(app, ["results", "render", str(kos)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for expected in ("Key Object Selection", "Of Interest (113000, DCM)",
+                     "positive: Pneumothorax (0.83)",
+                     f"Source IMAGE: {sources[0].SOPInstanceUID}"):
+        assert expected in result.output, expected
+
+
 def test_render_names_unreadable_file(tmp_path: Path) -> None:
     bad = tmp_path / "not-dicom.dcm"
     bad.write_text("hello")

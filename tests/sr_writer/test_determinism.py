@@ -33,17 +33,28 @@ def test_same_inputs_give_identical_objects() -> None:
     first = write(sources)
     second = write(SOURCES["ct"]())  # regenerated sources, same content
     assert _uids(first) == _uids(second)
-    assert len(first.all()) == len(second.all()) == 1 + 3 + 1
+    # SR, 3 heatmaps, card, KOS
+    assert len(first.all()) == len(second.all()) == 1 + 3 + 1 + 1
     for a, b in zip(first.all(), second.all(), strict=True):
         assert _bytes(a) == _bytes(b), a.SOPInstanceUID
 
 
+def test_parametric_maps_are_deterministic() -> None:
+    options = WriteOptions(created_at=WHEN, parametric_map=True)
+    first, second = write(SOURCES["ct"](), options), write(SOURCES["ct"](), options)
+    assert len(first.pmaps) == 1 and first.pmaps[0].NumberOfFrames == 3
+    for a, b in zip(first.pmaps, second.pmaps, strict=True):
+        assert _bytes(a) == _bytes(b), a.SOPInstanceUID
+
+
 def test_uids_are_distinct_and_2_25() -> None:
-    out = write(SOURCES["ct"]())
+    out = write(SOURCES["ct"](), WriteOptions(created_at=WHEN, parametric_map=True))
     uids = [uid for pair in _uids(out) for uid in pair]
     sops = [ds.SOPInstanceUID for ds in out.all()]
     assert len(set(sops)) == len(sops)
-    assert len({out.sr.SeriesInstanceUID, out.card.SeriesInstanceUID}) == 2
+    assert out.kos is not None and out.pmaps
+    assert len({out.sr.SeriesInstanceUID, out.card.SeriesInstanceUID, out.kos.SeriesInstanceUID,
+                out.pmaps[0].SeriesInstanceUID}) == 4
     assert all(uid.startswith("2.25.") and len(uid) <= 64 for uid in uids)
 
 

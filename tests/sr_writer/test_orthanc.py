@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from sr_writer import WriteOptions
 from tests.support.ports import free_port, wait_for_port
 
-from .conftest import SOURCES, save, write
+from .conftest import SOURCES, WHEN, save, write
 
 pytestmark = [
     pytest.mark.peer,
@@ -58,11 +59,10 @@ def orthanc(tmp_path: Path):
         log.close()
 
 
-def test_orthanc_stores_results_in_source_study(orthanc, tmp_path: Path) -> None:
+def _store_study(orthanc, sources, out, tmp_path: Path) -> list[dict]:  # noqa: ANN001
+    """storescu sources and results to Orthanc; the series of the one study it holds."""
     base, dicom_port = orthanc
-    sources = SOURCES["cr"]()
-    out = write(sources)
-    files = [save(sources[0], tmp_path, "source")]
+    files = [save(ds, tmp_path, f"source{i}") for i, ds in enumerate(sources)]
     files += [save(ds, tmp_path, f"result{i}") for i, ds in enumerate(out.all())]
     proc = subprocess.run(
         ["storescu", "-R", "-aet", "DICOMNODE", "-aec", "ORTHANC", "127.0.0.1", str(dicom_port),
@@ -74,8 +74,29 @@ def test_orthanc_stores_results_in_source_study(orthanc, tmp_path: Path) -> None
     assert len(studies) == 1
     study = requests.get(f"{base}/studies/{studies[0]}", timeout=10).json()
     assert study["MainDicomTags"]["StudyInstanceUID"] == sources[0].StudyInstanceUID
-    series = [requests.get(f"{base}/series/{s}", timeout=10).json() for s in study["Series"]]
+    return [requests.get(f"{base}/series/{s}", timeout=10).json() for s in study["Series"]]
+
+
+def test_orthanc_stores_results_in_source_study(orthanc, tmp_path: Path) -> None:
+    sources = SOURCES["cr"]()
+    out = write(sources)
+    series = _store_study(orthanc, sources, out, tmp_path)
     by_modality = {s["MainDicomTags"]["Modality"]: s for s in series}
-    assert set(by_modality) == {"CR", "SR", "OT"}
+    assert set(by_modality) == {"CR", "SR", "OT", "KO"}
     assert len(by_modality["OT"]["Instances"]) == len(out.heatmaps) + 1
+    assert by_modality["KO"]["MainDicomTags"]["SeriesInstanceUID"] == out.kos.SeriesInstanceUID
     assert "AI" in by_modality["SR"]["MainDicomTags"]["SeriesDescription"]
+
+
+def test_orthanc_stores_kos_and_parametric_maps_in_source_study(orthanc, tmp_path: Path) -> None:
+    sources = SOURCES["ct"]()
+    out = write(sources, WriteOptions(created_at=WHEN, parametric_map=True))
+    assert out.kos is not None and len(out.pmaps) == 1  # one map: the CT series
+    series = _store_study(orthanc, sources, out, tmp_path)
+    by_uid = {s["MainDicomTags"]["SeriesInstanceUID"]: s for s in series}
+    assert len(by_uid[out.kos.SeriesInstanceUID]["Instances"]) == 1
+    assert len(by_uid[out.pmaps[0].SeriesInstanceUID]["Instances"]) == len(out.pmaps)
+    base = orthanc[0]
+    stored = {requests.get(f"{base}/instances/{i}/metadata/SopClassUid", timeout=10).text
+              for i in by_uid[out.pmaps[0].SeriesInstanceUID]["Instances"]}
+    assert stored == {"1.2.840.10008.5.1.4.1.1.30"}  # Parametric Map Storage

@@ -120,9 +120,13 @@ def test_positive_only_without_positives_states_no_finding() -> None:
     sources = SOURCES["cr"]()
     results = [result_for(sources[0], pneumothorax=0.2)]
     out = write(sources, WriteOptions(created_at=WHEN, sr_labels="positive"), results)
-    groups = hd.sr.Comprehensive3DSR.from_dataset(out.sr).content \
-        .get_image_measurement_groups()
+    content = hd.sr.Comprehensive3DSR.from_dataset(out.sr).content
+    assert content.get_image_measurement_groups() == []
+    # A qualitative evaluation of the whole image (TID 1410: OHIF needs coordinates).
+    groups = content.get_planar_roi_measurement_groups()
     assert len(groups) == 1
+    region = groups[0].roi.value
+    assert region.max(axis=0).tolist() == [sources[0].Columns, sources[0].Rows]
     (statement,) = groups[0].get_qualitative_evaluations()
     assert statement.value.value == "111241"  # All algorithms succeeded; without findings
     assert "No finding above threshold" in groups[0].tracking_identifier

@@ -1,0 +1,114 @@
+"""Place a received, checked instance and index it, following the duplicate policy.
+
+C-STOREs of one SOP Instance UID take turns in this process (:class:`KeyedLock`), from
+the duplicate check until the index row committed, so a second copy racing the first
+sees its row. Between processes on one database the unique key decides: the loser's
+INSERT fails (:class:`DuplicateInstance`) and it removes only the file it placed, never
+one the index refers to.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace as replace_fields
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+
+from dicom_node import metrics
+from dicom_node.index.header import InstanceHeader
+from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
+from dicom_node.store.claims import KeyedLock
+from dicom_node.store.writer import InstanceStore, StoreError
+
+log = logging.getLogger(__name__)
+
+STORED = "stored"
+DUPLICATE = "duplicate"
+
+
+class IndexFailed(Exception):
+    """The index could not record the instance; the file placed for it was removed."""
+
+
+class Intake:
+    """Places and indexes instances in ``store`` under ``policy`` (keep_first|replace)."""
+
+    def __init__(self, store: InstanceStore, recorder: Recorder, policy: str) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.policy = policy
+        self._claims = KeyedLock()  # SOP Instance UIDs being placed and indexed
+
+    def keep(self, spooled: Path, header: InstanceHeader, receipt: Receipt) -> str:
+        """Store the file ``spooled`` (under ``incoming/``) as the instance ``header``
+        describes: :data:`STORED`, or :data:`DUPLICATE` if the instance was kept as it
+        was. Raises StoreError if the file could not be written, IndexFailed if the row
+        could not be; nothing of this instance is left behind then."""
+        with self._claims.hold(header.sop_instance_uid):
+            return self._keep(spooled, header, receipt)
+
+    def _duplicate(self, header: InstanceHeader, receipt: Receipt, how: str) -> str:
+        metrics.DUPLICATES.labels(self.policy).inc()
+        log.info("duplicate %s of study %s from %s%s: kept the first",
+                 header.sop_instance_uid, header.study_uid, receipt.calling_ae, how)
+        return DUPLICATE
+
+    def _discard(self, path: Path, sop_uid: str) -> None:
+        """Remove a file this C-STORE placed, unless the index refers to it (another
+        process indexed the same instance under the same name meanwhile)."""
+        try:
+            if self.recorder.existing_path(sop_uid) == str(path):
+                return
+        except Exception:  # the index is unreachable: keep the file, it is harmless
+            log.warning("cannot check the index for %s: its file %s is kept", sop_uid, path)
+            return
+        self.store.remove(path)
+
+    def _keep(self, spooled: Path, header: InstanceHeader, receipt: Receipt) -> str:
+        sop_uid = header.sop_instance_uid
+        existing = self.recorder.existing_path(sop_uid)
+        replace = self.policy == "replace"
+        if existing is not None:
+            if not replace:
+                return self._duplicate(header, receipt, "")
+            metrics.DUPLICATES.labels(self.policy).inc()
+        path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
+        placed = self.store.place(spooled, path)
+        receipt = replace_fields(receipt, path=str(path), size=placed.size)
+        # The index row commits only once the file and its directory entry are durable.
+        try:
+            for attempt in range(2):
+                try:
+                    self.recorder.record(header, receipt, replace=existing is not None,
+                                         before_commit=placed.wait_durable)
+                    break
+                except DuplicateInstance:
+                    # Another process on this database indexed it meanwhile.
+                    existing = self.recorder.existing_path(sop_uid)
+                    if not replace or existing is None or attempt:
+                        if existing != str(path):
+                            self.store.remove(path)
+                        return self._duplicate(header, receipt, " (concurrent)")
+                except IntegrityError:
+                    if attempt:
+                        raise
+                    # Another process opened the same group meanwhile: retry, joining it.
+        except StoreError:
+            if existing is None:
+                self._discard(path, sop_uid)
+            raise
+        except Exception as err:
+            log.error("C-STORE %s of study %s: indexing failed: %s: %s", sop_uid,
+                      header.study_uid, type(err).__name__, err)
+            log.debug("indexing failed", exc_info=True)
+            if existing is None:
+                self._discard(path, sop_uid)
+            raise IndexFailed(type(err).__name__) from err
+        if existing is not None and existing != str(path):
+            self.store.remove(Path(existing))
+        metrics.INSTANCES_RECEIVED.labels(receipt.called_ae).inc()
+        metrics.BYTES_RECEIVED.labels(receipt.called_ae).inc(placed.size)
+        log.debug("stored %s of study %s from %s (%d bytes)", sop_uid, header.study_uid,
+                  receipt.calling_ae, placed.size)
+        return STORED
