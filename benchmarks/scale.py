@@ -9,7 +9,8 @@ Starts its own PostgreSQL and redis-server on loopback, then, in one run:
     same jobs through the embedded executor (2 threads) on the same database. Prints
     jobs/s for each. (a) divided by one GPU worker's jobs/s says how many workers one
     node can keep fed.
-(b) studies per minute, same studies (one CR image each, storescu -> node -> storescp):
+(b) studies per minute, same studies (one CR image each, storescu -> node -> storescp,
+    after 2 untimed warm-up studies; ONNX Runtime 1 intra-op thread per session in both):
     one `serve` with the embedded executor (2 threads) against one node + 2 Celery workers
     (separate processes and data dirs, PostgreSQL, Redis). Prints both and the ratio.
 
@@ -116,7 +117,7 @@ def ceiling_embedded(pg: PostgresServer, tmp: Path, n: int) -> float:
 
 
 def studies_per_minute(pg: PostgresServer, redis: RedisServer, tmp: Path, studies: list,
-                       model: str, distributed: bool) -> float:
+                       warmup: list, model: str, distributed: bool) -> float:
     url = pg.create_database()
     tag = "dist" if distributed else "embedded"
     with StoreSCP(tmp / f"pacs-{tag}", ae_title="PACS") as pacs:
@@ -125,7 +126,8 @@ def studies_per_minute(pg: PostgresServer, redis: RedisServer, tmp: Path, studie
                           "destinations": ["PACS"]}]
         packages = [] if model == "demo-cxr-densenet121" else [
             model_packages(tmp / f"models-{tag}")["tiny-cr"]]
-        models_cfg = {"bundled": not packages, "packages": [str(p) for p in packages]}
+        models_cfg = {"bundled": not packages, "packages": [str(p) for p in packages],
+                      "intra_op_threads": 1}  # as the workers (cluster.worker)
         workers = []
         if distributed:
             workers = [worker(tmp, f"{tag}-w{i}", cfg, packages,
@@ -140,10 +142,15 @@ def studies_per_minute(pg: PostgresServer, redis: RedisServer, tmp: Path, studie
                 w.start()
             try:
                 db = Database(url)
+                # Warm-up (untimed): one study per worker slot, so that each process's
+                # first inference, SR write and association are not in the figure.
+                for files in warmup:
+                    storescu(node.port, files)
+                _wait_done(db, len(warmup))
                 t0 = time.perf_counter()
                 for files in studies:
                     storescu(node.port, files)
-                _wait_done(db, len(studies))
+                _wait_done(db, len(warmup) + len(studies))
                 elapsed = time.perf_counter() - t0
                 db.dispose()
             finally:
@@ -169,13 +176,14 @@ def main() -> None:
             rate = ceiling_celery(pg, redis, tmp, args.jobs, k)
             print(f"    sweeper + {k} Celery worker(s):       {rate:8.1f} jobs/s")
         studies = []
-        for i in range(args.studies):
+        for i in range(args.studies + 2):
             ds = synthetic.make_cr(synthetic.Patient(patient_id=f"SCALE{i:03d}"), seed=500 + i)
             studies.append(synthetic.write_files([ds], tmp / "studies" / str(i)))
+        warmup, studies = studies[:2], studies[2:]
         print(f"(b) {args.studies} one-image CR studies, model {model}, results to storescp")
-        e = studies_per_minute(pg, redis, tmp, studies, model, distributed=False)
+        e = studies_per_minute(pg, redis, tmp, studies, warmup, model, distributed=False)
         print(f"    one serve, embedded executor:        {e:8.1f} studies/min")
-        c = studies_per_minute(pg, redis, tmp, studies, model, distributed=True)
+        c = studies_per_minute(pg, redis, tmp, studies, warmup, model, distributed=True)
         print(f"    node + 2 Celery workers:             {c:8.1f} studies/min")
         print(f"    ratio distributed / embedded:        {c / e:8.2f}")
 
