@@ -1,5 +1,4 @@
-"""One PostgreSQL server and one redis-server for the distributed tests (a fresh
-database per test; the broker restarted per test)."""
+"""The session's PostgreSQL server (tests/node/conftest.py) and a redis-server per test."""
 
 from __future__ import annotations
 
@@ -8,16 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import postgres, redis
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[postgres.PostgresServer]:
-    why = postgres.available()
-    if why:
-        pytest.skip(why)
-    with postgres.PostgresServer() as server:
-        yield server
+from tests.node.conftest import index_url, postgres  # noqa: F401 - fixtures
+from tests.support import redis
 
 
 @pytest.fixture()

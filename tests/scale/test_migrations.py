@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,33 +19,17 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from dicom_node import schema
-from dicom_node.db import Base, Database, sqlite_url
+from dicom_node.db import Base, Database
 from dicom_node.index import tables  # noqa: F401  (registers the tables)
 from dicom_node.jobs import models  # noqa: F401
 from dicom_node.jobs.attempts import AttemptLog
 from dicom_node.jobs.models import DeliveryAttempt, DeliveryResponse, Job
+from tests.node.conftest import index_url, postgres  # noqa: F401 - fixtures
 from tests.scale.fixtures import schema_8da2ed1 as old
-from tests.support import postgres
 from tests.support.node_process import ROOT
 from tests.support.ports import free_port
 
 WHEN = dt.datetime(2026, 11, 20, 10, 0, 0)
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[postgres.PostgresServer]:
-    why = postgres.available()
-    if why:
-        pytest.skip(why)
-    with postgres.PostgresServer() as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "index.sqlite")
-    return request.getfixturevalue("pg_server").create_database()
 
 
 def make_previous_release_db(url: str) -> None:
@@ -97,7 +80,8 @@ def schema_diff(url: str) -> list:
 
 
 def test_previous_release_database_is_refused_then_upgraded_with_its_data(
-        url: str, tmp_path: Path) -> None:
+        index_url: str, tmp_path: Path) -> None:  # noqa: F811
+    url = index_url
     make_previous_release_db(url)
     config = tmp_path / "node.yaml"
     config.write_text(yaml.safe_dump({
@@ -133,18 +117,18 @@ def test_previous_release_database_is_refused_then_upgraded_with_its_data(
     db.dispose()
 
 
-def test_migrations_from_nothing_reach_the_declared_schema(url: str) -> None:
+def test_migrations_from_nothing_reach_the_declared_schema(index_url: str) -> None:  # noqa: F811
     """baseline + each revision == the metadata (so a new revision that forgets a column
     fails here); an empty database is created at head."""
-    engine = create_engine(url)
+    engine = create_engine(index_url)
     with engine.begin() as conn:
         command.upgrade(schema._config(conn), "head")
     engine.dispose()
-    assert schema_diff(url) == []
+    assert schema_diff(index_url) == []
 
 
-def test_empty_database_is_created_at_head(url: str) -> None:
-    db = Database(url)
+def test_empty_database_is_created_at_head(index_url: str) -> None:  # noqa: F811
+    db = Database(index_url)
     schema.ensure_current(db)
     with db.engine.connect() as conn:
         assert conn.execute(text("select version_num from alembic_version")).scalar() \

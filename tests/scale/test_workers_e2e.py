@@ -55,11 +55,11 @@ def _done_counter(url: str, worker_name: str) -> float:
     return 0.0
 
 
-def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, pg, broker):
+def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgres, broker):
     """20 studies (14 CR, 6 DX), worker A has only tiny-cr, worker B both: every job runs
     once and is delivered once; no DX job reaches A; a job for a model no worker has
     waits, visibly."""
-    url = pg.create_database()
+    url = postgres.create_database()
     pk = model_packages(tmp_path / "models")
     studies = _studies(tmp_path / "in", 14, 6)
     waiter = synthetic.write_files([synthetic.make_cr(seed=99, rows=64, cols=64)],
@@ -106,11 +106,12 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, pg, bro
     assert "wa" in listed and "wb" in listed and "tiny-dx" in listed
 
 
-def test_worker_killed_mid_job_another_completes_it_delivered_once(tmp_path, pg, broker):
+def test_worker_killed_mid_job_another_completes_it_delivered_once(tmp_path, postgres,
+                                                                 broker):
     """kill -9 the worker holding a job (inside inference: the batcher waits 3 s): its
     claim expires after the lease, the sweeper publishes the job again, the other worker
     completes it; the results go out once; the dead worker's claim is on record."""
-    url = pg.create_database()
+    url = postgres.create_database()
     pk = model_packages(tmp_path / "models")
     study = _studies(tmp_path / "in", 1, 0)[0]
     with StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"]) as pacs:
@@ -146,10 +147,10 @@ def test_worker_killed_mid_job_another_completes_it_delivered_once(tmp_path, pg,
 
 
 def test_broker_restarted_and_flushed_mid_burst_nothing_lost_nothing_twice(
-        tmp_path, pg, broker):
+        tmp_path, postgres, broker):
     """Redis is killed and restarted empty, then flushed, while jobs wait in it: the
     sweeper publishes the lost messages again; every job runs once, delivers once."""
-    url = pg.create_database()
+    url = postgres.create_database()
     pk = model_packages(tmp_path / "models")
     studies = _studies(tmp_path / "in", 12, 0)
     with StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"]) as pacs:
