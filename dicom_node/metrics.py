@@ -1,4 +1,4 @@
-"""Prometheus metrics of the node (served over HTTP by a later layer)."""
+"""Prometheus metrics of the node (served at ``/metrics`` by :mod:`dicom_node.http`)."""
 
 from __future__ import annotations
 
@@ -94,4 +94,22 @@ JOBS_WAITING_FOR_WORKER = Gauge(
 JOBS_IN_HAND = Gauge(
     "dicom_node_worker_jobs_in_hand",
     "Jobs this worker process is running.",
+)
+
+# -- HTTP ------------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "dicom_node_http_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "dicom_node_http_request_seconds",
+    "Time to answer an HTTP request (whole body read and response sent), by route.",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0),
+)
+QUEUE_DEPTH = Gauge(
+    "dicom_node_jobs",
+    "Jobs in the database by state (read from the job table at each scrape).",
+    ["state"],
 )

@@ -29,7 +29,7 @@ PID_FILENAME = "dicom-node.pid"
 # Settings the running listener, store and model sessions were built from.
 _RESTART_KEYS = ("data_dir", "database_url", "bind_address", "port", "ae_titles",
                  "max_associations", "max_pdu_bytes", "disk_reserve_mb", "duplicate_policy",
-                 "models")
+                 "models", "http")
 
 
 def database_url(config: NodeConfig) -> str:
@@ -49,9 +49,9 @@ class Node:
         self.write_lock = threading.Lock()
         self.store = InstanceStore(self.data_dir,
                                    reserve_bytes=config.disk_reserve_mb * 2**20)
-        self.recorder = Recorder(self.db, config.ae, self.write_lock)
-        min_quiet = min(a.quiet_seconds for a in config.ae_titles)
-        self.assembler = Assembler(self.db, config.ae, self.write_lock,
+        self.recorder = Recorder(self.db, config.source, self.write_lock)
+        min_quiet = min(a.quiet_seconds for a in [*config.ae_titles, config.http.web_source])
+        self.assembler = Assembler(self.db, config.source, self.write_lock,
                                    interval=max(0.05, min(1.0, min_quiet / 5)))
         self.scp = StorageSCP(config, self.store, self.recorder)
         self.jobs = JobService(lambda: self.config, self.db, self.store, self.assembler,

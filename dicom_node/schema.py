@@ -20,6 +20,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
 from dicom_node.db import Base, Database
+from dicom_node.http import results as _results_table  # noqa: F401  (registers the tables)
+from dicom_node.index import tables as _index_tables  # noqa: F401
+from dicom_node.jobs import models as _job_tables  # noqa: F401
 
 BASELINE = "0001_baseline_8da2ed1"
 _MIGRATIONS = Path(__file__).parent / "migrations"

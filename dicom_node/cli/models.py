@@ -133,7 +133,13 @@ def test_model(
 def _print_json(model, results) -> None:  # noqa: ANN001 - ai Model, list[ImageResult]
     import json
 
-    doc = {
+    typer.echo(json.dumps(results_document(model, results), indent=2))
+
+
+def results_document(model, results) -> dict:  # noqa: ANN001 - ai Model, list[ImageResult]
+    """The model's identity and every label's probability and decision, JSON-ready (the
+    ``--json`` output, and the admin API's answer)."""
+    return {
         "model": {"name": model.name, "version": model.identity.version,
                   "device_uid": model.identity.device_uid, "demo": model.identity.demo,
                   "provider": model.provider},
@@ -147,7 +153,6 @@ def _print_json(model, results) -> None:  # noqa: ANN001 - ai Model, list[ImageR
             for r in results for lab in r.labels
         ],
     }
-    typer.echo(json.dumps(doc, indent=2))
 
 
 @app.command("import-torchxrayvision")

@@ -45,12 +45,16 @@ def parse_destination(spec: str) -> dict[str, Any]:
 
 
 def build_config(config: Path | None, port: int | None, ae_title: str | None,
-                 data_dir: Path | None, destinations: list[str]) -> NodeConfig:
+                 data_dir: Path | None, destinations: list[str],
+                 http_port: int | None = None) -> NodeConfig:
     """The file's settings (or the defaults) with the command-line flags applied."""
     data: dict[str, Any] = read_config_data(config) if config else {}
     source = str(config) if config else "command line"
     if port is not None:
         data["port"] = port
+    if http_port is not None:
+        http = data.get("http")
+        data["http"] = {**(http if isinstance(http, dict) else {}), "port": http_port}
     if data_dir is not None:
         data["data_dir"] = str(data_dir)
     if ae_title is not None:
@@ -98,6 +102,7 @@ def banner(cfg: NodeConfig, db_description: str, models: list[str] | None = None
                      f"{a.quiet_seconds:g} s, accepts {allow})")
     lines.append(f"  port: {cfg.port} on {cfg.bind_address}  (max {cfg.max_associations} "
                  f"associations, max PDU {cfg.max_pdu_bytes or 'unlimited'})")
+    lines.append(http_line(cfg))
     lines.append(f"  data dir: {Path(cfg.data_dir).resolve()}")
     lines.append(f"  database: {db_description}")
     lines.append("  models:")
@@ -106,6 +111,18 @@ def banner(cfg: NodeConfig, db_description: str, models: list[str] | None = None
                  f";  routes: {len(cfg.routes) or 'default (each model on what it applies to)'}")
     lines += warnings
     return "\n".join(lines)
+
+
+def http_line(cfg: NodeConfig) -> str:
+    """The banner line of the HTTP port: where, and who may use it."""
+    http = cfg.http
+    if not http.enabled:
+        return "  HTTP: off (http.enabled: false)"
+    host = http.effective_bind(cfg.bind_address)
+    access = (f"{len(http.tokens)} bearer token(s)" if http.tokens else
+              "no token configured: bound to 127.0.0.1 only, open to local clients")
+    return (f"  HTTP: http://{host}:{http.port}  (DICOMweb /dicomweb, STOW-RS as "
+            f"{http.web_source.ae_title}; /health /ready /metrics; {access})")
 
 
 def model_lines(node: Node) -> list[str]:
@@ -160,23 +177,32 @@ def register(app: typer.Typer) -> None:
                                              help="Where files and the index live."),
         destination: list[str] = typer.Option(
             [], "--destination", help="Result destination AE@host:port (repeatable)."),
+        http_port: int | None = typer.Option(None, "--http-port",
+                                             help="HTTP port (DICOMweb, health, metrics)."),
     ) -> None:
         """Start the node: receive studies, store them durably, assemble them."""
         try:
-            cfg = build_config(config, port, ae_title, data_dir, destination)
+            cfg = build_config(config, port, ae_title, data_dir, destination, http_port)
         except ConfigError as err:
             typer.echo(str(err), err=True)
             raise typer.Exit(2) from None
         _setup_logging(cfg)
         limit_malloc_arenas()  # before any association or worker thread exists
         set_mmap_threshold(STARTUP_MMAP_THRESHOLD)  # model build, load and warm-up
+        from dicom_node.http.server import HttpServer
         from dicom_node.node import PID_FILENAME, Node  # late: config errors answer fast
 
+        node = None
         try:
             node = Node(cfg)
             node.start()
+            http = HttpServer(node) if cfg.http.enabled else None
+            if http is not None:
+                http.start()
         except Exception as err:  # port in use, unwritable data dir, database unreachable
             typer.echo(f"cannot start: {type(err).__name__}: {err}", err=True)
+            if node is not None:
+                node.stop(grace=0)
             raise typer.Exit(1) from None
         set_mmap_threshold(SERVING_MMAP_THRESHOLD)  # jobs reuse the heap; trimmed per job
         warnings = demo_route_warnings(node)
@@ -203,7 +229,9 @@ def register(app: typer.Typer) -> None:
             if reload_requested.is_set():
                 reload_requested.clear()
                 _reload(node, lambda: build_config(config, port, ae_title, data_dir,
-                                                   destination))
+                                                   destination, http_port))
+        if http is not None:
+            http.stop()
         node.stop()
         pid_file.unlink(missing_ok=True)
         typer.echo("dicom-node stopped")

@@ -27,7 +27,10 @@ from pydicom.values import convert_value
 _INDEXED = ("SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID",
             "StudyDate", "AccessionNumber", "Modality", "SeriesDescription", "PatientName",
             "PatientID", "BodyPartExamined", "ViewPosition", "StudyInstanceUID",
-            "SeriesInstanceUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns")
+            "SeriesInstanceUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns",
+            # for QIDO-RS's default return attributes
+            "StudyTime", "StudyDescription", "StudyID", "SeriesNumber", "PatientBirthDate",
+            "PatientSex", "ReferringPhysicianName")
 _TAG_OF = {k: tag_for_keyword(k) for k in _INDEXED}
 _TAGS = list(_TAG_OF.values())
 _LAST_TAG = int(max(_TAGS))  # (0028,0011) Columns
@@ -72,6 +75,13 @@ class InstanceHeader:
     rows: int | None = None
     columns: int | None = None
     number_of_frames: int | None = None
+    study_time: str | None = None
+    study_description: str | None = None
+    study_id: str | None = None
+    series_number: int | None = None
+    patient_birth_date: str | None = None
+    patient_sex: str | None = None
+    referring_physician: str | None = None
 
 
 def _values(ds: Dataset) -> dict[str, Any]:
@@ -162,6 +172,13 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
         rows=_int(values, "Rows"),
         columns=_int(values, "Columns"),
         number_of_frames=_int(values, "NumberOfFrames"),
+        study_time=_text(values, "StudyTime"),
+        study_description=_text(values, "StudyDescription"),
+        study_id=_text(values, "StudyID"),
+        series_number=_int(values, "SeriesNumber"),
+        patient_birth_date=_text(values, "PatientBirthDate"),
+        patient_sex=_text(values, "PatientSex"),
+        referring_physician=_text(values, "ReferringPhysicianName"),
     )
 
 

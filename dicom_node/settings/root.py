@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dicom_node.settings.destinations import Destination
+from dicom_node.settings.http import HttpSettings
 from dicom_node.settings.jobs import JobsSettings, ResultsSettings, WorkerSettings
 from dicom_node.settings.models import ModelsSettings
 from dicom_node.settings.node import AETitleSettings, LoggingSettings
@@ -49,6 +50,7 @@ class NodeConfig(BaseModel):
     disk_reserve_mb: int = Field(1024, ge=0)
     duplicate_policy: Literal["keep_first", "replace"] = "keep_first"
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
@@ -64,12 +66,20 @@ class NodeConfig(BaseModel):
             if title in seen:
                 raise ValueError(f"ae_titles: duplicate ae_title {title!r}")
             seen.add(title)
+        if self.http.web_source.ae_title in seen:
+            raise ValueError(f"http.web_source.ae_title {self.http.web_source.ae_title!r} "
+                             "is also a DIMSE AE title")
         return self
 
     def ae(self, title: str) -> AETitleSettings | None:
         """The settings of called AE ``title`` (blank padding ignored), or ``None``."""
         title = title.strip()
         return next((a for a in self.ae_titles if a.ae_title == title), None)
+
+    def source(self, title: str) -> AETitleSettings | None:
+        """The grouping settings of a source: a called AE title or the web source."""
+        web = self.http.web_source
+        return web if title.strip() == web.ae_title else self.ae(title)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -11,7 +11,7 @@ import pytest
 from dicom_node.db import sqlite_url
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
 from tests.support import postgres as pg
-from tests.support.node_process import NodeProcess
+from tests.support.node_process import NodeProcess, running_node
 
 NODE_CONFIG = {
     "ae_titles": [
@@ -35,11 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One node subprocess shared by the tests that do not need their own."""
-    proc = NodeProcess(tmp_path_factory.mktemp("node"), NODE_CONFIG)
-    proc.start()
-    yield proc
-    code = proc.stop()
-    assert code == 0, f"node did not stop cleanly ({code}):\n{proc.log()}"
+    yield from running_node(tmp_path_factory.mktemp("node"), NODE_CONFIG)
 
 
 @pytest.fixture(scope="session")

@@ -83,6 +83,9 @@ def test_ct_study_arrives_complete_and_assembles_once(node: NodeProcess,
     # Still exactly one group for the study a while later (completes once).
     assert len(query(node.data_dir, "SELECT id FROM groups WHERE study_uid=:s",
                      s=study_uid)) == 1
+    # Routing follows completion on the node's own schedule: wait for its verdict.
+    wait_until(lambda: query(node.data_dir, "SELECT state FROM groups WHERE study_uid=:s",
+                             s=study_uid) == [("unrouted",)])
     out = CliRunner().invoke(app, ["studies", "list", "--data-dir", str(node.data_dir)])
     assert out.exit_code == 0, out.output
     assert "P11" in out.output and "unrouted" in out.output and "100" in out.output
@@ -233,8 +236,9 @@ def test_disk_reserve_refuses_with_a700(tmp_path: Path) -> None:
 
 
 def _limit_file_size() -> None:
-    # Writes past 300 kB fail with EFBIG (Python ignores SIGXFSZ): a real write failure.
-    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    # Writes past 450 kB fail with EFBIG (Python ignores SIGXFSZ): a real write failure.
+    # (The index's schema alone needs more than 300 kB of WAL while it is created.)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (450_000, 450_000))
 
 
 def test_write_failure_mid_dataset_answers_a700_and_keeps_serving(tmp_path: Path) -> None:

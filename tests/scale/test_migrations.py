@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from dicom_node import schema
 from dicom_node.db import Base, Database
+from dicom_node.http.results import RESULTS
 from dicom_node.index import tables  # noqa: F401  (registers the tables)
 from dicom_node.jobs import models  # noqa: F401
 from dicom_node.jobs.attempts import AttemptLog
@@ -103,7 +104,10 @@ def test_previous_release_database_is_refused_then_upgraded_with_its_data(
     assert schema_diff(url) == []  # exactly the schema this code declares
     schema.ensure_current(db)  # serve and worker start now
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(tables.Instance)) == 1
+        [inst] = s.scalars(select(tables.Instance)).all()
+        assert (inst.sop_instance_uid, inst.path, inst.study_time) == ("1.2.3.1",
+                                                                       "/data/x.dcm", None)
+        assert s.scalar(select(func.count()).select_from(RESULTS)) == 0
         job = s.scalars(select(Job)).one()
         assert (job.state, job.attempts, job.published_at) == ("failed", 1, None)
         attempt = s.scalars(select(DeliveryAttempt)).one()

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,11 @@ class NodeProcess:
         cfg = {"bind_address": "127.0.0.1", "port": self.port,
                "data_dir": str(self.data_dir), "disk_reserve_mb": 0}
         cfg.update(config or {})
+        # Every node gets its own free HTTP port (the default 8080 would collide).
+        http = dict(cfg.get("http") or {})
+        http.setdefault("port", free_port())
+        cfg["http"] = http
+        self.http_port: int = http["port"]
         self.config = cfg
         self.config_path = self.workdir / "node.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg))
@@ -46,6 +51,11 @@ class NodeProcess:
         return self.config.get("database_url") or self.data_dir
 
     @property
+    def http_url(self) -> str:
+        """The base URL of its HTTP port."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
@@ -54,6 +64,7 @@ class NodeProcess:
         """Start the node and wait until it accepts connections."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = self.log_path.open("ab")
+        earlier = len(self.log())  # a restarted node appends to the same log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dicom_node", "serve", "--config", str(self.config_path),
              *self.extra_args],
@@ -65,7 +76,13 @@ class NodeProcess:
                 raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 wait_for_port(self.port, timeout=0.5)
-                return self
+                if self.config["http"].get("enabled", True):
+                    wait_for_port(self.http_port, timeout=0.5)
+                if "dicom-node is running" in self.log()[earlier:]:  # the banner: all up
+                    return self
+                time.sleep(0.05)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no start-up banner")
             except TimeoutError:
                 if time.monotonic() > deadline:
                     self.kill()
@@ -104,3 +121,12 @@ class NodeProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def running_node(workdir: Path, config: dict[str, Any] | None = None) -> Iterator[NodeProcess]:
+    """A started node for a fixture to yield; it must stop cleanly afterwards."""
+    proc = NodeProcess(workdir, config)
+    proc.start()
+    yield proc
+    code = proc.stop()
+    assert code == 0, f"node did not stop cleanly ({code}):\n{proc.log()}"

@@ -1,4 +1,5 @@
-"""This session's schema: the delivery record (i-deliver), Celery publishing and workers.
+"""From the previous release (8da2ed1) to this one: the delivery record, the HTTP face's
+index columns and results table, Celery publishing and workers.
 
 - ``delivery_responses``: one row per instance per attempt (was the ``statuses`` JSON of
   ``delivery_attempts``; existing statuses are copied into rows, so a job retried after
@@ -6,9 +7,15 @@
 - ``delivery_attempts.planned`` (files the attempt set out to send; old rows: ``sent``),
   ``delivery_attempts.statuses`` dropped;
 - ``jobs.published_at`` (executor: celery);
-- ``workers`` (heartbeats of ``dicom-node worker`` processes).
+- ``workers`` (heartbeats of ``dicom-node worker`` processes);
+- ``instances``: QIDO-RS attributes (study_time, study_description, study_id,
+  series_number, patient_birth_date, patient_sex, referring_physician; NULL for instances
+  stored before the upgrade) and indexes on patient_id, accession_number, study_date,
+  modality;
+- ``result_instances`` (the node's results as QIDO/WADO see them; the node fills it from
+  ``job_outputs`` on its own).
 
-Revision ID: 0002_delivery_record_workers
+Revision ID: 0002_delivery_http_workers
 Revises: 0001_baseline_8da2ed1
 """
 
@@ -17,7 +24,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_delivery_record_workers"
+revision = "0002_delivery_http_workers"
 down_revision = "0001_baseline_8da2ed1"
 branch_labels = None
 depends_on = None
@@ -89,9 +96,53 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name"),
     )
     op.create_index(op.f("ix_workers_last_seen"), "workers", ["last_seen"], unique=False)
+    _http_index()
+
+
+_QIDO_COLUMNS = (("study_time", sa.String(16)), ("study_description", sa.String(64)),
+                 ("study_id", sa.String(16)), ("series_number", sa.Integer()),
+                 ("patient_birth_date", sa.String(8)), ("patient_sex", sa.String(16)),
+                 ("referring_physician", sa.String(324)))
+_INDEXED = ("patient_id", "accession_number", "study_date", "modality")
+#: result_instances' columns: the instances columns the HTTP face reads.
+_RESULT_COLUMNS = (
+    ("sop_instance_uid", sa.String(64)), ("sop_class_uid", sa.String(64)),
+    ("study_uid", sa.String(64)), ("series_uid", sa.String(64)),
+    ("patient_id", sa.String(64)), ("patient_name", sa.String(324)),
+    ("accession_number", sa.String(64)), ("study_date", sa.String(8)),
+    ("modality", sa.String(16)), ("body_part", sa.String(64)),
+    ("series_description", sa.String(64)), ("view_position", sa.String(16)),
+    ("instance_number", sa.Integer()), ("transfer_syntax", sa.String(64)),
+    ("rows", sa.Integer()), ("columns", sa.Integer()), ("number_of_frames", sa.Integer()),
+    *_QIDO_COLUMNS, ("path", sa.String(1024)))
+
+
+def _http_index() -> None:
+    with op.batch_alter_table("instances") as batch:
+        for name, kind in _QIDO_COLUMNS:
+            batch.add_column(sa.Column(name, kind, nullable=True))
+    for name in _INDEXED:
+        op.create_index(op.f(f"ix_instances_{name}"), "instances", [name], unique=False)
+    op.create_table(
+        "result_instances",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("output_id", sa.Integer(), nullable=False),
+        *[sa.Column(name, kind, nullable=True) for name, kind in _RESULT_COLUMNS],
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("output_id"),
+    )
+    for name in ("modality", "series_uid", "sop_instance_uid", "study_uid"):
+        op.create_index(op.f(f"ix_result_instances_{name}"), "result_instances", [name],
+                        unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("result_instances")
+    for name in _INDEXED:
+        op.drop_index(op.f(f"ix_instances_{name}"), "instances")
+    with op.batch_alter_table("instances") as batch:
+        for name, _ in _QIDO_COLUMNS:
+            batch.drop_column(name)
     op.drop_table("workers")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("published_at")

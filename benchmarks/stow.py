@@ -1,0 +1,225 @@
+"""STOW-RS throughput: the node vs Orthanc's DICOMweb plugin, same files, same client.
+
+Generates CT slices (default 500 of 512x512, 16-bit, ~250 MB) and sends them by STOW-RS
+with 1 and 4 concurrent clients (the files dealt out among them, ``--batch`` instances per
+request, each request body streamed from the files) to (a) a fresh node (durable: fsync,
+index row, assembly) and (b) a fresh Orthanc with its DICOMweb plugin and SQLite index.
+Prints instances/s, MB/s and the ratio node/Orthanc per client count.
+
+Then the node's memory while streaming: one request holding every file (~250 MB), and the
+node's peak RSS during it against its RSS just before (the peak is reset first through
+/proc/PID/clear_refs).
+
+Then QIDO-RS latency: ``--qido-studies`` studies (default 10,000) written straight into
+a node's SQLite index, and study-level queries of several shapes timed from the client.
+
+    python benchmarks/stow.py [--instances 500] [--size 512] [--batch 50]
+                              [--qido-studies 10000] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dicom_node.synthetic import Patient, iter_ct_series, write_files  # noqa: E402
+from tests.support.node_process import NodeProcess  # noqa: E402
+from tests.support.orthanc import Orthanc  # noqa: E402
+
+NODE_CONFIG = {"models": {"bundled": False},
+               "http": {"max_request_mb": 4096, "web_source": {"quiet_seconds": 60}}}
+
+
+def body(files: list[Path], boundary: str) -> Iterator[bytes]:
+    """A multipart/related body streamed from ``files``."""
+    for f in files:
+        yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                yield chunk
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def stow(url: str, files: list[Path]) -> None:
+    """One STOW-RS request; raises unless every instance was stored."""
+    boundary = uuid.uuid4().hex
+    r = requests.post(url, data=body(files, boundary), timeout=600, headers={
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json"})
+    if r.status_code != 200:
+        raise RuntimeError(f"STOW-RS to {url}: HTTP {r.status_code}: {r.text[:300]}")
+
+
+def send(url: str, files: list[Path], clients: int, batch: int) -> float:
+    """Deal ``files`` to ``clients`` threads, each posting ``batch`` per request; wall s."""
+    shares = [files[i::clients] for i in range(clients)]
+    errors: list[BaseException] = []
+
+    def client(share: list[Path]) -> None:
+        try:
+            for i in range(0, len(share), batch):
+                stow(url, share[i:i + batch])
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=client, args=(s,)) for s in shares]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - t0
+
+
+def rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def throughput(files: list[Path], work: Path, clients: int, batch: int) -> tuple[float, float]:
+    """Seconds for the node and for Orthanc, each fresh, for the same files."""
+    run = work / f"c{clients}"
+    with NodeProcess(run / "node", NODE_CONFIG) as node:
+        t_node = send(f"{node.http_url}/dicomweb/studies", files, clients, batch)
+    with Orthanc(run / "orthanc", dicomweb=True) as orthanc:
+        t_orthanc = send(f"{orthanc.dicomweb_url}/studies", files, clients, batch)
+        stored = orthanc.instance_count()
+        if stored != len(files):
+            raise RuntimeError(f"Orthanc stored {stored} of {len(files)}")
+    return t_node, t_orthanc
+
+
+def streaming_memory(files: list[Path], work: Path) -> tuple[int, int]:
+    """(RSS before, peak RSS during) one request of every file, in kB."""
+    with NodeProcess(work / "memory", NODE_CONFIG) as node:
+        requests.get(f"{node.http_url}/health", timeout=10)
+        Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # reset VmHWM
+        idle = rss_kb(node.pid, "VmRSS")
+        stow(f"{node.http_url}/dicomweb/studies", files)
+        return idle, rss_kb(node.pid, "VmHWM")
+
+
+def fill_index(data_dir: Path, studies: int) -> None:
+    """Write ``studies`` studies (2 instances each) straight into a node's SQLite index."""
+    from sqlalchemy import insert
+
+    from dicom_node.db import Database, sqlite_url
+    from dicom_node.index.tables import Group, Instance
+    from dicom_node.node import DB_FILENAME  # noqa: F401  (registers every table)
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(sqlite_url(data_dir / "index.sqlite"))
+    db.create_all()
+    now = datetime(2026, 1, 1)
+    rnd = random.Random(5)
+    with db.engine.begin() as conn:
+        gid = conn.execute(insert(Group.__table__).values(
+            state="complete", called_ae="BENCH", calling_ae="BENCH", group_by="study",
+            group_key="x", study_uid="x", modalities="CT", first_received=now,
+            last_received=now, deadline=now)).inserted_primary_key[0]
+        rows = []
+        for s in range(studies):
+            study = f"1.2.826.0.1.3680043.8.498.{s + 1}"
+            for i in range(2):
+                rows.append(dict(
+                    sop_instance_uid=f"{study}.1.{i + 1}",
+                    sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+                    study_uid=study, series_uid=f"{study}.1", patient_id=f"P{s % 3000:05d}",
+                    patient_name=f"{rnd.choice(['SMITH', 'JONES', 'DOE', 'MILLER'])}^{s}",
+                    accession_number=f"A{s:07d}", study_date=f"2025{(s % 12) + 1:02d}"
+                    f"{(s % 28) + 1:02d}", modality=rnd.choice(["CT", "CR", "MR"]),
+                    transfer_syntax="1.2.840.10008.1.2.1", calling_ae="BENCH",
+                    called_ae="BENCH", received_at=now, path="/nonexistent", size=0,
+                    group_id=gid, instance_number=i + 1))
+        conn.execute(insert(Instance.__table__), rows)
+    db.dispose()
+
+
+def qido_latency(work: Path, studies: int, queries: int) -> dict[str, list[float]]:
+    """Latencies (ms) of study-level queries of several shapes."""
+    data = work / "qido" / "data"
+    fill_index(data, studies)
+    shapes = {
+        "all, limit 100": lambda i: {"limit": "100"},
+        "PatientID": lambda i: {"PatientID": f"P{i % 3000:05d}"},
+        "PatientName wildcard": lambda i: {"PatientName": "SMITH*", "limit": "50"},
+        "StudyDate range": lambda i: {"StudyDate": "20250301-20250315", "limit": "100"},
+        "AccessionNumber": lambda i: {"AccessionNumber": f"A{(i * 37) % studies:07d}"},
+        "ModalitiesInStudy": lambda i: {"ModalitiesInStudy": "MR", "limit": "100"},
+    }
+    out: dict[str, list[float]] = {}
+    with NodeProcess(work / "qido", NODE_CONFIG) as node:
+        session = requests.Session()
+        url = f"{node.http_url}/dicomweb/studies"
+        for name, params in shapes.items():
+            times = []
+            for i in range(queries):
+                t0 = time.perf_counter()
+                r = session.get(url, params=params(i), timeout=30)
+                times.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+            out[name] = times
+    return out
+
+
+def stow_part(args: argparse.Namespace, work: Path) -> None:
+    """Throughput against Orthanc, then the streaming memory figure."""
+    files = write_files(iter_ct_series(args.instances, Patient(), rows=args.size,
+                                       cols=args.size, seed=1), work / "ct")
+    mb = sum(f.stat().st_size for f in files) / 2**20
+    print(f"{len(files)} CT slices, {mb:.0f} MB, {args.batch} per request")
+    for clients in args.clients:
+        t_node, t_orthanc = throughput(files, work, clients, args.batch)
+        n = len(files)
+        print(f"  {clients} client(s): node {n / t_node:7.1f} inst/s {mb / t_node:6.1f} "
+              f"MB/s | Orthanc {n / t_orthanc:7.1f} inst/s {mb / t_orthanc:6.1f} MB/s"
+              f" | ratio node/Orthanc {t_orthanc / t_node:.2f}")
+    idle, peak = streaming_memory(files, work)
+    print(f"  one request of {mb:.0f} MB: node RSS {idle / 1024:.0f} MB before, peak "
+          f"{peak / 1024:.0f} MB during (+{(peak - idle) / 1024:.0f} MB)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--instances", type=int, default=500)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=50, help="instances per STOW-RS request")
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--qido-studies", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=200, help="per query shape")
+    ap.add_argument("--qido-only", action="store_true", help="skip the STOW-RS part")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="stow-bench-") as tmp:
+        work = Path(tmp)
+        if not args.qido_only:
+            stow_part(args, work)
+        if args.qido_studies:
+            lat = qido_latency(work, args.qido_studies, args.queries)
+            print(f"QIDO-RS study level, {args.qido_studies} studies in SQLite, "
+                  f"{args.queries} queries per shape (ms):")
+            for name, times in lat.items():
+                q = statistics.quantiles(times, n=20)
+                print(f"  {name:22s} p50 {statistics.median(times):6.1f}  p95 {q[18]:6.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The ASGI application of the node's HTTP port.
+
+FastAPI (on Starlette): DICOMweb handlers read the raw request stream and write
+streaming responses (Starlette's own primitives), while the admin API under ``/api`` gets
+its OpenAPI document and request validation from FastAPI and pydantic, which the
+configuration already uses.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dicom_node import metrics
+from dicom_node.http.problem import Problem, problem_response
+from dicom_node.http.results import ResultIndex
+from dicom_node.settings.http import ROLE_RANK
+
+if TYPE_CHECKING:
+    from dicom_node.node import Node
+
+log = logging.getLogger(__name__)
+
+
+def node_of(request: Request) -> Node:
+    """The node this application serves."""
+    return request.app.state.node
+
+
+def authorize(request: Request, role: str) -> str | None:
+    """The name of the bearer token if it grants ``role``; Problem 401/403 otherwise.
+    Without any configured token (loopback only) every request is allowed."""
+    tokens = node_of(request).config.http.tokens
+    if not tokens:
+        return None
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        raise Problem(401, "Unauthorized", "send 'Authorization: Bearer <token>'")
+    for t in tokens:
+        if hmac.compare_digest(t.token.encode(), secret.strip().encode()):
+            if ROLE_RANK[t.role] < ROLE_RANK[role]:
+                raise Problem(403, "Forbidden", f"token {t.name!r} has role {t.role}, "
+                                                f"this needs {role}")
+            return t.name
+    raise Problem(401, "Unauthorized", "unknown token")
+
+
+class RequestMetrics:
+    """Counts each request by method, route template and status; times it by route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status[0])).inc()
+            metrics.HTTP_SECONDS.labels(route).observe(time.perf_counter() - t0)
+
+
+def create_app(node: Node) -> FastAPI:
+    """The application serving ``node``: health, metrics, DICOMweb."""
+    from dicom_node.http import admin, dicomweb, health
+
+    app = FastAPI(title="dicom-node", version="1", openapi_url="/api/openapi.json",
+                  docs_url=None, redoc_url=None)
+    app.state.node = node
+    app.state.results = ResultIndex(node.db)
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Any:
+        log.warning("%s %s: %d %s", request.method, request.url.path, exc.status,
+                    exc.detail or exc.title)
+        return exc.response(str(request.url.path))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        return problem_response(exc.status_code, str(exc.detail), instance=request.url.path,
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Any:
+        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return problem_response(422, "Unprocessable Content", "; ".join(errors),
+                                instance=request.url.path, errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Any:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return problem_response(500, "Internal Server Error", f"{type(exc).__name__}",
+                                instance=request.url.path)
+
+    health.register(app)
+    dicomweb.register(app)
+    admin.register(app)
+    app.add_middleware(RequestMetrics)
+    return app

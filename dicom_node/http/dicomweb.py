@@ -1,0 +1,220 @@
+"""DICOMweb routes under ``/dicomweb`` (PS3.18): STOW-RS, QIDO-RS, WADO-RS."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from dicom_node.http import qido, stow, wado
+from dicom_node.http.app import authorize, node_of
+from dicom_node.http.multipart import MultipartError
+from dicom_node.http.problem import Problem
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/dicomweb"
+STORE_THREADS = 4  # parts of one STOW-RS request stored concurrently
+
+
+async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.StowBody:
+    """Read the request body into spooled parts; Problem 400/413 (nothing kept) if the
+    body is malformed or too large. Each part's fsync starts as soon as it is complete,
+    so the disk works while the rest arrives (placement then finds it done)."""
+    store = node_of(request).store
+    body = stow.StowBody(boundary, store.incoming, max_bytes, store.sync_later)
+    try:
+        async for chunk in request.stream():
+            body.reader.feed(chunk)
+        body.reader.finish()
+    except MultipartError as err:
+        body.discard()
+        raise Problem(400, "Bad Request", f"malformed multipart body: {err}") from None
+    except stow.RequestTooLarge:
+        body.discard()
+        raise Problem(413, "Content Too Large",
+                      f"the request body exceeds http.max_request_mb "
+                      f"({max_bytes // 2**20} MB)") from None
+    except ClientDisconnect:
+        body.discard()
+        log.warning("STOW-RS: the client disconnected before the end of the body; "
+                    "nothing of it was kept")
+        raise Problem(400, "Bad Request", "the client disconnected mid-body") from None
+    except OSError as err:  # disk full, incoming/ unwritable: nothing half-written stays
+        body.discard()
+        log.error("STOW-RS: cannot spool the request body: %s", err.strerror or err)
+        raise Problem(503, "Service Unavailable",
+                      f"cannot write the request to disk: {err.strerror or err}") from None
+    except BaseException:  # server stopping: keep nothing
+        body.discard()
+        raise
+    if not body.parts:
+        raise Problem(400, "Bad Request", "the multipart body has no part")
+    return body
+
+
+async def store_instances(request: Request, study: str | None = None) -> Response:
+    """STOW-RS: store every part; answer the PS3.18 store response."""
+    node = node_of(request)
+    cfg = node.config
+    web = cfg.http.web_source
+    token = authorize(request, "write")
+    if web.allowed_tokens and token not in web.allowed_tokens:
+        raise Problem(403, "Forbidden", f"token {token!r} may not store to {web.ae_title}")
+    boundary = stow.parse_content_type(request.headers.get("content-type"))
+    max_bytes = cfg.http.max_request_mb * 2**20
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise Problem(413, "Content Too Large",
+                      f"Content-Length {length} exceeds http.max_request_mb "
+                      f"({cfg.http.max_request_mb} MB)")
+    t0 = time.perf_counter()
+    body = await _spool_body(request, boundary, max_bytes)
+    t_received = time.perf_counter()
+    source = stow.Source(called_ae=web.ae_title, calling_ae=token or "http",
+                    peer_address=request.client.host if request.client else None)
+    intake = node.scp.intake
+
+    def store_all() -> list[stow.PartResult]:
+        # A few parts at a time, as concurrent C-STOREs would be: their fsyncs overlap
+        # (index writes are serialised by the recorder anyway).
+        try:
+            if len(body.parts) == 1:
+                return [stow.store_part(intake, body.parts[0], source, study)]
+            with ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="stow") as pool:
+                return list(pool.map(lambda p: stow.store_part(intake, p, source, study),
+                                     body.parts))
+        finally:
+            body.discard()  # parts not reached (an unexpected error) leave nothing
+
+    results = await run_in_threadpool(store_all)
+    stow.count(results, web.ae_title)
+    ds = stow.response_dataset(results, _base(request), study)
+    status = stow.http_status(results)
+    log.info("STOW-RS from %s: %d part(s), %d stored, HTTP %d (%.0f MB received in "
+             "%.2f s, stored in %.2f s)", source.calling_ae, len(results),
+             sum(1 for r in results if not r.failure), status,
+             sum(p.size for p in body.parts) / 2**20, t_received - t0,
+             time.perf_counter() - t_received)
+    return JSONResponse(ds.to_json_dict(), status_code=status, media_type=stow.DICOM_JSON)
+
+
+def _base(request: Request) -> str:
+    """The DICOMweb root URL for links in responses: ``http.public_url`` if configured,
+    else the Host the client used, with the port it connected to when its Host header
+    names none (dicomweb-client sends the bare host)."""
+    public = node_of(request).config.http.public_url
+    if public:
+        return public.rstrip("/") + PREFIX
+    host = request.headers.get("host", "")
+    server = request.scope.get("server")
+    if host and ":" not in host.rsplit("]", 1)[-1] and server and server[1]:
+        host = f"{host}:{server[1]}"
+    root = f"{request.url.scheme}://{host}" if host else str(request.base_url)
+    return root.rstrip("/") + PREFIX
+
+
+def _search(request: Request, level: str, **fixed: str | None) -> Response:
+    authorize(request, "read")
+    keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
+    query = qido.parse(level, list(request.query_params.multi_items()),
+                       {keys[k]: v for k, v in fixed.items() if v is not None})
+    request.app.state.results.sync_if_due()
+    with node_of(request).db.session() as session:
+        results = qido.search(session, query, _base(request))
+    headers = {"Warning": ", ".join(query.warnings)} if query.warnings else None
+    return JSONResponse(results, media_type=stow.DICOM_JSON, headers=headers)
+
+
+def search_studies(request: Request) -> Response:
+    """QIDO-RS ``GET /studies``."""
+    return _search(request, "study")
+
+
+def search_series(request: Request, study: str | None = None) -> Response:
+    """QIDO-RS ``GET /series`` and ``/studies/{study}/series``."""
+    return _search(request, "series", study=study)
+
+
+def search_instances(request: Request, study: str | None = None,
+                     series: str | None = None) -> Response:
+    """QIDO-RS ``GET /instances``, ``/studies/{s}/instances``, ``.../series/{se}/instances``."""
+    return _search(request, "instance", study=study, series=series)
+
+
+def _stored(request: Request, study: str, series: str | None = None,
+            instance: str | None = None) -> list[wado.Stored]:
+    authorize(request, "read")
+    request.app.state.results.sync_if_due()
+    with node_of(request).db.session() as session:
+        return wado.find(session, study, series, instance)
+
+
+def retrieve(request: Request, study: str, series: str | None = None,
+             instance: str | None = None) -> Response:
+    """WADO-RS retrieve of a study, series or instance, streamed from the files."""
+    found = _stored(request, study, series, instance)
+    syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
+    wado.check_convertible(found, syntaxes)
+    boundary = wado.new_boundary()
+    return StreamingResponse(
+        wado.multipart(found, syntaxes, boundary),
+        media_type=f'multipart/related; type="{wado.DICOM}"; boundary={boundary}')
+
+
+def retrieve_metadata(request: Request, study: str, series: str | None = None,
+                      instance: str | None = None) -> Response:
+    """WADO-RS metadata: DICOM JSON of each instance, bulk data as BulkDataURI."""
+    found = _stored(request, study, series, instance)
+    base = _base(request)
+    body = [wado.metadata(i, wado.instance_url(base, i)) for i in found]
+    return JSONResponse(body, media_type=stow.DICOM_JSON)
+
+
+def retrieve_bulk(request: Request, study: str, series: str, instance: str,
+                  tag: str) -> Response:
+    """WADO-RS bulk data of one element, as one application/octet-stream part."""
+    inst = _stored(request, study, series, instance)[0]
+    value = wado.bulk_value(inst, tag)
+    boundary = wado.new_boundary()
+    body = (f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
+            + value + f"\r\n--{boundary}--\r\n".encode())
+    return Response(body, media_type=f'multipart/related; type="application/octet-stream"; '
+                                     f'boundary={boundary}')
+
+
+def retrieve_rendered(request: Request, study: str, series: str, instance: str) -> Response:
+    """WADO-RS rendered single-frame image (image/jpeg or image/png)."""
+    inst = _stored(request, study, series, instance)[0]
+    media = wado.rendered_type(request.headers.get("accept"))
+    return Response(wado.render(inst, media), media_type=media)
+
+
+def register(app: FastAPI) -> None:
+    """Add the DICOMweb routes to ``app``."""
+    study, series, inst = "/studies/{study}", "/series/{series}", "/instances/{instance}"
+    routes = [
+        ("/studies", store_instances, "POST"),
+        (study, store_instances, "POST"),
+        ("/studies", search_studies, "GET"),
+        ("/series", search_series, "GET"),
+        ("/instances", search_instances, "GET"),
+        (f"{study}/series", search_series, "GET"),
+        (f"{study}/instances", search_instances, "GET"),
+        (f"{study}{series}/instances", search_instances, "GET"),
+        (study, retrieve, "GET"),
+        (f"{study}{series}", retrieve, "GET"),
+        (f"{study}{series}{inst}", retrieve, "GET"),
+        (f"{study}/metadata", retrieve_metadata, "GET"),
+        (f"{study}{series}/metadata", retrieve_metadata, "GET"),
+        (f"{study}{series}{inst}/metadata", retrieve_metadata, "GET"),
+        (f"{study}{series}{inst}/bulk/{{tag}}", retrieve_bulk, "GET"),
+        (f"{study}{series}{inst}/rendered", retrieve_rendered, "GET"),
+    ]
+    for path, endpoint, method in routes:
+        app.add_api_route(PREFIX + path, endpoint, methods=[method], include_in_schema=False)

@@ -1,0 +1,286 @@
+"""QIDO-RS (PS3.18 section 10.6): study, series and instance searches over the index.
+
+Everything answered comes from the ``instances`` table (never from files): the matching
+keys below are its columns, studies and series are aggregates of their instances.
+Matching follows PS3.4 C.2.2.2: single value, UID lists, ``*``/``?`` wildcards, date and
+time ranges; PatientName matches case-insensitively. ``limit``/``offset`` page the result,
+``includefield`` adds the study's attributes to series and instance results.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from sqlalchemy import ColumnElement, Select, and_, distinct, func, or_, select, union
+
+from dicom_node.http.problem import Problem
+from dicom_node.http.results import RESULTS, catalogue
+from dicom_node.index.tables import Instance
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A QIDO attribute: its keyword, VR, the catalogue column, and its level."""
+
+    keyword: str
+    name: str  # column of :func:`dicom_node.http.results.catalogue`
+    level: str  # study | series | instance
+
+    @property
+    def tag(self) -> str:
+        return f"{tag_for_keyword(self.keyword):08X}"
+
+    @property
+    def vr(self) -> str:
+        return dictionary_VR(self.keyword)
+
+
+ATTRS = {a.keyword: a for a in [
+    Attr("StudyInstanceUID", "study_uid", "study"),
+    Attr("PatientName", "patient_name", "study"),
+    Attr("PatientID", "patient_id", "study"),
+    Attr("PatientBirthDate", "patient_birth_date", "study"),
+    Attr("PatientSex", "patient_sex", "study"),
+    Attr("StudyDate", "study_date", "study"),
+    Attr("StudyTime", "study_time", "study"),
+    Attr("AccessionNumber", "accession_number", "study"),
+    Attr("ReferringPhysicianName", "referring_physician", "study"),
+    Attr("StudyID", "study_id", "study"),
+    Attr("StudyDescription", "study_description", "study"),
+    Attr("ModalitiesInStudy", "modality", "study"),  # matches any instance's Modality
+    Attr("SeriesInstanceUID", "series_uid", "series"),
+    Attr("Modality", "modality", "series"),
+    Attr("SeriesNumber", "series_number", "series"),
+    Attr("SeriesDescription", "series_description", "series"),
+    Attr("BodyPartExamined", "body_part", "series"),
+    Attr("SOPInstanceUID", "sop_instance_uid", "instance"),
+    Attr("SOPClassUID", "sop_class_uid", "instance"),
+    Attr("InstanceNumber", "instance_number", "instance"),
+    Attr("Rows", "rows", "instance"),
+    Attr("Columns", "columns", "instance"),
+    Attr("NumberOfFrames", "number_of_frames", "instance"),
+    Attr("ViewPosition", "view_position", "instance"),
+]}
+LEVELS = ("study", "series", "instance")
+_DATE = re.compile(r"^\d{8}$")
+_TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+MAX_LIMIT = 10_000
+
+
+def attribute_of(key: str) -> str:
+    """The keyword of a query key given as keyword or 8 hex digits; Problem 400 if none."""
+    if re.fullmatch(r"[0-9A-Fa-f]{8}", key):
+        keyword = keyword_for_tag(int(key, 16))
+    else:
+        keyword = key if tag_for_keyword(key) is not None else ""
+    if not keyword:
+        raise Problem(400, "Bad Request", f"{key!r} is not a DICOM attribute keyword or tag")
+    return keyword
+
+
+def _like(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _range(column: Any, value: str, pattern: re.Pattern[str], what: str) -> ColumnElement:
+    low, sep, high = value.partition("-")
+    for part in (low, high):
+        if part and not pattern.match(part):
+            raise Problem(400, "Bad Request", f"{what} {value!r}: expected {what} or range")
+    if not sep:
+        return column == low
+    conditions = []
+    if low:
+        conditions.append(column >= low)
+    if high:
+        # A time range's upper end includes all of its last unit (e.g. 12 -> 12xxxx).
+        conditions.append(column <= (high + "\uffff" if what == "time" else high))
+    if not conditions:
+        raise Problem(400, "Bad Request", f"{what} range {value!r} has no bound")
+    return and_(*conditions)
+
+
+def condition(src: Any, attr: Attr, value: str) -> ColumnElement:
+    """The SQL condition matching ``value`` on ``attr`` of ``src`` (PS3.4 C.2.2.2)."""
+    column, vr = src.c[attr.name], attr.vr
+    if vr == "UI":
+        uids = [u.strip() for u in re.split(r"[\\,]", value) if u.strip()]
+        return column.in_(uids)
+    if vr == "DA":
+        return _range(column, value, _DATE, "date")
+    if vr == "TM":
+        return _range(column, value, _TIME, "time")
+    if vr in ("IS", "US"):
+        try:
+            return column == int(value)
+        except ValueError:
+            raise Problem(400, "Bad Request", f"{attr.keyword}={value!r}: not an integer"
+                          ) from None
+    values = [v for v in value.split("\\") if v] if vr == "CS" else [value]
+    conditions = []
+    for v in values:
+        if vr == "PN":  # case-insensitive, and "Doe" also matches "Doe^John"
+            conditions.append(func.lower(column).like(_like(v.lower()), escape="\\"))
+        elif "*" in v or "?" in v:
+            conditions.append(column.like(_like(v), escape="\\"))
+        else:
+            conditions.append(column == v)
+    return or_(*conditions)
+
+
+@dataclass
+class Query:
+    """A parsed QIDO-RS request."""
+
+    level: str
+    filters: list[tuple[Attr, str]]
+    include: set[str]
+    limit: int
+    offset: int
+    warnings: list[str]
+
+
+def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Query:
+    """The query of ``params`` (the URL's query string) at ``level``; ``fixed`` holds the
+    UIDs of the path (e.g. the study of ``/studies/{s}/series``)."""
+    filters = [(ATTRS[k], v) for k, v in fixed.items()]
+    include: set[str] = set()
+    limit, offset, warnings = 100, 0, []
+    for key, value in params:
+        if key == "limit" or key == "offset":
+            if not value.isdigit():
+                raise Problem(400, "Bad Request", f"{key}={value!r}: not a whole number")
+            if key == "limit":
+                limit = min(int(value), MAX_LIMIT)
+            else:
+                offset = int(value)
+        elif key == "includefield":
+            for field in value.split(","):
+                include.add("all" if field == "all" else attribute_of(field.strip()))
+        elif key == "fuzzymatching":
+            if value == "true":
+                warnings.append('299 dicom-node "fuzzymatching is not supported"')
+        else:
+            keyword = attribute_of(key.split(".")[0])
+            attr = ATTRS.get(keyword)
+            if attr is None or LEVELS.index(attr.level) > LEVELS.index(level):
+                warnings.append(f'299 dicom-node "{keyword} is not a supported matching '
+                                f'key at the {level} level: ignored"')
+            elif value:  # an empty value asks for the attribute, it matches anything
+                filters.append((attr, value))
+                include.add(keyword)
+    return Query(level, filters, include, limit, offset, warnings)
+
+
+def _where(stmt: Select, src: Any, filters: list[tuple[Attr, str]]) -> Select:
+    for attr, value in filters:
+        if attr.keyword == "ModalitiesInStudy":  # each table by its Modality index
+            received, results = Instance.__table__, RESULTS
+            stmt = stmt.where(src.c.study_uid.in_(union(
+                select(received.c.study_uid).where(condition(received, attr, value)),
+                select(results.c.study_uid).where(condition(results, attr, value)))))
+        else:
+            stmt = stmt.where(condition(src, attr, value))
+    return stmt
+
+
+def _element(attr: Attr, value: Any) -> dict[str, Any]:
+    vr = attr.vr
+    if value is None or value == "" or value == []:
+        return {"vr": vr}
+    values = value if isinstance(value, list) else [value]
+    if vr == "PN":
+        values = [{"Alphabetic": str(v)} for v in values]
+    elif vr in ("IS", "US"):
+        values = [int(v) for v in values]
+    return {"vr": vr, "Value": values}
+
+
+def _attrs_of(level: str, include: set[str]) -> list[Attr]:
+    wanted = [a for a in ATTRS.values() if a.level == level]
+    if level != "study":
+        above = [a for a in ATTRS.values() if LEVELS.index(a.level) < LEVELS.index(level)
+                 and a.keyword != "ModalitiesInStudy"]
+        wanted += [a for a in above if a.keyword in include or "all" in include
+                   or a.keyword in ("StudyInstanceUID", "SeriesInstanceUID")]
+    return wanted
+
+
+def search(session: Any, query: Query, base_url: str) -> list[dict[str, Any]]:
+    """The DICOM JSON results of ``query``."""
+    attrs = _attrs_of(query.level, query.include)
+    if query.level == "study":
+        return _search_studies(session, query, attrs, base_url)
+    src = catalogue()
+    columns = [src.c[a.name].label(a.keyword) for a in attrs]
+    if query.level == "instance":
+        stmt = select(*columns).order_by(src.c.study_uid, src.c.series_uid,
+                                         src.c.instance_number, src.c.sop_instance_uid)
+    else:
+        agg = [c if c.name == "SeriesInstanceUID" else func.min(c.element).label(c.name)
+               for c in columns]
+        stmt = (select(*agg, func.count().label("instances")).group_by(src.c.series_uid)
+                .order_by(src.c.series_uid))
+    stmt = _where(stmt, src, query.filters).limit(query.limit).offset(query.offset)
+    rows = session.execute(stmt).mappings().all()
+    return [_result(query.level, attrs, row, base_url) for row in rows]
+
+
+def _search_studies(session: Any, query: Query, attrs: list[Attr],
+                    base_url: str) -> list[dict[str, Any]]:
+    """Studies match on their received instances (the node's results carry their study's
+    attributes), walked in Study UID order so that a page stops early; their counts and
+    modalities include the results."""
+    src = Instance.__table__
+    columns = [src.c[a.name].label(a.keyword) for a in attrs
+               if a.keyword != "ModalitiesInStudy"]
+    agg = [c if c.name == "StudyInstanceUID" else func.min(c.element).label(c.name)
+           for c in columns]
+    stmt = select(*agg).group_by(src.c.study_uid).order_by(src.c.study_uid)
+    stmt = _where(stmt, src, query.filters).limit(query.limit).offset(query.offset)
+    rows = [dict(r) for r in session.execute(stmt).mappings()]
+    if rows:
+        every = catalogue()
+        page = every.c.study_uid.in_([r["StudyInstanceUID"] for r in rows])
+        counts = {uid: (n, series) for uid, n, series in session.execute(
+            select(every.c.study_uid, func.count(), func.count(distinct(every.c.series_uid)))
+            .where(page).group_by(every.c.study_uid))}
+        modalities: dict[str, list[str]] = {}
+        for uid, modality in session.execute(
+                select(every.c.study_uid, every.c.modality).where(page)
+                .group_by(every.c.study_uid, every.c.modality).order_by(every.c.modality)):
+            if modality:
+                modalities.setdefault(uid, []).append(modality)
+        for r in rows:
+            r["instances"], r["series"] = counts.get(r["StudyInstanceUID"], (0, 0))
+            r["ModalitiesInStudy"] = modalities.get(r["StudyInstanceUID"], [])
+    return [_result("study", attrs, row, base_url) for row in rows]
+
+
+_COUNTS: dict[str, list[tuple[str, str]]] = {
+    "study": [("NumberOfStudyRelatedSeries", "series"),
+              ("NumberOfStudyRelatedInstances", "instances")],
+    "series": [("NumberOfSeriesRelatedInstances", "instances")],
+    "instance": [],
+}
+_as_attr: Callable[[str], Attr] = lambda k: Attr(k, None, "")  # noqa: E731
+
+
+def _result(level: str, attrs: list[Attr], row: Any, base_url: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for a in attrs:
+        out[a.tag] = _element(a, row[a.keyword])
+    for keyword, label in _COUNTS[level]:
+        out[_as_attr(keyword).tag] = _element(_as_attr(keyword), row[label])
+    url = f"{base_url}/studies/{row['StudyInstanceUID']}"
+    if level != "study":
+        url += f"/series/{row['SeriesInstanceUID']}"
+    if level == "instance":
+        url += f"/instances/{row['SOPInstanceUID']}"
+    out["00081190"] = {"vr": "UR", "Value": [url]}
+    return dict(sorted(out.items()))

@@ -1,0 +1,288 @@
+"""STOW-RS (PS3.18 section 10.5): ``POST /dicomweb/studies[/{study}]``.
+
+The request body is read as it arrives and each part is streamed into its own file in the
+store's ``incoming/`` directory (:mod:`.multipart`); nothing holds a whole part in memory.
+Once the body is complete and well-formed, each part goes through the same durable path
+as a C-STORE (:mod:`dicom_node.store.check`, :class:`dicom_node.store.intake.Intake`):
+header and structure checks, duplicate policy, link into place with fsync, index row,
+study assembly under the web source's AE title.
+
+A malformed body (truncated, wrong boundary) stores nothing and answers 400; a bad part
+(not DICOM, Study UID other than the URL's) fails alone, listed in FailedSOPSequence,
+while the request's good parts are stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
+
+from dicom_node import metrics
+from dicom_node.db import utcnow
+from dicom_node.http.multipart import MultipartError, MultipartReader, check_boundary
+from dicom_node.http.problem import Problem
+from dicom_node.index.header import HeaderError, InstanceHeader, parse_header
+from dicom_node.index.recorder import Receipt
+from dicom_node.network import spool
+from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
+from dicom_node.store.intake import IndexFailed, Intake
+from dicom_node.store.writer import StoreError
+
+log = logging.getLogger(__name__)
+
+DICOM = "application/dicom"
+DICOM_JSON = "application/dicom+json"
+# PS3.18 table 10.5.3-2 Failure Reasons (the DIMSE C-STORE statuses).
+OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH = 0xA900  # also: a Study Instance UID other than the URL's
+CANNOT_UNDERSTAND = 0xC000
+TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+
+
+class SpoolPart:
+    """One part's body, written to a file in the store's ``incoming/`` as it arrives."""
+
+    def __init__(self, directory: Path, content_type: str, limit: list[int],
+                 on_complete: Callable[[Path], object] | None = None) -> None:
+        self.path = directory / f"{uuid.uuid4().hex}.stow"
+        self.content_type = content_type
+        self.size = 0
+        self._limit = limit  # bytes the whole request may still add (shared by its parts)
+        self._on_complete = on_complete
+        # A failed create or write (disk full, I/O error) fails this part alone (0xA700):
+        # its file is removed and the rest of its bytes are read and dropped.
+        self.error: OSError | None = None
+        self._fd = -1
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as err:
+            self.error = err
+
+    def write(self, data: memoryview) -> None:
+        self._limit[0] -= len(data)
+        if self._limit[0] < 0:
+            raise RequestTooLarge()
+        if self.error is not None:
+            return
+        view = data
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as err:
+            # Kept without its traceback: that would hold this frame's views of the
+            # reader's buffer, which must be released before the buffer is resized.
+            self.error = err.with_traceback(None)
+            self.discard()
+            return
+        self.size += len(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            if self._on_complete is not None and self.error is None:
+                self._on_complete(self.path)
+
+    def discard(self) -> None:
+        self._on_complete = None
+        self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class RequestTooLarge(Exception):
+    """The body passed ``http.max_request_mb``."""
+
+
+class StowBody:
+    """The parts of one STOW-RS request body, spooled to files."""
+
+    def __init__(self, boundary: str, incoming: Path, max_bytes: int,
+                 on_part_complete: Callable[[Path], object] | None = None) -> None:
+        self.incoming = incoming
+        self.on_part_complete = on_part_complete  # e.g. start its fsync while more arrives
+        self.parts: list[SpoolPart] = []
+        self._limit = [max_bytes]
+        self.reader = MultipartReader(check_boundary(boundary), self._on_part)
+
+    def _on_part(self, headers: Message) -> SpoolPart:
+        part = SpoolPart(self.incoming, headers.get_content_type() if headers.get(
+            "Content-Type") else DICOM, self._limit, self.on_part_complete)
+        self.parts.append(part)
+        return part
+
+    def discard(self) -> None:
+        """Remove every spooled part (a rejected request leaves nothing behind)."""
+        for part in self.parts:
+            part.discard()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who sent a STOW-RS request: the web source's AE title, the token's name, the
+    client's address."""
+
+    called_ae: str
+    calling_ae: str
+    peer_address: str | None
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """The outcome of one part: stored (``failure`` 0) or the Failure Reason."""
+
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    study_uid: str | None
+    failure: int = 0
+    comment: str = ""
+
+
+def read_file_header(path: Path | str) -> tuple[InstanceHeader, str]:
+    """The header and transfer syntax of a PS3.10 file; HeaderError if it is not one."""
+    with open(path, "rb") as fh:
+        try:
+            offset = spool.dataset_offset(fh.read(144))
+        except ValueError as err:
+            raise HeaderError(f"not a DICOM PS3.10 file ({err})") from err
+        try:
+            meta = read_file_meta_info(path)
+        except Exception as err:  # pydicom raises many kinds on garbage
+            raise HeaderError(f"unreadable File Meta Information: {err}") from err
+        ts = str(meta.get("TransferSyntaxUID", "") or "")
+        if not ts:
+            raise HeaderError("File Meta lacks the Transfer Syntax UID")
+        header = parse_header(fh, ts, offset)
+    meta_sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip()
+    if meta_sop and meta_sop != header.sop_instance_uid:
+        raise HeaderError("File Meta and dataset SOP Instance UIDs differ")
+    return header, ts
+
+
+def store_part(intake: Intake, part: SpoolPart, source: Source,
+               study_uid: str | None) -> PartResult:
+    """Store one spooled part through the node's receive path (the C-STORE's structure
+    check and intake: duplicate policy, placement with fsync, index row, group). Its
+    file is placed or removed; never raises for bad content."""
+    try:
+        if part.error is not None:
+            log.error("STOW-RS part not stored: cannot write it: %s",
+                      part.error.strerror or part.error)
+            return PartResult(None, None, None, OUT_OF_RESOURCES,
+                              f"cannot write the part: {part.error.strerror or part.error}")
+        if part.content_type != DICOM:
+            return PartResult(None, None, None, TRANSFER_SYNTAX_NOT_SUPPORTED,
+                              f"part media type {part.content_type} is not {DICOM}")
+        try:
+            header, ts = read_file_header(part.path)
+        except HeaderError as err:
+            return PartResult(None, None, None, CANNOT_UNDERSTAND, str(err))
+        ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
+        if study_uid is not None and header.study_uid != study_uid:
+            return PartResult(*ids, DOES_NOT_MATCH,
+                              f"Study Instance UID {header.study_uid} is not the URL's")
+        if not intake.store.has_room():
+            return PartResult(*ids, OUT_OF_RESOURCES, "disk space below the node's reserve")
+        try:
+            check_file(part.path, ts)
+        except StructureError as err:
+            return PartResult(*ids, CANNOT_UNDERSTAND, f"malformed: {err}")
+        except PixelDataMismatch as err:
+            return PartResult(*ids, DOES_NOT_MATCH, str(err))
+        receipt = Receipt(called_ae=source.called_ae, calling_ae=source.calling_ae,
+                          peer_address=source.peer_address, transfer_syntax=ts, path="",
+                          size=0, received_at=utcnow())
+        try:
+            intake.keep(part.path, header, receipt)
+        except StoreError as err:
+            log.error("STOW-RS %s of study %s: %s", header.sop_instance_uid,
+                      header.study_uid, err)
+            return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")
+        except IndexFailed as err:
+            return PartResult(*ids, OUT_OF_RESOURCES, f"index failed: {err}")
+        return PartResult(*ids)
+    finally:
+        part.discard()  # placed: its spool name only; failed: the whole file
+
+
+def response_dataset(results: list[PartResult], base_url: str,
+                     study_uid: str | None) -> Dataset:
+    """The PS3.18 Store Instances Response Module for ``results``."""
+    ds = Dataset()
+    stored = [r for r in results if not r.failure]
+    studies = {r.study_uid for r in stored}
+    if study_uid or len(studies) == 1:
+        ds.RetrieveURL = f"{base_url}/studies/{study_uid or studies.pop()}"
+    if stored:
+        ds.ReferencedSOPSequence = []
+        for r in stored:
+            item = Dataset()
+            item.ReferencedSOPClassUID = r.sop_class_uid
+            item.ReferencedSOPInstanceUID = r.sop_instance_uid
+            item.RetrieveURL = (f"{base_url}/studies/{r.study_uid}/instances/"
+                                f"{r.sop_instance_uid}")
+            ds.ReferencedSOPSequence.append(item)
+    failed = [r for r in results if r.failure]
+    if failed:
+        ds.FailedSOPSequence = []
+        for r in failed:
+            item = Dataset()
+            if r.sop_class_uid:
+                item.ReferencedSOPClassUID = r.sop_class_uid
+            if r.sop_instance_uid:
+                item.ReferencedSOPInstanceUID = r.sop_instance_uid
+            item.FailureReason = r.failure
+            ds.FailedSOPSequence.append(item)
+    return ds
+
+
+def http_status(results: list[PartResult]) -> int:
+    """200 all stored, 202 some failed, 409 all failed (PS3.18 table 10.5.3-1)."""
+    failed = sum(1 for r in results if r.failure)
+    if not failed:
+        return 200
+    return 409 if failed == len(results) else 202
+
+
+def parse_content_type(value: str | None) -> str:
+    """The boundary of a STOW-RS body's Content-Type; Problem 415/400 otherwise."""
+    msg = Message()
+    msg["Content-Type"] = value or ""
+    if msg.get_content_type() != "multipart/related":
+        raise Problem(415, "Unsupported Media Type",
+                      f"STOW-RS takes multipart/related; type=\"{DICOM}\", not "
+                      f"{value or 'no Content-Type'}")
+    part_type = (msg.get_param("type") or DICOM)
+    if not isinstance(part_type, str) or part_type.lower() != DICOM:
+        raise Problem(415, "Unsupported Media Type",
+                      f"this node stores {DICOM} parts (type=\"{part_type}\" given)")
+    boundary = msg.get_boundary()
+    if not boundary:
+        raise Problem(400, "Bad Request", "the Content-Type has no boundary parameter")
+    try:
+        check_boundary(boundary)
+    except MultipartError as err:
+        raise Problem(400, "Bad Request", str(err)) from None
+    return boundary
+
+
+def count(results: list[PartResult], source: str) -> None:
+    """Metrics of the failed parts (stored ones are counted by the intake)."""
+    for r in results:
+        if r.failure:
+            metrics.STORE_FAILURES.labels(f"stow_{r.failure:04x}").inc()
+    n_failed = sum(1 for r in results if r.failure)
+    if n_failed:
+        log.warning("STOW-RS to %s: %d of %d part(s) failed: %s", source, n_failed,
+                    len(results), "; ".join(f"{r.sop_instance_uid or 'part'}: "
+                                            f"0x{r.failure:04X} {r.comment}"
+                                            for r in results if r.failure))

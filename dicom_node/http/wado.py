@@ -1,0 +1,210 @@
+"""WADO-RS (PS3.18 section 10.4): retrieve instances, metadata, bulk data and renderings.
+
+Instances are found through the index and streamed from their files: a study of any size
+goes out as ``multipart/related; type="application/dicom"`` a megabyte at a time. They are
+sent as stored when the client accepts that transfer syntax (``transfer-syntax=*`` or the
+stored UID); otherwise, as PS3.18 asks when no transfer syntax is named, as Explicit VR
+Little Endian, converted (and decompressed) in memory one instance at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.dataelem import DataElement
+from pydicom.uid import UID, ExplicitVRLittleEndian
+from sqlalchemy import select
+
+from dicom_node.http.problem import Problem
+from dicom_node.http.results import catalogue
+
+CHUNK = 1 << 20
+DICOM = "application/dicom"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored instance as the index knows it."""
+
+    study: str
+    series: str
+    sop: str
+    path: str
+    transfer_syntax: str
+    rows: int | None
+    frames: int | None
+
+
+def find(session: Any, study: str, series: str | None = None,
+         sop: str | None = None) -> list[Stored]:
+    """The stored instances of a study, series or one instance; Problem 404 if none."""
+    src = catalogue()  # received instances and the node's results
+    stmt = select(src.c.study_uid, src.c.series_uid, src.c.sop_instance_uid, src.c.path,
+                  src.c.transfer_syntax, src.c.rows, src.c.number_of_frames
+                  ).where(src.c.study_uid == study)
+    if series is not None:
+        stmt = stmt.where(src.c.series_uid == series)
+    if sop is not None:
+        stmt = stmt.where(src.c.sop_instance_uid == sop)
+    rows = [Stored(*r) for r in session.execute(
+        stmt.order_by(src.c.series_uid, src.c.instance_number, src.c.sop_instance_uid))]
+    if not rows:
+        what = "instance" if sop else "series" if series else "study"
+        raise Problem(404, "Not Found", f"no such {what} in this node's store")
+    return rows
+
+
+def _media_ranges(accept: str | None) -> list[tuple[str, Message]]:
+    ranges = []
+    for item in (accept or "*/*").split(","):
+        msg = Message()
+        msg["Content-Type"] = item.strip() or "*/*"
+        ranges.append((msg.get_content_type(), msg))
+    return ranges
+
+
+def accepted_syntaxes(accept: str | None) -> set[str] | None:
+    """The transfer syntaxes a retrieve may use (None: any); Problem 406 if the client
+    accepts no ``multipart/related; type="application/dicom"``."""
+    syntaxes: set[str] = set()
+    for media, msg in _media_ranges(accept):
+        if media in ("*/*", "multipart/*") or (
+                media == "multipart/related" and (msg.get_param("type") or DICOM) == DICOM):
+            ts = msg.get_param("transfer-syntax")
+            if ts == "*" or media != "multipart/related":
+                return None
+            syntaxes.add(str(ts or ExplicitVRLittleEndian))
+    if not syntaxes:
+        raise Problem(406, "Not Acceptable",
+                      f'this node retrieves instances as multipart/related; type="{DICOM}"')
+    return syntaxes
+
+
+def _converted(path: str) -> bytes:
+    """The instance at ``path`` as Explicit VR Little Endian (decompressed if needed)."""
+    ds = pydicom.dcmread(path)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    return out.getvalue()
+
+
+def multipart(instances: list[Stored], syntaxes: set[str] | None,
+              boundary: str) -> Iterator[bytes]:
+    """The multipart body, produced as it is sent."""
+    for inst in instances:
+        as_stored = syntaxes is None or inst.transfer_syntax in syntaxes
+        ts = inst.transfer_syntax if as_stored else ExplicitVRLittleEndian
+        yield (f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={ts}\r\n"
+               f"Content-Location: /studies/{inst.study}/series/{inst.series}/instances/"
+               f"{inst.sop}\r\n\r\n").encode()
+        if as_stored:
+            with open(inst.path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    yield chunk
+        else:
+            yield _converted(inst.path)
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def new_boundary() -> str:
+    return uuid.uuid4().hex
+
+
+def check_convertible(instances: list[Stored], syntaxes: set[str] | None) -> None:
+    """Problem 406 if an instance is neither stored in nor convertible to what is asked."""
+    if syntaxes is None or ExplicitVRLittleEndian in syntaxes:
+        return
+    bad = sorted({i.transfer_syntax for i in instances if i.transfer_syntax not in syntaxes})
+    if bad:
+        raise Problem(406, "Not Acceptable",
+                      f"instances are stored as {', '.join(bad)}; this node converts only "
+                      f"to Explicit VR Little Endian ({ExplicitVRLittleEndian})")
+
+
+# -- metadata and bulk data -------------------------------------------------------------
+
+def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
+    """The instance's DICOM JSON, bulk data (Pixel Data, large binary values) by URI."""
+    ds = pydicom.dcmread(inst.path, stop_before_pixels=True)
+
+    def bulk(elem: DataElement) -> str:
+        return f"{instance_url}/bulk/{elem.tag:08X}"
+
+    body = ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk)
+    if inst.rows:
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        encapsulated = UID(inst.transfer_syntax).is_compressed
+        body["7FE00010"] = {"vr": "OB" if encapsulated or bits <= 8 else "OW",
+                            "BulkDataURI": f"{instance_url}/bulk/7FE00010"}
+    return body
+
+
+def bulk_value(inst: Stored, tag: str) -> bytes:
+    """The raw value of a top-level binary element; Problem 404 if there is none."""
+    ds = pydicom.dcmread(inst.path)
+    try:
+        elem = ds[int(tag, 16)]
+    except (KeyError, ValueError):
+        raise Problem(404, "Not Found", f"instance has no bulk data element {tag}") from None
+    if not isinstance(elem.value, bytes | bytearray):
+        raise Problem(404, "Not Found", f"element {tag} is not bulk data")
+    return bytes(elem.value)
+
+
+# -- rendered ---------------------------------------------------------------------------
+
+RENDERED = {"image/jpeg": "JPEG", "image/png": "PNG"}
+
+
+def rendered_type(accept: str | None) -> str:
+    """``image/jpeg`` (the default) or ``image/png``; Problem 406 otherwise."""
+    for media, _ in _media_ranges(accept):
+        if media in RENDERED:
+            return media
+        if media in ("*/*", "image/*"):
+            return "image/jpeg"
+    raise Problem(406, "Not Acceptable", "rendered images are image/jpeg or image/png")
+
+
+def render(inst: Stored, media: str) -> bytes:
+    """An 8-bit rendering of a single-frame image: modality LUT, then its window (or the
+    full range), MONOCHROME1 inverted; colour images as they are."""
+    if not inst.rows:
+        raise Problem(400, "Bad Request", "the instance has no pixel data to render")
+    if (inst.frames or 1) > 1:
+        raise Problem(400, "Bad Request", "rendering of multi-frame images is not supported")
+    ds = pydicom.dcmread(inst.path)
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    pixels = ds.pixel_array
+    if ds.get("SamplesPerPixel", 1) == 1:
+        values = apply_modality_lut(pixels, ds).astype(np.float64)
+        if "WindowCenter" in ds or "VOILUTSequence" in ds:
+            values = apply_voi_lut(values, ds).astype(np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low or 1.0) * 255.0
+        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+            scaled = 255.0 - scaled
+        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    else:
+        image = Image.fromarray(pixels.astype(np.uint8))
+    out = io.BytesIO()
+    image.save(out, format=RENDERED[media])
+    return out.getvalue()
+
+
+def instance_url(base: str, inst: Stored) -> str:
+    return f"{base}/studies/{inst.study}/series/{inst.series}/instances/{inst.sop}"
+
