@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 from dicom_node import metrics
 from dicom_node.db import Database
 from dicom_node.jobs.broker import TASK, make_app, queues_of
-from dicom_node.jobs.inputs import JobInputs, SharedFilesystem
+from dicom_node.jobs.inputs import JobInputs, SharedFilesystem, WadoRsInputs
 from dicom_node.jobs.pipeline import JobRunner
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.workers import Heartbeat, WorkerIdentity
@@ -50,6 +50,16 @@ def _serve_metrics(cfg: NodeConfig) -> str | None:
     return f"http://{host}:{bound}/metrics"
 
 
+def make_inputs(cfg: NodeConfig) -> JobInputs:
+    """Where this worker reads job inputs (``worker.inputs``)."""
+    w = cfg.worker
+    if w.inputs == "wado-rs":
+        assert w.node_url is not None  # checked by the settings
+        return WadoRsInputs(w.node_url, Path(cfg.data_dir).resolve() / "fetched",
+                            token=w.node_token)
+    return SharedFilesystem()
+
+
 def run_worker(cfg: NodeConfig, db: Database, inputs: JobInputs | None = None) -> None:
     """Load the models, report for duty, consume until SIGTERM/SIGINT."""
     registry = load_registry(cfg)
@@ -59,8 +69,8 @@ def run_worker(cfg: NodeConfig, db: Database, inputs: JobInputs | None = None) -
     store = InstanceStore(Path(cfg.data_dir), reserve_bytes=cfg.disk_reserve_mb * 2**20)
     store.open()
     queue = JobQueue(db, lease_seconds=cfg.jobs.lease_seconds)
-    runner = JobRunner(db, queue, store, registry, lambda: cfg,
-                       inputs=inputs or SharedFilesystem())
+    inputs = inputs or make_inputs(cfg)
+    runner = JobRunner(db, queue, store, registry, lambda: cfg, inputs=inputs)
     queues = queues_of(models)
     me = WorkerIdentity(
         name=cfg.worker.name or default_name(), host=socket.gethostname(), pid=os.getpid(),
@@ -87,15 +97,16 @@ def run_worker(cfg: NodeConfig, db: Database, inputs: JobInputs | None = None) -
             log.exception("job %s crashed its worker", claim.job_id)
             runner.crashed(claim, exc)
         finally:
+            inputs.release()
             heart.release(claim)
             metrics.JOBS_IN_HAND.dec()
             release_free_memory()
 
     @worker_ready.connect(weak=False)
     def _ready(**_kw: object) -> None:
-        log.info("dicom-node worker %s ready: models %s; queues %s; metrics %s", me.name,
-                 ", ".join(models) or "(none: forward jobs only)", ", ".join(queues),
-                 me.metrics_url or "off")
+        log.info("dicom-node worker %s ready: models %s; queues %s; inputs %s; metrics %s",
+                 me.name, ", ".join(models) or "(none: forward jobs only)", ", ".join(queues),
+                 cfg.worker.inputs, me.metrics_url or "off")
 
     heart.start()
     try:

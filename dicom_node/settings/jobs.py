@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dicom_node import __version__
 from dicom_node.delivery.retry import RetryPolicy
@@ -122,3 +122,16 @@ class WorkerSettings(BaseModel):
         None, ge=0, le=65535, description="Serve Prometheus /metrics on this port "
         "(0: any free port, recorded in `workers list`); None: off.")
     metrics_address: str = "0.0.0.0"
+    inputs: Literal["shared", "wado-rs"] = Field(
+        "shared", description="shared: read inputs where the node stored them (its data "
+        "directory mounted at the same path); wado-rs: fetch them from node_url.")
+    node_url: str | None = Field(
+        None, description="inputs: wado-rs. The node's HTTP face, e.g. http://node:8080.")
+    node_token: str | None = Field(
+        None, description="inputs: wado-rs. A bearer token with the read role on the node.")
+
+    @model_validator(mode="after")
+    def _wado_needs_url(self) -> WorkerSettings:
+        if self.inputs == "wado-rs" and not self.node_url:
+            raise ValueError("inputs: wado-rs needs node_url (the node's HTTP face)")
+        return self

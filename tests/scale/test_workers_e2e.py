@@ -190,3 +190,40 @@ def test_broker_restarted_and_flushed_mid_burst_nothing_lost_nothing_twice(
     assert Counter(sops) == Counter(_outputs(url))
     assert all(n == 1 for n in Counter(sops).values())
     assert [r[0] for r in query(url, "select count(*) from delivery_attempts")] == [12]
+
+
+def test_worker_without_shared_filesystem_fetches_inputs_by_wado_rs(tmp_path, postgres,
+                                                                     broker):
+    """worker.inputs: wado-rs with a read token: each input comes from the node's WADO-RS
+    into the worker's spool (emptied after the job); results delivered once each."""
+    url = postgres.create_database()
+    pk = model_packages(tmp_path / "models")
+    studies = _studies(tmp_path / "in", 3, 0)
+    token = "worker-read-token-0123456789"
+    with StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"]) as pacs:
+        cfg = node_config(url, broker.url, pacs.port)
+        cfg["http"] = {"tokens": [{"name": "workers", "token": token, "role": "read"}]}
+        node = NodeProcess(tmp_path / "node", config=cfg)
+        with node:
+            w = worker(tmp_path, "ww", cfg, [pk["tiny-cr"]])
+            w.config["worker"].update(inputs="wado-rs", node_url=node.http_url,
+                                      node_token=token)
+            w.write_config()
+            with w:
+                logs = lambda: node.log() + w.log()  # noqa: E731
+                for files in studies:
+                    storescu(node.port, files)
+                wait_until(lambda: sum(r[1] == "done" for r in jobs(url)) == 3, 90,
+                           "3 jobs done", logs)
+                time.sleep(1)
+                metrics = requests.get(node.http_url + "/metrics", timeout=10).text
+        files = pacs.received()
+    assert w.log().count("fetched 1 instance(s) via WADO-RS") == 3
+    assert not (w.workdir / "data" / "fetched").exists()  # spool emptied after each job
+    wado = [s for f in text_string_to_metric_families(metrics) for s in f.samples
+            if s.name == "dicom_node_http_requests_total" and s.labels["method"] == "GET"
+            and s.labels["route"].endswith("/instances/{instance}")
+            and s.labels["status"] == "200"]
+    assert sum(s.value for s in wado) == 3, wado
+    sops = delivered_sops(files)
+    assert Counter(sops) == Counter(_outputs(url)) and len(set(sops)) == len(sops)
