@@ -90,7 +90,17 @@ def test_prometheus_scrapes_each_worker_on_its_metrics_port() -> None:
     targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"]
                for t in sc["targets"]}
     port = yaml.safe_load((DOCKER / "worker.compose.yaml").read_text())["worker"]["metrics_port"]
-    assert targets == {f"worker-1:{port}", f"worker-2:{port}"}
+    node_http = yaml.safe_load((DOCKER / "node.compose.yaml").read_text())["http"]["port"]
+    assert targets == {f"worker-1:{port}", f"worker-2:{port}", f"dicom-node:{node_http}"}
+
+
+def test_workers_fetch_by_wado_rs_with_a_token_the_node_grants() -> None:
+    node = yaml.safe_load((DOCKER / "node.compose.yaml").read_text())
+    worker = yaml.safe_load((DOCKER / "worker.compose.yaml").read_text())["worker"]
+    assert worker["inputs"] == "wado-rs"
+    assert worker["node_url"] == f"http://dicom-node:{node['http']['port']}"
+    assert any(t["token"] == worker["node_token"] and t["role"] in ("read", "admin")
+               for t in node["http"]["tokens"])
 
 
 def test_image_default_command_starts_a_node_here(tmp_path: Path) -> None:
