@@ -73,6 +73,9 @@ class Node:
         results). Returns the changed settings that only a restart applies."""
         restart = [key for key in _RESTART_KEYS
                    if getattr(new, key) != getattr(self.config, key)]
+        # Who runs jobs (and the broker the sweeper publishes to) is built at start.
+        restart += [f"jobs.{key}" for key in ("executor", "broker_url", "workers")
+                    if getattr(new.jobs, key) != getattr(self.config.jobs, key)]
         self.config = new
         log.info("configuration reloaded: %d route(s), %d destination(s)%s",
                  len(new.routes), len(new.destinations),
