@@ -72,13 +72,16 @@ def _ago(when: dt.datetime | None) -> str:
 
 @workers_app.command("list")
 def list_workers(config: Path | None = CONFIG_OPT, data_dir: Path | None = DATA_DIR_OPT,
+                 hours: float = typer.Option(24, help="Workers seen in the last N hours."),
                  ) -> None:
-    """Every worker that reported: host, models, provider, jobs in hand, last seen."""
+    """Workers that reported recently: host, models, provider, jobs in hand, last seen."""
     cfg = load_node_config(config, data_dir)
     lease = dt.timedelta(seconds=cfg.jobs.lease_seconds)
     db = open_database(config, data_dir)
     with db.session() as s:
-        rows = s.scalars(select(WorkerRecord).order_by(WorkerRecord.last_seen.desc())).all()
+        rows = s.scalars(select(WorkerRecord)
+                         .where(WorkerRecord.last_seen >= utcnow() - dt.timedelta(hours=hours))
+                         .order_by(WorkerRecord.last_seen.desc())).all()
     table = Table(title=f"workers ({len(rows)})")
     for col in ("name", "host", "pid", "models", "provider", "jobs in hand", "last seen",
                 "status", "metrics"):

@@ -107,6 +107,7 @@ class Sweeper:
                    for job_id, models, study in rows]
         waiting = [w for w in waiting if w[2]]
         metrics.JOBS_WAITING_FOR_WORKER.set(len(waiting))
+        self._waiting_logged &= {w[0] for w in waiting}  # forget jobs that left the wait
         for job_id, study, missing in waiting:
             if job_id not in self._waiting_logged:
                 self._waiting_logged.add(job_id)
