@@ -1,24 +1,24 @@
-"""Receive throughput: DCMTK storescu -> DCMTK storescp vs storescu -> dicom-node.
+"""Receive throughput: storescu -> storescp, a stock pynetdicom SCP and dicom-node.
 
-Generates 500 CT slices (512x512, 16-bit, ~250 MB), then for several rounds sends them
-over one association (TCP_NODELAY=1) to (a) storescp writing to a temp dir and (b) our
-node (durable writes + indexing). Prints instances/s and MB/s of each, the ratio
-ours/storescp, and the node's peak RSS (VmHWM).
+Generates CT slices (512x512, 16-bit), then for several rounds sends them over one
+association (TCP_NODELAY=1) to, in the same run:
 
-Two references put the ratio in context, measured in the same rounds: a bare pynetdicom
-SCP whose handler stores nothing (the ceiling of any pynetdicom receiver), and the cost
-of durability on this disk (the node's own spool write and placement of the same files
-with and without fsync, no network). storescp does not fsync; a receiver that must has roughly
-bare pynetdicom's time plus that cost (less whatever of the fsync it overlaps with its
-own work), which turns into an estimated ceiling ratio. The same cost added to storescp's
-own time estimates a receiver as fast as storescp itself that fsyncs each instance before
-it answers: storescu sends the next instance only after the response, so no receiver can
-hide the fsync behind the next transfer.
+- DCMTK storescp writing to a temp dir (no fsync);
+- a *stock* pynetdicom SCP (``stock_pynetdicom_scp.py``: no tweak, its handler writes
+  each ``event.dataset`` to a file with ``save_as``, no fsync);
+- our node (spool, fsync of file and directory, index, then Success).
 
-    python benchmarks/receive.py [--instances 500] [--rounds 5] [--associations 1]
+It also measures the cost of durability on this disk (the node's own write and placement
+of the same files with and without fsync, no network) and prints the *durable ceiling*:
+a receiver as fast as storescp that fsyncs each instance before it answers (storescp's
+time + the fsync cost; storescu waits for each response, so no receiver hides the
+fsync). Goals: node / durable ceiling >= 0.8, node / stock pynetdicom >= 1.0.
 
-``--associations N`` deals the files out to N concurrent storescu processes (for both
-peers), as a PACS sending with several associations would; the issue's target is for 1.
+``--ab`` adds, in every round, the node with each pynetdicom tweak turned off alone
+(``DICOM_NODE_TWEAKS=-name``) and with none, and prints each tweak's gain: a tweak
+stays only if it earns >= 15% node throughput on its own.
+
+    python benchmarks/receive.py [--instances 200] [--rounds 3] [--ab] [--associations 1]
 """
 
 from __future__ import annotations
@@ -91,34 +91,24 @@ def round_storescp(files: list[Path], work: Path, max_pdu: int) -> float:
         proc.wait(10)
 
 
-def round_pynetdicom_floor(files: list[Path]) -> float:
-    """Reference: a bare pynetdicom SCP whose handler stores nothing, tuned like our node
-    (same DUL loop delay, reactor/socket tweaks and inline C-STOREs): the ceiling of any
-    pynetdicom-based receiver on this machine."""
-    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
-
-    from dicom_node.network import inline, reactor
-    from dicom_node.network.scp import DUL_LOOP_DELAY
-
-    reactor.install()
-    _config.LOG_HANDLER_LEVEL = "none"  # as the node does when pynetdicom logs >= WARNING
-
-    def tune(event: evt.Event) -> None:
-        event.assoc.dul._run_loop_delay = DUL_LOOP_DELAY
-        inline.serve_inline(event.assoc)
-
-    ae = AE(ae_title="FLOOR")
-    ae.maximum_pdu_size = 0
-    for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+def round_stock_pynetdicom(files: list[Path], work: Path) -> float:
+    """One round against a stock pynetdicom SCP (its own process, no tweak) that writes
+    each received dataset to a file."""
+    out = work / "stock"
     port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000),
-                                           (evt.EVT_REQUESTED, tune)])
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks/stock_pynetdicom_scp.py"),
+                             str(port), str(out)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        return send(files, "FLOOR", port)
+        wait_for_port(port, timeout=30)
+        secs = send(files, "STOCK", port)
+        got = len(list(out.iterdir()))
+        if got != len(files):
+            raise RuntimeError(f"stock pynetdicom stored {got} of {len(files)}")
+        return secs
     finally:
-        server.shutdown()
+        proc.terminate()
+        proc.wait(10)
 
 
 def round_durability(files: list[Path], work: Path) -> float:
@@ -150,9 +140,11 @@ def round_durability(files: list[Path], work: Path) -> float:
     return max(times[True] - times[False], 0.0)
 
 
-def round_node(files: list[Path], work: Path) -> tuple[float, int]:
-    """One round against our node; return (seconds, peak RSS in kB)."""
-    node = NodeProcess(work / "node", {"logging": {"level": "WARNING"}})
+def round_node(files: list[Path], work: Path, tweaks: str = "all") -> tuple[float, int]:
+    """One round against our node with ``DICOM_NODE_TWEAKS=tweaks``; return (seconds,
+    peak RSS in kB)."""
+    node = NodeProcess(work / "node", {"logging": {"level": "WARNING"}},
+                       env={"DICOM_NODE_TWEAKS": tweaks})
     node.start()
     try:
         secs = send(files, "DICOM_NODE", node.port)
@@ -165,75 +157,93 @@ def round_node(files: list[Path], work: Path) -> tuple[float, int]:
         node.stop()
 
 
+def rate(n: int, secs: list[float]) -> float:
+    """Instances per second of the median round."""
+    return n / statistics.median(secs)
+
+
 def main() -> None:
+    from dicom_node.network.tweaks import TWEAKS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--instances", type=int, default=500)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--instances", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ab", action="store_true",
+                    help="also run the node with each tweak off, and with none")
     ap.add_argument("--associations", type=int, default=1,
-                    help="concurrent storescu associations (the issue's target: 1)")
+                    help="concurrent storescu associations (the goals are for 1)")
     ap.add_argument("--storescp-max-pdu", type=int, default=131072,
                     help="storescp's receive PDU (its largest allowed: 131072)")
     args = ap.parse_args()
     global ASSOCIATIONS
     ASSOCIATIONS = args.associations
+    variants = ["all"]
+    if args.ab:
+        variants += [f"-{name}" for name in TWEAKS] + ["none"]
     with tempfile.TemporaryDirectory(prefix="bench-receive-") as tmp:
         tmpdir = Path(tmp)
         t0 = time.perf_counter()
         files = write_files(iter_ct_series(args.instances, rows=512, cols=512),
                             tmpdir / "src")
+        n = len(files)
         total_mb = sum(f.stat().st_size for f in files) / 1e6
-        print(f"{len(files)} CT slices 512x512x16, {total_mb:.1f} MB "
+        print(f"{n} CT slices 512x512x16, {total_mb:.1f} MB "
               f"(generated in {time.perf_counter() - t0:.1f} s), "
               f"{ASSOCIATIONS} storescu association(s)")
-        theirs, ours, rss, floor, durable = [], [], [], [], []
+        theirs: list[float] = []
+        stock: list[float] = []
+        node: dict[str, list[float]] = {v: [] for v in variants}
+        rss: list[int] = []
         for r in range(args.rounds):
             work = tmpdir / f"round{r}"
-            # Alternate the order so neither side always gets the warmer page cache.
-            if r % 2 == 0:
-                theirs.append(round_storescp(files, fresh(work), args.storescp_max_pdu))
-                s, k = round_node(files, fresh(work))
-            else:
-                s, k = round_node(files, fresh(work))
-                theirs.append(round_storescp(files, fresh(work), args.storescp_max_pdu))
+            peers = ["storescp", "stock", *variants]
+            if r % 2:  # alternate the order: nobody always gets the warmer page cache
+                peers.reverse()
+            for peer in peers:
+                if peer == "storescp":
+                    theirs.append(round_storescp(files, fresh(work), args.storescp_max_pdu))
+                elif peer == "stock":
+                    stock.append(round_stock_pynetdicom(files, fresh(work)))
+                else:
+                    secs, kb = round_node(files, fresh(work), peer)
+                    node[peer].append(secs)
+                    if peer == "all":
+                        rss.append(kb)
             shutil.rmtree(work)
-            ours.append(s)
-            rss.append(k)
-            floor.append(round_pynetdicom_floor(files))
-            print(f"round {r + 1}: storescp {theirs[-1]:.2f} s, bare pynetdicom "
-                  f"{floor[-1]:.2f} s, dicom-node {s:.2f} s, node peak RSS {k / 1024:.0f} MB")
+            print(f"round {r + 1}: storescp {theirs[-1]:.2f} s, stock pynetdicom "
+                  f"{stock[-1]:.2f} s, " + ", ".join(
+                      f"node[{v}] {node[v][-1]:.2f} s" for v in variants))
         # After the rounds: its bulk writes would otherwise slow whatever runs next.
+        durable = []
         for r in range(args.rounds):
             durable.append(round_durability(files, fresh(tmpdir / f"durable{r}")))
             shutil.rmtree(tmpdir / f"durable{r}")
-        print("fsync cost per round: " + ", ".join(f"{d:.2f} s" for d in durable))
-        n = len(files)
-        med_t, med_o = statistics.median(theirs), statistics.median(ours)
-        print(f"storescp   : {n / med_t:7.1f} instances/s {total_mb / med_t:7.1f} MB/s "
-              f"(median of {args.rounds})")
-        med_f = statistics.median(floor)
-        print(f"bare pynd. : {n / med_f:7.1f} instances/s {total_mb / med_f:7.1f} MB/s "
-              f"(median of {args.rounds}; pynetdicom SCP, handler stores nothing)")
-        print(f"dicom-node : {n / med_o:7.1f} instances/s {total_mb / med_o:7.1f} MB/s "
-              f"(median of {args.rounds}; fsync per file + dir, indexed)")
-        print(f"spread (min-max s): storescp {min(theirs):.2f}-{max(theirs):.2f}, bare "
-              f"{min(floor):.2f}-{max(floor):.2f}, dicom-node {min(ours):.2f}-{max(ours):.2f}")
-        print(f"ratio ours/storescp: {med_t / med_o:.2f}   (target >= 0.6)")
-        per_round = [t / o for t, o in zip(theirs, ours, strict=True)]
-        print(f"ratio ours/storescp within each round (same machine state): "
-              f"{', '.join(f'{x:.2f}' for x in per_round)}; median "
-              f"{statistics.median(per_round):.2f}")
-        print(f"ratio bare pynetdicom/storescp: {med_t / med_f:.2f}   "
-              f"ratio ours/bare pynetdicom: {med_f / med_o:.2f}")
-        med_d = statistics.median(durable)
-        print(f"fsync cost : {med_d / n * 1e3:.2f} ms/instance (the node's write, link, fsync "
-              f"of file and directory minus the same without fsync; median of {args.rounds})")
-        print(f"estimated ceiling ratio of a pynetdicom receiver that fsyncs (bare + fsync "
-              f"cost, no parsing or indexing): {med_t / (med_f + med_d):.2f}")
-        # storescu waits for each response and Success may only follow the fsync: a
-        # receiver as fast as storescp itself still adds the whole fsync cost.
-        print(f"estimated ratio of a receiver as fast as storescp that fsyncs each instance "
-              f"before answering (storescp + fsync cost): {med_t / (med_t + med_d):.2f}")
-        print(f"node peak RSS: {max(rss) / 1024:.0f} MB   (target < 300 MB)")
+        fsync_s = statistics.median(durable)
+        ceiling = [t + fsync_s for t in theirs]
+        ours = node["all"]
+        print(f"(medians of {args.rounds} rounds; the machine may be shared: noisy)")
+        print(f"storescp          : {rate(n, theirs):7.1f} instances/s (no fsync)")
+        print(f"durable ceiling   : {rate(n, ceiling):7.1f} instances/s (storescp + measured "
+              f"fsync {fsync_s / n * 1e3:.2f} ms/instance)")
+        print(f"stock pynetdicom  : {rate(n, stock):7.1f} instances/s (save_as, no fsync)")
+        print(f"dicom-node        : {rate(n, ours):7.1f} instances/s "
+              f"{total_mb / statistics.median(ours):.1f} MB/s (fsync, indexed)")
+        print(f"ratio node/durable ceiling : {rate(n, ours) / rate(n, ceiling):.2f}  (goal >= 0.8)")
+        print(f"ratio node/stock pynetdicom: {rate(n, ours) / rate(n, stock):.2f}  (goal >= 1.0)")
+        print("within each round, node/durable ceiling: " + ", ".join(
+            f"{c / o:.2f}" for c, o in zip(ceiling, ours, strict=True)))
+        print(f"node peak RSS: {max(rss) / 1024:.0f} MB")
+        if args.ab:
+            on = rate(n, ours)
+            print("A/B, node throughput with every tweak vs that one off (gain = on/off - 1; "
+                  "keep >= 15%):")
+            for v in variants[1:]:
+                off = rate(n, node[v])
+                per_round = ", ".join(f"{o / a - 1:+.0%}"
+                                      for a, o in zip(ours, node[v], strict=True))
+                label = "all tweaks" if v == "none" else v[1:]
+                print(f"  {label:11s}: off {off:6.1f} instances/s, gain {on / off - 1:+.0%} "
+                      f"(per round {per_round})")
 
 
 if __name__ == "__main__":

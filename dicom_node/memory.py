@@ -7,6 +7,8 @@ import ctypes.util
 import functools
 import logging
 import os
+import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +76,41 @@ def release_free_memory() -> bool:
     resident: after 8 chest X-ray jobs a node held 416 MB; trimming after each, 284 MB."""
     libc = _libc()
     return bool(libc is not None and libc.malloc_trim(0))
+
+
+class _Trimmer:
+    """Runs :func:`release_free_memory` on a daemon thread, at most once per ``delay`` s,
+    after :meth:`soon` was called: after a burst of associations their buffers (PDUs,
+    thread stacks, datasets) are free but stay resident until glibc is asked to give
+    them back (200 concurrent associations left a node at ~400 MB against a 212 MB
+    baseline)."""
+
+    def __init__(self, delay: float = 0.5) -> None:
+        self.delay = delay
+        self._wanted = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def soon(self) -> None:
+        self._wanted.set()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="malloc-trim")
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            time.sleep(self.delay)  # let the rest of a burst close first
+            self._wanted.clear()
+            release_free_memory()
+
+
+_trimmer = _Trimmer()
+
+
+def release_free_memory_soon() -> None:
+    """Ask for :func:`release_free_memory` shortly, on a background thread (cheap to
+    call often: bursts are coalesced)."""
+    _trimmer.soon()

@@ -19,9 +19,10 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom import __version__ as pynetdicom_version
 from pynetdicom.sop_class import Verification
 
-from dicom_node import metrics
+from dicom_node import memory, metrics
 from dicom_node.db import utcnow
 from dicom_node.index.header import (
     HeaderError,
@@ -31,7 +32,7 @@ from dicom_node.index.header import (
     parse_leading_header,
 )
 from dicom_node.index.recorder import Receipt, Recorder
-from dicom_node.network import contexts, inline, reactor, responses, spool
+from dicom_node.network import contexts, guard, inline, recv, responses, spool, tweaks
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
 from dicom_node.store.intake import IndexFailed, Intake
@@ -44,8 +45,6 @@ OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC210  # dataset cannot be parsed
 CANNOT_UNDERSTAND_IDS = 0xC220  # identifying UIDs missing or inconsistent with the request
-
-DUL_LOOP_DELAY = 0.0002
 
 
 def _status(code: int, comment: str, reason: str) -> Dataset:
@@ -88,15 +87,17 @@ class StorageSCP:
         # pynetdicom logs at WARNING or above (the default) they are pure overhead.
         if logging.getLevelName(config.logging.pynetdicom_level) >= logging.WARNING:
             _config.LOG_HANDLER_LEVEL = "none"
-        if reactor.install():
-            log.debug("association reactor wakes on each DIMSE message (pynetdicom tweak)")
-        contexts.install()  # each association copies ~170 contexts: cheaply
-        responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
+        if not guard.install():  # tests/network/test_guards_installed.py fails on this
+            log.error("pynetdicom %s: hostile-input guards NOT installed", pynetdicom_version)
+        self.tweaks = tweaks.enabled()
+        self._install_tweaks()
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
-        spool.install()
         spool.register(self.ae, store.incoming, on_head=self._on_head, admit=store.admit)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes
+        self.ae.network_timeout = config.network_timeout
+        self.ae.acse_timeout = config.acse_timeout
+        self.ae.dimse_timeout = config.dimse_timeout
         self.ae.require_called_aet = False  # checked per configured AE in _on_requested
         for cx in AllStoragePresentationContexts:
             self.ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -106,6 +107,21 @@ class StorageSCP:
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
         self.intake = Intake(store, recorder, config.duplicate_policy)
+
+    def _install_tweaks(self) -> None:
+        """Apply the guarded pynetdicom tweaks ``DICOM_NODE_TWEAKS`` leaves on."""
+        on = self.tweaks
+        if "recv" in on:
+            recv.install()  # after guard: PDU lengths are bounded before this read
+        if "contexts" in on:
+            contexts.install()  # each association copies ~170 contexts: cheaply
+        if "responses" in on:
+            responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
+        if "spool" in on:
+            spool.install(file_meta_too="file_meta" in on)
+        else:
+            spool.chunked_datasets()
+        log.info("pynetdicom tweaks: %s", ", ".join(sorted(on)) or "none")
 
     # -- association control -------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
@@ -125,10 +141,7 @@ class StorageSCP:
                         calling, host, called)
             metrics.ASSOCIATIONS_REJECTED.labels("calling_ae_not_allowed").inc()
             self._reject(assoc, 0x03)
-        else:
-            # pynetdicom's DUL polls its socket and queues with this sleep when idle; the
-            # default (1 ms) adds latency to every C-STORE round trip.
-            assoc.dul._run_loop_delay = DUL_LOOP_DELAY
+        elif "inline" in self.tweaks:
             inline.serve_inline(assoc)  # C-STOREs served on the DUL thread: no hand-offs
 
     @staticmethod
@@ -159,6 +172,7 @@ class StorageSCP:
             _log_rejected_contexts(rejected, f"{r.ae_title}@{r.address}", called)
 
     def _on_closed(self, event: evt.Event) -> None:
+        memory.release_free_memory_soon()
         if spool.discard_partial(event.assoc):
             log.warning("association from %s ended in the middle of a C-STORE: its partial "
                         "data was discarded", event.assoc.requestor.ae_title)
@@ -167,6 +181,13 @@ class StorageSCP:
         if stats is not None:
             log.info("association from %s closed: %d stored, %d failed",
                      event.assoc.requestor.ae_title, stats[0], stats[1])
+
+    @staticmethod
+    def _on_conn_close(event: evt.Event) -> None:
+        # Whatever ended the connection (release, abort, timeout, a refused peer), its
+        # spool file goes, and its buffers are handed back to the OS after a burst.
+        spool.discard_partial(event.assoc)
+        memory.release_free_memory_soon()
 
     def _count(self, event: evt.Event, ok: bool) -> None:
         stats = self._stats.get(id(event.assoc))
@@ -270,11 +291,18 @@ class StorageSCP:
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_RELEASED, self._on_closed),
             (evt.EVT_ABORTED, self._on_closed),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
         self._server = self.ae.start_server(
             (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers)
+        # socketserver listens with a backlog of 5 (pynetdicom documents the attribute):
+        # a burst of connections then waits for the kernel's SYN-ACK retries, up to a
+        # minute, and senders time out. Every connection beyond max_associations must
+        # still be accepted to be answered with an A-ASSOCIATE-RJ.
+        self._server.request_queue_size = max(128, 2 * self.config.max_associations)
+        self._server.socket.listen(self._server.request_queue_size)
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop accepting associations, let active ones finish (up to ``grace`` s), close."""

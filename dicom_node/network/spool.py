@@ -218,24 +218,32 @@ def _named_temporary_file(*args: Any, **kwargs: Any) -> Any:
     return ready.take()
 
 
-def install() -> bool:
-    """Make pynetdicom receive C-STORE datasets into files; return whether spooling into
-    registered directories is active (if pynetdicom differs, its own temp files are used
-    and the handler copies them)."""
+def install(file_meta_too: bool = True) -> bool:
+    """Make pynetdicom receive C-STORE datasets into files spooled in the registered
+    directories (and, with ``file_meta_too``, memoise their File Meta); return whether
+    spooling into registered directories is active (if pynetdicom differs, its own temp
+    files are used and the handler copies them)."""
     global _installed
-    from pynetdicom import _config, dimse_messages
+    from pynetdicom import dimse_messages
 
-    _config.STORE_RECV_CHUNKED_DATASET = True
+    chunked_datasets()
     if _installed:
         return True
     if getattr(dimse_messages, "NamedTemporaryFile", None) is not tempfile.NamedTemporaryFile:
         log.info("spooling into the store not applied: pynetdicom differs from 3.0.x")
         return False
     dimse_messages.NamedTemporaryFile = _named_temporary_file  # type: ignore[attr-defined]
-    if not file_meta.install():
+    if file_meta_too and not file_meta.install():
         log.info("File Meta encoding not memoised: pynetdicom differs from 3.0.x")
     _installed = True
     return True
+
+
+def chunked_datasets() -> None:
+    """pynetdicom's public switch: C-STORE datasets arrive in a file, not in memory."""
+    from pynetdicom import _config
+
+    _config.STORE_RECV_CHUNKED_DATASET = True
 
 
 def dataset_offset(head: bytes) -> int:

@@ -47,6 +47,12 @@ class NodeConfig(BaseModel):
     max_pdu_bytes: int = Field(
         1_048_576, ge=0, description="maximum PDU size we receive; 0 means unlimited"
     )
+    network_timeout: float = Field(
+        60, gt=0, description="seconds a peer may stay silent, even in the middle of a PDU, "
+        "before the association is aborted and its socket closed")
+    acse_timeout: float = Field(
+        30, gt=0, description="seconds to complete association negotiation (ARTIM)")
+    dimse_timeout: float = Field(60, gt=0, description="seconds to wait for a DIMSE message")
     disk_reserve_mb: int = Field(1024, ge=0)
     duplicate_policy: Literal["keep_first", "replace"] = "keep_first"
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

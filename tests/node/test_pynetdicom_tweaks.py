@@ -1,5 +1,5 @@
-"""The guarded pynetdicom tweaks: reactor wake-ups, socket reads, spooling C-STOREs and
-serving them on the DUL thread."""
+"""The guarded pynetdicom tweaks: socket reads, spooling C-STOREs and serving them on the
+DUL thread."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pynetdicom.dsutils import create_file_meta, encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dicom_node.index.header import parse_header
-from dicom_node.network import contexts, file_meta, inline, reactor, responses, spool
+from dicom_node.network import contexts, file_meta, inline, recv, responses, spool
 from dicom_node.synthetic import iter_ct_series
 from tests.node.helpers import spooled_data
 from tests.support.ports import free_port
@@ -36,7 +36,7 @@ from tests.support.ports import free_port
 def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path, list[Any]]]:
     """A pynetdicom SCP with the node's tweaks and its handler's view of each C-STORE
     (the spooled path and its bytes)."""
-    assert reactor.install()
+    assert recv.install()
     assert spool.install()
     incoming = tmp_path / "incoming"
     incoming.mkdir()
@@ -298,4 +298,4 @@ def test_tweaks_install_idempotently() -> None:
     assert file_meta.install() and file_meta.install()
     assert responses.install() and responses.install()
     assert contexts.install() and contexts.install()
-    assert reactor.install() and reactor.install()
+    assert recv.install() and recv.install()

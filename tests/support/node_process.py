@@ -23,7 +23,8 @@ class NodeProcess:
 
     def __init__(self, workdir: Path, config: dict[str, Any] | None = None,
                  port: int | None = None, extra_args: list[str] | None = None,
-                 preexec_fn: Callable[[], None] | None = None) -> None:
+                 preexec_fn: Callable[[], None] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -41,6 +42,7 @@ class NodeProcess:
         self.config_path.write_text(yaml.safe_dump(cfg))
         self.extra_args = extra_args or []
         self.preexec_fn = preexec_fn  # e.g. resource limits for a real fault
+        self.env = env or {}  # added to the environment (e.g. DICOM_NODE_TWEAKS)
         self.log_path = self.workdir / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -62,7 +64,7 @@ class NodeProcess:
 
     def start(self, timeout: float = 30.0) -> NodeProcess:
         """Start the node and wait until it accepts connections."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         log = self.log_path.open("ab")
         earlier = len(self.log())  # a restarted node appends to the same log
         self.proc = subprocess.Popen(

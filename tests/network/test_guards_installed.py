@@ -1,0 +1,60 @@
+"""The private pynetdicom hooks must install on the pynetdicom installed here: no silent
+fallback to stock behaviour in CI. A failure means pynetdicom changed: re-verify the
+hooks on the new version (and the pin in pyproject.toml) before relaxing anything."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pynetdicom
+import pytest
+from packaging.requirements import Requirement
+
+from dicom_node.network import guard, tweaks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _installers() -> dict[str, Callable[[], bool]]:
+    from dicom_node.network import contexts, file_meta, inline, recv, responses, spool
+
+    return {
+        "spool": lambda: spool.install(file_meta_too=False),
+        "file_meta": file_meta.install,
+        "responses": responses.install,
+        "contexts": contexts.install,
+        "inline": inline._check,
+        "recv": recv.install,
+    }
+
+
+def test_pynetdicom_is_in_the_pinned_range() -> None:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    req = next(Requirement(d) for d in deps if d.startswith("pynetdicom"))
+    assert req.specifier.contains(pynetdicom.__version__), (
+        f"pynetdicom {pynetdicom.__version__} outside the verified range {req}")
+    assert req.specifier.contains("3.0.4")  # the version the hooks were verified on
+
+
+def test_receive_guards_install() -> None:
+    assert guard.install(), "hostile-input guards did not install on this pynetdicom"
+
+
+@pytest.mark.parametrize("name", sorted(tweaks.TWEAKS))
+def test_each_kept_tweak_installs(name: str) -> None:
+    installers = _installers()
+    assert set(installers) == set(tweaks.TWEAKS), "a tweak without an install check"
+    assert installers[name](), f"tweak {name} did not install on pynetdicom " \
+                               f"{pynetdicom.__version__}"
+
+
+def test_tweak_switch_parses() -> None:
+    assert tweaks.enabled({}) == frozenset(tweaks.TWEAKS)
+    assert tweaks.enabled({"DICOM_NODE_TWEAKS": "none"}) == frozenset()
+    assert tweaks.enabled({"DICOM_NODE_TWEAKS": "spool"}) == {"spool"}
+    assert tweaks.enabled({"DICOM_NODE_TWEAKS": "-spool"}) == frozenset(tweaks.TWEAKS) - {
+        "spool"}
+    with pytest.raises(ValueError, match="unknown"):
+        tweaks.enabled({"DICOM_NODE_TWEAKS": "turbo"})

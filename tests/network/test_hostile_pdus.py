@@ -1,0 +1,195 @@
+"""Hostile PDUs against a real node (raw sockets): lying lengths, oversized P-DATA, slow
+and idle senders, unknown presentation contexts, invalid state-machine events, odd AE
+titles. Each must be refused (A-ABORT / A-ASSOCIATE-RJ / closed socket) without growing
+the node's memory beyond one PDU per association, leaking fds, threads or spool files,
+and the node must keep serving. Run with the pynetdicom tweaks on and off."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.network import pdus, probe
+from tests.network.conftest import HOSTILE_CONFIG, TWEAK_MODES, start_node
+from tests.support.node_process import NodeProcess
+
+MAX_PDU = 1_048_576  # the node's default max_pdu_bytes
+MB = 1024
+
+
+def _assert_recovered(node: NodeProcess, fds: int, threads: int) -> None:
+    assert probe.echo_ok(node.port), node.log()[-3000:]
+    assert probe.settle(lambda: probe.fds(node.pid), fds, 2) <= fds + 2
+    assert probe.settle(lambda: probe.threads(node.pid), threads, 2) <= threads + 2
+    incoming = node.data_dir / "incoming"
+    assert probe.settle(lambda: len(probe.leftovers(incoming)), 0, 0) == 0
+
+
+def _established(sock: socket.socket) -> None:
+    sock.sendall(pdus.associate_rq())
+    first = next(pdus.read_pdus(sock))
+    assert first.kind == pdus.A_ASSOCIATE_AC, first
+
+
+def test_lying_pdu_length_allocates_nothing(hostile_node: NodeProcess) -> None:
+    node = hostile_node
+    rss0, fds0, threads0 = probe.baseline(node)
+    socks = []
+    for claimed in (256 << 20, 256 << 20):
+        s = pdus.connect(node.port)
+        s.sendall(b"\x01\x00" + claimed.to_bytes(4, "big"))  # before any association
+        socks.append(s)
+    time.sleep(1.0)
+    grown = probe.rss_kb(node.pid) - rss0
+    replies = [list(pdus.read_pdus(s, timeout=10)) for s in socks]
+    for s in socks:
+        s.close()
+    assert grown <= 2 * MAX_PDU // 1024 + 16 * MB, f"RSS grew {grown} kB"
+    assert all(r and r[0].kind == pdus.A_ABORT for r in replies), replies
+    _assert_recovered(node, fds0, threads0)
+
+
+def test_pdata_beyond_max_pdu_is_aborted_not_stored(hostile_node: NodeProcess) -> None:
+    node = hostile_node
+    rss0, fds0, threads0 = probe.baseline(node)
+    ds = pdus.small_ct()
+    with pdus.connect(node.port) as sock:
+        _established(sock)
+        sock.sendall(pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds))))
+        big = pdus.dataset_bytes(ds) + b"\0" * (16 << 20)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x02, big)))
+        got = list(pdus.read_pdus(sock))
+    assert pdus.store_statuses(got) == []
+    assert got and got[-1].kind == pdus.A_ABORT, got
+    assert probe.rss_kb(node.pid) - rss0 <= 2 * MAX_PDU // 1024 + 16 * MB
+    assert not list((node.data_dir / "instances").rglob(f"{ds.SOPInstanceUID}*"))
+    _assert_recovered(node, fds0, threads0)
+
+
+def _unknown_context_store(ds) -> list[bytes]:  # type: ignore[no-untyped-def]
+    return [pdus.p_data(pdus.pdv(99, 0x03, pdus.store_command(ds))),
+            pdus.p_data(pdus.pdv(99, 0x02, pdus.dataset_bytes(ds)))]
+
+
+def _fragments_on_other_context(ds) -> list[bytes]:  # type: ignore[no-untyped-def]
+    return [pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds))),
+            pdus.p_data(pdus.pdv(7, 0x02, pdus.dataset_bytes(ds)))]
+
+
+def _fragments_on_echo_context(ds) -> list[bytes]:  # type: ignore[no-untyped-def]
+    return [pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds))),
+            pdus.p_data(pdus.pdv(pdus.ECHO_CX, 0x02, pdus.dataset_bytes(ds)))]
+
+
+def _second_command_before_dataset(ds) -> list[bytes]:  # type: ignore[no-untyped-def]
+    command = pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds)))
+    return [command, command, pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x02,
+                                                   pdus.dataset_bytes(ds)))]
+
+
+@pytest.mark.parametrize("attack", [_unknown_context_store, _fragments_on_other_context,
+                                    _fragments_on_echo_context,
+                                    _second_command_before_dataset])
+def test_pdata_on_a_context_never_negotiated_is_aborted(hostile_node: NodeProcess,
+                                                        attack) -> None:  # type: ignore[no-untyped-def]
+    node = hostile_node
+    _, fds0, threads0 = probe.baseline(node)
+    ds = pdus.small_ct()
+    got = pdus.exchange_associated(node.port, *attack(ds))
+    assert got[0].kind == pdus.A_ASSOCIATE_AC
+    assert pdus.store_statuses(got) == []  # never Success (nor any answer)
+    assert got[-1].kind == pdus.A_ABORT, got
+    assert not list((node.data_dir / "instances").rglob(f"{ds.SOPInstanceUID}*"))
+    _assert_recovered(node, fds0, threads0)
+
+
+INVALID_SEQUENCES = {
+    # A second A-ASSOCIATE-RQ on an established association
+    "associate_twice": [pdus.associate_rq(), pdus.associate_rq()],
+    # An A-ASSOCIATE-AC sent to the acceptor
+    "ac_to_acceptor": [pdus.pdu(pdus.A_ASSOCIATE_AC, pdus.associate_rq()[6:])],
+    # A release response nobody asked for, then data
+    "release_rp_unasked": [pdus.associate_rq(), pdus.pdu(pdus.A_RELEASE_RP, bytes(4)),
+                           pdus.p_data(pdus.pdv(1, 0x03, pdus.echo_command()))],
+    # P-DATA before any association
+    "pdata_first": [pdus.p_data(pdus.pdv(1, 0x03, pdus.echo_command()))],
+    # A-ABORT and more in one write (events after the state machine went idle)
+    "after_abort": [pdus.associate_rq() + pdus.ABORT_RQ
+                    + pdus.p_data(pdus.pdv(1, 0x03, pdus.echo_command())) + pdus.RELEASE_RQ],
+    # Unknown PDU type, and a truncated A-ASSOCIATE-RQ body
+    "unknown_type": [b"\x09\x00\x00\x00\x00\x02\x00\x00"],
+    "truncated_rq": [pdus.pdu(0x01, pdus.associate_rq()[6:40])],
+    # Non-ASCII and control characters in AE titles
+    "non_ascii_called": [pdus.associate_rq(called="NÖDE_ÿ".encode("latin-1"))],
+    "non_ascii_calling": [pdus.associate_rq(calling="CALLÉ€".encode())],
+    "nul_calling": [pdus.associate_rq(calling=b"\0\0\0\0")],
+    "blank_called": [pdus.associate_rq(called=b" " * 16)],
+}
+
+
+@pytest.mark.parametrize("name", list(INVALID_SEQUENCES))
+def test_invalid_sequences_are_refused_cleanly(hostile_node: NodeProcess, name: str) -> None:
+    node = hostile_node
+    _, fds0, threads0 = probe.baseline(node)
+    t0 = time.monotonic()
+    got = pdus.exchange(node.port, *INVALID_SEQUENCES[name], timeout=30)
+    # The node ends the connection itself, well before the peer would give up.
+    assert time.monotonic() - t0 < 25
+    assert pdus.store_statuses(got) == []
+    if got and got[0].kind == pdus.A_ASSOCIATE_AC:
+        assert got[-1].kind in (pdus.A_ABORT, pdus.A_RELEASE_RP), got
+    _assert_recovered(node, fds0, threads0)
+
+
+@pytest.mark.parametrize("tweaks", TWEAK_MODES)
+def test_slow_and_idle_senders_do_not_lock_others_out(tmp_path: Path, tweaks: str) -> None:
+    node = start_node(tmp_path, tweaks, max_associations=32)
+    try:
+        _, fds0, threads0 = probe.baseline(node)
+        half = pdus.associate_rq()[:40]
+        slow = [pdus.connect(node.port) for _ in range(33)]
+        for s in slow:
+            s.sendall(half)
+        idle = [pdus.connect(node.port) for _ in range(10)]
+        deadline = time.monotonic() + 30
+        for s in slow + idle:  # the node drops each one (ARTIM / network timeout)
+            s.settimeout(max(deadline - time.monotonic(), 0.1))
+            try:
+                while s.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass
+            s.close()
+        _assert_recovered(node, fds0, threads0)
+        assert probe.store_ok(node.port, pdus.small_ct())
+    finally:
+        assert node.stop() == 0, node.log()[-3000:]
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tweaks", TWEAK_MODES)
+def test_many_unknown_context_connections_under_a_low_fd_limit(tmp_path: Path,
+                                                               tweaks: str) -> None:
+    node = NodeProcess(tmp_path, {**HOSTILE_CONFIG, "network_timeout": 10, "acse_timeout": 5},
+                       env={"DICOM_NODE_TWEAKS": tweaks}, preexec_fn=_low_fd_limit)
+    node.start()
+    try:
+        _, fds0, threads0 = probe.baseline(node)
+        ds = pdus.small_ct()
+        for _ in range(180):
+            got = pdus.exchange_associated(node.port, *_unknown_context_store(ds))
+            assert pdus.store_statuses(got) == []
+        _assert_recovered(node, fds0, threads0)
+        assert probe.store_ok(node.port, pdus.small_ct())
+    finally:
+        assert node.stop() == 0, node.log()[-3000:]
