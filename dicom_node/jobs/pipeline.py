@@ -30,6 +30,7 @@ from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.index.tables import Instance
 from dicom_node.jobs.attempts import AttemptLog
 from dicom_node.jobs.convert import image_results
+from dicom_node.jobs.inputs import JobInputs, SharedFilesystem
 from dicom_node.jobs.models import Job, JobOutput, JobState, utcnow
 from dicom_node.jobs.queue import Claim, JobQueue
 from dicom_node.settings.root import NodeConfig
@@ -80,8 +81,10 @@ class JobRunner:
         store: InstanceStore,
         registry: ModelRegistry,
         config: Callable[[], NodeConfig],
+        inputs: JobInputs | None = None,
     ) -> None:
         self.db = db
+        self.inputs: JobInputs = inputs or SharedFilesystem()
         self.queue = queue
         self.store = store
         self.registry = registry
@@ -159,8 +162,8 @@ class JobRunner:
         job = self._load_job(claim.job_id)
         inputs = self._inputs(job)
         if job.action == "forward":
-            outputs = [Output("forward", r.sop_class_uid, r.sop_instance_uid, r.path)
-                       for r in inputs]
+            outputs = [Output("forward", r.sop_class_uid, r.sop_instance_uid,
+                              str(self.inputs.local_path(r))) for r in inputs]
         else:
             outputs = []
             for name in job.models:
@@ -179,10 +182,11 @@ class JobRunner:
         sources: list[Dataset] = []
         skipped: list[str] = []
         for row in inputs:
+            path = self.inputs.local_path(row)
             try:
-                ds = dcmread(row.path)
+                ds = dcmread(path)
             except Exception as exc:
-                raise PermanentJobError(f"cannot read stored input {row.path}: {exc}") from exc
+                raise PermanentJobError(f"cannot read stored input {path}: {exc}") from exc
             ok, reason = model.applies_to(ds)
             if ok:
                 sources.append(ds)
