@@ -192,6 +192,21 @@ def register(app: typer.Typer) -> None:
         from dicom_node.http.server import HttpServer
         from dicom_node.node import PID_FILENAME, Node  # late: config errors answer fast
 
+        # Signals first: a SIGTERM while the node starts stops it cleanly once started.
+        stop = threading.Event()
+        reload_requested = threading.Event()
+        log = logging.getLogger("dicom_node")
+
+        def _on_signal(signum: int, _frame: object) -> None:
+            if signum == signal.SIGHUP:
+                reload_requested.set()
+                return
+            log.info("%s received: shutting down", signal.Signals(signum).name)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _on_signal)
+
         node = None
         try:
             node = Node(cfg)
@@ -212,19 +227,6 @@ def register(app: typer.Typer) -> None:
         sys.stdout.flush()
         pid_file = Path(cfg.data_dir) / PID_FILENAME
         pid_file.write_text(f"{os.getpid()}\n")
-        stop = threading.Event()
-        reload_requested = threading.Event()
-        log = logging.getLogger("dicom_node")
-
-        def _on_signal(signum: int, _frame: object) -> None:
-            if signum == signal.SIGHUP:
-                reload_requested.set()
-                return
-            log.info("%s received: shutting down", signal.Signals(signum).name)
-            stop.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _on_signal)
         while not stop.wait(0.2):
             if reload_requested.is_set():
                 reload_requested.clear()
