@@ -15,7 +15,7 @@ from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.service import default_rules
 from dicom_node.model_registry import model_manifests
 from dicom_node.settings.root import NodeConfig
-from tests.jobs.conftest import add_group
+from tests.jobs.support import add_group
 
 
 def _view(db: Database, gid: int, views: list[str]) -> None:
