@@ -219,7 +219,7 @@ def _test_model(node: Any, name: str, data: bytes) -> dict[str, Any]:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - pydicom may raise anything on arbitrary bytes
         raise Problem(400, "Bad Request", f"not a readable DICOM file: {err}") from None
     try:
         model = node.jobs.registry.get(name)

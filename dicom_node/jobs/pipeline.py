@@ -100,7 +100,7 @@ class JobRunner:
                                     policy=policy)
             metrics.JOBS_FINISHED.labels(state.value).inc()
 
-    def crashed(self, claim: Claim, exc: BaseException) -> None:
+    def crashed(self, claim: Claim, exc: Exception) -> None:
         """Executor hook for an exception that escaped ``__call__`` (a bug)."""
         policy = self.config().jobs.retry
         self.queue.fail(claim, f"internal error: {exc!r}", permanent=False, policy=policy)

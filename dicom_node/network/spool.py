@@ -78,7 +78,7 @@ class SpoolFile:
             on_head, self._on_head = self._on_head, None
             try:
                 on_head(self, data)
-            except Exception:  # a look-ahead only: never let it break the C-STORE
+            except Exception:  # noqa: BLE001 - a look-ahead only: never let it break the C-STORE
                 log.exception("reading the head of %s failed", self.name)
         return total
 
