@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
 from pydicom.dataset import Dataset
+
+
+class _PluginFailuresAtDebug(logging.Filter):
+    """pydicom logs each failing decoder plugin at ERROR with a traceback; the reason
+    reaches the caller in one line (DecodeError), so those records go to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+logging.getLogger("pydicom.pixels.decoders.base").addFilter(_PluginFailuresAtDebug())
 
 
 class DecodeError(ValueError):
@@ -33,7 +47,8 @@ def decode_frames(ds: Dataset) -> np.ndarray:
     except Exception as exc:  # pydicom raises many types for bad/unsupported pixel data
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
         name = getattr(ts, "name", "") or ts
-        raise DecodeError(f"cannot decode PixelData ({name}, {ts}): {exc}") from exc
+        reason = " ".join(str(exc).split())  # pydicom lists each plugin on its own line
+        raise DecodeError(f"cannot decode PixelData ({name}, {ts}): {reason}") from exc
     samples = int(ds.get("SamplesPerPixel", 1))
     frames = number_of_frames(ds)
     if frames == 1 or (samples == 1 and arr.ndim == 2) or (samples > 1 and arr.ndim == 3):

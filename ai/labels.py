@@ -6,8 +6,11 @@ consolidation, 87433001 Pulmonary emphysema, 233604007 Pneumonia, 125605004 Frac
 bone) were checked against several independent public SNOMED-coded sources. Cardiomegaly
 uses 287272002 as DICOM's own context groups do (PS3.16 CID 12248, pydicom's
 ``codes.SCT.Cardiomegaly``): the SR is a DICOM object and viewers map DICOM's codes.
-Labels with no clearly matching concept (xrv's generic "Hernia" is not only hiatal
-hernia 84089009) use ``99DCMNODE``.
+Labels with no concept in DICOM PS3.16 (pydicom's concept dictionary has no SCT or DCM
+code for pleural thickening, hernia, lung lesion or enlarged cardiomediastinum; xrv's
+generic "Hernia" is not only hiatal hernia 84089009) use the private ``99DCMNODE``
+scheme, which the SR declares in its Coding Scheme Identification Sequence
+(``sr_writer.codes.declare_schemes``).
 """
 
 from __future__ import annotations

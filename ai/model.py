@@ -12,11 +12,15 @@ from ai.batcher import DynamicBatcher
 from ai.decode import iter_frames
 from ai.manifest import Manifest
 from ai.package import Package
-from ai.preprocess import Letterbox, crop_heatmap, preprocess_frame
+from ai.preprocess import SUPPORTED_PHOTOMETRIC, Letterbox, crop_heatmap, preprocess_frame
 from ai.session import RuntimeOptions
 from ai.types import Code, ImageResult, LabelResult, ModelIdentity
 
 log = logging.getLogger(__name__)
+
+# Modalities of objects that carry pixel data but are not images of the patient.
+NOT_IMAGES = frozenset({"SEG", "SR", "DOC", "KO", "PR", "PLAN", "RWV", "REG", "FID",
+                        "RTDOSE", "RTPLAN", "RTRECORD", "RTSTRUCT"})
 
 
 def activate(scores: np.ndarray, activation: str) -> np.ndarray:
@@ -69,7 +73,20 @@ class Model:
         return self._session.run({self.manifest.input.name: batch}, self._output_names)
 
     def applies_to(self, ds: Dataset) -> tuple[bool, str]:
-        """Whether the manifest's input filters accept ``ds``, and why not."""
+        """Whether the manifest's input filters accept ``ds``, and why not.
+
+        Besides the manifest's filters (an empty list accepts anything), objects that
+        are not images of the patient (segmentations, dose grids, reports...) and
+        photometric interpretations the runtime cannot turn into a tensor are refused
+        here, before any decoding.
+        """
+        modality = str(ds.get("Modality", "") or "").strip().upper()
+        if modality in NOT_IMAGES:
+            return False, f"Modality {modality!r} is not an image a model analyses"
+        photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
+        if photometric and photometric not in SUPPORTED_PHOTOMETRIC:
+            return False, (f"PhotometricInterpretation {photometric!r} cannot be "
+                           f"preprocessed (supported: {list(SUPPORTED_PHOTOMETRIC)})")
         a = self.manifest.applies_to
         checks = (
             ("Modality", a.modalities),

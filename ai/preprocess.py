@@ -11,11 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi
 
 from ai.manifest import InputSpec, NormalizeSpec, PreprocessSpec, WindowSpec
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+# Colour the decoder hands over as RGB, and palettes applied here.
+COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
+SUPPORTED_PHOTOMETRIC = (*MONOCHROME, *COLOUR, "PALETTE COLOR")
 
 
 class PreprocessError(ValueError):
@@ -188,6 +191,12 @@ def preprocess_frame(stored: np.ndarray, ds: Dataset, spec: PreprocessSpec, inp:
         x = modality_lut(stored, ds)
         x = voi(x, ds, spec.window)
         x = invert_if_monochrome1(x, photometric)
+    elif photometric == "PALETTE COLOR" and stored.ndim == 2:
+        try:
+            rgb = apply_color_lut(stored, ds)
+        except Exception as exc:  # a missing or malformed palette, named
+            raise PreprocessError(f"PALETTE COLOR lookup tables: {exc}") from exc
+        x = (rgb.astype(np.float32) / float(np.iinfo(rgb.dtype).max)).clip(0, 1)
     elif stored.ndim == 3 and stored.shape[-1] == 3:
         x = _colour_to_unit(stored, ds)
     else:

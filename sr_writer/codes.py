@@ -1,4 +1,5 @@
-"""Coded concepts the writers use (DCM, SCT, LOINC, UCUM, 99IHE).
+"""Coded concepts the writers use (DCM, SCT, LOINC, UCUM, 99IHE), and the declaration
+of every other coding scheme a result uses.
 
 Every standard code here was checked against the DICOM content mapping resource as
 shipped in pydicom's concept dictionary (the context group is named where it matters).
@@ -6,7 +7,11 @@ shipped in pydicom's concept dictionary (the context group is named where it mat
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from highdicom.sr import CodedConcept
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 
 from sr_writer.inputs import Code
 
@@ -79,3 +84,41 @@ def procedure_for(modality: str, override: tuple[str, str, str] | None) -> Coded
     if override is not None:
         return CodedConcept(*override)
     return PROCEDURE_BY_MODALITY.get(modality.upper(), IMAGING_PROCEDURE)
+
+
+# Designators defined in PS3.16 Table 8-1 that results may carry (highdicom writes
+# RFC5646 for the language): never declared. Private ones ("99...") always are.
+STANDARD_SCHEMES = frozenset({"DCM", "SCT", "SRT", "LN", "UCUM", "RFC5646", "NCIt", "FMA",
+                              "RADLEX", "UMLS", "ISO639_1", "ISO639_2", "ISO3166_1"})
+# Names of the private schemes this project writes.
+SCHEME_NAMES = {
+    "99DCMNODE": ("dicom-node private codes (findings without a PS3.16 code)",
+                  "dicom-node project"),
+    "99IHE": ("IHE Radiology Technical Framework codes", "IHE"),
+}
+
+
+def _designators(items: Iterable[Dataset]) -> Iterator[str]:
+    for item in items:
+        for element in item:
+            if element.keyword == "CodingSchemeDesignator":
+                yield str(element.value)
+            elif element.VR == "SQ" and element.keyword != "CodingSchemeIdentificationSequence":
+                yield from _designators(element.value)
+
+
+def declare_schemes(ds: Dataset) -> None:
+    """Add a Coding Scheme Identification item for every non-standard scheme ``ds`` uses
+    (PS3.3 C.12.1.1.2: schemes other than the DICOM-defined ones are declared)."""
+    declared = [item for item in ds.get("CodingSchemeIdentificationSequence", [])]
+    known = {str(item.CodingSchemeDesignator) for item in declared}
+    for designator in sorted(set(_designators([ds])) - known - STANDARD_SCHEMES):
+        item = Dataset()
+        item.CodingSchemeDesignator = designator
+        name, organization = SCHEME_NAMES.get(designator, (designator, None))
+        item.CodingSchemeName = name
+        if organization:
+            item.CodingSchemeResponsibleOrganization = organization
+        declared.append(item)
+    if declared:
+        ds.CodingSchemeIdentificationSequence = DicomSequence(declared)

@@ -12,6 +12,7 @@ from pydicom.sr.codedict import codes
 from sr_writer.codes import PROCESSING_ALGORITHM
 from sr_writer.inputs import ModelIdentity
 from sr_writer.options import DEFAULT_CAUTION, DEMO_CAUTION, WriteOptions
+from sr_writer.source_values import UNPAIRED_BODY_PARTS, sanitized_copy
 
 # Patient and General Study attributes copied verbatim from the source (when present)
 # on top of what highdicom copies itself.
@@ -63,7 +64,9 @@ HEADER_ATTRIBUTES = (
 
 
 def header(ds: Dataset) -> Dataset:
-    """A pixel-free copy of the source attributes the writers need (type 2 filled)."""
+    """A pixel-free copy of the source attributes the writers need (type 2 filled),
+    with values that would be invalid in a result fixed or dropped
+    (:mod:`sr_writer.source_values`)."""
     out = Dataset()
     for keyword in HEADER_ATTRIBUTES:
         if keyword in ds:
@@ -71,7 +74,7 @@ def header(ds: Dataset) -> Dataset:
     for keyword, empty in TYPE2_DEFAULTS.items():
         if keyword not in out:
             setattr(out, keyword, empty)
-    return out
+    return sanitized_copy(out)
 
 
 def copy_extra_patient_study(target: Dataset, source: Dataset) -> None:
@@ -178,16 +181,18 @@ def settle_character_set(ds: Dataset) -> None:
 
 
 def copy_laterality(target: Dataset, source: Dataset) -> None:
-    """Body Part Examined and Laterality (General Series) from the source.
+    """Body Part Examined and Laterality (General Series) from the (sanitised) source.
 
-    Laterality is type 2C (paired body parts); without a body part or laterality in
-    the source it is written empty (unknown).
+    Laterality is type 2C: required for paired body parts, absent for unpaired ones
+    (PS3.16 Annex L). The source's R/L is kept; otherwise it is left out for an unpaired
+    body part and written empty (unknown) for any other or no body part.
     """
-    if source.get("BodyPartExamined"):
-        target.BodyPartExamined = source.BodyPartExamined
+    body_part = str(source.get("BodyPartExamined", "") or "")
+    if body_part:
+        target.BodyPartExamined = body_part
     if source.get("Laterality"):
         target.Laterality = source.Laterality
-    elif not source.get("BodyPartExamined"):
+    elif body_part.upper() not in UNPAIRED_BODY_PARTS:
         target.Laterality = None
 
 

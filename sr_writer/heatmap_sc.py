@@ -47,7 +47,9 @@ def select(results: Sequence[ImageResult], options: WriteOptions
 
 
 def _scaled_spacing(source: Dataset, shape: tuple[int, int]) -> tuple[float, float] | None:
-    """The source's Pixel Spacing for the resized image (row, column spacing in mm)."""
+    """The source's Pixel Spacing for the resized image (row, column spacing in mm).
+
+    ``source`` is the sanitised header: an invalid spacing (zero) is already gone."""
     spacing = source.get("PixelSpacing")
     if spacing is None or len(spacing) != 2:
         return None
@@ -85,7 +87,7 @@ def build_heatmap(
         *([(DEMO_NOTICE, render.CAUTION, True)] if model.demo else []),
         (caution_line(model, options), render.CAUTION, True),
     ]
-    orientation = patient_orientation(source)
+    orientation = patient_orientation(header)  # sanitised: an invalid one is gone
     markers = render.side_markers(orientation)
     pixels = render.compose(image, lines, legend=True, floor=options.heatmap_floor,
                             markers=markers)
@@ -101,7 +103,7 @@ def build_heatmap(
         instance_number=instance_number,
         when=when,
         orientation=orientation,
-        pixel_spacing=_scaled_spacing(source, shape),
+        pixel_spacing=_scaled_spacing(header, shape),
         derivation=(
             f"Source windowed for display and resized by 1/{factor:.3g}; heatmap of "
             f"{label.name} from {model.name} {model.version} blended over it; "

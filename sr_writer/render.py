@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 from sr_writer.errors import ResultWriteError
 
@@ -87,32 +87,47 @@ def output_shape(rows: int, cols: int, max_size: int) -> tuple[int, int]:
     return max(1, round(rows * scale)), max(1, round(cols * scale))
 
 
+COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
+
+
 def _stored_frame(ds: Dataset, frame: int | None) -> np.ndarray:
+    """The frame as stored (greyscale), or as RGB (colour and PALETTE COLOR sources)."""
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ResultWriteError(f"source {ds.SOPInstanceUID} has no pixel data")
-    if int(getattr(ds, "SamplesPerPixel", 1)) != 1:
-        raise ResultWriteError(
-            f"source {ds.SOPInstanceUID}: only greyscale sources can be rendered "
-            f"(SamplesPerPixel {ds.SamplesPerPixel})"
-        )
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    samples = int(getattr(ds, "SamplesPerPixel", 1))
+    if samples == 3 and photometric not in COLOUR:
+        raise ResultWriteError(f"source {ds.SOPInstanceUID}: PhotometricInterpretation "
+                               f"{photometric!r} cannot be rendered")
+    if samples not in (1, 3):
+        raise ResultWriteError(f"source {ds.SOPInstanceUID}: SamplesPerPixel {samples} "
+                               "cannot be rendered")
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     index = (frame or 1) - 1
     try:
         if frames > 1:
             from pydicom.pixels import pixel_array
 
-            return pixel_array(ds, index=index)
-        return ds.pixel_array
+            stored = pixel_array(ds, index=index)  # colour: YBR converted to RGB
+        else:
+            stored = ds.pixel_array
+        if photometric == "PALETTE COLOR":
+            stored = apply_color_lut(stored, ds)
     except Exception as exc:  # decoding failure of any kind, reported by name
         raise ResultWriteError(f"source {ds.SOPInstanceUID}: cannot decode pixels: {exc}") from exc
+    return stored
 
 
 def _reduce(stored: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Reduce a stored frame to ``shape`` as float32 without a full-size float copy.
 
     Integer-factor block means, computed a band of rows at a time (so only one band is
-    ever copied), then a bilinear resize to the exact output shape.
+    ever copied), then a bilinear resize to the exact output shape. Colour frames
+    (rows, cols, 3) are reduced one sample at a time.
     """
+    if stored.ndim == 3:
+        return np.stack([_reduce(stored[..., c], shape) for c in range(stored.shape[2])],
+                        axis=-1)
     rows, cols = stored.shape
     factor = max(1, min(rows // shape[0], cols // shape[1]))
     coarser = factor + 1
@@ -131,23 +146,43 @@ def _reduce(stored: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         small = stored.astype(np.float32)
     if small.shape != shape:
         img = Image.fromarray(small, mode="F").resize((shape[1], shape[0]), Image.BILINEAR)
-        small = np.asarray(img, dtype=np.float32)
+        small = np.array(img, dtype=np.float32)  # a writable copy
     return small
+
+
+def _colour_for_display(ds: Dataset, rgb: np.ndarray, stored_dtype: np.dtype) -> np.ndarray:
+    """RGB samples scaled to [0, 1] by their bit depth (palette output: its LUT's)."""
+    if str(getattr(ds, "PhotometricInterpretation", "")) == "PALETTE COLOR":
+        top = float(np.iinfo(stored_dtype).max) if np.issubdtype(stored_dtype, np.integer) \
+            else 1.0
+    else:
+        top = float(2 ** int(getattr(ds, "BitsStored", 8)) - 1)
+    rgb /= top
+    return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
 def window_for_display(ds: Dataset, frame: int | None, shape: tuple[int, int]) -> np.ndarray:
     """The source frame at ``shape``, windowed for display, as floats in [0, 1].
 
-    Uses the source's Modality LUT (rescale) and VOI LUT/window (first one) through
-    pydicom; without VOI attributes a 1st-99th percentile window is used. MONOCHROME1
-    is inverted so that the result always reads as MONOCHROME2.
+    Greyscale: the source's Modality LUT (rescale, or the LUT Sequence applied to the
+    rounded reduced values) and VOI LUT/window (first one) through pydicom; without VOI
+    attributes a 1st-99th percentile window is used. MONOCHROME1 is inverted so that
+    the result always reads as MONOCHROME2. Colour and PALETTE COLOR sources come back
+    as (rows, cols, 3) RGB.
     """
-    small = _reduce(_stored_frame(ds, frame), shape)
+    stored = _stored_frame(ds, frame)
+    if stored.ndim == 3:
+        return _colour_for_display(ds, _reduce(stored, shape), stored.dtype)
+    small = _reduce(stored, shape)
+    del stored
+    if "ModalityLUTSequence" in ds:  # a lookup table needs integer indices
+        small = np.rint(small).astype(np.int64)
     values = np.asarray(apply_modality_lut(small, ds), dtype=np.float32)
     del small
     has_voi = "WindowCenter" in ds or "VOILUTSequence" in ds
     if has_voi:
-        shown = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float32)
+        voi_input = np.rint(values).astype(np.int64) if "VOILUTSequence" in ds else values
+        shown = np.asarray(apply_voi_lut(voi_input, ds, index=0), dtype=np.float32)
         # The output range of the VOI transform: apply it to the extremes.
         probe = np.array([-1e12, 1e12], dtype=np.float64)
         if "VOILUTSequence" in ds and "WindowCenter" not in ds:
@@ -159,7 +194,7 @@ def window_for_display(ds: Dataset, frame: int | None, shape: tuple[int, int]) -
         lo, hi = (float(x) for x in np.percentile(values, [1.0, 99.0]))
     span = hi - lo if hi > lo else 1.0
     del values
-    out = shown
+    out = shown if shown.flags.writeable else shown.copy()
     out -= lo
     out /= span
     np.clip(out, 0.0, 1.0, out=out)
@@ -197,22 +232,31 @@ def _lut(floor: float) -> tuple[np.ndarray, np.ndarray]:
     return colour, alpha
 
 
-def blend(grey: np.ndarray, heat: np.ndarray | None, opacity: float, floor: float) -> np.ndarray:
-    """Grey image (floats in [0,1]) with ``heat`` overlaid; returns uint8 RGB.
+def blend(base: np.ndarray, heat: np.ndarray | None, opacity: float, floor: float
+          ) -> np.ndarray:
+    """``base`` (grey (H, W) or RGB (H, W, 3) floats in [0,1]) with ``heat`` overlaid;
+    returns uint8 RGB.
 
-    Heat below ``floor`` leaves the grey image untouched. Works one channel at a time
+    Heat below ``floor`` leaves the image untouched. Works one channel at a time
     through 256-entry tables so that the temporaries stay at one output-size plane.
     """
-    out = np.empty((*grey.shape, 3), dtype=np.uint8)
+    rows, cols = base.shape[:2]
+    out = np.empty((rows, cols, 3), dtype=np.uint8)
+
+    def plane(channel: int) -> np.ndarray:
+        return base if base.ndim == 2 else base[..., channel]
+
     if heat is None:
-        out[...] = np.round(grey * 255.0).astype(np.uint8)[..., None]
+        for channel in range(3):
+            out[..., channel] = np.round(plane(channel) * 255.0)
         return out
     colour, rel_alpha = _lut(float(floor))
     index = np.round(heat * 255.0).astype(np.uint8)
     alpha = rel_alpha[index] * np.float32(opacity)
-    base = grey * (1.0 - alpha)
+    keep = 1.0 - alpha
     for channel in range(3):
-        out[..., channel] = np.round((base + colour[index, channel] * alpha) * 255.0)
+        out[..., channel] = np.round((plane(channel) * keep + colour[index, channel] * alpha)
+                                     * 255.0)
     return out
 
 

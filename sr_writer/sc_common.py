@@ -21,6 +21,7 @@ from sr_writer.common import (
 )
 from sr_writer.inputs import ModelIdentity
 from sr_writer.options import WriteOptions
+from sr_writer.source_values import valid_orientation
 
 _DIRECTIONS = (("L", "R"), ("P", "A"), ("H", "F"))
 
@@ -31,20 +32,24 @@ def _letters(vector: Sequence[float]) -> str:
     order = sorted(range(3), key=lambda i: -abs(float(vector[i])))
     for i in order:
         value = float(vector[i])
-        if abs(value) < 1e-4:
+        if abs(value) < 1e-4:  # rounding noise, not obliquity
             continue
         out += _DIRECTIONS[i][0] if value > 0 else _DIRECTIONS[i][1]
-    return out
+    return out[:3]
 
 
 def patient_orientation(source: Dataset) -> tuple[str, str] | None:
-    """The source's Patient Orientation, or one derived from Image Orientation (Patient)."""
-    po = source.get("PatientOrientation")
-    if po is not None and len(po) == 2 and all(po):
-        return str(po[0]), str(po[1])
+    """The source's Patient Orientation, or one derived from Image Orientation (Patient).
+
+    Oblique images get up to three letters per value, principal direction first
+    (e.g. ``PF``), as PS3.3 allows; None when neither attribute gives a valid pair.
+    """
+    po = valid_orientation(source.get("PatientOrientation"))
+    if po is not None:
+        return po
     iop = source.get("ImageOrientationPatient")
     if iop is not None and len(iop) == 6:
-        return _letters(iop[:3]), _letters(iop[3:])
+        return valid_orientation([_letters(iop[:3]), _letters(iop[3:])])
     return None
 
 
@@ -85,7 +90,9 @@ def build_sc(
         study_time=header.StudyTime or None,
         referring_physician_name=header.ReferringPhysicianName,
         pixel_spacing=pixel_spacing,
-        patient_orientation=orientation or ("L", "F"),
+        # highdicom takes single letters only; the full values are set below.
+        patient_orientation=(orientation[0][0], orientation[1][0]) if orientation
+        else ("L", "F"),
         transfer_syntax_uid="1.2.840.10008.1.2.1",
         series_description=series_description(model, "heatmaps"),
         content_date=when.date(),
@@ -97,8 +104,8 @@ def build_sc(
         software_versions=options.software_version,
         institution_name=options.institution_name,
     )
-    if orientation is None:
-        sc.PatientOrientation = None  # type 2: present, empty when unknown
+    # type 2: present, empty when unknown
+    sc.PatientOrientation = list(orientation) if orientation is not None else None
     if not header.PatientSex:
         sc.PatientSex = None
     if not header.StudyDate:

@@ -35,6 +35,7 @@ from sr_writer.common import (
 )
 from sr_writer.inputs import ImageResult, LabelResult, ModelIdentity
 from sr_writer.options import DEMO_NOTICE, WriteOptions
+from sr_writer.source_values import library_view
 from sr_writer.spatial import image_area, region_group, whole_image
 from sr_writer.uids import ResultUIDs
 
@@ -186,16 +187,8 @@ def build_sr(
             referenced_images=library,
         )
 
-    try:
-        content = report(referenced)
-    except AttributeError as exc:
-        # The Image Library entry descriptors need geometry (Patient Orientation and
-        # Imager Pixel Spacing for radiographs; spacing, position, orientation and
-        # slice thickness for slices). Without it the library is left out; the images
-        # are still referenced by every measurement group and in the evidence.
-        log.warning("SR image library left out study=%s: source lacks %s",
-                    first.StudyInstanceUID, exc)
-        content = report(None)
+    # Sources without full geometry get generic library entries (source_values).
+    content = report([library_view(h) for h in referenced])
     if model.demo:
         _add_demo_notice(content, model)
     sr = Comprehensive3DSR(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pydicom.dataset import Dataset
 
 from sr_writer import pmap
+from sr_writer.codes import declare_schemes
 from sr_writer.common import created_at, header
 from sr_writer.errors import ResultWriteError
 from sr_writer.findings_card import build_card
@@ -70,6 +71,7 @@ def write_results(
     first = headers[results[0].sop_instance_uid]
     try:
         sr = build_sr(headers, results, options, uids, when)
+        declare_schemes(sr)
         heatmaps = []
         for number, (result, label) in enumerate(select(results, options), start=1):
             heatmaps.append(build_heatmap(
@@ -85,15 +87,17 @@ def write_results(
                 instance_number=len(heatmaps) + 1, when=when,
             )
         kos = build_kos(headers, results, options, uids, when) if options.kos else None
+        if kos is not None:
+            declare_schemes(kos)
         pmaps = [
             pmap.build_pmap(by_uid, request, options=options, uids=uids,
                             instance_number=number, when=when)
             for number, request in enumerate(
                 pmap.select(results, by_uid) if options.parametric_map else [], start=1)
         ]
-    except ResultWriteError:
-        raise
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+    except (ResultWriteError, MemoryError, OSError):
+        raise  # already named, or a resource problem that may pass
+    except Exception as exc:  # pure computation on the inputs: the same inputs fail again
         raise ResultWriteError(
             f"study {first.StudyInstanceUID}, model {model.name} {model.version}: "
             f"cannot build result objects: {exc}"

@@ -60,21 +60,27 @@ def _write_png(path: Path, heat: np.ndarray) -> None:
 def test_model(
     package_or_name: str = typer.Argument(..., help="Package directory or loaded model name."),
     file: Path = typer.Argument(..., help="DICOM file to run."),
-    out: Path = typer.Option(Path("./heatmaps"), "--out", help="Where heatmap PNGs go."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write one heatmap PNG per label into this directory "
+                            "(created if needed). Without it no file is written."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the results, as JSON, on "
+                                                       "stdout (notes go to stderr)."),
     config: Path | None = CONFIG_OPT,
     data_dir: Path | None = DATA_DIR_OPT,
 ) -> None:
-    """Run one DICOM file through a model; print probabilities and write heatmap PNGs."""
+    """Run one DICOM file through a model; print probabilities (and, with --out, write
+    heatmap PNGs)."""
     import pydicom
 
     from ai.decode import DecodeError
     from ai.preprocess import PreprocessError
 
+    # With --json, stdout carries the JSON document and nothing else.
+    notes = Console(stderr=True) if as_json else console
     try:
         ds = pydicom.dcmread(file)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets a clear message
-        console.print(f"[red]{file}: not a readable DICOM file: {exc}[/red]")
+        notes.print(f"[red]{file}: not a readable DICOM file: {exc}[/red]")
         raise typer.Exit(2) from None
     as_dir = Path(package_or_name)
     is_dir = as_dir.is_dir()
@@ -85,26 +91,26 @@ def test_model(
             model = next(iter(registry.models.values()), None)
             if model is None:
                 msgs = [e.message for e in registry.errors] or ["not loaded"]
-                console.print(f"[red]package refused: {msgs[0]}[/red]")
+                notes.print(f"[red]package refused: {msgs[0]}[/red]")
                 raise typer.Exit(2)
         else:
             try:
                 model = registry.get(package_or_name)
             except KeyError as exc:
-                console.print(f"[red]{exc.args[0]}[/red]")
+                notes.print(f"[red]{exc.args[0]}[/red]")
                 raise typer.Exit(2) from None
         ok, reason = model.applies_to(ds)
         if not ok:
-            console.print(f"[yellow]note: the model's filters would not route this file: "
-                          f"{reason}[/yellow]")
+            notes.print(f"[yellow]note: the model's filters would not route this file: "
+                        f"{reason}[/yellow]")
         try:
             results = model.infer(ds)
         except (DecodeError, PreprocessError) as exc:
-            console.print(f"[red]{file}: {exc}[/red]")
+            notes.print(f"[red]{file}: {exc}[/red]")
             raise typer.Exit(2) from None
-        out.mkdir(parents=True, exist_ok=True)
+        pngs = _write_pngs(file, results, out) if out is not None else {}
         if as_json:
-            _print_json(model, results)
+            _print_json(model, results, pngs)
             return
         if model.identity.demo:
             console.print("[bold yellow]NON-CLINICAL DEMO MODEL - untrained weights[/bold yellow]")
@@ -114,31 +120,46 @@ def test_model(
             for col in ("label", "code", "probability", "threshold", "decision", "heatmap"):
                 table.add_column(col)
             for lab in res.labels:
-                png = ""
-                if lab.heatmap is not None:
-                    safe = "".join(c if c.isalnum() else "_" for c in lab.name)
-                    suffix = f"_f{res.frame}" if res.frame else ""
-                    path = out / f"{Path(file).stem}{suffix}_{safe}.png"
-                    _write_png(path, lab.heatmap)
-                    png = str(path)
+                png = pngs.get((res.frame, lab.name), "-" if lab.heatmap is None else "")
                 code = f"{lab.code.value} {lab.code.scheme}" if lab.code else "-"
                 table.add_row(lab.name, code, f"{lab.probability:.4f}", f"{lab.threshold:.2f}",
                               "POSITIVE" if lab.positive else "negative", png)
             console.print(table)
-        console.print(f"heatmaps written to {out.resolve()}")
+        if out is not None:
+            console.print(f"heatmaps written to {out.resolve()}")
+        else:
+            console.print("no heatmap PNGs written; add --out DIR to write them")
     finally:
         registry.close()
 
 
-def _print_json(model, results) -> None:  # noqa: ANN001 - ai Model, list[ImageResult]
+def _write_pngs(file: Path, results, out: Path) -> dict[tuple[int | None, str], str]:  # noqa: ANN001
+    """One PNG per (frame, label) with a heatmap, into ``out``; their paths by key."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for res in results:
+        for lab in res.labels:
+            if lab.heatmap is None:
+                continue
+            safe = "".join(c if c.isalnum() else "_" for c in lab.name)
+            suffix = f"_f{res.frame}" if res.frame else ""
+            path = out / f"{Path(file).stem}{suffix}_{safe}.png"
+            _write_png(path, lab.heatmap)
+            written[(res.frame, lab.name)] = str(path)
+    return written
+
+
+def _print_json(model, results, pngs) -> None:  # noqa: ANN001 - ai Model, list[ImageResult]
     import json
 
-    typer.echo(json.dumps(results_document(model, results), indent=2))
+    typer.echo(json.dumps(results_document(model, results, pngs), indent=2))
 
 
-def results_document(model, results) -> dict:  # noqa: ANN001 - ai Model, list[ImageResult]
+def results_document(model, results, pngs=None) -> dict:  # noqa: ANN001 - ai Model, list[ImageResult]
     """The model's identity and every label's probability and decision, JSON-ready (the
-    ``--json`` output, and the admin API's answer)."""
+    ``--json`` output, and the admin API's answer); ``heatmap_png`` is the PNG written
+    with ``--out`` (null otherwise)."""
+    pngs = pngs or {}
     return {
         "model": {"name": model.name, "version": model.identity.version,
                   "device_uid": model.identity.device_uid, "demo": model.identity.demo,
@@ -149,7 +170,8 @@ def results_document(model, results) -> dict:  # noqa: ANN001 - ai Model, list[I
              "threshold": float(lab.threshold), "positive": bool(lab.positive),
              "code": None if lab.code is None else {
                  "value": lab.code.value, "scheme": lab.code.scheme,
-                 "meaning": lab.code.meaning}}
+                 "meaning": lab.code.meaning},
+             "heatmap_png": pngs.get((r.frame, lab.name))}
             for r in results for lab in r.labels
         ],
     }

@@ -42,6 +42,16 @@ class PermanentJobError(Exception):
     """A fault retrying cannot mend (unknown model or destination, unreadable input)."""
 
 
+# What a model raises for an image it cannot take (DecodeError and PreprocessError are
+# ValueErrors): deterministic, so permanent. Runtime and resource errors stay transient.
+DETERMINISTIC = (ValueError, TypeError, IndexError, KeyError, AttributeError)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of spaces collapsed (for job.error and logs)."""
+    return " ".join(text.split())
+
+
 class JobCancelled(Exception):
     """An admin cancelled the job while it ran."""
 
@@ -92,7 +102,8 @@ class JobRunner:
         except JobCancelled:
             log.info("job %s cancelled; stopped", claim.job_id)
         except PermanentJobError as exc:
-            self.queue.fail(claim, str(exc), permanent=True, policy=policy)
+            log.debug("job %s: permanent failure", claim.job_id, exc_info=True)
+            self.queue.fail(claim, one_line(str(exc)), permanent=True, policy=policy)
             metrics.JOBS_FINISHED.labels("dead").inc()
         except Exception as exc:  # transient unless proven otherwise
             log.exception("job %s attempt %s failed", claim.job_id, claim.attempt)
@@ -182,7 +193,15 @@ class JobRunner:
                 f"no input image fits model {model_name!r}: " + "; ".join(skipped[:3])
             )
         started = time.monotonic()
-        results = [r for ds in sources for r in model.infer(ds)]
+        results = []
+        for ds in sources:
+            try:
+                results += model.infer(ds)
+            except DETERMINISTIC as exc:  # the same image fails the same way every time
+                raise PermanentJobError(
+                    f"model {model_name!r} cannot process image {ds.get('SOPInstanceUID')} "
+                    f"(study {job.study_uid}): {type(exc).__name__}: {exc}"
+                ) from exc
         metrics.INFERENCE_SECONDS.labels(model_name).observe(time.monotonic() - started)
         self.queue.mark(claim, inferred_at=utcnow())
         log.info("job %s study %s: %s ran on %d image(s) via %s", claim.job_id, job.study_uid,
@@ -190,7 +209,11 @@ class JobRunner:
         self._check(claim)
         # The job's creation time stamps the results: a re-run writes identical objects.
         options = self.config().results.write_options(created_at=job.created_at)
-        objects = sr_writer.write_results(sources, image_results(results), options)
+        try:
+            objects = sr_writer.write_results(sources, image_results(results), options)
+        except sr_writer.ResultWriteError as exc:
+            raise PermanentJobError(f"results of model {model_name!r} cannot be written: "
+                                    f"{exc}") from exc
         outputs = []
         for kind, ds in objects.kinds():  # SR, heatmaps, card, KOS, parametric maps
             path = (self.results_dir / safe_component(ds.StudyInstanceUID)

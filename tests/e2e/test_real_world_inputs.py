@@ -1,0 +1,113 @@
+"""Real-world inputs through a real node: storescu -> node (demo model) -> storescp.
+
+A real chest CR from ``pydicom-data`` (RG1_UNCI: Pixel Spacing 0\\0, no Imager Pixel
+Spacing) comes back as an SR, heatmap and card with zero dciodvfy errors; an image
+whose pixel data cannot be decoded, or whose results cannot be written, fails its job
+once, permanently, with a one-line reason and no traceback in the log.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+
+from dicom_node import synthetic
+from tests.e2e.test_dimse_roundtrip import SC_CLASS, SR_CLASS, job_rows, storescu
+from tests.support.dicom3tools import dciodvfy
+from tests.support.node_process import NodeProcess
+from tests.support.storescp import StoreSCP
+
+pytestmark = pytest.mark.peer
+
+# A transient failure would be retried within a second with this policy.
+FAST_RETRY = {"base_s": 0.2, "factor": 1.0, "cap_s": 0.2, "jitter": 0, "max_attempts": 8}
+
+
+def _node(tmp_path: Path, pacs: StoreSCP) -> NodeProcess:
+    return NodeProcess(
+        tmp_path / "node",
+        config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
+                "jobs": {"retry": FAST_RETRY}},
+        extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
+    )
+
+
+def _wait_for_state(node: NodeProcess, state: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = job_rows(node.data_dir)
+        if rows and rows[0][1] == state:
+            return
+        time.sleep(0.2)
+
+
+def test_real_chest_cr_comes_back_without_errors(tmp_path: Path) -> None:
+    path = Path(get_testdata_file("RG1_UNCI.dcm"))
+    src = dcmread(path, stop_before_pixels=True)
+    pacs = StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"])
+    with pacs, _node(tmp_path, pacs) as node:
+        storescu(node.port, [path])
+        _wait_for_state(node, "done")
+        rows = job_rows(node.data_dir)
+        received = pacs.received()
+    assert [r[1] for r in rows] == ["done"], rows
+    results = [dcmread(p) for p in received]
+    classes = sorted(ds.SOPClassUID for ds in results)
+    assert classes.count(SR_CLASS) == 1 and classes.count(SC_CLASS) >= 2, classes
+    for ds, p in zip(results, received, strict=True):
+        assert ds.StudyInstanceUID == src.StudyInstanceUID
+        if ds.SOPClassUID == SC_CLASS:
+            assert "PixelSpacing" not in ds  # the source's 0\0 is not copied
+        errors, _ = dciodvfy(p)
+        assert errors == [], (p, errors)
+
+
+def _undecodable_cr(folder: Path) -> Path:
+    """pydicom's JPEG-lossy.dcm (12-bit JPEG Extended, which no installed decoder reads;
+    well-formed, so the node stores it) relabelled as a chest PA CR in its own study."""
+    ds = dcmread(get_testdata_file("JPEG-lossy.dcm"))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "CR", "CHEST", "PA"
+    ds.StudyInstanceUID = synthetic.new_uid()
+    ds.SeriesInstanceUID = synthetic.new_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = synthetic.new_uid()
+    return synthetic.write_files([ds], folder)[0]
+
+
+def _unwritable_cr(folder: Path) -> Path:
+    """Two frames in a single-frame SOP Class (CR Image): inferred, but no SR can
+    reference frame 2 of it."""
+    ds = synthetic.make_cr(rows=256, cols=256, seed=32)
+    ds.NumberOfFrames = 2
+    ds.PixelData = ds.PixelData * 2
+    return synthetic.write_files([ds], folder)[0]
+
+
+@pytest.mark.parametrize(("make", "kind"), [(_undecodable_cr, "DecodeError"),
+                                            (_unwritable_cr, "cannot be written")])
+def test_bad_image_fails_once_with_a_readable_reason(tmp_path: Path, make, kind: str) -> None:
+    path = make(tmp_path / "study")
+    sop = dcmread(path, stop_before_pixels=True).SOPInstanceUID
+    # -xx: propose JPEG Extended too (the undecodable file is sent as it is)
+    pacs = StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"])
+    with pacs, _node(tmp_path, pacs) as node:
+        subprocess.run(["storescu", "-xx", "-aet", "MODALITY", "-aec", "DICOM_NODE",
+                        "127.0.0.1", str(node.port), str(path)],
+                       check=True, capture_output=True, timeout=60)
+        _wait_for_state(node, "dead", timeout=60)
+        time.sleep(1.5)  # a retry (0.2 s backoff) would show up here
+        rows = job_rows(node.data_dir)
+        log = node.log()
+    ((_, state, attempts, error),) = rows
+    assert (state, attempts) == ("dead", 1), (rows, log[-3000:])
+    assert "\n" not in error and kind in error, error
+    assert sop in error or dcmread(path, stop_before_pixels=True).StudyInstanceUID in error
+    assert "Traceback" not in log, log[-3000:]
+    failures = [line for line in log.splitlines() if "failed (dead)" in line]
+    assert len(failures) == 1, failures
+    assert pacs.received() == []
