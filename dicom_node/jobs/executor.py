@@ -91,7 +91,7 @@ class LocalExecutor:
                 self._held[claim.job_id] = claim
             try:
                 self.run_job(claim)
-            except Exception as exc:  # noqa: BLE001 - a job must never kill a worker
+            except Exception as exc:  # a job must never kill a worker
                 log.exception("job %s crashed its worker", claim.job_id)
                 if self.on_crash is not None:
                     self.on_crash(claim, exc)

@@ -55,7 +55,6 @@ class SpoolFile:
         self.file = self  # pynetdicom calls ``.file.flush()``
         self.error: OSError | None = None
         self.transfer_syntax: str | None = None  # known once the File Meta is written
-        self.header: Any = None  # what ``on_head`` made of the dataset's first fragment
         self._on_head = on_head
         self._admit = admit  # the store's disk reserve, asked before each write
 
@@ -78,7 +77,7 @@ class SpoolFile:
             on_head, self._on_head = self._on_head, None
             try:
                 on_head(self, data)
-            except Exception:  # noqa: BLE001 - a look-ahead only: never let it break the C-STORE
+            except Exception:  # a look-ahead only: never let it break the C-STORE
                 log.exception("reading the head of %s failed", self.name)
         return total
 
