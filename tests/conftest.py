@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.db import sqlite_url
+from dicom_node.db import Database, sqlite_url
+from dicom_node.index import tables  # noqa: F401 - registers the index tables
+from dicom_node.jobs import models  # noqa: F401 - registers the job tables
 from tests.support import postgres as pg
 from tests.support.dcmtk import skip_peer_tests_without_dcmtk
 
@@ -45,3 +47,12 @@ def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return sqlite_url(tmp_path / "index.sqlite")
     server: pg.PostgresServer = request.getfixturevalue("postgres")
     return server.create_database()
+
+
+@pytest.fixture()
+def index(tmp_path: Path) -> Iterator[Database]:
+    """An empty SQLite index with every table."""
+    db = Database(sqlite_url(tmp_path / "index.sqlite"))
+    db.create_all()
+    yield db
+    db.dispose()

@@ -19,7 +19,7 @@ from dicom_node.jobs.models import Job, JobState
 from dicom_node.jobs.queue import JobQueue, NewJob
 from dicom_node.jobs.retention import Retention
 from dicom_node.settings.jobs import RetentionSettings
-from tests.jobs.support import add_group
+from tests.support.groups import add_group
 
 from dicom_node.cli import app  # isort: skip
 

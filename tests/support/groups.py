@@ -1,4 +1,5 @@
-"""Rows the job tests put in a real index: groups with instances whose files exist."""
+"""Rows the job and routing tests put in a real index: groups with instances whose files
+exist."""
 
 from __future__ import annotations
 
