@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -56,34 +56,12 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        """Create every table declared on ``Base`` (import the table modules first), and
-        add the nullable columns and indexes a newer version declares to tables an older
-        one created (the only schema change so far: additive)."""
-        Base.metadata.create_all(self.engine)
-        self._add_missing_columns()
-        if self.engine.dialect.name == "sqlite":
-            # Start with an empty WAL: the schema (~300 kB on a new index) goes into the
-            # database file now rather than at the first automatic checkpoint.
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        """An empty database: create every table declared on ``Base`` (import the table
+        modules first) and stamp it at the newest schema revision. A database that already
+        has tables is left alone (see ``dicom_node.schema`` for checks and upgrades)."""
+        from dicom_node.schema import create_at_head  # late: alembic imports this module
 
-    def _add_missing_columns(self) -> None:
-        inspector = inspect(self.engine)
-        for table in Base.metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            missing = [c for c in table.columns if c.name not in present]
-            if not missing:
-                continue
-            with self.engine.begin() as conn:
-                for column in missing:
-                    if not column.nullable:
-                        raise RuntimeError(f"table {table.name} lacks the required column "
-                                           f"{column.name}: migrate the database")
-                    kind = column.type.compile(dialect=self.engine.dialect)
-                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN '
-                                      f'{column.name} {kind}'))
-            for index in table.indexes:
-                index.create(self.engine, checkfirst=True)
+        create_at_head(self)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

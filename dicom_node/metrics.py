@@ -75,6 +75,27 @@ DELIVERY_INSTANCES = Counter(
     ["destination", "outcome"],
 )
 
+# -- distributed execution (jobs.executor: celery) --------------------------------------
+JOBS_PUBLISHED = Counter(
+    "dicom_node_job_messages_published_total",
+    "Job messages the node published to the broker (first time, or again after the "
+    "message may have been lost).",
+    ["kind"],
+)
+JOB_MESSAGES_DROPPED = Counter(
+    "dicom_node_job_messages_dropped_total",
+    "Messages a worker received for a job it could not claim (already taken or finished):"
+    " the duplicates the compare-and-set claim absorbed.",
+)
+JOBS_WAITING_FOR_WORKER = Gauge(
+    "dicom_node_jobs_waiting_for_worker",
+    "Queued jobs whose model(s) no live worker has.",
+)
+JOBS_IN_HAND = Gauge(
+    "dicom_node_worker_jobs_in_hand",
+    "Jobs this worker process is running.",
+)
+
 # -- HTTP ------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(
     "dicom_node_http_requests_total",

@@ -18,6 +18,7 @@ from dicom_node.index.recorder import Recorder
 from dicom_node.jobs import models as _job_tables  # noqa: F401  (registers the job tables)
 from dicom_node.jobs.service import JobService
 from dicom_node.network.scp import StorageSCP
+from dicom_node.schema import ensure_current
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore
 
@@ -44,7 +45,7 @@ class Node:
         self.data_dir = Path(config.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(database_url(config))
-        self.db.create_all()
+        ensure_current(self.db)  # empty: created at head; older schema: SchemaError
         self.write_lock = threading.Lock()
         self.store = InstanceStore(self.data_dir,
                                    reserve_bytes=config.disk_reserve_mb * 2**20)
@@ -72,6 +73,9 @@ class Node:
         results). Returns the changed settings that only a restart applies."""
         restart = [key for key in _RESTART_KEYS
                    if getattr(new, key) != getattr(self.config, key)]
+        # Who runs jobs (and the broker the sweeper publishes to) is built at start.
+        restart += [f"jobs.{key}" for key in ("executor", "broker_url", "workers")
+                    if getattr(new.jobs, key) != getattr(self.config.jobs, key)]
         self.config = new
         log.info("configuration reloaded: %d route(s), %d destination(s)%s",
                  len(new.routes), len(new.destinations),

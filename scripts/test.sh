@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-system-deps.sh
 scripts/install-node-deps.sh  # the viewers' published code (tests/viewers)
-scripts/install.sh dev scale  # scale: psycopg for the PostgreSQL tests
+scripts/install.sh dev scale  # scale: psycopg (PostgreSQL tests), celery + redis (workers)
 # The torchxrayvision importer's test exports xrv's architecture (untrained) and compares
 # with PyTorch. Pinned, torch first: an unpinned torch or torchvision pulls CUDA builds.
 .venv/bin/python -m pip install -q "torch==2.13.0" "torchvision==0.28.*" torchxrayvision

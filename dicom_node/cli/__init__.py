@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from dicom_node import __version__
-from dicom_node.cli import config_cmd, demo, jobs, models, results, route, serve, studies
+from dicom_node.cli import (
+    config_cmd,
+    db_cmd,
+    demo,
+    jobs,
+    models,
+    results,
+    route,
+    serve,
+    studies,
+    worker,
+)
 
 app = typer.Typer(
     name="dicom-node",
@@ -32,12 +43,14 @@ def _root(
 
 serve.register(app)
 demo.register(app)
+worker.register(app)
 app.add_typer(studies.app, name="studies")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(models.app, name="models")
 app.add_typer(results.app, name="results")
 app.add_typer(route.app, name="route")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(db_cmd.app, name="db")
 
 
 def main() -> None:

@@ -36,6 +36,12 @@ def open_database(config: Path | None, data_dir: Path | None) -> Database:
         typer.echo(f"no index in {Path(cfg.data_dir).resolve()} (nothing received yet; "
                    "use --data-dir or --config to point at the node's data)", err=True)
         raise typer.Exit(1)
+    from dicom_node.schema import SchemaError, ensure_current
+
     db = Database(database_url(cfg))
-    db.create_all()
+    try:
+        ensure_current(db)
+    except SchemaError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from None
     return db

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.tree import Tree
 from sqlalchemy import func, select
 
-from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, open_database
+from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, load_node_config, open_database
 from dicom_node.jobs.models import (
     ATTEMPT_INTERRUPTED,
     ATTEMPT_STARTED,
@@ -20,8 +20,10 @@ from dicom_node.jobs.models import (
     Job,
     JobOutput,
     JobState,
+    WorkerRecord,
 )
 from dicom_node.jobs.queue import JobQueue
+from dicom_node.jobs.workers import live_workers, missing_models
 
 app = typer.Typer(no_args_is_help=True, help="List, inspect, retry and cancel jobs.")
 console = Console()
@@ -76,7 +78,9 @@ def list_jobs(
 @app.command("show")
 def show_job(job_id: int, config: Path | None = CONFIG_OPT,
              data_dir: Path | None = DATA_DIR_OPT) -> None:
-    """One job: its stages, outputs and every delivery attempt."""
+    """One job: its stages, the worker holding it, outputs and every delivery attempt."""
+    cfg = load_node_config(config, data_dir)
+    lease = dt.timedelta(seconds=cfg.jobs.lease_seconds)
     db = open_database(config, data_dir)
     with db.session() as s:
         job = s.get(Job, job_id)
@@ -91,6 +95,10 @@ def show_job(job_id: int, config: Path | None = CONFIG_OPT,
             .join(DeliveryAttempt, DeliveryAttempt.id == DeliveryResponse.attempt_id)
             .where(DeliveryAttempt.job_id == job_id, DeliveryResponse.outcome == "delivered")
             .group_by(DeliveryResponse.attempt_id)).all())
+        holder = s.get(WorkerRecord, job.claimed_by) if job.claimed_by else None
+        waiting_for: list[str] = []
+        if cfg.jobs.executor == "celery" and job.state == JobState.QUEUED:
+            waiting_for = missing_models(job.models, live_workers(s, lease))
     tree = Tree(f"job {job.id}  {_state(job.state)}  study {job.study_uid}")
     tree.add(f"rule {job.rule_name} ({job.action}), priority "
              f"{'stat' if job.priority == 0 else 'routine'}, attempts "
@@ -104,8 +112,13 @@ def show_job(job_id: int, config: Path | None = CONFIG_OPT,
         stages.add(f"{name.removesuffix('_at'):>10}  {_when(getattr(job, name))}")
     if job.next_attempt_at and job.state == JobState.FAILED:
         tree.add(f"next attempt at {_when(job.next_attempt_at)}")
+    if job.claimed_by:
+        tree.add(_holder_line(job, holder))
     if job.error:
         tree.add(f"[red]error:[/red] {job.error}")
+    if waiting_for:
+        tree.add(f"[magenta]waiting:[/] no live worker has model(s) {', '.join(waiting_for)}"
+                 " (see `dicom-node workers list`)")
     outs = tree.add(f"outputs ({len(outputs)})")
     for o in outputs:
         outs.add(f"{o.kind:8} {o.sop_instance_uid}  {o.path}")
@@ -114,6 +127,15 @@ def show_job(job_id: int, config: Path | None = CONFIG_OPT,
     for a in attempts:
         atts.add(_attempt_line(a, accepted.get(a.id, 0), live))
     console.print(tree)
+
+
+def _holder_line(job: Job, holder: WorkerRecord | None) -> str:
+    """Who holds the job and when it last reported."""
+    line = f"held by {job.claimed_by}, job heartbeat {_when(job.heartbeat_at)}"
+    if holder is not None:
+        line += (f" (worker on {holder.host}, models {', '.join(holder.models or []) or '-'}"
+                 f", last seen {_when(holder.last_seen)})")
+    return line
 
 
 def _attempt_line(a: DeliveryAttempt, accepted: int, job_live: bool) -> str:

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -25,6 +26,7 @@ from dicom_node import metrics
 from dicom_node.db import Database
 from dicom_node.index.tables import Instance
 from dicom_node.jobs.errors import DETERMINISTIC, PermanentJobError, TransientJobError
+from dicom_node.jobs.inputs import JobInputs, SharedFilesystem
 from dicom_node.jobs.models import Job
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,17 @@ def load_inputs(db: Database, job: Job) -> list[Instance]:
     return [by_uid[u] for u in job.instance_uids]
 
 
-def read_input(path: str) -> Dataset:
+def fetch_input(inputs: JobInputs, row: Instance) -> Path:
+    """The local file of one input (a worker may fetch it from the node first); a failed
+    fetch is transient."""
+    try:
+        return inputs.local_path(row)
+    except Exception as exc:  # the node unreachable, a WADO-RS error: it may work later
+        raise TransientJobError(f"cannot fetch input {row.sop_instance_uid}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+
+def read_input(path: Path | str) -> Dataset:
     """One stored input: gone or unparsable is permanent, another I/O error transient."""
     try:
         return dcmread(path)
@@ -70,8 +82,10 @@ def read_input(path: str) -> Dataset:
 
 
 def run_model(registry: ModelRegistry, model_name: str, job: Job,
-              inputs: Sequence[Instance]) -> Inference:
-    """Run ``model_name`` on the inputs it applies to."""
+              inputs: Sequence[Instance], files: JobInputs | None = None) -> Inference:
+    """Run ``model_name`` on the inputs it applies to (their files from ``files``, by
+    default where the node indexed them)."""
+    files = files or SharedFilesystem()
     try:
         model = registry.get(model_name)
     except KeyError as exc:
@@ -81,7 +95,7 @@ def run_model(registry: ModelRegistry, model_name: str, job: Job,
     sources: list[Dataset] = []
     skipped: list[str] = []
     for row in inputs:
-        ds = read_input(row.path)
+        ds = read_input(fetch_input(files, row))
         ok, reason = model.applies_to(ds)
         if ok:
             sources.append(ds)

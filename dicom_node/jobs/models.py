@@ -57,6 +57,9 @@ class Job(Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # executor: celery. When its message last went to the broker (None: not yet, or due
+    # again after a failed attempt or an expired lease).
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     error: Mapped[str | None] = mapped_column(Text)
     # Stage timestamps: the study's first/last instance, then each stage of the job.
     received_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -143,3 +146,21 @@ class DeliveryResponse(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     attempt: Mapped[DeliveryAttempt] = relationship(back_populates="responses")
+
+
+class WorkerRecord(Base):
+    """A `dicom-node worker` process as it last reported itself (heartbeat)."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    models: Mapped[list] = mapped_column(JSON, default=list)
+    provider: Mapped[str] = mapped_column(String(255), default="")
+    queues: Mapped[list] = mapped_column(JSON, default=list)
+    jobs_in_hand: Mapped[list] = mapped_column(JSON, default=list)  # job ids it holds
+    metrics_url: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

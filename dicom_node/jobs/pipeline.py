@@ -27,7 +27,8 @@ from dicom_node.jobs.errors import (
     TransientJobError,
     one_line,
 )
-from dicom_node.jobs.infer import load_inputs, run_model
+from dicom_node.jobs.infer import fetch_input, load_inputs, run_model
+from dicom_node.jobs.inputs import JobInputs, SharedFilesystem
 from dicom_node.jobs.models import Job, JobState, utcnow
 from dicom_node.jobs.queue import Claim, JobQueue
 from dicom_node.jobs.write import Output, record_outputs, write_results, written_outputs
@@ -49,8 +50,10 @@ class JobRunner:
         store: InstanceStore,
         registry: ModelRegistry,
         config: Callable[[], NodeConfig],
+        inputs: JobInputs | None = None,
     ) -> None:
         self.db = db
+        self.inputs: JobInputs = inputs or SharedFilesystem()
         self.queue = queue
         self.store = store
         self.registry = registry
@@ -103,12 +106,12 @@ class JobRunner:
         job = self._load_job(claim.job_id)
         inputs = load_inputs(self.db, job)
         if job.action == "forward":
-            outputs = [Output("forward", r.sop_class_uid, r.sop_instance_uid, r.path)
-                       for r in inputs]
+            outputs = [Output("forward", r.sop_class_uid, r.sop_instance_uid,
+                              str(fetch_input(self.inputs, r))) for r in inputs]
         else:
             outputs = []
             for name in job.models:
-                inference = run_model(self.registry, name, job, inputs)
+                inference = run_model(self.registry, name, job, inputs, self.inputs)
                 self.queue.mark(claim, inferred_at=utcnow())
                 log.info("job %s study %s: %s ran on %d image(s) via %s", claim.job_id,
                          job.study_uid, name, len(inference.sources), inference.model.provider)

@@ -83,41 +83,55 @@ class JobQueue:
         return job_id
 
     # -- claiming -----------------------------------------------------------------
-    def claim(self, worker: str) -> Claim | None:
-        """Atomically take the most urgent claimable job, or None."""
-        now = utcnow()
-        claimable = or_(
+    @staticmethod
+    def _claimable(now: dt.datetime):  # type: ignore[no-untyped-def]
+        return or_(
             Job.state == JobState.QUEUED,
             and_(Job.state == JobState.FAILED, Job.next_attempt_at <= now),
         )
+
+    def claim(self, worker: str) -> Claim | None:
+        """Atomically take the most urgent claimable job, or None."""
         with self.db.session() as s:
             candidates = s.scalars(
-                select(Job.id).where(claimable).order_by(Job.priority, Job.id).limit(8)
+                select(Job.id).where(self._claimable(utcnow()))
+                .order_by(Job.priority, Job.id).limit(8)
             ).all()
-            for job_id in candidates:
-                won = s.execute(
-                    update(Job)
-                    .where(Job.id == job_id, claimable)
-                    .values(
-                        state=JobState.RUNNING,
-                        claimed_by=worker,
-                        heartbeat_at=now,
-                        attempts=Job.attempts + 1,
-                        started_at=now,
-                        error=None,
-                    )
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                if won == 1:
-                    job = s.get(Job, job_id)
-                    assert job is not None
-                    return Claim(
-                        job_id=job_id,
-                        worker=worker,
-                        attempt=job.attempts,
-                        resume_delivery=job.written_at is not None and bool(job.outputs),
-                    )
+        for job_id in candidates:
+            claim = self.claim_id(job_id, worker)
+            if claim is not None:
+                return claim
         return None
+
+    def claim_id(self, job_id: int, worker: str) -> Claim | None:
+        """Take job ``job_id`` if it is claimable now (compare-and-set), else None: a
+        second message for the same job, or one for a job another worker holds, wins
+        nothing."""
+        now = utcnow()
+        with self.db.session() as s:
+            won = s.execute(
+                update(Job)
+                .where(Job.id == job_id, self._claimable(now))
+                .values(
+                    state=JobState.RUNNING,
+                    claimed_by=worker,
+                    heartbeat_at=now,
+                    attempts=Job.attempts + 1,
+                    started_at=now,
+                    error=None,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if won != 1:
+                return None
+            job = s.get(Job, job_id)
+            assert job is not None
+            return Claim(
+                job_id=job_id,
+                worker=worker,
+                attempt=job.attempts,
+                resume_delivery=job.written_at is not None and bool(job.outputs),
+            )
 
     def heartbeat(self, claim: Claim) -> bool:
         """Extend the lease; False if the job was taken away (cancelled, reclaimed)."""
@@ -165,6 +179,7 @@ class JobQueue:
             job.finished_at = None if due is not None else utcnow()
             job.error = error[:4000]
             job.claimed_by = None
+            job.published_at = None  # executor: celery: published again when due
             state = JobState(job.state)
         log.warning(
             "job %s attempt %s failed (%s): %s", claim.job_id, claim.attempt, state.value, error
@@ -174,26 +189,33 @@ class JobQueue:
     # -- recovery and admin -----------------------------------------------------------
     def recover(self, *, worker_prefix: str | None = None) -> list[int]:
         """Put running jobs back to queued: those whose lease expired, and (at startup)
-        every job claimed by a previous process of this node (``worker_prefix``)."""
+        every job claimed by a previous process of this node (``worker_prefix``). The
+        job's error names the worker whose claim ended."""
         stale = utcnow() - self.lease
         cond = Job.heartbeat_at < stale
         if worker_prefix is not None:
             cond = or_(cond, Job.claimed_by.like(f"{worker_prefix}%"))
         with self.db.session() as s:
-            ids = s.scalars(
-                select(Job.id).where(
+            held = s.execute(
+                select(Job.id, Job.claimed_by, Job.heartbeat_at).where(
                     Job.state.in_([JobState.RUNNING, JobState.DELIVERING]), cond
                 )
             ).all()
-            if ids:
+            for job_id, worker, beat in held:
+                note = (f"claim of {worker} expired (last heartbeat "
+                        f"{beat:%Y-%m-%d %H:%M:%S} UTC); queued again" if beat else
+                        f"claim of {worker} ended; queued again")
                 s.execute(
                     update(Job)
-                    .where(Job.id.in_(ids))
-                    .values(state=JobState.QUEUED, claimed_by=None, heartbeat_at=None)
+                    .where(Job.id == job_id, Job.claimed_by == worker,
+                           Job.state.in_([JobState.RUNNING, JobState.DELIVERING]))
+                    .values(state=JobState.QUEUED, claimed_by=None, heartbeat_at=None,
+                            published_at=None, error=note)
                 )
-        for job_id in ids:
-            log.warning("job %s was running when its worker stopped: queued again", job_id)
-        return list(ids)
+        for job_id, worker, _ in held:
+            log.warning("job %s was running when its worker %s stopped: queued again",
+                        job_id, worker)
+        return [h[0] for h in held]
 
     def retry(self, job_id: int) -> bool:
         """Admin: queue a dead, failed or cancelled job again with fresh attempts."""
@@ -207,7 +229,7 @@ class JobQueue:
                     )
                     .values(
                         state=JobState.QUEUED, attempts=0, next_attempt_at=None, error=None,
-                        finished_at=None,
+                        finished_at=None, published_at=None,
                     )
                 ).rowcount
                 == 1
@@ -229,3 +251,24 @@ class JobQueue:
     def is_cancelled(self, job_id: int) -> bool:
         with self.db.session() as s:
             return s.scalar(select(Job.state).where(Job.id == job_id)) == JobState.CANCELLED
+
+    # -- publishing (executor: celery) -------------------------------------------------
+    def publishable(self, republish: dt.timedelta, limit: int = 500) -> list[Job]:
+        """Claimable jobs never published, or published ``republish`` ago and still not
+        taken (their message may be lost). Detached rows, most urgent first."""
+        now = utcnow()
+        with self.db.session() as s:
+            jobs = s.scalars(
+                select(Job)
+                .where(self._claimable(now),
+                       or_(Job.published_at.is_(None), Job.published_at < now - republish))
+                .order_by(Job.priority, Job.id).limit(limit)
+            ).all()
+            for j in jobs:
+                s.expunge(j)
+        return list(jobs)
+
+    def mark_published(self, job_ids: Sequence[int]) -> None:
+        with self.db.session() as s:
+            s.execute(update(Job).where(Job.id.in_(list(job_ids)))
+                      .values(published_at=utcnow()))

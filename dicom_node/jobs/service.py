@@ -17,6 +17,7 @@ from dicom_node.jobs.executor import LocalExecutor
 from dicom_node.jobs.pipeline import JobRunner
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.retention import Retention
+from dicom_node.jobs.sweeper import Sweeper
 from dicom_node.model_registry import load_registry
 from dicom_node.routing.groups import GroupRouter
 from dicom_node.settings.root import NodeConfig
@@ -63,8 +64,14 @@ class JobService:
         self.registry = registry if registry is not None else load_registry(cfg)
         self.queue = JobQueue(db, lease_seconds=cfg.jobs.lease_seconds)
         self.runner = JobRunner(db, self.queue, store, self.registry, config)
-        self.executor = LocalExecutor(self.queue, self.runner, workers=cfg.jobs.workers,
-                                      on_crash=self.runner.crashed)
+        # embedded: worker threads here; celery: `dicom-node worker` processes run the
+        # jobs and this process only publishes them (and re-publishes lost messages).
+        self.executor: LocalExecutor | Sweeper
+        if cfg.jobs.executor == "celery":
+            self.executor = Sweeper(db, self.queue, lambda: self.config().jobs)
+        else:
+            self.executor = LocalExecutor(self.queue, self.runner, workers=cfg.jobs.workers,
+                                          on_crash=self.runner.crashed)
         self.router = GroupRouter(
             db, self.queue, self.rules,
             on_queued=self.executor.wake,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dicom_node import __version__
 from dicom_node.delivery.retry import RetryPolicy
@@ -28,10 +28,23 @@ class RetentionSettings(BaseModel):
 
 
 class JobsSettings(BaseModel):
-    """The embedded executor and the retry policy of every job."""
+    """Who runs jobs (embedded threads or Celery workers) and the retry policy of every job."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    executor: Literal["embedded", "celery"] = Field(
+        "embedded", description="embedded: worker threads inside `serve`; celery: "
+        "`dicom-node worker` processes fed through `broker_url` (the database stays the "
+        "source of truth).")
+    broker_url: str = Field("redis://127.0.0.1:6379/0",
+                            description="Celery broker (executor: celery).")
+    republish_seconds: float = Field(
+        60, gt=0, description="executor: celery. A claimable job whose message was "
+        "published this long ago and still unclaimed is published again (its message may "
+        "have been lost with the broker); a duplicate message is harmless.")
+    sweep_seconds: float = Field(
+        5, gt=0, description="executor: celery. How often `serve` looks for expired leases, "
+        "unpublished jobs and jobs no live worker can take.")
     workers: int = Field(2, ge=1, le=64, description="Worker threads in `serve`.")
     lease_seconds: float = Field(
         120, gt=0, description="A running job whose worker has not reported for this long "
@@ -94,3 +107,32 @@ class ResultsSettings(BaseModel):
             kos=self.kos,
             parametric_map=self.parametric_map,
         )
+
+
+class WorkerSettings(BaseModel):
+    """``worker:`` section: a `dicom-node worker` process (executor: celery)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=100,
+                             description="Default: worker@<host>:<pid>.")
+    heartbeat_seconds: float = Field(
+        5, gt=0, description="How often the worker records itself and extends its job's "
+        "lease (keep well under jobs.lease_seconds).")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Serve Prometheus /metrics on this port "
+        "(0: any free port, recorded in `workers list`); None: off.")
+    metrics_address: str = "0.0.0.0"
+    inputs: Literal["shared", "wado-rs"] = Field(
+        "shared", description="shared: read inputs where the node stored them (its data "
+        "directory mounted at the same path); wado-rs: fetch them from node_url.")
+    node_url: str | None = Field(
+        None, description="inputs: wado-rs. The node's HTTP face, e.g. http://node:8080.")
+    node_token: str | None = Field(
+        None, description="inputs: wado-rs. A bearer token with the read role on the node.")
+
+    @model_validator(mode="after")
+    def _wado_needs_url(self) -> WorkerSettings:
+        if self.inputs == "wado-rs" and not self.node_url:
+            raise ValueError("inputs: wado-rs needs node_url (the node's HTTP face)")
+        return self

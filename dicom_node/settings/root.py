@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dicom_node.settings.destinations import Destination
 from dicom_node.settings.http import HttpSettings
-from dicom_node.settings.jobs import JobsSettings, ResultsSettings
+from dicom_node.settings.jobs import JobsSettings, ResultsSettings, WorkerSettings
 from dicom_node.settings.models import ModelsSettings
 from dicom_node.settings.node import AETitleSettings, LoggingSettings
 from dicom_node.settings.routes import RouteRule, validate_references
@@ -61,6 +61,7 @@ class NodeConfig(BaseModel):
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     results: ResultsSettings = Field(default_factory=ResultsSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     routes: list[RouteRule] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
 
@@ -146,8 +147,9 @@ def validate_config(data: Any, source: str = "<config>",
     """Validate an already-parsed mapping; raise ConfigError listing every error.
 
     Field errors and cross-references (route names, destinations, and with ``models`` —
-    a function giving the model names a configuration provides — route models) are
-    reported together, each with its path.
+    a function giving the model names a configuration provides — route models, unless
+    ``jobs.executor`` is celery: workers provide the models then) are reported together,
+    each with its path.
     """
     if data is None:
         data = {}
@@ -159,7 +161,10 @@ def validate_config(data: Any, source: str = "<config>",
         cfg = NodeConfig.model_validate(data)
     except ValidationError as err:
         errors += format_validation_errors(err)
-    names = None if models is None else _known_models(cfg, data, models)
+    # executor: celery: the workers provide the models, not this configuration; a job for
+    # a model no worker has waits (visibly) rather than being refused here.
+    celery = cfg is not None and cfg.jobs.executor == "celery"
+    names = None if models is None or celery else _known_models(cfg, data, models)
     routes, dests = (cfg.routes, cfg.destinations) if cfg is not None else _each_valid(data)
     errors += validate_references(routes, dests, names)
     if errors or cfg is None:

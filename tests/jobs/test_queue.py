@@ -1,23 +1,23 @@
-"""The job queue on a real SQLite file: claiming, priorities, backoff, recovery."""
+"""The job queue on a real SQLite file and a real PostgreSQL server: claiming (also by
+id, as Celery workers do), priorities, backoff, recovery, publishing."""
 
 from __future__ import annotations
 
 import datetime as dt
 import multiprocessing as mp
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from dicom_node.db import Database, sqlite_url
+from dicom_node.db import Database
 from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.jobs.models import Job, JobState, Priority
 from dicom_node.jobs.queue import JobQueue, NewJob
 
 
 @pytest.fixture()
-def db(tmp_path: Path) -> Database:
-    database = Database(sqlite_url(tmp_path / "index.sqlite3"))
+def db(index_url: str) -> Database:
+    database = Database(index_url)
     database.create_all()
     yield database
     database.dispose()
@@ -120,3 +120,45 @@ def test_cancel_stops_heartbeat(db: Database) -> None:
     assert q.cancel(job_id)
     assert not q.heartbeat(claim)
     assert q.fail(claim, "x", permanent=False, policy=RetryPolicy()) == JobState.CANCELLED
+
+
+def test_claim_by_id_wins_once(db: Database) -> None:
+    """A Celery message names a job: the first claim wins, a duplicate message or one for
+    a finished job wins nothing."""
+    q = JobQueue(db)
+    job_id = q.enqueue(_new(1))
+    first = q.claim_id(job_id, "w1")
+    assert first is not None and first.attempt == 1
+    assert q.claim_id(job_id, "w2") is None
+    q.finish(first)
+    assert q.claim_id(job_id, "w2") is None
+    assert q.claim_id(job_id + 1000, "w2") is None
+
+
+def test_publishing_marks_and_republishes_after_the_interval(db: Database) -> None:
+    q = JobQueue(db)
+    a, b = q.enqueue(_new(1)), q.enqueue(_new(2, priority=Priority.STAT))
+    assert [j.id for j in q.publishable(dt.timedelta(seconds=60))] == [b, a]  # STAT first
+    q.mark_published([a, b])
+    assert q.publishable(dt.timedelta(seconds=60)) == []
+    assert {j.id for j in q.publishable(dt.timedelta(seconds=0))} == {a, b}  # lost? again
+    claim = q.claim_id(a, "w")
+    assert [j.id for j in q.publishable(dt.timedelta(seconds=0))] == [b]  # taken: not again
+    # A failed attempt is published again when its retry is due, not before.
+    q.fail(claim, "boom", permanent=False, policy=RetryPolicy(base_s=3600, cap_s=3600, jitter=0))
+    assert [j.id for j in q.publishable(dt.timedelta(seconds=60))] == []
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == a).values(next_attempt_at=dt.datetime(2000, 1, 1)))
+    assert [j.id for j in q.publishable(dt.timedelta(seconds=60))] == [a]
+
+
+def test_expired_claim_is_named_on_the_job(db: Database) -> None:
+    q = JobQueue(db, lease_seconds=0.0)
+    job_id = q.enqueue(_new(1))
+    q.claim_id(job_id, "worker@gpu1:42")
+    q.mark_published([job_id])
+    assert q.recover() == [job_id]
+    with db.session() as s:
+        job = s.get(Job, job_id)
+        assert job.state == JobState.QUEUED and job.published_at is None
+        assert job.error.startswith("claim of worker@gpu1:42 expired (last heartbeat ")

@@ -1,10 +1,13 @@
-"""Retention deletes what is old, and never what a pending job or routing still needs."""
+"""Retention deletes what is old, and never what a pending job or routing still needs
+(on a SQLite file and on a real PostgreSQL server)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from dicom_node.db import Database, utcnow
@@ -14,6 +17,14 @@ from dicom_node.jobs.queue import JobQueue, NewJob
 from dicom_node.jobs.retention import Retention
 from dicom_node.settings.jobs import RetentionSettings
 from tests.support.groups import add_group
+
+
+@pytest.fixture()
+def index(index_url: str) -> Iterator[Database]:
+    db = Database(index_url)
+    db.create_all()
+    yield db
+    db.dispose()
 
 
 def _retention(db: Database) -> Retention:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the node's database (see ``dicom_node/schema.py``)."""
