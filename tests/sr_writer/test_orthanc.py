@@ -13,7 +13,7 @@ import requests
 from sr_writer import WriteOptions
 from tests.support.ports import free_port, wait_for_port
 
-from .conftest import SOURCES, WHEN, save, write
+from .support import SOURCES, WHEN, save, write
 
 pytestmark = [
     pytest.mark.peer,

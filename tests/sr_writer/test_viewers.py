@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from sr_writer import ImageResult, WriteOptions, pmap, render
 from tests.support.viewers import Finding, located, run_ohif_pmap, run_ohif_sr, unavailable
 
-from .conftest import MODEL, SOURCES, WHEN, blob, labels, result_for, save, write
+from .support import MODEL, SOURCES, WHEN, blob, labels, result_for, save, write
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
