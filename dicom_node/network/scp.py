@@ -32,7 +32,16 @@ from dicom_node.index.header import (
     parse_leading_header,
 )
 from dicom_node.index.recorder import Receipt, Recorder
-from dicom_node.network import contexts, guard, inline, recv, responses, spool, tweaks
+from dicom_node.network import (
+    contexts,
+    guard,
+    inline,
+    loop_delay,
+    recv,
+    responses,
+    spool,
+    tweaks,
+)
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
 from dicom_node.store.intake import IndexFailed, Intake
@@ -111,6 +120,9 @@ class StorageSCP:
     def _install_tweaks(self) -> None:
         """Apply the guarded pynetdicom tweaks ``DICOM_NODE_TWEAKS`` leaves on."""
         on = self.tweaks
+        if "loop_delay" in on and not loop_delay.check():
+            log.warning("loop_delay tweak not applied: pynetdicom's DUL loop differs")
+            self.tweaks = on = on - {"loop_delay"}
         if "recv" in on:
             recv.install()  # after guard: PDU lengths are bounded before this read
         if "contexts" in on:
@@ -141,8 +153,11 @@ class StorageSCP:
                         calling, host, called)
             metrics.ASSOCIATIONS_REJECTED.labels("calling_ae_not_allowed").inc()
             self._reject(assoc, 0x03)
-        elif "inline" in self.tweaks:
-            inline.serve_inline(assoc)  # C-STOREs served on the DUL thread: no hand-offs
+        else:
+            if "loop_delay" in self.tweaks:
+                loop_delay.apply(assoc)  # shorter idle pause in the DUL loop
+            if "inline" in self.tweaks:
+                inline.serve_inline(assoc)  # C-STOREs served on the DUL thread
 
     @staticmethod
     def _read_header(spooled: Path, transfer_syntax: str) -> InstanceHeader:

@@ -18,7 +18,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _installers() -> dict[str, Callable[[], bool]]:
-    from dicom_node.network import contexts, file_meta, inline, recv, responses, spool
+    from dicom_node.network import (
+        contexts,
+        file_meta,
+        inline,
+        loop_delay,
+        recv,
+        responses,
+        spool,
+    )
 
     return {
         "spool": lambda: spool.install(file_meta_too=False),
@@ -27,6 +35,7 @@ def _installers() -> dict[str, Callable[[], bool]]:
         "contexts": contexts.install,
         "inline": inline._check,
         "recv": recv.install,
+        "loop_delay": loop_delay.check,
     }
 
 

@@ -23,7 +23,7 @@ MB = 1024
 
 
 def _assert_recovered(node: NodeProcess, fds: int, threads: int) -> None:
-    assert probe.echo_ok(node.port), node.log()[-3000:]
+    assert probe.echo_ok_within(node.port), node.log()[-3000:]
     assert probe.settle(lambda: probe.fds(node.pid), fds, 2) <= fds + 2
     assert probe.settle(lambda: probe.threads(node.pid), threads, 2) <= threads + 2
     incoming = node.data_dir / "incoming"

@@ -88,8 +88,10 @@ def test_burst_cannot_take_free_space_below_the_reserve(tmp_path: Path,
         assert stored and refused, outs[0][-2000:]
         assert len(stored) + refused == 100
         assert len(stored) < 99  # the filesystem holds about 45 of them
-        # The index and its WAL grow outside the reserve's accounting: 1 MiB of slack.
-        assert water.low >= (reserve_mb - 1) * MiB, f"free space fell to {water.low}"
+        # The reserve accounts for instance data; SQLite's WAL grows outside it, up to its
+        # autocheckpoint (1000 pages of 4 KiB) and a little past it while a checkpoint
+        # waits for readers on a loaded machine. Before the fix free space fell to 0.
+        assert water.low >= (reserve_mb - 4) * MiB, f"free space fell to {water.low}"
         for f in stored:
             sop = dcmread(f, stop_before_pixels=True).SOPInstanceUID
             assert query(proc.index, "SELECT count(*) FROM instances WHERE "
