@@ -73,12 +73,21 @@ class Model:
         return self._session.run({self.manifest.input.name: batch}, self._output_names)
 
     def applies_to(self, ds: Dataset) -> tuple[bool, str]:
-        """Whether the manifest's input filters accept ``ds``, and why not.
+        """Whether this model takes ``ds``, checked on its header before any decoding.
 
         Besides the manifest's filters (an empty list accepts anything), objects that
         are not images of the patient (segmentations, dose grids, reports...) and
-        photometric interpretations the runtime cannot turn into a tensor are refused
-        here, before any decoding.
+        photometric interpretations the runtime cannot turn into a tensor are refused.
+
+        Parameters
+        ----------
+        ds : pydicom.dataset.Dataset
+            The candidate image (its pixel data is not read).
+
+        Returns
+        -------
+        tuple of (bool, str)
+            ``(True, "")``, or ``(False, reason)`` naming the attribute refused.
         """
         modality = str(ds.get("Modality", "") or "").strip().upper()
         if modality in NOT_IMAGES:
@@ -121,11 +130,41 @@ class Model:
         return tuple(labels)
 
     def infer_array(self, tensor: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Run one already-preprocessed tensor (no batch axis) through the batcher."""
+        """Run one preprocessed tensor through the batcher.
+
+        Parameters
+        ----------
+        tensor : numpy.ndarray
+            The model's input for one image, without the batch axis.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            The model's outputs for that image (scores, then the heatmap if any).
+        """
         return self.batcher.infer(tensor)
 
     def infer(self, ds: Dataset) -> list[ImageResult]:
-        """One ImageResult per frame of ``ds`` (frames are batched together)."""
+        """Run the model on every frame of ``ds`` (frames are batched together).
+
+        Blocking and thread-safe.
+
+        Parameters
+        ----------
+        ds : pydicom.dataset.Dataset
+            An image the model applies to (see :meth:`applies_to`), with pixel data.
+
+        Returns
+        -------
+        list of ImageResult
+            One per frame, in frame order.
+
+        Raises
+        ------
+        DecodeError, PreprocessError
+            The pixel data cannot be decoded or turned into the model's input (both
+            are :class:`ValueError`: the same image fails the same way again).
+        """
         sop = str(ds.get("SOPInstanceUID", ""))
         prepared = []
         for frame, stored in iter_frames(ds):

@@ -43,8 +43,29 @@ class ModelRegistry:
     def load(cls, package_dirs: Iterable[Path | str] = (), cache_dir: Path | str | None = None,
              include_bundled: bool = True, options: RuntimeOptions | None = None,
              models_dir: Path | str | None = None) -> ModelRegistry:
-        """Load the bundled demo (built into ``cache_dir`` on first use), every package in
-        ``package_dirs`` and every package directory under ``models_dir``."""
+        """Load the bundled demo, the packages named and those found under a directory.
+
+        A package that cannot be loaded is reported in :attr:`errors`; the others load.
+
+        Parameters
+        ----------
+        package_dirs : iterable of path-like
+            Model package directories (``model.yaml`` and its ONNX file).
+        cache_dir : path-like, optional
+            Where the bundled demo is built on first use; required with
+            ``include_bundled``.
+        include_bundled : bool
+            Load the bundled (non-clinical) demo model.
+        options : RuntimeOptions, optional
+            Sessions and batching; the defaults when ``None``.
+        models_dir : path-like, optional
+            A directory whose package subdirectories are all loaded.
+
+        Returns
+        -------
+        ModelRegistry
+            The loaded models by manifest name, and the errors.
+        """
         options = options or RuntimeOptions()
         dirs: list[Path] = []
         errors: list[PackageError] = []
@@ -85,7 +106,22 @@ class ModelRegistry:
         return cls(models, errors)
 
     def get(self, name: str) -> Model:
-        """The model called ``name``; KeyError lists the known names."""
+        """The model called ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A manifest name.
+
+        Returns
+        -------
+        Model
+
+        Raises
+        ------
+        KeyError
+            No such model; the message lists the loaded names.
+        """
         try:
             return self.models[name]
         except KeyError:

@@ -26,14 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dicom_node import synthetic  # noqa: E402
-from dicom_node.db import Database, sqlite_url  # noqa: E402
-from dicom_node.delivery import deliver  # noqa: E402
-from dicom_node.index import tables  # noqa: E402, F401  (registers the tables)
-from dicom_node.jobs.attempts import AttemptLog  # noqa: E402
-from dicom_node.jobs.queue import JobQueue, NewJob  # noqa: E402
-from dicom_node.settings.destinations import DimseDestination  # noqa: E402
-from tests.support.storescp import StoreSCP, dcmtk_env  # noqa: E402
+from dicom_node import synthetic
+from dicom_node.db import Database, sqlite_url
+from dicom_node.delivery import deliver
+from dicom_node.index import tables  # noqa: F401 - registers the tables
+from dicom_node.jobs.attempts import AttemptLog
+from dicom_node.jobs.queue import JobQueue, NewJob
+from dicom_node.settings.destinations import DimseDestination
+from tests.support.storescp import StoreSCP, dcmtk_env
 
 
 def main() -> None:

@@ -73,8 +73,8 @@ class Arrivals:
             try:
                 ds = dcmread(path, stop_before_pixels=True,
                              specific_tags=["SOPClassUID", "StudyInstanceUID"])
-            except Exception:
-                continue  # still being written
+            except Exception:  # noqa: BLE001 - a file still being written fails in any way
+                continue
             self.seen[path] = None
             if ds.SOPClassUID == SR_CLASS:
                 self.sr_at[ds.StudyInstanceUID] = path.stat().st_mtime

@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from ai import ModelRegistry, RuntimeOptions  # noqa: E402
-from ai.decode import decode_frames  # noqa: E402
-from ai.preprocess import preprocess_frame  # noqa: E402
-from dicom_node.synthetic import make_cr  # noqa: E402
+from ai import ModelRegistry, RuntimeOptions
+from ai.decode import decode_frames
+from ai.preprocess import preprocess_frame
+from dicom_node.synthetic import make_cr
 
 
 def raw_throughput(model, batch: int, seconds: float) -> float:

@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.filereader import dcmread  # noqa: E402
+from pydicom.data import get_testdata_file
+from pydicom.filereader import dcmread
 
-from dicom_node.index.header import parse_header  # noqa: E402
-from dicom_node.network.spool import dataset_offset  # noqa: E402
-from dicom_node.store.check import check_file  # noqa: E402
-from dicom_node.synthetic import iter_ct_series, write_files  # noqa: E402
+from dicom_node.index.header import parse_header
+from dicom_node.network.spool import dataset_offset
+from dicom_node.store.check import check_file
+from dicom_node.synthetic import iter_ct_series, write_files
 
 
 def _per_call(fn, calls: int) -> float:  # type: ignore[no-untyped-def]

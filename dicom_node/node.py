@@ -1,7 +1,7 @@
 """The node: Storage SCP + instance store + index + study assembly, started together.
 
-Later layers (job executor, HTTP) attach to a :class:`Node` through ``node.db``,
-``node.assembler.on_complete`` and ``node.config``.
+The job side (:mod:`dicom_node.jobs.service`) and the HTTP face attach to a :class:`Node`
+through ``node.db``, ``node.assembler.on_complete`` and ``node.config``.
 """
 
 from __future__ import annotations

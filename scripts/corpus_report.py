@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.corpus import corpus_files, run_corpus, table  # noqa: E402
+from tests.support.corpus import corpus_files, run_corpus, table
 
 
 def main() -> int:

@@ -76,7 +76,8 @@ def _source_item(header: Dataset, frame: int | None) -> SourceImageForMeasuremen
     )
 
 
-def _image_label(index: int, header: Dataset, frame: int | None, count: int) -> str:
+def _image_label(index: int, frame: int | None, count: int) -> str:
+    """Which analysed image a finding is on, for its tracking identifier (empty for one)."""
     if count == 1:
         return ""
     suffix = f" frame {frame}" if frame is not None else ""
@@ -156,7 +157,7 @@ def build_sr(
                  | PlanarROIMeasurementsAndQualitativeEvaluations] = []
     for index, result in enumerate(results, start=1):
         header = headers[result.sop_instance_uid]
-        where = _image_label(index, header, result.frame, len(results))
+        where = _image_label(index, result.frame, len(results))
         labels = [
             label for label in result.labels
             if options.sr_labels == "all" or label.positive
@@ -168,7 +169,7 @@ def build_sr(
     # Then, for each positive finding, where it is (TID 1410 planar ROI).
     for index, result in enumerate(results, start=1):
         header = headers[result.sop_instance_uid]
-        where = _image_label(index, header, result.frame, len(results))
+        where = _image_label(index, result.frame, len(results))
         for label in result.labels:
             group = region_group(label, result, header, where, uids,
                                  _algorithm(result.model, label.threshold))

@@ -26,12 +26,26 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ResultObjects:
-    """Everything written for one model's results on one study."""
+    """Everything written for one model's results on one study.
+
+    Attributes
+    ----------
+    sr : pydicom.dataset.Dataset
+        The Comprehensive 3D SR (TID 1500).
+    heatmaps : list of pydicom.dataset.Dataset
+        Heatmap Secondary Captures, most probable finding first.
+    card : pydicom.dataset.Dataset or None
+        The findings card SC, unless turned off.
+    kos : pydicom.dataset.Dataset or None
+        The Key Object Selection, only when some finding is positive.
+    pmaps : list of pydicom.dataset.Dataset
+        Parametric Maps, when asked for.
+    """
 
     sr: Dataset
     heatmaps: list[Dataset] = field(default_factory=list)
     card: Dataset | None = None
-    kos: Dataset | None = None  # only when some finding is positive
+    kos: Dataset | None = None
     pmaps: list[Dataset] = field(default_factory=list)
 
     def all(self) -> list[Dataset]:
@@ -52,18 +66,36 @@ def write_results(
     results: Sequence[ImageResult],
     options: WriteOptions | None = None,
 ) -> ResultObjects:
-    """Build the TID 1500 SR, heatmap SCs and findings card for ``results``.
+    """Build the TID 1500 SR, heatmap SCs, findings card, KOS and parametric maps.
 
-    ``sources`` are the analysed source datasets (with pixel data when heatmaps are
-    wanted); ``results`` the model's per-image results (one model). All inputs are
-    checked first; any problem raises :class:`ResultWriteError` naming it, and no
-    object is returned. Same inputs and options give the same UIDs and content.
+    All inputs are checked first and no object is returned unless every one could be
+    built. Same inputs and options give the same UIDs and content.
+
+    Parameters
+    ----------
+    sources : Sequence[pydicom.dataset.Dataset]
+        The analysed source datasets, with pixel data when heatmaps are wanted.
+    results : Sequence[ImageResult]
+        One model's per-image (per-frame) results on ``sources``.
+    options : WriteOptions, optional
+        What to write and how; the defaults when ``None``.
+
+    Returns
+    -------
+    ResultObjects
+        The objects, in sending order through :meth:`ResultObjects.all`.
+
+    Raises
+    ------
+    ResultWriteError
+        An input or a value that cannot be written, with a one-line reason; the same
+        inputs fail the same way again.
+    MemoryError, OSError
+        A resource problem, which may pass.
     """
     options = options or WriteOptions()
     by_uid = check_sources(sources)
     check_results(results, by_uid)
-    if options.max_output_size < 64:
-        raise ResultWriteError(f"max_output_size {options.max_output_size} is below 64")
     headers = {uid: header(ds) for uid, ds in by_uid.items()}
     model = results[0].model
     uids = ResultUIDs((r.sop_instance_uid for r in results), model)

@@ -34,7 +34,7 @@ class ImporterUnavailable(RuntimeError):
     """torch / torchxrayvision cannot be imported, or the weights cannot be had."""
 
 
-def _define_missing_torchvision_ops(torch) -> None:  # noqa: ANN001 - torch module
+def _define_missing_torchvision_ops(torch) -> None:  # torch module
     """Let torchvision import when its compiled ops cannot load (a CUDA-only torchvision
     wheel next to CPU torch): its import registers fake kernels for ``nms``/``qnms`` and
     fails if those operators were never defined. xrv's DenseNet never calls them."""
@@ -43,7 +43,7 @@ def _define_missing_torchvision_ops(torch) -> None:  # noqa: ANN001 - torch modu
         return
     except (AttributeError, RuntimeError):
         pass
-    lib = torch.library.Library("torchvision", "DEF")  # noqa: F841 - keep definitions alive
+    lib = torch.library.Library("torchvision", "DEF")  # keep definitions alive
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _define_missing_torchvision_ops.lib = lib  # type: ignore[attr-defined]
@@ -63,7 +63,7 @@ def load_xrv():
         _define_missing_torchvision_ops(torch)
     try:
         xrv = importlib.import_module("torchxrayvision")
-    except Exception as exc:  # noqa: BLE001 - any import failure means unavailable
+    except Exception as exc:  # any import failure means unavailable
         raise ImporterUnavailable(f"torchxrayvision cannot be imported: {exc}") from exc
     return torch, xrv
 
@@ -79,12 +79,12 @@ def build_xrv_model(name: str, untrained: bool):
     else:
         try:
             model = xrv.models.DenseNet(weights=name)
-        except Exception as exc:  # noqa: BLE001 - download/cache failures
+        except Exception as exc:  # download/cache failures
             raise ImporterUnavailable(f"cannot load xrv weights {name!r}: {exc}") from exc
     return model.eval()
 
 
-def cam_wrapper(model, size: int):  # noqa: ANN001, ANN201 - torch types are optional
+def cam_wrapper(model, size: int):  # torch types are optional
     """A torch module returning (logits, cam) for an xrv DenseNet."""
     torch = importlib.import_module("torch")
     nn = torch.nn
@@ -100,7 +100,7 @@ def cam_wrapper(model, size: int):  # noqa: ANN001, ANN201 - torch types are opt
                 self.cam_conv.weight.copy_(w[:, :, None, None])
                 self.cam_conv.bias.copy_(model.classifier.bias.detach())
 
-        def forward(self, x):  # noqa: ANN001, ANN202
+        def forward(self, x):
             feats = functional.relu(self.features(x))
             cam = self.cam_conv(feats)
             logits = cam.mean(dim=(2, 3))
@@ -113,7 +113,7 @@ def cam_wrapper(model, size: int):  # noqa: ANN001, ANN201 - torch types are opt
     return CamWrapper().eval()
 
 
-def reference_logits(model, x):  # noqa: ANN001, ANN201
+def reference_logits(model, x):
     """xrv's own forward pass, as logits (before any sigmoid/op_norm)."""
     torch = importlib.import_module("torch")
     with torch.no_grad():

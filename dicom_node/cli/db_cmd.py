@@ -44,7 +44,7 @@ def upgrade(config: Path | None = CONFIG_OPT, data_dir: Path | None = DATA_DIR_O
     db = _database(config, data_dir)
     try:
         before, after = schema.upgrade(db)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any failure is reported the same way
         typer.echo(f"upgrade failed: {type(err).__name__}: {err}", err=True)
         raise typer.Exit(1) from None
     finally:

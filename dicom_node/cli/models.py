@@ -133,7 +133,7 @@ def test_model(
         registry.close()
 
 
-def _write_pngs(file: Path, results, out: Path) -> dict[tuple[int | None, str], str]:  # noqa: ANN001
+def _write_pngs(file: Path, results, out: Path) -> dict[tuple[int | None, str], str]:
     """One PNG per (frame, label) with a heatmap, into ``out``; their paths by key."""
     out.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -149,13 +149,13 @@ def _write_pngs(file: Path, results, out: Path) -> dict[tuple[int | None, str], 
     return written
 
 
-def _print_json(model, results, pngs) -> None:  # noqa: ANN001 - ai Model, list[ImageResult]
+def _print_json(model, results, pngs) -> None:  # ai Model, list[ImageResult]
     import json
 
     typer.echo(json.dumps(results_document(model, results, pngs), indent=2))
 
 
-def results_document(model, results, pngs=None) -> dict:  # noqa: ANN001 - ai Model, list[ImageResult]
+def results_document(model, results, pngs=None) -> dict:  # ai Model, list[ImageResult]
     """The model's identity and every label's probability and decision, JSON-ready (the
     ``--json`` output, and the admin API's answer); ``heatmap_png`` is the PNG written
     with ``--out`` (null otherwise)."""

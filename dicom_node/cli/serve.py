@@ -214,7 +214,8 @@ def register(app: typer.Typer) -> None:
             http = HttpServer(node) if cfg.http.enabled else None
             if http is not None:
                 http.start()
-        except Exception as err:  # port in use, unwritable data dir, database unreachable
+        # Port in use, unwritable data dir, database unreachable...: one line, exit 1.
+        except Exception as err:  # noqa: BLE001 - any start failure is reported the same way
             typer.echo(f"cannot start: {type(err).__name__}: {err}", err=True)
             if node is not None:
                 node.stop(grace=0)

@@ -56,11 +56,11 @@ def reprocess(
     jobs up. Results keep their deterministic UIDs, so they replace the earlier ones.
     """
     from dicom_node.cli.common import load_node_config
-    from dicom_node.jobs.dispatcher import Dispatcher
     from dicom_node.jobs.queue import JobQueue
     from dicom_node.jobs.reprocess import ReprocessError, reprocess_study
     from dicom_node.jobs.service import default_rules
     from dicom_node.model_registry import model_manifests
+    from dicom_node.routing.groups import GroupRouter
     from dicom_node.settings.routes import validate_references
 
     cfg = load_node_config(config, data_dir)
@@ -73,7 +73,7 @@ def reprocess(
     rules = cfg.routes or default_rules(cfg, manifests)
     db = open_database(config, data_dir)
     try:
-        done = reprocess_study(Dispatcher(db, JobQueue(db), lambda: rules), study_uid)
+        done = reprocess_study(GroupRouter(db, JobQueue(db), lambda: rules), study_uid)
     except ReprocessError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None

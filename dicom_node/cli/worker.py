@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         try:
             db = Database(database_url(cfg))
             ensure_current(db)  # an older schema: the message names `dicom-node db upgrade`
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - any start failure is reported the same way
             typer.echo(f"cannot start: {type(err).__name__}: {err}", err=True)
             raise typer.Exit(1) from None
         try:

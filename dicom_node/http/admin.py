@@ -109,7 +109,7 @@ def reprocess(request: Request, study: str) -> list[ReprocessOut]:
     (results keep their UIDs and replace the earlier ones), as ``studies reprocess``."""
     authorize(request, "admin")
     try:
-        done = reprocess_study(node_of(request).jobs.dispatcher, study)
+        done = reprocess_study(node_of(request).jobs.router, study)
     except ReprocessError as err:
         raise Problem(409, "Conflict", str(err)) from None
     return [ReprocessOut(source_group=r.source_group, group_id=r.group_id, state=r.state,
@@ -219,7 +219,7 @@ def _test_model(node: Any, name: str, data: bytes) -> dict[str, Any]:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - pydicom may raise anything on arbitrary bytes
         raise Problem(400, "Bad Request", f"not a readable DICOM file: {err}") from None
     try:
         model = node.jobs.registry.get(name)

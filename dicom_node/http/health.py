@@ -68,7 +68,7 @@ def readiness(node: Node) -> dict[str, str]:
     for name, check in CHECKS.items():
         try:
             problem = check(node)
-        except Exception as err:  # a check that cannot even run has failed
+        except Exception as err:  # noqa: BLE001 - a check that cannot even run has failed
             problem = f"{type(err).__name__}: {err}"
         results[name] = problem or "ok"
     return results

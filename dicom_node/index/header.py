@@ -222,5 +222,7 @@ def parse_leading_header(head: bytes, transfer_syntax: str) -> InstanceHeader | 
             return None
         values = _read_values(BytesIO(head), ts, past_indexed)
         return _header(values) if reached_end else None
-    except Exception:  # incomplete or garbage: the whole dataset is parsed later
+    # Incomplete or garbage bytes may raise anything in the parser: the whole dataset is
+    # parsed later.
+    except Exception:  # noqa: BLE001
         return None

@@ -34,7 +34,7 @@ class LocalExecutor:
         workers: int = 2,
         poll_seconds: float = 0.5,
         heartbeat_seconds: float = 10.0,
-        on_crash: Callable[[Claim, BaseException], None] | None = None,
+        on_crash: Callable[[Claim, Exception], None] | None = None,
     ) -> None:
         self.queue = queue
         self.run_job = run_job
@@ -91,7 +91,7 @@ class LocalExecutor:
                 self._held[claim.job_id] = claim
             try:
                 self.run_job(claim)
-            except BaseException as exc:  # noqa: BLE001 - a job must never kill a worker
+            except Exception as exc:  # a job must never kill a worker
                 log.exception("job %s crashed its worker", claim.job_id)
                 if self.on_crash is not None:
                     self.on_crash(claim, exc)

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class NewJob:
-    """What the dispatcher asks for: one job per (group, matched rule)."""
+    """What routing asks for: one job per (group, matched rule)."""
 
     group_id: int
     rule_name: str

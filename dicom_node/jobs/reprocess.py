@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from dicom_node.db import utcnow
 from dicom_node.index.tables import COMPLETE, OPEN, Group, Instance
-from dicom_node.jobs.dispatcher import Dispatcher, group_facts
 from dicom_node.jobs.models import ACTIVE_STATES, Job
+from dicom_node.routing.groups import GroupRouter, group_facts
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ class Reprocessed:
     job_ids: tuple[int, ...]
 
 
-def reprocess_study(dispatcher: Dispatcher, study_uid: str) -> list[Reprocessed]:
-    """Route every stored group of ``study_uid`` again with ``dispatcher``'s rules."""
-    db = dispatcher.db
+def reprocess_study(router: GroupRouter, study_uid: str) -> list[Reprocessed]:
+    """Route every stored group of ``study_uid`` again with ``router``'s rules."""
+    db = router.db
     with db.session() as s:
         group_ids = s.scalars(select(Instance.group_id).where(Instance.study_uid == study_uid)
                               .distinct().order_by(Instance.group_id)).all()
@@ -83,7 +83,7 @@ def reprocess_study(dispatcher: Dispatcher, study_uid: str) -> list[Reprocessed]
             s.flush()
             group_id = group.id
         prefix = f"reprocess of group {source.id}; "
-        dispatcher.route_facts(group_id, facts, source.first_received, now,
+        router.route_facts(group_id, facts, source.first_received, now,
                                from_state=REPROCESSING, note_prefix=prefix)
         with db.session() as s:
             state, note = s.execute(select(Group.state, Group.route_note)

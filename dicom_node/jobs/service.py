@@ -13,13 +13,13 @@ from ai.manifest import Manifest
 from ai.registry import ModelRegistry
 from dicom_node.assembly import Assembler
 from dicom_node.db import Database
-from dicom_node.jobs.dispatcher import Dispatcher
 from dicom_node.jobs.executor import LocalExecutor
 from dicom_node.jobs.pipeline import JobRunner
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.retention import Retention
 from dicom_node.jobs.sweeper import Sweeper
 from dicom_node.model_registry import load_registry
+from dicom_node.routing.groups import GroupRouter
 from dicom_node.settings.root import NodeConfig
 from dicom_node.settings.routes import MatchSpec, RouteRule
 from dicom_node.store.writer import InstanceStore
@@ -49,7 +49,7 @@ def default_rules(config: NodeConfig, manifests: Mapping[str, Manifest]) -> list
 
 
 class JobService:
-    """Builds and runs the dispatcher, the executor and the retention schedule."""
+    """Builds and runs the group router, the executor and the retention schedule."""
 
     def __init__(
         self,
@@ -72,11 +72,11 @@ class JobService:
         else:
             self.executor = LocalExecutor(self.queue, self.runner, workers=cfg.jobs.workers,
                                           on_crash=self.runner.crashed)
-        self.dispatcher = Dispatcher(
+        self.router = GroupRouter(
             db, self.queue, self.rules,
             on_queued=self.executor.wake,
         )
-        assembler.on_complete(self.dispatcher.dispatch)
+        assembler.on_complete(self.router.route_completed)
         self.retention = Retention(db, lambda: self.config().jobs.retention)
 
     def rules(self) -> Sequence[RouteRule]:
@@ -91,7 +91,7 @@ class JobService:
     def start(self) -> None:
         """Route groups a crash left complete, then start workers and the clean-up."""
         self.executor.start()
-        swept = self.dispatcher.sweep()
+        swept = self.router.sweep()
         if swept:
             log.info("routed %d group(s) completed before the last shutdown", swept)
         self.retention.start()

@@ -1,6 +1,6 @@
 """The publisher side of ``jobs.executor: celery``, a thread in ``serve``.
 
-Every ``sweep_seconds`` (and whenever the dispatcher queues work) it: puts jobs whose
+Every ``sweep_seconds`` (and whenever routing queues work) it: puts jobs whose
 worker stopped reporting back to queued (lease expired); publishes each claimable job
 never published, or published ``republish_seconds`` ago and still not taken (its message
 was lost: broker restarted, Redis flushed); and logs, once per job, a job that waits
@@ -82,7 +82,8 @@ class Sweeper:
         again = job.published_at is not None
         try:
             self.app.send_task(TASK, args=[job.id], queue=queue_for(job.models), retry=False)
-        except Exception as exc:  # broker down: the job stays unpublished, tried next round
+        # Broker down (kombu raises many types): the job stays unpublished, tried next round.
+        except Exception as exc:  # noqa: BLE001
             if not self._broker_down:
                 log.error("cannot publish job %s to the broker (%s: %s); retrying every "
                           "sweep", job.id, type(exc).__name__, exc)

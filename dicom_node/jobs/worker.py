@@ -93,7 +93,7 @@ def run_worker(cfg: NodeConfig, db: Database, inputs: JobInputs | None = None) -
         metrics.JOBS_IN_HAND.inc()
         try:
             runner(claim)
-        except BaseException as exc:  # noqa: BLE001 - a job must never kill the worker
+        except Exception as exc:  # a job must never kill the worker
             log.exception("job %s crashed its worker", claim.job_id)
             runner.crashed(claim, exc)
         finally:

@@ -1,1 +1,4 @@
-"""DICOM networking: the Storage SCP (and, in later layers, the SCU that sends results)."""
+"""DICOM networking: the Storage SCP, its spool files and its guarded pynetdicom hooks.
+
+The SCU that sends results lives in :mod:`dicom_node.delivery`.
+"""

@@ -3,9 +3,10 @@
 pynetdicom's association server gives every new association a ``copy.deepcopy`` of the
 AE's supported presentation contexts. The node supports every storage SOP class with
 every transfer syntax (~170 contexts of 45 transfer syntaxes), and the generic deepcopy
-of those takes ~35 ms of CPU per association, during which the node holds the GIL and
-the peer waits. A context holds only immutable values (ints, flags, UIDs) and a list of
-UIDs, so :func:`install` gives ``PresentationContext`` a ``__deepcopy__`` that copies its
+of those costs tens of milliseconds of CPU per association (figures: docs/receive.md,
+``benchmarks/receive.py``), during which the node holds the GIL and the peer waits. A
+context holds only immutable values (ints, flags, UIDs) and a list of UIDs, so
+:func:`install` gives ``PresentationContext`` a ``__deepcopy__`` that copies its
 attributes' values and lists (a fresh list per copy, the UIDs shared); any other value
 is deep-copied as before. Not applied if pynetdicom's class already defines one.
 """

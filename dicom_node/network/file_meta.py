@@ -1,10 +1,10 @@
 """Memoised File Meta encoding for spooled C-STOREs (guarded pynetdicom tweak).
 
 In chunked-dataset mode pynetdicom builds each spooled file's File Meta Information with
-pydicom (``create_file_meta``, then ``write_file_meta_info``): ~0.3 ms of CPU per
-instance. :func:`install` makes both memoise pydicom's encoding per SOP class, transfer
-syntax and SOP Instance UID length, and splice the instance's UID into a copy; any other
-use of them goes to pydicom unchanged.
+pydicom (``create_file_meta``, then ``write_file_meta_info``) for every instance (its
+cost: ``benchmarks/receive.py``). :func:`install` makes both memoise pydicom's encoding
+per SOP class, transfer syntax and SOP Instance UID length, and splice the instance's
+UID into a copy; any other use of them goes to pydicom unchanged.
 """
 
 from __future__ import annotations

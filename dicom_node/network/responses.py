@@ -1,15 +1,16 @@
 """Memoised C-STORE-RSP encoding (guarded pynetdicom tweak).
 
 pynetdicom turns every response primitive into a pydicom command-set Dataset, encodes it
-once to measure its group length and again to send it: ~0.3 ms of CPU per C-STORE, all
-under the GIL while the sender waits for the answer. A C-STORE-RSP without an Error
-Comment or Offending Element differs from the previous one only in its Message ID Being
-Responded To and Affected SOP Instance UID, so :func:`install` wraps
-``DIMSEServiceProvider.send_msg``: such a response is encoded by pynetdicom once per
-(SOP Class, SOP Instance UID length, status), with the two values spliced into a copy
-for each later one, and sent as the single P-DATA pynetdicom would send. Anything else
-(requests, other services, responses with comments, an ``EVT_DIMSE_SENT`` handler that
-wants the message object, a peer PDU too small for it) goes through pynetdicom as before.
+once to measure its group length and again to send it: CPU per C-STORE (see
+``benchmarks/receive.py``), all under the GIL while the sender waits for the answer. A
+C-STORE-RSP without an Error Comment or Offending Element differs from the previous one
+only in its Message ID Being Responded To and Affected SOP Instance UID, so
+:func:`install` wraps ``DIMSEServiceProvider.send_msg``: such a response is encoded by
+pynetdicom once per (SOP Class, SOP Instance UID length, status), with the two values
+spliced into a copy for each later one, and sent as the single P-DATA pynetdicom would
+send. Anything else (requests, other services, responses with comments, an
+``EVT_DIMSE_SENT`` handler that wants the message object, a peer PDU too small for it)
+goes through pynetdicom as before.
 """
 
 from __future__ import annotations

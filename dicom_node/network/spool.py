@@ -55,7 +55,6 @@ class SpoolFile:
         self.file = self  # pynetdicom calls ``.file.flush()``
         self.error: OSError | None = None
         self.transfer_syntax: str | None = None  # known once the File Meta is written
-        self.header: Any = None  # what ``on_head`` made of the dataset's first fragment
         self._on_head = on_head
         self._admit = admit  # the store's disk reserve, asked before each write
 

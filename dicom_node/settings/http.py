@@ -16,7 +16,7 @@ ROLE_RANK: dict[str, int] = {"read": 0, "write": 1, "admin": 2}
 class Token(BaseModel):
     """A bearer token and the role it grants."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, description="shown in logs instead of the token")
     token: str = Field(min_length=16, description="the secret, sent as 'Bearer <token>'")
@@ -35,7 +35,7 @@ class WebSource(AETitleSettings):
 class HttpSettings(BaseModel):
     """The node's HTTP server."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
     bind_address: str | None = Field(

@@ -10,12 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dicom_node import __version__
 from dicom_node.delivery.retry import RetryPolicy
 from sr_writer import WriteOptions
+from sr_writer.options import MAX_OUTPUT_SIZE, MIN_OUTPUT_SIZE
 
 
 class RetentionSettings(BaseModel):
     """What the scheduled clean-up deletes. ``None`` keeps forever."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     instances_days: float | None = Field(
         30, gt=0, description="Delete received instances older than this (never a pending "
@@ -29,7 +30,7 @@ class RetentionSettings(BaseModel):
 class JobsSettings(BaseModel):
     """Who runs jobs (embedded threads or Celery workers) and the retry policy of every job."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     executor: Literal["embedded", "celery"] = Field(
         "embedded", description="embedded: worker threads inside `serve`; celery: "
@@ -55,7 +56,7 @@ class JobsSettings(BaseModel):
 class ResultsSettings(BaseModel):
     """What the SR and the Secondary Capture images contain."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     sr_labels: Literal["all", "positive"] = Field(
         "all", description="All labels in the SR, or only positive findings plus a "
@@ -77,7 +78,7 @@ class ResultsSettings(BaseModel):
         None, description="Burned-in caution line; default for demo models: 'AI result — "
         "not for diagnostic use' (demo results also say 'NON-CLINICAL DEMO — untrained "
         "weights' whatever this is).")
-    max_output_size: int = Field(1024, ge=256, le=8192,
+    max_output_size: int = Field(1024, ge=MIN_OUTPUT_SIZE, le=MAX_OUTPUT_SIZE,
                                  description="Longest side of a written SC, in pixels.")
     institution_name: str | None = None
     kos: bool = Field(True, description="Also write a Key Object Selection document "

@@ -20,7 +20,7 @@ class ModelsSettings(BaseModel):
     TensorRT -> CUDA -> CPU, whichever is installed.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     packages: list[Path] = Field(default_factory=list)
     models_dir: Path | None = None

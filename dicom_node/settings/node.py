@@ -25,7 +25,7 @@ AETitle = Annotated[str, AfterValidator(_check_ae_title)]
 class AllowedCaller(BaseModel):
     """One entry of a calling-AE allow-list; ``host`` (IP address) optional."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ae_title: AETitle
     host: str | None = None
@@ -34,7 +34,7 @@ class AllowedCaller(BaseModel):
 class AETitleSettings(BaseModel):
     """One called AE title the node answers to, with its own assembly settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ae_title: AETitle
     group_by: Literal["study", "series"] = "study"
@@ -57,7 +57,7 @@ class AETitleSettings(BaseModel):
 class LoggingSettings(BaseModel):
     """Log level of the node and of pynetdicom (which is chatty at INFO)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     pynetdicom_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"

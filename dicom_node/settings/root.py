@@ -36,7 +36,7 @@ def _default_ae_titles() -> list[AETitleSettings]:
 class NodeConfig(BaseModel):
     """Everything a node needs; every field has an embedded default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     data_dir: Path = Path("dicom-node-data")
     database_url: str | None = Field(None, description="None: SQLite file in data_dir")

@@ -13,7 +13,7 @@ import logging
 from dataclasses import replace as replace_fields
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dicom_node import metrics
 from dicom_node.index.header import InstanceHeader
@@ -60,7 +60,7 @@ class Intake:
         try:
             if self.recorder.existing_path(sop_uid) == str(path):
                 return
-        except Exception:  # the index is unreachable: keep the file, it is harmless
+        except SQLAlchemyError:  # the index is unreachable: keep the file, it is harmless
             log.warning("cannot check the index for %s: its file %s is kept", sop_uid, path)
             return
         self.store.remove(path)

@@ -12,9 +12,9 @@ try:
 except ImporterUnavailable as exc:  # only when torch/torchxrayvision are not importable
     pytest.skip(f"torch/torchxrayvision not importable: {exc}", allow_module_level=True)
 
-from ai import ModelRegistry, RuntimeOptions  # noqa: E402
-from ai.importers.torchxrayvision import build_xrv_model, import_model  # noqa: E402
-from dicom_node.synthetic import make_dx  # noqa: E402
+from ai import ModelRegistry, RuntimeOptions
+from ai.importers.torchxrayvision import build_xrv_model, import_model
+from dicom_node.synthetic import make_dx
 
 pytestmark = pytest.mark.slow
 

@@ -3,28 +3,24 @@ one is refused with its errors and the running configuration stays."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from dicom_node import synthetic
-from tests.e2e.test_dimse_roundtrip import storescu
+from tests.support.dcmtk import storescu
+from tests.support.index import query
 from tests.support.node_process import ROOT, NodeProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
 
 
 def group_states(data_dir: Path) -> list[tuple[str, str]]:
-    con = sqlite3.connect(data_dir / "index.sqlite")
-    try:
-        return con.execute("select state, route_note from groups order by id").fetchall()
-    finally:
-        con.close()
+    return query(data_dir, "select state, route_note from groups order by id")
 
 
 def reload(node: NodeProcess) -> subprocess.CompletedProcess[str]:
@@ -34,13 +30,14 @@ def reload(node: NodeProcess) -> subprocess.CompletedProcess[str]:
 
 
 def wait_groups(node: NodeProcess, n: int) -> list[tuple[str, str]]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    """The groups once there are ``n`` and each has been routed."""
+    def routed() -> list[tuple[str, str]]:
         rows = group_states(node.data_dir)
-        if len(rows) >= n and all(state not in ("open", "complete") for state, _ in rows):
-            return rows
-        time.sleep(0.1)
-    raise AssertionError(f"groups: {group_states(node.data_dir)}\n{node.log()[-2000:]}")
+        done = len(rows) >= n and all(state not in ("open", "complete") for state, _ in rows)
+        return rows if done else []
+
+    return wait_until(routed, timeout=30, describe=lambda: (
+        f"groups: {group_states(node.data_dir)}\n{node.log()[-2000:]}"))
 
 
 def test_reload_applies_new_routes_and_refuses_a_bad_file(tmp_path: Path) -> None:
@@ -50,7 +47,7 @@ def test_reload_applies_new_routes_and_refuses_a_bad_file(tmp_path: Path) -> Non
     cts = [synthetic.write_files(list(synthetic.iter_ct_series(1, rows=32, cols=32, seed=s)),
                                  tmp_path / f"ct{s}") for s in (1, 2, 3)]
     with node:
-        storescu(node.port, cts[0])
+        storescu(node.port, cts[0], calling="MODALITY", check=True)
         assert wait_groups(node, 1)[0][0] == "discarded"
 
         # A valid new file: no rule for CT any more -> the next CT is recorded as unrouted.
@@ -59,10 +56,8 @@ def test_reload_applies_new_routes_and_refuses_a_bad_file(tmp_path: Path) -> Non
         node.config_path.write_text(yaml.safe_dump(cfg))
         r = reload(node)
         assert r.returncode == 0, r.stderr
-        deadline = time.monotonic() + 10
-        while "configuration reloaded" not in node.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        storescu(node.port, cts[1])
+        wait_until(lambda: "configuration reloaded" in node.log(), timeout=10)
+        storescu(node.port, cts[1], calling="MODALITY", check=True)
         state, note = wait_groups(node, 2)[1]
         assert state == "unrouted" and "only-mr" in note
 
@@ -72,10 +67,8 @@ def test_reload_applies_new_routes_and_refuses_a_bad_file(tmp_path: Path) -> Non
         r = reload(node)
         assert r.returncode == 2 and "routes[0].destinations[0]" in r.stderr, r.stderr
         subprocess.run(["kill", "-HUP", str(node.pid)], check=True)  # bypass the CLI check
-        deadline = time.monotonic() + 10
-        while "reload refused" not in node.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: "reload refused" in node.log(), timeout=10)
         assert "routes[0].destinations[0]" in node.log()
-        storescu(node.port, cts[2])
+        storescu(node.port, cts[2], calling="MODALITY", check=True)
         state, note = wait_groups(node, 3)[2]
         assert state == "unrouted" and "only-mr" in note  # the last good config still rules

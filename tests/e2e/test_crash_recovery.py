@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from sqlalchemy.exc import OperationalError
 
 from dicom_node import synthetic
-from tests.e2e.test_dimse_roundtrip import attempts, job_rows, storescu
+from tests.support.dcmtk import storescu
+from tests.support.index import attempts, job_rows
 from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.peer
 def job_state(data_dir: Path) -> str | None:
     try:
         rows = job_rows(data_dir)
-    except sqlite3.OperationalError:  # tables not there yet
+    except OperationalError:  # tables not there yet
         return None
     return rows[0][1] if rows else None
 
@@ -39,7 +40,7 @@ def test_kill_during_inference_then_restart_delivers_once(tmp_path: Path) -> Non
             extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
         )
         node.start()
-        storescu(node.port, source)
+        storescu(node.port, source, calling="MODALITY", check=True)
         deadline = time.monotonic() + 30
         while job_state(node.data_dir) != "running" and time.monotonic() < deadline:
             time.sleep(0.05)

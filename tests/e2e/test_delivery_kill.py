@@ -30,12 +30,13 @@ from pydicom.errors import InvalidDicomError
 
 from dicom_node.db import sqlite_url
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
-from tests.node.conftest import index_url, postgres  # noqa: F401 - fixtures
-from tests.node.helpers import query, storescu, wait_until
+from tests.support.dcmtk import storescu
+from tests.support.index import query
 from tests.support.node_process import ROOT, NodeProcess
 from tests.support.orthanc import Orthanc
 from tests.support.slow_scp import SlowStoreSCP
 from tests.support.storescp import StoreSCP
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
 
@@ -43,7 +44,7 @@ N = 6  # instances forwarded
 KILL_AT = 3  # kill once the destination has this many
 
 
-def node_config(index_url: str, destination: dict[str, object]) -> dict[str, object]:  # noqa: F811
+def node_config(index_url: str, destination: dict[str, object]) -> dict[str, object]:
     cfg: dict[str, object] = {
         "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
         "destinations": [{"name": "pacs", "timeout": 20, **destination}],
@@ -98,7 +99,7 @@ class Run:
         return {uid for uid, n in self.final.items() if n > 1}
 
 
-def kill_mid_delivery_then_restart(workdir: Path, index_url: str,  # noqa: F811
+def kill_mid_delivery_then_restart(workdir: Path, index_url: str,
                                    destination: dict[str, object],
                                    received: Callable[[], Counter[str]]) -> Run:
     """Forward N instances through a node to the destination, kill -9 the node once the
@@ -154,7 +155,7 @@ def peer(kind: str, workdir: Path) -> StoreSCP | SlowStoreSCP:
 
 @pytest.mark.parametrize("kind", ["storescp", "store-then-wait"])
 def test_kill_9_mid_dimse_delivery_resends_at_most_one(tmp_path: Path, kind: str,
-                                                       index_url: str) -> None:  # noqa: F811
+                                                       index_url: str) -> None:
     with peer(kind, tmp_path / "pacs") as pacs:
         run = kill_mid_delivery_then_restart(
             tmp_path, index_url,

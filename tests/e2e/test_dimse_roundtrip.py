@@ -6,49 +6,24 @@ and sends the SR, heatmap and findings card to the destination given on the comm
 
 from __future__ import annotations
 
-import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pynetdicom.sop_class import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
 
 from dicom_node import synthetic
+from tests.support.dcmtk import storescu
+from tests.support.dicom3tools import dciodvfy
+from tests.support.index import attempts, job_rows
 from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
 
 pytestmark = pytest.mark.peer
 
-SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
-SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
-
-
-def storescu(port: int, files: list[Path], aec: str = "DICOM_NODE") -> None:
-    subprocess.run(["storescu", "-aet", "MODALITY", "-aec", aec, "127.0.0.1", str(port),
-                    *map(str, files)], check=True, capture_output=True, timeout=60)
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
-
-
-def job_rows(data_dir: Path) -> list[tuple]:
-    con = sqlite3.connect(data_dir / "index.sqlite")
-    try:
-        return con.execute("select id, state, attempts, error from jobs order by id").fetchall()
-    finally:
-        con.close()
-
-
-def attempts(data_dir: Path) -> list[tuple]:
-    con = sqlite3.connect(data_dir / "index.sqlite")
-    try:
-        return con.execute("select job_id, destination, outcome, sent, accepted "
-                           "from delivery_attempts order by id").fetchall()
-    finally:
-        con.close()
+SR_CLASS = Comprehensive3DSRStorage
+SC_CLASS = SecondaryCaptureImageStorage
 
 
 def test_cr_study_comes_back_as_sr_heatmap_and_card(tmp_path: Path) -> None:
@@ -62,7 +37,7 @@ def test_cr_study_comes_back_as_sr_heatmap_and_card(tmp_path: Path) -> None:
             extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
         )
         with node:
-            storescu(node.port, source)
+            storescu(node.port, source, calling="MODALITY", check=True)
             received = pacs.wait_for_files(3, timeout=60)
             time.sleep(0.5)
             rows = job_rows(node.data_dir)
@@ -77,7 +52,7 @@ def test_cr_study_comes_back_as_sr_heatmap_and_card(tmp_path: Path) -> None:
         sr = next(ds for ds in results if ds.SOPClassUID == SR_CLASS)
         assert sr.Modality == "SR" and "demo-cxr-densenet121" in sr.SeriesDescription
         for path in received:
-            assert dciodvfy_errors(path) == [], path
+            assert dciodvfy(path)[0] == [], path
         assert [(a[1], a[2]) for a in attempts(node.data_dir)] == [("PACS", "delivered")]
 
 
@@ -95,7 +70,7 @@ def test_destination_down_is_retried_then_delivered_once(tmp_path: Path) -> None
         extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
     )
     with node:
-        storescu(node.port, source)
+        storescu(node.port, source, calling="MODALITY", check=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if any(a[2] == "transient" for a in attempts(node.data_dir)):

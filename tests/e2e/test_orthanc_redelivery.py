@@ -3,27 +3,19 @@ once; the same study processed again lands on the same UIDs (nothing duplicated)
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 
 from dicom_node import synthetic
-from tests.e2e.test_dimse_roundtrip import attempts, job_rows, storescu
+from tests.support.dcmtk import storescu
+from tests.support.index import attempts, job_rows
 from tests.support.node_process import NodeProcess
 from tests.support.orthanc import Orthanc
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.peer
-
-
-def wait_for(cond, timeout: float, what: str, log) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{log()[-3000:]}")
 
 
 def test_orthanc_down_then_up_then_reprocessed(tmp_path: Path) -> None:
@@ -39,7 +31,7 @@ def test_orthanc_down_then_up_then_reprocessed(tmp_path: Path) -> None:
                                    "max_attempts": 30}}},
         extra_args=["--destination", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"])
     with node:
-        storescu(node.port, source)
+        storescu(node.port, source, calling="MODALITY", check=True)
         wait_for(lambda: any(a[2] == "transient" for a in attempts(node.data_dir)), 60,
                  "a failed attempt while Orthanc is down", node.log)
         with orthanc:
@@ -52,7 +44,7 @@ def test_orthanc_down_then_up_then_reprocessed(tmp_path: Path) -> None:
             first = {orthanc.get(f"/instances/{i}")["MainDicomTags"]["SOPInstanceUID"]
                      for i in orthanc.get("/instances")}
             # The same study again: a new group, a new job, the same result UIDs.
-            storescu(node.port, source)
+            storescu(node.port, source, calling="MODALITY", check=True)
             wait_for(lambda: len(job_rows(node.data_dir)) == 2
                      and job_rows(node.data_dir)[1][1] == "done", 60, "second job",
                      node.log)

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pynetdicom.sop_class import Comprehensive3DSRStorage as SR_CLASS
+from pynetdicom.sop_class import SecondaryCaptureImageStorage as SC_CLASS
 
 from dicom_node import synthetic
-from tests.e2e.test_dimse_roundtrip import SC_CLASS, SR_CLASS, job_rows, storescu
+from tests.support.dcmtk import storescu
 from tests.support.dicom3tools import dciodvfy
+from tests.support.index import job_rows
 from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
 
@@ -51,7 +54,7 @@ def test_real_chest_cr_comes_back_without_errors(tmp_path: Path) -> None:
     src = dcmread(path, stop_before_pixels=True)
     pacs = StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"])
     with pacs, _node(tmp_path, pacs) as node:
-        storescu(node.port, [path])
+        storescu(node.port, [path], calling="MODALITY", check=True)
         _wait_for_state(node, "done")
         rows = job_rows(node.data_dir)
         received = pacs.received()

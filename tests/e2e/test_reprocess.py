@@ -13,16 +13,21 @@ from pathlib import Path
 import pytest
 import yaml
 from pydicom import dcmread
+from pynetdicom.sop_class import Comprehensive3DSRStorage
 
 from ai.bundled.cache import demo_manifest
 from ai.manifest import dump_manifest
 from dicom_node import synthetic
-from tests.e2e.test_dimse_roundtrip import SR_CLASS, dciodvfy_errors, job_rows, storescu
-from tests.e2e.test_orthanc_redelivery import wait_for
+from tests.support.dcmtk import storescu
+from tests.support.dicom3tools import dciodvfy
+from tests.support.index import job_rows
 from tests.support.node_process import ROOT, NodeProcess
 from tests.support.storescp import StoreSCP
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.peer
+
+SR_CLASS = Comprehensive3DSRStorage
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,7 +53,7 @@ def test_fix_the_route_reload_and_reprocess(tmp_path: Path) -> None:
                       broken / "model.yaml")
         (broken / "model.onnx").write_bytes(b"not an onnx file")
         with node:
-            storescu(node.port, source)
+            storescu(node.port, source, calling="MODALITY", check=True)
             wait_for(lambda: [r[1] for r in job_rows(node.data_dir)] == ["dead"], 60,
                      "the job to die", node.log)
             assert "cxr-broken" in job_rows(node.data_dir)[0][3]
@@ -77,7 +82,7 @@ def test_fix_the_route_reload_and_reprocess(tmp_path: Path) -> None:
                        for f in first.values()]
             assert classes.count(SR_CLASS) == 1 and len(classes) >= 2  # SR, card, heatmaps
             for path in first.values():
-                assert dciodvfy_errors(path) == [], path
+                assert dciodvfy(path)[0] == [], path
 
             # Once more: new job, the same result UIDs (the PACS replaces, not adds).
             again = cli("studies", "reprocess", study_uid, "-c", str(node.config_path))

@@ -9,11 +9,12 @@ import pydicom
 import requests
 
 from dicom_node.synthetic import Patient, make_cr, new_uid, write_files
-from tests.http.conftest import multipart, post
-from tests.node.helpers import query, wait_until
+from tests.http.support import multipart, post
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.ports import free_port
 from tests.support.storescp import StoreSCP
+from tests.support.waiting import wait_until
 
 READ = {"Authorization": "Bearer " + "r" * 20}
 ADMIN = {"Authorization": "Bearer " + "a" * 20}

@@ -13,11 +13,12 @@ import pytest
 import requests
 
 from dicom_node.settings.http import HttpSettings
-from tests.http.conftest import ct_study, multipart, post
-from tests.node.helpers import storescu, wait_until
+from tests.http.support import ct_study, multipart, post
 from tests.support import prometheus
+from tests.support.dcmtk import storescu
 from tests.support.node_process import ROOT, NodeProcess
 from tests.support.ports import free_port, wait_for_port
+from tests.support.waiting import wait_until
 
 
 def test_health_ready_and_the_banner(node: NodeProcess) -> None:

@@ -11,9 +11,10 @@ import pydicom
 import pytest
 
 from dicom_node.synthetic import Patient, make_cr, new_uid, write_files
-from tests.node.helpers import query, wait_until
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.orthanc import Orthanc, dicomweb_plugin
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.peer,
               pytest.mark.skipif(dicomweb_plugin() is None,

@@ -10,8 +10,9 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 
 from dicom_node.synthetic import Patient, make_cr, new_uid, write_files
-from tests.node.helpers import query, wait_until
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.waiting import wait_until
 
 CONFIG = {"http": {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 1}}}
 

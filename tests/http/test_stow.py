@@ -14,9 +14,10 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from dicom_node.store.writer import InstanceStore
-from tests.http.conftest import RELATED, ct_study, multipart, post, stow_leftovers
-from tests.node.helpers import query, wait_until
+from tests.http.support import RELATED, ct_study, multipart, post, stow_leftovers
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.waiting import wait_until
 
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_SEQUENCE = "00081199"

@@ -19,14 +19,13 @@ from dicom_node.jobs.models import Job, JobState
 from dicom_node.jobs.queue import JobQueue, NewJob
 from dicom_node.jobs.retention import Retention
 from dicom_node.settings.jobs import RetentionSettings
-from tests.jobs.conftest import add_group
-from tests.node.conftest import index_url, postgres  # noqa: F401 - fixtures
+from tests.support.groups import add_group
 
 from dicom_node.cli import app  # isort: skip
 
 
 @pytest.fixture()
-def db(index_url: str) -> Iterator[Database]:  # noqa: F811
+def db(index_url: str) -> Iterator[Database]:
     database = Database(index_url)
     database.create_all()
     yield database
@@ -61,7 +60,7 @@ def _ok(uid: str) -> InstanceOutcome:
 
 
 def test_attempt_and_responses_are_committed_as_they_happen(db: Database, tmp_path: Path,
-                                                            index_url: str) -> None:  # noqa: F811
+                                                            index_url: str) -> None:
     job = _job(db, tmp_path)
     log = AttemptLog(db)
     delivered = _count("dicom_node_delivery_instances_total", destination="pacs",
@@ -104,7 +103,7 @@ def test_attempt_and_responses_are_committed_as_they_happen(db: Database, tmp_pa
 
 
 def test_jobs_show_lists_interrupted_and_running_attempts(db: Database, tmp_path: Path,
-                                                          index_url: str) -> None:  # noqa: F811
+                                                          index_url: str) -> None:
     job = _job(db, tmp_path)
     attempt = AttemptLog(db).start(job, "pacs", planned=3)
     attempt.record([_ok("1.1"), _ok("1.2")])
@@ -128,7 +127,7 @@ def test_jobs_show_lists_interrupted_and_running_attempts(db: Database, tmp_path
 
 
 def test_retention_removes_responses_with_their_attempts(db: Database, tmp_path: Path,
-                                                         index_url: str) -> None:  # noqa: F811
+                                                         index_url: str) -> None:
     job = _job(db, tmp_path)
     attempt = AttemptLog(db).start(job, "pacs", planned=1)
     attempt.record([_ok("1.1")])

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from dicom_node.db import Database
 from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.jobs.queue import JobQueue, NewJob
-from tests.jobs.conftest import add_group
+from tests.support.groups import add_group
 
 from dicom_node.cli import app  # isort: skip
 

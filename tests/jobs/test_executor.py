@@ -36,7 +36,7 @@ def test_every_job_runs_once_and_a_crash_does_not_kill_workers(tmp_path: Path) -
 
     crashed: list[int] = []
 
-    def on_crash(claim: Claim, exc: BaseException) -> None:
+    def on_crash(claim: Claim, exc: Exception) -> None:
         crashed.append(claim.job_id)
         q.fail(claim, repr(exc), permanent=True, policy=RetryPolicy())
 

@@ -13,11 +13,10 @@ from dicom_node.db import Database
 from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.jobs.models import Job, JobState, Priority
 from dicom_node.jobs.queue import JobQueue, NewJob
-from tests.node.conftest import index_url, postgres  # noqa: F401 - fixtures
 
 
 @pytest.fixture()
-def db(index_url: str) -> Database:  # noqa: F811
+def db(index_url: str) -> Database:
     database = Database(index_url)
     database.create_all()
     yield database

@@ -14,7 +14,7 @@ from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.index.tables import Group, Instance
 from dicom_node.jobs.models import Job
 from dicom_node.jobs.queue import JobQueue, NewJob
-from tests.jobs.conftest import add_group
+from tests.support.groups import add_group
 
 from dicom_node.cli import app  # isort: skip
 

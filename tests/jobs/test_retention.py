@@ -16,12 +16,11 @@ from dicom_node.jobs.models import Job, JobOutput
 from dicom_node.jobs.queue import JobQueue, NewJob
 from dicom_node.jobs.retention import Retention
 from dicom_node.settings.jobs import RetentionSettings
-from tests.jobs.conftest import add_group
-from tests.node.conftest import index_url, postgres  # noqa: F401 - fixtures
+from tests.support.groups import add_group
 
 
 @pytest.fixture()
-def index(index_url: str) -> Iterator[Database]:  # noqa: F811
+def index(index_url: str) -> Iterator[Database]:
     db = Database(index_url)
     db.create_all()
     yield db

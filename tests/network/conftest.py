@@ -1,28 +1,25 @@
-"""A node for hostile-input tests, run with the pynetdicom tweaks on and off."""
+"""Nodes for the receive tests: one shared node, and one for hostile-input tests run with
+the pynetdicom tweaks on and off."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.node_process import NodeProcess
+from tests.network.nodes import TWEAK_MODES, start_node
+from tests.support.node_process import NodeProcess, running_node
 
-# Short timeouts so that stuck peers are dropped within a test's time.
-HOSTILE_CONFIG: dict[str, Any] = {
-    "network_timeout": 4, "acse_timeout": 3, "dimse_timeout": 10,
-    "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
-    "logging": {"level": "INFO"},
+NODE_CONFIG: dict[str, Any] = {
+    "ae_titles": [
+        {"ae_title": "DICOM_NODE", "quiet_seconds": 1.5},
+        {"ae_title": "RESTRICTED", "quiet_seconds": 1,
+         "allowed_calling": [{"ae_title": "GOODSCU"},
+                             {"ae_title": "HOSTSCU", "host": "10.9.9.9"}]},
+        {"ae_title": "BYSERIES", "group_by": "series", "quiet_seconds": 1},
+    ],
 }
-TWEAK_MODES = ["all", "none"]  # DICOM_NODE_TWEAKS
-
-
-def start_node(workdir: Path, tweaks: str, **config: Any) -> NodeProcess:
-    node = NodeProcess(workdir, {**HOSTILE_CONFIG, **config},
-                       env={"DICOM_NODE_TWEAKS": tweaks})
-    return node.start()
 
 
 @pytest.fixture(scope="module", params=TWEAK_MODES, ids=lambda m: f"tweaks={m}")
@@ -33,3 +30,9 @@ def hostile_node(request: pytest.FixtureRequest,
     yield node
     code = node.stop()
     assert code == 0, f"node did not stop cleanly ({code}):\n{node.log()[-5000:]}"
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """One node subprocess shared by the tests that do not need their own."""
+    yield from running_node(tmp_path_factory.mktemp("node"), NODE_CONFIG)

@@ -10,8 +10,8 @@ from pathlib import Path
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from tests.node.helpers import spooled_data
 from tests.support.node_process import NodeProcess
+from tests.support.studies import spooled_data
 
 
 def _status(pid: int, key: str) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.network import fuzz, pdus, probe
-from tests.node.helpers import query
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
 
 SEED = 20261201

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.network import pdus, probe
-from tests.network.conftest import HOSTILE_CONFIG, TWEAK_MODES, start_node
+from tests.network.nodes import HOSTILE_CONFIG, TWEAK_MODES, start_node
 from tests.support.node_process import NodeProcess
 
 MAX_PDU = 1_048_576  # the node's default max_pdu_bytes

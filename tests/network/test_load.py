@@ -18,8 +18,8 @@ from pynetdicom.sop_class import CTImageStorage
 
 from dicom_node.synthetic import iter_ct_series, new_uid
 from tests.network import pdus, probe
-from tests.network.conftest import start_node
-from tests.node.helpers import query
+from tests.network.nodes import start_node
+from tests.support.index import query
 
 STORERS, IDLE, SLOW, PER_ASSOCIATION = 200, 50, 35, 2
 MAX_ASSOCIATIONS = 220  # fewer than all of them together: some must be rejected

@@ -1,4 +1,4 @@
-"""The session's PostgreSQL server (tests/node/conftest.py) and a redis-server per test."""
+"""A redis-server per test (the session's PostgreSQL server: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.conftest import index_url, postgres  # noqa: F401 - fixtures
 from tests.support import redis
 
 

@@ -21,11 +21,10 @@ from sqlalchemy.orm import Session
 from dicom_node import schema
 from dicom_node.db import Base, Database
 from dicom_node.http.results import RESULTS
-from dicom_node.index import tables  # noqa: F401  (registers the tables)
+from dicom_node.index import tables
 from dicom_node.jobs import models  # noqa: F401
 from dicom_node.jobs.attempts import AttemptLog
 from dicom_node.jobs.models import DeliveryAttempt, DeliveryResponse, Job
-from tests.node.conftest import index_url, postgres  # noqa: F401 - fixtures
 from tests.scale.fixtures import schema_8da2ed1 as old
 from tests.support.node_process import ROOT
 from tests.support.ports import free_port
@@ -81,7 +80,7 @@ def schema_diff(url: str) -> list:
 
 
 def test_previous_release_database_is_refused_then_upgraded_with_its_data(
-        index_url: str, tmp_path: Path) -> None:  # noqa: F811
+        index_url: str, tmp_path: Path) -> None:
     url = index_url
     make_previous_release_db(url)
     config = tmp_path / "node.yaml"
@@ -121,7 +120,7 @@ def test_previous_release_database_is_refused_then_upgraded_with_its_data(
     db.dispose()
 
 
-def test_migrations_from_nothing_reach_the_declared_schema(index_url: str) -> None:  # noqa: F811
+def test_migrations_from_nothing_reach_the_declared_schema(index_url: str) -> None:
     """baseline + each revision == the metadata (so a new revision that forgets a column
     fails here); an empty database is created at head."""
     engine = create_engine(index_url)
@@ -131,7 +130,7 @@ def test_migrations_from_nothing_reach_the_declared_schema(index_url: str) -> No
     assert schema_diff(index_url) == []
 
 
-def test_empty_database_is_created_at_head(index_url: str) -> None:  # noqa: F811
+def test_empty_database_is_created_at_head(index_url: str) -> None:
     db = Database(index_url)
     schema.ensure_current(db)
     with db.engine.connect() as conn:

@@ -10,7 +10,7 @@ import pytest
 from dicom_node.synthetic import make_cr
 from sr_writer import ImageResult, ResultWriteError, WriteOptions, write_results
 
-from .conftest import MODEL, WHEN, blob, labels, result_for
+from .support import MODEL, WHEN, blob, labels, result_for
 
 OPTIONS = WriteOptions(created_at=WHEN)
 

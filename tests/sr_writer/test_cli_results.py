@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from dicom_node.cli import app
 
-from .conftest import MODEL, SOURCES, save, write
+from .support import MODEL, SOURCES, save, write
 
 
 def test_render_sr_and_sc(tmp_path: Path) -> None:

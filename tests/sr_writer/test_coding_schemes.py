@@ -10,7 +10,7 @@ import pytest
 from sr_writer import Code, ImageResult, WriteOptions
 from tests.support.dicom3tools import dciodvfy
 
-from .conftest import MODEL, SOURCES, WHEN, labels, needs_dciodvfy, save, write
+from .support import MODEL, SOURCES, WHEN, labels, needs_dciodvfy, save, write
 
 PRIVATE = Code("PLEURAL_THICKENING", "99DCMNODE", "Pleural thickening")
 OTHER = Code("X1", "99MYSITE", "Site finding")

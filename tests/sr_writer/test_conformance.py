@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 from sr_writer import WriteOptions
+from tests.support.dicom3tools import dciodvfy
 
-from .conftest import SOURCES, WHEN, dciodvfy, needs_dciodvfy, needs_dcmtk, save, write
+from .support import (
+    SOURCES,
+    UTF8_NOTE,
+    WHEN,
+    needs_dciodvfy,
+    needs_dcmtk,
+    save,
+    write,
+)
 
 # The only warnings accepted; each is justified in docs/sr_writer.md.
 ALLOWED_WARNINGS = {
@@ -48,7 +57,7 @@ def test_every_object_passes_dciodvfy(kind: str, sr_labels: str, tmp_path: Path)
 
 @needs_dciodvfy
 def test_no_finding_statement_passes_dciodvfy(tmp_path: Path) -> None:
-    from .conftest import result_for
+    from .support import result_for
 
     sources = SOURCES["cr"]()
     results = [result_for(sources[0], pneumothorax=0.1)]
@@ -60,7 +69,6 @@ def test_no_finding_statement_passes_dciodvfy(tmp_path: Path) -> None:
 
 # DCMTK 3.6.7 cannot check values in UTF-8 and says so once per file; the SR of a demo
 # model is UTF-8 because its notice carries an em dash (docs/sr_writer.md).
-UTF8_NOTE = "W: The VR checker does not support this Specific Character Set: ISO_IR 192\n"
 
 
 @needs_dcmtk
@@ -69,7 +77,7 @@ UTF8_NOTE = "W: The VR checker does not support this Specific Character Set: ISO
 @pytest.mark.parametrize("demo", [True, False], ids=["demo", "clinical"])
 def test_dcmtk_parses_and_renders_sr(kind: str, sr_labels: str, demo: bool,
                                      tmp_path: Path) -> None:
-    from .conftest import MODEL, result_for
+    from .support import MODEL, result_for
 
     sources = SOURCES[kind]()
     model = dataclasses.replace(MODEL, demo=demo)

@@ -17,7 +17,7 @@ from sr_writer import WriteOptions, render
 from sr_writer.findings_card import demo_sentence
 from sr_writer.options import DEMO_NOTICE
 
-from .conftest import MODEL, SOURCES, WHEN, needs_dcmtk, result_for, save, write
+from .support import MODEL, SOURCES, WHEN, needs_dcmtk, result_for, save, write
 
 CLINICAL = dataclasses.replace(MODEL, demo=False)
 

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 
 from sr_writer import WriteOptions
 
-from .conftest import MODEL, SOURCES, WHEN, result_for, write
+from .support import MODEL, SOURCES, WHEN, result_for, write
 
 TIME_ATTRIBUTES = {
     "InstanceCreationDate", "InstanceCreationTime", "ContentDate", "ContentTime",

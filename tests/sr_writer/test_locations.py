@@ -15,13 +15,14 @@ import pytest
 from ai.preprocess import crop_heatmap, letterbox_geometry
 from sr_writer import ImageResult, WriteOptions, render
 from sr_writer.spatial import hot_region
+from tests.support.dicom3tools import dciodvfy
 
-from .conftest import (
+from .support import (
     MODEL,
     SOURCES,
+    UTF8_NOTE,
     WHEN,
     blob,
-    dciodvfy,
     labels,
     needs_dciodvfy,
     needs_dcmtk,
@@ -29,7 +30,6 @@ from .conftest import (
     save,
     write,
 )
-from .test_conformance import UTF8_NOTE
 
 # --- the hot region's geometry ------------------------------------------------------------
 
@@ -134,7 +134,7 @@ def test_dcmtk_reads_and_renders_the_located_sr_and_the_kos(demo: bool,
     # DCMTK 3.6.7 says "W: Check for template constraints not yet supported" for every
     # KOS that names its (mandatory) template, TID 2010: it has no checker for it; and
     # a demo model's objects are UTF-8 (the notice's em dash), which its VR checker
-    # does not check (test_conformance.UTF8_NOTE).
+    # does not check (support.UTF8_NOTE).
     template_note = "W: Check for template constraints not yet supported\n"
     utf8_note = UTF8_NOTE if demo else ""
     assert (out.kos.SpecificCharacterSet == "ISO_IR 192") == demo

@@ -13,7 +13,7 @@ import requests
 from sr_writer import WriteOptions
 from tests.support.ports import free_port, wait_for_port
 
-from .conftest import SOURCES, WHEN, save, write
+from .support import SOURCES, WHEN, save, write
 
 pytestmark = [
     pytest.mark.peer,
@@ -59,7 +59,7 @@ def orthanc(tmp_path: Path):
         log.close()
 
 
-def _store_study(orthanc, sources, out, tmp_path: Path) -> list[dict]:  # noqa: ANN001
+def _store_study(orthanc, sources, out, tmp_path: Path) -> list[dict]:
     """storescu sources and results to Orthanc; the series of the one study it holds."""
     base, dicom_port = orthanc
     files = [save(ds, tmp_path, f"source{i}") for i, ds in enumerate(sources)]

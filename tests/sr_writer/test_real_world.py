@@ -19,7 +19,7 @@ from sr_writer import ImageResult, ResultWriteError, WriteOptions
 from sr_writer.common import header
 from tests.support.dicom3tools import HAVE_DCIODVFY, dciodvfy
 
-from .conftest import MODEL, WHEN, labels, save, write
+from .support import MODEL, WHEN, labels, save, write
 
 needs_dciodvfy = pytest.mark.skipif(not HAVE_DCIODVFY, reason="dciodvfy not installed")
 ALL = WriteOptions(created_at=WHEN, heatmaps="positive")

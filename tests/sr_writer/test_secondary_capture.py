@@ -12,7 +12,7 @@ from dicom_node.synthetic import iter_ct_series, make_cr, make_dx
 from sr_writer import ImageResult, WriteOptions
 from sr_writer.render import output_shape, window_for_display
 
-from .conftest import MODEL, SOURCES, WHEN, blob, labels, result_for, write
+from .support import MODEL, SOURCES, WHEN, blob, labels, result_for, write
 
 
 @pytest.mark.parametrize("kind", sorted(SOURCES))

@@ -13,7 +13,7 @@ from sr_writer import WriteOptions
 from sr_writer.codes import CERTAINTY_OF_FINDING
 from sr_writer.options import DEMO_NOTICE
 
-from .conftest import MODEL, SOURCES, WHEN, result_for, save, write
+from .support import MODEL, SOURCES, WHEN, result_for, save, write
 
 ALGO_PARAMS = hd.sr.CodedConcept("111002", "DCM", "Algorithm Parameters")
 ALGO_NAME = hd.sr.CodedConcept("111001", "DCM", "Algorithm Name")

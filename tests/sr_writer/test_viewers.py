@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from sr_writer import ImageResult, WriteOptions, pmap, render
 from tests.support.viewers import Finding, located, run_ohif_pmap, run_ohif_sr, unavailable
 
-from .conftest import MODEL, SOURCES, WHEN, blob, labels, result_for, save, write
+from .support import MODEL, SOURCES, WHEN, blob, labels, result_for, save, write
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
@@ -71,7 +71,7 @@ def test_negative_labels_are_not_located(tmp_path: Path) -> None:
                                  int(sources[0].Rows), int(sources[0].Columns))])
 
 
-def _strip_scoords(items) -> None:  # noqa: ANN001 - a pydicom Sequence of content items
+def _strip_scoords(items) -> None:  # a pydicom Sequence of content items
     """Remove every SCOORD and every TID 1410 group: the SR as it was before."""
     keep = []
     for item in items:
@@ -123,7 +123,7 @@ def _ct_with_distinct_heatmaps() -> tuple[list[Dataset], list[ImageResult]]:
     return sources, results
 
 
-def _overlay_misplaced(output: dict, sources: list[Dataset], results) -> list[str]:  # noqa: ANN001
+def _overlay_misplaced(output: dict, sources: list[Dataset], results) -> list[str]:
     """Slices of OHIF's volume whose overlay peak is not where that slice's heatmap peaks."""
     assert output["error"] is None, output["error"]
     assert output["pixelDataLength"] == output["volumeLength"]
@@ -147,7 +147,7 @@ def test_ohif_pmap_overlay_lands_on_each_slice(tmp_path: Path) -> None:
 
 
 def test_ohif_pmap_check_fails_for_frames_in_highdicom_order(tmp_path: Path,
-                                                             monkeypatch) -> None:  # noqa: ANN001
+                                                             monkeypatch) -> None:
     """The check can fail: without our reordering, OHIF would overlay slices upside down."""
     monkeypatch.setattr(pmap, "_frames_in_order", lambda *args: None)
     sources, results = _ct_with_distinct_heatmaps()

@@ -1,4 +1,4 @@
-"""Fixtures for the store/index hostile-input tests (shared with tests/node)."""
+"""Fixtures for the store tests (``index_url`` and ``postgres`` come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.node.conftest import index_url, postgres, pytest_collection_modifyitems
 from tests.support.node_process import NodeProcess
-
-__all__ = ["index_url", "postgres", "pytest_collection_modifyitems"]
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
-from tests.node.helpers import query, spooled_data
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.studies import spooled_data
 
 
 def node_config(index_url: str, **config: Any) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def write_part10(ds: Dataset, path: Path, sop: str | None = None,
                  ts: str = "1.2.840.10008.1.2.1", body: bytes | None = None) -> Path:
     """Write ``ds`` (or the encoded ``body`` instead of it) behind a File Meta naming
     ``sop`` (default: the dataset's) and ``ts``, whatever the dataset holds; send it
-    unchanged with :func:`tests.node.helpers.store_file_raw`."""
+    unchanged with :func:`tests.support.scu.store_file_raw`."""
     from pydicom.dataset import FileMetaDataset
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset, write_file_meta_info

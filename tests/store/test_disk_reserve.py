@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from tests.node.conftest import make_study
-from tests.node.helpers import ENV, query, storescu, wait_until
-from tests.node.helpers import storescu_successes as _successes
 from tests.store.support import inconsistencies
+from tests.support.dcmtk import ENV, storescu
+from tests.support.dcmtk import storescu_successes as _successes
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.studies import make_study
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
 

@@ -14,10 +14,11 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
-from tests.node.conftest import make_study
-from tests.node.helpers import ENV, query
 from tests.store.support import inconsistencies, node_config, race, race_two_nodes
+from tests.support.dcmtk import ENV
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.studies import make_study
 
 pytestmark = pytest.mark.peer
 

@@ -31,9 +31,10 @@ from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
 
 from dicom_node.network.spool import READY_FILES
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
-from tests.node.helpers import echoscu, query
 from tests.store.fuzz import mutate
 from tests.store.support import inconsistencies, write_part10
+from tests.support.dcmtk import echoscu
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
 
 pytestmark = pytest.mark.peer

@@ -23,9 +23,11 @@ from pydicom.uid import (
 from pynetdicom import AllStoragePresentationContexts
 
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
-from tests.node.helpers import echoscu, query, store_file_raw
 from tests.store.support import inconsistencies, write_part10
+from tests.support.dcmtk import echoscu
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.scu import store_file_raw
 
 pytestmark = pytest.mark.peer
 
@@ -138,7 +140,7 @@ def _sendable(path: str) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = dcmread(path, stop_before_pixels=True)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - pydicom's odd test files fail in many ways
         return f"no File Meta: {type(err).__name__}"
     if "TransferSyntaxUID" not in meta or "MediaStorageSOPClassUID" not in meta:
         return "incomplete File Meta"

@@ -11,9 +11,10 @@ from pydicom import dcmread
 
 from dicom_node.store.writer import safe_component
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
-from tests.node.helpers import query, store_file_raw
 from tests.store.support import inconsistencies, write_part10
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.scu import store_file_raw
 
 pytestmark = pytest.mark.peer
 

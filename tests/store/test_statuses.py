@@ -10,9 +10,10 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
-from tests.node.helpers import query, store_file_raw
 from tests.store.support import associate, inconsistencies, node_config, write_part10
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.scu import store_file_raw
 
 pytestmark = pytest.mark.peer
 

@@ -76,7 +76,7 @@ def corpus_files() -> list[CorpusFile]:
     return out
 
 
-def open_model(workdir: Path, *, photometric: list[str] | None = None,  # noqa: ANN201
+def open_model(workdir: Path, *, photometric: list[str] | None = None,
                cache: Path | None = None):
     """The bundled demo model with its filters emptied (``photometric`` None: any the
     runtime can read), built into ``cache`` (default ``workdir/cache``). Returns the ai
@@ -155,7 +155,7 @@ def classify(result_errors: list[str], source_sigs: set[tuple[str, str]],
     return node, inherited
 
 
-def run_file(cf: CorpusFile, model, out_dir: Path, options=None,  # noqa: ANN001
+def run_file(cf: CorpusFile, model, out_dir: Path, options=None,
              check: bool = True) -> Outcome:
     """Infer ``cf`` with ``model``, write the results into ``out_dir``, dciodvfy them."""
     import sr_writer
@@ -221,7 +221,7 @@ def _worker_run(cf: CorpusFile) -> Outcome:
     try:
         outcome = run_file(cf, _WORKER["model"], _WORKER["work"] / "results",  # type: ignore[arg-type]
                            _WORKER["options"], check=bool(_WORKER["check"]))
-    except Exception as exc:  # noqa: BLE001 - a crash is an outcome to report
+    except Exception as exc:  # a crash is an outcome to report
         log.debug("crash on %s", cf.name, exc_info=True)
         outcome = Outcome(cf, "crash", f"{type(exc).__name__}: {exc}")
     outcome.paths = []  # the files stay in work/results; paths need not cross processes

@@ -49,7 +49,7 @@ class LoggedProcess:
     def __enter__(self) -> Any:
         return self.start()
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             print(f"--- {self.label} log ({self.log_path}) ---\n{self.log_tail(80)}",
                   file=sys.stderr)

@@ -1,24 +1,13 @@
-"""A real SQLite index with groups, instances (files on disk) and jobs."""
+"""Rows the job and routing tests put in a real index: groups with instances whose files
+exist."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
-import pytest
-
-from dicom_node.db import Database, sqlite_url, utcnow
-from dicom_node.index import tables  # noqa: F401
+from dicom_node.db import Database, utcnow
 from dicom_node.index.tables import Group, Instance
-from dicom_node.jobs import models  # noqa: F401
-
-
-@pytest.fixture()
-def index(tmp_path: Path) -> Database:
-    db = Database(sqlite_url(tmp_path / "index.sqlite"))
-    db.create_all()
-    yield db
-    db.dispose()
 
 
 def add_group(db: Database, root: Path, *, state: str, n: int = 2, modality: str = "CR",

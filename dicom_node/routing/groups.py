@@ -1,8 +1,8 @@
-"""Turns completed groups into jobs: routing rules in, one job per matched rule out.
+"""The route stage: completed groups in, one queued job per matched rule out.
 
 A group leaves ``complete`` for ``routed`` (jobs queued), ``discarded`` (a discard rule
 matched) or ``unrouted`` (no rule matched); the reason is kept on the group. A group
-left ``complete`` by a crash is picked up by :meth:`Dispatcher.sweep`.
+left ``complete`` by a crash is picked up by :meth:`GroupRouter.sweep`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def instance_facts(row: Instance) -> InstanceFacts:
     )
 
 
-class Dispatcher:
+class GroupRouter:
     """Routes completed groups. ``rules()`` is read per group, so a reload takes effect
     for the next group; ``on_queued()`` wakes the executor."""
 
@@ -66,7 +66,7 @@ class Dispatcher:
         self.rules = rules
         self.on_queued = on_queued
 
-    def dispatch(self, group_ids: Sequence[int]) -> None:
+    def route_completed(self, group_ids: Sequence[int]) -> None:
         """Route each group (callback of the assembler)."""
         for group_id in group_ids:
             try:
@@ -80,7 +80,7 @@ class Dispatcher:
         """Route every group still ``complete`` (e.g. after a crash); return how many."""
         with self.db.session() as s:
             ids = [g.id for g in completed_groups(s)]
-        self.dispatch(ids)
+        self.route_completed(ids)
         return len(ids)
 
     def route_group(self, group_id: int) -> RoutingResult | None:

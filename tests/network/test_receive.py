@@ -21,16 +21,12 @@ from pynetdicom.sop_class import Verification
 from typer.testing import CliRunner
 
 from dicom_node.cli import app
-from tests.node.conftest import make_study
-from tests.node.helpers import (
-    echoscu,
-    query,
-    spooled_data,
-    store_file_raw,
-    storescu,
-    wait_until,
-)
+from tests.support.dcmtk import echoscu, storescu
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.scu import store_file_raw
+from tests.support.studies import make_study, spooled_data
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
 

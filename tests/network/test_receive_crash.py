@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from tests.node.conftest import make_study
-from tests.node.helpers import ENV, query, spooled_data, wait_until
-from tests.node.helpers import storescu_successes as _successes
+from tests.support.dcmtk import ENV
+from tests.support.dcmtk import storescu_successes as _successes
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.studies import make_study, spooled_data
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
 

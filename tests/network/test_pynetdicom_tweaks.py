@@ -28,8 +28,8 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from dicom_node.index.header import parse_header
 from dicom_node.network import contexts, file_meta, inline, recv, responses, spool
 from dicom_node.synthetic import iter_ct_series
-from tests.node.helpers import spooled_data
 from tests.support.ports import free_port
+from tests.support.studies import spooled_data
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from sqlalchemy import select, update
 from ai.registry import ModelRegistry
 from dicom_node.db import Database
 from dicom_node.index.tables import Group, Instance
-from dicom_node.jobs.dispatcher import Dispatcher
 from dicom_node.jobs.models import Job
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.service import default_rules
 from dicom_node.model_registry import model_manifests
+from dicom_node.routing.groups import GroupRouter
 from dicom_node.settings.root import NodeConfig
-from tests.jobs.conftest import add_group
+from tests.support.groups import add_group
 
 
 def _view(db: Database, gid: int, views: list[str]) -> None:
@@ -39,7 +39,7 @@ def test_default_rules_follow_the_manifest(index: Database, tmp_path: Path) -> N
     manifests, errors = model_manifests(cfg)
     assert errors == [] and default_rules(cfg, manifests) == rules
     assert [r.name for r in rules] == ["default:demo-cxr-densenet121"]
-    d = Dispatcher(index, JobQueue(index), lambda: rules)
+    d = GroupRouter(index, JobQueue(index), lambda: rules)
     pa_lat, uids = add_group(index, tmp_path, state="complete", study="1.1")
     _view(index, pa_lat, ["PA", "LL"])
     lat_only, _ = add_group(index, tmp_path, state="complete", study="1.2")

@@ -17,8 +17,8 @@ from dicom_node.index import Group, Instance, queries
 from dicom_node.node import Node
 from dicom_node.settings.root import validate_config
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
-from tests.node.helpers import spooled_data
 from tests.support.ports import free_port
+from tests.support.studies import spooled_data
 
 
 def _node(tmp_path: Path, policy: str) -> Iterator[Node]:

@@ -1,0 +1,143 @@
+"""The job orchestrator on a real SQLite index and store: how each kind of failure ends.
+
+The model is a stub (the orchestrator's contract with a model is ``applies_to``,
+``infer`` and ``provider``); the index, the store, the queue and the delivery attempt to
+an unreachable destination are real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+
+from ai.registry import ModelRegistry
+from dicom_node import synthetic
+from dicom_node.db import Database
+from dicom_node.jobs.models import Job, JobState
+from dicom_node.jobs.pipeline import JobRunner
+from dicom_node.jobs.queue import JobQueue, NewJob
+from dicom_node.settings.root import NodeConfig, validate_config
+from dicom_node.store.writer import InstanceStore
+from tests.support.groups import add_group
+from tests.support.index import query
+from tests.support.ports import free_port
+
+
+class StubModel:
+    """A model whose behaviour each test picks."""
+
+    provider = "stub"
+
+    def __init__(self, applies: Callable[[Dataset], tuple[bool, str]] = lambda ds: (True, ""),
+                 infer: Callable[[Dataset], list] = lambda ds: []) -> None:
+        self._applies, self._infer = applies, infer
+
+    def applies_to(self, ds: Dataset) -> tuple[bool, str]:
+        return self._applies(ds)
+
+    def infer(self, ds: Dataset) -> list:
+        return self._infer(ds)
+
+
+def _config(destinations: list[dict] | None = None) -> NodeConfig:
+    return validate_config({"destinations": destinations or [],
+                            "jobs": {"retry": {"base_s": 1, "max_attempts": 5}}})
+
+
+def _job(index: Database, tmp_path: Path, *, action: str = "infer",
+         models: tuple[str, ...] = ("stub",), destinations: tuple[str, ...] = ()) -> int:
+    """A queued job over one group of two stored CR images (real DICOM files)."""
+    group_id, uids = add_group(index, tmp_path, state="routed")
+    for seed, uid in enumerate(uids):  # the placeholder bytes become readable DICOM files
+        synthetic.make_cr(seed=seed).save_as(tmp_path / f"{uid}.dcm", enforce_file_format=True)
+    job_id = JobQueue(index).enqueue(NewJob(
+        group_id=group_id, rule_name="r", action=action, study_uid="1.2.3",
+        models=models, destinations=destinations, instance_uids=uids))
+    assert job_id is not None
+    return job_id
+
+
+def _run(index: Database, tmp_path: Path, models: dict[str, object],
+         config: NodeConfig | None = None) -> Job:
+    """Claim the one queued job, run it once, and return its row."""
+    queue = JobQueue(index)
+    runner = JobRunner(index, queue, InstanceStore(tmp_path / "store"),
+                       ModelRegistry(models, []), lambda: config or _config())  # type: ignore[arg-type]
+    claim = queue.claim("test-worker")
+    assert claim is not None
+    runner(claim)
+    with index.session() as s:
+        job = s.get(Job, claim.job_id)
+        s.expunge(job)
+    return job
+
+
+def test_unknown_model_is_permanent(index: Database, tmp_path: Path) -> None:
+    _job(index, tmp_path, models=("nosuch",))
+    job = _run(index, tmp_path, {"stub": StubModel()})
+    assert job.state == JobState.DEAD and job.attempts == 1
+    assert "model 'nosuch' is not loaded" in job.error
+
+
+def test_no_fitting_input_is_permanent(index: Database, tmp_path: Path) -> None:
+    _job(index, tmp_path)
+    job = _run(index, tmp_path, {"stub": StubModel(applies=lambda ds: (False, "not a CT"))})
+    assert job.state == JobState.DEAD
+    assert "no input image fits model 'stub'" in job.error and "not a CT" in job.error
+
+
+def test_unconfigured_destination_is_permanent(index: Database, tmp_path: Path) -> None:
+    _job(index, tmp_path, action="forward", models=(), destinations=("nowhere",))
+    job = _run(index, tmp_path, {})
+    assert job.state == JobState.DEAD
+    assert job.error == "destination 'nowhere' is not configured"
+
+
+def test_cancel_mid_run_stops_before_delivery(index: Database, tmp_path: Path) -> None:
+    job_id = _job(index, tmp_path, destinations=("pacs",))
+    port = free_port()  # nothing listens: a delivery attempt would be recorded as failed
+
+    def infer_then_cancel(ds: Dataset) -> list:
+        JobQueue(index).cancel(job_id)  # an admin cancels while the model runs
+        return []
+
+    config = _config([{"name": "pacs", "kind": "dimse", "ae_title": "PACS",
+                       "host": "127.0.0.1", "port": port}])
+    job = _run(index, tmp_path, {"stub": StubModel(infer=infer_then_cancel)}, config)
+    assert job.state == JobState.CANCELLED and job.error is None
+    assert job.written_at is None  # stopped before writing results
+    assert query(index.url, "select count(*) from delivery_attempts") == [(0,)]
+
+
+def test_transient_fault_is_retried(index: Database, tmp_path: Path) -> None:
+    def out_of_memory(ds: Dataset) -> list:
+        raise RuntimeError("CUDA out of memory")
+
+    _job(index, tmp_path)
+    job = _run(index, tmp_path, {"stub": StubModel(infer=out_of_memory)})
+    assert job.state == JobState.FAILED and job.next_attempt_at is not None
+    assert "CUDA out of memory" in job.error
+
+
+def test_unreachable_destination_is_transient(index: Database, tmp_path: Path) -> None:
+    _job(index, tmp_path, action="forward", models=(), destinations=("pacs",))
+    config = _config([{"name": "pacs", "kind": "dimse", "ae_title": "PACS",
+                       "host": "127.0.0.1", "port": free_port()}])
+    job = _run(index, tmp_path, {}, config)
+    assert job.state == JobState.FAILED and job.next_attempt_at is not None
+    assert "delivery failed: pacs" in job.error
+
+
+def test_a_bug_is_recorded_once_not_retried(index: Database, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    def broken(ds: Dataset) -> tuple[bool, str]:
+        return 1 / 0  # type: ignore[return-value]  # a bug in the node's own code path
+
+    _job(index, tmp_path)
+    job = _run(index, tmp_path, {"stub": StubModel(applies=broken)})
+    assert job.state == JobState.DEAD and job.next_attempt_at is None
+    assert job.error.startswith("internal error: ZeroDivisionError")
+    assert any(r.exc_info for r in caplog.records if "internal error" in r.getMessage())
