@@ -28,8 +28,9 @@ class DynamicBatcher:
     first axis is B. A batch that raises fails exactly its callers; the worker keeps going.
     """
 
-    def __init__(self, run_batch: RunBatch, max_batch_size: int, max_wait_ms: float,
-                 name: str = "model") -> None:
+    def __init__(
+        self, run_batch: RunBatch, max_batch_size: int, max_wait_ms: float, name: str = "model"
+    ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
         self._run = run_batch
@@ -66,8 +67,11 @@ class DynamicBatcher:
         while len(items) < self.max_batch_size:
             remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=remaining) if remaining > 0 else \
-                    self._queue.get_nowait()
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
             if item is None:
@@ -103,8 +107,9 @@ class DynamicBatcher:
             outputs = self._run(batch)
             for out in outputs:
                 if out.shape[0] != len(live):
-                    raise RuntimeError(f"model returned {out.shape[0]} rows for a batch "
-                                       f"of {len(live)}")
+                    raise RuntimeError(
+                        f"model returned {out.shape[0]} rows for a batch of {len(live)}"
+                    )
         except BaseException as exc:  # noqa: BLE001 - every error goes to the callers
             log.warning("batch of %d on %s failed: %s", len(live), self.name, exc)
             self.requests_failed += len(live)

@@ -20,9 +20,24 @@ from ai.manifest import CodeSpec
 PRIVATE_SCHEME = "99DCMNODE"
 
 XRV_LABELS: tuple[str, ...] = (
-    "Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "Edema", "Emphysema",
-    "Fibrosis", "Effusion", "Pneumonia", "Pleural_Thickening", "Cardiomegaly", "Nodule",
-    "Mass", "Hernia", "Lung Lesion", "Fracture", "Lung Opacity", "Enlarged Cardiomediastinum",
+    "Atelectasis",
+    "Consolidation",
+    "Infiltration",
+    "Pneumothorax",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Effusion",
+    "Pneumonia",
+    "Pleural_Thickening",
+    "Cardiomegaly",
+    "Nodule",
+    "Mass",
+    "Hernia",
+    "Lung Lesion",
+    "Fracture",
+    "Lung Opacity",
+    "Enlarged Cardiomediastinum",
 )
 
 LABEL_CODES: dict[str, CodeSpec] = {
@@ -46,7 +61,8 @@ LABEL_CODES: dict[str, CodeSpec] = {
     "Fracture": CodeSpec(value="125605004", scheme="SCT", meaning="Fracture of bone"),
     "Lung Opacity": CodeSpec(value="112001", scheme="DCM", meaning="Opacity"),  # (pydicom)
     "Enlarged Cardiomediastinum": CodeSpec(
-        value="ENLARGED_CARDIOMEDIASTINUM", scheme=PRIVATE_SCHEME,
+        value="ENLARGED_CARDIOMEDIASTINUM",
+        scheme=PRIVATE_SCHEME,
         meaning="Enlarged cardiomediastinum",
     ),
 }

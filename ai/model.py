@@ -19,8 +19,23 @@ from ai.types import Code, ImageResult, LabelResult, ModelIdentity
 log = logging.getLogger(__name__)
 
 # Modalities of objects that carry pixel data but are not images of the patient.
-NOT_IMAGES = frozenset({"SEG", "SR", "DOC", "KO", "PR", "PLAN", "RWV", "REG", "FID",
-                        "RTDOSE", "RTPLAN", "RTRECORD", "RTSTRUCT"})
+NOT_IMAGES = frozenset(
+    {
+        "SEG",
+        "SR",
+        "DOC",
+        "KO",
+        "PR",
+        "PLAN",
+        "RWV",
+        "REG",
+        "FID",
+        "RTDOSE",
+        "RTPLAN",
+        "RTRECORD",
+        "RTSTRUCT",
+    }
+)
 
 
 def activate(scores: np.ndarray, activation: str) -> np.ndarray:
@@ -36,9 +51,14 @@ def activate(scores: np.ndarray, activation: str) -> np.ndarray:
 
 def identity_of(manifest: Manifest) -> ModelIdentity:
     """The ai.types identity of a manifest."""
-    return ModelIdentity(name=manifest.name, version=manifest.version,
-                         manufacturer=manifest.manufacturer, device_uid=manifest.device_uid,
-                         intended_use=manifest.intended_use, demo=manifest.demo)
+    return ModelIdentity(
+        name=manifest.name,
+        version=manifest.version,
+        manufacturer=manifest.manufacturer,
+        device_uid=manifest.device_uid,
+        intended_use=manifest.intended_use,
+        demo=manifest.demo,
+    )
 
 
 def _matches(value: str, allowed: Sequence[str]) -> bool:
@@ -58,12 +78,16 @@ class Model:
         self._output_names = [out.scores] + ([out.heatmap] if out.heatmap else [])
         if options.warmup:  # before the batcher starts, so a failing model leaks no thread
             inp = self.manifest.input
-            shape = ((1, inp.channels, inp.height, inp.width) if inp.layout == "NCHW"
-                     else (1, inp.height, inp.width, inp.channels))
+            shape = (
+                (1, inp.channels, inp.height, inp.width)
+                if inp.layout == "NCHW"
+                else (1, inp.height, inp.width, inp.channels)
+            )
             self._session.warm_up({inp.name: np.zeros(shape, np.float32)}, self._output_names)
         max_batch = options.max_batch_size or self.manifest.runtime.max_batch_size
-        self.batcher = DynamicBatcher(self._run_batch, max_batch, options.max_wait_ms,
-                                      name=self.manifest.name)
+        self.batcher = DynamicBatcher(
+            self._run_batch, max_batch, options.max_wait_ms, name=self.manifest.name
+        )
 
     @property
     def name(self) -> str:
@@ -94,8 +118,10 @@ class Model:
             return False, f"Modality {modality!r} is not an image a model analyses"
         photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
         if photometric and photometric not in SUPPORTED_PHOTOMETRIC:
-            return False, (f"PhotometricInterpretation {photometric!r} cannot be "
-                           f"preprocessed (supported: {list(SUPPORTED_PHOTOMETRIC)})")
+            return False, (
+                f"PhotometricInterpretation {photometric!r} cannot be "
+                f"preprocessed (supported: {list(SUPPORTED_PHOTOMETRIC)})"
+            )
         a = self.manifest.applies_to
         checks = (
             ("Modality", a.modalities),
@@ -113,8 +139,9 @@ class Model:
                 return False, f"{keyword} {value!r} not in {list(allowed)} for {self.name}"
         return True, ""
 
-    def _label_results(self, scores: np.ndarray, cam: np.ndarray | None, box: Letterbox
-                       ) -> tuple[LabelResult, ...]:
+    def _label_results(
+        self, scores: np.ndarray, cam: np.ndarray | None, box: Letterbox
+    ) -> tuple[LabelResult, ...]:
         out = self.manifest.output
         probs = activate(scores, out.activation)
         inp = self.manifest.input
@@ -122,11 +149,17 @@ class Model:
         for i, spec in enumerate(out.labels):
             p = float(np.clip(probs[i], 0.0, 1.0))
             heat = crop_heatmap(cam[i], box, inp.height, inp.width) if cam is not None else None
-            code = Code(spec.code.value, spec.code.scheme, spec.code.meaning) if spec.code \
-                else None
-            labels.append(LabelResult(name=spec.name, code=code, probability=p,
-                                      threshold=spec.threshold, positive=p >= spec.threshold,
-                                      heatmap=heat))
+            code = Code(spec.code.value, spec.code.scheme, spec.code.meaning) if spec.code else None
+            labels.append(
+                LabelResult(
+                    name=spec.name,
+                    code=code,
+                    probability=p,
+                    threshold=spec.threshold,
+                    positive=p >= spec.threshold,
+                    heatmap=heat,
+                )
+            )
         return tuple(labels)
 
     def infer_array(self, tensor: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -168,17 +201,25 @@ class Model:
         sop = str(ds.get("SOPInstanceUID", ""))
         prepared = []
         for frame, stored in iter_frames(ds):
-            prepared.append((frame, preprocess_frame(stored, ds, self.manifest.preprocess,
-                                                     self.manifest.input)))
+            prepared.append(
+                (frame, preprocess_frame(stored, ds, self.manifest.preprocess, self.manifest.input))
+            )
         futures = [(frame, p.box, self.batcher.submit(p.tensor)) for frame, p in prepared]
         results = []
         for frame, box, fut in futures:
             outs = fut.result()
             cam = outs[1] if len(outs) > 1 else None
-            results.append(ImageResult(sop_instance_uid=sop, frame=frame, model=self.identity,
-                                       labels=self._label_results(outs[0], cam, box)))
-        log.info("model %s inferred %s (%d frame(s)) on %s", self.name, sop, len(results),
-                 self.provider)
+            results.append(
+                ImageResult(
+                    sop_instance_uid=sop,
+                    frame=frame,
+                    model=self.identity,
+                    labels=self._label_results(outs[0], cam, box),
+                )
+            )
+        log.info(
+            "model %s inferred %s (%d frame(s)) on %s", self.name, sop, len(results), self.provider
+        )
         return results
 
     def close(self) -> None:

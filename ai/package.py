@@ -28,52 +28,79 @@ def validate_against_session(manifest: Manifest, session: Session, manifest_path
     outputs = {a.name: a for a in session.outputs}
     spec = manifest.input
     if spec.name not in inputs:
-        raise ManifestError(manifest_path, "input.name",
-                            f"{spec.name!r} is not an input of the ONNX graph "
-                            f"(inputs: {sorted(inputs)})")
+        raise ManifestError(
+            manifest_path,
+            "input.name",
+            f"{spec.name!r} is not an input of the ONNX graph (inputs: {sorted(inputs)})",
+        )
     extra = sorted(set(inputs) - {spec.name})
     if extra:
-        raise ManifestError(manifest_path, "input.name",
-                            f"the ONNX graph has other inputs the runtime cannot feed: {extra}")
+        raise ManifestError(
+            manifest_path,
+            "input.name",
+            f"the ONNX graph has other inputs the runtime cannot feed: {extra}",
+        )
     arg = inputs[spec.name]
     if arg.type != "tensor(float)":
         raise ManifestError(manifest_path, "input.dtype", f"graph input is {arg.type}")
     shape = list(arg.shape)
     if len(shape) != 4:
-        raise ManifestError(manifest_path, "input.layout",
-                            f"graph input {spec.name!r} has rank {len(shape)}, expected 4")
-    expect = ([spec.channels, spec.height, spec.width] if spec.layout == "NCHW"
-              else [spec.height, spec.width, spec.channels])
-    fields = (["input.channels", "input.height", "input.width"] if spec.layout == "NCHW"
-              else ["input.height", "input.width", "input.channels"])
+        raise ManifestError(
+            manifest_path,
+            "input.layout",
+            f"graph input {spec.name!r} has rank {len(shape)}, expected 4",
+        )
+    expect = (
+        [spec.channels, spec.height, spec.width]
+        if spec.layout == "NCHW"
+        else [spec.height, spec.width, spec.channels]
+    )
+    fields = (
+        ["input.channels", "input.height", "input.width"]
+        if spec.layout == "NCHW"
+        else ["input.height", "input.width", "input.channels"]
+    )
     for dim, want, fld in zip(shape[1:], expect, fields, strict=True):
         if _static(dim) is not None and dim != want:
-            raise ManifestError(manifest_path, fld,
-                                f"manifest says {want}, ONNX input shape is {shape}")
+            raise ManifestError(
+                manifest_path, fld, f"manifest says {want}, ONNX input shape is {shape}"
+            )
     batch = _static(shape[0])
     if batch is not None and batch < manifest.runtime.max_batch_size:
-        raise ManifestError(manifest_path, "runtime.max_batch_size",
-                            f"{manifest.runtime.max_batch_size} exceeds the graph's fixed "
-                            f"batch size {batch}")
+        raise ManifestError(
+            manifest_path,
+            "runtime.max_batch_size",
+            f"{manifest.runtime.max_batch_size} exceeds the graph's fixed batch size {batch}",
+        )
     n_labels = len(manifest.output.labels)
     out = manifest.output
     if out.scores not in outputs:
-        raise ManifestError(manifest_path, "output.scores",
-                            f"{out.scores!r} is not an output of the ONNX graph "
-                            f"(outputs: {sorted(outputs)})")
+        raise ManifestError(
+            manifest_path,
+            "output.scores",
+            f"{out.scores!r} is not an output of the ONNX graph (outputs: {sorted(outputs)})",
+        )
     sshape = list(outputs[out.scores].shape)
     if len(sshape) != 2 or (_static(sshape[1]) is not None and sshape[1] != n_labels):
-        raise ManifestError(manifest_path, "output.labels",
-                            f"{n_labels} labels but output {out.scores!r} has shape {sshape}")
+        raise ManifestError(
+            manifest_path,
+            "output.labels",
+            f"{n_labels} labels but output {out.scores!r} has shape {sshape}",
+        )
     if out.heatmap is not None:
         if out.heatmap not in outputs:
-            raise ManifestError(manifest_path, "output.heatmap",
-                                f"{out.heatmap!r} is not an output of the ONNX graph "
-                                f"(outputs: {sorted(outputs)})")
+            raise ManifestError(
+                manifest_path,
+                "output.heatmap",
+                f"{out.heatmap!r} is not an output of the ONNX graph (outputs: {sorted(outputs)})",
+            )
         hshape = list(outputs[out.heatmap].shape)
         if len(hshape) != 4 or (_static(hshape[1]) is not None and hshape[1] != n_labels):
-            raise ManifestError(manifest_path, "output.heatmap",
-                                f"expected [N, {n_labels}, H, W], graph has {hshape}")
+            raise ManifestError(
+                manifest_path,
+                "output.heatmap",
+                f"expected [N, {n_labels}, H, W], graph has {hshape}",
+            )
 
 
 def load_package(path: Path, options: RuntimeOptions) -> Package:

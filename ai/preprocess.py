@@ -46,8 +46,11 @@ class Prepared:
 def modality_lut(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     """Apply the Modality LUT (LUT sequence or rescale slope/intercept) -> float32."""
     slope, intercept = ds.get("RescaleSlope", 1), ds.get("RescaleIntercept", 0)
-    identity = "ModalityLUTSequence" not in ds and float(slope if slope not in (None, "") else 1) \
-        == 1.0 and float(intercept if intercept not in (None, "") else 0) == 0.0
+    identity = (
+        "ModalityLUTSequence" not in ds
+        and float(slope if slope not in (None, "") else 1) == 1.0
+        and float(intercept if intercept not in (None, "") else 0) == 0.0
+    )
     if not identity:
         try:
             out = apply_modality_lut(stored, ds)
@@ -58,15 +61,18 @@ def modality_lut(stored: np.ndarray, ds: Dataset) -> np.ndarray:
 
 
 def _first(value: object) -> float:
-    if isinstance(value, list | tuple) or hasattr(value, "__getitem__") and not isinstance(
-        value, str | bytes
+    if (
+        isinstance(value, list | tuple)
+        or hasattr(value, "__getitem__")
+        and not isinstance(value, str | bytes)
     ):
         value = value[0]  # type: ignore[index]
     return float(value)  # type: ignore[arg-type]
 
 
-def window_linear(x: np.ndarray, center: float, width: float, function: str = "LINEAR"
-                  ) -> np.ndarray:
+def window_linear(
+    x: np.ndarray, center: float, width: float, function: str = "LINEAR"
+) -> np.ndarray:
     """DICOM VOI window (PS3.3 C.11.2.1.2) mapped to [0, 1].
 
     LINEAR: ``((x - (c - 0.5)) / (w - 1) + 0.5)`` clipped; LINEAR_EXACT: ``(x - c) / w + 0.5``;
@@ -96,8 +102,9 @@ def window_minmax(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / (hi - lo)).astype(np.float32)
 
 
-def voi(x: np.ndarray, ds: Dataset, spec: WindowSpec, stored: np.ndarray | None = None
-        ) -> np.ndarray:
+def voi(
+    x: np.ndarray, ds: Dataset, spec: WindowSpec, stored: np.ndarray | None = None
+) -> np.ndarray:
     """Apply the VOI transform the manifest chose, producing values in [0, 1].
 
     ``dataset``: the dataset's VOI LUT Sequence, else its first window, else min/max.
@@ -142,8 +149,7 @@ def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     raise PreprocessError(f"cannot map {x.shape[-1]} samples to {channels} channels")
 
 
-def letterbox_geometry(rows: int, cols: int, height: int, width: int, policy: str
-                       ) -> Letterbox:
+def letterbox_geometry(rows: int, cols: int, height: int, width: int, policy: str) -> Letterbox:
     """Where a rows x cols image lands in a height x width input (centred, aspect kept)."""
     if policy == "stretch":
         return Letterbox(0, 0, height, width)
@@ -164,7 +170,7 @@ def resize(x: np.ndarray, height: int, width: int, policy: str) -> tuple[np.ndar
                 (box.width, box.height), Image.Resampling.BILINEAR
             )
             plane = np.asarray(img, dtype=np.float32)
-        out[box.top:box.top + box.height, box.left:box.left + box.width, c] = plane
+        out[box.top : box.top + box.height, box.left : box.left + box.width, c] = plane
     return out, box
 
 
@@ -180,14 +186,16 @@ def _colour_to_unit(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     return (stored.astype(np.float32) / float(2**bits - 1)).clip(0, 1)
 
 
-def preprocess_frame(stored: np.ndarray, ds: Dataset, spec: PreprocessSpec, inp: InputSpec
-                     ) -> Prepared:
+def preprocess_frame(
+    stored: np.ndarray, ds: Dataset, spec: PreprocessSpec, inp: InputSpec
+) -> Prepared:
     """Turn one decoded frame into the model input tensor (C,H,W or H,W,C) plus geometry."""
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric in MONOCHROME:
         if stored.ndim != 2:
-            raise PreprocessError(f"PhotometricInterpretation {photometric} with "
-                                  f"{stored.ndim}-D frame")
+            raise PreprocessError(
+                f"PhotometricInterpretation {photometric} with {stored.ndim}-D frame"
+            )
         x = modality_lut(stored, ds)
         x = voi(x, ds, spec.window)
         x = invert_if_monochrome1(x, photometric)
@@ -215,7 +223,11 @@ def crop_heatmap(cam: np.ndarray, box: Letterbox, height: int, width: int) -> np
     """
     ch, cw = cam.shape
     if (ch, cw) != (height, width):
-        cam = np.asarray(Image.fromarray(cam.astype(np.float32), mode="F").resize(
-            (width, height), Image.Resampling.BILINEAR), dtype=np.float32)
-    out = cam[box.top:box.top + box.height, box.left:box.left + box.width]
+        cam = np.asarray(
+            Image.fromarray(cam.astype(np.float32), mode="F").resize(
+                (width, height), Image.Resampling.BILINEAR
+            ),
+            dtype=np.float32,
+        )
+    out = cam[box.top : box.top + box.height, box.left : box.left + box.width]
     return np.clip(out, 0.0, 1.0).astype(np.float32)

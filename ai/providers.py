@@ -22,8 +22,7 @@ def canonical(name: str) -> str:
     return ALIASES.get(name.strip().lower(), name.strip())
 
 
-def select_providers(available: Sequence[str], preferred: Sequence[str] | None = None
-                     ) -> list[str]:
+def select_providers(available: Sequence[str], preferred: Sequence[str] | None = None) -> list[str]:
     """The providers to give ONNX Runtime, best first.
 
     ``preferred`` (config order, aliases allowed) defaults to TensorRT, CUDA, CPU. Only

@@ -40,9 +40,14 @@ class ModelRegistry:
         self.errors = errors
 
     @classmethod
-    def load(cls, package_dirs: Iterable[Path | str] = (), cache_dir: Path | str | None = None,
-             include_bundled: bool = True, options: RuntimeOptions | None = None,
-             models_dir: Path | str | None = None) -> ModelRegistry:
+    def load(
+        cls,
+        package_dirs: Iterable[Path | str] = (),
+        cache_dir: Path | str | None = None,
+        include_bundled: bool = True,
+        options: RuntimeOptions | None = None,
+        models_dir: Path | str | None = None,
+    ) -> ModelRegistry:
         """Load the bundled demo, the packages named and those found under a directory.
 
         A package that cannot be loaded is reported in :attr:`errors`; the others load.
@@ -71,8 +76,9 @@ class ModelRegistry:
         errors: list[PackageError] = []
         if include_bundled:
             if cache_dir is None:
-                errors.append(PackageError(Path("<bundled>"),
-                                           "bundled demo needs a cache directory"))
+                errors.append(
+                    PackageError(Path("<bundled>"), "bundled demo needs a cache directory")
+                )
             else:
                 try:
                     dirs.append(ensure_demo_package(Path(cache_dir)))
@@ -92,11 +98,19 @@ class ModelRegistry:
                 package = load_package(d, options)
                 name = package.manifest.name
                 if name in models:
-                    raise ManifestError(d / MANIFEST_NAME, "name",
-                                        f"{name!r} already loaded from {models[name].package.path}")
+                    raise ManifestError(
+                        d / MANIFEST_NAME,
+                        "name",
+                        f"{name!r} already loaded from {models[name].package.path}",
+                    )
                 models[name] = Model(package, options)
-                log.info("loaded model %s %s from %s on %s", name, package.manifest.version, d,
-                         models[name].provider)
+                log.info(
+                    "loaded model %s %s from %s on %s",
+                    name,
+                    package.manifest.version,
+                    d,
+                    models[name].provider,
+                )
             except ManifestError as exc:
                 log.error("model package refused: %s", exc)
                 errors.append(PackageError(d, str(exc)))

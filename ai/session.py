@@ -41,18 +41,22 @@ class Session:
             so.intra_op_num_threads = options.intra_op_threads
         if options.inter_op_threads:
             so.inter_op_num_threads = options.inter_op_threads
-        so.add_session_config_entry("session.intra_op.allow_spinning",
-                                    "1" if options.allow_spinning else "0")
-        so.add_session_config_entry("session.inter_op.allow_spinning",
-                                    "1" if options.allow_spinning else "0")
+        so.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if options.allow_spinning else "0"
+        )
+        so.add_session_config_entry(
+            "session.inter_op.allow_spinning", "1" if options.allow_spinning else "0"
+        )
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.enable_cpu_mem_arena = options.cpu_memory_arena
         providers = select_providers(ort.get_available_providers(), options.providers or None)
         self._session = ort.InferenceSession(str(onnx_path), so, providers=providers)
         self.providers = list(self._session.get_providers())
         self.provider = self.providers[0]
-        self.use_io_binding = self.provider in ("CUDAExecutionProvider",
-                                                "TensorrtExecutionProvider")
+        self.use_io_binding = self.provider in (
+            "CUDAExecutionProvider",
+            "TensorrtExecutionProvider",
+        )
         log.info("model session %s on %s (requested %s)", onnx_path, self.provider, providers)
 
     @property

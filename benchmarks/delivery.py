@@ -47,21 +47,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = synthetic.write_files(
-            synthetic.iter_ct_series(args.instances, rows=args.size, cols=args.size,
-                                     study_uid=synthetic.new_uid()), root / "src")
+            synthetic.iter_ct_series(
+                args.instances, rows=args.size, cols=args.size, study_uid=synthetic.new_uid()
+            ),
+            root / "src",
+        )
         megabytes = sum(f.stat().st_size for f in files) / 1e6
         db = Database(args.database_url or sqlite_url(root / "index.sqlite"))
         db.create_all()
-        job = JobQueue(db).enqueue(NewJob(group_id=0, rule_name="bench", action="forward",
-                                          study_uid="1.2.3"))
+        job = JobQueue(db).enqueue(
+            NewJob(group_id=0, rule_name="bench", action="forward", study_uid="1.2.3")
+        )
         assert job is not None
         attempts = AttemptLog(db)
         ours: list[float] = []
         recorded: list[float] = []
         theirs: list[float] = []
         with StoreSCP(root / "scp", extra_args=["--ignore", "-pdu", str(args.pdu)]) as scp:
-            dest = DimseDestination(name="bench", ae_title="STORESCP", host="127.0.0.1",
-                                    port=scp.port)
+            dest = DimseDestination(
+                name="bench", ae_title="STORESCP", host="127.0.0.1", port=scp.port
+            )
             for _ in range(args.rounds):
                 t0 = time.perf_counter()
                 report = deliver(dest, files)
@@ -76,22 +81,41 @@ def main() -> None:
                 if not report.ok:
                     raise SystemExit(f"delivery failed: {report.summary()}")
                 t0 = time.perf_counter()
-                subprocess.run(["storescu", "-aet", "DICOM_NODE", "-aec", "STORESCP",
-                                "127.0.0.1", str(scp.port), *map(str, files)], check=True,
-                               env=dcmtk_env())
+                subprocess.run(
+                    [
+                        "storescu",
+                        "-aet",
+                        "DICOM_NODE",
+                        "-aec",
+                        "STORESCP",
+                        "127.0.0.1",
+                        str(scp.port),
+                        *map(str, files),
+                    ],
+                    check=True,
+                    env=dcmtk_env(),
+                )
                 theirs.append(time.perf_counter() - t0)
         where = db.describe()
         db.dispose()
     o, r, t = statistics.median(ours), statistics.median(recorded), statistics.median(theirs)
-    print(f"{args.instances} CT instances {args.size}x{args.size}, {megabytes:.1f} MB, "
-          f"median of {args.rounds} rounds, one association each")
-    print(f"dicom-node deliver(): {o:.3f} s  {args.instances / o:7.1f} inst/s  "
-          f"{megabytes / o:6.1f} MB/s")
-    print(f"  + delivery record:  {r:.3f} s  {args.instances / r:7.1f} inst/s  "
-          f"{megabytes / r:6.1f} MB/s  ({(r - o) / args.instances * 1000:.2f} ms/instance, "
-          f"{where.split(':')[0]})")
-    print(f"DCMTK storescu:       {t:.3f} s  {args.instances / t:7.1f} inst/s  "
-          f"{megabytes / t:6.1f} MB/s")
+    print(
+        f"{args.instances} CT instances {args.size}x{args.size}, {megabytes:.1f} MB, "
+        f"median of {args.rounds} rounds, one association each"
+    )
+    print(
+        f"dicom-node deliver(): {o:.3f} s  {args.instances / o:7.1f} inst/s  "
+        f"{megabytes / o:6.1f} MB/s"
+    )
+    print(
+        f"  + delivery record:  {r:.3f} s  {args.instances / r:7.1f} inst/s  "
+        f"{megabytes / r:6.1f} MB/s  ({(r - o) / args.instances * 1000:.2f} ms/instance, "
+        f"{where.split(':')[0]})"
+    )
+    print(
+        f"DCMTK storescu:       {t:.3f} s  {args.instances / t:7.1f} inst/s  "
+        f"{megabytes / t:6.1f} MB/s"
+    )
     print(f"ratio ours/storescu (time): {o / t:.2f}; with the record: {r / t:.2f}")
 
 

@@ -34,25 +34,35 @@ from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.storescp import StoreSCP  # noqa: E402
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
-STAGES = [("quiet period", "received_at", "complete_at"),
-          ("queue wait", "complete_at", "started_at"),
-          ("inference", "started_at", "inferred_at"),
-          ("write SR/SC", "inferred_at", "written_at"),
-          ("delivery", "written_at", "finished_at")]
+STAGES = [
+    ("quiet period", "received_at", "complete_at"),
+    ("queue wait", "complete_at", "started_at"),
+    ("inference", "started_at", "inferred_at"),
+    ("write SR/SC", "inferred_at", "written_at"),
+    ("delivery", "written_at", "finished_at"),
+]
 
 
 def storescu(port: int, aec: str, files: list[Path]) -> float:
     """Send and return the time the last C-STORE was answered."""
-    subprocess.run(["storescu", "-aet", "BENCH", "-aec", aec, "127.0.0.1", str(port),
-                    *map(str, files)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["storescu", "-aet", "BENCH", "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return time.time()
 
 
 def make_studies(n: int, folder: Path, seed0: int) -> list[tuple[str, Path]]:
     out = []
     for i in range(n):
-        ds = synthetic.make_cr(synthetic.Patient(patient_id=f"BENCH{seed0 + i:04d}"),
-                               seed=seed0 + i, rows=1024, cols=1024)
+        ds = synthetic.make_cr(
+            synthetic.Patient(patient_id=f"BENCH{seed0 + i:04d}"),
+            seed=seed0 + i,
+            rows=1024,
+            cols=1024,
+        )
         [path] = synthetic.write_files([ds], folder / str(i))
         out.append((ds.StudyInstanceUID, path))
     return out
@@ -71,8 +81,9 @@ class Arrivals:
             if path in self.seen:
                 continue
             try:
-                ds = dcmread(path, stop_before_pixels=True,
-                             specific_tags=["SOPClassUID", "StudyInstanceUID"])
+                ds = dcmread(
+                    path, stop_before_pixels=True, specific_tags=["SOPClassUID", "StudyInstanceUID"]
+                )
             except Exception:  # noqa: BLE001 - a file still being written fails in any way
                 continue
             self.seen[path] = None
@@ -132,7 +143,8 @@ def main() -> None:
             node = NodeProcess(
                 tmp / "node",
                 config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": quiet}]},
-                extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"])
+                extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
+            )
             arrivals = Arrivals(pacs.out_dir)
             with node:
                 print(f"node up; sending {n} studies one after another", flush=True)
@@ -161,19 +173,31 @@ def main() -> None:
     target = quiet + 2.0
     p50 = statistics.median(seq_lat)
     print()
-    print(f"peer (storescu -> storescp, 1 CR 1024x1024): {statistics.median(direct):.3f} s "
-          "per study, transfer only")
-    print(f"node one at a time  : p50 {p50:.2f} s  p95 {pct(seq_lat, 0.95):.2f} s  "
-          f"({60 / statistics.mean(seq_lat):.1f} studies/min)")
-    print(f"node {n} at once     : p50 {statistics.median(par_lat):.2f} s  "
-          f"p95 {pct(par_lat, 0.95):.2f} s  ({n * 60 / burst_wall:.1f} studies/min)")
-    print(f"target p50 <= quiet + 2 s = {target:.1f} s; ratio p50/target = {p50 / target:.2f} "
-          f"({'met' if p50 <= target else 'NOT met'})")
-    print(f"node latency minus quiet period vs peer transfer: "
-          f"{(p50 - quiet) / statistics.median(direct):.1f}x")
+    print(
+        f"peer (storescu -> storescp, 1 CR 1024x1024): {statistics.median(direct):.3f} s "
+        "per study, transfer only"
+    )
+    print(
+        f"node one at a time  : p50 {p50:.2f} s  p95 {pct(seq_lat, 0.95):.2f} s  "
+        f"({60 / statistics.mean(seq_lat):.1f} studies/min)"
+    )
+    print(
+        f"node {n} at once     : p50 {statistics.median(par_lat):.2f} s  "
+        f"p95 {pct(par_lat, 0.95):.2f} s  ({n * 60 / burst_wall:.1f} studies/min)"
+    )
+    print(
+        f"target p50 <= quiet + 2 s = {target:.1f} s; ratio p50/target = {p50 / target:.2f} "
+        f"({'met' if p50 <= target else 'NOT met'})"
+    )
+    print(
+        f"node latency minus quiet period vs peer transfer: "
+        f"{(p50 - quiet) / statistics.median(direct):.1f}x"
+    )
     print(f"node peak RSS: {rss:.0f} MB")
-    print("share of time per stage (all jobs): " + ", ".join(
-        f"{k} {v:.0%}" for k, v in shares.items()))
+    print(
+        "share of time per stage (all jobs): "
+        + ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
+    )
 
 
 if __name__ == "__main__":

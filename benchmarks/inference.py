@@ -100,15 +100,23 @@ def main() -> None:
     results = {}
     print(f"building/loading bundled demo model in {cache} ...")
     for b in sizes:
-        reg = ModelRegistry.load(cache_dir=cache, options=RuntimeOptions(
-            intra_op_threads=args.threads, max_batch_size=b, max_wait_ms=args.max_wait_ms))
+        reg = ModelRegistry.load(
+            cache_dir=cache,
+            options=RuntimeOptions(
+                intra_op_threads=args.threads, max_batch_size=b, max_wait_ms=args.max_wait_ms
+            ),
+        )
         model = reg.get("demo-cxr-densenet121")
         results[b] = raw_throughput(model, b, args.seconds / 2)
         print(f"  raw ORT batch {b:>3}: {results[b]:7.1f} img/s  [{model.provider}]")
         reg.close()
     best = max(results, key=results.get)
-    reg = ModelRegistry.load(cache_dir=cache, options=RuntimeOptions(
-        intra_op_threads=args.threads, max_batch_size=best, max_wait_ms=args.max_wait_ms))
+    reg = ModelRegistry.load(
+        cache_dir=cache,
+        options=RuntimeOptions(
+            intra_op_threads=args.threads, max_batch_size=best, max_wait_ms=args.max_wait_ms
+        ),
+    )
     model = reg.get("demo-cxr-densenet121")
     # The machine is shared: interleave raw and batched rounds and compare medians.
     busy: list[float] = []
@@ -130,24 +138,35 @@ def main() -> None:
         busy_frac.append(sum(busy) / (time.perf_counter() - t0))
         dyns.append(dyn)
         sizes_seen.extend(seen)
-        print(f"  round {r + 1}: raw {raws[-1]:.1f} img/s, batcher {dyn:.1f} img/s, "
-              f"ratio {dyn / raws[-1]:.2f}, ORT busy {busy_frac[-1]:.0%} of batcher wall time")
+        print(
+            f"  round {r + 1}: raw {raws[-1]:.1f} img/s, batcher {dyn:.1f} img/s, "
+            f"ratio {dyn / raws[-1]:.2f}, ORT busy {busy_frac[-1]:.0%} of batcher wall time"
+        )
     raw_best, dyn = statistics.median(raws), statistics.median(dyns)
     lat = light_load_latency(model, 60)
     decode_ms, prep_ms = preprocess_time(model, 5)
     model_ms = 1000.0 / raw_throughput(model, 1, 2.0)
     reg.close()
     print()
-    print(f"(a) raw ONNX Runtime, best batch {best}: {raw_best:.1f} img/s (median of "
-          f"{args.rounds})")
-    print(f"(b) dynamic batcher, {args.callers} concurrent single-image callers: {dyn:.1f} img/s"
-          f"  (mean batch {statistics.mean(sizes_seen):.1f}, max_wait {args.max_wait_ms} ms)")
-    print(f"    ratio (b)/(a): {dyn / raw_best:.2f}  (target >= 0.80); ORT busy "
-          f"{statistics.median(busy_frac):.0%} of the batcher's wall time")
-    print(f"(c) light load (1 caller, paced): p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms"
-          f" per image (includes up to {args.max_wait_ms} ms batch wait)")
-    print(f"(d) 2048x2048 16-bit CR: decode {decode_ms:.1f} ms + preprocess {prep_ms:.1f} ms "
-          f"vs model {model_ms:.1f} ms/image at batch 1")
+    print(
+        f"(a) raw ONNX Runtime, best batch {best}: {raw_best:.1f} img/s (median of {args.rounds})"
+    )
+    print(
+        f"(b) dynamic batcher, {args.callers} concurrent single-image callers: {dyn:.1f} img/s"
+        f"  (mean batch {statistics.mean(sizes_seen):.1f}, max_wait {args.max_wait_ms} ms)"
+    )
+    print(
+        f"    ratio (b)/(a): {dyn / raw_best:.2f}  (target >= 0.80); ORT busy "
+        f"{statistics.median(busy_frac):.0%} of the batcher's wall time"
+    )
+    print(
+        f"(c) light load (1 caller, paced): p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms"
+        f" per image (includes up to {args.max_wait_ms} ms batch wait)"
+    )
+    print(
+        f"(d) 2048x2048 16-bit CR: decode {decode_ms:.1f} ms + preprocess {prep_ms:.1f} ms "
+        f"vs model {model_ms:.1f} ms/image at batch 1"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ sys.path.insert(0, str(ROOT))
 from dicom_node import synthetic  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 
-CONFIG = {"logging": {"level": "WARNING"},
-          "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}]}
+CONFIG = {
+    "logging": {"level": "WARNING"},
+    "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
+}
 
 
 def status_mb(pid: int) -> dict[str, float]:
@@ -41,8 +43,10 @@ def status_mb(pid: int) -> dict[str, float]:
 
 
 def fmt(label: str, m: dict[str, float]) -> str:
-    return (f"{label:14s} RSS {m['VmRSS']:6.1f} MB  peak {m['VmHWM']:6.1f} MB  "
-            f"(anon {m['RssAnon']:.1f}, file {m['RssFile']:.1f})")
+    return (
+        f"{label:14s} RSS {m['VmRSS']:6.1f} MB  peak {m['VmHWM']:6.1f} MB  "
+        f"(anon {m['RssAnon']:.1f}, file {m['RssFile']:.1f})"
+    )
 
 
 def finished_jobs(db: Path, want: int, timeout: float = 120.0) -> list[float]:
@@ -53,7 +57,8 @@ def finished_jobs(db: Path, want: int, timeout: float = 120.0) -> list[float]:
             with sqlite3.connect(db) as con:
                 rows = con.execute(
                     "SELECT state, (julianday(finished_at) - julianday(started_at)) * 86400 "
-                    "FROM jobs WHERE state IN ('done', 'dead') ORDER BY id").fetchall()
+                    "FROM jobs WHERE state IN ('done', 'dead') ORDER BY id"
+                ).fetchall()
         except sqlite3.OperationalError:
             rows = []
         if any(state == "dead" for state, _ in rows):
@@ -69,11 +74,15 @@ def send_studies(node: NodeProcess, folder: Path, first: int, count: int, rows: 
     """``count`` one-image CR studies over one association."""
     files = []
     for i in range(first, first + count):
-        ds = synthetic.make_cr(synthetic.Patient(patient_id=f"MEM{i:04d}"), seed=i + 1,
-                               rows=rows, cols=rows)
+        ds = synthetic.make_cr(
+            synthetic.Patient(patient_id=f"MEM{i:04d}"), seed=i + 1, rows=rows, cols=rows
+        )
         files += synthetic.write_files([ds], folder / str(i))
-    subprocess.run(["storescu", "-aec", "DICOM_NODE", "127.0.0.1", str(node.port),
-                    *map(str, files)], check=True, capture_output=True)
+    subprocess.run(
+        ["storescu", "-aec", "DICOM_NODE", "127.0.0.1", str(node.port), *map(str, files)],
+        check=True,
+        capture_output=True,
+    )
 
 
 def main() -> None:
@@ -90,8 +99,9 @@ def main() -> None:
             node = NodeProcess(work / "node", CONFIG).start()
             listening = time.perf_counter() - t0
             time.sleep(args.settle)
-            print(fmt(f"{start} idle", status_mb(node.pid))
-                  + f"  [listening after {listening:.1f} s]")
+            print(
+                fmt(f"{start} idle", status_mb(node.pid)) + f"  [listening after {listening:.1f} s]"
+            )
             if start == "cold":
                 node.stop()
         db = node.data_dir / "index.sqlite"
@@ -102,9 +112,11 @@ def main() -> None:
                 print(fmt(f"after job {i + 1}", status_mb(node.pid)) + f"  [job {secs:.2f} s]")
             if args.burst:
                 send_studies(node, work / "src", args.studies, args.burst, args.rows)
-                secs = finished_jobs(db, args.studies + args.burst)[args.studies:]
-                print(fmt(f"after {args.burst} more", status_mb(node.pid))
-                      + f"  [jobs median {statistics.median(secs):.2f} s]")
+                secs = finished_jobs(db, args.studies + args.burst)[args.studies :]
+                print(
+                    fmt(f"after {args.burst} more", status_mb(node.pid))
+                    + f"  [jobs median {statistics.median(secs):.2f} s]"
+                )
         finally:
             node.stop()
 

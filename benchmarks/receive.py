@@ -52,9 +52,14 @@ def send(files: list[Path], ae: str, port: int) -> float:
     os.sync()  # no writeback left over from an earlier run competes with this one
     parts = [files[i::ASSOCIATIONS] for i in range(ASSOCIATIONS)]
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(["storescu", "-aec", ae, "127.0.0.1", str(port),
-                               *map(str, part)], env=ENV, stdout=subprocess.DEVNULL)
-             for part in parts]
+    procs = [
+        subprocess.Popen(
+            ["storescu", "-aec", ae, "127.0.0.1", str(port), *map(str, part)],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+        )
+        for part in parts
+    ]
     if any(p.wait() != 0 for p in procs):
         raise RuntimeError(f"storescu to {ae} failed")
     return time.perf_counter() - t0
@@ -76,9 +81,12 @@ def round_storescp(files: list[Path], work: Path, max_pdu: int) -> float:
     out = work / "storescp"
     out.mkdir()
     port = free_port()
-    proc = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(out), "--max-pdu",
-                             str(max_pdu), str(port)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["storescp", "-aet", "STORESCP", "-od", str(out), "--max-pdu", str(max_pdu), str(port)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         secs = send(files, "STORESCP", port)
@@ -96,9 +104,12 @@ def round_stock_pynetdicom(files: list[Path], work: Path) -> float:
     each received dataset to a file."""
     out = work / "stock"
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks/stock_pynetdicom_scp.py"),
-                             str(port), str(out)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks/stock_pynetdicom_scp.py"), str(port), str(out)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, timeout=30)
         secs = send(files, "STOCK", port)
@@ -143,8 +154,9 @@ def round_durability(files: list[Path], work: Path) -> float:
 def round_node(files: list[Path], work: Path, tweaks: str = "all") -> tuple[float, int]:
     """One round against our node with ``DICOM_NODE_TWEAKS=tweaks``; return (seconds,
     peak RSS in kB)."""
-    node = NodeProcess(work / "node", {"logging": {"level": "WARNING"}},
-                       env={"DICOM_NODE_TWEAKS": tweaks})
+    node = NodeProcess(
+        work / "node", {"logging": {"level": "WARNING"}}, env={"DICOM_NODE_TWEAKS": tweaks}
+    )
     node.start()
     try:
         secs = send(files, "DICOM_NODE", node.port)
@@ -168,12 +180,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instances", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--ab", action="store_true",
-                    help="also run the node with each tweak off, and with none")
-    ap.add_argument("--associations", type=int, default=1,
-                    help="concurrent storescu associations (the goals are for 1)")
-    ap.add_argument("--storescp-max-pdu", type=int, default=131072,
-                    help="storescp's receive PDU (its largest allowed: 131072)")
+    ap.add_argument(
+        "--ab", action="store_true", help="also run the node with each tweak off, and with none"
+    )
+    ap.add_argument(
+        "--associations",
+        type=int,
+        default=1,
+        help="concurrent storescu associations (the goals are for 1)",
+    )
+    ap.add_argument(
+        "--storescp-max-pdu",
+        type=int,
+        default=131072,
+        help="storescp's receive PDU (its largest allowed: 131072)",
+    )
     args = ap.parse_args()
     global ASSOCIATIONS
     ASSOCIATIONS = args.associations
@@ -183,13 +204,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-receive-") as tmp:
         tmpdir = Path(tmp)
         t0 = time.perf_counter()
-        files = write_files(iter_ct_series(args.instances, rows=512, cols=512),
-                            tmpdir / "src")
+        files = write_files(iter_ct_series(args.instances, rows=512, cols=512), tmpdir / "src")
         n = len(files)
         total_mb = sum(f.stat().st_size for f in files) / 1e6
-        print(f"{n} CT slices 512x512x16, {total_mb:.1f} MB "
-              f"(generated in {time.perf_counter() - t0:.1f} s), "
-              f"{ASSOCIATIONS} storescu association(s)")
+        print(
+            f"{n} CT slices 512x512x16, {total_mb:.1f} MB "
+            f"(generated in {time.perf_counter() - t0:.1f} s), "
+            f"{ASSOCIATIONS} storescu association(s)"
+        )
         theirs: list[float] = []
         stock: list[float] = []
         node: dict[str, list[float]] = {v: [] for v in variants}
@@ -210,9 +232,11 @@ def main() -> None:
                     if peer == "all":
                         rss.append(kb)
             shutil.rmtree(work)
-            print(f"round {r + 1}: storescp {theirs[-1]:.2f} s, stock pynetdicom "
-                  f"{stock[-1]:.2f} s, " + ", ".join(
-                      f"node[{v}] {node[v][-1]:.2f} s" for v in variants))
+            print(
+                f"round {r + 1}: storescp {theirs[-1]:.2f} s, stock pynetdicom "
+                f"{stock[-1]:.2f} s, "
+                + ", ".join(f"node[{v}] {node[v][-1]:.2f} s" for v in variants)
+            )
         # After the rounds: its bulk writes would otherwise slow whatever runs next.
         durable = []
         for r in range(args.rounds):
@@ -223,27 +247,38 @@ def main() -> None:
         ours = node["all"]
         print(f"(medians of {args.rounds} rounds; the machine may be shared: noisy)")
         print(f"storescp          : {rate(n, theirs):7.1f} instances/s (no fsync)")
-        print(f"durable ceiling   : {rate(n, ceiling):7.1f} instances/s (storescp + measured "
-              f"fsync {fsync_s / n * 1e3:.2f} ms/instance)")
+        print(
+            f"durable ceiling   : {rate(n, ceiling):7.1f} instances/s (storescp + measured "
+            f"fsync {fsync_s / n * 1e3:.2f} ms/instance)"
+        )
         print(f"stock pynetdicom  : {rate(n, stock):7.1f} instances/s (save_as, no fsync)")
-        print(f"dicom-node        : {rate(n, ours):7.1f} instances/s "
-              f"{total_mb / statistics.median(ours):.1f} MB/s (fsync, indexed)")
+        print(
+            f"dicom-node        : {rate(n, ours):7.1f} instances/s "
+            f"{total_mb / statistics.median(ours):.1f} MB/s (fsync, indexed)"
+        )
         print(f"ratio node/durable ceiling : {rate(n, ours) / rate(n, ceiling):.2f}  (goal >= 0.8)")
         print(f"ratio node/stock pynetdicom: {rate(n, ours) / rate(n, stock):.2f}  (goal >= 1.0)")
-        print("within each round, node/durable ceiling: " + ", ".join(
-            f"{c / o:.2f}" for c, o in zip(ceiling, ours, strict=True)))
+        print(
+            "within each round, node/durable ceiling: "
+            + ", ".join(f"{c / o:.2f}" for c, o in zip(ceiling, ours, strict=True))
+        )
         print(f"node peak RSS: {max(rss) / 1024:.0f} MB")
         if args.ab:
             on = rate(n, ours)
-            print("A/B, node throughput with every tweak vs that one off (gain = on/off - 1; "
-                  "keep >= 15%):")
+            print(
+                "A/B, node throughput with every tweak vs that one off (gain = on/off - 1; "
+                "keep >= 15%):"
+            )
             for v in variants[1:]:
                 off = rate(n, node[v])
-                per_round = ", ".join(f"{o / a - 1:+.0%}"
-                                      for a, o in zip(ours, node[v], strict=True))
+                per_round = ", ".join(
+                    f"{o / a - 1:+.0%}" for a, o in zip(ours, node[v], strict=True)
+                )
                 label = "all tweaks" if v == "none" else v[1:]
-                print(f"  {label:11s}: off {off:6.1f} instances/s, gain {on / off - 1:+.0%} "
-                      f"(per round {per_round})")
+                print(
+                    f"  {label:11s}: off {off:6.1f} instances/s, gain {on / off - 1:+.0%} "
+                    f"(per round {per_round})"
+                )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,14 @@ def _done(db: Database) -> int:
 def _noop_jobs(db: Database, n: int, offset: int) -> None:
     q = JobQueue(db)
     for i in range(n):
-        q.enqueue(NewJob(group_id=offset + i, rule_name="noop", action="forward",
-                         study_uid=f"1.2.{offset + i}"))
+        q.enqueue(
+            NewJob(
+                group_id=offset + i,
+                rule_name="noop",
+                action="forward",
+                study_uid=f"1.2.{offset + i}",
+            )
+        )
 
 
 def _wait_done(db: Database, n: int, timeout: float = 600) -> float:
@@ -70,14 +76,12 @@ def _wait_done(db: Database, n: int, timeout: float = 600) -> float:
     return time.perf_counter() - t0
 
 
-def ceiling_celery(pg: PostgresServer, redis: RedisServer, tmp: Path, n: int,
-                   k: int) -> float:
+def ceiling_celery(pg: PostgresServer, redis: RedisServer, tmp: Path, n: int, k: int) -> float:
     url = pg.create_database()
     db = Database(url)
     db.create_all()
     settings = JobsSettings(executor="celery", broker_url=redis.url, sweep_seconds=0.2)
-    cfg = {"database_url": url, "jobs": settings.model_dump(mode="json"),
-           "destinations": []}
+    cfg = {"database_url": url, "jobs": settings.model_dump(mode="json"), "destinations": []}
     workers = [worker(tmp / f"c{k}", f"noop{k}-{i}", cfg, []) for i in range(k)]
     for w in workers:
         w.start()
@@ -116,22 +120,42 @@ def ceiling_embedded(pg: PostgresServer, tmp: Path, n: int) -> float:
         db.dispose()
 
 
-def studies_per_minute(pg: PostgresServer, redis: RedisServer, tmp: Path, studies: list,
-                       warmup: list, model: str, distributed: bool) -> float:
+def studies_per_minute(
+    pg: PostgresServer,
+    redis: RedisServer,
+    tmp: Path,
+    studies: list,
+    warmup: list,
+    model: str,
+    distributed: bool,
+) -> float:
     url = pg.create_database()
     tag = "dist" if distributed else "embedded"
     with StoreSCP(tmp / f"pacs-{tag}", ae_title="PACS") as pacs:
         cfg = node_config(url, redis.url, pacs.port)
-        cfg["routes"] = [{"name": "cr", "match": {"modality": ["CR"]}, "models": [model],
-                          "destinations": ["PACS"]}]
-        packages = [] if model == "demo-cxr-densenet121" else [
-            model_packages(tmp / f"models-{tag}")["tiny-cr"]]
-        models_cfg = {"bundled": not packages, "packages": [str(p) for p in packages],
-                      "intra_op_threads": 1}  # as the workers (cluster.worker)
+        cfg["routes"] = [
+            {
+                "name": "cr",
+                "match": {"modality": ["CR"]},
+                "models": [model],
+                "destinations": ["PACS"],
+            }
+        ]
+        packages = (
+            []
+            if model == "demo-cxr-densenet121"
+            else [model_packages(tmp / f"models-{tag}")["tiny-cr"]]
+        )
+        models_cfg = {
+            "bundled": not packages,
+            "packages": [str(p) for p in packages],
+            "intra_op_threads": 1,
+        }  # as the workers (cluster.worker)
         workers = []
         if distributed:
-            workers = [worker(tmp, f"{tag}-w{i}", cfg, packages,
-                              bundled=not packages) for i in range(2)]
+            workers = [
+                worker(tmp, f"{tag}-w{i}", cfg, packages, bundled=not packages) for i in range(2)
+            ]
             cfg["models"] = {"bundled": False}
         else:
             cfg["jobs"] = {**cfg["jobs"], "executor": "embedded", "workers": 2}
@@ -166,8 +190,11 @@ def main() -> None:
     ap.add_argument("--model", choices=["demo", "tiny"], default="demo")
     args = ap.parse_args()
     model = "demo-cxr-densenet121" if args.model == "demo" else "tiny-cr"
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as d, PostgresServer() as pg, \
-            RedisServer(Path(d) / "redis") as redis:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-scale-") as d,
+        PostgresServer() as pg,
+        RedisServer(Path(d) / "redis") as redis,
+    ):
         tmp = Path(d)
         print(f"(a) coordination ceiling, {args.jobs} no-op jobs, PostgreSQL + Redis")
         emb = ceiling_embedded(pg, tmp, args.jobs)

@@ -47,20 +47,26 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ct = write_files(iter_ct_series(1, rows=512, cols=512), Path(tmp))[0]
-        for label, path in (("CT 512x512 native", ct),
-                            ("JPEG baseline (pydicom SC_rgb_jpeg_gdcm)",
-                             Path(get_testdata_file("SC_rgb_jpeg_gdcm.dcm")))):
+        for label, path in (
+            ("CT 512x512 native", ct),
+            (
+                "JPEG baseline (pydicom SC_rgb_jpeg_gdcm)",
+                Path(get_testdata_file("SC_rgb_jpeg_gdcm.dcm")),
+            ),
+        ):
             ts = str(dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
             offset = dataset_offset(path.read_bytes()[:144])
             checks, headers = [], []
             for _ in range(args.rounds):
-                checks.append(_per_call(lambda p=path, t=ts: check_file(p, t),
-                                        args.calls))
-                headers.append(_per_call(lambda p=path, t=ts, o=offset: _header(p, t, o),
-                                         args.calls))
+                checks.append(_per_call(lambda p=path, t=ts: check_file(p, t), args.calls))
+                headers.append(
+                    _per_call(lambda p=path, t=ts, o=offset: _header(p, t, o), args.calls)
+                )
             check, header = statistics.median(checks), statistics.median(headers)
-            print(f"{label} ({path.stat().st_size} bytes): check {check * 1e6:.1f} us, "
-                  f"header parse {header * 1e6:.1f} us, check/header {check / header:.2f}")
+            print(
+                f"{label} ({path.stat().st_size} bytes): check {check * 1e6:.1f} us, "
+                f"header parse {header * 1e6:.1f} us, check/header {check / header:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ from dicom_node.synthetic import Patient, iter_ct_series, write_files  # noqa: E
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.orthanc import Orthanc  # noqa: E402
 
-NODE_CONFIG = {"models": {"bundled": False},
-               "http": {"max_request_mb": 4096, "web_source": {"quiet_seconds": 60}}}
+NODE_CONFIG = {
+    "models": {"bundled": False},
+    "http": {"max_request_mb": 4096, "web_source": {"quiet_seconds": 60}},
+}
 
 
 def body(files: list[Path], boundary: str) -> Iterator[bytes]:
@@ -58,9 +60,15 @@ def body(files: list[Path], boundary: str) -> Iterator[bytes]:
 def stow(url: str, files: list[Path]) -> None:
     """One STOW-RS request; raises unless every instance was stored."""
     boundary = uuid.uuid4().hex
-    r = requests.post(url, data=body(files, boundary), timeout=600, headers={
-        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-        "Accept": "application/dicom+json"})
+    r = requests.post(
+        url,
+        data=body(files, boundary),
+        timeout=600,
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Accept": "application/dicom+json",
+        },
+    )
     if r.status_code != 200:
         raise RuntimeError(f"STOW-RS to {url}: HTTP {r.status_code}: {r.text[:300]}")
 
@@ -73,7 +81,7 @@ def send(url: str, files: list[Path], clients: int, batch: int) -> float:
     def client(share: list[Path]) -> None:
         try:
             for i in range(0, len(share), batch):
-                stow(url, share[i:i + batch])
+                stow(url, share[i : i + batch])
         except Exception as err:  # noqa: BLE001 - every client's failure is reported
             errors.append(err)
 
@@ -132,24 +140,45 @@ def fill_index(data_dir: Path, studies: int) -> None:
     now = datetime(2026, 1, 1)
     rnd = random.Random(5)
     with db.engine.begin() as conn:
-        gid = conn.execute(insert(Group.__table__).values(
-            state="complete", called_ae="BENCH", calling_ae="BENCH", group_by="study",
-            group_key="x", study_uid="x", modalities="CT", first_received=now,
-            last_received=now, deadline=now)).inserted_primary_key[0]
+        gid = conn.execute(
+            insert(Group.__table__).values(
+                state="complete",
+                called_ae="BENCH",
+                calling_ae="BENCH",
+                group_by="study",
+                group_key="x",
+                study_uid="x",
+                modalities="CT",
+                first_received=now,
+                last_received=now,
+                deadline=now,
+            )
+        ).inserted_primary_key[0]
         rows = []
         for s in range(studies):
             study = f"1.2.826.0.1.3680043.8.498.{s + 1}"
             for i in range(2):
-                rows.append(dict(
-                    sop_instance_uid=f"{study}.1.{i + 1}",
-                    sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
-                    study_uid=study, series_uid=f"{study}.1", patient_id=f"P{s % 3000:05d}",
-                    patient_name=f"{rnd.choice(['SMITH', 'JONES', 'DOE', 'MILLER'])}^{s}",
-                    accession_number=f"A{s:07d}", study_date=f"2025{(s % 12) + 1:02d}"
-                    f"{(s % 28) + 1:02d}", modality=rnd.choice(["CT", "CR", "MR"]),
-                    transfer_syntax="1.2.840.10008.1.2.1", calling_ae="BENCH",
-                    called_ae="BENCH", received_at=now, path="/nonexistent", size=0,
-                    group_id=gid, instance_number=i + 1))
+                rows.append(
+                    dict(
+                        sop_instance_uid=f"{study}.1.{i + 1}",
+                        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+                        study_uid=study,
+                        series_uid=f"{study}.1",
+                        patient_id=f"P{s % 3000:05d}",
+                        patient_name=f"{rnd.choice(['SMITH', 'JONES', 'DOE', 'MILLER'])}^{s}",
+                        accession_number=f"A{s:07d}",
+                        study_date=f"2025{(s % 12) + 1:02d}{(s % 28) + 1:02d}",
+                        modality=rnd.choice(["CT", "CR", "MR"]),
+                        transfer_syntax="1.2.840.10008.1.2.1",
+                        calling_ae="BENCH",
+                        called_ae="BENCH",
+                        received_at=now,
+                        path="/nonexistent",
+                        size=0,
+                        group_id=gid,
+                        instance_number=i + 1,
+                    )
+                )
         conn.execute(insert(Instance.__table__), rows)
     db.dispose()
 
@@ -183,19 +212,25 @@ def qido_latency(work: Path, studies: int, queries: int) -> dict[str, list[float
 
 def stow_part(args: argparse.Namespace, work: Path) -> None:
     """Throughput against Orthanc, then the streaming memory figure."""
-    files = write_files(iter_ct_series(args.instances, Patient(), rows=args.size,
-                                       cols=args.size, seed=1), work / "ct")
+    files = write_files(
+        iter_ct_series(args.instances, Patient(), rows=args.size, cols=args.size, seed=1),
+        work / "ct",
+    )
     mb = sum(f.stat().st_size for f in files) / 2**20
     print(f"{len(files)} CT slices, {mb:.0f} MB, {args.batch} per request")
     for clients in args.clients:
         t_node, t_orthanc = throughput(files, work, clients, args.batch)
         n = len(files)
-        print(f"  {clients} client(s): node {n / t_node:7.1f} inst/s {mb / t_node:6.1f} "
-              f"MB/s | Orthanc {n / t_orthanc:7.1f} inst/s {mb / t_orthanc:6.1f} MB/s"
-              f" | ratio node/Orthanc {t_orthanc / t_node:.2f}")
+        print(
+            f"  {clients} client(s): node {n / t_node:7.1f} inst/s {mb / t_node:6.1f} "
+            f"MB/s | Orthanc {n / t_orthanc:7.1f} inst/s {mb / t_orthanc:6.1f} MB/s"
+            f" | ratio node/Orthanc {t_orthanc / t_node:.2f}"
+        )
     idle, peak = streaming_memory(files, work)
-    print(f"  one request of {mb:.0f} MB: node RSS {idle / 1024:.0f} MB before, peak "
-          f"{peak / 1024:.0f} MB during (+{(peak - idle) / 1024:.0f} MB)")
+    print(
+        f"  one request of {mb:.0f} MB: node RSS {idle / 1024:.0f} MB before, peak "
+        f"{peak / 1024:.0f} MB during (+{(peak - idle) / 1024:.0f} MB)"
+    )
 
 
 def main() -> None:
@@ -214,8 +249,10 @@ def main() -> None:
             stow_part(args, work)
         if args.qido_studies:
             lat = qido_latency(work, args.qido_studies, args.queries)
-            print(f"QIDO-RS study level, {args.qido_studies} studies in SQLite, "
-                  f"{args.queries} queries per shape (ms):")
+            print(
+                f"QIDO-RS study level, {args.qido_studies} studies in SQLite, "
+                f"{args.queries} queries per shape (ms):"
+            )
             for name, times in lat.items():
                 q = statistics.quantiles(times, n=20)
                 print(f"  {name:22s} p50 {statistics.median(times):6.1f}  p95 {q[18]:6.1f}")

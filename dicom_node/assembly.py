@@ -32,9 +32,15 @@ MAX_RETRY_SECONDS = 300.0
 class Assembler:
     """Completes groups after their quiet period; calls ``on_complete`` with their ids."""
 
-    def __init__(self, db: Database, ae_settings: Callable[[str], AETitleSettings | None],
-                 lock: threading.Lock, *, interval: float = 0.25,
-                 retry_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ae_settings: Callable[[str], AETitleSettings | None],
+        lock: threading.Lock,
+        *,
+        interval: float = 0.25,
+        retry_seconds: float = 5.0,
+    ) -> None:
         self.db = db
         self.ae_settings = ae_settings
         self.lock = lock
@@ -66,18 +72,32 @@ class Assembler:
         """Move every open group whose deadline passed to ``complete``; return their ids."""
         now = now or utcnow()
         with self.lock, self.db.session() as s:
-            due = s.execute(select(Group.id, Group.called_ae, Group.study_uid,
-                                   Group.instance_count, Group.patient_id)
-                            .where(Group.state == OPEN, Group.deadline <= now)).all()
+            due = s.execute(
+                select(
+                    Group.id,
+                    Group.called_ae,
+                    Group.study_uid,
+                    Group.instance_count,
+                    Group.patient_id,
+                ).where(Group.state == OPEN, Group.deadline <= now)
+            ).all()
             if not due:
                 return []
-            s.execute(update(Group).where(Group.id.in_([d.id for d in due]),
-                                          Group.state == OPEN)
-                      .values(state=COMPLETE, completed_at=now))
+            s.execute(
+                update(Group)
+                .where(Group.id.in_([d.id for d in due]), Group.state == OPEN)
+                .values(state=COMPLETE, completed_at=now)
+            )
         for d in due:
             metrics.GROUPS_COMPLETED.labels(d.called_ae).inc()
-            log.info("group %d complete: study %s patient %s, %d instance(s) on %s",
-                     d.id, d.study_uid, d.patient_id, d.instance_count, d.called_ae)
+            log.info(
+                "group %d complete: study %s patient %s, %d instance(s) on %s",
+                d.id,
+                d.study_uid,
+                d.patient_id,
+                d.instance_count,
+                d.called_ae,
+            )
         ids = [d.id for d in due]
         self._notify(ids)
         return ids
@@ -96,9 +116,14 @@ class Assembler:
             return []
         before = (now or utcnow()) - timedelta(seconds=self.retry_seconds)
         with self.db.session() as s:
-            ids = list(s.scalars(select(Group.id).where(
-                Group.state == COMPLETE, Group.completed_at <= before)
-                .order_by(Group.completed_at, Group.id).limit(100)))
+            ids = list(
+                s.scalars(
+                    select(Group.id)
+                    .where(Group.state == COMPLETE, Group.completed_at <= before)
+                    .order_by(Group.completed_at, Group.id)
+                    .limit(100)
+                )
+            )
         if ids:
             log.warning("%d group(s) still complete, offered again: %s", len(ids), ids)
             self._notify(ids)
@@ -112,8 +137,11 @@ class Assembler:
                 self.complete_due()
                 if time.monotonic() >= next_retry:
                     # Back off while groups keep failing; back to the start once none do.
-                    wait = (min(wait * 2, MAX_RETRY_SECONDS) if self.offer_again()
-                            else self.retry_seconds)
+                    wait = (
+                        min(wait * 2, MAX_RETRY_SECONDS)
+                        if self.offer_again()
+                        else self.retry_seconds
+                    )
                     next_retry = time.monotonic() + wait
             except Exception as err:
                 log.error("assembly poll failed (retrying): %s: %s", type(err).__name__, err)

@@ -66,8 +66,9 @@ def set_mmap_threshold(threshold: int) -> bool:
     with the threshold held during start-up. Held at 128 KiB while serving too, each job
     would fault in ~150 MB of fresh pages (+25% job time), hence SERVING_MMAP_THRESHOLD.
     MALLOC_MMAP_THRESHOLD_ / GLIBC_TUNABLES in the environment win. No-op off glibc."""
-    return _mallopt(_M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_",
-                    "glibc.malloc.mmap_threshold")
+    return _mallopt(
+        _M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"
+    )
 
 
 def release_free_memory() -> bool:
@@ -95,8 +96,7 @@ class _Trimmer:
         self._wanted.set()
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="malloc-trim")
+                self._thread = threading.Thread(target=self._run, daemon=True, name="malloc-trim")
                 self._thread.start()
 
     def _run(self) -> None:

@@ -14,8 +14,7 @@ def load_registry(config: NodeConfig, *, only: Path | None = None) -> ModelRegis
     ``<data_dir>/models``); with ``only``, just the package in that directory."""
     settings = config.models
     if only is not None:
-        return ModelRegistry.load([only], include_bundled=False,
-                                  options=settings.runtime_options())
+        return ModelRegistry.load([only], include_bundled=False, options=settings.runtime_options())
     models_dir = settings.resolved_models_dir(Path(config.data_dir))
     return ModelRegistry.load(
         package_dirs=settings.packages,
@@ -39,8 +38,10 @@ def model_manifests(config: NodeConfig) -> tuple[dict[str, Manifest], list[Packa
     errors: list[PackageError] = []
     if settings.bundled:
         manifests[DEMO_NAME] = demo_manifest("0")
-    dirs = [*discover(settings.resolved_models_dir(Path(config.data_dir))),
-            *(Path(p) for p in settings.packages)]
+    dirs = [
+        *discover(settings.resolved_models_dir(Path(config.data_dir))),
+        *(Path(p) for p in settings.packages),
+    ]
     seen: set[Path] = set()
     for d in dirs:
         if d.resolve() in seen:
@@ -54,8 +55,11 @@ def model_manifests(config: NodeConfig) -> tuple[dict[str, Manifest], list[Packa
         if manifest.name == DEMO_NAME and settings.bundled:
             manifests[DEMO_NAME] = manifest  # the cached bundled package itself
         elif manifest.name in manifests:
-            errors.append(PackageError(d, f"{d / MANIFEST_NAME}: name {manifest.name!r} "
-                                          "is used by another package too"))
+            errors.append(
+                PackageError(
+                    d, f"{d / MANIFEST_NAME}: name {manifest.name!r} is used by another package too"
+                )
+            )
         else:
             manifests[manifest.name] = manifest
     return manifests, errors

@@ -27,9 +27,19 @@ log = logging.getLogger(__name__)
 DB_FILENAME = "index.sqlite"
 PID_FILENAME = "dicom-node.pid"
 # Settings the running listener, store and model sessions were built from.
-_RESTART_KEYS = ("data_dir", "database_url", "bind_address", "port", "ae_titles",
-                 "max_associations", "max_pdu_bytes", "disk_reserve_mb", "duplicate_policy",
-                 "models", "http")
+_RESTART_KEYS = (
+    "data_dir",
+    "database_url",
+    "bind_address",
+    "port",
+    "ae_titles",
+    "max_associations",
+    "max_pdu_bytes",
+    "disk_reserve_mb",
+    "duplicate_policy",
+    "models",
+    "http",
+)
 
 
 def database_url(config: NodeConfig) -> str:
@@ -47,15 +57,14 @@ class Node:
         self.db = Database(database_url(config))
         ensure_current(self.db)  # empty: created at head; older schema: SchemaError
         self.write_lock = threading.Lock()
-        self.store = InstanceStore(self.data_dir,
-                                   reserve_bytes=config.disk_reserve_mb * 2**20)
+        self.store = InstanceStore(self.data_dir, reserve_bytes=config.disk_reserve_mb * 2**20)
         self.recorder = Recorder(self.db, config.source, self.write_lock)
         min_quiet = min(a.quiet_seconds for a in [*config.ae_titles, config.http.web_source])
-        self.assembler = Assembler(self.db, config.source, self.write_lock,
-                                   interval=max(0.05, min(1.0, min_quiet / 5)))
+        self.assembler = Assembler(
+            self.db, config.source, self.write_lock, interval=max(0.05, min(1.0, min_quiet / 5))
+        )
         self.scp = StorageSCP(config, self.store, self.recorder)
-        self.jobs = JobService(lambda: self.config, self.db, self.store, self.assembler,
-                               registry)
+        self.jobs = JobService(lambda: self.config, self.db, self.store, self.assembler, registry)
         self._started = False
 
     def start(self) -> None:
@@ -65,21 +74,30 @@ class Node:
         self.assembler.start()
         self.scp.start()
         self._started = True
-        log.info("node listening on %s:%d as %s", self.config.bind_address, self.config.port,
-                 ", ".join(a.ae_title for a in self.config.ae_titles))
+        log.info(
+            "node listening on %s:%d as %s",
+            self.config.bind_address,
+            self.config.port,
+            ", ".join(a.ae_title for a in self.config.ae_titles),
+        )
 
     def reload(self, new: NodeConfig) -> list[str]:
         """Apply a new configuration to new groups and jobs (routes, destinations, jobs,
         results). Returns the changed settings that only a restart applies."""
-        restart = [key for key in _RESTART_KEYS
-                   if getattr(new, key) != getattr(self.config, key)]
+        restart = [key for key in _RESTART_KEYS if getattr(new, key) != getattr(self.config, key)]
         # Who runs jobs (and the broker the sweeper publishes to) is built at start.
-        restart += [f"jobs.{key}" for key in ("executor", "broker_url", "workers")
-                    if getattr(new.jobs, key) != getattr(self.config.jobs, key)]
+        restart += [
+            f"jobs.{key}"
+            for key in ("executor", "broker_url", "workers")
+            if getattr(new.jobs, key) != getattr(self.config.jobs, key)
+        ]
         self.config = new
-        log.info("configuration reloaded: %d route(s), %d destination(s)%s",
-                 len(new.routes), len(new.destinations),
-                 f"; restart to apply: {', '.join(restart)}" if restart else "")
+        log.info(
+            "configuration reloaded: %d route(s), %d destination(s)%s",
+            len(new.routes),
+            len(new.destinations),
+            f"; restart to apply: {', '.join(restart)}" if restart else "",
+        )
         return restart
 
     def stop(self, grace: float = 30.0) -> None:

@@ -95,11 +95,15 @@ def ensure_current(db: Database) -> None:
     if rev == want:
         return
     if rev not in _known():
-        raise SchemaError(f"database {db.describe()} has schema revision {rev}, which this "
-                          f"code does not know (newer than {want}?): upgrade dicom-node")
-    raise SchemaError(f"database {db.describe()} has schema revision {rev}, older than this "
-                      f"code's {want}: back it up, then run `dicom-node db upgrade --config "
-                      "<your node.yaml>`")
+        raise SchemaError(
+            f"database {db.describe()} has schema revision {rev}, which this "
+            f"code does not know (newer than {want}?): upgrade dicom-node"
+        )
+    raise SchemaError(
+        f"database {db.describe()} has schema revision {rev}, older than this "
+        f"code's {want}: back it up, then run `dicom-node db upgrade --config "
+        "<your node.yaml>`"
+    )
 
 
 def upgrade(db: Database) -> tuple[str | None, str]:

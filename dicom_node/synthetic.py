@@ -39,9 +39,19 @@ def _uid(*parts: object) -> str:
     return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
-def _base(sop_class: str, sop_uid: str, study_uid: str, series_uid: str,
-          patient: Patient, modality: str, series_number: int, instance_number: int,
-          when: dt.datetime, accession: str, description: str) -> Dataset:
+def _base(
+    sop_class: str,
+    sop_uid: str,
+    study_uid: str,
+    series_uid: str,
+    patient: Patient,
+    modality: str,
+    series_number: int,
+    instance_number: int,
+    when: dt.datetime,
+    accession: str,
+    description: str,
+) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class
@@ -122,16 +132,35 @@ def _chest_phantom(rows: int, cols: int, seed: int, bits: int) -> np.ndarray:
     return (img * (2**bits - 1)).astype(np.uint16)
 
 
-def make_cr(patient: Patient = Patient(), *, rows: int = 512, cols: int = 512,
-            seed: int = 1, study_uid: str | None = None, view: str = "PA",
-            photometric: str = "MONOCHROME2", bits: int = 12,
-            when: dt.datetime | None = None) -> Dataset:
+def make_cr(
+    patient: Patient = Patient(),
+    *,
+    rows: int = 512,
+    cols: int = 512,
+    seed: int = 1,
+    study_uid: str | None = None,
+    view: str = "PA",
+    photometric: str = "MONOCHROME2",
+    bits: int = 12,
+    when: dt.datetime | None = None,
+) -> Dataset:
     """One CR chest image (CR Image IOD) with a window and pixel spacing."""
     when = when or dt.datetime(2026, 1, 2, 9, 30, 0)
     study_uid = study_uid or _uid("study", "cr", patient.patient_id, seed)
     series_uid = _uid("series", study_uid, "cr", seed)
-    ds = _base(CR_IMAGE_STORAGE, _uid("sop", series_uid, 1), study_uid, series_uid, patient,
-               "CR", 1, 1, when, f"ACC{seed:06d}", "CHEST PA")
+    ds = _base(
+        CR_IMAGE_STORAGE,
+        _uid("sop", series_uid, 1),
+        study_uid,
+        series_uid,
+        patient,
+        "CR",
+        1,
+        1,
+        when,
+        f"ACC{seed:06d}",
+        "CHEST PA",
+    )
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = view
     ds.PatientOrientation = list(DISPLAYED_FRONTAL)
@@ -150,16 +179,35 @@ def make_cr(patient: Patient = Patient(), *, rows: int = 512, cols: int = 512,
     return ds
 
 
-def make_dx(patient: Patient = Patient(), *, rows: int = 512, cols: int = 512,
-            seed: int = 2, study_uid: str | None = None, view: str = "PA",
-            photometric: str = "MONOCHROME2", bits: int = 12,
-            when: dt.datetime | None = None) -> Dataset:
+def make_dx(
+    patient: Patient = Patient(),
+    *,
+    rows: int = 512,
+    cols: int = 512,
+    seed: int = 2,
+    study_uid: str | None = None,
+    view: str = "PA",
+    photometric: str = "MONOCHROME2",
+    bits: int = 12,
+    when: dt.datetime | None = None,
+) -> Dataset:
     """One DX chest image (Digital X-Ray Image IOD, For Presentation)."""
     when = when or dt.datetime(2026, 1, 2, 10, 0, 0)
     study_uid = study_uid or _uid("study", "dx", patient.patient_id, seed)
     series_uid = _uid("series", study_uid, "dx", seed)
-    ds = _base(DX_IMAGE_FOR_PRESENTATION, _uid("sop", series_uid, 1), study_uid, series_uid,
-               patient, "DX", 1, 1, when, f"ACC{seed:06d}", "CHEST PA")
+    ds = _base(
+        DX_IMAGE_FOR_PRESENTATION,
+        _uid("sop", series_uid, 1),
+        study_uid,
+        series_uid,
+        patient,
+        "DX",
+        1,
+        1,
+        when,
+        f"ACC{seed:06d}",
+        "CHEST PA",
+    )
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = view
     ds.PatientOrientation = list(DISPLAYED_FRONTAL)
@@ -200,9 +248,16 @@ def make_dx(patient: Patient = Patient(), *, rows: int = 512, cols: int = 512,
     return ds
 
 
-def iter_ct_series(n: int, patient: Patient = Patient(), *, rows: int = 512,
-                   cols: int = 512, seed: int = 3, study_uid: str | None = None,
-                   when: dt.datetime | None = None) -> Iterator[Dataset]:
+def iter_ct_series(
+    n: int,
+    patient: Patient = Patient(),
+    *,
+    rows: int = 512,
+    cols: int = 512,
+    seed: int = 3,
+    study_uid: str | None = None,
+    when: dt.datetime | None = None,
+) -> Iterator[Dataset]:
     """``n`` axial CT slices (CT Image IOD, 16-bit, HU via rescale), generated lazily."""
     when = when or dt.datetime(2026, 1, 2, 11, 0, 0)
     study_uid = study_uid or _uid("study", "ct", patient.patient_id, seed)
@@ -213,8 +268,19 @@ def iter_ct_series(n: int, patient: Patient = Patient(), *, rows: int = 512,
     r = np.hypot((y - rows / 2) / (rows / 2), (x - cols / 2) / (cols / 2))
     body = np.where(r < 0.85, 1040.0, 24.0)  # HU + 1024 (water-ish body, air outside)
     for i in range(n):
-        ds = _base(CT_IMAGE_STORAGE, _uid("sop", series_uid, i + 1), study_uid, series_uid,
-                   patient, "CT", 2, i + 1, when, f"ACC{seed:06d}", "CHEST 1.0 AX")
+        ds = _base(
+            CT_IMAGE_STORAGE,
+            _uid("sop", series_uid, i + 1),
+            study_uid,
+            series_uid,
+            patient,
+            "CT",
+            2,
+            i + 1,
+            when,
+            f"ACC{seed:06d}",
+            "CHEST 1.0 AX",
+        )
         ds.BodyPartExamined = "CHEST"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.FrameOfReferenceUID = frame_of_ref

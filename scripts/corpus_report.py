@@ -22,8 +22,12 @@ from tests.support.corpus import corpus_files, run_corpus, table
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="keep the written objects here")
-    parser.add_argument("--match", action="append", default=[],
-                        help="only files whose name contains this (repeatable)")
+    parser.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        help="only files whose name contains this (repeatable)",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip dciodvfy")
     parser.add_argument("--details", action="store_true", help="list every node error")
     args = parser.parse_args()
@@ -32,13 +36,19 @@ def main() -> int:
     outcomes = []
     for outcome in run_corpus(files, args.out, check=not args.no_check):
         outcomes.append(outcome)
-        print(f"{outcome.file.name}: {outcome.status} {outcome.reason[:100]} "
-              f"node_errors={len(outcome.node_errors)}", file=sys.stderr, flush=True)
+        print(
+            f"{outcome.file.name}: {outcome.status} {outcome.reason[:100]} "
+            f"node_errors={len(outcome.node_errors)}",
+            file=sys.stderr,
+            flush=True,
+        )
     print(table(outcomes))
     counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "skipped", "failed", "crash")}
     bad = [o for o in outcomes if o.node_errors or o.status == "crash"]
-    print(f"\n{len(outcomes)} files: {counts}; with node errors: {len(bad)}; "
-          f"{time.monotonic() - started:.0f} s")
+    print(
+        f"\n{len(outcomes)} files: {counts}; with node errors: {len(bad)}; "
+        f"{time.monotonic() - started:.0f} s"
+    )
     if args.details:
         for o in bad:
             print(f"\n{o.file.name}:")

@@ -36,8 +36,12 @@ WITHOUT_FINDINGS = CodedConcept("111241", "DCM", "All algorithms succeeded; with
 # TID 1500 root "Qualitative Evaluations" container (CODE/TEXT children). UMLS is not
 # one of the schemes a reader knows without a declaration, so it is declared.
 QUALITATIVE_EVALUATIONS = CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
-UMLS_SCHEME = ("UMLS", "2.16.840.1.113883.6.86", "Unified Medical Language System",
-               "National Library of Medicine")
+UMLS_SCHEME = (
+    "UMLS",
+    "2.16.840.1.113883.6.86",
+    "Unified Medical Language System",
+    "National Library of Medicine",
+)
 
 # Purpose of reference of the source image of a derived SC (CID 7202).
 SOURCE_IMAGE_FOR_PROCESSING = CodedConcept(
@@ -88,12 +92,29 @@ def procedure_for(modality: str, override: tuple[str, str, str] | None) -> Coded
 
 # Designators defined in PS3.16 Table 8-1 that results may carry (highdicom writes
 # RFC5646 for the language): never declared. Private ones ("99...") always are.
-STANDARD_SCHEMES = frozenset({"DCM", "SCT", "SRT", "LN", "UCUM", "RFC5646", "NCIt", "FMA",
-                              "RADLEX", "UMLS", "ISO639_1", "ISO639_2", "ISO3166_1"})
+STANDARD_SCHEMES = frozenset(
+    {
+        "DCM",
+        "SCT",
+        "SRT",
+        "LN",
+        "UCUM",
+        "RFC5646",
+        "NCIt",
+        "FMA",
+        "RADLEX",
+        "UMLS",
+        "ISO639_1",
+        "ISO639_2",
+        "ISO3166_1",
+    }
+)
 # Names of the private schemes this project writes.
 SCHEME_NAMES = {
-    "99DCMNODE": ("dicom-node private codes (findings without a PS3.16 code)",
-                  "dicom-node project"),
+    "99DCMNODE": (
+        "dicom-node private codes (findings without a PS3.16 code)",
+        "dicom-node project",
+    ),
     "99IHE": ("IHE Radiology Technical Framework codes", "IHE"),
 }
 

@@ -143,8 +143,11 @@ def append_algorithm_equipment(ds: Dataset, model: ModelIdentity, when: dt.datet
     scheme.CodingSchemeDesignator = PROCESSING_ALGORITHM.scheme_designator
     scheme.CodingSchemeName = "IHE Radiology Technical Framework codes"
     scheme.CodingSchemeResponsibleOrganization = "IHE"
-    schemes = [s for s in ds.get("CodingSchemeIdentificationSequence", [])
-               if s.CodingSchemeDesignator != scheme.CodingSchemeDesignator]
+    schemes = [
+        s
+        for s in ds.get("CodingSchemeIdentificationSequence", [])
+        if s.CodingSchemeDesignator != scheme.CodingSchemeDesignator
+    ]
     ds.CodingSchemeIdentificationSequence = DicomSequence([*schemes, scheme])
     existing = list(ds.get("ContributingEquipmentSequence", []))
     for other in existing:  # highdicom stamps its own item with the current time
@@ -156,8 +159,24 @@ def append_algorithm_equipment(ds: Dataset, model: ModelIdentity, when: dt.datet
 # Text in the results may mix the source's characters and the model's. Latin-1 when
 # that is enough (DCMTK's VR checker does not handle UTF-8 and warns), else UTF-8.
 CHARACTER_SET = "ISO_IR 192"
-_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
-             "UC", "UR", "UT"}
+_TEXT_VRS = {
+    "AE",
+    "AS",
+    "CS",
+    "DA",
+    "DS",
+    "DT",
+    "IS",
+    "LO",
+    "LT",
+    "PN",
+    "SH",
+    "ST",
+    "TM",
+    "UC",
+    "UR",
+    "UT",
+}
 
 
 def _latin1(ds: Dataset) -> bool:

@@ -57,12 +57,15 @@ def summarise(results: Sequence[ImageResult]) -> list[CardRow]:
 
 def demo_sentence() -> str:
     """The card's full statement for a demo model."""
-    return (f"{DEMO_NOTICE}. These findings come from a demonstration model, carry no "
-            "diagnostic meaning and must not be used for patient care.")
+    return (
+        f"{DEMO_NOTICE}. These findings come from a demonstration model, carry no "
+        "diagnostic meaning and must not be used for patient care."
+    )
 
 
-def render_card(results: Sequence[ImageResult], options: WriteOptions,
-                study_line: str) -> np.ndarray:
+def render_card(
+    results: Sequence[ImageResult], options: WriteOptions, study_line: str
+) -> np.ndarray:
     """The card as an RGB uint8 array (long lines are wrapped, never cut)."""
     model = results[0].model
     rows = summarise(results)
@@ -76,32 +79,37 @@ def render_card(results: Sequence[ImageResult], options: WriteOptions,
     # (text, font, colour, line height) for every line above the table.
     head: list[tuple[str, ImageFont.ImageFont, tuple[int, int, int], int]] = []
     if model.demo:
-        head += [(t, bold, render.CAUTION, line) for t in render.wrap_text(
-            probe, demo_sentence(), bold, text_width)]
-    head += [(t, bold, render.CAUTION, line)
-             for t in render.wrap_text(probe, caution_line(model, options), bold, text_width)]
+        head += [
+            (t, bold, render.CAUTION, line)
+            for t in render.wrap_text(probe, demo_sentence(), bold, text_width)
+        ]
+    head += [
+        (t, bold, render.CAUTION, line)
+        for t in render.wrap_text(probe, caution_line(model, options), bold, text_width)
+    ]
     for text in (
         f"Model: {model.name} {model.version} \u2014 {model.manufacturer}",
         f"Intended use: {model.intended_use}",
         study_line,
     ):
-        head += [(t, small, render.MUTED, small_line)
-                 for t in render.wrap_text(probe, text, small, text_width)]
-    height = (pad * 2 + line + 8 + sum(h for *_, h in head) + line * (3 + len(rows))
-              + line * 3)
+        head += [
+            (t, small, render.MUTED, small_line)
+            for t in render.wrap_text(probe, text, small, text_width)
+        ]
+    height = pad * 2 + line + 8 + sum(h for *_, h in head) + line * (3 + len(rows)) + line * 3
     img = Image.new("RGB", (CARD_WIDTH, height), render.PANEL_BG)
     draw = ImageDraw.Draw(img)
     y = pad
-    draw.text((pad, y), render.printable("AI findings summary", title), font=title,
-              fill=render.TEXT)
+    draw.text(
+        (pad, y), render.printable("AI findings summary", title), font=title, fill=render.TEXT
+    )
     y += line + 8
     for text, fnt, colour, step in head:
         draw.text((pad, y), text, font=fnt, fill=colour)
         y += step
     y += line // 2
     columns = (pad, 470, 640, 790)
-    for x, heading in zip(columns, ("Finding", "Probability", "Threshold", "Result"),
-                          strict=True):
+    for x, heading in zip(columns, ("Finding", "Probability", "Threshold", "Result"), strict=True):
         draw.text((x, y), heading, font=bold, fill=render.TEXT)
     y += line
     draw.line([(pad, y - 6), (CARD_WIDTH - pad, y - 6)], fill=render.MUTED)
@@ -119,13 +127,19 @@ def render_card(results: Sequence[ImageResult], options: WriteOptions,
             result,
         )
         for x, cell in zip(columns, cells, strict=True):
-            draw.text((x, y), cell, font=bold if positive else body,
-                      fill=colour if x == columns[3] else render.TEXT)
+            draw.text(
+                (x, y),
+                cell,
+                font=bold if positive else body,
+                fill=colour if x == columns[3] else render.TEXT,
+            )
         y += line
     y += line // 2
-    note = ("Probability: highest over the analysed images; POSITIVE when at or above "
-            "the threshold." if many else "POSITIVE when the probability is at or above "
-            "the threshold.")
+    note = (
+        "Probability: highest over the analysed images; POSITIVE when at or above the threshold."
+        if many
+        else "POSITIVE when the probability is at or above the threshold."
+    )
     for text in render.wrap_text(draw, note, small, text_width):
         draw.text((pad, y), text, font=small, fill=render.MUTED)
         y += small_line
@@ -146,11 +160,13 @@ def build_card(
     """The findings card SC, referencing every analysed source image."""
     model = results[0].model
     study = " \u00b7 ".join(
-        part for part in (
+        part
+        for part in (
             str(header.get("StudyDescription", "") or ""),
             f"Accession {header.AccessionNumber}" if header.AccessionNumber else "",
             f"{len(results)} image(s) analysed",
-        ) if part
+        )
+        if part
     )
     pixels = render_card(results, options, study)
     return build_sc(
@@ -166,5 +182,5 @@ def build_card(
         orientation=None,
         pixel_spacing=None,
         derivation=f"Summary of the findings of {model.name} {model.version} "
-                   "(text rendered as an image)",
+        "(text rendered as an image)",
     )

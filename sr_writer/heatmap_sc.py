@@ -18,8 +18,9 @@ from sr_writer.uids import ResultUIDs
 log = logging.getLogger(__name__)
 
 
-def select(results: Sequence[ImageResult], options: WriteOptions
-           ) -> list[tuple[ImageResult, LabelResult]]:
+def select(
+    results: Sequence[ImageResult], options: WriteOptions
+) -> list[tuple[ImageResult, LabelResult]]:
     """The (image, label) pairs that get a heatmap SC, in a stable order."""
     if options.heatmaps == "none":
         return []
@@ -32,8 +33,10 @@ def select(results: Sequence[ImageResult], options: WriteOptions
             top = max(with_map, key=lambda label: (label.probability, label.positive))
             chosen.append((result, top))
         else:
-            positive = sorted((label for label in with_map if label.positive),
-                              key=lambda label: -label.probability)
+            positive = sorted(
+                (label for label in with_map if label.positive),
+                key=lambda label: -label.probability,
+            )
             cap = options.max_heatmaps_per_image
             chosen.extend((result, label) for label in positive[:cap])
     if options.max_heatmap_images is not None:
@@ -80,17 +83,19 @@ def build_heatmap(
     image = render.blend(grey, heat, options.heatmap_opacity, options.heatmap_floor)
     decision = "POSITIVE" if label.positive else "negative"
     lines = [
-        (f"{label.code.meaning}: {label.probability:.2f} "
-         f"(threshold {label.threshold:.2f}) \u2014 {decision}",
-         render.POSITIVE if label.positive else render.NEGATIVE, True),
+        (
+            f"{label.code.meaning}: {label.probability:.2f} "
+            f"(threshold {label.threshold:.2f}) \u2014 {decision}",
+            render.POSITIVE if label.positive else render.NEGATIVE,
+            True,
+        ),
         (f"Model: {model.name} {model.version} ({model.manufacturer})", render.TEXT, False),
         *([(DEMO_NOTICE, render.CAUTION, True)] if model.demo else []),
         (caution_line(model, options), render.CAUTION, True),
     ]
     orientation = patient_orientation(header)  # sanitised: an invalid one is gone
     markers = render.side_markers(orientation)
-    pixels = render.compose(image, lines, legend=True, floor=options.heatmap_floor,
-                            markers=markers)
+    pixels = render.compose(image, lines, legend=True, floor=options.heatmap_floor, markers=markers)
     factor = rows / shape[0]
     sc = build_sc(
         pixels,
@@ -111,6 +116,12 @@ def build_heatmap(
             + ("; patient's right/left marked at the image edges" if markers else "")
         ),
     )
-    log.info("heatmap SC built source=%s label=%s size=%dx%d sop=%s",
-             result.sop_instance_uid, label.name, sc.Columns, sc.Rows, sc.SOPInstanceUID)
+    log.info(
+        "heatmap SC built source=%s label=%s size=%dx%d sop=%s",
+        result.sop_instance_uid,
+        label.name,
+        sc.Columns,
+        sc.Rows,
+        sc.SOPInstanceUID,
+    )
     return sc

@@ -55,10 +55,13 @@ def build_kos(
     when: dt.datetime,
 ) -> Dataset | None:
     """The KOS referencing each source image with a positive label, or None if none."""
-    flagged = list({
-        r.sop_instance_uid: headers[r.sop_instance_uid]
-        for r in results if any(label.positive for label in r.labels)
-    }.values())
+    flagged = list(
+        {
+            r.sop_instance_uid: headers[r.sop_instance_uid]
+            for r in results
+            if any(label.positive for label in r.labels)
+        }.values()
+    )
     if not flagged:
         return None
     model = results[0].model
@@ -80,13 +83,24 @@ def build_kos(
         institution_name=options.institution_name,
     )
     kos.SeriesDescription = series_description(model, "key images")
-    set_times(kos, when, ("ContentDate", "ContentTime"), ("SeriesDate", "SeriesTime"),
-              ("InstanceCreationDate", "InstanceCreationTime"))
+    set_times(
+        kos,
+        when,
+        ("ContentDate", "ContentTime"),
+        ("SeriesDate", "SeriesTime"),
+        ("InstanceCreationDate", "InstanceCreationTime"),
+    )
     copy_extra_patient_study(kos, flagged[0])
     append_algorithm_equipment(kos, model, when)
     settle_character_set(kos)
-    log.info("KOS built study=%s model=%s %s images=%d sop=%s", flagged[0].StudyInstanceUID,
-             model.name, model.version, len(flagged), kos.SOPInstanceUID)
+    log.info(
+        "KOS built study=%s model=%s %s images=%d sop=%s",
+        flagged[0].StudyInstanceUID,
+        model.name,
+        model.version,
+        len(flagged),
+        kos.SOPInstanceUID,
+    )
     return kos
 
 

@@ -100,8 +100,10 @@ class WriteOptions:
     def __post_init__(self) -> None:
         """Check the invariants; raise :class:`ValueError` naming the first one broken."""
         if not MIN_OUTPUT_SIZE <= self.max_output_size <= MAX_OUTPUT_SIZE:
-            raise ValueError(f"max_output_size {self.max_output_size} is not in "
-                             f"{MIN_OUTPUT_SIZE}..{MAX_OUTPUT_SIZE}")
+            raise ValueError(
+                f"max_output_size {self.max_output_size} is not in "
+                f"{MIN_OUTPUT_SIZE}..{MAX_OUTPUT_SIZE}"
+            )
         for name in ("max_heatmaps_per_image", "max_heatmap_images"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -47,8 +47,12 @@ from sr_writer.uids import ResultUIDs
 log = logging.getLogger(__name__)
 
 UNIT_ONE = hd.sr.CodedConcept("1", "UCUM", "no units")
-GEOMETRY = ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient",
-            "PixelSpacing")
+GEOMETRY = (
+    "FrameOfReferenceUID",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+)
 
 
 @dataclass(frozen=True)
@@ -75,23 +79,33 @@ def select(results: Sequence[ImageResult], sources: dict[str, Dataset]) -> list[
         by_series.setdefault(series, []).append(result)
     requests = []
     for series, group in by_series.items():
-        positive = [label.name for r in group for label in r.labels
-                    if label.positive and label.heatmap is not None]
+        positive = [
+            label.name
+            for r in group
+            for label in r.labels
+            if label.positive and label.heatmap is not None
+        ]
         if not positive:
             continue
         missing = [k for r in group for k in GEOMETRY if k not in sources[r.sop_instance_uid]]
         if missing or any(r.frame is not None for r in group):
-            log.info("no parametric map for series=%s: %s", series,
-                     f"sources lack {sorted(set(missing))}" if missing
-                     else "frames of multi-frame images")
+            log.info(
+                "no parametric map for series=%s: %s",
+                series,
+                f"sources lack {sorted(set(missing))}"
+                if missing
+                else "frames of multi-frame images",
+            )
             continue
         ordered = tuple(sorted(group, key=lambda r: _along_normal(sources[r.sop_instance_uid])))
         for name in dict.fromkeys(positive):  # each label once, in result order
-            maps = [next(lab for lab in r.labels if lab.name == name).heatmap
-                    for r in ordered]
+            maps = [next(lab for lab in r.labels if lab.name == name).heatmap for r in ordered]
             if any(m is None for m in maps):
-                log.info("no parametric map for series=%s label=%s: not every image has its "
-                         "heatmap", series, name)
+                log.info(
+                    "no parametric map for series=%s label=%s: not every image has its heatmap",
+                    series,
+                    name,
+                )
                 continue
             requests.append(MapRequest(series, name, ordered))
     return requests
@@ -100,13 +114,16 @@ def select(results: Sequence[ImageResult], sources: dict[str, Dataset]) -> list[
 def _frames_in_order(pmap: hd.pm.ParametricMap, order: list[str]) -> None:
     """Reorder the map's frames to follow ``order`` (source SOP Instance UIDs)."""
     items = list(pmap.PerFrameFunctionalGroupsSequence)
-    refs = [str(item.DerivationImageSequence[0].SourceImageSequence[0]
-                .ReferencedSOPInstanceUID) for item in items]
+    refs = [
+        str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+        for item in items
+    ]
     if refs == order:
         return
     index = [refs.index(uid) for uid in order]
     pixels = np.frombuffer(pmap.FloatPixelData, dtype="<f4").reshape(
-        len(items), int(pmap.Rows), int(pmap.Columns))
+        len(items), int(pmap.Rows), int(pmap.Columns)
+    )
     pmap.FloatPixelData = np.ascontiguousarray(pixels[index]).tobytes()
     pmap.PerFrameFunctionalGroupsSequence = [items[i] for i in index]
 
@@ -123,14 +140,15 @@ def build_pmap(
     """The Parametric Map of ``request.label`` over its series' analysed images."""
     model = request.results[0].model
     images = [sources[r.sop_instance_uid] for r in request.results]
-    labels = [next(lab for lab in r.labels if lab.name == request.label)
-              for r in request.results]
+    labels = [next(lab for lab in r.labels if lab.name == request.label) for r in request.results]
     code = labels[0].code
     assert code is not None
-    pixels = np.stack([
-        render.upsample_heatmap(label.heatmap, (int(ds.Rows), int(ds.Columns)))
-        for label, ds in zip(labels, images, strict=True)
-    ]).astype(np.float32)
+    pixels = np.stack(
+        [
+            render.upsample_heatmap(label.heatmap, (int(ds.Rows), int(ds.Columns)))
+            for label, ds in zip(labels, images, strict=True)
+        ]
+    ).astype(np.float32)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label=request.label[:16],
         lut_explanation=f"{code.meaning} activation (0..1)"[:64],
@@ -152,11 +170,11 @@ def build_pmap(
         device_serial_number=model.device_uid[:64],
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(
-            window_center=0.5, window_width=1.0)],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
         content_label=request.label.upper().replace(" ", "_")[:16] or "HEATMAP",
-        content_description=(f"{DEMO_NOTICE}: {code.meaning}" if model.demo
-                             else f"AI heatmap: {code.meaning}")[:64],
+        content_description=(
+            f"{DEMO_NOTICE}: {code.meaning}" if model.demo else f"AI heatmap: {code.meaning}"
+        )[:64],
         content_qualification="RESEARCH" if model.demo else "PRODUCT",
         series_description=series_description(model, "parametric map"),
     )
@@ -165,14 +183,24 @@ def build_pmap(
     organization = uids.uid("pmap-dimensions", request.series_uid, request.label)
     for item in (*pmap.DimensionOrganizationSequence, *pmap.DimensionIndexSequence):
         item.DimensionOrganizationUID = organization
-    set_times(pmap, when, ("ContentDate", "ContentTime"), ("SeriesDate", "SeriesTime"),
-              ("InstanceCreationDate", "InstanceCreationTime"))
+    set_times(
+        pmap,
+        when,
+        ("ContentDate", "ContentTime"),
+        ("SeriesDate", "SeriesTime"),
+        ("InstanceCreationDate", "InstanceCreationTime"),
+    )
     copy_extra_patient_study(pmap, images[0])
     copy_laterality(pmap, images[0])
     append_algorithm_equipment(pmap, model, when)
     settle_character_set(pmap)
-    log.info("parametric map built series=%s label=%s frames=%d sop=%s", request.series_uid,
-             request.label, len(images), pmap.SOPInstanceUID)
+    log.info(
+        "parametric map built series=%s label=%s frames=%d sop=%s",
+        request.series_uid,
+        request.label,
+        len(images),
+        pmap.SOPInstanceUID,
+    )
     return pmap
 
 

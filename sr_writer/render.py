@@ -21,13 +21,22 @@ from sr_writer.errors import ResultWriteError
 
 # A perceptually ordered, colour-blind-safe map (matplotlib's "inferno" anchors),
 # starting dark so that low values fade into the anatomy instead of tinting it.
-_INFERNO = np.array(
-    [
-        (0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99),
-        (212, 72, 66), (245, 125, 21), (250, 193, 39), (252, 255, 164),
-    ],
-    dtype=np.float32,
-) / 255.0
+_INFERNO = (
+    np.array(
+        [
+            (0, 0, 4),
+            (40, 11, 84),
+            (101, 21, 110),
+            (159, 42, 99),
+            (212, 72, 66),
+            (245, 125, 21),
+            (250, 193, 39),
+            (252, 255, 164),
+        ],
+        dtype=np.float32,
+    )
+    / 255.0
+)
 
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -66,8 +75,11 @@ def printable(text: str, fnt: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> s
     """Replace characters the fallback font cannot draw."""
     if isinstance(fnt, ImageFont.FreeTypeFont) and "DejaVu" in (fnt.getname()[0] or ""):
         return text
-    return text.replace("\u2014", "-").replace("\u2265", ">=").replace("\u2013", "-").replace(
-        "\u2026", "..."
+    return (
+        text.replace("\u2014", "-")
+        .replace("\u2265", ">=")
+        .replace("\u2013", "-")
+        .replace("\u2026", "...")
     )
 
 
@@ -97,11 +109,14 @@ def _stored_frame(ds: Dataset, frame: int | None) -> np.ndarray:
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
     samples = int(getattr(ds, "SamplesPerPixel", 1))
     if samples == 3 and photometric not in COLOUR:
-        raise ResultWriteError(f"source {ds.SOPInstanceUID}: PhotometricInterpretation "
-                               f"{photometric!r} cannot be rendered")
+        raise ResultWriteError(
+            f"source {ds.SOPInstanceUID}: PhotometricInterpretation "
+            f"{photometric!r} cannot be rendered"
+        )
     if samples not in (1, 3):
-        raise ResultWriteError(f"source {ds.SOPInstanceUID}: SamplesPerPixel {samples} "
-                               "cannot be rendered")
+        raise ResultWriteError(
+            f"source {ds.SOPInstanceUID}: SamplesPerPixel {samples} cannot be rendered"
+        )
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     index = (frame or 1) - 1
     try:
@@ -126,8 +141,7 @@ def _reduce(stored: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     (rows, cols, 3) are reduced one sample at a time.
     """
     if stored.ndim == 3:
-        return np.stack([_reduce(stored[..., c], shape) for c in range(stored.shape[2])],
-                        axis=-1)
+        return np.stack([_reduce(stored[..., c], shape) for c in range(stored.shape[2])], axis=-1)
     rows, cols = stored.shape
     factor = max(1, min(rows // shape[0], cols // shape[1]))
     coarser = factor + 1
@@ -139,7 +153,7 @@ def _reduce(stored: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         band = max(1, 64 // factor) * 8
         for start in range(0, r, band):
             stop = min(r, start + band)
-            chunk = stored[start * factor: stop * factor, : c * factor]
+            chunk = stored[start * factor : stop * factor, : c * factor]
             blocks = chunk.reshape(stop - start, factor, c, factor)
             small[start:stop] = blocks.mean(axis=(1, 3), dtype=np.float32)
     else:
@@ -153,8 +167,7 @@ def _reduce(stored: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _colour_for_display(ds: Dataset, rgb: np.ndarray, stored_dtype: np.dtype) -> np.ndarray:
     """RGB samples scaled to [0, 1] by their bit depth (palette output: its LUT's)."""
     if str(getattr(ds, "PhotometricInterpretation", "")) == "PALETTE COLOR":
-        top = float(np.iinfo(stored_dtype).max) if np.issubdtype(stored_dtype, np.integer) \
-            else 1.0
+        top = float(np.iinfo(stored_dtype).max) if np.issubdtype(stored_dtype, np.integer) else 1.0
     else:
         top = float(2 ** int(getattr(ds, "BitsStored", 8)) - 1)
     rgb /= top
@@ -232,8 +245,7 @@ def _lut(floor: float) -> tuple[np.ndarray, np.ndarray]:
     return colour, alpha
 
 
-def blend(base: np.ndarray, heat: np.ndarray | None, opacity: float, floor: float
-          ) -> np.ndarray:
+def blend(base: np.ndarray, heat: np.ndarray | None, opacity: float, floor: float) -> np.ndarray:
     """``base`` (grey (H, W) or RGB (H, W, 3) floats in [0,1]) with ``heat`` overlaid;
     returns uint8 RGB.
 
@@ -255,8 +267,9 @@ def blend(base: np.ndarray, heat: np.ndarray | None, opacity: float, floor: floa
     alpha = rel_alpha[index] * np.float32(opacity)
     keep = 1.0 - alpha
     for channel in range(3):
-        out[..., channel] = np.round((plane(channel) * keep + colour[index, channel] * alpha)
-                                     * 255.0)
+        out[..., channel] = np.round(
+            (plane(channel) * keep + colour[index, channel] * alpha) * 255.0
+        )
     return out
 
 
@@ -276,8 +289,9 @@ def margin(width: int) -> int:
     return max(6, round(width / 64))
 
 
-def draw_legend(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
-                floor: float, size: int) -> None:
+def draw_legend(
+    draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], floor: float, size: int
+) -> None:
     """A horizontal bar 0..1 with tick labels inside ``box`` (x0, y0, x1, y1): grey below
     ``floor`` (left untinted), the overlay's colours above it."""
     x0, y0, x1, y1 = box
@@ -303,8 +317,9 @@ def draw_legend(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
         draw.text((tx, y0 + bar_h + 4), text, font=fnt, fill=MUTED)
 
 
-def wrap_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont,
-              width: float) -> list[str]:
+def wrap_text(
+    draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont, width: float
+) -> list[str]:
     """``text`` broken at spaces into lines that fit ``width`` pixels (a word longer than
     a line is cut with an ellipsis)."""
     lines: list[str] = []
@@ -316,8 +331,9 @@ def wrap_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont,
             continue
         if current:
             lines.append(current)
-        current = word if draw.textlength(word, font=fnt) <= width else fit_text(
-            draw, word, fnt, width)
+        current = (
+            word if draw.textlength(word, font=fnt) <= width else fit_text(draw, word, fnt, width)
+        )
     if current:
         lines.append(current)
     return lines
@@ -334,8 +350,9 @@ def side_markers(orientation: tuple[str, str] | None) -> dict[str, str]:
     if orientation is None:
         return {}
     markers: dict[str, str] = {}
-    for value, (start, end) in zip(orientation, (("left", "right"), ("top", "bottom")),
-                                   strict=True):
+    for value, (start, end) in zip(
+        orientation, (("left", "right"), ("top", "bottom")), strict=True
+    ):
         main = str(value)[:1]
         if main in _OPPOSITE:
             markers[end] = main
@@ -343,8 +360,9 @@ def side_markers(orientation: tuple[str, str] | None) -> dict[str, str]:
     return markers
 
 
-def draw_side_markers(draw: ImageDraw.ImageDraw, size: tuple[int, int],
-                      markers: dict[str, str]) -> None:
+def draw_side_markers(
+    draw: ImageDraw.ImageDraw, size: tuple[int, int], markers: dict[str, str]
+) -> None:
     """Burn the R/L letters in at the middle of the image edges they name (white,
     dark outline, so they read on any anatomy)."""
     width, rows = size
@@ -355,8 +373,14 @@ def draw_side_markers(draw: ImageDraw.ImageDraw, size: tuple[int, int],
         w = draw.textlength(letter, font=fnt)
         x = {"left": pad, "right": width - pad - w}.get(edge, (width - w) / 2)
         y = {"top": pad, "bottom": rows - pad - px * 1.2}.get(edge, (rows - px) / 2)
-        draw.text((x, y), letter, font=fnt, fill=(255, 255, 255),
-                  stroke_width=max(1, px // 12), stroke_fill=(0, 0, 0))
+        draw.text(
+            (x, y),
+            letter,
+            font=fnt,
+            fill=(255, 255, 255),
+            stroke_width=max(1, px // 12),
+            stroke_fill=(0, 0, 0),
+        )
 
 
 def fit_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont, width: float) -> str:
@@ -372,8 +396,13 @@ def fit_text(draw: ImageDraw.ImageDraw, text: str, fnt: ImageFont.ImageFont, wid
     return ""
 
 
-def compose(image_rgb: np.ndarray, lines: list[tuple[str, tuple[int, int, int], bool]],
-            legend: bool, floor: float, markers: dict[str, str] | None = None) -> np.ndarray:
+def compose(
+    image_rgb: np.ndarray,
+    lines: list[tuple[str, tuple[int, int, int], bool]],
+    legend: bool,
+    floor: float,
+    markers: dict[str, str] | None = None,
+) -> np.ndarray:
     """Image on top (with R/L ``markers`` burned in at its edges); below it a dark band
     with ``lines`` and (optionally) a legend row."""
     rows, width, _ = image_rgb.shape

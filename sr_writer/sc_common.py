@@ -91,8 +91,7 @@ def build_sc(
         referring_physician_name=header.ReferringPhysicianName,
         pixel_spacing=pixel_spacing,
         # highdicom takes single letters only; the full values are set below.
-        patient_orientation=(orientation[0][0], orientation[1][0]) if orientation
-        else ("L", "F"),
+        patient_orientation=(orientation[0][0], orientation[1][0]) if orientation else ("L", "F"),
         transfer_syntax_uid="1.2.840.10008.1.2.1",
         series_description=series_description(model, "heatmaps"),
         content_date=when.date(),
@@ -113,7 +112,8 @@ def build_sc(
     if not header.StudyTime:
         sc.StudyTime = None
     set_times(
-        sc, when,
+        sc,
+        when,
         ("InstanceCreationDate", "InstanceCreationTime"),
         ("DateOfSecondaryCapture", "TimeOfSecondaryCapture"),
     )

@@ -24,19 +24,57 @@ from pydicom.valuerep import validate_value
 log = logging.getLogger(__name__)
 
 # Kept exactly as the source has them, valid or not.
-CARRIED = frozenset({
-    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID",
-    "SpecificCharacterSet", "Modality", "Rows", "Columns", "NumberOfFrames",
-    "SamplesPerPixel", "PixelRepresentation",
-})
+CARRIED = frozenset(
+    {
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "PatientID",
+        "SpecificCharacterSet",
+        "Modality",
+        "Rows",
+        "Columns",
+        "NumberOfFrames",
+        "SamplesPerPixel",
+        "PixelRepresentation",
+    }
+)
 # Type 2 in the result's Patient/Study modules: emptied, never removed.
-TYPE2 = frozenset({
-    "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
-    "StudyDate", "StudyTime", "ReferringPhysicianName",
-})
+TYPE2 = frozenset(
+    {
+        "PatientName",
+        "PatientBirthDate",
+        "PatientSex",
+        "AccessionNumber",
+        "StudyID",
+        "StudyDate",
+        "StudyTime",
+        "ReferringPhysicianName",
+    }
+)
 _RAISE = 2  # pydicom's config.RAISE
-_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH",
-                       "ST", "TM", "UC", "UI", "UR", "UT"})
+_TEXT_VRS = frozenset(
+    {
+        "AE",
+        "AS",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "IS",
+        "LO",
+        "LT",
+        "PN",
+        "SH",
+        "ST",
+        "TM",
+        "UC",
+        "UI",
+        "UR",
+        "UT",
+    }
+)
 _ORIENTATION = re.compile(r"^[APLRHF]{1,3}$")
 _AXES = {"L": 0, "R": 0, "A": 1, "P": 1, "H": 2, "F": 2}
 _AGE = re.compile(r"^\s*0*(\d{1,3})\s*([DWMY])\s*$")
@@ -87,8 +125,10 @@ _SEMANTIC = {
     "PatientWeight": (lambda v: _positive_numbers(v, 1), "needs a value > 0"),
     "ImageOrientationPatient": (lambda v: _finite_numbers(v, 6), "needs six numbers"),
     "ImagePositionPatient": (lambda v: _finite_numbers(v, 3), "needs three numbers"),
-    "PatientOrientation": (lambda v: valid_orientation(v) is not None,
-                           "is not a pair of orientation letters"),
+    "PatientOrientation": (
+        lambda v: valid_orientation(v) is not None,
+        "is not a pair of orientation letters",
+    ),
     "Laterality": (lambda v: str(v) in ("R", "L"), "is not R or L"),
     "PatientSex": (lambda v: str(v) in ("M", "F", "O"), "is not M, F or O"),
 }
@@ -159,32 +199,92 @@ def sanitized_copy(header: Dataset) -> Dataset:
     out = copy.deepcopy(header)
     notes = sanitize(out)
     if notes:
-        log.info("source %s: invalid values not copied into results: %s",
-                 header.get("SOPInstanceUID", "?"), "; ".join(notes))
+        log.info(
+            "source %s: invalid values not copied into results: %s",
+            header.get("SOPInstanceUID", "?"),
+            "; ".join(notes),
+        )
     return out
 
 
 # Body Part Examined defined terms of unpaired structures (PS3.16 Annex L, Laterality
 # "U"; the same list dicom3tools checks Laterality against): no Laterality for these.
-UNPAIRED_BODY_PARTS = frozenset({
-    "ABDOMEN", "ABDOMENPELVIS", "AORTA", "BACK", "BLADDER", "BRAIN", "CEREBELLUM", "CERVIX",
-    "CHEST", "CHESTABDOMEN", "CHESTABDPELVIS", "CIRCLEOFWILLIS", "COCCYX", "COLON",
-    "CORONARYARTERY", "CSPINE", "CTSPINE", "DUODENUM", "ESOPHAGUS", "FACE", "GALLBLADDER",
-    "HEAD", "HEADNECK", "HEART", "ILEUM", "ILIUM", "JAW", "JEJUNUM", "LARYNX", "LIVER",
-    "LSPINE", "LSSPINE", "MAXILLA", "MEDIASTINUM", "MOUTH", "NECK", "NECKCHEST",
-    "NECKCHESTABDOMEN", "NECKCHESTABDPELV", "NOSE", "PANCREAS", "PELVIS", "PENIS", "PHARYNX",
-    "PROSTATE", "RECTUM", "SCALP", "SKULL", "SPINE", "SPLEEN", "SSPINE", "STERNUM", "STOMACH",
-    "THYMUS", "THYROID", "TLSPINE", "TONGUE", "TRACHEA", "TSPINE", "URETER", "URETHRA",
-    "UTERUS", "VAGINA", "VULVA", "WHOLEBODY",
-})
+UNPAIRED_BODY_PARTS = frozenset(
+    {
+        "ABDOMEN",
+        "ABDOMENPELVIS",
+        "AORTA",
+        "BACK",
+        "BLADDER",
+        "BRAIN",
+        "CEREBELLUM",
+        "CERVIX",
+        "CHEST",
+        "CHESTABDOMEN",
+        "CHESTABDPELVIS",
+        "CIRCLEOFWILLIS",
+        "COCCYX",
+        "COLON",
+        "CORONARYARTERY",
+        "CSPINE",
+        "CTSPINE",
+        "DUODENUM",
+        "ESOPHAGUS",
+        "FACE",
+        "GALLBLADDER",
+        "HEAD",
+        "HEADNECK",
+        "HEART",
+        "ILEUM",
+        "ILIUM",
+        "JAW",
+        "JEJUNUM",
+        "LARYNX",
+        "LIVER",
+        "LSPINE",
+        "LSSPINE",
+        "MAXILLA",
+        "MEDIASTINUM",
+        "MOUTH",
+        "NECK",
+        "NECKCHEST",
+        "NECKCHESTABDOMEN",
+        "NECKCHESTABDPELV",
+        "NOSE",
+        "PANCREAS",
+        "PELVIS",
+        "PENIS",
+        "PHARYNX",
+        "PROSTATE",
+        "RECTUM",
+        "SCALP",
+        "SKULL",
+        "SPINE",
+        "SPLEEN",
+        "SSPINE",
+        "STERNUM",
+        "STOMACH",
+        "THYMUS",
+        "THYROID",
+        "TLSPINE",
+        "TONGUE",
+        "TRACHEA",
+        "TSPINE",
+        "URETER",
+        "URETHRA",
+        "UTERUS",
+        "VAGINA",
+        "VULVA",
+        "WHOLEBODY",
+    }
+)
 
 # What highdicom's Image Library entry needs for each kind of image (TID 1602-1604).
 PROJECTION = ("CR", "DX", "IO", "MG", "PX", "RF", "RG", "XA")
 CROSS_SECTIONAL = ("CT", "MR", "PT")
 _NEEDS = {
     "projection": ("PatientOrientation", "ImagerPixelSpacing"),
-    "cross": ("PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
-              "SliceThickness"),
+    "cross": ("PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient", "SliceThickness"),
 }
 
 
@@ -197,8 +297,9 @@ def library_view(header: Dataset) -> Dataset:
     the SOP Class, frame of reference, rows, columns) instead of no library at all.
     """
     modality = str(header.get("Modality", "")).upper()
-    kind = ("projection" if modality in PROJECTION
-            else "cross" if modality in CROSS_SECTIONAL else None)
+    kind = (
+        "projection" if modality in PROJECTION else "cross" if modality in CROSS_SECTIONAL else None
+    )
     if kind is None or all(header.get(k) not in (None, "") for k in _NEEDS[kind]):
         return header
     view = copy.deepcopy(header)

@@ -110,12 +110,10 @@ def hot_region(heatmap: np.ndarray, rows: int, cols: int) -> HotRegion | None:
     for i, j in cells:
         lo, hi = extremes.get(i, (j, j))
         extremes[i] = (min(lo, j), max(hi, j))
-    corners = [(x, y) for i, (lo, hi) in extremes.items()
-               for x in (lo, hi + 1) for y in (i, i + 1)]
+    corners = [(x, y) for i, (lo, hi) in extremes.items() for x in (lo, hi + 1) for y in (i, i + 1)]
     hull = _convex_hull(corners)
     sx, sy = cols / w, rows / h
-    outline = np.array([(x * sx, y * sy) for x, y in hull] + [(hull[0][0] * sx,
-                                                                hull[0][1] * sy)])
+    outline = np.array([(x * sx, y * sy) for x, y in hull] + [(hull[0][0] * sx, hull[0][1] * sy)])
     peak_xy = ((int(peak_index[1]) + 0.5) * sx, (int(peak_index[0]) + 0.5) * sy)
     return HotRegion(outline=outline.astype(np.float32), peak=peak_xy, level=level)
 
@@ -128,7 +126,8 @@ def _border(header: Dataset) -> np.ndarray:
 
 def _source(header: Dataset, frame: int | None) -> SourceImageForRegion:
     return SourceImageForRegion.from_source_image(
-        header, referenced_frame_numbers=[frame] if frame is not None else None)
+        header, referenced_frame_numbers=[frame] if frame is not None else None
+    )
 
 
 def image_area(header: Dataset, frame: int | None) -> CoordinatesForMeasurement:
@@ -168,8 +167,11 @@ def region_group(
         return None
     region = hot_region(label.heatmap, int(header.Rows), int(header.Columns))
     if region is None:
-        log.info("no hot region source=%s label=%s: heatmap is all zero",
-                 result.sop_instance_uid, label.name)
+        log.info(
+            "no hot region source=%s label=%s: heatmap is all zero",
+            result.sop_instance_uid,
+            label.name,
+        )
         return None
     finding = c.concept(label.code)
     image_region = ImageRegion(
@@ -186,21 +188,27 @@ def region_group(
         referenced_region=image_region,
         finding_type=finding,
         algorithm_id=algorithm,
-        measurements=[Measurement(
-            name=c.CERTAINTY_OF_FINDING, value=float(label.probability), unit=c.UNIT_ONE)],
+        measurements=[
+            Measurement(
+                name=c.CERTAINTY_OF_FINDING, value=float(label.probability), unit=c.UNIT_ONE
+            )
+        ],
         qualitative_evaluations=[QualitativeEvaluation(name=finding, value=c.PRESENT)],
     )
     # Viewers that label a measurement by its comment (OHIF's Cornerstone3D adapters)
     # show this; the text repeats what the coded items say.
-    group[0].ContentSequence.append(hd.sr.TextContentItem(
-        name=codes.DCM.Comment,
-        value=(f"{label.code.meaning} {label.probability:.2f} (threshold "
-               f"{label.threshold:.2f}): present; outline of the heatmap at "
-               f">= {HOT_FRACTION:.0%} of its peak")[:1024],
-        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-    ))
+    group[0].ContentSequence.append(
+        hd.sr.TextContentItem(
+            name=codes.DCM.Comment,
+            value=(
+                f"{label.code.meaning} {label.probability:.2f} (threshold "
+                f"{label.threshold:.2f}): present; outline of the heatmap at "
+                f">= {HOT_FRACTION:.0%} of its peak"
+            )[:1024],
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+    )
     return group
 
 
-__all__ = ["HOT_FRACTION", "HotRegion", "hot_region", "image_area", "region_group",
-           "whole_image"]
+__all__ = ["HOT_FRACTION", "HotRegion", "hot_region", "image_area", "region_group", "whole_image"]

@@ -103,9 +103,7 @@ def _label_group(
         unit=c.UNIT_ONE,
         referenced_coordinates=[image_area(header, result.frame)],
     )
-    decision = QualitativeEvaluation(
-        name=finding, value=c.PRESENT if label.positive else c.ABSENT
-    )
+    decision = QualitativeEvaluation(name=finding, value=c.PRESENT if label.positive else c.ABSENT)
     return MeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking,
         finding_type=finding,
@@ -153,15 +151,13 @@ def build_sr(
     """Build the Comprehensive 3D SR for ``results`` (already validated)."""
     model = results[0].model
     observer = device_observer(model)
-    groups: list[MeasurementsAndQualitativeEvaluations
-                 | PlanarROIMeasurementsAndQualitativeEvaluations] = []
+    groups: list[
+        MeasurementsAndQualitativeEvaluations | PlanarROIMeasurementsAndQualitativeEvaluations
+    ] = []
     for index, result in enumerate(results, start=1):
         header = headers[result.sop_instance_uid]
         where = _image_label(index, result.frame, len(results))
-        labels = [
-            label for label in result.labels
-            if options.sr_labels == "all" or label.positive
-        ]
+        labels = [label for label in result.labels if options.sr_labels == "all" or label.positive]
         for label in labels:
             groups.append(_label_group(label, result, header, where, uids))
         if not labels:
@@ -171,14 +167,16 @@ def build_sr(
         header = headers[result.sop_instance_uid]
         where = _image_label(index, result.frame, len(results))
         for label in result.labels:
-            group = region_group(label, result, header, where, uids,
-                                 _algorithm(result.model, label.threshold))
+            group = region_group(
+                label, result, header, where, uids, _algorithm(result.model, label.threshold)
+            )
             if group is not None:
                 groups.append(group)
 
     first = headers[results[0].sop_instance_uid]
     modality = str(first.Modality)
     referenced = list({uid: headers[uid] for uid in (r.sop_instance_uid for r in results)}.values())
+
     def report(library: list[Dataset] | None) -> MeasurementReport:
         return MeasurementReport(
             observation_context=ObservationContext(observer_device_context=observer),
@@ -220,7 +218,11 @@ def build_sr(
     settle_character_set(sr)
     log.info(
         "SR built study=%s model=%s %s groups=%d sop=%s",
-        first.StudyInstanceUID, model.name, model.version, len(groups), sr.SOPInstanceUID,
+        first.StudyInstanceUID,
+        model.name,
+        model.version,
+        len(groups),
+        sr.SOPInstanceUID,
     )
     return sr
 

@@ -50,15 +50,23 @@ class ResultObjects:
 
     def all(self) -> list[Dataset]:
         """SR, heatmaps, card, key object selection and parametric maps in sending order."""
-        return [self.sr, *self.heatmaps, *([self.card] if self.card is not None else []),
-                *([self.kos] if self.kos is not None else []), *self.pmaps]
+        return [
+            self.sr,
+            *self.heatmaps,
+            *([self.card] if self.card is not None else []),
+            *([self.kos] if self.kos is not None else []),
+            *self.pmaps,
+        ]
 
     def kinds(self) -> list[tuple[str, Dataset]]:
         """``all()`` with the kind of each object ("sr", "heatmap", "card", "kos", "pmap")."""
-        return [("sr", self.sr), *(("heatmap", h) for h in self.heatmaps),
-                *([("card", self.card)] if self.card is not None else []),
-                *([("kos", self.kos)] if self.kos is not None else []),
-                *(("pmap", p) for p in self.pmaps)]
+        return [
+            ("sr", self.sr),
+            *(("heatmap", h) for h in self.heatmaps),
+            *([("card", self.card)] if self.card is not None else []),
+            *([("kos", self.kos)] if self.kos is not None else []),
+            *(("pmap", p) for p in self.pmaps),
+        ]
 
 
 def write_results(
@@ -106,26 +114,39 @@ def write_results(
         declare_schemes(sr)
         heatmaps = []
         for number, (result, label) in enumerate(select(results, options), start=1):
-            heatmaps.append(build_heatmap(
-                by_uid[result.sop_instance_uid], headers[result.sop_instance_uid],
-                result, label, options=options, uids=uids, instance_number=number,
-                when=when,
-            ))
+            heatmaps.append(
+                build_heatmap(
+                    by_uid[result.sop_instance_uid],
+                    headers[result.sop_instance_uid],
+                    result,
+                    label,
+                    options=options,
+                    uids=uids,
+                    instance_number=number,
+                    when=when,
+                )
+            )
         card = None
         if options.findings_card:
             card = build_card(
                 [(headers[r.sop_instance_uid], r.frame) for r in results],
-                first, results, options=options, uids=uids,
-                instance_number=len(heatmaps) + 1, when=when,
+                first,
+                results,
+                options=options,
+                uids=uids,
+                instance_number=len(heatmaps) + 1,
+                when=when,
             )
         kos = build_kos(headers, results, options, uids, when) if options.kos else None
         if kos is not None:
             declare_schemes(kos)
         pmaps = [
-            pmap.build_pmap(by_uid, request, options=options, uids=uids,
-                            instance_number=number, when=when)
+            pmap.build_pmap(
+                by_uid, request, options=options, uids=uids, instance_number=number, when=when
+            )
             for number, request in enumerate(
-                pmap.select(results, by_uid) if options.parametric_map else [], start=1)
+                pmap.select(results, by_uid) if options.parametric_map else [], start=1
+            )
         ]
     except (ResultWriteError, MemoryError, OSError):
         raise  # already named, or a resource problem that may pass
@@ -136,7 +157,13 @@ def write_results(
         ) from exc
     log.info(
         "results written study=%s model=%s %s sr=%s heatmaps=%d card=%s kos=%s pmaps=%d",
-        first.StudyInstanceUID, model.name, model.version, sr.SOPInstanceUID,
-        len(heatmaps), card is not None, kos is not None, len(pmaps),
+        first.StudyInstanceUID,
+        model.name,
+        model.version,
+        sr.SOPInstanceUID,
+        len(heatmaps),
+        card is not None,
+        kos is not None,
+        len(pmaps),
     )
     return ResultObjects(sr=sr, heatmaps=heatmaps, card=card, kos=kos, pmaps=pmaps)

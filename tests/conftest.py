@@ -18,11 +18,19 @@ from tests.support.dcmtk import skip_peer_tests_without_dcmtk
 def pytest_addoption(parser: pytest.Parser) -> None:
     # Fuzz suites run a fixed seed and a small budget in CI; --long runs many more cases.
     with contextlib.suppress(ValueError):  # another conftest may have added it
-        parser.addoption("--long", action="store_true", default=False,
-                         help="run the fuzz suites with a large budget")
+        parser.addoption(
+            "--long",
+            action="store_true",
+            default=False,
+            help="run the fuzz suites with a large budget",
+        )
     with contextlib.suppress(ValueError):
-        parser.addoption("--fuzz-seed", type=int, default=None,
-                         help="seed of the fuzz suites (default: fixed per suite)")
+        parser.addoption(
+            "--fuzz-seed",
+            type=int,
+            default=None,
+            help="seed of the fuzz suites (default: fixed per suite)",
+        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

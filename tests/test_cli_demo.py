@@ -12,11 +12,13 @@ from typer.testing import CliRunner
 from dicom_node.cli import app
 
 
-@pytest.mark.parametrize(("kind", "count", "modality"), [("cr", 1, "CR"), ("dx", 1, "DX"),
-                                                         ("ct", 3, "CT")])
+@pytest.mark.parametrize(
+    ("kind", "count", "modality"), [("cr", 1, "CR"), ("dx", 1, "DX"), ("ct", 3, "CT")]
+)
 def test_demo_study(tmp_path: Path, kind: str, count: int, modality: str) -> None:
-    r = CliRunner().invoke(app, ["demo-study", str(tmp_path), "--kind", kind,
-                                 "--images", str(count)])
+    r = CliRunner().invoke(
+        app, ["demo-study", str(tmp_path), "--kind", kind, "--images", str(count)]
+    )
     assert r.exit_code == 0, r.output
     files = sorted(tmp_path.glob("*.dcm"))
     assert len(files) == count

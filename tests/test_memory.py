@@ -68,8 +68,9 @@ def test_mmap_threshold_decides_heap_or_own_mapping() -> None:
         "assert set_mmap_threshold(SERVING_MMAP_THRESHOLD)\n"
         "assert on_heap(8 << 20)\n"
     )
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+    }
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
 
 

@@ -56,8 +56,9 @@ def demo_manifest(device_uid: str) -> Manifest:
         intended_use=INTENDED_USE,
         demo=True,
         onnx_file="model.onnx",
-        applies_to=AppliesTo(modalities=["CR", "DX"], body_parts=["CHEST"],
-                             view_positions=["PA", "AP"]),
+        applies_to=AppliesTo(
+            modalities=["CR", "DX"], body_parts=["CHEST"], view_positions=["PA", "AP"]
+        ),
         input=InputSpec(name="image", layout="NCHW", height=SIZE, width=SIZE, channels=1),
         preprocess=PreprocessSpec(
             window=WindowSpec(source="dataset"),
@@ -66,7 +67,9 @@ def demo_manifest(device_uid: str) -> Manifest:
             normalize=NormalizeSpec(scale=2048.0, offset=-1024.0, mean=[0.0], std=[1024.0]),
         ),
         output=OutputSpec(
-            scores="logits", activation="sigmoid", heatmap="cam",
+            scores="logits",
+            activation="sigmoid",
+            heatmap="cam",
             labels=[LabelSpec(name=n, code=code_for(n), threshold=0.5) for n in XRV_LABELS],
         ),
         runtime=RuntimeSpec(max_batch_size=8),

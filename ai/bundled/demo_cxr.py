@@ -57,26 +57,37 @@ def _build(seed: int, size: int) -> onnx.ModelProto:
     # Small classifier weights keep the untrained logits in a readable range.
     w = (rng.standard_normal((n, ch, 1, 1)) * (0.5 / np.sqrt(ch))).astype(np.float32)
     b = (rng.standard_normal(n) * 0.5).astype(np.float32)
-    cam_raw = g.op("Conv", [feats, g.const(w, "fc_w"), g.const(b, "fc_b")], "cam_raw",
-                   kernel_shape=[1, 1])
+    cam_raw = g.op(
+        "Conv", [feats, g.const(w, "fc_w"), g.const(b, "fc_b")], "cam_raw", kernel_shape=[1, 1]
+    )
     pooled = g.op("GlobalAveragePool", [cam_raw], "gap")
     g.op("Flatten", [pooled], outputs=["logits"], axis=1)
     # Upsample the CAM to the input size, then min-max per (image, label).
     shape = g.op("Shape", [cam_raw], "shape")
-    nc = g.op("Slice", [shape, g.const(np.array([0], np.int64)), g.const(np.array([2], np.int64))],
-              "nc")
+    nc = g.op(
+        "Slice", [shape, g.const(np.array([0], np.int64)), g.const(np.array([2], np.int64))], "nc"
+    )
     sizes = g.op("Concat", [nc, g.const(np.array([size, size], np.int64))], "sizes", axis=0)
-    up = g.op("Resize", [cam_raw, "", "", sizes], "cam_up", mode="linear",
-              coordinate_transformation_mode="half_pixel")
+    up = g.op(
+        "Resize",
+        [cam_raw, "", "", sizes],
+        "cam_up",
+        mode="linear",
+        coordinate_transformation_mode="half_pixel",
+    )
     lo = g.op("ReduceMin", [up], "cam_min", axes=[2, 3], keepdims=1)
     hi = g.op("ReduceMax", [up], "cam_max", axes=[2, 3], keepdims=1)
-    span = g.op("Add", [g.op("Sub", [hi, lo], "span"), g.const(np.array(1e-6, np.float32))],
-                "span_eps")
+    span = g.op(
+        "Add", [g.op("Sub", [hi, lo], "span"), g.const(np.array(1e-6, np.float32))], "span_eps"
+    )
     g.op("Div", [g.op("Sub", [up, lo], "shifted"), span], outputs=["cam"])
     doc = f"{DEMO_NAME} {DEMO_VERSION}: {INTENDED_USE} seed={seed}"
-    return g.model([tensor_info("image", ["N", 1, size, size])],
-                   [tensor_info("logits", ["N", n]), tensor_info("cam", ["N", n, size, size])],
-                   DEMO_NAME, doc)
+    return g.model(
+        [tensor_info("image", ["N", 1, size, size])],
+        [tensor_info("logits", ["N", n]), tensor_info("cam", ["N", n, size, size])],
+        DEMO_NAME,
+        doc,
+    )
 
 
 def build_demo_onnx(seed: int = DEMO_SEED, size: int = SIZE) -> onnx.ModelProto:

@@ -26,11 +26,18 @@ class GraphBuilder:
     def const(self, array: np.ndarray, prefix: str = "w") -> str:
         name = self._name(prefix)
         self.proto.graph.initializer.append(
-            numpy_helper.from_array(np.ascontiguousarray(array), name))
+            numpy_helper.from_array(np.ascontiguousarray(array), name)
+        )
         return name
 
-    def op(self, op_type: str, inputs: list[str], prefix: str | None = None,
-           outputs: list[str] | None = None, **attrs: object) -> str:
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        prefix: str | None = None,
+        outputs: list[str] | None = None,
+        **attrs: object,
+    ) -> str:
         out = outputs or [self._name(prefix or op_type.lower())]
         self.proto.graph.node.append(helper.make_node(op_type, inputs, out, **attrs))
         return out[0]
@@ -39,8 +46,14 @@ class GraphBuilder:
         """Conv without bias, He-normal weights (keeps activations' scale through ReLU)."""
         std = np.sqrt(2.0 / (cin * k * k))
         w = (self.rng.standard_normal((cout, cin, k, k)) * std).astype(np.float32)
-        return self.op("Conv", [x, self.const(w)], "conv", kernel_shape=[k, k],
-                       strides=[stride, stride], pads=[pad] * 4)
+        return self.op(
+            "Conv",
+            [x, self.const(w)],
+            "conv",
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[pad] * 4,
+        )
 
     def bn_relu(self, x: str, ch: int) -> str:
         """BatchNormalization (identity statistics, as an untrained net) then ReLU."""
@@ -51,8 +64,13 @@ class GraphBuilder:
         y = self.op("BatchNormalization", [x, scale, bias, mean, var], "bn", epsilon=1e-5)
         return self.op("Relu", [y], "relu")
 
-    def model(self, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
-              name: str, doc: str) -> onnx.ModelProto:
+    def model(
+        self,
+        inputs: list[onnx.ValueInfoProto],
+        outputs: list[onnx.ValueInfoProto],
+        name: str,
+        doc: str,
+    ) -> onnx.ModelProto:
         """The finished (unchecked) model; the same fields ``make_graph``/``make_model``
         would set, so the bytes are the same. The builder must not be used afterwards."""
         model = self.proto

@@ -104,8 +104,9 @@ def cam_wrapper(model, size: int):  # torch types are optional
             feats = functional.relu(self.features(x))
             cam = self.cam_conv(feats)
             logits = cam.mean(dim=(2, 3))
-            up = functional.interpolate(cam, size=(size, size), mode="bilinear",
-                                        align_corners=False)
+            up = functional.interpolate(
+                cam, size=(size, size), mode="bilinear", align_corners=False
+            )
             lo = up.amin(dim=(2, 3), keepdim=True)
             hi = up.amax(dim=(2, 3), keepdim=True)
             return logits, (up - lo) / (hi - lo + 1e-6)
@@ -132,10 +133,16 @@ def import_model(name: str, out: Path, untrained: bool = False, size: int = 224)
     onnx_path = out / "model.onnx"
     dummy = torch.zeros(1, 1, size, size)
     with tempfile.TemporaryDirectory():
-        torch.onnx.export(wrapper, (dummy,), str(onnx_path), input_names=["image"],
-                          output_names=["logits", "cam"], opset_version=17,
-                          dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}, "cam": {0: "N"}},
-                          dynamo=False)
+        torch.onnx.export(
+            wrapper,
+            (dummy,),
+            str(onnx_path),
+            input_names=["image"],
+            output_names=["logits", "cam"],
+            opset_version=17,
+            dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}, "cam": {0: "N"}},
+            dynamo=False,
+        )
     data = onnx_path.read_bytes()
     targets = list(getattr(model, "targets", []) or getattr(model, "pathologies", []))
     op = getattr(model, "op_threshs", None)
@@ -143,23 +150,35 @@ def import_model(name: str, out: Path, untrained: bool = False, size: int = 224)
     labels = []
     for i, label in enumerate(targets):
         name_i = label or f"unused_{i}"
-        labels.append(LabelSpec(name=name_i, code=code_for(name_i),
-                                threshold=min(max(thresholds[i], 0.0), 1.0)
-                                if thresholds[i] == thresholds[i] else 0.5))
-    untrained_note = ("UNTRAINED architecture export (random weights) - NON-CLINICAL TEST "
-                      "PACKAGE. " if untrained else "")
+        labels.append(
+            LabelSpec(
+                name=name_i,
+                code=code_for(name_i),
+                threshold=min(max(thresholds[i], 0.0), 1.0)
+                if thresholds[i] == thresholds[i]
+                else 0.5,
+            )
+        )
+    untrained_note = (
+        "UNTRAINED architecture export (random weights) - NON-CLINICAL TEST PACKAGE. "
+        if untrained
+        else ""
+    )
     manifest = Manifest(
         name=f"xrv-{name}" + ("-untrained" if untrained else ""),
         version=f"xrv-{importlib.import_module('torchxrayvision').__version__}",
         manufacturer="torchxrayvision (exported by dicom-node)",
         device_uid="2.25." + str(int.from_bytes(hashlib.sha256(data).digest()[:16], "big")),
         intended_use=untrained_note + "Research model from torchxrayvision; not a medical "
-                     "device; not for clinical use.",
+        "device; not for clinical use.",
         demo=untrained,
         applies_to=AppliesTo(modalities=["CR", "DX"], body_parts=["CHEST"]),
         input=InputSpec(name="image", layout="NCHW", height=size, width=size, channels=1),
-        preprocess=PreprocessSpec(window=WindowSpec(source="dataset"), resize="letterbox",
-                                  normalize=NormalizeSpec(scale=2048.0, offset=-1024.0)),
+        preprocess=PreprocessSpec(
+            window=WindowSpec(source="dataset"),
+            resize="letterbox",
+            normalize=NormalizeSpec(scale=2048.0, offset=-1024.0),
+        ),
         output=OutputSpec(scores="logits", activation="sigmoid", heatmap="cam", labels=labels),
         runtime=RuntimeSpec(max_batch_size=8),
     )

@@ -33,8 +33,11 @@ def open_database(config: Path | None, data_dir: Path | None) -> Database:
 
     cfg = load_node_config(config, data_dir)
     if cfg.database_url is None and not (Path(cfg.data_dir) / DB_FILENAME).exists():
-        typer.echo(f"no index in {Path(cfg.data_dir).resolve()} (nothing received yet; "
-                   "use --data-dir or --config to point at the node's data)", err=True)
+        typer.echo(
+            f"no index in {Path(cfg.data_dir).resolve()} (nothing received yet; "
+            "use --data-dir or --config to point at the node's data)",
+            err=True,
+        )
         raise typer.Exit(1)
     from dicom_node.schema import SchemaError, ensure_current
 

@@ -28,19 +28,23 @@ def check(file: Path = typer.Argument(..., help="YAML configuration file to vali
         raise typer.Exit(1) from None
     manifests, refused = model_manifests(cfg)
     titles = ", ".join(a.ae_title for a in cfg.ae_titles)
-    typer.echo(f"{file}: OK (AE titles {titles}; port {cfg.port}; "
-               f"{len(cfg.routes)} route(s), {len(cfg.destinations)} destination(s); "
-               f"models: {', '.join(sorted(manifests)) or 'none'})")
+    typer.echo(
+        f"{file}: OK (AE titles {titles}; port {cfg.port}; "
+        f"{len(cfg.routes)} route(s), {len(cfg.destinations)} destination(s); "
+        f"models: {', '.join(sorted(manifests)) or 'none'})"
+    )
     for err in refused:
         typer.echo(f"note: model package {err.path} is not usable: {err.message}", err=True)
 
 
 @app.command("reload")
 def reload(
-    config: Path | None = typer.Option(None, "--config", "-c",
-                                       help="The running node's configuration file."),
-    data_dir: Path | None = typer.Option(None, "--data-dir",
-                                         help="The running node's data directory."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="The running node's configuration file."
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="The running node's data directory."
+    ),
 ) -> None:
     """Make the node that uses this data directory re-read its configuration (SIGHUP).
 
@@ -60,8 +64,13 @@ def reload(
         pid = int(pid_file.read_text().strip())
         os.kill(pid, signal.SIGHUP)
     except (OSError, ValueError) as err:
-        typer.echo(f"no running node for {Path(cfg.data_dir).resolve()} ({pid_file}: {err}); "
-                   "start one with `dicom-node serve`", err=True)
+        typer.echo(
+            f"no running node for {Path(cfg.data_dir).resolve()} ({pid_file}: {err}); "
+            "start one with `dicom-node serve`",
+            err=True,
+        )
         raise typer.Exit(1) from None
-    typer.echo(f"asked node (pid {pid}) to reload {config or 'its configuration'}; "
-               "see its log for the outcome")
+    typer.echo(
+        f"asked node (pid {pid}) to reload {config or 'its configuration'}; "
+        "see its log for the outcome"
+    )

@@ -29,9 +29,11 @@ def status(config: Path | None = CONFIG_OPT, data_dir: Path | None = DATA_DIR_OP
     with db.engine.connect() as conn:
         rev = revision_of(conn)
     want = head()
-    typer.echo(f"database: {db.describe()}\nschema revision: {rev or '(empty)'}\n"
-               f"this code expects: {want}\n"
-               + ("up to date" if rev == want else "run `dicom-node db upgrade`"))
+    typer.echo(
+        f"database: {db.describe()}\nschema revision: {rev or '(empty)'}\n"
+        f"this code expects: {want}\n"
+        + ("up to date" if rev == want else "run `dicom-node db upgrade`")
+    )
     db.dispose()
 
 

@@ -29,11 +29,24 @@ app = typer.Typer(no_args_is_help=True, help="List, inspect, retry and cancel jo
 console = Console()
 
 _STATE_STYLE = {
-    "queued": "cyan", "running": "yellow", "delivering": "yellow", "failed": "magenta",
-    "done": "green", "dead": "bold red", "cancelled": "dim",
+    "queued": "cyan",
+    "running": "yellow",
+    "delivering": "yellow",
+    "failed": "magenta",
+    "done": "green",
+    "dead": "bold red",
+    "cancelled": "dim",
 }
-_STAGES = ("received_at", "complete_at", "created_at", "started_at", "inferred_at",
-           "written_at", "delivered_at", "finished_at")
+_STAGES = (
+    "received_at",
+    "complete_at",
+    "created_at",
+    "started_at",
+    "inferred_at",
+    "written_at",
+    "delivered_at",
+    "finished_at",
+)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -46,8 +59,9 @@ def _state(state: str) -> str:
 
 @app.command("list")
 def list_jobs(
-    state: list[str] = typer.Option([], "--state", "-s",
-                                    help="Only these states (repeatable), e.g. -s dead."),
+    state: list[str] = typer.Option(
+        [], "--state", "-s", help="Only these states (repeatable), e.g. -s dead."
+    ),
     limit: int = typer.Option(50, help="Newest N jobs."),
     config: Path | None = CONFIG_OPT,
     data_dir: Path | None = DATA_DIR_OPT,
@@ -55,8 +69,9 @@ def list_jobs(
     """Newest jobs first, with their state, attempts and last error."""
     bad = [s for s in state if s not in {m.value for m in JobState}]
     if bad:
-        console.print(f"[red]unknown state {bad[0]!r}[/red]; one of: "
-                      + ", ".join(m.value for m in JobState))
+        console.print(
+            f"[red]unknown state {bad[0]!r}[/red]; one of: " + ", ".join(m.value for m in JobState)
+        )
         raise typer.Exit(2)
     db = open_database(config, data_dir)
     with db.session() as s:
@@ -69,15 +84,23 @@ def list_jobs(
     for col in ("id", "study", "rule", "action", "state", "attempts", "created", "error"):
         table.add_column(col, overflow="fold")
     for j in jobs:
-        table.add_row(str(j.id), j.study_uid, j.rule_name, j.action, _state(j.state),
-                      str(j.attempts), _when(j.created_at),
-                      (j.error or "")[:80])
+        table.add_row(
+            str(j.id),
+            j.study_uid,
+            j.rule_name,
+            j.action,
+            _state(j.state),
+            str(j.attempts),
+            _when(j.created_at),
+            (j.error or "")[:80],
+        )
     console.print(table)
 
 
 @app.command("show")
-def show_job(job_id: int, config: Path | None = CONFIG_OPT,
-             data_dir: Path | None = DATA_DIR_OPT) -> None:
+def show_job(
+    job_id: int, config: Path | None = CONFIG_OPT, data_dir: Path | None = DATA_DIR_OPT
+) -> None:
     """One job: its stages, the worker holding it, outputs and every delivery attempt."""
     cfg = load_node_config(config, data_dir)
     lease = dt.timedelta(seconds=cfg.jobs.lease_seconds)
@@ -88,21 +111,29 @@ def show_job(job_id: int, config: Path | None = CONFIG_OPT,
             console.print(f"[red]no job {job_id}[/red]")
             raise typer.Exit(1)
         outputs = s.scalars(select(JobOutput).where(JobOutput.job_id == job_id)).all()
-        attempts = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.job_id == job_id)
-                             .order_by(DeliveryAttempt.id)).all()
-        accepted = dict(s.execute(
-            select(DeliveryResponse.attempt_id, func.count())
-            .join(DeliveryAttempt, DeliveryAttempt.id == DeliveryResponse.attempt_id)
-            .where(DeliveryAttempt.job_id == job_id, DeliveryResponse.outcome == "delivered")
-            .group_by(DeliveryResponse.attempt_id)).all())
+        attempts = s.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.job_id == job_id)
+            .order_by(DeliveryAttempt.id)
+        ).all()
+        accepted = dict(
+            s.execute(
+                select(DeliveryResponse.attempt_id, func.count())
+                .join(DeliveryAttempt, DeliveryAttempt.id == DeliveryResponse.attempt_id)
+                .where(DeliveryAttempt.job_id == job_id, DeliveryResponse.outcome == "delivered")
+                .group_by(DeliveryResponse.attempt_id)
+            ).all()
+        )
         holder = s.get(WorkerRecord, job.claimed_by) if job.claimed_by else None
         waiting_for: list[str] = []
         if cfg.jobs.executor == "celery" and job.state == JobState.QUEUED:
             waiting_for = missing_models(job.models, live_workers(s, lease))
     tree = Tree(f"job {job.id}  {_state(job.state)}  study {job.study_uid}")
-    tree.add(f"rule {job.rule_name} ({job.action}), priority "
-             f"{'stat' if job.priority == 0 else 'routine'}, attempts "
-             f"{job.attempts}")
+    tree.add(
+        f"rule {job.rule_name} ({job.action}), priority "
+        f"{'stat' if job.priority == 0 else 'routine'}, attempts "
+        f"{job.attempts}"
+    )
     if job.models:
         tree.add("models: " + ", ".join(job.models))
     tree.add("destinations: " + (", ".join(job.destinations) or "(none: results kept here)"))
@@ -117,8 +148,10 @@ def show_job(job_id: int, config: Path | None = CONFIG_OPT,
     if job.error:
         tree.add(f"[red]error:[/red] {job.error}")
     if waiting_for:
-        tree.add(f"[magenta]waiting:[/] no live worker has model(s) {', '.join(waiting_for)}"
-                 " (see `dicom-node workers list`)")
+        tree.add(
+            f"[magenta]waiting:[/] no live worker has model(s) {', '.join(waiting_for)}"
+            " (see `dicom-node workers list`)"
+        )
     outs = tree.add(f"outputs ({len(outputs)})")
     for o in outputs:
         outs.add(f"{o.kind:8} {o.sop_instance_uid}  {o.path}")
@@ -133,8 +166,10 @@ def _holder_line(job: Job, holder: WorkerRecord | None) -> str:
     """Who holds the job and when it last reported."""
     line = f"held by {job.claimed_by}, job heartbeat {_when(job.heartbeat_at)}"
     if holder is not None:
-        line += (f" (worker on {holder.host}, models {', '.join(holder.models or []) or '-'}"
-                 f", last seen {_when(holder.last_seen)})")
+        line += (
+            f" (worker on {holder.host}, models {', '.join(holder.models or []) or '-'}"
+            f", last seen {_when(holder.last_seen)})"
+        )
     return line
 
 
@@ -145,16 +180,20 @@ def _attempt_line(a: DeliveryAttempt, accepted: int, job_live: bool) -> str:
         total = a.planned
         if outcome == ATTEMPT_STARTED and not job_live:
             outcome = ATTEMPT_INTERRUPTED  # marked so when the job is delivered again
-    style = {"delivered": "green", ATTEMPT_STARTED: "yellow",
-             ATTEMPT_INTERRUPTED: "magenta"}.get(outcome, "red")
+    style = {"delivered": "green", ATTEMPT_STARTED: "yellow", ATTEMPT_INTERRUPTED: "magenta"}.get(
+        outcome, "red"
+    )
     shown = "in progress" if outcome == ATTEMPT_STARTED else outcome
-    return (f"{_when(a.started_at)}  {a.destination}: [{style}]{shown}[/] {accepted}/{total} "
-            f"accepted, finished {_when(a.finished_at)}" + (f"  {a.error}" if a.error else ""))
+    return (
+        f"{_when(a.started_at)}  {a.destination}: [{style}]{shown}[/] {accepted}/{total} "
+        f"accepted, finished {_when(a.finished_at)}" + (f"  {a.error}" if a.error else "")
+    )
 
 
 @app.command("retry")
-def retry_job(job_id: int, config: Path | None = CONFIG_OPT,
-              data_dir: Path | None = DATA_DIR_OPT) -> None:
+def retry_job(
+    job_id: int, config: Path | None = CONFIG_OPT, data_dir: Path | None = DATA_DIR_OPT
+) -> None:
     """Queue a dead, failed or cancelled job again (attempts start over)."""
     if not JobQueue(open_database(config, data_dir)).retry(job_id):
         console.print(f"[red]job {job_id} is not dead, failed or cancelled[/red]")
@@ -163,8 +202,9 @@ def retry_job(job_id: int, config: Path | None = CONFIG_OPT,
 
 
 @app.command("cancel")
-def cancel_job(job_id: int, config: Path | None = CONFIG_OPT,
-               data_dir: Path | None = DATA_DIR_OPT) -> None:
+def cancel_job(
+    job_id: int, config: Path | None = CONFIG_OPT, data_dir: Path | None = DATA_DIR_OPT
+) -> None:
     """Cancel a job that has not finished; a worker holding it stops before delivering."""
     if not JobQueue(open_database(config, data_dir)).cancel(job_id):
         console.print(f"[red]job {job_id} has already finished (or does not exist)[/red]")

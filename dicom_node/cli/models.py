@@ -15,7 +15,6 @@ app = typer.Typer(no_args_is_help=True, help="Model packages: list, test, import
 console = Console()
 
 
-
 def _registry(config: Path | None, data_dir: Path | None, only: Path | None = None):
     """The configured registry, or (``only``) just the package in that directory."""
     from dicom_node.cli.common import load_node_config
@@ -35,12 +34,15 @@ def list_models(config: Path | None = CONFIG_OPT, data_dir: Path | None = DATA_D
         for name, model in sorted(registry.models.items()):
             m = model.manifest
             a = m.applies_to
-            inputs = (f"{m.input.name} {m.input.layout} {m.input.channels}x{m.input.height}x"
-                      f"{m.input.width}; {'/'.join(a.modalities) or 'any'} "
-                      f"{'/'.join(a.body_parts) or ''}").strip()
+            inputs = (
+                f"{m.input.name} {m.input.layout} {m.input.channels}x{m.input.height}x"
+                f"{m.input.width}; {'/'.join(a.modalities) or 'any'} "
+                f"{'/'.join(a.body_parts) or ''}"
+            ).strip()
             status = "ok (NON-CLINICAL DEMO)" if m.demo else "ok"
-            table.add_row(name, m.version, model.provider, inputs,
-                          f"{len(m.output.labels)}", status)
+            table.add_row(
+                name, m.version, model.provider, inputs, f"{len(m.output.labels)}", status
+            )
         for err in registry.errors:
             table.add_row(str(err.path), "-", "-", "-", "-", f"[red]error: {err.message}[/red]")
         console.print(table)
@@ -61,10 +63,14 @@ def test_model(
     package_or_name: str = typer.Argument(..., help="Package directory or loaded model name."),
     file: Path = typer.Argument(..., help="DICOM file to run."),
     out: Path | None = typer.Option(
-        None, "--out", help="Write one heatmap PNG per label into this directory "
-                            "(created if needed). Without it no file is written."),
-    as_json: bool = typer.Option(False, "--json", help="Print only the results, as JSON, on "
-                                                       "stdout (notes go to stderr)."),
+        None,
+        "--out",
+        help="Write one heatmap PNG per label into this directory "
+        "(created if needed). Without it no file is written.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print only the results, as JSON, on stdout (notes go to stderr)."
+    ),
     config: Path | None = CONFIG_OPT,
     data_dir: Path | None = DATA_DIR_OPT,
 ) -> None:
@@ -101,8 +107,9 @@ def test_model(
                 raise typer.Exit(2) from None
         ok, reason = model.applies_to(ds)
         if not ok:
-            notes.print(f"[yellow]note: the model's filters would not route this file: "
-                        f"{reason}[/yellow]")
+            notes.print(
+                f"[yellow]note: the model's filters would not route this file: {reason}[/yellow]"
+            )
         try:
             results = model.infer(ds)
         except (DecodeError, PreprocessError) as exc:
@@ -115,15 +122,23 @@ def test_model(
         if model.identity.demo:
             console.print("[bold yellow]NON-CLINICAL DEMO MODEL - untrained weights[/bold yellow]")
         for res in results:
-            table = Table(title=f"{model.name} {model.identity.version} on {model.provider}: "
-                                f"{file.name}" + (f" frame {res.frame}" if res.frame else ""))
+            table = Table(
+                title=f"{model.name} {model.identity.version} on {model.provider}: "
+                f"{file.name}" + (f" frame {res.frame}" if res.frame else "")
+            )
             for col in ("label", "code", "probability", "threshold", "decision", "heatmap"):
                 table.add_column(col)
             for lab in res.labels:
                 png = pngs.get((res.frame, lab.name), "-" if lab.heatmap is None else "")
                 code = f"{lab.code.value} {lab.code.scheme}" if lab.code else "-"
-                table.add_row(lab.name, code, f"{lab.probability:.4f}", f"{lab.threshold:.2f}",
-                              "POSITIVE" if lab.positive else "negative", png)
+                table.add_row(
+                    lab.name,
+                    code,
+                    f"{lab.probability:.4f}",
+                    f"{lab.threshold:.2f}",
+                    "POSITIVE" if lab.positive else "negative",
+                    png,
+                )
             console.print(table)
         if out is not None:
             console.print(f"heatmaps written to {out.resolve()}")
@@ -161,30 +176,48 @@ def results_document(model, results, pngs=None) -> dict:  # ai Model, list[Image
     with ``--out`` (null otherwise)."""
     pngs = pngs or {}
     return {
-        "model": {"name": model.name, "version": model.identity.version,
-                  "device_uid": model.identity.device_uid, "demo": model.identity.demo,
-                  "provider": model.provider},
+        "model": {
+            "name": model.name,
+            "version": model.identity.version,
+            "device_uid": model.identity.device_uid,
+            "demo": model.identity.demo,
+            "provider": model.provider,
+        },
         "images": [{"sop_instance_uid": r.sop_instance_uid, "frame": r.frame} for r in results],
         "labels": [
-            {"name": lab.name, "frame": r.frame, "probability": float(lab.probability),
-             "threshold": float(lab.threshold), "positive": bool(lab.positive),
-             "code": None if lab.code is None else {
-                 "value": lab.code.value, "scheme": lab.code.scheme,
-                 "meaning": lab.code.meaning},
-             "heatmap_png": pngs.get((r.frame, lab.name))}
-            for r in results for lab in r.labels
+            {
+                "name": lab.name,
+                "frame": r.frame,
+                "probability": float(lab.probability),
+                "threshold": float(lab.threshold),
+                "positive": bool(lab.positive),
+                "code": None
+                if lab.code is None
+                else {
+                    "value": lab.code.value,
+                    "scheme": lab.code.scheme,
+                    "meaning": lab.code.meaning,
+                },
+                "heatmap_png": pngs.get((r.frame, lab.name)),
+            }
+            for r in results
+            for lab in r.labels
         ],
     }
 
 
 @app.command("import-torchxrayvision")
 def import_torchxrayvision(
-    name: str = typer.Argument(..., help="torchxrayvision weights name, "
-                                         "e.g. densenet121-res224-all"),
+    name: str = typer.Argument(
+        ..., help="torchxrayvision weights name, e.g. densenet121-res224-all"
+    ),
     out: Path = typer.Option(..., "--out", help="Package directory to write."),
-    untrained: bool = typer.Option(False, "--untrained",
-                                   help="Export the architecture with random weights "
-                                        "(offline testing; marks the package as demo)."),
+    untrained: bool = typer.Option(
+        False,
+        "--untrained",
+        help="Export the architecture with random weights "
+        "(offline testing; marks the package as demo).",
+    ),
 ) -> None:
     """Export a torchxrayvision model to a package (ONNX + CAM output + label codes)."""
     try:

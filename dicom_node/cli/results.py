@@ -25,8 +25,10 @@ SR_SOP_CLASSES = {
 def _code(item: Dataset | None) -> str:
     if item is None:
         return "?"
-    return f"{item.get('CodeMeaning', '?')} ({item.get('CodeValue', '?')}, " \
-           f"{item.get('CodingSchemeDesignator', '?')})"
+    return (
+        f"{item.get('CodeMeaning', '?')} ({item.get('CodeValue', '?')}, "
+        f"{item.get('CodingSchemeDesignator', '?')})"
+    )
 
 
 def _first(ds: Dataset, keyword: str) -> Dataset | None:
@@ -76,12 +78,28 @@ def _add_items(node: Tree, items: list[Dataset]) -> None:
 
 def _header(tree: Tree, ds: Dataset) -> None:
     header = tree.add("[bold]Header[/bold]")
-    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "AccessionNumber",
-                    "SeriesDescription", "SeriesNumber", "SOPInstanceUID", "Manufacturer",
-                    "ContentDate", "ContentTime", "CompletionFlag", "VerificationFlag",
-                    "PreliminaryFlag", "ImageType", "BurnedInAnnotation",
-                    "PhotometricInterpretation", "Rows", "Columns", "PixelSpacing",
-                    "PatientOrientation"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "StudyInstanceUID",
+        "AccessionNumber",
+        "SeriesDescription",
+        "SeriesNumber",
+        "SOPInstanceUID",
+        "Manufacturer",
+        "ContentDate",
+        "ContentTime",
+        "CompletionFlag",
+        "VerificationFlag",
+        "PreliminaryFlag",
+        "ImageType",
+        "BurnedInAnnotation",
+        "PhotometricInterpretation",
+        "Rows",
+        "Columns",
+        "PixelSpacing",
+        "PatientOrientation",
+    ):
         if keyword in ds:
             header.add(f"{keyword}: {ds[keyword].value}")
     for item in ds.get("ContributingEquipmentSequence", []):
@@ -94,16 +112,14 @@ def _header(tree: Tree, ds: Dataset) -> None:
 
 
 def _evidence(tree: Tree, ds: Dataset) -> None:
-    for keyword in ("CurrentRequestedProcedureEvidenceSequence",
-                    "PertinentOtherEvidenceSequence"):
+    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
         if keyword not in ds:
             continue
         node = tree.add(f"[bold]{keyword}[/bold]")
         for study in ds[keyword].value:
             for series in study.get("ReferencedSeriesSequence", []):
                 for ref in series.get("ReferencedSOPSequence", []):
-                    node.add(f"{ref.ReferencedSOPInstanceUID} "
-                             f"(series {series.SeriesInstanceUID})")
+                    node.add(f"{ref.ReferencedSOPInstanceUID} (series {series.SeriesInstanceUID})")
 
 
 def _sources(tree: Tree, ds: Dataset) -> None:

@@ -18,7 +18,10 @@ app = typer.Typer(no_args_is_help=True, help="Routing rules: explain what would 
 def explain(
     path: Path = typer.Argument(..., help="A DICOM file or a folder of DICOM files."),
     config: Path | None = typer.Option(
-        None, "--config", "-c", envvar="DICOM_NODE_CONFIG",
+        None,
+        "--config",
+        "-c",
+        envvar="DICOM_NODE_CONFIG",
         help="Node configuration file (YAML) holding the routes.",
     ),
     called_ae: str = typer.Option("", "--called-ae", help="Pretend this AE was called."),

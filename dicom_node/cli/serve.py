@@ -44,9 +44,14 @@ def parse_destination(spec: str) -> dict[str, Any]:
     return {"name": ae, "kind": "dimse", "ae_title": ae, "host": host, "port": int(m["port"])}
 
 
-def build_config(config: Path | None, port: int | None, ae_title: str | None,
-                 data_dir: Path | None, destinations: list[str],
-                 http_port: int | None = None) -> NodeConfig:
+def build_config(
+    config: Path | None,
+    port: int | None,
+    ae_title: str | None,
+    data_dir: Path | None,
+    destinations: list[str],
+    http_port: int | None = None,
+) -> NodeConfig:
     """The file's settings (or the defaults) with the command-line flags applied."""
     data: dict[str, Any] = read_config_data(config) if config else {}
     source = str(config) if config else "command line"
@@ -86,29 +91,42 @@ def demo_warnings(rules: Sequence[RouteRule], demo_models: set[str]) -> list[str
         if rule.enabled and rule.action == "infer" and demo and rule.destinations:
             lines.append(
                 f"WARNING: route {rule.name!r} sends results of the NON-CLINICAL DEMO model "
-                f"{', '.join(demo)} (untrained weights) to {', '.join(rule.destinations)}")
+                f"{', '.join(demo)} (untrained weights) to {', '.join(rule.destinations)}"
+            )
     return lines
 
 
-def banner(cfg: NodeConfig, db_description: str, models: list[str] | None = None,
-           warnings: Sequence[str] = ()) -> str:
+def banner(
+    cfg: NodeConfig,
+    db_description: str,
+    models: list[str] | None = None,
+    warnings: Sequence[str] = (),
+) -> str:
     """The start-up banner: where the node listens, stores, indexes; which models run;
     then any ``warnings``."""
     lines = ["dicom-node is running"]
     for a in cfg.ae_titles:
-        allow = (", ".join(c.ae_title + (f"@{c.host}" if c.host else "")
-                           for c in a.allowed_calling) or "any calling AE")
-        lines.append(f"  AE title: {a.ae_title}  (group by {a.group_by}, quiet "
-                     f"{a.quiet_seconds:g} s, accepts {allow})")
-    lines.append(f"  port: {cfg.port} on {cfg.bind_address}  (max {cfg.max_associations} "
-                 f"associations, max PDU {cfg.max_pdu_bytes or 'unlimited'})")
+        allow = (
+            ", ".join(c.ae_title + (f"@{c.host}" if c.host else "") for c in a.allowed_calling)
+            or "any calling AE"
+        )
+        lines.append(
+            f"  AE title: {a.ae_title}  (group by {a.group_by}, quiet "
+            f"{a.quiet_seconds:g} s, accepts {allow})"
+        )
+    lines.append(
+        f"  port: {cfg.port} on {cfg.bind_address}  (max {cfg.max_associations} "
+        f"associations, max PDU {cfg.max_pdu_bytes or 'unlimited'})"
+    )
     lines.append(http_line(cfg))
     lines.append(f"  data dir: {Path(cfg.data_dir).resolve()}")
     lines.append(f"  database: {db_description}")
     lines.append("  models:")
     lines += [f"    {m}" for m in (models or ["(none)"])]
-    lines.append(f"  destinations: {', '.join(d.name for d in cfg.destinations) or '(none)'}"
-                 f";  routes: {len(cfg.routes) or 'default (each model on what it applies to)'}")
+    lines.append(
+        f"  destinations: {', '.join(d.name for d in cfg.destinations) or '(none)'}"
+        f";  routes: {len(cfg.routes) or 'default (each model on what it applies to)'}"
+    )
     lines += warnings
     return "\n".join(lines)
 
@@ -119,18 +137,25 @@ def http_line(cfg: NodeConfig) -> str:
     if not http.enabled:
         return "  HTTP: off (http.enabled: false)"
     host = http.effective_bind(cfg.bind_address)
-    access = (f"{len(http.tokens)} bearer token(s)" if http.tokens else
-              "no token configured: bound to 127.0.0.1 only, open to local clients")
-    return (f"  HTTP: http://{host}:{http.port}  (DICOMweb /dicomweb, STOW-RS as "
-            f"{http.web_source.ae_title}; /health /ready /metrics; {access})")
+    access = (
+        f"{len(http.tokens)} bearer token(s)"
+        if http.tokens
+        else "no token configured: bound to 127.0.0.1 only, open to local clients"
+    )
+    return (
+        f"  HTTP: http://{host}:{http.port}  (DICOMweb /dicomweb, STOW-RS as "
+        f"{http.web_source.ae_title}; /health /ready /metrics; {access})"
+    )
 
 
 def model_lines(node: Node) -> list[str]:
     """One banner line per loaded model (with its execution provider) or refused package."""
     registry = node.jobs.registry
-    lines = [f"{name} {m.identity.version} on {m.provider}"
-             + ("  [NON-CLINICAL DEMO]" if m.identity.demo else "")
-             for name, m in sorted(registry.models.items())]
+    lines = [
+        f"{name} {m.identity.version} on {m.provider}"
+        + ("  [NON-CLINICAL DEMO]" if m.identity.demo else "")
+        for name, m in sorted(registry.models.items())
+    ]
     lines += [f"REFUSED {e.path}: {e.message}" for e in registry.errors]
     return lines or ["(none)"]
 
@@ -141,13 +166,11 @@ def _reload(node: Node, read: Callable[[], NodeConfig]) -> None:
     try:
         new = read()
     except ConfigError as err:
-        log.error("configuration reload refused; keeping the running configuration:\n%s",
-                  err)
+        log.error("configuration reload refused; keeping the running configuration:\n%s", err)
         return
     restart = node.reload(new)
     if restart:
-        log.warning("these settings changed but apply only after a restart: %s",
-                    ", ".join(restart))
+        log.warning("these settings changed but apply only after a restart: %s", ", ".join(restart))
     for line in demo_route_warnings(node):
         log.warning("%s", line.removeprefix("WARNING: "))
 
@@ -159,8 +182,11 @@ def demo_route_warnings(node: Node) -> list[str]:
 
 
 def _setup_logging(cfg: NodeConfig) -> None:
-    logging.basicConfig(level=cfg.logging.level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=cfg.logging.level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("pynetdicom").setLevel(cfg.logging.pynetdicom_level)
 
 
@@ -171,14 +197,18 @@ def register(app: typer.Typer) -> None:
     def serve(
         config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
         port: int | None = typer.Option(None, "--port", "-p", help="TCP port to listen on."),
-        ae_title: str | None = typer.Option(None, "--ae-title", "-a",
-                                            help="Called AE title (replaces the first)."),
-        data_dir: Path | None = typer.Option(None, "--data-dir", "-d",
-                                             help="Where files and the index live."),
+        ae_title: str | None = typer.Option(
+            None, "--ae-title", "-a", help="Called AE title (replaces the first)."
+        ),
+        data_dir: Path | None = typer.Option(
+            None, "--data-dir", "-d", help="Where files and the index live."
+        ),
         destination: list[str] = typer.Option(
-            [], "--destination", help="Result destination AE@host:port (repeatable)."),
-        http_port: int | None = typer.Option(None, "--http-port",
-                                             help="HTTP port (DICOMweb, health, metrics)."),
+            [], "--destination", help="Result destination AE@host:port (repeatable)."
+        ),
+        http_port: int | None = typer.Option(
+            None, "--http-port", help="HTTP port (DICOMweb, health, metrics)."
+        ),
     ) -> None:
         """Start the node: receive studies, store them durably, assemble them."""
         try:
@@ -231,8 +261,10 @@ def register(app: typer.Typer) -> None:
         while not stop.wait(0.2):
             if reload_requested.is_set():
                 reload_requested.clear()
-                _reload(node, lambda: build_config(config, port, ae_title, data_dir,
-                                                   destination, http_port))
+                _reload(
+                    node,
+                    lambda: build_config(config, port, ae_title, data_dir, destination, http_port),
+                )
         if http is not None:
             http.stop()
         node.stop()

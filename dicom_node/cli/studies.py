@@ -30,16 +30,30 @@ def list_(
     finally:
         db.dispose()
     table = Table(title=f"groups in {db.describe()}")
-    for col in ("id", "study", "patient", "modality", "instances", "state", "AE",
-                "received (UTC)", "routing"):
+    for col in (
+        "id",
+        "study",
+        "patient",
+        "modality",
+        "instances",
+        "state",
+        "AE",
+        "received (UTC)",
+        "routing",
+    ):
         table.add_column(col)
     for g in groups:
-        table.add_row(str(g.id), g.study_uid + (f"\n series {g.series_uid}" if g.series_uid
-                                                else ""),
-                      g.patient_id or "", g.modalities, str(g.instance_count), g.state,
-                      f"{g.calling_ae}->{g.called_ae}",
-                      f"{g.first_received:%Y-%m-%d %H:%M:%S} .. {g.last_received:%H:%M:%S}",
-                      (g.route_note or "")[:120])
+        table.add_row(
+            str(g.id),
+            g.study_uid + (f"\n series {g.series_uid}" if g.series_uid else ""),
+            g.patient_id or "",
+            g.modalities,
+            str(g.instance_count),
+            g.state,
+            f"{g.calling_ae}->{g.called_ae}",
+            f"{g.first_received:%Y-%m-%d %H:%M:%S} .. {g.last_received:%H:%M:%S}",
+            (g.route_note or "")[:120],
+        )
     Console(width=200).print(table)
 
 
@@ -67,8 +81,11 @@ def reprocess(
     manifests, _ = model_manifests(cfg)
     problems = validate_references(cfg.routes, cfg.destinations, models=manifests)
     if problems:
-        typer.echo(f"{config or 'configuration'}: fix these first, reprocessing would fail "
-                   "the same way:\n" + "\n".join(f"  {p}" for p in problems), err=True)
+        typer.echo(
+            f"{config or 'configuration'}: fix these first, reprocessing would fail "
+            "the same way:\n" + "\n".join(f"  {p}" for p in problems),
+            err=True,
+        )
         raise typer.Exit(2)
     rules = cfg.routes or default_rules(cfg, manifests)
     db = open_database(config, data_dir)
@@ -81,12 +98,15 @@ def reprocess(
         db.dispose()
     for r in done:
         jobs = ", ".join(map(str, r.job_ids)) or "none"
-        typer.echo(f"group {r.group_id} (reprocess of group {r.source_group}): {r.state}; "
-                   f"jobs queued: {jobs}\n  {r.note}")
+        typer.echo(
+            f"group {r.group_id} (reprocess of group {r.source_group}): {r.state}; "
+            f"jobs queued: {jobs}\n  {r.note}"
+        )
     if not any(r.job_ids for r in done):
-        typer.echo("no job queued: the current routes do not run anything on this study",
-                   err=True)
+        typer.echo("no job queued: the current routes do not run anything on this study", err=True)
         raise typer.Exit(1)
-    typer.echo("a running node picks the jobs up; results keep their UIDs and replace the "
-               "earlier ones. Changed destinations or results settings apply once the node "
-               "has them: `dicom-node config reload`.")
+    typer.echo(
+        "a running node picks the jobs up; results keep their UIDs and replace the "
+        "earlier ones. Changed destinations or results settings apply once the node "
+        "has them: `dicom-node config reload`."
+    )

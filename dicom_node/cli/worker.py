@@ -25,24 +25,33 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def worker(
         config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
-        name: str | None = typer.Option(None, "--name", help="Worker name (default "
-                                        "worker@<host>:<pid>)."),
-        metrics_port: int | None = typer.Option(None, "--metrics-port",
-                                                help="Serve /metrics here (0: any port)."),
+        name: str | None = typer.Option(
+            None, "--name", help="Worker name (default worker@<host>:<pid>)."
+        ),
+        metrics_port: int | None = typer.Option(
+            None, "--metrics-port", help="Serve /metrics here (0: any port)."
+        ),
     ) -> None:
         """Run jobs for the models this configuration loads, from the Celery broker."""
         cfg = load_node_config(config, None)
         if cfg.jobs.executor != "celery":
-            typer.echo(f"{config or 'the default configuration'}: jobs.executor is "
-                       f"{cfg.jobs.executor!r}; a worker needs `jobs.executor: celery` (and "
-                       "the node must use it too, or it runs the jobs itself)", err=True)
+            typer.echo(
+                f"{config or 'the default configuration'}: jobs.executor is "
+                f"{cfg.jobs.executor!r}; a worker needs `jobs.executor: celery` (and "
+                "the node must use it too, or it runs the jobs itself)",
+                err=True,
+            )
             raise typer.Exit(2)
-        update = {k: v for k, v in (("name", name), ("metrics_port", metrics_port))
-                  if v is not None}
+        update = {
+            k: v for k, v in (("name", name), ("metrics_port", metrics_port)) if v is not None
+        }
         if update:
             cfg = cfg.model_copy(update={"worker": cfg.worker.model_copy(update=update)})
-        logging.basicConfig(level=cfg.logging.level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=cfg.logging.level,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         from dicom_node.db import Database
         from dicom_node.index import tables  # noqa: F401  (registers the tables)
         from dicom_node.jobs import models  # noqa: F401
@@ -71,26 +80,52 @@ def _ago(when: dt.datetime | None) -> str:
 
 
 @workers_app.command("list")
-def list_workers(config: Path | None = CONFIG_OPT, data_dir: Path | None = DATA_DIR_OPT,
-                 hours: float = typer.Option(24, help="Workers seen in the last N hours."),
-                 ) -> None:
+def list_workers(
+    config: Path | None = CONFIG_OPT,
+    data_dir: Path | None = DATA_DIR_OPT,
+    hours: float = typer.Option(24, help="Workers seen in the last N hours."),
+) -> None:
     """Workers that reported recently: host, models, provider, jobs in hand, last seen."""
     cfg = load_node_config(config, data_dir)
     lease = dt.timedelta(seconds=cfg.jobs.lease_seconds)
     db = open_database(config, data_dir)
     with db.session() as s:
-        rows = s.scalars(select(WorkerRecord)
-                         .where(WorkerRecord.last_seen >= utcnow() - dt.timedelta(hours=hours))
-                         .order_by(WorkerRecord.last_seen.desc())).all()
+        rows = s.scalars(
+            select(WorkerRecord)
+            .where(WorkerRecord.last_seen >= utcnow() - dt.timedelta(hours=hours))
+            .order_by(WorkerRecord.last_seen.desc())
+        ).all()
     table = Table(title=f"workers ({len(rows)})")
-    for col in ("name", "host", "pid", "models", "provider", "jobs in hand", "last seen",
-                "status", "metrics"):
+    for col in (
+        "name",
+        "host",
+        "pid",
+        "models",
+        "provider",
+        "jobs in hand",
+        "last seen",
+        "status",
+        "metrics",
+    ):
         table.add_column(col, overflow="fold")
     now = utcnow()
     for w in rows:
-        status = ("stopped" if w.stopped_at else "[green]alive[/]"
-                  if now - w.last_seen <= lease else "[red]gone (no heartbeat)[/]")
-        table.add_row(w.name, w.host, str(w.pid), ", ".join(w.models or []) or "-",
-                      w.provider, ", ".join(map(str, w.jobs_in_hand or [])) or "-",
-                      _ago(w.last_seen), status, w.metrics_url or "-")
+        status = (
+            "stopped"
+            if w.stopped_at
+            else "[green]alive[/]"
+            if now - w.last_seen <= lease
+            else "[red]gone (no heartbeat)[/]"
+        )
+        table.add_row(
+            w.name,
+            w.host,
+            str(w.pid),
+            ", ".join(w.models or []) or "-",
+            w.provider,
+            ", ".join(map(str, w.jobs_in_hand or [])) or "-",
+            _ago(w.last_seen),
+            status,
+            w.metrics_url or "-",
+        )
     console.print(table)

@@ -38,12 +38,18 @@ __all__ = [
 class Deliverer(Protocol):
     """Sends a batch of DICOM Part 10 files to one destination, one attempt per call."""
 
-    def deliver(self, files: Sequence[Path | str], priority: str = "routine",
-                label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport: ...
+    def deliver(
+        self,
+        files: Sequence[Path | str],
+        priority: str = "routine",
+        label: str = "",
+        on_outcomes: OnOutcomes | None = None,
+    ) -> DeliveryReport: ...
 
 
-def deliverer_for(destination: DimseDestination | StowRsDestination | OrthancDestination
-                  ) -> Deliverer:
+def deliverer_for(
+    destination: DimseDestination | StowRsDestination | OrthancDestination,
+) -> Deliverer:
     """The deliverer for a configured destination."""
     if isinstance(destination, DimseDestination):
         return DimseDeliverer(destination)
@@ -54,9 +60,13 @@ def deliverer_for(destination: DimseDestination | StowRsDestination | OrthancDes
     raise TypeError(f"unknown destination type {type(destination).__name__}")
 
 
-def deliver(destination: DimseDestination | StowRsDestination | OrthancDestination,
-            files: Sequence[Path | str], priority: str = "routine",
-            label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport:
+def deliver(
+    destination: DimseDestination | StowRsDestination | OrthancDestination,
+    files: Sequence[Path | str],
+    priority: str = "routine",
+    label: str = "",
+    on_outcomes: OnOutcomes | None = None,
+) -> DeliveryReport:
     """One delivery attempt of ``files`` to ``destination`` (see the module docstring).
 
     ``priority`` is the route's (``stat``/``routine``); ``label`` names the caller's
@@ -64,5 +74,6 @@ def deliver(destination: DimseDestination | StowRsDestination | OrthancDestinati
     ``on_outcomes`` gets each response as it arrives, before the next file is sent
     (C-STORE, Orthanc REST: one instance; STOW-RS: one request's instances).
     """
-    return deliverer_for(destination).deliver(files, priority=priority, label=label,
-                                              on_outcomes=on_outcomes)
+    return deliverer_for(destination).deliver(
+        files, priority=priority, label=label, on_outcomes=on_outcomes
+    )

@@ -138,20 +138,27 @@ def _reject_text(assoc: Association) -> str:
     if prim is None:
         return "association rejected"
     try:
-        return (f"association rejected ({prim.result_str}, source: {prim.source_str}, "
-                f"reason: {prim.reason_str})")
+        return (
+            f"association rejected ({prim.result_str}, source: {prim.source_str}, "
+            f"reason: {prim.reason_str})"
+        )
     except (AttributeError, KeyError, TypeError, ValueError):
-        return f"association rejected (result {prim.result}, source {prim.result_source}, " \
-               f"reason {prim.diagnostic})"
+        return (
+            f"association rejected (result {prim.result}, source {prim.result_source}, "
+            f"reason {prim.diagnostic})"
+        )
 
 
-def _fail_all(report: DeliveryReport, items: Sequence[SendItem],
-              outcome: Outcome) -> DeliveryReport:
+def _fail_all(
+    report: DeliveryReport, items: Sequence[SendItem], outcome: Outcome
+) -> DeliveryReport:
     """Every file of the batch failed with the attempt's error."""
-    report.add(*(
-        InstanceOutcome(str(i.path), i.sop_instance_uid, outcome, error=report.error)
-        for i in items
-    ))
+    report.add(
+        *(
+            InstanceOutcome(str(i.path), i.sop_instance_uid, outcome, error=report.error)
+            for i in items
+        )
+    )
     return report.finish()
 
 
@@ -172,12 +179,18 @@ class DimseDeliverer:
             ae.add_requested_context(abstract, syntaxes)
         return ae
 
-    def deliver(self, files: Sequence[Path | str], priority: str = "routine",
-                label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport:
+    def deliver(
+        self,
+        files: Sequence[Path | str],
+        priority: str = "routine",
+        label: str = "",
+        on_outcomes: OnOutcomes | None = None,
+    ) -> DeliveryReport:
         """Send ``files`` over one association; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "dimse", dt.datetime.now(dt.UTC), label=label,
-                                on_outcomes=on_outcomes)
+        report = DeliveryReport(
+            d.name, "dimse", dt.datetime.now(dt.UTC), label=label, on_outcomes=on_outcomes
+        )
         items, bad = read_send_items([Path(f) for f in files])
         report.add(*bad)
         if not items:
@@ -186,15 +199,19 @@ class DimseDeliverer:
         report.detail["proposed_contexts"] = [[a, list(t)] for a, t in contexts]
         if len(contexts) > MAX_CONTEXTS:
             report.error_kind = "too_many_contexts"
-            report.error = (f"{len(contexts)} presentation contexts needed, at most "
-                            f"{MAX_CONTEXTS} fit in one association; send fewer SOP classes")
+            report.error = (
+                f"{len(contexts)} presentation contexts needed, at most "
+                f"{MAX_CONTEXTS} fit in one association; send fewer SOP classes"
+            )
             return _fail_all(report, items, "permanent")
 
         opened: list[bool] = []
         t0 = time.monotonic()
         try:
             assoc = self._ae(contexts).associate(
-                d.host, d.port, ae_title=d.ae_title,
+                d.host,
+                d.port,
+                ae_title=d.ae_title,
                 evt_handlers=[(evt.EVT_CONN_OPEN, lambda _e: opened.append(True))],
             )
         except (OSError, ValueError, RuntimeError) as exc:  # e.g. host name not resolvable
@@ -213,13 +230,14 @@ class DimseDeliverer:
                 report.error = f"cannot connect to {d.host}:{d.port}: {why}"
             else:
                 report.error_kind = "association_aborted"
-                report.error = (f"association with {d.ae_title}@{d.host}:{d.port} aborted or "
-                                f"timed out during negotiation")
+                report.error = (
+                    f"association with {d.ae_title}@{d.host}:{d.port} aborted or "
+                    f"timed out during negotiation"
+                )
             return _fail_all(report, items, "transient")
 
         report.detail["accepted_contexts"] = [
-            [str(cx.abstract_syntax), str(cx.transfer_syntax[0])]
-            for cx in assoc.accepted_contexts
+            [str(cx.abstract_syntax), str(cx.transfer_syntax[0])] for cx in assoc.accepted_contexts
         ]
         try:
             for n, item in enumerate(items):
@@ -231,51 +249,78 @@ class DimseDeliverer:
                         assoc.abort()
                     report.error_kind = "association_aborted"
                     report.error = outcome.error
-                    report.add(*(
-                        InstanceOutcome(str(i.path), i.sop_instance_uid, "transient",
-                                        error="not sent: association ended after a failure")
-                        for i in items[n + 1:]))
+                    report.add(
+                        *(
+                            InstanceOutcome(
+                                str(i.path),
+                                i.sop_instance_uid,
+                                "transient",
+                                error="not sent: association ended after a failure",
+                            )
+                            for i in items[n + 1 :]
+                        )
+                    )
                     break
         finally:
             if assoc.is_established:
                 assoc.release()
         return report.finish()
 
-    def _send_one(self, assoc: Association, item: SendItem, n: int,
-                  priority: str, label: str = "") -> InstanceOutcome:
+    def _send_one(
+        self, assoc: Association, item: SendItem, n: int, priority: str, label: str = ""
+    ) -> InstanceOutcome:
         path, uid = str(item.path), item.sop_instance_uid
         if not assoc.is_established:
-            return InstanceOutcome(path, uid, "transient",
-                                   error="association ended before this instance was sent")
+            return InstanceOutcome(
+                path, uid, "transient", error="association ended before this instance was sent"
+            )
         t0 = time.monotonic()
         try:
             _pause_reactor(assoc)
-            rsp = assoc.send_c_store(item.path, msg_id=(n % 65535) + 1,
-                                     priority=_PRIORITY.get(priority, 0))
+            rsp = assoc.send_c_store(
+                item.path, msg_id=(n % 65535) + 1, priority=_PRIORITY.get(priority, 0)
+            )
         except ValueError as exc:  # no accepted presentation context, cannot encode
-            return InstanceOutcome(path, uid, "permanent", error=str(exc),
-                                   elapsed_s=time.monotonic() - t0)
+            return InstanceOutcome(
+                path, uid, "permanent", error=str(exc), elapsed_s=time.monotonic() - t0
+            )
         except Exception as exc:  # unreadable/unencodable file: an outcome, never a crash
-            log.exception("%sC-STORE of %s to %s failed", f"[{label}] " if label else "", path,
-                          self.destination.name)
-            return InstanceOutcome(path, uid, "permanent",
-                                   error=f"cannot send {path}: {type(exc).__name__}: {exc}",
-                                   elapsed_s=time.monotonic() - t0)
+            log.exception(
+                "%sC-STORE of %s to %s failed",
+                f"[{label}] " if label else "",
+                path,
+                self.destination.name,
+            )
+            return InstanceOutcome(
+                path,
+                uid,
+                "permanent",
+                error=f"cannot send {path}: {type(exc).__name__}: {exc}",
+                elapsed_s=time.monotonic() - t0,
+            )
         finally:
             _resume_reactor(assoc)  # send_c_store resumes it too, but not when it raised
         elapsed = time.monotonic() - t0
         code = int(rsp.Status) if rsp and "Status" in rsp else None
         outcome, warning = classify_store_status(code)
         if code is None:
-            error = ("no C-STORE response (association aborted or timed out after "
-                     f"{self.destination.timeout}s)")
+            error = (
+                "no C-STORE response (association aborted or timed out after "
+                f"{self.destination.timeout}s)"
+            )
         elif outcome == "delivered":
             error = None
         else:
             comment = rsp.get("ErrorComment", "")
             error = f"C-STORE status 0x{code:04X}" + (f": {comment}" if comment else "")
         if warning:
-            log.info("%sC-STORE of %s to %s: warning status 0x%04X, treated as delivered",
-                     f"[{label}] " if label else "", uid, self.destination.name, code)
-        return InstanceOutcome(path, uid, outcome, code=code, warning=warning, error=error,
-                               elapsed_s=elapsed)
+            log.info(
+                "%sC-STORE of %s to %s: warning status 0x%04X, treated as delivered",
+                f"[{label}] " if label else "",
+                uid,
+                self.destination.name,
+                code,
+            )
+        return InstanceOutcome(
+            path, uid, outcome, code=code, warning=warning, error=error, elapsed_s=elapsed
+        )

@@ -36,12 +36,18 @@ class OrthancDeliverer:
     def __init__(self, destination: OrthancDestination) -> None:
         self.destination = destination
 
-    def deliver(self, files: Sequence[Path | str], priority: str = "routine",
-                label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport:
+    def deliver(
+        self,
+        files: Sequence[Path | str],
+        priority: str = "routine",
+        label: str = "",
+        on_outcomes: OnOutcomes | None = None,
+    ) -> DeliveryReport:
         """POST each file to ``/instances``; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "orthanc", dt.datetime.now(dt.UTC), label=label,
-                                on_outcomes=on_outcomes)
+        report = DeliveryReport(
+            d.name, "orthanc", dt.datetime.now(dt.UTC), label=label, on_outcomes=on_outcomes
+        )
         items, bad = read_send_items([Path(f) for f in files])
         report.add(*bad)
         already = 0
@@ -51,21 +57,31 @@ class OrthancDeliverer:
                 t0 = time.monotonic()
                 try:
                     data = item.path.read_bytes()
-                    rsp = session.post(f"{d.url}/instances", data=data, timeout=d.timeout,
-                                       headers={"Content-Type": "application/dicom"})
+                    rsp = session.post(
+                        f"{d.url}/instances",
+                        data=data,
+                        timeout=d.timeout,
+                        headers={"Content-Type": "application/dicom"},
+                    )
                 except OSError as exc:
                     if not isinstance(exc, requests.RequestException):
-                        report.add(InstanceOutcome(
-                            path, uid, "permanent", error=f"cannot read {path}: {exc}"))
+                        report.add(
+                            InstanceOutcome(
+                                path, uid, "permanent", error=f"cannot read {path}: {exc}"
+                            )
+                        )
                         continue
                     kind = "timeout" if isinstance(exc, requests.Timeout) else "connection_failed"
                     report.error_kind = kind
                     report.error = f"cannot reach Orthanc at {d.url}: {exc}"
-                    report.add(*(
-                        InstanceOutcome(str(i.path), i.sop_instance_uid, "transient",
-                                        error=report.error)
-                        for i in items[n:]
-                    ))
+                    report.add(
+                        *(
+                            InstanceOutcome(
+                                str(i.path), i.sop_instance_uid, "transient", error=report.error
+                            )
+                            for i in items[n:]
+                        )
+                    )
                     break
                 elapsed = time.monotonic() - t0
                 outcome = classify_http_status(rsp.status_code)
@@ -75,8 +91,11 @@ class OrthancDeliverer:
                     already += status == "AlreadyStored"
                 else:
                     error = f"HTTP {rsp.status_code} from {d.url}/instances: {rsp.text[:300]}"
-                report.add(InstanceOutcome(
-                    path, uid, outcome, code=rsp.status_code, error=error, elapsed_s=elapsed))
+                report.add(
+                    InstanceOutcome(
+                        path, uid, outcome, code=rsp.status_code, error=error, elapsed_s=elapsed
+                    )
+                )
         report.detail["already_stored"] = already
         return report.finish()
 

@@ -128,9 +128,11 @@ class DeliveryReport:
     def summary(self) -> str:
         """One line for logs and the jobs table."""
         prefix = f"[{self.label}] " if self.label else ""
-        text = (f"{prefix}{self.destination} ({self.kind}): "
-                f"{len(self.delivered)}/{len(self.outcomes)} "
-                f"delivered in {self.duration_s:.2f}s, {self.status}")
+        text = (
+            f"{prefix}{self.destination} ({self.kind}): "
+            f"{len(self.delivered)}/{len(self.outcomes)} "
+            f"delivered in {self.duration_s:.2f}s, {self.status}"
+        )
         if self.error:
             text += f"; {self.error}"
         else:
@@ -159,29 +161,38 @@ class SendItem:
     transfer_syntax_uid: str
 
 
-def read_send_items(paths: list[Path] | tuple[Path, ...]
-                    ) -> tuple[list[SendItem], list[InstanceOutcome]]:
+def read_send_items(
+    paths: list[Path] | tuple[Path, ...],
+) -> tuple[list[SendItem], list[InstanceOutcome]]:
     """Read the header of each file; unreadable ones become permanent outcomes."""
     items: list[SendItem] = []
     bad: list[InstanceOutcome] = []
     for p in paths:
         path = Path(p)
         try:
-            ds = dcmread(path, stop_before_pixels=True,
-                         specific_tags=["SOPClassUID", "SOPInstanceUID"])
+            ds = dcmread(
+                path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"]
+            )
             meta = ds.file_meta
             # The dataset's own UIDs are what C-STORE sends; the file meta is the fallback.
             sop_class = str(ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID") or "")
-            sop_uid = str(ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")
-                          or "")
+            sop_uid = str(ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID") or "")
             ts = str(meta.get("TransferSyntaxUID") or "")
-            missing = [n for n, v in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_uid),
-                                      ("Transfer Syntax UID", ts)) if not v]
+            missing = [
+                n
+                for n, v in (
+                    ("SOP Class UID", sop_class),
+                    ("SOP Instance UID", sop_uid),
+                    ("Transfer Syntax UID", ts),
+                )
+                if not v
+            ]
             if missing:
                 raise ValueError("missing " + ", ".join(missing))
         except (InvalidDicomError, OSError, ValueError, AttributeError, EOFError) as exc:
-            bad.append(InstanceOutcome(str(path), "", "permanent",
-                                       error=f"cannot read {path}: {exc}"))
+            bad.append(
+                InstanceOutcome(str(path), "", "permanent", error=f"cannot read {path}: {exc}")
+            )
             continue
         items.append(SendItem(path, sop_class, sop_uid, ts))
     return items, bad

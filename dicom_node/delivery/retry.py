@@ -56,8 +56,13 @@ def should_retry(policy: RetryPolicy, attempts: int, transient: bool) -> bool:
     return transient and attempts < policy.max_attempts
 
 
-def next_attempt(policy: RetryPolicy, attempts: int, now: dt.datetime, transient: bool = True,
-                 rng: random.Random | None = None) -> dt.datetime | None:
+def next_attempt(
+    policy: RetryPolicy,
+    attempts: int,
+    now: dt.datetime,
+    transient: bool = True,
+    rng: random.Random | None = None,
+) -> dt.datetime | None:
     """When to try again after ``attempts`` failed attempts, or ``None`` (give up)."""
     if not should_retry(policy, attempts, transient):
         return None

@@ -56,8 +56,9 @@ def _batches(items: list[SendItem]) -> list[list[SendItem]]:
     return out
 
 
-def _parse_response(ds: Dataset, batch: list[SendItem], elapsed: float,
-                    http_code: int) -> list[InstanceOutcome]:
+def _parse_response(
+    ds: Dataset, batch: list[SendItem], elapsed: float, http_code: int
+) -> list[InstanceOutcome]:
     """Per-instance outcomes from a STOW-RS response dataset."""
     stored: dict[str, int | None] = {}
     for ref in ds.get("ReferencedSOPSequence") or []:
@@ -73,20 +74,42 @@ def _parse_response(ds: Dataset, batch: list[SendItem], elapsed: float,
         uid, path = item.sop_instance_uid, str(item.path)
         if every or uid in stored:
             warn = stored.get(uid)
-            out.append(InstanceOutcome(path, uid, "delivered", code=warn or http_code,
-                                       warning=warn is not None, elapsed_s=elapsed))
+            out.append(
+                InstanceOutcome(
+                    path,
+                    uid,
+                    "delivered",
+                    code=warn or http_code,
+                    warning=warn is not None,
+                    elapsed_s=elapsed,
+                )
+            )
         elif uid in failed:
             reason = failed[uid]
             outcome, _ = classify_store_status(reason)
             outcome = "permanent" if outcome == "delivered" else outcome
             text = f"0x{reason:04X}" if reason is not None else "no reason given"
-            out.append(InstanceOutcome(path, uid, outcome, code=reason,
-                                       error=f"STOW-RS failure reason {text}",
-                                       elapsed_s=elapsed))
+            out.append(
+                InstanceOutcome(
+                    path,
+                    uid,
+                    outcome,
+                    code=reason,
+                    error=f"STOW-RS failure reason {text}",
+                    elapsed_s=elapsed,
+                )
+            )
         else:
-            out.append(InstanceOutcome(path, uid, "transient", code=http_code,
-                                       error="instance missing from the STOW-RS response",
-                                       elapsed_s=elapsed))
+            out.append(
+                InstanceOutcome(
+                    path,
+                    uid,
+                    "transient",
+                    code=http_code,
+                    error="instance missing from the STOW-RS response",
+                    elapsed_s=elapsed,
+                )
+            )
     return out
 
 
@@ -96,12 +119,18 @@ class StowRsDeliverer:
     def __init__(self, destination: StowRsDestination) -> None:
         self.destination = destination
 
-    def deliver(self, files: Sequence[Path | str], priority: str = "routine",
-                label: str = "", on_outcomes: OnOutcomes | None = None) -> DeliveryReport:
+    def deliver(
+        self,
+        files: Sequence[Path | str],
+        priority: str = "routine",
+        label: str = "",
+        on_outcomes: OnOutcomes | None = None,
+    ) -> DeliveryReport:
         """STOW-RS the files in batches; never raises for delivery faults."""
         d = self.destination
-        report = DeliveryReport(d.name, "stowrs", dt.datetime.now(dt.UTC), label=label,
-                                on_outcomes=on_outcomes)
+        report = DeliveryReport(
+            d.name, "stowrs", dt.datetime.now(dt.UTC), label=label, on_outcomes=on_outcomes
+        )
         items, bad = read_send_items([Path(f) for f in files])
         report.add(*bad)
         with make_session(d.auth) as session:
@@ -113,10 +142,17 @@ class StowRsDeliverer:
                 try:
                     datasets = [dcmread(i.path) for i in batch]
                 except Exception as exc:  # noqa: BLE001 - a bad file must not crash delivery
-                    report.add(*(
-                        InstanceOutcome(str(i.path), i.sop_instance_uid, "permanent",
-                                        error=f"cannot read batch file: {exc}")
-                        for i in batch))
+                    report.add(
+                        *(
+                            InstanceOutcome(
+                                str(i.path),
+                                i.sop_instance_uid,
+                                "permanent",
+                                error=f"cannot read batch file: {exc}",
+                            )
+                            for i in batch
+                        )
+                    )
                     continue
                 try:
                     rsp = client.store_instances(datasets)
@@ -127,17 +163,22 @@ class StowRsDeliverer:
                     report.error_kind = kind
                     report.error = f"cannot reach STOW-RS at {d.url}: {exc}"
                     rest = [i for later in batches[b:] for i in later]
-                    report.add(*(
-                        InstanceOutcome(str(i.path), i.sop_instance_uid, "transient",
-                                        error=report.error)
-                        for i in rest))
+                    report.add(
+                        *(
+                            InstanceOutcome(
+                                str(i.path), i.sop_instance_uid, "transient", error=report.error
+                            )
+                            for i in rest
+                        )
+                    )
                     break
                 else:  # the request's response, recorded before the next request goes
                     report.add(*_parse_response(rsp, batch, time.monotonic() - t0, 200))
         return report.finish()
 
-    def _http_error(self, exc: requests.HTTPError, batch: list[SendItem],
-                    elapsed: float) -> list[InstanceOutcome]:
+    def _http_error(
+        self, exc: requests.HTTPError, batch: list[SendItem], elapsed: float
+    ) -> list[InstanceOutcome]:
         rsp = exc.response
         code = rsp.status_code if rsp is not None else 0
         if rsp is not None and code == 409:
@@ -147,6 +188,14 @@ class StowRsDeliverer:
                 pass
         outcome = classify_http_status(code) if code else "transient"
         text = rsp.text[:300] if rsp is not None else str(exc)
-        return [InstanceOutcome(str(i.path), i.sop_instance_uid, outcome, code=code or None,
-                                error=f"HTTP {code} from STOW-RS: {text}", elapsed_s=elapsed)
-                for i in batch]
+        return [
+            InstanceOutcome(
+                str(i.path),
+                i.sop_instance_uid,
+                outcome,
+                code=code or None,
+                error=f"HTTP {code} from STOW-RS: {text}",
+                elapsed_s=elapsed,
+            )
+            for i in batch
+        ]

@@ -47,63 +47,115 @@ from dicom_node.store.writer import safe_component
 router = APIRouter(prefix="/api")
 PROBLEM = {"content": {"application/problem+json": {}}}
 JobId = Path(ge=1, le=2**63 - 1, description="a job's id")
-STAGES = ("received_at", "complete_at", "created_at", "started_at", "inferred_at",
-          "written_at", "delivered_at", "finished_at")
+STAGES = (
+    "received_at",
+    "complete_at",
+    "created_at",
+    "started_at",
+    "inferred_at",
+    "written_at",
+    "delivered_at",
+    "finished_at",
+)
 
 
 def _group(g: Group) -> GroupOut:
-    return GroupOut(id=g.id, state=g.state, study_uid=g.study_uid, series_uid=g.series_uid,
-                    patient_id=g.patient_id, modalities=[m for m in g.modalities.split("\\")
-                                                         if m],
-                    instances=g.instance_count, called_ae=g.called_ae,
-                    calling_ae=g.calling_ae, first_received=g.first_received,
-                    last_received=g.last_received, route_note=g.route_note)
+    return GroupOut(
+        id=g.id,
+        state=g.state,
+        study_uid=g.study_uid,
+        series_uid=g.series_uid,
+        patient_id=g.patient_id,
+        modalities=[m for m in g.modalities.split("\\") if m],
+        instances=g.instance_count,
+        called_ae=g.called_ae,
+        calling_ae=g.calling_ae,
+        first_received=g.first_received,
+        last_received=g.last_received,
+        route_note=g.route_note,
+    )
 
 
 def _job(j: Job) -> dict[str, Any]:
-    return dict(id=j.id, group_id=j.group_id, study_uid=j.study_uid, rule=j.rule_name,
-                action=j.action, state=j.state, attempts=j.attempts, models=list(j.models),
-                destinations=list(j.destinations), error=j.error, created_at=j.created_at)
+    return dict(
+        id=j.id,
+        group_id=j.group_id,
+        study_uid=j.study_uid,
+        rule=j.rule_name,
+        action=j.action,
+        state=j.state,
+        attempts=j.attempts,
+        models=list(j.models),
+        destinations=list(j.destinations),
+        error=j.error,
+        created_at=j.created_at,
+    )
 
 
 @router.get("/studies", response_model=list[GroupOut], tags=["studies"])
-def list_studies(request: Request, state: str | None = None,
-                 limit: int = Query(50, ge=1, le=1000)) -> list[GroupOut]:
+def list_studies(
+    request: Request, state: str | None = None, limit: int = Query(50, ge=1, le=1000)
+) -> list[GroupOut]:
     """Received study/series groups, newest first, with how routing went."""
     authorize(request, "read")
     with node_of(request).db.session() as s:
         return [_group(g) for g in queries.list_groups(s, state, limit)]
 
 
-@router.get("/studies/{study}", response_model=StudyDetail, responses={404: PROBLEM},
-            tags=["studies"])
+@router.get(
+    "/studies/{study}", response_model=StudyDetail, responses={404: PROBLEM}, tags=["studies"]
+)
 def show_study(request: Request, study: str) -> StudyDetail:
     """One study: its groups, received instances, jobs and the results they wrote."""
     authorize(request, "read")
     with node_of(request).db.session() as s:
-        groups = s.scalars(select(Group).where(Group.study_uid == study)
-                           .order_by(Group.id)).all()
+        groups = s.scalars(select(Group).where(Group.study_uid == study).order_by(Group.id)).all()
         if not groups:
             raise Problem(404, "Not Found", f"no study {study}")
-        instances = s.scalars(select(Instance).where(Instance.study_uid == study)
-                              .order_by(Instance.series_uid, Instance.instance_number)).all()
+        instances = s.scalars(
+            select(Instance)
+            .where(Instance.study_uid == study)
+            .order_by(Instance.series_uid, Instance.instance_number)
+        ).all()
         jobs = s.scalars(select(Job).where(Job.study_uid == study).order_by(Job.id)).all()
-        outputs = s.scalars(select(JobOutput).join(Job, Job.id == JobOutput.job_id)
-                            .where(Job.study_uid == study).order_by(JobOutput.id)).all()
+        outputs = s.scalars(
+            select(JobOutput)
+            .join(Job, Job.id == JobOutput.job_id)
+            .where(Job.study_uid == study)
+            .order_by(JobOutput.id)
+        ).all()
         return StudyDetail(
-            study_uid=study, groups=[_group(g) for g in groups],
-            instances=[InstanceOut(
-                sop_instance_uid=i.sop_instance_uid, sop_class_uid=i.sop_class_uid,
-                series_uid=i.series_uid, modality=i.modality,
-                instance_number=i.instance_number, size=i.size, received_at=i.received_at)
-                for i in instances],
+            study_uid=study,
+            groups=[_group(g) for g in groups],
+            instances=[
+                InstanceOut(
+                    sop_instance_uid=i.sop_instance_uid,
+                    sop_class_uid=i.sop_class_uid,
+                    series_uid=i.series_uid,
+                    modality=i.modality,
+                    instance_number=i.instance_number,
+                    size=i.size,
+                    received_at=i.received_at,
+                )
+                for i in instances
+            ],
             jobs=[JobOut(**_job(j)) for j in jobs],
-            results=[OutputOut(kind=o.kind, sop_class_uid=o.sop_class_uid,
-                               sop_instance_uid=o.sop_instance_uid) for o in outputs])
+            results=[
+                OutputOut(
+                    kind=o.kind, sop_class_uid=o.sop_class_uid, sop_instance_uid=o.sop_instance_uid
+                )
+                for o in outputs
+            ],
+        )
 
 
-@router.post("/studies/{study}/reprocess", status_code=202, response_model=list[ReprocessOut],
-             responses={409: PROBLEM}, tags=["studies"])
+@router.post(
+    "/studies/{study}/reprocess",
+    status_code=202,
+    response_model=list[ReprocessOut],
+    responses={409: PROBLEM},
+    tags=["studies"],
+)
 def reprocess(request: Request, study: str) -> list[ReprocessOut]:
     """Route a stored study again under the running configuration and queue new jobs
     (results keep their UIDs and replace the earlier ones), as ``studies reprocess``."""
@@ -112,13 +164,22 @@ def reprocess(request: Request, study: str) -> list[ReprocessOut]:
         done = reprocess_study(node_of(request).jobs.router, study)
     except ReprocessError as err:
         raise Problem(409, "Conflict", str(err)) from None
-    return [ReprocessOut(source_group=r.source_group, group_id=r.group_id, state=r.state,
-                         note=r.note, job_ids=list(r.job_ids)) for r in done]
+    return [
+        ReprocessOut(
+            source_group=r.source_group,
+            group_id=r.group_id,
+            state=r.state,
+            note=r.note,
+            job_ids=list(r.job_ids),
+        )
+        for r in done
+    ]
 
 
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"])
-def list_jobs(request: Request, state: list[JobState] = Query([]),
-              limit: int = Query(50, ge=1, le=1000)) -> list[JobOut]:
+def list_jobs(
+    request: Request, state: list[JobState] = Query([]), limit: int = Query(50, ge=1, le=1000)
+) -> list[JobOut]:
     """Jobs, newest first; ``state`` (repeatable) narrows them."""
     authorize(request, "read")
     stmt = select(Job).order_by(Job.id.desc()).limit(limit)
@@ -128,8 +189,7 @@ def list_jobs(request: Request, state: list[JobState] = Query([]),
         return [JobOut(**_job(j)) for j in s.scalars(stmt)]
 
 
-@router.get("/jobs/{job_id}", response_model=JobDetail, responses={404: PROBLEM},
-            tags=["jobs"])
+@router.get("/jobs/{job_id}", response_model=JobDetail, responses={404: PROBLEM}, tags=["jobs"])
 def show_job(request: Request, job_id: int = JobId) -> JobDetail:
     """One job: its stage timestamps, outputs and every delivery attempt."""
     authorize(request, "read")
@@ -138,24 +198,48 @@ def show_job(request: Request, job_id: int = JobId) -> JobDetail:
         if job is None:
             raise Problem(404, "Not Found", f"no job {job_id}")
         outputs = s.scalars(select(JobOutput).where(JobOutput.job_id == job_id)).all()
-        attempts = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.job_id == job_id)
-                             .order_by(DeliveryAttempt.id)).all()
+        attempts = s.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.job_id == job_id)
+            .order_by(DeliveryAttempt.id)
+        ).all()
         return JobDetail(
-            **_job(job), stages={k.removesuffix("_at"): getattr(job, k) for k in STAGES},
+            **_job(job),
+            stages={k.removesuffix("_at"): getattr(job, k) for k in STAGES},
             next_attempt_at=job.next_attempt_at,
-            outputs=[OutputOut(kind=o.kind, sop_class_uid=o.sop_class_uid,
-                               sop_instance_uid=o.sop_instance_uid) for o in outputs],
-            delivery_attempts=[AttemptOut(
-                destination=a.destination, started_at=a.started_at, finished_at=a.finished_at,
-                outcome=a.outcome, planned=a.planned, sent=a.sent, accepted=a.accepted,
-                error=a.error, responses=[ResponseOut(
-                    sop_instance_uid=r.sop_instance_uid, outcome=r.outcome, code=r.code,
-                    warning=r.warning, error=r.error) for r in a.responses])
-                for a in attempts])
+            outputs=[
+                OutputOut(
+                    kind=o.kind, sop_class_uid=o.sop_class_uid, sop_instance_uid=o.sop_instance_uid
+                )
+                for o in outputs
+            ],
+            delivery_attempts=[
+                AttemptOut(
+                    destination=a.destination,
+                    started_at=a.started_at,
+                    finished_at=a.finished_at,
+                    outcome=a.outcome,
+                    planned=a.planned,
+                    sent=a.sent,
+                    accepted=a.accepted,
+                    error=a.error,
+                    responses=[
+                        ResponseOut(
+                            sop_instance_uid=r.sop_instance_uid,
+                            outcome=r.outcome,
+                            code=r.code,
+                            warning=r.warning,
+                            error=r.error,
+                        )
+                        for r in a.responses
+                    ],
+                )
+                for a in attempts
+            ],
+        )
 
 
-@router.post("/jobs/{job_id}/retry", status_code=202, responses={409: PROBLEM},
-             tags=["jobs"])
+@router.post("/jobs/{job_id}/retry", status_code=202, responses={409: PROBLEM}, tags=["jobs"])
 def retry_job(request: Request, job_id: int = JobId) -> dict[str, Any]:
     """Queue a dead, failed or cancelled job again (attempts start over)."""
     authorize(request, "admin")
@@ -166,8 +250,7 @@ def retry_job(request: Request, job_id: int = JobId) -> dict[str, Any]:
     return {"job": job_id, "state": JobState.QUEUED.value}
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202, responses={409: PROBLEM},
-             tags=["jobs"])
+@router.post("/jobs/{job_id}/cancel", status_code=202, responses={409: PROBLEM}, tags=["jobs"])
 def cancel_job(request: Request, job_id: int = JobId) -> dict[str, Any]:
     """Cancel a job that has not finished; a worker holding it stops before delivering."""
     authorize(request, "admin")
@@ -181,18 +264,31 @@ def list_models(request: Request) -> list[ModelOut]:
     """Loaded models (with their execution provider) and refused packages."""
     authorize(request, "read")
     registry = node_of(request).jobs.registry
-    out = [ModelOut(name=name, version=m.identity.version, provider=m.provider,
-                    demo=m.identity.demo, status="loaded")
-           for name, m in sorted(registry.models.items())]
-    out += [ModelOut(name=str(e.path), version="", provider="", demo=False,
-                     status=f"refused: {e.message}") for e in registry.errors]
+    out = [
+        ModelOut(
+            name=name,
+            version=m.identity.version,
+            provider=m.provider,
+            demo=m.identity.demo,
+            status="loaded",
+        )
+        for name, m in sorted(registry.models.items())
+    ]
+    out += [
+        ModelOut(
+            name=str(e.path), version="", provider="", demo=False, status=f"refused: {e.message}"
+        )
+        for e in registry.errors
+    ]
     return out
 
 
 UPLOAD_LIMIT = 256 * 2**20
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
-DICOM_BODY = {"content": {"application/dicom": _BINARY, "application/octet-stream": _BINARY},
-              "required": True}
+DICOM_BODY = {
+    "content": {"application/dicom": _BINARY, "application/octet-stream": _BINARY},
+    "required": True,
+}
 
 
 async def _uploaded(request: Request) -> bytes:
@@ -201,8 +297,9 @@ async def _uploaded(request: Request) -> bytes:
     async for chunk in request.stream():
         data += chunk
         if len(data) > UPLOAD_LIMIT:
-            raise Problem(413, "Content Too Large", f"uploads are limited to "
-                                                    f"{UPLOAD_LIMIT // 2**20} MB")
+            raise Problem(
+                413, "Content Too Large", f"uploads are limited to {UPLOAD_LIMIT // 2**20} MB"
+            )
     if not data:
         raise Problem(400, "Bad Request", "send one DICOM file as the request body")
     return bytes(data)
@@ -230,12 +327,19 @@ def _test_model(node: Any, name: str, data: bytes) -> dict[str, Any]:
         results = model.infer(ds)
     except (DecodeError, PreprocessError) as err:
         raise Problem(422, "Unprocessable Content", str(err)) from None
-    return {**results_document(model, results), "applies": applies,
-            "not_applicable_because": None if applies else reason}
+    return {
+        **results_document(model, results),
+        "applies": applies,
+        "not_applicable_because": None if applies else reason,
+    }
 
 
-@router.post("/models/{name}/test", openapi_extra={"requestBody": DICOM_BODY},
-             responses={400: PROBLEM, 404: PROBLEM, 422: PROBLEM}, tags=["models"])
+@router.post(
+    "/models/{name}/test",
+    openapi_extra={"requestBody": DICOM_BODY},
+    responses={400: PROBLEM, 404: PROBLEM, 422: PROBLEM},
+    tags=["models"],
+)
 async def test_model(request: Request, name: str) -> dict[str, Any]:
     """Run one uploaded DICOM image through a loaded model: every label's probability and
     decision (nothing is stored or sent), as ``models test --json``."""
@@ -244,10 +348,15 @@ async def test_model(request: Request, name: str) -> dict[str, Any]:
     return await run_in_threadpool(_test_model, node_of(request), name, data)
 
 
-@router.post("/routes/explain", openapi_extra={"requestBody": DICOM_BODY},
-             responses={400: PROBLEM}, tags=["routes"])
-async def explain_upload(request: Request, called_ae: str = "",
-                         calling_ae: str = "") -> dict[str, Any]:
+@router.post(
+    "/routes/explain",
+    openapi_extra={"requestBody": DICOM_BODY},
+    responses={400: PROBLEM},
+    tags=["routes"],
+)
+async def explain_upload(
+    request: Request, called_ae: str = "", calling_ae: str = ""
+) -> dict[str, Any]:
     """Which rule the current routes give an uploaded DICOM file (as if received on
     ``called_ae`` from ``calling_ae``), as ``route explain FILE``."""
     authorize(request, "read")
@@ -258,9 +367,9 @@ async def explain_upload(request: Request, called_ae: str = "",
         path = node.store.incoming / f"{uuid.uuid4().hex}.explain"
         try:
             path.write_bytes(data)
-            return explanation_to_dict(explain_path(path, node.jobs.rules(),
-                                                    called_ae=called_ae,
-                                                    calling_ae=calling_ae))
+            return explanation_to_dict(
+                explain_path(path, node.jobs.rules(), called_ae=called_ae, calling_ae=calling_ae)
+            )
         finally:
             path.unlink(missing_ok=True)
 
@@ -275,16 +384,21 @@ def explain_study(request: Request, study: str) -> dict[str, Any]:
     node = node_of(request)
     folder = node.store.instances / safe_component(study)
     with node.db.session() as s:
-        called = s.scalar(select(Group.called_ae).where(Group.study_uid == study)
-                          .order_by(Group.id.desc()).limit(1))
+        called = s.scalar(
+            select(Group.called_ae)
+            .where(Group.study_uid == study)
+            .order_by(Group.id.desc())
+            .limit(1)
+        )
     if called is None or not folder.is_dir():
         raise Problem(404, "Not Found", f"no stored study {study}")
     return explanation_to_dict(explain_path(folder, node.jobs.rules(), called_ae=called))
 
 
 @router.post("/config/check", response_model=ConfigCheck, tags=["configuration"])
-def check_config(request: Request,
-                 text: str = Body(..., media_type="application/yaml")) -> ConfigCheck:
+def check_config(
+    request: Request, text: str = Body(..., media_type="application/yaml")
+) -> ConfigCheck:
     """Validate a posted YAML configuration: every error with its path."""
     authorize(request, "read")
     try:
@@ -310,8 +424,7 @@ def list_destinations(request: Request) -> list[DestinationOut]:
     authorize(request, "read")
     out = []
     for d in node_of(request).config.destinations:
-        target = (f"{d.ae_title}@{d.host}:{d.port}" if d.kind == "dimse"
-                  else getattr(d, "url", ""))
+        target = f"{d.ae_title}@{d.host}:{d.port}" if d.kind == "dimse" else getattr(d, "url", "")
         out.append(DestinationOut(name=d.name, kind=d.kind, target=target))
     return out
 
@@ -325,19 +438,31 @@ def _echo(dest: Any) -> EchoOut:
     ae.acse_timeout = ae.network_timeout = 10
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
     if not assoc.is_established:
-        return EchoOut(destination=dest.name, ok=False, status=None,
-                       detail="association rejected, aborted or never connected")
+        return EchoOut(
+            destination=dest.name,
+            ok=False,
+            status=None,
+            detail="association rejected, aborted or never connected",
+        )
     try:
         rsp = assoc.send_c_echo()
     finally:
         assoc.release()
     status = int(rsp.Status) if "Status" in rsp else None
-    return EchoOut(destination=dest.name, ok=status == 0, status=status,
-                   detail="C-ECHO answered" if status is not None else "no C-ECHO response")
+    return EchoOut(
+        destination=dest.name,
+        ok=status == 0,
+        status=status,
+        detail="C-ECHO answered" if status is not None else "no C-ECHO response",
+    )
 
 
-@router.post("/destinations/{name}/echo", response_model=EchoOut,
-             responses={404: PROBLEM, 400: PROBLEM}, tags=["destinations"])
+@router.post(
+    "/destinations/{name}/echo",
+    response_model=EchoOut,
+    responses={404: PROBLEM, 400: PROBLEM},
+    tags=["destinations"],
+)
 async def echo_destination(request: Request, name: str) -> EchoOut:
     """C-ECHO a DIMSE destination."""
     authorize(request, "admin")

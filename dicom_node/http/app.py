@@ -46,8 +46,9 @@ def authorize(request: Request, role: str) -> str | None:
     for t in tokens:
         if hmac.compare_digest(t.token.encode(), secret.strip().encode()):
             if ROLE_RANK[t.role] < ROLE_RANK[role]:
-                raise Problem(403, "Forbidden", f"token {t.name!r} has role {t.role}, "
-                                                f"this needs {role}")
+                raise Problem(
+                    403, "Forbidden", f"token {t.name!r} has role {t.role}, this needs {role}"
+                )
             return t.name
     raise Problem(401, "Unauthorized", "unknown token")
 
@@ -82,33 +83,49 @@ def create_app(node: Node) -> FastAPI:
     """The application serving ``node``: health, metrics, DICOMweb."""
     from dicom_node.http import admin, dicomweb, health
 
-    app = FastAPI(title="dicom-node", version="1", openapi_url="/api/openapi.json",
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="dicom-node",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.node = node
     app.state.results = ResultIndex(node.db)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Any:
-        log.warning("%s %s: %d %s", request.method, request.url.path, exc.status,
-                    exc.detail or exc.title)
+        log.warning(
+            "%s %s: %d %s", request.method, request.url.path, exc.status, exc.detail or exc.title
+        )
         return exc.response(str(request.url.path))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
-        return problem_response(exc.status_code, str(exc.detail), instance=request.url.path,
-                                headers=getattr(exc, "headers", None))
+        return problem_response(
+            exc.status_code,
+            str(exc.detail),
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Any:
         errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return problem_response(422, "Unprocessable Content", "; ".join(errors),
-                                instance=request.url.path, errors=errors)
+        return problem_response(
+            422,
+            "Unprocessable Content",
+            "; ".join(errors),
+            instance=request.url.path,
+            errors=errors,
+        )
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Any:
         log.exception("%s %s failed", request.method, request.url.path)
-        return problem_response(500, "Internal Server Error", f"{type(exc).__name__}",
-                                instance=request.url.path)
+        return problem_response(
+            500, "Internal Server Error", f"{type(exc).__name__}", instance=request.url.path
+        )
 
     health.register(app)
     dicomweb.register(app)

@@ -37,19 +37,23 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
         raise Problem(400, "Bad Request", f"malformed multipart body: {err}") from None
     except stow.RequestTooLarge:
         body.discard()
-        raise Problem(413, "Content Too Large",
-                      f"the request body exceeds http.max_request_mb "
-                      f"({max_bytes // 2**20} MB)") from None
+        raise Problem(
+            413,
+            "Content Too Large",
+            f"the request body exceeds http.max_request_mb ({max_bytes // 2**20} MB)",
+        ) from None
     except ClientDisconnect:
         body.discard()
-        log.warning("STOW-RS: the client disconnected before the end of the body; "
-                    "nothing of it was kept")
+        log.warning(
+            "STOW-RS: the client disconnected before the end of the body; nothing of it was kept"
+        )
         raise Problem(400, "Bad Request", "the client disconnected mid-body") from None
     except OSError as err:  # disk full, incoming/ unwritable: nothing half-written stays
         body.discard()
         log.error("STOW-RS: cannot spool the request body: %s", err.strerror or err)
-        raise Problem(503, "Service Unavailable",
-                      f"cannot write the request to disk: {err.strerror or err}") from None
+        raise Problem(
+            503, "Service Unavailable", f"cannot write the request to disk: {err.strerror or err}"
+        ) from None
     except BaseException:  # server stopping: keep nothing
         body.discard()
         raise
@@ -70,14 +74,19 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
     max_bytes = cfg.http.max_request_mb * 2**20
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise Problem(413, "Content Too Large",
-                      f"Content-Length {length} exceeds http.max_request_mb "
-                      f"({cfg.http.max_request_mb} MB)")
+        raise Problem(
+            413,
+            "Content Too Large",
+            f"Content-Length {length} exceeds http.max_request_mb ({cfg.http.max_request_mb} MB)",
+        )
     t0 = time.perf_counter()
     body = await _spool_body(request, boundary, max_bytes)
     t_received = time.perf_counter()
-    source = stow.Source(called_ae=web.ae_title, calling_ae=token or "http",
-                    peer_address=request.client.host if request.client else None)
+    source = stow.Source(
+        called_ae=web.ae_title,
+        calling_ae=token or "http",
+        peer_address=request.client.host if request.client else None,
+    )
     intake = node.scp.intake
 
     def store_all() -> list[stow.PartResult]:
@@ -87,8 +96,9 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
             if len(body.parts) == 1:
                 return [stow.store_part(intake, body.parts[0], source, study)]
             with ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="stow") as pool:
-                return list(pool.map(lambda p: stow.store_part(intake, p, source, study),
-                                     body.parts))
+                return list(
+                    pool.map(lambda p: stow.store_part(intake, p, source, study), body.parts)
+                )
         finally:
             body.discard()  # parts not reached (an unexpected error) leave nothing
 
@@ -96,11 +106,17 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
     stow.count(results, web.ae_title)
     ds = stow.response_dataset(results, _base(request), study)
     status = stow.http_status(results)
-    log.info("STOW-RS from %s: %d part(s), %d stored, HTTP %d (%.0f MB received in "
-             "%.2f s, stored in %.2f s)", source.calling_ae, len(results),
-             sum(1 for r in results if not r.failure), status,
-             sum(p.size for p in body.parts) / 2**20, t_received - t0,
-             time.perf_counter() - t_received)
+    log.info(
+        "STOW-RS from %s: %d part(s), %d stored, HTTP %d (%.0f MB received in "
+        "%.2f s, stored in %.2f s)",
+        source.calling_ae,
+        len(results),
+        sum(1 for r in results if not r.failure),
+        status,
+        sum(p.size for p in body.parts) / 2**20,
+        t_received - t0,
+        time.perf_counter() - t_received,
+    )
     return JSONResponse(ds.to_json_dict(), status_code=status, media_type=stow.DICOM_JSON)
 
 
@@ -122,8 +138,11 @@ def _base(request: Request) -> str:
 def _search(request: Request, level: str, **fixed: str | None) -> Response:
     authorize(request, "read")
     keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
-    query = qido.parse(level, list(request.query_params.multi_items()),
-                       {keys[k]: v for k, v in fixed.items() if v is not None})
+    query = qido.parse(
+        level,
+        list(request.query_params.multi_items()),
+        {keys[k]: v for k, v in fixed.items() if v is not None},
+    )
     request.app.state.results.sync_if_due()
     with node_of(request).db.session() as session:
         results = qido.search(session, query, _base(request))
@@ -141,22 +160,25 @@ def search_series(request: Request, study: str | None = None) -> Response:
     return _search(request, "series", study=study)
 
 
-def search_instances(request: Request, study: str | None = None,
-                     series: str | None = None) -> Response:
+def search_instances(
+    request: Request, study: str | None = None, series: str | None = None
+) -> Response:
     """QIDO-RS ``GET /instances``, ``/studies/{s}/instances``, ``.../series/{se}/instances``."""
     return _search(request, "instance", study=study, series=series)
 
 
-def _stored(request: Request, study: str, series: str | None = None,
-            instance: str | None = None) -> list[wado.Stored]:
+def _stored(
+    request: Request, study: str, series: str | None = None, instance: str | None = None
+) -> list[wado.Stored]:
     authorize(request, "read")
     request.app.state.results.sync_if_due()
     with node_of(request).db.session() as session:
         return wado.find(session, study, series, instance)
 
 
-def retrieve(request: Request, study: str, series: str | None = None,
-             instance: str | None = None) -> Response:
+def retrieve(
+    request: Request, study: str, series: str | None = None, instance: str | None = None
+) -> Response:
     """WADO-RS retrieve of a study, series or instance, streamed from the files."""
     found = _stored(request, study, series, instance)
     syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
@@ -164,11 +186,13 @@ def retrieve(request: Request, study: str, series: str | None = None,
     boundary = wado.new_boundary()
     return StreamingResponse(
         wado.multipart(found, syntaxes, boundary),
-        media_type=f'multipart/related; type="{wado.DICOM}"; boundary={boundary}')
+        media_type=f'multipart/related; type="{wado.DICOM}"; boundary={boundary}',
+    )
 
 
-def retrieve_metadata(request: Request, study: str, series: str | None = None,
-                      instance: str | None = None) -> Response:
+def retrieve_metadata(
+    request: Request, study: str, series: str | None = None, instance: str | None = None
+) -> Response:
     """WADO-RS metadata: DICOM JSON of each instance, bulk data as BulkDataURI."""
     found = _stored(request, study, series, instance)
     base = _base(request)
@@ -176,16 +200,19 @@ def retrieve_metadata(request: Request, study: str, series: str | None = None,
     return JSONResponse(body, media_type=stow.DICOM_JSON)
 
 
-def retrieve_bulk(request: Request, study: str, series: str, instance: str,
-                  tag: str) -> Response:
+def retrieve_bulk(request: Request, study: str, series: str, instance: str, tag: str) -> Response:
     """WADO-RS bulk data of one element, as one application/octet-stream part."""
     inst = _stored(request, study, series, instance)[0]
     value = wado.bulk_value(inst, tag)
     boundary = wado.new_boundary()
-    body = (f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
-            + value + f"\r\n--{boundary}--\r\n".encode())
-    return Response(body, media_type=f'multipart/related; type="application/octet-stream"; '
-                                     f'boundary={boundary}')
+    body = (
+        f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
+        + value
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return Response(
+        body, media_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}'
+    )
 
 
 def retrieve_rendered(request: Request, study: str, series: str, instance: str) -> Response:

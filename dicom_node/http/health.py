@@ -46,8 +46,10 @@ def _store_writable(node: Node) -> str | None:
 def _disk(node: Node) -> str | None:
     if node.store.has_room():
         return None
-    return (f"free space {node.store.free_bytes() // 2**20} MB is below the reserve of "
-            f"{node.store.reserve_bytes // 2**20} MB")
+    return (
+        f"free space {node.store.free_bytes() // 2**20} MB is below the reserve of "
+        f"{node.store.reserve_bytes // 2**20} MB"
+    )
 
 
 def _models(node: Node) -> str | None:
@@ -58,8 +60,12 @@ def _models(node: Node) -> str | None:
 
 
 CHECKS: dict[str, Callable[[Node], str | None]] = {
-    "database": _database, "dimse_listener": _dimse, "store_writable": _store_writable,
-    "disk_reserve": _disk, "models": _models}
+    "database": _database,
+    "dimse_listener": _dimse,
+    "store_writable": _store_writable,
+    "disk_reserve": _disk,
+    "models": _models,
+}
 
 
 def readiness(node: Node) -> dict[str, str]:

@@ -79,8 +79,9 @@ class MultipartReader:
             self._sink.close()
             self._sink = None
         if self._state == _PREAMBLE:
-            raise MultipartError("no part found: the body never contains the boundary "
-                                 "given in the Content-Type")
+            raise MultipartError(
+                "no part found: the body never contains the boundary given in the Content-Type"
+            )
         raise MultipartError("truncated: the body ended before the closing boundary")
 
     def _step(self) -> bool:
@@ -89,9 +90,9 @@ class MultipartReader:
         if self._state == _PREAMBLE:
             i = buf.find(self.delimiter)
             if i < 0:
-                del buf[:max(0, len(buf) - len(self.delimiter) + 1)]
+                del buf[: max(0, len(buf) - len(self.delimiter) + 1)]
                 return False
-            del buf[:i + len(self.delimiter)]
+            del buf[: i + len(self.delimiter)]
             self._state = _AFTER_DELIMITER
             return True
         if self._state == _AFTER_DELIMITER:
@@ -108,7 +109,7 @@ class MultipartReader:
                 return False
             if buf[:end].strip(b" \t"):  # only transport padding may follow a boundary
                 raise MultipartError("malformed delimiter line (wrong boundary?)")
-            del buf[:end + 2]
+            del buf[: end + 2]
             self._state = _HEADERS
             return True
         if self._state == _HEADERS:
@@ -137,12 +138,12 @@ class MultipartReader:
                 keep = len(self.delimiter) - 1
                 if len(buf) > keep:
                     self._emit(len(buf) - keep)
-                    del buf[:len(buf) - keep]
+                    del buf[: len(buf) - keep]
                 return False
             self._emit(i)
             self._sink.close()
             self._sink = None
-            del buf[:i + len(self.delimiter)]
+            del buf[: i + len(self.delimiter)]
             self._state = _AFTER_DELIMITER
             return True
         return False

@@ -24,8 +24,14 @@ class Problem(Exception):
         return problem_response(self.status, self.title, self.detail, instance, **self.extra)
 
 
-def problem_response(status: int, title: str, detail: str = "", instance: str | None = None,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int,
+    title: str,
+    detail: str = "",
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     """An ``application/problem+json`` response."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:

@@ -39,32 +39,35 @@ class Attr:
         return dictionary_VR(self.keyword)
 
 
-ATTRS = {a.keyword: a for a in [
-    Attr("StudyInstanceUID", "study_uid", "study"),
-    Attr("PatientName", "patient_name", "study"),
-    Attr("PatientID", "patient_id", "study"),
-    Attr("PatientBirthDate", "patient_birth_date", "study"),
-    Attr("PatientSex", "patient_sex", "study"),
-    Attr("StudyDate", "study_date", "study"),
-    Attr("StudyTime", "study_time", "study"),
-    Attr("AccessionNumber", "accession_number", "study"),
-    Attr("ReferringPhysicianName", "referring_physician", "study"),
-    Attr("StudyID", "study_id", "study"),
-    Attr("StudyDescription", "study_description", "study"),
-    Attr("ModalitiesInStudy", "modality", "study"),  # matches any instance's Modality
-    Attr("SeriesInstanceUID", "series_uid", "series"),
-    Attr("Modality", "modality", "series"),
-    Attr("SeriesNumber", "series_number", "series"),
-    Attr("SeriesDescription", "series_description", "series"),
-    Attr("BodyPartExamined", "body_part", "series"),
-    Attr("SOPInstanceUID", "sop_instance_uid", "instance"),
-    Attr("SOPClassUID", "sop_class_uid", "instance"),
-    Attr("InstanceNumber", "instance_number", "instance"),
-    Attr("Rows", "rows", "instance"),
-    Attr("Columns", "columns", "instance"),
-    Attr("NumberOfFrames", "number_of_frames", "instance"),
-    Attr("ViewPosition", "view_position", "instance"),
-]}
+ATTRS = {
+    a.keyword: a
+    for a in [
+        Attr("StudyInstanceUID", "study_uid", "study"),
+        Attr("PatientName", "patient_name", "study"),
+        Attr("PatientID", "patient_id", "study"),
+        Attr("PatientBirthDate", "patient_birth_date", "study"),
+        Attr("PatientSex", "patient_sex", "study"),
+        Attr("StudyDate", "study_date", "study"),
+        Attr("StudyTime", "study_time", "study"),
+        Attr("AccessionNumber", "accession_number", "study"),
+        Attr("ReferringPhysicianName", "referring_physician", "study"),
+        Attr("StudyID", "study_id", "study"),
+        Attr("StudyDescription", "study_description", "study"),
+        Attr("ModalitiesInStudy", "modality", "study"),  # matches any instance's Modality
+        Attr("SeriesInstanceUID", "series_uid", "series"),
+        Attr("Modality", "modality", "series"),
+        Attr("SeriesNumber", "series_number", "series"),
+        Attr("SeriesDescription", "series_description", "series"),
+        Attr("BodyPartExamined", "body_part", "series"),
+        Attr("SOPInstanceUID", "sop_instance_uid", "instance"),
+        Attr("SOPClassUID", "sop_class_uid", "instance"),
+        Attr("InstanceNumber", "instance_number", "instance"),
+        Attr("Rows", "rows", "instance"),
+        Attr("Columns", "columns", "instance"),
+        Attr("NumberOfFrames", "number_of_frames", "instance"),
+        Attr("ViewPosition", "view_position", "instance"),
+    ]
+}
 LEVELS = ("study", "series", "instance")
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
@@ -119,8 +122,7 @@ def condition(src: Any, attr: Attr, value: str) -> ColumnElement:
         try:
             return column == int(value)
         except ValueError:
-            raise Problem(400, "Bad Request", f"{attr.keyword}={value!r}: not an integer"
-                          ) from None
+            raise Problem(400, "Bad Request", f"{attr.keyword}={value!r}: not an integer") from None
     values = [v for v in value.split("\\") if v] if vr == "CS" else [value]
     conditions = []
     for v in values:
@@ -169,8 +171,10 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
             keyword = attribute_of(key.split(".")[0])
             attr = ATTRS.get(keyword)
             if attr is None or LEVELS.index(attr.level) > LEVELS.index(level):
-                warnings.append(f'299 dicom-node "{keyword} is not a supported matching '
-                                f'key at the {level} level: ignored"')
+                warnings.append(
+                    f'299 dicom-node "{keyword} is not a supported matching '
+                    f'key at the {level} level: ignored"'
+                )
             elif value:  # an empty value asks for the attribute, it matches anything
                 filters.append((attr, value))
                 include.add(keyword)
@@ -181,9 +185,14 @@ def _where(stmt: Select, src: Any, filters: list[tuple[Attr, str]]) -> Select:
     for attr, value in filters:
         if attr.keyword == "ModalitiesInStudy":  # each table by its Modality index
             received, results = Instance.__table__, RESULTS
-            stmt = stmt.where(src.c.study_uid.in_(union(
-                select(received.c.study_uid).where(condition(received, attr, value)),
-                select(results.c.study_uid).where(condition(results, attr, value)))))
+            stmt = stmt.where(
+                src.c.study_uid.in_(
+                    union(
+                        select(received.c.study_uid).where(condition(received, attr, value)),
+                        select(results.c.study_uid).where(condition(results, attr, value)),
+                    )
+                )
+            )
         else:
             stmt = stmt.where(condition(src, attr, value))
     return stmt
@@ -204,10 +213,18 @@ def _element(attr: Attr, value: Any) -> dict[str, Any]:
 def _attrs_of(level: str, include: set[str]) -> list[Attr]:
     wanted = [a for a in ATTRS.values() if a.level == level]
     if level != "study":
-        above = [a for a in ATTRS.values() if LEVELS.index(a.level) < LEVELS.index(level)
-                 and a.keyword != "ModalitiesInStudy"]
-        wanted += [a for a in above if a.keyword in include or "all" in include
-                   or a.keyword in ("StudyInstanceUID", "SeriesInstanceUID")]
+        above = [
+            a
+            for a in ATTRS.values()
+            if LEVELS.index(a.level) < LEVELS.index(level) and a.keyword != "ModalitiesInStudy"
+        ]
+        wanted += [
+            a
+            for a in above
+            if a.keyword in include
+            or "all" in include
+            or a.keyword in ("StudyInstanceUID", "SeriesInstanceUID")
+        ]
     return wanted
 
 
@@ -219,41 +236,56 @@ def search(session: Any, query: Query, base_url: str) -> list[dict[str, Any]]:
     src = catalogue()
     columns = [src.c[a.name].label(a.keyword) for a in attrs]
     if query.level == "instance":
-        stmt = select(*columns).order_by(src.c.study_uid, src.c.series_uid,
-                                         src.c.instance_number, src.c.sop_instance_uid)
+        stmt = select(*columns).order_by(
+            src.c.study_uid, src.c.series_uid, src.c.instance_number, src.c.sop_instance_uid
+        )
     else:
-        agg = [c if c.name == "SeriesInstanceUID" else func.min(c.element).label(c.name)
-               for c in columns]
-        stmt = (select(*agg, func.count().label("instances")).group_by(src.c.series_uid)
-                .order_by(src.c.series_uid))
+        agg = [
+            c if c.name == "SeriesInstanceUID" else func.min(c.element).label(c.name)
+            for c in columns
+        ]
+        stmt = (
+            select(*agg, func.count().label("instances"))
+            .group_by(src.c.series_uid)
+            .order_by(src.c.series_uid)
+        )
     stmt = _where(stmt, src, query.filters).limit(query.limit).offset(query.offset)
     rows = session.execute(stmt).mappings().all()
     return [_result(query.level, attrs, row, base_url) for row in rows]
 
 
-def _search_studies(session: Any, query: Query, attrs: list[Attr],
-                    base_url: str) -> list[dict[str, Any]]:
+def _search_studies(
+    session: Any, query: Query, attrs: list[Attr], base_url: str
+) -> list[dict[str, Any]]:
     """Studies match on their received instances (the node's results carry their study's
     attributes), walked in Study UID order so that a page stops early; their counts and
     modalities include the results."""
     src = Instance.__table__
-    columns = [src.c[a.name].label(a.keyword) for a in attrs
-               if a.keyword != "ModalitiesInStudy"]
-    agg = [c if c.name == "StudyInstanceUID" else func.min(c.element).label(c.name)
-           for c in columns]
+    columns = [src.c[a.name].label(a.keyword) for a in attrs if a.keyword != "ModalitiesInStudy"]
+    agg = [
+        c if c.name == "StudyInstanceUID" else func.min(c.element).label(c.name) for c in columns
+    ]
     stmt = select(*agg).group_by(src.c.study_uid).order_by(src.c.study_uid)
     stmt = _where(stmt, src, query.filters).limit(query.limit).offset(query.offset)
     rows = [dict(r) for r in session.execute(stmt).mappings()]
     if rows:
         every = catalogue()
         page = every.c.study_uid.in_([r["StudyInstanceUID"] for r in rows])
-        counts = {uid: (n, series) for uid, n, series in session.execute(
-            select(every.c.study_uid, func.count(), func.count(distinct(every.c.series_uid)))
-            .where(page).group_by(every.c.study_uid))}
+        counts = {
+            uid: (n, series)
+            for uid, n, series in session.execute(
+                select(every.c.study_uid, func.count(), func.count(distinct(every.c.series_uid)))
+                .where(page)
+                .group_by(every.c.study_uid)
+            )
+        }
         modalities: dict[str, list[str]] = {}
         for uid, modality in session.execute(
-                select(every.c.study_uid, every.c.modality).where(page)
-                .group_by(every.c.study_uid, every.c.modality).order_by(every.c.modality)):
+            select(every.c.study_uid, every.c.modality)
+            .where(page)
+            .group_by(every.c.study_uid, every.c.modality)
+            .order_by(every.c.modality)
+        ):
             if modality:
                 modalities.setdefault(uid, []).append(modality)
         for r in rows:
@@ -263,8 +295,10 @@ def _search_studies(session: Any, query: Query, attrs: list[Attr],
 
 
 _COUNTS: dict[str, list[tuple[str, str]]] = {
-    "study": [("NumberOfStudyRelatedSeries", "series"),
-              ("NumberOfStudyRelatedInstances", "instances")],
+    "study": [
+        ("NumberOfStudyRelatedSeries", "series"),
+        ("NumberOfStudyRelatedInstances", "instances"),
+    ],
     "series": [("NumberOfSeriesRelatedInstances", "instances")],
     "instance": [],
 }

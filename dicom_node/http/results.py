@@ -26,21 +26,48 @@ from dicom_node.jobs.models import Job, JobOutput, JobState
 log = logging.getLogger(__name__)
 
 #: The ``instances`` columns the HTTP face reads (QIDO attributes, WADO file lookup).
-COLUMNS = ("sop_instance_uid", "sop_class_uid", "study_uid", "series_uid", "patient_id",
-           "patient_name", "accession_number", "study_date", "modality", "body_part",
-           "series_description", "view_position", "instance_number", "transfer_syntax",
-           "rows", "columns", "number_of_frames", "study_time", "study_description",
-           "study_id", "series_number", "patient_birth_date", "patient_sex",
-           "referring_physician", "path")
+COLUMNS = (
+    "sop_instance_uid",
+    "sop_class_uid",
+    "study_uid",
+    "series_uid",
+    "patient_id",
+    "patient_name",
+    "accession_number",
+    "study_date",
+    "modality",
+    "body_part",
+    "series_description",
+    "view_position",
+    "instance_number",
+    "transfer_syntax",
+    "rows",
+    "columns",
+    "number_of_frames",
+    "study_time",
+    "study_description",
+    "study_id",
+    "series_number",
+    "patient_birth_date",
+    "patient_sex",
+    "referring_physician",
+    "path",
+)
 _SOURCE = Instance.__table__.c
 
 RESULTS = Table(
-    "result_instances", Base.metadata,
+    "result_instances",
+    Base.metadata,
     Column("id", Integer, primary_key=True),
     Column("output_id", Integer, unique=True, nullable=False),
-    *[Column(name, _SOURCE[name].type, index=name in ("study_uid", "series_uid",
-                                                      "sop_instance_uid", "modality"))
-      for name in COLUMNS],
+    *[
+        Column(
+            name,
+            _SOURCE[name].type,
+            index=name in ("study_uid", "series_uid", "sop_instance_uid", "modality"),
+        )
+        for name in COLUMNS
+    ],
 )
 #: Job states in which a job's outputs are written and stay.
 WRITTEN = (JobState.DELIVERING, JobState.DONE, JobState.FAILED, JobState.DEAD)
@@ -48,8 +75,9 @@ WRITTEN = (JobState.DELIVERING, JobState.DONE, JobState.FAILED, JobState.DEAD)
 
 def catalogue() -> Any:
     """Received instances and results as one selectable with the :data:`COLUMNS`."""
-    return union_all(select(*[_SOURCE[n] for n in COLUMNS]),
-                     select(*[RESULTS.c[n] for n in COLUMNS])).subquery("catalogue")
+    return union_all(
+        select(*[_SOURCE[n] for n in COLUMNS]), select(*[RESULTS.c[n] for n in COLUMNS])
+    ).subquery("catalogue")
 
 
 def _header_of(path: str) -> tuple[InstanceHeader, str]:
@@ -79,8 +107,7 @@ class ResultIndex:
         none changed there is nothing to sync (and no write transaction to take)."""
         with self.db.session() as s:
             count, last = s.execute(select(func.count(), func.max(JobOutput.id))).one()
-            written = s.scalar(select(func.count()).select_from(Job)
-                               .where(Job.state.in_(WRITTEN)))
+            written = s.scalar(select(func.count()).select_from(Job).where(Job.state.in_(WRITTEN)))
         return int(count), last, int(written or 0)
 
     def sync(self) -> int:
@@ -92,9 +119,14 @@ class ResultIndex:
         with self._lock, self.db.session() as s:
             s.execute(delete(RESULTS).where(RESULTS.c.output_id.not_in(select(JobOutput.id))))
             new = s.execute(
-                select(JobOutput.id, JobOutput.path).join(Job, Job.id == JobOutput.job_id)
-                .where(Job.state.in_(WRITTEN), JobOutput.kind != "forward",
-                       JobOutput.id.not_in(select(RESULTS.c.output_id)))).all()
+                select(JobOutput.id, JobOutput.path)
+                .join(Job, Job.id == JobOutput.job_id)
+                .where(
+                    Job.state.in_(WRITTEN),
+                    JobOutput.kind != "forward",
+                    JobOutput.id.not_in(select(RESULTS.c.output_id)),
+                )
+            ).all()
             added = 0
             for output_id, path in new:
                 if output_id in self._unreadable:
@@ -102,13 +134,15 @@ class ResultIndex:
                 try:
                     header, ts = _header_of(path)
                 except (OSError, HeaderError) as err:
-                    log.warning("result %s (output %d) cannot be indexed: %s", path,
-                                output_id, err)
+                    log.warning("result %s (output %d) cannot be indexed: %s", path, output_id, err)
                     self._unreadable.add(output_id)
                     continue
                 values = {k: v for k, v in vars(header).items() if k in COLUMNS}
-                s.execute(insert(RESULTS).values(output_id=output_id, transfer_syntax=ts,
-                                                 path=path, **values))
+                s.execute(
+                    insert(RESULTS).values(
+                        output_id=output_id, transfer_syntax=ts, path=path, **values
+                    )
+                )
                 added += 1
         self._seen = state
         self._synced = time.monotonic()

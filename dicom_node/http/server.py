@@ -48,12 +48,18 @@ class HttpServer:
         except OSError:
             sock.close()
             raise
-        config = uvicorn.Config(create_app(self.node), lifespan="off", access_log=False,
-                                log_config=None, timeout_graceful_shutdown=30)
+        config = uvicorn.Config(
+            create_app(self.node),
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=30,
+        )
         server = uvicorn.Server(config)
         self._server = server
-        self._thread = threading.Thread(target=lambda: asyncio.run(server.serve([sock])),
-                                        name="http", daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(server.serve([sock])), name="http", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not server.started:

@@ -51,8 +51,13 @@ TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 class SpoolPart:
     """One part's body, written to a file in the store's ``incoming/`` as it arrives."""
 
-    def __init__(self, directory: Path, content_type: str, limit: list[int],
-                 on_complete: Callable[[Path], object] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        content_type: str,
+        limit: list[int],
+        on_complete: Callable[[Path], object] | None = None,
+    ) -> None:
         self.path = directory / f"{uuid.uuid4().hex}.stow"
         self.content_type = content_type
         self.size = 0
@@ -76,7 +81,7 @@ class SpoolPart:
         view = data
         try:
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
         except OSError as err:
             # Kept without its traceback: that would hold this frame's views of the
             # reader's buffer, which must be released before the buffer is resized.
@@ -106,8 +111,13 @@ class RequestTooLarge(Exception):
 class StowBody:
     """The parts of one STOW-RS request body, spooled to files."""
 
-    def __init__(self, boundary: str, incoming: Path, max_bytes: int,
-                 on_part_complete: Callable[[Path], object] | None = None) -> None:
+    def __init__(
+        self,
+        boundary: str,
+        incoming: Path,
+        max_bytes: int,
+        on_part_complete: Callable[[Path], object] | None = None,
+    ) -> None:
         self.incoming = incoming
         self.on_part_complete = on_part_complete  # e.g. start its fsync while more arrives
         self.parts: list[SpoolPart] = []
@@ -115,8 +125,12 @@ class StowBody:
         self.reader = MultipartReader(check_boundary(boundary), self._on_part)
 
     def _on_part(self, headers: Message) -> SpoolPart:
-        part = SpoolPart(self.incoming, headers.get_content_type() if headers.get(
-            "Content-Type") else DICOM, self._limit, self.on_part_complete)
+        part = SpoolPart(
+            self.incoming,
+            headers.get_content_type() if headers.get("Content-Type") else DICOM,
+            self._limit,
+            self.on_part_complete,
+        )
         self.parts.append(part)
         return part
 
@@ -168,28 +182,41 @@ def read_file_header(path: Path | str) -> tuple[InstanceHeader, str]:
     return header, ts
 
 
-def store_part(intake: Intake, part: SpoolPart, source: Source,
-               study_uid: str | None) -> PartResult:
+def store_part(
+    intake: Intake, part: SpoolPart, source: Source, study_uid: str | None
+) -> PartResult:
     """Store one spooled part through the node's receive path (the C-STORE's structure
     check and intake: duplicate policy, placement with fsync, index row, group). Its
     file is placed or removed; never raises for bad content."""
     try:
         if part.error is not None:
-            log.error("STOW-RS part not stored: cannot write it: %s",
-                      part.error.strerror or part.error)
-            return PartResult(None, None, None, OUT_OF_RESOURCES,
-                              f"cannot write the part: {part.error.strerror or part.error}")
+            log.error(
+                "STOW-RS part not stored: cannot write it: %s", part.error.strerror or part.error
+            )
+            return PartResult(
+                None,
+                None,
+                None,
+                OUT_OF_RESOURCES,
+                f"cannot write the part: {part.error.strerror or part.error}",
+            )
         if part.content_type != DICOM:
-            return PartResult(None, None, None, TRANSFER_SYNTAX_NOT_SUPPORTED,
-                              f"part media type {part.content_type} is not {DICOM}")
+            return PartResult(
+                None,
+                None,
+                None,
+                TRANSFER_SYNTAX_NOT_SUPPORTED,
+                f"part media type {part.content_type} is not {DICOM}",
+            )
         try:
             header, ts = read_file_header(part.path)
         except HeaderError as err:
             return PartResult(None, None, None, CANNOT_UNDERSTAND, str(err))
         ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
         if study_uid is not None and header.study_uid != study_uid:
-            return PartResult(*ids, DOES_NOT_MATCH,
-                              f"Study Instance UID {header.study_uid} is not the URL's")
+            return PartResult(
+                *ids, DOES_NOT_MATCH, f"Study Instance UID {header.study_uid} is not the URL's"
+            )
         if not intake.store.has_room():
             return PartResult(*ids, OUT_OF_RESOURCES, "disk space below the node's reserve")
         try:
@@ -198,14 +225,19 @@ def store_part(intake: Intake, part: SpoolPart, source: Source,
             return PartResult(*ids, CANNOT_UNDERSTAND, f"malformed: {err}")
         except PixelDataMismatch as err:
             return PartResult(*ids, DOES_NOT_MATCH, str(err))
-        receipt = Receipt(called_ae=source.called_ae, calling_ae=source.calling_ae,
-                          peer_address=source.peer_address, transfer_syntax=ts, path="",
-                          size=0, received_at=utcnow())
+        receipt = Receipt(
+            called_ae=source.called_ae,
+            calling_ae=source.calling_ae,
+            peer_address=source.peer_address,
+            transfer_syntax=ts,
+            path="",
+            size=0,
+            received_at=utcnow(),
+        )
         try:
             intake.keep(part.path, header, receipt)
         except StoreError as err:
-            log.error("STOW-RS %s of study %s: %s", header.sop_instance_uid,
-                      header.study_uid, err)
+            log.error("STOW-RS %s of study %s: %s", header.sop_instance_uid, header.study_uid, err)
             return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")
         except IndexFailed as err:
             return PartResult(*ids, OUT_OF_RESOURCES, f"index failed: {err}")
@@ -214,8 +246,7 @@ def store_part(intake: Intake, part: SpoolPart, source: Source,
         part.discard()  # placed: its spool name only; failed: the whole file
 
 
-def response_dataset(results: list[PartResult], base_url: str,
-                     study_uid: str | None) -> Dataset:
+def response_dataset(results: list[PartResult], base_url: str, study_uid: str | None) -> Dataset:
     """The PS3.18 Store Instances Response Module for ``results``."""
     ds = Dataset()
     stored = [r for r in results if not r.failure]
@@ -228,8 +259,7 @@ def response_dataset(results: list[PartResult], base_url: str,
             item = Dataset()
             item.ReferencedSOPClassUID = r.sop_class_uid
             item.ReferencedSOPInstanceUID = r.sop_instance_uid
-            item.RetrieveURL = (f"{base_url}/studies/{r.study_uid}/instances/"
-                                f"{r.sop_instance_uid}")
+            item.RetrieveURL = f"{base_url}/studies/{r.study_uid}/instances/{r.sop_instance_uid}"
             ds.ReferencedSOPSequence.append(item)
     failed = [r for r in results if r.failure]
     if failed:
@@ -258,13 +288,18 @@ def parse_content_type(value: str | None) -> str:
     msg = Message()
     msg["Content-Type"] = value or ""
     if msg.get_content_type() != "multipart/related":
-        raise Problem(415, "Unsupported Media Type",
-                      f"STOW-RS takes multipart/related; type=\"{DICOM}\", not "
-                      f"{value or 'no Content-Type'}")
-    part_type = (msg.get_param("type") or DICOM)
+        raise Problem(
+            415,
+            "Unsupported Media Type",
+            f'STOW-RS takes multipart/related; type="{DICOM}", not {value or "no Content-Type"}',
+        )
+    part_type = msg.get_param("type") or DICOM
     if not isinstance(part_type, str) or part_type.lower() != DICOM:
-        raise Problem(415, "Unsupported Media Type",
-                      f"this node stores {DICOM} parts (type=\"{part_type}\" given)")
+        raise Problem(
+            415,
+            "Unsupported Media Type",
+            f'this node stores {DICOM} parts (type="{part_type}" given)',
+        )
     boundary = msg.get_boundary()
     if not boundary:
         raise Problem(400, "Bad Request", "the Content-Type has no boundary parameter")
@@ -282,7 +317,14 @@ def count(results: list[PartResult], source: str) -> None:
             metrics.STORE_FAILURES.labels(f"stow_{r.failure:04x}").inc()
     n_failed = sum(1 for r in results if r.failure)
     if n_failed:
-        log.warning("STOW-RS to %s: %d of %d part(s) failed: %s", source, n_failed,
-                    len(results), "; ".join(f"{r.sop_instance_uid or 'part'}: "
-                                            f"0x{r.failure:04X} {r.comment}"
-                                            for r in results if r.failure))
+        log.warning(
+            "STOW-RS to %s: %d of %d part(s) failed: %s",
+            source,
+            n_failed,
+            len(results),
+            "; ".join(
+                f"{r.sop_instance_uid or 'part'}: 0x{r.failure:04X} {r.comment}"
+                for r in results
+                if r.failure
+            ),
+        )

@@ -43,19 +43,30 @@ class Stored:
     frames: int | None
 
 
-def find(session: Any, study: str, series: str | None = None,
-         sop: str | None = None) -> list[Stored]:
+def find(
+    session: Any, study: str, series: str | None = None, sop: str | None = None
+) -> list[Stored]:
     """The stored instances of a study, series or one instance; Problem 404 if none."""
     src = catalogue()  # received instances and the node's results
-    stmt = select(src.c.study_uid, src.c.series_uid, src.c.sop_instance_uid, src.c.path,
-                  src.c.transfer_syntax, src.c.rows, src.c.number_of_frames
-                  ).where(src.c.study_uid == study)
+    stmt = select(
+        src.c.study_uid,
+        src.c.series_uid,
+        src.c.sop_instance_uid,
+        src.c.path,
+        src.c.transfer_syntax,
+        src.c.rows,
+        src.c.number_of_frames,
+    ).where(src.c.study_uid == study)
     if series is not None:
         stmt = stmt.where(src.c.series_uid == series)
     if sop is not None:
         stmt = stmt.where(src.c.sop_instance_uid == sop)
-    rows = [Stored(*r) for r in session.execute(
-        stmt.order_by(src.c.series_uid, src.c.instance_number, src.c.sop_instance_uid))]
+    rows = [
+        Stored(*r)
+        for r in session.execute(
+            stmt.order_by(src.c.series_uid, src.c.instance_number, src.c.sop_instance_uid)
+        )
+    ]
     if not rows:
         what = "instance" if sop else "series" if series else "study"
         raise Problem(404, "Not Found", f"no such {what} in this node's store")
@@ -77,14 +88,18 @@ def accepted_syntaxes(accept: str | None) -> set[str] | None:
     syntaxes: set[str] = set()
     for media, msg in _media_ranges(accept):
         if media in ("*/*", "multipart/*") or (
-                media == "multipart/related" and (msg.get_param("type") or DICOM) == DICOM):
+            media == "multipart/related" and (msg.get_param("type") or DICOM) == DICOM
+        ):
             ts = msg.get_param("transfer-syntax")
             if ts == "*" or media != "multipart/related":
                 return None
             syntaxes.add(str(ts or ExplicitVRLittleEndian))
     if not syntaxes:
-        raise Problem(406, "Not Acceptable",
-                      f'this node retrieves instances as multipart/related; type="{DICOM}"')
+        raise Problem(
+            406,
+            "Not Acceptable",
+            f'this node retrieves instances as multipart/related; type="{DICOM}"',
+        )
     return syntaxes
 
 
@@ -99,15 +114,16 @@ def _converted(path: str) -> bytes:
     return out.getvalue()
 
 
-def multipart(instances: list[Stored], syntaxes: set[str] | None,
-              boundary: str) -> Iterator[bytes]:
+def multipart(instances: list[Stored], syntaxes: set[str] | None, boundary: str) -> Iterator[bytes]:
     """The multipart body, produced as it is sent."""
     for inst in instances:
         as_stored = syntaxes is None or inst.transfer_syntax in syntaxes
         ts = inst.transfer_syntax if as_stored else ExplicitVRLittleEndian
-        yield (f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={ts}\r\n"
-               f"Content-Location: /studies/{inst.study}/series/{inst.series}/instances/"
-               f"{inst.sop}\r\n\r\n").encode()
+        yield (
+            f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={ts}\r\n"
+            f"Content-Location: /studies/{inst.study}/series/{inst.series}/instances/"
+            f"{inst.sop}\r\n\r\n"
+        ).encode()
         if as_stored:
             with open(inst.path, "rb") as fh:
                 while chunk := fh.read(CHUNK):
@@ -128,12 +144,16 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None) -> Non
         return
     bad = sorted({i.transfer_syntax for i in instances if i.transfer_syntax not in syntaxes})
     if bad:
-        raise Problem(406, "Not Acceptable",
-                      f"instances are stored as {', '.join(bad)}; this node converts only "
-                      f"to Explicit VR Little Endian ({ExplicitVRLittleEndian})")
+        raise Problem(
+            406,
+            "Not Acceptable",
+            f"instances are stored as {', '.join(bad)}; this node converts only "
+            f"to Explicit VR Little Endian ({ExplicitVRLittleEndian})",
+        )
 
 
 # -- metadata and bulk data -------------------------------------------------------------
+
 
 def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
     """The instance's DICOM JSON, bulk data (Pixel Data, large binary values) by URI."""
@@ -146,8 +166,10 @@ def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
     if inst.rows:
         bits = int(ds.get("BitsAllocated", 16) or 16)
         encapsulated = UID(inst.transfer_syntax).is_compressed
-        body["7FE00010"] = {"vr": "OB" if encapsulated or bits <= 8 else "OW",
-                            "BulkDataURI": f"{instance_url}/bulk/7FE00010"}
+        body["7FE00010"] = {
+            "vr": "OB" if encapsulated or bits <= 8 else "OW",
+            "BulkDataURI": f"{instance_url}/bulk/7FE00010",
+        }
     return body
 
 
@@ -207,4 +229,3 @@ def render(inst: Stored, media: str) -> bytes:
 
 def instance_url(base: str, inst: Stored) -> str:
     return f"{base}/studies/{inst.study}/series/{inst.series}/instances/{inst.sop}"
-

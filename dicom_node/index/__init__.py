@@ -6,6 +6,18 @@ from dicom_node.index.header import HeaderError, InstanceHeader, parse_header
 from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorded, Recorder
 from dicom_node.index.tables import COMPLETE, OPEN, Group, Instance
 
-__all__ = ["COMPLETE", "OPEN", "DuplicateInstance", "Group", "HeaderError", "Instance",
-           "InstanceHeader", "Receipt", "Recorded", "Recorder", "parse_header", "queries",
-           "utcnow"]
+__all__ = [
+    "COMPLETE",
+    "OPEN",
+    "DuplicateInstance",
+    "Group",
+    "HeaderError",
+    "Instance",
+    "InstanceHeader",
+    "Receipt",
+    "Recorded",
+    "Recorder",
+    "parse_header",
+    "queries",
+    "utcnow",
+]

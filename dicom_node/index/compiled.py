@@ -23,8 +23,9 @@ _Bind = tuple[str, bool, Any, Callable[[Any], Any] | None]  # name, required, va
 class CompiledStatement:
     """``statement`` as ``dialect`` runs it; ``keys``: the columns an INSERT sets."""
 
-    def __init__(self, statement: Executable, dialect: Dialect,
-                 keys: list[str] | None = None) -> None:
+    def __init__(
+        self, statement: Executable, dialect: Dialect, keys: list[str] | None = None
+    ) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=keys)  # type: ignore[attr-defined]
         self.sql: str = compiled.string
         self._positional: bool = compiled.positional
@@ -40,8 +41,7 @@ class CompiledStatement:
         out = []
         for name, required, fixed, processor in self._binds:
             value = values[name] if required or name in values else fixed
-            out.append(processor(value) if processor is not None and value is not None
-                       else value)
+            out.append(processor(value) if processor is not None and value is not None else value)
         if self._positional:
             return tuple(out)
         return {bind[0]: v for bind, v in zip(self._binds, out, strict=True)}

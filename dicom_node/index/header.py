@@ -24,13 +24,34 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.values import convert_value
 
-_INDEXED = ("SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID",
-            "StudyDate", "AccessionNumber", "Modality", "SeriesDescription", "PatientName",
-            "PatientID", "BodyPartExamined", "ViewPosition", "StudyInstanceUID",
-            "SeriesInstanceUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns",
-            # for QIDO-RS's default return attributes
-            "StudyTime", "StudyDescription", "StudyID", "SeriesNumber", "PatientBirthDate",
-            "PatientSex", "ReferringPhysicianName")
+_INDEXED = (
+    "SpecificCharacterSet",
+    "ImageType",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyDate",
+    "AccessionNumber",
+    "Modality",
+    "SeriesDescription",
+    "PatientName",
+    "PatientID",
+    "BodyPartExamined",
+    "ViewPosition",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "InstanceNumber",
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+    # for QIDO-RS's default return attributes
+    "StudyTime",
+    "StudyDescription",
+    "StudyID",
+    "SeriesNumber",
+    "PatientBirthDate",
+    "PatientSex",
+    "ReferringPhysicianName",
+)
 _TAG_OF = {k: tag_for_keyword(k) for k in _INDEXED}
 _TAGS = list(_TAG_OF.values())
 _LAST_TAG = int(max(_TAGS))  # (0028,0011) Columns
@@ -104,9 +125,16 @@ def _values(ds: Dataset) -> dict[str, Any]:
 
 # Longest value each indexed text column holds; longer values are cut (the file keeps
 # them whole). Values over ``defer_size`` are not read at all and left out.
-_LIMITS = {"PatientID": 64, "PatientName": 324, "AccessionNumber": 64, "StudyDate": 8,
-           "Modality": 16, "BodyPartExamined": 64, "SeriesDescription": 64,
-           "ViewPosition": 16}
+_LIMITS = {
+    "PatientID": 64,
+    "PatientName": 324,
+    "AccessionNumber": 64,
+    "StudyDate": 8,
+    "Modality": 16,
+    "BodyPartExamined": 64,
+    "SeriesDescription": 64,
+    "ViewPosition": 16,
+}
 UID_MAX = 64
 INFLATE_MAX = 16 * 2**20  # bytes of a deflated dataset inflated to read its header
 
@@ -138,16 +166,27 @@ def _int(values: dict[str, Any], keyword: str) -> int | None:
         return None
 
 
-def _read_values(fp: BinaryIO, ts: UID,
-                 stop_when: Callable[[BaseTag, str | None, int], bool]) -> dict[str, Any]:
-    return _values(read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian,
-                                stop_when=stop_when, defer_size="4 KB", specific_tags=_TAGS))
+def _read_values(
+    fp: BinaryIO, ts: UID, stop_when: Callable[[BaseTag, str | None, int], bool]
+) -> dict[str, Any]:
+    return _values(
+        read_dataset(
+            fp,
+            ts.is_implicit_VR,
+            ts.is_little_endian,
+            stop_when=stop_when,
+            defer_size="4 KB",
+            specific_tags=_TAGS,
+        )
+    )
 
 
 def _header(values: dict[str, Any]) -> InstanceHeader:
     """The header made of ``values``; HeaderError if an identifying UID is missing."""
-    uids = {k: _text(values, k) for k in ("SOPClassUID", "SOPInstanceUID",
-                                          "StudyInstanceUID", "SeriesInstanceUID")}
+    uids = {
+        k: _text(values, k)
+        for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+    }
     missing = [k for k, v in uids.items() if not v]
     if missing:
         raise MissingIdentifiers(f"dataset lacks {', '.join(missing)}")
@@ -182,8 +221,9 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
     )
 
 
-def parse_header(dataset: bytes | BinaryIO, transfer_syntax: str,
-                 offset: int = 0) -> InstanceHeader:
+def parse_header(
+    dataset: bytes | BinaryIO, transfer_syntax: str, offset: int = 0
+) -> InstanceHeader:
     """Parse the encoded dataset (without file meta) up to, not including, Pixel Data.
 
     ``dataset`` may be bytes or a seekable stream, read from ``offset`` (not copied).

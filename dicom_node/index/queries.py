@@ -26,12 +26,15 @@ def list_groups(session: Session, state: str | None = None, limit: int = 100) ->
 
 def instance_rows_of_group(session: Session, group_id: int) -> list[Instance]:
     """Index rows of the group's instances (attributes for routing), same order."""
-    return list(session.scalars(select(Instance).where(Instance.group_id == group_id)
-                                .order_by(Instance.series_uid, Instance.instance_number,
-                                          Instance.id)))
+    return list(
+        session.scalars(
+            select(Instance)
+            .where(Instance.group_id == group_id)
+            .order_by(Instance.series_uid, Instance.instance_number, Instance.id)
+        )
+    )
 
 
 def find_instance(session: Session, sop_instance_uid: str) -> Instance | None:
     """The index row of one instance, if stored."""
-    return session.scalar(select(Instance).where(
-        Instance.sop_instance_uid == sop_instance_uid))
+    return session.scalar(select(Instance).where(Instance.sop_instance_uid == sop_instance_uid))

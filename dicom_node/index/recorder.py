@@ -28,16 +28,22 @@ _GROUPS = Group.__table__
 _INSTANCES = Instance.__table__
 _INSERT_GROUP = insert(_GROUPS)
 _INSTANCE_KEYS = [c.name for c in _INSTANCES.columns if c.name != "id"]
-_PATH_OF_SOP = select(_INSTANCES.c.path).where(
-    _INSTANCES.c.sop_instance_uid == bindparam("sop"))
+_PATH_OF_SOP = select(_INSTANCES.c.path).where(_INSTANCES.c.sop_instance_uid == bindparam("sop"))
 _OPEN_GROUP = select(_GROUPS.c.id, _GROUPS.c.modalities).where(
-    _GROUPS.c.called_ae == bindparam("ae"), _GROUPS.c.group_key == bindparam("key"),
-    _GROUPS.c.state == OPEN)
-_ADD_TO_GROUP = update(_GROUPS).where(
-    _GROUPS.c.id == bindparam("gid"), _GROUPS.c.state == OPEN).values(
-    instance_count=_GROUPS.c.instance_count + 1,
-    total_bytes=_GROUPS.c.total_bytes + bindparam("add_bytes"),
-    last_received=bindparam("now"), deadline=bindparam("due"))
+    _GROUPS.c.called_ae == bindparam("ae"),
+    _GROUPS.c.group_key == bindparam("key"),
+    _GROUPS.c.state == OPEN,
+)
+_ADD_TO_GROUP = (
+    update(_GROUPS)
+    .where(_GROUPS.c.id == bindparam("gid"), _GROUPS.c.state == OPEN)
+    .values(
+        instance_count=_GROUPS.c.instance_count + 1,
+        total_bytes=_GROUPS.c.total_bytes + bindparam("add_bytes"),
+        last_received=bindparam("now"),
+        deadline=bindparam("due"),
+    )
+)
 _ADD_TO_GROUP_WITH_MODALITY = _ADD_TO_GROUP.values(modalities=bindparam("mods"))
 
 
@@ -75,8 +81,12 @@ class Recorder:
     across processes a partial unique index keeps one open group per (AE, key).
     """
 
-    def __init__(self, db: Database, ae_settings: Callable[[str], AETitleSettings | None],
-                 lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ae_settings: Callable[[str], AETitleSettings | None],
+        lock: threading.Lock | None = None,
+    ) -> None:
         self.db = db
         self.ae_settings = ae_settings
         self.lock = lock or threading.Lock()
@@ -86,19 +96,22 @@ class Recorder:
         dialect = db.engine.dialect
         self._path_of_sop = CompiledStatement(_PATH_OF_SOP, dialect)
         self._add_to_group = CompiledStatement(_ADD_TO_GROUP, dialect)
-        self._add_to_group_with_modality = CompiledStatement(_ADD_TO_GROUP_WITH_MODALITY,
-                                                             dialect)
+        self._add_to_group_with_modality = CompiledStatement(_ADD_TO_GROUP_WITH_MODALITY, dialect)
         returning = dialect.insert_returning  # else the DBAPI's lastrowid
         insert_instance = insert(_INSTANCES)
         self._insert_instance = CompiledStatement(
             insert_instance.returning(_INSTANCES.c.id) if returning else insert_instance,
-            dialect, _INSTANCE_KEYS)
+            dialect,
+            _INSTANCE_KEYS,
+        )
         self._returning = returning
         # The compiled INSERT runs on the DBAPI cursor, so a unique violation is the
         # driver's IntegrityError (sqlite3's, psycopg's), not SQLAlchemy's.
         dbapi = getattr(dialect, "loaded_dbapi", None) or dialect.dbapi
         self._integrity_errors: tuple[type[Exception], ...] = (
-            IntegrityError, *((dbapi.IntegrityError,) if dbapi is not None else ()))
+            IntegrityError,
+            *((dbapi.IntegrityError,) if dbapi is not None else ()),
+        )
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed:
@@ -122,8 +135,14 @@ class Recorder:
             finally:
                 conn.rollback()
 
-    def record(self, header: InstanceHeader, receipt: Receipt, *, replace: bool = False,
-               before_commit: Callable[[], None] | None = None) -> Recorded:
+    def record(
+        self,
+        header: InstanceHeader,
+        receipt: Receipt,
+        *,
+        replace: bool = False,
+        before_commit: Callable[[], None] | None = None,
+    ) -> Recorded:
         """Insert the instance (replacing an existing row if ``replace``) and update its
         open group, opening one if none is open. ``before_commit`` runs last inside the
         transaction (the receive path waits there for its file to be durable); if it
@@ -142,13 +161,19 @@ class Recorder:
                     if replace:
                         self._drop_existing(conn, header.sop_instance_uid)
                     group_id, new_group = self._touch_group(
-                        conn, header, receipt, group_by, key, now, deadline)
+                        conn, header, receipt, group_by, key, now, deadline
+                    )
                     values = dict(vars(header))  # flat dataclass: no deep copy needed
                     values.update(
                         transfer_syntax=receipt.transfer_syntax,
-                        calling_ae=receipt.calling_ae, called_ae=receipt.called_ae,
-                        peer_address=receipt.peer_address, received_at=now,
-                        path=receipt.path, size=receipt.size, group_id=group_id)
+                        calling_ae=receipt.calling_ae,
+                        called_ae=receipt.called_ae,
+                        peer_address=receipt.peer_address,
+                        received_at=now,
+                        path=receipt.path,
+                        size=receipt.size,
+                        group_id=group_id,
+                    )
                     inst_id = self._insert(conn, values)
                     if before_commit is not None:
                         before_commit()
@@ -165,18 +190,32 @@ class Recorder:
         return int(cursor.fetchone()[0] if self._returning else cursor.lastrowid)
 
     def _drop_existing(self, conn: Connection, sop_uid: str) -> None:
-        old = conn.execute(select(_INSTANCES.c.id, _INSTANCES.c.group_id, _INSTANCES.c.size)
-                           .where(_INSTANCES.c.sop_instance_uid == sop_uid)).first()
+        old = conn.execute(
+            select(_INSTANCES.c.id, _INSTANCES.c.group_id, _INSTANCES.c.size).where(
+                _INSTANCES.c.sop_instance_uid == sop_uid
+            )
+        ).first()
         if old is not None:
             conn.execute(delete(_INSTANCES).where(_INSTANCES.c.id == old.id))
-            conn.execute(update(_GROUPS).where(_GROUPS.c.id == old.group_id,
-                                               _GROUPS.c.state == OPEN).values(
-                instance_count=_GROUPS.c.instance_count - 1,
-                total_bytes=_GROUPS.c.total_bytes - old.size))
+            conn.execute(
+                update(_GROUPS)
+                .where(_GROUPS.c.id == old.group_id, _GROUPS.c.state == OPEN)
+                .values(
+                    instance_count=_GROUPS.c.instance_count - 1,
+                    total_bytes=_GROUPS.c.total_bytes - old.size,
+                )
+            )
 
-    def _touch_group(self, conn: Connection, header: InstanceHeader, receipt: Receipt,
-                     group_by: str, key: str, now: datetime,
-                     deadline: datetime) -> tuple[int, bool]:
+    def _touch_group(
+        self,
+        conn: Connection,
+        header: InstanceHeader,
+        receipt: Receipt,
+        group_by: str,
+        key: str,
+        now: datetime,
+        deadline: datetime,
+    ) -> tuple[int, bool]:
         """Add the instance to the open group of (called AE, key); open one if needed."""
         cache_key = (receipt.called_ae, key)
         cached = self._open.get(cache_key)
@@ -197,15 +236,28 @@ class Recorder:
                 self._open[cache_key] = (group_id, mods)
                 return group_id, False
             # The group completed since we cached it: open a new one.
-        group_id = conn.execute(_INSERT_GROUP, dict(
-            state=OPEN, called_ae=receipt.called_ae, calling_ae=receipt.calling_ae,
-            group_by=group_by, group_key=key, study_uid=header.study_uid,
-            series_uid=header.series_uid if group_by == "series" else None,
-            patient_id=header.patient_id, patient_name=header.patient_name,
-            accession_number=header.accession_number, study_date=header.study_date,
-            modalities=header.modality or "", instance_count=1, total_bytes=receipt.size,
-            first_received=now, last_received=now, deadline=deadline,
-        )).inserted_primary_key[0]
+        group_id = conn.execute(
+            _INSERT_GROUP,
+            dict(
+                state=OPEN,
+                called_ae=receipt.called_ae,
+                calling_ae=receipt.calling_ae,
+                group_by=group_by,
+                group_key=key,
+                study_uid=header.study_uid,
+                series_uid=header.series_uid if group_by == "series" else None,
+                patient_id=header.patient_id,
+                patient_name=header.patient_name,
+                accession_number=header.accession_number,
+                study_date=header.study_date,
+                modalities=header.modality or "",
+                instance_count=1,
+                total_bytes=receipt.size,
+                first_received=now,
+                last_received=now,
+                deadline=deadline,
+            ),
+        ).inserted_primary_key[0]
         self._open[cache_key] = (group_id, [header.modality] if header.modality else [])
         if len(self._open) > 10_000:
             self._open.clear()

@@ -46,8 +46,14 @@ class Group(Base):
 
     __table_args__ = (
         # At most one open group per (called AE, key): enforced by the database too.
-        Index("uq_groups_open", "called_ae", "group_key", unique=True,
-              sqlite_where=text("state = 'open'"), postgresql_where=text("state = 'open'")),
+        Index(
+            "uq_groups_open",
+            "called_ae",
+            "group_key",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
     )
 
 

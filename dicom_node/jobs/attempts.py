@@ -47,23 +47,44 @@ class AttemptRecord:
     def record(self, outcomes: Sequence[InstanceOutcome]) -> None:
         """Commit the responses that just arrived (one transaction); count them."""
         with self.db.session() as s:
-            s.add_all(DeliveryResponse(
-                attempt_id=self.id, sop_instance_uid=o.sop_instance_uid, outcome=o.outcome,
-                code=o.code, warning=o.warning, error=(o.error or None) and o.error[:4000],
-                elapsed_s=round(o.elapsed_s, 4),
-            ) for o in outcomes)
+            s.add_all(
+                DeliveryResponse(
+                    attempt_id=self.id,
+                    sop_instance_uid=o.sop_instance_uid,
+                    outcome=o.outcome,
+                    code=o.code,
+                    warning=o.warning,
+                    error=(o.error or None) and o.error[:4000],
+                    elapsed_s=round(o.elapsed_s, 4),
+                )
+                for o in outcomes
+            )
         for o in outcomes:
             metrics.DELIVERY_INSTANCES.labels(self.destination, o.outcome).inc()
-            log.debug("[%s] %s -> %s: %s%s", self.label, o.sop_instance_uid, self.destination,
-                      o.outcome, f" ({o.error})" if o.error else "")
+            log.debug(
+                "[%s] %s -> %s: %s%s",
+                self.label,
+                o.sop_instance_uid,
+                self.destination,
+                o.outcome,
+                f" ({o.error})" if o.error else "",
+            )
 
     def finish(self, report: DeliveryReport) -> None:
         """Stamp the end and the verdict of the attempt."""
         error = report.error or (report.summary() if not report.ok else None)
         with self.db.session() as s:
-            s.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == self.id).values(
-                finished_at=utcnow(), outcome=report.status, sent=len(report.outcomes),
-                accepted=len(report.delivered), error=error[:4000] if error else None))
+            s.execute(
+                update(DeliveryAttempt)
+                .where(DeliveryAttempt.id == self.id)
+                .values(
+                    finished_at=utcnow(),
+                    outcome=report.status,
+                    sent=len(report.outcomes),
+                    accepted=len(report.delivered),
+                    error=error[:4000] if error else None,
+                )
+            )
         metrics.DELIVERY_ATTEMPTS.labels(self.destination, report.status).inc()
 
 
@@ -73,17 +94,28 @@ class AttemptLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def start(self, job_id: int, destination: str, *, planned: int,
-              label: str = "") -> AttemptRecord:
+    def start(
+        self, job_id: int, destination: str, *, planned: int, label: str = ""
+    ) -> AttemptRecord:
         """Commit a new attempt (outcome ``started``, no end time) before anything is sent."""
         with self.db.session() as s:
-            row = DeliveryAttempt(job_id=job_id, destination=destination, started_at=utcnow(),
-                                  outcome=ATTEMPT_STARTED, planned=planned)
+            row = DeliveryAttempt(
+                job_id=job_id,
+                destination=destination,
+                started_at=utcnow(),
+                outcome=ATTEMPT_STARTED,
+                planned=planned,
+            )
             s.add(row)
             s.flush()
             attempt_id = row.id
-        log.info("[%s] delivery attempt %d to %s started: %d object(s)", label, attempt_id,
-                 destination, planned)
+        log.info(
+            "[%s] delivery attempt %d to %s started: %d object(s)",
+            label,
+            attempt_id,
+            destination,
+            planned,
+        )
         return AttemptRecord(self.db, attempt_id, destination, label)
 
     def accepted(self, job_id: int) -> dict[str, set[str]]:
@@ -94,8 +126,7 @@ class AttemptLog:
             rows = s.execute(
                 select(DeliveryAttempt.destination, DeliveryResponse.sop_instance_uid)
                 .join(DeliveryResponse, DeliveryResponse.attempt_id == DeliveryAttempt.id)
-                .where(DeliveryAttempt.job_id == job_id,
-                       DeliveryResponse.outcome == "delivered")
+                .where(DeliveryAttempt.job_id == job_id, DeliveryResponse.outcome == "delivered")
             ).all()
         for destination, uid in rows:
             out.setdefault(destination, set()).add(uid)
@@ -106,23 +137,41 @@ class AttemptLog:
         ``interrupted``; call only while holding the job's claim. Returns how many."""
         with self.db.session() as s:
             rows = s.execute(
-                select(DeliveryAttempt.id, DeliveryAttempt.destination,
-                       DeliveryAttempt.planned, func.count(DeliveryResponse.id))
-                .outerjoin(DeliveryResponse, (DeliveryResponse.attempt_id == DeliveryAttempt.id)
-                           & (DeliveryResponse.outcome == "delivered"))
-                .where(DeliveryAttempt.job_id == job_id,
-                       DeliveryAttempt.outcome == ATTEMPT_STARTED)
-                .group_by(DeliveryAttempt.id, DeliveryAttempt.destination,
-                          DeliveryAttempt.planned)
+                select(
+                    DeliveryAttempt.id,
+                    DeliveryAttempt.destination,
+                    DeliveryAttempt.planned,
+                    func.count(DeliveryResponse.id),
+                )
+                .outerjoin(
+                    DeliveryResponse,
+                    (DeliveryResponse.attempt_id == DeliveryAttempt.id)
+                    & (DeliveryResponse.outcome == "delivered"),
+                )
+                .where(DeliveryAttempt.job_id == job_id, DeliveryAttempt.outcome == ATTEMPT_STARTED)
+                .group_by(DeliveryAttempt.id, DeliveryAttempt.destination, DeliveryAttempt.planned)
             ).all()
             for attempt_id, _dest, planned, accepted in rows:
-                s.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == attempt_id)
-                          .values(outcome=ATTEMPT_INTERRUPTED, accepted=accepted,
-                                  error=f"interrupted: the node stopped after {accepted} of "
-                                        f"{planned} object(s) were accepted"))
+                s.execute(
+                    update(DeliveryAttempt)
+                    .where(DeliveryAttempt.id == attempt_id)
+                    .values(
+                        outcome=ATTEMPT_INTERRUPTED,
+                        accepted=accepted,
+                        error=f"interrupted: the node stopped after {accepted} of "
+                        f"{planned} object(s) were accepted",
+                    )
+                )
         for attempt_id, destination, planned, accepted in rows:
             metrics.DELIVERY_ATTEMPTS.labels(destination, ATTEMPT_INTERRUPTED).inc()
-            log.warning("job %s study %s: delivery attempt %d to %s was interrupted after %d "
-                        "of %d object(s) were accepted; sending only the rest", job_id,
-                        study_uid, attempt_id, destination, accepted, planned)
+            log.warning(
+                "job %s study %s: delivery attempt %d to %s was interrupted after %d "
+                "of %d object(s) were accepted; sending only the rest",
+                job_id,
+                study_uid,
+                attempt_id,
+                destination,
+                accepted,
+                planned,
+            )
         return len(rows)

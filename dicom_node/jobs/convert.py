@@ -16,8 +16,12 @@ def _code(code: a.Code | None) -> w.Code | None:
 def model_identity(m: a.ModelIdentity) -> w.ModelIdentity:
     """The writer's copy of a model's identity."""
     return w.ModelIdentity(
-        name=m.name, version=m.version, manufacturer=m.manufacturer,
-        device_uid=m.device_uid, intended_use=m.intended_use, demo=m.demo,
+        name=m.name,
+        version=m.version,
+        manufacturer=m.manufacturer,
+        device_uid=m.device_uid,
+        intended_use=m.intended_use,
+        demo=m.demo,
     )
 
 
@@ -30,8 +34,11 @@ def image_results(results: Iterable[a.ImageResult]) -> list[w.ImageResult]:
             model=model_identity(r.model),
             labels=tuple(
                 w.LabelResult(
-                    name=lab.name, code=_code(lab.code), probability=float(lab.probability),
-                    threshold=float(lab.threshold), positive=bool(lab.positive),
+                    name=lab.name,
+                    code=_code(lab.code),
+                    probability=float(lab.probability),
+                    threshold=float(lab.threshold),
+                    positive=bool(lab.positive),
                     heatmap=lab.heatmap,
                 )
                 for lab in r.labels

@@ -21,9 +21,14 @@ from dicom_node.settings.destinations import Destination
 log = logging.getLogger(__name__)
 
 
-def deliver_outputs(attempts: AttemptLog, job: Job, outputs: Sequence[Output],
-                    destinations: Sequence[Destination], *,
-                    check: Callable[[], None] = lambda: None) -> None:
+def deliver_outputs(
+    attempts: AttemptLog,
+    job: Job,
+    outputs: Sequence[Output],
+    destinations: Sequence[Destination],
+    *,
+    check: Callable[[], None] = lambda: None,
+) -> None:
     """Send ``outputs`` to each of the job's destinations; ``check()`` runs before each
     (it raises to stop, e.g. when the job was cancelled)."""
     by_name = {d.name: d for d in destinations}
@@ -42,8 +47,13 @@ def deliver_outputs(attempts: AttemptLog, job: Job, outputs: Sequence[Output],
             permanent.append(f"destination {name!r} is not configured")
             continue
         attempt = attempts.start(job.id, name, planned=len(files), label=label)
-        report = deliver(dest, files, priority="stat" if job.priority == 0 else "routine",
-                         label=label, on_outcomes=attempt.record)
+        report = deliver(
+            dest,
+            files,
+            priority="stat" if job.priority == 0 else "routine",
+            label=label,
+            on_outcomes=attempt.record,
+        )
         attempt.finish(report)
         if report.status == "transient":
             transient.append(f"{name}: {report.summary()}")

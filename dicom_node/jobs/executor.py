@@ -55,8 +55,9 @@ class LocalExecutor:
         if recovered:
             log.warning("requeued %d job(s) interrupted by the last shutdown", len(recovered))
         for n in range(self.workers):
-            t = threading.Thread(target=self._loop, args=(f"{self.prefix}{n}",),
-                                 name=f"job-worker-{n}", daemon=True)
+            t = threading.Thread(
+                target=self._loop, args=(f"{self.prefix}{n}",), name=f"job-worker-{n}", daemon=True
+            )
             t.start()
             self._threads.append(t)
         hb = threading.Thread(target=self._heartbeats, name="job-heartbeat", daemon=True)

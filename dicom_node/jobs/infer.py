@@ -65,8 +65,9 @@ def fetch_input(inputs: JobInputs, row: Instance) -> Path:
     try:
         return inputs.local_path(row)
     except Exception as exc:  # the node unreachable, a WADO-RS error: it may work later
-        raise TransientJobError(f"cannot fetch input {row.sop_instance_uid}: "
-                                f"{type(exc).__name__}: {exc}") from exc
+        raise TransientJobError(
+            f"cannot fetch input {row.sop_instance_uid}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def read_input(path: Path | str) -> Dataset:
@@ -81,8 +82,13 @@ def read_input(path: Path | str) -> Dataset:
         raise PermanentJobError(f"cannot read stored input {path}: {exc}") from exc
 
 
-def run_model(registry: ModelRegistry, model_name: str, job: Job,
-              inputs: Sequence[Instance], files: JobInputs | None = None) -> Inference:
+def run_model(
+    registry: ModelRegistry,
+    model_name: str,
+    job: Job,
+    inputs: Sequence[Instance],
+    files: JobInputs | None = None,
+) -> Inference:
     """Run ``model_name`` on the inputs it applies to (their files from ``files``, by
     default where the node indexed them)."""
     files = files or SharedFilesystem()

@@ -61,8 +61,7 @@ class WadoRsInputs:
     def local_path(self, row: Instance) -> Path:
         path = self.spool / f"{safe_component(row.sop_instance_uid)}.dcm"
         if not path.is_file():
-            ds = self.client.retrieve_instance(row.study_uid, row.series_uid,
-                                               row.sop_instance_uid)
+            ds = self.client.retrieve_instance(row.study_uid, row.series_uid, row.sop_instance_uid)
             self.spool.mkdir(parents=True, exist_ok=True)
             part = path.with_suffix(".part")
             dcmwrite(part, ds, enforce_file_format=True)

@@ -124,7 +124,9 @@ class DeliveryAttempt(Base):
 
     job: Mapped[Job] = relationship(back_populates="attempts_log")
     responses: Mapped[list[DeliveryResponse]] = relationship(
-        back_populates="attempt", cascade="all, delete-orphan", order_by="DeliveryResponse.id",
+        back_populates="attempt",
+        cascade="all, delete-orphan",
+        order_by="DeliveryResponse.id",
         passive_deletes=True,
     )
 
@@ -136,7 +138,8 @@ class DeliveryResponse(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     attempt_id: Mapped[int] = mapped_column(
-        ForeignKey("delivery_attempts.id", ondelete="CASCADE"), index=True)
+        ForeignKey("delivery_attempts.id", ondelete="CASCADE"), index=True
+    )
     sop_instance_uid: Mapped[str] = mapped_column(String(64))  # "" for an unreadable file
     outcome: Mapped[str] = mapped_column(String(16))  # delivered | transient | permanent
     code: Mapped[int | None] = mapped_column(Integer)  # DIMSE / HTTP / STOW-RS status

@@ -71,16 +71,19 @@ class JobRunner:
             self.queue.fail(claim, one_line(str(exc)), permanent=True, policy=policy)
             metrics.JOBS_FINISHED.labels("dead").inc()
         except (TransientJobError, SQLAlchemyError) as exc:  # the database may be busy
-            log.warning("job %s attempt %s failed: %s", claim.job_id, claim.attempt,
-                        one_line(str(exc)))
+            log.warning(
+                "job %s attempt %s failed: %s", claim.job_id, claim.attempt, one_line(str(exc))
+            )
             log.debug("job %s attempt %s failed", claim.job_id, claim.attempt, exc_info=True)
-            state = self.queue.fail(claim, f"{type(exc).__name__}: {exc}", permanent=False,
-                                    policy=policy)
+            state = self.queue.fail(
+                claim, f"{type(exc).__name__}: {exc}", permanent=False, policy=policy
+            )
             metrics.JOBS_FINISHED.labels(state.value).inc()
         except Exception as exc:  # a bug: retrying would fail the same way
             log.exception("job %s attempt %s: internal error", claim.job_id, claim.attempt)
-            self.queue.fail(claim, f"internal error: {type(exc).__name__}: {exc}",
-                            permanent=True, policy=policy)
+            self.queue.fail(
+                claim, f"internal error: {type(exc).__name__}: {exc}", permanent=True, policy=policy
+            )
             metrics.JOBS_FINISHED.labels("dead").inc()
 
     def crashed(self, claim: Claim, exc: Exception) -> None:
@@ -96,8 +99,13 @@ class JobRunner:
             outputs = self._produce(claim)
         self._check(claim)
         self.queue.mark(claim, state=JobState.DELIVERING)
-        deliver_outputs(self.attempts, self._load_job(claim.job_id), outputs,
-                        self.config().destinations, check=lambda: self._check(claim))
+        deliver_outputs(
+            self.attempts,
+            self._load_job(claim.job_id),
+            outputs,
+            self.config().destinations,
+            check=lambda: self._check(claim),
+        )
         self.queue.finish(claim)
         metrics.JOBS_FINISHED.labels("done").inc()
 
@@ -106,15 +114,25 @@ class JobRunner:
         job = self._load_job(claim.job_id)
         inputs = load_inputs(self.db, job)
         if job.action == "forward":
-            outputs = [Output("forward", r.sop_class_uid, r.sop_instance_uid,
-                              str(fetch_input(self.inputs, r))) for r in inputs]
+            outputs = [
+                Output(
+                    "forward", r.sop_class_uid, r.sop_instance_uid, str(fetch_input(self.inputs, r))
+                )
+                for r in inputs
+            ]
         else:
             outputs = []
             for name in job.models:
                 inference = run_model(self.registry, name, job, inputs, self.inputs)
                 self.queue.mark(claim, inferred_at=utcnow())
-                log.info("job %s study %s: %s ran on %d image(s) via %s", claim.job_id,
-                         job.study_uid, name, len(inference.sources), inference.model.provider)
+                log.info(
+                    "job %s study %s: %s ran on %d image(s) via %s",
+                    claim.job_id,
+                    job.study_uid,
+                    name,
+                    len(inference.sources),
+                    inference.model.provider,
+                )
                 self._check(claim)
                 # The job's creation time stamps the results: a re-run writes identical objects.
                 options = self.config().results.write_options(created_at=job.created_at)

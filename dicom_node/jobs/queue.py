@@ -20,6 +20,7 @@ from dicom_node.jobs.models import ACTIVE_STATES, Job, JobState, utcnow
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class NewJob:
     """What routing asks for: one job per (group, matched rule)."""
@@ -77,7 +78,10 @@ class JobQueue:
             log.info("job for group %s rule %s already exists", new.group_id, new.rule_name)
             return None
         log.info(
-            "queued job %s: study %s rule %s (%s)", job_id, new.study_uid, new.rule_name,
+            "queued job %s: study %s rule %s (%s)",
+            job_id,
+            new.study_uid,
+            new.rule_name,
             new.action,
         )
         return job_id
@@ -94,8 +98,10 @@ class JobQueue:
         """Atomically take the most urgent claimable job, or None."""
         with self.db.session() as s:
             candidates = s.scalars(
-                select(Job.id).where(self._claimable(utcnow()))
-                .order_by(Job.priority, Job.id).limit(8)
+                select(Job.id)
+                .where(self._claimable(utcnow()))
+                .order_by(Job.priority, Job.id)
+                .limit(8)
             ).all()
         for job_id in candidates:
             claim = self.claim_id(job_id, worker)
@@ -165,8 +171,7 @@ class JobQueue:
         self.mark(claim, state=JobState.DONE, finished_at=now, delivered_at=now)
         log.info("job %s done", claim.job_id)
 
-    def fail(self, claim: Claim, error: str, *, permanent: bool,
-             policy: RetryPolicy) -> JobState:
+    def fail(self, claim: Claim, error: str, *, permanent: bool, policy: RetryPolicy) -> JobState:
         """Record a failed attempt: due again when ``policy`` says, else dead."""
         with self.db.session() as s:
             job = s.get(Job, claim.job_id)
@@ -202,19 +207,31 @@ class JobQueue:
                 )
             ).all()
             for job_id, worker, beat in held:
-                note = (f"claim of {worker} expired (last heartbeat "
-                        f"{beat:%Y-%m-%d %H:%M:%S} UTC); queued again" if beat else
-                        f"claim of {worker} ended; queued again")
+                note = (
+                    f"claim of {worker} expired (last heartbeat "
+                    f"{beat:%Y-%m-%d %H:%M:%S} UTC); queued again"
+                    if beat
+                    else f"claim of {worker} ended; queued again"
+                )
                 s.execute(
                     update(Job)
-                    .where(Job.id == job_id, Job.claimed_by == worker,
-                           Job.state.in_([JobState.RUNNING, JobState.DELIVERING]))
-                    .values(state=JobState.QUEUED, claimed_by=None, heartbeat_at=None,
-                            published_at=None, error=note)
+                    .where(
+                        Job.id == job_id,
+                        Job.claimed_by == worker,
+                        Job.state.in_([JobState.RUNNING, JobState.DELIVERING]),
+                    )
+                    .values(
+                        state=JobState.QUEUED,
+                        claimed_by=None,
+                        heartbeat_at=None,
+                        published_at=None,
+                        error=note,
+                    )
                 )
         for job_id, worker, _ in held:
-            log.warning("job %s was running when its worker %s stopped: queued again",
-                        job_id, worker)
+            log.warning(
+                "job %s was running when its worker %s stopped: queued again", job_id, worker
+            )
         return [h[0] for h in held]
 
     def retry(self, job_id: int) -> bool:
@@ -228,8 +245,12 @@ class JobQueue:
                         Job.state.in_([JobState.DEAD, JobState.FAILED, JobState.CANCELLED]),
                     )
                     .values(
-                        state=JobState.QUEUED, attempts=0, next_attempt_at=None, error=None,
-                        finished_at=None, published_at=None,
+                        state=JobState.QUEUED,
+                        attempts=0,
+                        next_attempt_at=None,
+                        error=None,
+                        finished_at=None,
+                        published_at=None,
                     )
                 ).rowcount
                 == 1
@@ -260,9 +281,12 @@ class JobQueue:
         with self.db.session() as s:
             jobs = s.scalars(
                 select(Job)
-                .where(self._claimable(now),
-                       or_(Job.published_at.is_(None), Job.published_at < now - republish))
-                .order_by(Job.priority, Job.id).limit(limit)
+                .where(
+                    self._claimable(now),
+                    or_(Job.published_at.is_(None), Job.published_at < now - republish),
+                )
+                .order_by(Job.priority, Job.id)
+                .limit(limit)
             ).all()
             for j in jobs:
                 s.expunge(j)
@@ -270,5 +294,4 @@ class JobQueue:
 
     def mark_published(self, job_ids: Sequence[int]) -> None:
         with self.db.session() as s:
-            s.execute(update(Job).where(Job.id.in_(list(job_ids)))
-                      .values(published_at=utcnow()))
+            s.execute(update(Job).where(Job.id.in_(list(job_ids))).values(published_at=utcnow()))

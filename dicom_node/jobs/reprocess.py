@@ -46,8 +46,12 @@ def reprocess_study(router: GroupRouter, study_uid: str) -> list[Reprocessed]:
     """Route every stored group of ``study_uid`` again with ``router``'s rules."""
     db = router.db
     with db.session() as s:
-        group_ids = s.scalars(select(Instance.group_id).where(Instance.study_uid == study_uid)
-                              .distinct().order_by(Instance.group_id)).all()
+        group_ids = s.scalars(
+            select(Instance.group_id)
+            .where(Instance.study_uid == study_uid)
+            .distinct()
+            .order_by(Instance.group_id)
+        ).all()
         if not group_ids:
             raise ReprocessError(f"no stored instance of study {study_uid}")
         groups = s.scalars(select(Group).where(Group.id.in_(group_ids))).all()
@@ -55,13 +59,16 @@ def reprocess_study(router: GroupRouter, study_uid: str) -> list[Reprocessed]:
         if busy:
             raise ReprocessError(
                 f"study {study_uid} is still being received or routed (group {busy[0].id} "
-                f"is {busy[0].state}); reprocess it once that group is routed")
-        active = s.scalars(select(Job.id).where(Job.study_uid == study_uid,
-                                                Job.state.in_(ACTIVE_STATES))).all()
+                f"is {busy[0].state}); reprocess it once that group is routed"
+            )
+        active = s.scalars(
+            select(Job.id).where(Job.study_uid == study_uid, Job.state.in_(ACTIVE_STATES))
+        ).all()
         if active:
             raise ReprocessError(
                 f"study {study_uid} has job(s) still queued or running "
-                f"({', '.join(map(str, active))}); let them finish or cancel them first")
+                f"({', '.join(map(str, active))}); let them finish or cancel them first"
+            )
         sources = [(g, group_facts(s, g)) for g in groups]
         for g, _ in sources:
             s.expunge(g)
@@ -70,27 +77,46 @@ def reprocess_study(router: GroupRouter, study_uid: str) -> list[Reprocessed]:
         now = utcnow()
         with db.session() as s:
             group = Group(
-                state=REPROCESSING, called_ae=source.called_ae, calling_ae=source.calling_ae,
-                group_by=source.group_by, group_key=source.group_key,
-                study_uid=source.study_uid, series_uid=source.series_uid,
-                patient_id=source.patient_id, patient_name=source.patient_name,
-                accession_number=source.accession_number, study_date=source.study_date,
-                modalities=source.modalities, instance_count=len(facts.instances),
-                total_bytes=source.total_bytes, first_received=source.first_received,
-                last_received=source.last_received, deadline=now, completed_at=now,
+                state=REPROCESSING,
+                called_ae=source.called_ae,
+                calling_ae=source.calling_ae,
+                group_by=source.group_by,
+                group_key=source.group_key,
+                study_uid=source.study_uid,
+                series_uid=source.series_uid,
+                patient_id=source.patient_id,
+                patient_name=source.patient_name,
+                accession_number=source.accession_number,
+                study_date=source.study_date,
+                modalities=source.modalities,
+                instance_count=len(facts.instances),
+                total_bytes=source.total_bytes,
+                first_received=source.first_received,
+                last_received=source.last_received,
+                deadline=now,
+                completed_at=now,
             )
             s.add(group)
             s.flush()
             group_id = group.id
         prefix = f"reprocess of group {source.id}; "
-        router.route_facts(group_id, facts, source.first_received, now,
-                               from_state=REPROCESSING, note_prefix=prefix)
+        router.route_facts(
+            group_id, facts, source.first_received, now, from_state=REPROCESSING, note_prefix=prefix
+        )
         with db.session() as s:
-            state, note = s.execute(select(Group.state, Group.route_note)
-                                    .where(Group.id == group_id)).one()
-            job_ids = tuple(s.scalars(select(Job.id).where(Job.group_id == group_id)
-                                      .order_by(Job.id)))
-        log.info("study %s: group %s reprocessed as group %s: %s; jobs %s", study_uid,
-                 source.id, group_id, state, list(job_ids))
+            state, note = s.execute(
+                select(Group.state, Group.route_note).where(Group.id == group_id)
+            ).one()
+            job_ids = tuple(
+                s.scalars(select(Job.id).where(Job.group_id == group_id).order_by(Job.id))
+            )
+        log.info(
+            "study %s: group %s reprocessed as group %s: %s; jobs %s",
+            study_uid,
+            source.id,
+            group_id,
+            state,
+            list(job_ids),
+        )
         done.append(Reprocessed(source.id, group_id, state, note or "", job_ids))
     return done

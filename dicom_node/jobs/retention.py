@@ -67,17 +67,26 @@ class Retention:
         if cfg.jobs_days is not None:
             cutoff = now - dt.timedelta(days=cfg.jobs_days)
             with self.db.session() as s:
-                old = s.scalars(select(Job.id).where(Job.state.in_(_FINISHED),
-                                                     Job.finished_at < cutoff)).all()
+                old = s.scalars(
+                    select(Job.id).where(Job.state.in_(_FINISHED), Job.finished_at < cutoff)
+                ).all()
                 if old:
-                    outs = s.scalars(select(JobOutput).where(JobOutput.job_id.in_(old),
-                                                             JobOutput.kind != "forward")).all()
+                    outs = s.scalars(
+                        select(JobOutput).where(
+                            JobOutput.job_id.in_(old), JobOutput.kind != "forward"
+                        )
+                    ).all()
                     for o in outs:
                         freed += _unlink(o.path)
                     results += len(outs)
                     s.execute(delete(JobOutput).where(JobOutput.job_id.in_(old)))
-                    s.execute(delete(DeliveryResponse).where(DeliveryResponse.attempt_id.in_(
-                        select(DeliveryAttempt.id).where(DeliveryAttempt.job_id.in_(old)))))
+                    s.execute(
+                        delete(DeliveryResponse).where(
+                            DeliveryResponse.attempt_id.in_(
+                                select(DeliveryAttempt.id).where(DeliveryAttempt.job_id.in_(old))
+                            )
+                        )
+                    )
                     s.execute(delete(DeliveryAttempt).where(DeliveryAttempt.job_id.in_(old)))
                     s.execute(delete(Job).where(Job.id.in_(old)))
                     jobs = len(old)
@@ -85,14 +94,14 @@ class Retention:
             cutoff = now - dt.timedelta(days=cfg.instances_days)
             with self.db.session() as s:
                 needed: set[str] = set()
-                for uids in s.scalars(select(Job.instance_uids)
-                                      .where(Job.state.in_(ACTIVE_STATES))):
+                for uids in s.scalars(
+                    select(Job.instance_uids).where(Job.state.in_(ACTIVE_STATES))
+                ):
                     needed.update(uids or [])
                 rows = s.execute(
                     select(Instance.id, Instance.sop_instance_uid, Instance.path)
                     .join(Group, Group.id == Instance.group_id)
-                    .where(Instance.received_at < cutoff,
-                           Group.state.not_in([OPEN, COMPLETE]))
+                    .where(Instance.received_at < cutoff, Group.state.not_in([OPEN, COMPLETE]))
                 ).all()
                 doomed = [r for r in rows if r.sop_instance_uid not in needed]
                 for r in doomed:
@@ -102,16 +111,27 @@ class Retention:
                 instances = len(doomed)
         report = RetentionReport(jobs, results, instances, freed)
         if jobs or instances:
-            log.info("retention: deleted %d job(s) with %d result file(s), %d instance(s); "
-                     "%.1f MB freed", jobs, results, instances, freed / 1e6)
+            log.info(
+                "retention: deleted %d job(s) with %d result file(s), %d instance(s); "
+                "%.1f MB freed",
+                jobs,
+                results,
+                instances,
+                freed / 1e6,
+            )
         return report
 
     def start(self) -> None:
         """Run every ``interval_minutes`` in a background scheduler."""
         self._scheduler = BackgroundScheduler(daemon=True)
-        self._scheduler.add_job(self._safe_run, "interval",
-                                minutes=self.settings().interval_minutes,
-                                id="retention", max_instances=1, coalesce=True)
+        self._scheduler.add_job(
+            self._safe_run,
+            "interval",
+            minutes=self.settings().interval_minutes,
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+        )
         self._scheduler.start()
 
     def _safe_run(self) -> None:

@@ -35,16 +35,20 @@ def default_rules(config: NodeConfig, manifests: Mapping[str, Manifest]) -> list
     rules = []
     for name, manifest in sorted(manifests.items()):
         applies = manifest.applies_to
-        rules.append(RouteRule(
-            name=f"{DEFAULT_RULE}:{name}",
-            match=MatchSpec(modality=applies.modalities or None,
-                            body_part=applies.body_parts or None,
-                            view_position=applies.view_positions or None),
-            action="infer",
-            models=[name],
-            destinations=[d.name for d in config.destinations],
-            **{"continue": True},
-        ))
+        rules.append(
+            RouteRule(
+                name=f"{DEFAULT_RULE}:{name}",
+                match=MatchSpec(
+                    modality=applies.modalities or None,
+                    body_part=applies.body_parts or None,
+                    view_position=applies.view_positions or None,
+                ),
+                action="infer",
+                models=[name],
+                destinations=[d.name for d in config.destinations],
+                **{"continue": True},
+            )
+        )
     return rules
 
 
@@ -70,10 +74,13 @@ class JobService:
         if cfg.jobs.executor == "celery":
             self.executor = Sweeper(db, self.queue, lambda: self.config().jobs)
         else:
-            self.executor = LocalExecutor(self.queue, self.runner, workers=cfg.jobs.workers,
-                                          on_crash=self.runner.crashed)
+            self.executor = LocalExecutor(
+                self.queue, self.runner, workers=cfg.jobs.workers, on_crash=self.runner.crashed
+            )
         self.router = GroupRouter(
-            db, self.queue, self.rules,
+            db,
+            self.queue,
+            self.rules,
             on_queued=self.executor.wake,
         )
         assembler.on_complete(self.router.route_completed)

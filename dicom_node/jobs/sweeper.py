@@ -31,8 +31,7 @@ log = logging.getLogger(__name__)
 class Sweeper:
     """Feeds the broker from the jobs table; never the other way round."""
 
-    def __init__(self, db: Database, queue: JobQueue,
-                 settings: Callable[[], JobsSettings]) -> None:
+    def __init__(self, db: Database, queue: JobQueue, settings: Callable[[], JobsSettings]) -> None:
         self.db, self.queue, self.settings = db, queue, settings
         self.app: Celery = make_app(settings().broker_url)
         self._stop = threading.Event()
@@ -85,8 +84,12 @@ class Sweeper:
         # Broker down (kombu raises many types): the job stays unpublished, tried next round.
         except Exception as exc:  # noqa: BLE001
             if not self._broker_down:
-                log.error("cannot publish job %s to the broker (%s: %s); retrying every "
-                          "sweep", job.id, type(exc).__name__, exc)
+                log.error(
+                    "cannot publish job %s to the broker (%s: %s); retrying every sweep",
+                    job.id,
+                    type(exc).__name__,
+                    exc,
+                )
             self._broker_down = True
             return False
         if self._broker_down:
@@ -94,24 +97,34 @@ class Sweeper:
             self._broker_down = False
         metrics.JOBS_PUBLISHED.labels("again" if again else "first").inc()
         (log.warning if again else log.debug)(
-            "job %s study %s %spublished to %s", job.id, job.study_uid,
-            "re-" if again else "", queue_for(job.models))
+            "job %s study %s %spublished to %s",
+            job.id,
+            job.study_uid,
+            "re-" if again else "",
+            queue_for(job.models),
+        )
         return True
 
     def _note_waiting(self) -> None:
         """Log once per job that waits for a worker with its model(s)."""
         with self.db.session() as s:
             live = live_workers(s, self.queue.lease)
-            rows = s.execute(select(Job.id, Job.models, Job.study_uid).where(
-                Job.state == JobState.QUEUED, Job.action == "infer")).all()
-        waiting = [(job_id, study, missing_models(models, live))
-                   for job_id, models, study in rows]
+            rows = s.execute(
+                select(Job.id, Job.models, Job.study_uid).where(
+                    Job.state == JobState.QUEUED, Job.action == "infer"
+                )
+            ).all()
+        waiting = [(job_id, study, missing_models(models, live)) for job_id, models, study in rows]
         waiting = [w for w in waiting if w[2]]
         metrics.JOBS_WAITING_FOR_WORKER.set(len(waiting))
         self._waiting_logged &= {w[0] for w in waiting}  # forget jobs that left the wait
         for job_id, study, missing in waiting:
             if job_id not in self._waiting_logged:
                 self._waiting_logged.add(job_id)
-                log.warning("job %s study %s waits: no live worker has model(s) %s "
-                            "(see `dicom-node workers list`)", job_id, study,
-                            ", ".join(missing))
+                log.warning(
+                    "job %s study %s waits: no live worker has model(s) %s "
+                    "(see `dicom-node workers list`)",
+                    job_id,
+                    study,
+                    ", ".join(missing),
+                )

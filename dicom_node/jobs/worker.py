@@ -55,8 +55,9 @@ def make_inputs(cfg: NodeConfig) -> JobInputs:
     w = cfg.worker
     if w.inputs == "wado-rs":
         assert w.node_url is not None  # checked by the settings
-        return WadoRsInputs(w.node_url, Path(cfg.data_dir).resolve() / "fetched",
-                            token=w.node_token)
+        return WadoRsInputs(
+            w.node_url, Path(cfg.data_dir).resolve() / "fetched", token=w.node_token
+        )
     return SharedFilesystem()
 
 
@@ -73,8 +74,12 @@ def run_worker(cfg: NodeConfig, db: Database, inputs: JobInputs | None = None) -
     runner = JobRunner(db, queue, store, registry, lambda: cfg, inputs=inputs)
     queues = queues_of(models)
     me = WorkerIdentity(
-        name=cfg.worker.name or default_name(), host=socket.gethostname(), pid=os.getpid(),
-        models=models, queues=queues, metrics_url=_serve_metrics(cfg),
+        name=cfg.worker.name or default_name(),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        models=models,
+        queues=queues,
+        metrics_url=_serve_metrics(cfg),
         provider=", ".join(sorted({m.provider for m in registry.models.values()})) or "-",
     )
     heart = Heartbeat(db, queue, me, cfg.worker.heartbeat_seconds)
@@ -85,8 +90,7 @@ def run_worker(cfg: NodeConfig, db: Database, inputs: JobInputs | None = None) -
         claim = queue.claim_id(int(job_id), me.name)
         if claim is None:
             metrics.JOB_MESSAGES_DROPPED.inc()
-            log.info("job %s: message dropped: not claimable (taken, finished or not due)",
-                     job_id)
+            log.info("job %s: message dropped: not claimable (taken, finished or not due)", job_id)
             return
         log.info("job %s claimed by %s (attempt %d)", job_id, me.name, claim.attempt)
         heart.hold(claim)
@@ -104,18 +108,31 @@ def run_worker(cfg: NodeConfig, db: Database, inputs: JobInputs | None = None) -
 
     @worker_ready.connect(weak=False)
     def _ready(**_kw: object) -> None:
-        log.info("dicom-node worker %s ready: models %s; queues %s; inputs %s; metrics %s",
-                 me.name, ", ".join(models) or "(none: forward jobs only)", ", ".join(queues),
-                 cfg.worker.inputs, me.metrics_url or "off")
+        log.info(
+            "dicom-node worker %s ready: models %s; queues %s; inputs %s; metrics %s",
+            me.name,
+            ", ".join(models) or "(none: forward jobs only)",
+            ", ".join(queues),
+            cfg.worker.inputs,
+            me.metrics_url or "off",
+        )
 
     heart.start()
     try:
-        app.worker_main(argv=[
-            "worker", "--pool=solo", "--concurrency=1", "--prefetch-multiplier=1",
-            f"--queues={','.join(queues)}", f"--hostname=dicom-node-{me.pid}@{me.host}",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            f"--loglevel={logging.getLevelName(logging.getLogger().level)}",
-        ])
+        app.worker_main(
+            argv=[
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                "--prefetch-multiplier=1",
+                f"--queues={','.join(queues)}",
+                f"--hostname=dicom-node-{me.pid}@{me.host}",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                f"--loglevel={logging.getLevelName(logging.getLogger().level)}",
+            ]
+        )
     finally:
         heart.stop()
         registry.close()

@@ -35,12 +35,16 @@ class WorkerIdentity:
 
 def live_workers(s: Session, lease: dt.timedelta) -> list[WorkerRecord]:
     """Workers that reported within one lease and have not said they stopped."""
-    return list(s.scalars(select(WorkerRecord).where(
-        WorkerRecord.stopped_at.is_(None), WorkerRecord.last_seen >= utcnow() - lease)))
+    return list(
+        s.scalars(
+            select(WorkerRecord).where(
+                WorkerRecord.stopped_at.is_(None), WorkerRecord.last_seen >= utcnow() - lease
+            )
+        )
+    )
 
 
-def missing_models(models: Sequence[str] | None,
-                   live: Sequence[WorkerRecord]) -> list[str]:
+def missing_models(models: Sequence[str] | None, live: Sequence[WorkerRecord]) -> list[str]:
     """A job's models no single live worker has all of ([] if some worker can run it)."""
     need = set(models or [])
     if not need or any(need <= set(w.models or []) for w in live):
@@ -53,13 +57,11 @@ class Heartbeat:
     """A thread that upserts the worker's row and extends the leases of the jobs it holds
     every ``every`` seconds; ``stop()`` records that the worker stopped."""
 
-    def __init__(self, db: Database, queue: JobQueue, me: WorkerIdentity,
-                 every: float) -> None:
+    def __init__(self, db: Database, queue: JobQueue, me: WorkerIdentity, every: float) -> None:
         self.db, self.queue, self.me, self.every = db, queue, me, every
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="worker-heartbeat",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="worker-heartbeat", daemon=True)
 
     def start(self) -> None:
         with self.db.session() as s:
@@ -91,8 +93,11 @@ class Heartbeat:
             held = list(self.me.held.values())
         for claim in held:
             if not self.queue.heartbeat(claim):
-                log.warning("job %s: claim of %s was taken away (cancelled or expired)",
-                            claim.job_id, self.me.name)
+                log.warning(
+                    "job %s: claim of %s was taken away (cancelled or expired)",
+                    claim.job_id,
+                    self.me.name,
+                )
         self._record(held)
 
     def _record(self, held: list[Claim]) -> None:

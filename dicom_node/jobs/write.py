@@ -46,33 +46,42 @@ def _encode(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def write_results(store: InstanceStore, job: Job, inference: Inference,
-                  options: sr_writer.WriteOptions) -> list[Output]:
+def write_results(
+    store: InstanceStore, job: Job, inference: Inference, options: sr_writer.WriteOptions
+) -> list[Output]:
     """Build the result objects of one model's inference and store them under
     ``results/<study>/<series>/<sop>.dcm``."""
     name = inference.name
     try:
-        objects = sr_writer.write_results(inference.sources, image_results(inference.results),
-                                          options)
+        objects = sr_writer.write_results(
+            inference.sources, image_results(inference.results), options
+        )
     except sr_writer.ResultWriteError as exc:
-        raise PermanentJobError(f"results of model {name!r} cannot be written: "
-                                f"{exc}") from exc
+        raise PermanentJobError(f"results of model {name!r} cannot be written: {exc}") from exc
     except (MemoryError, OSError) as exc:  # a resource problem that may pass
-        raise TransientJobError(f"results of model {name!r} not written now: "
-                                f"{type(exc).__name__}: {exc}") from exc
+        raise TransientJobError(
+            f"results of model {name!r} not written now: {type(exc).__name__}: {exc}"
+        ) from exc
     results_dir = store.root / "results"
     outputs = []
     for kind, ds in objects.kinds():  # SR, heatmaps, card, KOS, parametric maps
-        path = (results_dir / safe_component(ds.StudyInstanceUID)
-                / safe_component(ds.SeriesInstanceUID)
-                / f"{safe_component(ds.SOPInstanceUID)}.dcm")
+        path = (
+            results_dir
+            / safe_component(ds.StudyInstanceUID)
+            / safe_component(ds.SeriesInstanceUID)
+            / f"{safe_component(ds.SOPInstanceUID)}.dcm"
+        )
         try:
             store.write(path, [_encode(ds)])
         except OSError as exc:  # StoreError included: disk full, reserve reached
             raise TransientJobError(f"cannot store result {path.name}: {exc}") from exc
         outputs.append(Output(kind, ds.SOPClassUID, ds.SOPInstanceUID, str(path)))
-    log.info("job %s study %s: wrote %s", job.id, job.study_uid,
-             ", ".join(f"{n} {k}" for k, n in Counter(k for k, _ in objects.kinds()).items()))
+    log.info(
+        "job %s study %s: wrote %s",
+        job.id,
+        job.study_uid,
+        ", ".join(f"{n} {k}" for k, n in Counter(k for k, _ in objects.kinds()).items()),
+    )
     return outputs
 
 
@@ -89,13 +98,21 @@ def written_outputs(db: Database, job_id: int) -> list[Output] | None:
 def record_outputs(db: Database, job_id: int, outputs: Sequence[Output]) -> None:
     """Put ``outputs`` on the job's record (a re-run updates rows of the same UIDs)."""
     with db.session() as s:
-        existing = {o.sop_instance_uid: o for o in s.scalars(
-            select(JobOutput).where(JobOutput.job_id == job_id))}
+        existing = {
+            o.sop_instance_uid: o
+            for o in s.scalars(select(JobOutput).where(JobOutput.job_id == job_id))
+        }
         for o in outputs:
             row = existing.get(o.sop_instance_uid)
             if row is None:
-                s.add(JobOutput(job_id=job_id, kind=o.kind, path=o.path,
-                                sop_class_uid=o.sop_class_uid,
-                                sop_instance_uid=o.sop_instance_uid))
+                s.add(
+                    JobOutput(
+                        job_id=job_id,
+                        kind=o.kind,
+                        path=o.path,
+                        sop_class_uid=o.sop_class_uid,
+                        sop_instance_uid=o.sop_instance_uid,
+                    )
+                )
             else:
                 row.path, row.kind = o.path, o.kind

@@ -26,8 +26,9 @@ _META_UID_TAG = b"\x02\x00\x03\x00UI"  # (0002,0003) Media Storage SOP Instance 
 
 
 @functools.lru_cache(maxsize=512)
-def _meta_around_uid(sop_class_uid: str, transfer_syntax: str,
-                     uid_length: int) -> tuple[bytes, bytes]:
+def _meta_around_uid(
+    sop_class_uid: str, transfer_syntax: str, uid_length: int
+) -> tuple[bytes, bytes]:
     """pydicom's encoding of the File Meta for a UID of ``uid_length`` characters, split
     around that UID's (padded) value."""
     from pydicom.filebase import DicomBytesIO
@@ -36,30 +37,37 @@ def _meta_around_uid(sop_class_uid: str, transfer_syntax: str,
 
     placeholder = "1" * uid_length
     buf = DicomBytesIO()
-    _pydicom_write_meta(buf, create_file_meta(
-        sop_class_uid=UID(sop_class_uid), sop_instance_uid=UID(placeholder),
-        transfer_syntax=UID(transfer_syntax)))
+    _pydicom_write_meta(
+        buf,
+        create_file_meta(
+            sop_class_uid=UID(sop_class_uid),
+            sop_instance_uid=UID(placeholder),
+            transfer_syntax=UID(transfer_syntax),
+        ),
+    )
     data = buf.getvalue()
     start = data.index(_META_UID_TAG) + 8
-    end = start + int.from_bytes(data[start - 2:start], "little")
+    end = start + int.from_bytes(data[start - 2 : start], "little")
     return data[:start], data[end:]
 
 
-def encoded_file_meta(sop_class_uid: str, sop_instance_uid: str,
-                      transfer_syntax: str) -> bytes:
+def encoded_file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -> bytes:
     """The File Meta group pynetdicom writes for a C-STORE (as pydicom encodes it)."""
-    head, tail = _meta_around_uid(str(sop_class_uid), str(transfer_syntax),
-                                  len(sop_instance_uid))
+    head, tail = _meta_around_uid(str(sop_class_uid), str(transfer_syntax), len(sop_instance_uid))
     value = sop_instance_uid.encode("ascii")
     return head + value + b"\0" * (len(value) % 2) + tail
 
 
-def _create_file_meta(*, sop_class_uid: Any, sop_instance_uid: Any, transfer_syntax: Any,
-                      **other: Any) -> Any:
+def _create_file_meta(
+    *, sop_class_uid: Any, sop_instance_uid: Any, transfer_syntax: Any, **other: Any
+) -> Any:
     if other or not str(sop_instance_uid).isascii():
-        return _pynetdicom_create_meta(sop_class_uid=sop_class_uid,
-                                       sop_instance_uid=sop_instance_uid,
-                                       transfer_syntax=transfer_syntax, **other)
+        return _pynetdicom_create_meta(
+            sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
+            transfer_syntax=transfer_syntax,
+            **other,
+        )
     return _MetaFor(str(sop_class_uid), str(sop_instance_uid), str(transfer_syntax))
 
 
@@ -85,8 +93,10 @@ def install() -> bool:
 
     if dimse_messages.write_file_meta_info is _write_file_meta_info:
         return True
-    if (dimse_messages.write_file_meta_info is not filewriter.write_file_meta_info
-            or dimse_messages.create_file_meta is not dsutils.create_file_meta):
+    if (
+        dimse_messages.write_file_meta_info is not filewriter.write_file_meta_info
+        or dimse_messages.create_file_meta is not dsutils.create_file_meta
+    ):
         return False
     _pydicom_write_meta = filewriter.write_file_meta_info
     _pynetdicom_create_meta = dsutils.create_file_meta

@@ -122,18 +122,25 @@ def _wrap_receive_primitive(original: Any) -> Any:
             command_cx = getattr(message, "context_id", None)
             for context_id, data in primitive.presentation_data_value_list:
                 if context_id not in accepted:
-                    _refuse(dul, f"P-DATA on presentation context {context_id}, which was "
-                                 "not accepted")
+                    _refuse(
+                        dul, f"P-DATA on presentation context {context_id}, which was not accepted"
+                    )
                     return
                 is_command = bool(data[:1]) and data[0] & 1
                 if is_command and command_cx is not None:
                     # pynetdicom would start a second spool file and orphan the first
                     _refuse(dul, "a command while the previous command's dataset is pending")
                     return
-                if not data or (not is_command and command_cx is None) or (
-                        command_cx is not None and context_id != command_cx):
-                    _refuse(dul, f"dataset fragment on context {context_id} does not follow "
-                                 "a command on that context")
+                if (
+                    not data
+                    or (not is_command and command_cx is None)
+                    or (command_cx is not None and context_id != command_cx)
+                ):
+                    _refuse(
+                        dul,
+                        f"dataset fragment on context {context_id} does not follow "
+                        "a command on that context",
+                    )
                     return
                 if is_command and data[0] & 2:
                     command_cx = context_id
@@ -194,12 +201,16 @@ def _verified() -> bool:
     receive = inspect.getsource(dimse.DIMSEServiceProvider.receive_primitive)
     action = inspect.getsource(fsm.StateMachine.do_action)
     reactor = inspect.getsource(dul.DULServiceProvider.run_reactor)
-    return ('bytestream.extend(self.socket.recv(6))' in read
-            and "self.socket.recv(pdu_length)" in read
-            and "self._decode_pdu(bytestream)" in read and "self._recv_pdu.put(pdu)" in read
-            and "self.message.decode_msg(primitive, self.assoc)" in receive
-            and "self.dul.kill_dul()" in action and "raise InvalidEventError" in action
-            and "self.state_machine.do_action(event)" in reactor)
+    return (
+        "bytestream.extend(self.socket.recv(6))" in read
+        and "self.socket.recv(pdu_length)" in read
+        and "self._decode_pdu(bytestream)" in read
+        and "self._recv_pdu.put(pdu)" in read
+        and "self.message.decode_msg(primitive, self.assoc)" in receive
+        and "self.dul.kill_dul()" in action
+        and "raise InvalidEventError" in action
+        and "self.state_machine.do_action(event)" in reactor
+    )
 
 
 def install() -> bool:
@@ -219,12 +230,16 @@ def install() -> bool:
     if not ok:
         import pynetdicom
 
-        log.error("receive guards not installed: pynetdicom %s differs from the 3.0.x they "
-                  "were verified on", pynetdicom.__version__)
+        log.error(
+            "receive guards not installed: pynetdicom %s differs from the 3.0.x they "
+            "were verified on",
+            pynetdicom.__version__,
+        )
         return False
     dul.DULServiceProvider._read_pdu_data = _read_pdu_data  # type: ignore[method-assign]
     dimse.DIMSEServiceProvider.receive_primitive = _wrap_receive_primitive(  # type: ignore[method-assign]
-        dimse.DIMSEServiceProvider.receive_primitive)
+        dimse.DIMSEServiceProvider.receive_primitive
+    )
     fsm.StateMachine.do_action = _wrap_do_action(fsm.StateMachine.do_action)  # type: ignore[method-assign]
     _installed = True
     return True

@@ -49,10 +49,16 @@ class _InlineQueue(queue.Queue):  # type: ignore[type-arg]
 
         context_id, primitive = item
         assoc = self._assoc
-        if (isinstance(primitive, C_STORE) and primitive.is_valid_request
-                and threading.current_thread() is assoc.dul
-                and context_id in assoc._accepted_cx and assoc.is_established
-                and not assoc._sent_release and not self._handed_out and self.empty()):
+        if (
+            isinstance(primitive, C_STORE)
+            and primitive.is_valid_request
+            and threading.current_thread() is assoc.dul
+            and context_id in assoc._accepted_cx
+            and assoc.is_established
+            and not assoc._sent_release
+            and not self._handed_out
+            and self.empty()
+        ):
             assoc._serve_request(primitive, context_id)
             return
         super().put(item, block, timeout)
@@ -65,10 +71,13 @@ def _check() -> bool:
     get_msg = inspect.getsource(dimse.DIMSEServiceProvider.get_msg)
     reactor = inspect.getsource(association.Association._run_reactor)
     serve = inspect.getsource(association.Association._serve_request)
-    return ("self.msg_queue.put((context_id" in receive
-            and "self.msg_queue.get(" in get_msg
-            and "self.dimse.get_msg(block=False)" in reactor
-            and "self._accepted_cx[context_id]" in serve and "_sent_release" in serve)
+    return (
+        "self.msg_queue.put((context_id" in receive
+        and "self.msg_queue.get(" in get_msg
+        and "self.dimse.get_msg(block=False)" in reactor
+        and "self._accepted_cx[context_id]" in serve
+        and "_sent_release" in serve
+    )
 
 
 def serve_inline(assoc: Any) -> bool:
@@ -86,8 +95,10 @@ def serve_inline(assoc: Any) -> bool:
         if not _supported:
             import pynetdicom
 
-            log.info("inline C-STORE tweak not applied: pynetdicom %s differs from 3.0.x",
-                     pynetdicom.__version__)
+            log.info(
+                "inline C-STORE tweak not applied: pynetdicom %s differs from 3.0.x",
+                pynetdicom.__version__,
+            )
     dimse = getattr(assoc, "dimse", None)
     if not _supported or not isinstance(getattr(dimse, "msg_queue", None), queue.Queue):
         return False

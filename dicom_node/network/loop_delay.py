@@ -21,8 +21,7 @@ def check() -> bool:
 
     reactor = inspect.getsource(dul.DULServiceProvider.run_reactor)
     init = inspect.getsource(dul.DULServiceProvider.__init__)
-    return ("time.sleep(self._run_loop_delay)" in reactor
-            and "self._run_loop_delay" in init)
+    return "time.sleep(self._run_loop_delay)" in reactor and "self._run_loop_delay" in init
 
 
 def apply(assoc: Any) -> bool:

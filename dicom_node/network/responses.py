@@ -41,30 +41,34 @@ def _around(sop_class_uid: str, uid_length: int, status: int) -> tuple[bytes, by
     assert isinstance(data, bytes)
     at_id = data.index(_MSG_ID_TAG) + len(_MSG_ID_TAG)
     at_uid = data.index(_SOP_UID_TAG) + 8
-    uid_end = at_uid + int.from_bytes(data[at_uid - 4:at_uid], "little")
+    uid_end = at_uid + int.from_bytes(data[at_uid - 4 : at_uid], "little")
     if not at_id + 2 <= at_uid:  # pynetdicom orders elements by tag
         raise ValueError("unexpected C-STORE-RSP layout")
-    return data[:at_id], data[at_id + 2:at_uid], data[uid_end:]
+    return data[:at_id], data[at_id + 2 : at_uid], data[uid_end:]
 
 
-def encoded_store_response(sop_class_uid: str, sop_instance_uid: str, message_id: int,
-                           status: int) -> bytes:
+def encoded_store_response(
+    sop_class_uid: str, sop_instance_uid: str, message_id: int, status: int
+) -> bytes:
     """The command set pynetdicom would encode for this C-STORE-RSP."""
     head, middle, tail = _around(sop_class_uid, len(sop_instance_uid), status)
     uid = sop_instance_uid.encode("ascii")
-    return (head + message_id.to_bytes(2, "little") + middle + uid
-            + b"\0" * (len(uid) % 2) + tail)
+    return head + message_id.to_bytes(2, "little") + middle + uid + b"\0" * (len(uid) % 2) + tail
 
 
 def _plain_store_response(primitive: Any) -> bool:
     from pynetdicom.dimse_primitives import C_STORE
 
-    return (type(primitive) is C_STORE and primitive.MessageIDBeingRespondedTo is not None
-            and primitive.ErrorComment is None and primitive.OffendingElement is None
-            and isinstance(primitive.Status, int)
-            and primitive.AffectedSOPClassUID is not None
-            and primitive.AffectedSOPInstanceUID is not None
-            and primitive.AffectedSOPInstanceUID.isascii())
+    return (
+        type(primitive) is C_STORE
+        and primitive.MessageIDBeingRespondedTo is not None
+        and primitive.ErrorComment is None
+        and primitive.OffendingElement is None
+        and isinstance(primitive.Status, int)
+        and primitive.AffectedSOPClassUID is not None
+        and primitive.AffectedSOPInstanceUID is not None
+        and primitive.AffectedSOPInstanceUID.isascii()
+    )
 
 
 def _wrap_send_msg(original: Any) -> Any:
@@ -72,12 +76,14 @@ def _wrap_send_msg(original: Any) -> Any:
     from pynetdicom.pdu_primitives import P_DATA
 
     def send_msg(self: Any, primitive: Any, context_id: int) -> None:
-        if not _plain_store_response(primitive) or self.assoc.get_handlers(
-                evt.EVT_DIMSE_SENT):
+        if not _plain_store_response(primitive) or self.assoc.get_handlers(evt.EVT_DIMSE_SENT):
             return original(self, primitive, context_id)
         data = encoded_store_response(
-            str(primitive.AffectedSOPClassUID), str(primitive.AffectedSOPInstanceUID),
-            int(primitive.MessageIDBeingRespondedTo), primitive.Status)
+            str(primitive.AffectedSOPClassUID),
+            str(primitive.AffectedSOPInstanceUID),
+            int(primitive.MessageIDBeingRespondedTo),
+            primitive.Status,
+        )
         if self.maximum_pdu_size and len(data) + 7 > self.maximum_pdu_size:
             return original(self, primitive, context_id)
         pdata = P_DATA()
@@ -99,9 +105,11 @@ def install() -> bool:
     if getattr(send, "__wrapped__", None) is not None:
         return True
     source = inspect.getsource(send)
-    if ("dimse_msg.primitive_to_message(primitive)" not in source
-            or "dimse_msg.encode_msg(context_id, self.maximum_pdu_size)" not in source
-            or "EVT_DIMSE_SENT" not in source):
+    if (
+        "dimse_msg.primitive_to_message(primitive)" not in source
+        or "dimse_msg.encode_msg(context_id, self.maximum_pdu_size)" not in source
+        or "EVT_DIMSE_SENT" not in source
+    ):
         return False
     dimse.DIMSEServiceProvider.send_msg = _wrap_send_msg(send)  # type: ignore[method-assign]
     return True

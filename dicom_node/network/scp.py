@@ -64,9 +64,12 @@ def _status(code: int, comment: str, reason: str) -> Dataset:
     return ds
 
 
-_CONTEXT_RESULTS = {0x01: "user_rejection", 0x02: "no_reason",
-                    0x03: "abstract_syntax_not_supported",
-                    0x04: "transfer_syntaxes_not_supported"}
+_CONTEXT_RESULTS = {
+    0x01: "user_rejection",
+    0x02: "no_reason",
+    0x03: "abstract_syntax_not_supported",
+    0x04: "transfer_syntaxes_not_supported",
+}
 
 
 def _log_rejected_contexts(contexts: list[Any], peer: str, called: str) -> None:
@@ -78,10 +81,16 @@ def _log_rejected_contexts(contexts: list[Any], peer: str, called: str) -> None:
         uid = UID(cx.abstract_syntax)
         label = uid.name if uid.name != str(uid) else "unknown SOP class"
         names.append(f"{label} {uid} ({reason.replace('_', ' ')})")
-    log.warning("association from %s to %s: rejected %d presentation context(s): %s. The "
-                "node stores the Storage SOP classes of the DICOM standard (pynetdicom's "
-                "list) in any transfer syntax; instances of these classes cannot be sent "
-                "to it", peer, called, len(names), "; ".join(names))
+    log.warning(
+        "association from %s to %s: rejected %d presentation context(s): %s. The "
+        "node stores the Storage SOP classes of the DICOM standard (pynetdicom's "
+        "list) in any transfer syntax; instances of these classes cannot be sent "
+        "to it",
+        peer,
+        called,
+        len(names),
+        "; ".join(names),
+    )
 
 
 class StorageSCP:
@@ -144,13 +153,18 @@ class StorageSCP:
         host = assoc.requestor.address
         ae = self.config.ae(called)
         if ae is None:
-            log.warning("rejecting association from %s@%s: called AE %r not served",
-                        calling, host, called)
+            log.warning(
+                "rejecting association from %s@%s: called AE %r not served", calling, host, called
+            )
             metrics.ASSOCIATIONS_REJECTED.labels("called_ae_unknown").inc()
             self._reject(assoc, 0x07)
         elif not ae.allows(calling, host):
-            log.warning("rejecting association from %s@%s to %s: calling AE not allowed",
-                        calling, host, called)
+            log.warning(
+                "rejecting association from %s@%s to %s: calling AE not allowed",
+                calling,
+                host,
+                called,
+            )
             metrics.ASSOCIATIONS_REJECTED.labels("calling_ae_not_allowed").inc()
             self._reject(assoc, 0x03)
         else:
@@ -189,13 +203,20 @@ class StorageSCP:
     def _on_closed(self, event: evt.Event) -> None:
         memory.release_free_memory_soon()
         if spool.discard_partial(event.assoc):
-            log.warning("association from %s ended in the middle of a C-STORE: its partial "
-                        "data was discarded", event.assoc.requestor.ae_title)
+            log.warning(
+                "association from %s ended in the middle of a C-STORE: its partial "
+                "data was discarded",
+                event.assoc.requestor.ae_title,
+            )
         with self._stats_lock:
             stats = self._stats.pop(id(event.assoc), None)
         if stats is not None:
-            log.info("association from %s closed: %d stored, %d failed",
-                     event.assoc.requestor.ae_title, stats[0], stats[1])
+            log.info(
+                "association from %s closed: %d stored, %d failed",
+                event.assoc.requestor.ae_title,
+                stats[0],
+                stats[1],
+            )
 
     @staticmethod
     def _on_conn_close(event: evt.Event) -> None:
@@ -230,8 +251,7 @@ class StorageSCP:
             result = self._store(event)
         except Exception as err:  # never let an unexpected error answer Success
             log.exception("C-STORE failed unexpectedly")
-            result = _status(OUT_OF_RESOURCES, f"internal error: {type(err).__name__}",
-                             "internal")
+            result = _status(OUT_OF_RESOURCES, f"internal error: {type(err).__name__}", "internal")
         metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
         self._count(event, isinstance(result, int) and result == SUCCESS)
         return result
@@ -245,19 +265,23 @@ class StorageSCP:
         sop_class = str(req.AffectedSOPClassUID or "").strip()
         ts = event.context.transfer_syntax
         if not self.store.has_room():
-            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
-                           "disk_reserve")
+            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve", "disk_reserve")
         spooled = Path(event.dataset_path)
         header = self._headers.pop(str(spooled), None)  # usually read while it arrived
         spool_error = spool.write_error(spooled)
         if isinstance(spool_error, ReserveError):
-            log.warning("C-STORE %s from %s refused: free space below the node's reserve",
-                        sop_uid, calling)
-            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve",
-                           "disk_reserve")
+            log.warning(
+                "C-STORE %s from %s refused: free space below the node's reserve", sop_uid, calling
+            )
+            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve", "disk_reserve")
         if spool_error is not None:
-            log.error("C-STORE %s from %s: cannot write %s: %s", sop_uid, calling,
-                      spooled.parent, spool_error.strerror or spool_error)
+            log.error(
+                "C-STORE %s from %s: cannot write %s: %s",
+                sop_uid,
+                calling,
+                spooled.parent,
+                spool_error.strerror or spool_error,
+            )
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
         if header is None:
             try:
@@ -269,26 +293,46 @@ class StorageSCP:
                 log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
                 return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
         if header.sop_instance_uid != sop_uid:
-            log.warning("C-STORE %s from %s: dataset SOP Instance UID %s differs",
-                        sop_uid, calling, header.sop_instance_uid)
-            return _status(CANNOT_UNDERSTAND_IDS, "SOP Instance UID differs from request",
-                           "uid_mismatch")
+            log.warning(
+                "C-STORE %s from %s: dataset SOP Instance UID %s differs",
+                sop_uid,
+                calling,
+                header.sop_instance_uid,
+            )
+            return _status(
+                CANNOT_UNDERSTAND_IDS, "SOP Instance UID differs from request", "uid_mismatch"
+            )
         if header.sop_class_uid != sop_class:
-            return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS,
-                           "SOP Class UID differs from request", "sop_class_mismatch")
+            return _status(
+                DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                "SOP Class UID differs from request",
+                "sop_class_mismatch",
+            )
         try:
             check_file(spooled, ts)
         except StructureError as err:
-            log.warning("C-STORE %s of study %s from %s: malformed: %s", sop_uid,
-                        header.study_uid, calling, err)
+            log.warning(
+                "C-STORE %s of study %s from %s: malformed: %s",
+                sop_uid,
+                header.study_uid,
+                calling,
+                err,
+            )
             return _status(CANNOT_UNDERSTAND, f"malformed: {err}", "malformed")
         except PixelDataMismatch as err:
-            log.warning("C-STORE %s of study %s from %s: %s", sop_uid, header.study_uid,
-                        calling, err)
+            log.warning(
+                "C-STORE %s of study %s from %s: %s", sop_uid, header.study_uid, calling, err
+            )
             return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(err), "pixel_data_mismatch")
-        receipt = Receipt(called_ae=called, calling_ae=calling,
-                          peer_address=assoc.requestor.address, transfer_syntax=str(ts),
-                          path="", size=0, received_at=utcnow())
+        receipt = Receipt(
+            called_ae=called,
+            calling_ae=calling,
+            peer_address=assoc.requestor.address,
+            transfer_syntax=str(ts),
+            path="",
+            size=0,
+            received_at=utcnow(),
+        )
         try:
             self.intake.keep(spooled, header, receipt)
         except StoreError as err:
@@ -311,7 +355,8 @@ class StorageSCP:
             (evt.EVT_C_STORE, self._on_store),
         ]
         self._server = self.ae.start_server(
-            (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers)
+            (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers
+        )
         # socketserver listens with a backlog of 5 (pynetdicom documents the attribute):
         # a burst of connections then waits for the kernel's SYN-ACK retries, up to a
         # minute, and senders time out. Every connection beyond max_associations must
@@ -333,8 +378,7 @@ class StorageSCP:
         while busy() and time.monotonic() < deadline:
             time.sleep(0.05)
         if busy():
-            log.warning("aborting %d association(s) still active after %.0f s",
-                        len(busy()), grace)
+            log.warning("aborting %d association(s) still active after %.0f s", len(busy()), grace)
         self.ae.shutdown()
         spool.unregister(self.ae)
         self._server = None

@@ -48,8 +48,13 @@ class SpoolFile:
     0xA700 (:func:`write_error`) instead of pynetdicom aborting the association.
     """
 
-    def __init__(self, directory: Path, suffix: str = ".dcm",
-                 on_head: HeadHook | None = None, admit: Admit | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        suffix: str = ".dcm",
+        on_head: HeadHook | None = None,
+        admit: Admit | None = None,
+    ) -> None:
         self.name = str(directory / f"{uuid.uuid4().hex}{suffix}")
         self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self.file = self  # pynetdicom calls ``.file.flush()``
@@ -70,7 +75,7 @@ class SpoolFile:
                 if self._admit is not None:
                     self._admit(total)
                 while view:
-                    view = view[os.write(self._fd, view):]
+                    view = view[os.write(self._fd, view) :]
             except OSError as err:
                 self._fail(err)
         if self.transfer_syntax is not None and self._on_head is not None:
@@ -126,8 +131,13 @@ class _Ready:
     """Empty spool files in one directory, created ahead of need by a daemon thread that
     starts on first use (after the store has cleaned the directory)."""
 
-    def __init__(self, directory: Path, size: int = READY_FILES,
-                 on_head: HeadHook | None = None, admit: Admit | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        size: int = READY_FILES,
+        on_head: HeadHook | None = None,
+        admit: Admit | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.size = size
         self.on_head = on_head
@@ -146,8 +156,7 @@ class _Ready:
             spool = SpoolFile(self.directory, on_head=self.on_head, admit=self.admit)
         with self._lock:
             if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._fill, daemon=True,
-                                                name="spool-files")
+                self._thread = threading.Thread(target=self._fill, daemon=True, name="spool-files")
                 self._thread.start()
         self._want.set()
         return spool
@@ -158,8 +167,9 @@ class _Ready:
             self._want.clear()
             try:
                 while not self._closed and len(self._files) < self.size:
-                    self._files.append(SpoolFile(self.directory, on_head=self.on_head,
-                                                 admit=self.admit))
+                    self._files.append(
+                        SpoolFile(self.directory, on_head=self.on_head, admit=self.admit)
+                    )
             except OSError as err:  # disk full, directory gone: take() creates its own
                 log.warning("cannot prepare spool files in %s: %s", self.directory, err)
         self._discard()
@@ -182,8 +192,9 @@ class _Ready:
 _ready: weakref.WeakKeyDictionary[Any, _Ready] = weakref.WeakKeyDictionary()
 
 
-def register(ae: Any, directory: Path, on_head: HeadHook | None = None,
-             admit: Admit | None = None) -> None:
+def register(
+    ae: Any, directory: Path, on_head: HeadHook | None = None, admit: Admit | None = None
+) -> None:
     """Spool the C-STORE datasets received by the pynetdicom ``ae`` into ``directory``;
     ``on_head(spool_file, first_fragment)`` runs (on the DUL thread) as the first
     fragment of each dataset is written, while the rest is still arriving; ``admit(n)``

@@ -38,8 +38,9 @@ def enabled(environ: dict[str, str] | None = None) -> frozenset[str]:
     names = [n.strip() for n in value.split(",") if n.strip()]
     unknown = [n.lstrip("-") for n in names if n.lstrip("-") not in TWEAKS]
     if unknown:
-        raise ValueError(f"{ENV}: unknown tweak(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(TWEAKS)}, all, none")
+        raise ValueError(
+            f"{ENV}: unknown tweak(s) {', '.join(unknown)}; known: {', '.join(TWEAKS)}, all, none"
+        )
     if all(n.startswith("-") for n in names):
         return frozenset(TWEAKS) - {n[1:] for n in names}
     if any(n.startswith("-") for n in names):

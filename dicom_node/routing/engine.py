@@ -131,51 +131,98 @@ def _instance_conditions(rule: RouteRule) -> list[tuple[str, str, InstanceTest, 
     conds: list[tuple[str, str, InstanceTest, Callable]] = []
     if m.modality is not None:
         wanted = set(m.modality)
-        conds.append(("match.modality", ", ".join(m.modality),
-                      lambda i: i.modality.upper() in wanted, lambda i: i.modality))
+        conds.append(
+            (
+                "match.modality",
+                ", ".join(m.modality),
+                lambda i: i.modality.upper() in wanted,
+                lambda i: i.modality,
+            )
+        )
     if m.sop_class is not None:
         classes = set(m.sop_class)
-        conds.append(("match.sop_class", ", ".join(m.sop_class),
-                      lambda i: i.sop_class_uid in classes, lambda i: i.sop_class_uid))
+        conds.append(
+            (
+                "match.sop_class",
+                ", ".join(m.sop_class),
+                lambda i: i.sop_class_uid in classes,
+                lambda i: i.sop_class_uid,
+            )
+        )
     if m.body_part is not None:
         parts = set(m.body_part)
-        conds.append(("match.body_part", ", ".join(m.body_part),
-                      lambda i: i.body_part.upper() in parts, lambda i: i.body_part))
+        conds.append(
+            (
+                "match.body_part",
+                ", ".join(m.body_part),
+                lambda i: i.body_part.upper() in parts,
+                lambda i: i.body_part,
+            )
+        )
     if m.series_description is not None:
         rx = _regex(m.series_description)
-        conds.append(("match.series_description", f"/{m.series_description}/",
-                      lambda i: rx.search(i.series_description) is not None,
-                      lambda i: repr(i.series_description)))
+        conds.append(
+            (
+                "match.series_description",
+                f"/{m.series_description}/",
+                lambda i: rx.search(i.series_description) is not None,
+                lambda i: repr(i.series_description),
+            )
+        )
     if m.view_position is not None:
         views = set(m.view_position)
-        conds.append(("match.view_position", ", ".join(m.view_position),
-                      lambda i: i.view_position.upper() in views, lambda i: i.view_position))
+        conds.append(
+            (
+                "match.view_position",
+                ", ".join(m.view_position),
+                lambda i: i.view_position.upper() in views,
+                lambda i: i.view_position,
+            )
+        )
     if m.image_type is not None:
         need = set(m.image_type)
-        conds.append(("match.image_type", "contains " + "\\".join(m.image_type),
-                      lambda i: need <= {v.upper() for v in i.image_type},
-                      lambda i: "\\".join(i.image_type)))
+        conds.append(
+            (
+                "match.image_type",
+                "contains " + "\\".join(m.image_type),
+                lambda i: need <= {v.upper() for v in i.image_type},
+                lambda i: "\\".join(i.image_type),
+            )
+        )
     if m.min_rows is not None:
         min_rows = m.min_rows
-        conds.append(("match.min_rows", f">= {min_rows}",
-                      lambda i: i.rows is not None and i.rows >= min_rows, lambda i: i.rows))
+        conds.append(
+            (
+                "match.min_rows",
+                f">= {min_rows}",
+                lambda i: i.rows is not None and i.rows >= min_rows,
+                lambda i: i.rows,
+            )
+        )
     if m.min_columns is not None:
         min_cols = m.min_columns
-        conds.append(("match.min_columns", f">= {min_cols}",
-                      lambda i: i.columns is not None and i.columns >= min_cols,
-                      lambda i: i.columns))
+        conds.append(
+            (
+                "match.min_columns",
+                f">= {min_cols}",
+                lambda i: i.columns is not None and i.columns >= min_cols,
+                lambda i: i.columns,
+            )
+        )
     return conds
 
 
-def _select(rule: RouteRule, candidates: list[InstanceFacts]
-            ) -> tuple[list[InstanceFacts], ConditionFailure | None]:
+def _select(
+    rule: RouteRule, candidates: list[InstanceFacts]
+) -> tuple[list[InstanceFacts], ConditionFailure | None]:
     sel = rule.select
     if sel.view_positions is not None:
         present = {i.view_position.upper() for i in candidates}
         chosen = next((v for v in sel.view_positions if v in present), None)
         if chosen is None:
             return [], ConditionFailure(
-                "select.view_positions", "one of " + ", ".join(sel.view_positions),
+                "select.view_positions",
+                "one of " + ", ".join(sel.view_positions),
                 _show([i.view_position for i in candidates]),
             )
         candidates = [i for i in candidates if i.view_position.upper() == chosen]
@@ -190,16 +237,19 @@ def _select(rule: RouteRule, candidates: list[InstanceFacts]
     return candidates, None
 
 
-def evaluate_rule(rule: RouteRule, group: GroupFacts
-                  ) -> tuple[list[InstanceFacts], ConditionFailure | None]:
+def evaluate_rule(
+    rule: RouteRule, group: GroupFacts
+) -> tuple[list[InstanceFacts], ConditionFailure | None]:
     """The instances ``rule`` selects from ``group``, or the first condition that failed."""
     m = rule.match
     if m.called_ae is not None and group.called_ae.strip() not in m.called_ae:
-        return [], ConditionFailure("match.called_ae", ", ".join(m.called_ae),
-                                    group.called_ae or "(unknown)")
+        return [], ConditionFailure(
+            "match.called_ae", ", ".join(m.called_ae), group.called_ae or "(unknown)"
+        )
     if m.calling_ae is not None and group.calling_ae.strip() not in m.calling_ae:
-        return [], ConditionFailure("match.calling_ae", ", ".join(m.calling_ae),
-                                    group.calling_ae or "(unknown)")
+        return [], ConditionFailure(
+            "match.calling_ae", ", ".join(m.calling_ae), group.calling_ae or "(unknown)"
+        )
     candidates = list(group.instances)
     if not candidates:
         return [], ConditionFailure("instances", "at least one instance", "none")
@@ -210,11 +260,13 @@ def evaluate_rule(rule: RouteRule, group: GroupFacts
         candidates = kept
     n = len(candidates)
     if m.min_instances is not None and n < m.min_instances:
-        return [], ConditionFailure("match.min_instances", f">= {m.min_instances}",
-                                    f"{n} matching instance(s)")
+        return [], ConditionFailure(
+            "match.min_instances", f">= {m.min_instances}", f"{n} matching instance(s)"
+        )
     if m.max_instances is not None and n > m.max_instances:
-        return [], ConditionFailure("match.max_instances", f"<= {m.max_instances}",
-                                    f"{n} matching instance(s)")
+        return [], ConditionFailure(
+            "match.max_instances", f"<= {m.max_instances}", f"{n} matching instance(s)"
+        )
     return _select(rule, candidates)
 
 

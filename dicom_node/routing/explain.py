@@ -44,8 +44,9 @@ def _files(path: Path) -> list[Path]:
     raise FileNotFoundError(f"{path}: no such file or folder")
 
 
-def explain_path(path: Path, rules: Sequence[RouteRule], called_ae: str = "",
-                 calling_ae: str = "") -> Explanation:
+def explain_path(
+    path: Path, rules: Sequence[RouteRule], called_ae: str = "", calling_ae: str = ""
+) -> Explanation:
     """Evaluate ``rules`` for every series under ``path`` (a DICOM file or a folder)."""
     files = _files(path)
     good, bad = read_instance_facts(files)
@@ -56,8 +57,7 @@ def explain_path(path: Path, rules: Sequence[RouteRule], called_ae: str = "",
 def _series_label(group: GroupFacts) -> str:
     first = group.instances[0]
     desc = first.series_description or "(no description)"
-    return (f"{first.modality or '?'} {desc}\n{len(group.instances)} instance(s)\n"
-            f"{group.key}")
+    return f"{first.modality or '?'} {desc}\n{len(group.instances)} instance(s)\n{group.key}"
 
 
 def render_explanation(exp: Explanation, console: Console) -> None:
@@ -95,8 +95,9 @@ def render_explanation(exp: Explanation, console: Console) -> None:
     console.print(table)
     for bad in exp.unreadable:
         console.print(f"[red]unreadable[/red] {bad.path}: {bad.reason}")
-    console.print(f"{exp.files} file(s), {len(exp.series)} series, "
-                  f"{len(exp.unreadable)} unreadable")
+    console.print(
+        f"{exp.files} file(s), {len(exp.series)} series, {len(exp.unreadable)} unreadable"
+    )
 
 
 def explanation_to_dict(exp: Explanation) -> dict[str, Any]:
@@ -104,27 +105,38 @@ def explanation_to_dict(exp: Explanation) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     for group, result in exp.series:
         first = group.instances[0]
-        out.append({
-            "series_uid": group.key,
-            "modality": first.modality,
-            "series_description": first.series_description,
-            "instances": len(group.instances),
-            "matched": [d.rule for d in result.decisions],
-            "decisions": [
-                {"rule": d.rule, "action": d.action, "models": list(d.models),
-                 "destinations": list(d.destinations), "priority": d.priority,
-                 "instance_uids": list(d.instance_uids)}
-                for d in result.decisions
-            ],
-            "trace": [
-                {"index": t.index, "rule": t.rule, "status": t.status,
-                 "condition": t.failure.condition if t.failure else None,
-                 "expected": t.failure.expected if t.failure else None,
-                 "actual": t.failure.actual if t.failure else None}
-                for t in result.trace
-            ],
-            "no_match_reason": result.no_match_reason,
-        })
+        out.append(
+            {
+                "series_uid": group.key,
+                "modality": first.modality,
+                "series_description": first.series_description,
+                "instances": len(group.instances),
+                "matched": [d.rule for d in result.decisions],
+                "decisions": [
+                    {
+                        "rule": d.rule,
+                        "action": d.action,
+                        "models": list(d.models),
+                        "destinations": list(d.destinations),
+                        "priority": d.priority,
+                        "instance_uids": list(d.instance_uids),
+                    }
+                    for d in result.decisions
+                ],
+                "trace": [
+                    {
+                        "index": t.index,
+                        "rule": t.rule,
+                        "status": t.status,
+                        "condition": t.failure.condition if t.failure else None,
+                        "expected": t.failure.expected if t.failure else None,
+                        "actual": t.failure.actual if t.failure else None,
+                    }
+                    for t in result.trace
+                ],
+                "no_match_reason": result.no_match_reason,
+            }
+        )
     return {
         "files": exp.files,
         "series": out,

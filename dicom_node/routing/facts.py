@@ -38,9 +38,18 @@ _VIEW_CODES = {
 
 # Only these tags are needed; reading stops before pixel data anyway.
 _TAGS = [
-    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
-    "BodyPartExamined", "SeriesDescription", "ViewPosition", "ViewCodeSequence",
-    "ImageType", "Rows", "Columns",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Modality",
+    "BodyPartExamined",
+    "SeriesDescription",
+    "ViewPosition",
+    "ViewCodeSequence",
+    "ImageType",
+    "Rows",
+    "Columns",
 ]
 
 

@@ -72,8 +72,12 @@ class GroupRouter:
             try:
                 self.route_group(group_id)
             except Exception as err:
-                log.error("routing group %s failed (it stays complete and is offered "
-                          "again): %s: %s", group_id, type(err).__name__, err)
+                log.error(
+                    "routing group %s failed (it stays complete and is offered again): %s: %s",
+                    group_id,
+                    type(err).__name__,
+                    err,
+                )
                 log.debug("routing group %s failed", group_id, exc_info=True)
 
     def sweep(self) -> int:
@@ -93,9 +97,16 @@ class GroupRouter:
             received_at, complete_at = group.first_received, group.completed_at
         return self.route_facts(group_id, facts, received_at, complete_at)
 
-    def route_facts(self, group_id: int, facts: GroupFacts, received_at: dt.datetime | None,
-                    complete_at: dt.datetime | None, *, from_state: str = COMPLETE,
-                    note_prefix: str = "") -> RoutingResult:
+    def route_facts(
+        self,
+        group_id: int,
+        facts: GroupFacts,
+        received_at: dt.datetime | None,
+        complete_at: dt.datetime | None,
+        *,
+        from_state: str = COMPLETE,
+        note_prefix: str = "",
+    ) -> RoutingResult:
         """Queue one job per decision of the rules on ``facts`` for group ``group_id``,
         then move the group from ``from_state`` to routed, unrouted or discarded."""
         result = evaluate(list(self.rules()), facts)
@@ -103,18 +114,20 @@ class GroupRouter:
         for d in result.decisions:
             if d.action == "discard":
                 continue
-            job_id = self.queue.enqueue(NewJob(
-                group_id=group_id,
-                rule_name=d.rule,
-                action=d.action,
-                study_uid=facts.key,
-                models=d.models,
-                destinations=d.destinations,
-                instance_uids=d.instance_uids,
-                priority=Priority.STAT if d.priority == "stat" else Priority.ROUTINE,
-                received_at=received_at,
-                complete_at=complete_at,
-            ))
+            job_id = self.queue.enqueue(
+                NewJob(
+                    group_id=group_id,
+                    rule_name=d.rule,
+                    action=d.action,
+                    study_uid=facts.key,
+                    models=d.models,
+                    destinations=d.destinations,
+                    instance_uids=d.instance_uids,
+                    priority=Priority.STAT if d.priority == "stat" else Priority.ROUTINE,
+                    received_at=received_at,
+                    complete_at=complete_at,
+                )
+            )
             queued += job_id is not None
         if not result.matched:
             state, note = UNROUTED, result.no_match_reason or "no rule matched"
@@ -125,8 +138,11 @@ class GroupRouter:
             state, note = DISCARDED, "discarded by rule " + result.decisions[0].rule
         note = note_prefix + note
         with self.db.session() as s:
-            s.execute(update(Group).where(Group.id == group_id, Group.state == from_state)
-                      .values(state=state, route_note=note[:2000]))
+            s.execute(
+                update(Group)
+                .where(Group.id == group_id, Group.state == from_state)
+                .values(state=state, route_note=note[:2000])
+            )
         metrics.GROUPS_ROUTED.labels(state).inc()
         log.info("group %s study %s %s: %s", group_id, facts.key, state, note)
         if queued:

@@ -39,13 +39,15 @@ class HttpSettings(BaseModel):
 
     enabled: bool = True
     bind_address: str | None = Field(
-        None, description="None: the node's bind_address; 127.0.0.1 when no token is set")
+        None, description="None: the node's bind_address; 127.0.0.1 when no token is set"
+    )
     port: int = Field(8080, ge=1, le=65535)
     tokens: list[Token] = Field(default_factory=list)
     open_health: bool = Field(True, description="/health and /ready without a token")
     open_metrics: bool = Field(True, description="/metrics without a token")
     public_url: str | None = Field(
-        None, description="URL clients reach this port at (behind a proxy), for links")
+        None, description="URL clients reach this port at (behind a proxy), for links"
+    )
     max_request_mb: int = Field(2048, ge=1, description="larger STOW-RS bodies: 413")
     web_source: WebSource = Field(default_factory=WebSource)
 

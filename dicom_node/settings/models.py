@@ -31,26 +31,32 @@ class ModelsSettings(BaseModel):
     max_batch_size: int | None = Field(default=None, ge=1)
     max_wait_ms: float = Field(default=5.0, ge=0.0, le=10000.0)
     memory_arena: bool = Field(
-        default=False, description="ONNX Runtime's CPU memory arena: ~10% faster CPU "
-        "inference, but keeps the largest batch's memory for good.")
+        default=False,
+        description="ONNX Runtime's CPU memory arena: ~10% faster CPU "
+        "inference, but keeps the largest batch's memory for good.",
+    )
 
     @field_validator("providers")
     @classmethod
     def _known_providers(cls, value: list[str]) -> list[str]:
         for name in value:
             if not canonical(name).endswith("ExecutionProvider"):
-                raise ValueError(f"unknown execution provider {name!r} "
-                                 "(use tensorrt, cuda, cpu or an ONNX Runtime provider name)")
+                raise ValueError(
+                    f"unknown execution provider {name!r} "
+                    "(use tensorrt, cuda, cpu or an ONNX Runtime provider name)"
+                )
         return value
 
     def runtime_options(self) -> RuntimeOptions:
         """The ai runtime's options for this section."""
-        return RuntimeOptions(providers=tuple(self.providers),
-                              intra_op_threads=self.intra_op_threads,
-                              inter_op_threads=self.inter_op_threads,
-                              max_batch_size=self.max_batch_size,
-                              max_wait_ms=self.max_wait_ms,
-                              cpu_memory_arena=self.memory_arena)
+        return RuntimeOptions(
+            providers=tuple(self.providers),
+            intra_op_threads=self.intra_op_threads,
+            inter_op_threads=self.inter_op_threads,
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_wait_ms,
+            cpu_memory_arena=self.memory_arena,
+        )
 
     def resolved_models_dir(self, data_dir: Path) -> Path:
         """Where packages are discovered and the bundled demo is cached."""

@@ -48,10 +48,14 @@ class NodeConfig(BaseModel):
         1_048_576, ge=0, description="maximum PDU size we receive; 0 means unlimited"
     )
     network_timeout: float = Field(
-        60, gt=0, description="seconds a peer may stay silent, even in the middle of a PDU, "
-        "before the association is aborted and its socket closed")
+        60,
+        gt=0,
+        description="seconds a peer may stay silent, even in the middle of a PDU, "
+        "before the association is aborted and its socket closed",
+    )
     acse_timeout: float = Field(
-        30, gt=0, description="seconds to complete association negotiation (ARTIM)")
+        30, gt=0, description="seconds to complete association negotiation (ARTIM)"
+    )
     dimse_timeout: float = Field(60, gt=0, description="seconds to wait for a DIMSE message")
     disk_reserve_mb: int = Field(1024, ge=0)
     duplicate_policy: Literal["keep_first", "replace"] = "keep_first"
@@ -73,8 +77,10 @@ class NodeConfig(BaseModel):
                 raise ValueError(f"ae_titles: duplicate ae_title {title!r}")
             seen.add(title)
         if self.http.web_source.ae_title in seen:
-            raise ValueError(f"http.web_source.ae_title {self.http.web_source.ae_title!r} "
-                             "is also a DIMSE AE title")
+            raise ValueError(
+                f"http.web_source.ae_title {self.http.web_source.ae_title!r} "
+                "is also a DIMSE AE title"
+            )
         return self
 
     def ae(self, title: str) -> AETitleSettings | None:
@@ -104,7 +110,7 @@ def format_validation_errors(err: ValidationError) -> list[str]:
     for e in err.errors():
         msg = e["msg"]
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         lines.append(f"{_loc(tuple(e['loc']))}: {msg}")
     return lines
 
@@ -123,27 +129,33 @@ def _each_valid(data: dict[str, Any]) -> tuple[list[RouteRule | None], list[Any]
         except ValidationError:
             routes.append(None)
     raw_dests = data.get("destinations")
-    dests = [SimpleNamespace(name=d["name"])
-             if isinstance(d, dict) and isinstance(d.get("name"), str) else None
-             for d in (raw_dests if isinstance(raw_dests, list) else [])]
+    dests = [
+        SimpleNamespace(name=d["name"])
+        if isinstance(d, dict) and isinstance(d.get("name"), str)
+        else None
+        for d in (raw_dests if isinstance(raw_dests, list) else [])
+    ]
     return routes, dests
 
 
-def _known_models(cfg: NodeConfig | None, data: dict[str, Any],
-                  models: ModelNames) -> set[str] | None:
+def _known_models(
+    cfg: NodeConfig | None, data: dict[str, Any], models: ModelNames
+) -> set[str] | None:
     """The model names ``models`` finds for this file's ``models:`` section and data dir;
     ``None`` when those sections are themselves invalid (reported on their own)."""
     if cfg is None:
         try:
             cfg = NodeConfig.model_validate(
-                {k: data[k] for k in ("data_dir", "models") if k in data})
+                {k: data[k] for k in ("data_dir", "models") if k in data}
+            )
         except ValidationError:
             return None
     return set(models(cfg))
 
 
-def validate_config(data: Any, source: str = "<config>",
-                    models: ModelNames | None = None) -> NodeConfig:
+def validate_config(
+    data: Any, source: str = "<config>", models: ModelNames | None = None
+) -> NodeConfig:
     """Validate an already-parsed mapping; raise ConfigError listing every error.
 
     Field errors and cross-references (route names, destinations, and with ``models`` —

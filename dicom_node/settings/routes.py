@@ -89,8 +89,14 @@ class MatchSpec(BaseModel):
     max_instances: int | None = Field(None, ge=1)
 
     @field_validator(
-        "called_ae", "calling_ae", "modality", "sop_class", "body_part", "view_position",
-        "image_type", mode="before",
+        "called_ae",
+        "calling_ae",
+        "modality",
+        "sop_class",
+        "body_part",
+        "view_position",
+        "image_type",
+        mode="before",
     )
     @classmethod
     def _listify(cls, value: Any) -> Any:

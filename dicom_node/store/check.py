@@ -31,26 +31,66 @@ from pydicom.uid import UID, JPEGTransferSyntaxes
 
 MAX_DEPTH = 64  # nested sequences; real objects (RT, SR) stay far below
 
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
-                       b"UR", b"UT", b"UV"})
-_SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS",
-                        b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL",
-                        b"US"})
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_SHORT_VRS = frozenset(
+    {
+        b"AE",
+        b"AS",
+        b"AT",
+        b"CS",
+        b"DA",
+        b"DS",
+        b"DT",
+        b"FL",
+        b"FD",
+        b"IS",
+        b"LO",
+        b"LT",
+        b"PN",
+        b"SH",
+        b"SL",
+        b"SS",
+        b"ST",
+        b"TM",
+        b"UI",
+        b"UL",
+        b"US",
+    }
+)
 _SQ_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
 # Numeric VRs: a value is a whole number of these (pydicom refuses to read one that is
 # not; O* VRs it keeps as bytes).
-_VALUE_SIZE = {b"AT": 4, b"FL": 4, b"FD": 8, b"SL": 4, b"SS": 2, b"UL": 4, b"US": 2,
-               b"SV": 8, b"UV": 8}
+_VALUE_SIZE = {
+    b"AT": 4,
+    b"FL": 4,
+    b"FD": 8,
+    b"SL": 4,
+    b"SS": 2,
+    b"UL": 4,
+    b"US": 2,
+    b"SV": 8,
+    b"UV": 8,
+}
 # The same by tag, for implicit VR (from the dictionary; "US or SS" and the like: 2).
-_SIZE_OF_TAG = {tag: _VALUE_SIZE[entry[0][:2].encode()]
-                for tag, entry in DicomDictionary.items()
-                if entry[0][:2].encode() in _VALUE_SIZE and "OW" not in entry[0]}
+_SIZE_OF_TAG = {
+    tag: _VALUE_SIZE[entry[0][:2].encode()]
+    for tag, entry in DicomDictionary.items()
+    if entry[0][:2].encode() in _VALUE_SIZE and "OW" not in entry[0]
+}
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
 # Top-level attributes the Pixel Data length is checked against.
 _SAMPLES, _PHOTOMETRIC, _FRAMES, _ROWS, _COLUMNS, _BITS = (
-    0x00280002, 0x00280004, 0x00280008, 0x00280010, 0x00280011, 0x00280100)
+    0x00280002,
+    0x00280004,
+    0x00280008,
+    0x00280010,
+    0x00280011,
+    0x00280100,
+)
 _KEPT = frozenset({_SAMPLES, _PHOTOMETRIC, _FRAMES, _ROWS, _COLUMNS, _BITS})
 _JPEG = frozenset(JPEGTransferSyntaxes)
 
@@ -105,7 +145,7 @@ class _Walk:
             if implicit:
                 pos += 8
             else:
-                vr = buf[pos + 4:pos + 6]
+                vr = buf[pos + 4 : pos + 6]
                 if vr in _SHORT_VRS:
                     length = self.short.unpack_from(buf, pos + 6)[0]
                     pos += 8
@@ -125,17 +165,15 @@ class _Walk:
                     raise StructureError(f"{_name(tag)} ({vr!r}) has an undefined length")
                 continue
             if pos + length > limit:
-                raise StructureError(f"{_name(tag)} claims {length} bytes, "
-                                     f"{limit - pos} left")
+                raise StructureError(f"{_name(tag)} claims {length} bytes, {limit - pos} left")
             size = _VALUE_SIZE.get(vr, 0) if vr is not None else _SIZE_OF_TAG.get(tag, 0)
             if size and length % size:
-                raise StructureError(f"{_name(tag)} has {length} bytes, not a multiple of "
-                                     f"{size}")
+                raise StructureError(f"{_name(tag)} has {length} bytes, not a multiple of {size}")
             if vr == b"SQ" or (vr is None and tag in _SQ_TAGS):
                 self.sequence(pos, pos + length, depth + 1, implicit)
             elif depth == 0:
                 if tag in _KEPT:
-                    self.kept[tag] = bytes(buf[pos:pos + length])
+                    self.kept[tag] = bytes(buf[pos : pos + length])
                 elif tag == _PIXEL_DATA:
                     self.pixel_length = length
             pos += length
@@ -197,7 +235,7 @@ class _Walk:
         if first_fragment < 0 or table is None:
             raise StructureError("encapsulated Pixel Data without a fragment")
         self._check_offsets(*table, fragment_bytes)
-        if self.jpeg and buf[first_fragment:first_fragment + 2] != b"\xff\xd8":
+        if self.jpeg and buf[first_fragment : first_fragment + 2] != b"\xff\xd8":
             raise StructureError("JPEG Pixel Data fragment without an SOI marker")
         if top:
             self.pixel_length = -1  # encapsulated
@@ -208,8 +246,9 @@ class _Walk:
             raise StructureError("Basic Offset Table length not a multiple of 4")
         offsets = struct.unpack_from(f"{self.short.format[0]}{length // 4}L", self.buf, pos)
         steps = zip(offsets, offsets[1:], strict=False)
-        if offsets and (offsets[0] != 0 or any(b < a for a, b in steps)
-                        or offsets[-1] >= fragment_bytes):
+        if offsets and (
+            offsets[0] != 0 or any(b < a for a, b in steps) or offsets[-1] >= fragment_bytes
+        ):
             raise StructureError("Basic Offset Table does not fit the fragments")
 
     def _us(self, tag: int) -> int | None:
@@ -237,8 +276,9 @@ class _Walk:
             values = values // 3 * 2  # two chroma samples per two pixels
         expected = (values * bits + 7) // 8
         if self.pixel_length < expected:
-            raise PixelDataMismatch(f"Pixel Data has {self.pixel_length} bytes, the image "
-                                    f"attributes need {expected}")
+            raise PixelDataMismatch(
+                f"Pixel Data has {self.pixel_length} bytes, the image attributes need {expected}"
+            )
 
 
 def check_dataset(buf: bytes | mmap.mmap, transfer_syntax: str, offset: int = 0) -> None:

@@ -50,8 +50,13 @@ class Intake:
 
     def _duplicate(self, header: InstanceHeader, receipt: Receipt, how: str) -> str:
         metrics.DUPLICATES.labels(self.policy).inc()
-        log.info("duplicate %s of study %s from %s%s: kept the first",
-                 header.sop_instance_uid, header.study_uid, receipt.calling_ae, how)
+        log.info(
+            "duplicate %s of study %s from %s%s: kept the first",
+            header.sop_instance_uid,
+            header.study_uid,
+            receipt.calling_ae,
+            how,
+        )
         return DUPLICATE
 
     def _discard(self, path: Path, sop_uid: str) -> None:
@@ -80,8 +85,12 @@ class Intake:
         try:
             for attempt in range(2):
                 try:
-                    self.recorder.record(header, receipt, replace=existing is not None,
-                                         before_commit=placed.wait_durable)
+                    self.recorder.record(
+                        header,
+                        receipt,
+                        replace=existing is not None,
+                        before_commit=placed.wait_durable,
+                    )
                     break
                 except DuplicateInstance:
                     # Another process on this database indexed it meanwhile.
@@ -99,8 +108,13 @@ class Intake:
                 self._discard(path, sop_uid)
             raise
         except Exception as err:
-            log.error("C-STORE %s of study %s: indexing failed: %s: %s", sop_uid,
-                      header.study_uid, type(err).__name__, err)
+            log.error(
+                "C-STORE %s of study %s: indexing failed: %s: %s",
+                sop_uid,
+                header.study_uid,
+                type(err).__name__,
+                err,
+            )
             log.debug("indexing failed", exc_info=True)
             if existing is None:
                 self._discard(path, sop_uid)
@@ -109,6 +123,11 @@ class Intake:
             self.store.remove(Path(existing))
         metrics.INSTANCES_RECEIVED.labels(receipt.called_ae).inc()
         metrics.BYTES_RECEIVED.labels(receipt.called_ae).inc(placed.size)
-        log.debug("stored %s of study %s from %s (%d bytes)", sop_uid, header.study_uid,
-                  receipt.calling_ae, placed.size)
+        log.debug(
+            "stored %s of study %s from %s (%d bytes)",
+            sop_uid,
+            header.study_uid,
+            receipt.calling_ae,
+            placed.size,
+        )
         return STORED

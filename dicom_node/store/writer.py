@@ -96,8 +96,9 @@ class Placed:
             try:
                 sync.result()
             except OSError as err:
-                raise StoreError(err.errno, f"cannot store {self.path.name}: "
-                                            f"{err.strerror or err}") from err
+                raise StoreError(
+                    err.errno, f"cannot store {self.path.name}: {err.strerror or err}"
+                ) from err
 
 
 class InstanceStore:
@@ -142,8 +143,12 @@ class InstanceStore:
 
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         """Where an instance lives."""
-        return (self.instances / safe_component(study_uid) / safe_component(series_uid)
-                / f"{safe_component(sop_uid)}.dcm")
+        return (
+            self.instances
+            / safe_component(study_uid)
+            / safe_component(series_uid)
+            / f"{safe_component(sop_uid)}.dcm"
+        )
 
     def _refresh_free(self, now: float) -> None:
         self._free = shutil.disk_usage(self.root).free
@@ -192,10 +197,13 @@ class InstanceStore:
                 if low != self._low:
                     self._low = low
                     if low:
-                        log.error("free space %d MB, less what is arriving, below the "
-                                  "reserve of %d MB: refusing C-STOREs with 0xA700 until "
-                                  "space is freed",
-                                  self._free // 2**20, self.reserve_bytes // 2**20)
+                        log.error(
+                            "free space %d MB, less what is arriving, below the "
+                            "reserve of %d MB: refusing C-STOREs with 0xA700 until "
+                            "space is freed",
+                            self._free // 2**20,
+                            self.reserve_bytes // 2**20,
+                        )
                     else:
                         log.warning("free space back above the reserve: accepting C-STOREs")
 

@@ -19,7 +19,10 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_registry(demo_cache: Path):
-    registry = ModelRegistry.load(cache_dir=demo_cache, include_bundled=True,
-                                  options=RuntimeOptions(intra_op_threads=1, max_wait_ms=20))
+    registry = ModelRegistry.load(
+        cache_dir=demo_cache,
+        include_bundled=True,
+        options=RuntimeOptions(intra_op_threads=1, max_wait_ms=20),
+    )
     yield registry
     registry.close()

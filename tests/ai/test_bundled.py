@@ -58,10 +58,12 @@ def test_infer_cr_typed_results_and_heatmap_field_of_view(demo_registry):
     # The heatmap is the model's CAM with the padding columns cut away.
     prep = preprocess_frame(ds.pixel_array, ds, model.manifest.preprocess, model.manifest.input)
     logits, cam = model._run_batch(prep.tensor[np.newaxis])
-    np.testing.assert_allclose(res.labels[0].heatmap,
-                               crop_heatmap(cam[0, 0], prep.box, 224, 224), atol=1e-5)
-    np.testing.assert_allclose(res.labels[0].probability, 1 / (1 + np.exp(-logits[0, 0])),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        res.labels[0].heatmap, crop_heatmap(cam[0, 0], prep.box, 224, 224), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        res.labels[0].probability, 1 / (1 + np.exp(-logits[0, 0])), rtol=1e-5
+    )
 
 
 def test_monochrome1_and_monochrome2_of_the_same_picture_agree(demo_registry):
@@ -85,8 +87,9 @@ def test_multiframe_gives_one_result_per_frame(demo_registry):
     for r, single in zip(results, (a, b), strict=True):
         want = [x.probability for x in model.infer(single)[0].labels]
         np.testing.assert_allclose([x.probability for x in r.labels], want, atol=1e-5)
-    assert not np.allclose([x.probability for x in results[0].labels],
-                           [x.probability for x in results[1].labels])
+    assert not np.allclose(
+        [x.probability for x in results[0].labels], [x.probability for x in results[1].labels]
+    )
 
 
 def test_applies_to_filters(demo_registry):

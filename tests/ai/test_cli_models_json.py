@@ -16,8 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "dicom_node", "models", "test", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dicom_node", "models", "test", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _data_dir(tmp_path: Path, demo_cache: Path) -> Path:
@@ -49,8 +55,9 @@ def test_pngs_only_with_out(tmp_path: Path, demo_cache: Path) -> None:
     assert "Pneumothorax" in plain.stdout and "--out" in plain.stdout
     assert list(work.iterdir()) == []
     out = tmp_path / "pngs"
-    asked = _cli(work, "demo-cxr-densenet121", str(cr), "--json", "--out", str(out),
-                 "--data-dir", str(data))
+    asked = _cli(
+        work, "demo-cxr-densenet121", str(cr), "--json", "--out", str(out), "--data-dir", str(data)
+    )
     assert asked.returncode == 0, asked.stderr
     doc = json.loads(asked.stdout)
     written = sorted(out.glob("*.png"))

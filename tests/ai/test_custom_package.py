@@ -26,8 +26,12 @@ def _tiny_onnx(path: Path, batch: object = "N") -> None:
         helper.make_node("MatMul", ["m", "w"], ["scores"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8, 8, 1])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 2])], [w])
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8, 8, 1])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 2])],
+        [w],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)
@@ -35,16 +39,30 @@ def _tiny_onnx(path: Path, batch: object = "N") -> None:
 
 def _manifest(**over) -> dict:
     m = {
-        "name": "tiny", "version": "0.1", "manufacturer": "tests", "device_uid": "1.2.3.4",
-        "intended_use": "unit test", "demo": True,
+        "name": "tiny",
+        "version": "0.1",
+        "manufacturer": "tests",
+        "device_uid": "1.2.3.4",
+        "intended_use": "unit test",
+        "demo": True,
         "applies_to": {"modalities": ["DX"]},
         "input": {"name": "x", "layout": "NHWC", "height": 8, "width": 8, "channels": 1},
-        "preprocess": {"window": {"source": "fixed", "center": 2048, "width": 4096},
-                       "resize": "stretch"},
-        "output": {"scores": "scores", "activation": "softmax",
-                   "labels": [{"name": "bright", "threshold": 0.5},
-                              {"name": "dark", "threshold": 0.5,
-                               "code": {"value": "X1", "scheme": "99TEST", "meaning": "Dark"}}]},
+        "preprocess": {
+            "window": {"source": "fixed", "center": 2048, "width": 4096},
+            "resize": "stretch",
+        },
+        "output": {
+            "scores": "scores",
+            "activation": "softmax",
+            "labels": [
+                {"name": "bright", "threshold": 0.5},
+                {
+                    "name": "dark",
+                    "threshold": 0.5,
+                    "code": {"value": "X1", "scheme": "99TEST", "meaning": "Dark"},
+                },
+            ],
+        },
         "runtime": {"max_batch_size": 4},
     }
     m.update(over)
@@ -87,8 +105,9 @@ def test_concurrent_infer_on_distinct_datasets(tmp_path):
         with ThreadPoolExecutor(16) as pool:
             got = list(pool.map(lambda ds: model.infer(ds)[0], dss))
         assert [r.sop_instance_uid for r in got] == [uid for uid, _ in expected]
-        np.testing.assert_allclose([r.labels[0].probability for r in got],
-                                   [p for _, p in expected], rtol=1e-6)
+        np.testing.assert_allclose(
+            [r.labels[0].probability for r in got], [p for _, p in expected], rtol=1e-6
+        )
         assert len({p for _, p in expected}) > 5  # inputs really differ
     finally:
         reg.close()
@@ -111,16 +130,20 @@ def test_runtime_failure_fails_the_call_not_the_model(tmp_path):
     d.mkdir()
     shape = numpy_helper.from_array(np.array([-1, 7], np.int64), "shape")
     graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["scores"])], "failing",
+        [helper.make_node("Reshape", ["x", "shape"], ["scores"])],
+        "failing",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 8, 1])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 2])], [shape])
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 2])],
+        [shape],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, d / "model.onnx")
     (d / "model.yaml").write_text(yaml.safe_dump(_manifest(name="failing")))
     ok = _package(tmp_path, "ok")
-    reg = ModelRegistry.load([d, ok], include_bundled=False,
-                             options=RuntimeOptions(intra_op_threads=1, warmup=False))
+    reg = ModelRegistry.load(
+        [d, ok], include_bundled=False, options=RuntimeOptions(intra_op_threads=1, warmup=False)
+    )
     try:
         with pytest.raises(Exception, match="(?i)reshape|shape"):
             reg.get("failing").infer(make_dx(rows=16, cols=16))
@@ -137,9 +160,12 @@ def test_failing_warmup_is_a_package_error(tmp_path):
     d.mkdir()
     shape = numpy_helper.from_array(np.array([-1, 7], np.int64), "shape")
     graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["scores"])], "f",
+        [helper.make_node("Reshape", ["x", "shape"], ["scores"])],
+        "f",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 8, 1])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 2])], [shape])
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 2])],
+        [shape],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, d / "model.onnx")

@@ -21,12 +21,12 @@ def _read(name: str) -> pydicom.Dataset:
 
 # (compressed file, uncompressed reference or None, exact?)
 LOSSLESS = [
-    ("MR_small_RLE.dcm", "MR_small.dcm"),                    # RLE Lossless
-    ("MR_small_jp2klossless.dcm", "MR_small.dcm"),           # JPEG 2000 lossless
-    ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm"),       # JPEG-LS lossless
-    ("SC_rgb_jpeg_gdcm.dcm", "SC_rgb_rle.dcm"),              # JPEG lossless P14 SV1, RGB
-    ("rtdose_rle.dcm", "rtdose.dcm"),                        # RLE multi-frame (15)
-    ("rtdose_rle.dcm", "rtdose_expb.dcm"),                   # vs big endian original
+    ("MR_small_RLE.dcm", "MR_small.dcm"),  # RLE Lossless
+    ("MR_small_jp2klossless.dcm", "MR_small.dcm"),  # JPEG 2000 lossless
+    ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm"),  # JPEG-LS lossless
+    ("SC_rgb_jpeg_gdcm.dcm", "SC_rgb_rle.dcm"),  # JPEG lossless P14 SV1, RGB
+    ("rtdose_rle.dcm", "rtdose.dcm"),  # RLE multi-frame (15)
+    ("rtdose_rle.dcm", "rtdose_expb.dcm"),  # vs big endian original
 ]
 
 
@@ -39,11 +39,11 @@ def test_lossless_syntaxes_decode_exactly(compressed, reference):
 
 
 LOSSY = [
-    ("JPEG2000.dcm", 1, (1024, 256)),                # JPEG 2000 (lossy-capable syntax)
-    ("SC_rgb_jpeg_dcmtk.dcm", 1, (100, 100, 3)),     # JPEG baseline, YBR_FULL
-    ("JPGExtended.dcm", 1, (1024, 256)),             # JPEG extended 12-bit
-    ("JPEGLSNearLossless_16.dcm", 1, None),          # JPEG-LS near-lossless
-    ("examples_ybr_color.dcm", 30, (240, 320, 3)),   # JPEG baseline multi-frame
+    ("JPEG2000.dcm", 1, (1024, 256)),  # JPEG 2000 (lossy-capable syntax)
+    ("SC_rgb_jpeg_dcmtk.dcm", 1, (100, 100, 3)),  # JPEG baseline, YBR_FULL
+    ("JPGExtended.dcm", 1, (1024, 256)),  # JPEG extended 12-bit
+    ("JPEGLSNearLossless_16.dcm", 1, None),  # JPEG-LS near-lossless
+    ("examples_ybr_color.dcm", 30, (240, 320, 3)),  # JPEG baseline multi-frame
 ]
 
 
@@ -95,8 +95,10 @@ def test_iter_frames_numbers_multiframe_from_one():
     assert single == [None]
 
 
-@pytest.mark.parametrize("name", ["MR_small_jpeg_ls_lossless.dcm", "JPEG2000.dcm",
-                                  "rtdose_rle.dcm", "SC_rgb_jpeg_dcmtk.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    ["MR_small_jpeg_ls_lossless.dcm", "JPEG2000.dcm", "rtdose_rle.dcm", "SC_rgb_jpeg_dcmtk.dcm"],
+)
 def test_decoded_frames_preprocess(name):
     ds = _read(name)
     inp = InputSpec(name="x", height=32, width=32, channels=1)

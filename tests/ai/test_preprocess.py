@@ -62,8 +62,11 @@ def test_window_linear_hand_values():
     out = window_linear(x, 100, 11)
     np.testing.assert_allclose(out, [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-6)
     # LINEAR_EXACT: (x - c)/w + 0.5
-    np.testing.assert_allclose(window_linear(np.array([95.0, 100, 102.2]), 100, 10,
-                                             "LINEAR_EXACT"), [0.0, 0.5, 0.72], atol=1e-6)
+    np.testing.assert_allclose(
+        window_linear(np.array([95.0, 100, 102.2]), 100, 10, "LINEAR_EXACT"),
+        [0.0, 0.5, 0.72],
+        atol=1e-6,
+    )
     # SIGMOID: 1/(1+exp(-4(x-c)/w)) at x=c is 0.5; at x=c+w/4 is 1/(1+e^-1)
     s = window_linear(np.array([100.0, 102.5]), 100, 10, "SIGMOID")
     np.testing.assert_allclose(s, [0.5, 1 / (1 + np.exp(-1))], atol=1e-6)
@@ -86,8 +89,9 @@ def test_voi_lut_sequence():
 
 def test_voi_fixed_window_ignores_dataset():
     ds = _ds(WindowCenter=5000, WindowWidth=10)
-    out = voi(np.array([-1000.5, 0.0, 1000.0]), ds, WindowSpec(source="fixed", center=0,
-                                                                 width=2001))
+    out = voi(
+        np.array([-1000.5, 0.0, 1000.0]), ds, WindowSpec(source="fixed", center=0, width=2001)
+    )
     np.testing.assert_allclose(out, [0.0, 0.5 + 0.5 / 2000, 1.0], atol=1e-6)
 
 
@@ -119,8 +123,9 @@ def test_letterbox_geometry_and_padding():
     assert (box.top, box.left, box.height, box.width) == (1, 0, 2, 4)
     x = np.arange(8, dtype=np.float32).reshape(2, 4, 1)
     out, box = resize(x, 4, 4, "letterbox")
-    np.testing.assert_array_equal(out[..., 0], [[0, 0, 0, 0], [0, 1, 2, 3], [4, 5, 6, 7],
-                                                [0, 0, 0, 0]])
+    np.testing.assert_array_equal(
+        out[..., 0], [[0, 0, 0, 0], [0, 1, 2, 3], [4, 5, 6, 7], [0, 0, 0, 0]]
+    )
     # tall 8x2 into 4x4: scale 0.5 -> 4x1, centred column 1
     box = letterbox_geometry(8, 2, 4, 4, "letterbox")
     assert (box.top, box.left, box.height, box.width) == (0, 1, 4, 1)
@@ -130,7 +135,7 @@ def test_letterbox_geometry_and_padding():
 def test_resize_downscale_of_constant_is_constant():
     out, _ = resize(np.full((10, 6, 1), 0.3, np.float32), 5, 5, "letterbox")
     box = letterbox_geometry(10, 6, 5, 5, "letterbox")
-    inside = out[box.top:box.top + box.height, box.left:box.left + box.width, 0]
+    inside = out[box.top : box.top + box.height, box.left : box.left + box.width, 0]
     np.testing.assert_allclose(inside, 0.3, atol=1e-6)
 
 
@@ -140,18 +145,29 @@ def test_normalize():
     np.testing.assert_allclose(normalize(x, spec)[0, 0], [-1.0, -0.25, 0.0])
 
 
-@pytest.mark.parametrize("photometric,stored,expected", [
-    # MONOCHROME2: 0 dark -> 0; 4095 bright -> 1
-    ("MONOCHROME2", [[0, 4095]], [[-1.0, 1.0]]),
-    # MONOCHROME1: stored 0 is displayed white -> 1 after inversion
-    ("MONOCHROME1", [[0, 4095]], [[1.0, -1.0]]),
-])
+@pytest.mark.parametrize(
+    "photometric,stored,expected",
+    [
+        # MONOCHROME2: 0 dark -> 0; 4095 bright -> 1
+        ("MONOCHROME2", [[0, 4095]], [[-1.0, 1.0]]),
+        # MONOCHROME1: stored 0 is displayed white -> 1 after inversion
+        ("MONOCHROME1", [[0, 4095]], [[1.0, -1.0]]),
+    ],
+)
 def test_full_chain_monochrome(photometric, stored, expected):
-    ds = _ds(PhotometricInterpretation=photometric, RescaleSlope=1, RescaleIntercept=0,
-             WindowCenter=2048, WindowWidth=4096)
+    ds = _ds(
+        PhotometricInterpretation=photometric,
+        RescaleSlope=1,
+        RescaleIntercept=0,
+        WindowCenter=2048,
+        WindowWidth=4096,
+    )
     inp = InputSpec(name="x", layout="NCHW", height=1, width=2, channels=1)
-    spec = PreprocessSpec(window=WindowSpec(source="dataset"), resize="letterbox",
-                          normalize=NormalizeSpec(scale=2.0, offset=-1.0))
+    spec = PreprocessSpec(
+        window=WindowSpec(source="dataset"),
+        resize="letterbox",
+        normalize=NormalizeSpec(scale=2.0, offset=-1.0),
+    )
     prep = preprocess_frame(np.array(stored, np.uint16), ds, spec, inp)
     assert prep.tensor.shape == (1, 1, 2)
     np.testing.assert_allclose(prep.tensor[0], expected, atol=1e-3)

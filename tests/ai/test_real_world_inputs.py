@@ -26,8 +26,9 @@ def any_photometric(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def greyscale_only(tmp_path_factory: pytest.TempPathFactory):
-    registry, model = open_model(tmp_path_factory.mktemp("grey"),
-                                 photometric=["MONOCHROME1", "MONOCHROME2"])
+    registry, model = open_model(
+        tmp_path_factory.mktemp("grey"), photometric=["MONOCHROME1", "MONOCHROME2"]
+    )
     yield model
     registry.close()
 
@@ -39,8 +40,9 @@ def test_greyscale_model_skips_colour_early(greyscale_only, name: str) -> None:
     assert "PhotometricInterpretation" in reason and "MONOCHROME2" in reason
 
 
-@pytest.mark.parametrize("name", ["SC_rgb.dcm", "OBXXXX1A.dcm", "US1_J2KR.dcm",
-                                  "SC_ybr_full_uncompressed.dcm"])
+@pytest.mark.parametrize(
+    "name", ["SC_rgb.dcm", "OBXXXX1A.dcm", "US1_J2KR.dcm", "SC_ybr_full_uncompressed.dcm"]
+)
 def test_model_accepting_colour_infers_it(any_photometric, name: str) -> None:
     ds = _file(name)
     assert any_photometric.applies_to(ds) == (True, "")
@@ -68,5 +70,5 @@ def test_palette_is_not_treated_as_greyscale(any_photometric) -> None:
     # normalize: x * 2048 - 1024, / 1024 -> x = tensor * 0.5 + 0.5; compare means
     x = prepared.tensor * 0.5 + 0.5
     box = prepared.box
-    inside = x[0, box.top:box.top + box.height, box.left:box.left + box.width]
+    inside = x[0, box.top : box.top + box.height, box.left : box.left + box.width]
     assert abs(float(inside.mean()) - float(lum.mean())) < 0.02

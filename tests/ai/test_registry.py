@@ -36,17 +36,20 @@ def test_demo_manifest_round_trips(demo_cache):
     assert len(m.output.labels) == 18 and m.output.heatmap == "cam"
 
 
-@pytest.mark.parametrize("edit,field", [
-    (lambda d: d["input"].update(name="pixels"), "input.name"),
-    (lambda d: d["output"]["labels"].pop(), "output.labels"),
-    (lambda d: d["output"].update(heatmap="gradcam"), "output.heatmap"),
-    (lambda d: d["output"].update(scores="probs"), "output.scores"),
-    (lambda d: d["input"].update(height=256), "input.height"),
-    (lambda d: d["output"]["labels"][3].update(threshold=1.5), "output.labels[3].threshold"),
-    (lambda d: d.pop("device_uid"), "device_uid"),
-    (lambda d: d["preprocess"]["window"].update(source="fixed"), "preprocess.window"),
-    (lambda d: d.update(onnx_file="missing.onnx"), "onnx_file"),
-])
+@pytest.mark.parametrize(
+    "edit,field",
+    [
+        (lambda d: d["input"].update(name="pixels"), "input.name"),
+        (lambda d: d["output"]["labels"].pop(), "output.labels"),
+        (lambda d: d["output"].update(heatmap="gradcam"), "output.heatmap"),
+        (lambda d: d["output"].update(scores="probs"), "output.scores"),
+        (lambda d: d["input"].update(height=256), "input.height"),
+        (lambda d: d["output"]["labels"][3].update(threshold=1.5), "output.labels[3].threshold"),
+        (lambda d: d.pop("device_uid"), "device_uid"),
+        (lambda d: d["preprocess"]["window"].update(source="fixed"), "preprocess.window"),
+        (lambda d: d.update(onnx_file="missing.onnx"), "onnx_file"),
+    ],
+)
 def test_broken_package_is_refused_naming_file_and_field(tmp_path, demo_cache, edit, field):
     bad = _variant(tmp_path, demo_cache, "broken", edit)
     registry = ModelRegistry.load([bad], cache_dir=demo_cache, options=OPTS)
@@ -63,14 +66,18 @@ def test_garbage_onnx_and_bad_yaml_are_reported(tmp_path, demo_cache):
     garbage = tmp_path / "garbage"
     garbage.mkdir()
     (garbage / "model.onnx").write_bytes(b"not an onnx file")
-    (garbage / "model.yaml").write_text((_demo_dir(demo_cache) / "model.yaml").read_text()
-                                        .replace("demo-cxr-densenet121", "garbage"))
+    (garbage / "model.yaml").write_text(
+        (_demo_dir(demo_cache) / "model.yaml")
+        .read_text()
+        .replace("demo-cxr-densenet121", "garbage")
+    )
     badyaml = tmp_path / "badyaml"
     badyaml.mkdir()
     (badyaml / "model.yaml").write_text("name: [unclosed\n")
     good = _variant(tmp_path, demo_cache, "second-good", lambda d: None)
-    registry = ModelRegistry.load([garbage, badyaml, good, tmp_path / "nope"],
-                                  cache_dir=demo_cache, options=OPTS)
+    registry = ModelRegistry.load(
+        [garbage, badyaml, good, tmp_path / "nope"], cache_dir=demo_cache, options=OPTS
+    )
     try:
         assert set(registry.models) == {"demo-cxr-densenet121", "second-good"}
         msgs = {e.path.name: e.message for e in registry.errors}

@@ -41,8 +41,9 @@ def test_export_matches_pytorch(exported):
 
 
 def test_exported_package_loads_and_runs(exported):
-    registry = ModelRegistry.load([exported], include_bundled=False,
-                                  options=RuntimeOptions(intra_op_threads=1))
+    registry = ModelRegistry.load(
+        [exported], include_bundled=False, options=RuntimeOptions(intra_op_threads=1)
+    )
     try:
         assert not registry.errors, registry.errors
         (model,) = registry.models.values()
@@ -61,8 +62,17 @@ def test_cli_import_untrained(tmp_path):
     from dicom_node.cli import app
 
     out = tmp_path / "cli-pkg"
-    result = CliRunner().invoke(app, ["models", "import-torchxrayvision",
-                                      "densenet121-res224-all", "--out", str(out), "--untrained"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "models",
+            "import-torchxrayvision",
+            "densenet121-res224-all",
+            "--out",
+            str(out),
+            "--untrained",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "model.onnx").is_file() and (out / "model.yaml").is_file()
     assert "package written" in result.output

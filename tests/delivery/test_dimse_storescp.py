@@ -17,8 +17,14 @@ pytestmark = pytest.mark.peer
 
 
 def dest(scp_port: int, ae: str = "STORESCP", timeout: float = 10) -> DimseDestination:
-    return DimseDestination(name="scp", ae_title=ae, host="127.0.0.1", port=scp_port,
-                            calling_ae_title="DICOM_NODE", timeout=timeout)
+    return DimseDestination(
+        name="scp",
+        ae_title=ae,
+        host="127.0.0.1",
+        port=scp_port,
+        calling_ae_title="DICOM_NODE",
+        timeout=timeout,
+    )
 
 
 def dataset_bytes(path: Path) -> bytes:
@@ -39,7 +45,8 @@ def test_batch_arrives_byte_identical_over_one_association(files, tmp_path: Path
         log = scp.log_text()
     assert report.ok and report.status == "delivered", report.summary()
     assert [(o.outcome, o.code, o.warning) for o in report.outcomes] == [
-        ("delivered", 0, False)] * 3
+        ("delivered", 0, False)
+    ] * 3
     sent = by_uid(batch)
     got = by_uid(received)
     assert set(got) == set(sent)
@@ -47,10 +54,12 @@ def test_batch_arrives_byte_identical_over_one_association(files, tmp_path: Path
         assert dataset_bytes(got[uid]) == dataset_bytes(path), uid
     # one association for the batch, proposing only what was sent
     assert log.count("BEGIN A-ASSOCIATE-RQ") == 1
-    assert proposed_contexts(log) == [[
-        ("ComputedRadiographyImageStorage", ["LittleEndianExplicit", "LittleEndianImplicit"]),
-        ("CTImageStorage", ["LittleEndianExplicit", "LittleEndianImplicit"]),
-    ]]
+    assert proposed_contexts(log) == [
+        [
+            ("ComputedRadiographyImageStorage", ["LittleEndianExplicit", "LittleEndianImplicit"]),
+            ("CTImageStorage", ["LittleEndianExplicit", "LittleEndianImplicit"]),
+        ]
+    ]
     assert report.detail["accepted_contexts"] == [
         ["1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.1.2.1"],
         ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"],
@@ -63,10 +72,12 @@ def test_compressed_file_is_proposed_in_its_own_syntax_only(files, tmp_path: Pat
         received = scp.wait_for_files(2)
         log = scp.log_text()
     assert report.ok, report.summary()
-    assert proposed_contexts(log) == [[
-        ("ComputedRadiographyImageStorage", ["RLELossless"]),
-        ("ComputedRadiographyImageStorage", ["LittleEndianImplicit", "LittleEndianExplicit"]),
-    ]]
+    assert proposed_contexts(log) == [
+        [
+            ("ComputedRadiographyImageStorage", ["RLELossless"]),
+            ("ComputedRadiographyImageStorage", ["LittleEndianImplicit", "LittleEndianExplicit"]),
+        ]
+    ]
     got = by_uid(received)
     rle_uid = str(dcmread(files["rle"][0]).SOPInstanceUID)
     assert dataset_bytes(got[rle_uid]) == dataset_bytes(files["rle"][0])
@@ -74,13 +85,15 @@ def test_compressed_file_is_proposed_in_its_own_syntax_only(files, tmp_path: Pat
 
 
 def test_uncompressed_falls_back_to_implicit_when_the_peer_wants_only_that(
-        files, tmp_path: Path) -> None:
+    files, tmp_path: Path
+) -> None:
     with StoreSCP(tmp_path / "scp", extra_args=["+xi"], accept_all=False) as scp:
         report = deliver(dest(scp.port), files["cr"])
         received = scp.wait_for_files(1)
     assert report.ok, report.summary()
     assert report.detail["accepted_contexts"] == [
-        ["1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.1.2"]]
+        ["1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.1.2"]
+    ]
     original, copy = dcmread(files["cr"][0]), dcmread(received[0])
     assert copy.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
     assert copy == original  # same content, re-encoded implicit
@@ -92,9 +105,11 @@ def test_unsupported_sop_class_is_a_permanent_per_instance_failure(files, tmp_pa
         "[[TransferSyntaxes]]\n[Uncompressed]\nTransferSyntax1 = LocalEndianExplicit\n"
         "TransferSyntax2 = LittleEndianImplicit\n"
         "[[PresentationContexts]]\n[CTOnly]\nPresentationContext1 = CTImageStorage\\Uncompressed\n"
-        "[[Profiles]]\n[CTOnly]\nPresentationContexts = CTOnly\n")
-    with StoreSCP(tmp_path / "scp", accept_all=False,
-                  extra_args=["-xf", str(cfg), "CTOnly"]) as scp:
+        "[[Profiles]]\n[CTOnly]\nPresentationContexts = CTOnly\n"
+    )
+    with StoreSCP(
+        tmp_path / "scp", accept_all=False, extra_args=["-xf", str(cfg), "CTOnly"]
+    ) as scp:
         report = deliver(dest(scp.port), files["cr"] + files["ct"])
         scp.wait_for_files(2)
     outcomes = [o.outcome for o in report.outcomes]
@@ -134,8 +149,7 @@ def test_abort_during_store_is_transient(files, tmp_path: Path) -> None:
     assert "association ended" in (report.outcomes[1].error or "")
 
 
-def test_unreadable_file_is_permanent_and_does_not_stop_the_batch(files,
-                                                                 tmp_path: Path) -> None:
+def test_unreadable_file_is_permanent_and_does_not_stop_the_batch(files, tmp_path: Path) -> None:
     junk = tmp_path / "junk.dcm"
     junk.write_bytes(b"not dicom at all")
     with StoreSCP(tmp_path / "scp") as scp:
@@ -156,8 +170,7 @@ def test_response_timeout_is_transient(files, tmp_path: Path) -> None:
 
 
 def test_unresolvable_host_is_transient(files) -> None:
-    d = DimseDestination(name="x", ae_title="X", host="no-such-host.invalid", port=104,
-                         timeout=2)
+    d = DimseDestination(name="x", ae_title="X", host="no-such-host.invalid", port=104, timeout=2)
     report = deliver(d, files["cr"])
     assert report.status == "transient" and report.error_kind == "connection_failed"
     assert "no-such-host.invalid" in (report.error or "")

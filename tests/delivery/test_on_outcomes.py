@@ -38,8 +38,9 @@ def test_dimse_hands_over_each_response_before_the_next_send(files, tmp_path: Pa
     batch = files["ct"] + files["cr"] + files["implicit"]
     calls: list[tuple[list[str], int]] = []
     with StoreSCP(tmp_path / "scp") as scp:
-        dest = DimseDestination(name="scp", ae_title="STORESCP", host="127.0.0.1",
-                                port=scp.port, timeout=10)
+        dest = DimseDestination(
+            name="scp", ae_title="STORESCP", host="127.0.0.1", port=scp.port, timeout=10
+        )
 
         def on_outcomes(outcomes: Sequence[InstanceOutcome]) -> None:
             calls.append(([o.sop_instance_uid for o in outcomes], len(scp.received())))
@@ -57,8 +58,9 @@ def test_dimse_stops_when_a_response_cannot_be_recorded(files, tmp_path: Path) -
         raise RecordFailed("database is locked")
 
     with StoreSCP(tmp_path / "scp") as scp:
-        dest = DimseDestination(name="scp", ae_title="STORESCP", host="127.0.0.1",
-                                port=scp.port, timeout=10)
+        dest = DimseDestination(
+            name="scp", ae_title="STORESCP", host="127.0.0.1", port=scp.port, timeout=10
+        )
         with pytest.raises(RecordFailed):
             deliver(dest, batch, on_outcomes=on_outcomes)
         received = scp.wait_for_files(1)
@@ -67,10 +69,12 @@ def test_dimse_stops_when_a_response_cannot_be_recorded(files, tmp_path: Path) -
     assert "Association Release" in log  # released, not left hanging
 
 
-def test_orthanc_rest_hands_over_each_response_then_stops_on_failure(orthanc: Orthanc,
-                                                                      files) -> None:
+def test_orthanc_rest_hands_over_each_response_then_stops_on_failure(
+    orthanc: Orthanc, files
+) -> None:
     dest = DestinationAdapter.validate_python(
-        {"name": "orthanc", "kind": "orthanc", "url": orthanc.url, "timeout": 10})
+        {"name": "orthanc", "kind": "orthanc", "url": orthanc.url, "timeout": 10}
+    )
     batch = files["ct"] + files["rle"]
     seen: list[tuple[str, bool, bool]] = []
 
@@ -80,7 +84,7 @@ def test_orthanc_rest_hands_over_each_response_then_stops_on_failure(orthanc: Or
     def on_outcomes(outcomes: Sequence[InstanceOutcome]) -> None:
         (o,) = outcomes
         n = len(seen)
-        seen.append((o.sop_instance_uid, stored(batch[n]), any(map(stored, batch[n + 1:]))))
+        seen.append((o.sop_instance_uid, stored(batch[n]), any(map(stored, batch[n + 1 :]))))
         if len(seen) == 2:
             raise RecordFailed("disk full")
 
@@ -95,11 +99,14 @@ def test_stowrs_hands_over_each_request_response(orthanc: Orthanc, files) -> Non
     if not orthanc.has_dicomweb:
         pytest.skip("orthanc-dicomweb not installed")
     dest = DestinationAdapter.validate_python(
-        {"name": "web", "kind": "stowrs", "url": orthanc.dicomweb_url, "timeout": 20})
+        {"name": "web", "kind": "stowrs", "url": orthanc.dicomweb_url, "timeout": 20}
+    )
     batch = files["cr"] + files["implicit"]
     calls: list[list[tuple[str, str]]] = []
-    report = deliver(dest, batch,
-                     on_outcomes=lambda outs: calls.append(
-                         [(o.sop_instance_uid, o.outcome) for o in outs]))
+    report = deliver(
+        dest,
+        batch,
+        on_outcomes=lambda outs: calls.append([(o.sop_instance_uid, o.outcome) for o in outs]),
+    )
     assert report.ok, report.summary()
     assert calls == [[(uid_of(p), "delivered") for p in batch]]  # one request, one response

@@ -21,8 +21,9 @@ USER, PASSWORD = "node", "s3cret"
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory: pytest.TempPathFactory):
-    with Orthanc(tmp_path_factory.mktemp("orthanc"), aet="ORTHANC",
-                 users={USER: PASSWORD}) as orthanc:
+    with Orthanc(
+        tmp_path_factory.mktemp("orthanc"), aet="ORTHANC", users={USER: PASSWORD}
+    ) as orthanc:
         yield orthanc
 
 
@@ -31,9 +32,15 @@ def uid_of(path: Path) -> str:
 
 
 def orthanc_dest(url: str, password: str = PASSWORD):
-    return DestinationAdapter.validate_python({
-        "name": "orthanc", "kind": "orthanc", "url": url, "timeout": 10,
-        "auth": {"username": USER, "password": password}})
+    return DestinationAdapter.validate_python(
+        {
+            "name": "orthanc",
+            "kind": "orthanc",
+            "url": url,
+            "timeout": 10,
+            "auth": {"username": USER, "password": password},
+        }
+    )
 
 
 def test_rest_delivery_then_resend_does_not_duplicate(pacs: Orthanc, files) -> None:
@@ -68,9 +75,15 @@ def test_rest_orthanc_down_is_transient(files) -> None:
 
 
 def test_dimse_delivery_into_orthanc(pacs: Orthanc, files) -> None:
-    dest = DestinationAdapter.validate_python({
-        "name": "ORTHANC", "kind": "dimse", "ae_title": "ORTHANC", "host": "127.0.0.1",
-        "port": pacs.dicom_port})
+    dest = DestinationAdapter.validate_python(
+        {
+            "name": "ORTHANC",
+            "kind": "dimse",
+            "ae_title": "ORTHANC",
+            "host": "127.0.0.1",
+            "port": pacs.dicom_port,
+        }
+    )
     report = deliver(dest, files["rle"])
     assert report.ok, report.summary()
     oid = pacs.find_instance(uid_of(files["rle"][0]))
@@ -87,9 +100,15 @@ def test_dimse_delivery_into_orthanc(pacs: Orthanc, files) -> None:
 @pytest.mark.skipif(dicomweb_plugin() is None, reason="orthanc-dicomweb is not installed")
 def test_stowrs_delivery_into_orthanc(pacs: Orthanc, files) -> None:
     assert pacs.has_dicomweb
-    dest = DestinationAdapter.validate_python({
-        "name": "web", "kind": "stowrs", "url": pacs.dicomweb_url, "timeout": 20,
-        "auth": {"username": USER, "password": PASSWORD}})
+    dest = DestinationAdapter.validate_python(
+        {
+            "name": "web",
+            "kind": "stowrs",
+            "url": pacs.dicomweb_url,
+            "timeout": 20,
+            "auth": {"username": USER, "password": PASSWORD},
+        }
+    )
     batch = files["cr"] + files["implicit"]
     before = pacs.instance_count()
     report = deliver(dest, batch)
@@ -105,8 +124,9 @@ def test_stowrs_delivery_into_orthanc(pacs: Orthanc, files) -> None:
     assert denied.status == "permanent" and denied.outcomes[0].code == 401
 
 
-def test_fixture_orthanc_pushes_to_a_registered_modality(pacs: Orthanc, files,
-                                                         tmp_path: Path) -> None:
+def test_fixture_orthanc_pushes_to_a_registered_modality(
+    pacs: Orthanc, files, tmp_path: Path
+) -> None:
     """What the end-to-end tests rely on: Orthanc C-STOREs a study to a modality."""
     with StoreSCP(tmp_path / "scp", ae_title="NODE") as scp:
         pacs.add_modality("node", "NODE", "127.0.0.1", scp.port)

@@ -41,15 +41,20 @@ def _ref(uid: str, **kw: int) -> Dataset:
 
 
 def test_stow_response_per_instance() -> None:
-    batch = [SendItem(Path(f"/{u}.dcm"), "1.2.840.10008.5.1.4.1.1.1", u, "1.2.840.10008.1.2.1")
-             for u in ("1.1", "1.2", "1.3", "1.4", "1.5")]
+    batch = [
+        SendItem(Path(f"/{u}.dcm"), "1.2.840.10008.5.1.4.1.1.1", u, "1.2.840.10008.1.2.1")
+        for u in ("1.1", "1.2", "1.3", "1.4", "1.5")
+    ]
     rsp = Dataset()
     rsp.ReferencedSOPSequence = [_ref("1.1"), _ref("1.2", WarningReason=0xB000)]
-    rsp.FailedSOPSequence = [_ref("1.3", FailureReason=0xA700),
-                             _ref("1.4", FailureReason=0xC000)]
+    rsp.FailedSOPSequence = [_ref("1.3", FailureReason=0xA700), _ref("1.4", FailureReason=0xC000)]
     got = [(o.outcome, o.code, o.warning) for o in _parse_response(rsp, batch, 0.1, 202)]
-    assert got == [("delivered", 202, False), ("delivered", 0xB000, True),
-                   ("transient", 0xA700, False), ("permanent", 0xC000, False),
-                   ("transient", 202, False)]  # 1.5: missing from the response
+    assert got == [
+        ("delivered", 202, False),
+        ("delivered", 0xB000, True),
+        ("transient", 0xA700, False),
+        ("permanent", 0xC000, False),
+        ("transient", 202, False),
+    ]  # 1.5: missing from the response
     every = _parse_response(Dataset(), batch[:2], 0.1, 200)
     assert [o.outcome for o in every] == ["delivered", "delivered"]

@@ -37,8 +37,17 @@ def test_attempts_are_bounded_and_permanent_faults_are_not_retried() -> None:
     assert should_retry(p, 2, True) and not should_retry(p, 3, True)
 
 
-@pytest.mark.parametrize("bad", [{"base_s": 0}, {"factor": 0.5}, {"jitter": 1.5},
-                                 {"max_attempts": 0}, {"base_s": 10, "cap_s": 5}, {"x": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"base_s": 0},
+        {"factor": 0.5},
+        {"jitter": 1.5},
+        {"max_attempts": 0},
+        {"base_s": 10, "cap_s": 5},
+        {"x": 1},
+    ],
+)
 def test_invalid_policies_are_refused(bad: dict) -> None:
     with pytest.raises(ValidationError):
         RetryPolicy(**bad)

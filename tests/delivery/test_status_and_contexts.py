@@ -46,9 +46,18 @@ def test_classify_store_status(code: int | None, expected: tuple[str, bool]) -> 
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [(200, "delivered"), (204, "delivered"), (400, "permanent"), (401, "permanent"),
-     (403, "permanent"), (404, "permanent"), (408, "transient"), (429, "transient"),
-     (500, "transient"), (503, "transient")],
+    [
+        (200, "delivered"),
+        (204, "delivered"),
+        (400, "permanent"),
+        (401, "permanent"),
+        (403, "permanent"),
+        (404, "permanent"),
+        (408, "transient"),
+        (429, "transient"),
+        (500, "transient"),
+        (503, "transient"),
+    ],
 )
 def test_classify_http_status(code: int, expected: str) -> None:
     assert classify_http_status(code) == expected
@@ -60,15 +69,25 @@ def _item(sop: str, ts: str, n: int = 0) -> SendItem:
 
 def test_requested_contexts_only_what_is_sent() -> None:
     cr, ct = "1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.2"
-    ex, im, jpeg, big = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.4.70",
-                         "1.2.840.10008.1.2.2")
-    items = [_item(cr, ex, 1), _item(cr, im, 2), _item(cr, jpeg, 3), _item(ct, im, 4),
-             _item(ct, im, 5), _item(ct, big, 6)]
+    ex, im, jpeg, big = (
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.2",
+    )
+    items = [
+        _item(cr, ex, 1),
+        _item(cr, im, 2),
+        _item(cr, jpeg, 3),
+        _item(ct, im, 4),
+        _item(ct, im, 5),
+        _item(ct, big, 6),
+    ]
     assert requested_contexts(items) == [
-        (cr, [ex, im]),        # both uncompressed CR files share one context
-        (cr, [jpeg]),          # compressed: its own syntax only
-        (ct, [im, ex]),        # the file's own syntax first
-        (ct, [big]),           # big endian cannot be converted to little endian
+        (cr, [ex, im]),  # both uncompressed CR files share one context
+        (cr, [jpeg]),  # compressed: its own syntax only
+        (ct, [im, ex]),  # the file's own syntax first
+        (ct, [big]),  # big endian cannot be converted to little endian
     ]
     assert requested_contexts([]) == []
 
@@ -87,8 +106,9 @@ def status_scp():
     ae.add_supported_context(ComputedRadiographyImageStorage)
     ae.add_supported_context(CTImageStorage)
     port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
     try:
         yield port, answers, seen
     finally:
@@ -100,12 +120,18 @@ def test_warning_statuses_are_delivered_failures_classified(files, status_scp) -
     batch = files["ct"] + files["cr"] + files["implicit"]
     answers.extend([0xB000, 0xB007, 0xA700, 0xC000][: len(batch)])
     batch = batch + files["rle"]  # RLE: the SCP supports only uncompressed -> no context
-    report = deliver(DimseDestination(name="w", ae_title="WARNSCP", host="127.0.0.1",
-                                      port=port, timeout=10), batch)
+    report = deliver(
+        DimseDestination(name="w", ae_title="WARNSCP", host="127.0.0.1", port=port, timeout=10),
+        batch,
+    )
     got = [(o.outcome, o.code, o.warning) for o in report.outcomes]
-    assert got == [("delivered", 0xB000, True), ("delivered", 0xB007, True),
-                   ("transient", 0xA700, False), ("permanent", 0xC000, False),
-                   ("permanent", None, False)], report.summary()
+    assert got == [
+        ("delivered", 0xB000, True),
+        ("delivered", 0xB007, True),
+        ("transient", 0xA700, False),
+        ("permanent", 0xC000, False),
+        ("permanent", None, False),
+    ], report.summary()
     assert report.outcomes[2].error == "C-STORE status 0xA700"
     assert report.status == "transient"
     assert seen == [str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in batch[:4]]

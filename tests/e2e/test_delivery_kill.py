@@ -61,25 +61,41 @@ def received_uids(scp: StoreSCP | SlowStoreSCP) -> Counter[str]:
     writing this very moment is read again a little later)."""
     for _ in range(50):
         try:
-            return Counter(str(dcmread(f, stop_before_pixels=True).SOPInstanceUID)
-                           for f in scp.received())
+            return Counter(
+                str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in scp.received()
+            )
         except (InvalidDicomError, EOFError, OSError):
             time.sleep(0.1)
     raise AssertionError(f"unreadable files in {scp.out_dir}")
 
 
 def accepted_on_record(node: NodeProcess) -> set[str]:
-    rows = query(node.index,
-                 "SELECT r.sop_instance_uid FROM delivery_responses r "
-                 "JOIN delivery_attempts a ON a.id = r.attempt_id "
-                 "WHERE r.outcome = 'delivered'")
+    rows = query(
+        node.index,
+        "SELECT r.sop_instance_uid FROM delivery_responses r "
+        "JOIN delivery_attempts a ON a.id = r.attempt_id "
+        "WHERE r.outcome = 'delivered'",
+    )
     return {r[0] for r in rows}
 
 
 def jobs_show(node: NodeProcess, job_id: int) -> str:
-    out = subprocess.run([sys.executable, "-m", "dicom_node", "jobs", "show", str(job_id),
-                          "--config", str(node.config_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dicom_node",
+            "jobs",
+            "show",
+            str(job_id),
+            "--config",
+            str(node.config_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -99,13 +115,18 @@ class Run:
         return {uid for uid, n in self.final.items() if n > 1}
 
 
-def kill_mid_delivery_then_restart(workdir: Path, index_url: str,
-                                   destination: dict[str, object],
-                                   received: Callable[[], Counter[str]]) -> Run:
+def kill_mid_delivery_then_restart(
+    workdir: Path,
+    index_url: str,
+    destination: dict[str, object],
+    received: Callable[[], Counter[str]],
+) -> Run:
     """Forward N instances through a node to the destination, kill -9 the node once the
     destination has KILL_AT of them, restart it and let it finish the job."""
-    study = write_files(iter_ct_series(N, Patient(patient_id="PK9"), rows=32, cols=32,
-                                       seed=5, study_uid=new_uid()), workdir / "study")
+    study = write_files(
+        iter_ct_series(N, Patient(patient_id="PK9"), rows=32, cols=32, seed=5, study_uid=new_uid()),
+        workdir / "study",
+    )
     sent = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in study}
     node = NodeProcess(workdir / "node", node_config(index_url, destination))
     node.start()
@@ -119,13 +140,15 @@ def kill_mid_delivery_then_restart(workdir: Path, index_url: str,
         assert on_record <= set(at_kill), (on_record, at_kill)
         assert len(set(at_kill) - on_record) <= 1, (on_record, at_kill, node.log()[-3000:])
         assert KILL_AT - 1 <= len(on_record) < N
-        unfinished = query(node.index, "SELECT id FROM delivery_attempts "
-                                       "WHERE finished_at IS NULL")
+        unfinished = query(node.index, "SELECT id FROM delivery_attempts WHERE finished_at IS NULL")
         assert len(unfinished) == 1, "the attempt under way was not recorded at its start"
 
         node.start()
-        wait_until(lambda: query(node.index, "SELECT state FROM jobs") == [("done",)],
-                   timeout=90, interval=0.2)
+        wait_until(
+            lambda: query(node.index, "SELECT state FROM jobs") == [("done",)],
+            timeout=90,
+            interval=0.2,
+        )
     finally:
         node.stop()
     run = Run(sent, at_kill, on_record, received())
@@ -134,33 +157,38 @@ def kill_mid_delivery_then_restart(workdir: Path, index_url: str,
     assert len(run.twice) <= 1 and max(run.final.values()) <= 2, run
     assert not run.twice & on_record, run
 
-    attempts = query(node.index, "SELECT outcome, finished_at FROM delivery_attempts "
-                                 "ORDER BY id")
+    attempts = query(node.index, "SELECT outcome, finished_at FROM delivery_attempts ORDER BY id")
     assert [a[0] for a in attempts] == ["interrupted", "delivered"], attempts
     assert attempts[0][1] is None and attempts[1][1] is not None
     shown = jobs_show(node, 1)
     assert "interrupted" in shown and "delivered" in shown, shown
     assert "delivery attempts (2)" in shown, shown
-    print(f"killed after {sum(at_kill.values())} of {N} received ({len(on_record)} on "
-          f"record), resent {len(run.twice)}")
+    print(
+        f"killed after {sum(at_kill.values())} of {N} received ({len(on_record)} on "
+        f"record), resent {len(run.twice)}"
+    )
     return run
 
 
 def peer(kind: str, workdir: Path) -> StoreSCP | SlowStoreSCP:
     if kind == "storescp":  # not bit-preserving: each file is written whole, then answered
-        return StoreSCP(workdir, ae_title="PACS", bit_preserving=False,
-                        extra_args=["+uf", "--sleep-after", "1"])
+        return StoreSCP(
+            workdir, ae_title="PACS", bit_preserving=False, extra_args=["+uf", "--sleep-after", "1"]
+        )
     return SlowStoreSCP(workdir, ae_title="PACS", delay=1.0)
 
 
 @pytest.mark.parametrize("kind", ["storescp", "store-then-wait"])
-def test_kill_9_mid_dimse_delivery_resends_at_most_one(tmp_path: Path, kind: str,
-                                                       index_url: str) -> None:
+def test_kill_9_mid_dimse_delivery_resends_at_most_one(
+    tmp_path: Path, kind: str, index_url: str
+) -> None:
     with peer(kind, tmp_path / "pacs") as pacs:
         run = kill_mid_delivery_then_restart(
-            tmp_path, index_url,
+            tmp_path,
+            index_url,
             {"kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1", "port": pacs.port},
-            lambda: received_uids(pacs))
+            lambda: received_uids(pacs),
+        )
     if kind == "store-then-wait":  # nothing reaches it after the kill: exactly the one
         assert run.twice == set(run.at_kill) - run.on_record, run
 
@@ -189,8 +217,11 @@ def test_kill_9_mid_orthanc_rest_delivery_resends_at_most_one(tmp_path: Path) ->
 
     with Orthanc(tmp_path / "orthanc", extra_config={"LuaScripts": [str(script)]}) as orthanc:
         run = kill_mid_delivery_then_restart(
-            tmp_path, sqlite_url(tmp_path / "unused.sqlite"),
-            {"kind": "orthanc", "url": orthanc.url}, arrived)
+            tmp_path,
+            sqlite_url(tmp_path / "unused.sqlite"),
+            {"kind": "orthanc", "url": orthanc.url},
+            arrived,
+        )
         assert orthanc.instance_count() == N
     # The instance in the filter at the kill was stored all the same, and sent once more.
     assert run.twice == set(run.at_kill) - run.on_record, run
@@ -199,16 +230,25 @@ def test_kill_9_mid_orthanc_rest_delivery_resends_at_most_one(tmp_path: Path) ->
 def test_retry_sends_only_what_the_destination_refused(tmp_path: Path) -> None:
     """No kill: the peer refuses every second instance once (0xA700, transient); the
     retry sends those and nothing else."""
-    study = write_files(iter_ct_series(N, Patient(patient_id="PR2"), rows=32, cols=32,
-                                       seed=6, study_uid=new_uid()), tmp_path / "study")
+    study = write_files(
+        iter_ct_series(N, Patient(patient_id="PR2"), rows=32, cols=32, seed=6, study_uid=new_uid()),
+        tmp_path / "study",
+    )
     with SlowStoreSCP(tmp_path / "pacs", delay=0, fail_every=2) as pacs:
-        node = NodeProcess(tmp_path / "node", node_config(
-            sqlite_url(tmp_path / "unused.sqlite"),
-            {"kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1", "port": pacs.port}))
+        node = NodeProcess(
+            tmp_path / "node",
+            node_config(
+                sqlite_url(tmp_path / "unused.sqlite"),
+                {"kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1", "port": pacs.port},
+            ),
+        )
         with node:
             assert storescu(node.port, study).returncode == 0
-            wait_until(lambda: query(node.index, "SELECT state FROM jobs") == [("done",)],
-                       timeout=90, interval=0.2)
+            wait_until(
+                lambda: query(node.index, "SELECT state FROM jobs") == [("done",)],
+                timeout=90,
+                interval=0.2,
+            )
         answers = pacs.answers()
     per_uid: dict[str, list[int]] = {}
     for uid, status in answers:
@@ -217,6 +257,7 @@ def test_retry_sends_only_what_the_destination_refused(tmp_path: Path) -> None:
     assert len(per_uid) == N and len(refused) == N // 2
     for uid, statuses in per_uid.items():
         assert statuses == ([0xA700, 0x0000] if uid in refused else [0x0000]), (uid, statuses)
-    attempts = query(node.index, "SELECT outcome, planned, sent, accepted "
-                                 "FROM delivery_attempts ORDER BY id")
+    attempts = query(
+        node.index, "SELECT outcome, planned, sent, accepted FROM delivery_attempts ORDER BY id"
+    )
     assert attempts == [("transient", N, N, N - N // 2), ("delivered", N // 2, N // 2, N // 2)]

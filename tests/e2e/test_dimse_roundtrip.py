@@ -32,8 +32,10 @@ def test_cr_study_comes_back_as_sr_heatmap_and_card(tmp_path: Path) -> None:
     with StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"]) as pacs:
         node = NodeProcess(
             tmp_path / "node",
-            config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
-                    "results": {"heatmaps": "top"}},  # one heatmap SC: a fixed count
+            config={
+                "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
+                "results": {"heatmaps": "top"},
+            },  # one heatmap SC: a fixed count
             extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
         )
         with node:
@@ -63,8 +65,9 @@ def test_destination_down_is_retried_then_delivered_once(tmp_path: Path) -> None
         tmp_path / "node",
         config={
             "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
-            "jobs": {"retry": {"base_s": 1, "factor": 1.5, "cap_s": 2, "jitter": 0,
-                               "max_attempts": 20}},
+            "jobs": {
+                "retry": {"base_s": 1, "factor": 1.5, "cap_s": 2, "jitter": 0, "max_attempts": 20}
+            },
             "results": {"heatmaps": "top"},  # one heatmap SC: a fixed count
         },
         extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],

@@ -42,9 +42,24 @@ def has_positive(sr_bytes: bytes) -> bool:
 
 def models_test_probabilities(data_dir: Path, path: Path) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-m", "dicom_node", "models", "test", "demo-cxr-densenet121",
-         str(path), "--data-dir", str(data_dir), "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+        [
+            sys.executable,
+            "-m",
+            "dicom_node",
+            "models",
+            "test",
+            "demo-cxr-densenet121",
+            str(path),
+            "--data-dir",
+            str(data_dir),
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     labels = json.loads(out.stdout)["labels"]
     return {lab["code"]["value"]: lab["probability"] for lab in labels}
 
@@ -52,11 +67,18 @@ def models_test_probabilities(data_dir: Path, path: Path) -> dict[str, float]:
 def test_orthanc_routes_a_study_and_receives_sr_and_heatmaps(tmp_path: Path) -> None:
     source = synthetic.write_files([synthetic.make_cr(seed=21)], tmp_path / "study")
     src = dcmread(source[0], stop_before_pixels=True)
-    node = NodeProcess(tmp_path / "node",
-                       config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
-                               "results": {"heatmaps": "top"}})  # one heatmap SC
-    orthanc = Orthanc(tmp_path / "orthanc", aet="ORTHANC",
-                      modalities={"ainode": ("DICOM_NODE", "127.0.0.1", node.port)})
+    node = NodeProcess(
+        tmp_path / "node",
+        config={
+            "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
+            "results": {"heatmaps": "top"},
+        },
+    )  # one heatmap SC
+    orthanc = Orthanc(
+        tmp_path / "orthanc",
+        aet="ORTHANC",
+        modalities={"ainode": ("DICOM_NODE", "127.0.0.1", node.port)},
+    )
     with orthanc:
         node.extra_args = ["--destination", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"]
         with node:
@@ -78,8 +100,7 @@ def test_orthanc_routes_a_study_and_receives_sr_and_heatmaps(tmp_path: Path) -> 
                         break
                 time.sleep(0.5)
             log = node.log()
-        assert modalities == sorted(["CR", "OT", "SR", *(["KO"] if positive else [])]), \
-            log[-4000:]
+        assert modalities == sorted(["CR", "OT", "SR", *(["KO"] if positive else [])]), log[-4000:]
         series = orthanc.get(f"/studies/{study_id}/series")
         sr_series = next(s for s in series if s["MainDicomTags"]["Modality"] == "SR")
         ot_series = next(s for s in series if s["MainDicomTags"]["Modality"] == "OT")

@@ -34,8 +34,10 @@ FAST_RETRY = {"base_s": 0.2, "factor": 1.0, "cap_s": 0.2, "jitter": 0, "max_atte
 def _node(tmp_path: Path, pacs: StoreSCP) -> NodeProcess:
     return NodeProcess(
         tmp_path / "node",
-        config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
-                "jobs": {"retry": FAST_RETRY}},
+        config={
+            "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
+            "jobs": {"retry": FAST_RETRY},
+        },
         extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
     )
 
@@ -91,17 +93,31 @@ def _unwritable_cr(folder: Path) -> Path:
     return synthetic.write_files([ds], folder)[0]
 
 
-@pytest.mark.parametrize(("make", "kind"), [(_undecodable_cr, "DecodeError"),
-                                            (_unwritable_cr, "cannot be written")])
+@pytest.mark.parametrize(
+    ("make", "kind"), [(_undecodable_cr, "DecodeError"), (_unwritable_cr, "cannot be written")]
+)
 def test_bad_image_fails_once_with_a_readable_reason(tmp_path: Path, make, kind: str) -> None:
     path = make(tmp_path / "study")
     sop = dcmread(path, stop_before_pixels=True).SOPInstanceUID
     # -xx: propose JPEG Extended too (the undecodable file is sent as it is)
     pacs = StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"])
     with pacs, _node(tmp_path, pacs) as node:
-        subprocess.run(["storescu", "-xx", "-aet", "MODALITY", "-aec", "DICOM_NODE",
-                        "127.0.0.1", str(node.port), str(path)],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "storescu",
+                "-xx",
+                "-aet",
+                "MODALITY",
+                "-aec",
+                "DICOM_NODE",
+                "127.0.0.1",
+                str(node.port),
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         _wait_for_state(node, "dead", timeout=60)
         time.sleep(1.5)  # a retry (0.2 s backoff) would show up here
         rows = job_rows(node.data_dir)

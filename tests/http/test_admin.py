@@ -25,34 +25,58 @@ def test_admin_api(tmp_path: Path) -> None:
     scp = StoreSCP(tmp_path / "scp", ae_title="PACS").start()
     closed = free_port()  # nothing listens there
     cfg = {
-        "http": {"tokens": [{"name": "viewer", "token": "r" * 20, "role": "read"},
-                            {"name": "pacs", "token": "w" * 20, "role": "write"},
-                            {"name": "ops", "token": "a" * 20, "role": "admin"}],
-                 "web_source": {"quiet_seconds": 1}},
+        "http": {
+            "tokens": [
+                {"name": "viewer", "token": "r" * 20, "role": "read"},
+                {"name": "pacs", "token": "w" * 20, "role": "write"},
+                {"name": "ops", "token": "a" * 20, "role": "admin"},
+            ],
+            "web_source": {"quiet_seconds": 1},
+        },
         "destinations": [
-            {"name": "pacs", "kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1",
-             "port": scp.port},
-            {"name": "gone", "kind": "dimse", "ae_title": "GONE", "host": "127.0.0.1",
-             "port": closed}],
+            {
+                "name": "pacs",
+                "kind": "dimse",
+                "ae_title": "PACS",
+                "host": "127.0.0.1",
+                "port": scp.port,
+            },
+            {
+                "name": "gone",
+                "kind": "dimse",
+                "ae_title": "GONE",
+                "host": "127.0.0.1",
+                "port": closed,
+            },
+        ],
     }
     try:
         with NodeProcess(tmp_path / "node", cfg) as node:
             api = node.http_url + "/api"
-            cr = make_cr(Patient(patient_id="ADM-1"), rows=256, cols=256, seed=95,
-                         study_uid=new_uid())
+            cr = make_cr(
+                Patient(patient_id="ADM-1"), rows=256, cols=256, seed=95, study_uid=new_uid()
+            )
             files = write_files([cr], tmp_path / "cr")
-            assert post(node, multipart([files[0].read_bytes()]), headers=WRITE
-                        ).status_code == 200
+            assert post(node, multipart([files[0].read_bytes()]), headers=WRITE).status_code == 200
             study = cr.StudyInstanceUID
             # Delivery to "gone" fails (nothing listens): the job ends up failed, to retry.
-            wait_until(lambda: query(node.data_dir, "SELECT state FROM jobs WHERE "
-                                     "study_uid = :s", s=study) == [("failed",)], timeout=120)
+            wait_until(
+                lambda: (
+                    query(node.data_dir, "SELECT state FROM jobs WHERE study_uid = :s", s=study)
+                    == [("failed",)]
+                ),
+                timeout=120,
+            )
 
             groups = requests.get(f"{api}/studies", headers=READ, timeout=10).json()
             assert [(g["study_uid"], g["called_ae"], g["modalities"]) for g in groups][-1] == (
-                study, "DICOMWEB", ["CR"])
-            jobs = requests.get(f"{api}/jobs", params={"state": "failed"}, headers=READ,
-                                timeout=10).json()
+                study,
+                "DICOMWEB",
+                ["CR"],
+            )
+            jobs = requests.get(
+                f"{api}/jobs", params={"state": "failed"}, headers=READ, timeout=10
+            ).json()
             assert [j["study_uid"] for j in jobs] == [study]
             job = requests.get(f"{api}/jobs/{jobs[0]['id']}", headers=READ, timeout=10).json()
             assert job["stages"]["written"] and {o["kind"] for o in job["outputs"]} >= {"sr"}
@@ -73,16 +97,17 @@ def test_admin_api(tmp_path: Path) -> None:
             assert r.status_code == 202, r.text
             r = requests.post(f"{api}/jobs/{job['id']}/cancel", headers=ADMIN, timeout=10)
             assert r.status_code == 409 and "already finished" in r.json()["detail"]
-            assert query(node.data_dir, "SELECT state FROM jobs WHERE id = :i",
-                         i=job["id"]) == [("cancelled",)]
+            assert query(node.data_dir, "SELECT state FROM jobs WHERE id = :i", i=job["id"]) == [
+                ("cancelled",)
+            ]
 
             shown = requests.get(f"{api}/studies/{study}", headers=READ, timeout=10).json()
             assert [i["sop_instance_uid"] for i in shown["instances"]] == [cr.SOPInstanceUID]
             assert [j["id"] for j in shown["jobs"]] == [job["id"]]
             assert {o["sop_instance_uid"] for o in shown["results"]} == {
-                o["sop_instance_uid"] for o in job["outputs"]}
-            assert requests.get(f"{api}/studies/1.2.3", headers=READ,
-                                timeout=10).status_code == 404
+                o["sop_instance_uid"] for o in job["outputs"]
+            }
+            assert requests.get(f"{api}/studies/1.2.3", headers=READ, timeout=10).status_code == 404
 
             # Reprocessing: refused while a job of the study is active, then new jobs.
             r = requests.post(f"{api}/studies/{study}/reprocess", headers=READ, timeout=10)
@@ -98,55 +123,100 @@ def test_admin_api(tmp_path: Path) -> None:
             models = requests.get(f"{api}/models", headers=READ, timeout=10).json()
             assert models[0]["name"] == "demo-cxr-densenet121" and models[0]["demo"]
 
-            explained = requests.get(f"{api}/routes/explain", params={"study": study},
-                                     headers=READ, timeout=30).json()
+            explained = requests.get(
+                f"{api}/routes/explain", params={"study": study}, headers=READ, timeout=30
+            ).json()
             assert explained["series"][0]["matched"] == ["default:demo-cxr-densenet121"]
-            assert requests.get(f"{api}/routes/explain", params={"study": "1.2.3"},
-                                headers=READ, timeout=10).status_code == 404
+            assert (
+                requests.get(
+                    f"{api}/routes/explain", params={"study": "1.2.3"}, headers=READ, timeout=10
+                ).status_code
+                == 404
+            )
 
             dicom = {"Content-Type": "application/dicom"}
-            uploaded = requests.post(f"{api}/routes/explain", data=files[0].read_bytes(),
-                                     params={"called_ae": "DICOMWEB"},
-                                     headers={**READ, **dicom}, timeout=30).json()
+            uploaded = requests.post(
+                f"{api}/routes/explain",
+                data=files[0].read_bytes(),
+                params={"called_ae": "DICOMWEB"},
+                headers={**READ, **dicom},
+                timeout=30,
+            ).json()
             assert uploaded["series"][0]["matched"] == ["default:demo-cxr-densenet121"]
-            tested = requests.post(f"{api}/models/demo-cxr-densenet121/test",
-                                   data=files[0].read_bytes(), headers={**ADMIN, **dicom},
-                                   timeout=60)
+            tested = requests.post(
+                f"{api}/models/demo-cxr-densenet121/test",
+                data=files[0].read_bytes(),
+                headers={**ADMIN, **dicom},
+                timeout=60,
+            )
             assert tested.status_code == 200, tested.text
             assert tested.json()["model"]["demo"] is True and tested.json()["applies"]
             assert {lab["name"] for lab in tested.json()["labels"]}
-            assert requests.post(f"{api}/models/demo-cxr-densenet121/test", data=b"junk",
-                                 headers={**ADMIN, **dicom}, timeout=30).status_code == 400
-            assert requests.post(f"{api}/models/nope/test", data=files[0].read_bytes(),
-                                 headers={**ADMIN, **dicom}, timeout=30).status_code == 404
+            assert (
+                requests.post(
+                    f"{api}/models/demo-cxr-densenet121/test",
+                    data=b"junk",
+                    headers={**ADMIN, **dicom},
+                    timeout=30,
+                ).status_code
+                == 400
+            )
+            assert (
+                requests.post(
+                    f"{api}/models/nope/test",
+                    data=files[0].read_bytes(),
+                    headers={**ADMIN, **dicom},
+                    timeout=30,
+                ).status_code
+                == 404
+            )
 
             bad = "ae_titles:\n  - ae_title: A\n    quiet_seconds: -1\n"
-            r = requests.post(f"{api}/config/check", data=bad, headers={
-                **READ, "Content-Type": "application/yaml"}, timeout=10)
+            r = requests.post(
+                f"{api}/config/check",
+                data=bad,
+                headers={**READ, "Content-Type": "application/yaml"},
+                timeout=10,
+            )
             assert r.json()["valid"] is False
             assert any(e.startswith("ae_titles[0].quiet_seconds") for e in r.json()["errors"])
-            r = requests.post(f"{api}/config/check", data="port: 104\n", headers={
-                **READ, "Content-Type": "application/yaml"}, timeout=10)
+            r = requests.post(
+                f"{api}/config/check",
+                data="port: 104\n",
+                headers={**READ, "Content-Type": "application/yaml"},
+                timeout=10,
+            )
             assert r.json() == {"valid": True, "errors": []}
 
             dests = requests.get(f"{api}/destinations", headers=READ, timeout=10).json()
-            assert dests[0] == {"name": "pacs", "kind": "dimse",
-                                "target": f"PACS@127.0.0.1:{scp.port}"}
+            assert dests[0] == {
+                "name": "pacs",
+                "kind": "dimse",
+                "target": f"PACS@127.0.0.1:{scp.port}",
+            }
             ok = requests.post(f"{api}/destinations/pacs/echo", headers=ADMIN, timeout=30)
-            assert ok.json() == {"destination": "pacs", "ok": True, "status": 0,
-                                 "detail": "C-ECHO answered"}
+            assert ok.json() == {
+                "destination": "pacs",
+                "ok": True,
+                "status": 0,
+                "detail": "C-ECHO answered",
+            }
             down = requests.post(f"{api}/destinations/gone/echo", headers=ADMIN, timeout=30)
             assert down.status_code == 200 and down.json()["ok"] is False
-            assert requests.post(f"{api}/destinations/nope/echo", headers=ADMIN,
-                                 timeout=10).status_code == 404
+            assert (
+                requests.post(
+                    f"{api}/destinations/nope/echo", headers=ADMIN, timeout=10
+                ).status_code
+                == 404
+            )
 
-            invalid = requests.get(f"{api}/jobs", params={"limit": "x"}, headers=READ,
-                                   timeout=10)
+            invalid = requests.get(f"{api}/jobs", params={"limit": "x"}, headers=READ, timeout=10)
             assert invalid.status_code == 422
             assert invalid.headers["content-type"] == "application/problem+json"
             spec = requests.get(f"{node.http_url}/api/openapi.json", timeout=10).json()
             assert {"/api/jobs", "/api/jobs/{job_id}/retry", "/api/config/check"} <= set(
-                spec["paths"])
+                spec["paths"]
+            )
             assert not any(p.startswith("/dicomweb") for p in spec["paths"])
 
             r = requests.post(f"{api}/config/reload", headers=ADMIN, timeout=10)

@@ -23,8 +23,9 @@ class Sink:
         self.closed = True
 
 
-def body(boundary: bytes, parts: list[bytes], preamble: bytes = b"",
-         epilogue: bytes = b"") -> bytes:
+def body(
+    boundary: bytes, parts: list[bytes], preamble: bytes = b"", epilogue: bytes = b""
+) -> bytes:
     out = preamble
     for p in parts:
         out += b"--" + boundary + b"\r\nContent-Type: application/dicom\r\n\r\n" + p + b"\r\n"
@@ -35,14 +36,19 @@ def read(data: bytes, boundary: bytes, chunk: int) -> list[Sink]:
     out: list[Sink] = []
     reader = MultipartReader(boundary, lambda h: Sink(h, out))
     for i in range(0, len(data), chunk):
-        reader.feed(data[i:i + chunk])
+        reader.feed(data[i : i + chunk])
     reader.finish()
     return out
 
 
 # Part contents that nearly contain the delimiter, CRLFs and dashes at their edges.
-PARTS = [os.urandom(3000).replace(b"\r\n--abc", b""), b"\r\n--bound", b"", b"--abc\r\n--ab",
-         b"x" * 70000 + b"\r\n"]
+PARTS = [
+    os.urandom(3000).replace(b"\r\n--abc", b""),
+    b"\r\n--bound",
+    b"",
+    b"--abc\r\n--ab",
+    b"x" * 70000 + b"\r\n",
+]
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1000, 65536, 10**7])

@@ -18,20 +18,29 @@ CONFIG = {"http": {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 1}}}
 
 
 def test_results_of_a_cr_are_found_and_retrieved(tmp_path: Path) -> None:
-    cr = make_cr(Patient(patient_id="RES-1"), rows=256, cols=256, seed=81,
-                 study_uid=new_uid())
+    cr = make_cr(Patient(patient_id="RES-1"), rows=256, cols=256, seed=81, study_uid=new_uid())
     files = write_files([cr], tmp_path / "cr")
     with NodeProcess(tmp_path / "node", CONFIG) as node:
         client = DICOMwebClient(node.http_url + "/dicomweb")
         client.store_instances([pydicom.dcmread(files[0])])
         study = cr.StudyInstanceUID
-        assert [Dataset.from_json(s).Modality for s in client.search_for_series(study)] == [
-            "CR"]
-        wait_until(lambda: query(node.data_dir, "SELECT state FROM jobs WHERE study_uid = :s",
-                                 s=study) == [("done",)], timeout=120)
-        outputs = dict(query(node.data_dir, "SELECT o.sop_instance_uid, o.path FROM "
-                             "job_outputs o JOIN jobs j ON j.id = o.job_id "
-                             "WHERE j.study_uid = :s", s=study))
+        assert [Dataset.from_json(s).Modality for s in client.search_for_series(study)] == ["CR"]
+        wait_until(
+            lambda: (
+                query(node.data_dir, "SELECT state FROM jobs WHERE study_uid = :s", s=study)
+                == [("done",)]
+            ),
+            timeout=120,
+        )
+        outputs = dict(
+            query(
+                node.data_dir,
+                "SELECT o.sop_instance_uid, o.path FROM "
+                "job_outputs o JOIN jobs j ON j.id = o.job_id "
+                "WHERE j.study_uid = :s",
+                s=study,
+            )
+        )
         assert outputs, "the job wrote no result"
         series = [Dataset.from_json(s) for s in client.search_for_series(study)]
         assert {s.Modality for s in series} >= {"CR", "SR"}
@@ -41,6 +50,7 @@ def test_results_of_a_cr_are_found_and_retrieved(tmp_path: Path) -> None:
         assert "SR" in Dataset.from_json(studies[0]).ModalitiesInStudy
         for sop, path in outputs.items():
             ds = next(i for i in instances if i.SOPInstanceUID == sop)
-            got = client.retrieve_instance(study, ds.SeriesInstanceUID, sop,
-                                           media_types=(("application/dicom", "*"),))
+            got = client.retrieve_instance(
+                study, ds.SeriesInstanceUID, sop, media_types=(("application/dicom", "*"),)
+            )
             assert got == pydicom.dcmread(path)

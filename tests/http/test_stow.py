@@ -26,8 +26,9 @@ SOP_INSTANCE = "00081155"
 
 
 def _uids(body: dict, seq: str) -> list[str | None]:
-    return [i.get(SOP_INSTANCE, {}).get("Value", [None])[0]
-            for i in body.get(seq, {}).get("Value", [])]
+    return [
+        i.get(SOP_INSTANCE, {}).get("Value", [None])[0] for i in body.get(seq, {}).get("Value", [])
+    ]
 
 
 def _reasons(body: dict) -> list[int]:
@@ -35,12 +36,17 @@ def _reasons(body: dict) -> list[int]:
 
 
 def _indexed(node: NodeProcess, study: str) -> list[tuple]:
-    return query(node.data_dir, "SELECT sop_instance_uid, called_ae, path, size FROM instances"
-                 " WHERE study_uid = :s ORDER BY sop_instance_uid", s=study)
+    return query(
+        node.data_dir,
+        "SELECT sop_instance_uid, called_ae, path, size FROM instances"
+        " WHERE study_uid = :s ORDER BY sop_instance_uid",
+        s=study,
+    )
 
 
-def test_dicomweb_client_stores_a_study_durably_like_a_c_store(node: NodeProcess,
-                                                               tmp_path: Path) -> None:
+def test_dicomweb_client_stores_a_study_durably_like_a_c_store(
+    node: NodeProcess, tmp_path: Path
+) -> None:
     files = ct_study(tmp_path, n=4)
     datasets = [pydicom.dcmread(f) for f in files]
     study = datasets[0].StudyInstanceUID
@@ -59,15 +65,21 @@ def test_dicomweb_client_stores_a_study_durably_like_a_c_store(node: NodeProcess
         assert Path(path).stat().st_size == size
         assert pydicom.dcmread(path) == ds
     # The study is assembled under the web source (its quiet period, its AE title).
-    group = wait_until(lambda: query(node.data_dir, "SELECT called_ae, instance_count, state "
-                                     "FROM groups WHERE study_uid = :s AND state != 'open'",
-                                     s=study))
+    group = wait_until(
+        lambda: query(
+            node.data_dir,
+            "SELECT called_ae, instance_count, state "
+            "FROM groups WHERE study_uid = :s AND state != 'open'",
+            s=study,
+        )
+    )
     assert group == [("WEBSRC", 4, group[0][2])]
     assert stow_leftovers(node) == []
 
 
 def test_posted_bytes_are_stored_unchanged_and_a_repeat_is_a_duplicate(
-        node: NodeProcess, tmp_path: Path) -> None:
+    node: NodeProcess, tmp_path: Path
+) -> None:
     files = ct_study(tmp_path, n=2, seed=5)
     study = pydicom.dcmread(files[0]).StudyInstanceUID
     body = multipart([f.read_bytes() for f in files])
@@ -82,25 +94,32 @@ def test_posted_bytes_are_stored_unchanged_and_a_repeat_is_a_duplicate(
     assert _indexed(node, study) == rows
 
 
-def test_bad_parts_fail_alone_and_good_parts_are_stored(node: NodeProcess,
-                                                        tmp_path: Path) -> None:
+def test_bad_parts_fail_alone_and_good_parts_are_stored(node: NodeProcess, tmp_path: Path) -> None:
     good = ct_study(tmp_path / "a", n=2, seed=11)
     other = ct_study(tmp_path / "b", n=1, seed=12)  # another study
     study = pydicom.dcmread(good[0]).StudyInstanceUID
     other_sop = pydicom.dcmread(other[0]).SOPInstanceUID
-    parts = [good[0].read_bytes(), b"this is not DICOM", other[0].read_bytes(),
-             good[1].read_bytes(), good[1].read_bytes()[:200], b"{}"]
+    parts = [
+        good[0].read_bytes(),
+        b"this is not DICOM",
+        other[0].read_bytes(),
+        good[1].read_bytes(),
+        good[1].read_bytes()[:200],
+        b"{}",
+    ]
     types = ["application/dicom"] * 5 + ["application/json"]
     r = post(node, multipart(parts, types=types), f"/dicomweb/studies/{study}")
     assert r.status_code == 202, r.text
     body = r.json()
     assert sorted(_uids(body, REFERENCED_SOP_SEQUENCE)) == sorted(
-        pydicom.dcmread(f).SOPInstanceUID for f in good)
+        pydicom.dcmread(f).SOPInstanceUID for f in good
+    )
     assert _reasons(body) == [0xC000, 0xA900, 0xC000, 0xC122]
     assert _uids(body, FAILED_SOP_SEQUENCE)[1] == other_sop  # the mismatch is named
     assert len(_indexed(node, study)) == 2
-    assert query(node.data_dir, "SELECT count(*) FROM instances WHERE sop_instance_uid = :s",
-                 s=other_sop) == [(0,)]
+    assert query(
+        node.data_dir, "SELECT count(*) FROM instances WHERE sop_instance_uid = :s", s=other_sop
+    ) == [(0,)]
     assert stow_leftovers(node) == []
     assert "0xA900" in node.log() and "not the URL's" in node.log()
 
@@ -111,17 +130,25 @@ def test_all_parts_failing_answers_409(node: NodeProcess) -> None:
     assert _reasons(r.json()) == [0xC000, 0xC000]
 
 
-@pytest.mark.parametrize("name, data, content_type, status", [
-    ("truncated", multipart([b"x" * 5000])[:-30], RELATED.format("b0undary"), 400),
-    ("wrong boundary", multipart([b"x"]), RELATED.format("elsewhere"), 400),
-    ("no boundary", multipart([b"x"]), 'multipart/related; type="application/dicom"', 400),
-    ("empty", b"--b0undary--\r\n", RELATED.format("b0undary"), 400),
-    ("not multipart", b"\0" * 10, "application/dicom", 415),
-    ("json parts", multipart([b"{}"]), 'multipart/related; type="application/dicom+json"; '
-                                       'boundary=b0undary', 415),
-])
-def test_malformed_requests_store_nothing(node: NodeProcess, tmp_path: Path, name: str,
-                                          data: bytes, content_type: str, status: int) -> None:
+@pytest.mark.parametrize(
+    "name, data, content_type, status",
+    [
+        ("truncated", multipart([b"x" * 5000])[:-30], RELATED.format("b0undary"), 400),
+        ("wrong boundary", multipart([b"x"]), RELATED.format("elsewhere"), 400),
+        ("no boundary", multipart([b"x"]), 'multipart/related; type="application/dicom"', 400),
+        ("empty", b"--b0undary--\r\n", RELATED.format("b0undary"), 400),
+        ("not multipart", b"\0" * 10, "application/dicom", 415),
+        (
+            "json parts",
+            multipart([b"{}"]),
+            'multipart/related; type="application/dicom+json"; boundary=b0undary',
+            415,
+        ),
+    ],
+)
+def test_malformed_requests_store_nothing(
+    node: NodeProcess, tmp_path: Path, name: str, data: bytes, content_type: str, status: int
+) -> None:
     files = ct_study(tmp_path, n=1, seed=21)
     dicom = files[0].read_bytes()
     sop = pydicom.dcmread(files[0]).SOPInstanceUID
@@ -133,20 +160,20 @@ def test_malformed_requests_store_nothing(node: NodeProcess, tmp_path: Path, nam
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
     assert problem["status"] == status and problem["title"] and problem["detail"]
-    assert query(node.data_dir, "SELECT count(*) FROM instances WHERE sop_instance_uid = :s",
-                 s=sop) == [(0,)]
+    assert query(
+        node.data_dir, "SELECT count(*) FROM instances WHERE sop_instance_uid = :s", s=sop
+    ) == [(0,)]
     assert stow_leftovers(node) == []
 
 
-def test_oversize_requests_answer_413_with_or_without_content_length(
-        node: NodeProcess) -> None:
+def test_oversize_requests_answer_413_with_or_without_content_length(node: NodeProcess) -> None:
     big = multipart([b"\0" * (2 * 2**20)])  # http.max_request_mb is 1 for this node
     r = post(node, big)
     assert r.status_code == 413 and r.json()["status"] == 413
 
     def chunks():  # no Content-Length: the limit applies while streaming
         for i in range(0, len(big), 65536):
-            yield big[i:i + 65536]
+            yield big[i : i + 65536]
 
     r = post(node, chunks())
     assert r.status_code == 413
@@ -169,7 +196,8 @@ def test_a_part_that_cannot_be_written_fails_alone_with_a700(tmp_path: Path) -> 
         r = post(proc, body)
         assert r.status_code == 202, r.text
         assert sorted(_uids(r.json(), REFERENCED_SOP_SEQUENCE)) == sorted(
-            pydicom.dcmread(f).SOPInstanceUID for f in small)
+            pydicom.dcmread(f).SOPInstanceUID for f in small
+        )
         assert _reasons(r.json()) == [0xA700]
         assert stow_leftovers(proc) == []
         assert post(proc, multipart([small[0].read_bytes()])).status_code == 200
@@ -177,7 +205,8 @@ def test_a_part_that_cannot_be_written_fails_alone_with_a700(tmp_path: Path) -> 
 
 
 def test_copies_of_one_instance_in_one_request_keep_one_intact_file(
-        node: NodeProcess, tmp_path: Path) -> None:
+    node: NodeProcess, tmp_path: Path
+) -> None:
     # Parts are stored concurrently: the copies race for the same path and index row.
     [f] = ct_study(tmp_path, n=1, seed=111)
     r = post(node, multipart([f.read_bytes()] * 8))

@@ -15,11 +15,25 @@ GROUPS = Group.__table__
 
 
 def _group(key: str, when: datetime) -> dict[str, object]:
-    return dict(state=OPEN, called_ae="AE", calling_ae="SCU", group_by="study", group_key=key,
-                study_uid=key, series_uid=None, patient_id="P", patient_name="Doe^Jane",
-                accession_number=None, study_date="20261123", modalities="CT",
-                instance_count=1, total_bytes=10, first_received=when, last_received=when,
-                deadline=when)
+    return dict(
+        state=OPEN,
+        called_ae="AE",
+        calling_ae="SCU",
+        group_by="study",
+        group_key=key,
+        study_uid=key,
+        series_uid=None,
+        patient_id="P",
+        patient_name="Doe^Jane",
+        accession_number=None,
+        study_date="20261123",
+        modalities="CT",
+        instance_count=1,
+        total_bytes=10,
+        first_received=when,
+        last_received=when,
+        deadline=when,
+    )
 
 
 def test_compiled_insert_and_update_match_core(index_url: str) -> None:
@@ -32,22 +46,31 @@ def test_compiled_insert_and_update_match_core(index_url: str) -> None:
     keys = list(values)
     fast_insert = CompiledStatement(insert(GROUPS).returning(GROUPS.c.id), dialect, keys)
     fast_update = CompiledStatement(
-        update(GROUPS).where(GROUPS.c.id == bindparam("gid"), GROUPS.c.state == OPEN)
+        update(GROUPS)
+        .where(GROUPS.c.id == bindparam("gid"), GROUPS.c.state == OPEN)
         .values(instance_count=GROUPS.c.instance_count + 1, deadline=bindparam("due")),
-        dialect)
+        dialect,
+    )
     with db.engine.begin() as conn:
         core_id = conn.execute(insert(GROUPS), _group("1.2.4", when)).inserted_primary_key[0]
         fast_id = fast_insert.execute(conn, values).fetchone()[0]
         assert fast_update.execute(conn, {"gid": fast_id, "due": later}).rowcount == 1
-        conn.execute(update(GROUPS).where(GROUPS.c.id == core_id).values(
-            instance_count=GROUPS.c.instance_count + 1, deadline=later))
+        conn.execute(
+            update(GROUPS)
+            .where(GROUPS.c.id == core_id)
+            .values(instance_count=GROUPS.c.instance_count + 1, deadline=later)
+        )
         # the fixed literal (state = 'open') is bound too: a closed group is not touched
         conn.execute(update(GROUPS).where(GROUPS.c.id == core_id).values(state="complete"))
         assert fast_update.execute(conn, {"gid": core_id, "due": when}).rowcount == 0
     with db.engine.connect() as conn:
         rows = {r.group_key: r for r in conn.execute(select(GROUPS))}
-        raw = {key: rest for key, *rest in conn.exec_driver_sql(
-            "SELECT group_key, first_received, deadline FROM groups")}
+        raw = {
+            key: rest
+            for key, *rest in conn.exec_driver_sql(
+                "SELECT group_key, first_received, deadline FROM groups"
+            )
+        }
     fast, core = rows["1.2.3"], rows["1.2.4"]
     assert fast.instance_count == core.instance_count == 2
     assert fast.deadline == core.deadline == later  # read back through SQLAlchemy

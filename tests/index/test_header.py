@@ -20,9 +20,21 @@ def _file(name: str) -> Path:
     return Path(found[0] if isinstance(found, list) else found)
 
 
-FILES = ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "JPEG2000.dcm",
-         "image_dfl.dcm", "chrH31.dcm", "chrX1.dcm", "chrFren.dcm", "chrJapMulti.dcm",
-         "chrKoreanMulti.dcm", "chrRuss.dcm", "chrGreek.dcm", "chrArab.dcm"]
+FILES = [
+    "CT_small.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "JPEG2000.dcm",
+    "image_dfl.dcm",
+    "chrH31.dcm",
+    "chrX1.dcm",
+    "chrFren.dcm",
+    "chrJapMulti.dcm",
+    "chrKoreanMulti.dcm",
+    "chrRuss.dcm",
+    "chrGreek.dcm",
+    "chrArab.dcm",
+]
 
 
 def _dataset_offset(path: Path) -> int:
@@ -53,10 +65,14 @@ def test_parse_header_matches_pydicom(name: str) -> None:
     assert header.sop_class_uid == ds.SOPClassUID
     assert header.study_uid == ds.StudyInstanceUID
     assert header.series_uid == ds.SeriesInstanceUID
-    for field, keyword in [("patient_name", "PatientName"), ("patient_id", "PatientID"),
-                           ("accession_number", "AccessionNumber"),
-                           ("study_date", "StudyDate"), ("modality", "Modality"),
-                           ("series_description", "SeriesDescription")]:
+    for field, keyword in [
+        ("patient_name", "PatientName"),
+        ("patient_id", "PatientID"),
+        ("accession_number", "AccessionNumber"),
+        ("study_date", "StudyDate"),
+        ("modality", "Modality"),
+        ("series_description", "SeriesDescription"),
+    ]:
         assert getattr(header, field) == _expected(ds, keyword), (name, keyword)
     assert header.rows == ds.get("Rows") and header.columns == ds.get("Columns")
     if ds.get("InstanceNumber") not in (None, ""):
@@ -84,7 +100,7 @@ def test_a_leading_header_is_the_whole_header_or_none(name: str) -> None:
     whole dataset gives, or nothing when the fragment does not hold all of the header."""
     path = _file(name)
     ts = read_file_meta_info(path).TransferSyntaxUID
-    data = path.read_bytes()[_dataset_offset(path):]
+    data = path.read_bytes()[_dataset_offset(path) :]
     try:
         whole = parse_header(data, ts)
     except HeaderError:

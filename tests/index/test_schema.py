@@ -18,8 +18,7 @@ from dicom_node.settings.root import NodeConfig
 from tests.scale.fixtures import schema_8da2ed1 as previous_release
 
 
-def test_an_index_from_an_older_version_gains_the_new_columns_by_db_upgrade(
-        tmp_path: Path) -> None:
+def test_an_index_from_an_older_version_gains_the_new_columns_by_db_upgrade(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "index.sqlite")
     engine = create_engine(url)
     previous_release.Base.metadata.create_all(engine)  # before the QIDO-RS columns

@@ -34,9 +34,16 @@ def db(index_url: str) -> Iterator[Database]:
 
 def _job(db: Database, root: Path) -> int:
     gid, uids = add_group(db, root, state="routed")
-    job_id = JobQueue(db).enqueue(NewJob(group_id=gid, rule_name="fwd", action="forward",
-                                         study_uid="1.2.3", destinations=["pacs"],
-                                         instance_uids=uids))
+    job_id = JobQueue(db).enqueue(
+        NewJob(
+            group_id=gid,
+            rule_name="fwd",
+            action="forward",
+            study_uid="1.2.3",
+            destinations=["pacs"],
+            instance_uids=uids,
+        )
+    )
     assert job_id is not None
     return job_id
 
@@ -59,36 +66,50 @@ def _ok(uid: str) -> InstanceOutcome:
     return InstanceOutcome(f"/r/{uid}.dcm", uid, "delivered", code=0)
 
 
-def test_attempt_and_responses_are_committed_as_they_happen(db: Database, tmp_path: Path,
-                                                            index_url: str) -> None:
+def test_attempt_and_responses_are_committed_as_they_happen(
+    db: Database, tmp_path: Path, index_url: str
+) -> None:
     job = _job(db, tmp_path)
     log = AttemptLog(db)
-    delivered = _count("dicom_node_delivery_instances_total", destination="pacs",
-                       outcome="delivered")
-    interrupted = _count("dicom_node_delivery_attempts_total", destination="pacs",
-                         outcome="interrupted")
+    delivered = _count(
+        "dicom_node_delivery_instances_total", destination="pacs", outcome="delivered"
+    )
+    interrupted = _count(
+        "dicom_node_delivery_attempts_total", destination="pacs", outcome="interrupted"
+    )
 
     attempt = log.start(job, "pacs", planned=3, label=f"job {job} study 1.2.3")
-    assert _seen_elsewhere(index_url, "SELECT outcome, planned, finished_at FROM "
-                                      "delivery_attempts") == [("started", 3, None)]
+    assert _seen_elsewhere(
+        index_url, "SELECT outcome, planned, finished_at FROM delivery_attempts"
+    ) == [("started", 3, None)]
     attempt.record([_ok("1.1")])
-    attempt.record([InstanceOutcome("/r/1.2.dcm", "1.2", "transient", code=0xA700,
-                                    error="C-STORE status 0xA700")])
-    assert _seen_elsewhere(index_url, "SELECT sop_instance_uid, outcome, code FROM "
-                                      "delivery_responses ORDER BY id") == [
-        ("1.1", "delivered", 0), ("1.2", "transient", 0xA700)]
+    attempt.record(
+        [
+            InstanceOutcome(
+                "/r/1.2.dcm", "1.2", "transient", code=0xA700, error="C-STORE status 0xA700"
+            )
+        ]
+    )
+    assert _seen_elsewhere(
+        index_url, "SELECT sop_instance_uid, outcome, code FROM delivery_responses ORDER BY id"
+    ) == [("1.1", "delivered", 0), ("1.2", "transient", 0xA700)]
     assert log.accepted(job) == {"pacs": {"1.1"}}
-    assert _count("dicom_node_delivery_instances_total", destination="pacs",
-                  outcome="delivered") == delivered + 1
+    assert (
+        _count("dicom_node_delivery_instances_total", destination="pacs", outcome="delivered")
+        == delivered + 1
+    )
 
     # The process dies here (finish never runs); the next worker to deliver the job:
     assert log.interrupt_unfinished(job, "1.2.3") == 1
     assert log.interrupt_unfinished(job, "1.2.3") == 0
-    rows = _seen_elsewhere(index_url, "SELECT outcome, finished_at, accepted, error FROM "
-                                      "delivery_attempts")
+    rows = _seen_elsewhere(
+        index_url, "SELECT outcome, finished_at, accepted, error FROM delivery_attempts"
+    )
     assert rows[0][:3] == ("interrupted", None, 1) and "1 of 3" in rows[0][3]
-    assert _count("dicom_node_delivery_attempts_total", destination="pacs",
-                  outcome="interrupted") == interrupted + 1
+    assert (
+        _count("dicom_node_delivery_attempts_total", destination="pacs", outcome="interrupted")
+        == interrupted + 1
+    )
 
     # The retry sends only what is not on record as accepted, and finishes.
     again = log.start(job, "pacs", planned=2)
@@ -97,13 +118,15 @@ def test_attempt_and_responses_are_committed_as_they_happen(db: Database, tmp_pa
     report.add(_ok("1.3"))
     again.finish(report.finish())
     assert log.accepted(job) == {"pacs": {"1.1", "1.2", "1.3"}}
-    assert _seen_elsewhere(index_url, "SELECT outcome, sent, accepted, finished_at IS NULL "
-                                      "FROM delivery_attempts ORDER BY id") == [
-        ("interrupted", 0, 1, True), ("delivered", 2, 2, False)]
+    assert _seen_elsewhere(
+        index_url,
+        "SELECT outcome, sent, accepted, finished_at IS NULL FROM delivery_attempts ORDER BY id",
+    ) == [("interrupted", 0, 1, True), ("delivered", 2, 2, False)]
 
 
-def test_jobs_show_lists_interrupted_and_running_attempts(db: Database, tmp_path: Path,
-                                                          index_url: str) -> None:
+def test_jobs_show_lists_interrupted_and_running_attempts(
+    db: Database, tmp_path: Path, index_url: str
+) -> None:
     job = _job(db, tmp_path)
     attempt = AttemptLog(db).start(job, "pacs", planned=3)
     attempt.record([_ok("1.1"), _ok("1.2")])
@@ -126,14 +149,18 @@ def test_jobs_show_lists_interrupted_and_running_attempts(db: Database, tmp_path
     assert "interrupted 2/3 accepted, finished -" in out and "delivery attempts (1)" in out
 
 
-def test_retention_removes_responses_with_their_attempts(db: Database, tmp_path: Path,
-                                                         index_url: str) -> None:
+def test_retention_removes_responses_with_their_attempts(
+    db: Database, tmp_path: Path, index_url: str
+) -> None:
     job = _job(db, tmp_path)
     attempt = AttemptLog(db).start(job, "pacs", planned=1)
     attempt.record([_ok("1.1")])
     with db.session() as s:
-        s.execute(update(Job).where(Job.id == job).values(
-            state=JobState.DONE, finished_at=dt.datetime(2000, 1, 1)))
+        s.execute(
+            update(Job)
+            .where(Job.id == job)
+            .values(state=JobState.DONE, finished_at=dt.datetime(2000, 1, 1))
+        )
     report = Retention(db, lambda: RetentionSettings(jobs_days=1)).run_once()
     assert report.jobs == 1
     assert _seen_elsewhere(index_url, "SELECT count(*) FROM delivery_responses") == [(0,)]

@@ -22,11 +22,28 @@ def run(*args: str) -> tuple[int, str]:
 def test_list_show_retry_cancel(index: Database, tmp_path: Path) -> None:
     gid, uids = add_group(index, tmp_path, state="routed")
     q = JobQueue(index)
-    dead = q.enqueue(NewJob(group_id=gid, rule_name="cxr", action="infer", study_uid="1.2.3",
-                            models=["m"], destinations=["pacs"], instance_uids=uids))
+    dead = q.enqueue(
+        NewJob(
+            group_id=gid,
+            rule_name="cxr",
+            action="infer",
+            study_uid="1.2.3",
+            models=["m"],
+            destinations=["pacs"],
+            instance_uids=uids,
+        )
+    )
     q.fail(q.claim("w"), "association rejected by PACS", permanent=True, policy=RetryPolicy())
-    queued = q.enqueue(NewJob(group_id=gid, rule_name="fwd", action="forward",
-                              study_uid="1.2.3", destinations=["vna"], instance_uids=uids))
+    queued = q.enqueue(
+        NewJob(
+            group_id=gid,
+            rule_name="fwd",
+            action="forward",
+            study_uid="1.2.3",
+            destinations=["vna"],
+            instance_uids=uids,
+        )
+    )
     d = ["--data-dir", str(tmp_path)]
 
     code, out = run("jobs", "list", *d)

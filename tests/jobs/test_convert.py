@@ -21,11 +21,17 @@ def test_contracts_have_the_same_fields() -> None:
 def test_image_results_round_trip() -> None:
     model = a.ModelIdentity("m", "1.0", "acme", "2.25.1", "demo", True)
     heat = np.full((7, 7), 0.5, np.float32)
-    src = a.ImageResult("1.2.3", None, model, (
-        a.LabelResult("Effusion", a.Code("60046008", "SCT", "Pleural effusion"), 0.7, 0.5,
-                      True, heat),
-        a.LabelResult("Other", None, 0.1, 0.5, False, None),
-    ))
+    src = a.ImageResult(
+        "1.2.3",
+        None,
+        model,
+        (
+            a.LabelResult(
+                "Effusion", a.Code("60046008", "SCT", "Pleural effusion"), 0.7, 0.5, True, heat
+            ),
+            a.LabelResult("Other", None, 0.1, 0.5, False, None),
+        ),
+    )
     [out] = image_results([src])
     assert out.sop_instance_uid == "1.2.3" and out.model.device_uid == "2.25.1"
     assert out.labels[0].code == w.Code("60046008", "SCT", "Pleural effusion")

@@ -22,8 +22,10 @@ def _db(tmp_path: Path) -> Database:
 def test_every_job_runs_once_and_a_crash_does_not_kill_workers(tmp_path: Path) -> None:
     db = _db(tmp_path)
     q = JobQueue(db)
-    ids = [q.enqueue(NewJob(group_id=g, rule_name="r", action="infer", study_uid="1"))
-           for g in range(20)]
+    ids = [
+        q.enqueue(NewJob(group_id=g, rule_name="r", action="infer", study_uid="1"))
+        for g in range(20)
+    ]
     ran: list[int] = []
     lock = threading.Lock()
 

@@ -31,8 +31,11 @@ class StubModel:
 
     provider = "stub"
 
-    def __init__(self, applies: Callable[[Dataset], tuple[bool, str]] = lambda ds: (True, ""),
-                 infer: Callable[[Dataset], list] = lambda ds: []) -> None:
+    def __init__(
+        self,
+        applies: Callable[[Dataset], tuple[bool, str]] = lambda ds: (True, ""),
+        infer: Callable[[Dataset], list] = lambda ds: [],
+    ) -> None:
         self._applies, self._infer = applies, infer
 
     def applies_to(self, ds: Dataset) -> tuple[bool, str]:
@@ -43,29 +46,50 @@ class StubModel:
 
 
 def _config(destinations: list[dict] | None = None) -> NodeConfig:
-    return validate_config({"destinations": destinations or [],
-                            "jobs": {"retry": {"base_s": 1, "max_attempts": 5}}})
+    return validate_config(
+        {"destinations": destinations or [], "jobs": {"retry": {"base_s": 1, "max_attempts": 5}}}
+    )
 
 
-def _job(index: Database, tmp_path: Path, *, action: str = "infer",
-         models: tuple[str, ...] = ("stub",), destinations: tuple[str, ...] = ()) -> int:
+def _job(
+    index: Database,
+    tmp_path: Path,
+    *,
+    action: str = "infer",
+    models: tuple[str, ...] = ("stub",),
+    destinations: tuple[str, ...] = (),
+) -> int:
     """A queued job over one group of two stored CR images (real DICOM files)."""
     group_id, uids = add_group(index, tmp_path, state="routed")
     for seed, uid in enumerate(uids):  # the placeholder bytes become readable DICOM files
         synthetic.make_cr(seed=seed).save_as(tmp_path / f"{uid}.dcm", enforce_file_format=True)
-    job_id = JobQueue(index).enqueue(NewJob(
-        group_id=group_id, rule_name="r", action=action, study_uid="1.2.3",
-        models=models, destinations=destinations, instance_uids=uids))
+    job_id = JobQueue(index).enqueue(
+        NewJob(
+            group_id=group_id,
+            rule_name="r",
+            action=action,
+            study_uid="1.2.3",
+            models=models,
+            destinations=destinations,
+            instance_uids=uids,
+        )
+    )
     assert job_id is not None
     return job_id
 
 
-def _run(index: Database, tmp_path: Path, models: dict[str, object],
-         config: NodeConfig | None = None) -> Job:
+def _run(
+    index: Database, tmp_path: Path, models: dict[str, object], config: NodeConfig | None = None
+) -> Job:
     """Claim the one queued job, run it once, and return its row."""
     queue = JobQueue(index)
-    runner = JobRunner(index, queue, InstanceStore(tmp_path / "store"),
-                       ModelRegistry(models, []), lambda: config or _config())  # type: ignore[arg-type]
+    runner = JobRunner(
+        index,
+        queue,
+        InstanceStore(tmp_path / "store"),
+        ModelRegistry(models, []),
+        lambda: config or _config(),
+    )  # type: ignore[arg-type]
     claim = queue.claim("test-worker")
     assert claim is not None
     runner(claim)
@@ -104,8 +128,9 @@ def test_cancel_mid_run_stops_before_delivery(index: Database, tmp_path: Path) -
         JobQueue(index).cancel(job_id)  # an admin cancels while the model runs
         return []
 
-    config = _config([{"name": "pacs", "kind": "dimse", "ae_title": "PACS",
-                       "host": "127.0.0.1", "port": port}])
+    config = _config(
+        [{"name": "pacs", "kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1", "port": port}]
+    )
     job = _run(index, tmp_path, {"stub": StubModel(infer=infer_then_cancel)}, config)
     assert job.state == JobState.CANCELLED and job.error is None
     assert job.written_at is None  # stopped before writing results
@@ -124,15 +149,25 @@ def test_transient_fault_is_retried(index: Database, tmp_path: Path) -> None:
 
 def test_unreachable_destination_is_transient(index: Database, tmp_path: Path) -> None:
     _job(index, tmp_path, action="forward", models=(), destinations=("pacs",))
-    config = _config([{"name": "pacs", "kind": "dimse", "ae_title": "PACS",
-                       "host": "127.0.0.1", "port": free_port()}])
+    config = _config(
+        [
+            {
+                "name": "pacs",
+                "kind": "dimse",
+                "ae_title": "PACS",
+                "host": "127.0.0.1",
+                "port": free_port(),
+            }
+        ]
+    )
     job = _run(index, tmp_path, {}, config)
     assert job.state == JobState.FAILED and job.next_attempt_at is not None
     assert "delivery failed: pacs" in job.error
 
 
-def test_a_bug_is_recorded_once_not_retried(index: Database, tmp_path: Path,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bug_is_recorded_once_not_retried(
+    index: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(ds: Dataset) -> tuple[bool, str]:
         return 1 / 0  # type: ignore[return-value]  # a bug in the node's own code path
 

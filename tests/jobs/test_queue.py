@@ -24,8 +24,14 @@ def db(index_url: str) -> Database:
 
 
 def _new(group: int, rule: str = "r", priority: int = Priority.ROUTINE, **kw) -> NewJob:
-    return NewJob(group_id=group, rule_name=rule, action="infer", study_uid=f"1.2.{group}",
-                  priority=priority, **kw)
+    return NewJob(
+        group_id=group,
+        rule_name=rule,
+        action="infer",
+        study_uid=f"1.2.{group}",
+        priority=priority,
+        **kw,
+    )
 
 
 def test_one_job_per_group_and_rule(db: Database) -> None:
@@ -72,9 +78,7 @@ def test_transient_failure_backs_off_then_dies_after_max_attempts(db: Database) 
     job_id = q.enqueue(_new(1))
     slow = RetryPolicy(base_s=3600, cap_s=3600, jitter=0, max_attempts=2)
     claim = q.claim("w")
-    assert q.fail(claim, "destination down", permanent=False, policy=slow) == (
-        JobState.FAILED
-    )
+    assert q.fail(claim, "destination down", permanent=False, policy=slow) == (JobState.FAILED)
     assert q.claim("w") is None  # not due yet
     with db.session() as s:  # time passes
         s.execute(update(Job).values(next_attempt_at=dt.datetime.now(dt.UTC)))

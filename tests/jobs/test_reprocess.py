@@ -43,10 +43,22 @@ def dead_job_with_a_mistyped_model(index: Database, tmp_path: Path) -> tuple[int
     """A routed group whose job named a model that does not exist and died."""
     gid, uids = add_group(index, tmp_path, state="routed", study=STUDY)
     q = JobQueue(index)
-    job = q.enqueue(NewJob(group_id=gid, rule_name="chest", action="infer", study_uid=STUDY,
-                           models=["demo-cxr-densenet12"], instance_uids=uids))
-    q.fail(q.claim("w"), "model 'demo-cxr-densenet12' is not loaded", permanent=True,
-           policy=RetryPolicy())
+    job = q.enqueue(
+        NewJob(
+            group_id=gid,
+            rule_name="chest",
+            action="infer",
+            study_uid=STUDY,
+            models=["demo-cxr-densenet12"],
+            instance_uids=uids,
+        )
+    )
+    q.fail(
+        q.claim("w"),
+        "model 'demo-cxr-densenet12' is not loaded",
+        permanent=True,
+        policy=RetryPolicy(),
+    )
     return gid, job
 
 
@@ -54,13 +66,15 @@ def test_reprocess_after_fixing_a_mistyped_model(index: Database, tmp_path: Path
     gid, old_job = dead_job_with_a_mistyped_model(index, tmp_path)
 
     # Still mistyped: refused before anything is queued, naming the route and model.
-    code, out = run("studies", "reprocess", STUDY, "-c",
-                    str(config(tmp_path, chest("demo-cxr-densenet12"))))
+    code, out = run(
+        "studies", "reprocess", STUDY, "-c", str(config(tmp_path, chest("demo-cxr-densenet12")))
+    )
     assert code == 2, out
     assert "routes[0].models[0]: unknown model 'demo-cxr-densenet12'" in out
 
-    code, out = run("studies", "reprocess", STUDY, "-c",
-                    str(config(tmp_path, chest("demo-cxr-densenet121"))))
+    code, out = run(
+        "studies", "reprocess", STUDY, "-c", str(config(tmp_path, chest("demo-cxr-densenet121")))
+    )
     assert code == 0, out
     with index.session() as s:
         groups = s.scalars(select(Group).order_by(Group.id)).all()
@@ -73,13 +87,17 @@ def test_reprocess_after_fixing_a_mistyped_model(index: Database, tmp_path: Path
     old, fresh = jobs
     assert (old.id, old.state, old.models) == (old_job, "dead", ["demo-cxr-densenet12"])
     assert (fresh.group_id, fresh.state, fresh.models) == (
-        new.id, "queued", ["demo-cxr-densenet121"])
+        new.id,
+        "queued",
+        ["demo-cxr-densenet121"],
+    )
     assert fresh.instance_uids == old.instance_uids
     assert f"jobs queued: {fresh.id}" in out
 
     # While that job is pending, a second reprocess is refused.
-    code, out = run("studies", "reprocess", STUDY, "-c",
-                    str(config(tmp_path, chest("demo-cxr-densenet121"))))
+    code, out = run(
+        "studies", "reprocess", STUDY, "-c", str(config(tmp_path, chest("demo-cxr-densenet121")))
+    )
     assert code == 1 and f"({fresh.id})" in out and "still queued" in out
 
 
@@ -92,7 +110,9 @@ def test_reprocess_with_the_default_rules(index: Database, tmp_path: Path) -> No
     with index.session() as s:
         fresh = s.scalars(select(Job).order_by(Job.id.desc())).first()
     assert (fresh.rule_name, fresh.models) == (
-        "default:demo-cxr-densenet121", ["demo-cxr-densenet121"])
+        "default:demo-cxr-densenet121",
+        ["demo-cxr-densenet121"],
+    )
 
 
 def test_reprocess_refuses_what_it_cannot_do(index: Database, tmp_path: Path) -> None:
@@ -106,6 +126,7 @@ def test_reprocess_refuses_what_it_cannot_do(index: Database, tmp_path: Path) ->
     code, out = run("studies", "reprocess", "8.8", "-c", cfg)
     assert code == 1 and "no job queued" in out
     with index.session() as s:
-        ct = s.scalars(select(Group).where(Group.study_uid == "8.8")
-                       .order_by(Group.id.desc())).first()
+        ct = s.scalars(
+            select(Group).where(Group.study_uid == "8.8").order_by(Group.id.desc())
+        ).first()
     assert ct.state == "unrouted" and "modality" in ct.route_note

@@ -37,14 +37,18 @@ def _present(db: Database) -> set[str]:
 
 
 def test_old_instances_go_unless_a_pending_job_or_routing_needs_them(
-        index: Database, tmp_path: Path) -> None:
+    index: Database, tmp_path: Path
+) -> None:
     _, routed_old = add_group(index, tmp_path, state="routed", age_days=40, study="1.1")
     _, pending_old = add_group(index, tmp_path, state="routed", age_days=40, study="1.2")
     _, unrouted_yet = add_group(index, tmp_path, state="complete", age_days=40, study="1.3")
     _, recent = add_group(index, tmp_path, state="routed", age_days=1, study="1.4")
     q = JobQueue(index)
-    q.enqueue(NewJob(group_id=2, rule_name="r", action="infer", study_uid="1.2",
-                     instance_uids=pending_old))
+    q.enqueue(
+        NewJob(
+            group_id=2, rule_name="r", action="infer", study_uid="1.2", instance_uids=pending_old
+        )
+    )
     report = _retention(index).run_once()
     assert report.instances == 2
     assert _present(index) == set(pending_old + unrouted_yet + recent)
@@ -52,21 +56,32 @@ def test_old_instances_go_unless_a_pending_job_or_routing_needs_them(
     assert all(Path(tmp_path / f"{u}.dcm").exists() for u in pending_old)
 
 
-def test_finished_jobs_and_their_results_go_after_jobs_days(index: Database,
-                                                           tmp_path: Path) -> None:
+def test_finished_jobs_and_their_results_go_after_jobs_days(
+    index: Database, tmp_path: Path
+) -> None:
     gid, uids = add_group(index, tmp_path, state="routed")
     q = JobQueue(index)
-    old = q.enqueue(NewJob(group_id=gid, rule_name="old", action="infer", study_uid="1.2.3",
-                           instance_uids=uids))
-    live = q.enqueue(NewJob(group_id=gid, rule_name="live", action="infer",
-                            study_uid="1.2.3", instance_uids=uids))
+    old = q.enqueue(
+        NewJob(group_id=gid, rule_name="old", action="infer", study_uid="1.2.3", instance_uids=uids)
+    )
+    live = q.enqueue(
+        NewJob(
+            group_id=gid, rule_name="live", action="infer", study_uid="1.2.3", instance_uids=uids
+        )
+    )
     sr = tmp_path / "sr.dcm"
     sr.write_bytes(b"sr")
     with index.session() as s:
-        s.add(JobOutput(job_id=old, kind="sr", sop_class_uid="1.2", sop_instance_uid="9.9",
-                        path=str(sr)))
-        s.execute(update(Job).where(Job.id == old).values(
-            state="done", finished_at=utcnow() - dt.timedelta(days=100)))
+        s.add(
+            JobOutput(
+                job_id=old, kind="sr", sop_class_uid="1.2", sop_instance_uid="9.9", path=str(sr)
+            )
+        )
+        s.execute(
+            update(Job)
+            .where(Job.id == old)
+            .values(state="done", finished_at=utcnow() - dt.timedelta(days=100))
+        )
     report = _retention(index).run_once()
     assert (report.jobs, report.results) == (1, 1) and not sr.exists()
     with index.session() as s:

@@ -14,17 +14,23 @@ from tests.support.node_process import NodeProcess, running_node
 NODE_CONFIG: dict[str, Any] = {
     "ae_titles": [
         {"ae_title": "DICOM_NODE", "quiet_seconds": 1.5},
-        {"ae_title": "RESTRICTED", "quiet_seconds": 1,
-         "allowed_calling": [{"ae_title": "GOODSCU"},
-                             {"ae_title": "HOSTSCU", "host": "10.9.9.9"}]},
+        {
+            "ae_title": "RESTRICTED",
+            "quiet_seconds": 1,
+            "allowed_calling": [
+                {"ae_title": "GOODSCU"},
+                {"ae_title": "HOSTSCU", "host": "10.9.9.9"},
+            ],
+        },
         {"ae_title": "BYSERIES", "group_by": "series", "quiet_seconds": 1},
     ],
 }
 
 
 @pytest.fixture(scope="module", params=TWEAK_MODES, ids=lambda m: f"tweaks={m}")
-def hostile_node(request: pytest.FixtureRequest,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+def hostile_node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeProcess]:
     """One node per module and tweak mode; it must survive every test and stop cleanly."""
     node = start_node(tmp_path_factory.mktemp("hostile"), request.param)
     yield node

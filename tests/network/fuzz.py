@@ -14,9 +14,24 @@ def _lie_about_length(rng: random.Random, stream: list[bytes]) -> None:
     p = bytearray(stream[i])
     if len(p) >= 6:
         real = len(p) - 6
-        p[2:6] = struct.pack(">I", rng.choice([0, 1, real - 1, real + 1, real * 2, 1 << 20,
-                                               (1 << 20) + 1, 16 << 20, 0x7FFFFFFF,
-                                               0xFFFFFFFF]) & 0xFFFFFFFF)
+        p[2:6] = struct.pack(
+            ">I",
+            rng.choice(
+                [
+                    0,
+                    1,
+                    real - 1,
+                    real + 1,
+                    real * 2,
+                    1 << 20,
+                    (1 << 20) + 1,
+                    16 << 20,
+                    0x7FFFFFFF,
+                    0xFFFFFFFF,
+                ]
+            )
+            & 0xFFFFFFFF,
+        )
     stream[i] = bytes(p)
 
 

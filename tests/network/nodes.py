@@ -9,7 +9,9 @@ from tests.support.node_process import NodeProcess
 
 # Short timeouts so that stuck peers are dropped within a test's time.
 HOSTILE_CONFIG: dict[str, Any] = {
-    "network_timeout": 4, "acse_timeout": 3, "dimse_timeout": 10,
+    "network_timeout": 4,
+    "acse_timeout": 3,
+    "dimse_timeout": 10,
     "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
     "logging": {"level": "INFO"},
 }
@@ -17,6 +19,5 @@ TWEAK_MODES = ["all", "none"]  # DICOM_NODE_TWEAKS
 
 
 def start_node(workdir: Path, tweaks: str, **config: Any) -> NodeProcess:
-    node = NodeProcess(workdir, {**HOSTILE_CONFIG, **config},
-                       env={"DICOM_NODE_TWEAKS": tweaks})
+    node = NodeProcess(workdir, {**HOSTILE_CONFIG, **config}, env={"DICOM_NODE_TWEAKS": tweaks})
     return node.start()

@@ -34,18 +34,26 @@ def pdu(kind: int, body: bytes, length: int | None = None) -> bytes:
     return struct.pack(">BBI", kind, 0, len(body) if length is None else length) + body
 
 
-def associate_rq(called: bytes = b"DICOM_NODE", calling: bytes = b"HOSTILE",
-                 contexts: tuple[tuple[int, str, str], ...] = (
-                     (ECHO_CX, Verification, IMPLICIT), (STORE_CX, CTImageStorage, EXPLICIT)),
-                 max_pdu: int = 16384) -> bytes:
+def associate_rq(
+    called: bytes = b"DICOM_NODE",
+    calling: bytes = b"HOSTILE",
+    contexts: tuple[tuple[int, str, str], ...] = (
+        (ECHO_CX, Verification, IMPLICIT),
+        (STORE_CX, CTImageStorage, EXPLICIT),
+    ),
+    max_pdu: int = 16384,
+) -> bytes:
     """An A-ASSOCIATE-RQ (AE titles as raw bytes, so they may be anything)."""
     body = struct.pack(">HH", 1, 0) + called.ljust(16)[:16] + calling.ljust(16)[:16] + bytes(32)
     body += _item(0x10, b"1.2.840.10008.3.1.1.1")
     for cx_id, abstract, ts in contexts:
-        body += _item(0x20, bytes([cx_id, 0, 0, 0]) + _item(0x30, abstract.encode())
-                      + _item(0x40, ts.encode()))
-    body += _item(0x50, _item(0x51, struct.pack(">I", max_pdu))
-                  + _item(0x52, b"1.2.826.0.1.3680043.9.7433.1"))
+        body += _item(
+            0x20,
+            bytes([cx_id, 0, 0, 0]) + _item(0x30, abstract.encode()) + _item(0x40, ts.encode()),
+        )
+    body += _item(
+        0x50, _item(0x51, struct.pack(">I", max_pdu)) + _item(0x52, b"1.2.826.0.1.3680043.9.7433.1")
+    )
     return pdu(0x01, body)
 
 
@@ -93,9 +101,13 @@ def valid_stream(ds: Dataset | None = None) -> list[bytes]:
     """A whole valid association as sent by an SCU: A-ASSOCIATE-RQ, C-ECHO, one small
     C-STORE, A-RELEASE-RQ (one PDU per item)."""
     ds = ds if ds is not None else small_ct()
-    return [associate_rq(), p_data(pdv(ECHO_CX, 0x03, echo_command())),
-            p_data(pdv(STORE_CX, 0x03, store_command(ds))),
-            p_data(pdv(STORE_CX, 0x02, dataset_bytes(ds))), RELEASE_RQ]
+    return [
+        associate_rq(),
+        p_data(pdv(ECHO_CX, 0x03, echo_command())),
+        p_data(pdv(STORE_CX, 0x03, store_command(ds))),
+        p_data(pdv(STORE_CX, 0x02, dataset_bytes(ds))),
+        RELEASE_RQ,
+    ]
 
 
 @dataclass
@@ -114,8 +126,8 @@ def read_pdus(sock: socket.socket, timeout: float = 10.0) -> Iterator[Pdu]:
             kind, _, length = struct.unpack(">BBI", buf[:6])
             if len(buf) < 6 + length:
                 break
-            yield Pdu(kind, buf[6:6 + length])
-            buf = buf[6 + length:]
+            yield Pdu(kind, buf[6 : 6 + length])
+            buf = buf[6 + length :]
         try:
             chunk = sock.recv(65536)
         except ConnectionResetError:
@@ -136,8 +148,8 @@ def store_statuses(pdus: list[Pdu]) -> list[int]:
             continue
         at = 0
         while at < len(p.body):
-            length = struct.unpack(">I", p.body[at:at + 4])[0]
-            control, data = p.body[at + 5], p.body[at + 6:at + 4 + length]
+            length = struct.unpack(">I", p.body[at : at + 4])[0]
+            control, data = p.body[at + 5], p.body[at + 6 : at + 4 + length]
             at += 4 + length
             if control & 1:
                 cmd = decode(DicomBytesIO(data), True, True)

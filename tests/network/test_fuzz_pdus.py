@@ -40,8 +40,9 @@ def _store_consistent(node: NodeProcess) -> None:
     assert on_disk <= {p.resolve() for p in indexed} | indexed
 
 
-def test_mutated_association_streams(hostile_node: NodeProcess,
-                                     request: pytest.FixtureRequest) -> None:
+def test_mutated_association_streams(
+    hostile_node: NodeProcess, request: pytest.FixtureRequest
+) -> None:
     node = hostile_node
     rss0, fds0, threads0 = probe.baseline(node)
     rng = random.Random(request.config.getoption("--fuzz-seed", default=None) or SEED)
@@ -54,8 +55,9 @@ def test_mutated_association_streams(hostile_node: NodeProcess,
             done += 1
         assert probe.echo_ok_within(node.port), f"after {done} cases:\n{node.log()[-3000:]}"
         assert probe.settle(lambda: probe.fds(node.pid), fds0, 2, timeout=30) <= fds0 + 2
-        assert probe.settle(lambda: probe.threads(node.pid), threads0, 2,
-                            timeout=30) <= threads0 + 2
+        assert (
+            probe.settle(lambda: probe.threads(node.pid), threads0, 2, timeout=30) <= threads0 + 2
+        )
         assert probe.settle(lambda: probe.rss_kb(node.pid), rss0, 30 * 1024) <= rss0 + 30 * 1024
         _store_consistent(node)
 

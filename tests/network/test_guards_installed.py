@@ -43,7 +43,8 @@ def test_pynetdicom_is_in_the_pinned_range() -> None:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     req = next(Requirement(d) for d in deps if d.startswith("pynetdicom"))
     assert req.specifier.contains(pynetdicom.__version__), (
-        f"pynetdicom {pynetdicom.__version__} outside the verified range {req}")
+        f"pynetdicom {pynetdicom.__version__} outside the verified range {req}"
+    )
     assert req.specifier.contains("3.0.4")  # the version the hooks were verified on
 
 
@@ -55,15 +56,15 @@ def test_receive_guards_install() -> None:
 def test_each_kept_tweak_installs(name: str) -> None:
     installers = _installers()
     assert set(installers) == set(tweaks.TWEAKS), "a tweak without an install check"
-    assert installers[name](), f"tweak {name} did not install on pynetdicom " \
-                               f"{pynetdicom.__version__}"
+    assert installers[name](), (
+        f"tweak {name} did not install on pynetdicom {pynetdicom.__version__}"
+    )
 
 
 def test_tweak_switch_parses() -> None:
     assert tweaks.enabled({}) == frozenset(tweaks.TWEAKS)
     assert tweaks.enabled({"DICOM_NODE_TWEAKS": "none"}) == frozenset()
     assert tweaks.enabled({"DICOM_NODE_TWEAKS": "spool"}) == {"spool"}
-    assert tweaks.enabled({"DICOM_NODE_TWEAKS": "-spool"}) == frozenset(tweaks.TWEAKS) - {
-        "spool"}
+    assert tweaks.enabled({"DICOM_NODE_TWEAKS": "-spool"}) == frozenset(tweaks.TWEAKS) - {"spool"}
     with pytest.raises(ValueError, match="unknown"):
         tweaks.enabled({"DICOM_NODE_TWEAKS": "turbo"})

@@ -73,31 +73,41 @@ def test_pdata_beyond_max_pdu_is_aborted_not_stored(hostile_node: NodeProcess) -
 
 
 def _unknown_context_store(ds) -> list[bytes]:  # type: ignore[no-untyped-def]
-    return [pdus.p_data(pdus.pdv(99, 0x03, pdus.store_command(ds))),
-            pdus.p_data(pdus.pdv(99, 0x02, pdus.dataset_bytes(ds)))]
+    return [
+        pdus.p_data(pdus.pdv(99, 0x03, pdus.store_command(ds))),
+        pdus.p_data(pdus.pdv(99, 0x02, pdus.dataset_bytes(ds))),
+    ]
 
 
 def _fragments_on_other_context(ds) -> list[bytes]:  # type: ignore[no-untyped-def]
-    return [pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds))),
-            pdus.p_data(pdus.pdv(7, 0x02, pdus.dataset_bytes(ds)))]
+    return [
+        pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds))),
+        pdus.p_data(pdus.pdv(7, 0x02, pdus.dataset_bytes(ds))),
+    ]
 
 
 def _fragments_on_echo_context(ds) -> list[bytes]:  # type: ignore[no-untyped-def]
-    return [pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds))),
-            pdus.p_data(pdus.pdv(pdus.ECHO_CX, 0x02, pdus.dataset_bytes(ds)))]
+    return [
+        pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds))),
+        pdus.p_data(pdus.pdv(pdus.ECHO_CX, 0x02, pdus.dataset_bytes(ds))),
+    ]
 
 
 def _second_command_before_dataset(ds) -> list[bytes]:  # type: ignore[no-untyped-def]
     command = pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x03, pdus.store_command(ds)))
-    return [command, command, pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x02,
-                                                   pdus.dataset_bytes(ds)))]
+    return [command, command, pdus.p_data(pdus.pdv(pdus.STORE_CX, 0x02, pdus.dataset_bytes(ds)))]
 
 
-@pytest.mark.parametrize("attack", [_unknown_context_store, _fragments_on_other_context,
-                                    _fragments_on_echo_context,
-                                    _second_command_before_dataset])
-def test_pdata_on_a_context_never_negotiated_is_aborted(hostile_node: NodeProcess,
-                                                        attack) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "attack",
+    [
+        _unknown_context_store,
+        _fragments_on_other_context,
+        _fragments_on_echo_context,
+        _second_command_before_dataset,
+    ],
+)
+def test_pdata_on_a_context_never_negotiated_is_aborted(hostile_node: NodeProcess, attack) -> None:  # type: ignore[no-untyped-def]
     node = hostile_node
     _, fds0, threads0 = probe.baseline(node)
     ds = pdus.small_ct()
@@ -115,13 +125,20 @@ INVALID_SEQUENCES = {
     # An A-ASSOCIATE-AC sent to the acceptor
     "ac_to_acceptor": [pdus.pdu(pdus.A_ASSOCIATE_AC, pdus.associate_rq()[6:])],
     # A release response nobody asked for, then data
-    "release_rp_unasked": [pdus.associate_rq(), pdus.pdu(pdus.A_RELEASE_RP, bytes(4)),
-                           pdus.p_data(pdus.pdv(1, 0x03, pdus.echo_command()))],
+    "release_rp_unasked": [
+        pdus.associate_rq(),
+        pdus.pdu(pdus.A_RELEASE_RP, bytes(4)),
+        pdus.p_data(pdus.pdv(1, 0x03, pdus.echo_command())),
+    ],
     # P-DATA before any association
     "pdata_first": [pdus.p_data(pdus.pdv(1, 0x03, pdus.echo_command()))],
     # A-ABORT and more in one write (events after the state machine went idle)
-    "after_abort": [pdus.associate_rq() + pdus.ABORT_RQ
-                    + pdus.p_data(pdus.pdv(1, 0x03, pdus.echo_command())) + pdus.RELEASE_RQ],
+    "after_abort": [
+        pdus.associate_rq()
+        + pdus.ABORT_RQ
+        + pdus.p_data(pdus.pdv(1, 0x03, pdus.echo_command()))
+        + pdus.RELEASE_RQ
+    ],
     # Unknown PDU type, and a truncated A-ASSOCIATE-RQ body
     "unknown_type": [b"\x09\x00\x00\x00\x00\x02\x00\x00"],
     "truncated_rq": [pdus.pdu(0x01, pdus.associate_rq()[6:40])],
@@ -178,10 +195,13 @@ def _low_fd_limit() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tweaks", TWEAK_MODES)
-def test_many_unknown_context_connections_under_a_low_fd_limit(tmp_path: Path,
-                                                               tweaks: str) -> None:
-    node = NodeProcess(tmp_path, {**HOSTILE_CONFIG, "network_timeout": 10, "acse_timeout": 5},
-                       env={"DICOM_NODE_TWEAKS": tweaks}, preexec_fn=_low_fd_limit)
+def test_many_unknown_context_connections_under_a_low_fd_limit(tmp_path: Path, tweaks: str) -> None:
+    node = NodeProcess(
+        tmp_path,
+        {**HOSTILE_CONFIG, "network_timeout": 10, "acse_timeout": 5},
+        env={"DICOM_NODE_TWEAKS": tweaks},
+        preexec_fn=_low_fd_limit,
+    )
     node.start()
     try:
         _, fds0, threads0 = probe.baseline(node)

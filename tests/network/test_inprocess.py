@@ -22,10 +22,16 @@ from tests.support.studies import spooled_data
 
 
 def _node(tmp_path: Path, policy: str) -> Iterator[Node]:
-    cfg = validate_config({"data_dir": str(tmp_path / "data"), "port": free_port(),
-                           "bind_address": "127.0.0.1", "disk_reserve_mb": 0,
-                           "duplicate_policy": policy,
-                           "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 60}]})
+    cfg = validate_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "port": free_port(),
+            "bind_address": "127.0.0.1",
+            "disk_reserve_mb": 0,
+            "duplicate_policy": policy,
+            "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 60}],
+        }
+    )
     node = Node(cfg)
     node.start()
     try:
@@ -57,8 +63,9 @@ def _send(node: Node, datasets: list) -> list[int]:  # type: ignore[type-arg]
 
 def _two_versions() -> tuple:  # type: ignore[type-arg]
     """Two versions of one instance: same UIDs, different pixel bytes."""
-    first = next(iter_ct_series(1, Patient(patient_id="DUP"), rows=64, cols=64, seed=1,
-                                study_uid=new_uid()))
+    first = next(
+        iter_ct_series(1, Patient(patient_id="DUP"), rows=64, cols=64, seed=1, study_uid=new_uid())
+    )
     second = copy.deepcopy(first)
     second.PixelData = bytes(reversed(first.PixelData))
     return first, second
@@ -70,22 +77,47 @@ def test_index_records_key_attributes(keep_node: Node) -> None:
     with keep_node.db.session() as s:
         inst = queries.find_instance(s, ds.SOPInstanceUID)
         assert inst is not None
-        got = {k: getattr(inst, k) for k in (
-            "patient_id", "accession_number", "study_date", "modality", "body_part",
-            "series_description", "sop_class_uid", "rows", "columns", "number_of_frames",
-            "calling_ae", "called_ae", "peer_address", "instance_number")}
+        got = {
+            k: getattr(inst, k)
+            for k in (
+                "patient_id",
+                "accession_number",
+                "study_date",
+                "modality",
+                "body_part",
+                "series_description",
+                "sop_class_uid",
+                "rows",
+                "columns",
+                "number_of_frames",
+                "calling_ae",
+                "called_ae",
+                "peer_address",
+                "instance_number",
+            )
+        }
         group = s.get(Group, inst.group_id)
         assert group is not None and group.state == "open" and group.instance_count == 1
         assert [Path(r.path) for r in queries.instance_rows_of_group(s, group.id)] == [
-            Path(inst.path)]
+            Path(inst.path)
+        ]
         assert queries.completed_groups(s) == []
-    assert got == {"patient_id": "DUP", "accession_number": ds.AccessionNumber,
-                   "study_date": ds.StudyDate, "modality": "CT", "body_part": "CHEST",
-                   "series_description": ds.SeriesDescription,
-                   "sop_class_uid": CTImageStorage, "rows": 64, "columns": 64,
-                   "number_of_frames": None, "calling_ae": "INPROC",
-                   "called_ae": "DICOM_NODE", "peer_address": "127.0.0.1",
-                   "instance_number": 1}
+    assert got == {
+        "patient_id": "DUP",
+        "accession_number": ds.AccessionNumber,
+        "study_date": ds.StudyDate,
+        "modality": "CT",
+        "body_part": "CHEST",
+        "series_description": ds.SeriesDescription,
+        "sop_class_uid": CTImageStorage,
+        "rows": 64,
+        "columns": 64,
+        "number_of_frames": None,
+        "calling_ae": "INPROC",
+        "called_ae": "DICOM_NODE",
+        "peer_address": "127.0.0.1",
+        "instance_number": 1,
+    }
     assert inst.size == Path(inst.path).stat().st_size
     stored = dcmread(inst.path)
     assert stored.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID

@@ -50,8 +50,14 @@ def _store(port: int, datasets: list) -> tuple[str, list[tuple[str, int]]]:  # t
 
 @pytest.mark.slow
 def test_concurrent_idle_and_slow_associations(tmp_path: Path) -> None:
-    node = start_node(tmp_path, "all", max_associations=MAX_ASSOCIATIONS,
-                      network_timeout=20, acse_timeout=20, logging={"level": "WARNING"})
+    node = start_node(
+        tmp_path,
+        "all",
+        max_associations=MAX_ASSOCIATIONS,
+        network_timeout=20,
+        acse_timeout=20,
+        logging={"level": "WARNING"},
+    )
     held: list[socket.socket] = []
     try:
         assert probe.echo_ok(node.port)
@@ -65,8 +71,9 @@ def test_concurrent_idle_and_slow_associations(tmp_path: Path) -> None:
             held.append(s)
         # One full-size slice (PDUs of the maximum size) and a small one per association
         big = list(iter_ct_series(STORERS, rows=512, cols=512, study_uid=new_uid()))
-        small = list(iter_ct_series(STORERS * (PER_ASSOCIATION - 1), rows=64, cols=64,
-                                    study_uid=new_uid()))
+        small = list(
+            iter_ct_series(STORERS * (PER_ASSOCIATION - 1), rows=64, cols=64, study_uid=new_uid())
+        )
         batches = [[big[i], *small[i::STORERS]] for i in range(STORERS)]
         with ThreadPoolExecutor(STORERS) as pool:
             results = list(pool.map(lambda b: _store(node.port, b), batches))
@@ -78,8 +85,7 @@ def test_concurrent_idle_and_slow_associations(tmp_path: Path) -> None:
         assert all(status == 0 for _, out in results for _, status in out)
         assert probe.echo_ok(node.port)  # still serving, with the idle/slow ones held
         for uid in acked:
-            rows = query(node.index, "SELECT path FROM instances WHERE sop_instance_uid=:u",
-                         u=uid)
+            rows = query(node.index, "SELECT path FROM instances WHERE sop_instance_uid=:u", u=uid)
             assert len(rows) == 1, uid
             assert dcmread(rows[0][0]).SOPInstanceUID == uid
         for s in held:

@@ -59,12 +59,23 @@ def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path, list[Any]]]:
         ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
     heads: list[Any] = []
-    spool.register(ae, incoming, on_head=lambda spooled, head: heads.append(
-        (spooled.name, spooled.transfer_syntax, bytes(head))))
+    spool.register(
+        ae,
+        incoming,
+        on_head=lambda spooled, head: heads.append(
+            (spooled.name, spooled.transfer_syntax, bytes(head))
+        ),
+    )
     port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[
-        (evt.EVT_C_STORE, on_store), (evt.EVT_C_ECHO, on_echo),
-        (evt.EVT_REQUESTED, on_requested)])
+    server = ae.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        evt_handlers=[
+            (evt.EVT_C_STORE, on_store),
+            (evt.EVT_C_ECHO, on_echo),
+            (evt.EVT_REQUESTED, on_requested),
+        ],
+    )
     try:
         yield port, seen, incoming, heads
     finally:
@@ -88,7 +99,8 @@ def _associate(port: int) -> Iterator[Any]:
 
 
 def test_c_store_is_spooled_into_the_registered_directory(
-        scp: tuple[int, list[Any], Path, list[Any]]) -> None:
+    scp: tuple[int, list[Any], Path, list[Any]],
+) -> None:
     port, seen, incoming, heads = scp
     datasets = list(iter_ct_series(3, rows=64, cols=64))
     with _associate(port) as assoc:
@@ -115,7 +127,8 @@ def test_c_store_is_spooled_into_the_registered_directory(
 
 
 def test_c_stores_are_served_on_the_dul_thread_other_requests_as_before(
-        scp: tuple[int, list[Any], Path, list[Any]]) -> None:
+    scp: tuple[int, list[Any], Path, list[Any]],
+) -> None:
     from pynetdicom.association import Association
     from pynetdicom.dul import DULServiceProvider
 
@@ -150,8 +163,13 @@ def _store_request(message_id: int = 1) -> C_STORE:
 def test_inline_queue_serves_only_when_nothing_else_is_in_service() -> None:
     from pynetdicom.dimse_primitives import C_ECHO
 
-    assoc = _Acceptor(dul=threading.current_thread(), _accepted_cx={1: object()},
-                      is_established=True, _sent_release=False, served=[])
+    assoc = _Acceptor(
+        dul=threading.current_thread(),
+        _accepted_cx={1: object()},
+        is_established=True,
+        _sent_release=False,
+        served=[],
+    )
     q = inline._InlineQueue(assoc)
     req = _store_request()
     q.put((1, req))
@@ -217,14 +235,19 @@ def test_spool_files_are_prepared_ahead_and_removed_on_unregister(tmp_path: Path
     assert left == names  # the prepared, unused ones are gone; taken ones are the caller's
 
 
-@pytest.mark.parametrize("uid", ["1.2.3", "1.2.34", "2.25.100543113806391906976030107742863930074",
-                                 "1" * 64])
+@pytest.mark.parametrize(
+    "uid", ["1.2.3", "1.2.34", "2.25.100543113806391906976030107742863930074", "1" * 64]
+)
 @pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, JPEGBaseline8Bit])
 def test_memoised_file_meta_is_pydicoms_encoding(uid: str, ts: str) -> None:
     assert spool.install()
     expected = DicomBytesIO()
-    write_file_meta_info(expected, create_file_meta(
-        sop_class_uid=CTImageStorage, sop_instance_uid=UID(uid), transfer_syntax=UID(ts)))
+    write_file_meta_info(
+        expected,
+        create_file_meta(
+            sop_class_uid=CTImageStorage, sop_instance_uid=UID(uid), transfer_syntax=UID(ts)
+        ),
+    )
     assert file_meta.encoded_file_meta(CTImageStorage, uid, ts) == expected.getvalue()
 
 
@@ -232,8 +255,9 @@ def test_presentation_contexts_copy_cheaply_and_independently() -> None:
     assert contexts.install()
     ae = AE()
     for cx in AllStoragePresentationContexts[:5]:
-        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True,
-                                 scu_role=False)
+        ae.add_supported_context(
+            cx.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False
+        )
     original = ae.supported_contexts
     copied = copy.deepcopy(original)
     assert [vars(c) for c in copied] == [vars(c) for c in original]
@@ -247,8 +271,9 @@ def test_presentation_contexts_copy_cheaply_and_independently() -> None:
 @pytest.mark.parametrize("uid", ["1.2.3", "1.2.34", "1" * 64])
 @pytest.mark.parametrize("message_id", [1, 300, 65535])
 @pytest.mark.parametrize("status", [0x0000, 0xA700, 0xB000])
-def test_memoised_store_response_is_pynetdicoms_encoding(uid: str, message_id: int,
-                                                         status: int) -> None:
+def test_memoised_store_response_is_pynetdicoms_encoding(
+    uid: str, message_id: int, status: int
+) -> None:
     rsp = C_STORE()
     rsp.MessageIDBeingRespondedTo = message_id
     rsp.AffectedSOPClassUID = CTImageStorage
@@ -257,27 +282,32 @@ def test_memoised_store_response_is_pynetdicoms_encoding(uid: str, message_id: i
     msg = C_STORE_RSP()
     msg.primitive_to_message(rsp)
     expected = encode(msg.command_set, True, True)
-    assert responses.encoded_store_response(CTImageStorage, uid, message_id,
-                                            status) == expected
+    assert responses.encoded_store_response(CTImageStorage, uid, message_id, status) == expected
 
 
-def test_store_responses_reach_a_pynetdicom_scu_intact(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_responses_reach_a_pynetdicom_scu_intact(monkeypatch: pytest.MonkeyPatch) -> None:
     assert responses.install()
     # As the node runs pynetdicom: no standard log handlers (they want message objects).
     monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "none")
     scp_ae = AE(ae_title="TWEAKED")
     scp_ae.add_supported_context(CTImageStorage, "1.2.840.10008.1.2.1")
     port = free_port()
-    server = scp_ae.start_server(("127.0.0.1", port), block=False,
-                                 evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])
+    server = scp_ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)]
+    )
     datasets = list(iter_ct_series(3, rows=16, cols=16))
     encoded_before = responses._around.cache_info()
     received: list[Any] = []
     ae = AE(ae_title="SCU")
     ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
-    assoc = ae.associate("127.0.0.1", port, ae_title="TWEAKED", evt_handlers=[
-        (evt.EVT_DIMSE_RECV, lambda event: received.append(event.message.command_set))])
+    assoc = ae.associate(
+        "127.0.0.1",
+        port,
+        ae_title="TWEAKED",
+        evt_handlers=[
+            (evt.EVT_DIMSE_RECV, lambda event: received.append(event.message.command_set))
+        ],
+    )
     assert assoc.is_established
     try:
         for i, ds in enumerate(datasets):
@@ -285,12 +315,20 @@ def test_store_responses_reach_a_pynetdicom_scu_intact(
     finally:
         assoc.release()
         server.shutdown()
-    assert [(c.MessageIDBeingRespondedTo, c.AffectedSOPInstanceUID, c.AffectedSOPClassUID,
-             c.CommandField, c.Status) for c in received] == [
-        (300 + i, ds.SOPInstanceUID, CTImageStorage, 0x8001, 0) for i, ds in enumerate(datasets)]
+    assert [
+        (
+            c.MessageIDBeingRespondedTo,
+            c.AffectedSOPInstanceUID,
+            c.AffectedSOPClassUID,
+            c.CommandField,
+            c.Status,
+        )
+        for c in received
+    ] == [(300 + i, ds.SOPInstanceUID, CTImageStorage, 0x8001, 0) for i, ds in enumerate(datasets)]
     encoded_after = responses._around.cache_info()
-    assert (encoded_after.hits + encoded_after.misses
-            - encoded_before.hits - encoded_before.misses) == 3  # the memoised path answered
+    assert (
+        encoded_after.hits + encoded_after.misses - encoded_before.hits - encoded_before.misses
+    ) == 3  # the memoised path answered
 
 
 def test_tweaks_install_idempotently() -> None:

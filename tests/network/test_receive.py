@@ -35,14 +35,18 @@ def test_echo(node: NodeProcess) -> None:
     r = echoscu(node.port, "DICOM_NODE")
     assert r.returncode == 0, r.stderr
     banner = node.log()
-    for expected in ("AE title: DICOM_NODE", "AE title: RESTRICTED", f"port: {node.port}",
-                     f"data dir: {node.data_dir.resolve()}", "database: sqlite:///",
-                     "demo-cxr-densenet121 1.0.0 on CPUExecutionProvider  [NON-CLINICAL DEMO]"):
+    for expected in (
+        "AE title: DICOM_NODE",
+        "AE title: RESTRICTED",
+        f"port: {node.port}",
+        f"data dir: {node.data_dir.resolve()}",
+        "database: sqlite:///",
+        "demo-cxr-densenet121 1.0.0 on CPUExecutionProvider  [NON-CLINICAL DEMO]",
+    ):
         assert expected in banner, (expected, banner)
 
 
-def test_ct_study_arrives_complete_and_assembles_once(node: NodeProcess,
-                                                      tmp_path: Path) -> None:
+def test_ct_study_arrives_complete_and_assembles_once(node: NodeProcess, tmp_path: Path) -> None:
     files = make_study(tmp_path / "src", 100, seed=11)
     r = storescu(node.port, files)
     assert r.returncode == 0, r.stderr
@@ -53,52 +57,86 @@ def test_ct_study_arrives_complete_and_assembles_once(node: NodeProcess,
     assert rows == [("open",)]
     for src in files:
         ds_src = dcmread(src)
-        row = query(node.data_dir, "SELECT path, study_uid, series_uid, modality, rows, "
-                    "transfer_syntax, calling_ae, called_ae FROM instances "
-                    "WHERE sop_instance_uid=:u", u=ds_src.SOPInstanceUID)
+        row = query(
+            node.data_dir,
+            "SELECT path, study_uid, series_uid, modality, rows, "
+            "transfer_syntax, calling_ae, called_ae FROM instances "
+            "WHERE sop_instance_uid=:u",
+            u=ds_src.SOPInstanceUID,
+        )
         assert len(row) == 1
         path, study, series, modality, nrows, ts, calling, called = row[0]
-        assert (study, series, modality, nrows) == (study_uid, ds_src.SeriesInstanceUID, "CT",
-                                                    128)
+        assert (study, series, modality, nrows) == (study_uid, ds_src.SeriesInstanceUID, "CT", 128)
         assert (ts, calling, called) == ("1.2.840.10008.1.2.1", "STORESCU", "DICOM_NODE")
-        assert Path(path) == (node.data_dir.resolve() / "instances" / study_uid
-                              / ds_src.SeriesInstanceUID / f"{ds_src.SOPInstanceUID}.dcm")
+        assert Path(path) == (
+            node.data_dir.resolve()
+            / "instances"
+            / study_uid
+            / ds_src.SeriesInstanceUID
+            / f"{ds_src.SOPInstanceUID}.dcm"
+        )
         ds = dcmread(path)
         assert ds.SOPInstanceUID == ds_src.SOPInstanceUID
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds_src.SOPInstanceUID
         assert ds.PixelData == ds_src.PixelData
-    groups = wait_until(lambda: query(
-        node.data_dir, "SELECT id, instance_count, last_received, completed_at, patient_id, "
-        "modalities FROM groups WHERE study_uid=:s AND completed_at IS NOT NULL", s=study_uid))
+    groups = wait_until(
+        lambda: query(
+            node.data_dir,
+            "SELECT id, instance_count, last_received, completed_at, patient_id, "
+            "modalities FROM groups WHERE study_uid=:s AND completed_at IS NOT NULL",
+            s=study_uid,
+        )
+    )
     assert len(groups) == 1
     _, count, last, completed, patient, mods = groups[0]
     assert (count, patient, mods) == (100, "P11", "CT")
-    waited = (dt.datetime.fromisoformat(str(completed))
-              - dt.datetime.fromisoformat(str(last))).total_seconds()
+    waited = (
+        dt.datetime.fromisoformat(str(completed)) - dt.datetime.fromisoformat(str(last))
+    ).total_seconds()
     assert 1.5 <= waited < 5, waited
     # Still exactly one group for the study a while later (completes once).
-    assert len(query(node.data_dir, "SELECT id FROM groups WHERE study_uid=:s",
-                     s=study_uid)) == 1
+    assert len(query(node.data_dir, "SELECT id FROM groups WHERE study_uid=:s", s=study_uid)) == 1
     # Routing follows completion on the node's own schedule: wait for its verdict.
-    wait_until(lambda: query(node.data_dir, "SELECT state FROM groups WHERE study_uid=:s",
-                             s=study_uid) == [("unrouted",)])
+    wait_until(
+        lambda: (
+            query(node.data_dir, "SELECT state FROM groups WHERE study_uid=:s", s=study_uid)
+            == [("unrouted",)]
+        )
+    )
     out = CliRunner().invoke(app, ["studies", "list", "--data-dir", str(node.data_dir)])
     assert out.exit_code == 0, out.output
     assert "P11" in out.output and "unrouted" in out.output and "100" in out.output
 
 
-def test_late_instance_opens_a_new_group_and_series_grouping(node: NodeProcess,
-                                                           tmp_path: Path) -> None:
+def test_late_instance_opens_a_new_group_and_series_grouping(
+    node: NodeProcess, tmp_path: Path
+) -> None:
     files = make_study(tmp_path / "src", 3, seed=12)
     assert storescu(node.port, files[:2], called="BYSERIES").returncode == 0
     series = dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID
-    wait_until(lambda: query(node.data_dir, "SELECT id FROM groups WHERE group_key=:s AND "
-                             "completed_at IS NOT NULL", s=series))
+    wait_until(
+        lambda: query(
+            node.data_dir,
+            "SELECT id FROM groups WHERE group_key=:s AND completed_at IS NOT NULL",
+            s=series,
+        )
+    )
     assert storescu(node.port, files[2:], called="BYSERIES").returncode == 0
-    rows = wait_until(lambda: (r := query(
-        node.data_dir, "SELECT group_by, series_uid, instance_count, state FROM groups "
-        "WHERE group_key=:s ORDER BY id", s=series)) and all(x[3] != "open" for x in r)
-        and len(r) == 2 and r)
+    rows = wait_until(
+        lambda: (
+            (
+                r := query(
+                    node.data_dir,
+                    "SELECT group_by, series_uid, instance_count, state FROM groups "
+                    "WHERE group_key=:s ORDER BY id",
+                    s=series,
+                )
+            )
+            and all(x[3] != "open" for x in r)
+            and len(r) == 2
+            and r
+        )
+    )
     # Both groups completed (and were then routed: no rule matches this CT).
     assert rows == [("series", series, 2, "unrouted"), ("series", series, 1, "unrouted")]
 
@@ -120,8 +158,10 @@ def test_calling_ae_allow_list(node: NodeProcess) -> None:
     assert r.returncode != 0
     assert "Calling AE Title Not Recognized" in r.stderr, r.stderr
     # Right title, wrong host: rejected too.
-    assert "Calling AE Title Not Recognized" in echoscu(node.port, "RESTRICTED",
-                                                       calling="HOSTSCU").stderr
+    assert (
+        "Calling AE Title Not Recognized"
+        in echoscu(node.port, "RESTRICTED", calling="HOSTSCU").stderr
+    )
     ae = AE(ae_title="BADSCU")
     ae.add_requested_context(Verification)
     assoc = ae.associate("127.0.0.1", node.port, ae_title="RESTRICTED")
@@ -131,8 +171,9 @@ def test_calling_ae_allow_list(node: NodeProcess) -> None:
     assert echoscu(node.port, "RESTRICTED", calling="GOODSCU").returncode == 0
 
 
-def test_unsupported_sop_class_rejected_by_context_and_logged(node: NodeProcess,
-                                                             tmp_path: Path) -> None:
+def test_unsupported_sop_class_rejected_by_context_and_logged(
+    node: NodeProcess, tmp_path: Path
+) -> None:
     ct = make_study(tmp_path / "src", 1, seed=14)[0]
     private = "1.2.826.0.1.3680043.9.9999.14"  # not a Storage SOP class pynetdicom knows
     ds = dcmread(ct)
@@ -153,17 +194,25 @@ def test_unsupported_sop_class_rejected_by_context_and_logged(node: NodeProcess,
     finally:
         assoc.release()
     # The node's log names the SOP class it refused and why.
-    wait_until(lambda: f"rejected 1 presentation context(s): unknown SOP class {private} "
-               "(abstract syntax not supported)" in node.log(), timeout=5)
+    wait_until(
+        lambda: (
+            f"rejected 1 presentation context(s): unknown SOP class {private} "
+            "(abstract syntax not supported)" in node.log()
+        ),
+        timeout=5,
+    )
     # storescu finds no context for it (it does not propose unknown classes); nothing stored.
     r = storescu(node.port, [odd])
     assert r.returncode != 0 and "No presentation context" in r.stderr, r.stderr
-    assert query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u",
-                 u=ds.SOPInstanceUID) == []
+    assert (
+        query(
+            node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u", u=ds.SOPInstanceUID
+        )
+        == []
+    )
 
 
-def test_garbage_dataset_fails_and_node_keeps_serving(node: NodeProcess,
-                                                      tmp_path: Path) -> None:
+def test_garbage_dataset_fails_and_node_keeps_serving(node: NodeProcess, tmp_path: Path) -> None:
     src = make_study(tmp_path / "src", 1, seed=13)[0]
     ds = dcmread(src)
     bad = tmp_path / "garbage.dcm"
@@ -177,8 +226,12 @@ def test_garbage_dataset_fails_and_node_keeps_serving(node: NodeProcess,
     bad.write_bytes(raw[:meta_end] + bytes(range(256)) * 50)
     status = store_file_raw(node.port, bad)
     assert status >= 0xC000 and status <= 0xCFFF, hex(status)
-    assert query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u",
-                 u=ds.SOPInstanceUID) == []
+    assert (
+        query(
+            node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u", u=ds.SOPInstanceUID
+        )
+        == []
+    )
     assert not list((node.data_dir / "instances").rglob(f"{ds.SOPInstanceUID}.dcm"))
     assert not spooled_data(node.data_dir / "incoming")
     assert echoscu(node.port, "DICOM_NODE").returncode == 0
@@ -191,13 +244,16 @@ def test_compressed_instance_stored_without_transcoding(node: NodeProcess) -> No
         src = Path(get_testdata_file(name))
         assert store_file_raw(node.port, src) == 0x0000
         ds_src = dcmread(src)
-        (path, ts), = query(node.data_dir, "SELECT path, transfer_syntax FROM instances "
-                            "WHERE sop_instance_uid=:u", u=ds_src.SOPInstanceUID)
+        ((path, ts),) = query(
+            node.data_dir,
+            "SELECT path, transfer_syntax FROM instances WHERE sop_instance_uid=:u",
+            u=ds_src.SOPInstanceUID,
+        )
         assert ts == ds_src.file_meta.TransferSyntaxUID
         stored = Path(path).read_bytes()
         source = src.read_bytes()
         # The dataset after the File Meta is byte-identical to what was sent.
-        assert stored.endswith(source[_meta_end(src):])
+        assert stored.endswith(source[_meta_end(src) :])
         assert len(stored) - _meta_end(Path(path)) == len(source) - _meta_end(src)
 
 
@@ -216,8 +272,9 @@ def test_duplicate_keeps_first(node: NodeProcess, tmp_path: Path) -> None:
     r = storescu(node.port, files[:1])
     assert r.returncode == 0 and "Received Store Response (Success)" in r.stderr
     sop = dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
-    assert len(query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u",
-                     u=sop)) == 1
+    assert (
+        len(query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u", u=sop)) == 1
+    )
 
 
 def test_disk_reserve_refuses_with_a700(tmp_path: Path) -> None:
@@ -245,15 +302,13 @@ def test_write_failure_mid_dataset_answers_a700_and_keeps_serving(tmp_path: Path
         assert store_file_raw(proc.port, small[0]) == 0x0000
         assert store_file_raw(proc.port, big[0]) == 0xA700  # not an aborted association
         assert store_file_raw(proc.port, small[1]) == 0x0000
-        uids = {sop for (sop,) in query(proc.data_dir,
-                                        "SELECT sop_instance_uid FROM instances")}
+        uids = {sop for (sop,) in query(proc.data_dir, "SELECT sop_instance_uid FROM instances")}
         assert uids == {dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in small}
         assert not spooled_data(proc.data_dir / "incoming")
     assert "File too large" in proc.log()
 
 
-def test_association_aborted_mid_c_store_leaves_nothing(node: NodeProcess,
-                                                        tmp_path: Path) -> None:
+def test_association_aborted_mid_c_store_leaves_nothing(node: NodeProcess, tmp_path: Path) -> None:
     src = make_study(tmp_path / "src", 1, size=512, seed=33)[0]
     ds = dcmread(src)
     ae = AE(ae_title="ABORTER")
@@ -275,7 +330,11 @@ def test_association_aborted_mid_c_store_leaves_nothing(node: NodeProcess,
     wait_until(lambda: spooled_data(node.data_dir / "incoming"), timeout=10)
     assoc.abort()
     wait_until(lambda: not spooled_data(node.data_dir / "incoming"), timeout=10)
-    assert query(node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u",
-                 u=ds.SOPInstanceUID) == []
+    assert (
+        query(
+            node.data_dir, "SELECT id FROM instances WHERE sop_instance_uid=:u", u=ds.SOPInstanceUID
+        )
+        == []
+    )
     assert echoscu(node.port, "DICOM_NODE").returncode == 0
     assert "ended in the middle of a C-STORE" in node.log()

@@ -25,16 +25,24 @@ def _config(index_url: str, **config: object) -> dict[str, object]:
 
 def test_kill_9_mid_study_then_restart(tmp_path: Path, index_url: str) -> None:
     files = make_study(tmp_path / "src", 100, size=256, seed=21)
-    proc = NodeProcess(tmp_path / "node", _config(
-        index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 1}]))
+    proc = NodeProcess(
+        tmp_path / "node",
+        _config(index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 1}]),
+    )
     proc.start()
     sender = subprocess.Popen(
-        ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
-         *map(str, files)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port), *map(str, files)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     instances = proc.data_dir / "instances"
-    wait_until(lambda: instances.exists() and sum(1 for _ in instances.rglob("*.dcm")) >= 15,
-               timeout=60, interval=0.01)
+    wait_until(
+        lambda: instances.exists() and sum(1 for _ in instances.rglob("*.dcm")) >= 15,
+        timeout=60,
+        interval=0.01,
+    )
     proc.kill()
     out, _ = sender.communicate(timeout=60)
     succeeded = _successes(out)
@@ -44,16 +52,20 @@ def test_kill_9_mid_study_then_restart(tmp_path: Path, index_url: str) -> None:
     try:
         sop_of = {f: dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in succeeded}
         for f, sop in sop_of.items():
-            rows = query(proc.index, "SELECT path FROM instances WHERE sop_instance_uid=:u",
-                         u=sop)
+            rows = query(proc.index, "SELECT path FROM instances WHERE sop_instance_uid=:u", u=sop)
             assert len(rows) == 1, f"{sop} answered Success but not indexed"
             assert dcmread(rows[0][0]).PixelData == dcmread(f).PixelData
         assert not spooled_data(proc.data_dir / "incoming")
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-        groups = wait_until(lambda: query(
-            proc.index, "SELECT instance_count FROM groups WHERE study_uid=:s AND "
-            "completed_at IS NOT NULL", s=study), timeout=20)
-        (count,), = groups
+        groups = wait_until(
+            lambda: query(
+                proc.index,
+                "SELECT instance_count FROM groups WHERE study_uid=:s AND completed_at IS NOT NULL",
+                s=study,
+            ),
+            timeout=20,
+        )
+        ((count,),) = groups
         indexed = query(proc.index, "SELECT count(*) FROM instances")[0][0]
         assert count == indexed >= len(succeeded)
     finally:
@@ -65,12 +77,18 @@ def test_sigterm_lets_the_running_association_finish(tmp_path: Path) -> None:
     proc = NodeProcess(tmp_path / "node")
     proc.start()
     sender = subprocess.Popen(
-        ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
-         *map(str, files)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port), *map(str, files)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     instances = proc.data_dir / "instances"
-    wait_until(lambda: instances.exists() and sum(1 for _ in instances.rglob("*.dcm")) >= 5,
-               timeout=60, interval=0.01)
+    wait_until(
+        lambda: instances.exists() and sum(1 for _ in instances.rglob("*.dcm")) >= 5,
+        timeout=60,
+        interval=0.01,
+    )
     assert proc.stop() == 0
     out, _ = sender.communicate(timeout=60)
     assert sender.returncode == 0, out[-2000:]
@@ -82,20 +100,41 @@ def test_sigterm_lets_the_running_association_finish(tmp_path: Path) -> None:
     assert query(proc.data_dir, "SELECT count(*) FROM instances") == [(100,)]
 
 
-def test_concurrent_senders_of_one_study_make_one_group(tmp_path: Path,
-                                                        index_url: str) -> None:
+def test_concurrent_senders_of_one_study_make_one_group(tmp_path: Path, index_url: str) -> None:
     files = make_study(tmp_path / "src", 60, seed=23)
-    with NodeProcess(tmp_path / "node", _config(
-            index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 1}])) as proc:
-        senders = [subprocess.Popen(
-            ["storescu", "-aet", f"SCU{i}", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port),
-             *map(str, files[i::3])], env=ENV, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True) for i in range(3)]
+    with NodeProcess(
+        tmp_path / "node",
+        _config(index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 1}]),
+    ) as proc:
+        senders = [
+            subprocess.Popen(
+                [
+                    "storescu",
+                    "-aet",
+                    f"SCU{i}",
+                    "-aec",
+                    "DICOM_NODE",
+                    "127.0.0.1",
+                    str(proc.port),
+                    *map(str, files[i::3]),
+                ],
+                env=ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(3)
+        ]
         for s in senders:
             assert s.wait(60) == 0, s.stderr.read() if s.stderr else ""
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-        groups = wait_until(lambda: query(
-            proc.index, "SELECT instance_count FROM groups WHERE study_uid=:s AND "
-            "completed_at IS NOT NULL", s=study), timeout=20)
+        groups = wait_until(
+            lambda: query(
+                proc.index,
+                "SELECT instance_count FROM groups WHERE study_uid=:s AND completed_at IS NOT NULL",
+                s=study,
+            ),
+            timeout=20,
+        )
         assert groups == [(60,)]
         assert query(proc.index, "SELECT count(*) FROM groups") == [(1,)]

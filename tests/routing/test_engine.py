@@ -16,10 +16,17 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
 def inst(uid: str, **kw: Any) -> InstanceFacts:
-    base: dict[str, Any] = dict(sop_class_uid=CR, series_uid="S1", modality="CR",
-                                body_part="CHEST", series_description="Chest PA",
-                                view_position="PA", image_type=("ORIGINAL", "PRIMARY"),
-                                rows=2048, columns=2048)
+    base: dict[str, Any] = dict(
+        sop_class_uid=CR,
+        series_uid="S1",
+        modality="CR",
+        body_part="CHEST",
+        series_description="Chest PA",
+        view_position="PA",
+        image_type=("ORIGINAL", "PRIMARY"),
+        rows=2048,
+        columns=2048,
+    )
     base.update(kw)
     return InstanceFacts(sop_instance_uid=uid, **base)
 
@@ -38,28 +45,51 @@ def rule(match: dict | None = None, **kw: Any) -> RouteRule:
 
 MATCHERS = [
     # (match, passing instance kwargs, failing instance kwargs, condition, actual text)
-    ({"modality": ["dx", "cr"]}, {"modality": "cr"}, {"modality": "CT"},
-     "match.modality", "CT"),
-    ({"sop_class": "ComputedRadiographyImageStorage"}, {}, {"sop_class_uid": CT},
-     "match.sop_class", CT),
-    ({"body_part": "chest"}, {"body_part": "Chest"}, {"body_part": ""},
-     "match.body_part", "(empty)"),
-    ({"series_description": r"^chest\b"}, {"series_description": "CHEST PA"},
-     {"series_description": "Abdomen"}, "match.series_description", "'Abdomen'"),
-    ({"view_position": ["pa", "AP"]}, {"view_position": "AP"}, {"view_position": "LL"},
-     "match.view_position", "LL"),
-    ({"image_type": ["original", "PRIMARY"]}, {"image_type": ("ORIGINAL", "PRIMARY", "")},
-     {"image_type": ("DERIVED", "PRIMARY")}, "match.image_type", "DERIVED\\PRIMARY"),
+    ({"modality": ["dx", "cr"]}, {"modality": "cr"}, {"modality": "CT"}, "match.modality", "CT"),
+    (
+        {"sop_class": "ComputedRadiographyImageStorage"},
+        {},
+        {"sop_class_uid": CT},
+        "match.sop_class",
+        CT,
+    ),
+    (
+        {"body_part": "chest"},
+        {"body_part": "Chest"},
+        {"body_part": ""},
+        "match.body_part",
+        "(empty)",
+    ),
+    (
+        {"series_description": r"^chest\b"},
+        {"series_description": "CHEST PA"},
+        {"series_description": "Abdomen"},
+        "match.series_description",
+        "'Abdomen'",
+    ),
+    (
+        {"view_position": ["pa", "AP"]},
+        {"view_position": "AP"},
+        {"view_position": "LL"},
+        "match.view_position",
+        "LL",
+    ),
+    (
+        {"image_type": ["original", "PRIMARY"]},
+        {"image_type": ("ORIGINAL", "PRIMARY", "")},
+        {"image_type": ("DERIVED", "PRIMARY")},
+        "match.image_type",
+        "DERIVED\\PRIMARY",
+    ),
     ({"min_rows": 1024}, {"rows": 1024}, {"rows": 512}, "match.min_rows", "512"),
-    ({"min_columns": 1024}, {"columns": 4096}, {"columns": None}, "match.min_columns",
-     "(empty)"),
+    ({"min_columns": 1024}, {"columns": 4096}, {"columns": None}, "match.min_columns", "(empty)"),
 ]
 
 
-@pytest.mark.parametrize(("match", "good", "bad", "condition", "actual"), MATCHERS,
-                         ids=[m[3] for m in MATCHERS])
-def test_instance_matchers(match: dict, good: dict, bad: dict, condition: str,
-                           actual: str) -> None:
+@pytest.mark.parametrize(
+    ("match", "good", "bad", "condition", "actual"), MATCHERS, ids=[m[3] for m in MATCHERS]
+)
+def test_instance_matchers(match: dict, good: dict, bad: dict, condition: str, actual: str) -> None:
     r = rule(match)
     chosen, failure = evaluate_rule(r, group(inst("1", **good)))
     assert failure is None and [i.sop_instance_uid for i in chosen] == ["1"]
@@ -82,8 +112,11 @@ def test_ae_matchers_are_exact(field: str) -> None:
 
 
 def test_instance_conditions_narrow_and_the_group_matches_if_any_instance_does() -> None:
-    g = group(inst("1", modality="CT", sop_class_uid=CT, series_uid="S2"), inst("2"),
-              inst("3", view_position="LL"))
+    g = group(
+        inst("1", modality="CT", sop_class_uid=CT, series_uid="S2"),
+        inst("2"),
+        inst("3", view_position="LL"),
+    )
     chosen, failure = evaluate_rule(rule({"modality": "CR", "view_position": "PA"}), g)
     assert failure is None and [i.sop_instance_uid for i in chosen] == ["2"]
     # the first failing condition reports the values of the candidates left before it
@@ -105,8 +138,11 @@ def test_instance_counts_count_matching_instances() -> None:
 
 def test_select_view_positions_is_an_ordered_preference() -> None:
     r = rule(select={"view_positions": ["PA", "AP"]})
-    g = group(inst("lat", view_position="LL"), inst("ap", view_position="AP"),
-              inst("pa", view_position="pa"))
+    g = group(
+        inst("lat", view_position="LL"),
+        inst("ap", view_position="AP"),
+        inst("pa", view_position="pa"),
+    )
     assert [i.sop_instance_uid for i in evaluate_rule(r, g)[0]] == ["pa"]
     g = group(inst("lat", view_position="LL"), inst("ap", view_position="AP"))
     assert [i.sop_instance_uid for i in evaluate_rule(r, g)[0]] == ["ap"]
@@ -116,8 +152,13 @@ def test_select_view_positions_is_an_ordered_preference() -> None:
 
 
 def test_select_series_with_most_instances_and_max_instances() -> None:
-    g = group(inst("a1", series_uid="A"), inst("b1", series_uid="B"),
-              inst("b2", series_uid="B"), inst("a2", series_uid="A"), inst("b3", series_uid="B"))
+    g = group(
+        inst("a1", series_uid="A"),
+        inst("b1", series_uid="B"),
+        inst("b2", series_uid="B"),
+        inst("a2", series_uid="A"),
+        inst("b3", series_uid="B"),
+    )
     chosen, _ = evaluate_rule(rule(select={"series": "most_instances"}), g)
     assert [i.sop_instance_uid for i in chosen] == ["b1", "b2", "b3"]
     chosen, _ = evaluate_rule(rule(select={"series": "most_instances", "max_instances": 2}), g)
@@ -129,39 +170,58 @@ def test_select_series_with_most_instances_and_max_instances() -> None:
 def test_first_match_wins_and_later_rules_are_not_evaluated() -> None:
     rules = [
         rule({"modality": "CT"}, name="ct"),
-        rule({"modality": "CR"}, name="cxr", models=["cxr-a"], destinations=["pacs"],
-             priority="stat"),
+        rule(
+            {"modality": "CR"}, name="cxr", models=["cxr-a"], destinations=["pacs"], priority="stat"
+        ),
         rule({}, name="catch-all"),
     ]
     result = evaluate(rules, group(inst("1"), inst("2")))
     assert [d.rule for d in result.decisions] == ["cxr"]
     d = result.decisions[0]
     assert (d.rule_index, d.action, d.models, d.destinations, d.priority) == (
-        1, "infer", ("cxr-a",), ("pacs",), "stat")
+        1,
+        "infer",
+        ("cxr-a",),
+        ("pacs",),
+        "stat",
+    )
     assert d.instance_uids == ("1", "2") and d.series_uids == ("S1",)
     assert [(t.rule, t.status) for t in result.trace] == [
-        ("ct", "failed"), ("cxr", "matched"), ("catch-all", "not evaluated")]
+        ("ct", "failed"),
+        ("cxr", "matched"),
+        ("catch-all", "not evaluated"),
+    ]
     assert result.no_match_reason is None
 
 
 def test_continue_lets_later_rules_match_too() -> None:
     rules = [
-        rule({"modality": "CR"}, name="archive", action="forward", models=[],
-             destinations=["vna"], **{"continue": True}),
+        rule(
+            {"modality": "CR"},
+            name="archive",
+            action="forward",
+            models=[],
+            destinations=["vna"],
+            **{"continue": True},
+        ),
         rule({"modality": "CT"}, name="ct"),
         rule({"body_part": "CHEST"}, name="cxr", models=["cxr-a"]),
         rule({}, name="after"),
     ]
     result = evaluate(rules, group(inst("1")))
-    assert [(d.rule, d.action) for d in result.decisions] == [("archive", "forward"),
-                                                              ("cxr", "infer")]
+    assert [(d.rule, d.action) for d in result.decisions] == [
+        ("archive", "forward"),
+        ("cxr", "infer"),
+    ]
     assert result.decisions[0].models == () and result.decisions[0].destinations == ("vna",)
     assert [t.status for t in result.trace] == ["matched", "failed", "matched", "not evaluated"]
 
 
 def test_discard_stops_evaluation_and_is_a_decision() -> None:
-    rules = [rule({"image_type": "DERIVED"}, name="drop-derived", action="discard", models=[]),
-             rule({}, name="all")]
+    rules = [
+        rule({"image_type": "DERIVED"}, name="drop-derived", action="discard", models=[]),
+        rule({}, name="all"),
+    ]
     result = evaluate(rules, group(inst("1", image_type=("DERIVED", "SECONDARY"))))
     assert [(d.rule, d.action) for d in result.decisions] == [("drop-derived", "discard")]
     assert result.matched and result.trace[1].status == "not evaluated"
@@ -175,7 +235,8 @@ def test_disabled_rules_are_skipped() -> None:
     assert not result.matched
     assert [t.status for t in result.trace] == ["disabled", "failed"]
     assert result.no_match_reason == (
-        "no rule matched: 'off' disabled; 'ct' match.modality: expected CT, got CR")
+        "no rule matched: 'off' disabled; 'ct' match.modality: expected CT, got CR"
+    )
 
 
 def test_no_match_reasons() -> None:
@@ -186,9 +247,11 @@ def test_no_match_reasons() -> None:
     result = evaluate(rules, group(inst("1")))
     assert result.no_match_reason == (
         "no rule matched: 'a' match.calling_ae: expected MODALITY1, got PACS; "
-        "'b' match.min_rows: expected >= 4096, got 2048")
+        "'b' match.min_rows: expected >= 4096, got 2048"
+    )
     assert evaluate([rule(name="x")], GroupFacts(())).no_match_reason == (
-        "no rule matched: 'x' instances: expected at least one instance, got none")
+        "no rule matched: 'x' instances: expected at least one instance, got none"
+    )
 
 
 def test_facts_from_synthetic_datasets() -> None:

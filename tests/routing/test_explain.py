@@ -37,8 +37,9 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     uid = synthetic.new_uid()
     cr = synthetic.make_cr(rows=64, cols=64, study_uid=uid)
     synthetic.write_files([cr], folder / "cr")
-    synthetic.write_files(list(synthetic.iter_ct_series(3, rows=32, cols=32, study_uid=uid)),
-                          folder / "ct" / "nested")
+    synthetic.write_files(
+        list(synthetic.iter_ct_series(3, rows=32, cols=32, study_uid=uid)), folder / "ct" / "nested"
+    )
     (folder / "notes.txt").write_text("not dicom")
     return folder
 
@@ -54,8 +55,9 @@ def run(*args: str):
     return CliRunner().invoke(app, ["route", "explain", *args], env={"COLUMNS": "250"})
 
 
-def test_table_names_the_matching_rule_and_why_earlier_rules_failed(study: Path,
-                                                                    config: Path) -> None:
+def test_table_names_the_matching_rule_and_why_earlier_rules_failed(
+    study: Path, config: Path
+) -> None:
     res = run(str(study), "--config", str(config))
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if "│" in ln]
@@ -70,11 +72,14 @@ def test_table_names_the_matching_rule_and_why_earlier_rules_failed(study: Path,
     assert cells[1:4] == ["0", "ct-forward", "failed"]
     assert cells[4] == "match.modality: expected CT, got CR"
     assert "MATCHED" in res.output
-    matched = [c.strip() for c in next(ln for ln in lines if "cxr" in ln and "MATCHED" in ln)
-               .split("│")[1:-1]]
+    matched = [
+        c.strip()
+        for c in next(ln for ln in lines if "cxr" in ln and "MATCHED" in ln).split("│")[1:-1]
+    ]
     assert matched[1:4] == ["2", "cxr", "MATCHED"]
-    assert matched[4].startswith("infer, 1 instance(s) selected; models: cxr-demo; "
-                                 "destinations: pacs; priority: stat")
+    assert matched[4].startswith(
+        "infer, 1 instance(s) selected; models: cxr-demo; destinations: pacs; priority: stat"
+    )
     # CT series: 3 slices, rule 0 needs 4 -> fails on the count; MR fails; cxr fails
     ct = row("CT CHEST 1.0 AX")
     assert ct[1:4] == ["0", "ct-forward", "failed"]
@@ -95,9 +100,14 @@ def test_json_output_and_called_calling_ae(study: Path, config: Path, tmp_path: 
     assert [u["path"].endswith("notes.txt") for u in data["unreadable"]] == [True]
     for s in data["series"]:
         assert s["matched"] == []
-        assert s["trace"][0] == {"index": 0, "rule": "from-pacs", "status": "failed",
-                                 "condition": "match.calling_ae", "expected": "PACS",
-                                 "actual": "MODALITY"}
+        assert s["trace"][0] == {
+            "index": 0,
+            "rule": "from-pacs",
+            "status": "failed",
+            "condition": "match.calling_ae",
+            "expected": "PACS",
+            "actual": "MODALITY",
+        }
     res = run(str(study), "--config", str(cfg), "--json", "--calling-ae", "PACS")
     data = json.loads(res.output)
     by_mod = {s["modality"]: s for s in data["series"]}

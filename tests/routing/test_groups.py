@@ -20,16 +20,20 @@ from tests.support.groups import add_group
 
 def _view(db: Database, gid: int, views: list[str]) -> None:
     with db.session() as s:
-        ids = s.scalars(select(Instance.id).where(Instance.group_id == gid)
-                        .order_by(Instance.id)).all()
+        ids = s.scalars(
+            select(Instance.id).where(Instance.group_id == gid).order_by(Instance.id)
+        ).all()
         for iid, view in zip(ids, views, strict=True):
             s.execute(update(Instance).where(Instance.id == iid).values(view_position=view))
 
 
 def test_default_rules_follow_the_manifest(index: Database, tmp_path: Path) -> None:
-    cfg = NodeConfig(data_dir=tmp_path, destinations=[
-        {"name": "PACS", "kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1",
-         "port": 104}])
+    cfg = NodeConfig(
+        data_dir=tmp_path,
+        destinations=[
+            {"name": "PACS", "kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1", "port": 104}
+        ],
+    )
     registry = ModelRegistry.load(cache_dir=tmp_path / "models")
     loaded = {name: m.package.manifest for name, m in registry.models.items()}
     registry.close()
@@ -51,7 +55,8 @@ def test_default_rules_follow_the_manifest(index: Database, tmp_path: Path) -> N
         jobs = s.scalars(select(Job)).all()
     assert states[pa_lat][0] == "routed"
     assert [(j.group_id, j.instance_uids, j.destinations) for j in jobs] == [
-        (pa_lat, [uids[0]], ["PACS"])]  # only the PA image goes to the model
+        (pa_lat, [uids[0]], ["PACS"])
+    ]  # only the PA image goes to the model
     assert states[lat_only][0] == "unrouted" and "view_position" in states[lat_only][1]
     assert states[ct][0] == "unrouted" and "modality" in states[ct][1]
     assert d.sweep() == 0  # nothing left complete: each group is routed once

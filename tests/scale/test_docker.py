@@ -33,13 +33,23 @@ def _binds(service: dict) -> dict[str, Path]:
 
 
 def _dicom_node_services() -> dict[str, dict]:
-    return {name: s for name, s in COMPOSE["services"].items()
-            if Path(s.get("build", {}).get("dockerfile", "")).name in OUR_IMAGES}
+    return {
+        name: s
+        for name, s in COMPOSE["services"].items()
+        if Path(s.get("build", {}).get("dockerfile", "")).name in OUR_IMAGES
+    }
 
 
 def test_compose_names_only_files_that_exist() -> None:
-    assert {"orthanc", "dicom-node", "postgres", "redis", "worker-1", "worker-2",
-            "prometheus"} <= set(COMPOSE["services"])
+    assert {
+        "orthanc",
+        "dicom-node",
+        "postgres",
+        "redis",
+        "worker-1",
+        "worker-2",
+        "prometheus",
+    } <= set(COMPOSE["services"])
     for name, service in COMPOSE["services"].items():
         for dst, src in _binds(service).items():
             assert src.is_file(), f"{name}: {src} (mounted at {dst}) does not exist"
@@ -48,8 +58,12 @@ def test_compose_names_only_files_that_exist() -> None:
             assert (DOCKER / build["context"] / build["dockerfile"]).is_file(), name
         for dep in service.get("depends_on", []):
             assert dep in COMPOSE["services"], f"{name} depends on unknown {dep}"
-    named = {v.split(":")[0] for s in COMPOSE["services"].values()
-             for v in s.get("volumes", []) if not v.startswith(".")}
+    named = {
+        v.split(":")[0]
+        for s in COMPOSE["services"].values()
+        for v in s.get("volumes", [])
+        if not v.startswith(".")
+    }
     assert named <= set(COMPOSE["volumes"])
 
 
@@ -66,8 +80,13 @@ def test_dockerfile_copies_exist_and_default_config_is_installed(dockerfile: str
 
 
 def _config_check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dicom_node", "config", "check", str(path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dicom_node", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_every_mounted_node_config_validates() -> None:
@@ -81,14 +100,14 @@ def test_every_mounted_node_config_validates() -> None:
         cfg = yaml.safe_load(config.read_text())
         assert cfg["jobs"]["executor"] == "celery", name
         # Results go back to Orthanc, by the name compose gives it.
-        assert any(d["host"] == "orthanc" and d["port"] == 4242
-                   for d in cfg["destinations"]), name
+        assert any(d["host"] == "orthanc" and d["port"] == 4242 for d in cfg["destinations"]), name
 
 
 def test_prometheus_scrapes_each_worker_on_its_metrics_port() -> None:
     prom = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
-    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]}
+    targets = {
+        t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
     port = yaml.safe_load((DOCKER / "worker.compose.yaml").read_text())["worker"]["metrics_port"]
     node_http = yaml.safe_load((DOCKER / "node.compose.yaml").read_text())["http"]["port"]
     assert targets == {f"worker-1:{port}", f"worker-2:{port}", f"dicom-node:{node_http}"}
@@ -99,8 +118,10 @@ def test_workers_fetch_by_wado_rs_with_a_token_the_node_grants() -> None:
     worker = yaml.safe_load((DOCKER / "worker.compose.yaml").read_text())["worker"]
     assert worker["inputs"] == "wado-rs"
     assert worker["node_url"] == f"http://dicom-node:{node['http']['port']}"
-    assert any(t["token"] == worker["node_token"] and t["role"] in ("read", "admin")
-               for t in node["http"]["tokens"])
+    assert any(
+        t["token"] == worker["node_token"] and t["role"] in ("read", "admin")
+        for t in node["http"]["tokens"]
+    )
 
 
 def test_image_default_command_starts_a_node_here(tmp_path: Path) -> None:
@@ -111,17 +132,24 @@ def test_image_default_command_starts_a_node_here(tmp_path: Path) -> None:
     cmd[cmd.index("--data-dir") + 1] = str(tmp_path / "data")
     cmd[cmd.index("--config") + 1] = str(DOCKER / "node.default.yaml")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dicom_node", *cmd, "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dicom_node", *cmd, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         wait_for_port(port, timeout=120)
-        echo = subprocess.run(["echoscu", "-aec", "DICOM_NODE", "127.0.0.1", str(port)],
-                              capture_output=True, text=True, timeout=30)
+        echo = subprocess.run(
+            ["echoscu", "-aec", "DICOM_NODE", "127.0.0.1", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert echo.returncode == 0, echo.stderr
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "dicom-node is running" in out.decode()
-

@@ -38,37 +38,90 @@ def make_previous_release_db(url: str) -> None:
     engine = create_engine(url)
     old.Base.metadata.create_all(engine)
     with Session(engine) as s:
-        g = old.Group(state="routed", called_ae="NODE", calling_ae="MOD", group_by="study",
-                      group_key="1.2.3", study_uid="1.2.3", modalities="CR",
-                      instance_count=1, total_bytes=10, first_received=WHEN,
-                      last_received=WHEN, deadline=WHEN, completed_at=WHEN)
+        g = old.Group(
+            state="routed",
+            called_ae="NODE",
+            calling_ae="MOD",
+            group_by="study",
+            group_key="1.2.3",
+            study_uid="1.2.3",
+            modalities="CR",
+            instance_count=1,
+            total_bytes=10,
+            first_received=WHEN,
+            last_received=WHEN,
+            deadline=WHEN,
+            completed_at=WHEN,
+        )
         s.add(g)
         s.flush()
-        s.add(old.Instance(sop_instance_uid="1.2.3.1",
-                           sop_class_uid="1.2.840.10008.5.1.4.1.1.1", study_uid="1.2.3",
-                           series_uid="1.2.3.9", transfer_syntax="1.2.840.10008.1.2.1",
-                           calling_ae="MOD", called_ae="NODE", received_at=WHEN,
-                           path="/data/x.dcm", size=10, group_id=g.id))
-        job = old.Job(group_id=g.id, rule_name="cxr", action="infer", models=["m"],
-                      destinations=["PACS"], instance_uids=["1.2.3.1"], study_uid="1.2.3",
-                      state="failed", attempts=1, next_attempt_at=WHEN, written_at=WHEN)
+        s.add(
+            old.Instance(
+                sop_instance_uid="1.2.3.1",
+                sop_class_uid="1.2.840.10008.5.1.4.1.1.1",
+                study_uid="1.2.3",
+                series_uid="1.2.3.9",
+                transfer_syntax="1.2.840.10008.1.2.1",
+                calling_ae="MOD",
+                called_ae="NODE",
+                received_at=WHEN,
+                path="/data/x.dcm",
+                size=10,
+                group_id=g.id,
+            )
+        )
+        job = old.Job(
+            group_id=g.id,
+            rule_name="cxr",
+            action="infer",
+            models=["m"],
+            destinations=["PACS"],
+            instance_uids=["1.2.3.1"],
+            study_uid="1.2.3",
+            state="failed",
+            attempts=1,
+            next_attempt_at=WHEN,
+            written_at=WHEN,
+        )
         s.add(job)
         s.flush()
-        s.add(old.JobOutput(job_id=job.id, kind="sr", sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34",
-                            sop_instance_uid="9.1", path="/data/results/9.1.dcm"))
-        s.add(old.DeliveryAttempt(
-            job_id=job.id, destination="PACS", started_at=WHEN, finished_at=WHEN,
-            outcome="transient", sent=2, accepted=1,
-            statuses={"9.1": {"outcome": "delivered", "code": 0, "error": None},
-                      "9.2": {"outcome": "transient", "code": 0xA700, "error": "full"}}))
+        s.add(
+            old.JobOutput(
+                job_id=job.id,
+                kind="sr",
+                sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34",
+                sop_instance_uid="9.1",
+                path="/data/results/9.1.dcm",
+            )
+        )
+        s.add(
+            old.DeliveryAttempt(
+                job_id=job.id,
+                destination="PACS",
+                started_at=WHEN,
+                finished_at=WHEN,
+                outcome="transient",
+                sent=2,
+                accepted=1,
+                statuses={
+                    "9.1": {"outcome": "delivered", "code": 0, "error": None},
+                    "9.2": {"outcome": "transient", "code": 0xA700, "error": "full"},
+                },
+            )
+        )
         s.commit()
     engine.dispose()
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dicom_node", *args, "--config", str(config)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "dicom_node", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def schema_diff(url: str) -> list:
@@ -80,14 +133,24 @@ def schema_diff(url: str) -> list:
 
 
 def test_previous_release_database_is_refused_then_upgraded_with_its_data(
-        index_url: str, tmp_path: Path) -> None:
+    index_url: str, tmp_path: Path
+) -> None:
     url = index_url
     make_previous_release_db(url)
     config = tmp_path / "node.yaml"
-    config.write_text(yaml.safe_dump({
-        "database_url": url, "data_dir": str(tmp_path / "data"), "port": free_port(),
-        "bind_address": "127.0.0.1", "disk_reserve_mb": 0, "models": {"bundled": False},
-        "jobs": {"executor": "celery", "broker_url": "redis://127.0.0.1:1/0"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database_url": url,
+                "data_dir": str(tmp_path / "data"),
+                "port": free_port(),
+                "bind_address": "127.0.0.1",
+                "disk_reserve_mb": 0,
+                "models": {"bundled": False},
+                "jobs": {"executor": "celery", "broker_url": "redis://127.0.0.1:1/0"},
+            }
+        )
+    )
     db = Database(url)
     with pytest.raises(schema.SchemaError, match="dicom-node db upgrade"):
         schema.ensure_current(db)
@@ -104,15 +167,17 @@ def test_previous_release_database_is_refused_then_upgraded_with_its_data(
     schema.ensure_current(db)  # serve and worker start now
     with db.session() as s:
         [inst] = s.scalars(select(tables.Instance)).all()
-        assert (inst.sop_instance_uid, inst.path, inst.study_time) == ("1.2.3.1",
-                                                                       "/data/x.dcm", None)
+        assert (inst.sop_instance_uid, inst.path, inst.study_time) == (
+            "1.2.3.1",
+            "/data/x.dcm",
+            None,
+        )
         assert s.scalar(select(func.count()).select_from(RESULTS)) == 0
         job = s.scalars(select(Job)).one()
         assert (job.state, job.attempts, job.published_at) == ("failed", 1, None)
         attempt = s.scalars(select(DeliveryAttempt)).one()
         assert (attempt.planned, attempt.sent, attempt.accepted) == (2, 2, 1)
-        got = {(r.sop_instance_uid, r.outcome, r.code)
-               for r in s.scalars(select(DeliveryResponse))}
+        got = {(r.sop_instance_uid, r.outcome, r.code) for r in s.scalars(select(DeliveryResponse))}
     assert got == {("9.1", "delivered", 0), ("9.2", "transient", 0xA700)}
     # A retry after the upgrade skips what the destination had accepted before it.
     assert AttemptLog(db).accepted(job.id) == {"PACS": {"9.1"}}
@@ -134,6 +199,7 @@ def test_empty_database_is_created_at_head(index_url: str) -> None:
     db = Database(index_url)
     schema.ensure_current(db)
     with db.engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() \
-            == schema.head()
+        assert (
+            conn.execute(text("select version_num from alembic_version")).scalar() == schema.head()
+        )
     db.dispose()

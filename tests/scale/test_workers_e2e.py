@@ -49,8 +49,9 @@ def _done_counter(url: str, worker_name: str) -> float:
     text = requests.get(metrics_url, timeout=10).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if (sample.name == "dicom_node_job_attempts_finished_total"
-                    and sample.labels == {"state": "done"}):
+            if sample.name == "dicom_node_job_attempts_finished_total" and sample.labels == {
+                "state": "done"
+            }:
                 return sample.value
     return 0.0
 
@@ -62,8 +63,9 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgre
     url = postgres.create_database()
     pk = model_packages(tmp_path / "models")
     studies = _studies(tmp_path / "in", 14, 6)
-    waiter = synthetic.write_files([synthetic.make_cr(seed=99, rows=64, cols=64)],
-                                   tmp_path / "waiter")
+    waiter = synthetic.write_files(
+        [synthetic.make_cr(seed=99, rows=64, cols=64)], tmp_path / "waiter"
+    )
     with StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"]) as pacs:
         cfg = node_config(url, broker.url, pacs.port)
         node = NodeProcess(tmp_path / "node", config=cfg)
@@ -74,14 +76,20 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgre
                 storescu(node.port, files)
             storescu(node.port, waiter, calling="WAITER")
             logs = lambda: node.log() + a.log() + b.log()  # noqa: E731
-            wait_until(lambda: sum(r[1] == "done" for r in jobs(url)) == 20, 120,
-                       "20 jobs done", logs)
-            wait_until(lambda: "waits: no live worker has model(s) absent-model"
-                       in node.log(), 30, "the waiting job's log line", logs)
+            wait_until(
+                lambda: sum(r[1] == "done" for r in jobs(url)) == 20, 120, "20 jobs done", logs
+            )
+            wait_until(
+                lambda: "waits: no live worker has model(s) absent-model" in node.log(),
+                30,
+                "the waiting job's log line",
+                logs,
+            )
             time.sleep(2)  # a duplicate run or send would show up here
             rows = jobs(url)
-            shown = cli(node, "jobs", "show", str(next(r[0] for r in rows
-                                                       if r[4] == ["absent-model"])))
+            shown = cli(
+                node, "jobs", "show", str(next(r[0] for r in rows if r[4] == ["absent-model"]))
+            )
             listed = cli(node, "workers", "list")
             scraped = {name: _done_counter(url, name) for name in ("wa", "wb")}
         files = pacs.received()
@@ -106,8 +114,7 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgre
     assert "wa" in listed and "wb" in listed and "tiny-dx" in listed
 
 
-def test_worker_killed_mid_job_another_completes_it_delivered_once(tmp_path, postgres,
-                                                                 broker):
+def test_worker_killed_mid_job_another_completes_it_delivered_once(tmp_path, postgres, broker):
     """kill -9 the worker holding a job (inside inference: the batcher waits 3 s): its
     claim expires after the lease, the sweeper publishes the job again, the other worker
     completes it; the results go out once; the dead worker's claim is on record."""
@@ -117,13 +124,11 @@ def test_worker_killed_mid_job_another_completes_it_delivered_once(tmp_path, pos
     with StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"]) as pacs:
         cfg = node_config(url, broker.url, pacs.port)
         node = NodeProcess(tmp_path / "node", config=cfg)
-        w = {n: worker(tmp_path, n, cfg, [pk["tiny-cr"]], max_wait_ms=3000)
-             for n in ("w1", "w2")}
+        w = {n: worker(tmp_path, n, cfg, [pk["tiny-cr"]], max_wait_ms=3000) for n in ("w1", "w2")}
         with node, w["w1"], w["w2"]:
             logs = lambda: node.log() + w["w1"].log() + w["w2"].log()  # noqa: E731
             storescu(node.port, study)
-            wait_until(lambda: [r[1] for r in jobs(url)] == ["running"], 60, "a running job",
-                       logs)
+            wait_until(lambda: [r[1] for r in jobs(url)] == ["running"], 60, "a running job", logs)
             job_id, _, _, holder, _, _ = jobs(url)[0]
             other = "w2" if holder == "w1" else "w1"
             time.sleep(0.5)
@@ -140,14 +145,16 @@ def test_worker_killed_mid_job_another_completes_it_delivered_once(tmp_path, pos
     sops = delivered_sops(files)
     assert sorted(sops) == sorted(_outputs(url)) and len(set(sops)) == len(sops) > 0
     assert query(url, "select destination, outcome from delivery_attempts") == [
-        ("PACS", "delivered")]
+        ("PACS", "delivered")
+    ]
     dead = next(line for line in listed.splitlines() if f" {holder} " in line)
     assert "gone (no heartbeat)" in dead and str(job_id) in dead  # its claim, on record
     assert f"held by {other}" in shown
 
 
 def test_broker_restarted_and_flushed_mid_burst_nothing_lost_nothing_twice(
-        tmp_path, postgres, broker):
+    tmp_path, postgres, broker
+):
     """Redis is killed and restarted empty, then flushed, while jobs wait in it: the
     sweeper publishes the lost messages again; every job runs once, delivers once."""
     url = postgres.create_database()
@@ -178,8 +185,12 @@ def test_broker_restarted_and_flushed_mid_burst_nothing_lost_nothing_twice(
             again = [r[0] for r in jobs(url)[:3]]
             for job_id in again:
                 app.send_task(TASK, args=[job_id], queue=queue_for(["tiny-cr"]))
-            wait_until(lambda: all(f"job {j}: message dropped" in a.log() + b.log()
-                                   for j in again), 30, "the duplicates dropped", logs)
+            wait_until(
+                lambda: all(f"job {j}: message dropped" in a.log() + b.log() for j in again),
+                30,
+                "the duplicates dropped",
+                logs,
+            )
             time.sleep(2)  # a second run or delivery would show up here
             rows = jobs(url)
         files = pacs.received()
@@ -192,8 +203,7 @@ def test_broker_restarted_and_flushed_mid_burst_nothing_lost_nothing_twice(
     assert [r[0] for r in query(url, "select count(*) from delivery_attempts")] == [12]
 
 
-def test_worker_without_shared_filesystem_fetches_inputs_by_wado_rs(tmp_path, postgres,
-                                                                     broker):
+def test_worker_without_shared_filesystem_fetches_inputs_by_wado_rs(tmp_path, postgres, broker):
     """worker.inputs: wado-rs with a read token: each input comes from the node's WADO-RS
     into the worker's spool (emptied after the job); results delivered once each."""
     url = postgres.create_database()
@@ -206,24 +216,29 @@ def test_worker_without_shared_filesystem_fetches_inputs_by_wado_rs(tmp_path, po
         node = NodeProcess(tmp_path / "node", config=cfg)
         with node:
             w = worker(tmp_path, "ww", cfg, [pk["tiny-cr"]])
-            w.config["worker"].update(inputs="wado-rs", node_url=node.http_url,
-                                      node_token=token)
+            w.config["worker"].update(inputs="wado-rs", node_url=node.http_url, node_token=token)
             w.write_config()
             with w:
                 logs = lambda: node.log() + w.log()  # noqa: E731
                 for files in studies:
                     storescu(node.port, files)
-                wait_until(lambda: sum(r[1] == "done" for r in jobs(url)) == 3, 90,
-                           "3 jobs done", logs)
+                wait_until(
+                    lambda: sum(r[1] == "done" for r in jobs(url)) == 3, 90, "3 jobs done", logs
+                )
                 time.sleep(1)
                 metrics = requests.get(node.http_url + "/metrics", timeout=10).text
         files = pacs.received()
     assert w.log().count("fetched 1 instance(s) via WADO-RS") == 3
     assert not (w.workdir / "data" / "fetched").exists()  # spool emptied after each job
-    wado = [s for f in text_string_to_metric_families(metrics) for s in f.samples
-            if s.name == "dicom_node_http_requests_total" and s.labels["method"] == "GET"
-            and s.labels["route"].endswith("/instances/{instance}")
-            and s.labels["status"] == "200"]
+    wado = [
+        s
+        for f in text_string_to_metric_families(metrics)
+        for s in f.samples
+        if s.name == "dicom_node_http_requests_total"
+        and s.labels["method"] == "GET"
+        and s.labels["route"].endswith("/instances/{instance}")
+        and s.labels["status"] == "200"
+    ]
     assert sum(s.value for s in wado) == 3, wado
     sops = delivered_sops(files)
     assert Counter(sops) == Counter(_outputs(url)) and len(set(sops)) == len(sops)

@@ -43,9 +43,15 @@ def test_every_error_listed_with_its_path(tmp_path: Path) -> None:
         load_config(f)
     msg = str(exc.value)
     assert str(f) in msg
-    for path in ("port:", "ae_titles[1].quiet_seconds:", "ae_titles[1].group_by:",
-                 "ae_titles[1].allowed_calling[0].ae_title:", "max_associations:",
-                 "duplicate_policy:", "surprise:"):
+    for path in (
+        "port:",
+        "ae_titles[1].quiet_seconds:",
+        "ae_titles[1].group_by:",
+        "ae_titles[1].allowed_calling[0].ae_title:",
+        "max_associations:",
+        "duplicate_policy:",
+        "surprise:",
+    ):
         assert f"\n  {path}" in msg, (path, msg)
     assert len(exc.value.errors) == 7
 
@@ -95,8 +101,7 @@ def test_serve_refuses_invalid_config(tmp_path: Path) -> None:
 
 def test_flags_override_file(tmp_path: Path) -> None:
     f = tmp_path / "node.yaml"
-    f.write_text("port: 104\nae_titles:\n  - ae_title: A\n    quiet_seconds: 2\n"
-                 "  - ae_title: B\n")
+    f.write_text("port: 104\nae_titles:\n  - ae_title: A\n    quiet_seconds: 2\n  - ae_title: B\n")
     cfg = build_config(f, 4242, "FLAGGED", tmp_path / "d", [])
     assert cfg.port == 4242 and cfg.data_dir == tmp_path / "d"
     assert [(a.ae_title, a.quiet_seconds) for a in cfg.ae_titles] == [("FLAGGED", 2), ("B", 5)]
@@ -104,10 +109,21 @@ def test_flags_override_file(tmp_path: Path) -> None:
 
 def test_parse_destination() -> None:
     assert parse_destination("PACS@10.0.0.5:104") == {
-        "name": "PACS", "kind": "dimse", "ae_title": "PACS", "host": "10.0.0.5", "port": 104}
+        "name": "PACS",
+        "kind": "dimse",
+        "ae_title": "PACS",
+        "host": "10.0.0.5",
+        "port": 104,
+    }
     assert parse_destination("ORTHANC@[::1]:4242")["host"] == "::1"
-    for bad in ("PACS", "PACS@host", "@host:104", "PACS@host:0", "PACS@host:99999",
-                "A_TITLE_LONGER_THAN_16@h:1"):
+    for bad in (
+        "PACS",
+        "PACS@host",
+        "@host:104",
+        "PACS@host:0",
+        "PACS@host:99999",
+        "A_TITLE_LONGER_THAN_16@h:1",
+    ):
         with pytest.raises(ValueError, match="expected AE@host:port"):
             parse_destination(bad)
 
@@ -160,8 +176,10 @@ def test_config_check_knows_packages_under_models_dir(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["config", "check", str(f)])
     assert r.exit_code == 0, r.output
     assert "models: cxr-real, demo-cxr-densenet121" in r.output
-    f.write_text(f"data_dir: {tmp_path}\nmodels: {{bundled: false}}\nroutes:\n"
-                 "  - name: chest\n    models: [demo-cxr-densenet121]\n")
+    f.write_text(
+        f"data_dir: {tmp_path}\nmodels: {{bundled: false}}\nroutes:\n"
+        "  - name: chest\n    models: [demo-cxr-densenet121]\n"
+    )
     r = CliRunner().invoke(app, ["config", "check", str(f)])
     assert r.exit_code == 1
     assert "routes[0].models[0]: unknown model 'demo-cxr-densenet121'" in r.output
@@ -169,8 +187,9 @@ def test_config_check_knows_packages_under_models_dir(tmp_path: Path) -> None:
 
 def test_serve_refuses_a_route_to_an_unknown_model(tmp_path: Path) -> None:
     f = tmp_path / "node.yaml"
-    f.write_text(f"data_dir: {tmp_path}\nroutes:\n  - name: chest\n"
-                 "    models: [demo-cxr-densenet12]\n")
+    f.write_text(
+        f"data_dir: {tmp_path}\nroutes:\n  - name: chest\n    models: [demo-cxr-densenet12]\n"
+    )
     r = CliRunner().invoke(app, ["serve", "--config", str(f)])
     assert r.exit_code == 2
     assert "routes[0].models[0]: unknown model 'demo-cxr-densenet12'" in r.output
@@ -192,7 +211,8 @@ def test_demo_warnings_only_for_demo_results_sent_somewhere() -> None:
     ]
     assert demo_warnings(rules, {"demo"}) == [
         "WARNING: route 'demo-to-pacs' sends results of the NON-CLINICAL DEMO model demo "
-        "(untrained weights) to pacs, vna"]
+        "(untrained weights) to pacs, vna"
+    ]
 
 
 def test_readme_production_example_is_valid_and_runs_no_demo_model() -> None:
@@ -218,12 +238,19 @@ def test_readme_production_example_is_valid_and_runs_no_demo_model() -> None:
 def test_results_settings_reach_the_writer() -> None:
     from dicom_node.settings.root import validate_config
 
-    cfg = validate_config({"results": {"max_heatmaps_per_image": 1, "heatmap_floor": 0.6,
-                                       "max_heatmap_images": 4}})
+    cfg = validate_config(
+        {"results": {"max_heatmaps_per_image": 1, "heatmap_floor": 0.6, "max_heatmap_images": 4}}
+    )
     options = cfg.results.write_options()
-    assert (options.heatmaps, options.max_heatmaps_per_image, options.heatmap_floor,
-            options.max_heatmap_images) == ("positive", 1, 0.6, 4)
+    assert (
+        options.heatmaps,
+        options.max_heatmaps_per_image,
+        options.heatmap_floor,
+        options.max_heatmap_images,
+    ) == ("positive", 1, 0.6, 4)
     with pytest.raises(ConfigError) as exc:
         validate_config({"results": {"heatmap_floor": 1.0, "max_heatmaps_per_image": 0}})
     assert {e.split(":")[0] for e in exc.value.errors} == {
-        "results.heatmap_floor", "results.max_heatmaps_per_image"}
+        "results.heatmap_floor",
+        "results.max_heatmaps_per_image",
+    }

@@ -40,10 +40,12 @@ MODEL = ModelIdentity(
 # dsrdump's note on UTF-8 (ISO_IR 192) SRs, which the demo model's labels need.
 UTF8_NOTE = "W: The VR checker does not support this Specific Character Set: ISO_IR 192\n"
 
-needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None,
-                                    reason="dicom3tools dciodvfy not installed")
-needs_dcmtk = pytest.mark.skipif(shutil.which("dsrdump") is None,
-                                 reason="DCMTK dsrdump not installed")
+needs_dciodvfy = pytest.mark.skipif(
+    shutil.which("dciodvfy") is None, reason="dicom3tools dciodvfy not installed"
+)
+needs_dcmtk = pytest.mark.skipif(
+    shutil.which("dsrdump") is None, reason="DCMTK dsrdump not installed"
+)
 
 
 def blob(n: int = 7, cy: float = 0.3, cx: float = 0.3, sigma: float = 0.15) -> np.ndarray:
@@ -52,16 +54,30 @@ def blob(n: int = 7, cy: float = 0.3, cx: float = 0.3, sigma: float = 0.15) -> n
     return np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2)).astype(np.float32)
 
 
-def labels(pneumothorax: float = 0.83, effusion: float = 0.12,
-           cardiomegaly: float = 0.47) -> tuple[LabelResult, ...]:
+def labels(
+    pneumothorax: float = 0.83, effusion: float = 0.12, cardiomegaly: float = 0.47
+) -> tuple[LabelResult, ...]:
     """Three chest labels at threshold 0.5; heatmaps for the first two."""
     return (
-        LabelResult("pneumothorax", FINDINGS["pneumothorax"], pneumothorax, 0.5,
-                    pneumothorax >= 0.5, blob(cy=0.3, cx=0.25)),
-        LabelResult("pleural_effusion", FINDINGS["pleural_effusion"], effusion, 0.5,
-                    effusion >= 0.5, blob(cy=0.8, cx=0.75)),
-        LabelResult("cardiomegaly", FINDINGS["cardiomegaly"], cardiomegaly, 0.5,
-                    cardiomegaly >= 0.5, None),
+        LabelResult(
+            "pneumothorax",
+            FINDINGS["pneumothorax"],
+            pneumothorax,
+            0.5,
+            pneumothorax >= 0.5,
+            blob(cy=0.3, cx=0.25),
+        ),
+        LabelResult(
+            "pleural_effusion",
+            FINDINGS["pleural_effusion"],
+            effusion,
+            0.5,
+            effusion >= 0.5,
+            blob(cy=0.8, cx=0.75),
+        ),
+        LabelResult(
+            "cardiomegaly", FINDINGS["cardiomegaly"], cardiomegaly, 0.5, cardiomegaly >= 0.5, None
+        ),
     )
 
 
@@ -77,12 +93,16 @@ SOURCES: dict[str, Callable[[], list[Dataset]]] = {
 }
 
 
-def write(sources: Sequence[Dataset], options: WriteOptions | None = None,
-          results: Sequence[ImageResult] | None = None) -> ResultObjects:
+def write(
+    sources: Sequence[Dataset],
+    options: WriteOptions | None = None,
+    results: Sequence[ImageResult] | None = None,
+) -> ResultObjects:
     options = options or WriteOptions(created_at=WHEN)
     if results is None:
-        results = [result_for(ds, pneumothorax=0.83 - 0.1 * (i % 8))
-                   for i, ds in enumerate(sources)]
+        results = [
+            result_for(ds, pneumothorax=0.83 - 0.1 * (i % 8)) for i, ds in enumerate(sources)
+        ]
     return write_results(sources, results, options)
 
 

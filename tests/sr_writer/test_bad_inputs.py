@@ -20,8 +20,9 @@ def _with_label(ds, **changes) -> list[ImageResult]:
     return [ImageResult(str(ds.SOPInstanceUID), None, MODEL, (first, *labels()[1:]))]
 
 
-@pytest.mark.parametrize("keyword", ["PatientID", "PatientName", "StudyInstanceUID",
-                                     "SOPInstanceUID", "Modality"])
+@pytest.mark.parametrize(
+    "keyword", ["PatientID", "PatientName", "StudyInstanceUID", "SOPInstanceUID", "Modality"]
+)
 def test_source_missing_patient_or_study_attribute(keyword: str) -> None:
     ds = make_cr(rows=64, cols=64)
     results = [result_for(ds)]

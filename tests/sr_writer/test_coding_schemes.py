@@ -18,16 +18,19 @@ OTHER = Code("X1", "99MYSITE", "Site finding")
 
 def _results(ds):
     base = labels()
-    extra = (dataclasses.replace(base[2], name="pleural_thickening", code=PRIVATE),
-             dataclasses.replace(base[2], name="site", code=OTHER))
+    extra = (
+        dataclasses.replace(base[2], name="pleural_thickening", code=PRIVATE),
+        dataclasses.replace(base[2], name="site", code=OTHER),
+    )
     return [ImageResult(str(ds.SOPInstanceUID), None, MODEL, (*base, *extra))]
 
 
 def test_every_scheme_outside_the_standard_ones_is_declared() -> None:
     sources = SOURCES["cr"]()
     out = write(sources, WriteOptions(created_at=WHEN), _results(sources[0]))
-    declared = {item.CodingSchemeDesignator: item
-                for item in out.sr.CodingSchemeIdentificationSequence}
+    declared = {
+        item.CodingSchemeDesignator: item for item in out.sr.CodingSchemeIdentificationSequence
+    }
     assert {"99DCMNODE", "99MYSITE", "99IHE"} <= set(declared)
     assert declared["99DCMNODE"].CodingSchemeName
     assert not {"DCM", "SCT", "LN", "UCUM"} & set(declared)
@@ -45,10 +48,12 @@ def test_dciodvfy_knows_no_private_scheme_but_nothing_else_is_flagged(tmp_path: 
     assert errors == []
     about_schemes = [w for w in warnings if "Coding Scheme" in w]
     private = {"<99DCMNODE>", "<99MYSITE>"}
-    assert all("Unrecognized defined term" in w and any(p in w for p in private)
-               for w in about_schemes), about_schemes
-    assert "RFC5646" not in {i.CodingSchemeDesignator
-                             for i in out.sr.CodingSchemeIdentificationSequence}
+    assert all(
+        "Unrecognized defined term" in w and any(p in w for p in private) for w in about_schemes
+    ), about_schemes
+    assert "RFC5646" not in {
+        i.CodingSchemeDesignator for i in out.sr.CodingSchemeIdentificationSequence
+    }
 
 
 @pytest.mark.parametrize("scheme", ["99DCMNODE"])

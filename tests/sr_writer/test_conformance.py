@@ -41,8 +41,12 @@ ALLOWED_WARNINGS = {
 @pytest.mark.parametrize("sr_labels", ["all", "positive"])
 def test_every_object_passes_dciodvfy(kind: str, sr_labels: str, tmp_path: Path) -> None:
     sources = SOURCES[kind]()
-    out = write(sources, WriteOptions(created_at=WHEN, sr_labels=sr_labels,
-                                      heatmaps="positive", parametric_map=True))
+    out = write(
+        sources,
+        WriteOptions(
+            created_at=WHEN, sr_labels=sr_labels, heatmaps="positive", parametric_map=True
+        ),
+    )
     assert out.heatmaps and out.card is not None and out.kos is not None
     assert bool(out.pmaps) == (kind == "ct")  # radiographs have no Frame of Reference
     objects = {"sr": out.sr, "card": out.card, "kos": out.kos}
@@ -75,8 +79,7 @@ def test_no_finding_statement_passes_dciodvfy(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["cr", "ct"])
 @pytest.mark.parametrize("sr_labels", ["all", "positive"])
 @pytest.mark.parametrize("demo", [True, False], ids=["demo", "clinical"])
-def test_dcmtk_parses_and_renders_sr(kind: str, sr_labels: str, demo: bool,
-                                     tmp_path: Path) -> None:
+def test_dcmtk_parses_and_renders_sr(kind: str, sr_labels: str, demo: bool, tmp_path: Path) -> None:
     from .support import MODEL, result_for
 
     sources = SOURCES[kind]()
@@ -84,14 +87,12 @@ def test_dcmtk_parses_and_renders_sr(kind: str, sr_labels: str, demo: bool,
     results = [result_for(ds, model, pneumothorax=0.2) for ds in sources]  # all negative
     out = write(sources, WriteOptions(created_at=WHEN, sr_labels=sr_labels), results)
     path = save(out.sr, tmp_path, "sr")
-    dump = subprocess.run(["dsrdump", "+Pt", str(path)], capture_output=True,
-                          text=True, timeout=60)
+    dump = subprocess.run(["dsrdump", "+Pt", str(path)], capture_output=True, text=True, timeout=60)
     assert dump.returncode == 0, dump.stderr
     assert out.sr.SpecificCharacterSet == ("ISO_IR 192" if demo else "ISO_IR 100")
     assert dump.stderr == (UTF8_NOTE if demo else ""), dump.stderr
     assert "Imaging Measurement Report" in dump.stdout
-    html = subprocess.run(["dsr2html", str(path)], capture_output=True, text=True,
-                          timeout=60)
+    html = subprocess.run(["dsr2html", str(path)], capture_output=True, text=True, timeout=60)
     assert html.returncode == 0 and html.stderr == (UTF8_NOTE if demo else ""), html.stderr
     expected = "No finding above threshold" if sr_labels == "positive" else "Pneumothorax"
     assert expected in html.stdout

@@ -67,10 +67,17 @@ def test_corpus_file(outcomes: dict[str, Outcome], name: str) -> None:
         assert o.unexpected_warnings == [], o.unexpected_warnings[:5]
 
 
-def test_greyscale_images_of_chest_radiographs_all_succeed(outcomes: dict[str, Outcome]
-                                                           ) -> None:
-    for name in ("RG1_UNCI", "RG1_UNCR", "RG1_J2KR", "RG1_J2KI", "JPEG-LL", "mlut_18",
-                 "bad_sequence", "MR2_UNCI"):
+def test_greyscale_images_of_chest_radiographs_all_succeed(outcomes: dict[str, Outcome]) -> None:
+    for name in (
+        "RG1_UNCI",
+        "RG1_UNCR",
+        "RG1_J2KR",
+        "RG1_J2KI",
+        "JPEG-LL",
+        "mlut_18",
+        "bad_sequence",
+        "MR2_UNCI",
+    ):
         (o,) = [o for n, o in outcomes.items() if Path(n).stem == name]
         assert o.status == "ok", (name, o.reason)
 

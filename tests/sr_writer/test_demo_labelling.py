@@ -24,8 +24,7 @@ CLINICAL = dataclasses.replace(MODEL, demo=False)
 
 def _objects(model):
     sources = SOURCES["cr"]()
-    return write(sources, WriteOptions(created_at=WHEN),
-                 [result_for(ds, model) for ds in sources])
+    return write(sources, WriteOptions(created_at=WHEN), [result_for(ds, model) for ds in sources])
 
 
 def _root_comments(sr) -> list[str]:
@@ -34,8 +33,7 @@ def _root_comments(sr) -> list[str]:
     for item in sr.ContentSequence:
         name = item.ConceptNameCodeSequence[0]
         if (name.CodeValue, name.CodingSchemeDesignator) == ("C0034375", "UMLS"):
-            out += [child.TextValue for child in item.ContentSequence
-                    if child.ValueType == "TEXT"]
+            out += [child.TextValue for child in item.ContentSequence if child.ValueType == "TEXT"]
     return out
 
 
@@ -54,8 +52,11 @@ def test_demo_sr_says_so_in_a_comment_and_the_algorithm(tmp_path: Path) -> None:
     groups = hd.sr.srread(path).content.get_image_measurement_groups()
     assert groups
     for group in groups:
-        params = [i.TextValue for i in group[0].ContentSequence
-                  if i.ConceptNameCodeSequence[0].CodeValue == "111002"]
+        params = [
+            i.TextValue
+            for i in group[0].ContentSequence
+            if i.ConceptNameCodeSequence[0].CodeValue == "111002"
+        ]
         assert DEMO_NOTICE in params
     assert "NON-CLINICAL DEMO" in out.sr.SeriesDescription
 
@@ -64,8 +65,9 @@ def test_clinical_sr_has_no_demo_notice() -> None:
     out = _objects(CLINICAL)
     assert _root_comments(out.sr) == []
     assert out.sr.SpecificCharacterSet == "ISO_IR 100"
-    assert "UMLS" not in {s.CodingSchemeDesignator
-                          for s in out.sr.CodingSchemeIdentificationSequence}
+    assert "UMLS" not in {
+        s.CodingSchemeDesignator for s in out.sr.CodingSchemeIdentificationSequence
+    }
     assert "DEMO" not in out.sr.SeriesDescription
 
 

@@ -12,8 +12,14 @@ from sr_writer import WriteOptions
 from .support import MODEL, SOURCES, WHEN, result_for, write
 
 TIME_ATTRIBUTES = {
-    "InstanceCreationDate", "InstanceCreationTime", "ContentDate", "ContentTime",
-    "SeriesDate", "SeriesTime", "DateOfSecondaryCapture", "TimeOfSecondaryCapture",
+    "InstanceCreationDate",
+    "InstanceCreationTime",
+    "ContentDate",
+    "ContentTime",
+    "SeriesDate",
+    "SeriesTime",
+    "DateOfSecondaryCapture",
+    "TimeOfSecondaryCapture",
     "ContributionDateTime",
 }
 
@@ -53,8 +59,17 @@ def test_uids_are_distinct_and_2_25() -> None:
     sops = [ds.SOPInstanceUID for ds in out.all()]
     assert len(set(sops)) == len(sops)
     assert out.kos is not None and out.pmaps
-    assert len({out.sr.SeriesInstanceUID, out.card.SeriesInstanceUID, out.kos.SeriesInstanceUID,
-                out.pmaps[0].SeriesInstanceUID}) == 4
+    assert (
+        len(
+            {
+                out.sr.SeriesInstanceUID,
+                out.card.SeriesInstanceUID,
+                out.kos.SeriesInstanceUID,
+                out.pmaps[0].SeriesInstanceUID,
+            }
+        )
+        == 4
+    )
     assert all(uid.startswith("2.25.") and len(uid) <= 64 for uid in uids)
 
 

@@ -48,9 +48,10 @@ def test_hot_region_scales_heatmap_cells_to_source_pixels() -> None:
     assert hot_region(np.zeros((4, 4), np.float32), 10, 10) is None
 
 
-@pytest.mark.parametrize(("rows", "cols", "policy"), [(600, 400, "letterbox"),
-                                                      (300, 500, "letterbox"),
-                                                      (600, 400, "stretch")])
+@pytest.mark.parametrize(
+    ("rows", "cols", "policy"),
+    [(600, 400, "letterbox"), (300, 500, "letterbox"), (600, 400, "stretch")],
+)
 def test_hot_region_lands_where_the_model_saw_it(rows: int, cols: int, policy: str) -> None:
     """A spot at source pixel (x, y), put through the model's letterbox and the heatmap
     crop as ai/ does, comes back around (x, y)."""
@@ -107,27 +108,32 @@ def test_each_positive_finding_has_a_planar_roi_group(kind: str, tmp_path: Path)
     groups = [*planar, *sr.content.get_image_measurement_groups()]
     assert len({g.tracking_uid for g in groups}) == len(groups)
     # Everything the content refers to is in the evidence.
-    evidence = {item.ReferencedSOPInstanceUID
-                for study in sr.CurrentRequestedProcedureEvidenceSequence
-                for series in study.ReferencedSeriesSequence
-                for item in series.ReferencedSOPSequence}
+    evidence = {
+        item.ReferencedSOPInstanceUID
+        for study in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
     assert seen <= evidence
 
 
 def test_negative_findings_are_not_located() -> None:
     sources = SOURCES["cr"]()
     out = write(sources, results=[result_for(sources[0], pneumothorax=0.2)])
-    [measurements] = [item for item in out.sr.ContentSequence
-                      if item.ConceptNameCodeSequence[0].CodeValue == "126010"]
-    templates = [g.ContentTemplateSequence[0].TemplateIdentifier
-                 for g in measurements.ContentSequence]
+    [measurements] = [
+        item
+        for item in out.sr.ContentSequence
+        if item.ConceptNameCodeSequence[0].CodeValue == "126010"
+    ]
+    templates = [
+        g.ContentTemplateSequence[0].TemplateIdentifier for g in measurements.ContentSequence
+    ]
     assert templates and "1410" not in templates
 
 
 @needs_dcmtk
 @pytest.mark.parametrize("demo", [True, False], ids=["demo", "clinical"])
-def test_dcmtk_reads_and_renders_the_located_sr_and_the_kos(demo: bool,
-                                                            tmp_path: Path) -> None:
+def test_dcmtk_reads_and_renders_the_located_sr_and_the_kos(demo: bool, tmp_path: Path) -> None:
     sources = SOURCES["cr"]()
     model = dataclasses.replace(MODEL, demo=demo)
     out = write(sources, results=[result_for(sources[0], model)])
@@ -138,14 +144,16 @@ def test_dcmtk_reads_and_renders_the_located_sr_and_the_kos(demo: bool,
     template_note = "W: Check for template constraints not yet supported\n"
     utf8_note = UTF8_NOTE if demo else ""
     assert (out.kos.SpecificCharacterSet == "ISO_IR 192") == demo
-    for name, ds, expect, note in (("sr", out.sr, "Pneumothorax region", utf8_note),
-                                   ("kos", out.kos, "Of Interest", utf8_note + template_note)):
+    for name, ds, expect, note in (
+        ("sr", out.sr, "Pneumothorax region", utf8_note),
+        ("kos", out.kos, "Of Interest", utf8_note + template_note),
+    ):
         path = save(ds, tmp_path, name)
-        dump = subprocess.run(["dsrdump", "+Pt", str(path)], capture_output=True, text=True,
-                              timeout=60)
+        dump = subprocess.run(
+            ["dsrdump", "+Pt", str(path)], capture_output=True, text=True, timeout=60
+        )
         assert dump.returncode == 0 and dump.stderr == note, dump.stderr
-        html = subprocess.run(["dsr2html", str(path)], capture_output=True, text=True,
-                              timeout=60)
+        html = subprocess.run(["dsr2html", str(path)], capture_output=True, text=True, timeout=60)
         assert html.returncode == 0 and html.stderr == note, html.stderr
         assert expect in html.stdout
 
@@ -157,8 +165,9 @@ def test_dcmtk_reads_and_renders_the_located_sr_and_the_kos(demo: bool,
 def test_kos_flags_the_images_with_positive_findings(kind: str, tmp_path: Path) -> None:
     sources = SOURCES[kind]()
     # Positive on every other image.
-    results = [result_for(ds, pneumothorax=0.83 if i % 2 == 0 else 0.2)
-               for i, ds in enumerate(sources)]
+    results = [
+        result_for(ds, pneumothorax=0.83 if i % 2 == 0 else 0.2) for i, ds in enumerate(sources)
+    ]
     out = write(sources, results=results)
     assert out.kos is not None
     path = save(out.kos, tmp_path, "kos")
@@ -167,16 +176,23 @@ def test_kos_flags_the_images_with_positive_findings(kind: str, tmp_path: Path) 
     assert kos.SeriesInstanceUID not in {out.sr.SeriesInstanceUID, out.card.SeriesInstanceUID}
     title = kos.ContentSequence and kos.ConceptNameCodeSequence[0]
     assert (title.CodeValue, title.CodingSchemeDesignator) == ("113000", "DCM")
-    flagged = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-               for item in kos.content.get_references()}
+    flagged = {
+        item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        for item in kos.content.get_references()
+    }
     assert flagged == {str(ds.SOPInstanceUID) for i, ds in enumerate(sources) if i % 2 == 0}
-    evidence = {item.ReferencedSOPInstanceUID
-                for study in kos.CurrentRequestedProcedureEvidenceSequence
-                for series in study.ReferencedSeriesSequence
-                for item in series.ReferencedSOPSequence}
+    evidence = {
+        item.ReferencedSOPInstanceUID
+        for study in kos.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
     assert evidence == flagged
-    [description] = [item.TextValue for item in kos.ContentSequence
-                     if item.ConceptNameCodeSequence[0].CodeValue == "113012"]
+    [description] = [
+        item.TextValue
+        for item in kos.ContentSequence
+        if item.ConceptNameCodeSequence[0].CodeValue == "113012"
+    ]
     assert description.startswith("NON-CLINICAL DEMO \u2014 untrained weights. ")  # MODEL.demo
 
 
@@ -205,10 +221,20 @@ def test_parametric_map_is_off_by_default_and_needs_a_frame_of_reference() -> No
 def test_parametric_map_holds_the_heatmaps_over_its_series(tmp_path: Path) -> None:
     sources = SOURCES["ct"]()
     # Different heatmaps per slice, so that a frame in the wrong place shows.
-    results = [ImageResult(str(ds.SOPInstanceUID), None, MODEL, tuple(
-        dataclasses.replace(label, heatmap=blob(cy=0.2 + 0.3 * i, cx=0.5))
-        if label.name == "pneumothorax" else label for label in labels()))
-        for i, ds in enumerate(sources)]
+    results = [
+        ImageResult(
+            str(ds.SOPInstanceUID),
+            None,
+            MODEL,
+            tuple(
+                dataclasses.replace(label, heatmap=blob(cy=0.2 + 0.3 * i, cx=0.5))
+                if label.name == "pneumothorax"
+                else label
+                for label in labels()
+            ),
+        )
+        for i, ds in enumerate(sources)
+    ]
     out = write(sources, WriteOptions(created_at=WHEN, parametric_map=True), results)
     [pm_ds] = out.pmaps  # pneumothorax: positive, with heatmaps on every slice
     pm = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(save(pm_ds, tmp_path, "pm")))
@@ -220,8 +246,9 @@ def test_parametric_map_holds_the_heatmaps_over_its_series(tmp_path: Path) -> No
     assert pm.SeriesInstanceUID not in {out.sr.SeriesInstanceUID, out.kos.SeriesInstanceUID}
     [series] = pm.ReferencedSeriesSequence
     assert series.SeriesInstanceUID == sources[0].SeriesInstanceUID
-    assert {i.ReferencedSOPInstanceUID for i in series.ReferencedInstanceSequence} == \
-        {ds.SOPInstanceUID for ds in sources}
+    assert {i.ReferencedSOPInstanceUID for i in series.ReferencedInstanceSequence} == {
+        ds.SOPInstanceUID for ds in sources
+    }
     rwvm = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
     assert rwvm.MeasurementUnitsCodeSequence[0].CodeValue == "1"
     by_uid = {str(ds.SOPInstanceUID): (ds, r) for ds, r in zip(sources, results, strict=True)}
@@ -229,10 +256,8 @@ def test_parametric_map_holds_the_heatmaps_over_its_series(tmp_path: Path) -> No
     for frame, item in zip(pm.pixel_array, pm.PerFrameFunctionalGroupsSequence, strict=True):
         uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
         source, result = by_uid[uid]
-        assert item.PlanePositionSequence[0].ImagePositionPatient == \
-            source.ImagePositionPatient
-        expected = render.upsample_heatmap(result.labels[0].heatmap,
-                                           (source.Rows, source.Columns))
+        assert item.PlanePositionSequence[0].ImagePositionPatient == source.ImagePositionPatient
+        expected = render.upsample_heatmap(result.labels[0].heatmap, (source.Rows, source.Columns))
         assert float(rwvm.RealWorldValueSlope) == 1.0 and pm.BitsAllocated == 32
         assert np.abs(frame - expected).max() <= 1e-6
         positions.append(float(source.ImagePositionPatient[2]))  # axial: normal is +z

@@ -18,7 +18,8 @@ from .support import SOURCES, WHEN, save, write
 pytestmark = [
     pytest.mark.peer,
     pytest.mark.skipif(
-        shutil.which("Orthanc") is None and not Path("/usr/sbin/Orthanc").exists()
+        shutil.which("Orthanc") is None
+        and not Path("/usr/sbin/Orthanc").exists()
         or shutil.which("storescu") is None,
         reason="Orthanc or DCMTK storescu not installed",
     ),
@@ -65,9 +66,20 @@ def _store_study(orthanc, sources, out, tmp_path: Path) -> list[dict]:
     files = [save(ds, tmp_path, f"source{i}") for i, ds in enumerate(sources)]
     files += [save(ds, tmp_path, f"result{i}") for i, ds in enumerate(out.all())]
     proc = subprocess.run(
-        ["storescu", "-R", "-aet", "DICOMNODE", "-aec", "ORTHANC", "127.0.0.1", str(dicom_port),
-         *map(str, files)],
-        capture_output=True, text=True, timeout=60,
+        [
+            "storescu",
+            "-R",
+            "-aet",
+            "DICOMNODE",
+            "-aec",
+            "ORTHANC",
+            "127.0.0.1",
+            str(dicom_port),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     studies = requests.get(f"{base}/studies", timeout=10).json()
@@ -97,6 +109,8 @@ def test_orthanc_stores_kos_and_parametric_maps_in_source_study(orthanc, tmp_pat
     assert len(by_uid[out.kos.SeriesInstanceUID]["Instances"]) == 1
     assert len(by_uid[out.pmaps[0].SeriesInstanceUID]["Instances"]) == len(out.pmaps)
     base = orthanc[0]
-    stored = {requests.get(f"{base}/instances/{i}/metadata/SopClassUid", timeout=10).text
-              for i in by_uid[out.pmaps[0].SeriesInstanceUID]["Instances"]}
+    stored = {
+        requests.get(f"{base}/instances/{i}/metadata/SopClassUid", timeout=10).text
+        for i in by_uid[out.pmaps[0].SeriesInstanceUID]["Instances"]
+    }
     assert stored == {"1.2.840.10008.5.1.4.1.1.30"}  # Parametric Map Storage

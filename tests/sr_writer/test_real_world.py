@@ -115,8 +115,14 @@ def test_invalid_source_values_are_fixed_or_dropped(tmp_path: Path) -> None:
 def test_sanitised_header_keeps_valid_values() -> None:
     ds = source("CT_small.dcm")
     h = header(ds)
-    for keyword in ("PatientName", "PatientID", "StudyDate", "PixelSpacing",
-                    "ImageOrientationPatient", "SliceThickness"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "StudyDate",
+        "PixelSpacing",
+        "ImageOrientationPatient",
+        "SliceThickness",
+    ):
         assert h[keyword].value == ds[keyword].value
 
 
@@ -125,22 +131,34 @@ def test_radiograph_without_imager_pixel_spacing_keeps_image_library(tmp_path: P
     ds = source("RG1_UNCI.dcm")  # CR with Patient Orientation, no Imager Pixel Spacing
     assert "ImagerPixelSpacing" not in ds
     out = write([ds], WriteOptions(created_at=WHEN, heatmaps="none"), results_for(ds))
-    titles = [item.ConceptNameCodeSequence[0].CodeValue
-              for item in out.sr.ContentSequence if "ConceptNameCodeSequence" in item]
+    titles = [
+        item.ConceptNameCodeSequence[0].CodeValue
+        for item in out.sr.ContentSequence
+        if "ConceptNameCodeSequence" in item
+    ]
     assert "111028" in titles  # Image Library
     assert errors_of([out.sr], tmp_path) == []
 
 
 @needs_dciodvfy
-@pytest.mark.parametrize("name", [
-    "SC_rgb.dcm", "SC_ybr_full_uncompressed.dcm", "US1_J2KR.dcm", "SC_rgb_16bit.dcm",
-    "OBXXXX1A.dcm", "gdcm-US-ALOKA-16.dcm",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SC_rgb.dcm",
+        "SC_ybr_full_uncompressed.dcm",
+        "US1_J2KR.dcm",
+        "SC_rgb_16bit.dcm",
+        "OBXXXX1A.dcm",
+        "gdcm-US-ALOKA-16.dcm",
+    ],
+)
 def test_colour_and_palette_sources_are_rendered_in_colour(name: str, tmp_path: Path) -> None:
     ds = source(name)
     # An all-zero heatmap is fully transparent: the image area shows the source only.
-    flat = tuple(dataclasses.replace(label, heatmap=np.zeros((7, 7), np.float32))
-                 for label in labels(pneumothorax=0.9))
+    flat = tuple(
+        dataclasses.replace(label, heatmap=np.zeros((7, 7), np.float32))
+        for label in labels(pneumothorax=0.9)
+    )
     results = [dataclasses.replace(r, labels=flat) for r in results_for(ds)]
     out = write([ds], ALL, results)
     assert out.heatmaps

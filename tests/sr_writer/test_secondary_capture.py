@@ -24,8 +24,12 @@ def test_heatmap_sc_attributes(kind: str) -> None:
         assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
         assert sc.Modality == "OT"
         assert sc.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-        assert (sc.SamplesPerPixel, sc.PhotometricInterpretation, sc.BitsAllocated,
-                sc.BitsStored) == (3, "RGB", 8, 8)
+        assert (
+            sc.SamplesPerPixel,
+            sc.PhotometricInterpretation,
+            sc.BitsAllocated,
+            sc.BitsStored,
+        ) == (3, "RGB", 8, 8)
         assert list(sc.ImageType) == ["DERIVED", "SECONDARY"]
         assert sc.BurnedInAnnotation == "YES"
         assert sc.StudyInstanceUID == src.StudyInstanceUID
@@ -44,8 +48,12 @@ def test_heatmap_sc_attributes(kind: str) -> None:
         assert max(rows, cols) == 512
         assert sc.Columns == cols and sc.Rows > rows  # text band below the image
         assert [float(v) for v in sc.PixelSpacing] == pytest.approx(
-            [float(src.PixelSpacing[0]) * src.Rows / rows,
-             float(src.PixelSpacing[1]) * src.Columns / cols], rel=1e-6)
+            [
+                float(src.PixelSpacing[0]) * src.Rows / rows,
+                float(src.PixelSpacing[1]) * src.Columns / cols,
+            ],
+            rel=1e-6,
+        )
         assert sc.pixel_array.shape == (sc.Rows, sc.Columns, 3)
 
 
@@ -68,8 +76,11 @@ def test_heatmap_selection_modes() -> None:
     assert len(top.heatmaps) == 3
     positive = write(sources, WriteOptions(created_at=WHEN, heatmaps="positive"))
     assert len(positive.heatmaps) == 3  # only pneumothorax is positive
-    both = [ImageResult(str(sources[0].SOPInstanceUID), None, MODEL,
-                        labels(pneumothorax=0.9, effusion=0.7))]
+    both = [
+        ImageResult(
+            str(sources[0].SOPInstanceUID), None, MODEL, labels(pneumothorax=0.9, effusion=0.7)
+        )
+    ]
     two = write(sources[:1], WriteOptions(created_at=WHEN, heatmaps="positive"), both)
     assert len(two.heatmaps) == 2
     assert len({sc.SOPInstanceUID for sc in two.heatmaps}) == 2
@@ -83,9 +94,12 @@ def test_heatmap_selection_modes() -> None:
 def test_heatmap_is_drawn_where_the_model_says() -> None:
     ds = make_cr(rows=512, cols=512)
     hot = blob(n=14, cy=0.2, cx=0.8, sigma=0.08)  # upper right of the image
-    result = ImageResult(str(ds.SOPInstanceUID), None, MODEL,
-                         (labels()[0].__class__("pneumothorax", labels()[0].code, 0.9, 0.5,
-                                                True, hot),))
+    result = ImageResult(
+        str(ds.SOPInstanceUID),
+        None,
+        MODEL,
+        (labels()[0].__class__("pneumothorax", labels()[0].code, 0.9, 0.5, True, hot),),
+    )
     out = write([ds], results=[result])
     rgb = out.heatmaps[0].pixel_array[:512].astype(np.int16)
     colour = np.abs(rgb[..., 0] - rgb[..., 2])  # grey pixels have R == B
@@ -173,13 +187,18 @@ def test_one_heatmap_per_positive_finding_up_to_the_cap() -> None:
     result = ImageResult(str(ds.SOPInstanceUID), None, MODEL, labels(**probs))
     out = write([ds], WriteOptions(created_at=WHEN), [result])  # default: positive, cap 3
     # cardiomegaly has no heatmap; the two others each get one, most probable first.
-    assert [sc.DerivationDescription.split("heatmap of ")[1].split(" ")[0]
-            for sc in out.heatmaps] == ["pleural_effusion", "pneumothorax"]
+    assert [
+        sc.DerivationDescription.split("heatmap of ")[1].split(" ")[0] for sc in out.heatmaps
+    ] == ["pleural_effusion", "pneumothorax"]
     capped = write([ds], WriteOptions(created_at=WHEN, max_heatmaps_per_image=1), [result])
     (only,) = capped.heatmaps
     assert only.SOPInstanceUID == out.heatmaps[0].SOPInstanceUID
-    negative = ImageResult(str(ds.SOPInstanceUID), None, MODEL,
-                           labels(pneumothorax=0.1, effusion=0.2, cardiomegaly=0.3))
+    negative = ImageResult(
+        str(ds.SOPInstanceUID),
+        None,
+        MODEL,
+        labels(pneumothorax=0.1, effusion=0.2, cardiomegaly=0.3),
+    )
     assert write([ds], WriteOptions(created_at=WHEN), [negative]).heatmaps == []
 
 
@@ -203,14 +222,17 @@ def test_low_activation_leaves_the_anatomy_untinted() -> None:
     assert colour[first].max() > 0.3
 
 
-@pytest.mark.parametrize(("orientation", "expected"), [
-    (("L", "F"), {"left": "R", "right": "L"}),  # frontal chest as displayed
-    (("R", "F"), {"left": "L", "right": "R"}),
-    (("P", "F"), {}),  # lateral: no right/left axis in the image plane
-    (("F", "L"), {"top": "R", "bottom": "L"}),  # rotated by 90 degrees
-    (("LP", "F"), {"left": "R", "right": "L"}),  # oblique: main direction L
-    (None, {}),
-])
+@pytest.mark.parametrize(
+    ("orientation", "expected"),
+    [
+        (("L", "F"), {"left": "R", "right": "L"}),  # frontal chest as displayed
+        (("R", "F"), {"left": "L", "right": "R"}),
+        (("P", "F"), {}),  # lateral: no right/left axis in the image plane
+        (("F", "L"), {"top": "R", "bottom": "L"}),  # rotated by 90 degrees
+        (("LP", "F"), {"left": "R", "right": "L"}),  # oblique: main direction L
+        (None, {}),
+    ],
+)
 def test_side_markers_follow_patient_orientation(orientation, expected) -> None:
     from sr_writer.render import side_markers
 
@@ -219,9 +241,16 @@ def test_side_markers_follow_patient_orientation(orientation, expected) -> None:
 
 def test_side_markers_are_burned_in_at_the_image_edges() -> None:
     ds = make_cr(rows=512, cols=512)  # PA chest, Patient Orientation L\F
-    quiet = ImageResult(str(ds.SOPInstanceUID), None, MODEL,
-                        (labels()[0].__class__("pneumothorax", labels()[0].code, 0.9, 0.5,
-                                               True, np.zeros((7, 7), np.float32)),))
+    quiet = ImageResult(
+        str(ds.SOPInstanceUID),
+        None,
+        MODEL,
+        (
+            labels()[0].__class__(
+                "pneumothorax", labels()[0].code, 0.9, 0.5, True, np.zeros((7, 7), np.float32)
+            ),
+        ),
+    )
     sc = write([ds], results=[quiet]).heatmaps[0]
     assert list(sc.PatientOrientation) == ["L", "F"]
     unknown = ds.copy()

@@ -17,8 +17,9 @@ def _header(**values: object) -> Dataset:
     return ds
 
 
-@pytest.mark.parametrize(("age", "fixed"), [("22Y ", "022Y"), ("5M", "005M"),
-                                            ("045Y", "045Y"), (" 3 D", "003D")])
+@pytest.mark.parametrize(
+    ("age", "fixed"), [("22Y ", "022Y"), ("5M", "005M"), ("045Y", "045Y"), (" 3 D", "003D")]
+)
 def test_patient_age_is_fixed(age: str, fixed: str) -> None:
     ds = _header(PatientAge=age)
     sanitize(ds)
@@ -26,9 +27,18 @@ def test_patient_age_is_fixed(age: str, fixed: str) -> None:
 
 
 def test_invalid_values_emptied_or_left_out_carried_ones_kept() -> None:
-    ds = _header(PatientAge="old", StudyID="d" * 64, StudyDate="1994.11.05", PatientSex="X",
-                 PixelSpacing=[0, 0], ImagerPixelSpacing=[0.1, 0.1], Laterality="B",
-                 PatientOrientation=["L", "R"], PatientWeight=0, SliceThickness="2.5")
+    ds = _header(
+        PatientAge="old",
+        StudyID="d" * 64,
+        StudyDate="1994.11.05",
+        PatientSex="X",
+        PixelSpacing=[0, 0],
+        ImagerPixelSpacing=[0.1, 0.1],
+        Laterality="B",
+        PatientOrientation=["L", "R"],
+        PatientWeight=0,
+        SliceThickness="2.5",
+    )
     notes = sanitize(ds)
     assert "PatientAge" not in ds and "PixelSpacing" not in ds and "Laterality" not in ds
     assert "PatientOrientation" not in ds and "PatientWeight" not in ds
@@ -39,10 +49,20 @@ def test_invalid_values_emptied_or_left_out_carried_ones_kept() -> None:
     assert len(notes) == 8
 
 
-@pytest.mark.parametrize(("value", "ok"), [
-    (["L", "F"], True), (["PL", "F"], True), (["LPH", "FR"], True), (["L", "R"], False),
-    (["LR", "F"], False), (["X", "F"], False), (["L"], False), ("", False), (["LPHA", "F"], False),
-])
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (["L", "F"], True),
+        (["PL", "F"], True),
+        (["LPH", "FR"], True),
+        (["L", "R"], False),
+        (["LR", "F"], False),
+        (["X", "F"], False),
+        (["L"], False),
+        ("", False),
+        (["LPHA", "F"], False),
+    ],
+)
 def test_orientation_pairs(value: object, ok: bool) -> None:
     assert (valid_orientation(value) is not None) is ok
 
@@ -50,8 +70,13 @@ def test_orientation_pairs(value: object, ok: bool) -> None:
 def test_the_callers_source_is_not_modified() -> None:
     from sr_writer.common import header
 
-    source = _header(PatientAge="22Y ", StudyID="d" * 64, Modality="CR",
-                     SOPInstanceUID="1.2.3", PatientName="A^B")
+    source = _header(
+        PatientAge="22Y ",
+        StudyID="d" * 64,
+        Modality="CR",
+        SOPInstanceUID="1.2.3",
+        PatientName="A^B",
+    )
     h = header(source)
     assert h.PatientAge == "022Y" and h.StudyID == ""
     assert source.PatientAge == "22Y " and source.StudyID == "d" * 64

@@ -23,10 +23,10 @@ ALGO_VERSION = hd.sr.CodedConcept("111003", "DCM", "Algorithm Version")
 def _text(group, concept) -> list[str]:
     """TEXT values of the group's direct children named ``concept``."""
     return [
-        item.TextValue for item in group[0].ContentSequence
+        item.TextValue
+        for item in group[0].ContentSequence
         if item.ConceptNameCodeSequence[0].CodeValue == concept.value
-        and item.ConceptNameCodeSequence[0].CodingSchemeDesignator
-        == concept.scheme_designator
+        and item.ConceptNameCodeSequence[0].CodingSchemeDesignator == concept.scheme_designator
     ]
 
 
@@ -69,7 +69,8 @@ def test_values_round_trip(kind: str, tmp_path: Path) -> None:
     procedure = sr.content[0].ContentSequence
     reported = [i for i in procedure if i.ConceptNameCodeSequence[0].CodeValue == "121058"]
     assert reported[0].ConceptCodeSequence[0].CodeValue == (
-        "43468-8" if kind == "cr" else "25045-6")
+        "43468-8" if kind == "cr" else "25045-6"
+    )
 
     evidence = {
         ref.ReferencedSOPInstanceUID
@@ -86,9 +87,18 @@ def test_placement_flags_and_equipment() -> None:
     src, sr = sources[0], out.sr
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
     assert sr.Modality == "SR"
-    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "PatientBirthDate",
-                    "PatientSex", "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
-                    "StudyDescription"):
+    for keyword in (
+        "StudyInstanceUID",
+        "PatientID",
+        "PatientName",
+        "PatientBirthDate",
+        "PatientSex",
+        "AccessionNumber",
+        "StudyID",
+        "StudyDate",
+        "StudyTime",
+        "StudyDescription",
+    ):
         assert sr[keyword].value == src[keyword].value, keyword
     assert sr.SeriesInstanceUID not in (src.SeriesInstanceUID, out.card.SeriesInstanceUID)
     assert out.card.Modality == "OT"
@@ -97,22 +107,27 @@ def test_placement_flags_and_equipment() -> None:
     assert sr.CompletionFlag == "COMPLETE"
     title = sr.ConceptNameCodeSequence[0]
     assert (title.CodeValue, title.CodingSchemeDesignator) == ("126000", "DCM")
-    air = [item for item in sr.ContributingEquipmentSequence
-           if item.PurposeOfReferenceCodeSequence[0].CodeValue == "Newcode1"]
+    air = [
+        item
+        for item in sr.ContributingEquipmentSequence
+        if item.PurposeOfReferenceCodeSequence[0].CodeValue == "Newcode1"
+    ]
     assert len(air) == 1
     item = air[0]
     assert item.PurposeOfReferenceCodeSequence[0].CodingSchemeDesignator == "99IHE"
     assert item.PurposeOfReferenceCodeSequence[0].CodeMeaning == "Processing Algorithm"
-    assert (item.Manufacturer, item.ManufacturerModelName, item.SoftwareVersions,
-            item.DeviceUID) == (MODEL.manufacturer, MODEL.name, MODEL.version,
-                                MODEL.device_uid)
+    assert (
+        item.Manufacturer,
+        item.ManufacturerModelName,
+        item.SoftwareVersions,
+        item.DeviceUID,
+    ) == (MODEL.manufacturer, MODEL.name, MODEL.version, MODEL.device_uid)
 
 
 def test_positive_only_writes_positives() -> None:
     sources = SOURCES["cr"]()
     out = write(sources, WriteOptions(created_at=WHEN, sr_labels="positive"))
-    groups = hd.sr.Comprehensive3DSR.from_dataset(out.sr).content \
-        .get_image_measurement_groups()
+    groups = hd.sr.Comprehensive3DSR.from_dataset(out.sr).content.get_image_measurement_groups()
     assert [g.finding_type.meaning for g in groups] == ["Pneumothorax"]
 
 

@@ -24,14 +24,18 @@ pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailabl
 
 
 def _files(sources: list[Dataset], sr: Dataset, folder: Path) -> tuple[Path, list[Path]]:
-    return (save(sr, folder, "sr"),
-            [save(ds, folder, f"source{i}") for i, ds in enumerate(sources)])
+    return (
+        save(sr, folder, "sr"),
+        [save(ds, folder, f"source{i}") for i, ds in enumerate(sources)],
+    )
 
 
 def _positives(sources: list[Dataset]) -> list[Finding]:
     """What ``write`` made positive: pneumothorax on every image (0.83, 0.73, 0.63)."""
-    return [Finding(str(ds.SOPInstanceUID), "Pneumothorax", int(ds.Rows), int(ds.Columns))
-            for ds in sources]
+    return [
+        Finding(str(ds.SOPInstanceUID), "Pneumothorax", int(ds.Rows), int(ds.Columns))
+        for ds in sources
+    ]
 
 
 @pytest.mark.parametrize("kind", ["cr", "dx-mono1", "ct"])
@@ -67,8 +71,17 @@ def test_negative_labels_are_not_located(tmp_path: Path) -> None:
     sr, files = _files(sources, out.sr, tmp_path)
     output = run_ohif_sr(sr, files)
     with pytest.raises(AssertionError, match="no OHIF measurement locates Pleural effusion"):
-        located(output, [Finding(str(sources[0].SOPInstanceUID), "Pleural effusion",
-                                 int(sources[0].Rows), int(sources[0].Columns))])
+        located(
+            output,
+            [
+                Finding(
+                    str(sources[0].SOPInstanceUID),
+                    "Pleural effusion",
+                    int(sources[0].Rows),
+                    int(sources[0].Columns),
+                )
+            ],
+        )
 
 
 def _strip_scoords(items) -> None:  # a pydicom Sequence of content items
@@ -77,8 +90,10 @@ def _strip_scoords(items) -> None:  # a pydicom Sequence of content items
     for item in items:
         if item.get("ValueType") == "SCOORD":
             continue
-        if "ContentTemplateSequence" in item and \
-                item.ContentTemplateSequence[0].TemplateIdentifier == "1410":
+        if (
+            "ContentTemplateSequence" in item
+            and item.ContentTemplateSequence[0].TemplateIdentifier == "1410"
+        ):
             continue
         if "ContentSequence" in item:
             _strip_scoords(item.ContentSequence)
@@ -102,24 +117,38 @@ def test_check_fails_for_an_sr_without_coordinates(tmp_path: Path) -> None:
 def test_ohif_loads_a_report_without_findings(tmp_path: Path) -> None:
     """Only positives kept and none found: the statement about the whole image loads."""
     sources = SOURCES["cr"]()
-    out = write(sources, WriteOptions(created_at=WHEN, sr_labels="positive"),
-                [result_for(sources[0], pneumothorax=0.2)])
+    out = write(
+        sources,
+        WriteOptions(created_at=WHEN, sr_labels="positive"),
+        [result_for(sources[0], pneumothorax=0.2)],
+    )
     sr, files = _files(sources, out.sr, tmp_path)
     ohif = run_ohif_sr(sr, files)["ohif"]
     assert ohif["error"] is None
     [statement] = ohif["measurements"]
     assert statement["TrackingIdentifier"] == "No finding above threshold"
-    assert statement["loaded"] and statement["ReferencedSOPInstanceUID"] == \
-        sources[0].SOPInstanceUID
+    assert (
+        statement["loaded"] and statement["ReferencedSOPInstanceUID"] == sources[0].SOPInstanceUID
+    )
 
 
 def _ct_with_distinct_heatmaps() -> tuple[list[Dataset], list[ImageResult]]:
     """A 3-slice CT whose pneumothorax heatmap peaks at another height on each slice."""
     sources = SOURCES["ct"]()
-    results = [ImageResult(str(ds.SOPInstanceUID), None, MODEL, tuple(
-        dataclasses.replace(label, heatmap=blob(cy=0.2 + 0.3 * i, cx=0.5))
-        if label.name == "pneumothorax" else label for label in labels()))
-        for i, ds in enumerate(sources)]
+    results = [
+        ImageResult(
+            str(ds.SOPInstanceUID),
+            None,
+            MODEL,
+            tuple(
+                dataclasses.replace(label, heatmap=blob(cy=0.2 + 0.3 * i, cx=0.5))
+                if label.name == "pneumothorax"
+                else label
+                for label in labels()
+            ),
+        )
+        for i, ds in enumerate(sources)
+    ]
     return sources, results
 
 
@@ -130,10 +159,14 @@ def _overlay_misplaced(output: dict, sources: list[Dataset], results) -> list[st
     expected = {}
     for ds, result in zip(sources, results, strict=True):
         heat = render.upsample_heatmap(result.labels[0].heatmap, (ds.Rows, ds.Columns))
-        expected[str(ds.SOPInstanceUID)] = tuple(int(v) for v in np.unravel_index(
-            int(heat.argmax()), heat.shape))
-    return [s["SOPInstanceUID"] for s in output["slices"]
-            if (s["peakRow"], s["peakColumn"]) != expected[s["SOPInstanceUID"]]]
+        expected[str(ds.SOPInstanceUID)] = tuple(
+            int(v) for v in np.unravel_index(int(heat.argmax()), heat.shape)
+        )
+    return [
+        s["SOPInstanceUID"]
+        for s in output["slices"]
+        if (s["peakRow"], s["peakColumn"]) != expected[s["SOPInstanceUID"]]
+    ]
 
 
 def test_ohif_pmap_overlay_lands_on_each_slice(tmp_path: Path) -> None:
@@ -146,8 +179,7 @@ def test_ohif_pmap_overlay_lands_on_each_slice(tmp_path: Path) -> None:
     assert _overlay_misplaced(output, sources, results) == []
 
 
-def test_ohif_pmap_check_fails_for_frames_in_highdicom_order(tmp_path: Path,
-                                                             monkeypatch) -> None:
+def test_ohif_pmap_check_fails_for_frames_in_highdicom_order(tmp_path: Path, monkeypatch) -> None:
     """The check can fail: without our reordering, OHIF would overlay slices upside down."""
     monkeypatch.setattr(pmap, "_frames_in_order", lambda *args: None)
     sources, results = _ct_with_distinct_heatmaps()

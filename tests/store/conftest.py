@@ -12,6 +12,5 @@ from tests.support.node_process import NodeProcess
 @pytest.fixture(scope="module")
 def node_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One node on SQLite shared by a module's tests."""
-    with NodeProcess(tmp_path_factory.mktemp("node"),
-                     {"models": {"bundled": False}}) as proc:
+    with NodeProcess(tmp_path_factory.mktemp("node"), {"models": {"bundled": False}}) as proc:
         yield proc

@@ -7,18 +7,48 @@ import random
 import struct
 from collections.abc import Callable
 
-VRS = [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
-       b"OB", b"OD", b"OF", b"OL", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"TM",
-       b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT"]
+VRS = [
+    b"AE",
+    b"AS",
+    b"AT",
+    b"CS",
+    b"DA",
+    b"DS",
+    b"DT",
+    b"FL",
+    b"FD",
+    b"IS",
+    b"LO",
+    b"LT",
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OW",
+    b"PN",
+    b"SH",
+    b"SL",
+    b"SQ",
+    b"SS",
+    b"ST",
+    b"TM",
+    b"UC",
+    b"UI",
+    b"UL",
+    b"UN",
+    b"UR",
+    b"US",
+    b"UT",
+]
 
 
 def _vr_offsets(body: bytes) -> list[int]:
     """Offsets of what look like explicit VRs (after a 4-byte tag)."""
-    return [i for i in range(4, len(body) - 2) if body[i:i + 2] in VRS and i % 2 == 0]
+    return [i for i in range(4, len(body) - 2) if body[i : i + 2] in VRS and i % 2 == 0]
 
 
 def truncate(rng: random.Random, body: bytes) -> bytes:
-    return body[:rng.randrange(1, len(body))]
+    return body[: rng.randrange(1, len(body))]
 
 
 def flip_bytes(rng: random.Random, body: bytes) -> bytes:
@@ -31,14 +61,17 @@ def flip_bytes(rng: random.Random, body: bytes) -> bytes:
 def lying_length(rng: random.Random, body: bytes) -> bytes:
     """A length field (after a VR, or at an even offset) set to a lie."""
     offsets = _vr_offsets(body)
-    at = rng.choice(offsets) + 2 if offsets and rng.random() < 0.8 else rng.randrange(
-        0, len(body) - 4, 2)
+    at = (
+        rng.choice(offsets) + 2
+        if offsets and rng.random() < 0.8
+        else rng.randrange(0, len(body) - 4, 2)
+    )
     lie = rng.choice([0, 1, 0xFFFF, 0xFFFFFFFF, 2**31, len(body), rng.randrange(2**32)])
     out = bytearray(body)
-    if body[at - 2:at] in (b"OB", b"OW", b"SQ", b"UN", b"UT", b"OF", b"UC"):
-        out[at + 2:at + 6] = struct.pack("<L", lie)
+    if body[at - 2 : at] in (b"OB", b"OW", b"SQ", b"UN", b"UT", b"OF", b"UC"):
+        out[at + 2 : at + 6] = struct.pack("<L", lie)
     else:
-        out[at:at + 2] = struct.pack("<H", lie & 0xFFFF)
+        out[at : at + 2] = struct.pack("<H", lie & 0xFFFF)
     return bytes(out)
 
 
@@ -48,7 +81,7 @@ def wrong_vr(rng: random.Random, body: bytes) -> bytes:
         return flip_bytes(rng, body)
     at = rng.choice(offsets)
     new = rng.choice(VRS + [b"ZZ", b"\0\0", b"ob"])
-    return body[:at] + new + body[at + 2:]
+    return body[:at] + new + body[at + 2 :]
 
 
 def splice_garbage(rng: random.Random, body: bytes) -> bytes:
@@ -63,7 +96,7 @@ def nested(rng: random.Random, body: bytes) -> bytes:
     at = body.rfind(b"\xe0\x7f\x10\x00")
     at = len(body) if at < 0 else at
     if rng.random() < 0.5:
-        seq = (b"\x40\x00\x30\xa7SQ\0\0" + b"\xff" * 4 + b"\xfe\xff\x00\xe0" + b"\xff" * 4)
+        seq = b"\x40\x00\x30\xa7SQ\0\0" + b"\xff" * 4 + b"\xfe\xff\x00\xe0" + b"\xff" * 4
         end = b"\xfe\xff\x0d\xe0\0\0\0\0" + b"\xfe\xff\xdd\xe0\0\0\0\0"
         inner = seq * depth + end * depth
     else:
@@ -75,7 +108,13 @@ def nested(rng: random.Random, body: bytes) -> bytes:
 
 
 MUTATIONS: list[Callable[[random.Random, bytes], bytes]] = [
-    truncate, flip_bytes, lying_length, wrong_vr, splice_garbage, nested]
+    truncate,
+    flip_bytes,
+    lying_length,
+    wrong_vr,
+    splice_garbage,
+    nested,
+]
 
 
 def mutate(rng: random.Random, body: bytes) -> tuple[str, bytes]:

@@ -56,11 +56,13 @@ def race(port: int, versions: list[Dataset], ts: str) -> list[int]:
     return race_two_nodes([port] * len(versions), versions, ts)
 
 
-def race_two_nodes(ports: list[int], versions: list[Dataset],
-                   ts: str = "1.2.840.10008.1.2.1") -> list[int]:
+def race_two_nodes(
+    ports: list[int], versions: list[Dataset], ts: str = "1.2.840.10008.1.2.1"
+) -> list[int]:
     """Send ``versions[i]`` to ``ports[i]``, each on its own association, at once."""
-    assocs = [associate(port, versions[0].SOPClassUID, ts, f"RACER{i}")
-              for i, port in enumerate(ports)]
+    assocs = [
+        associate(port, versions[0].SOPClassUID, ts, f"RACER{i}") for i, port in enumerate(ports)
+    ]
     barrier = threading.Barrier(len(versions))
     statuses: list[int] = [-1] * len(versions)
 
@@ -78,8 +80,13 @@ def race_two_nodes(ports: list[int], versions: list[Dataset],
     return statuses
 
 
-def write_part10(ds: Dataset, path: Path, sop: str | None = None,
-                 ts: str = "1.2.840.10008.1.2.1", body: bytes | None = None) -> Path:
+def write_part10(
+    ds: Dataset,
+    path: Path,
+    sop: str | None = None,
+    ts: str = "1.2.840.10008.1.2.1",
+    body: bytes | None = None,
+) -> Path:
     """Write ``ds`` (or the encoded ``body`` instead of it) behind a File Meta naming
     ``sop`` (default: the dataset's) and ``ts``, whatever the dataset holds; send it
     unchanged with :func:`tests.support.scu.store_file_raw`."""

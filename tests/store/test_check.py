@@ -46,8 +46,9 @@ def _image(rows: int = 4, cols: int = 4, bits: int = 16, frames: int | None = No
     return ds
 
 
-@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian,
-                                ExplicitVRBigEndian])
+@pytest.mark.parametrize(
+    "ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian]
+)
 def test_native_image_in_each_byte_order(ts: str) -> None:
     check_dataset(_encode(_image(frames=3), ts), ts)
     short = _image(frames=3)
@@ -81,12 +82,12 @@ def test_bad_offset_table_and_missing_soi() -> None:
     ts = ds.file_meta.TransferSyntaxUID
     body = _encode(ds, ts)
     bot = body.index(b"\xfe\xff\x00\xe0", body.rindex(b"\xe0\x7f\x10\x00"))
-    bad = body[:bot + 4] + struct.pack("<LL", 4, 7) + body[bot + 8:]  # a 4-byte BOT of 7
+    bad = body[: bot + 4] + struct.pack("<LL", 4, 7) + body[bot + 8 :]  # a 4-byte BOT of 7
     with pytest.raises(StructureError, match="Offset Table"):
         check_dataset(bad, ts)
     frag = body.index(b"\xff\xd8", bot)
     with pytest.raises(StructureError, match="SOI"):
-        check_dataset(body[:frag] + b"\0\0" + body[frag + 2:], ts)
+        check_dataset(body[:frag] + b"\0\0" + body[frag + 2 :], ts)
 
 
 def test_numeric_value_of_a_wrong_length() -> None:
@@ -110,8 +111,9 @@ def test_nesting_limit() -> None:
 
     check_dataset(_encode(nested(MAX_DEPTH), ExplicitVRLittleEndian), ExplicitVRLittleEndian)
     with pytest.raises(StructureError, match="nested"):
-        check_dataset(_encode(nested(MAX_DEPTH + 1), ExplicitVRLittleEndian),
-                      ExplicitVRLittleEndian)
+        check_dataset(
+            _encode(nested(MAX_DEPTH + 1), ExplicitVRLittleEndian), ExplicitVRLittleEndian
+        )
 
 
 def test_deflate_bomb_header_is_read_within_a_bound() -> None:

@@ -31,8 +31,11 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 48 MiB tmpfs of its own (needs root, as in CI)."""
     mnt = tmp_path / "fs"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode:
         pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
     try:
@@ -66,22 +69,43 @@ class _LowWater:
         self._thread.join(5)
 
 
-def test_burst_cannot_take_free_space_below_the_reserve(tmp_path: Path,
-                                                        small_fs: Path) -> None:
+def test_burst_cannot_take_free_space_below_the_reserve(tmp_path: Path, small_fs: Path) -> None:
     reserve_mb = 16
     files = [make_study(tmp_path / f"src{i}", 25, size=512, seed=60 + i) for i in range(4)]
-    proc = NodeProcess(tmp_path / "node", {
-        "data_dir": str(small_fs / "data"), "disk_reserve_mb": reserve_mb,
-        "models": {"bundled": False},
-        "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 60}]})
+    proc = NodeProcess(
+        tmp_path / "node",
+        {
+            "data_dir": str(small_fs / "data"),
+            "disk_reserve_mb": reserve_mb,
+            "models": {"bundled": False},
+            "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 60}],
+        },
+    )
     proc.data_dir = small_fs / "data"
     filler = small_fs / "filler"
     filler.write_bytes(bytes(8 * MiB))
     with proc, _LowWater(small_fs) as water:
-        senders = [subprocess.Popen(
-            ["storescu", "-v", "-nh", "-aet", f"SCU{i}", "-aec", "DICOM_NODE", "127.0.0.1",
-             str(proc.port), *map(str, f)], env=ENV, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True) for i, f in enumerate(files)]
+        senders = [
+            subprocess.Popen(
+                [
+                    "storescu",
+                    "-v",
+                    "-nh",
+                    "-aet",
+                    f"SCU{i}",
+                    "-aec",
+                    "DICOM_NODE",
+                    "127.0.0.1",
+                    str(proc.port),
+                    *map(str, f),
+                ],
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for i, f in enumerate(files)
+        ]
         outs = [s.communicate(timeout=300)[0] for s in senders]
         stored = [f for out in outs for f in _successes(out)]
         refused = sum(out.count("Refused: OutOfResources") for out in outs)
@@ -94,29 +118,37 @@ def test_burst_cannot_take_free_space_below_the_reserve(tmp_path: Path,
         assert water.low >= (reserve_mb - 4) * MiB, f"free space fell to {water.low}"
         for f in stored:
             sop = dcmread(f, stop_before_pixels=True).SOPInstanceUID
-            assert query(proc.index, "SELECT count(*) FROM instances WHERE "
-                         "sop_instance_uid=:u", u=sop) == [(1,)]
+            assert query(
+                proc.index, "SELECT count(*) FROM instances WHERE sop_instance_uid=:u", u=sop
+            ) == [(1,)]
         assert inconsistencies(proc) == []
         # Space comes back (the filler goes): C-STOREs succeed again.
         late = files[0][-1:]
         assert "Refused: OutOfResources" in storescu(proc.port, late).stderr
         filler.unlink()
         r = storescu(proc.port, late)
-        assert r.returncode == 0 and "Received Store Response (Success)" in r.stderr, \
-            r.stderr[-2000:]
+        assert r.returncode == 0 and "Received Store Response (Success)" in r.stderr, r.stderr[
+            -2000:
+        ]
 
 
 def test_group_routed_once_the_database_takes_writes_again(tmp_path: Path) -> None:
     """A group whose routing failed ("database or disk is full", here raised by a real
     SQLite trigger) is not left ``complete`` until a restart."""
     files = make_study(tmp_path / "src", 3, size=32, seed=70)
-    with NodeProcess(tmp_path / "node", {
+    with NodeProcess(
+        tmp_path / "node",
+        {
             "models": {"bundled": False},
-            "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}]}) as proc:
+            "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
+        },
+    ) as proc:
         db = sqlite3.connect(proc.data_dir / "index.sqlite", timeout=30)
-        db.execute("CREATE TRIGGER disk_full BEFORE UPDATE OF state ON groups "
-                   "WHEN NEW.state NOT IN ('open', 'complete') "
-                   "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        db.execute(
+            "CREATE TRIGGER disk_full BEFORE UPDATE OF state ON groups "
+            "WHEN NEW.state NOT IN ('open', 'complete') "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
         db.commit()
         assert storescu(proc.port, files).returncode == 0
         wait_until(lambda: "database or disk is full" in proc.log(), timeout=30)
@@ -124,6 +156,7 @@ def test_group_routed_once_the_database_takes_writes_again(tmp_path: Path) -> No
         db.execute("DROP TRIGGER disk_full")
         db.commit()
         db.close()
-        wait_until(lambda: query(proc.data_dir, "SELECT state FROM groups")
-                   != [("complete",)], timeout=60)
+        wait_until(
+            lambda: query(proc.data_dir, "SELECT state FROM groups") != [("complete",)], timeout=60
+        )
         assert query(proc.data_dir, "SELECT state FROM groups") == [("unrouted",)]

@@ -32,17 +32,34 @@ def races(request: pytest.FixtureRequest) -> int:
 
 def test_three_storescu_send_one_study_at_once(tmp_path: Path, index_url: str) -> None:
     files = make_study(tmp_path / "src", 40, size=64, seed=41)
-    with NodeProcess(tmp_path / "node", node_config(
-            index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 30}])) as proc:
-        senders = [subprocess.Popen(
-            ["storescu", "-v", "-aet", f"SCU{i}", "-aec", "DICOM_NODE", "127.0.0.1",
-             str(proc.port), *map(str, files)], env=ENV, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True) for i in range(3)]
+    with NodeProcess(
+        tmp_path / "node",
+        node_config(index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 30}]),
+    ) as proc:
+        senders = [
+            subprocess.Popen(
+                [
+                    "storescu",
+                    "-v",
+                    "-aet",
+                    f"SCU{i}",
+                    "-aec",
+                    "DICOM_NODE",
+                    "127.0.0.1",
+                    str(proc.port),
+                    *map(str, files),
+                ],
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for i in range(3)
+        ]
         outs = [s.communicate(timeout=120)[0] for s in senders]
         for s, out in zip(senders, outs, strict=True):
             assert s.returncode == 0, out[-2000:]
-            assert len(re.findall(r"Received Store Response \(Success\)", out)) == 40, \
-                out[-3000:]
+            assert len(re.findall(r"Received Store Response \(Success\)", out)) == 40, out[-3000:]
         assert inconsistencies(proc) == []
         assert query(proc.index, "SELECT count(*) FROM instances") == [(40,)]
         # Duplicates under keep_first touch no group: one group of 40 instances.
@@ -51,8 +68,11 @@ def test_three_storescu_send_one_study_at_once(tmp_path: Path, index_url: str) -
 
 def _versions(n: int, seed: int) -> list:  # type: ignore[type-arg]
     """``n`` versions of one new instance: same UIDs, different pixel bytes."""
-    first = next(iter_ct_series(1, Patient(patient_id="RACE"), rows=32, cols=32, seed=seed,
-                                study_uid=new_uid()))
+    first = next(
+        iter_ct_series(
+            1, Patient(patient_id="RACE"), rows=32, cols=32, seed=seed, study_uid=new_uid()
+        )
+    )
     out = [first]
     for i in range(1, n):
         other = copy.deepcopy(first)
@@ -64,16 +84,25 @@ def _versions(n: int, seed: int) -> list:  # type: ignore[type-arg]
 
 
 @pytest.mark.parametrize("policy", ["keep_first", "replace"])
-def test_two_associations_race_on_one_uid(tmp_path: Path, index_url: str,
-                                          policy: str, races: int) -> None:
-    with NodeProcess(tmp_path / "node", node_config(
-            index_url, duplicate_policy=policy,
-            ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 30}])) as proc:
+def test_two_associations_race_on_one_uid(
+    tmp_path: Path, index_url: str, policy: str, races: int
+) -> None:
+    with NodeProcess(
+        tmp_path / "node",
+        node_config(
+            index_url,
+            duplicate_policy=policy,
+            ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 30}],
+        ),
+    ) as proc:
         for i in range(races):
             versions = _versions(2, seed=100 + i)
             assert race(proc.port, versions, ExplicitVRLittleEndian) == [0, 0], i
-            (path,), = query(proc.index, "SELECT path FROM instances WHERE "
-                             "sop_instance_uid=:u", u=versions[0].SOPInstanceUID)
+            ((path,),) = query(
+                proc.index,
+                "SELECT path FROM instances WHERE sop_instance_uid=:u",
+                u=versions[0].SOPInstanceUID,
+            )
             stored = dcmread(path).PixelData
             # The file is one of the two versions, whole (not a mix, not gone).
             assert stored in (versions[0].PixelData, versions[1].PixelData), i
@@ -82,21 +111,27 @@ def test_two_associations_race_on_one_uid(tmp_path: Path, index_url: str,
         assert "0xA700" not in proc.log() and "indexing failed" not in proc.log()
 
 
-def test_two_node_processes_on_one_database_race_on_one_uid(tmp_path: Path,
-                                                            index_url: str,
-                                                            races: int) -> None:
+def test_two_node_processes_on_one_database_race_on_one_uid(
+    tmp_path: Path, index_url: str, races: int
+) -> None:
     """Across processes only the database's unique key decides: the loser's INSERT fails
     with the driver's IntegrityError and it answers the duplicate Success, removing only
     its own file."""
-    cfg = {"database_url": index_url, "models": {"bundled": False},
-           "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 30}]}
+    cfg = {
+        "database_url": index_url,
+        "models": {"bundled": False},
+        "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 30}],
+    }
     with NodeProcess(tmp_path / "a", cfg) as a, NodeProcess(tmp_path / "b", cfg) as b:
         for i in range(races):
             versions = _versions(2, seed=200 + i)
             statuses = race_two_nodes([a.port, b.port], versions)
             assert statuses == [0, 0], i
-            (path,), = query(index_url, "SELECT path FROM instances WHERE "
-                             "sop_instance_uid=:u", u=versions[0].SOPInstanceUID)
+            ((path,),) = query(
+                index_url,
+                "SELECT path FROM instances WHERE sop_instance_uid=:u",
+                u=versions[0].SOPInstanceUID,
+            )
             assert dcmread(path).PixelData in (versions[0].PixelData, versions[1].PixelData)
         rows = {Path(p) for (p,) in query(index_url, "SELECT path FROM instances")}
         assert len(rows) == races and all(p.is_file() for p in rows)

@@ -44,8 +44,7 @@ ANSWERS = {0x0000, 0xA900, 0xC210, 0xC220}  # 0xA700 would be an internal failur
 
 
 def _ct(implicit: bool = False, with_sequence: bool = False) -> tuple[Dataset, str]:
-    ds = next(iter_ct_series(1, Patient(patient_id="FUZZ"), rows=32, cols=32,
-                             study_uid=new_uid()))
+    ds = next(iter_ct_series(1, Patient(patient_id="FUZZ"), rows=32, cols=32, study_uid=new_uid()))
     for elem in list(ds):  # room before Pixel Data for spliced sequences
         if 0x0040A730 <= elem.tag < 0x7FE00010:
             del ds[elem.tag]
@@ -123,8 +122,9 @@ class _Sender:
             self.assoc.release()
 
 
-def test_fuzzed_datasets_leave_the_node_whole(tmp_path: Path,
-                                              request: pytest.FixtureRequest) -> None:
+def test_fuzzed_datasets_leave_the_node_whole(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     long = request.config.getoption("--long", default=False)
     seed = request.config.getoption("--fuzz-seed", default=None) or SEED
     batches, per_batch = (40, 50) if long else (3, 30)

@@ -36,8 +36,9 @@ PIXEL_TAG = b"\xe0\x7f\x10\x00"
 
 def _ct() -> Dataset:
     """A 64x64 16-bit CT slice: 8,192 bytes of Pixel Data."""
-    ds = next(iter_ct_series(1, Patient(patient_id="BROKEN"), rows=64, cols=64,
-                             study_uid=new_uid()))
+    ds = next(
+        iter_ct_series(1, Patient(patient_id="BROKEN"), rows=64, cols=64, study_uid=new_uid())
+    )
     for elem in list(ds):  # nothing between (0028,xxxx) and Pixel Data: room to splice
         if 0x00280200 < elem.tag < 0x7FE00010:
             del ds[elem.tag]
@@ -56,8 +57,7 @@ def _pixels_at(body: bytes) -> int:
 
 
 def _element(tag: int, vr: bytes, length: int) -> bytes:
-    return struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr + b"\0\0" + struct.pack("<L",
-                                                                                    length)
+    return struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr + b"\0\0" + struct.pack("<L", length)
 
 
 def _cut_pixels(ds: Dataset) -> bytes:
@@ -68,28 +68,31 @@ def _cut_pixels(ds: Dataset) -> bytes:
 
 def _random_pixels(ds: Dataset) -> bytes:
     body = _encode(ds)
-    return body[:_pixels_at(body)] + random.Random(5).randbytes(8204)
+    return body[: _pixels_at(body)] + random.Random(5).randbytes(8204)
 
 
 def _undefined_native(ds: Dataset) -> bytes:
     body = _encode(ds)
     item = struct.pack("<HHL", 0xFFFE, 0xE000, 8192) + bytes(8192)
-    return (body[:_pixels_at(body)] + _element(0x7FE00010, b"OB", 0xFFFFFFFF)
-            + struct.pack("<HHL", 0xFFFE, 0xE000, 0) + item
-            + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0))
+    return (
+        body[: _pixels_at(body)]
+        + _element(0x7FE00010, b"OB", 0xFFFFFFFF)
+        + struct.pack("<HHL", 0xFFFE, 0xE000, 0)
+        + item
+        + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    )
 
 
 def _claims_2gib(ds: Dataset) -> bytes:
     body = _encode(ds)
-    return body[:_pixels_at(body)] + _element(0x7FE00010, b"OW", 2**31) + bytes(512)
+    return body[: _pixels_at(body)] + _element(0x7FE00010, b"OW", 2**31) + bytes(512)
 
 
 def _deep_sequence(ds: Dataset) -> bytes:
     body = _encode(ds)
     at = _pixels_at(body)
     depth = 3000
-    seq = _element(0x0040A730, b"SQ", 0xFFFFFFFF) + struct.pack("<HHL", 0xFFFE, 0xE000,
-                                                                 0xFFFFFFFF)
+    seq = _element(0x0040A730, b"SQ", 0xFFFFFFFF) + struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)
     end = struct.pack("<HHL", 0xFFFE, 0xE00D, 0) + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
     return body[:at] + seq * depth + end * depth + body[at:]
 
@@ -98,8 +101,7 @@ CASES = {
     # name: (dataset bytes, transfer syntax in the File Meta/context, status)
     "pixel_data_cut_to_100_of_8192": (_cut_pixels, ExplicitVRLittleEndian, 0xA900),
     "random_bytes_for_pixel_data": (_random_pixels, ExplicitVRLittleEndian, 0xC210),
-    "undefined_length_native_pixel_data": (_undefined_native, ExplicitVRLittleEndian,
-                                           0xC210),
+    "undefined_length_native_pixel_data": (_undefined_native, ExplicitVRLittleEndian, 0xC210),
     "pixel_data_claims_2_gib": (_claims_2gib, ExplicitVRLittleEndian, 0xC210),
     "sequence_3000_deep": (_deep_sequence, ExplicitVRLittleEndian, 0xC210),
     "explicit_vr_on_implicit_context": (_encode, ImplicitVRLittleEndian, 0xC210),
@@ -108,14 +110,18 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_broken_dataset_refused_and_not_stored(node_sqlite: NodeProcess, tmp_path: Path,
-                                               case: str) -> None:
+def test_broken_dataset_refused_and_not_stored(
+    node_sqlite: NodeProcess, tmp_path: Path, case: str
+) -> None:
     make, ts, expected = CASES[case]
     ds = _ct()
     path = write_part10(ds, tmp_path / f"{case}.dcm", ts=ts, body=make(ds))
     assert store_file_raw(node_sqlite.port, path) == expected
-    assert query(node_sqlite.index, "SELECT count(*) FROM instances WHERE "
-                 "sop_instance_uid=:u", u=ds.SOPInstanceUID) == [(0,)]
+    assert query(
+        node_sqlite.index,
+        "SELECT count(*) FROM instances WHERE sop_instance_uid=:u",
+        u=ds.SOPInstanceUID,
+    ) == [(0,)]
     assert inconsistencies(node_sqlite) == []
     assert echoscu(node_sqlite.port, "DICOM_NODE").returncode == 0
     # The same instance, well formed, is stored afterwards.
@@ -162,6 +168,7 @@ def test_pydicom_test_files_accepted(node_sqlite: NodeProcess) -> None:
     for f in files:
         if Path(f).name not in refused:
             sop = dcmread(f, stop_before_pixels=True).SOPInstanceUID
-            assert query(node_sqlite.index, "SELECT count(*) FROM instances WHERE "
-                         "sop_instance_uid=:u", u=sop) == [(1,)], f
+            assert query(
+                node_sqlite.index, "SELECT count(*) FROM instances WHERE sop_instance_uid=:u", u=sop
+            ) == [(1,)], f
     assert inconsistencies(node_sqlite) == []

@@ -19,22 +19,24 @@ pytestmark = pytest.mark.peer
 
 
 def _ct() -> object:
-    return next(iter_ct_series(1, Patient(patient_id="STAT"), rows=16, cols=16,
-                               study_uid=new_uid()))
+    return next(
+        iter_ct_series(1, Patient(patient_id="STAT"), rows=16, cols=16, study_uid=new_uid())
+    )
 
 
-@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID",
-                                     "SOPInstanceUID"])
-def test_missing_identifying_uid_answers_c220(node_sqlite: NodeProcess, tmp_path: Path,
-                                              keyword: str) -> None:
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+def test_missing_identifying_uid_answers_c220(
+    node_sqlite: NodeProcess, tmp_path: Path, keyword: str
+) -> None:
     ds = _ct()
     sop = ds.SOPInstanceUID
     delattr(ds, keyword)
     path = tmp_path / "lacking.dcm"
     write_part10(ds, path, sop)
     assert store_file_raw(node_sqlite.port, path) == 0xC220
-    assert query(node_sqlite.index, "SELECT count(*) FROM instances WHERE "
-                 "sop_instance_uid=:u", u=sop) == [(0,)]
+    assert query(
+        node_sqlite.index, "SELECT count(*) FROM instances WHERE sop_instance_uid=:u", u=sop
+    ) == [(0,)]
     assert inconsistencies(node_sqlite) == []
 
 
@@ -51,8 +53,9 @@ def test_long_patient_name_is_stored(tmp_path: Path, index_url: str, length: int
             finally:
                 assoc.release()
             assert status == 0, hex(status)
-        (path, name, desc), = query(proc.index, "SELECT path, patient_name, "
-                                    "series_description FROM instances")
+        ((path, name, desc),) = query(
+            proc.index, "SELECT path, patient_name, series_description FROM instances"
+        )
         assert dcmread(path).PatientName == "N" * length  # the file keeps it all
         assert name is None or ("N" * length).startswith(name)
         assert desc is None or ("D" * 3000).startswith(desc)

@@ -67,7 +67,8 @@ def _fsyncs_fail(store: InstanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_new_name_is_linked_before_the_fsync_and_durable_only_after_it(
-        store: InstanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: InstanceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spooled = _spool(store, b"new")
     final = store.path_for("1.2", "1.2.3", "1.2.3.6")
     _fsyncs_fail(store, monkeypatch)
@@ -78,7 +79,8 @@ def test_a_new_name_is_linked_before_the_fsync_and_durable_only_after_it(
 
 
 def test_an_existing_file_is_replaced_only_once_the_new_one_is_on_disk(
-        store: InstanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: InstanceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     final = store.path_for("1.2", "1.2.3", "1.2.3.7")
     store.place(_spool(store, b"accepted"), final).wait_durable()
     spooled = _spool(store, b"replacement")
@@ -88,8 +90,7 @@ def test_an_existing_file_is_replaced_only_once_the_new_one_is_on_disk(
     assert final.read_bytes() == b"accepted" and spooled.read_bytes() == b"replacement"
 
 
-def test_place_copies_a_file_from_another_directory(store: InstanceStore,
-                                                   tmp_path: Path) -> None:
+def test_place_copies_a_file_from_another_directory(store: InstanceStore, tmp_path: Path) -> None:
     elsewhere = tmp_path / "tmp.dcm"  # e.g. pynetdicom's own temp file
     elsewhere.write_bytes(b"abc" * 1000)
     final = store.path_for("1.2", "1.2.3", "1.2.3.6")
@@ -101,7 +102,8 @@ def test_place_copies_a_file_from_another_directory(store: InstanceStore,
 
 
 def test_open_removes_leftovers_and_counts_only_half_written_ones(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     incoming = tmp_path / "data" / "incoming"
     incoming.mkdir(parents=True)
     (incoming / "half.dcm").write_bytes(b"partial")
@@ -114,17 +116,28 @@ def test_open_removes_leftovers_and_counts_only_half_written_ones(
 
 
 def _header(sop: str) -> InstanceHeader:
-    return InstanceHeader(sop_class_uid="1.2.840.10008.5.1.4.1.1.2", sop_instance_uid=sop,
-                          study_uid="1.2.9", series_uid="1.2.9.1", modality="CT")
+    return InstanceHeader(
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        sop_instance_uid=sop,
+        study_uid="1.2.9",
+        series_uid="1.2.9.1",
+        modality="CT",
+    )
 
 
 def test_record_commits_nothing_when_before_commit_fails(tmp_path: Path) -> None:
     db = Database(sqlite_url(tmp_path / "index.db"))
     db.create_all()
     recorder = Recorder(db, lambda title: AETitleSettings(ae_title=title))
-    receipt = Receipt(called_ae="NODE", calling_ae="SCU", peer_address="127.0.0.1",
-                      transfer_syntax="1.2.840.10008.1.2.1", path="/x/1.dcm", size=10,
-                      received_at=utcnow())
+    receipt = Receipt(
+        called_ae="NODE",
+        calling_ae="SCU",
+        peer_address="127.0.0.1",
+        transfer_syntax="1.2.840.10008.1.2.1",
+        path="/x/1.dcm",
+        size=10,
+        received_at=utcnow(),
+    )
 
     def disk_failed() -> None:
         raise StoreError(5, "cannot store 1.dcm: Input/output error")
@@ -137,8 +150,7 @@ def test_record_commits_nothing_when_before_commit_fails(tmp_path: Path) -> None
             assert s.scalar(select(func.count()).select_from(Group)) == 0
         # The next instance of the same study opens the group as if nothing happened.
         calls = []
-        rec = recorder.record(_header("1.2.9.1.2"), receipt,
-                              before_commit=lambda: calls.append(1))
+        rec = recorder.record(_header("1.2.9.1.2"), receipt, before_commit=lambda: calls.append(1))
         assert calls == [1] and rec.new_group
         with db.session() as s:
             assert s.scalar(select(Group.instance_count)) == 1

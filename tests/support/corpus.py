@@ -76,8 +76,7 @@ def corpus_files() -> list[CorpusFile]:
     return out
 
 
-def open_model(workdir: Path, *, photometric: list[str] | None = None,
-               cache: Path | None = None):
+def open_model(workdir: Path, *, photometric: list[str] | None = None, cache: Path | None = None):
     """The bundled demo model with its filters emptied (``photometric`` None: any the
     runtime can read), built into ``cache`` (default ``workdir/cache``). Returns the ai
     ModelRegistry (close it) and the Model."""
@@ -92,8 +91,9 @@ def open_model(workdir: Path, *, photometric: list[str] | None = None,
     (copy / "model.yaml").write_text(yaml.safe_dump(manifest))
     if not (copy / "model.onnx").exists():
         (copy / "model.onnx").symlink_to(package / "model.onnx")
-    registry = ModelRegistry.load(package_dirs=[copy], include_bundled=False,
-                                  options=RuntimeOptions(max_wait_ms=1))
+    registry = ModelRegistry.load(
+        package_dirs=[copy], include_bundled=False, options=RuntimeOptions(max_wait_ms=1)
+    )
     if not registry.models:
         raise RuntimeError(f"demo copy not loaded: {registry.errors}")
     return registry, next(iter(registry.models.values()))
@@ -129,8 +129,9 @@ def _signature(line: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2).strip()) if m else None
 
 
-def _source_carried_errors(source_path: Path, ds: Dataset
-                           ) -> tuple[set[tuple[str, str]], set[str], int]:
+def _source_carried_errors(
+    source_path: Path, ds: Dataset
+) -> tuple[set[tuple[str, str]], set[str], int]:
     """The source's own errors on the values results must carry (as signatures), all
     its error lines, and their count."""
     errors, _ = dciodvfy(source_path)
@@ -139,8 +140,9 @@ def _source_carried_errors(source_path: Path, ds: Dataset
     return sigs, set(errors), len(errors)
 
 
-def classify(result_errors: list[str], source_sigs: set[tuple[str, str]],
-             source_lines: set[str]) -> tuple[list[str], list[str]]:
+def classify(
+    result_errors: list[str], source_sigs: set[tuple[str, str]], source_lines: set[str]
+) -> tuple[list[str], list[str]]:
     """Split one object's errors into (the node's, inherited from the source's carried
     values). A summary line without a value ("contains invalid data values") counts as
     inherited when the source has it too and every other error is inherited."""
@@ -155,8 +157,7 @@ def classify(result_errors: list[str], source_sigs: set[tuple[str, str]],
     return node, inherited
 
 
-def run_file(cf: CorpusFile, model, out_dir: Path, options=None,
-             check: bool = True) -> Outcome:
+def run_file(cf: CorpusFile, model, out_dir: Path, options=None, check: bool = True) -> Outcome:
     """Infer ``cf`` with ``model``, write the results into ``out_dir``, dciodvfy them."""
     import sr_writer
     from ai.decode import DecodeError
@@ -211,16 +212,19 @@ _WORKER: dict[str, object] = {}
 
 
 def _worker_init(work: str, check: bool, options: object) -> None:
-    registry, model = open_model(Path(work) / f"model-{os.getpid()}",
-                                 cache=Path(work) / "cache")
-    _WORKER.update(registry=registry, model=model, work=Path(work), check=check,
-                   options=options)
+    registry, model = open_model(Path(work) / f"model-{os.getpid()}", cache=Path(work) / "cache")
+    _WORKER.update(registry=registry, model=model, work=Path(work), check=check, options=options)
 
 
 def _worker_run(cf: CorpusFile) -> Outcome:
     try:
-        outcome = run_file(cf, _WORKER["model"], _WORKER["work"] / "results",  # type: ignore[arg-type]
-                           _WORKER["options"], check=bool(_WORKER["check"]))
+        outcome = run_file(
+            cf,
+            _WORKER["model"],
+            _WORKER["work"] / "results",  # type: ignore[arg-type]
+            _WORKER["options"],
+            check=bool(_WORKER["check"]),
+        )
     except Exception as exc:  # a crash is an outcome to report
         log.debug("crash on %s", cf.name, exc_info=True)
         outcome = Outcome(cf, "crash", f"{type(exc).__name__}: {exc}")
@@ -228,8 +232,13 @@ def _worker_run(cf: CorpusFile) -> Outcome:
     return outcome
 
 
-def run_corpus(files: list[CorpusFile], out_dir: Path | None = None, check: bool = True,
-               workers: int | None = None, options: object = None) -> Iterator[Outcome]:
+def run_corpus(
+    files: list[CorpusFile],
+    out_dir: Path | None = None,
+    check: bool = True,
+    workers: int | None = None,
+    options: object = None,
+) -> Iterator[Outcome]:
     """Run every file of ``files`` (in order) through the demo copy and the writers
     (``options``: sr_writer.WriteOptions, default one heatmap per positive label),
     ``workers`` processes at a time (default: one per CPU, at most 4); an exception
@@ -256,13 +265,21 @@ def ensure_demo_package_once(work: Path) -> None:
 
 def table(outcomes: list[Outcome]) -> str:
     """A Markdown table: file, outcome, objects, node errors, inherited errors."""
-    lines = ["| file | outcome | objects | node errors | inherited errors: lines, distinct "
-             "(source's own distinct on carried values) |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| file | outcome | objects | node errors | inherited errors: lines, distinct "
+        "(source's own distinct on carried values) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for o in outcomes:
         what = o.status if o.status == "ok" else f"{o.status}: {o.reason}"
         objs = ", ".join(f"{n} {k}" for k, n in o.objects.items()) or "-"
-        inh = (f"{len(o.inherited)}, {o.inherited_distinct} ({o.source_carried_distinct})"
-               if o.inherited else "0")
-        lines.append(f"| {o.file.name} | {what.replace('|', '/')[:160]} | {objs} | "
-                     f"{len(o.node_errors)} | {inh} |")
+        inh = (
+            f"{len(o.inherited)}, {o.inherited_distinct} ({o.source_carried_distinct})"
+            if o.inherited
+            else "0"
+        )
+        lines.append(
+            f"| {o.file.name} | {what.replace('|', '/')[:160]} | {objs} | "
+            f"{len(o.node_errors)} | {inh} |"
+        )
     return "\n".join(lines)

@@ -14,19 +14,45 @@ from tests.support.storescp import dcmtk_env
 ENV = dcmtk_env()
 
 
-def storescu(port: int, files: list[Path], called: str = "DICOM_NODE",
-             calling: str = "STORESCU", *extra: str,
-             check: bool = False) -> subprocess.CompletedProcess[str]:
+def storescu(
+    port: int,
+    files: list[Path],
+    called: str = "DICOM_NODE",
+    calling: str = "STORESCU",
+    *extra: str,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
     """Run DCMTK storescu verbosely over one association; ``check`` raises on a failed run."""
-    return subprocess.run(["storescu", "-v", "-aet", calling, "-aec", called, *extra,
-                           "127.0.0.1", str(port), *map(str, files)],
-                          env=ENV, capture_output=True, text=True, timeout=120, check=check)
+    return subprocess.run(
+        [
+            "storescu",
+            "-v",
+            "-aet",
+            calling,
+            "-aec",
+            called,
+            *extra,
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
 
 
 def echoscu(port: int, called: str, calling: str = "ECHOSCU") -> subprocess.CompletedProcess[str]:
     """Run DCMTK echoscu."""
-    return subprocess.run(["echoscu", "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
-                          env=ENV, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["echoscu", "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def storescu_successes(storescu_log: str) -> list[str]:

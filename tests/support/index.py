@@ -28,5 +28,7 @@ def job_rows(data_dir: Path) -> list[tuple]:
 
 def attempts(data_dir: Path) -> list[tuple]:
     """Every delivery attempt: job, destination, outcome, sent, accepted."""
-    return query(data_dir, "select job_id, destination, outcome, sent, accepted "
-                           "from delivery_attempts order by id")
+    return query(
+        data_dir,
+        "select job_id, destination, outcome, sent, accepted from delivery_attempts order by id",
+    )

@@ -51,6 +51,7 @@ class LoggedProcess:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            print(f"--- {self.label} log ({self.log_path}) ---\n{self.log_tail(80)}",
-                  file=sys.stderr)
+            print(
+                f"--- {self.label} log ({self.log_path}) ---\n{self.log_tail(80)}", file=sys.stderr
+            )
         self.stop()

@@ -21,16 +21,25 @@ ROOT = Path(__file__).resolve().parents[2]
 class NodeProcess:
     """A node subprocess on a free loopback port with its own data dir and config."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None,
-                 port: int | None = None, extra_args: list[str] | None = None,
-                 preexec_fn: Callable[[], None] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        port: int | None = None,
+        extra_args: list[str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.data_dir = self.workdir / "data"
-        cfg = {"bind_address": "127.0.0.1", "port": self.port,
-               "data_dir": str(self.data_dir), "disk_reserve_mb": 0}
+        cfg = {
+            "bind_address": "127.0.0.1",
+            "port": self.port,
+            "data_dir": str(self.data_dir),
+            "disk_reserve_mb": 0,
+        }
         cfg.update(config or {})
         # Every node gets its own free HTTP port (the default 8080 would collide).
         http = dict(cfg.get("http") or {})
@@ -68,9 +77,21 @@ class NodeProcess:
         log = self.log_path.open("ab")
         earlier = len(self.log())  # a restarted node appends to the same log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dicom_node", "serve", "--config", str(self.config_path),
-             *self.extra_args],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
+            [
+                sys.executable,
+                "-m",
+                "dicom_node",
+                "serve",
+                "--config",
+                str(self.config_path),
+                *self.extra_args,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while True:

@@ -48,10 +48,15 @@ class Orthanc(LoggedProcess):
 
     label = "Orthanc"
 
-    def __init__(self, workdir: Path, aet: str = "ORTHANC",
-                 modalities: dict[str, tuple[str, str, int]] | None = None,
-                 dicomweb: bool | None = None, users: dict[str, str] | None = None,
-                 extra_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        aet: str = "ORTHANC",
+        modalities: dict[str, tuple[str, str, int]] | None = None,
+        dicomweb: bool | None = None,
+        users: dict[str, str] | None = None,
+        extra_config: dict[str, Any] | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.aet = aet
         self.modalities = dict(modalities or {})
@@ -113,8 +118,12 @@ class Orthanc(LoggedProcess):
         }
         if self.dicomweb_plugin is not None:
             cfg["Plugins"] = [str(self.dicomweb_plugin)]
-            cfg["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
-                               "Ssl": False}
+            cfg["DicomWeb"] = {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "EnableWado": True,
+                "Ssl": False,
+            }
         cfg.update(self.extra_config)
         return cfg
 
@@ -143,17 +152,24 @@ class Orthanc(LoggedProcess):
     def _start_once(self, timeout: float) -> str:
         self.config_path.write_text(json.dumps(self.config(), indent=2))
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([ORTHANC, "--no-jobs", str(self.config_path)],
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir, env=dcmtk_env())
+        self.proc = subprocess.Popen(
+            [ORTHANC, "--no-jobs", str(self.config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=dcmtk_env(),
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return "exited"
             try:
                 rsp = self.session.get(f"{self.url}/system", timeout=1)
-                if (rsp.status_code == 200 and rsp.json().get("Name") == self.name
-                        and listening(self.dicom_port, self.proc.pid)):
+                if (
+                    rsp.status_code == 200
+                    and rsp.json().get("Name") == self.name
+                    and listening(self.dicom_port, self.proc.pid)
+                ):
                     return "ready"
             except (requests.RequestException, ValueError):
                 pass
@@ -181,8 +197,11 @@ class Orthanc(LoggedProcess):
 
     def upload(self, path: Path) -> dict[str, Any]:
         """Store one DICOM file through ``POST /instances``; returns Orthanc's answer."""
-        return self.post("/instances", data=Path(path).read_bytes(),
-                         headers={"Content-Type": "application/dicom"})
+        return self.post(
+            "/instances",
+            data=Path(path).read_bytes(),
+            headers={"Content-Type": "application/dicom"},
+        )
 
     def find(self, level: str, query: dict[str, str]) -> list[str]:
         """Orthanc IDs of resources at ``level`` (Patient/Study/Series/Instance)."""
@@ -211,14 +230,21 @@ class Orthanc(LoggedProcess):
 
     def add_modality(self, name: str, aet: str, host: str, port: int) -> None:
         """Register (or update) a DICOM modality at run time."""
-        rsp = self.session.put(f"{self.url}/modalities/{name}", timeout=10,
-                               json={"AET": aet, "Host": host, "Port": port})
+        rsp = self.session.put(
+            f"{self.url}/modalities/{name}",
+            timeout=10,
+            json={"AET": aet, "Host": host, "Port": port},
+        )
         rsp.raise_for_status()
         self.modalities[name] = (aet, host, port)
 
-    def store_to_modality(self, modality: str, resources: list[str] | str,
-                          timeout: float = 60) -> Any:
+    def store_to_modality(
+        self, modality: str, resources: list[str] | str, timeout: float = 60
+    ) -> Any:
         """C-STORE resources (Orthanc IDs) to a registered modality, synchronously."""
         ids = [resources] if isinstance(resources, str) else list(resources)
-        return self.post(f"/modalities/{modality}/store", timeout=timeout,
-                         json={"Resources": ids, "Synchronous": True})
+        return self.post(
+            f"/modalities/{modality}/store",
+            timeout=timeout,
+            json={"Resources": ids, "Synchronous": True},
+        )

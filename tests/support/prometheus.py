@@ -1,7 +1,7 @@
 """Debian's Prometheus server inside tests: scrapes given targets on loopback.
 
-    with Prometheus(tmp_path / "prom", targets=["127.0.0.1:8080"]) as prom:
-        prom.query('dicom_node_instances_received_total')   # the API's result list
+with Prometheus(tmp_path / "prom", targets=["127.0.0.1:8080"]) as prom:
+    prom.query('dicom_node_instances_received_total')   # the API's result list
 """
 
 from __future__ import annotations
@@ -50,18 +50,35 @@ class Prometheus(LoggedProcess):
         """Write the config, start the server, wait until it is ready."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": f"{self.interval_s}s",
-                       "scrape_timeout": f"{self.interval_s}s"},
-            "scrape_configs": [{"job_name": "dicom-node", "metrics_path": "/metrics",
-                                "static_configs": [{"targets": self.targets}]}],
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {
+                        "scrape_interval": f"{self.interval_s}s",
+                        "scrape_timeout": f"{self.interval_s}s",
+                    },
+                    "scrape_configs": [
+                        {
+                            "job_name": "dicom-node",
+                            "metrics_path": "/metrics",
+                            "static_configs": [{"targets": self.targets}],
+                        }
+                    ],
+                }
+            )
+        )
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}",
-             f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -9,8 +9,9 @@ from pydicom.uid import UID
 from pynetdicom import AE, _config
 
 
-def store_file_raw(port: int, path: Path, called: str = "DICOM_NODE",
-                   calling: str = "PYNETDICOM") -> int:
+def store_file_raw(
+    port: int, path: Path, called: str = "DICOM_NODE", calling: str = "PYNETDICOM"
+) -> int:
     """C-STORE a Part 10 file *without decoding it*: pynetdicom streams the bytes after the
     File Meta as the dataset. Returns the status the node answered."""
     meta = read_file_meta_info(path)

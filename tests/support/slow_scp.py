@@ -37,8 +37,9 @@ class SlowStoreSCP(LoggedProcess):
 
     label = "slow SCP"
 
-    def __init__(self, workdir: Path, ae_title: str = "PACS", delay: float = 1.0,
-                 fail_every: int = 0) -> None:
+    def __init__(
+        self, workdir: Path, ae_title: str = "PACS", delay: float = 1.0, fail_every: int = 0
+    ) -> None:
         self.workdir = Path(workdir)
         self.ae_title = ae_title
         self.delay = delay
@@ -53,9 +54,20 @@ class SlowStoreSCP(LoggedProcess):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.slow_scp", str(self.port), str(self.out_dir),
-             str(self.delay), self.ae_title, str(self.fail_every)],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tests.support.slow_scp",
+                str(self.port),
+                str(self.out_dir),
+                str(self.delay),
+                self.ae_title,
+                str(self.fail_every),
+            ],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -113,10 +125,14 @@ def serve(port: int, out_dir: Path, delay: float, ae_title: str, fail_every: int
 
     ae = AE(ae_title=ae_title)
     ae.supported_contexts = StoragePresentationContexts
-    ae.start_server(("127.0.0.1", port), block=True,
-                    evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    ae.start_server(("127.0.0.1", port), block=True, evt_handlers=[(evt.EVT_C_STORE, on_store)])
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4],
-          int(sys.argv[5]) if len(sys.argv) > 5 else 0)
+    serve(
+        int(sys.argv[1]),
+        Path(sys.argv[2]),
+        float(sys.argv[3]),
+        sys.argv[4],
+        int(sys.argv[5]) if len(sys.argv) > 5 else 0,
+    )

@@ -42,9 +42,15 @@ class StoreSCP(LoggedProcess):
 
     label = "storescp"
 
-    def __init__(self, workdir: Path, ae_title: str = "STORESCP", port: int | None = None,
-                 extra_args: list[str] | tuple[str, ...] = (), bit_preserving: bool = True,
-                 accept_all: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        ae_title: str = "STORESCP",
+        port: int | None = None,
+        extra_args: list[str] | tuple[str, ...] = (),
+        bit_preserving: bool = True,
+        accept_all: bool = True,
+    ) -> None:
         self.workdir = Path(workdir)
         self.ae_title = ae_title
         self.port = port or free_port()
@@ -59,8 +65,19 @@ class StoreSCP(LoggedProcess):
 
     def command(self) -> list[str]:
         """The storescp command line."""
-        cmd = [STORESCP, "-v", "+v", "-aet", self.ae_title, "-od", str(self.out_dir),
-               "-ta", "10", "-td", "30"]
+        cmd = [
+            STORESCP,
+            "-v",
+            "+v",
+            "-aet",
+            self.ae_title,
+            "-od",
+            str(self.out_dir),
+            "-ta",
+            "10",
+            "-td",
+            "30",
+        ]
         if self.accept_all:
             cmd.append("+xa")  # accept compressed transfer syntaxes too
         if self.bit_preserving:
@@ -93,8 +110,9 @@ class StoreSCP(LoggedProcess):
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log.write(f"\n=== start: {' '.join(self.command())}\n".encode())
         self._log.flush()
-        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dcmtk_env())
+        self.proc = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=dcmtk_env()
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -127,8 +145,9 @@ class StoreSCP(LoggedProcess):
             if len(files) >= n:
                 return files
             time.sleep(0.05)
-        raise TimeoutError(f"storescp received {len(self.received())} of {n} files:\n"
-                           f"{self.log_tail()}")
+        raise TimeoutError(
+            f"storescp received {len(self.received())} of {n} files:\n{self.log_tail()}"
+        )
 
 
 def proposed_contexts(log: str) -> list[list[tuple[str, list[str]]]]:

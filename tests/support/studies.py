@@ -9,8 +9,12 @@ from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
 
 def make_study(folder: Path, n: int, size: int = 128, seed: int = 7) -> list[Path]:
     """``n`` CT slices of a fresh study written to ``folder``."""
-    return write_files(iter_ct_series(n, Patient(patient_id=f"P{seed}"), rows=size, cols=size,
-                                      seed=seed, study_uid=new_uid()), folder)
+    return write_files(
+        iter_ct_series(
+            n, Patient(patient_id=f"P{seed}"), rows=size, cols=size, seed=seed, study_uid=new_uid()
+        ),
+        folder,
+    )
 
 
 def spooled_data(incoming: Path) -> list[Path]:

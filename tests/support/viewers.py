@@ -30,7 +30,10 @@ def unavailable() -> str | None:
 def _run(harness: Path, target: Path, sources: Sequence[Path], timeout: float) -> dict:
     proc = subprocess.run(
         ["node", str(harness), str(target), *map(str, sources)],
-        capture_output=True, text=True, timeout=timeout, cwd=VIEWERS,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=VIEWERS,
     )
     assert proc.returncode == 0, f"harness exit {proc.returncode}: {proc.stderr[-3000:]}"
     return json.loads(proc.stdout)
@@ -71,9 +74,11 @@ def located(output: dict, findings: Sequence[Finding]) -> list[dict]:
     found = []
     for finding in findings:
         candidates = [
-            m for m in ohif["measurements"]
+            m
+            for m in ohif["measurements"]
             if finding.meaning.lower() in (m["TrackingIdentifier"] or "").lower()
-            and m["loaded"] and m["graphicType"] in ("POLYLINE", "POINT")
+            and m["loaded"]
+            and m["graphicType"] in ("POLYLINE", "POINT")
             and m["graphicData"]
             and m["ReferencedSOPInstanceUID"] == finding.sop_instance_uid
             and m["coordsReferencedSOPInstanceUID"] == finding.sop_instance_uid
@@ -82,16 +87,21 @@ def located(output: dict, findings: Sequence[Finding]) -> list[dict]:
         # A location, not the whole analysed image (which every label's classification
         # carries): strictly inside the image on at least one side.
         candidates = [
-            m for m in candidates
+            m
+            for m in candidates
             if _bbox(m["graphicData"]) != (0, 0, finding.columns, finding.rows)
-            and all(0 <= v <= lim for v, lim in zip(
-                _bbox(m["graphicData"]), (finding.columns, finding.rows) * 2, strict=True))
+            and all(
+                0 <= v <= lim
+                for v, lim in zip(
+                    _bbox(m["graphicData"]), (finding.columns, finding.rows) * 2, strict=True
+                )
+            )
         ]
-        seen = [(m["TrackingIdentifier"], m["graphicType"], m["loaded"])
-                for m in ohif["measurements"]]
+        seen = [
+            (m["TrackingIdentifier"], m["graphicType"], m["loaded"]) for m in ohif["measurements"]
+        ]
         assert candidates, (
-            f"no OHIF measurement locates {finding.meaning} on {finding.sop_instance_uid}: "
-            f"{seen}"
+            f"no OHIF measurement locates {finding.meaning} on {finding.sop_instance_uid}: {seen}"
         )
         found.append(candidates[0])
     return found

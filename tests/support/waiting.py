@@ -9,8 +9,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.1,
-               describe: Callable[[], str] | None = None) -> T:
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 20.0,
+    interval: float = 0.1,
+    describe: Callable[[], str] | None = None,
+) -> T:
     """Poll ``predicate`` until it returns something truthy; return it.
 
     On timeout raise :class:`TimeoutError`, with ``describe()`` (e.g. the node's log) in
@@ -27,9 +31,12 @@ def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: floa
         time.sleep(interval)
 
 
-def wait_for(cond: Callable[[], object], timeout: float, what: str,
-             log: Callable[[], str]) -> None:
+def wait_for(cond: Callable[[], object], timeout: float, what: str, log: Callable[[], str]) -> None:
     """:func:`wait_until` ``cond`` for ``what``; on timeout the message ends with the tail
     of ``log()`` (a node's or a peer's log)."""
-    wait_until(cond, timeout, interval=0.2,
-               describe=lambda: f"timed out waiting for {what}\n{log()[-3000:]}")
+    wait_until(
+        cond,
+        timeout,
+        interval=0.2,
+        describe=lambda: f"timed out waiting for {what}\n{log()[-3000:]}",
+    )

@@ -22,8 +22,11 @@ class WorkerProcess:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
-        cfg = {"data_dir": str(self.workdir / "data"), "disk_reserve_mb": 0,
-               "worker": {"name": name, "heartbeat_seconds": 1}}
+        cfg = {
+            "data_dir": str(self.workdir / "data"),
+            "disk_reserve_mb": 0,
+            "worker": {"name": name, "heartbeat_seconds": 1},
+        }
         cfg.update(config)
         self.config = cfg
         self.config_path = self.workdir / "worker.yaml"
@@ -38,8 +41,11 @@ class WorkerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dicom_node", "worker", "--config", str(self.config_path)],
-            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log,
-            stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while "ready: models" not in self.log():

@@ -33,23 +33,43 @@ depends_on = None
 def _copy_statuses() -> None:
     """Each old attempt's per-instance statuses become delivery_responses rows."""
     bind = op.get_bind()
-    attempts = sa.table("delivery_attempts", sa.column("id"), sa.column("statuses"),
-                        sa.column("started_at"), sa.column("finished_at"))
+    attempts = sa.table(
+        "delivery_attempts",
+        sa.column("id"),
+        sa.column("statuses"),
+        sa.column("started_at"),
+        sa.column("finished_at"),
+    )
     responses = sa.table(
-        "delivery_responses", sa.column("attempt_id"), sa.column("sop_instance_uid"),
-        sa.column("outcome"), sa.column("code"), sa.column("warning"), sa.column("error"),
-        sa.column("elapsed_s"), sa.column("at"))
+        "delivery_responses",
+        sa.column("attempt_id"),
+        sa.column("sop_instance_uid"),
+        sa.column("outcome"),
+        sa.column("code"),
+        sa.column("warning"),
+        sa.column("error"),
+        sa.column("elapsed_s"),
+        sa.column("at"),
+    )
     rows = []
-    for aid, statuses, started, finished in bind.execute(sa.select(
-            attempts.c.id, attempts.c.statuses, attempts.c.started_at,
-            attempts.c.finished_at)):
+    for aid, statuses, started, finished in bind.execute(
+        sa.select(attempts.c.id, attempts.c.statuses, attempts.c.started_at, attempts.c.finished_at)
+    ):
         if isinstance(statuses, str):
             statuses = json.loads(statuses)
         for uid, st in (statuses or {}).items():
-            rows.append({"attempt_id": aid, "sop_instance_uid": uid,
-                         "outcome": st.get("outcome") or "transient", "code": st.get("code"),
-                         "warning": False, "error": st.get("error"), "elapsed_s": 0.0,
-                         "at": finished or started})
+            rows.append(
+                {
+                    "attempt_id": aid,
+                    "sop_instance_uid": uid,
+                    "outcome": st.get("outcome") or "transient",
+                    "code": st.get("code"),
+                    "warning": False,
+                    "error": st.get("error"),
+                    "elapsed_s": 0.0,
+                    "at": finished or started,
+                }
+            )
     if rows:
         op.bulk_insert(responses, rows)
 
@@ -69,12 +89,12 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["attempt_id"], ["delivery_attempts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(op.f("ix_delivery_responses_attempt_id"), "delivery_responses",
-                    ["attempt_id"], unique=False)
+    op.create_index(
+        op.f("ix_delivery_responses_attempt_id"), "delivery_responses", ["attempt_id"], unique=False
+    )
     _copy_statuses()
     with op.batch_alter_table("delivery_attempts") as batch:
-        batch.add_column(sa.Column("planned", sa.Integer(), nullable=False,
-                                   server_default="0"))
+        batch.add_column(sa.Column("planned", sa.Integer(), nullable=False, server_default="0"))
     op.execute("UPDATE delivery_attempts SET planned = sent")
     with op.batch_alter_table("delivery_attempts") as batch:
         batch.drop_column("statuses")
@@ -99,22 +119,38 @@ def upgrade() -> None:
     _http_index()
 
 
-_QIDO_COLUMNS = (("study_time", sa.String(16)), ("study_description", sa.String(64)),
-                 ("study_id", sa.String(16)), ("series_number", sa.Integer()),
-                 ("patient_birth_date", sa.String(8)), ("patient_sex", sa.String(16)),
-                 ("referring_physician", sa.String(324)))
+_QIDO_COLUMNS = (
+    ("study_time", sa.String(16)),
+    ("study_description", sa.String(64)),
+    ("study_id", sa.String(16)),
+    ("series_number", sa.Integer()),
+    ("patient_birth_date", sa.String(8)),
+    ("patient_sex", sa.String(16)),
+    ("referring_physician", sa.String(324)),
+)
 _INDEXED = ("patient_id", "accession_number", "study_date", "modality")
 #: result_instances' columns: the instances columns the HTTP face reads.
 _RESULT_COLUMNS = (
-    ("sop_instance_uid", sa.String(64)), ("sop_class_uid", sa.String(64)),
-    ("study_uid", sa.String(64)), ("series_uid", sa.String(64)),
-    ("patient_id", sa.String(64)), ("patient_name", sa.String(324)),
-    ("accession_number", sa.String(64)), ("study_date", sa.String(8)),
-    ("modality", sa.String(16)), ("body_part", sa.String(64)),
-    ("series_description", sa.String(64)), ("view_position", sa.String(16)),
-    ("instance_number", sa.Integer()), ("transfer_syntax", sa.String(64)),
-    ("rows", sa.Integer()), ("columns", sa.Integer()), ("number_of_frames", sa.Integer()),
-    *_QIDO_COLUMNS, ("path", sa.String(1024)))
+    ("sop_instance_uid", sa.String(64)),
+    ("sop_class_uid", sa.String(64)),
+    ("study_uid", sa.String(64)),
+    ("series_uid", sa.String(64)),
+    ("patient_id", sa.String(64)),
+    ("patient_name", sa.String(324)),
+    ("accession_number", sa.String(64)),
+    ("study_date", sa.String(8)),
+    ("modality", sa.String(16)),
+    ("body_part", sa.String(64)),
+    ("series_description", sa.String(64)),
+    ("view_position", sa.String(16)),
+    ("instance_number", sa.Integer()),
+    ("transfer_syntax", sa.String(64)),
+    ("rows", sa.Integer()),
+    ("columns", sa.Integer()),
+    ("number_of_frames", sa.Integer()),
+    *_QIDO_COLUMNS,
+    ("path", sa.String(1024)),
+)
 
 
 def _http_index() -> None:
@@ -132,8 +168,9 @@ def _http_index() -> None:
         sa.UniqueConstraint("output_id"),
     )
     for name in ("modality", "series_uid", "sop_instance_uid", "study_uid"):
-        op.create_index(op.f(f"ix_result_instances_{name}"), "result_instances", [name],
-                        unique=False)
+        op.create_index(
+            op.f(f"ix_result_instances_{name}"), "result_instances", [name], unique=False
+        )
 
 
 def downgrade() -> None:
@@ -147,7 +184,6 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("published_at")
     with op.batch_alter_table("delivery_attempts") as batch:
-        batch.add_column(sa.Column("statuses", sa.JSON(), nullable=False,
-                                   server_default="{}"))
+        batch.add_column(sa.Column("statuses", sa.JSON(), nullable=False, server_default="{}"))
         batch.drop_column("planned")
     op.drop_table("delivery_responses")
