@@ -9,6 +9,7 @@ scripts/install.sh dev scale  # scale: psycopg (PostgreSQL tests), celery + redi
 # with PyTorch. Pinned, torch first: an unpinned torch or torchvision pulls CUDA builds.
 .venv/bin/python -m pip install -q "torch==2.13.0" "torchvision==0.28.*" torchxrayvision
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
