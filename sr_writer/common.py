@@ -12,7 +12,7 @@ from pydicom.sr.codedict import codes
 from sr_writer.codes import PROCESSING_ALGORITHM
 from sr_writer.inputs import ModelIdentity
 from sr_writer.options import DEFAULT_CAUTION, DEMO_CAUTION, WriteOptions
-from sr_writer.source_values import UNPAIRED_BODY_PARTS, sanitized_copy
+from sr_writer.source_values import TEXT_VRS, UNPAIRED_BODY_PARTS, sanitized_copy
 
 # Patient and General Study attributes copied verbatim from the source (when present)
 # on top of what highdicom copies itself.
@@ -159,24 +159,6 @@ def append_algorithm_equipment(ds: Dataset, model: ModelIdentity, when: dt.datet
 # Text in the results may mix the source's characters and the model's. Latin-1 when
 # that is enough (DCMTK's VR checker does not handle UTF-8 and warns), else UTF-8.
 CHARACTER_SET = "ISO_IR 192"
-_TEXT_VRS = {
-    "AE",
-    "AS",
-    "CS",
-    "DA",
-    "DS",
-    "DT",
-    "IS",
-    "LO",
-    "LT",
-    "PN",
-    "SH",
-    "ST",
-    "TM",
-    "UC",
-    "UR",
-    "UT",
-}
 
 
 def _latin1(ds: Dataset) -> bool:
@@ -184,7 +166,7 @@ def _latin1(ds: Dataset) -> bool:
         if element.VR == "SQ":
             if not all(_latin1(item) for item in element.value):
                 return False
-        elif element.VR in _TEXT_VRS and element.value is not None:
+        elif element.VR in TEXT_VRS and element.value is not None:
             values = element.value if element.VM > 1 else [element.value]
             try:
                 for value in values:

@@ -54,7 +54,8 @@ TYPE2 = frozenset(
     }
 )
 _RAISE = 2  # pydicom's config.RAISE
-_TEXT_VRS = frozenset(
+# VRs whose values are character strings
+TEXT_VRS = frozenset(
     {
         "AE",
         "AS",
@@ -152,7 +153,7 @@ def _vr_problem(vr: str, value: object) -> str | None:
     if value in (None, ""):
         return None
     for single in _values(value):
-        if vr in _TEXT_VRS and single is not None:
+        if vr in TEXT_VRS and single is not None:
             single = str(single)  # DSfloat, IS, PersonName, UID: validate their text
         try:
             validate_value(vr, single, _RAISE)
