@@ -94,13 +94,19 @@ class NodeProcess:
         )
         log.close()
         deadline = time.monotonic() + timeout
+        # Each port is probed until it first accepts, not again: every accepted probe
+        # is an association to the node (a thread, a copy of its contexts), and probing
+        # every 50 ms until the banner piled up more than max_associations of them.
+        waiting = [self.port]
+        if self.config["http"].get("enabled", True):
+            waiting.append(self.http_port)
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                wait_for_port(self.port, timeout=0.5)
-                if self.config["http"].get("enabled", True):
-                    wait_for_port(self.http_port, timeout=0.5)
+                while waiting:
+                    wait_for_port(waiting[0], timeout=0.5)
+                    waiting.pop(0)
                 if "dicom-node is running" in self.log()[earlier:]:  # the banner: all up
                     return self
                 time.sleep(0.05)
