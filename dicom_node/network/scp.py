@@ -125,6 +125,7 @@ class StorageSCP:
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
         self.intake = Intake(store, recorder, config.duplicate_policy)
+        metrics.ASSOCIATIONS_ACTIVE.set_function(lambda: len(self.ae.active_associations))
 
     def _install_tweaks(self) -> None:
         """Apply the guarded pynetdicom tweaks ``DICOM_NODE_TWEAKS`` leaves on."""
