@@ -163,8 +163,9 @@ def read_pdus(sock: socket.socket, timeout: float = 10.0) -> Iterator[Pdu]:
         buf += chunk
 
 
-def store_statuses(pdus: list[Pdu]) -> list[int]:
-    """The Status of every DIMSE response in the P-DATA PDUs received."""
+def store_statuses(pdus: list[Pdu], command_field: int | None = None) -> list[int]:
+    """The Status of every DIMSE response in the P-DATA PDUs received (only of those with
+    ``command_field``, e.g. 0x8001 for C-STORE-RSP, if given)."""
     from pydicom.filebase import DicomBytesIO
     from pynetdicom.dsutils import decode
 
@@ -179,7 +180,7 @@ def store_statuses(pdus: list[Pdu]) -> list[int]:
             at += 4 + length
             if control & 1:
                 cmd = decode(DicomBytesIO(data), True, True)
-                if "Status" in cmd:
+                if "Status" in cmd and command_field in (None, cmd.get("CommandField")):
                     statuses.append(int(cmd.Status))
     return statuses
 

@@ -22,6 +22,8 @@ from tests.network import pdus, probe
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
 
+C_STORE_RSP = 0x8001
+
 
 def _store(ds: Dataset, **command: object) -> list[bytes]:
     """A C-STORE of ``ds`` whose command is built by hand (see pdus.raw_store_command)."""
@@ -107,7 +109,7 @@ def test_dropped_requests_leave_no_spool_file(hostile_node: NodeProcess, case: s
     if aborts:
         assert got[-1].kind == pdus.A_ABORT, [p.kind for p in got]
     uids = [ds.SOPInstanceUID for ds in datasets]
-    _assert_nothing_left(node, before, uids, pdus.store_statuses(got))
+    _assert_nothing_left(node, before, uids, pdus.store_statuses(got, C_STORE_RSP))
 
 
 def test_peer_closing_mid_dataset_leaves_no_spool_file(hostile_node: NodeProcess) -> None:
