@@ -211,12 +211,11 @@ class _Ready:
     def end(self, owner: Any) -> list[str]:
         """Discard ``owner``'s received datasets that no handler claimed; return their
         paths."""
-        with self._lock:
+        with self._lock:  # held while removing: a claim sees the file whole, or gone
             files = self._owned.pop(owner, {})
-            for path in files:
+            for path, received in files.items():
                 self._owner_of.pop(path, None)
-        for received in files.values():
-            _discard(received)
+                _discard(received)
         return list(files)
 
     def _sweep(self) -> None:
