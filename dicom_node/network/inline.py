@@ -14,8 +14,8 @@ arriving while the association thread has nothing queued or in service and no re
 under way, is served inline; everything else (C-ECHO, unknown contexts, a request racing a
 release) takes pynetdicom's own path unchanged. (For a SOP class that is not a Storage
 one pynetdicom finds no service and calls ``abort()``, which waits for the DUL thread to
-stop: on the DUL thread itself that would wait forever.) If pynetdicom's internals do not look as
-expected (another version), nothing is patched.
+stop: on the DUL thread itself that would wait forever.) If pynetdicom's internals do not
+look as expected (another version), nothing is patched.
 """
 
 from __future__ import annotations

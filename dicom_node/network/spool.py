@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dicom_node import metrics
 from dicom_node.network import file_meta
 
 log = logging.getLogger(__name__)
@@ -224,8 +225,12 @@ class _Ready:
         with self._lock:
             ended = [owner for owner in self._owned if _ended(owner)]
         for owner in ended:
-            if self.end(owner):
-                log.warning("association ended without closing: its received data was removed")
+            if discarded := self.end(owner):
+                metrics.SPOOL_FILES_DISCARDED.inc(len(discarded))
+                log.warning(
+                    "an association ended without closing: %d received dataset(s) discarded",
+                    len(discarded),
+                )
 
     def _fill(self) -> None:
         while not self._closed:
