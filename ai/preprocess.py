@@ -102,9 +102,7 @@ def window_minmax(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / (hi - lo)).astype(np.float32)
 
 
-def voi(
-    x: np.ndarray, ds: Dataset, spec: WindowSpec, stored: np.ndarray | None = None
-) -> np.ndarray:
+def voi(x: np.ndarray, ds: Dataset, spec: WindowSpec) -> np.ndarray:
     """Apply the VOI transform the manifest chose, producing values in [0, 1].
 
     ``dataset``: the dataset's VOI LUT Sequence, else its first window, else min/max.

@@ -1,8 +1,8 @@
 """The bundled demo package on disk: its manifest, Device UID and build-once cache.
 
 Importing this does not import ``onnx``: a node whose cache already holds the package
-never loads it (~10 MB of RSS); the graph builder (:mod:`ai.bundled.demo_cxr`) is
-imported only to build.
+never loads it; the graph builder (:mod:`ai.bundled.demo_cxr`) is imported only to
+build (tests/test_memory.py checks both).
 """
 
 from __future__ import annotations
