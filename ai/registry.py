@@ -18,7 +18,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PackageError:
-    """A package that could not be loaded: its directory and a message naming file + field."""
+    """A package that could not be loaded.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The package directory.
+    message : str
+        What is wrong, naming the file and the field.
+    """
 
     path: Path
     message: str
