@@ -4,10 +4,8 @@ each response as it arrives; an attempt a dead process left is marked interrupte
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text, update
 from typer.testing import CliRunner
@@ -22,14 +20,6 @@ from dicom_node.settings.jobs import RetentionSettings
 from tests.support.groups import add_group
 
 from dicom_node.cli import app  # isort: skip
-
-
-@pytest.fixture()
-def db(index_url: str) -> Iterator[Database]:
-    database = Database(index_url)
-    database.create_all()
-    yield database
-    database.dispose()
 
 
 def _job(db: Database, root: Path) -> int:

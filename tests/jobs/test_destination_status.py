@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -22,14 +20,6 @@ from dicom_node.jobs.queue import JobQueue, NewJob
 from tests.support.groups import add_group
 
 from dicom_node.cli import app  # isort: skip
-
-
-@pytest.fixture()
-def db(index_url: str) -> Iterator[Database]:
-    database = Database(index_url)
-    database.create_all()
-    yield database
-    database.dispose()
 
 
 def _job(db: Database, root: Path, study: str, destinations: list[str]) -> int:
