@@ -22,7 +22,7 @@ from ai.bundled.cache import DEMO_NAME, demo_manifest
 from dicom_node import synthetic
 from tests.support import prometheus
 from tests.support.dcmtk import storescu
-from tests.support.index import attempts, job_rows
+from tests.support.index import attempts, job_rows, query
 from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
 from tests.support.waiting import wait_until
@@ -111,6 +111,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             yield Run(node, pacs, study_uid, done[0], other[0])
 
 
+def _outputs(run: Run) -> int:
+    """How many result objects the inference job wrote (and sent)."""
+    [(n,)] = query(
+        run.node.data_dir, "select count(*) from job_outputs where job_id = :j", j=run.infer_job
+    )
+    return n
+
+
 def _scrape(node: NodeProcess) -> dict[tuple[str, frozenset], float]:
     """Every sample of /metrics: (name, labels) -> value."""
     text = requests.get(node.http_url + "/metrics", timeout=10).text
@@ -167,8 +175,8 @@ def test_pipeline_metrics_count_the_job(run: Run) -> None:
     assert _value(samples, "dicom_node_inference_batch_size_count", model=DEMO_NAME) >= 1
 
     # Delivery outcomes by destination, protocol and outcome.
-    sent = len(run.pacs.received())
-    assert sent >= 3
+    sent = _outputs(run)
+    assert sent >= 3 and len(run.pacs.received()) == sent
     pacs = dict(destination="PACS", protocol="dimse")
     assert _value(samples, "dicom_node_delivery_attempts_total", outcome="delivered", **pacs) == 1
     assert (
@@ -215,7 +223,7 @@ def test_destination_status_shows_deliveries_and_failures(run: Run) -> None:
     assert last["outcome"] == "delivered" and last["job_id"] == run.infer_job
     assert last["study_uid"] == run.study_uid and last["error"] is None
     assert (pacs["delivered"], pacs["failed"], pacs["in_progress"]) == (1, 0, 0)
-    assert pacs["instances_delivered"] == len(run.pacs.received())
+    assert pacs["instances_delivered"] == _outputs(run)
     assert pacs["instances_failed"] == 0
     assert pacs["pending_jobs"] == 0 and pacs["oldest_pending"] is None
     assert pacs["last_error"] is None
