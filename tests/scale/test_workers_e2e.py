@@ -43,17 +43,23 @@ def _outputs(url: str) -> list[str]:
     return [r[0] for r in query(url, "select sop_instance_uid from job_outputs")]
 
 
-def _done_counter(url: str, worker_name: str) -> float:
-    """dicom_node_job_attempts_finished_total{state="done"} from the worker's /metrics."""
+def _worker_metrics(url: str, worker_name: str) -> dict[str, float]:
+    """From the worker's own /metrics: finished jobs, and (summed over models) the deliver
+    stage's observations, the inputs its batches held and the scores it observed."""
     [(metrics_url,)] = query(url, f"select metrics_url from workers where name = '{worker_name}'")
     text = requests.get(metrics_url, timeout=10).text
+    out = {"done": 0.0, "delivered": 0.0, "batched": 0.0, "scores": 0.0}
     for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "dicom_node_job_attempts_finished_total" and sample.labels == {
-                "state": "done"
-            }:
-                return sample.value
-    return 0.0
+        for s in family.samples:
+            if s.name == "dicom_node_job_attempts_finished_total" and s.labels["state"] == "done":
+                out["done"] += s.value
+            elif s.name == "dicom_node_job_stage_seconds_count" and s.labels["stage"] == "deliver":
+                out["delivered"] += s.value
+            elif s.name == "dicom_node_inference_batch_size_sum":
+                out["batched"] += s.value
+            elif s.name == "dicom_node_label_score_count":
+                out["scores"] += s.value
+    return out
 
 
 def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgres, broker):
@@ -91,11 +97,16 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgre
                 node, "jobs", "show", str(next(r[0] for r in rows if r[4] == ["absent-model"]))
             )
             listed = cli(node, "workers", "list")
-            scraped = {name: _done_counter(url, name) for name in ("wa", "wb")}
+            scraped = {name: _worker_metrics(url, name) for name in ("wa", "wb")}
         files = pacs.received()
     done = [r for r in rows if r[1] == "done"]
-    # Each worker's own /metrics counts the jobs it finished.
-    assert scraped == {n: sum(r[3] == n for r in done) for n in ("wa", "wb")}
+    # Each worker's own /metrics counts the jobs it finished, their deliver stage, the
+    # images its batches held (one per single-image study) and one score per label each.
+    for name in ("wa", "wb"):
+        n = sum(r[3] == name for r in done)
+        got = scraped[name]
+        assert (got["done"], got["delivered"], got["batched"]) == (n, n, n), (name, got)
+        assert got["scores"] == 2 * n, (name, got)  # tiny models: two labels each
     assert len(done) == 20 and all(r[2] == 1 for r in done), rows  # each ran once
     waiting = [r for r in rows if r[4] == ["absent-model"]]
     assert [(r[1], r[2], r[3]) for r in waiting] == [("queued", 0, None)]
