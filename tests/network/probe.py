@@ -7,11 +7,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from tests.support.node_process import NodeProcess
 from tests.support.studies import spooled_data
+from tests.support.waiting import wait_for, wait_until
 
 
 def _status(pid: int, key: str) -> int:
@@ -87,13 +89,10 @@ def echo_ok_within(port: int, seconds: float = 20.0, called: str = "DICOM_NODE")
     """Whether C-ECHO succeeds within ``seconds``: hostile connections may hold association
     slots until the node's own network/ACSE timeouts (a few seconds in these tests) drop
     them, and on a loaded machine that takes a moment longer."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if echo_ok(port, called):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
+    try:
+        return wait_until(lambda: echo_ok(port, called), seconds, interval=0.5)
+    except TimeoutError:
+        return False
 
 
 def store_ok(port: int, ds, called: str = "DICOM_NODE") -> bool:  # type: ignore[no-untyped-def]
@@ -114,6 +113,30 @@ def store_ok(port: int, ds, called: str = "DICOM_NODE") -> bool:  # type: ignore
 def leftovers(incoming: Path) -> list[Path]:
     """Spool files holding data (half-written C-STOREs); empty ones are kept ready."""
     return spooled_data(incoming) if incoming.exists() else []
+
+
+def spool_leftovers(node: NodeProcess) -> list[Path]:
+    """Received datasets the node still holds: spool files with data in ``incoming/``,
+    and pynetdicom's own temporary ``.dcm`` files in the node's TMPDIR (where it receives
+    datasets with the spool tweak off; see tests/network/nodes.py)."""
+    tmp = node.workdir / "tmp"
+    temporary = sorted(tmp.glob("*.dcm")) if tmp.exists() else []
+    return leftovers(node.data_dir / "incoming") + temporary
+
+
+def associations_active(node: NodeProcess) -> int:
+    """The node's ``dicom_node_associations_active`` gauge (association threads alive)."""
+    text = requests.get(node.http_url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("dicom_node_associations_active "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no dicom_node_associations_active in /metrics")
+
+
+def wait_associations_closed(node: NodeProcess, timeout: float = 30.0) -> None:
+    """Wait until the node has ended every association (its threads included): only then
+    is a spool file that is still there a leftover rather than one being written."""
+    wait_for(lambda: associations_active(node) == 0, timeout, "associations to end", node.log)
 
 
 def baseline(node: NodeProcess) -> tuple[int, int, int]:
