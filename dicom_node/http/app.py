@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicom_node import metrics
@@ -124,10 +125,16 @@ def create_app(node: Node, guard: ConnectionGuard | None = None) -> FastAPI:
     app = FastAPI(
         title="dicom-node",
         version="1",
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served below, behind a read token when tokens are configured
         docs_url=None,
         redoc_url=None,
     )
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi(request: Request) -> JSONResponse:
+        authorize(request, "read")
+        return JSONResponse(app.openapi())
+
     app.state.node = node
     app.state.results = ResultIndex(node.db)
 

@@ -143,6 +143,7 @@ def _base(request: Request) -> str:
 
 def _search(request: Request, level: str, **fixed: str | None) -> Response:
     authorize(request, "read")
+    wado.check_json_accept(request.headers.get("accept"))
     keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
     query = qido.parse(
         level,
@@ -188,7 +189,8 @@ def retrieve(
     """WADO-RS retrieve of a study, series or instance, streamed from the files."""
     found = _stored(request, study, series, instance)
     syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
-    wado.check_convertible(found, syntaxes)
+    wado.check_files(found)
+    wado.check_convertible(found, syntaxes, _decode_limit(request))
     boundary = wado.new_boundary()
     return StreamingResponse(
         wado.multipart(found, syntaxes, boundary),
@@ -200,6 +202,7 @@ def retrieve_metadata(
     request: Request, study: str, series: str | None = None, instance: str | None = None
 ) -> Response:
     """WADO-RS metadata: DICOM JSON of each instance, bulk data as BulkDataURI."""
+    wado.check_json_accept(request.headers.get("accept"))
     found = _stored(request, study, series, instance)
     base = _base(request)
     body = [wado.metadata(i, wado.instance_url(base, i)) for i in found]
@@ -225,7 +228,11 @@ def retrieve_rendered(request: Request, study: str, series: str, instance: str) 
     """WADO-RS rendered single-frame image (image/jpeg or image/png)."""
     inst = _stored(request, study, series, instance)[0]
     media = wado.rendered_type(request.headers.get("accept"))
-    return Response(wado.render(inst, media), media_type=media)
+    return Response(wado.render(inst, media, _decode_limit(request)), media_type=media)
+
+
+def _decode_limit(request: Request) -> int:
+    return node_of(request).config.http.max_decoded_mb * 2**20
 
 
 def register(app: FastAPI) -> None:
