@@ -62,14 +62,14 @@ def authorize(request: Request, role: str) -> str | None:
 
 async def body_chunks(request: Request, limit: int, what: str) -> AsyncIterator[bytes]:
     """The request body as it arrives; Problem 413 (by Content-Length before reading, or
-    once ``limit`` bytes have come) and 408 when the client pauses longer than
-    ``http.body_timeout_seconds``. Both close the connection."""
-    close = {"Connection": "close"}
+    once ``limit`` bytes have come; the rest is read and dropped, so that the client gets
+    the answer, until ``http.header_timeout_seconds``) and 408 when the client pauses
+    longer than ``http.body_timeout_seconds`` (the connection is closed)."""
     length = request.headers.get("content-length", "")
     size = f"{limit // 2**20} MB" if limit >= 2**20 else f"{limit // 1024} kB"
     too_large = f"{what} exceeds {size}"
     if length.isdigit() and int(length) > limit:
-        raise Problem(413, "Content Too Large", f"Content-Length {length}: {too_large}", close)
+        raise Problem(413, "Content Too Large", f"Content-Length {length}: {too_large}")
     timeout = node_of(request).config.http.body_timeout_seconds
     stream = request.stream().__aiter__()
     received = 0
@@ -83,11 +83,11 @@ async def body_chunks(request: Request, limit: int, what: str) -> AsyncIterator[
                 408,
                 "Request Timeout",
                 f"no byte of the body came for {timeout:g} s (http.body_timeout_seconds)",
-                close,
+                {"Connection": "close"},
             ) from None
         received += len(chunk)
         if received > limit:
-            raise Problem(413, "Content Too Large", too_large, close)
+            raise Problem(413, "Content Too Large", too_large)
         yield chunk
 
 

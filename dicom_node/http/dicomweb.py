@@ -45,7 +45,6 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
             413,
             "Content Too Large",
             f"the request body exceeds http.max_request_mb ({max_bytes // 2**20} MB)",
-            {"Connection": "close"},
         ) from None
     except stow.TooManyParts:
         body.discard()
@@ -53,7 +52,6 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
             413,
             "Content Too Large",
             f"the request has more than http.max_parts ({max_parts}) parts",
-            {"Connection": "close"},
         ) from None
     except ClientDisconnect:
         body.discard()

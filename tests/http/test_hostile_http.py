@@ -93,9 +93,12 @@ def _reset_peak(node: NodeProcess) -> None:
     Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
 
 
-def _rows_have_files(node: NodeProcess) -> None:
-    rows = query(node.data_dir, "SELECT path FROM instances")
-    assert [p for (p,) in rows if not Path(p).exists()] == []
+def _rows_have_files(node: NodeProcess, sops: list[str]) -> None:
+    for sop in sops:
+        rows = query(
+            node.data_dir, "SELECT path FROM instances WHERE sop_instance_uid = :s", s=sop
+        )
+        assert len(rows) == 1 and Path(rows[0][0]).is_file()
 
 
 def _connect(node: NodeProcess) -> socket.socket:
@@ -323,7 +326,7 @@ def test_duplicates_in_one_request_and_across_concurrent_requests_keep_one_file(
         b=sops[1],
     )
     assert sorted(r[0] for r in rows) == sops
-    _rows_have_files(node)
+    _rows_have_files(node, sops)
     assert stow_leftovers(node) == []
 
 
@@ -468,6 +471,20 @@ def test_a_huge_claimed_image_is_neither_rendered_nor_converted(
     assert as_stored.status_code == 200
     assert _rss_kb(node, "VmHWM") - before < 64 * 1024
     assert _serving(node)
+
+
+def test_rendering_a_non_image_answers_400(node: NodeProcess, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(ct_study(tmp_path, n=1, seed=309)[0])
+    for keyword in ("PixelData", "Rows", "Columns"):
+        delattr(ds, keyword)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    assert _stow(node, multipart([out.getvalue()])).status_code == 200
+    url = (
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/rendered"
+    )
+    _assert_problem(_get(node, url), 400)
 
 
 # -- the admin API and tokens -------------------------------------------------------------
