@@ -79,6 +79,7 @@ async def body_chunks(request: Request, limit: int, what: str) -> AsyncIterator[
         except StopAsyncIteration:
             return
         except TimeoutError:
+            metrics.HTTP_CLOSED.labels("body_timeout").inc()
             raise Problem(
                 408,
                 "Request Timeout",

@@ -26,6 +26,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicom_node import metrics
+
 log = logging.getLogger(__name__)
 
 _END_OF_HEAD = b"\r\n\r\n"
@@ -97,6 +99,7 @@ class GuardedProtocol(asyncio.Protocol):
                 "HTTP: %d connections open (http.max_connections); closing a new one",
                 len(self.guard.open),
             )
+            metrics.HTTP_CLOSED.labels("too_many_connections").inc()
             self._refuse(503, "Service Unavailable", "too many open connections")
             return
         peer = transport.get_extra_info("peername")
@@ -115,6 +118,7 @@ class GuardedProtocol(asyncio.Protocol):
                 "HTTP: request head from %s over http.max_header_kb; connection closed",
                 self.key[0] if self.key else "?",
             )
+            metrics.HTTP_CLOSED.labels("head_too_large").inc()
             self._refuse(
                 431,
                 "Request Header Fields Too Large",
@@ -202,6 +206,7 @@ class GuardedProtocol(asyncio.Protocol):
                 self.key[0] if self.key else "?",
                 self.guard.head_timeout,
             )
+            metrics.HTTP_CLOSED.labels("head_timeout").inc()
             self.transport.close()
 
     def _refuse(self, status: int, reason: str, detail: str) -> None:

@@ -101,6 +101,13 @@ def _rows_have_files(node: NodeProcess, sops: list[str]) -> None:
         assert len(rows) == 1 and Path(rows[0][0]).is_file()
 
 
+def _closed_count(node: NodeProcess, reason: str) -> float:
+    """``dicom_node_http_connections_closed_total`` for ``reason``, read from /metrics."""
+    text = requests.get(node.http_url + "/metrics", timeout=10).text
+    prefix = f'dicom_node_http_connections_closed_total{{reason="{reason}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
 def _connect(node: NodeProcess) -> socket.socket:
     return socket.create_connection(("127.0.0.1", node.http_port), timeout=30)
 
@@ -166,6 +173,7 @@ def test_many_headers_and_a_large_one_within_the_limit_are_served(node: NodeProc
 def test_stalled_request_heads_are_closed_and_the_node_keeps_serving(node: NodeProcess) -> None:
     """Slowloris: 30 connections that send half a request line, then a byte now and then,
     were held open for ever (uvicorn times out only idle keep-alive connections)."""
+    closed_before = _closed_count(node, "head_timeout")
     socks = [_connect(node) for _ in range(30)]
     for s in socks:
         s.sendall(b"GET /health HTTP/1.1\r\nX-Slow: ")
@@ -179,6 +187,7 @@ def test_stalled_request_heads_are_closed_and_the_node_keeps_serving(node: NodeP
     for s in socks:
         s.close()
     assert _serving(node)
+    assert _closed_count(node, "head_timeout") - closed_before >= 30
 
 
 def test_connections_beyond_the_limit_are_closed_at_once(node: NodeProcess) -> None:
@@ -255,6 +264,7 @@ def test_stalled_uploads_are_answered_408_and_leave_no_spool_file(
 ) -> None:
     """A body that stops mid-part held its connection and spool file for ever."""
     files = ct_study(tmp_path, n=10, seed=302)
+    closed_before = _closed_count(node, "body_timeout")
     socks = [_stalled_upload(node, f.read_bytes()) for f in files]
     wait_until(lambda: len(stow_leftovers(node)) == len(files))
     assert _serving(node)  # ten stalled uploads do not lock anyone out
@@ -265,6 +275,7 @@ def test_stalled_uploads_are_answered_408_and_leave_no_spool_file(
     for s in socks:
         s.close()
     assert stow_leftovers(node) == []
+    assert _closed_count(node, "body_timeout") - closed_before == 10
     study = pydicom.dcmread(files[0]).StudyInstanceUID
     assert query(node.data_dir, "SELECT count(*) FROM instances WHERE study_uid = :s", s=study) == [
         (0,)
