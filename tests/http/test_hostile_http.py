@@ -135,6 +135,14 @@ def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+def _raw_stow(node: NodeProcess, headers: dict[str, str], body: bytes) -> socket.socket:
+    """A STOW-RS request sent as given (lengths may lie); the open socket."""
+    sock = _connect(node)
+    ctype = {"Content-Type": RELATED.format("b0undary"), **_auth(WRITE)}
+    sock.sendall(_request("POST", "/dicomweb/studies", {**ctype, **headers}, body))
+    return sock
+
+
 # -- request heads ------------------------------------------------------------------------
 
 
@@ -218,20 +226,7 @@ def test_content_length_with_transfer_encoding_is_refused_and_stores_nothing(
     sop = pydicom.dcmread(dicom).SOPInstanceUID
     body = multipart([dicom.read_bytes()])
     chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
-    sock = _connect(node)
-    sock.sendall(
-        _request(
-            "POST",
-            "/dicomweb/studies",
-            {
-                "Content-Type": RELATED.format("b0undary"),
-                "Content-Length": "5",
-                "Transfer-Encoding": "chunked",
-                **_auth(WRITE),
-            },
-            chunked,
-        )
-    )
+    sock = _raw_stow(node, {"Content-Length": "5", "Transfer-Encoding": "chunked"}, chunked)
     assert wait_until(lambda: _closed_by_server(sock)).startswith(b"HTTP/1.1 400")
     assert query(
         node.data_dir, "SELECT count(*) FROM instances WHERE sop_instance_uid = :s", s=sop
@@ -243,20 +238,7 @@ def test_content_length_with_transfer_encoding_is_refused_and_stores_nothing(
 
 def _stalled_upload(node: NodeProcess, dicom: bytes) -> socket.socket:
     body = multipart([dicom])
-    sock = _connect(node)
-    sock.sendall(
-        _request(
-            "POST",
-            "/dicomweb/studies",
-            {
-                "Content-Type": RELATED.format("b0undary"),
-                "Content-Length": str(len(body)),
-                **_auth(WRITE),
-            },
-            body[: len(body) // 2],
-        )
-    )
-    return sock
+    return _raw_stow(node, {"Content-Length": str(len(body))}, body[: len(body) // 2])
 
 
 def test_stalled_uploads_are_answered_408_and_leave_no_spool_file(
@@ -462,17 +444,21 @@ def _huge_jpeg(folder: Path) -> pydicom.Dataset:
     return ds
 
 
-def test_a_huge_claimed_image_is_neither_rendered_nor_converted(
-    node: NodeProcess, tmp_path: Path
-) -> None:
-    ds = _huge_jpeg(tmp_path)
+def _stored_url(node: NodeProcess, ds: pydicom.Dataset) -> str:
+    """STOW ``ds``; the WADO-RS path of the instance."""
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     assert _stow(node, multipart([out.getvalue()])).status_code == 200
-    url = (
+    return (
         f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
         f"/instances/{ds.SOPInstanceUID}"
     )
+
+
+def test_a_huge_claimed_image_is_neither_rendered_nor_converted(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    url = _stored_url(node, _huge_jpeg(tmp_path))
     _reset_peak(node)
     before = _rss_kb(node)
     _assert_problem(_get(node, url + "/rendered", Accept="image/png"), 400)
@@ -488,14 +474,7 @@ def test_rendering_a_non_image_answers_400(node: NodeProcess, tmp_path: Path) ->
     ds = pydicom.dcmread(ct_study(tmp_path, n=1, seed=309)[0])
     for keyword in ("PixelData", "Rows", "Columns"):
         delattr(ds, keyword)
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    assert _stow(node, multipart([out.getvalue()])).status_code == 200
-    url = (
-        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-        f"/instances/{ds.SOPInstanceUID}/rendered"
-    )
-    _assert_problem(_get(node, url), 400)
+    _assert_problem(_get(node, _stored_url(node, ds) + "/rendered"), 400)
 
 
 # -- the admin API and tokens -------------------------------------------------------------
