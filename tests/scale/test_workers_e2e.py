@@ -21,11 +21,11 @@ from tests.scale.cluster import (
     node_config,
     query,
     storescu,
-    wait_until,
     worker,
 )
 from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -82,10 +82,10 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgre
                 storescu(node.port, files)
             storescu(node.port, waiter, calling="WAITER")
             logs = lambda: node.log() + a.log() + b.log()  # noqa: E731
-            wait_until(
+            wait_for(
                 lambda: sum(r[1] == "done" for r in jobs(url)) == 20, 120, "20 jobs done", logs
             )
-            wait_until(
+            wait_for(
                 lambda: "waits: no live worker has model(s) absent-model" in node.log(),
                 30,
                 "the waiting job's log line",
@@ -139,13 +139,13 @@ def test_worker_killed_mid_job_another_completes_it_delivered_once(tmp_path, pos
         with node, w["w1"], w["w2"]:
             logs = lambda: node.log() + w["w1"].log() + w["w2"].log()  # noqa: E731
             storescu(node.port, study)
-            wait_until(lambda: [r[1] for r in jobs(url)] == ["running"], 60, "a running job", logs)
+            wait_for(lambda: [r[1] for r in jobs(url)] == ["running"], 60, "a running job", logs)
             job_id, _, _, holder, _, _ = jobs(url)[0]
             other = "w2" if holder == "w1" else "w1"
             time.sleep(0.5)
             w[holder].kill()
             assert jobs(url)[0][1] == "running" and pacs.received() == []
-            wait_until(lambda: jobs(url)[0][1] == "done", 60, "the job done", logs)
+            wait_for(lambda: jobs(url)[0][1] == "done", 60, "the job done", logs)
             time.sleep(1.5)  # a second delivery would show up here
             rows = jobs(url)
             listed = cli(node, "workers", "list")
@@ -184,19 +184,19 @@ def test_broker_restarted_and_flushed_mid_burst_nothing_lost_nothing_twice(
             for files in studies:
                 storescu(node.port, files)
             done = lambda: sum(r[1] == "done" for r in jobs(url))  # noqa: E731
-            wait_until(lambda: len(jobs(url)) == 12 and done() >= 2, 60, "2 jobs done", logs)
+            wait_for(lambda: len(jobs(url)) == 12 and done() >= 2, 60, "2 jobs done", logs)
             waiting_at_restart = sum(r[1] == "queued" for r in jobs(url))
             broker.restart()
-            wait_until(lambda: done() >= 6, 60, "6 jobs done", logs)
+            wait_for(lambda: done() >= 6, 60, "6 jobs done", logs)
             waiting_at_flush = sum(r[1] == "queued" for r in jobs(url))
             broker.flush()
-            wait_until(lambda: done() == 12, 90, "12 jobs done", logs)
+            wait_for(lambda: done() == 12, 90, "12 jobs done", logs)
             # A message delivered twice: the same job ids published again, by hand.
             app = make_app(broker.url)
             again = [r[0] for r in jobs(url)[:3]]
             for job_id in again:
                 app.send_task(TASK, args=[job_id], queue=queue_for(["tiny-cr"]))
-            wait_until(
+            wait_for(
                 lambda: all(f"job {j}: message dropped" in a.log() + b.log() for j in again),
                 30,
                 "the duplicates dropped",
@@ -233,7 +233,7 @@ def test_worker_without_shared_filesystem_fetches_inputs_by_wado_rs(tmp_path, po
                 logs = lambda: node.log() + w.log()  # noqa: E731
                 for files in studies:
                     storescu(node.port, files)
-                wait_until(
+                wait_for(
                     lambda: sum(r[1] == "done" for r in jobs(url)) == 3, 90, "3 jobs done", logs
                 )
                 time.sleep(1)
