@@ -233,6 +233,35 @@ def test_content_length_with_transfer_encoding_is_refused_and_stores_nothing(
     ) == [(0,)]
 
 
+@pytest.mark.parametrize(
+    "name, status",
+    [
+        ("Content-Length shorter than the body", b"400"),
+        ("chunk size of 2**64 - 1, then a stall", b"408"),
+        ("chunk size past 64 bits", b"400"),
+    ],
+)
+def test_lying_lengths_store_nothing_and_leave_nothing(
+    node: NodeProcess, tmp_path: Path, name: str, status: bytes
+) -> None:
+    dicom = ct_study(tmp_path, n=1, seed=310)[0]
+    sop = pydicom.dcmread(dicom).SOPInstanceUID
+    body = multipart([dicom.read_bytes()])
+    if name.startswith("Content-Length"):
+        sock = _raw_stow(node, {"Content-Length": str(len(body) - 30)}, body)
+    else:
+        size = b"F" * (16 if "2**64" in name else 24)
+        sock = _raw_stow(node, {"Transfer-Encoding": "chunked"}, size + b"\r\n" + body[:1000])
+    answer = wait_until(lambda: _closed_by_server(sock), timeout=30)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:300]
+    assert query(
+        node.data_dir, "SELECT count(*) FROM instances WHERE sop_instance_uid = :s", s=sop
+    ) == [(0,)]
+    wait_until(lambda: stow_leftovers(node) == [])
+    assert _serving(node)
+
+
 # -- STOW-RS bodies -----------------------------------------------------------------------
 
 
