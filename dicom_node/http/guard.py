@@ -46,10 +46,17 @@ def _refusal(status: int, reason: str, detail: str) -> bytes:
 class ConnectionGuard:
     """The limits, and the open connections by client address."""
 
-    def __init__(self, max_head_bytes: int, head_timeout: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        max_head_bytes: int,
+        head_timeout: float,
+        max_connections: int,
+        send_timeout: float | None = None,
+    ) -> None:
         self.max_head_bytes = max_head_bytes
         self.head_timeout = head_timeout
         self.max_connections = max_connections
+        self.send_timeout = send_timeout  # longest wait for a client to take a response
         self.open: dict[tuple[str, int], GuardedProtocol] = {}
 
     def protocol(self, inner: Callable[..., asyncio.Protocol]) -> Callable[..., asyncio.Protocol]:
@@ -64,6 +71,12 @@ class ConnectionGuard:
         conn = self.open.get(tuple(client)) if client else None
         if conn is not None:
             conn.request_started()
+
+    def abort(self, client: Any) -> None:
+        """Drop a connection at once (its client stopped reading the response)."""
+        conn = self.open.get(tuple(client)) if client else None
+        if conn is not None and conn.transport is not None:
+            conn.transport.abort()
 
     def finished(self, client: Any, body_left: int | None) -> None:
         conn = self.open.get(tuple(client)) if client else None
@@ -222,7 +235,9 @@ class GuardedProtocol(asyncio.Protocol):
 
 class GuardMiddleware:
     """Tells the guard when the application starts and finishes a request, and how much
-    of its body it left unread."""
+    of its body it left unread; drops a connection whose client takes no part of the
+    response for ``send_timeout`` seconds (a reader that stalls would hold its file,
+    buffers and thread for ever)."""
 
     def __init__(self, app: ASGIApp, guard: ConnectionGuard) -> None:
         self.app = app
@@ -245,8 +260,29 @@ class GuardMiddleware:
             return message
 
         client = scope.get("client")
+        timeout = self.guard.send_timeout
+        dropped = [False]
+
+        async def timed_send(message: Message) -> None:
+            try:
+                async with asyncio.timeout(timeout):  # no task per message, unlike wait_for
+                    await send(message)
+            except TimeoutError:
+                dropped[0] = True
+                log.warning(
+                    "HTTP: %s took no response bytes for %g s; connection dropped",
+                    client[0] if client else "?",
+                    timeout,
+                )
+                metrics.HTTP_CLOSED.labels("send_timeout").inc()
+                self.guard.abort(client)
+                raise OSError("the client stopped reading the response") from None
+
         self.guard.started(client)
         try:
-            await self.app(scope, counting_receive, send)
+            await self.app(scope, counting_receive, send if timeout is None else timed_send)
+        except Exception:
+            if not dropped[0]:
+                raise  # a dropped reader is logged above, once
         finally:
             self.guard.finished(client, 0 if done[0] else expected)

@@ -56,6 +56,7 @@ class HttpServer:
             settings.max_header_kb * 1024,
             settings.header_timeout_seconds,
             settings.max_connections,
+            settings.body_timeout_seconds,
         )
         config = uvicorn.Config(
             create_app(self.node, guard),

@@ -63,7 +63,10 @@ class HttpSettings(BaseModel):
         30, gt=0, description="a connection without a running request is closed after this"
     )
     body_timeout_seconds: float = Field(
-        60, gt=0, description="longest pause while reading a request body: 408"
+        60,
+        gt=0,
+        description="longest pause reading a request body (408) or writing a response "
+        "(connection dropped)",
     )
     max_connections: int = Field(
         1000, ge=1, description="open HTTP connections; more are closed as they arrive"

@@ -457,6 +457,30 @@ def test_an_instance_whose_file_vanished_answers_404(node: NodeProcess, tmp_path
     assert _serving(node)
 
 
+def test_a_client_that_stops_reading_a_retrieve_is_dropped(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """A reader that never reads held its response (file, buffers, thread) for ever."""
+    files = ct_study(tmp_path, n=48, seed=311, size=512)  # 25 MB: more than socket buffers
+    for i in range(0, len(files), 12):
+        assert _stow(node, multipart([f.read_bytes() for f in files[i : i + 12]])).ok
+    study = pydicom.dcmread(files[0]).StudyInstanceUID
+    dropped_before = _closed_count(node, "send_timeout")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", node.http_port))
+    try:
+        accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+        sock.sendall(
+            _request("GET", f"/dicomweb/studies/{study}", {"Accept": accept, **_auth(READ)})
+        )
+        wait_until(lambda: _closed_count(node, "send_timeout") > dropped_before, timeout=30)
+    finally:
+        sock.close()
+    assert _serving(node)
+    assert "Exception in ASGI application" not in node.log()
+
+
 def _huge_jpeg(folder: Path) -> pydicom.Dataset:
     """A JPEG Baseline CT whose header claims 60000 x 60000 pixels around an 8 x 8 JPEG."""
     ds = pydicom.dcmread(ct_study(folder, n=1, seed=308)[0])
