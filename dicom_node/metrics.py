@@ -144,6 +144,11 @@ HTTP_REQUESTS = Counter(
     "HTTP requests answered, by method, route template and status code.",
     ["method", "route", "status"],
 )
+HTTP_CLOSED = Counter(
+    "dicom_node_http_connections_closed_total",
+    "HTTP connections the node closed to protect itself, by reason.",
+    ["reason"],
+)
 HTTP_SECONDS = Histogram(
     "dicom_node_http_request_seconds",
     "Time to answer an HTTP request (whole body read and response sent), by route.",
