@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Column, Integer, Table, delete, func, insert, select, union_all
+from sqlalchemy import Column, Index, Integer, Table, delete, func, insert, select, union_all
 
 from dicom_node.db import Base, Database
 from dicom_node.index.header import HeaderError, InstanceHeader
@@ -64,10 +64,11 @@ RESULTS = Table(
         Column(
             name,
             _SOURCE[name].type,
-            index=name in ("study_uid", "series_uid", "sop_instance_uid", "modality"),
+            index=name in ("series_uid", "sop_instance_uid", "modality"),
         )
         for name in COLUMNS
     ],
+    Index("ix_result_instances_study_uid_modality", "study_uid", "modality"),
 )
 #: Job states in which a job's outputs are written and stay.
 WRITTEN = (JobState.DELIVERING, JobState.DONE, JobState.FAILED, JobState.DEAD)
