@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from sqlalchemy import ColumnElement, Select, and_, distinct, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import RESULTS, catalogue
@@ -309,26 +309,22 @@ def _search_studies(
     if rows:
         every = catalogue()
         page = every.c.study_uid.in_([r["StudyInstanceUID"] for r in rows])
-        counts = {
-            uid: (n, series)
-            for uid, n, series in session.execute(
-                select(every.c.study_uid, func.count(), func.count(distinct(every.c.series_uid)))
-                .where(page)
-                .group_by(every.c.study_uid)
-            )
-        }
-        modalities: dict[str, list[str]] = {}
-        for uid, modality in session.execute(
-            select(every.c.study_uid, every.c.modality)
+        counts: dict[str, int] = {}
+        series: dict[str, set[str]] = {}
+        modalities: dict[str, set[str]] = {}
+        for uid, series_uid, modality, n in session.execute(
+            select(every.c.study_uid, every.c.series_uid, every.c.modality, func.count())
             .where(page)
-            .group_by(every.c.study_uid, every.c.modality)
-            .order_by(every.c.modality)
+            .group_by(every.c.study_uid, every.c.series_uid, every.c.modality)
         ):
+            counts[uid] = counts.get(uid, 0) + n
+            series.setdefault(uid, set()).add(series_uid)
             if modality:
-                modalities.setdefault(uid, []).append(modality)
+                modalities.setdefault(uid, set()).add(modality)
         for r in rows:
-            r["instances"], r["series"] = counts.get(r["StudyInstanceUID"], (0, 0))
-            r["ModalitiesInStudy"] = modalities.get(r["StudyInstanceUID"], [])
+            uid = r["StudyInstanceUID"]
+            r["instances"], r["series"] = counts.get(uid, 0), len(series.get(uid, ()))
+            r["ModalitiesInStudy"] = sorted(modalities.get(uid, ()))
     return [_result("study", attrs, row, base_url) for row in rows]
 
 
