@@ -15,6 +15,7 @@ while the request's good parts are stored.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import uuid
@@ -49,6 +50,11 @@ CANNOT_UNDERSTAND = 0xC000
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 
 
+# Spool file names: unique per process (a random prefix) and cheap (a counter).
+_SPOOL_PREFIX = uuid.uuid4().hex[:16]
+_spool_numbers = itertools.count()
+
+
 class SpoolPart:
     """One part's body, written to a file in the store's ``incoming/`` as it arrives."""
 
@@ -59,7 +65,7 @@ class SpoolPart:
         limit: list[int],
         on_complete: Callable[[SpoolPart], None] | None = None,
     ) -> None:
-        self.path = directory / f"{uuid.uuid4().hex}.stow"
+        self.path = directory / f"{_SPOOL_PREFIX}-{next(_spool_numbers)}.stow"
         self.content_type = content_type
         self.size = 0
         self._limit = limit  # bytes the whole request may still add (shared by its parts)
