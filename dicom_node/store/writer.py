@@ -110,6 +110,8 @@ class InstanceStore:
         self._syncer: ThreadPoolExecutor | None = None
         # fsyncs queued and not yet started, by (device, inode): a later request for the
         # same file or directory joins one, since it will see every change made so far.
+        # A queued fsync holds its file open, so its inode number cannot be reused by
+        # another file meanwhile.
         self._queued: dict[tuple[int, int], Future[None]] = {}
 
     def _sync_pool(self) -> ThreadPoolExecutor:
