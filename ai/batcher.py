@@ -15,6 +15,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 RunBatch = Callable[[np.ndarray], Sequence[np.ndarray]]
+OnBatch = Callable[[int], None]
 
 
 class BatcherClosed(RuntimeError):
@@ -26,6 +27,9 @@ class DynamicBatcher:
 
     ``run_batch(x)`` gets an array of shape (B, ...) and returns a sequence of arrays whose
     first axis is B. A batch that raises fails exactly its callers; the worker keeps going.
+
+    ``on_batch(size)``, if set, is called after each successful batch, before its callers
+    get their rows (the application's metrics hook; an error in it is logged, not raised).
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class DynamicBatcher:
         self.requests_done = 0  # requests answered with a result
         self.requests_failed = 0  # requests answered with an error
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent successful batch sizes
+        self.on_batch: OnBatch | None = None
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -119,6 +124,11 @@ class DynamicBatcher:
         self.batches_run += 1
         self.requests_done += len(live)
         self.batch_sizes.append(len(live))
+        if self.on_batch is not None:
+            try:
+                self.on_batch(len(live))
+            except Exception:  # a metrics hook never fails a batch
+                log.exception("on_batch hook of %s failed", self.name)
         for i, (_, fut) in enumerate(live):
             fut.set_result(tuple(out[i] for out in outputs))  # views: no per-row copy
 

@@ -10,8 +10,11 @@ from pydicom.dataset import Dataset
 
 
 class _PluginFailuresAtDebug(logging.Filter):
-    """pydicom logs each failing decoder plugin at ERROR with a traceback; the reason
-    reaches the caller in one line (DecodeError), so those records go to DEBUG."""
+    """Move pydicom's per-plugin decoder failures from ERROR to DEBUG.
+
+    pydicom logs each failing decoder plugin at ERROR with a traceback; the reason
+    reaches the caller in one line (DecodeError), so those records go to DEBUG.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.DEBUG:
@@ -36,9 +39,25 @@ def number_of_frames(ds: Dataset) -> int:
 
 
 def decode_frames(ds: Dataset) -> np.ndarray:
-    """Decoded stored values as an array of shape (frames, rows, cols[, samples]).
+    """Decode the stored values of every frame.
 
     Colour images come back as RGB (pydicom converts YBR to RGB by default).
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset
+        A dataset with Pixel Data (or Float Pixel Data).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (frames, rows, cols[, samples]).
+
+    Raises
+    ------
+    DecodeError
+        No pixel data, or no installed decoder can read it (the message names the
+        transfer syntax and pydicom's reason).
     """
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise DecodeError("dataset has no PixelData")
@@ -57,7 +76,24 @@ def decode_frames(ds: Dataset) -> np.ndarray:
 
 
 def iter_frames(ds: Dataset) -> Iterator[tuple[int | None, np.ndarray]]:
-    """Yield ``(frame_number, stored_values)``; frame_number is 1-based or None if single."""
+    """Yield each decoded frame with its number.
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset
+        A dataset with pixel data.
+
+    Yields
+    ------
+    tuple of (int or None, numpy.ndarray)
+        The 1-based frame number (``None`` for a single-frame image) and its stored
+        values.
+
+    Raises
+    ------
+    DecodeError
+        As :func:`decode_frames`.
+    """
     arr = decode_frames(ds)
     multi = number_of_frames(ds) > 1
     for i in range(arr.shape[0]):

@@ -69,7 +69,7 @@ LABEL_CODES: dict[str, CodeSpec] = {
 
 
 def code_for(label: str) -> CodeSpec:
-    """The code of an xrv label; an unknown label gets a private ``99DCMNODE`` code."""
+    """Return the code of an xrv label; an unknown label gets a private ``99DCMNODE`` one."""
     if label in LABEL_CODES:
         return LABEL_CODES[label]
     value = "".join(ch if ch.isalnum() else "_" for ch in label.upper())[:16] or "UNKNOWN"

@@ -12,7 +12,17 @@ MANIFEST_NAME = "model.yaml"
 
 
 class ManifestError(ValueError):
-    """A manifest or package problem; ``str()`` names the file and the field path."""
+    """A manifest or package problem; ``str()`` names the file and the field path.
+
+    Parameters
+    ----------
+    file : path-like
+        The manifest (or package file) at fault.
+    field : str
+        The dotted field path, e.g. ``"output.labels.0.code"``; empty for the file.
+    message : str
+        What is wrong.
+    """
 
     def __init__(self, file: Path | str, field: str, message: str) -> None:
         self.file = str(file)
@@ -160,7 +170,25 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_manifest(data: object, file: Path | str) -> Manifest:
-    """Validate ``data`` (parsed YAML); raise ManifestError naming ``file`` and the field."""
+    """Validate parsed YAML as a manifest.
+
+    Parameters
+    ----------
+    data : object
+        The parsed ``model.yaml``.
+    file : path-like
+        The file it came from, for the error message.
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    ManifestError
+        ``data`` is not a mapping or a field is invalid (the first one is named, with a
+        count of the others).
+    """
     if not isinstance(data, dict):
         raise ManifestError(file, "", "manifest must be a mapping")
     try:
@@ -172,7 +200,23 @@ def parse_manifest(data: object, file: Path | str) -> Manifest:
 
 
 def load_manifest(path: Path) -> Manifest:
-    """Read and validate a ``model.yaml``."""
+    """Read and validate a ``model.yaml``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The manifest file.
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    ManifestError
+        The file is missing, not YAML, or a field is invalid; the message names the
+        file and the field path.
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())

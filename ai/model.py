@@ -39,7 +39,7 @@ NOT_IMAGES = frozenset(
 
 
 def activate(scores: np.ndarray, activation: str) -> np.ndarray:
-    """Sigmoid / softmax / identity over one image's scores (float64 for stability)."""
+    """Apply sigmoid / softmax / identity to one image's scores (float64 for stability)."""
     s = scores.astype(np.float64)
     if activation == "sigmoid":
         return 1.0 / (1.0 + np.exp(-s))
@@ -50,7 +50,7 @@ def activate(scores: np.ndarray, activation: str) -> np.ndarray:
 
 
 def identity_of(manifest: Manifest) -> ModelIdentity:
-    """The ai.types identity of a manifest."""
+    """Return the :class:`ai.types.ModelIdentity` a manifest describes."""
     return ModelIdentity(
         name=manifest.name,
         version=manifest.version,
@@ -66,7 +66,26 @@ def _matches(value: str, allowed: Sequence[str]) -> bool:
 
 
 class Model:
-    """A model ready to run. ``infer`` is blocking and thread-safe."""
+    """A model ready to run: header filter, preprocessing, dynamic batcher, typed results.
+
+    ``infer`` is blocking and thread-safe.
+
+    Parameters
+    ----------
+    package : ai.package.Package
+        A loaded and validated package (manifest and open session).
+    options : RuntimeOptions
+        Batching and warm-up.
+
+    Attributes
+    ----------
+    manifest : ai.manifest.Manifest
+        The package's manifest.
+    identity : ai.types.ModelIdentity
+        Who the results say produced them.
+    provider : str
+        The ONNX Runtime execution provider the session runs on.
+    """
 
     def __init__(self, package: Package, options: RuntimeOptions) -> None:
         self.package = package
@@ -91,6 +110,7 @@ class Model:
 
     @property
     def name(self) -> str:
+        """The manifest name, by which jobs and routes call the model."""
         return self.manifest.name
 
     def _run_batch(self, batch: np.ndarray) -> list[np.ndarray]:

@@ -102,9 +102,7 @@ def window_minmax(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / (hi - lo)).astype(np.float32)
 
 
-def voi(
-    x: np.ndarray, ds: Dataset, spec: WindowSpec, stored: np.ndarray | None = None
-) -> np.ndarray:
+def voi(x: np.ndarray, ds: Dataset, spec: WindowSpec) -> np.ndarray:
     """Apply the VOI transform the manifest chose, producing values in [0, 1].
 
     ``dataset``: the dataset's VOI LUT Sequence, else its first window, else min/max.
@@ -189,7 +187,29 @@ def _colour_to_unit(stored: np.ndarray, ds: Dataset) -> np.ndarray:
 def preprocess_frame(
     stored: np.ndarray, ds: Dataset, spec: PreprocessSpec, inp: InputSpec
 ) -> Prepared:
-    """Turn one decoded frame into the model input tensor (C,H,W or H,W,C) plus geometry."""
+    """Turn one decoded frame into the model's input tensor.
+
+    Parameters
+    ----------
+    stored : numpy.ndarray
+        The frame's stored values, (rows, cols) or (rows, cols, 3).
+    ds : pydicom.dataset.Dataset
+        The image's header (Modality LUT, VOI LUT, photometric interpretation).
+    spec : ai.manifest.PreprocessSpec
+        The manifest's windowing, resizing and normalisation.
+    inp : ai.manifest.InputSpec
+        The model's input tensor.
+
+    Returns
+    -------
+    Prepared
+        The tensor (C,H,W or H,W,C, no batch axis) and where the image lies in it.
+
+    Raises
+    ------
+    PreprocessError
+        A photometric interpretation, LUT or window the frame cannot be mapped with.
+    """
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric in MONOCHROME:
         if stored.ndim != 2:
@@ -218,8 +238,10 @@ def preprocess_frame(
 
 
 def crop_heatmap(cam: np.ndarray, box: Letterbox, height: int, width: int) -> np.ndarray:
-    """Cut the source field of view out of a CAM given at any resolution for a height x width
-    input; the result is float32 in [0, 1] at model resolution (box.height x box.width scale).
+    """Cut the source field of view out of a CAM.
+
+    The CAM may come at any resolution for a height x width input; the result is
+    float32 in [0, 1] at model resolution (box.height x box.width scale).
     """
     ch, cw = cam.shape
     if (ch, cw) != (height, width):

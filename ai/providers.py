@@ -18,12 +18,23 @@ ALIASES = {
 
 
 def canonical(name: str) -> str:
-    """``cuda`` -> ``CUDAExecutionProvider``; full names pass through."""
+    """Return the full ONNX Runtime name of an execution provider.
+
+    Parameters
+    ----------
+    name : str
+        An alias (``"cuda"``, ``"tensorrt"``, ``"cpu"``, any case) or a full name.
+
+    Returns
+    -------
+    str
+        E.g. ``"CUDAExecutionProvider"``; a full or unknown name passes through, stripped.
+    """
     return ALIASES.get(name.strip().lower(), name.strip())
 
 
 def select_providers(available: Sequence[str], preferred: Sequence[str] | None = None) -> list[str]:
-    """The providers to give ONNX Runtime, best first.
+    """Choose the providers to give ONNX Runtime, best first.
 
     ``preferred`` (config order, aliases allowed) defaults to TensorRT, CUDA, CPU. Only
     installed providers are kept; CPU is always appended last as the fallback when

@@ -18,14 +18,34 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PackageError:
-    """A package that could not be loaded: its directory and a message naming file + field."""
+    """A package that could not be loaded.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The package directory.
+    message : str
+        What is wrong, naming the file and the field.
+    """
 
     path: Path
     message: str
 
 
 def discover(models_dir: Path) -> list[Path]:
-    """Package directories directly under ``models_dir`` (those holding a model.yaml)."""
+    """List the package directories directly under ``models_dir``.
+
+    Parameters
+    ----------
+    models_dir : pathlib.Path
+        A directory of model packages.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The subdirectories holding a ``model.yaml``, sorted; empty if ``models_dir``
+        is not a directory.
+    """
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         return []
@@ -33,7 +53,18 @@ def discover(models_dir: Path) -> list[Path]:
 
 
 class ModelRegistry:
-    """Loaded models by name plus the errors of packages that could not be loaded."""
+    """Loaded models by name plus the errors of packages that could not be loaded.
+
+    Build one with :meth:`load`; close it (or use it as a context manager) to stop the
+    models' batchers.
+
+    Parameters
+    ----------
+    models : dict of str to Model
+        The loaded models by manifest name.
+    errors : list of PackageError
+        The packages that could not be loaded.
+    """
 
     def __init__(self, models: dict[str, Model], errors: list[PackageError]) -> None:
         self.models = models
@@ -120,7 +151,7 @@ class ModelRegistry:
         return cls(models, errors)
 
     def get(self, name: str) -> Model:
-        """The model called ``name``.
+        """Return the model called ``name``.
 
         Parameters
         ----------
@@ -147,7 +178,9 @@ class ModelRegistry:
             model.close()
 
     def __enter__(self) -> ModelRegistry:
+        """Use the registry as a context manager that closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the registry."""
         self.close()

@@ -16,7 +16,26 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How sessions and batchers run (the node's ``models:`` config maps onto this)."""
+    """How sessions and batchers run (the node's ``models:`` config maps onto this).
+
+    Attributes
+    ----------
+    providers : tuple of str
+        Execution providers in order of preference (aliases allowed); empty for
+        TensorRT, CUDA, CPU among those installed.
+    intra_op_threads, inter_op_threads : int
+        ONNX Runtime thread pools; 0 for its default.
+    max_batch_size : int or None
+        Overrides the manifests' ``runtime.max_batch_size``.
+    max_wait_ms : float
+        How long a batch waits for more requests.
+    warmup : bool
+        Run each model once at load time.
+    allow_spinning : bool
+        Let ORT worker threads spin-wait between runs.
+    cpu_memory_arena : bool
+        ORT's CPU memory arena (faster, keeps the largest batch's memory).
+    """
 
     providers: tuple[str, ...] = ()  # empty: TensorRT -> CUDA -> CPU
     intra_op_threads: int = 0  # 0: ONNX Runtime's default
@@ -61,10 +80,12 @@ class Session:
 
     @property
     def inputs(self) -> list[ort.NodeArg]:
+        """The graph's inputs (onnxruntime NodeArgs)."""
         return list(self._session.get_inputs())
 
     @property
     def outputs(self) -> list[ort.NodeArg]:
+        """The graph's outputs (onnxruntime NodeArgs)."""
         return list(self._session.get_outputs())
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:

@@ -64,15 +64,49 @@ INFERENCE_SECONDS = Histogram(
 )
 DELIVERY_ATTEMPTS = Counter(
     "dicom_node_delivery_attempts_total",
-    "Delivery attempts by destination and outcome (delivered, transient, permanent; "
-    "interrupted: the node stopped during it, counted when the job resumes).",
-    ["destination", "outcome"],
+    "Delivery attempts by destination, protocol (dimse, stowrs, orthanc) and outcome "
+    "(delivered, transient, permanent; interrupted: the node stopped during it, counted "
+    "when the job resumes).",
+    ["destination", "protocol", "outcome"],
 )
 DELIVERY_INSTANCES = Counter(
     "dicom_node_delivery_instances_total",
-    "Per-instance delivery responses by destination and outcome (delivered, transient, "
-    "permanent), counted as they arrive.",
-    ["destination", "outcome"],
+    "Per-instance delivery responses by destination, protocol and outcome (delivered, "
+    "transient, permanent), counted as they arrive.",
+    ["destination", "protocol", "outcome"],
+)
+#: Seconds, from a second to two hours: the scale of a job's stages and of a result's trip.
+STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 7200)
+JOB_STAGE_SECONDS = Histogram(
+    "dicom_node_job_stage_seconds",
+    "Time a job spent in each stage, per model of the job (forward jobs: model "
+    '"(forward)"): queue (due to claimed), infer (inputs read and run through the model), '
+    "write (SR and SC built and stored), deliver (all destinations accepted). Observed "
+    "when the stage ends successfully.",
+    ["model", "stage"],
+    buckets=STAGE_BUCKETS,
+)
+LAST_INSTANCE_TO_DELIVERED = Histogram(
+    "dicom_node_last_instance_to_delivered_seconds",
+    "Time from the last instance of a group received to its results accepted by a "
+    "destination, per model of the job and destination (once per job and destination).",
+    ["model", "destination"],
+    buckets=STAGE_BUCKETS,
+)
+
+# -- inference -------------------------------------------------------------------------
+BATCH_SIZE = Histogram(
+    "dicom_node_inference_batch_size",
+    "Inputs run through ONNX Runtime in one batch by the model's dynamic batcher.",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+LABEL_SCORE = Histogram(
+    "dicom_node_label_score",
+    "Probability each model gave each of its labels, per image frame scored: the raw "
+    "material for drift monitoring.",
+    ["model", "label"],
+    buckets=tuple(round(0.05 * i, 2) for i in range(1, 21)),
 )
 
 # -- distributed execution (jobs.executor: celery) --------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ai.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
 from ai.registry import ModelRegistry, PackageError, discover
+from dicom_node import metrics
 from dicom_node.settings.root import NodeConfig
 
 
@@ -14,15 +15,27 @@ def load_registry(config: NodeConfig, *, only: Path | None = None) -> ModelRegis
     ``<data_dir>/models``); with ``only``, just the package in that directory."""
     settings = config.models
     if only is not None:
-        return ModelRegistry.load([only], include_bundled=False, options=settings.runtime_options())
-    models_dir = settings.resolved_models_dir(Path(config.data_dir))
-    return ModelRegistry.load(
-        package_dirs=settings.packages,
-        cache_dir=models_dir,
-        include_bundled=settings.bundled,
-        options=settings.runtime_options(),
-        models_dir=models_dir,
-    )
+        registry = ModelRegistry.load(
+            [only], include_bundled=False, options=settings.runtime_options()
+        )
+    else:
+        models_dir = settings.resolved_models_dir(Path(config.data_dir))
+        registry = ModelRegistry.load(
+            package_dirs=settings.packages,
+            cache_dir=models_dir,
+            include_bundled=settings.bundled,
+            options=settings.runtime_options(),
+            models_dir=models_dir,
+        )
+    observe_batches(registry)
+    return registry
+
+
+def observe_batches(registry: ModelRegistry) -> None:
+    """Count each model's batch sizes (``dicom_node_inference_batch_size``) through the
+    hook its dynamic batcher exposes."""
+    for name, model in registry.models.items():
+        model.batcher.on_batch = metrics.BATCH_SIZE.labels(name).observe
 
 
 def model_manifests(config: NodeConfig) -> tuple[dict[str, Manifest], list[PackageError]]:

@@ -4,8 +4,9 @@ Takes source pydicom Datasets and the typed results in ``sr_writer.inputs``; ret
 pydicom Datasets. Never imports ``ai`` or ``dicom_node``. Entry point:
 :func:`write_results`.
 
-The writer (and with it highdicom, ~20 MB of RSS) is imported on first use of
-``write_results``/``ResultObjects``, so importing the inputs and options stays light.
+The writer (and with it highdicom) is imported on first use of
+``write_results``/``ResultObjects``, so importing the inputs and options stays light
+(tests/test_memory.py checks it).
 """
 
 from __future__ import annotations

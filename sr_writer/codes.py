@@ -1,5 +1,6 @@
-"""Coded concepts the writers use (DCM, SCT, LOINC, UCUM, 99IHE), and the declaration
-of every other coding scheme a result uses.
+"""Coded concepts the writers use (DCM, SCT, LOINC, UCUM, 99IHE).
+
+Also the declaration of every other coding scheme a result uses.
 
 Every standard code here was checked against the DICOM content mapping resource as
 shipped in pydicom's concept dictionary (the context group is named where it matters).
@@ -79,12 +80,12 @@ FINDINGS: dict[str, Code] = {
 
 
 def concept(code: Code) -> CodedConcept:
-    """The highdicom CodedConcept for an input ``Code``."""
+    """Return the highdicom CodedConcept for an input ``Code``."""
     return CodedConcept(code.value, code.scheme, code.meaning)
 
 
 def procedure_for(modality: str, override: tuple[str, str, str] | None) -> CodedConcept:
-    """The Procedure Reported code for an exam of ``modality``."""
+    """Return the Procedure Reported code for an exam of ``modality``."""
     if override is not None:
         return CodedConcept(*override)
     return PROCEDURE_BY_MODALITY.get(modality.upper(), IMAGING_PROCEDURE)
@@ -129,8 +130,10 @@ def _designators(items: Iterable[Dataset]) -> Iterator[str]:
 
 
 def declare_schemes(ds: Dataset) -> None:
-    """Add a Coding Scheme Identification item for every non-standard scheme ``ds`` uses
-    (PS3.3 C.12.1.1.2: schemes other than the DICOM-defined ones are declared)."""
+    """Add a Coding Scheme Identification item for every non-standard scheme ``ds`` uses.
+
+    PS3.3 C.12.1.1.2: schemes other than the DICOM-defined ones are declared.
+    """
     declared = [item for item in ds.get("CodingSchemeIdentificationSequence", [])]
     known = {str(item.CodingSchemeDesignator) for item in declared}
     for designator in sorted(set(_designators([ds])) - known - STANDARD_SCHEMES):

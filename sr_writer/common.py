@@ -64,9 +64,11 @@ HEADER_ATTRIBUTES = (
 
 
 def header(ds: Dataset) -> Dataset:
-    """A pixel-free copy of the source attributes the writers need (type 2 filled),
-    with values that would be invalid in a result fixed or dropped
-    (:mod:`sr_writer.source_values`)."""
+    """Copy the source attributes the writers need, without pixels.
+
+    Type 2 attributes are filled; values that would be invalid in a result are fixed
+    or dropped (:mod:`sr_writer.source_values`).
+    """
     out = Dataset()
     for keyword in HEADER_ATTRIBUTES:
         if keyword in ds:
@@ -85,7 +87,7 @@ def copy_extra_patient_study(target: Dataset, source: Dataset) -> None:
 
 
 def created_at(options: WriteOptions) -> dt.datetime:
-    """The timestamp written into every object (see ``WriteOptions.created_at``)."""
+    """Return the timestamp written into every object (see ``WriteOptions.created_at``)."""
     when = options.created_at or dt.datetime.now(dt.UTC)
     return when.replace(microsecond=0, tzinfo=None)
 
@@ -98,21 +100,23 @@ def set_times(ds: Dataset, when: dt.datetime, *keywords_pairs: tuple[str, str]) 
 
 
 def caution_line(model: ModelIdentity, options: WriteOptions) -> str:
-    """The burned-in caution line for this model."""
+    """Return the burned-in caution line for this model."""
     if options.caution is not None:
         return options.caution
     return DEMO_CAUTION if model.demo else DEFAULT_CAUTION
 
 
 def series_description(model: ModelIdentity, kind: str) -> str:
-    """A Series Description (LO, 64 chars) that says AI output and names the model."""
+    """Return a Series Description (LO, 64 chars) that says AI output, naming the model."""
     suffix = " (NON-CLINICAL DEMO)" if model.demo else ""
     return f"AI {kind}: {model.name} {model.version}"[: 64 - len(suffix)] + suffix
 
 
 def declare_scheme(ds: Dataset, scheme: tuple[str, str, str, str]) -> None:
-    """Add (designator, UID, name, organisation) to the Coding Scheme Identification
-    Sequence unless that designator is declared already."""
+    """Declare (designator, UID, name, organisation) in the Coding Scheme Identification.
+
+    Nothing is added when that designator is declared already.
+    """
     designator, uid, name, organisation = scheme
     existing = list(ds.get("CodingSchemeIdentificationSequence", []))
     if any(s.CodingSchemeDesignator == designator for s in existing):
@@ -198,7 +202,7 @@ def copy_laterality(target: Dataset, source: Dataset) -> None:
 
 
 def device_observer(model: ModelIdentity) -> ObserverContext:
-    """The model as the Device observer of an SR or KOS (TID 1004)."""
+    """Return the model as the Device observer of an SR or KOS (TID 1004)."""
     return ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(

@@ -37,7 +37,6 @@ def summarise(results: Sequence[ImageResult]) -> list[CardRow]:
     rows: dict[str, list] = {}
     for result in results:
         for label in result.labels:
-            assert label.code is not None
             entry = rows.setdefault(label.name, [label, 0.0, 0, 0])
             entry[1] = max(entry[1], float(label.probability))
             entry[2] += int(label.positive)
@@ -56,7 +55,7 @@ def summarise(results: Sequence[ImageResult]) -> list[CardRow]:
 
 
 def demo_sentence() -> str:
-    """The card's full statement for a demo model."""
+    """Return the card's full statement for a demo model."""
     return (
         f"{DEMO_NOTICE}. These findings come from a demonstration model, carry no "
         "diagnostic meaning and must not be used for patient care."
@@ -66,7 +65,7 @@ def demo_sentence() -> str:
 def render_card(
     results: Sequence[ImageResult], options: WriteOptions, study_line: str
 ) -> np.ndarray:
-    """The card as an RGB uint8 array (long lines are wrapped, never cut)."""
+    """Draw the card as an RGB uint8 array (long lines are wrapped, never cut)."""
     model = results[0].model
     rows = summarise(results)
     size, pad = 24, 28
@@ -157,7 +156,7 @@ def build_card(
     instance_number: int,
     when: dt.datetime,
 ) -> Dataset:
-    """The findings card SC, referencing every analysed source image."""
+    """Build the findings card SC, referencing every analysed source image."""
     model = results[0].model
     study = " \u00b7 ".join(
         part

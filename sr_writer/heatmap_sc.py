@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from pydicom.dataset import Dataset
 
-from sr_writer import render
+from sr_writer import display, render
 from sr_writer.common import caution_line
 from sr_writer.inputs import ImageResult, LabelResult
 from sr_writer.options import DEMO_NOTICE, WriteOptions
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def select(
     results: Sequence[ImageResult], options: WriteOptions
 ) -> list[tuple[ImageResult, LabelResult]]:
-    """The (image, label) pairs that get a heatmap SC, in a stable order."""
+    """Choose the (image, label) pairs that get a heatmap SC, in a stable order."""
     if options.heatmaps == "none":
         return []
     chosen: list[tuple[ImageResult, LabelResult]] = []
@@ -50,9 +50,10 @@ def select(
 
 
 def _scaled_spacing(source: Dataset, shape: tuple[int, int]) -> tuple[float, float] | None:
-    """The source's Pixel Spacing for the resized image (row, column spacing in mm).
+    """Return the source's Pixel Spacing for the resized image (row, column, in mm).
 
-    ``source`` is the sanitised header: an invalid spacing (zero) is already gone."""
+    ``source`` is the sanitised header: an invalid spacing (zero) is already gone.
+    """
     spacing = source.get("PixelSpacing")
     if spacing is None or len(spacing) != 2:
         return None
@@ -74,13 +75,13 @@ def build_heatmap(
     when: dt.datetime,
 ) -> Dataset:
     """One heatmap SC for ``label`` of ``result`` over ``source``."""
-    assert label.heatmap is not None and label.code is not None
+    assert label.heatmap is not None
     model = result.model
     rows, cols = int(source.Rows), int(source.Columns)
-    shape = render.output_shape(rows, cols, options.max_output_size)
-    grey = render.window_for_display(source, result.frame, shape)
-    heat = render.upsample_heatmap(label.heatmap, shape)
-    image = render.blend(grey, heat, options.heatmap_opacity, options.heatmap_floor)
+    shape = display.output_shape(rows, cols, options.max_output_size)
+    grey = display.window_for_display(source, result.frame, shape)
+    heat = display.upsample_heatmap(label.heatmap, shape)
+    image = display.blend(grey, heat, options.heatmap_opacity, options.heatmap_floor)
     decision = "POSITIVE" if label.positive else "negative"
     lines = [
         (

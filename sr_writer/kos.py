@@ -38,7 +38,7 @@ def _description(results: Sequence[ImageResult]) -> str:
     best: dict[str, float] = {}
     for result in results:
         for label in result.labels:
-            if label.positive and label.code is not None:
+            if label.positive:
                 meaning = label.code.meaning
                 best[meaning] = max(best.get(meaning, 0.0), label.probability)
     found = ", ".join(f"{name} ({p:.2f})" for name, p in best.items())
@@ -54,7 +54,7 @@ def build_kos(
     uids: ResultUIDs,
     when: dt.datetime,
 ) -> Dataset | None:
-    """The KOS referencing each source image with a positive label, or None if none."""
+    """Build the KOS referencing each source image with a positive label (None if none)."""
     flagged = list(
         {
             r.sop_instance_uid: headers[r.sop_instance_uid]

@@ -74,6 +74,12 @@ class WriteOptions:
         its source image (OHIF overlays it); off by default.
     kos_series_number, pmap_series_number
         Series Number of those series.
+
+    Raises
+    ------
+    ValueError
+        ``max_output_size`` outside its bounds, a cap below 1, or ``heatmap_opacity``
+        / ``heatmap_floor`` outside 0..1; the message names the field.
     """
 
     sr_labels: Literal["all", "positive"] = "all"

@@ -31,7 +31,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 
-from sr_writer import render
+from sr_writer import display
 from sr_writer.common import (
     append_algorithm_equipment,
     copy_extra_patient_study,
@@ -72,7 +72,7 @@ def _along_normal(ds: Dataset) -> float:
 
 
 def select(results: Sequence[ImageResult], sources: dict[str, Dataset]) -> list[MapRequest]:
-    """The Parametric Maps to write (see the module docstring for which)."""
+    """Choose the Parametric Maps to write (see the module docstring for which)."""
     by_series: dict[str, list[ImageResult]] = {}
     for result in results:
         series = str(sources[result.sop_instance_uid].SeriesInstanceUID)
@@ -137,15 +137,14 @@ def build_pmap(
     instance_number: int,
     when: dt.datetime,
 ) -> Dataset:
-    """The Parametric Map of ``request.label`` over its series' analysed images."""
+    """Build the Parametric Map of ``request.label`` over its series' analysed images."""
     model = request.results[0].model
     images = [sources[r.sop_instance_uid] for r in request.results]
     labels = [next(lab for lab in r.labels if lab.name == request.label) for r in request.results]
     code = labels[0].code
-    assert code is not None
     pixels = np.stack(
         [
-            render.upsample_heatmap(label.heatmap, (int(ds.Rows), int(ds.Columns)))
+            display.upsample_heatmap(label.heatmap, (int(ds.Rows), int(ds.Columns)))
             for label, ds in zip(labels, images, strict=True)
         ]
     ).astype(np.float32)

@@ -39,7 +39,7 @@ def _letters(vector: Sequence[float]) -> str:
 
 
 def patient_orientation(source: Dataset) -> tuple[str, str] | None:
-    """The source's Patient Orientation, or one derived from Image Orientation (Patient).
+    """Return the Patient Orientation, given or derived from Image Orientation (Patient).
 
     Oblique images get up to three letters per value, principal direction first
     (e.g. ``PF``), as PS3.3 allows; None when neither attribute gives a valid pair.
@@ -68,7 +68,7 @@ def build_sc(
     pixel_spacing: tuple[float, float] | None,
     derivation: str,
 ) -> SCImage:
-    """An 8-bit RGB uncompressed SC referencing ``sources`` as its source images."""
+    """Build an 8-bit RGB uncompressed SC referencing ``sources`` as its source images."""
     sc = SCImage(
         pixel_array=pixels,
         photometric_interpretation="RGB",

@@ -104,7 +104,7 @@ def _finite_numbers(value: object, count: int) -> bool:
 
 
 def valid_orientation(value: object) -> tuple[str, str] | None:
-    """A Patient Orientation pair (PS3.3 C.7.6.1.1.1), or None if ``value`` is not one."""
+    """Parse a Patient Orientation pair (PS3.3 C.7.6.1.1.1); None if ``value`` is not one."""
     parts = [str(v).strip() for v in _values(value)] if value not in (None, "") else []
     if len(parts) != 2 or not all(_ORIENTATION.match(p) for p in parts):
         return None
@@ -195,8 +195,10 @@ def sanitize(ds: Dataset) -> list[str]:
 
 
 def sanitized_copy(header: Dataset) -> Dataset:
-    """A copy of ``header`` with :func:`sanitize` applied; logs what changed. (A deep
-    copy: the elements of a header may be the source dataset's own.)"""
+    """Return a copy of ``header`` with :func:`sanitize` applied; log what changed.
+
+    A deep copy: the elements of a header may be the source dataset's own.
+    """
     out = copy.deepcopy(header)
     notes = sanitize(out)
     if notes:
@@ -290,7 +292,7 @@ _NEEDS = {
 
 
 def library_view(header: Dataset) -> Dataset:
-    """The dataset to hand highdicom for this image's Image Library entry.
+    """Return the dataset to hand highdicom for this image's Image Library entry.
 
     highdicom writes modality-specific geometry descriptors (TID 1603 for radiographs,
     TID 1604 for slices) and fails when one is missing; they are optional in the

@@ -54,7 +54,7 @@ class HotRegion:
 
 
 def _component(mask: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
-    """The 4-connected cells of ``mask`` reachable from ``start`` (row, column)."""
+    """Return the 4-connected cells of ``mask`` reachable from ``start`` (row, column)."""
     rows, cols = mask.shape
     seen = np.zeros_like(mask, dtype=bool)
     seen[start] = True
@@ -94,8 +94,10 @@ def _convex_hull(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def hot_region(heatmap: np.ndarray, rows: int, cols: int) -> HotRegion | None:
-    """The hot region of ``heatmap`` scaled to a ``rows`` x ``cols`` source, or None
-    when the heatmap is all zero (it points nowhere)."""
+    """Return the hot region of ``heatmap`` scaled to a ``rows`` x ``cols`` source.
+
+    None when the heatmap is all zero (it points nowhere).
+    """
     heat = np.asarray(heatmap, dtype=np.float32)
     h, w = heat.shape
     peak_index = np.unravel_index(int(np.argmax(heat)), heat.shape)
@@ -119,7 +121,7 @@ def hot_region(heatmap: np.ndarray, rows: int, cols: int) -> HotRegion | None:
 
 
 def _border(header: Dataset) -> np.ndarray:
-    """The analysed image's outline, closed: (0,0) to (Columns, Rows)."""
+    """Return the analysed image's outline, closed: (0,0) to (Columns, Rows)."""
     rows, cols = float(header.Rows), float(header.Columns)
     return np.array([(0, 0), (cols, 0), (cols, rows), (0, rows), (0, 0)], dtype=np.float32)
 
@@ -131,8 +133,10 @@ def _source(header: Dataset, frame: int | None) -> SourceImageForRegion:
 
 
 def image_area(header: Dataset, frame: int | None) -> CoordinatesForMeasurement:
-    """The whole analysed image as a closed POLYLINE along its border: the region a
-    per-label classification was computed over (its probability is INFERRED FROM it).
+    """Return the whole analysed image as a closed POLYLINE along its border.
+
+    The region a per-label classification was computed over (its probability is
+    INFERRED FROM it).
 
     OHIF's SR extension (3.13) throws while loading a report whose measurement groups
     lack coordinates, so every group carries the region it describes.
@@ -145,7 +149,7 @@ def image_area(header: Dataset, frame: int | None) -> CoordinatesForMeasurement:
 
 
 def whole_image(header: Dataset, frame: int | None) -> ImageRegion:
-    """The whole analysed image as a TID 1410 Image Region (for statements about it)."""
+    """Return the whole analysed image as a TID 1410 Image Region (for statements on it)."""
     return ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
         graphic_data=_border(header),
@@ -161,9 +165,11 @@ def region_group(
     uids: ResultUIDs,
     algorithm: AlgorithmIdentification,
 ) -> PlanarROIMeasurementsAndQualitativeEvaluations | None:
-    """The TID 1410 group locating a positive ``label`` on its source image, or None
-    when the label has no heatmap (nothing says where) or an all-zero one."""
-    if not label.positive or label.heatmap is None or label.code is None:
+    """Build the TID 1410 group locating a positive ``label`` on its source image.
+
+    None when the label has no heatmap (nothing says where) or an all-zero one.
+    """
+    if not label.positive or label.heatmap is None:
         return None
     region = hot_region(label.heatmap, int(header.Rows), int(header.Columns))
     if region is None:

@@ -55,8 +55,11 @@ def _algorithm(model: ModelIdentity, threshold: float | None) -> AlgorithmIdenti
 
 
 def _add_demo_notice(content: MeasurementReport, model: ModelIdentity) -> None:
-    """TID 1500 "Qualitative Evaluations" container at the report's root holding a TEXT
-    comment that says the results come from a non-clinical demo model."""
+    """Build the demo notice: a TID 1500 "Qualitative Evaluations" container.
+
+    At the report's root, it holds a TEXT comment that says the results come from a
+    non-clinical demo model.
+    """
     comment = hd.sr.TextContentItem(
         name=codes.DCM.Comment,
         value=f"{DEMO_NOTICE}. Intended use: {model.intended_use}"[:1024],
@@ -91,7 +94,6 @@ def _label_group(
     where: str,
     uids: ResultUIDs,
 ) -> MeasurementsAndQualitativeEvaluations:
-    assert label.code is not None  # checked by validate.check_results
     finding = c.concept(label.code)
     tracking = TrackingIdentifier(
         uid=uids.tracking(result.sop_instance_uid, result.frame, label.name),
@@ -117,9 +119,11 @@ def _label_group(
 def _no_finding_group(
     result: ImageResult, header: Dataset, where: str, uids: ResultUIDs
 ) -> PlanarROIMeasurementsAndQualitativeEvaluations:
-    """The statement written when only positives are kept and there are none: a
-    qualitative evaluation of the whole analysed image (TID 1410, so that OHIF, which
-    throws on groups without coordinates, can show it)."""
+    """Build the statement written when only positives are kept and there are none.
+
+    A qualitative evaluation of the whole analysed image (TID 1410, so that OHIF, which
+    throws on groups without coordinates, can show it).
+    """
     names = ", ".join(label.name for label in result.labels)
     group = PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(

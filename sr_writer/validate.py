@@ -1,15 +1,16 @@
-"""Input checks: every problem is found before any object is built."""
+"""Checks of the sources and of the result set, before any object is built.
+
+Each result checked itself when it was constructed (:mod:`sr_writer.inputs`).
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import numpy as np
 from pydicom.dataset import Dataset
 
 from sr_writer.errors import ResultWriteError
-from sr_writer.inputs import ImageResult, LabelResult
+from sr_writer.inputs import ImageResult
 
 # Attributes a source must carry for its results to be placed in its patient and study:
 # type 1 (present with a value) and type 2 (present, possibly empty, as in the source).
@@ -28,7 +29,24 @@ def _where(ds: Dataset) -> str:
 
 
 def check_sources(sources: Sequence[Dataset]) -> dict[str, Dataset]:
-    """Check the source datasets; return them by SOP Instance UID."""
+    """Check that the sources can carry results into one patient's study.
+
+    Parameters
+    ----------
+    sources : Sequence[pydicom.dataset.Dataset]
+        The analysed source datasets.
+
+    Returns
+    -------
+    dict of str to pydicom.dataset.Dataset
+        The sources by SOP Instance UID.
+
+    Raises
+    ------
+    ResultWriteError
+        No sources, a source without its patient/study attributes, or sources of more
+        than one study or patient.
+    """
     if not sources:
         raise ResultWriteError("no source datasets given")
     by_uid: dict[str, Dataset] = {}
@@ -52,37 +70,25 @@ def check_sources(sources: Sequence[Dataset]) -> dict[str, Dataset]:
     return by_uid
 
 
-def _check_label(where: str, label: LabelResult) -> None:
-    name = label.name or "<unnamed>"
-    if not label.name:
-        raise ResultWriteError(f"{where}: a label has no name")
-    if label.code is None:
-        raise ResultWriteError(f"{where}: label {name!r} has no code (finding type)")
-    if not (label.code.value and label.code.scheme and label.code.meaning):
-        raise ResultWriteError(f"{where}: label {name!r} has an incomplete code {label.code}")
-    for field in ("probability", "threshold"):
-        value = getattr(label, field)
-        if not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value <= 1:
-            raise ResultWriteError(f"{where}: label {name!r} {field} {value!r} not in [0, 1]")
-    if label.heatmap is not None:
-        hm = np.asarray(label.heatmap)
-        if hm.ndim != 2 or min(hm.shape) < 1:
-            raise ResultWriteError(
-                f"{where}: label {name!r} heatmap has shape {hm.shape}; expected 2-D (rows, cols)"
-            )
-        if not np.issubdtype(hm.dtype, np.floating) and not np.issubdtype(hm.dtype, np.integer):
-            raise ResultWriteError(f"{where}: label {name!r} heatmap dtype {hm.dtype} not numeric")
-        if not np.all(np.isfinite(hm)):
-            raise ResultWriteError(f"{where}: label {name!r} heatmap contains NaN or infinity")
-        if float(hm.min()) < 0 or float(hm.max()) > 1:
-            raise ResultWriteError(
-                f"{where}: label {name!r} heatmap values [{float(hm.min())}, "
-                f"{float(hm.max())}] outside [0, 1]"
-            )
-
-
 def check_results(results: Sequence[ImageResult], sources: dict[str, Dataset]) -> None:
-    """Check the inference results against the sources they claim to describe."""
+    """Check the results against each other and the sources they claim to describe.
+
+    Each result has checked itself when it was built (see :mod:`sr_writer.inputs`);
+    what is left needs the whole set.
+
+    Parameters
+    ----------
+    results : Sequence[ImageResult]
+        One model's results.
+    sources : dict of str to pydicom.dataset.Dataset
+        The sources by SOP Instance UID, as :func:`check_sources` returns them.
+
+    Raises
+    ------
+    ResultWriteError
+        No results, a result for an unknown source or frame, a frame given twice, or
+        results of more than one model.
+    """
     if not results:
         raise ResultWriteError("no inference results given")
     model = results[0].model
@@ -101,15 +107,5 @@ def check_results(results: Sequence[ImageResult], sources: dict[str, Dataset]) -
             raise ResultWriteError(f"{where}: frame {result.frame} given twice")
         seen.add(key)
         frames = int(getattr(sources[result.sop_instance_uid], "NumberOfFrames", 1) or 1)
-        if result.frame is not None and not 1 <= result.frame <= frames:
+        if result.frame is not None and result.frame > frames:
             raise ResultWriteError(f"{where}: frame {result.frame} not in 1..{frames}")
-        if not result.labels:
-            raise ResultWriteError(f"{where}: no labels")
-        names = [label.name for label in result.labels]
-        if len(set(names)) != len(names):
-            raise ResultWriteError(f"{where}: duplicate label names {names}")
-        for label in result.labels:
-            _check_label(where, label)
-    for field in ("name", "version", "manufacturer", "device_uid"):
-        if not getattr(model, field):
-            raise ResultWriteError(f"model identity has no {field}")

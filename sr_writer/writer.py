@@ -49,7 +49,13 @@ class ResultObjects:
     pmaps: list[Dataset] = field(default_factory=list)
 
     def all(self) -> list[Dataset]:
-        """SR, heatmaps, card, key object selection and parametric maps in sending order."""
+        """List every object in sending order.
+
+        Returns
+        -------
+        list of pydicom.dataset.Dataset
+            The SR, heatmaps, card, key object selection and parametric maps.
+        """
         return [
             self.sr,
             *self.heatmaps,
@@ -59,7 +65,14 @@ class ResultObjects:
         ]
 
     def kinds(self) -> list[tuple[str, Dataset]]:
-        """``all()`` with the kind of each object ("sr", "heatmap", "card", "kos", "pmap")."""
+        """List every object in sending order with its kind.
+
+        Returns
+        -------
+        list of tuple of (str, pydicom.dataset.Dataset)
+            As :meth:`all`, each paired with ``"sr"``, ``"heatmap"``, ``"card"``,
+            ``"kos"`` or ``"pmap"``.
+        """
         return [
             ("sr", self.sr),
             *(("heatmap", h) for h in self.heatmaps),

@@ -1,8 +1,8 @@
 """The bundled demo package on disk: its manifest, Device UID and build-once cache.
 
 Importing this does not import ``onnx``: a node whose cache already holds the package
-never loads it (~10 MB of RSS); the graph builder (:mod:`ai.bundled.demo_cxr`) is
-imported only to build.
+never loads it; the graph builder (:mod:`ai.bundled.demo_cxr`) is imported only to
+build (tests/test_memory.py checks both).
 """
 
 from __future__ import annotations
@@ -41,13 +41,24 @@ INTENDED_USE = (
 
 
 def device_uid_for(onnx_bytes: bytes) -> str:
-    """A 2.25 UID derived from the weights, so it changes whenever the weights change."""
+    """Derive a 2.25 UID from the weights, so it changes whenever the weights change."""
     digest = hashlib.sha256(onnx_bytes).digest()
     return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
 def demo_manifest(device_uid: str) -> Manifest:
-    """The demo package's manifest."""
+    """Return the demo package's manifest.
+
+    Parameters
+    ----------
+    device_uid : str
+        The Device UID of the weights (see :func:`device_uid_for`).
+
+    Returns
+    -------
+    ai.manifest.Manifest
+        The manifest of the bundled demo model, marked as a non-clinical demo.
+    """
     return Manifest(
         name=DEMO_NAME,
         version=DEMO_VERSION,
@@ -81,6 +92,21 @@ def ensure_demo_package(cache_dir: Path) -> Path:
 
     The build goes to a temporary directory renamed into place, so concurrent callers
     and interrupted builds never leave a half-written package.
+
+    Parameters
+    ----------
+    cache_dir : pathlib.Path
+        Where built packages are kept (created if missing).
+
+    Returns
+    -------
+    pathlib.Path
+        The package directory (``model.yaml`` and ``model.onnx``).
+
+    Raises
+    ------
+    OSError
+        The cache directory cannot be written.
     """
     cache_dir = Path(cache_dir)
     target = cache_dir / f"{DEMO_NAME}-{DEMO_VERSION}"
@@ -110,7 +136,7 @@ def ensure_demo_package(cache_dir: Path) -> Path:
 
 
 def _cached_ok(target: Path) -> bool:
-    """True when ``target`` holds a complete demo package of this version."""
+    """Tell whether ``target`` holds a complete demo package of this version."""
     if not ((target / "model.yaml").is_file() and (target / "model.onnx").is_file()):
         return False
     try:

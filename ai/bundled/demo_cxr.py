@@ -48,8 +48,11 @@ def _densenet121(g: GraphBuilder, x: str) -> tuple[str, int]:
 
 
 def _build(seed: int, size: int) -> onnx.ModelProto:
-    """The demo graph, unchecked. Inputs ``image`` [N,1,size,size]; outputs ``logits``
-    [N,18] and ``cam`` [N,18,size,size] in [0, 1]."""
+    """Build the demo graph, unchecked.
+
+    Input ``image`` [N,1,size,size]; outputs ``logits`` [N,18] and ``cam``
+    [N,18,size,size] in [0, 1].
+    """
     rng = np.random.default_rng(seed)
     g = GraphBuilder(rng)
     feats, ch = _densenet121(g, "image")
@@ -91,15 +94,18 @@ def _build(seed: int, size: int) -> onnx.ModelProto:
 
 
 def build_demo_onnx(seed: int = DEMO_SEED, size: int = SIZE) -> onnx.ModelProto:
-    """The demo model, checked by ``onnx.checker``."""
+    """Build the demo model, checked by ``onnx.checker``."""
     model = _build(seed, size)
     onnx.checker.check_model(model)
     return model
 
 
 def build_demo_bytes(seed: int = DEMO_SEED, size: int = SIZE) -> bytes:
-    """The demo model's ONNX file contents, checked. The ModelProto is dropped before the
-    check so that at most two copies of the ~28 MB of weights exist at once."""
+    """Build the demo model's ONNX file contents, checked.
+
+    The ModelProto is dropped before the check so that at most two copies of the
+    weights exist at once.
+    """
     data = _build(seed, size).SerializeToString()
     onnx.checker.check_model(data)
     return data

@@ -24,6 +24,7 @@ class GraphBuilder:
         return f"{prefix}_{self._n}"
 
     def const(self, array: np.ndarray, prefix: str = "w") -> str:
+        """Add ``array`` as an initialiser; return its name."""
         name = self._name(prefix)
         self.proto.graph.initializer.append(
             numpy_helper.from_array(np.ascontiguousarray(array), name)
@@ -38,6 +39,7 @@ class GraphBuilder:
         outputs: list[str] | None = None,
         **attrs: object,
     ) -> str:
+        """Add an ``op_type`` node; return its (first) output's name."""
         out = outputs or [self._name(prefix or op_type.lower())]
         self.proto.graph.node.append(helper.make_node(op_type, inputs, out, **attrs))
         return out[0]
@@ -71,8 +73,11 @@ class GraphBuilder:
         name: str,
         doc: str,
     ) -> onnx.ModelProto:
-        """The finished (unchecked) model; the same fields ``make_graph``/``make_model``
-        would set, so the bytes are the same. The builder must not be used afterwards."""
+        """Finish the (unchecked) model.
+
+        The same fields ``make_graph``/``make_model`` would set, so the bytes are the same.
+        The builder must not be used afterwards.
+        """
         model = self.proto
         model.graph.name = name
         model.graph.input.extend(inputs)
@@ -86,4 +91,5 @@ class GraphBuilder:
 
 
 def tensor_info(name: str, shape: list[object]) -> onnx.ValueInfoProto:
+    """Describe a float tensor ``name`` of ``shape`` (graph input or output)."""
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)

@@ -35,9 +35,12 @@ class ImporterUnavailable(RuntimeError):
 
 
 def _define_missing_torchvision_ops(torch) -> None:  # torch module
-    """Let torchvision import when its compiled ops cannot load (a CUDA-only torchvision
-    wheel next to CPU torch): its import registers fake kernels for ``nms``/``qnms`` and
-    fails if those operators were never defined. xrv's DenseNet never calls them."""
+    """Let torchvision import when its compiled ops cannot load.
+
+    With a CUDA-only torchvision wheel next to CPU torch, its import registers fake
+    kernels for ``nms``/``qnms`` and fails if those operators were never defined. xrv's
+    DenseNet never calls them.
+    """
     try:
         torch.ops.torchvision.nms  # noqa: B018 - probe
         return
@@ -69,7 +72,7 @@ def load_xrv():
 
 
 def build_xrv_model(name: str, untrained: bool):
-    """The xrv DenseNet for weights ``name`` (random weights if ``untrained``)."""
+    """Build the xrv DenseNet for weights ``name`` (random weights if ``untrained``)."""
     torch, xrv = load_xrv()
     if not name.startswith("densenet"):
         raise ImporterUnavailable(f"only xrv DenseNet weights are supported, not {name!r}")
@@ -85,7 +88,7 @@ def build_xrv_model(name: str, untrained: bool):
 
 
 def cam_wrapper(model, size: int):  # torch types are optional
-    """A torch module returning (logits, cam) for an xrv DenseNet."""
+    """Wrap an xrv DenseNet in a torch module returning (logits, cam)."""
     torch = importlib.import_module("torch")
     nn = torch.nn
     functional = torch.nn.functional
@@ -115,7 +118,7 @@ def cam_wrapper(model, size: int):  # torch types are optional
 
 
 def reference_logits(model, x):
-    """xrv's own forward pass, as logits (before any sigmoid/op_norm)."""
+    """Run xrv's own forward pass, returning logits (before any sigmoid/op_norm)."""
     torch = importlib.import_module("torch")
     with torch.no_grad():
         feats = torch.nn.functional.relu(model.features(x))
@@ -124,7 +127,30 @@ def reference_logits(model, x):
 
 
 def import_model(name: str, out: Path, untrained: bool = False, size: int = 224) -> Path:
-    """Export xrv model ``name`` into package directory ``out``; return ``out``."""
+    """Export a torchxrayvision DenseNet into a model package.
+
+    Parameters
+    ----------
+    name : str
+        The xrv weights, e.g. ``"densenet121-res224-all"``.
+    out : pathlib.Path
+        The package directory to write (created if missing).
+    untrained : bool
+        Random weights instead of downloading the trained ones (tests, demos).
+    size : int
+        The model's square input size in pixels.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``, holding ``model.yaml`` and ``model.onnx``.
+
+    Raises
+    ------
+    ImporterUnavailable
+        torch or torchxrayvision cannot be imported, the weights cannot be had, or
+        ``name`` is not a DenseNet.
+    """
     torch, _ = load_xrv()
     model = build_xrv_model(name, untrained)
     wrapper = cam_wrapper(model, size)

@@ -9,6 +9,7 @@ from dicom_node.cli import (
     config_cmd,
     db_cmd,
     demo,
+    destinations,
     jobs,
     models,
     results,
@@ -51,6 +52,7 @@ app.add_typer(results.app, name="results")
 app.add_typer(route.app, name="route")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(db_cmd.app, name="db")
+app.add_typer(destinations.app, name="destinations")
 
 
 def main() -> None:

@@ -37,6 +37,11 @@ from dicom_node.http.schemas import (
 )
 from dicom_node.index import queries
 from dicom_node.index.tables import Group, Instance
+from dicom_node.jobs.destination_status import (
+    DestinationStatus,
+    destination_status,
+    known_destinations,
+)
 from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.reprocess import ReprocessError, reprocess_study
@@ -427,6 +432,37 @@ def list_destinations(request: Request) -> list[DestinationOut]:
         target = f"{d.ae_title}@{d.host}:{d.port}" if d.kind == "dimse" else getattr(d, "url", "")
         out.append(DestinationOut(name=d.name, kind=d.kind, target=target))
     return out
+
+
+def _statuses(request: Request, name: str | None = None) -> list[DestinationStatus]:
+    node = node_of(request)
+    configured = [d.name for d in node.config.destinations]
+    names = [*configured, *known_destinations(node.db)] if name is None else [name]
+    return destination_status(node.db, names, configured=configured)
+
+
+@router.get("/destinations/status", response_model=list[DestinationStatus], tags=["destinations"])
+def destinations_status(request: Request) -> list[DestinationStatus]:
+    """What happened at each destination (configured, or named by a delivery on record):
+    last attempt, attempts in the last 24 h, pending deliveries, last error."""
+    authorize(request, "read")
+    return _statuses(request)
+
+
+@router.get(
+    "/destinations/{name}/status",
+    response_model=DestinationStatus,
+    responses={404: PROBLEM},
+    tags=["destinations"],
+)
+def destination_status_one(request: Request, name: str) -> DestinationStatus:
+    """What happened at one destination: last attempt, attempts in the last 24 h,
+    pending deliveries, last error."""
+    authorize(request, "read")
+    status = _statuses(request, name)[0]
+    if not status.configured and status.last_attempt is None and not status.pending_jobs:
+        raise Problem(404, "Not Found", f"no destination {name!r}, and no delivery to one")
+    return status
 
 
 def _echo(dest: Any) -> EchoOut:

@@ -8,7 +8,7 @@ to deliver the job marks it ``interrupted`` (it stays in the job's history).
     log = AttemptLog(db)
     log.interrupt_unfinished(job_id, study_uid)      # before delivering a claimed job
     accepted = log.accepted(job_id)                  # destination -> SOP UIDs it took
-    attempt = log.start(job_id, "pacs", planned=len(files), label="job 7 study 1.2.3")
+    attempt = log.start(job_id, "pacs", planned=len(files), protocol="dimse")
     report = deliver(dest, files, on_outcomes=attempt.record)
     attempt.finish(report)
 """
@@ -16,7 +16,7 @@ to deliver the job marks it ``interrupted`` (it stays in the job's history).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import func, select, update
 
@@ -38,11 +38,14 @@ log = logging.getLogger(__name__)
 class AttemptRecord:
     """One attempt under way: records its responses, then its end."""
 
-    def __init__(self, db: Database, attempt_id: int, destination: str, label: str) -> None:
+    def __init__(
+        self, db: Database, attempt_id: int, destination: str, label: str, protocol: str
+    ) -> None:
         self.db = db
         self.id = attempt_id
         self.destination = destination
         self.label = label
+        self.protocol = protocol  # the destination's kind: a metrics label
 
     def record(self, outcomes: Sequence[InstanceOutcome]) -> None:
         """Commit the responses that just arrived (one transaction); count them."""
@@ -60,7 +63,7 @@ class AttemptRecord:
                 for o in outcomes
             )
         for o in outcomes:
-            metrics.DELIVERY_INSTANCES.labels(self.destination, o.outcome).inc()
+            metrics.DELIVERY_INSTANCES.labels(self.destination, self.protocol, o.outcome).inc()
             log.debug(
                 "[%s] %s -> %s: %s%s",
                 self.label,
@@ -85,7 +88,7 @@ class AttemptRecord:
                     error=error[:4000] if error else None,
                 )
             )
-        metrics.DELIVERY_ATTEMPTS.labels(self.destination, report.status).inc()
+        metrics.DELIVERY_ATTEMPTS.labels(self.destination, self.protocol, report.status).inc()
 
 
 class AttemptLog:
@@ -95,7 +98,13 @@ class AttemptLog:
         self.db = db
 
     def start(
-        self, job_id: int, destination: str, *, planned: int, label: str = ""
+        self,
+        job_id: int,
+        destination: str,
+        *,
+        planned: int,
+        label: str = "",
+        protocol: str = "unknown",
     ) -> AttemptRecord:
         """Commit a new attempt (outcome ``started``, no end time) before anything is sent."""
         with self.db.session() as s:
@@ -116,7 +125,7 @@ class AttemptLog:
             destination,
             planned,
         )
-        return AttemptRecord(self.db, attempt_id, destination, label)
+        return AttemptRecord(self.db, attempt_id, destination, label, protocol)
 
     def accepted(self, job_id: int) -> dict[str, set[str]]:
         """Destination -> SOP Instance UIDs it accepted in any earlier attempt of the job,
@@ -132,9 +141,12 @@ class AttemptLog:
             out.setdefault(destination, set()).add(uid)
         return out
 
-    def interrupt_unfinished(self, job_id: int, study_uid: str = "") -> int:
+    def interrupt_unfinished(
+        self, job_id: int, study_uid: str = "", protocols: Mapping[str, str] | None = None
+    ) -> int:
         """Mark the job's attempts that never finished (the process died during them) as
-        ``interrupted``; call only while holding the job's claim. Returns how many."""
+        ``interrupted``; call only while holding the job's claim. Returns how many.
+        ``protocols``: destination name -> kind, for the metrics."""
         with self.db.session() as s:
             rows = s.execute(
                 select(
@@ -163,7 +175,8 @@ class AttemptLog:
                     )
                 )
         for attempt_id, destination, planned, accepted in rows:
-            metrics.DELIVERY_ATTEMPTS.labels(destination, ATTEMPT_INTERRUPTED).inc()
+            protocol = (protocols or {}).get(destination, "unknown")
+            metrics.DELIVERY_ATTEMPTS.labels(destination, protocol, ATTEMPT_INTERRUPTED).inc()
             log.warning(
                 "job %s study %s: delivery attempt %d to %s was interrupted after %d "
                 "of %d object(s) were accepted; sending only the rest",

@@ -26,7 +26,11 @@ def model_identity(m: a.ModelIdentity) -> w.ModelIdentity:
 
 
 def image_results(results: Iterable[a.ImageResult]) -> list[w.ImageResult]:
-    """The writer's copies of the runtime's per-image results (heatmaps are shared)."""
+    """The writer's copies of the runtime's per-image results (heatmaps are shared).
+
+    Raises ValueError or TypeError, naming the field, for a result the writer's value
+    objects refuse (e.g. a label without a code).
+    """
     return [
         w.ImageResult(
             sop_instance_uid=r.sop_instance_uid,

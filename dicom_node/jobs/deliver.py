@@ -28,11 +28,13 @@ def deliver_outputs(
     destinations: Sequence[Destination],
     *,
     check: Callable[[], None] = lambda: None,
+    on_delivered: Callable[[str], None] = lambda _name: None,
 ) -> None:
     """Send ``outputs`` to each of the job's destinations; ``check()`` runs before each
-    (it raises to stop, e.g. when the job was cancelled)."""
+    (it raises to stop, e.g. when the job was cancelled); ``on_delivered(name)`` after
+    each destination that accepted everything it was sent."""
     by_name = {d.name: d for d in destinations}
-    attempts.interrupt_unfinished(job.id, job.study_uid)
+    attempts.interrupt_unfinished(job.id, job.study_uid, {d.name: d.kind for d in destinations})
     accepted = attempts.accepted(job.id)
     transient: list[str] = []
     permanent: list[str] = []
@@ -46,7 +48,7 @@ def deliver_outputs(
         if dest is None:
             permanent.append(f"destination {name!r} is not configured")
             continue
-        attempt = attempts.start(job.id, name, planned=len(files), label=label)
+        attempt = attempts.start(job.id, name, planned=len(files), label=label, protocol=dest.kind)
         report = deliver(
             dest,
             files,
@@ -61,6 +63,7 @@ def deliver_outputs(
             permanent.append(f"{name}: {report.summary()}")
         else:
             log.info("%s: %d object(s) delivered to %s", label, len(files), name)
+            on_delivered(name)
     if permanent:
         raise PermanentJobError("; ".join(permanent + transient))
     if transient:

@@ -28,6 +28,7 @@ from dicom_node.index.tables import Instance
 from dicom_node.jobs.errors import DETERMINISTIC, PermanentJobError, TransientJobError
 from dicom_node.jobs.inputs import JobInputs, SharedFilesystem
 from dicom_node.jobs.models import Job
+from dicom_node.jobs.stage_metrics import observe_scores
 
 log = logging.getLogger(__name__)
 
@@ -127,4 +128,5 @@ def run_model(
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     metrics.INFERENCE_SECONDS.labels(model_name).observe(time.monotonic() - started)
+    observe_scores(model_name, results)
     return Inference(model_name, model, sources, results)

@@ -12,6 +12,7 @@ recorded once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +32,12 @@ from dicom_node.jobs.infer import fetch_input, load_inputs, run_model
 from dicom_node.jobs.inputs import JobInputs, SharedFilesystem
 from dicom_node.jobs.models import Job, JobState, utcnow
 from dicom_node.jobs.queue import Claim, JobQueue
+from dicom_node.jobs.stage_metrics import (
+    DeliveredClock,
+    models_of,
+    observe_queue_wait,
+    observe_stage,
+)
 from dicom_node.jobs.write import Output, record_outputs, write_results, written_outputs
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore
@@ -92,26 +99,30 @@ class JobRunner:
         self.queue.fail(claim, f"internal error: {exc!r}", permanent=False, policy=policy)
 
     def _run(self, claim: Claim) -> None:
+        job = self._load_job(claim.job_id)
+        observe_queue_wait(job)
         outputs = written_outputs(self.db, claim.job_id) if claim.resume_delivery else None
         if outputs is not None:
             log.info("job %s: results already written, resuming delivery", claim.job_id)
         else:
-            outputs = self._produce(claim)
+            outputs = self._produce(claim, job)
         self._check(claim)
         self.queue.mark(claim, state=JobState.DELIVERING)
+        started = time.monotonic()
         deliver_outputs(
             self.attempts,
-            self._load_job(claim.job_id),
+            job,
             outputs,
             self.config().destinations,
             check=lambda: self._check(claim),
+            on_delivered=DeliveredClock(self.db, job),
         )
         self.queue.finish(claim)
+        observe_stage(models_of(job), "deliver", time.monotonic() - started)
         metrics.JOBS_FINISHED.labels("done").inc()
 
-    def _produce(self, claim: Claim) -> list[Output]:
+    def _produce(self, claim: Claim, job: Job) -> list[Output]:
         """Infer and write for each of the job's models (or forward its inputs)."""
-        job = self._load_job(claim.job_id)
         inputs = load_inputs(self.db, job)
         if job.action == "forward":
             outputs = [
@@ -123,8 +134,10 @@ class JobRunner:
         else:
             outputs = []
             for name in job.models:
+                started = time.monotonic()
                 inference = run_model(self.registry, name, job, inputs, self.inputs)
                 self.queue.mark(claim, inferred_at=utcnow())
+                observe_stage([name], "infer", time.monotonic() - started)
                 log.info(
                     "job %s study %s: %s ran on %d image(s) via %s",
                     claim.job_id,
@@ -136,8 +149,10 @@ class JobRunner:
                 self._check(claim)
                 # The job's creation time stamps the results: a re-run writes identical objects.
                 options = self.config().results.write_options(created_at=job.created_at)
+                started = time.monotonic()
                 outputs += write_results(self.store, job, inference, options)
                 self.queue.mark(claim, written_at=utcnow())
+                observe_stage([name], "write", time.monotonic() - started)
         record_outputs(self.db, claim.job_id, outputs)
         return outputs
 

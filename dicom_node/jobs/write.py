@@ -53,9 +53,11 @@ def write_results(
     ``results/<study>/<series>/<sop>.dcm``."""
     name = inference.name
     try:
-        objects = sr_writer.write_results(
-            inference.sources, image_results(inference.results), options
-        )
+        results = image_results(inference.results)  # the value objects check themselves
+    except (ValueError, TypeError) as exc:  # a model's output the writer cannot take
+        raise PermanentJobError(f"results of model {name!r} cannot be written: {exc}") from exc
+    try:
+        objects = sr_writer.write_results(inference.sources, results, options)
     except sr_writer.ResultWriteError as exc:
         raise PermanentJobError(f"results of model {name!r} cannot be written: {exc}") from exc
     except (MemoryError, OSError) as exc:  # a resource problem that may pass

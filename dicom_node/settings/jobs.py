@@ -150,7 +150,7 @@ class ResultsSettings(BaseModel):
 class WorkerSettings(BaseModel):
     """``worker:`` section: a `dicom-node worker` process (executor: celery)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(None, max_length=100, description="Default: worker@<host>:<pid>.")
     heartbeat_seconds: float = Field(

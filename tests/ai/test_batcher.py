@@ -100,3 +100,31 @@ def test_model_batcher_matches_single_image_runs(demo_registry):
         np.testing.assert_allclose(out[0], single[0][0], rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(out[1], single[1][0], atol=1e-4)
     assert max(model.batcher.batch_sizes) > 1
+
+
+def test_on_batch_hook_sees_every_batch_before_its_callers_return():
+    seen: list[int] = []
+    b = DynamicBatcher(_double, max_batch_size=4, max_wait_ms=20)
+    b.on_batch = seen.append
+    try:
+        futs = [b.submit(np.full((2,), i, np.float32)) for i in range(10)]
+        for f in futs:
+            f.result(5)
+        assert sum(seen) == 10 and max(seen) <= 4
+        assert seen == list(b.batch_sizes)
+    finally:
+        b.close()
+
+
+def test_a_failing_on_batch_hook_does_not_fail_the_callers():
+    b = DynamicBatcher(_double, max_batch_size=4, max_wait_ms=5)
+
+    def broken(_size: int) -> None:
+        raise RuntimeError("metrics down")
+
+    b.on_batch = broken
+    try:
+        doubled, _ = b.infer(np.array([1.0, 2.0]), timeout=5)
+        np.testing.assert_array_equal(doubled, [2.0, 4.0])
+    finally:
+        b.close()

@@ -4,7 +4,6 @@ failures; fixed batch size validation; concurrent infer() on distinct datasets."
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,71 +13,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ai import ModelRegistry, RuntimeOptions
 from dicom_node.synthetic import make_dx
+from tests.support.tiny_model import tiny_manifest, tiny_package
 
 OPTS = RuntimeOptions(intra_op_threads=1, max_wait_ms=10)
 
 
-def _tiny_onnx(path: Path, batch: object = "N") -> None:
-    """x [N,8,8,1] -> scores [N,2] = [mean(x), -mean(x)] (so softmax is checkable)."""
-    w = numpy_helper.from_array(np.array([[1.0, -1.0]], np.float32), "w")
-    nodes = [
-        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2], keepdims=0),  # [N,1]
-        helper.make_node("MatMul", ["m", "w"], ["scores"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8, 8, 1])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 2])],
-        [w],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-
-
-def _manifest(**over) -> dict:
-    m = {
-        "name": "tiny",
-        "version": "0.1",
-        "manufacturer": "tests",
-        "device_uid": "1.2.3.4",
-        "intended_use": "unit test",
-        "demo": True,
-        "applies_to": {"modalities": ["DX"]},
-        "input": {"name": "x", "layout": "NHWC", "height": 8, "width": 8, "channels": 1},
-        "preprocess": {
-            "window": {"source": "fixed", "center": 2048, "width": 4096},
-            "resize": "stretch",
-        },
-        "output": {
-            "scores": "scores",
-            "activation": "softmax",
-            "labels": [
-                {"name": "bright", "threshold": 0.5},
-                {
-                    "name": "dark",
-                    "threshold": 0.5,
-                    "code": {"value": "X1", "scheme": "99TEST", "meaning": "Dark"},
-                },
-            ],
-        },
-        "runtime": {"max_batch_size": 4},
-    }
-    m.update(over)
-    return m
-
-
-def _package(tmp_path: Path, name: str = "tiny", batch: object = "N", **over) -> Path:
-    d = tmp_path / name
-    d.mkdir()
-    _tiny_onnx(d / "model.onnx", batch)
-    (d / "model.yaml").write_text(yaml.safe_dump(_manifest(name=name, **over)))
-    return d
-
-
 def test_tiny_nhwc_softmax_no_heatmap(tmp_path):
-    reg = ModelRegistry.load([_package(tmp_path)], include_bundled=False, options=OPTS)
+    reg = ModelRegistry.load([tiny_package(tmp_path)], include_bundled=False, options=OPTS)
     try:
         assert not reg.errors, reg.errors
         model = reg.get("tiny")
@@ -97,7 +38,7 @@ def test_tiny_nhwc_softmax_no_heatmap(tmp_path):
 
 
 def test_concurrent_infer_on_distinct_datasets(tmp_path):
-    reg = ModelRegistry.load([_package(tmp_path)], include_bundled=False, options=OPTS)
+    reg = ModelRegistry.load([tiny_package(tmp_path)], include_bundled=False, options=OPTS)
     try:
         model = reg.get("tiny")
         dss = [make_dx(seed=s, rows=32, cols=32, bits=8 + s % 8) for s in range(40)]
@@ -114,7 +55,7 @@ def test_concurrent_infer_on_distinct_datasets(tmp_path):
 
 
 def test_fixed_batch_smaller_than_max_batch_is_refused(tmp_path):
-    pkg = _package(tmp_path, batch=1)
+    pkg = tiny_package(tmp_path, batch=1)
     reg = ModelRegistry.load([pkg], include_bundled=False, options=OPTS)
     try:
         assert not reg.models
@@ -139,8 +80,8 @@ def test_runtime_failure_fails_the_call_not_the_model(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, d / "model.onnx")
-    (d / "model.yaml").write_text(yaml.safe_dump(_manifest(name="failing")))
-    ok = _package(tmp_path, "ok")
+    (d / "model.yaml").write_text(yaml.safe_dump(tiny_manifest(name="failing")))
+    ok = tiny_package(tmp_path, "ok")
     reg = ModelRegistry.load(
         [d, ok], include_bundled=False, options=RuntimeOptions(intra_op_threads=1, warmup=False)
     )
@@ -169,7 +110,7 @@ def test_failing_warmup_is_a_package_error(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, d / "model.onnx")
-    (d / "model.yaml").write_text(yaml.safe_dump(_manifest(name="warmfail")))
+    (d / "model.yaml").write_text(yaml.safe_dump(tiny_manifest(name="warmfail")))
     reg = ModelRegistry.load([d], include_bundled=False, options=OPTS)
     try:
         assert not reg.models and len(reg.errors) == 1

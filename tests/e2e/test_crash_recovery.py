@@ -14,6 +14,7 @@ from tests.support.dcmtk import storescu
 from tests.support.index import attempts, job_rows
 from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = pytest.mark.peer
 
@@ -41,10 +42,12 @@ def test_kill_during_inference_then_restart_delivers_once(tmp_path: Path) -> Non
         )
         node.start()
         storescu(node.port, source, calling="MODALITY", check=True)
-        deadline = time.monotonic() + 30
-        while job_state(node.data_dir) != "running" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert job_state(node.data_dir) == "running", node.log()[-3000:]
+        wait_until(
+            lambda: job_state(node.data_dir) == "running",
+            30,
+            interval=0.05,
+            describe=lambda: node.log()[-3000:],
+        )
         time.sleep(0.5)
         node.kill()
         assert job_state(node.data_dir) == "running"  # the crash left it claimed
@@ -53,9 +56,7 @@ def test_kill_during_inference_then_restart_delivers_once(tmp_path: Path) -> Non
         node.start()
         try:
             pacs.wait_for_files(3, timeout=60)
-            deadline = time.monotonic() + 30
-            while job_state(node.data_dir) != "done" and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_for(lambda: job_state(node.data_dir) == "done", 30, "the job done", node.log)
             time.sleep(1.0)
         finally:
             node.stop()

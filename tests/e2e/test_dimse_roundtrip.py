@@ -19,6 +19,7 @@ from tests.support.dicom3tools import dciodvfy
 from tests.support.index import attempts, job_rows
 from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.peer
 
@@ -74,19 +75,16 @@ def test_destination_down_is_retried_then_delivered_once(tmp_path: Path) -> None
     )
     with node:
         storescu(node.port, source, calling="MODALITY", check=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if any(a[2] == "transient" for a in attempts(node.data_dir)):
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("no failed delivery attempt recorded:\n" + node.log()[-3000:])
+        wait_for(
+            lambda: any(a[2] == "transient" for a in attempts(node.data_dir)),
+            60,
+            "a failed delivery attempt",
+            node.log,
+        )
         assert job_rows(node.data_dir)[0][1] in ("failed", "running", "delivering")
         with pacs:
             pacs.wait_for_files(3, timeout=60)
-            deadline = time.monotonic() + 30
-            while job_rows(node.data_dir)[0][1] != "done" and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_for(lambda: job_rows(node.data_dir)[0][1] == "done", 30, "the job done", node.log)
             time.sleep(1.5)  # a duplicate send would show up here
             delivered = [a for a in attempts(node.data_dir) if a[2] == "delivered"]
             files = pacs.received()

@@ -7,7 +7,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import highdicom as hd
@@ -17,6 +16,7 @@ from pydicom import dcmread
 from dicom_node import synthetic
 from tests.support.node_process import NodeProcess
 from tests.support.orthanc import Orthanc
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
 
@@ -86,19 +86,21 @@ def test_orthanc_routes_a_study_and_receives_sr_and_heatmaps(tmp_path: Path) -> 
             [study_id] = orthanc.find("Study", {"StudyInstanceUID": src.StudyInstanceUID})
             # Exactly what an auto-routing PACS does: C-STORE the study to the AI node.
             orthanc.post("/modalities/ainode/store", data=study_id)
-            deadline = time.monotonic() + 90
-            modalities: list[str] = []
-            positive = False
-            while time.monotonic() < deadline:
+
+            def results_complete() -> tuple[list[str], bool] | None:
+                """The study's modalities and whether a finding is positive, once all came."""
                 series = orthanc.get(f"/studies/{study_id}/series")
                 modalities = sorted(s["MainDicomTags"].get("Modality", "") for s in series)
-                if {"CR", "OT", "SR"} <= set(modalities):
-                    sr_series = next(s for s in series if s["MainDicomTags"]["Modality"] == "SR")
-                    positive = has_positive(orthanc.instance_file(sr_series["Instances"][0]))
-                    # A Key Object Selection comes with positive findings only.
-                    if ("KO" in modalities) == positive:
-                        break
-                time.sleep(0.5)
+                if not {"CR", "OT", "SR"} <= set(modalities):
+                    return None
+                sr_series = next(s for s in series if s["MainDicomTags"]["Modality"] == "SR")
+                positive = has_positive(orthanc.instance_file(sr_series["Instances"][0]))
+                # A Key Object Selection comes with positive findings only.
+                return (modalities, positive) if ("KO" in modalities) == positive else None
+
+            modalities, positive = wait_until(
+                results_complete, 90, interval=0.5, describe=lambda: node.log()[-4000:]
+            )
             log = node.log()
         assert modalities == sorted(["CR", "OT", "SR", *(["KO"] if positive else [])]), log[-4000:]
         series = orthanc.get(f"/studies/{study_id}/series")

@@ -8,7 +8,6 @@ once, permanently, with a one-line reason and no traceback in the log.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.support.dicom3tools import dciodvfy
 from tests.support.index import job_rows
 from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.peer
 
@@ -43,12 +43,11 @@ def _node(tmp_path: Path, pacs: StoreSCP) -> NodeProcess:
 
 
 def _wait_for_state(node: NodeProcess, state: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def reached() -> bool:
         rows = job_rows(node.data_dir)
-        if rows and rows[0][1] == state:
-            return
-        time.sleep(0.2)
+        return bool(rows) and rows[0][1] == state
+
+    wait_for(reached, timeout, f"the job {state}", node.log)
 
 
 def test_real_chest_cr_comes_back_without_errors(tmp_path: Path) -> None:
@@ -102,22 +101,7 @@ def test_bad_image_fails_once_with_a_readable_reason(tmp_path: Path, make, kind:
     # -xx: propose JPEG Extended too (the undecodable file is sent as it is)
     pacs = StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"])
     with pacs, _node(tmp_path, pacs) as node:
-        subprocess.run(
-            [
-                "storescu",
-                "-xx",
-                "-aet",
-                "MODALITY",
-                "-aec",
-                "DICOM_NODE",
-                "127.0.0.1",
-                str(node.port),
-                str(path),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        storescu(node.port, [path], "DICOM_NODE", "MODALITY", "-xx", check=True)
         _wait_for_state(node, "dead", timeout=60)
         time.sleep(1.5)  # a retry (0.2 s backoff) would show up here
         rows = job_rows(node.data_dir)

@@ -4,6 +4,7 @@ by a real Prometheus."""
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import subprocess
 import sys
@@ -158,3 +159,9 @@ def test_prometheus_scrapes_the_received_instances_counter(
         assert series[0]["metric"]["job"] == "dicom-node"
         assert float(series[0]["value"][1]) >= 3
         assert prom.targets_health() == ["up"]
+        # A histogram through PromQL: the 90th percentile of the C-STORE time.
+        quantile = prom.query(
+            "histogram_quantile(0.9, sum by (le) (dicom_node_store_seconds_bucket))"
+        )
+        seconds = float(quantile[0]["value"][1])
+        assert math.isfinite(seconds) and 0 < seconds <= 10.0

@@ -4,7 +4,6 @@ study by STOW-RS, the node processes it, and Orthanc finds (QIDO-RS) and retriev
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pydicom
@@ -87,11 +86,15 @@ def test_orthanc_stows_to_the_node_and_retrieves_its_results(tmp_path: Path) -> 
                 json={"Resources": [{"Study": study}]},
                 timeout=120,
             )
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not all(
-                orthanc.find_instance(s) for s in results
-            ):
-                time.sleep(0.2)
+            wait_until(
+                lambda: all(orthanc.find_instance(s) for s in results),
+                30,
+                interval=0.2,
+                describe=lambda: (
+                    "not retrieved into Orthanc: "
+                    + ", ".join(s for s in results if not orthanc.find_instance(s))
+                ),
+            )
             for sop in results:
                 oid = orthanc.find_instance(sop)
                 assert oid, f"result {sop} not retrieved into Orthanc"

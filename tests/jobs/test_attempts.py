@@ -4,10 +4,8 @@ each response as it arrives; an attempt a dead process left is marked interrupte
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text, update
 from typer.testing import CliRunner
@@ -22,14 +20,6 @@ from dicom_node.settings.jobs import RetentionSettings
 from tests.support.groups import add_group
 
 from dicom_node.cli import app  # isort: skip
-
-
-@pytest.fixture()
-def db(index_url: str) -> Iterator[Database]:
-    database = Database(index_url)
-    database.create_all()
-    yield database
-    database.dispose()
 
 
 def _job(db: Database, root: Path) -> int:
@@ -58,7 +48,8 @@ def _seen_elsewhere(url: str, sql: str) -> list[tuple]:
         engine.dispose()
 
 
-def _count(name: str, **labels: str) -> float:
+def _count(name: str, outcome: str) -> float:
+    labels = {"destination": "pacs", "protocol": "dimse", "outcome": outcome}
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
@@ -71,14 +62,10 @@ def test_attempt_and_responses_are_committed_as_they_happen(
 ) -> None:
     job = _job(db, tmp_path)
     log = AttemptLog(db)
-    delivered = _count(
-        "dicom_node_delivery_instances_total", destination="pacs", outcome="delivered"
-    )
-    interrupted = _count(
-        "dicom_node_delivery_attempts_total", destination="pacs", outcome="interrupted"
-    )
+    delivered = _count("dicom_node_delivery_instances_total", "delivered")
+    interrupted = _count("dicom_node_delivery_attempts_total", "interrupted")
 
-    attempt = log.start(job, "pacs", planned=3, label=f"job {job} study 1.2.3")
+    attempt = log.start(job, "pacs", planned=3, label=f"job {job} study 1.2.3", protocol="dimse")
     assert _seen_elsewhere(
         index_url, "SELECT outcome, planned, finished_at FROM delivery_attempts"
     ) == [("started", 3, None)]
@@ -94,22 +81,16 @@ def test_attempt_and_responses_are_committed_as_they_happen(
         index_url, "SELECT sop_instance_uid, outcome, code FROM delivery_responses ORDER BY id"
     ) == [("1.1", "delivered", 0), ("1.2", "transient", 0xA700)]
     assert log.accepted(job) == {"pacs": {"1.1"}}
-    assert (
-        _count("dicom_node_delivery_instances_total", destination="pacs", outcome="delivered")
-        == delivered + 1
-    )
+    assert _count("dicom_node_delivery_instances_total", "delivered") == delivered + 1
 
     # The process dies here (finish never runs); the next worker to deliver the job:
-    assert log.interrupt_unfinished(job, "1.2.3") == 1
+    assert log.interrupt_unfinished(job, "1.2.3", {"pacs": "dimse"}) == 1
     assert log.interrupt_unfinished(job, "1.2.3") == 0
     rows = _seen_elsewhere(
         index_url, "SELECT outcome, finished_at, accepted, error FROM delivery_attempts"
     )
     assert rows[0][:3] == ("interrupted", None, 1) and "1 of 3" in rows[0][3]
-    assert (
-        _count("dicom_node_delivery_attempts_total", destination="pacs", outcome="interrupted")
-        == interrupted + 1
-    )
+    assert _count("dicom_node_delivery_attempts_total", "interrupted") == interrupted + 1
 
     # The retry sends only what is not on record as accepted, and finishes.
     again = log.start(job, "pacs", planned=2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from dicom_node.db import Database, sqlite_url
@@ -11,6 +10,7 @@ from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.jobs.executor import LocalExecutor
 from dicom_node.jobs.models import JobState
 from dicom_node.jobs.queue import Claim, JobQueue, NewJob
+from tests.support.waiting import wait_until
 
 
 def _db(tmp_path: Path) -> Database:
@@ -44,10 +44,10 @@ def test_every_job_runs_once_and_a_crash_does_not_kill_workers(tmp_path: Path) -
 
     ex = LocalExecutor(q, run, workers=3, poll_seconds=0.05, on_crash=on_crash)
     ex.start()
-    deadline = time.monotonic() + 20
-    while len(ran) < len(ids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    ex.stop()
+    try:
+        wait_until(lambda: len(ran) >= len(ids), 20, interval=0.05, describe=lambda: f"{ran=}")
+    finally:
+        ex.stop()
     assert sorted(ran) == sorted(ids)
     assert crashed == [ids[3]]
     from sqlalchemy import select

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
+from ai import types
 from ai.registry import ModelRegistry
 from dicom_node import synthetic
 from dicom_node.db import Database
@@ -176,3 +177,18 @@ def test_a_bug_is_recorded_once_not_retried(
     assert job.state == JobState.DEAD and job.next_attempt_at is None
     assert job.error.startswith("internal error: ZeroDivisionError")
     assert any(r.exc_info for r in caplog.records if "internal error" in r.getMessage())
+
+
+def test_results_the_writer_refuses_are_permanent(index: Database, tmp_path: Path) -> None:
+    """A result that cannot be a writer's value object (a label with no code) fails once."""
+    identity = types.ModelIdentity("stub", "1", "acme", "2.25.1", "test", True)
+
+    def uncoded(ds: Dataset) -> list:
+        label = types.LabelResult("finding", None, 0.9, 0.5, True)
+        return [types.ImageResult(str(ds.SOPInstanceUID), None, identity, (label,))]
+
+    _job(index, tmp_path)
+    job = _run(index, tmp_path, {"stub": StubModel(infer=uncoded)})
+    assert job.state == JobState.DEAD and job.attempts == 1 and job.next_attempt_at is None
+    assert job.error.startswith("results of model 'stub' cannot be written:"), job.error
+    assert "LabelResult.code" in job.error and "\n" not in job.error

@@ -12,6 +12,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 
 from tests.support.node_process import NodeProcess
 from tests.support.studies import spooled_data
+from tests.support.waiting import wait_until
 
 
 def _status(pid: int, key: str) -> int:
@@ -87,13 +88,10 @@ def echo_ok_within(port: int, seconds: float = 20.0, called: str = "DICOM_NODE")
     """Whether C-ECHO succeeds within ``seconds``: hostile connections may hold association
     slots until the node's own network/ACSE timeouts (a few seconds in these tests) drop
     them, and on a loaded machine that takes a moment longer."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if echo_ok(port, called):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
+    try:
+        return wait_until(lambda: echo_ok(port, called), seconds, interval=0.5)
+    except TimeoutError:
+        return False
 
 
 def store_ok(port: int, ds, called: str = "DICOM_NODE") -> bool:  # type: ignore[no-untyped-def]

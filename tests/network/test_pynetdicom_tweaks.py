@@ -7,7 +7,6 @@ import contextlib
 import copy
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -30,6 +29,7 @@ from dicom_node.network import contexts, file_meta, inline, recv, responses, spo
 from dicom_node.synthetic import iter_ct_series
 from tests.support.ports import free_port
 from tests.support.studies import spooled_data
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -220,10 +220,12 @@ def test_spool_files_are_prepared_ahead_and_removed_on_unregister(tmp_path: Path
     assert not list(tmp_path.iterdir())  # nothing is created before the first C-STORE
     ready = spool._ready[ae]
     first = ready.take()
-    deadline = time.monotonic() + 10
-    while len(list(tmp_path.iterdir())) < 1 + spool.READY_FILES:
-        assert time.monotonic() < deadline, "no spool files prepared"
-        time.sleep(0.01)
+    wait_until(
+        lambda: len(list(tmp_path.iterdir())) >= 1 + spool.READY_FILES,
+        10,
+        interval=0.01,
+        describe=lambda: "no spool files prepared",
+    )
     taken = [ready.take() for _ in range(spool.READY_FILES + 2)]
     names = {f.name for f in [first, *taken]}
     assert len(names) == spool.READY_FILES + 3  # every C-STORE gets its own file

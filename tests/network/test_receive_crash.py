@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 
-from tests.support.dcmtk import ENV
+from tests.support.dcmtk import storescu_at_once, storescu_background
 from tests.support.dcmtk import storescu_successes as _successes
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
-from tests.support.studies import make_study, spooled_data
+from tests.support.studies import make_study, spooled_data, wait_for_stored
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
@@ -30,19 +29,8 @@ def test_kill_9_mid_study_then_restart(tmp_path: Path, index_url: str) -> None:
         _config(index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 1}]),
     )
     proc.start()
-    sender = subprocess.Popen(
-        ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port), *map(str, files)],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    instances = proc.data_dir / "instances"
-    wait_until(
-        lambda: instances.exists() and sum(1 for _ in instances.rglob("*.dcm")) >= 15,
-        timeout=60,
-        interval=0.01,
-    )
+    sender = storescu_background(proc.port, files)
+    wait_for_stored(proc.data_dir, 15)
     proc.kill()
     out, _ = sender.communicate(timeout=60)
     succeeded = _successes(out)
@@ -76,19 +64,8 @@ def test_sigterm_lets_the_running_association_finish(tmp_path: Path) -> None:
     files = make_study(tmp_path / "src", 100, size=256, seed=22)
     proc = NodeProcess(tmp_path / "node")
     proc.start()
-    sender = subprocess.Popen(
-        ["storescu", "-v", "-aec", "DICOM_NODE", "127.0.0.1", str(proc.port), *map(str, files)],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    instances = proc.data_dir / "instances"
-    wait_until(
-        lambda: instances.exists() and sum(1 for _ in instances.rglob("*.dcm")) >= 5,
-        timeout=60,
-        interval=0.01,
-    )
+    sender = storescu_background(proc.port, files)
+    wait_for_stored(proc.data_dir, 5)
     assert proc.stop() == 0
     out, _ = sender.communicate(timeout=60)
     assert sender.returncode == 0, out[-2000:]
@@ -106,27 +83,8 @@ def test_concurrent_senders_of_one_study_make_one_group(tmp_path: Path, index_ur
         tmp_path / "node",
         _config(index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 1}]),
     ) as proc:
-        senders = [
-            subprocess.Popen(
-                [
-                    "storescu",
-                    "-aet",
-                    f"SCU{i}",
-                    "-aec",
-                    "DICOM_NODE",
-                    "127.0.0.1",
-                    str(proc.port),
-                    *map(str, files[i::3]),
-                ],
-                env=ENV,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for i in range(3)
-        ]
-        for s in senders:
-            assert s.wait(60) == 0, s.stderr.read() if s.stderr else ""
+        for returncode, out in storescu_at_once(proc.port, [files[i::3] for i in range(3)]):
+            assert returncode == 0, out[-2000:]
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
         groups = wait_until(
             lambda: query(

@@ -7,16 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from pydicom import dcmread
 
-from tests.ai.test_custom_package import _package
 from tests.support.node_process import ROOT, NodeProcess
+from tests.support.tiny_model import tiny_package
 from tests.support.worker_process import WorkerProcess
 
 SQL_JOBS = "select id, state, attempts, claimed_by, models, error from jobs order by id"
@@ -34,7 +32,7 @@ def model_packages(root: Path) -> dict[str, Path]:
         ],
     }
     return {
-        name: _package(root, name, applies_to={"modalities": [modality]}, output=output)
+        name: tiny_package(root, name, applies_to={"modalities": [modality]}, output=output)
         for name, modality in (("tiny-cr", "CR"), ("tiny-dx", "DX"))
     }
 
@@ -140,16 +138,6 @@ def query(url: str, sql: str) -> list[tuple]:
 
 def jobs(url: str) -> list[tuple]:
     return query(url, SQL_JOBS)
-
-
-def wait_until(
-    cond: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str] = lambda: ""
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{logs()[-4000:]}")
-        time.sleep(0.2)
 
 
 def delivered_sops(files: list[Path]) -> list[str]:

@@ -21,11 +21,11 @@ from tests.scale.cluster import (
     node_config,
     query,
     storescu,
-    wait_until,
     worker,
 )
 from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -43,17 +43,23 @@ def _outputs(url: str) -> list[str]:
     return [r[0] for r in query(url, "select sop_instance_uid from job_outputs")]
 
 
-def _done_counter(url: str, worker_name: str) -> float:
-    """dicom_node_job_attempts_finished_total{state="done"} from the worker's /metrics."""
+def _worker_metrics(url: str, worker_name: str) -> dict[str, float]:
+    """From the worker's own /metrics: finished jobs, and (summed over models) the deliver
+    stage's observations, the inputs its batches held and the scores it observed."""
     [(metrics_url,)] = query(url, f"select metrics_url from workers where name = '{worker_name}'")
     text = requests.get(metrics_url, timeout=10).text
+    out = {"done": 0.0, "delivered": 0.0, "batched": 0.0, "scores": 0.0}
     for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "dicom_node_job_attempts_finished_total" and sample.labels == {
-                "state": "done"
-            }:
-                return sample.value
-    return 0.0
+        for s in family.samples:
+            if s.name == "dicom_node_job_attempts_finished_total" and s.labels["state"] == "done":
+                out["done"] += s.value
+            elif s.name == "dicom_node_job_stage_seconds_count" and s.labels["stage"] == "deliver":
+                out["delivered"] += s.value
+            elif s.name == "dicom_node_inference_batch_size_sum":
+                out["batched"] += s.value
+            elif s.name == "dicom_node_label_score_count":
+                out["scores"] += s.value
+    return out
 
 
 def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgres, broker):
@@ -76,10 +82,10 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgre
                 storescu(node.port, files)
             storescu(node.port, waiter, calling="WAITER")
             logs = lambda: node.log() + a.log() + b.log()  # noqa: E731
-            wait_until(
+            wait_for(
                 lambda: sum(r[1] == "done" for r in jobs(url)) == 20, 120, "20 jobs done", logs
             )
-            wait_until(
+            wait_for(
                 lambda: "waits: no live worker has model(s) absent-model" in node.log(),
                 30,
                 "the waiting job's log line",
@@ -91,11 +97,16 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgre
                 node, "jobs", "show", str(next(r[0] for r in rows if r[4] == ["absent-model"]))
             )
             listed = cli(node, "workers", "list")
-            scraped = {name: _done_counter(url, name) for name in ("wa", "wb")}
+            scraped = {name: _worker_metrics(url, name) for name in ("wa", "wb")}
         files = pacs.received()
     done = [r for r in rows if r[1] == "done"]
-    # Each worker's own /metrics counts the jobs it finished.
-    assert scraped == {n: sum(r[3] == n for r in done) for n in ("wa", "wb")}
+    # Each worker's own /metrics counts the jobs it finished, their deliver stage, the
+    # images its batches held (one per single-image study) and one score per label each.
+    for name in ("wa", "wb"):
+        n = sum(r[3] == name for r in done)
+        got = scraped[name]
+        assert (got["done"], got["delivered"], got["batched"]) == (n, n, n), (name, got)
+        assert got["scores"] == 2 * n, (name, got)  # tiny models: two labels each
     assert len(done) == 20 and all(r[2] == 1 for r in done), rows  # each ran once
     waiting = [r for r in rows if r[4] == ["absent-model"]]
     assert [(r[1], r[2], r[3]) for r in waiting] == [("queued", 0, None)]
@@ -128,13 +139,13 @@ def test_worker_killed_mid_job_another_completes_it_delivered_once(tmp_path, pos
         with node, w["w1"], w["w2"]:
             logs = lambda: node.log() + w["w1"].log() + w["w2"].log()  # noqa: E731
             storescu(node.port, study)
-            wait_until(lambda: [r[1] for r in jobs(url)] == ["running"], 60, "a running job", logs)
+            wait_for(lambda: [r[1] for r in jobs(url)] == ["running"], 60, "a running job", logs)
             job_id, _, _, holder, _, _ = jobs(url)[0]
             other = "w2" if holder == "w1" else "w1"
             time.sleep(0.5)
             w[holder].kill()
             assert jobs(url)[0][1] == "running" and pacs.received() == []
-            wait_until(lambda: jobs(url)[0][1] == "done", 60, "the job done", logs)
+            wait_for(lambda: jobs(url)[0][1] == "done", 60, "the job done", logs)
             time.sleep(1.5)  # a second delivery would show up here
             rows = jobs(url)
             listed = cli(node, "workers", "list")
@@ -173,19 +184,19 @@ def test_broker_restarted_and_flushed_mid_burst_nothing_lost_nothing_twice(
             for files in studies:
                 storescu(node.port, files)
             done = lambda: sum(r[1] == "done" for r in jobs(url))  # noqa: E731
-            wait_until(lambda: len(jobs(url)) == 12 and done() >= 2, 60, "2 jobs done", logs)
+            wait_for(lambda: len(jobs(url)) == 12 and done() >= 2, 60, "2 jobs done", logs)
             waiting_at_restart = sum(r[1] == "queued" for r in jobs(url))
             broker.restart()
-            wait_until(lambda: done() >= 6, 60, "6 jobs done", logs)
+            wait_for(lambda: done() >= 6, 60, "6 jobs done", logs)
             waiting_at_flush = sum(r[1] == "queued" for r in jobs(url))
             broker.flush()
-            wait_until(lambda: done() == 12, 90, "12 jobs done", logs)
+            wait_for(lambda: done() == 12, 90, "12 jobs done", logs)
             # A message delivered twice: the same job ids published again, by hand.
             app = make_app(broker.url)
             again = [r[0] for r in jobs(url)[:3]]
             for job_id in again:
                 app.send_task(TASK, args=[job_id], queue=queue_for(["tiny-cr"]))
-            wait_until(
+            wait_for(
                 lambda: all(f"job {j}: message dropped" in a.log() + b.log() for j in again),
                 30,
                 "the duplicates dropped",
@@ -222,7 +233,7 @@ def test_worker_without_shared_filesystem_fetches_inputs_by_wado_rs(tmp_path, po
                 logs = lambda: node.log() + w.log()  # noqa: E731
                 for files in studies:
                     storescu(node.port, files)
-                wait_until(
+                wait_for(
                     lambda: sum(r[1] == "done" for r in jobs(url)) == 3, 90, "3 jobs done", logs
                 )
                 time.sleep(1)

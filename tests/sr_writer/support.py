@@ -6,6 +6,7 @@ small Gaussian-blob heatmaps: they are the writer's inputs, not faked outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 from collections.abc import Callable, Sequence
@@ -79,6 +80,26 @@ def labels(
             "cardiomegaly", FINDINGS["cardiomegaly"], cardiomegaly, 0.5, cardiomegaly >= 0.5, None
         ),
     )
+
+
+def ct_with_distinct_heatmaps() -> tuple[list[Dataset], list[ImageResult]]:
+    """A 3-slice CT whose pneumothorax heatmap peaks at another height on each slice."""
+    sources = SOURCES["ct"]()
+    results = [
+        ImageResult(
+            str(ds.SOPInstanceUID),
+            None,
+            MODEL,
+            tuple(
+                dataclasses.replace(label, heatmap=blob(cy=0.2 + 0.3 * i, cx=0.5))
+                if label.name == "pneumothorax"
+                else label
+                for label in labels()
+            ),
+        )
+        for i, ds in enumerate(sources)
+    ]
+    return sources, results
 
 
 def result_for(ds: Dataset, model: ModelIdentity = MODEL, **probs: float) -> ImageResult:

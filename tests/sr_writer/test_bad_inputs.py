@@ -1,23 +1,21 @@
-"""Bad inputs raise ResultWriteError naming the problem; nothing is returned."""
+"""Bad inputs raise ResultWriteError naming the problem; nothing is returned.
+
+A result broken on its own cannot even be built (tests/sr_writer/test_inputs.py); here are
+the sources, and the results checked against the sources and each other.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from dicom_node.synthetic import make_cr
 from sr_writer import ImageResult, ResultWriteError, WriteOptions, write_results
 
-from .support import MODEL, WHEN, blob, labels, result_for
+from .support import MODEL, WHEN, labels, result_for
 
 OPTIONS = WriteOptions(created_at=WHEN)
-
-
-def _with_label(ds, **changes) -> list[ImageResult]:
-    first = dataclasses.replace(labels()[0], **changes)
-    return [ImageResult(str(ds.SOPInstanceUID), None, MODEL, (first, *labels()[1:]))]
 
 
 @pytest.mark.parametrize(
@@ -29,35 +27,6 @@ def test_source_missing_patient_or_study_attribute(keyword: str) -> None:
     del ds[keyword]
     with pytest.raises(ResultWriteError, match=keyword):
         write_results([ds], results, OPTIONS)
-
-
-def test_label_without_code() -> None:
-    ds = make_cr(rows=64, cols=64)
-    with pytest.raises(ResultWriteError, match="'pneumothorax' has no code"):
-        write_results([ds], _with_label(ds, code=None), OPTIONS)
-
-
-@pytest.mark.parametrize(
-    ("heatmap", "message"),
-    [
-        (np.zeros((7, 7, 3), np.float32), r"shape \(7, 7, 3\)"),
-        (np.zeros(49, np.float32), r"shape \(49,\)"),
-        (np.full((7, 7), np.nan, np.float32), "NaN"),
-        (blob() * 2.0, r"outside \[0, 1\]"),
-        (blob() - 0.5, r"outside \[0, 1\]"),
-    ],
-)
-def test_bad_heatmap(heatmap: np.ndarray, message: str) -> None:
-    ds = make_cr(rows=64, cols=64)
-    with pytest.raises(ResultWriteError, match=message):
-        write_results([ds], _with_label(ds, heatmap=heatmap), OPTIONS)
-
-
-@pytest.mark.parametrize("probability", [float("nan"), -0.1, 1.5])
-def test_bad_probability(probability: float) -> None:
-    ds = make_cr(rows=64, cols=64)
-    with pytest.raises(ResultWriteError, match="probability"):
-        write_results([ds], _with_label(ds, probability=probability), OPTIONS)
 
 
 def test_result_for_unknown_source() -> None:
@@ -102,3 +71,23 @@ def test_empty_type2_patient_attributes_are_carried_not_refused() -> None:
     for obj in out.all():
         assert obj.PatientName == "" and obj.PatientID == ""
         assert "PatientBirthDate" in obj and not obj.PatientBirthDate
+
+
+def test_frame_past_the_sources_last() -> None:
+    ds = make_cr(rows=64, cols=64)
+    with pytest.raises(ResultWriteError, match=r"frame 2 not in 1\.\.1"):
+        write_results([ds], [ImageResult(str(ds.SOPInstanceUID), 2, MODEL, labels())], OPTIONS)
+
+
+def test_frame_given_twice() -> None:
+    ds = make_cr(rows=64, cols=64)
+    with pytest.raises(ResultWriteError, match="given twice"):
+        write_results([ds], [result_for(ds), result_for(ds)], OPTIONS)
+
+
+def test_results_of_two_models() -> None:
+    a, b = make_cr(rows=64, cols=64), make_cr(rows=64, cols=64)
+    b.StudyInstanceUID, b.PatientID = a.StudyInstanceUID, a.PatientID
+    other = dataclasses.replace(MODEL, version="2.0.0")
+    with pytest.raises(ResultWriteError, match="write one model's results at a time"):
+        write_results([a, b], [result_for(a), result_for(b, other)], OPTIONS)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from sr_writer import WriteOptions, render
+from sr_writer import WriteOptions, display, render
 from sr_writer.findings_card import demo_sentence
 from sr_writer.options import DEMO_NOTICE
 
@@ -83,7 +83,7 @@ def test_dsr2html_shows_the_notice(tmp_path: Path) -> None:
 
 def _band_rows_in(sc, colour: tuple[int, int, int]) -> int:
     """Rows of the text band (below the image area) holding ``colour``."""
-    image_rows, _ = render.output_shape(384, 320, 1024)  # SOURCES["cr"] is 384 x 320
+    image_rows, _ = display.output_shape(384, 320, 1024)  # SOURCES["cr"] is 384 x 320
     band = sc.pixel_array[image_rows:]
     hit = np.all(np.abs(band.astype(int) - colour) <= 8, axis=-1)
     return int(hit.any(axis=1).sum())

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from ai.preprocess import crop_heatmap, letterbox_geometry
-from sr_writer import ImageResult, WriteOptions, render
+from sr_writer import WriteOptions, display
 from sr_writer.spatial import hot_region
 from tests.support.dicom3tools import dciodvfy
 
@@ -22,8 +22,7 @@ from .support import (
     SOURCES,
     UTF8_NOTE,
     WHEN,
-    blob,
-    labels,
+    ct_with_distinct_heatmaps,
     needs_dciodvfy,
     needs_dcmtk,
     result_for,
@@ -219,22 +218,8 @@ def test_parametric_map_is_off_by_default_and_needs_a_frame_of_reference() -> No
 
 
 def test_parametric_map_holds_the_heatmaps_over_its_series(tmp_path: Path) -> None:
-    sources = SOURCES["ct"]()
     # Different heatmaps per slice, so that a frame in the wrong place shows.
-    results = [
-        ImageResult(
-            str(ds.SOPInstanceUID),
-            None,
-            MODEL,
-            tuple(
-                dataclasses.replace(label, heatmap=blob(cy=0.2 + 0.3 * i, cx=0.5))
-                if label.name == "pneumothorax"
-                else label
-                for label in labels()
-            ),
-        )
-        for i, ds in enumerate(sources)
-    ]
+    sources, results = ct_with_distinct_heatmaps()
     out = write(sources, WriteOptions(created_at=WHEN, parametric_map=True), results)
     [pm_ds] = out.pmaps  # pneumothorax: positive, with heatmaps on every slice
     pm = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(save(pm_ds, tmp_path, "pm")))
@@ -257,7 +242,7 @@ def test_parametric_map_holds_the_heatmaps_over_its_series(tmp_path: Path) -> No
         uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
         source, result = by_uid[uid]
         assert item.PlanePositionSequence[0].ImagePositionPatient == source.ImagePositionPatient
-        expected = render.upsample_heatmap(result.labels[0].heatmap, (source.Rows, source.Columns))
+        expected = display.upsample_heatmap(result.labels[0].heatmap, (source.Rows, source.Columns))
         assert float(rwvm.RealWorldValueSlope) == 1.0 and pm.BitsAllocated == 32
         assert np.abs(frame - expected).max() <= 1e-6
         positions.append(float(source.ImagePositionPatient[2]))  # axial: normal is +z

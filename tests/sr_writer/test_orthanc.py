@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from sr_writer import WriteOptions
-from tests.support.ports import free_port, wait_for_port
+from tests.support.dcmtk import storescu
+from tests.support.orthanc import Orthanc
 
 from .support import SOURCES, WHEN, save, write
 
@@ -27,69 +26,25 @@ pytestmark = [
 
 
 @pytest.fixture()
-def orthanc(tmp_path: Path):
-    http, dicom = free_port(), free_port()
-    config = {
-        "Name": "sr-writer-test",
-        "StorageDirectory": str(tmp_path / "storage"),
-        "IndexDirectory": str(tmp_path / "index"),
-        "HttpPort": http,
-        "DicomPort": dicom,
-        "DicomAet": "ORTHANC",
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "HttpServerEnabled": True,
-        "DicomServerEnabled": True,
-        "Plugins": [],
-    }
-    path = tmp_path / "orthanc.json"
-    path.write_text(json.dumps(config))
-    binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-    log = (tmp_path / "orthanc.log").open("w")
-    proc = subprocess.Popen([binary, str(path)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(http, timeout=30)
-        wait_for_port(dicom, timeout=30)
-        yield f"http://127.0.0.1:{http}", dicom
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    with Orthanc(tmp_path / "orthanc", dicomweb=False) as peer:
+        yield peer
 
 
-def _store_study(orthanc, sources, out, tmp_path: Path) -> list[dict]:
+def _store_study(orthanc: Orthanc, sources, out, tmp_path: Path) -> list[dict]:
     """storescu sources and results to Orthanc; the series of the one study it holds."""
-    base, dicom_port = orthanc
     files = [save(ds, tmp_path, f"source{i}") for i, ds in enumerate(sources)]
     files += [save(ds, tmp_path, f"result{i}") for i, ds in enumerate(out.all())]
-    proc = subprocess.run(
-        [
-            "storescu",
-            "-R",
-            "-aet",
-            "DICOMNODE",
-            "-aec",
-            "ORTHANC",
-            "127.0.0.1",
-            str(dicom_port),
-            *map(str, files),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    studies = requests.get(f"{base}/studies", timeout=10).json()
+    sent = storescu(orthanc.dicom_port, files, "ORTHANC", "DICOMNODE", "-R")
+    assert sent.returncode == 0, sent.stdout[-2000:] + sent.stderr
+    studies = orthanc.get("/studies")
     assert len(studies) == 1
-    study = requests.get(f"{base}/studies/{studies[0]}", timeout=10).json()
+    study = orthanc.get(f"/studies/{studies[0]}")
     assert study["MainDicomTags"]["StudyInstanceUID"] == sources[0].StudyInstanceUID
-    return [requests.get(f"{base}/series/{s}", timeout=10).json() for s in study["Series"]]
+    return [orthanc.get(f"/series/{s}") for s in study["Series"]]
 
 
-def test_orthanc_stores_results_in_source_study(orthanc, tmp_path: Path) -> None:
+def test_orthanc_stores_results_in_source_study(orthanc: Orthanc, tmp_path: Path) -> None:
     sources = SOURCES["cr"]()
     out = write(sources)
     series = _store_study(orthanc, sources, out, tmp_path)
@@ -100,7 +55,9 @@ def test_orthanc_stores_results_in_source_study(orthanc, tmp_path: Path) -> None
     assert "AI" in by_modality["SR"]["MainDicomTags"]["SeriesDescription"]
 
 
-def test_orthanc_stores_kos_and_parametric_maps_in_source_study(orthanc, tmp_path: Path) -> None:
+def test_orthanc_stores_kos_and_parametric_maps_in_source_study(
+    orthanc: Orthanc, tmp_path: Path
+) -> None:
     sources = SOURCES["ct"]()
     out = write(sources, WriteOptions(created_at=WHEN, parametric_map=True))
     assert out.kos is not None and len(out.pmaps) == 1  # one map: the CT series
@@ -108,9 +65,8 @@ def test_orthanc_stores_kos_and_parametric_maps_in_source_study(orthanc, tmp_pat
     by_uid = {s["MainDicomTags"]["SeriesInstanceUID"]: s for s in series}
     assert len(by_uid[out.kos.SeriesInstanceUID]["Instances"]) == 1
     assert len(by_uid[out.pmaps[0].SeriesInstanceUID]["Instances"]) == len(out.pmaps)
-    base = orthanc[0]
     stored = {
-        requests.get(f"{base}/instances/{i}/metadata/SopClassUid", timeout=10).text
+        orthanc.metadata(i, "SopClassUid")
         for i in by_uid[out.pmaps[0].SeriesInstanceUID]["Instances"]
     }
     assert stored == {"1.2.840.10008.5.1.4.1.1.30"}  # Parametric Map Storage

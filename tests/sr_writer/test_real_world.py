@@ -171,12 +171,12 @@ def test_colour_and_palette_sources_are_rendered_in_colour(name: str, tmp_path: 
 
 
 def test_unexpected_error_inside_a_writer_is_a_result_write_error(monkeypatch) -> None:
-    from sr_writer import render
+    from sr_writer import display
 
     def broken(*args: object, **kwargs: object) -> None:
         raise IndexError("index 7 is out of bounds")
 
-    monkeypatch.setattr(render, "blend", broken)
+    monkeypatch.setattr(display, "blend", broken)
     ds = source("CT_small.dcm")
     with pytest.raises(ResultWriteError, match="index 7 is out of bounds"):
         write([ds], ALL, results_for(ds, pneumothorax=0.9))

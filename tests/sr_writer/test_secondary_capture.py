@@ -10,7 +10,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.synthetic import iter_ct_series, make_cr, make_dx
 from sr_writer import ImageResult, WriteOptions
-from sr_writer.render import output_shape, window_for_display
+from sr_writer.display import output_shape, window_for_display
 
 from .support import MODEL, SOURCES, WHEN, blob, labels, result_for, write
 
@@ -203,7 +203,7 @@ def test_one_heatmap_per_positive_finding_up_to_the_cap() -> None:
 
 
 def test_low_activation_leaves_the_anatomy_untinted() -> None:
-    from sr_writer.render import blend
+    from sr_writer.display import blend
 
     grey = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
     heat = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (64, 1))
@@ -215,9 +215,9 @@ def test_low_activation_leaves_the_anatomy_untinted() -> None:
     tinted = np.abs(rgb[..., 0] - rgb[..., 2])[heat > 0.6]
     assert tinted.min() > 10  # above it: clearly coloured
     # The faintest colour shown is not the colour map's near-black.
-    from sr_writer.render import _lut
+    from sr_writer.display import overlay_lut
 
-    colour, alpha = _lut(0.5)
+    colour, alpha = overlay_lut(0.5)
     first = int(np.argmax(alpha > 0))
     assert colour[first].max() > 0.3
 

@@ -8,17 +8,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from sr_writer import ImageResult, WriteOptions, pmap, render
+from sr_writer import WriteOptions, display, pmap
 from tests.support.viewers import Finding, located, run_ohif_pmap, run_ohif_sr, unavailable
 
-from .support import MODEL, SOURCES, WHEN, blob, labels, result_for, save, write
+from .support import (
+    SOURCES,
+    WHEN,
+    ct_with_distinct_heatmaps,
+    result_for,
+    save,
+    write,
+)
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
@@ -132,33 +138,13 @@ def test_ohif_loads_a_report_without_findings(tmp_path: Path) -> None:
     )
 
 
-def _ct_with_distinct_heatmaps() -> tuple[list[Dataset], list[ImageResult]]:
-    """A 3-slice CT whose pneumothorax heatmap peaks at another height on each slice."""
-    sources = SOURCES["ct"]()
-    results = [
-        ImageResult(
-            str(ds.SOPInstanceUID),
-            None,
-            MODEL,
-            tuple(
-                dataclasses.replace(label, heatmap=blob(cy=0.2 + 0.3 * i, cx=0.5))
-                if label.name == "pneumothorax"
-                else label
-                for label in labels()
-            ),
-        )
-        for i, ds in enumerate(sources)
-    ]
-    return sources, results
-
-
 def _overlay_misplaced(output: dict, sources: list[Dataset], results) -> list[str]:
     """Slices of OHIF's volume whose overlay peak is not where that slice's heatmap peaks."""
     assert output["error"] is None, output["error"]
     assert output["pixelDataLength"] == output["volumeLength"]
     expected = {}
     for ds, result in zip(sources, results, strict=True):
-        heat = render.upsample_heatmap(result.labels[0].heatmap, (ds.Rows, ds.Columns))
+        heat = display.upsample_heatmap(result.labels[0].heatmap, (ds.Rows, ds.Columns))
         expected[str(ds.SOPInstanceUID)] = tuple(
             int(v) for v in np.unravel_index(int(heat.argmax()), heat.shape)
         )
@@ -170,7 +156,7 @@ def _overlay_misplaced(output: dict, sources: list[Dataset], results) -> list[st
 
 
 def test_ohif_pmap_overlay_lands_on_each_slice(tmp_path: Path) -> None:
-    sources, results = _ct_with_distinct_heatmaps()
+    sources, results = ct_with_distinct_heatmaps()
     out = write(sources, WriteOptions(created_at=WHEN, parametric_map=True), results)
     [pm] = out.pmaps
     files = [save(ds, tmp_path, f"source{i}") for i, ds in enumerate(sources)]
@@ -182,7 +168,7 @@ def test_ohif_pmap_overlay_lands_on_each_slice(tmp_path: Path) -> None:
 def test_ohif_pmap_check_fails_for_frames_in_highdicom_order(tmp_path: Path, monkeypatch) -> None:
     """The check can fail: without our reordering, OHIF would overlay slices upside down."""
     monkeypatch.setattr(pmap, "_frames_in_order", lambda *args: None)
-    sources, results = _ct_with_distinct_heatmaps()
+    sources, results = ct_with_distinct_heatmaps()
     out = write(sources, WriteOptions(created_at=WHEN, parametric_map=True), results)
     files = [save(ds, tmp_path, f"source{i}") for i, ds in enumerate(sources)]
     output = run_ohif_pmap(save(out.pmaps[0], tmp_path, "pm"), files)

@@ -14,7 +14,7 @@ import pytest
 from pydicom import dcmread
 
 from tests.store.support import inconsistencies
-from tests.support.dcmtk import ENV, storescu
+from tests.support.dcmtk import storescu, storescu_at_once
 from tests.support.dcmtk import storescu_successes as _successes
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
@@ -85,28 +85,7 @@ def test_burst_cannot_take_free_space_below_the_reserve(tmp_path: Path, small_fs
     filler = small_fs / "filler"
     filler.write_bytes(bytes(8 * MiB))
     with proc, _LowWater(small_fs) as water:
-        senders = [
-            subprocess.Popen(
-                [
-                    "storescu",
-                    "-v",
-                    "-nh",
-                    "-aet",
-                    f"SCU{i}",
-                    "-aec",
-                    "DICOM_NODE",
-                    "127.0.0.1",
-                    str(proc.port),
-                    *map(str, f),
-                ],
-                env=ENV,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for i, f in enumerate(files)
-        ]
-        outs = [s.communicate(timeout=300)[0] for s in senders]
+        outs = [out for _, out in storescu_at_once(proc.port, files, "-nh", timeout=300)]
         stored = [f for out in outs for f in _successes(out)]
         refused = sum(out.count("Refused: OutOfResources") for out in outs)
         assert stored and refused, outs[0][-2000:]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
 from tests.store.support import inconsistencies, node_config, race, race_two_nodes
-from tests.support.dcmtk import ENV
+from tests.support.dcmtk import storescu_at_once
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study
@@ -36,29 +35,8 @@ def test_three_storescu_send_one_study_at_once(tmp_path: Path, index_url: str) -
         tmp_path / "node",
         node_config(index_url, ae_titles=[{"ae_title": "DICOM_NODE", "quiet_seconds": 30}]),
     ) as proc:
-        senders = [
-            subprocess.Popen(
-                [
-                    "storescu",
-                    "-v",
-                    "-aet",
-                    f"SCU{i}",
-                    "-aec",
-                    "DICOM_NODE",
-                    "127.0.0.1",
-                    str(proc.port),
-                    *map(str, files),
-                ],
-                env=ENV,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for i in range(3)
-        ]
-        outs = [s.communicate(timeout=120)[0] for s in senders]
-        for s, out in zip(senders, outs, strict=True):
-            assert s.returncode == 0, out[-2000:]
+        for returncode, out in storescu_at_once(proc.port, [files] * 3):
+            assert returncode == 0, out[-2000:]
             assert len(re.findall(r"Received Store Response \(Success\)", out)) == 40, out[-3000:]
         assert inconsistencies(proc) == []
         assert query(proc.index, "SELECT count(*) FROM instances") == [(40,)]

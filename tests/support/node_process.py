@@ -6,14 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import accepting, free_port
+from tests.support.waiting import ProcessExited, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,23 +93,20 @@ class NodeProcess:
             preexec_fn=self.preexec_fn,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                wait_for_port(self.port, timeout=0.5)
-                if self.config["http"].get("enabled", True):
-                    wait_for_port(self.http_port, timeout=0.5)
-                if "dicom-node is running" in self.log()[earlier:]:  # the banner: all up
-                    return self
-                time.sleep(0.05)
-                if time.monotonic() > deadline:
-                    raise TimeoutError("no start-up banner")
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise
+        ports = [self.port] + ([self.http_port] if self.config["http"].get("enabled", True) else [])
+
+        def up() -> bool:  # both ports accept, and the banner says all is up
+            banner = "dicom-node is running" in self.log()[earlier:]
+            return banner and all(accepting(p) for p in ports)
+
+        try:
+            wait_ready(self.proc, up, timeout, describe=lambda: "no start-up banner")
+        except ProcessExited:
+            raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log()}") from None
+        except TimeoutError:
+            self.kill()
+            raise
+        return self
 
     def log(self) -> str:
         """Everything the node printed so far."""

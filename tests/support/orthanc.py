@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.support.logged import LoggedProcess
 from tests.support.ports import free_port
 from tests.support.procnet import listening
 from tests.support.storescp import dcmtk_env
+from tests.support.waiting import ProcessExited, wait_ready
 
 ORTHANC = "/usr/sbin/Orthanc"
 PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
@@ -159,22 +159,26 @@ class Orthanc(LoggedProcess):
             cwd=self.workdir,
             env=dcmtk_env(),
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return "exited"
-            try:
-                rsp = self.session.get(f"{self.url}/system", timeout=1)
-                if (
-                    rsp.status_code == 200
-                    and rsp.json().get("Name") == self.name
-                    and listening(self.dicom_port, self.proc.pid)
-                ):
-                    return "ready"
-            except (requests.RequestException, ValueError):
-                pass
-            time.sleep(0.1)
-        return "timeout"
+        try:
+            wait_ready(self.proc, self._serving, timeout, interval=0.1)
+            return "ready"
+        except ProcessExited:
+            return "exited"
+        except TimeoutError:
+            return "timeout"
+
+    def _serving(self) -> bool:
+        """Whether ``/system`` answers with this instance's name and DICOM is listening."""
+        assert self.proc is not None
+        try:
+            rsp = self.session.get(f"{self.url}/system", timeout=1)
+            return (
+                rsp.status_code == 200
+                and rsp.json().get("Name") == self.name
+                and listening(self.dicom_port, self.proc.pid)
+            )
+        except (requests.RequestException, ValueError):
+            return False
 
     def stop(self) -> None:
         """Terminate Orthanc (kill after 10 s)."""

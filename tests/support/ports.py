@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-import time
+
+from tests.support.waiting import wait_until
 
 
 def free_port() -> int:
@@ -15,11 +16,18 @@ def free_port() -> int:
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:
     """Block until something accepts connections on ``host:port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+    wait_until(
+        lambda: accepting(port, host),
+        timeout,
+        interval=0.05,
+        describe=lambda: f"nothing listening on {host}:{port}",
+    )
+
+
+def accepting(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts a connection on ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

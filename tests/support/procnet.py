@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.support.ports import wait_for_port
+from tests.support.ports import accepting
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -34,11 +34,7 @@ def listening(port: int, pid: int | None = None) -> bool:
     """
     tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
     if not tables[0].exists():
-        try:
-            wait_for_port(port, timeout=0.2)
-            return True
-        except TimeoutError:
-            return False
+        return accepting(port)
     want = f":{port:04X}"
     inodes = _socket_inodes(pid) if pid is not None else None
     for table in tables:

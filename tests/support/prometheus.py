@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import yaml
 
 from tests.support.logged import LoggedProcess
 from tests.support.ports import free_port
+from tests.support.waiting import ProcessExited, wait_ready
 
 PROMETHEUS = "prometheus"
 
@@ -79,18 +79,20 @@ class Prometheus(LoggedProcess):
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Prometheus exited:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"Prometheus not ready within {timeout}s")
+        try:
+            wait_ready(self.proc, self._ready, timeout, interval=0.1)
+        except ProcessExited:
+            raise RuntimeError(f"Prometheus exited:\n{self.log_tail()}") from None
+        except TimeoutError:
+            self.stop()
+            raise TimeoutError(f"Prometheus not ready within {timeout}s") from None
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self) -> None:
         """Terminate the server (kill after 10 s)."""

@@ -28,6 +28,7 @@ from pathlib import Path
 from tests.support.logged import LoggedProcess
 from tests.support.ports import free_port
 from tests.support.procnet import listening
+from tests.support.waiting import ProcessExited, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,13 +69,11 @@ class SlowStoreSCP(LoggedProcess):
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if listening(self.port, self.proc.pid):
-                return self
-            time.sleep(0.05)
+        try:
+            wait_ready(self.proc, lambda: listening(self.port, self.proc.pid), timeout)
+            return self
+        except (ProcessExited, TimeoutError):
+            pass
         tail = self.log_tail()
         self.stop()
         raise RuntimeError(f"slow SCP did not start on port {self.port}:\n{tail}")

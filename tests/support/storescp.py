@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from tests.support.logged import LoggedProcess
 from tests.support.ports import free_port
 from tests.support.procnet import listening
+from tests.support.waiting import ProcessExited, wait_ready, wait_until
 
 STORESCP = shutil.which("storescp") or "/usr/bin/storescp"
 
@@ -113,14 +113,10 @@ class StoreSCP(LoggedProcess):
         self.proc = subprocess.Popen(
             self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=dcmtk_env()
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            if listening(self.port, self.proc.pid):
-                return True
-            time.sleep(0.05)
-        return False
+        try:
+            return wait_ready(self.proc, lambda: listening(self.port, self.proc.pid), timeout)
+        except (ProcessExited, TimeoutError):
+            return False
 
     def stop(self) -> None:
         """Terminate the process (kill after 5 s); the port becomes free."""
@@ -139,14 +135,18 @@ class StoreSCP(LoggedProcess):
 
     def wait_for_files(self, n: int, timeout: float = 10.0) -> list[Path]:
         """Block until at least ``n`` files were written."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def enough() -> list[Path]:
             files = self.received()
-            if len(files) >= n:
-                return files
-            time.sleep(0.05)
-        raise TimeoutError(
-            f"storescp received {len(self.received())} of {n} files:\n{self.log_tail()}"
+            return files if len(files) >= n else []
+
+        return wait_until(
+            enough,
+            timeout,
+            interval=0.05,
+            describe=lambda: (
+                f"storescp received {len(self.received())} of {n} files:\n{self.log_tail()}"
+            ),
         )
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+class ProcessExited(RuntimeError):
+    """The process a test waited on exited before it was ready."""
 
 
 def wait_until(
@@ -18,7 +23,7 @@ def wait_until(
     """Poll ``predicate`` until it returns something truthy; return it.
 
     On timeout raise :class:`TimeoutError`, with ``describe()`` (e.g. the node's log) in
-    the message when given.
+    the message when given. An exception ``predicate`` raises ends the wait.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -32,11 +37,34 @@ def wait_until(
 
 
 def wait_for(cond: Callable[[], object], timeout: float, what: str, log: Callable[[], str]) -> None:
-    """:func:`wait_until` ``cond`` for ``what``; on timeout the message ends with the tail
-    of ``log()`` (a node's or a peer's log)."""
+    """Wait until ``cond`` holds, for ``what``.
+
+    On timeout the message ends with the tail of ``log()`` (a node's or a peer's log).
+    """
     wait_until(
         cond,
         timeout,
         interval=0.2,
         describe=lambda: f"timed out waiting for {what}\n{log()[-3000:]}",
     )
+
+
+def wait_ready(
+    proc: subprocess.Popen,
+    ready: Callable[[], T],
+    timeout: float,
+    interval: float = 0.05,
+    describe: Callable[[], str] | None = None,
+) -> T:
+    """:func:`wait_until` ``ready()`` while ``proc`` runs (a peer or node starting up).
+
+    Raises :class:`ProcessExited` as soon as the process has exited, and
+    :class:`TimeoutError` when ``timeout`` passes first.
+    """
+
+    def check() -> T:
+        if proc.poll() is not None:
+            raise ProcessExited(f"process exited with {proc.returncode}")
+        return ready()
+
+    return wait_until(check, timeout, interval, describe)

@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.support.node_process import ROOT
+from tests.support.waiting import ProcessExited, wait_ready
 
 
 class WorkerProcess:
@@ -47,14 +47,15 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while "ready: models" not in self.log():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(f"worker {self.name} not ready:\n{self.log()[-3000:]}")
-            time.sleep(0.1)
+        try:
+            wait_ready(self.proc, lambda: "ready: models" in self.log(), timeout, interval=0.1)
+        except ProcessExited:
+            raise RuntimeError(
+                f"worker exited with {self.proc.returncode}:\n{self.log()}"
+            ) from None
+        except TimeoutError:
+            self.kill()
+            raise TimeoutError(f"worker {self.name} not ready:\n{self.log()[-3000:]}") from None
         return self
 
     def log(self) -> str:

@@ -1,0 +1,117 @@
+"""Destination status from the delivery record, on SQLite and PostgreSQL: a job that two
+destinations share, one accepting and one failing; the 24 h window; attempts under way;
+the CLI's ``destinations status``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from dicom_node.db import Database, utcnow
+from dicom_node.delivery.report import DeliveryReport, InstanceOutcome
+from dicom_node.jobs.attempts import AttemptLog
+from dicom_node.jobs.destination_status import destination_status
+from dicom_node.jobs.models import DeliveryAttempt, Job, JobState
+from dicom_node.jobs.queue import JobQueue, NewJob
+from tests.support.groups import add_group
+
+from dicom_node.cli import app  # isort: skip
+
+
+def _job(db: Database, root: Path, study: str, destinations: list[str]) -> int:
+    (root / study).mkdir(parents=True, exist_ok=True)
+    gid, uids = add_group(db, root / study, state="routed", study=study)
+    job_id = JobQueue(db).enqueue(
+        NewJob(
+            group_id=gid,
+            rule_name=f"fwd-{study}",
+            action="forward",
+            study_uid=study,
+            destinations=destinations,
+            instance_uids=uids,
+        )
+    )
+    assert job_id is not None
+    return job_id
+
+
+def _attempt(db: Database, job: int, dest: str, outcomes: list[str], error: str = "") -> int:
+    attempt = AttemptLog(db).start(job, dest, planned=len(outcomes), protocol="dimse")
+    report = DeliveryReport(dest, "dimse", dt.datetime.now(dt.UTC), on_outcomes=attempt.record)
+    for i, outcome in enumerate(outcomes):
+        report.add(
+            InstanceOutcome(f"/r/{i}.dcm", f"9.{job}.{i}", outcome, code=0, error=error or None)
+        )
+    attempt.finish(report.finish())
+    return attempt.id
+
+
+def test_shared_job_pending_only_where_not_accepted(db: Database, tmp_path: Path) -> None:
+    job = _job(db, tmp_path, "1.2.3", ["PACS", "DOWN"])
+    _attempt(db, job, "PACS", ["delivered", "delivered"])
+    _attempt(db, job, "DOWN", ["transient", "transient"], error="connection refused")
+    last = _attempt(db, job, "DOWN", ["transient", "transient"], error="association rejected")
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job).values(state=JobState.FAILED))
+
+    pacs, down = destination_status(db, ["PACS", "DOWN"], configured=["PACS"])
+    assert (pacs.configured, down.configured) == (True, False)
+    assert pacs.last_attempt is not None and pacs.last_attempt.outcome == "delivered"
+    assert (pacs.delivered, pacs.failed, pacs.pending_jobs, pacs.last_error) == (1, 0, 0, None)
+    assert (pacs.instances_delivered, pacs.instances_failed) == (2, 0)
+
+    assert (down.delivered, down.failed, down.in_progress) == (0, 2, 0)
+    assert (down.instances_delivered, down.instances_failed) == (0, 4)
+    assert down.last_attempt is not None and down.last_attempt.study_uid == "1.2.3"
+    assert down.last_error is not None and down.last_error.job_id == job
+    assert down.last_error.error is not None and "association rejected" in down.last_error.error
+    assert down.pending_jobs == 1
+    assert down.oldest_pending is not None
+    assert (down.oldest_pending.job_id, down.oldest_pending.attempts) == (job, 2)
+    with db.session() as s:
+        row = s.get(DeliveryAttempt, last)
+        assert row is not None and down.last_attempt.at == row.started_at
+
+
+def test_window_attempts_under_way_and_oldest_pending(db: Database, tmp_path: Path) -> None:
+    old = _job(db, tmp_path, "1.1", ["PACS"])
+    new = _job(db, tmp_path, "1.2", ["PACS"])
+    first = _attempt(db, old, "PACS", ["transient"], error="timeout")
+    with db.session() as s:  # two days ago: outside the window, still the oldest pending
+        two_days = utcnow() - dt.timedelta(days=2)
+        s.execute(update(Job).where(Job.id == old).values(created_at=two_days))
+        s.execute(
+            update(DeliveryAttempt).where(DeliveryAttempt.id == first).values(started_at=two_days)
+        )
+    AttemptLog(db).start(new, "PACS", planned=1, protocol="dimse")  # under way
+
+    [pacs] = destination_status(db, ["PACS"], configured=["PACS"])
+    assert (pacs.delivered, pacs.failed, pacs.in_progress) == (0, 0, 1)
+    assert pacs.last_attempt is not None and pacs.last_attempt.outcome == "started"
+    assert pacs.last_attempt.job_id == new
+    assert pacs.last_error is not None and "timeout" in (pacs.last_error.error or "")
+    assert pacs.pending_jobs == 2
+    assert pacs.oldest_pending is not None and pacs.oldest_pending.job_id == old
+
+
+def test_cli_destinations_status(db: Database, tmp_path: Path, index_url: str) -> None:
+    job = _job(db, tmp_path, "1.2.3", ["PACS"])
+    _attempt(db, job, "PACS", ["transient"], error="refused")
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path}\ndatabase_url: {index_url}\n"
+        "destinations:\n  - {name: PACS, kind: dimse, ae_title: PACS, host: 127.0.0.1, port: 9}\n"
+    )
+    r = CliRunner().invoke(app, ["destinations", "status", "--json", "--config", str(config)])
+    assert r.exit_code == 0, r.output
+    [pacs] = json.loads(r.output)
+    assert pacs["name"] == "PACS" and pacs["failed"] == 1 and pacs["pending_jobs"] == 1
+    assert "refused" in pacs["last_error"]["error"]
+    r = CliRunner().invoke(app, ["destinations", "status", "--config", str(config)])
+    assert r.exit_code == 0 and "PACS" in r.output and "refused" in r.output
+    r = CliRunner().invoke(app, ["destinations", "status", "NOPE", "--config", str(config)])
+    assert r.exit_code == 1 and "no destination 'NOPE'" in r.output
