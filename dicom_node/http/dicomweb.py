@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -17,28 +16,21 @@ from dicom_node.http.app import authorize, node_of
 from dicom_node.http.multipart import MultipartError
 from dicom_node.http.problem import Problem
 
-if TYPE_CHECKING:
-    from dicom_node.node import Node
-
 log = logging.getLogger(__name__)
 
 PREFIX = "/dicomweb"
 STORE_THREADS = 4  # parts of one STOW-RS request stored concurrently
 
 
-async def _spool_body(
-    request: Request, boundary: str, max_bytes: int, checks: ThreadPoolExecutor, study: str | None
-) -> stow.StowBody:
+async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.StowBody:
     """Read the request body into spooled parts; Problem 400/413 (nothing kept) if the
-    body is malformed or too large. As soon as a part is complete its fsync starts, and
-    its read-only checks on ``checks``, so the disk and the CPU work while the rest arrives
-    (placement then finds them done); nothing is placed or indexed before the body is
-    known to be whole."""
+    body is malformed or too large. Each part's fsync starts as soon as it is complete,
+    so the disk works while the rest arrives (placement then finds it done); the event
+    loop never waits for an fsync thread to take it."""
     store = node_of(request).store
 
-    def part_complete(part: stow.SpoolPart) -> None:  # on the event loop: never blocks
+    def part_complete(part: stow.SpoolPart) -> None:
         part.synced = store.sync_later(part.path, handoff=False)
-        part.checked = checks.submit(stow.check_part, part, study)
 
     body = stow.StowBody(boundary, store.incoming, max_bytes, part_complete)
     try:
@@ -92,25 +84,8 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
             "Content Too Large",
             f"Content-Length {length} exceeds http.max_request_mb ({cfg.http.max_request_mb} MB)",
         )
-    checks = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="stow-check")
-    try:
-        return await _store(request, node, boundary, max_bytes, checks, token, study)
-    finally:
-        checks.shutdown(wait=False, cancel_futures=True)
-
-
-async def _store(
-    request: Request,
-    node: Node,
-    boundary: str,
-    max_bytes: int,
-    checks: ThreadPoolExecutor,
-    token: str | None,
-    study: str | None,
-) -> Response:
-    web = node.config.http.web_source
     t0 = time.perf_counter()
-    body = await _spool_body(request, boundary, max_bytes, checks, study)
+    body = await _spool_body(request, boundary, max_bytes)
     t_received = time.perf_counter()
     source = stow.Source(
         called_ae=web.ae_title,

@@ -70,10 +70,7 @@ class SpoolPart:
         self.size = 0
         self._limit = limit  # bytes the whole request may still add (shared by its parts)
         self._on_complete = on_complete
-        # Set as the part ends (``on_complete``) while the rest of the body arrives: its
-        # fsync, and its checks (:func:`check_part`).
-        self.synced: Future[None] | None = None
-        self.checked: Future[Checked | PartResult] | None = None
+        self.synced: Future[None] | None = None  # its fsync, started as it ended
         # A failed create or write (disk full, I/O error) fails this part alone (0xA700):
         # its file is removed and the rest of its bytes are read and dropped.
         self.error: OSError | None = None
@@ -130,7 +127,7 @@ class StowBody:
         on_part_complete: Callable[[SpoolPart], None] | None = None,
     ) -> None:
         self.incoming = incoming
-        self.on_part_complete = on_part_complete  # e.g. start its fsync and checks
+        self.on_part_complete = on_part_complete  # e.g. start its fsync
         self.parts: list[SpoolPart] = []
         self._limit = [max_bytes]
         self.reader = MultipartReader(check_boundary(boundary), self._on_part)
@@ -203,7 +200,7 @@ class Checked:
 
 def check_part(part: SpoolPart, study_uid: str | None) -> Checked | PartResult:
     """The read-only checks of one spooled part (media type, header, the URL's study,
-    structure): its header, or the failure. Runs as soon as the part has arrived."""
+    structure): its header, or the failure."""
     if part.content_type != DICOM:
         return PartResult(
             None,
@@ -234,8 +231,8 @@ def store_part(
     intake: Intake, part: SpoolPart, source: Source, study_uid: str | None
 ) -> PartResult:
     """Store one spooled part through the node's receive path (the C-STORE's structure
-    check and intake: duplicate policy, placement with fsync, index row, group), once the
-    whole body has arrived. Its file is placed or removed; never raises for bad content."""
+    check and intake: duplicate policy, placement with fsync, index row, group). Its
+    file is placed or removed; never raises for bad content."""
     try:
         if part.error is not None:
             log.error(
@@ -248,7 +245,7 @@ def store_part(
                 OUT_OF_RESOURCES,
                 f"cannot write the part: {part.error.strerror or part.error}",
             )
-        checked = part.checked.result() if part.checked else check_part(part, study_uid)
+        checked = check_part(part, study_uid)
         if isinstance(checked, PartResult):
             return checked
         header = checked.header
