@@ -26,11 +26,11 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
     """Read the request body into spooled parts; Problem 400/413 (nothing kept) if the
     body is malformed or too large. Each part's fsync starts as soon as it is complete,
     so the disk works while the rest arrives (placement then finds it done); the event
-    loop never waits for an fsync thread to take it."""
+    loop waits at most 2 ms for an fsync thread to take it."""
     store = node_of(request).store
 
     def part_complete(part: stow.SpoolPart) -> None:
-        part.synced = store.sync_later(part.path, handoff=False)
+        part.synced = store.sync_later(part.path, wait_start=0.002)
 
     body = stow.StowBody(boundary, store.incoming, max_bytes, part_complete)
     try:

@@ -248,12 +248,13 @@ class InstanceStore:
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
         return size
 
-    def sync_later(self, path: Path | str, *, handoff: bool = True) -> Future[None]:
+    def sync_later(self, path: Path | str, *, wait_start: float | None = None) -> Future[None]:
         """Start fsyncing ``path`` on a background thread and return once the fsync is
-        under way (``handoff``; else at once: on the event loop); the future fails with
-        the OSError if it does. A request for a file or directory whose fsync is queued
-        and not yet started joins it (e.g. the directory of a series whose instances
-        arrive at once: one fsync for all). A no-op when the store does not fsync."""
+        under way, or after ``wait_start`` seconds if every fsync thread is busy (the
+        event loop must not wait for them); the future fails with the OSError if it
+        does. A request for a file or directory whose fsync is queued and not yet
+        started joins it (e.g. the directory of a series whose instances arrive at once:
+        one fsync for all). A no-op when the store does not fsync."""
         if not self.fsync:
             return _done()
         try:
@@ -274,10 +275,9 @@ class InstanceStore:
             return queued
         started = threading.Event()
         self._sync_pool().submit(self._fsync, key, fd, future, started)
-        if handoff:
-            # The worker needs the GIL to reach fsync; waiting here hands it over, so the
-            # disk works while this thread goes on (otherwise it may not start for ms).
-            started.wait()
+        # The worker needs the GIL to reach fsync; waiting here hands it over, so the disk
+        # works while this thread goes on (otherwise it may not start for ms).
+        started.wait(wait_start)
         return future
 
     def _fsync(

@@ -170,13 +170,13 @@ def test_a_queued_fsync_of_the_same_file_or_directory_is_shared(store: InstanceS
     busy = [pool.submit(release.wait) for _ in range(pool._max_workers)]
     try:
         directory = store.instances
-        first = store.sync_later(directory, handoff=False)
-        assert store.sync_later(directory, handoff=False) is first
+        first = store.sync_later(directory, wait_start=0)
+        assert store.sync_later(directory, wait_start=0) is first
         spooled = _spool(store, b"a")
-        for_file = store.sync_later(spooled, handoff=False)
+        for_file = store.sync_later(spooled, wait_start=0)
         assert for_file is not first
         spooled.unlink()
-        assert store.sync_later(_spool(store, b"b"), handoff=False) is not for_file
+        assert store.sync_later(_spool(store, b"b"), wait_start=0) is not for_file
         assert not first.done()
     finally:
         release.set()
