@@ -39,6 +39,14 @@ STORE_SECONDS = Histogram(
     "Time from C-STORE request received to the answer (parse, write, fsync, index).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
+ASSOCIATIONS_ACTIVE = Gauge(
+    "dicom_node_associations_active",
+    "Associations whose thread is still running (negotiating, serving or closing).",
+)
+SPOOL_FILES_DISCARDED = Counter(
+    "dicom_node_spool_files_discarded_total",
+    "Received datasets discarded unserved because their association ended first.",
+)
 GROUPS_COMPLETED = Counter(
     "dicom_node_groups_completed_total",
     "Study/series groups that completed after their quiet period, by called AE.",
@@ -135,6 +143,11 @@ HTTP_REQUESTS = Counter(
     "dicom_node_http_requests_total",
     "HTTP requests answered, by method, route template and status code.",
     ["method", "route", "status"],
+)
+HTTP_CLOSED = Counter(
+    "dicom_node_http_connections_closed_total",
+    "HTTP connections the node closed to protect itself, by reason.",
+    ["reason"],
 )
 HTTP_SECONDS = Histogram(
     "dicom_node_http_request_seconds",

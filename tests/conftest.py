@@ -11,6 +11,7 @@ import pytest
 from dicom_node.db import Database, sqlite_url
 from dicom_node.index import tables  # noqa: F401 - registers the index tables
 from dicom_node.jobs import models  # noqa: F401 - registers the job tables
+from tests.support import hypo
 from tests.support import postgres as pg
 from tests.support.dcmtk import skip_peer_tests_without_dcmtk
 
@@ -31,6 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             default=None,
             help="seed of the fuzz suites (default: fixed per suite)",
         )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    hypo.configure(config.getoption("--long", False), config.getoption("--fuzz-seed", None))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

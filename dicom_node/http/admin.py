@@ -9,16 +9,17 @@ loader); errors are RFC 9457 problem documents.
 from __future__ import annotations
 
 import os
+import pathlib
 import signal
 import uuid
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from dicom_node.http.app import authorize, node_of
+from dicom_node.http.app import authorize, body_chunks, node_of
 from dicom_node.http.problem import Problem
 from dicom_node.http.schemas import (
     AttemptOut,
@@ -49,7 +50,14 @@ from dicom_node.routing.explain import explain_path, explanation_to_dict
 from dicom_node.settings.root import ConfigError, validate_config
 from dicom_node.store.writer import safe_component
 
-router = APIRouter(prefix="/api")
+
+def _token(request: Request) -> None:
+    """Any valid token, checked before the parameters are (401 comes before 422); each
+    route then asks for its role."""
+    authorize(request, "read")
+
+
+router = APIRouter(prefix="/api", dependencies=[Depends(_token)])
 PROBLEM = {"content": {"application/problem+json": {}}}
 JobId = Path(ge=1, le=2**63 - 1, description="a job's id")
 STAGES = (
@@ -288,7 +296,6 @@ def list_models(request: Request) -> list[ModelOut]:
     return out
 
 
-UPLOAD_LIMIT = 256 * 2**20
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 DICOM_BODY = {
     "content": {"application/dicom": _BINARY, "application/octet-stream": _BINARY},
@@ -296,23 +303,37 @@ DICOM_BODY = {
 }
 
 
-async def _uploaded(request: Request) -> bytes:
-    """The request body (one PS3.10 file), up to :data:`UPLOAD_LIMIT` bytes."""
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > UPLOAD_LIMIT:
-            raise Problem(
-                413, "Content Too Large", f"uploads are limited to {UPLOAD_LIMIT // 2**20} MB"
-            )
-    if not data:
-        raise Problem(400, "Bad Request", "send one DICOM file as the request body")
-    return bytes(data)
+async def _uploaded(request: Request) -> pathlib.Path:
+    """The request body (one PS3.10 file) spooled to a file in ``incoming/``, up to
+    ``http.max_upload_mb``; the caller removes it. Problem 400 unless it reads as DICOM."""
+    node = node_of(request)
+    limit = node.config.http.max_upload_mb * 2**20
+    path = node.store.incoming / f"{uuid.uuid4().hex}.upload"
+    size = 0
+    try:
+        with open(path, "wb") as fh:
+            async for chunk in body_chunks(request, limit, "uploads (http.max_upload_mb)"):
+                fh.write(chunk)
+                size += len(chunk)
+        if not size:
+            raise Problem(400, "Bad Request", "send one DICOM file as the request body")
+        await run_in_threadpool(_check_dicom, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
-def _test_model(node: Any, name: str, data: bytes) -> dict[str, Any]:
-    import io
+def _check_dicom(path: pathlib.Path) -> None:
+    import pydicom
 
+    try:
+        pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as err:  # noqa: BLE001 - pydicom may raise anything on arbitrary bytes
+        raise Problem(400, "Bad Request", f"the upload is not a DICOM file: {err}") from None
+
+
+def _test_model(node: Any, name: str, path: pathlib.Path) -> dict[str, Any]:
     import pydicom
 
     from ai.decode import DecodeError
@@ -320,7 +341,7 @@ def _test_model(node: Any, name: str, data: bytes) -> dict[str, Any]:
     from dicom_node.cli.models import results_document
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
+        ds = pydicom.dcmread(path)
     except Exception as err:  # noqa: BLE001 - pydicom may raise anything on arbitrary bytes
         raise Problem(400, "Bad Request", f"not a readable DICOM file: {err}") from None
     try:
@@ -349,8 +370,11 @@ async def test_model(request: Request, name: str) -> dict[str, Any]:
     """Run one uploaded DICOM image through a loaded model: every label's probability and
     decision (nothing is stored or sent), as ``models test --json``."""
     authorize(request, "admin")
-    data = await _uploaded(request)
-    return await run_in_threadpool(_test_model, node_of(request), name, data)
+    path = await _uploaded(request)
+    try:
+        return await run_in_threadpool(_test_model, node_of(request), name, path)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @router.post(
@@ -366,19 +390,17 @@ async def explain_upload(
     ``called_ae`` from ``calling_ae``), as ``route explain FILE``."""
     authorize(request, "read")
     node = node_of(request)
-    data = await _uploaded(request)
+    path = await _uploaded(request)
 
     def explain() -> dict[str, Any]:
-        path = node.store.incoming / f"{uuid.uuid4().hex}.explain"
-        try:
-            path.write_bytes(data)
-            return explanation_to_dict(
-                explain_path(path, node.jobs.rules(), called_ae=called_ae, calling_ae=calling_ae)
-            )
-        finally:
-            path.unlink(missing_ok=True)
+        return explanation_to_dict(
+            explain_path(path, node.jobs.rules(), called_ae=called_ae, calling_ae=calling_ae)
+        )
 
-    return await run_in_threadpool(explain)
+    try:
+        return await run_in_threadpool(explain)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @router.get("/routes/explain", responses={404: PROBLEM}, tags=["routes"])
@@ -400,16 +422,61 @@ def explain_study(request: Request, study: str) -> dict[str, Any]:
     return explanation_to_dict(explain_path(folder, node.jobs.rules(), called_ae=called))
 
 
-@router.post("/config/check", response_model=ConfigCheck, tags=["configuration"])
-def check_config(
-    request: Request, text: str = Body(..., media_type="application/yaml")
-) -> ConfigCheck:
-    """Validate a posted YAML configuration: every error with its path."""
+MAX_YAML_NODES = 100_000  # values a posted configuration may expand to (aliases included)
+YAML_BODY = {
+    "content": {"application/yaml": {"schema": {"type": "string"}}},
+    "required": True,
+}
+
+
+def _yaml_nodes(value: Any, budget: list[int]) -> None:
+    """Count the values of a loaded document as a validator walks it (an alias is walked
+    each time it is used); ValueError once past :data:`MAX_YAML_NODES`."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(
+            f"more than {MAX_YAML_NODES} values once aliases are expanded (an alias bomb?)"
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _yaml_nodes(k, budget)
+            _yaml_nodes(v, budget)
+    elif isinstance(value, list):
+        for v in value:
+            _yaml_nodes(v, budget)
+
+
+@router.post(
+    "/config/check",
+    response_model=ConfigCheck,
+    openapi_extra={"requestBody": YAML_BODY},
+    responses={400: PROBLEM, 413: PROBLEM},
+    tags=["configuration"],
+)
+async def check_config(request: Request) -> ConfigCheck:
+    """Validate a posted YAML configuration (at most ``http.max_config_kb``): every
+    error with its path."""
     authorize(request, "read")
+    limit = node_of(request).config.http.max_config_kb * 1024
+    data = bytearray()
+    async for chunk in body_chunks(request, limit, "a posted configuration (http.max_config_kb)"):
+        data += chunk
     try:
-        validate_config(yaml.safe_load(text), "posted configuration")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise Problem(400, "Bad Request", f"the configuration is not UTF-8 text: {err}") from None
+    return await run_in_threadpool(_check_yaml, text)
+
+
+def _check_yaml(text: str) -> ConfigCheck:
+    try:
+        document = yaml.safe_load(text)  # safe: no Python tags, no object construction
+        _yaml_nodes(document, [MAX_YAML_NODES])
+        validate_config(document, "posted configuration")
     except yaml.YAMLError as err:
         return ConfigCheck(valid=False, errors=[f"YAML syntax error: {err}"])
+    except ValueError as err:
+        return ConfigCheck(valid=False, errors=[str(err)])
     except ConfigError as err:
         return ConfigCheck(valid=False, errors=err.errors)
     return ConfigCheck(valid=True, errors=[])

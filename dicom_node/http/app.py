@@ -8,17 +8,22 @@ configuration already uses.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicom_node import metrics
+from dicom_node.http.guard import ConnectionGuard, GuardMiddleware
 from dicom_node.http.problem import Problem, problem_response
 from dicom_node.http.results import ResultIndex
 from dicom_node.settings.http import ROLE_RANK
@@ -43,14 +48,48 @@ def authorize(request: Request, role: str) -> str | None:
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret:
         raise Problem(401, "Unauthorized", "send 'Authorization: Bearer <token>'")
+    # Digests of equal length: the comparison takes the same time whatever is sent.
+    sent = hashlib.sha256(secret.strip().encode()).digest()
     for t in tokens:
-        if hmac.compare_digest(t.token.encode(), secret.strip().encode()):
+        if hmac.compare_digest(hashlib.sha256(t.token.encode()).digest(), sent):
             if ROLE_RANK[t.role] < ROLE_RANK[role]:
                 raise Problem(
                     403, "Forbidden", f"token {t.name!r} has role {t.role}, this needs {role}"
                 )
             return t.name
     raise Problem(401, "Unauthorized", "unknown token")
+
+
+async def body_chunks(request: Request, limit: int, what: str) -> AsyncIterator[bytes]:
+    """The request body as it arrives; Problem 413 (by Content-Length before reading, or
+    once ``limit`` bytes have come; the rest is read and dropped, so that the client gets
+    the answer, until ``http.header_timeout_seconds``) and 408 when the client pauses
+    longer than ``http.body_timeout_seconds`` (the connection is closed)."""
+    length = request.headers.get("content-length", "")
+    size = f"{limit // 2**20} MB" if limit >= 2**20 else f"{limit // 1024} kB"
+    too_large = f"{what} exceeds {size}"
+    if length.isdigit() and int(length) > limit:
+        raise Problem(413, "Content Too Large", f"Content-Length {length}: {too_large}")
+    timeout = node_of(request).config.http.body_timeout_seconds
+    stream = request.stream().__aiter__()
+    received = 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            metrics.HTTP_CLOSED.labels("body_timeout").inc()
+            raise Problem(
+                408,
+                "Request Timeout",
+                f"no byte of the body came for {timeout:g} s (http.body_timeout_seconds)",
+                {"Connection": "close"},
+            ) from None
+        received += len(chunk)
+        if received > limit:
+            raise Problem(413, "Content Too Large", too_large)
+        yield chunk
 
 
 class RequestMetrics:
@@ -79,17 +118,24 @@ class RequestMetrics:
             metrics.HTTP_SECONDS.labels(route).observe(time.perf_counter() - t0)
 
 
-def create_app(node: Node) -> FastAPI:
-    """The application serving ``node``: health, metrics, DICOMweb."""
+def create_app(node: Node, guard: ConnectionGuard | None = None) -> FastAPI:
+    """The application serving ``node``: health, metrics, DICOMweb, the admin API;
+    ``guard`` learns when each request runs (:mod:`.guard`)."""
     from dicom_node.http import admin, dicomweb, health
 
     app = FastAPI(
         title="dicom-node",
         version="1",
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served below, behind a read token when tokens are configured
         docs_url=None,
         redoc_url=None,
     )
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi(request: Request) -> JSONResponse:
+        authorize(request, "read")
+        return JSONResponse(app.openapi())
+
     app.state.node = node
     app.state.results = ResultIndex(node.db)
 
@@ -131,4 +177,6 @@ def create_app(node: Node) -> FastAPI:
     dicomweb.register(app)
     admin.register(app)
     app.add_middleware(RequestMetrics)
+    if guard is not None:
+        app.add_middleware(GuardMiddleware, guard=guard)
     return app

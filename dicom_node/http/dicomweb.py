@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from dicom_node.http import qido, stow, wado
-from dicom_node.http.app import authorize, node_of
+from dicom_node.http.app import authorize, body_chunks, node_of
 from dicom_node.http.multipart import MultipartError
 from dicom_node.http.problem import Problem
 
@@ -23,18 +23,22 @@ STORE_THREADS = 4  # parts of one STOW-RS request stored concurrently
 
 
 async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.StowBody:
-    """Read the request body into spooled parts; Problem 400/413 (nothing kept) if the
-    body is malformed or too large. Each part's fsync starts as soon as it is complete,
-    so the disk works while the rest arrives (placement then finds it done); the event
-    loop waits at most 2 ms for an fsync thread to take it."""
-    store = node_of(request).store
+    """Read the request body into spooled parts; Problem 400/408/413 (nothing kept) if
+    the body is malformed, stalls, is too large or has too many parts. Each part's fsync
+    starts as soon as it is complete, so the disk works while the rest arrives
+    (placement then finds it done); the event loop waits at most 2 ms for an fsync
+    thread to take it."""
+    node = node_of(request)
+    store = node.store
+    max_parts = node.config.http.max_parts
 
     def part_complete(part: stow.SpoolPart) -> None:
         part.synced = store.sync_later(part.path, wait_start=0.002)
 
-    body = stow.StowBody(boundary, store.incoming, max_bytes, part_complete)
+    body = stow.StowBody(boundary, store.incoming, max_bytes, part_complete, max_parts)
     try:
-        async for chunk in request.stream():
+        what = "the request body (http.max_request_mb)"
+        async for chunk in body_chunks(request, max_bytes, what):
             body.reader.feed(chunk)
         body.reader.finish()
     except MultipartError as err:
@@ -46,6 +50,13 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
             413,
             "Content Too Large",
             f"the request body exceeds http.max_request_mb ({max_bytes // 2**20} MB)",
+        ) from None
+    except stow.TooManyParts:
+        body.discard()
+        raise Problem(
+            413,
+            "Content Too Large",
+            f"the request has more than http.max_parts ({max_parts}) parts",
         ) from None
     except ClientDisconnect:
         body.discard()
@@ -77,13 +88,6 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
         raise Problem(403, "Forbidden", f"token {token!r} may not store to {web.ae_title}")
     boundary = stow.parse_content_type(request.headers.get("content-type"))
     max_bytes = cfg.http.max_request_mb * 2**20
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise Problem(
-            413,
-            "Content Too Large",
-            f"Content-Length {length} exceeds http.max_request_mb ({cfg.http.max_request_mb} MB)",
-        )
     t0 = time.perf_counter()
     body = await _spool_body(request, boundary, max_bytes)
     t_received = time.perf_counter()
@@ -142,6 +146,7 @@ def _base(request: Request) -> str:
 
 def _search(request: Request, level: str, **fixed: str | None) -> Response:
     authorize(request, "read")
+    wado.check_json_accept(request.headers.get("accept"))
     keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
     query = qido.parse(
         level,
@@ -187,7 +192,8 @@ def retrieve(
     """WADO-RS retrieve of a study, series or instance, streamed from the files."""
     found = _stored(request, study, series, instance)
     syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
-    wado.check_convertible(found, syntaxes)
+    wado.check_files(found)
+    wado.check_convertible(found, syntaxes, _decode_limit(request))
     boundary = wado.new_boundary()
     return StreamingResponse(
         wado.multipart(found, syntaxes, boundary),
@@ -199,6 +205,7 @@ def retrieve_metadata(
     request: Request, study: str, series: str | None = None, instance: str | None = None
 ) -> Response:
     """WADO-RS metadata: DICOM JSON of each instance, bulk data as BulkDataURI."""
+    wado.check_json_accept(request.headers.get("accept"))
     found = _stored(request, study, series, instance)
     base = _base(request)
     body = [wado.metadata(i, wado.instance_url(base, i)) for i in found]
@@ -224,7 +231,11 @@ def retrieve_rendered(request: Request, study: str, series: str, instance: str) 
     """WADO-RS rendered single-frame image (image/jpeg or image/png)."""
     inst = _stored(request, study, series, instance)[0]
     media = wado.rendered_type(request.headers.get("accept"))
-    return Response(wado.render(inst, media), media_type=media)
+    return Response(wado.render(inst, media, _decode_limit(request)), media_type=media)
+
+
+def _decode_limit(request: Request) -> int:
+    return node_of(request).config.http.max_decoded_mb * 2**20
 
 
 def register(app: FastAPI) -> None:

@@ -12,16 +12,26 @@ PROBLEM_JSON = "application/problem+json"
 class Problem(Exception):
     """Raise to answer with a problem document; ``extra`` become extension members."""
 
-    def __init__(self, status: int, title: str, detail: str = "", **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail or title)
         self.status = status
         self.title = title
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
     def response(self, instance: str | None = None) -> JSONResponse:
         """The problem as an HTTP response."""
-        return problem_response(self.status, self.title, self.detail, instance, **self.extra)
+        return problem_response(
+            self.status, self.title, self.detail, instance, self.headers, **self.extra
+        )
 
 
 def problem_response(

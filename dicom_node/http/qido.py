@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -70,6 +71,8 @@ LEVELS = ("study", "series", "instance")
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 MAX_LIMIT = 10_000
+MAX_OFFSET = 2**62  # past every result; larger values overflow the database's integers
+MAX_INT = 2**31 - 1  # IS and US values fit; larger ones match nothing and overflow SQL
 
 
 def attribute_of(key: str) -> str:
@@ -88,10 +91,21 @@ def _like(value: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
+def _valid(part: str, pattern: re.Pattern[str], what: str) -> bool:
+    if not pattern.match(part):
+        return False
+    if what == "date":  # 20241345 has the shape of a date, not its meaning
+        try:
+            datetime.strptime(part, "%Y%m%d")
+        except ValueError:
+            return False
+    return True
+
+
 def _range(column: Any, value: str, pattern: re.Pattern[str], what: str) -> ColumnElement:
     low, sep, high = value.partition("-")
     for part in (low, high):
-        if part and not pattern.match(part):
+        if part and not _valid(part, pattern, what):
             raise Problem(400, "Bad Request", f"{what} {value!r}: expected {what} or range")
     if not sep:
         return column == low
@@ -122,9 +136,12 @@ def condition(src: Any, attr: Attr, value: str, *, indexed: bool = True) -> Colu
         return _range(column, value, _TIME, "time")
     if vr in ("IS", "US"):
         try:
-            return column == int(value)
+            number = int(value)
         except ValueError:
             raise Problem(400, "Bad Request", f"{attr.keyword}={value!r}: not an integer") from None
+        if abs(number) > MAX_INT:
+            raise Problem(400, "Bad Request", f"{attr.keyword}={value!r}: out of range")
+        return column == number
     # A list of code strings (PS3.18 8.3.4.1: comma separated; "\\" as in DIMSE) matches
     # any of them: a CS value holds neither character.
     values = [v for v in re.split(r"[\\,]", value) if v] if vr == "CS" else [value]
@@ -164,7 +181,7 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
             if key == "limit":
                 limit = min(int(value), MAX_LIMIT)
             else:
-                offset = int(value)
+                offset = min(int(value), MAX_OFFSET)
         elif key == "includefield":
             for field in value.split(","):
                 include.add("all" if field == "all" else attribute_of(field.strip()))

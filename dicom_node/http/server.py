@@ -14,8 +14,11 @@ import time
 from typing import TYPE_CHECKING
 
 import uvicorn
+from uvicorn.config import HTTP_PROTOCOLS
+from uvicorn.importer import import_from_string
 
 from dicom_node.http.app import create_app
+from dicom_node.http.guard import ConnectionGuard
 
 if TYPE_CHECKING:
     from dicom_node.node import Node
@@ -48,8 +51,19 @@ class HttpServer:
         except OSError:
             sock.close()
             raise
+        settings = self.node.config.http
+        guard = ConnectionGuard(
+            settings.max_header_kb * 1024,
+            settings.header_timeout_seconds,
+            settings.max_connections,
+            settings.body_timeout_seconds,
+        )
         config = uvicorn.Config(
-            create_app(self.node),
+            create_app(self.node, guard),
+            # uvicorn's own protocol (httptools if installed, else h11) inside the guard.
+            http=guard.protocol(import_from_string(HTTP_PROTOCOLS["auto"])),
+            ws="none",
+            h11_max_incomplete_event_size=settings.max_header_kb * 1024,
             lifespan="off",
             access_log=False,
             log_config=None,

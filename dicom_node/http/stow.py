@@ -116,6 +116,10 @@ class RequestTooLarge(Exception):
     """The body passed ``http.max_request_mb``."""
 
 
+class TooManyParts(Exception):
+    """The body has more than ``http.max_parts`` parts."""
+
+
 class StowBody:
     """The parts of one STOW-RS request body, spooled to files."""
 
@@ -125,14 +129,18 @@ class StowBody:
         incoming: Path,
         max_bytes: int,
         on_part_complete: Callable[[SpoolPart], None] | None = None,
+        max_parts: int | None = None,
     ) -> None:
         self.incoming = incoming
-        self.on_part_complete = on_part_complete  # e.g. start its fsync
+        self.max_parts = max_parts
+        self.on_part_complete = on_part_complete  # e.g. start its fsync while more arrives
         self.parts: list[SpoolPart] = []
         self._limit = [max_bytes]
         self.reader = MultipartReader(check_boundary(boundary), self._on_part)
 
     def _on_part(self, headers: Message) -> SpoolPart:
+        if self.max_parts is not None and len(self.parts) >= self.max_parts:
+            raise TooManyParts()
         part = SpoolPart(
             self.incoming,
             headers.get_content_type() if headers.get("Content-Type") else DICOM,

@@ -10,6 +10,8 @@ Little Endian, converted (and decompressed) in memory one instance at a time.
 from __future__ import annotations
 
 import io
+import logging
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,8 +28,11 @@ from sqlalchemy import select
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
 
+log = logging.getLogger(__name__)
+
 CHUNK = 1 << 20
 DICOM = "application/dicom"
+JSON_MEDIA = ("application/dicom+json", "application/json", "application/*", "*/*")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,53 @@ def find(
     return rows
 
 
+def check_files(instances: list[Stored]) -> None:
+    """Problem 404 if the file of an indexed instance is gone (removed behind the node's
+    back): checked before a response starts, so that it is never cut off midway."""
+    missing = [i for i in instances if not os.path.exists(i.path)]
+    if missing:
+        log.error(
+            "WADO-RS: %d indexed file(s) missing from the store, e.g. %s of study %s",
+            len(missing),
+            missing[0].path,
+            missing[0].study,
+        )
+        raise Problem(
+            404,
+            "Not Found",
+            f"the file of instance {missing[0].sop} is missing from the store"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+        )
+
+
+def _read(inst: Stored, **kwargs: Any) -> pydicom.Dataset:
+    """The instance's dataset; Problem 404 if its file is missing."""
+    try:
+        return pydicom.dcmread(inst.path, **kwargs)
+    except FileNotFoundError:
+        check_files([inst])
+        raise
+
+
+def decoded_bytes(inst: Stored) -> int:
+    """Bytes its pixels take once decoded (from the header; no pixel is read)."""
+    ds = _read(inst, stop_before_pixels=True)
+    if "Rows" not in ds:
+        return 0
+    values = [ds.get(k) for k in ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames")]
+    rows, cols, samples, frames = (int(v) if v not in (None, "") else 1 for v in values)
+    bits = int(ds.get("BitsAllocated") or 8)
+    return rows * cols * max(samples, 1) * max(frames, 1) * max(bits, 8) // 8
+
+
+def check_json_accept(accept: str | None) -> None:
+    """Problem 406 unless the client accepts DICOM JSON."""
+    if not any(media in JSON_MEDIA for media, _ in _media_ranges(accept)):
+        raise Problem(
+            406, "Not Acceptable", "this resource is application/dicom+json (or application/json)"
+        )
+
+
 def _media_ranges(accept: str | None) -> list[tuple[str, Message]]:
     ranges = []
     for item in (accept or "*/*").split(","):
@@ -105,7 +157,7 @@ def accepted_syntaxes(accept: str | None) -> set[str] | None:
 
 def _converted(path: str) -> bytes:
     """The instance at ``path`` as Explicit VR Little Endian (decompressed if needed)."""
-    ds = pydicom.dcmread(path)
+    ds = pydicom.dcmread(path)  # size checked by check_convertible
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         ds.decompress()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -138,9 +190,24 @@ def new_boundary() -> str:
     return uuid.uuid4().hex
 
 
-def check_convertible(instances: list[Stored], syntaxes: set[str] | None) -> None:
-    """Problem 406 if an instance is neither stored in nor convertible to what is asked."""
-    if syntaxes is None or ExplicitVRLittleEndian in syntaxes:
+def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit: int) -> None:
+    """Problem 406 if an instance is neither stored in nor convertible to what is asked,
+    or if converting it would take more than ``limit`` bytes of decoded pixels."""
+    if syntaxes is None:
+        return
+    if ExplicitVRLittleEndian in syntaxes:
+        for inst in instances:
+            if inst.transfer_syntax in syntaxes:
+                continue
+            size = decoded_bytes(inst)
+            if size > limit:
+                raise Problem(
+                    406,
+                    "Not Acceptable",
+                    f"instance {inst.sop} would take {size // 2**20} MB decoded, more than "
+                    f"http.max_decoded_mb ({limit // 2**20} MB): ask for it as stored "
+                    "(transfer-syntax=*)",
+                )
         return
     bad = sorted({i.transfer_syntax for i in instances if i.transfer_syntax not in syntaxes})
     if bad:
@@ -157,7 +224,7 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None) -> Non
 
 def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
     """The instance's DICOM JSON, bulk data (Pixel Data, large binary values) by URI."""
-    ds = pydicom.dcmread(inst.path, stop_before_pixels=True)
+    ds = _read(inst, stop_before_pixels=True)
 
     def bulk(elem: DataElement) -> str:
         return f"{instance_url}/bulk/{elem.tag:08X}"
@@ -175,7 +242,7 @@ def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
 
 def bulk_value(inst: Stored, tag: str) -> bytes:
     """The raw value of a top-level binary element; Problem 404 if there is none."""
-    ds = pydicom.dcmread(inst.path)
+    ds = _read(inst)
     try:
         elem = ds[int(tag, 16)]
     except (KeyError, ValueError):
@@ -200,17 +267,32 @@ def rendered_type(accept: str | None) -> str:
     raise Problem(406, "Not Acceptable", "rendered images are image/jpeg or image/png")
 
 
-def render(inst: Stored, media: str) -> bytes:
+def render(inst: Stored, media: str, limit: int) -> bytes:
     """An 8-bit rendering of a single-frame image: modality LUT, then its window (or the
-    full range), MONOCHROME1 inverted; colour images as they are."""
+    full range), MONOCHROME1 inverted; colour images as they are. Problem 400 if it
+    would take more than ``limit`` bytes (8 per sample while it is windowed)."""
     if not inst.rows:
         raise Problem(400, "Bad Request", "the instance has no pixel data to render")
     if (inst.frames or 1) > 1:
         raise Problem(400, "Bad Request", "rendering of multi-frame images is not supported")
-    ds = pydicom.dcmread(inst.path)
+    check_files([inst])
+    samples = decoded_bytes(inst)
+    if samples * 8 > limit:
+        raise Problem(
+            400,
+            "Bad Request",
+            f"the image is too large to render: {samples * 8 // 2**20} MB while windowed, "
+            f"more than http.max_decoded_mb ({limit // 2**20} MB)",
+        )
+    ds = _read(inst)
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    pixels = ds.pixel_array
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:  # noqa: BLE001 - decoders raise many kinds on bad data
+        raise Problem(
+            422, "Unprocessable Content", f"its pixel data cannot be decoded: {err}"
+        ) from None
     if ds.get("SamplesPerPixel", 1) == 1:
         values = apply_modality_lut(pixels, ds).astype(np.float64)
         if "WindowCenter" in ds or "VOILUTSequence" in ds:

@@ -9,15 +9,18 @@ gained by a second thread: :func:`serve_inline` gives an association a message q
 that runs a C-STORE request's service right where the DUL thread queues it. The response
 goes out on the DUL thread's very next pass.
 
-Only a valid C-STORE request on an accepted presentation context, arriving while the
-association thread has nothing queued or in service and no release is under way, is
-served inline; everything else (C-ECHO, unknown contexts, a request racing a release)
-takes pynetdicom's own path unchanged. If pynetdicom's internals do not look as
-expected (another version), nothing is patched.
+Only a valid C-STORE request of a Storage SOP class on an accepted presentation context,
+arriving while the association thread has nothing queued or in service and no release is
+under way, is served inline; everything else (C-ECHO, unknown contexts, a request racing a
+release) takes pynetdicom's own path unchanged. (For a SOP class that is not a Storage
+one pynetdicom finds no service and calls ``abort()``, which waits for the DUL thread to
+stop: on the DUL thread itself that would wait forever.) If pynetdicom's internals do not
+look as expected (another version), nothing is patched.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import queue
@@ -27,6 +30,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _supported: bool | None = None
+
+
+@functools.lru_cache(maxsize=512)
+def _is_storage(sop_class: str) -> bool:
+    """Whether pynetdicom serves ``sop_class`` with its Storage service class."""
+    from pynetdicom.service_class import StorageServiceClass
+    from pynetdicom.sop_class import uid_to_service_class
+
+    return uid_to_service_class(sop_class) is StorageServiceClass
 
 
 class _InlineQueue(queue.Queue):  # type: ignore[type-arg]
@@ -58,6 +70,7 @@ class _InlineQueue(queue.Queue):  # type: ignore[type-arg]
             and not assoc._sent_release
             and not self._handed_out
             and self.empty()
+            and _is_storage(str(primitive.AffectedSOPClassUID))
         ):
             assoc._serve_request(primitive, context_id)
             return

@@ -125,6 +125,7 @@ class StorageSCP:
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
         self.intake = Intake(store, recorder, config.duplicate_policy)
+        metrics.ASSOCIATIONS_ACTIVE.set_function(lambda: len(self.ae.active_associations))
 
     def _install_tweaks(self) -> None:
         """Apply the guarded pynetdicom tweaks ``DICOM_NODE_TWEAKS`` leaves on."""
@@ -138,10 +139,10 @@ class StorageSCP:
             contexts.install()  # each association copies ~170 contexts: cheaply
         if "responses" in on:
             responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
-        if "spool" in on:
-            spool.install(file_meta_too="file_meta" in on)
-        else:
-            spool.chunked_datasets()
+        # Always: received datasets are recorded against their association and removed
+        # if it ends before they are served; the tweak decides only where they are written.
+        if not spool.install(file_meta_too="file_meta" in on, into_store="spool" in on):
+            log.error("pynetdicom %s: received datasets NOT tracked", pynetdicom_version)
         log.info("pynetdicom tweaks: %s", ", ".join(sorted(on)) or "none")
 
     # -- association control -------------------------------------------------------
@@ -202,12 +203,7 @@ class StorageSCP:
 
     def _on_closed(self, event: evt.Event) -> None:
         memory.release_free_memory_soon()
-        if spool.discard_partial(event.assoc):
-            log.warning(
-                "association from %s ended in the middle of a C-STORE: its partial "
-                "data was discarded",
-                event.assoc.requestor.ae_title,
-            )
+        self._end_of_association(event.assoc)
         with self._stats_lock:
             stats = self._stats.pop(id(event.assoc), None)
         if stats is not None:
@@ -218,12 +214,27 @@ class StorageSCP:
                 stats[1],
             )
 
-    @staticmethod
-    def _on_conn_close(event: evt.Event) -> None:
+    def _on_conn_close(self, event: evt.Event) -> None:
         # Whatever ended the connection (release, abort, timeout, a refused peer), its
-        # spool file goes, and its buffers are handed back to the OS after a burst.
-        spool.discard_partial(event.assoc)
+        # unserved datasets go, and its buffers are handed back to the OS after a burst.
+        self._end_of_association(event.assoc)
         memory.release_free_memory_soon()
+
+    def _end_of_association(self, assoc: Any) -> None:
+        """Discard what ``assoc`` received and no handler took (a dataset cut short, a
+        request pynetdicom dropped or never served); release, abort and connection
+        close all call this, whichever comes first does the work."""
+        discarded = spool.end_of_association(assoc)
+        for path in discarded:
+            self._headers.pop(path, None)
+        if discarded:
+            metrics.SPOOL_FILES_DISCARDED.inc(len(discarded))
+            log.warning(
+                "association from %s ended in the middle of a C-STORE (or before serving "
+                "it): %d received dataset(s) discarded",
+                getattr(assoc.requestor, "ae_title", "?"),
+                len(discarded),
+            )
 
     def _count(self, event: evt.Event, ok: bool) -> None:
         stats = self._stats.get(id(event.assoc))
@@ -264,10 +275,12 @@ class StorageSCP:
         sop_uid = str(req.AffectedSOPInstanceUID or "").strip()
         sop_class = str(req.AffectedSOPClassUID or "").strip()
         ts = event.context.transfer_syntax
-        if not self.store.has_room():
-            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve", "disk_reserve")
         spooled = Path(event.dataset_path)
         header = self._headers.pop(str(spooled), None)  # usually read while it arrived
+        if not spool.claim(assoc, spooled):  # its association ended: nobody to answer
+            return _status(OUT_OF_RESOURCES, "association ended", "association_ended")
+        if not self.store.has_room():
+            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve", "disk_reserve")
         spool_error = spool.write_error(spooled)
         if isinstance(spool_error, ReserveError):
             log.warning(

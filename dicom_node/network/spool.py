@@ -14,6 +14,15 @@ background thread keeps a few empty spool files ready in each directory
 (:class:`_Ready`); pynetdicom takes one as each C-STORE begins.
 
 The File Meta pynetdicom writes first is encoded through :mod:`.file_meta`.
+
+pynetdicom opens a dataset's file as soon as its command has arrived, but hands it to the
+handler only if the request is valid, of a Storage SOP class and served before the
+association ends; otherwise it forgets the file (open, on disk). So every file is
+recorded against its association until the handler :func:`claim` s it, and whatever is
+still unclaimed when the association ends is removed (:func:`end_of_association`, from
+the release/abort/close events, and from a sweep for associations whose threads ended
+without any of them). This is done with the spool tweak off too, for pynetdicom's own
+temporary files.
 """
 
 from __future__ import annotations
@@ -30,12 +39,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dicom_node import metrics
 from dicom_node.network import file_meta
 
 log = logging.getLogger(__name__)
 
 _installed = False
+_into_store = True  # spool into the registered directory (else pynetdicom's temp files)
 READY_FILES = 4
+SWEEP_SECONDS = 0.5  # how often associations that ended without an event are looked for
 HeadHook = Callable[["SpoolFile", bytes], None]  # empty spool files kept ready per directory
 Admit = Callable[[int], None]  # raises OSError to refuse writing that many bytes
 
@@ -62,6 +74,7 @@ class SpoolFile:
         self.transfer_syntax: str | None = None  # known once the File Meta is written
         self._on_head = on_head
         self._admit = admit  # the store's disk reserve, asked before each write
+        self._lock = threading.Lock()  # a discard at association end vs the DUL's writes
 
     def meta_written(self, transfer_syntax: str) -> None:
         """The File Meta is written: the next write starts the dataset."""
@@ -70,14 +83,18 @@ class SpoolFile:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data)
         total = len(view)
-        if self.error is None:
-            try:
-                if self._admit is not None:
-                    self._admit(total)
-                while view:
-                    view = view[os.write(self._fd, view) :]
-            except OSError as err:
-                self._fail(err)
+        with self._lock:
+            failed = None
+            if self.error is None and self._fd >= 0:
+                try:
+                    if self._admit is not None:
+                        self._admit(total)
+                    while view:
+                        view = view[os.write(self._fd, view) :]
+                except OSError as err:
+                    failed = err
+        if failed is not None:
+            self._fail(failed)
         if self.transfer_syntax is not None and self._on_head is not None:
             on_head, self._on_head = self._on_head, None
             try:
@@ -103,9 +120,10 @@ class SpoolFile:
         """Nothing is buffered."""
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 _write_errors: dict[str, OSError] = {}
@@ -116,15 +134,21 @@ def write_error(path: Path | str) -> OSError | None:
     return _write_errors.pop(str(path), None)
 
 
-def discard_partial(assoc: Any) -> bool:
-    """Remove the spool file of a C-STORE the association ended in the middle of;
-    return whether there was one."""
-    message = getattr(getattr(assoc, "dimse", None), "message", None)
-    spooled = getattr(message, "_data_set_file", None)
-    if isinstance(spooled, SpoolFile):
-        spooled.discard()
-        return True
-    return False
+def _discard(received: Any) -> None:
+    """Close and remove a received dataset's file (a SpoolFile or pynetdicom's own)."""
+    if isinstance(received, SpoolFile):
+        received.discard()
+        return
+    with contextlib.suppress(OSError, ValueError):
+        received.close()
+    with contextlib.suppress(OSError):
+        os.unlink(received.name)
+
+
+def _ended(assoc: Any) -> bool:
+    """Whether both threads of ``assoc`` (association and DUL) have finished."""
+    dul = getattr(assoc, "dul", None)
+    return not assoc.is_alive() and not (dul is not None and dul.is_alive())
 
 
 class _Ready:
@@ -147,26 +171,74 @@ class _Ready:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Received datasets not yet claimed by the handler: association -> {path: file}
+        self._owned: dict[Any, dict[str, Any]] = {}
+        self._owner_of: dict[str, Any] = {}
 
-    def take(self) -> SpoolFile:
-        """A new empty spool file (created now if none is ready)."""
+    def take(self, owner: Any) -> SpoolFile:
+        """A new empty spool file for ``owner``'s next dataset (created now if none is
+        ready)."""
         try:
             spool = self._files.popleft()
         except IndexError:
             spool = SpoolFile(self.directory, on_head=self.on_head, admit=self.admit)
+        self._own(owner, spool)
+        return spool
+
+    def temporary(self, owner: Any, *args: Any, **kwargs: Any) -> Any:
+        """pynetdicom's own temporary file for ``owner``'s next dataset (tweak off)."""
+        received = tempfile.NamedTemporaryFile(*args, **kwargs)  # noqa: SIM115 - closed by pynetdicom
+        self._own(owner, received)
+        return received
+
+    def _own(self, owner: Any, received: Any) -> None:
         with self._lock:
+            self._owned.setdefault(owner, {})[received.name] = received
+            self._owner_of[received.name] = owner
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._fill, daemon=True, name="spool-files")
                 self._thread.start()
-        self._want.set()
-        return spool
+        self._want.set()  # the sweep runs while any association holds files
+
+    def claim(self, path: str) -> bool:
+        """The handler takes ``path`` over (it places or removes it from now on); False if
+        it was discarded already because its association ended."""
+        with self._lock:
+            owner = self._owner_of.pop(path, None)
+            if owner is not None:
+                self._owned.get(owner, {}).pop(path, None)
+            return owner is not None or os.path.exists(path)
+
+    def end(self, owner: Any) -> list[str]:
+        """Discard ``owner``'s received datasets that no handler claimed; return their
+        paths."""
+        with self._lock:  # held while removing: a claim sees the file whole, or gone
+            files = self._owned.pop(owner, {})
+            for path, received in files.items():
+                self._owner_of.pop(path, None)
+                _discard(received)
+        return list(files)
+
+    def _sweep(self) -> None:
+        """End the associations whose threads finished without a release, abort or close
+        event (a DUL thread that died, for one)."""
+        with self._lock:
+            ended = [owner for owner in self._owned if _ended(owner)]
+        for owner in ended:
+            if discarded := self.end(owner):
+                metrics.SPOOL_FILES_DISCARDED.inc(len(discarded))
+                log.warning(
+                    "an association ended without closing: %d received dataset(s) discarded",
+                    len(discarded),
+                )
 
     def _fill(self) -> None:
         while not self._closed:
-            self._want.wait()
+            self._want.wait(SWEEP_SECONDS if self._owned else None)
             self._want.clear()
+            self._sweep()
             try:
-                while not self._closed and len(self._files) < self.size:
+                while _into_store and not self._closed and len(self._files) < self.size:
                     self._files.append(
                         SpoolFile(self.directory, on_head=self.on_head, admit=self.admit)
                     )
@@ -187,6 +259,10 @@ class _Ready:
     def _discard(self) -> None:
         while self._files:
             self._files.popleft().discard()
+        with self._lock:
+            owners = list(self._owned)
+        for owner in owners:
+            self.end(owner)
 
 
 _ready: weakref.WeakKeyDictionary[Any, _Ready] = weakref.WeakKeyDictionary()
@@ -211,9 +287,8 @@ def unregister(ae: Any) -> None:
         ready.close()
 
 
-def _ready_for_thread() -> _Ready | None:
-    """The spool files of the AE whose DUL thread is decoding this message."""
-    assoc = getattr(threading.current_thread(), "assoc", None)
+def _ready_for(assoc: Any) -> _Ready | None:
+    """The spool of the AE of ``assoc``, if it is registered."""
     ae = getattr(assoc, "ae", None)
     try:
         return _ready.get(ae) if ae is not None else None
@@ -222,28 +297,52 @@ def _ready_for_thread() -> _Ready | None:
 
 
 def _named_temporary_file(*args: Any, **kwargs: Any) -> Any:
-    ready = _ready_for_thread()
+    # Called on the DUL thread of the association whose C-STORE command just arrived.
+    assoc = getattr(threading.current_thread(), "assoc", None)
+    ready = _ready_for(assoc)
     if ready is None:  # another AE in this process: pynetdicom's own behaviour
         return tempfile.NamedTemporaryFile(*args, **kwargs)
-    return ready.take()
+    return ready.take(assoc) if _into_store else ready.temporary(assoc, *args, **kwargs)
 
 
-def install(file_meta_too: bool = True) -> bool:
-    """Make pynetdicom receive C-STORE datasets into files spooled in the registered
-    directories (and, with ``file_meta_too``, memoise their File Meta); return whether
-    spooling into registered directories is active (if pynetdicom differs, its own temp
-    files are used and the handler copies them)."""
-    global _installed
+def claim(assoc: Any, path: Path | str) -> bool:
+    """The C-STORE handler of ``assoc`` takes the received dataset at ``path`` over (it
+    places or removes it from now on); False if the file was discarded already because
+    the association ended (the C-STORE then fails; its response cannot be sent)."""
+    ready = _ready_for(assoc)
+    return True if ready is None else ready.claim(str(path))
+
+
+def end_of_association(assoc: Any) -> list[str]:
+    """Discard the received datasets of ``assoc`` that no handler claimed (pynetdicom
+    dropped the request, or the association ended before serving it, or in the middle of
+    a dataset); return their paths. Call it whenever the association ends (release, abort,
+    connection closed); more than once is harmless."""
+    ready = _ready_for(assoc)
+    return [] if ready is None else ready.end(assoc)
+
+
+def install(file_meta_too: bool = True, into_store: bool = True) -> bool:
+    """Make pynetdicom receive C-STORE datasets into files recorded against their
+    association (see the module's docstring): spooled into the registered directories
+    with ``into_store`` (the spool tweak; with ``file_meta_too`` their File Meta
+    memoised), else in pynetdicom's own temporary files. Return whether the hook is in
+    place (if pynetdicom differs, its own temp files are used, unrecorded, and the
+    handler copies them)."""
+    global _installed, _into_store
     from pynetdicom import dimse_messages
 
     chunked_datasets()
+    _into_store = into_store
     if _installed:
+        if into_store and file_meta_too:
+            file_meta.install()
         return True
     if getattr(dimse_messages, "NamedTemporaryFile", None) is not tempfile.NamedTemporaryFile:
         log.info("spooling into the store not applied: pynetdicom differs from 3.0.x")
         return False
     dimse_messages.NamedTemporaryFile = _named_temporary_file  # type: ignore[attr-defined]
-    if file_meta_too and not file_meta.install():
+    if into_store and file_meta_too and not file_meta.install():
         log.info("File Meta encoding not memoised: pynetdicom differs from 3.0.x")
     _installed = True
     return True

@@ -49,6 +49,28 @@ class HttpSettings(BaseModel):
         None, description="URL clients reach this port at (behind a proxy), for links"
     )
     max_request_mb: int = Field(2048, ge=1, description="larger STOW-RS bodies: 413")
+    # Limits against hostile clients (docs/http.md, "Security notes").
+    max_parts: int = Field(10_000, ge=1, description="more parts in one STOW-RS body: 413")
+    max_upload_mb: int = Field(256, ge=1, description="admin API file uploads: larger, 413")
+    max_config_kb: int = Field(1024, ge=1, description="posted YAML to check: larger, 413")
+    max_decoded_mb: int = Field(
+        1024, ge=1, description="decoded pixels a rendering or a conversion may need"
+    )
+    max_header_kb: int = Field(
+        64, ge=1, description="request line and headers; beyond it the connection is closed"
+    )
+    header_timeout_seconds: float = Field(
+        30, gt=0, description="a connection without a running request is closed after this"
+    )
+    body_timeout_seconds: float = Field(
+        60,
+        gt=0,
+        description="longest pause reading a request body (408) or writing a response "
+        "(connection dropped)",
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="open HTTP connections; more are closed as they arrive"
+    )
     web_source: WebSource = Field(default_factory=WebSource)
 
     @model_validator(mode="after")

@@ -213,7 +213,9 @@ def test_admin_api(tmp_path: Path) -> None:
             invalid = requests.get(f"{api}/jobs", params={"limit": "x"}, headers=READ, timeout=10)
             assert invalid.status_code == 422
             assert invalid.headers["content-type"] == "application/problem+json"
-            spec = requests.get(f"{node.http_url}/api/openapi.json", timeout=10).json()
+            spec = requests.get(
+                f"{node.http_url}/api/openapi.json", headers=READ, timeout=10
+            ).json()
             assert {"/api/jobs", "/api/jobs/{job_id}/retry", "/api/config/check"} <= set(
                 spec["paths"]
             )

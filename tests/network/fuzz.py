@@ -55,6 +55,8 @@ def _pdv_fields(rng: random.Random, stream: list[bytes]) -> None:
 def _flip(rng: random.Random, stream: list[bytes]) -> None:
     i = rng.randrange(len(stream))
     p = bytearray(stream[i])
+    if not p:  # cut to nothing by an earlier mutation
+        return
     for _ in range(rng.randint(1, 8)):
         p[rng.randrange(len(p))] = rng.randrange(256)
     stream[i] = bytes(p)

@@ -19,5 +19,9 @@ TWEAK_MODES = ["all", "none"]  # DICOM_NODE_TWEAKS
 
 
 def start_node(workdir: Path, tweaks: str, **config: Any) -> NodeProcess:
-    node = NodeProcess(workdir, {**HOSTILE_CONFIG, **config}, env={"DICOM_NODE_TWEAKS": tweaks})
-    return node.start()
+    # Its own TMPDIR: with the spool tweak off, pynetdicom receives datasets there, and a
+    # test must see what is left of them (probe.spool_leftovers).
+    tmp = workdir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {"DICOM_NODE_TWEAKS": tweaks, "TMPDIR": str(tmp)}
+    return NodeProcess(workdir, {**HOSTILE_CONFIG, **config}, env=env).start()

@@ -93,6 +93,32 @@ def store_command(ds: Dataset, message_id: int = 2) -> bytes:
     return bytes(encode(msg.command_set, True, True))
 
 
+def raw_store_command(
+    sop_class: str, sop_instance: str, message_id: int | None = 2, priority: int = 0
+) -> bytes:
+    """A C-STORE-RQ command set built element by element, so that it may lie: a Message
+    ID left out (``None``), a Priority out of range, any SOP Class UID."""
+    cmd = Dataset()
+    cmd.CommandGroupLength = 0
+    cmd.AffectedSOPClassUID = sop_class
+    cmd.CommandField = 0x0001
+    if message_id is not None:
+        cmd.MessageID = message_id
+    cmd.Priority = priority
+    cmd.CommandDataSetType = 0x0000  # a dataset follows
+    cmd.AffectedSOPInstanceUID = sop_instance
+    cmd.CommandGroupLength = len(encode(cmd, True, True)) - 12  # after the length element
+    return bytes(encode(cmd, True, True))
+
+
+def c_store(ds: Dataset, command: bytes | None = None) -> list[bytes]:
+    """The two P-DATA PDUs of a C-STORE of ``ds``: its command, then its whole dataset."""
+    return [
+        p_data(pdv(STORE_CX, 0x03, command or store_command(ds))),
+        p_data(pdv(STORE_CX, 0x02, dataset_bytes(ds))),
+    ]
+
+
 def dataset_bytes(ds: Dataset) -> bytes:
     return bytes(encode(ds, False, True))
 
@@ -137,8 +163,9 @@ def read_pdus(sock: socket.socket, timeout: float = 10.0) -> Iterator[Pdu]:
         buf += chunk
 
 
-def store_statuses(pdus: list[Pdu]) -> list[int]:
-    """The Status of every DIMSE response in the P-DATA PDUs received."""
+def store_statuses(pdus: list[Pdu], command_field: int | None = None) -> list[int]:
+    """The Status of every DIMSE response in the P-DATA PDUs received (only of those with
+    ``command_field``, e.g. 0x8001 for C-STORE-RSP, if given)."""
     from pydicom.filebase import DicomBytesIO
     from pynetdicom.dsutils import decode
 
@@ -153,7 +180,7 @@ def store_statuses(pdus: list[Pdu]) -> list[int]:
             at += 4 + length
             if control & 1:
                 cmd = decode(DicomBytesIO(data), True, True)
-                if "Status" in cmd:
+                if "Status" in cmd and command_field in (None, cmd.get("CommandField")):
                     statuses.append(int(cmd.Status))
     return statuses
 

@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from tests.support.node_process import NodeProcess
 from tests.support.studies import spooled_data
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_for, wait_until
 
 
 def _status(pid: int, key: str) -> int:
@@ -112,6 +113,30 @@ def store_ok(port: int, ds, called: str = "DICOM_NODE") -> bool:  # type: ignore
 def leftovers(incoming: Path) -> list[Path]:
     """Spool files holding data (half-written C-STOREs); empty ones are kept ready."""
     return spooled_data(incoming) if incoming.exists() else []
+
+
+def spool_leftovers(node: NodeProcess) -> list[Path]:
+    """Received datasets the node still holds: spool files with data in ``incoming/``,
+    and pynetdicom's own temporary ``.dcm`` files in the node's TMPDIR (where it receives
+    datasets with the spool tweak off; see tests/network/nodes.py)."""
+    tmp = node.workdir / "tmp"
+    temporary = sorted(tmp.glob("*.dcm")) if tmp.exists() else []
+    return leftovers(node.data_dir / "incoming") + temporary
+
+
+def associations_active(node: NodeProcess) -> int:
+    """The node's ``dicom_node_associations_active`` gauge (association threads alive)."""
+    text = requests.get(node.http_url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("dicom_node_associations_active "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no dicom_node_associations_active in /metrics")
+
+
+def wait_associations_closed(node: NodeProcess, timeout: float = 30.0) -> None:
+    """Wait until the node has ended every association (its threads included): only then
+    is a spool file that is still there a leftover rather than one being written."""
+    wait_for(lambda: associations_active(node) == 0, timeout, "associations to end", node.log)
 
 
 def baseline(node: NodeProcess) -> tuple[int, int, int]:

@@ -219,22 +219,74 @@ def test_spool_files_are_prepared_ahead_and_removed_on_unregister(tmp_path: Path
     spool.register(ae, tmp_path)
     assert not list(tmp_path.iterdir())  # nothing is created before the first C-STORE
     ready = spool._ready[ae]
-    first = ready.take()
+    owner = _association(ae)
+    first = ready.take(owner)
     wait_until(
         lambda: len(list(tmp_path.iterdir())) >= 1 + spool.READY_FILES,
         10,
         interval=0.01,
         describe=lambda: "no spool files prepared",
     )
-    taken = [ready.take() for _ in range(spool.READY_FILES + 2)]
+    taken = [ready.take(owner) for _ in range(spool.READY_FILES + 2)]
     names = {f.name for f in [first, *taken]}
     assert len(names) == spool.READY_FILES + 3  # every C-STORE gets its own file
     for f in [first, *taken]:
         f.write(b"data")
         f.close()
+        assert spool.claim(owner, f.name)  # the handler's from now on
     spool.unregister(ae)
+    owner.stop.set()  # type: ignore[attr-defined]
     left = set(map(str, tmp_path.iterdir()))
-    assert left == names  # the prepared, unused ones are gone; taken ones are the caller's
+    assert left == names  # the prepared, unused ones are gone; claimed ones are the handler's
+
+
+def _association(ae: AE) -> threading.Thread:
+    """A stand-in for a live association of ``ae``: a running thread (no DUL thread) that
+    ends when its ``stop`` is set."""
+    stop = threading.Event()
+    owner = threading.Thread(target=stop.wait, args=(60,), daemon=True)
+    owner.ae, owner.dul, owner.stop = ae, None, stop  # type: ignore[attr-defined]
+    owner.start()
+    return owner
+
+
+def test_unclaimed_spool_files_go_when_their_association_ends(tmp_path: Path) -> None:
+    ae = AE(ae_title="OWNED")
+    spool.register(ae, tmp_path)
+    ready = spool._ready[ae]
+    try:
+        owner = _association(ae)
+        served, dropped = ready.take(owner), ready.take(owner)
+        for f in (served, dropped):
+            f.write(b"data")
+        assert spool.claim(owner, served.name)
+        assert spool.end_of_association(owner) == [dropped.name]
+        assert Path(served.name).exists() and not Path(dropped.name).exists()
+        assert spool.end_of_association(owner) == []  # release, abort and close all call it
+        late = ready.take(owner)
+        late.write(b"data")
+        spool.end_of_association(owner)
+        assert not spool.claim(owner, late.name)  # its handler must not store it
+        owner.stop.set()  # type: ignore[attr-defined]
+    finally:
+        spool.unregister(ae)
+
+
+def test_spool_files_of_an_association_whose_threads_ended_are_swept(tmp_path: Path) -> None:
+    """An association that ends with no release, abort or close event (its DUL thread
+    died): its unclaimed files go at the next sweep."""
+    ae = AE(ae_title="SWEPT")
+    spool.register(ae, tmp_path)
+    try:
+        owner = threading.Thread(target=lambda: None)
+        owner.ae, owner.dul = ae, None  # type: ignore[attr-defined]
+        owner.start()
+        f = spool._ready[ae].take(owner)
+        f.write(b"data")
+        owner.join()
+        wait_until(lambda: not Path(f.name).exists(), timeout=10)
+    finally:
+        spool.unregister(ae)
 
 
 @pytest.mark.parametrize(
