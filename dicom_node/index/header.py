@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
@@ -243,26 +243,45 @@ def parse_header(
     return _header(values)
 
 
-def parse_leading_header(head: bytes, transfer_syntax: str) -> InstanceHeader | None:
-    """The header of a dataset whose first bytes are ``head``, if they hold all of it:
-    every top-level element up to the first one past the indexed attributes. ``None``
-    if they do not, or if anything is wrong (:func:`parse_header` on the whole dataset
-    then says what). Never raises."""
-    reached_end: list[bool] = []
+HEADER_TAGS = frozenset(int(t) for t in _TAGS)  # the top-level elements the index reads
+_VR_OF = {int(t): dictionary_VR(t) for t in _TAGS}
+# VRs whose value, when it is plain ASCII (no escape sequence, no backslash), pydicom
+# converts to that text less trailing spaces and NULs in every character set.
+_PLAIN_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "TM", "UI", "SH", "LO", "ST", "LT", "UC", "UT", "PN"}
+)
 
-    def past_indexed(tag: BaseTag, vr: str | None, length: int) -> bool:
-        if _past(tag):
-            reached_end.append(True)
-            return True
-        return False
 
+def header_from_elements(
+    elements: dict[int, tuple[bytes | None, bytes]], transfer_syntax: str
+) -> InstanceHeader:
+    """The header made of the top-level elements of :data:`HEADER_TAGS` that a walk of
+    the encoded dataset found (:func:`dicom_node.store.check.check_file`): tag ->
+    (explicit VR or None for implicit VR, value bytes; values over 4 KB left out). The
+    values are those :func:`parse_header` reads (plain ASCII text and US decoded here,
+    anything else by pydicom's converters); raises HeaderError as it does."""
+    ts = UID(transfer_syntax)
+    implicit, little = ts.is_implicit_VR, ts.is_little_endian
+    values: dict[str, Any] = {}
+    encodings = convert_encodings(None)
     try:
-        ts = UID(transfer_syntax)
-        if ts == DeflatedExplicitVRLittleEndian:  # a prefix does not inflate
-            return None
-        values = _read_values(BytesIO(head), ts, past_indexed)
-        return _header(values) if reached_end else None
-    # Incomplete or garbage bytes may raise anything in the parser: the whole dataset is
-    # parsed later.
-    except Exception:  # noqa: BLE001
-        return None
+        for keyword, tag in _TAG_OF.items():  # SpecificCharacterSet first
+            found = elements.get(int(tag))
+            if found is None:
+                continue
+            explicit_vr, raw = found
+            vr = explicit_vr.decode("ascii") if explicit_vr else None
+            if vr in (None, "UN"):
+                vr = _VR_OF[int(tag)]
+            if vr in _PLAIN_TEXT_VRS and raw.isascii() and b"\\" not in raw and b"\x1b" not in raw:
+                values[keyword] = raw.decode("ascii").rstrip(" \0")
+            elif vr == "US" and len(raw) == 2:
+                values[keyword] = int.from_bytes(raw, "little" if little else "big")
+            else:
+                item = RawDataElement(tag, vr, len(raw), raw, 0, implicit, little)
+                values[keyword] = convert_value(vr, item, encodings)
+            if keyword == "SpecificCharacterSet" and values[keyword]:
+                encodings = convert_encodings(values[keyword])
+    except Exception as err:  # pydicom's converters raise many kinds on garbage
+        raise HeaderError(f"dataset cannot be parsed: {type(err).__name__}: {err}") from err
+    return _header(values)

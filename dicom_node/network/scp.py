@@ -25,11 +25,12 @@ from pynetdicom.sop_class import Verification
 from dicom_node import memory, metrics
 from dicom_node.db import utcnow
 from dicom_node.index.header import (
+    HEADER_TAGS,
     HeaderError,
     InstanceHeader,
     MissingIdentifiers,
+    header_from_elements,
     parse_header,
-    parse_leading_header,
 )
 from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.network import (
@@ -110,7 +111,7 @@ class StorageSCP:
         self.tweaks = tweaks.enabled()
         self._install_tweaks()
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
-        spool.register(self.ae, store.incoming, on_head=self._on_head, admit=store.admit)
+        spool.register(self.ae, store.incoming, admit=store.admit)
         self.ae.maximum_associations = config.max_associations
         self.ae.maximum_pdu_size = config.max_pdu_bytes
         self.ae.network_timeout = config.network_timeout
@@ -121,7 +122,6 @@ class StorageSCP:
             self.ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         self._server: Any = None
-        self._headers: dict[str, InstanceHeader] = {}  # spooled path -> header read ahead
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
         self.intake = Intake(store, recorder, config.duplicate_policy)
@@ -225,8 +225,6 @@ class StorageSCP:
         request pynetdicom dropped or never served); release, abort and connection
         close all call this, whichever comes first does the work."""
         discarded = spool.end_of_association(assoc)
-        for path in discarded:
-            self._headers.pop(path, None)
         if discarded:
             metrics.SPOOL_FILES_DISCARDED.inc(len(discarded))
             log.warning(
@@ -240,17 +238,6 @@ class StorageSCP:
         stats = self._stats.get(id(event.assoc))
         if stats is not None:
             stats[0 if ok else 1] += 1
-
-    def _on_head(self, spooled: spool.SpoolFile, head: bytes) -> None:
-        """The first fragment of a C-STORE's dataset was spooled (DUL thread): read the
-        header from it now, while the peer is still sending the rest."""
-        if spooled.transfer_syntax is None:
-            return
-        header = parse_leading_header(head, spooled.transfer_syntax)
-        if header is not None:
-            if len(self._headers) > 1000:  # only C-STOREs that never reached the handler
-                self._headers.clear()
-            self._headers[spooled.name] = header
 
     # -- services ------------------------------------------------------------------
     def _on_echo(self, event: evt.Event) -> int:
@@ -276,7 +263,6 @@ class StorageSCP:
         sop_class = str(req.AffectedSOPClassUID or "").strip()
         ts = event.context.transfer_syntax
         spooled = Path(event.dataset_path)
-        header = self._headers.pop(str(spooled), None)  # usually read while it arrived
         if not spool.claim(assoc, spooled):  # its association ended: nobody to answer
             return _status(OUT_OF_RESOURCES, "association ended", "association_ended")
         if not self.store.has_room():
@@ -296,15 +282,24 @@ class StorageSCP:
                 spool_error.strerror or spool_error,
             )
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        if header is None:
-            try:
+        # One walk of the file checks its structure and picks up the indexed elements;
+        # pydicom parses the header only of a file the walk refuses (for the status).
+        malformed: StructureError | PixelDataMismatch | None = None
+        try:
+            elements = check_file(spooled, ts, HEADER_TAGS)
+        except (StructureError, PixelDataMismatch) as err:
+            malformed, elements = err, None
+        try:
+            if elements is not None:
+                header = header_from_elements(elements, ts)
+            else:
                 header = self._read_header(spooled, ts)
-            except MissingIdentifiers as err:
-                log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
-                return _status(CANNOT_UNDERSTAND_IDS, str(err), "missing_uid")
-            except HeaderError as err:
-                log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
-                return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
+        except MissingIdentifiers as err:
+            log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
+            return _status(CANNOT_UNDERSTAND_IDS, str(err), "missing_uid")
+        except HeaderError as err:
+            log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
+            return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
         if header.sop_instance_uid != sop_uid:
             log.warning(
                 "C-STORE %s from %s: dataset SOP Instance UID %s differs",
@@ -321,22 +316,20 @@ class StorageSCP:
                 "SOP Class UID differs from request",
                 "sop_class_mismatch",
             )
-        try:
-            check_file(spooled, ts)
-        except StructureError as err:
+        if isinstance(malformed, StructureError):
             log.warning(
                 "C-STORE %s of study %s from %s: malformed: %s",
                 sop_uid,
                 header.study_uid,
                 calling,
-                err,
+                malformed,
             )
-            return _status(CANNOT_UNDERSTAND, f"malformed: {err}", "malformed")
-        except PixelDataMismatch as err:
+            return _status(CANNOT_UNDERSTAND, f"malformed: {malformed}", "malformed")
+        if isinstance(malformed, PixelDataMismatch):
             log.warning(
-                "C-STORE %s of study %s from %s: %s", sop_uid, header.study_uid, calling, err
+                "C-STORE %s of study %s from %s: %s", sop_uid, header.study_uid, calling, malformed
             )
-            return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(err), "pixel_data_mismatch")
+            return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(malformed), "pixel_data_mismatch")
         receipt = Receipt(
             called_ae=called,
             calling_ae=calling,

@@ -30,6 +30,7 @@ from pydicom.datadict import DicomDictionary
 from pydicom.uid import UID, JPEGTransferSyntaxes
 
 MAX_DEPTH = 64  # nested sequences; real objects (RT, SR) stay far below
+COLLECT_MAX = 4096  # bytes: longer values of collected elements are left out (unread)
 
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -110,7 +111,9 @@ def _name(tag: int) -> str:
 class _Walk:
     """One pass over an encoded dataset in ``buf[start:]``."""
 
-    def __init__(self, buf: bytes | mmap.mmap, ts: UID) -> None:
+    def __init__(
+        self, buf: bytes | mmap.mmap, ts: UID, collect: frozenset[int] = frozenset()
+    ) -> None:
         self.buf = buf
         self.size = len(buf)
         self.implicit = ts.is_implicit_VR
@@ -123,6 +126,8 @@ class _Walk:
         self.long = struct.Struct(e + "L")
         self.kept: dict[int, bytes] = {}
         self.pixel_length: int | None = None
+        self.collect = collect  # top-level tags whose raw elements the caller wants
+        self.collected: dict[int, tuple[bytes | None, bytes]] = {}  # tag -> (VR, value)
 
     def dataset(self, pos: int, end: int | None, depth: int, implicit: bool) -> int:
         """Walk the elements from ``pos`` up to ``end`` (or an item delimiter when None);
@@ -176,6 +181,8 @@ class _Walk:
                     self.kept[tag] = bytes(buf[pos : pos + length])
                 elif tag == _PIXEL_DATA:
                     self.pixel_length = length
+                if tag in self.collect and length <= COLLECT_MAX:
+                    self.collected[tag] = (vr, bytes(buf[pos : pos + length]))
             pos += length
         if end is None:
             raise StructureError("item without its delimiter")
@@ -281,20 +288,33 @@ class _Walk:
             )
 
 
-def check_dataset(buf: bytes | mmap.mmap, transfer_syntax: str, offset: int = 0) -> None:
+Collected = dict[int, tuple[bytes | None, bytes]]  # tag -> (explicit VR or None, value)
+
+
+def check_dataset(
+    buf: bytes | mmap.mmap,
+    transfer_syntax: str,
+    offset: int = 0,
+    collect: frozenset[int] = frozenset(),
+) -> Collected | None:
     """Check the dataset encoded in ``buf[offset:]`` in ``transfer_syntax``; raise
-    :class:`StructureError` or :class:`PixelDataMismatch`."""
+    :class:`StructureError` or :class:`PixelDataMismatch`. Return the top-level elements
+    of ``collect`` found on the way (values up to :data:`COLLECT_MAX` bytes), or None if
+    the dataset is not walked (deflated)."""
     ts = UID(transfer_syntax)
     if ts.is_deflated or not ts.is_transfer_syntax:
-        return
-    walk = _Walk(buf, ts)
+        return None
+    walk = _Walk(buf, ts, collect)
     walk.dataset(offset, len(buf), 0, walk.implicit)
     walk.check_pixels()
+    return walk.collected
 
 
-def check_file(path: Path | str, transfer_syntax: str) -> int:
+def check_file(
+    path: Path | str, transfer_syntax: str, collect: frozenset[int] = frozenset()
+) -> Collected | None:
     """:func:`check_dataset` on a Part 10 file whose File Meta starts with its group
-    length (as the receive path writes it); return the file's size."""
+    length (as the receive path writes it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -303,7 +323,7 @@ def check_file(path: Path | str, transfer_syntax: str) -> int:
         with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as buf:
             if buf[128:132] != b"DICM" or buf[132:138] != b"\x02\x00\x00\x00UL":
                 raise StructureError("no File Meta group length")
-            check_dataset(buf, transfer_syntax, 144 + int.from_bytes(buf[140:144], "little"))
+            offset = 144 + int.from_bytes(buf[140:144], "little")
+            return check_dataset(buf, transfer_syntax, offset, collect)
     finally:
         os.close(fd)
-    return size

@@ -95,9 +95,7 @@ def _reset_peak(node: NodeProcess) -> None:
 
 def _rows_have_files(node: NodeProcess, sops: list[str]) -> None:
     for sop in sops:
-        rows = query(
-            node.data_dir, "SELECT path FROM instances WHERE sop_instance_uid = :s", s=sop
-        )
+        rows = query(node.data_dir, "SELECT path FROM instances WHERE sop_instance_uid = :s", s=sop)
         assert len(rows) == 1 and Path(rows[0][0]).is_file()
 
 

@@ -11,7 +11,8 @@ from pydicom.data import get_charset_files, get_testdata_file
 from pydicom.filereader import read_file_meta_info, read_preamble
 from pynetdicom.dsutils import encode
 
-from dicom_node.index.header import HeaderError, parse_header, parse_leading_header
+from dicom_node.index.header import HEADER_TAGS, HeaderError, header_from_elements, parse_header
+from dicom_node.store.check import check_dataset
 from dicom_node.synthetic import iter_ct_series
 
 
@@ -95,32 +96,35 @@ def test_garbage_is_a_header_error() -> None:
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_a_leading_header_is_the_whole_header_or_none(name: str) -> None:
-    """What the receive path reads from a dataset's first fragment is exactly what the
-    whole dataset gives, or nothing when the fragment does not hold all of the header."""
+def test_the_header_from_the_structure_walk_is_the_parsed_header(name: str) -> None:
+    """The receive path builds the header from the elements its structure check picked
+    up on its walk (no pydicom parse): the same header as parse_header, or the same
+    HeaderError."""
     path = _file(name)
     ts = read_file_meta_info(path).TransferSyntaxUID
-    data = path.read_bytes()[_dataset_offset(path) :]
+    data = path.read_bytes()
+    offset = _dataset_offset(path)
+    elements = check_dataset(data, ts, offset, HEADER_TAGS)
+    if elements is None:  # deflated: not walked, the receive path parses it
+        assert ts == "1.2.840.10008.1.2.1.99"
+        return
     try:
-        whole = parse_header(data, ts)
-    except HeaderError:
-        whole = None
-    seen = []
-    for cut in (*range(0, 2048, 37), 4096, 16384, len(data)):
-        head = parse_leading_header(data[:cut], ts)
-        assert head is None or head == whole, (name, cut)
-        seen.append(head)
-    if whole is not None and ts != "1.2.840.10008.1.2.1.99":  # deflated: never ahead
-        assert seen[-1] == whole  # the complete dataset always holds its header
-        assert seen[0] is None  # nothing read yet: nothing known
+        whole = parse_header(data, ts, offset)
+    except HeaderError as err:
+        with pytest.raises(HeaderError) as raised:
+            header_from_elements(elements, ts)
+        assert str(raised.value) == str(err)
+        return
+    assert header_from_elements(elements, ts) == whole
 
 
-def test_a_leading_header_cut_inside_a_long_value_is_none() -> None:
-    # A long private element before the indexed ones ends beyond the fragment.
+def test_values_over_4_kb_are_left_out_of_the_walked_header_as_of_the_parsed_one() -> None:
     ds = next(iter_ct_series(1, rows=8, cols=8))
-    ds.add_new(0x00091010, "OB", b"\x01" * 10_000)
-    ds.StudyDescription = "after the private element"
-    encoded = encode(ds, False, True)
-    assert parse_leading_header(encoded[:6_000], "1.2.840.10008.1.2.1") is None
-    header = parse_leading_header(encoded, "1.2.840.10008.1.2.1")
-    assert header is not None and header.sop_instance_uid == ds.SOPInstanceUID
+    ds.StudyDescription = "x" * 5000
+    ds.PatientName = "Doe^Jane"
+    for implicit in (False, True):
+        encoded = encode(ds, implicit, True)
+        ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+        header = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
+        assert header == parse_header(encoded, ts)
+        assert header.study_description is None and header.patient_name == "Doe^Jane"
