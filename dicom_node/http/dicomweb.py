@@ -26,11 +26,16 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
     """Read the request body into spooled parts; Problem 400/408/413 (nothing kept) if
     the body is malformed, stalls, is too large or has too many parts. Each part's fsync
     starts as soon as it is complete, so the disk works while the rest arrives
-    (placement then finds it done)."""
+    (placement then finds it done); the event loop waits at most 2 ms for an fsync
+    thread to take it."""
     node = node_of(request)
     store = node.store
     max_parts = node.config.http.max_parts
-    body = stow.StowBody(boundary, store.incoming, max_bytes, store.sync_later, max_parts)
+
+    def part_complete(part: stow.SpoolPart) -> None:
+        part.synced = store.sync_later(part.path, wait_start=0.002)
+
+    body = stow.StowBody(boundary, store.incoming, max_bytes, part_complete, max_parts)
     try:
         what = "the request body (http.max_request_mb)"
         async for chunk in body_chunks(request, max_bytes, what):

@@ -10,13 +10,12 @@ time ranges; PatientName matches case-insensitively. ``limit``/``offset`` page t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from sqlalchemy import ColumnElement, Select, and_, distinct, func, or_, select, union
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import RESULTS, catalogue
@@ -30,14 +29,13 @@ class Attr:
     keyword: str
     name: str  # column of :func:`dicom_node.http.results.catalogue`
     level: str  # study | series | instance
+    # Looked up once: every element of every result needs them.
+    tag: str = field(init=False, repr=False, compare=False)
+    vr: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def tag(self) -> str:
-        return f"{tag_for_keyword(self.keyword):08X}"
-
-    @property
-    def vr(self) -> str:
-        return dictionary_VR(self.keyword)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tag", f"{tag_for_keyword(self.keyword):08X}")
+        object.__setattr__(self, "vr", dictionary_VR(self.keyword))
 
 
 ATTRS = {
@@ -122,9 +120,13 @@ def _range(column: Any, value: str, pattern: re.Pattern[str], what: str) -> Colu
     return and_(*conditions)
 
 
-def condition(src: Any, attr: Attr, value: str) -> ColumnElement:
-    """The SQL condition matching ``value`` on ``attr`` of ``src`` (PS3.4 C.2.2.2)."""
+def condition(src: Any, attr: Attr, value: str, *, indexed: bool = True) -> ColumnElement:
+    """The SQL condition matching ``value`` on ``attr`` of ``src`` (PS3.4 C.2.2.2).
+    ``indexed=False`` keeps SQLite from using the column's index for it (the same
+    condition on ``column || ''``, NULL as before): see :func:`_walk_by_study`."""
     column, vr = src.c[attr.name], attr.vr
+    if not indexed:
+        column = column.concat("")
     if vr == "UI":
         uids = [u.strip() for u in re.split(r"[\\,]", value) if u.strip()]
         return column.in_(uids)
@@ -140,7 +142,9 @@ def condition(src: Any, attr: Attr, value: str) -> ColumnElement:
         if abs(number) > MAX_INT:
             raise Problem(400, "Bad Request", f"{attr.keyword}={value!r}: out of range")
         return column == number
-    values = [v for v in value.split("\\") if v] if vr == "CS" else [value]
+    # A list of code strings (PS3.18 8.3.4.1: comma separated; "\\" as in DIMSE) matches
+    # any of them: a CS value holds neither character.
+    values = [v for v in re.split(r"[\\,]", value) if v] if vr == "CS" else [value]
     conditions = []
     for v in values:
         if vr == "PN":  # case-insensitive, and "Doe" also matches "Doe^John"
@@ -198,21 +202,54 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
     return Query(level, filters, include, limit, offset, warnings)
 
 
-def _where(stmt: Select, src: Any, filters: list[tuple[Attr, str]]) -> Select:
+def _where(
+    stmt: Select, src: Any, filters: list[tuple[Attr, str]], unindexed: Attr | None = None
+) -> Select:
     for attr, value in filters:
-        if attr.keyword == "ModalitiesInStudy":  # each table by its Modality index
-            received, results = Instance.__table__, RESULTS
-            stmt = stmt.where(
-                src.c.study_uid.in_(
-                    union(
-                        select(received.c.study_uid).where(condition(received, attr, value)),
-                        select(results.c.study_uid).where(condition(results, attr, value)),
-                    )
-                )
-            )
+        if attr.keyword == "ModalitiesInStudy":
+            stmt = stmt.where(_modalities_in_study(src, attr, value))
         else:
-            stmt = stmt.where(condition(src, attr, value))
+            stmt = stmt.where(condition(src, attr, value, indexed=attr is not unindexed))
     return stmt
+
+
+def _modalities_in_study(src: Any, attr: Attr, value: str) -> ColumnElement:
+    """Whether any received instance or result of ``src``'s study has one of the
+    modalities: a correlated EXISTS per table, each one seek in its (study_uid, modality)
+    index, so a page walked in Study UID order stops as soon as it is full (the former
+    ``study_uid IN (every study with the modality)`` built that whole list first)."""
+    received = Instance.__table__.alias("has_modality")
+    results = RESULTS.alias("result_has_modality")
+    return or_(
+        *(
+            select(t.c.id)
+            .where(t.c.study_uid == src.c.study_uid, condition(t, attr, value))
+            .exists()
+            for t in (received, results)
+        )
+    )
+
+
+def _walk_by_study(session: Any, src: Any, query: Query) -> Attr | None:
+    """The date range filter whose index SQLite should not use, if any.
+
+    SQLite has no statistics on ranges (no STAT4), so it always reads a date range
+    through the study_date index, then sorts every matching row into Study UID order
+    before the first result: 50 ms for a year of 10,000 studies. Walking the studies in
+    Study UID order (the study_uid index) and testing the date of each row stops after
+    the page instead. Decided by counting the matching rows (an index-only count): the
+    date index reads and sorts ``matching`` rows, the walk reads about
+    ``wanted * total / matching`` (PostgreSQL's planner has the statistics to choose)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    ranges = [(a, v) for a, v in query.filters if a.vr == "DA" and "-" in v]
+    if len(ranges) != 1:
+        return None
+    attr, value = ranges[0]
+    matching = session.scalar(select(func.count()).where(condition(src, attr, value))) or 0
+    total = session.scalar(select(func.max(src.c.id))) or 0
+    wanted = query.limit + query.offset
+    return attr if 2 * matching * matching > wanted * total else None
 
 
 def _element(attr: Attr, value: Any) -> dict[str, Any]:
@@ -283,51 +320,47 @@ def _search_studies(
         c if c.name == "StudyInstanceUID" else func.min(c.element).label(c.name) for c in columns
     ]
     stmt = select(*agg).group_by(src.c.study_uid).order_by(src.c.study_uid)
-    stmt = _where(stmt, src, query.filters).limit(query.limit).offset(query.offset)
+    unindexed = _walk_by_study(session, src, query)
+    stmt = _where(stmt, src, query.filters, unindexed).limit(query.limit).offset(query.offset)
     rows = [dict(r) for r in session.execute(stmt).mappings()]
     if rows:
         every = catalogue()
         page = every.c.study_uid.in_([r["StudyInstanceUID"] for r in rows])
-        counts = {
-            uid: (n, series)
-            for uid, n, series in session.execute(
-                select(every.c.study_uid, func.count(), func.count(distinct(every.c.series_uid)))
-                .where(page)
-                .group_by(every.c.study_uid)
-            )
-        }
-        modalities: dict[str, list[str]] = {}
-        for uid, modality in session.execute(
-            select(every.c.study_uid, every.c.modality)
+        counts: dict[str, int] = {}
+        series: dict[str, set[str]] = {}
+        modalities: dict[str, set[str]] = {}
+        for uid, series_uid, modality, n in session.execute(
+            select(every.c.study_uid, every.c.series_uid, every.c.modality, func.count())
             .where(page)
-            .group_by(every.c.study_uid, every.c.modality)
-            .order_by(every.c.modality)
+            .group_by(every.c.study_uid, every.c.series_uid, every.c.modality)
         ):
+            counts[uid] = counts.get(uid, 0) + n
+            series.setdefault(uid, set()).add(series_uid)
             if modality:
-                modalities.setdefault(uid, []).append(modality)
+                modalities.setdefault(uid, set()).add(modality)
         for r in rows:
-            r["instances"], r["series"] = counts.get(r["StudyInstanceUID"], (0, 0))
-            r["ModalitiesInStudy"] = modalities.get(r["StudyInstanceUID"], [])
+            uid = r["StudyInstanceUID"]
+            r["instances"], r["series"] = counts.get(uid, 0), len(series.get(uid, ()))
+            r["ModalitiesInStudy"] = sorted(modalities.get(uid, ()))
     return [_result("study", attrs, row, base_url) for row in rows]
 
 
-_COUNTS: dict[str, list[tuple[str, str]]] = {
+_COUNTS: dict[str, list[tuple[Attr, str]]] = {
     "study": [
-        ("NumberOfStudyRelatedSeries", "series"),
-        ("NumberOfStudyRelatedInstances", "instances"),
+        (Attr("NumberOfStudyRelatedSeries", "", ""), "series"),
+        (Attr("NumberOfStudyRelatedInstances", "", ""), "instances"),
     ],
-    "series": [("NumberOfSeriesRelatedInstances", "instances")],
+    "series": [(Attr("NumberOfSeriesRelatedInstances", "", ""), "instances")],
     "instance": [],
 }
-_as_attr: Callable[[str], Attr] = lambda k: Attr(k, None, "")  # noqa: E731
 
 
 def _result(level: str, attrs: list[Attr], row: Any, base_url: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for a in attrs:
         out[a.tag] = _element(a, row[a.keyword])
-    for keyword, label in _COUNTS[level]:
-        out[_as_attr(keyword).tag] = _element(_as_attr(keyword), row[label])
+    for attr, label in _COUNTS[level]:
+        out[attr.tag] = _element(attr, row[label])
     url = f"{base_url}/studies/{row['StudyInstanceUID']}"
     if level != "study":
         url += f"/series/{row['SeriesInstanceUID']}"

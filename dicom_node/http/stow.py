@@ -15,10 +15,12 @@ while the request's good parts are stored.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -48,6 +50,11 @@ CANNOT_UNDERSTAND = 0xC000
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 
 
+# Spool file names: unique per process (a random prefix) and cheap (a counter).
+_SPOOL_PREFIX = uuid.uuid4().hex[:16]
+_spool_numbers = itertools.count()
+
+
 class SpoolPart:
     """One part's body, written to a file in the store's ``incoming/`` as it arrives."""
 
@@ -56,13 +63,14 @@ class SpoolPart:
         directory: Path,
         content_type: str,
         limit: list[int],
-        on_complete: Callable[[Path], object] | None = None,
+        on_complete: Callable[[SpoolPart], None] | None = None,
     ) -> None:
-        self.path = directory / f"{uuid.uuid4().hex}.stow"
+        self.path = directory / f"{_SPOOL_PREFIX}-{next(_spool_numbers)}.stow"
         self.content_type = content_type
         self.size = 0
         self._limit = limit  # bytes the whole request may still add (shared by its parts)
         self._on_complete = on_complete
+        self.synced: Future[None] | None = None  # its fsync, started as it ended
         # A failed create or write (disk full, I/O error) fails this part alone (0xA700):
         # its file is removed and the rest of its bytes are read and dropped.
         self.error: OSError | None = None
@@ -95,7 +103,7 @@ class SpoolPart:
             os.close(self._fd)
             self._fd = -1
             if self._on_complete is not None and self.error is None:
-                self._on_complete(self.path)
+                self._on_complete(self)
 
     def discard(self) -> None:
         self._on_complete = None
@@ -120,7 +128,7 @@ class StowBody:
         boundary: str,
         incoming: Path,
         max_bytes: int,
-        on_part_complete: Callable[[Path], object] | None = None,
+        on_part_complete: Callable[[SpoolPart], None] | None = None,
         max_parts: int | None = None,
     ) -> None:
         self.incoming = incoming
@@ -190,6 +198,43 @@ def read_file_header(path: Path | str) -> tuple[InstanceHeader, str]:
     return header, ts
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A part that passed the checks: its header and transfer syntax."""
+
+    header: InstanceHeader
+    transfer_syntax: str
+
+
+def check_part(part: SpoolPart, study_uid: str | None) -> Checked | PartResult:
+    """The read-only checks of one spooled part (media type, header, the URL's study,
+    structure): its header, or the failure."""
+    if part.content_type != DICOM:
+        return PartResult(
+            None,
+            None,
+            None,
+            TRANSFER_SYNTAX_NOT_SUPPORTED,
+            f"part media type {part.content_type} is not {DICOM}",
+        )
+    try:
+        header, ts = read_file_header(part.path)
+    except HeaderError as err:
+        return PartResult(None, None, None, CANNOT_UNDERSTAND, str(err))
+    ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
+    if study_uid is not None and header.study_uid != study_uid:
+        return PartResult(
+            *ids, DOES_NOT_MATCH, f"Study Instance UID {header.study_uid} is not the URL's"
+        )
+    try:
+        check_file(part.path, ts)
+    except StructureError as err:
+        return PartResult(*ids, CANNOT_UNDERSTAND, f"malformed: {err}")
+    except PixelDataMismatch as err:
+        return PartResult(*ids, DOES_NOT_MATCH, str(err))
+    return Checked(header, ts)
+
+
 def store_part(
     intake: Intake, part: SpoolPart, source: Source, study_uid: str | None
 ) -> PartResult:
@@ -208,42 +253,24 @@ def store_part(
                 OUT_OF_RESOURCES,
                 f"cannot write the part: {part.error.strerror or part.error}",
             )
-        if part.content_type != DICOM:
-            return PartResult(
-                None,
-                None,
-                None,
-                TRANSFER_SYNTAX_NOT_SUPPORTED,
-                f"part media type {part.content_type} is not {DICOM}",
-            )
-        try:
-            header, ts = read_file_header(part.path)
-        except HeaderError as err:
-            return PartResult(None, None, None, CANNOT_UNDERSTAND, str(err))
+        checked = check_part(part, study_uid)
+        if isinstance(checked, PartResult):
+            return checked
+        header = checked.header
         ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
-        if study_uid is not None and header.study_uid != study_uid:
-            return PartResult(
-                *ids, DOES_NOT_MATCH, f"Study Instance UID {header.study_uid} is not the URL's"
-            )
         if not intake.store.has_room():
             return PartResult(*ids, OUT_OF_RESOURCES, "disk space below the node's reserve")
-        try:
-            check_file(part.path, ts)
-        except StructureError as err:
-            return PartResult(*ids, CANNOT_UNDERSTAND, f"malformed: {err}")
-        except PixelDataMismatch as err:
-            return PartResult(*ids, DOES_NOT_MATCH, str(err))
         receipt = Receipt(
             called_ae=source.called_ae,
             calling_ae=source.calling_ae,
             peer_address=source.peer_address,
-            transfer_syntax=ts,
+            transfer_syntax=checked.transfer_syntax,
             path="",
             size=0,
             received_at=utcnow(),
         )
         try:
-            intake.keep(part.path, header, receipt)
+            intake.keep(part.path, header, receipt, part.synced)
         except StoreError as err:
             log.error("STOW-RS %s of study %s: %s", header.sop_instance_uid, header.study_uid, err)
             return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")

@@ -65,7 +65,7 @@ class Instance(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
     sop_class_uid: Mapped[str] = mapped_column(String(64))
-    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64))  # indexed with modality, below
     series_uid: Mapped[str] = mapped_column(String(64), index=True)
     patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
     patient_name: Mapped[str | None] = mapped_column(String(324))
@@ -96,3 +96,8 @@ class Instance(Base):
     path: Mapped[str] = mapped_column(String(1024))  # absolute path of the Part 10 file
     size: Mapped[int] = mapped_column(BigInteger)
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"), index=True)
+
+    __table_args__ = (
+        # A study's instances, and QIDO-RS's ModalitiesInStudy test of one study by seek.
+        Index("ix_instances_study_uid_modality", "study_uid", "modality"),
+    )

@@ -10,6 +10,7 @@ one the index refers to.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from dataclasses import replace as replace_fields
 from pathlib import Path
 
@@ -40,13 +41,20 @@ class Intake:
         self.policy = policy
         self._claims = KeyedLock()  # SOP Instance UIDs being placed and indexed
 
-    def keep(self, spooled: Path, header: InstanceHeader, receipt: Receipt) -> str:
+    def keep(
+        self,
+        spooled: Path,
+        header: InstanceHeader,
+        receipt: Receipt,
+        synced: Future[None] | None = None,
+    ) -> str:
         """Store the file ``spooled`` (under ``incoming/``) as the instance ``header``
         describes: :data:`STORED`, or :data:`DUPLICATE` if the instance was kept as it
         was. Raises StoreError if the file could not be written, IndexFailed if the row
-        could not be; nothing of this instance is left behind then."""
+        could not be; nothing of this instance is left behind then. ``synced``: an fsync
+        of ``spooled`` already under way (:meth:`InstanceStore.place`)."""
         with self._claims.hold(header.sop_instance_uid):
-            return self._keep(spooled, header, receipt)
+            return self._keep(spooled, header, receipt, synced)
 
     def _duplicate(self, header: InstanceHeader, receipt: Receipt, how: str) -> str:
         metrics.DUPLICATES.labels(self.policy).inc()
@@ -70,7 +78,13 @@ class Intake:
             return
         self.store.remove(path)
 
-    def _keep(self, spooled: Path, header: InstanceHeader, receipt: Receipt) -> str:
+    def _keep(
+        self,
+        spooled: Path,
+        header: InstanceHeader,
+        receipt: Receipt,
+        synced: Future[None] | None,
+    ) -> str:
         sop_uid = header.sop_instance_uid
         existing = self.recorder.existing_path(sop_uid)
         replace = self.policy == "replace"
@@ -79,18 +93,15 @@ class Intake:
                 return self._duplicate(header, receipt, "")
             metrics.DUPLICATES.labels(self.policy).inc()
         path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
-        placed = self.store.place(spooled, path)
+        placed = self.store.place(spooled, path, synced)
         receipt = replace_fields(receipt, path=str(path), size=placed.size)
-        # The index row commits only once the file and its directory entry are durable.
+        # The index row commits only once the file and its directory entry are durable:
+        # waited for before the recorder's lock, which other instances' rows need.
         try:
+            placed.wait_durable()
             for attempt in range(2):
                 try:
-                    self.recorder.record(
-                        header,
-                        receipt,
-                        replace=existing is not None,
-                        before_commit=placed.wait_durable,
-                    )
+                    self.recorder.record(header, receipt, replace=existing is not None)
                     break
                 except DuplicateInstance:
                     # Another process on this database indexed it meanwhile.

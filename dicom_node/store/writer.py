@@ -66,14 +66,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_and_close(fd: int, started: threading.Event) -> None:
-    try:
-        started.set()
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _done() -> Future[None]:
     future: Future[None] = Future()
     future.set_result(None)
@@ -116,6 +108,11 @@ class InstanceStore:
         self._lock = threading.Lock()
         self._space_lock = threading.Lock()
         self._syncer: ThreadPoolExecutor | None = None
+        # fsyncs queued and not yet started, by (device, inode): a later request for the
+        # same file or directory joins one, since it will see every change made so far.
+        # A queued fsync holds its file open, so its inode number cannot be reused by
+        # another file meanwhile.
+        self._queued: dict[tuple[int, int], Future[None]] = {}
 
     def _sync_pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -251,10 +248,13 @@ class InstanceStore:
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
         return size
 
-    def sync_later(self, path: Path | str) -> Future[None]:
+    def sync_later(self, path: Path | str, *, wait_start: float | None = None) -> Future[None]:
         """Start fsyncing ``path`` on a background thread and return once the fsync is
-        under way; the future fails with the OSError if it does. A no-op when the store
-        does not fsync."""
+        under way, or after ``wait_start`` seconds if every fsync thread is busy (the
+        event loop must not wait for them); the future fails with the OSError if it
+        does. A request for a file or directory whose fsync is queued and not yet
+        started joins it (e.g. the directory of a series whose instances arrive at once:
+        one fsync for all). A no-op when the store does not fsync."""
         if not self.fsync:
             return _done()
         try:
@@ -263,14 +263,40 @@ class InstanceStore:
             failed: Future[None] = Future()
             failed.set_exception(err)
             return failed
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        with self._lock:
+            queued = self._queued.get(key)
+            if queued is None:
+                future: Future[None] = Future()
+                self._queued[key] = future
+        if queued is not None:
+            os.close(fd)
+            return queued
         started = threading.Event()
-        future = self._sync_pool().submit(_fsync_and_close, fd, started)
-        # The worker needs the GIL to reach fsync; waiting here hands it over, so the
-        # disk works while this thread goes on (otherwise it may not start for ms).
-        started.wait()
+        self._sync_pool().submit(self._fsync, key, fd, future, started)
+        # The worker needs the GIL to reach fsync; waiting here hands it over, so the disk
+        # works while this thread goes on (otherwise it may not start for ms).
+        started.wait(wait_start)
         return future
 
-    def place(self, spooled: Path, final: Path) -> Placed:
+    def _fsync(
+        self, key: tuple[int, int], fd: int, future: Future[None], started: threading.Event
+    ) -> None:
+        with self._lock:  # from now on a new request needs a new fsync
+            if self._queued.get(key) is future:
+                del self._queued[key]
+        started.set()
+        try:
+            os.fsync(fd)
+        except OSError as err:
+            future.set_exception(err)
+        else:
+            future.set_result(None)
+        finally:
+            os.close(fd)
+
+    def place(self, spooled: Path, final: Path, synced: Future[None] | None = None) -> Placed:
         """Move a file written under ``incoming/`` to ``final`` and start the fsyncs that
         make it durable; :meth:`Placed.wait_durable` waits for them.
 
@@ -280,7 +306,8 @@ class InstanceStore:
         only after :meth:`Placed.wait_durable`. A file already at ``final`` (an instance
         being replaced) is only replaced once the new one is on disk. A file elsewhere
         (another filesystem) is copied durably instead. On failure ``spooled`` is left as
-        it was."""
+        it was. ``synced``: an fsync of ``spooled`` requested after its last write (STOW-RS
+        starts one as each part ends), which then stands for the file's own."""
         spooled = Path(spooled)
         if spooled.parent != self.incoming:
             self.admit(os.stat(spooled).st_size)
@@ -293,7 +320,7 @@ class InstanceStore:
             try:
                 os.link(spooled, final)  # never over an existing file
             except OSError:  # one is there (or no hard links here): the strict order
-                self.sync_later(spooled).result()
+                (synced or self.sync_later(spooled)).result()
                 os.replace(spooled, final)
                 return Placed(final, size, (self.sync_later(final.parent),))
             with contextlib.suppress(OSError):  # a leftover is removed on next start
@@ -301,7 +328,9 @@ class InstanceStore:
         except OSError as err:
             reason = err.strerror or str(err)
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
-        return Placed(final, size, (self.sync_later(final), self.sync_later(final.parent)))
+        return Placed(
+            final, size, (synced or self.sync_later(final), self.sync_later(final.parent))
+        )
 
     def remove(self, path: Path) -> None:
         """Remove a stored file (used to undo a write whose indexing failed)."""

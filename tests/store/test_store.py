@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -158,3 +159,30 @@ def test_record_commits_nothing_when_before_commit_fails(tmp_path: Path) -> None
     finally:
         recorder.close()
         db.dispose()
+
+
+def test_a_queued_fsync_of_the_same_file_or_directory_is_shared(store: InstanceStore) -> None:
+    """While the fsync threads are busy, a second request for the same directory joins
+    the queued fsync (it has not started, so it covers both changes); another file, or
+    the same name once it is another file, gets its own."""
+    release = threading.Event()
+    pool = store._sync_pool()
+    busy = [pool.submit(release.wait) for _ in range(pool._max_workers)]
+    try:
+        directory = store.instances
+        first = store.sync_later(directory, wait_start=0)
+        assert store.sync_later(directory, wait_start=0) is first
+        spooled = _spool(store, b"a")
+        for_file = store.sync_later(spooled, wait_start=0)
+        assert for_file is not first
+        spooled.unlink()
+        assert store.sync_later(_spool(store, b"b"), wait_start=0) is not for_file
+        assert not first.done()
+    finally:
+        release.set()
+    first.result(timeout=10)
+    for_file.result(timeout=10)
+    assert all(b.result(timeout=10) for b in busy)
+    started = store.sync_later(store.instances)  # nothing queued: a fresh fsync
+    assert started is not first
+    started.result(timeout=10)
