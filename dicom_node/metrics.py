@@ -47,6 +47,12 @@ SPOOL_FILES_DISCARDED = Counter(
     "dicom_node_spool_files_discarded_total",
     "Received datasets discarded unserved because their association ended first.",
 )
+RECONCILED = Counter(
+    "dicom_node_reconciled_instances_total",
+    "Stored files found without an index row by start-up reconciliation, by outcome "
+    "(reindexed, unreadable, duplicate).",
+    ["outcome"],
+)
 GROUPS_COMPLETED = Counter(
     "dicom_node_groups_completed_total",
     "Study/series groups that completed after their quiet period, by called AE.",

@@ -20,6 +20,7 @@ from dicom_node.jobs.service import JobService
 from dicom_node.network.scp import StorageSCP
 from dicom_node.schema import ensure_current
 from dicom_node.settings.root import NodeConfig
+from dicom_node.store import reconcile
 from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Node:
     def start(self) -> None:
         """Open the store, resume open groups, start assembly and listen for associations."""
         self.store.open()
+        self._reconcile()
         self.jobs.start()
         self.assembler.start()
         self.scp.start()
@@ -80,6 +82,30 @@ class Node:
             self.config.port,
             ", ".join(a.ae_title for a in self.config.ae_titles),
         )
+
+    def _reconcile(self) -> None:
+        """After an unclean stop, index the stored files the index lost (before the
+        groups are resumed and the listeners accept)."""
+        if not reconcile.start_unclean(self.store) or not reconcile.has_files(self.store):
+            return
+        log.info("the previous run did not stop cleanly: reconciling the store with the index")
+        report = reconcile.reconcile(
+            self.store, self.db, self.recorder, self.config.ae_titles[0].ae_title
+        )
+        log.info("store reconciled: %s", report.summary())
+
+    def _index_durable(self) -> bool:
+        """Make the index durable on disk (SQLite: checkpoint its WAL); False if not all
+        of it could be (another process holds it)."""
+        if self.db.engine.dialect.name != "sqlite":
+            return True  # PostgreSQL and the like: every commit is durable
+        try:
+            with self.db.engine.connect() as conn:
+                busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+        except Exception as err:  # noqa: BLE001 - the next start reconciles instead
+            log.warning("cannot checkpoint the index at stop: %s: %s", type(err).__name__, err)
+            return False
+        return busy is not None and busy[0] == 0
 
     def reload(self, new: NodeConfig) -> list[str]:
         """Apply a new configuration to new groups and jobs (routes, destinations, jobs,
@@ -109,5 +135,9 @@ class Node:
             self.recorder.close()
             self.store.close()
             self._started = False
+            if self._index_durable():
+                reconcile.mark_clean(self.store)
+            else:
+                log.warning("index still in use at stop: the next start reconciles the store")
         self.db.dispose()
         log.info("node stopped")

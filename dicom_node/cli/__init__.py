@@ -15,6 +15,7 @@ from dicom_node.cli import (
     results,
     route,
     serve,
+    store_cmd,
     studies,
     worker,
 )
@@ -53,6 +54,7 @@ app.add_typer(route.app, name="route")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(destinations.app, name="destinations")
+app.add_typer(store_cmd.app, name="store")
 
 
 def main() -> None:

@@ -1,0 +1,86 @@
+"""``dicom-node store``: maintenance of the instance store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, load_node_config, open_database
+
+app = typer.Typer(help="Maintain the instance store.", no_args_is_help=True)
+
+
+def serving_pid(data_dir: Path) -> int | None:
+    """The pid of a live ``dicom-node serve`` on ``data_dir`` (its pid file), else None."""
+    from dicom_node.node import PID_FILENAME
+
+    try:
+        pid = int((Path(data_dir) / PID_FILENAME).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None  # no pid file, or its process is gone (a crash left it)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid  # cannot tell: assume it is the node
+    return pid if b"dicom" in cmdline else None  # a reused pid is not a node
+
+
+@app.command()
+def reconcile(
+    config: Path | None = CONFIG_OPT,
+    data_dir: Path | None = DATA_DIR_OPT,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List the unindexed files; change nothing."
+    ),
+) -> None:
+    """Index stored instance files that have no index row (lost by a power cut).
+
+    Refused while a node serves the same data directory (it reconciles on start)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from dicom_node.index.recorder import Recorder
+    from dicom_node.store import reconcile as rec
+    from dicom_node.store.writer import InstanceStore
+
+    cfg = load_node_config(config, data_dir)
+    pid = serving_pid(Path(cfg.data_dir))
+    if pid is not None:
+        typer.echo(
+            f"a node (pid {pid}) is serving {Path(cfg.data_dir).resolve()}: stop it first "
+            "(it reconciles the store itself when it starts after an unclean stop)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    db = open_database(config, data_dir)
+    store = InstanceStore(Path(cfg.data_dir))
+    recorder = Recorder(db, cfg.source)
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        ) as bar:
+            with db.engine.connect() as conn:  # an estimate: files the index knows
+                total = conn.exec_driver_sql("SELECT count(*) FROM instances").scalar_one()
+            task = bar.add_task("files", total=total or None)
+            report = rec.reconcile(
+                store,
+                db,
+                recorder,
+                cfg.ae_titles[0].ae_title,
+                dry_run=dry_run,
+                progress=lambda n: bar.advance(task, n),
+            )
+    finally:
+        recorder.close()
+        db.dispose()
+    verb = "would re-index" if dry_run else rec.REINDEXED
+    for f in report.files:
+        what = verb if f.outcome == rec.REINDEXED else f.outcome
+        typer.echo(f"{what}: {f.path}" + (f"  ({f.reason})" if f.reason else ""))
+    typer.echo(("dry run: " if dry_run else "") + report.summary())

@@ -1,0 +1,219 @@
+"""Start-up reconciliation: instances acked before a power cut whose index rows were
+lost are indexed again and routed; a clean stop does not scan.
+
+A power loss cannot be caused here, so its effect on the index is: the node is killed
+(-9) and the last commits are removed from the database directly (the instance rows,
+and their share of the open group's counts). That is the only thing faked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from dicom_node.db import sqlite_url
+from tests.support.dcmtk import storescu
+from tests.support.index import job_rows, query
+from tests.support.node_process import ROOT, NodeProcess
+from tests.support.storescp import StoreSCP
+from tests.support.studies import make_study
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.peer
+
+SUMMARY = "store reconciled:"
+
+
+def _config(index_url: str | None, quiet: float, **more: object) -> dict[str, object]:
+    cfg: dict[str, object] = {
+        "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": quiet}],
+        "models": {"bundled": False},
+        **more,
+    }
+    if index_url and not index_url.startswith("sqlite"):
+        cfg["database_url"] = index_url
+    return cfg
+
+
+def _execute(index: Path | str, *statements: tuple[str, dict]) -> None:
+    url = index if isinstance(index, str) else sqlite_url(Path(index) / "index.sqlite")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as c:
+            for sql, params in statements:
+                c.execute(text(sql), params)
+    finally:
+        engine.dispose()
+
+
+def _rows(index: Path | str) -> dict[str, dict]:
+    """Every instance row by SOP Instance UID, less its id."""
+    url = index if isinstance(index, str) else sqlite_url(Path(index) / "index.sqlite")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            rows = [dict(r._mapping) for r in c.execute(text("SELECT * FROM instances"))]
+    finally:
+        engine.dispose()
+    for r in rows:
+        del r["id"]
+        if isinstance(r["received_at"], str):  # SQLite through text(): ISO text
+            r["received_at"] = dt.datetime.fromisoformat(r["received_at"])
+    return {r["sop_instance_uid"]: r for r in rows}
+
+
+def _lose_last(index: Path | str, n: int) -> list[str]:
+    """Remove the ``n`` newest instance rows and their share of their group: what a
+    power cut before the WAL reached the disk leaves. Returns their SOP UIDs."""
+    lost = query(
+        index,
+        "SELECT id, sop_instance_uid, group_id, size FROM instances ORDER BY id DESC LIMIT :n",
+        n=n,
+    )
+    _execute(
+        index,
+        *[
+            (
+                "UPDATE groups SET instance_count = instance_count - 1, "
+                "total_bytes = total_bytes - :size WHERE id = :gid",
+                {"size": size, "gid": gid},
+            )
+            for _, _, gid, size in lost
+        ],
+        *[("DELETE FROM instances WHERE id = :id", {"id": i}) for i, _, _, _ in lost],
+    )
+    return [sop for _, sop, _, _ in lost]
+
+
+def _acked_then_lost(tmp_path: Path, index_url: str | None, n: int, lose: int) -> tuple:
+    """A node that acked a study of ``n`` instances, was killed, and lost ``lose`` rows."""
+    files = make_study(tmp_path / "src", n, size=64, seed=41)
+    node = NodeProcess(tmp_path / "node", _config(index_url, quiet=120))
+    node.start()
+    try:
+        storescu(node.port, files, check=True)  # every instance answered Success
+    finally:
+        node.kill()
+    before = _rows(node.index)
+    assert len(before) == n
+    lost = _lose_last(node.index, lose)
+    assert len(_rows(node.index)) == n - lose
+    return node, before, lost
+
+
+def _metric(node: NodeProcess, outcome: str) -> float:
+    with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=10) as resp:
+        body = resp.read().decode()
+    name = f'dicom_node_reconciled_instances_total{{outcome="{outcome}"}}'
+    for line in body.splitlines():
+        if line.startswith(name):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_lost_rows_are_indexed_again_and_routed(tmp_path: Path, index_url: str) -> None:
+    node, before, lost = _acked_then_lost(tmp_path, index_url, 6, 3)
+    with StoreSCP(tmp_path / "pacs", ae_title="PACS") as pacs:
+        cfg = _config(
+            index_url,
+            quiet=1,
+            destinations=[
+                {"name": "PACS", "kind": "dimse", "ae_title": "PACS"}
+                | {"host": "127.0.0.1", "port": pacs.port}
+            ],
+            routes=[{"name": "fwd", "action": "forward", "destinations": ["PACS"]}],
+        )
+        node = NodeProcess(tmp_path / "node", cfg, port=node.port)
+        node.start()
+        try:
+            after = _rows(node.index)
+            assert sorted(after) == sorted(before)  # each once: the unique key holds too
+            for sop, row in before.items():
+                got = dict(after[sop])
+                # received_at is the file's mtime: the moment it was spooled
+                assert abs((got.pop("received_at") - row["received_at"]).total_seconds()) < 5
+                assert got == {k: v for k, v in row.items() if k != "received_at"}, sop
+            ((count, total),) = query(node.index, "SELECT instance_count, total_bytes FROM groups")
+            assert count == 6 and total == sum(r["size"] for r in before.values())
+            assert f"{SUMMARY} 6 file(s) seen, 3 re-indexed, 0 unreadable" in node.log()
+            assert _metric(node, "reindexed") == 3
+            # The study's group completes and is routed like any received study.
+            pacs.wait_for_files(6, timeout=60)
+            if not isinstance(node.index, str):
+                wait_until(lambda: [r[1] for r in job_rows(node.data_dir)] == ["done"], 30)
+        finally:
+            assert node.stop() == 0
+    assert (node.data_dir / ".clean-shutdown").exists()
+    # A clean stop: the next start does not scan.
+    node.start()
+    try:
+        assert node.log().count(SUMMARY) == 1
+        assert _metric(node, "reindexed") == 0
+    finally:
+        assert node.stop() == 0
+    assert len(_rows(node.index)) == 6
+
+
+def test_corrupt_unindexed_file_is_left_and_reported(tmp_path: Path) -> None:
+    node, _, _ = _acked_then_lost(tmp_path, None, 3, 0)
+    bad = node.data_dir / "instances" / "1.2.3" / "1.2.4" / "1.2.5.dcm"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"garbage" * 20)
+    node.start()
+    try:
+        log = node.log()
+        assert f"stored file {bad} not indexed:" in log
+        assert f"{SUMMARY} 4 file(s) seen, 0 re-indexed, 1 unreadable" in log
+        assert _metric(node, "unreadable") == 1
+        # It serves: a new study is received and indexed.
+        more = make_study(tmp_path / "more", 2, size=64, seed=42)
+        storescu(node.port, more, check=True)
+        assert len(_rows(node.index)) == 5
+    finally:
+        assert node.stop() == 0
+    assert bad.exists()
+
+
+def _cli(node: NodeProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dicom_node", "store", "reconcile", "-c", str(node.config_path)]
+        + list(args),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_dry_run_lists_then_reconcile_indexes_and_refuses_while_serving(
+    tmp_path: Path,
+) -> None:
+    node, before, lost = _acked_then_lost(tmp_path, None, 4, 2)
+    dry = _cli(node, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    listed = [line for line in dry.stdout.splitlines() if line.startswith("would re-index: ")]
+    assert sorted(Path(line.split(": ", 1)[1]) for line in listed) == sorted(
+        Path(before[sop]["path"]) for sop in lost
+    )
+    assert "dry run: 4 file(s) seen, 2 re-indexed" in dry.stdout
+    assert len(_rows(node.index)) == 2  # nothing written
+
+    done = _cli(node)
+    assert done.returncode == 0, done.stderr
+    assert "4 file(s) seen, 2 re-indexed, 0 unreadable" in done.stdout
+    assert sorted(_rows(node.index)) == sorted(before)
+
+    node.start()
+    try:
+        wait_until(lambda: "dicom-node is running" in node.log(), timeout=10)
+        refused = _cli(node, "--dry-run")
+        assert refused.returncode == 1
+        assert f"a node (pid {node.pid}) is serving" in refused.stderr
+    finally:
+        assert node.stop() == 0
