@@ -1,0 +1,108 @@
+"""Result destinations: list, status from the delivery record, C-ECHO test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from dicom_node.http.admin.common import PROBLEM, router
+from dicom_node.http.app import authorize, node_of
+from dicom_node.http.problem import Problem
+from dicom_node.http.schemas import (
+    DestinationOut,
+    EchoOut,
+)
+from dicom_node.jobs.destination_status import (
+    DestinationStatus,
+    destination_status,
+    known_destinations,
+)
+
+
+@router.get("/destinations", response_model=list[DestinationOut], tags=["destinations"])
+def list_destinations(request: Request) -> list[DestinationOut]:
+    """Configured result destinations (credentials never shown)."""
+    authorize(request, "read")
+    out = []
+    for d in node_of(request).config.destinations:
+        target = f"{d.ae_title}@{d.host}:{d.port}" if d.kind == "dimse" else getattr(d, "url", "")
+        out.append(DestinationOut(name=d.name, kind=d.kind, target=target))
+    return out
+
+
+def _statuses(request: Request, name: str | None = None) -> list[DestinationStatus]:
+    node = node_of(request)
+    configured = [d.name for d in node.config.destinations]
+    names = [*configured, *known_destinations(node.db)] if name is None else [name]
+    return destination_status(node.db, names, configured=configured)
+
+
+@router.get("/destinations/status", response_model=list[DestinationStatus], tags=["destinations"])
+def destinations_status(request: Request) -> list[DestinationStatus]:
+    """What happened at each destination (configured, or named by a delivery on record):
+    last attempt, attempts in the last 24 h, pending deliveries, last error."""
+    authorize(request, "read")
+    return _statuses(request)
+
+
+@router.get(
+    "/destinations/{name}/status",
+    response_model=DestinationStatus,
+    responses={404: PROBLEM},
+    tags=["destinations"],
+)
+def destination_status_one(request: Request, name: str) -> DestinationStatus:
+    """What happened at one destination: last attempt, attempts in the last 24 h,
+    pending deliveries, last error."""
+    authorize(request, "read")
+    status = _statuses(request, name)[0]
+    if not status.configured and status.last_attempt is None and not status.pending_jobs:
+        raise Problem(404, "Not Found", f"no destination {name!r}, and no delivery to one")
+    return status
+
+
+def _echo(dest: Any) -> EchoOut:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=dest.calling_ae_title)
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.network_timeout = 10
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    if not assoc.is_established:
+        return EchoOut(
+            destination=dest.name,
+            ok=False,
+            status=None,
+            detail="association rejected, aborted or never connected",
+        )
+    try:
+        rsp = assoc.send_c_echo()
+    finally:
+        assoc.release()
+    status = int(rsp.Status) if "Status" in rsp else None
+    return EchoOut(
+        destination=dest.name,
+        ok=status == 0,
+        status=status,
+        detail="C-ECHO answered" if status is not None else "no C-ECHO response",
+    )
+
+
+@router.post(
+    "/destinations/{name}/echo",
+    response_model=EchoOut,
+    responses={404: PROBLEM, 400: PROBLEM},
+    tags=["destinations"],
+)
+async def echo_destination(request: Request, name: str) -> EchoOut:
+    """C-ECHO a DIMSE destination."""
+    authorize(request, "admin")
+    dest = next((d for d in node_of(request).config.destinations if d.name == name), None)
+    if dest is None:
+        raise Problem(404, "Not Found", f"no destination {name!r}")
+    if dest.kind != "dimse":
+        raise Problem(400, "Bad Request", f"destination {name!r} is {dest.kind}, not DIMSE")
+    return await run_in_threadpool(_echo, dest)

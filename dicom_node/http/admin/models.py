@@ -1,0 +1,171 @@
+"""Models (list, run one uploaded image) and route explanations (stored study or upload)."""
+
+from __future__ import annotations
+
+import pathlib
+import uuid
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from dicom_node.http.admin.common import PROBLEM, router
+from dicom_node.http.app import authorize, body_chunks, node_of
+from dicom_node.http.problem import Problem
+from dicom_node.http.schemas import (
+    ModelOut,
+)
+from dicom_node.index.tables import Group
+from dicom_node.routing.explain import explain_path, explanation_to_dict
+from dicom_node.store.writer import safe_component
+
+
+@router.get("/models", response_model=list[ModelOut], tags=["models"])
+def list_models(request: Request) -> list[ModelOut]:
+    """Loaded models (with their execution provider) and refused packages."""
+    authorize(request, "read")
+    registry = node_of(request).jobs.registry
+    out = [
+        ModelOut(
+            name=name,
+            version=m.identity.version,
+            provider=m.provider,
+            demo=m.identity.demo,
+            status="loaded",
+        )
+        for name, m in sorted(registry.models.items())
+    ]
+    out += [
+        ModelOut(
+            name=str(e.path), version="", provider="", demo=False, status=f"refused: {e.message}"
+        )
+        for e in registry.errors
+    ]
+    return out
+
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+DICOM_BODY = {
+    "content": {"application/dicom": _BINARY, "application/octet-stream": _BINARY},
+    "required": True,
+}
+
+
+async def _uploaded(request: Request) -> pathlib.Path:
+    """The request body (one PS3.10 file) spooled to a file in ``incoming/``, up to
+    ``http.max_upload_mb``; the caller removes it. Problem 400 unless it reads as DICOM."""
+    node = node_of(request)
+    limit = node.config.http.max_upload_mb * 2**20
+    path = node.store.incoming / f"{uuid.uuid4().hex}.upload"
+    size = 0
+    try:
+        with open(path, "wb") as fh:
+            async for chunk in body_chunks(request, limit, "uploads (http.max_upload_mb)"):
+                fh.write(chunk)
+                size += len(chunk)
+        if not size:
+            raise Problem(400, "Bad Request", "send one DICOM file as the request body")
+        await run_in_threadpool(_check_dicom, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_dicom(path: pathlib.Path) -> None:
+    import pydicom
+
+    try:
+        pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as err:  # noqa: BLE001 - pydicom may raise anything on arbitrary bytes
+        raise Problem(400, "Bad Request", f"the upload is not a DICOM file: {err}") from None
+
+
+def _test_model(node: Any, name: str, path: pathlib.Path) -> dict[str, Any]:
+    import pydicom
+
+    from ai.decode import DecodeError
+    from ai.preprocess import PreprocessError
+    from dicom_node.cli.models import results_document
+
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as err:  # noqa: BLE001 - pydicom may raise anything on arbitrary bytes
+        raise Problem(400, "Bad Request", f"not a readable DICOM file: {err}") from None
+    try:
+        model = node.jobs.registry.get(name)
+    except KeyError:
+        raise Problem(404, "Not Found", f"no loaded model {name!r}") from None
+    applies, reason = model.applies_to(ds)
+    try:
+        results = model.infer(ds)
+    except (DecodeError, PreprocessError) as err:
+        raise Problem(422, "Unprocessable Content", str(err)) from None
+    return {
+        **results_document(model, results),
+        "applies": applies,
+        "not_applicable_because": None if applies else reason,
+    }
+
+
+@router.post(
+    "/models/{name}/test",
+    openapi_extra={"requestBody": DICOM_BODY},
+    responses={400: PROBLEM, 404: PROBLEM, 422: PROBLEM},
+    tags=["models"],
+)
+async def test_model(request: Request, name: str) -> dict[str, Any]:
+    """Run one uploaded DICOM image through a loaded model: every label's probability and
+    decision (nothing is stored or sent), as ``models test --json``."""
+    authorize(request, "admin")
+    path = await _uploaded(request)
+    try:
+        return await run_in_threadpool(_test_model, node_of(request), name, path)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@router.post(
+    "/routes/explain",
+    openapi_extra={"requestBody": DICOM_BODY},
+    responses={400: PROBLEM},
+    tags=["routes"],
+)
+async def explain_upload(
+    request: Request, called_ae: str = "", calling_ae: str = ""
+) -> dict[str, Any]:
+    """Which rule the current routes give an uploaded DICOM file (as if received on
+    ``called_ae`` from ``calling_ae``), as ``route explain FILE``."""
+    authorize(request, "read")
+    node = node_of(request)
+    path = await _uploaded(request)
+
+    def explain() -> dict[str, Any]:
+        return explanation_to_dict(
+            explain_path(path, node.jobs.rules(), called_ae=called_ae, calling_ae=calling_ae)
+        )
+
+    try:
+        return await run_in_threadpool(explain)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@router.get("/routes/explain", responses={404: PROBLEM}, tags=["routes"])
+def explain_study(request: Request, study: str) -> dict[str, Any]:
+    """Which rule the current routes give each series of a stored study, and the first
+    failing condition of every rule before it."""
+    authorize(request, "read")
+    node = node_of(request)
+    folder = node.store.instances / safe_component(study)
+    with node.db.session() as s:
+        called = s.scalar(
+            select(Group.called_ae)
+            .where(Group.study_uid == study)
+            .order_by(Group.id.desc())
+            .limit(1)
+        )
+    if called is None or not folder.is_dir():
+        raise Problem(404, "Not Found", f"no stored study {study}")
+    return explanation_to_dict(explain_path(folder, node.jobs.rules(), called_ae=called))
