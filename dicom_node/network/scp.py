@@ -38,7 +38,6 @@ from dicom_node.network import (
     guard,
     inline,
     loop_delay,
-    recv,
     responses,
     spool,
     tweaks,
@@ -133,8 +132,6 @@ class StorageSCP:
         if "loop_delay" in on and not loop_delay.check():
             log.warning("loop_delay tweak not applied: pynetdicom's DUL loop differs")
             self.tweaks = on = on - {"loop_delay"}
-        if "recv" in on:
-            recv.install()  # after guard: PDU lengths are bounded before this read
         if "contexts" in on:
             contexts.install()  # each association copies ~170 contexts: cheaply
         if "responses" in on:

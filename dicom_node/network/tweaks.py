@@ -23,7 +23,6 @@ TWEAKS = {
     "responses": "C-STORE-RSPs encoded once per SOP class (responses.py)",
     "contexts": "cheap deepcopy of the ~170 supported contexts (contexts.py)",
     "inline": "C-STOREs served on the DUL thread (inline.py)",
-    "recv": "PDUs read with recv_into into one buffer (recv.py)",
     "loop_delay": "shorter idle pause of the DUL loop (loop_delay.py)",
 }
 

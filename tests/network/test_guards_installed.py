@@ -23,7 +23,6 @@ def _installers() -> dict[str, Callable[[], bool]]:
         file_meta,
         inline,
         loop_delay,
-        recv,
         responses,
         spool,
     )
@@ -34,7 +33,6 @@ def _installers() -> dict[str, Callable[[], bool]]:
         "responses": responses.install,
         "contexts": contexts.install,
         "inline": inline._check,
-        "recv": recv.install,
         "loop_delay": loop_delay.check,
     }
 

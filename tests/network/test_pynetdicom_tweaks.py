@@ -25,7 +25,7 @@ from pynetdicom.dsutils import create_file_meta, encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dicom_node.index.header import parse_header
-from dicom_node.network import contexts, file_meta, inline, recv, responses, spool
+from dicom_node.network import contexts, file_meta, inline, responses, spool
 from dicom_node.synthetic import iter_ct_series
 from tests.support.ports import free_port
 from tests.support.studies import spooled_data
@@ -36,7 +36,6 @@ from tests.support.waiting import wait_until
 def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path, list[Any]]]:
     """A pynetdicom SCP with the node's tweaks and its handler's view of each C-STORE
     (the spooled path and its bytes)."""
-    assert recv.install()
     assert spool.install()
     incoming = tmp_path / "incoming"
     incoming.mkdir()
@@ -390,4 +389,3 @@ def test_tweaks_install_idempotently() -> None:
     assert file_meta.install() and file_meta.install()
     assert responses.install() and responses.install()
     assert contexts.install() and contexts.install()
-    assert recv.install() and recv.install()
