@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
+from dicom_node.network.spool import MAX_UNSERVED
 from tests.network import pdus, probe
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
@@ -124,3 +125,43 @@ def test_peer_closing_mid_dataset_leaves_no_spool_file(hostile_node: NodeProcess
             sock.sendall(chunk)
         sock.shutdown(socket.SHUT_RDWR)
     _assert_nothing_left(node, before, [ds.SOPInstanceUID], [])
+
+
+INVALID_STORES = 200  # requests pynetdicom drops, sent on one association
+
+
+def test_dropped_requests_on_one_association_stay_bounded(hostile_node: NodeProcess) -> None:
+    """A peer that keeps one association open and sends C-STOREs pynetdicom drops (no
+    Message ID) would make the node hold a spool file, and its fd, for each until the
+    association ends. The node holds at most ``MAX_UNSERVED`` of them, then aborts."""
+    node = hostile_node
+    _, fds_before, _ = probe.baseline(node)
+    before = set(probe.spool_leftovers(node))
+    invalid = b"".join(_store(pdus.small_ct(), message_id=None))
+    echo = pdus.p_data(pdus.pdv(pdus.ECHO_CX, 0x03, pdus.echo_command()))
+    held, fd_peak, sent, aborted = 0, 0, 0, False
+    with pdus.connect(node.port) as sock:
+        sock.sendall(pdus.associate_rq())
+        reader = pdus.read_pdus(sock, 20)
+        assert next(reader).kind == pdus.A_ASSOCIATE_AC
+        while sent < INVALID_STORES and not aborted:
+            try:
+                sock.sendall(invalid + echo)
+            except (BrokenPipeError, ConnectionResetError):
+                aborted = True
+                break
+            sent += 1
+            # The C-ECHO is served after the request before it: once its response is
+            # here, pynetdicom has dropped that request.
+            got = next(reader, None)
+            if got is None or got.kind == pdus.A_ABORT:
+                aborted = True
+                break
+            assert got.kind == pdus.P_DATA_TF, got
+            held = max(held, len(set(probe.spool_leftovers(node)) - before))
+            fd_peak = max(fd_peak, probe.fds(node.pid))
+    assert aborted, f"{sent} dropped requests held ({held} files, fds {fds_before}->{fd_peak})"
+    assert sent <= MAX_UNSERVED + 1
+    assert held <= MAX_UNSERVED
+    assert fd_peak <= fds_before + MAX_UNSERVED + 4, (fds_before, fd_peak)
+    _assert_nothing_left(node, sorted(before), [], [])
