@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from dicom_node import metrics
+from dicom_node.index.header import dataset_offset as dataset_offset  # re-exported
 from dicom_node.network import file_meta, guard
 
 log = logging.getLogger(__name__)
@@ -341,7 +342,8 @@ def end_of_association(assoc: Any) -> list[str]:
 
 def install(file_meta_too: bool = True, into_store: bool = True) -> bool:
     """Make pynetdicom receive C-STORE datasets into files recorded against their
-    association (see the module's docstring): spooled into the registered directories
+    association (see the module's docstring), their File Meta recording the
+    association's AE titles (:mod:`.file_meta`): spooled into the registered directories
     with ``into_store`` (the spool tweak; with ``file_meta_too`` their File Meta
     memoised), else in pynetdicom's own temporary files. Return whether the hook is in
     place (if pynetdicom differs, its own temp files are used, unrecorded, and the
@@ -351,16 +353,14 @@ def install(file_meta_too: bool = True, into_store: bool = True) -> bool:
 
     chunked_datasets()
     _into_store = into_store
+    if not file_meta.install(memoise=into_store and file_meta_too):
+        log.error("File Meta without AE titles: pynetdicom differs from 3.0.x")
     if _installed:
-        if into_store and file_meta_too:
-            file_meta.install()
         return True
     if getattr(dimse_messages, "NamedTemporaryFile", None) is not tempfile.NamedTemporaryFile:
         log.info("spooling into the store not applied: pynetdicom differs from 3.0.x")
         return False
     dimse_messages.NamedTemporaryFile = _named_temporary_file  # type: ignore[attr-defined]
-    if into_store and file_meta_too and not file_meta.install():
-        log.info("File Meta encoding not memoised: pynetdicom differs from 3.0.x")
     _installed = True
     return True
 
@@ -370,14 +370,3 @@ def chunked_datasets() -> None:
     from pynetdicom import _config
 
     _config.STORE_RECV_CHUNKED_DATASET = True
-
-
-def dataset_offset(head: bytes) -> int:
-    """Where the dataset starts in a spooled file (after preamble and File Meta).
-
-    Raises ValueError if ``head`` (the file's first bytes) does not start with a preamble
-    and an explicit VR little endian (0002,0000) File Meta Information Group Length.
-    """
-    if len(head) < 144 or head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
-        raise ValueError("not a DICOM file with a File Meta group length")
-    return 144 + int.from_bytes(head[140:144], "little")

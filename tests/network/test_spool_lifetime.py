@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
 
 from dicom_node.network.spool import MAX_UNSERVED
 from tests.network import pdus, probe
@@ -165,3 +166,18 @@ def test_dropped_requests_on_one_association_stay_bounded(hostile_node: NodeProc
     assert held <= MAX_UNSERVED
     assert fd_peak <= fds_before + MAX_UNSERVED + 4, (fds_before, fd_peak)
     _assert_nothing_left(node, sorted(before), [], [])
+
+
+def test_spooled_file_meta_records_the_ae_titles(hostile_node: NodeProcess) -> None:
+    """The File Meta the node writes names the calling AE (0002,0017) and the called AE
+    (0002,0018), tweaks on and off: reconciliation reads them back (tests/store)."""
+    node = hostile_node
+    ds = pdus.small_ct()
+    assert probe.store_ok(node.port, ds)  # calling AE "PROBE"
+    ((path,),) = query(
+        node.index, "SELECT path FROM instances WHERE sop_instance_uid=:u", u=ds.SOPInstanceUID
+    )
+    meta = read_file_meta_info(path)
+    assert meta.SendingApplicationEntityTitle == "PROBE"
+    assert meta.ReceivingApplicationEntityTitle == "DICOM_NODE"
+    assert "SourceApplicationEntityTitle" not in meta  # the node wrote the file
