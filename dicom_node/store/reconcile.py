@@ -198,7 +198,7 @@ def reconcile(
         outcome, stored = _examine(store, path)
         if stored is not None and not dry_run:
             try:
-                _record(db, recorder, _origin(db, stored, default_ae, served), path, stored)
+                _record(recorder, _origin(db, stored, default_ae, served), path, stored)
             except DuplicateInstance:
                 outcome = Outcome(path, DUPLICATE, "SOP Instance UID indexed with another file")
         report.files.append(outcome)
@@ -211,7 +211,6 @@ def reconcile(
 
 
 def _record(
-    db: Database,
     recorder: Recorder,
     origin: tuple[str, str, str | None],
     path: Path,
