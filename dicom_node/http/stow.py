@@ -30,6 +30,7 @@ from pydicom.filereader import read_file_meta_info
 
 from dicom_node import metrics
 from dicom_node.db import utcnow
+from dicom_node.http.links import uid_path
 from dicom_node.http.multipart import MultipartError, MultipartReader, check_boundary
 from dicom_node.http.problem import Problem
 from dicom_node.index.header import HeaderError, InstanceHeader, parse_header
@@ -175,6 +176,7 @@ class PartResult:
     study_uid: str | None
     failure: int = 0
     comment: str = ""
+    series_uid: str = ""  # known once stored: the instance's RetrieveURL needs it
 
 
 def read_file_header(path: Path | str) -> tuple[InstanceHeader, str]:
@@ -276,7 +278,7 @@ def store_part(
             return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")
         except IndexFailed as err:
             return PartResult(*ids, OUT_OF_RESOURCES, f"index failed: {err}")
-        return PartResult(*ids)
+        return PartResult(*ids, series_uid=header.series_uid)
     finally:
         part.discard()  # placed: its spool name only; failed: the whole file
 
@@ -287,14 +289,14 @@ def response_dataset(results: list[PartResult], base_url: str, study_uid: str | 
     stored = [r for r in results if not r.failure]
     studies = {r.study_uid for r in stored}
     if study_uid or len(studies) == 1:
-        ds.RetrieveURL = f"{base_url}/studies/{study_uid or studies.pop()}"
+        ds.RetrieveURL = base_url + uid_path(study_uid or studies.pop())
     if stored:
         ds.ReferencedSOPSequence = []
         for r in stored:
             item = Dataset()
             item.ReferencedSOPClassUID = r.sop_class_uid
             item.ReferencedSOPInstanceUID = r.sop_instance_uid
-            item.RetrieveURL = f"{base_url}/studies/{r.study_uid}/instances/{r.sop_instance_uid}"
+            item.RetrieveURL = base_url + uid_path(r.study_uid, r.series_uid, r.sop_instance_uid)
             ds.ReferencedSOPSequence.append(item)
     failed = [r for r in results if r.failure]
     if failed:

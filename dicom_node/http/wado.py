@@ -25,6 +25,7 @@ from pydicom.dataelem import DataElement
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from sqlalchemy import select
 
+from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
 
@@ -173,8 +174,7 @@ def multipart(instances: list[Stored], syntaxes: set[str] | None, boundary: str)
         ts = inst.transfer_syntax if as_stored else ExplicitVRLittleEndian
         yield (
             f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={ts}\r\n"
-            f"Content-Location: /studies/{inst.study}/series/{inst.series}/instances/"
-            f"{inst.sop}\r\n\r\n"
+            f"Content-Location: {uid_path(inst.study, inst.series, inst.sop)}\r\n\r\n"
         ).encode()
         if as_stored:
             with open(inst.path, "rb") as fh:
@@ -310,4 +310,4 @@ def render(inst: Stored, media: str, limit: int) -> bytes:
 
 
 def instance_url(base: str, inst: Stored) -> str:
-    return f"{base}/studies/{inst.study}/series/{inst.series}/instances/{inst.sop}"
+    return base + uid_path(inst.study, inst.series, inst.sop)
