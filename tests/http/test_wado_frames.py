@@ -18,11 +18,12 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
 from tests.http.support import multipart, post
 from tests.support.node_process import NodeProcess
+from tests.support.scu import store_file_raw
 
 MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Image Storage
 MF_BIT_SC = "1.2.840.10008.5.1.4.1.1.7.1"  # Multi-frame Single Bit SC Image Storage
@@ -80,6 +81,11 @@ def _multiframe_bits() -> Dataset:
     return ds
 
 
+def _deflated(ds: Dataset) -> Dataset:
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    return ds
+
+
 def _sr_without_pixels() -> Dataset:
     ds = _renamed(_ct(93), BASIC_TEXT_SR)
     for keyword in list(ds.dir()):
@@ -110,6 +116,7 @@ def stored(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[
         "rle": _testdata("SC_rgb_rle_2frame.dcm"),
         "j2k": _testdata("emri_small_jpeg_2k_lossless.dcm"),
         "sr": _sr_without_pixels(),
+        "deflated": _deflated(_multiframe_word()),
     }
     client = DICOMwebClient(node.http_url + "/dicomweb")
     for name, ds in made.items():
@@ -173,6 +180,14 @@ def test_native_multiframe_in_the_order_asked(
     assert part_type and part_type.group(1) == (
         b"application/octet-stream; transfer-syntax=" + ExplicitVRLittleEndian.encode()
     )
+
+
+def test_frames_of_a_deflated_file(stored: dict[str, Dataset], client: DICOMwebClient) -> None:
+    deflated = stored["deflated"]
+    assert deflated.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    expected = _native_frames(deflated)
+    got = client.retrieve_instance_frames(*_ids(deflated), [2, 3], media_types=OCTET_ANY)
+    assert got == expected[1:]
 
 
 def test_one_bit_frames_that_start_mid_byte(
@@ -318,3 +333,23 @@ def test_urls_in_responses_percent_encode_uids(node: NodeProcess, tmp_path: Path
     assert bulk.status_code == 200 and ds.PixelData in bulk.content
     frames = requests.get(url + "/frames/1", timeout=10)
     assert frames.status_code == 200 and ds.PixelData in frames.content
+
+
+def test_one_frame_of_a_large_file_is_read_alone(node: NodeProcess, tmp_path: Path) -> None:
+    """Frames are read by seeking: two frames of a 48 MB multi-frame instance (stored by
+    C-STORE) raise the node's peak RSS by far less than the file."""
+    ds = _multiframe_word()
+    frames = np.arange(96, dtype=np.uint16)[:, None, None] * np.ones((1, 512, 512), np.uint16)
+    ds.Rows = ds.Columns = 512
+    ds.NumberOfFrames = 96
+    ds.PixelData = frames.tobytes()
+    path = tmp_path / "large.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file_raw(node.port, path) == 0
+    Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before = node.peak_rss_kb()
+    r = requests.get(_frames_url(node, ds, "50,96"), timeout=30)
+    assert r.status_code == 200
+    assert frames[49].tobytes() in r.content and frames[95].tobytes() in r.content
+    assert len(r.content) < 2 * 512 * 512 * 2 + 1024
+    assert node.peak_rss_kb() - before < 16 * 1024
