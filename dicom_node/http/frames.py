@@ -107,7 +107,9 @@ def served_as(stored_ts: str) -> tuple[str, str]:
 
 def negotiate(accept: str | None, stored_ts: str) -> tuple[str, str]:
     """The (media type, transfer syntax) of the parts if the client accepts frames as
-    stored; Problem 406 otherwise."""
+    stored; Problem 406 otherwise. ``application/octet-stream`` with ``transfer-syntax=*``
+    (or the stored syntax) takes compressed frames too, labelled with their syntax: what
+    OHIF's image loader asks for by default."""
     media, ts = served_as(stored_ts)
     for rng, msg in media_ranges(accept):
         if rng in ("*/*", "multipart/*"):
@@ -121,6 +123,8 @@ def negotiate(accept: str | None, stored_ts: str) -> tuple[str, str]:
                 return media, ts
         elif wanted == media and (asked or DEFAULT_SYNTAX[media]) in ("*", ts):
             return media, ts
+        elif wanted == OCTET and asked in ("*", ts):
+            return OCTET, ts
     raise Problem(
         406,
         "Not Acceptable",

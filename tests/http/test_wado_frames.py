@@ -29,6 +29,8 @@ MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Imag
 MF_BIT_SC = "1.2.840.10008.5.1.4.1.1.7.1"  # Multi-frame Single Bit SC Image Storage
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 OCTET_ANY = (("application/octet-stream", "*"),)
+# What OHIF's image loader (@cornerstonejs/dicom-image-loader wadors) sends by default.
+OHIF_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 
 
 def _ct(seed: int, size: int = 16) -> Dataset:
@@ -221,6 +223,16 @@ def test_encapsulated_frames_are_the_stored_bitstreams(
     r = requests.get(_frames_url(node, ds, "1"), timeout=10)  # no Accept: as stored
     assert r.status_code == 200
     assert f'type="{media}"; transfer-syntax={ts}' in r.headers["content-type"]
+    # OHIF's image loader asks for octet-stream in any syntax: the bitstream, so labelled.
+    r = requests.get(
+        _frames_url(node, ds, "1"),
+        headers={"Accept": OHIF_ACCEPT},
+        timeout=10,
+    )
+    assert r.status_code == 200
+    part = re.search(rb"Content-Type: ([^\r]*)\r\n\r\n", r.content)
+    assert part and part.group(1).decode() == f"application/octet-stream; transfer-syntax={ts}"
+    assert r.content[part.end() :].startswith(expected[0] + b"\r\n--")
     if name == "jpeg":  # the part is a JPEG that decodes to the instance's pixels
         image = Image.open(io.BytesIO(got[0]))
         assert image.format == "JPEG" and image.size == (ds.Columns, ds.Rows)
