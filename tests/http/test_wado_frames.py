@@ -5,6 +5,7 @@ media types get problem JSON. Also: the URLs the node writes percent-encode UIDs
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ from dicom_node.synthetic import Patient, iter_ct_series, new_uid
 from tests.http.support import multipart, post
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
+from tests.support.viewers import frames_unavailable, run_ohif_frames
 
 MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Image Storage
 MF_BIT_SC = "1.2.840.10008.5.1.4.1.1.7.1"  # Multi-frame Single Bit SC Image Storage
@@ -248,6 +250,26 @@ def test_encapsulated_frames_are_the_stored_bitstreams(
     assert r.status_code == 406
     assert r.headers["content-type"] == "application/problem+json"
     assert "does not transcode" in r.json()["detail"]
+
+
+def test_ohif_image_loader_reads_our_frames(stored: dict[str, Dataset], node: NodeProcess) -> None:
+    """The published @cornerstonejs/dicom-image-loader (what OHIF fetches pixels with)
+    parses each answer into that frame's bytes and the syntax to decode them with."""
+    if why := frames_unavailable():
+        pytest.skip(why)
+    asked = [("ct", 1), ("word", 2), ("bits", 3), ("jpeg", 1), ("rle", 2), ("j2k", 7)]
+    seen = run_ohif_frames([_frames_url(node, stored[name], str(n)) for name, n in asked])
+    for (name, frame), got in zip(asked, seen, strict=True):
+        ds = stored[name]
+        assert got["status"] == 200, got
+        ts = str(ds.file_meta.TransferSyntaxUID)
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            n = int(ds.get("NumberOfFrames") or 1)
+            expected = list(generate_frames(ds.PixelData, number_of_frames=n))[frame - 1]
+        else:
+            ts, expected = ExplicitVRLittleEndian, _native_frames(ds)[frame - 1]
+        assert got["transferSyntax"] == ts, name
+        assert base64.b64decode(got["pixelData"]) == expected, name
 
 
 def test_media_type_negotiation_of_native_frames(

@@ -16,6 +16,7 @@ from pathlib import Path
 VIEWERS = Path(__file__).resolve().parents[1] / "viewers"
 HARNESS = VIEWERS / "ohif_sr.mjs"
 PMAP_HARNESS = VIEWERS / "ohif_pmap.mjs"
+FRAMES_HARNESS = VIEWERS / "ohif_frames.mjs"
 
 
 def unavailable() -> str | None:
@@ -25,6 +26,29 @@ def unavailable() -> str | None:
     if not (VIEWERS / "node_modules" / "@ohif" / "extension-cornerstone-dicom-sr").is_dir():
         return "viewer packages not installed (scripts/install-node-deps.sh)"
     return None
+
+
+def frames_unavailable() -> str | None:
+    """Why the image loader harness (ohif_frames.mjs) cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "node is not installed (scripts/install-node-deps.sh)"
+    if not (VIEWERS / "node_modules" / "@cornerstonejs" / "dicom-image-loader").is_dir():
+        return "viewer packages not installed (scripts/install-node-deps.sh)"
+    return None
+
+
+def run_ohif_frames(urls: Sequence[str], timeout: float = 60) -> list[dict]:
+    """What OHIF's image loader makes of each WADO-RS frame URL: its Accept, the part's
+    content type, the transfer syntax it would decode with, the pixel data (base64)."""
+    proc = subprocess.run(
+        ["node", str(FRAMES_HARNESS), *urls],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=VIEWERS,
+    )
+    assert proc.returncode == 0, f"harness exit {proc.returncode}: {proc.stderr[-3000:]}"
+    return json.loads(proc.stdout)
 
 
 def _run(harness: Path, target: Path, sources: Sequence[Path], timeout: float) -> dict:
