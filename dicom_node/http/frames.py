@@ -197,13 +197,6 @@ def _native_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes:
     byte, and its last byte padded with zero bits."""
     start_bit, end_bit = (n - 1) * pixels.frame_bits, n * pixels.frame_bits
     first, last = start_bit // 8, (end_bit + 7) // 8
-    if pixels.value_length != UNDEFINED and last > pixels.value_length:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"frame {n}: the Pixel Data is shorter than its image attributes say",
-            frame=str(n),
-        )
     fh.seek(pixels.value_offset + first)
     data = fh.read(last - first)
     if start_bit % 8 == 0 and end_bit % 8 == 0:
@@ -211,6 +204,19 @@ def _native_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes:
     bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
     skip = start_bit - first * 8
     return np.packbits(bits[skip : skip + pixels.frame_bits], bitorder="little").tobytes()
+
+
+def _check_length(pixels: PixelLayout, numbers: list[int]) -> None:
+    """Problem 422 if native Pixel Data ends before the last frame asked for (checked
+    before the first part is sent)."""
+    n = max(numbers)
+    if (n * pixels.frame_bits + 7) // 8 > pixels.value_length:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"frame {n}: the Pixel Data is shorter than its image attributes say",
+            frame=str(n),
+        )
 
 
 def _encapsulated_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes:
@@ -250,16 +256,18 @@ def _deflated_frames(
     inflated = PixelLayout(
         ExplicitVRLittleEndian, 0, len(value), pixels.frames, pixels.frame_bits, None
     )
+    _check_length(inflated, numbers)
     buffer = io.BytesIO(value)
     for n in numbers:
-        yield _native_frame(buffer, inflated, n)  # type: ignore[arg-type]
+        yield _native_frame(buffer, inflated, n)
 
 
 def frame_bytes(
     inst: Stored, pixels: PixelLayout, numbers: list[int], limit: int
 ) -> Iterator[bytes]:
     """The bytes of each requested frame, read as they are sent. The first one is read
-    before this returns, so that bad pixel data answers a problem, not a cut response."""
+    (and native lengths checked) before this returns, so that bad pixel data answers a
+    problem, not a cut response."""
     if pixels.transfer_syntax == DeflatedExplicitVRLittleEndian:
         frames = _deflated_frames(inst, pixels, numbers, limit)
     else:
@@ -275,6 +283,8 @@ def frame_bytes(
 
 def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Iterator[bytes]:
     encapsulated = pixels.value_length == UNDEFINED
+    if not encapsulated:
+        _check_length(pixels, numbers)
     with open(inst.path, "rb") as fh:
         for n in numbers:
             if encapsulated:

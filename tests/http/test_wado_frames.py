@@ -23,6 +23,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
 from tests.http.support import multipart, post
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
 from tests.support.viewers import frames_unavailable, run_ohif_frames
@@ -387,3 +388,19 @@ def test_one_frame_of_a_large_file_is_read_alone(node: NodeProcess, tmp_path: Pa
     assert frames[49].tobytes() in r.content and frames[95].tobytes() in r.content
     assert len(r.content) < 2 * 512 * 512 * 2 + 1024
     assert node.peak_rss_kb() - before < 16 * 1024
+
+
+def test_pixel_data_shorter_than_its_frames_is_a_problem(node: NodeProcess, tmp_path: Path) -> None:
+    """A stored file changed behind the node's back so that its header claims a fourth
+    frame its Pixel Data lacks: 422 problem JSON before any part is sent."""
+    ds = _multiframe_word()
+    path = tmp_path / "mf.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file_raw(node.port, path) == 0
+    sql = "SELECT path FROM instances WHERE sop_instance_uid = :s"
+    rows = query(node.data_dir, sql, s=ds.SOPInstanceUID)
+    ds.NumberOfFrames = 4
+    ds.save_as(rows[0][0], enforce_file_format=True)
+    r = requests.get(_frames_url(node, ds, "1,4"), timeout=10)
+    assert r.status_code == 422 and r.json()["frame"] == "4"
+    assert requests.get(_frames_url(node, ds, "3"), timeout=10).status_code == 200
