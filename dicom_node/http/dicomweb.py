@@ -248,7 +248,7 @@ def retrieve_frames(
     frame_io.check_numbers(inst, pixels, numbers)
     data = frame_io.frame_bytes(inst, pixels, numbers, _decode_limit(request))
     boundary = wado.new_boundary()
-    return StreamingResponse(
+    return frame_io.FramesResponse(
         frame_io.multipart(data, media, ts, boundary),
         media_type=(
             f'multipart/related; type="{media}"; transfer-syntax={ts}; boundary={boundary}'

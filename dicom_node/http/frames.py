@@ -26,6 +26,8 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from starlette.responses import StreamingResponse
+from starlette.types import Send
 
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import Stored, check_files, media_ranges
@@ -276,9 +278,34 @@ def frame_bytes(
 
     def rest() -> Iterator[bytes]:
         yield first
-        yield from frames
+        try:
+            yield from frames
+        except Problem as err:  # too late for a status: the response is cut
+            log.error(
+                "WADO-RS frames of instance %s of study %s: %s; response cut",
+                inst.sop,
+                inst.study,
+                err.detail,
+            )
+            raise ResponseCut from None
 
     return rest()
+
+
+class ResponseCut(Exception):
+    """A streamed response that cannot be completed (already logged)."""
+
+
+class FramesResponse(StreamingResponse):
+    """A streamed multipart response that, on :class:`ResponseCut`, stops without its
+    final message: the server then closes the connection, so the client sees a cut
+    response, never a complete-looking one (and no traceback is logged)."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        except ResponseCut:
+            return
 
 
 def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Iterator[bytes]:

@@ -404,3 +404,26 @@ def test_pixel_data_shorter_than_its_frames_is_a_problem(node: NodeProcess, tmp_
     r = requests.get(_frames_url(node, ds, "1,4"), timeout=10)
     assert r.status_code == 422 and r.json()["frame"] == "4"
     assert requests.get(_frames_url(node, ds, "3"), timeout=10).status_code == 200
+
+
+def test_a_frame_missing_after_the_first_cuts_the_response(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """An encapsulated file changed behind the node's back to claim a third frame: the
+    first frame has gone out when the third is found missing, so the response is cut
+    (never a complete-looking answer) and the node logs why."""
+    ds = _testdata("SC_rgb_rle_2frame.dcm")
+    ds.save_as(tmp_path / "rle.dcm", enforce_file_format=True)
+    assert store_file_raw(node.port, tmp_path / "rle.dcm") == 0
+    sql = "SELECT path FROM instances WHERE sop_instance_uid = :s"
+    path = query(node.data_dir, sql, s=ds.SOPInstanceUID)[0][0]
+    ds.NumberOfFrames = 3
+    ds.save_as(path, enforce_file_format=True)
+    try:
+        r = requests.get(_frames_url(node, ds, "1,3"), timeout=10)
+    except requests.exceptions.ChunkedEncodingError:
+        pass
+    else:
+        raise AssertionError(f"a complete response ({r.status_code}) for a missing frame")
+    assert "WADO-RS frames of instance " + ds.SOPInstanceUID in node.log()
+    assert "response cut" in node.log()
