@@ -62,15 +62,24 @@ def test_dcmtk_tools_resolve_outside_the_venv(tmp_path: Path) -> None:
 
 
 # A DCMTK tool run by bare name: an argument list passed to subprocess that starts with
-# the tool's name as a string literal, or shutil.which of that name.
-_BARE = re.compile(r"""(?:\(\s*\[\s*|which\(\s*)["'](""" + "|".join(TOOLS) + r""")["']""")
+# the tool's name as a string literal, or shutil.which of that name; in a shell script, a
+# command line that starts with it.
+_NAMES = "|".join(TOOLS)
+_BARE = {
+    ".py": re.compile(r"""(?:\(\s*\[\s*|which\(\s*)["'](""" + _NAMES + r""")["']"""),
+    ".sh": re.compile(r"^\s*(?:exec\s+|time\s+)?(" + _NAMES + r")\b", re.M),
+}
 
 
 def test_no_dcmtk_tool_is_run_by_bare_name() -> None:
     offenders = []
     for folder in ("tests", "benchmarks", "scripts"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            for m in _BARE.finditer(path.read_text()):
-                line = path.read_text().count("\n", 0, m.start()) + 1
+        for path in sorted((ROOT / folder).rglob("*")):
+            pattern = _BARE.get(path.suffix)
+            if pattern is None or "node_modules" in path.parts or not path.is_file():
+                continue
+            text = path.read_text()
+            for m in pattern.finditer(text):
+                line = text.count("\n", 0, m.start()) + 1
                 offenders.append(f"{path.relative_to(ROOT)}:{line}: {m.group(1)}")
     assert offenders == [], "run DCMTK tools through tests.support.dcmtk.dcmtk_tool"
