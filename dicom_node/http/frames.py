@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -31,6 +32,7 @@ from starlette.types import Send
 
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import Stored, check_files, media_ranges
+from dicom_node.index.header import INFLATE_MAX, dataset_offset
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +78,10 @@ NO_TRANSCODING = "this node sends frames as stored and does not transcode"
 
 def parse_frame_list(text: str) -> list[int]:
     """The 1-based frame numbers of a ``{frames}`` path segment; Problem 400 naming the
-    first bad one."""
-    numbers = []
+    first bad one, or the first repeated one (PS3.18 asks for non-duplicate numbers: so a
+    list never asks for more than the instance's frames)."""
+    numbers: list[int] = []
+    seen: set[int] = set()
     for item in text.split(","):
         item = item.strip()
         if not re.fullmatch(r"[0-9]{1,9}", item) or int(item) == 0:
@@ -88,6 +92,15 @@ def parse_frame_list(text: str) -> list[int]:
                 "list of numbers from 1",
                 frame=item,
             )
+        if int(item) in seen:
+            raise Problem(
+                400,
+                "Bad Request",
+                f"frame {int(item)} is asked for more than once: frames are a list of "
+                "non-duplicate frame numbers",
+                frame=str(int(item)),
+            )
+        seen.add(int(item))
         numbers.append(int(item))
     return numbers
 
@@ -152,13 +165,21 @@ def layout(inst: Stored) -> PixelLayout:
     Data."""
     check_files([inst])
     ts = inst.transfer_syntax
-    with open(inst.path, "rb") as fh:
-        ds = pydicom.dcmread(fh, stop_before_pixels=True)
-        # pydicom stops with the file positioned at the Pixel Data element's tag.
-        start = fh.tell()
-        head = fh.read(12)
     if ts == DeflatedExplicitVRLittleEndian:  # positions are in the inflated stream
+        # pydicom would inflate the whole file: its header is read from a capped part.
         start, head = -1, b""
+        try:
+            ds = pydicom.dcmread(_inflated(inst, INFLATE_MAX, whole=False), True, force=True)
+        except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on garbage
+            raise Problem(
+                422, "Unprocessable Content", f"the Deflated dataset cannot be read: {err}"
+            ) from None
+    else:
+        with open(inst.path, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            # pydicom stops with the file positioned at the Pixel Data element's tag.
+            start = fh.tell()
+            head = fh.read(12)
     if "Rows" not in ds or (ts != DeflatedExplicitVRLittleEndian and head[:4] != PIXEL_DATA):
         raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
     if ts == ImplicitVRLittleEndian:
@@ -252,7 +273,9 @@ def _deflated_frames(
             f"the instance is stored Deflated: its frames would take {size // 2**20} MB "
             f"inflated, more than http.max_decoded_mb ({limit // 2**20} MB)",
         )
-    value = pydicom.dcmread(inst.path).get("PixelData")
+    value = pydicom.dcmread(_inflated(inst, size + INFLATE_MAX, whole=True), force=True).get(
+        "PixelData"
+    )
     if value is None:
         raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
     inflated = PixelLayout(
@@ -262,6 +285,37 @@ def _deflated_frames(
     buffer = io.BytesIO(value)
     for n in numbers:
         yield _native_frame(buffer, inflated, n)
+
+
+def _inflated(inst: Stored, cap: int, whole: bool) -> io.BytesIO:
+    """The dataset of a Deflated file inflated, at most ``cap`` bytes of it: a few MB
+    stored can inflate to gigabytes, and nothing inflated it whole before. With
+    ``whole``, Problem 422 if it inflates to more (``cap``: what its image attributes
+    say, and room for the other elements); else the first ``cap`` bytes."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out, pending = bytearray(), b""
+    with open(inst.path, "rb") as fh:
+        try:
+            fh.seek(dataset_offset(fh.read(144)))
+            while len(out) <= cap and not inflater.eof:
+                pending = pending or fh.read(1 << 20)
+                if not pending:
+                    break
+                out += inflater.decompress(pending, 1 << 20)  # 1 MB at a time
+                pending = inflater.unconsumed_tail
+        except (ValueError, zlib.error) as err:
+            raise Problem(
+                422, "Unprocessable Content", f"the Deflated dataset cannot be read: {err}"
+            ) from None
+    if whole and len(out) > cap:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"the Deflated dataset inflates to more than its image attributes allow "
+            f"({cap // 2**20} MB)",
+        )
+    del out[cap:]
+    return io.BytesIO(out)
 
 
 def frame_bytes(

@@ -171,8 +171,8 @@ def test_native_multiframe_in_the_order_asked(
     word = stored["word"]
     expected = _native_frames(word)
     assert len({*expected}) == 3
-    got = client.retrieve_instance_frames(*_ids(word), [3, 1, 2, 3], media_types=OCTET_ANY)
-    assert got == [expected[2], expected[0], expected[1], expected[2]]
+    got = client.retrieve_instance_frames(*_ids(word), [3, 1, 2], media_types=OCTET_ANY)
+    assert got == [expected[2], expected[0], expected[1]]
     r = requests.get(
         _frames_url(node, word, "2"),
         headers={"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'},
@@ -299,6 +299,7 @@ def test_media_type_negotiation_of_native_frames(
         ("word", "99", 404, "99"),
         ("word", "1,x", 400, "x"),
         ("word", "1,,2", 400, ""),
+        ("word", "1,2,1", 400, "1"),  # PS3.18: a list of non-duplicate frame numbers
         ("ct", "2", 404, "2"),
         ("sr", "1", 404, None),
     ],
@@ -427,3 +428,25 @@ def test_a_frame_missing_after_the_first_cuts_the_response(
         raise AssertionError(f"a complete response ({r.status_code}) for a missing frame")
     assert "WADO-RS frames of instance " + ds.SOPInstanceUID in node.log()
     assert "response cut" in node.log()
+
+
+def test_a_deflated_file_inflating_past_its_frames_is_a_problem(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """A Deflated file (stored as received: its dataset is never inflated whole) whose
+    Pixel Data inflates to 128 MB while its attributes say one 12 x 12 frame: 422 problem
+    JSON, and the node never holds the inflated bytes (peak RSS; it reads at most 16 MB
+    of a Deflated header)."""
+    ds = _deflated(_renamed(_ct(94, size=12)))
+    ds.PixelData = bytes(128 * 2**20)  # ~128 kB deflated
+    path = tmp_path / "bomb.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert path.stat().st_size < 2**20
+    assert store_file_raw(node.port, path) == 0
+    Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before = node.peak_rss_kb()
+    r = requests.get(_frames_url(node, ds, "1"), timeout=30)
+    assert r.status_code == 422, r.status_code
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "inflate" in r.json()["detail"]
+    assert node.peak_rss_kb() - before < 64 * 1024
