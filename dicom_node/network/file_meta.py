@@ -11,12 +11,17 @@ pydicom (``create_file_meta``, then ``write_file_meta_info``). :func:`install` h
 - with ``memoise`` (the ``file_meta`` tweak), pydicom's encoding is memoised per SOP
   class, transfer syntax, SOP Instance UID length and AE titles, and the instance's UID
   spliced into a copy; any other use of them goes to pydicom unchanged.
+
+The hooks install only on a pynetdicom whose ``decode_msg`` calls both names as 3.0.x
+does (``tests/network/test_guards_installed.py`` fails otherwise), and
+``tests/network/test_spool_lifetime.py`` checks the AE titles in a received file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import threading
 from typing import Any, NamedTuple
 
@@ -150,6 +155,26 @@ _pynetdicom_create_meta: Any = None
 _memoise = True
 
 
+def _verified(dimse_messages: Any) -> bool:
+    """Whether pynetdicom builds a spooled C-STORE's File Meta as on 3.0.x, the source
+    these hooks were verified on: both names called by ``DIMSEMessage.decode_msg`` (on
+    the DUL thread), with the keywords :func:`_create_file_meta` takes."""
+    try:
+        source = inspect.getsource(dimse_messages.DIMSEMessage.decode_msg)
+    except (AttributeError, OSError, TypeError):
+        return False
+    return all(
+        text in source
+        for text in (
+            "write_file_meta_info(",
+            "create_file_meta(",
+            "sop_class_uid=",
+            "sop_instance_uid=",
+            "transfer_syntax=",
+        )
+    )
+
+
 def install(memoise: bool = True) -> bool:
     """Record the AE titles in pynetdicom's File Meta, and with ``memoise`` memoise its
     encoding; return whether the hooks are in place."""
@@ -163,6 +188,7 @@ def install(memoise: bool = True) -> bool:
     if (
         dimse_messages.write_file_meta_info is not filewriter.write_file_meta_info
         or dimse_messages.create_file_meta is not dsutils.create_file_meta
+        or not _verified(dimse_messages)
     ):
         return False
     _memoise = memoise
