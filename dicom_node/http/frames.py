@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -31,8 +30,8 @@ from starlette.responses import StreamingResponse
 from starlette.types import Send
 
 from dicom_node.http.problem import Problem
-from dicom_node.http.wado import Stored, check_files, media_ranges
-from dicom_node.index.header import INFLATE_MAX, dataset_offset
+from dicom_node.http.wado import Stored, check_files, media_ranges, read_dataset
+from dicom_node.index.header import INFLATE_MAX
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +167,7 @@ def layout(inst: Stored) -> PixelLayout:
     if ts == DeflatedExplicitVRLittleEndian:  # positions are in the inflated stream
         # pydicom would inflate the whole file: its header is read from a capped part.
         start, head = -1, b""
-        try:
-            ds = pydicom.dcmread(_inflated(inst, INFLATE_MAX, whole=False), True, force=True)
-        except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on garbage
-            raise Problem(
-                422, "Unprocessable Content", f"the Deflated dataset cannot be read: {err}"
-            ) from None
+        ds = read_dataset(inst, stop_before_pixels=True)
     else:
         with open(inst.path, "rb") as fh:
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
@@ -273,9 +267,7 @@ def _deflated_frames(
             f"the instance is stored Deflated: its frames would take {size // 2**20} MB "
             f"inflated, more than http.max_decoded_mb ({limit // 2**20} MB)",
         )
-    value = pydicom.dcmread(_inflated(inst, size + INFLATE_MAX, whole=True), force=True).get(
-        "PixelData"
-    )
+    value = read_dataset(inst, cap=size + INFLATE_MAX).get("PixelData")
     if value is None:
         raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
     inflated = PixelLayout(
@@ -285,37 +277,6 @@ def _deflated_frames(
     buffer = io.BytesIO(value)
     for n in numbers:
         yield _native_frame(buffer, inflated, n)
-
-
-def _inflated(inst: Stored, cap: int, whole: bool) -> io.BytesIO:
-    """The dataset of a Deflated file inflated, at most ``cap`` bytes of it: a few MB
-    stored can inflate to gigabytes, and nothing inflated it whole before. With
-    ``whole``, Problem 422 if it inflates to more (``cap``: what its image attributes
-    say, and room for the other elements); else the first ``cap`` bytes."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    out, pending = bytearray(), b""
-    with open(inst.path, "rb") as fh:
-        try:
-            fh.seek(dataset_offset(fh.read(144)))
-            while len(out) <= cap and not inflater.eof:
-                pending = pending or fh.read(1 << 20)
-                if not pending:
-                    break
-                out += inflater.decompress(pending, 1 << 20)  # 1 MB at a time
-                pending = inflater.unconsumed_tail
-        except (ValueError, zlib.error) as err:
-            raise Problem(
-                422, "Unprocessable Content", f"the Deflated dataset cannot be read: {err}"
-            ) from None
-    if whole and len(out) > cap:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"the Deflated dataset inflates to more than its image attributes allow "
-            f"({cap // 2**20} MB)",
-        )
-    del out[cap:]
-    return io.BytesIO(out)
 
 
 def frame_bytes(

@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
@@ -22,12 +23,14 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.dataelem import DataElement
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from sqlalchemy import select
 
 from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
+from dicom_node.index.header import INFLATE_MAX, dataset_offset
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +101,67 @@ def check_files(instances: list[Stored]) -> None:
         )
 
 
-def _read(inst: Stored, **kwargs: Any) -> pydicom.Dataset:
-    """The instance's dataset; Problem 404 if its file is missing."""
+def read_dataset(
+    inst: Stored, stop_before_pixels: bool = False, cap: int = 1 << 30
+) -> pydicom.Dataset:
+    """The instance's dataset (up to Pixel Data with ``stop_before_pixels``); Problem
+    404 if its file is missing. A Deflated one is inflated here, never by pydicom (which
+    inflates the whole file, and a few MB can inflate to gigabytes): its header from at
+    most the first :data:`INFLATE_MAX` bytes, all of it only if it inflates to at most
+    ``cap`` bytes (Problem 422 otherwise); its File Meta then says Explicit VR LE."""
     try:
-        return pydicom.dcmread(inst.path, **kwargs)
+        if inst.transfer_syntax != DeflatedExplicitVRLittleEndian:
+            return pydicom.dcmread(inst.path, stop_before_pixels=stop_before_pixels)
+        cap = INFLATE_MAX if stop_before_pixels else cap
+        data = _inflated(inst, cap, whole=not stop_before_pixels)
     except FileNotFoundError:
         check_files([inst])
         raise
+    try:
+        ds = pydicom.dcmread(data, stop_before_pixels=stop_before_pixels, force=True)
+    except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on garbage
+        raise Problem(
+            422, "Unprocessable Content", f"the Deflated dataset cannot be read: {err}"
+        ) from None
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return ds
+
+
+def _inflated(inst: Stored, cap: int, whole: bool) -> io.BytesIO:
+    """The dataset of a Deflated file inflated, at most ``cap`` bytes of it: a few MB
+    stored can inflate to gigabytes, and nothing inflated it whole before. With
+    ``whole``, Problem 422 if it inflates to more (``cap``: what its image attributes
+    say, and room for the other elements); else the first ``cap`` bytes."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out, pending = bytearray(), b""
+    with open(inst.path, "rb") as fh:
+        try:
+            fh.seek(dataset_offset(fh.read(144)))
+            while len(out) <= cap and not inflater.eof:
+                pending = pending or fh.read(1 << 20)
+                if not pending:
+                    break
+                out += inflater.decompress(pending, 1 << 20)  # 1 MB at a time
+                pending = inflater.unconsumed_tail
+        except (ValueError, zlib.error) as err:
+            raise Problem(
+                422, "Unprocessable Content", f"the Deflated dataset cannot be read: {err}"
+            ) from None
+    if whole and len(out) > cap:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"the Deflated dataset inflates to more than its image attributes allow "
+            f"({cap // 2**20} MB)",
+        )
+    del out[cap:]
+    return io.BytesIO(out)
 
 
 def decoded_bytes(inst: Stored) -> int:
     """Bytes its pixels take once decoded (from the header; no pixel is read)."""
-    ds = _read(inst, stop_before_pixels=True)
+    ds = read_dataset(inst, stop_before_pixels=True)
     if "Rows" not in ds:
         return 0
     values = [ds.get(k) for k in ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames")]
@@ -224,7 +276,7 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
 
 def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
     """The instance's DICOM JSON, bulk data (Pixel Data, large binary values) by URI."""
-    ds = _read(inst, stop_before_pixels=True)
+    ds = read_dataset(inst, stop_before_pixels=True)
 
     def bulk(elem: DataElement) -> str:
         return f"{instance_url}/bulk/{elem.tag:08X}"
@@ -242,7 +294,7 @@ def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
 
 def bulk_value(inst: Stored, tag: str) -> bytes:
     """The raw value of a top-level binary element; Problem 404 if there is none."""
-    ds = _read(inst)
+    ds = read_dataset(inst)
     try:
         elem = ds[int(tag, 16)]
     except (KeyError, ValueError):
@@ -298,11 +350,14 @@ def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> by
             f"the image is too large to render: {samples * 8 // 2**20} MB while windowed, "
             f"more than http.max_decoded_mb ({limit // 2**20} MB)",
         )
-    ds = _read(inst, stop_before_pixels=True)
+    deflated = inst.transfer_syntax == DeflatedExplicitVRLittleEndian
+    # A Deflated dataset is read whole (pydicom cannot seek in it): capped to its size.
+    ds = read_dataset(inst, not deflated, samples * frames + INFLATE_MAX)
     from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
     try:
-        pixels = pixel_array(inst.path, index=frame - 1 if frames > 1 and frame else None)
+        source = ds if deflated else inst.path
+        pixels = pixel_array(source, index=frame - 1 if frames > 1 and frame else None)
     except Exception as err:  # noqa: BLE001 - decoders raise many kinds on bad data
         raise Problem(
             422, "Unprocessable Content", f"its pixel data cannot be decoded: {err}"
