@@ -14,13 +14,19 @@ from __future__ import annotations
 import io
 import logging
 import re
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom.encaps import get_frame
+from pydicom.encaps import (
+    generate_fragments,
+    get_frame,
+    parse_basic_offsets,
+    parse_fragments,
+)
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -236,16 +242,37 @@ def _check_length(pixels: PixelLayout, numbers: list[int]) -> None:
         )
 
 
-def _encapsulated_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes:
+def _fragment_items(fh: BinaryIO, pixels: PixelLayout) -> list[int] | None:
+    """Where each frame's item starts, for Pixel Data without offset tables whose
+    fragments are its frames, found in one walk (pydicom's get_frame walks every
+    fragment for each frame it is asked for); None for any other Pixel Data."""
+    if pixels.extended_offsets:
+        return None
     fh.seek(pixels.value_offset)
     try:
+        if parse_basic_offsets(fh):
+            return None
+        count, offsets = parse_fragments(fh)
+    except (ValueError, KeyError, EOFError, struct.error):
+        return None  # get_frame says what is wrong, frame by frame
+    return offsets if count == pixels.frames else None
+
+
+def _encapsulated_frame(
+    fh: BinaryIO, pixels: PixelLayout, n: int, items: list[int] | None
+) -> bytes:
+    try:
+        if items is not None:
+            fh.seek(items[n - 1])
+            return next(generate_fragments(fh))
+        fh.seek(pixels.value_offset)
         return get_frame(
             fh,
             n - 1,
             number_of_frames=pixels.frames,
             extended_offsets=pixels.extended_offsets,
         )
-    except (ValueError, KeyError, EOFError) as err:
+    except (ValueError, KeyError, EOFError, StopIteration, struct.error) as err:
         raise Problem(
             422,
             "Unprocessable Content",
@@ -328,9 +355,10 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
     if not encapsulated:
         _check_length(pixels, numbers)
     with open(inst.path, "rb") as fh:
+        items = _fragment_items(fh, pixels) if encapsulated else None
         for n in numbers:
             if encapsulated:
-                yield _encapsulated_frame(fh, pixels, n)
+                yield _encapsulated_frame(fh, pixels, n, items)
             else:
                 yield _native_frame(fh, pixels, n)
 
