@@ -210,6 +210,12 @@ def destination_status(
 
 
 def known_destinations(db: Database) -> list[str]:
-    """Every destination name the delivery record mentions (configured or not)."""
+    """Every destination name the delivery record mentions (configured or not), in name
+    order. A skip scan of the (destination, started_at) index: one seek per name, where
+    ``SELECT DISTINCT`` would read an index entry per attempt on record."""
+    dest = DeliveryAttempt.__table__.c.destination
+    names = select(func.min(dest).label("name")).cte("names", recursive=True)
+    after = select(func.min(dest)).where(dest > names.c.name).scalar_subquery()
+    names = names.union_all(select(after).where(names.c.name.is_not(None)))
     with db.session() as s:
-        return list(s.scalars(select(DeliveryAttempt.destination).distinct()))
+        return list(s.scalars(select(names.c.name).where(names.c.name.is_not(None))))

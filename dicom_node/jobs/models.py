@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -109,6 +110,11 @@ class DeliveryAttempt(Base):
     """
 
     __tablename__ = "delivery_attempts"
+    # The destination status (last attempt, attempts in a window) reads one destination's
+    # attempts, newest first, instead of every attempt (migration 0004).
+    __table_args__ = (
+        Index("ix_delivery_attempts_destination_started_at", "destination", "started_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)

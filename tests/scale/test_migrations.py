@@ -16,6 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from dicom_node import schema
@@ -203,3 +204,25 @@ def test_empty_database_is_created_at_head(index_url: str) -> None:
             conn.execute(text("select version_num from alembic_version")).scalar() == schema.head()
         )
     db.dispose()
+
+
+def test_0004_destination_index_upgrade_and_downgrade(index_url: str) -> None:
+    """0003 -> 0004 adds the destination status index; back to 0003
+    removes it."""
+    index = "ix_delivery_attempts_destination_started_at"
+    engine = create_engine(index_url)
+
+    def indexes() -> set[str]:
+        with engine.connect() as conn:
+            return {i["name"] for i in sa_inspect(conn).get_indexes("delivery_attempts")}
+
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0003_study_modality_index")
+    assert index not in indexes()
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0004_delivery_destination_index")
+    assert index in indexes()
+    with engine.begin() as conn:
+        command.downgrade(schema._config(conn), "0003_study_modality_index")
+    assert index not in indexes()
+    engine.dispose()
