@@ -385,19 +385,60 @@ def test_like_metacharacters_are_literal(
 
 
 @pytest.mark.parametrize(
-    "query_string",
+    "query_string, parameter, value",
     [
-        "limit=-1",
-        "offset=-5",
-        "StudyDate=2024-13-45",
-        "StudyDate=abc-",
-        "StudyDate=20241345",
-        "NotAKeyword=1",
-        "Rows=99999999999999999999999999",
+        ("limit=-1", "limit", "-1"),
+        ("offset=-5", "offset", "-5"),
+        ("limit=abc", "limit", "abc"),
+        ("limit=%C2%B2", "limit", "\u00b2"),  # str.isdigit() but not int(): was a 500
+        ("StudyDate=2024-13-45", "StudyDate", "2024-13-45"),
+        ("StudyDate=abc-", "StudyDate", "abc-"),
+        ("StudyDate=20241345", "StudyDate", "20241345"),
+        ("StudyDate=20240101-20230101", "StudyDate", "20240101-20230101"),
+        ("StudyTime=25", "StudyTime", "25"),
+        ("StudyTime=2561", "StudyTime", "2561"),
+        ("StudyTime=180000-080000", "StudyTime", "180000-080000"),
+        ("fuzzymatching=maybe", "fuzzymatching", "maybe"),
+        ("NotAKeyword=1", "NotAKeyword", "1"),
+        ("Rows=99999999999999999999999999", "Rows", "99999999999999999999999999"),
     ],
 )
-def test_bad_query_values_answer_400(node: NodeProcess, stored: object, query_string: str) -> None:
-    _assert_problem(_get(node, f"/dicomweb/instances?{query_string}"), 400)
+def test_bad_query_values_answer_400(
+    node: NodeProcess, stored: object, query_string: str, parameter: str, value: str
+) -> None:
+    body = _assert_problem(_get(node, f"/dicomweb/instances?{query_string}"), 400)
+    assert (body["parameter"], body["value"]) == (parameter, value)
+    assert parameter in body["detail"]
+
+
+def test_ignored_keys_answer_with_a_warning(node: NodeProcess, stored: pydicom.Dataset) -> None:
+    """PS3.18: a query key the server does not support is ignored and said so in a
+    ``Warning: 299`` header; so is ``fuzzymatching=true``. The results are the same."""
+    study = f"StudyInstanceUID={stored.StudyInstanceUID}"
+    plain = _get(node, f"/dicomweb/studies?{study}")
+    assert plain.status_code == 200 and "Warning" not in plain.headers
+    r = _get(node, f"/dicomweb/studies?{study}&fuzzymatching=true&Rows=1&Rows=2")
+    assert r.status_code == 200 and r.json() == plain.json() and len(r.json()) == 1
+    warnings = r.headers["Warning"]
+    assert warnings.startswith('299 dicom-node "The fuzzymatching parameter is not supported')
+    assert warnings.count('299 dicom-node "Rows is not a supported matching key') == 1
+
+
+def test_study_time_ranges_through_the_node(node: NodeProcess, stored: pydicom.Dataset) -> None:
+    study, time = stored.StudyInstanceUID, stored.StudyTime
+    hour = int(time[:2])
+
+    def found(times: str) -> bool:
+        r = _get(node, f"/dicomweb/studies?StudyInstanceUID={study}&StudyTime={times}")
+        assert r.status_code == 200, r.text
+        return len(r.json()) == 1
+
+    assert found(time) and found(f"{time}-{time}") and found(f"{hour:02d}-{hour:02d}")
+    assert found(f"-{time}") and found(f"{time}-") and found("000000-235959")
+    if hour < 23:
+        assert not found(f"{hour + 1:02d}-")
+    if hour > 0:
+        assert not found(f"-{hour - 1:02d}")
 
 
 def test_huge_limits_and_offsets_page_past_the_end(node: NodeProcess, stored: object) -> None:
