@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import socket
 import time
@@ -225,10 +226,57 @@ def test_content_length_with_transfer_encoding_is_refused_and_stores_nothing(
     body = multipart([dicom.read_bytes()])
     chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
     sock = _raw_stow(node, {"Content-Length": "5", "Transfer-Encoding": "chunked"}, chunked)
-    assert wait_until(lambda: _closed_by_server(sock)).startswith(b"HTTP/1.1 400")
+    _problem_in(wait_until(lambda: _closed_by_server(sock)), 400)
     assert query(
         node.data_dir, "SELECT count(*) FROM instances WHERE sop_instance_uid = :s", s=sop
     ) == [(0,)]
+
+
+def _problem_in(answer: bytes, status: int) -> dict:
+    """The problem JSON of a raw HTTP answer (the first response on the connection)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]
+    assert b"content-type: " + PROBLEM.encode() in head.lower(), head
+    length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+    problem = json.loads(body[:length])
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    return problem
+
+
+@pytest.mark.parametrize(
+    "name, raw",
+    [
+        ("malformed request line", b"GARBAGE\r\n\r\n"),
+        (
+            "control character in a header",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+        ),
+        ("space before the colon", b"GET /health HTTP/1.1\r\nHost : x\r\n\r\n"),
+        (
+            "Content-Length with chunked",
+            b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            "chunk size not hexadecimal",
+            b"POST /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ),
+    ],
+)
+def test_requests_the_http_parser_refuses_get_problem_json(
+    node: NodeProcess, name: str, raw: bytes
+) -> None:
+    """uvicorn's own 400 (plain text) for what its parser refuses comes out as problem
+    JSON, counted as malformed_request, and the connection is closed."""
+    before = _closed_count(node, "malformed_request")
+    sock = _connect(node)
+    sock.sendall(raw)
+    answer = wait_until(lambda: _closed_by_server(sock), timeout=30)
+    sock.close()
+    assert "malformed HTTP request" in _problem_in(answer, 400)["detail"], name
+    assert answer.count(b"HTTP/1.1 ") == 1, answer  # nothing of uvicorn's text after it
+    assert _closed_count(node, "malformed_request") - before == 1
+    assert _serving(node)
 
 
 @pytest.mark.parametrize(
@@ -253,6 +301,7 @@ def test_lying_lengths_store_nothing_and_leave_nothing(
     answer = wait_until(lambda: _closed_by_server(sock), timeout=30)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 " + status), answer[:300]
+    _problem_in(answer, int(status))  # the parser's 400 too (chunk size past 64 bits)
     assert query(
         node.data_dir, "SELECT count(*) FROM instances WHERE sop_instance_uid = :s", s=sop
     ) == [(0,)]
