@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -110,10 +111,29 @@ class DeliveryAttempt(Base):
     """
 
     __tablename__ = "delivery_attempts"
-    # The destination status (last attempt, attempts in a window) reads one destination's
-    # attempts, newest first, instead of every attempt (migration 0004).
+    # The destination status reads one destination's newest attempt, its attempts in a
+    # window, those under way and its newest error by seeks in these, never a walk of its
+    # whole history (migration 0004; jobs/destination_status.py).
     __table_args__ = (
-        Index("ix_delivery_attempts_destination_started_at", "destination", "started_at"),
+        # outcome: the window's counts by outcome read the index alone; and a wider row
+        # makes SQLite prefer the errors' partial index where both could serve.
+        Index(
+            "ix_delivery_attempts_destination_started_at", "destination", "started_at", "outcome"
+        ),
+        Index(  # outcome too: two equalities make SQLite's planner prefer it, covering
+            "ix_delivery_attempts_under_way",
+            "destination",
+            "outcome",
+            sqlite_where=text("outcome = 'started'"),
+            postgresql_where=text("outcome = 'started'"),
+        ),
+        Index(
+            "ix_delivery_attempts_errors",
+            "destination",
+            "started_at",
+            sqlite_where=text("error IS NOT NULL"),
+            postgresql_where=text("error IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
