@@ -75,7 +75,9 @@ async def body_chunks(request: Request, limit: int, what: str) -> AsyncIterator[
     received = 0
     while True:
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), timeout)
+            # asyncio.timeout, not wait_for: no task per chunk (~10% of STOW-RS CPU).
+            async with asyncio.timeout(timeout):
+                chunk = await stream.__anext__()
         except StopAsyncIteration:
             return
         except TimeoutError:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from dicom_node.http import frames as frame_io
 from dicom_node.http import qido, stow, wado
 from dicom_node.http.app import authorize, body_chunks, node_of
 from dicom_node.http.multipart import MultipartError
@@ -234,6 +235,40 @@ def retrieve_rendered(request: Request, study: str, series: str, instance: str) 
     return Response(wado.render(inst, media, _decode_limit(request)), media_type=media)
 
 
+def retrieve_frames(
+    request: Request, study: str, series: str, instance: str, frames: str
+) -> Response:
+    """WADO-RS frames: one part per requested frame, as stored."""
+    inst = _stored(request, study, series, instance)[0]
+    numbers = frame_io.parse_frame_list(frames)
+    if not inst.rows:
+        raise Problem(404, "Not Found", f"instance {instance} has no Pixel Data, so no frames")
+    media, ts = frame_io.negotiate(request.headers.get("accept"), inst.transfer_syntax)
+    pixels = frame_io.layout(inst)
+    frame_io.check_numbers(inst, pixels, numbers)
+    data = frame_io.frame_bytes(inst, pixels, numbers, _decode_limit(request))
+    boundary = wado.new_boundary()
+    return frame_io.FramesResponse(
+        frame_io.multipart(data, media, ts, boundary),
+        media_type=(
+            f'multipart/related; type="{media}"; transfer-syntax={ts}; boundary={boundary}'
+        ),
+    )
+
+
+def retrieve_frame_rendered(
+    request: Request, study: str, series: str, instance: str, frames: str
+) -> Response:
+    """WADO-RS rendered frame of an image (image/jpeg or image/png)."""
+    inst = _stored(request, study, series, instance)[0]
+    numbers = frame_io.parse_frame_list(frames)
+    if len(numbers) != 1:
+        raise Problem(400, "Bad Request", "frames are rendered one at a time")
+    media = wado.rendered_type(request.headers.get("accept"))
+    body = wado.render(inst, media, _decode_limit(request), frame=numbers[0])
+    return Response(body, media_type=media)
+
+
 def _decode_limit(request: Request) -> int:
     return node_of(request).config.http.max_decoded_mb * 2**20
 
@@ -258,6 +293,8 @@ def register(app: FastAPI) -> None:
         (f"{study}{series}{inst}/metadata", retrieve_metadata, "GET"),
         (f"{study}{series}{inst}/bulk/{{tag}}", retrieve_bulk, "GET"),
         (f"{study}{series}{inst}/rendered", retrieve_rendered, "GET"),
+        (f"{study}{series}{inst}/frames/{{frames}}", retrieve_frames, "GET"),
+        (f"{study}{series}{inst}/frames/{{frames}}/rendered", retrieve_frame_rendered, "GET"),
     ]
     for path, endpoint, method in routes:
         app.add_api_route(PREFIX + path, endpoint, methods=[method], include_in_schema=False)

@@ -17,6 +17,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
+from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import RESULTS, catalogue
 from dicom_node.index.tables import Instance
@@ -388,10 +389,8 @@ def _result(level: str, attrs: list[Attr], row: Any, base_url: str) -> dict[str,
         out[a.tag] = _element(a, row[a.keyword])
     for attr, label in _COUNTS[level]:
         out[attr.tag] = _element(attr, row[label])
-    url = f"{base_url}/studies/{row['StudyInstanceUID']}"
-    if level != "study":
-        url += f"/series/{row['SeriesInstanceUID']}"
-    if level == "instance":
-        url += f"/instances/{row['SOPInstanceUID']}"
+    keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    depth = {"study": 1, "series": 2, "instance": 3}[level]
+    url = base_url + uid_path(*(row[k] for k in keys[:depth]))
     out["00081190"] = {"vr": "UR", "Value": [url]}
     return dict(sorted(out.items()))

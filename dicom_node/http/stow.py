@@ -26,16 +26,28 @@ from email.message import Message
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node import metrics
 from dicom_node.db import utcnow
+from dicom_node.http.links import uid_path
 from dicom_node.http.multipart import MultipartError, MultipartReader, check_boundary
 from dicom_node.http.problem import Problem
-from dicom_node.index.header import HeaderError, InstanceHeader, parse_header
+from dicom_node.index.header import (
+    HEADER_TAGS,
+    HeaderError,
+    InstanceHeader,
+    header_from_elements,
+    parse_header,
+)
 from dicom_node.index.recorder import Receipt
 from dicom_node.network import spool
-from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
+from dicom_node.store.check import (
+    PixelDataMismatch,
+    StructureError,
+    check_dataset,
+    check_file,
+)
 from dicom_node.store.intake import IndexFailed, Intake
 from dicom_node.store.writer import StoreError
 
@@ -175,27 +187,51 @@ class PartResult:
     study_uid: str | None
     failure: int = 0
     comment: str = ""
+    series_uid: str = ""  # known once stored: the instance's RetrieveURL needs it
+
+
+_META_SOP, _META_TS = 0x00020003, 0x00020010
+
+
+def read_file_meta(path: Path | str) -> tuple[str, str]:
+    """The transfer syntax and Media Storage SOP Instance UID of a PS3.10 file's File
+    Meta (walked by the receive path's structure check); HeaderError if it is not a
+    PS3.10 file."""
+    with open(path, "rb") as fh:
+        head = fh.read(144)
+        try:
+            end = spool.dataset_offset(head)
+        except ValueError as err:
+            raise HeaderError(f"not a DICOM PS3.10 file ({err})") from err
+        meta = head[132:] + fh.read(end - 144)
+    try:
+        if len(meta) != end - 132:
+            raise StructureError("the file ends inside its File Meta")
+        found = check_dataset(meta, ExplicitVRLittleEndian, 0, frozenset((_META_SOP, _META_TS)))
+    except StructureError as err:
+        raise HeaderError(f"unreadable File Meta Information: {err}") from err
+    values = {
+        tag: raw.decode("ascii", "replace").rstrip(" \0") for tag, (_, raw) in (found or {}).items()
+    }
+    ts = values.get(_META_TS, "")
+    if not ts:
+        raise HeaderError("File Meta lacks the Transfer Syntax UID")
+    return ts, values.get(_META_SOP, "")
+
+
+def _dataset_header(path: Path | str, ts: str, meta_sop: str) -> InstanceHeader:
+    """The header of the dataset after the File Meta (pydicom's parse)."""
+    with open(path, "rb") as fh:
+        header = parse_header(fh, ts, spool.dataset_offset(fh.read(144)))
+    if meta_sop and meta_sop != header.sop_instance_uid:
+        raise HeaderError("File Meta and dataset SOP Instance UIDs differ")
+    return header
 
 
 def read_file_header(path: Path | str) -> tuple[InstanceHeader, str]:
     """The header and transfer syntax of a PS3.10 file; HeaderError if it is not one."""
-    with open(path, "rb") as fh:
-        try:
-            offset = spool.dataset_offset(fh.read(144))
-        except ValueError as err:
-            raise HeaderError(f"not a DICOM PS3.10 file ({err})") from err
-        try:
-            meta = read_file_meta_info(path)
-        except Exception as err:  # pydicom raises many kinds on garbage
-            raise HeaderError(f"unreadable File Meta Information: {err}") from err
-        ts = str(meta.get("TransferSyntaxUID", "") or "")
-        if not ts:
-            raise HeaderError("File Meta lacks the Transfer Syntax UID")
-        header = parse_header(fh, ts, offset)
-    meta_sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip()
-    if meta_sop and meta_sop != header.sop_instance_uid:
-        raise HeaderError("File Meta and dataset SOP Instance UIDs differ")
-    return header, ts
+    ts, meta_sop = read_file_meta(path)
+    return _dataset_header(path, ts, meta_sop), ts
 
 
 @dataclass(frozen=True)
@@ -208,7 +244,10 @@ class Checked:
 
 def check_part(part: SpoolPart, study_uid: str | None) -> Checked | PartResult:
     """The read-only checks of one spooled part (media type, header, the URL's study,
-    structure): its header, or the failure."""
+    structure): its header, or the failure. As on the C-STORE path, one walk of the
+    file checks its structure and picks up the indexed elements; pydicom parses the
+    header only of a file the walk refuses (for the failure's identifiers) or does not
+    walk (deflated)."""
     if part.content_type != DICOM:
         return PartResult(
             None,
@@ -217,8 +256,19 @@ def check_part(part: SpoolPart, study_uid: str | None) -> Checked | PartResult:
             TRANSFER_SYNTAX_NOT_SUPPORTED,
             f"part media type {part.content_type} is not {DICOM}",
         )
+    malformed: StructureError | PixelDataMismatch | None = None
     try:
-        header, ts = read_file_header(part.path)
+        ts, meta_sop = read_file_meta(part.path)
+        try:
+            elements = check_file(part.path, ts, HEADER_TAGS)
+        except (StructureError, PixelDataMismatch) as err:
+            malformed, elements = err, None
+        if elements is None:
+            header = _dataset_header(part.path, ts, meta_sop)
+        else:
+            header = header_from_elements(elements, ts)
+            if meta_sop and meta_sop != header.sop_instance_uid:
+                raise HeaderError("File Meta and dataset SOP Instance UIDs differ")
     except HeaderError as err:
         return PartResult(None, None, None, CANNOT_UNDERSTAND, str(err))
     ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
@@ -226,12 +276,10 @@ def check_part(part: SpoolPart, study_uid: str | None) -> Checked | PartResult:
         return PartResult(
             *ids, DOES_NOT_MATCH, f"Study Instance UID {header.study_uid} is not the URL's"
         )
-    try:
-        check_file(part.path, ts)
-    except StructureError as err:
-        return PartResult(*ids, CANNOT_UNDERSTAND, f"malformed: {err}")
-    except PixelDataMismatch as err:
-        return PartResult(*ids, DOES_NOT_MATCH, str(err))
+    if isinstance(malformed, StructureError):
+        return PartResult(*ids, CANNOT_UNDERSTAND, f"malformed: {malformed}")
+    if isinstance(malformed, PixelDataMismatch):
+        return PartResult(*ids, DOES_NOT_MATCH, str(malformed))
     return Checked(header, ts)
 
 
@@ -276,7 +324,7 @@ def store_part(
             return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")
         except IndexFailed as err:
             return PartResult(*ids, OUT_OF_RESOURCES, f"index failed: {err}")
-        return PartResult(*ids)
+        return PartResult(*ids, series_uid=header.series_uid)
     finally:
         part.discard()  # placed: its spool name only; failed: the whole file
 
@@ -287,14 +335,14 @@ def response_dataset(results: list[PartResult], base_url: str, study_uid: str | 
     stored = [r for r in results if not r.failure]
     studies = {r.study_uid for r in stored}
     if study_uid or len(studies) == 1:
-        ds.RetrieveURL = f"{base_url}/studies/{study_uid or studies.pop()}"
+        ds.RetrieveURL = base_url + uid_path(study_uid or studies.pop())
     if stored:
         ds.ReferencedSOPSequence = []
         for r in stored:
             item = Dataset()
             item.ReferencedSOPClassUID = r.sop_class_uid
             item.ReferencedSOPInstanceUID = r.sop_instance_uid
-            item.RetrieveURL = f"{base_url}/studies/{r.study_uid}/instances/{r.sop_instance_uid}"
+            item.RetrieveURL = base_url + uid_path(r.study_uid, r.series_uid, r.sop_instance_uid)
             ds.ReferencedSOPSequence.append(item)
     failed = [r for r in results if r.failure]
     if failed:

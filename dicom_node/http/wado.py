@@ -25,6 +25,7 @@ from pydicom.dataelem import DataElement
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from sqlalchemy import select
 
+from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
 
@@ -119,13 +120,13 @@ def decoded_bytes(inst: Stored) -> int:
 
 def check_json_accept(accept: str | None) -> None:
     """Problem 406 unless the client accepts DICOM JSON."""
-    if not any(media in JSON_MEDIA for media, _ in _media_ranges(accept)):
+    if not any(media in JSON_MEDIA for media, _ in media_ranges(accept)):
         raise Problem(
             406, "Not Acceptable", "this resource is application/dicom+json (or application/json)"
         )
 
 
-def _media_ranges(accept: str | None) -> list[tuple[str, Message]]:
+def media_ranges(accept: str | None) -> list[tuple[str, Message]]:
     ranges = []
     for item in (accept or "*/*").split(","):
         msg = Message()
@@ -138,7 +139,7 @@ def accepted_syntaxes(accept: str | None) -> set[str] | None:
     """The transfer syntaxes a retrieve may use (None: any); Problem 406 if the client
     accepts no ``multipart/related; type="application/dicom"``."""
     syntaxes: set[str] = set()
-    for media, msg in _media_ranges(accept):
+    for media, msg in media_ranges(accept):
         if media in ("*/*", "multipart/*") or (
             media == "multipart/related" and (msg.get_param("type") or DICOM) == DICOM
         ):
@@ -173,8 +174,7 @@ def multipart(instances: list[Stored], syntaxes: set[str] | None, boundary: str)
         ts = inst.transfer_syntax if as_stored else ExplicitVRLittleEndian
         yield (
             f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={ts}\r\n"
-            f"Content-Location: /studies/{inst.study}/series/{inst.series}/instances/"
-            f"{inst.sop}\r\n\r\n"
+            f"Content-Location: {uid_path(inst.study, inst.series, inst.sop)}\r\n\r\n"
         ).encode()
         if as_stored:
             with open(inst.path, "rb") as fh:
@@ -259,7 +259,7 @@ RENDERED = {"image/jpeg": "JPEG", "image/png": "PNG"}
 
 def rendered_type(accept: str | None) -> str:
     """``image/jpeg`` (the default) or ``image/png``; Problem 406 otherwise."""
-    for media, _ in _media_ranges(accept):
+    for media, _ in media_ranges(accept):
         if media in RENDERED:
             return media
         if media in ("*/*", "image/*"):
@@ -267,16 +267,30 @@ def rendered_type(accept: str | None) -> str:
     raise Problem(406, "Not Acceptable", "rendered images are image/jpeg or image/png")
 
 
-def render(inst: Stored, media: str, limit: int) -> bytes:
-    """An 8-bit rendering of a single-frame image: modality LUT, then its window (or the
-    full range), MONOCHROME1 inverted; colour images as they are. Problem 400 if it
+def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> bytes:
+    """An 8-bit rendering of a single-frame image, or of ``frame`` (1-based) of a
+    multi-frame one: modality LUT, then its window (or the full range), MONOCHROME1
+    inverted; colour images as they are. Only that frame is decoded. Problem 400 if it
     would take more than ``limit`` bytes (8 per sample while it is windowed)."""
     if not inst.rows:
         raise Problem(400, "Bad Request", "the instance has no pixel data to render")
-    if (inst.frames or 1) > 1:
-        raise Problem(400, "Bad Request", "rendering of multi-frame images is not supported")
+    frames = inst.frames or 1
+    if frame is None and frames > 1:
+        raise Problem(
+            400,
+            "Bad Request",
+            f"the instance has {frames} frames: ask for one with .../frames/{{n}}/rendered",
+        )
+    if frame is not None and frame > frames:
+        raise Problem(
+            404,
+            "Not Found",
+            f"frame {frame} does not exist: instance {inst.sop} has {frames} "
+            f"frame{'s' if frames != 1 else ''}",
+            frame=str(frame),
+        )
     check_files([inst])
-    samples = decoded_bytes(inst)
+    samples = decoded_bytes(inst) // frames
     if samples * 8 > limit:
         raise Problem(
             400,
@@ -284,11 +298,11 @@ def render(inst: Stored, media: str, limit: int) -> bytes:
             f"the image is too large to render: {samples * 8 // 2**20} MB while windowed, "
             f"more than http.max_decoded_mb ({limit // 2**20} MB)",
         )
-    ds = _read(inst)
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    ds = _read(inst, stop_before_pixels=True)
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
     try:
-        pixels = ds.pixel_array
+        pixels = pixel_array(inst.path, index=frame - 1 if frames > 1 and frame else None)
     except Exception as err:  # noqa: BLE001 - decoders raise many kinds on bad data
         raise Problem(
             422, "Unprocessable Content", f"its pixel data cannot be decoded: {err}"
@@ -310,4 +324,4 @@ def render(inst: Stored, media: str, limit: int) -> bytes:
 
 
 def instance_url(base: str, inst: Stored) -> str:
-    return f"{base}/studies/{inst.study}/series/{inst.series}/instances/{inst.sop}"
+    return base + uid_path(inst.study, inst.series, inst.sop)

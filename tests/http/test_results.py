@@ -8,6 +8,7 @@ from pathlib import Path
 import pydicom
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 
 from dicom_node.synthetic import Patient, make_cr, new_uid, write_files
 from tests.support.index import query
@@ -48,9 +49,22 @@ def test_results_of_a_cr_are_found_and_retrieved(tmp_path: Path) -> None:
         assert {i.SOPInstanceUID for i in instances} == {cr.SOPInstanceUID, *outputs}
         studies = client.search_for_studies(search_filters={"PatientID": "RES-1"})
         assert "SR" in Dataset.from_json(studies[0]).ModalitiesInStudy
+        framed: list[str] = []
         for sop, path in outputs.items():
             ds = next(i for i in instances if i.SOPInstanceUID == sop)
             got = client.retrieve_instance(
                 study, ds.SeriesInstanceUID, sop, media_types=(("application/dicom", "*"),)
             )
             assert got == pydicom.dcmread(path)
+            if "PixelData" in got:  # the heatmap: by frames too, as a viewer fetches it
+                framed.append(sop)
+                n = int(got.get("NumberOfFrames") or 1)
+                parts = client.retrieve_instance_frames(
+                    study, ds.SeriesInstanceUID, sop, list(range(1, n + 1))
+                )
+                if got.file_meta.TransferSyntaxUID.is_compressed:
+                    assert parts == list(generate_frames(got.PixelData, number_of_frames=n))
+                else:
+                    size = len(got.PixelData) // n
+                    assert b"".join(parts) == got.PixelData[: size * n] and len(parts) == n
+        assert framed, "no result with pixel data (the heatmap SC) to fetch by frames"

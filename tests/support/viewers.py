@@ -12,24 +12,31 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 VIEWERS = Path(__file__).resolve().parents[1] / "viewers"
 HARNESS = VIEWERS / "ohif_sr.mjs"
 PMAP_HARNESS = VIEWERS / "ohif_pmap.mjs"
+FRAMES_HARNESS = VIEWERS / "ohif_frames.mjs"
 
 
-def unavailable() -> str | None:
-    """Why the harness cannot run here, or None."""
+def unavailable(package: str = "@ohif/extension-cornerstone-dicom-sr") -> str | None:
+    """Why a harness needing ``package`` cannot run here, or None."""
     if shutil.which("node") is None:
         return "node is not installed (scripts/install-node-deps.sh)"
-    if not (VIEWERS / "node_modules" / "@ohif" / "extension-cornerstone-dicom-sr").is_dir():
+    if not (VIEWERS / "node_modules" / package).is_dir():
         return "viewer packages not installed (scripts/install-node-deps.sh)"
     return None
 
 
-def _run(harness: Path, target: Path, sources: Sequence[Path], timeout: float) -> dict:
+def frames_unavailable() -> str | None:
+    """Why the image loader harness (ohif_frames.mjs) cannot run here, or None."""
+    return unavailable("@cornerstonejs/dicom-image-loader")
+
+
+def _node(harness: Path, args: Sequence[str], timeout: float) -> Any:
     proc = subprocess.run(
-        ["node", str(harness), str(target), *map(str, sources)],
+        ["node", str(harness), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -37,6 +44,16 @@ def _run(harness: Path, target: Path, sources: Sequence[Path], timeout: float) -
     )
     assert proc.returncode == 0, f"harness exit {proc.returncode}: {proc.stderr[-3000:]}"
     return json.loads(proc.stdout)
+
+
+def _run(harness: Path, target: Path, sources: Sequence[Path], timeout: float) -> dict:
+    return _node(harness, [str(target), *map(str, sources)], timeout)
+
+
+def run_ohif_frames(urls: Sequence[str], timeout: float = 60) -> list[dict]:
+    """What OHIF's image loader makes of each WADO-RS frame URL: its Accept, the part's
+    content type, the transfer syntax it would decode with, the pixel data (base64)."""
+    return _node(FRAMES_HARNESS, urls, timeout)
 
 
 def run_ohif_sr(sr: Path, sources: Sequence[Path], timeout: float = 120) -> dict:

@@ -1,0 +1,329 @@
+"""WADO-RS frames (PS3.18 section 10.4, "Retrieve Transaction", frame list resources).
+
+``.../instances/{i}/frames/{list}`` answers ``multipart/related`` with one part per
+requested frame, in the order asked. Frames are sent as stored, never transcoded:
+native (uncompressed) frames as ``application/octet-stream`` with Explicit VR Little
+Endian, encapsulated frames as their compressed bitstream with the media type of the
+stored transfer syntax (PS3.18 table 8.7.3-2). Only the bytes of the requested frames
+are read: the header up to Pixel Data, then a seek to each frame (for encapsulated
+data, through the Basic or Extended Offset Table, or the fragment items' headers).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import pydicom
+from pydicom.encaps import get_frame
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from starlette.responses import StreamingResponse
+from starlette.types import Send
+
+from dicom_node.http.problem import Problem
+from dicom_node.http.wado import Stored, check_files, media_ranges
+
+log = logging.getLogger(__name__)
+
+OCTET = "application/octet-stream"
+PIXEL_DATA = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+UNDEFINED = 0xFFFFFFFF
+
+# Media type of each encapsulated transfer syntax (PS3.18 table 8.7.3-2).
+ENCAPSULATED_MEDIA = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.110": "image/jxl",
+    "1.2.840.10008.1.2.4.111": "image/jxl",
+    "1.2.840.10008.1.2.4.112": "image/jxl",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
+# The transfer syntax a media type means when the Accept names none (PS3.18 8.7.3).
+DEFAULT_SYNTAX = {
+    OCTET: ExplicitVRLittleEndian,
+    "image/jpeg": "1.2.840.10008.1.2.4.50",
+    "image/jls": "1.2.840.10008.1.2.4.80",
+    "image/jp2": "1.2.840.10008.1.2.4.90",
+    "image/jpx": "1.2.840.10008.1.2.4.92",
+    "image/jxl": "1.2.840.10008.1.2.4.110",
+    "image/jphc": "1.2.840.10008.1.2.4.201",
+    "image/dicom-rle": "1.2.840.10008.1.2.5",
+}
+ENCAPSULATED_UNCOMPRESSED = "1.2.840.10008.1.2.1.98"
+NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
+NO_TRANSCODING = "this node sends frames as stored and does not transcode"
+
+
+def parse_frame_list(text: str) -> list[int]:
+    """The 1-based frame numbers of a ``{frames}`` path segment; Problem 400 naming the
+    first bad one."""
+    numbers = []
+    for item in text.split(","):
+        item = item.strip()
+        if not re.fullmatch(r"[0-9]{1,9}", item) or int(item) == 0:
+            raise Problem(
+                400,
+                "Bad Request",
+                f"frame {item!r} is not a frame number: frames are a comma-separated "
+                "list of numbers from 1",
+                frame=item,
+            )
+        numbers.append(int(item))
+    return numbers
+
+
+def served_as(stored_ts: str) -> tuple[str, str]:
+    """(media type, transfer syntax) in which frames of ``stored_ts`` are sent;
+    Problem 406 for a syntax whose frames this node cannot send as stored."""
+    if stored_ts in NATIVE or stored_ts == ENCAPSULATED_UNCOMPRESSED:
+        return OCTET, ExplicitVRLittleEndian
+    if stored_ts in ENCAPSULATED_MEDIA:
+        return ENCAPSULATED_MEDIA[stored_ts], stored_ts
+    raise Problem(
+        406,
+        "Not Acceptable",
+        f"the instance is stored as {stored_ts}, whose frames this node cannot send: "
+        + NO_TRANSCODING,
+    )
+
+
+def negotiate(accept: str | None, stored_ts: str) -> tuple[str, str]:
+    """The (media type, transfer syntax) of the parts if the client accepts frames as
+    stored; Problem 406 otherwise. ``application/octet-stream`` with ``transfer-syntax=*``
+    (or the stored syntax) takes compressed frames too, labelled with their syntax: what
+    OHIF's image loader asks for by default."""
+    media, ts = served_as(stored_ts)
+    for rng, msg in media_ranges(accept):
+        if rng in ("*/*", "multipart/*"):
+            return media, ts
+        if rng != "multipart/related":
+            continue
+        wanted = str(msg.get_param("type") or OCTET).lower()
+        asked = msg.get_param("transfer-syntax")
+        if wanted == "*/*" or (wanted.endswith("/*") and media.startswith(wanted[:-1])):
+            if asked in (None, "*", ts):
+                return media, ts
+        elif wanted == media and (asked or DEFAULT_SYNTAX[media]) in ("*", ts):
+            return media, ts
+        elif wanted == OCTET and asked in ("*", ts):
+            return OCTET, ts
+    raise Problem(
+        406,
+        "Not Acceptable",
+        f'frames of this instance are multipart/related; type="{media}"; '
+        f"transfer-syntax={ts}: {NO_TRANSCODING} (ask with transfer-syntax=*)",
+    )
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """Where the Pixel Data of a file lies and how its frames are laid out."""
+
+    transfer_syntax: str
+    value_offset: int  # file offset of the value (or of its first item, encapsulated)
+    value_length: int  # UNDEFINED when encapsulated
+    frames: int
+    frame_bits: int  # bits per native frame
+    extended_offsets: tuple[bytes, bytes] | None
+
+
+def layout(inst: Stored) -> PixelLayout:
+    """The instance's pixel layout from its header; Problem 404 if it has no Pixel
+    Data."""
+    check_files([inst])
+    ts = inst.transfer_syntax
+    with open(inst.path, "rb") as fh:
+        ds = pydicom.dcmread(fh, stop_before_pixels=True)
+        # pydicom stops with the file positioned at the Pixel Data element's tag.
+        start = fh.tell()
+        head = fh.read(12)
+    if ts == DeflatedExplicitVRLittleEndian:  # positions are in the inflated stream
+        start, head = -1, b""
+    if "Rows" not in ds or (ts != DeflatedExplicitVRLittleEndian and head[:4] != PIXEL_DATA):
+        raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
+    if ts == ImplicitVRLittleEndian:
+        offset, length = start + 8, int.from_bytes(head[4:8], "little")
+    else:
+        offset, length = start + 12, int.from_bytes(head[8:12], "little")
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    bits = int(ds.get("BitsAllocated") or 8)
+    extended = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        extended = (bytes(ds.ExtendedOffsetTable), bytes(ds.ExtendedOffsetTableLengths))
+    return PixelLayout(
+        transfer_syntax=ts,
+        value_offset=offset,
+        value_length=length,
+        frames=int(ds.get("NumberOfFrames") or 1),
+        frame_bits=int(ds.Rows) * int(ds.Columns) * samples * bits,
+        extended_offsets=extended,
+    )
+
+
+def check_numbers(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> None:
+    """Problem 404 naming the first frame number past the instance's frames."""
+    for n in numbers:
+        if n > pixels.frames:
+            raise Problem(
+                404,
+                "Not Found",
+                f"frame {n} does not exist: instance {inst.sop} has {pixels.frames} "
+                f"frame{'s' if pixels.frames != 1 else ''}",
+                frame=str(n),
+            )
+
+
+def _native_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes:
+    """Frame ``n`` of native Pixel Data. Frames of Bits Allocated 1 are packed without
+    padding between them (PS3.5 8.1.1): one that starts mid-byte is shifted to start a
+    byte, and its last byte padded with zero bits."""
+    start_bit, end_bit = (n - 1) * pixels.frame_bits, n * pixels.frame_bits
+    first, last = start_bit // 8, (end_bit + 7) // 8
+    fh.seek(pixels.value_offset + first)
+    data = fh.read(last - first)
+    if start_bit % 8 == 0 and end_bit % 8 == 0:
+        return data
+    bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+    skip = start_bit - first * 8
+    return np.packbits(bits[skip : skip + pixels.frame_bits], bitorder="little").tobytes()
+
+
+def _check_length(pixels: PixelLayout, numbers: list[int]) -> None:
+    """Problem 422 if native Pixel Data ends before the last frame asked for (checked
+    before the first part is sent)."""
+    n = max(numbers)
+    if (n * pixels.frame_bits + 7) // 8 > pixels.value_length:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"frame {n}: the Pixel Data is shorter than its image attributes say",
+            frame=str(n),
+        )
+
+
+def _encapsulated_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes:
+    fh.seek(pixels.value_offset)
+    try:
+        return get_frame(
+            fh,
+            n - 1,
+            number_of_frames=pixels.frames,
+            extended_offsets=pixels.extended_offsets,
+        )
+    except (ValueError, KeyError, EOFError) as err:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"frame {n} cannot be found in the encapsulated Pixel Data: {err}",
+            frame=str(n),
+        ) from None
+
+
+def _deflated_frames(
+    inst: Stored, pixels: PixelLayout, numbers: list[int], limit: int
+) -> Iterator[bytes]:
+    """Frames of a Deflated file: it cannot be seeked, so it is inflated in memory
+    (Problem 406 beyond ``limit`` bytes)."""
+    size = pixels.frames * pixels.frame_bits // 8
+    if size > limit:
+        raise Problem(
+            406,
+            "Not Acceptable",
+            f"the instance is stored Deflated: its frames would take {size // 2**20} MB "
+            f"inflated, more than http.max_decoded_mb ({limit // 2**20} MB)",
+        )
+    value = pydicom.dcmread(inst.path).get("PixelData")
+    if value is None:
+        raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
+    inflated = PixelLayout(
+        ExplicitVRLittleEndian, 0, len(value), pixels.frames, pixels.frame_bits, None
+    )
+    _check_length(inflated, numbers)
+    buffer = io.BytesIO(value)
+    for n in numbers:
+        yield _native_frame(buffer, inflated, n)
+
+
+def frame_bytes(
+    inst: Stored, pixels: PixelLayout, numbers: list[int], limit: int
+) -> Iterator[bytes]:
+    """The bytes of each requested frame, read as they are sent. The first one is read
+    (and native lengths checked) before this returns, so that bad pixel data answers a
+    problem, not a cut response."""
+    if pixels.transfer_syntax == DeflatedExplicitVRLittleEndian:
+        frames = _deflated_frames(inst, pixels, numbers, limit)
+    else:
+        frames = _read_frames(inst, pixels, numbers)
+    first = next(frames)
+
+    def rest() -> Iterator[bytes]:
+        yield first
+        try:
+            yield from frames
+        except Problem as err:  # too late for a status: the response is cut
+            log.error(
+                "WADO-RS frames of instance %s of study %s: %s; response cut",
+                inst.sop,
+                inst.study,
+                err.detail,
+            )
+            raise ResponseCut from None
+
+    return rest()
+
+
+class ResponseCut(Exception):
+    """A streamed response that cannot be completed (already logged)."""
+
+
+class FramesResponse(StreamingResponse):
+    """A streamed multipart response that, on :class:`ResponseCut`, stops without its
+    final message: the server then closes the connection, so the client sees a cut
+    response, never a complete-looking one (and no traceback is logged)."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        except ResponseCut:
+            return
+
+
+def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Iterator[bytes]:
+    encapsulated = pixels.value_length == UNDEFINED
+    if not encapsulated:
+        _check_length(pixels, numbers)
+    with open(inst.path, "rb") as fh:
+        for n in numbers:
+            if encapsulated:
+                yield _encapsulated_frame(fh, pixels, n)
+            else:
+                yield _native_frame(fh, pixels, n)
+
+
+def multipart(frames: Iterator[bytes], media: str, ts: str, boundary: str) -> Iterator[bytes]:
+    """The multipart/related body: one part per frame."""
+    for data in frames:
+        yield (f"--{boundary}\r\nContent-Type: {media}; transfer-syntax={ts}\r\n\r\n").encode()
+        yield data
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
