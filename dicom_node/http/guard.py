@@ -63,13 +63,29 @@ class ProtocolTransport:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._replaced:  # the rest of uvicorn's plain-text answer (h11 writes in parts)
             return
-        if bytes(data[: len(_PARSER_400)]) == _PARSER_400:
+        if data[: len(_PARSER_400)] == _PARSER_400:
             head = bytes(data[:1024]).lower()
             if _PLAIN_TEXT in head and b"\r\nconnection: close\r\n" in head:
                 self._replaced = True
                 self._conn.malformed()
                 return
         self._transport.write(data)
+
+    # What uvicorn's protocols call on every request, passed on without __getattr__.
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
