@@ -33,7 +33,8 @@ from dicom_node.index import tables  # noqa: F401 - registers the tables
 from dicom_node.jobs.attempts import AttemptLog
 from dicom_node.jobs.queue import JobQueue, NewJob
 from dicom_node.settings.destinations import DimseDestination
-from tests.support.storescp import StoreSCP, dcmtk_env
+from tests.support.dcmtk import dcmtk_env, dcmtk_tool
+from tests.support.storescp import StoreSCP
 
 
 def main() -> None:
@@ -83,7 +84,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 subprocess.run(
                     [
-                        "storescu",
+                        dcmtk_tool("storescu"),
                         "-aet",
                         "DICOM_NODE",
                         "-aec",

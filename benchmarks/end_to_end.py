@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from pydicom import dcmread  # noqa: E402
 
 from dicom_node import synthetic  # noqa: E402
+from tests.support.dcmtk import dcmtk_tool  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.storescp import StoreSCP  # noqa: E402
 
@@ -46,7 +47,16 @@ STAGES = [
 def storescu(port: int, aec: str, files: list[Path]) -> float:
     """Send and return the time the last C-STORE was answered."""
     subprocess.run(
-        ["storescu", "-aet", "BENCH", "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
+        [
+            dcmtk_tool("storescu"),
+            "-aet",
+            "BENCH",
+            "-aec",
+            aec,
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
         check=True,
         capture_output=True,
         timeout=120,

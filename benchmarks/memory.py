@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dicom_node import synthetic  # noqa: E402
+from tests.support.dcmtk import dcmtk_tool  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 
 CONFIG = {
@@ -79,7 +80,14 @@ def send_studies(node: NodeProcess, folder: Path, first: int, count: int, rows: 
         )
         files += synthetic.write_files([ds], folder / str(i))
     subprocess.run(
-        ["storescu", "-aec", "DICOM_NODE", "127.0.0.1", str(node.port), *map(str, files)],
+        [
+            dcmtk_tool("storescu"),
+            "-aec",
+            "DICOM_NODE",
+            "127.0.0.1",
+            str(node.port),
+            *map(str, files),
+        ],
         check=True,
         capture_output=True,
     )

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dicom_node.synthetic import iter_ct_series, write_files  # noqa: E402
+from tests.support.dcmtk import dcmtk_tool  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 
@@ -54,7 +55,7 @@ def send(files: list[Path], ae: str, port: int) -> float:
     t0 = time.perf_counter()
     procs = [
         subprocess.Popen(
-            ["storescu", "-aec", ae, "127.0.0.1", str(port), *map(str, part)],
+            [dcmtk_tool("storescu"), "-aec", ae, "127.0.0.1", str(port), *map(str, part)],
             env=ENV,
             stdout=subprocess.DEVNULL,
         )
@@ -82,7 +83,16 @@ def round_storescp(files: list[Path], work: Path, max_pdu: int) -> float:
     out.mkdir()
     port = free_port()
     proc = subprocess.Popen(
-        ["storescp", "-aet", "STORESCP", "-od", str(out), "--max-pdu", str(max_pdu), str(port)],
+        [
+            dcmtk_tool("storescp"),
+            "-aet",
+            "STORESCP",
+            "-od",
+            str(out),
+            "--max-pdu",
+            str(max_pdu),
+            str(port),
+        ],
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

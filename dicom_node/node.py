@@ -89,9 +89,8 @@ class Node:
         if not reconcile.start_unclean(self.store) or not reconcile.has_files(self.store):
             return
         log.info("the previous run did not stop cleanly: reconciling the store with the index")
-        report = reconcile.reconcile(
-            self.store, self.db, self.recorder, self.config.ae_titles[0].ae_title
-        )
+        titles = [a.ae_title for a in self.config.ae_titles]
+        report = reconcile.reconcile(self.store, self.db, self.recorder, titles[0], served=titles)
         log.info("store reconciled: %s", report.summary())
 
     def _index_durable(self) -> bool:

@@ -73,6 +73,7 @@ def reconcile(
                 db,
                 recorder,
                 cfg.ae_titles[0].ae_title,
+                served=[a.ae_title for a in cfg.ae_titles],
                 dry_run=dry_run,
                 progress=lambda n: bar.advance(task, n),
             )

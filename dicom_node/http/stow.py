@@ -38,7 +38,7 @@ from dicom_node.index.header import (
     HeaderError,
     InstanceHeader,
     header_from_elements,
-    parse_header,
+    parse_file_header,
 )
 from dicom_node.index.recorder import Receipt
 from dicom_node.network import spool
@@ -221,8 +221,7 @@ def read_file_meta(path: Path | str) -> tuple[str, str]:
 
 def _dataset_header(path: Path | str, ts: str, meta_sop: str) -> InstanceHeader:
     """The header of the dataset after the File Meta (pydicom's parse)."""
-    with open(path, "rb") as fh:
-        header = parse_header(fh, ts, spool.dataset_offset(fh.read(144)))
+    header = parse_file_header(path, ts)
     if meta_sop and meta_sop != header.sop_instance_uid:
         raise HeaderError("File Meta and dataset SOP Instance UIDs differ")
     return header

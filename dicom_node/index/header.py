@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
+from os import PathLike
 from typing import Any, BinaryIO
 
 from pydicom.charset import convert_encodings
@@ -241,6 +242,29 @@ def parse_header(
     except Exception as err:  # pydicom raises many kinds on garbage
         raise HeaderError(f"dataset cannot be parsed: {type(err).__name__}: {err}") from err
     return _header(values)
+
+
+def dataset_offset(head: bytes) -> int:
+    """Where the dataset starts in a PS3.10 file (after preamble and File Meta).
+
+    Raises ValueError if ``head`` (the file's first bytes) does not start with a preamble
+    and an explicit VR little endian (0002,0000) File Meta Information Group Length.
+    """
+    if len(head) < 144 or head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
+        raise ValueError("not a DICOM file with a File Meta group length")
+    return 144 + int.from_bytes(head[140:144], "little")
+
+
+def parse_file_header(path: str | PathLike[str], transfer_syntax: str) -> InstanceHeader:
+    """:func:`parse_header` of the dataset of the PS3.10 file at ``path`` (after its File
+    Meta); HeaderError if it is not such a file. The path for a file the structure walk
+    did not read (deflated, or refused by it)."""
+    with open(path, "rb") as fh:
+        try:
+            offset = dataset_offset(fh.read(144))
+        except ValueError as err:
+            raise HeaderError(f"not a DICOM PS3.10 file ({err})") from err
+        return parse_header(fh, transfer_syntax, offset)
 
 
 HEADER_TAGS = frozenset(int(t) for t in _TAGS)  # the top-level elements the index reads

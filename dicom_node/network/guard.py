@@ -49,6 +49,14 @@ def _refuse(dul: Any, why: str) -> None:
         dul.event_queue.put("Evt19")  # "invalid PDU": A-ABORT, then close
 
 
+def abort_association(assoc: Any, why: str) -> None:
+    """Abort ``assoc`` as a refused peer is (A-ABORT via the state machine, nothing more
+    of what its peer sends read or decoded); safe on its DUL thread."""
+    dul = getattr(assoc, "dul", None)
+    if dul is not None:
+        _refuse(dul, why)
+
+
 def _closed(dul: Any) -> None:
     """The peer closed, or stayed silent past the network timeout in the middle of a PDU:
     close our end too (Evt17 follows), so that no half-open socket holds a slot."""

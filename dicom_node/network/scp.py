@@ -27,10 +27,9 @@ from dicom_node.db import utcnow
 from dicom_node.index.header import (
     HEADER_TAGS,
     HeaderError,
-    InstanceHeader,
     MissingIdentifiers,
     header_from_elements,
-    parse_header,
+    parse_file_header,
 )
 from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.network import (
@@ -172,16 +171,6 @@ class StorageSCP:
                 inline.serve_inline(assoc)  # C-STOREs served on the DUL thread
 
     @staticmethod
-    def _read_header(spooled: Path, transfer_syntax: str) -> InstanceHeader:
-        """The index attributes of a spooled C-STORE file (File Meta, then the dataset)."""
-        with open(spooled, "rb") as fh:
-            try:
-                offset = spool.dataset_offset(fh.read(144))
-            except ValueError as err:
-                raise HeaderError(f"received file unreadable: {err}") from err
-            return parse_header(fh, transfer_syntax, offset)
-
-    @staticmethod
     def _reject(assoc: Any, diagnostic: int) -> None:
         # Rejected-permanent by the service user, as pynetdicom's own checks do; kill()
         # waits until the A-ASSOCIATE-RJ went out and the peer closed.
@@ -290,7 +279,7 @@ class StorageSCP:
             if elements is not None:
                 header = header_from_elements(elements, ts)
             else:
-                header = self._read_header(spooled, ts)
+                header = parse_file_header(spooled, ts)
         except MissingIdentifiers as err:
             log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
             return _status(CANNOT_UNDERSTAND_IDS, str(err), "missing_uid")

@@ -22,7 +22,8 @@ recorded against its association until the handler :func:`claim` s it, and whate
 still unclaimed when the association ends is removed (:func:`end_of_association`, from
 the release/abort/close events, and from a sweep for associations whose threads ended
 without any of them). This is done with the spool tweak off too, for pynetdicom's own
-temporary files.
+temporary files. An association that holds more than :data:`MAX_UNSERVED` such files (a
+peer sending requests pynetdicom drops, on one long association) is aborted.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from dicom_node import metrics
-from dicom_node.network import file_meta
+from dicom_node.index.header import dataset_offset as dataset_offset  # re-exported
+from dicom_node.network import file_meta, guard
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ _installed = False
 _into_store = True  # spool into the registered directory (else pynetdicom's temp files)
 READY_FILES = 4
 SWEEP_SECONDS = 0.5  # how often associations that ended without an event are looked for
+# Received datasets an association may hold that no handler took yet: the node negotiates
+# one outstanding operation, so a conforming peer holds one (the dataset arriving).
+MAX_UNSERVED = 8
 HeadHook = Callable[["SpoolFile", bytes], None]  # empty spool files kept ready per directory
 Admit = Callable[[int], None]  # raises OSError to refuse writing that many bytes
 
@@ -200,6 +205,10 @@ class _Ready:
                 self._thread.start()
         self._want.set()  # the sweep runs while any association holds files
 
+    def held(self, owner: Any) -> int:
+        """How many received datasets ``owner`` holds that no handler claimed."""
+        return len(self._owned.get(owner, ()))
+
     def claim(self, path: str) -> bool:
         """The handler takes ``path`` over (it places or removes it from now on); False if
         it was discarded already because its association ended."""
@@ -302,7 +311,16 @@ def _named_temporary_file(*args: Any, **kwargs: Any) -> Any:
     ready = _ready_for(assoc)
     if ready is None:  # another AE in this process: pynetdicom's own behaviour
         return tempfile.NamedTemporaryFile(*args, **kwargs)
-    return ready.take(assoc) if _into_store else ready.temporary(assoc, *args, **kwargs)
+    received = ready.take(assoc) if _into_store else ready.temporary(assoc, *args, **kwargs)
+    held = ready.held(assoc)
+    if held > MAX_UNSERVED:
+        # Requests pynetdicom dropped unanswered (or pipelined past the negotiated one
+        # outstanding operation): their files would pile up until the association ends.
+        # This one is written, never served, and removed with the others at the abort.
+        guard.abort_association(
+            assoc, f"{held - 1} received datasets not served (at most {MAX_UNSERVED})"
+        )
+    return received
 
 
 def claim(assoc: Any, path: Path | str) -> bool:
@@ -324,7 +342,8 @@ def end_of_association(assoc: Any) -> list[str]:
 
 def install(file_meta_too: bool = True, into_store: bool = True) -> bool:
     """Make pynetdicom receive C-STORE datasets into files recorded against their
-    association (see the module's docstring): spooled into the registered directories
+    association (see the module's docstring), their File Meta recording the
+    association's AE titles (:mod:`.file_meta`): spooled into the registered directories
     with ``into_store`` (the spool tweak; with ``file_meta_too`` their File Meta
     memoised), else in pynetdicom's own temporary files. Return whether the hook is in
     place (if pynetdicom differs, its own temp files are used, unrecorded, and the
@@ -334,16 +353,14 @@ def install(file_meta_too: bool = True, into_store: bool = True) -> bool:
 
     chunked_datasets()
     _into_store = into_store
+    if not file_meta.install(memoise=into_store and file_meta_too):
+        log.error("File Meta without AE titles: pynetdicom differs from 3.0.x")
     if _installed:
-        if into_store and file_meta_too:
-            file_meta.install()
         return True
     if getattr(dimse_messages, "NamedTemporaryFile", None) is not tempfile.NamedTemporaryFile:
         log.info("spooling into the store not applied: pynetdicom differs from 3.0.x")
         return False
     dimse_messages.NamedTemporaryFile = _named_temporary_file  # type: ignore[attr-defined]
-    if into_store and file_meta_too and not file_meta.install():
-        log.info("File Meta encoding not memoised: pynetdicom differs from 3.0.x")
     _installed = True
     return True
 
@@ -353,14 +370,3 @@ def chunked_datasets() -> None:
     from pynetdicom import _config
 
     _config.STORE_RECV_CHUNKED_DATASET = True
-
-
-def dataset_offset(head: bytes) -> int:
-    """Where the dataset starts in a spooled file (after preamble and File Meta).
-
-    Raises ValueError if ``head`` (the file's first bytes) does not start with a preamble
-    and an explicit VR little endian (0002,0000) File Meta Information Group Length.
-    """
-    if len(head) < 144 or head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
-        raise ValueError("not a DICOM file with a File Meta group length")
-    return 144 + int.from_bytes(head[140:144], "little")

@@ -32,34 +32,18 @@ from pydicom.uid import UID, JPEGTransferSyntaxes
 MAX_DEPTH = 64  # nested sequences; real objects (RT, SR) stay far below
 COLLECT_MAX = 4096  # bytes: longer values of collected elements are left out (unread)
 
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-_SHORT_VRS = frozenset(
-    {
-        b"AE",
-        b"AS",
-        b"AT",
-        b"CS",
-        b"DA",
-        b"DS",
-        b"DT",
-        b"FL",
-        b"FD",
-        b"IS",
-        b"LO",
-        b"LT",
-        b"PN",
-        b"SH",
-        b"SL",
-        b"SS",
-        b"ST",
-        b"TM",
-        b"UI",
-        b"UL",
-        b"US",
-    }
-)
+# Explicit VRs with a 4-byte length (after 2 reserved bytes), then those with a 2-byte
+# length, each in alphabetical order (as listed: tests/store/fuzz.py draws from them by
+# position, so a fixed seed means the same mutation only while this order stays).
+LONG_VRS = (
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+)  # fmt: skip
+SHORT_VRS = (
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO",
+    b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+)  # fmt: skip
+_LONG_VRS = frozenset(LONG_VRS)
+_SHORT_VRS = frozenset(SHORT_VRS)
 _SQ_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
 # Numeric VRs: a value is a whole number of these (pydicom refuses to read one that is
 # not; O* VRs it keeps as bytes).

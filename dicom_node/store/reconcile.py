@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from dicom_node.index.header import (
     HeaderError,
     InstanceHeader,
     header_from_elements,
-    parse_header,
+    parse_file_header,
 )
 from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.index.tables import Instance
@@ -107,44 +107,70 @@ def indexed_paths(db: Database, chunk: int = CHUNK) -> set[str]:
             last = rows[-1].id
 
 
-def read_stored(path: Path) -> tuple[InstanceHeader, str]:
-    """The header and transfer syntax of a stored file, checked as the receive path
-    checks a spooled one; raises HeaderError, StructureError or PixelDataMismatch."""
+@dataclass(frozen=True)
+class Stored:
+    """What a stored file says of itself: its header, transfer syntax, and the calling
+    and called AE titles its File Meta records ("" where it records none)."""
+
+    header: InstanceHeader
+    transfer_syntax: str
+    sending_ae: str = ""
+    receiving_ae: str = ""
+
+
+def read_stored(path: Path) -> Stored:
+    """The header, transfer syntax and AE titles of a stored file, checked as the receive
+    path checks a spooled one; raises HeaderError, StructureError or PixelDataMismatch."""
     try:
-        ts = str(read_file_meta_info(path).TransferSyntaxUID)
+        meta = read_file_meta_info(path)
+        ts = str(meta.TransferSyntaxUID)
     except Exception as err:  # pydicom raises many kinds on garbage
         raise HeaderError(f"no readable File Meta: {type(err).__name__}: {err}") from err
     elements = check_file(path, ts, HEADER_TAGS)
     if elements is not None:
-        return header_from_elements(elements, ts), ts
-    with open(path, "rb") as fh:  # deflated: not walked, parsed as the receive path does
-        head = fh.read(144)
-        return parse_header(fh, ts, 144 + int.from_bytes(head[140:144], "little")), ts
+        header = header_from_elements(elements, ts)
+    else:  # deflated: not walked, parsed as the receive path does
+        header = parse_file_header(path, ts)
+    return Stored(
+        header,
+        ts,
+        str(meta.get("SendingApplicationEntityTitle", "") or "").strip(),
+        str(meta.get("ReceivingApplicationEntityTitle", "") or "").strip(),
+    )
 
 
-def _origin(db: Database, study_uid: str, default_ae: str) -> tuple[str, str, str | None]:
-    """Called AE, calling AE and peer address of an indexed instance of the same study
-    (the same association, most likely); else ``default_ae`` and unknown."""
+def _origin(
+    db: Database, stored: Stored, default_ae: str, served: Collection[str]
+) -> tuple[str, str, str | None]:
+    """Called AE, calling AE and peer address of a stored file: the AE titles its File
+    Meta records when the called one is served here (the node wrote them; the peer
+    address only if an indexed instance of its study came from the same calling AE);
+    else those of an indexed instance of the same study (the same association, most
+    likely); else ``default_ae`` and unknown."""
     with db.engine.connect() as conn:
         row = conn.execute(
             select(Instance.called_ae, Instance.calling_ae, Instance.peer_address)
-            .where(Instance.study_uid == study_uid)
+            .where(Instance.study_uid == stored.header.study_uid)
             .order_by(Instance.id.desc())
             .limit(1)
         ).first()
+    if stored.receiving_ae in served:
+        peer = row[2] if row and row[1] == stored.sending_ae else None
+        return stored.receiving_ae, stored.sending_ae, peer
     return (row[0], row[1], row[2]) if row else (default_ae, "", None)
 
 
-def _examine(store: InstanceStore, path: Path) -> tuple[Outcome, InstanceHeader | None, str]:
+def _examine(store: InstanceStore, path: Path) -> tuple[Outcome, Stored | None]:
     try:
-        header, ts = read_stored(path)
+        stored = read_stored(path)
     except (HeaderError, StructureError, PixelDataMismatch, OSError) as err:
-        return Outcome(path, UNREADABLE, str(err)), None, ""
+        return Outcome(path, UNREADABLE, str(err)), None
+    header = stored.header
     expected = store.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
     if expected != path:
         reason = f"its UIDs place it at {expected}"
-        return Outcome(path, UNREADABLE, reason, header.study_uid), None, ""
-    return Outcome(path, REINDEXED, study_uid=header.study_uid), header, ts
+        return Outcome(path, UNREADABLE, reason, header.study_uid), None
+    return Outcome(path, REINDEXED, study_uid=header.study_uid), stored
 
 
 def reconcile(
@@ -153,10 +179,13 @@ def reconcile(
     recorder: Recorder,
     default_ae: str,
     *,
+    served: Collection[str] = (),
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Report:
-    """Index every file of ``store`` that has no index row (nothing on a dry run)."""
+    """Index every file of ``store`` that has no index row (nothing on a dry run).
+    ``served``: the called AE titles of the node (a File Meta naming another one is not
+    trusted for the AE titles; ``default_ae`` is the fallback)."""
     started = time.monotonic()
     report = Report()
     known = indexed_paths(db)
@@ -166,10 +195,10 @@ def reconcile(
             progress(1)
         if str(path) in known:
             continue
-        outcome, header, ts = _examine(store, path)
-        if header is not None and not dry_run:
+        outcome, stored = _examine(store, path)
+        if stored is not None and not dry_run:
             try:
-                _record(store, db, recorder, default_ae, path, header, ts)
+                _record(recorder, _origin(db, stored, default_ae, served), path, stored)
             except DuplicateInstance:
                 outcome = Outcome(path, DUPLICATE, "SOP Instance UID indexed with another file")
         report.files.append(outcome)
@@ -182,21 +211,19 @@ def reconcile(
 
 
 def _record(
-    store: InstanceStore,
-    db: Database,
     recorder: Recorder,
-    default_ae: str,
+    origin: tuple[str, str, str | None],
     path: Path,
-    header: InstanceHeader,
-    ts: str,
+    stored: Stored,
 ) -> None:
-    called, calling, peer = _origin(db, header.study_uid, default_ae)
+    called, calling, peer = origin
+    header = stored.header
     st = path.stat()
     receipt = Receipt(
         called_ae=called,
         calling_ae=calling,
         peer_address=peer,
-        transfer_syntax=ts,
+        transfer_syntax=stored.transfer_syntax,
         path=str(path),
         size=st.st_size,
         # The file was linked into place from its spool file, written as it arrived.

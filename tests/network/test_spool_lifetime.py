@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
 
+from dicom_node.network.spool import MAX_UNSERVED
 from tests.network import pdus, probe
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
@@ -124,3 +126,58 @@ def test_peer_closing_mid_dataset_leaves_no_spool_file(hostile_node: NodeProcess
             sock.sendall(chunk)
         sock.shutdown(socket.SHUT_RDWR)
     _assert_nothing_left(node, before, [ds.SOPInstanceUID], [])
+
+
+INVALID_STORES = 200  # requests pynetdicom drops, sent on one association
+
+
+def test_dropped_requests_on_one_association_stay_bounded(hostile_node: NodeProcess) -> None:
+    """A peer that keeps one association open and sends C-STOREs pynetdicom drops (no
+    Message ID) would make the node hold a spool file, and its fd, for each until the
+    association ends. The node holds at most ``MAX_UNSERVED`` of them, then aborts."""
+    node = hostile_node
+    _, fds_before, _ = probe.baseline(node)
+    before = set(probe.spool_leftovers(node))
+    invalid = b"".join(_store(pdus.small_ct(), message_id=None))
+    echo = pdus.p_data(pdus.pdv(pdus.ECHO_CX, 0x03, pdus.echo_command()))
+    held, fd_peak, sent, aborted = 0, 0, 0, False
+    with pdus.connect(node.port) as sock:
+        sock.sendall(pdus.associate_rq())
+        reader = pdus.read_pdus(sock, 20)
+        assert next(reader).kind == pdus.A_ASSOCIATE_AC
+        while sent < INVALID_STORES and not aborted:
+            try:
+                sock.sendall(invalid + echo)
+            except (BrokenPipeError, ConnectionResetError):
+                aborted = True
+                break
+            sent += 1
+            # The C-ECHO is served after the request before it: once its response is
+            # here, pynetdicom has dropped that request.
+            got = next(reader, None)
+            if got is None or got.kind == pdus.A_ABORT:
+                aborted = True
+                break
+            assert got.kind == pdus.P_DATA_TF, got
+            held = max(held, len(set(probe.spool_leftovers(node)) - before))
+            fd_peak = max(fd_peak, probe.fds(node.pid))
+    assert aborted, f"{sent} dropped requests held ({held} files, fds {fds_before}->{fd_peak})"
+    assert sent <= MAX_UNSERVED + 1
+    assert held <= MAX_UNSERVED
+    assert fd_peak <= fds_before + MAX_UNSERVED + 4, (fds_before, fd_peak)
+    _assert_nothing_left(node, sorted(before), [], [])
+
+
+def test_spooled_file_meta_records_the_ae_titles(hostile_node: NodeProcess) -> None:
+    """The File Meta the node writes names the calling AE (0002,0017) and the called AE
+    (0002,0018), tweaks on and off: reconciliation reads them back (tests/store)."""
+    node = hostile_node
+    ds = pdus.small_ct()
+    assert probe.store_ok(node.port, ds)  # calling AE "PROBE"
+    ((path,),) = query(
+        node.index, "SELECT path FROM instances WHERE sop_instance_uid=:u", u=ds.SOPInstanceUID
+    )
+    meta = read_file_meta_info(path)
+    assert meta.SendingApplicationEntityTitle == "PROBE"
+    assert meta.ReceivingApplicationEntityTitle == "DICOM_NODE"
+    assert "SourceApplicationEntityTitle" not in meta  # the node wrote the file

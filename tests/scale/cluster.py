@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from pydicom import dcmread
 
+from tests.support.dcmtk import dcmtk_tool
 from tests.support.node_process import ROOT, NodeProcess
 from tests.support.tiny_model import tiny_package
 from tests.support.worker_process import WorkerProcess
@@ -116,7 +117,7 @@ def worker(
 def storescu(port: int, files: list[Path], calling: str = "MODALITY") -> None:
     subprocess.run(
         [
-            "storescu",
+            dcmtk_tool("storescu"),
             "-aet",
             calling,
             "-aec",

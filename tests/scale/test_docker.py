@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.dcmtk import dcmtk_tool
 from tests.support.node_process import ROOT
 from tests.support.ports import free_port, wait_for_port
 
@@ -142,7 +143,7 @@ def test_image_default_command_starts_a_node_here(tmp_path: Path) -> None:
     try:
         wait_for_port(port, timeout=120)
         echo = subprocess.run(
-            ["echoscu", "-aec", "DICOM_NODE", "127.0.0.1", str(port)],
+            [dcmtk_tool("echoscu"), "-aec", "DICOM_NODE", "127.0.0.1", str(port)],
             capture_output=True,
             text=True,
             timeout=30,

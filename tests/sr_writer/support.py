@@ -26,6 +26,7 @@ from sr_writer import (
     write_results,
 )
 from sr_writer.codes import FINDINGS
+from tests.support.dcmtk import find_dcmtk_tool
 
 WHEN = dt.datetime(2026, 1, 3, 12, 0, 0)
 
@@ -45,7 +46,7 @@ needs_dciodvfy = pytest.mark.skipif(
     shutil.which("dciodvfy") is None, reason="dicom3tools dciodvfy not installed"
 )
 needs_dcmtk = pytest.mark.skipif(
-    shutil.which("dsrdump") is None, reason="DCMTK dsrdump not installed"
+    find_dcmtk_tool("dsrdump") is None, reason="DCMTK dsrdump not installed"
 )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sr_writer import WriteOptions
+from tests.support.dcmtk import dcmtk_tool
 from tests.support.dicom3tools import dciodvfy
 
 from .support import (
@@ -87,7 +88,9 @@ def test_dcmtk_parses_and_renders_sr(kind: str, sr_labels: str, demo: bool, tmp_
     results = [result_for(ds, model, pneumothorax=0.2) for ds in sources]  # all negative
     out = write(sources, WriteOptions(created_at=WHEN, sr_labels=sr_labels), results)
     path = save(out.sr, tmp_path, "sr")
-    dump = subprocess.run(["dsrdump", "+Pt", str(path)], capture_output=True, text=True, timeout=60)
+    dump = subprocess.run(
+        [dcmtk_tool("dsrdump"), "+Pt", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert dump.returncode == 0, dump.stderr
     assert out.sr.SpecificCharacterSet == ("ISO_IR 192" if demo else "ISO_IR 100")
     assert dump.stderr == (UTF8_NOTE if demo else ""), dump.stderr

@@ -15,6 +15,7 @@ import pytest
 from ai.preprocess import crop_heatmap, letterbox_geometry
 from sr_writer import WriteOptions, display
 from sr_writer.spatial import hot_region
+from tests.support.dcmtk import dcmtk_tool
 from tests.support.dicom3tools import dciodvfy
 
 from .support import (
@@ -149,7 +150,7 @@ def test_dcmtk_reads_and_renders_the_located_sr_and_the_kos(demo: bool, tmp_path
     ):
         path = save(ds, tmp_path, name)
         dump = subprocess.run(
-            ["dsrdump", "+Pt", str(path)], capture_output=True, text=True, timeout=60
+            [dcmtk_tool("dsrdump"), "+Pt", str(path)], capture_output=True, text=True, timeout=60
         )
         assert dump.returncode == 0 and dump.stderr == note, dump.stderr
         html = subprocess.run(["dsr2html", str(path)], capture_output=True, text=True, timeout=60)

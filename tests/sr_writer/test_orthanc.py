@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sr_writer import WriteOptions
-from tests.support.dcmtk import storescu
+from tests.support.dcmtk import find_dcmtk_tool, storescu
 from tests.support.orthanc import Orthanc
 
 from .support import SOURCES, WHEN, save, write
@@ -19,7 +19,7 @@ pytestmark = [
     pytest.mark.skipif(
         shutil.which("Orthanc") is None
         and not Path("/usr/sbin/Orthanc").exists()
-        or shutil.which("storescu") is None,
+        or find_dcmtk_tool("storescu") is None,
         reason="Orthanc or DCMTK storescu not installed",
     ),
 ]

@@ -3,43 +3,16 @@ VRs, spliced garbage and nested sequences (for ``test_fuzz_datasets``)."""
 
 from __future__ import annotations
 
+import heapq
 import random
 import struct
 from collections.abc import Callable
 
-VRS = [
-    b"AE",
-    b"AS",
-    b"AT",
-    b"CS",
-    b"DA",
-    b"DS",
-    b"DT",
-    b"FL",
-    b"FD",
-    b"IS",
-    b"LO",
-    b"LT",
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OW",
-    b"PN",
-    b"SH",
-    b"SL",
-    b"SQ",
-    b"SS",
-    b"ST",
-    b"TM",
-    b"UC",
-    b"UI",
-    b"UL",
-    b"UN",
-    b"UR",
-    b"US",
-    b"UT",
-]
+from dicom_node.store.check import LONG_VRS, SHORT_VRS
+
+# check.py's VRs merged in alphabetical order (FL before FD, as listed there), less those
+# added to DICOM after the fuzz seeds were fixed: a seed draws the same VR as before.
+VRS = [vr for vr in heapq.merge(SHORT_VRS, LONG_VRS) if vr not in (b"OV", b"SV", b"UV")]
 
 
 def _vr_offsets(body: bytes) -> list[int]:

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 
 from dicom_node.db import sqlite_url
 from tests.support.dcmtk import storescu
+from tests.support.dicom3tools import HAVE_DCIODVFY, dciodvfy
 from tests.support.index import job_rows, query
 from tests.support.node_process import ROOT, NodeProcess
 from tests.support.storescp import StoreSCP
@@ -158,6 +159,66 @@ def test_lost_rows_are_indexed_again_and_routed(tmp_path: Path, index_url: str) 
     finally:
         assert node.stop() == 0
     assert len(_rows(node.index)) == 6
+
+
+def test_study_lost_entirely_keeps_its_ae_titles(tmp_path: Path) -> None:
+    """A study whose every row (and group) was lost is re-indexed with the AE titles of
+    the association that brought it, read from the File Meta the node wrote: routed
+    under its called AE's grouping (by series) and matched on its calling AE."""
+    files = make_study(tmp_path / "src", 3, size=64, seed=43)
+    titles = [{"ae_title": "DICOM_NODE"}, {"ae_title": "BYSERIES", "group_by": "series"}]
+    node = NodeProcess(
+        tmp_path / "node",
+        _config(None, 120, ae_titles=[t | {"quiet_seconds": 120} for t in titles]),
+    )
+    node.start()
+    try:
+        storescu(node.port, files, "BYSERIES", "MODX", check=True)
+    finally:
+        node.kill()
+    before = _rows(node.index)
+    assert {(r["called_ae"], r["calling_ae"]) for r in before.values()} == {("BYSERIES", "MODX")}
+    _execute(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
+    if HAVE_DCIODVFY:  # the File Meta the node wrote is valid
+        assert [dciodvfy(Path(r["path"]))[0] for r in before.values()] == [[]] * 3
+    with StoreSCP(tmp_path / "pacs", ae_title="PACS") as pacs:
+        cfg = _config(
+            None,
+            1,
+            ae_titles=[t | {"quiet_seconds": 1} for t in titles],
+            destinations=[
+                {"name": "PACS", "kind": "dimse", "ae_title": "PACS"}
+                | {"host": "127.0.0.1", "port": pacs.port}
+            ],
+            routes=[
+                {
+                    "name": "from-modx",
+                    "match": {"called_ae": "BYSERIES", "calling_ae": "MODX"},
+                    "action": "forward",
+                    "destinations": ["PACS"],
+                }
+            ],
+        )
+        node = NodeProcess(tmp_path / "node", cfg, port=node.port)
+        node.start()
+        try:
+            after = _rows(node.index)
+            assert sorted(after) == sorted(before)
+            for sop, row in before.items():
+                got = dict(after[sop])
+                assert abs((got.pop("received_at") - row["received_at"]).total_seconds()) < 5
+                assert got.pop("peer_address") is None  # not in the File Meta
+                assert got == {
+                    k: v for k, v in row.items() if k not in ("received_at", "peer_address")
+                }
+            groups = query(
+                node.index, "SELECT called_ae, calling_ae, group_by, group_key FROM groups"
+            )
+            series = {r["series_uid"] for r in before.values()}
+            assert groups == [("BYSERIES", "MODX", "series", series.pop())]
+            pacs.wait_for_files(3, timeout=60)
+        finally:
+            assert node.stop() == 0
 
 
 def test_corrupt_unindexed_file_is_left_and_reported(tmp_path: Path) -> None:

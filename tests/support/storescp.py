@@ -14,27 +14,14 @@ came over the network. Verbose output with presentation contexts (``-v +v``) goe
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
+from tests.support.dcmtk import dcmtk_env, dcmtk_tool
 from tests.support.logged import LoggedProcess
 from tests.support.ports import free_port
 from tests.support.procnet import listening
 from tests.support.waiting import ProcessExited, wait_ready, wait_until
-
-STORESCP = shutil.which("storescp") or "/usr/bin/storescp"
-
-
-def dcmtk_env() -> dict[str, str]:
-    """The environment for DCMTK tools: Nagle's algorithm off (``TCP_NODELAY=1``).
-
-    DCMTK leaves Nagle on unless this variable is set; with it on, each small C-STORE
-    response waits for the peer's delayed ACK (~40 ms per instance on Linux loopback),
-    which would dominate any timing taken against storescp/storescu.
-    """
-    return {**os.environ, "TCP_NODELAY": "1"}
 
 
 class StoreSCP(LoggedProcess):
@@ -66,7 +53,7 @@ class StoreSCP(LoggedProcess):
     def command(self) -> list[str]:
         """The storescp command line."""
         cmd = [
-            STORESCP,
+            dcmtk_tool("storescp"),
             "-v",
             "+v",
             "-aet",
