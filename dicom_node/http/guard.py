@@ -9,7 +9,9 @@ way to choose one) and:
 * closes a connection whose request head passes ``http.max_header_kb`` (431);
 * closes a connection that has no request running for ``http.header_timeout_seconds``
   (a stalled or trickled head, or a keep-alive connection left open);
-* closes new connections at once while ``http.max_connections`` are open (503).
+* closes new connections at once while ``http.max_connections`` are open (503);
+* answers a request uvicorn's parser refuses with problem JSON instead of uvicorn's plain
+  text (:class:`ProtocolTransport`).
 
 A request counts as running from the moment the application is called until it returns
 (:class:`GuardMiddleware` tells the guard; the ASGI scope's ``client`` names the
@@ -31,6 +33,10 @@ from dicom_node import metrics
 log = logging.getLogger(__name__)
 
 _END_OF_HEAD = b"\r\n\r\n"
+# How uvicorn's protocols (httptools and h11) begin the 400 they send, then close, for a
+# request their parser refuses; the application's own 400s are problem JSON.
+_PARSER_400 = b"HTTP/1.1 400 Bad Request\r\n"
+_PLAIN_TEXT = b"content-type: text/plain; charset=utf-8\r\n"
 
 
 def _refusal(status: int, reason: str, detail: str) -> bytes:
@@ -41,6 +47,48 @@ def _refusal(status: int, reason: str, detail: str) -> bytes:
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode() + body
+
+
+class ProtocolTransport:
+    """The transport as uvicorn's protocol sees it. Everything passes through, except
+    uvicorn's answer to a request its parser refuses (a malformed request line, a header
+    with a control character, Content-Length with Transfer-Encoding, a bad chunk size):
+    that 400 goes out as problem JSON, and the connection is closed as uvicorn would."""
+
+    def __init__(self, conn: GuardedProtocol, transport: asyncio.Transport) -> None:
+        self._conn = conn
+        self._transport = transport
+        self._replaced = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._replaced:  # the rest of uvicorn's plain-text answer (h11 writes in parts)
+            return
+        if data[: len(_PARSER_400)] == _PARSER_400:
+            head = bytes(data[:1024]).lower()
+            if _PLAIN_TEXT in head and b"\r\nconnection: close\r\n" in head:
+                self._replaced = True
+                self._conn.malformed()
+                return
+        self._transport.write(data)
+
+    # What uvicorn's protocols call on every request, passed on without __getattr__.
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class ConnectionGuard:
@@ -121,7 +169,7 @@ class GuardedProtocol(asyncio.Protocol):
             self.guard.open[self.key] = self
         self._arm()
         self.inner_open = True
-        self.inner.connection_made(transport)
+        self.inner.connection_made(ProtocolTransport(self, transport))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -221,6 +269,25 @@ class GuardedProtocol(asyncio.Protocol):
             )
             metrics.HTTP_CLOSED.labels("head_timeout").inc()
             self.transport.close()
+
+    def malformed(self) -> None:
+        """uvicorn's parser refused the request: answer 400 as problem JSON, close."""
+        log.warning(
+            "HTTP: malformed request from %s (refused by the HTTP parser); connection closed",
+            self.key[0] if self.key else "?",
+        )
+        metrics.HTTP_CLOSED.labels("malformed_request").inc()
+        # Called from uvicorn's own data_received: it closes the transport next, and
+        # learns of the loss from connection_lost as usual (unlike in _refuse).
+        self.refused = True
+        self._disarm()
+        assert self.transport is not None
+        detail = (
+            "malformed HTTP request: its request line, a header, its framing "
+            "(Content-Length, Transfer-Encoding) or a chunk size could not be parsed"
+        )
+        self.transport.write(_refusal(400, "Bad Request", detail))
+        self.transport.close()
 
     def _refuse(self, status: int, reason: str, detail: str) -> None:
         self.refused = True

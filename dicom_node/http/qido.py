@@ -69,21 +69,33 @@ ATTRS = {
     ]
 }
 LEVELS = ("study", "series", "instance")
-_DATE = re.compile(r"^\d{8}$")
-_TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+# PS3.5 6.2: DA is YYYYMMDD; TM is HH, HHMM, HHMMSS or HHMMSS.F{1,6} (SS 60: leap second).
+_DATE = re.compile(r"[0-9]{8}")
+_TIME = re.compile(r"([01][0-9]|2[0-3])([0-5][0-9](([0-5][0-9]|60)(\.[0-9]{1,6})?)?)?")
+_NUMBER = re.compile(r"[0-9]+")
 MAX_LIMIT = 10_000
 MAX_OFFSET = 2**62  # past every result; larger values overflow the database's integers
 MAX_INT = 2**31 - 1  # IS and US values fit; larger ones match nothing and overflow SQL
 
 
-def attribute_of(key: str) -> str:
-    """The keyword of a query key given as keyword or 8 hex digits; Problem 400 if none."""
+def bad_value(parameter: str, value: str, why: str) -> Problem:
+    """A 400 problem naming the query parameter and its value (also as the extension
+    members ``parameter`` and ``value``)."""
+    return Problem(
+        400, "Bad Request", f"{parameter}={value!r}: {why}", parameter=parameter, value=value
+    )
+
+
+def attribute_of(key: str, parameter: str = "", value: str = "") -> str:
+    """The keyword of a query key given as keyword or 8 hex digits; Problem 400 if none,
+    naming ``parameter`` (default: the key) and ``value``."""
     if re.fullmatch(r"[0-9A-Fa-f]{8}", key):
         keyword = keyword_for_tag(int(key, 16))
     else:
         keyword = key if tag_for_keyword(key) is not None else ""
     if not keyword:
-        raise Problem(400, "Bad Request", f"{key!r} is not a DICOM attribute keyword or tag")
+        why = f"{key!r} is not a DICOM attribute keyword or tag"
+        raise bad_value(parameter or key, value, why)
     return keyword
 
 
@@ -93,7 +105,7 @@ def _like(value: str) -> str:
 
 
 def _valid(part: str, pattern: re.Pattern[str], what: str) -> bool:
-    if not pattern.match(part):
+    if not pattern.fullmatch(part):
         return False
     if what == "date":  # 20241345 has the shape of a date, not its meaning
         try:
@@ -103,21 +115,28 @@ def _valid(part: str, pattern: re.Pattern[str], what: str) -> bool:
     return True
 
 
-def _range(column: Any, value: str, pattern: re.Pattern[str], what: str) -> ColumnElement:
+def _range(column: Any, keyword: str, value: str, what: str) -> ColumnElement:
+    """Single value or range matching of a DA or TM value (PS3.4 C.2.2.2.5): ``A``,
+    ``A-B`` (A <= B, both ends included), ``A-``, ``-B``; anything else is a 400."""
+    pattern = _DATE if what == "date" else _TIME
     low, sep, high = value.partition("-")
     for part in (low, high):
         if part and not _valid(part, pattern, what):
-            raise Problem(400, "Bad Request", f"{what} {value!r}: expected {what} or range")
+            raise bad_value(keyword, value, f"expected a {what} or a {what} range")
     if not sep:
         return column == low
+    if not low and not high:
+        raise bad_value(keyword, value, f"{what} range has no bound")
+    # A time range's upper end includes all of its last unit (e.g. 12 -> 12xxxx).
+    upper = high + "\uffff" if what == "time" else high
+    if low and high and low > upper:
+        # C.2.2.2.5 defines "A-B" only where A is less than or equal to B.
+        raise bad_value(keyword, value, f"{what} range ends before it starts")
     conditions = []
     if low:
         conditions.append(column >= low)
     if high:
-        # A time range's upper end includes all of its last unit (e.g. 12 -> 12xxxx).
-        conditions.append(column <= (high + "\uffff" if what == "time" else high))
-    if not conditions:
-        raise Problem(400, "Bad Request", f"{what} range {value!r} has no bound")
+        conditions.append(column <= upper)
     return and_(*conditions)
 
 
@@ -132,17 +151,16 @@ def condition(src: Any, attr: Attr, value: str, *, indexed: bool = True) -> Colu
         uids = [u.strip() for u in re.split(r"[\\,]", value) if u.strip()]
         return column.in_(uids)
     if vr == "DA":
-        return _range(column, value, _DATE, "date")
+        return _range(column, attr.keyword, value, "date")
     if vr == "TM":
-        return _range(column, value, _TIME, "time")
+        return _range(column, attr.keyword, value, "time")
     if vr in ("IS", "US"):
-        try:
-            number = int(value)
-        except ValueError:
-            raise Problem(400, "Bad Request", f"{attr.keyword}={value!r}: not an integer") from None
-        if abs(number) > MAX_INT:
-            raise Problem(400, "Bad Request", f"{attr.keyword}={value!r}: out of range")
-        return column == number
+        number = value.strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", number):
+            raise bad_value(attr.keyword, value, "not an integer")
+        if len(number.lstrip("+-0")) > 10 or abs(int(number)) > MAX_INT:
+            raise bad_value(attr.keyword, value, "out of range")
+        return column == int(number)
     # A list of code strings (PS3.18 8.3.4.1: comma separated; "\\" as in DIMSE) matches
     # any of them: a CS value holds neither character.
     values = [v for v in re.split(r"[\\,]", value) if v] if vr == "CS" else [value]
@@ -177,30 +195,39 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
     limit, offset, warnings = 100, 0, []
     for key, value in params:
         if key == "limit" or key == "offset":
-            if not value.isdigit():
-                raise Problem(400, "Bad Request", f"{key}={value!r}: not a whole number")
+            if not _NUMBER.fullmatch(value):  # ASCII digits only: "-1", "1e3", "²" are 400
+                raise bad_value(key, value, "not a whole number")
+            # Past 19 digits every value is beyond the caps (and int() of thousands of
+            # digits would raise).
+            number = int(value) if len(value) <= 19 else MAX_OFFSET
             if key == "limit":
-                limit = min(int(value), MAX_LIMIT)
+                limit = min(number, MAX_LIMIT)
             else:
-                offset = min(int(value), MAX_OFFSET)
+                offset = min(number, MAX_OFFSET)
         elif key == "includefield":
             for field in value.split(","):
-                include.add("all" if field == "all" else attribute_of(field.strip()))
+                include.add("all" if field == "all" else attribute_of(field.strip(), key, value))
         elif key == "fuzzymatching":
+            if value not in ("true", "false"):
+                raise bad_value(key, value, "expected true or false")
             if value == "true":
-                warnings.append('299 dicom-node "fuzzymatching is not supported"')
+                warnings.append(
+                    '299 dicom-node "The fuzzymatching parameter is not supported. '
+                    'Only literal matching has been performed."'
+                )
         else:
-            keyword = attribute_of(key.split(".")[0])
+            keyword = attribute_of(key.split(".")[0], key, value)
             attr = ATTRS.get(keyword)
             if attr is None or LEVELS.index(attr.level) > LEVELS.index(level):
                 warnings.append(
-                    f'299 dicom-node "{keyword} is not a supported matching '
-                    f'key at the {level} level: ignored"'
+                    f'299 dicom-node "{keyword} is not a supported matching key at the '
+                    f'{level} level: it has been ignored."'
                 )
             elif value:  # an empty value asks for the attribute, it matches anything
+                condition(Instance.__table__, attr, value)  # a bad value is a 400 here
                 filters.append((attr, value))
                 include.add(keyword)
-    return Query(level, filters, include, limit, offset, warnings)
+    return Query(level, filters, include, limit, offset, list(dict.fromkeys(warnings)))
 
 
 def _where(

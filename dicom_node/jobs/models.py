@@ -11,10 +11,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -109,6 +111,30 @@ class DeliveryAttempt(Base):
     """
 
     __tablename__ = "delivery_attempts"
+    # The destination status reads one destination's newest attempt, its attempts in a
+    # window, those under way and its newest error by seeks in these, never a walk of its
+    # whole history (migration 0004; jobs/destination_status.py).
+    __table_args__ = (
+        # outcome: the window's counts by outcome read the index alone; and a wider row
+        # makes SQLite prefer the errors' partial index where both could serve.
+        Index(
+            "ix_delivery_attempts_destination_started_at", "destination", "started_at", "outcome"
+        ),
+        Index(  # outcome too: two equalities make SQLite's planner prefer it, covering
+            "ix_delivery_attempts_under_way",
+            "destination",
+            "outcome",
+            sqlite_where=text("outcome = 'started'"),
+            postgresql_where=text("outcome = 'started'"),
+        ),
+        Index(
+            "ix_delivery_attempts_errors",
+            "destination",
+            "started_at",
+            sqlite_where=text("error IS NOT NULL"),
+            postgresql_where=text("error IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)

@@ -1,6 +1,7 @@
 """QIDO-RS study matching on the index itself, on SQLite and on PostgreSQL: ModalitiesInStudy
-(any series of the study, results included; several values match any of them) and StudyDate
-ranges (``A-B``, ``-B``, ``A-``, both ends inclusive), paged, whichever plan the query takes.
+(any series of the study, results included; several values match any of them), StudyDate
+and StudyTime ranges (``A-B``, ``-B``, ``A-``, both ends inclusive), paged, whichever plan
+the query takes; malformed values and parameters refused with a 400 naming them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ STUDIES = {
     "1.9.5": ("20250101", ["US"]),
     "1.9.6": (None, ["CT"]),  # no StudyDate: matches no date range
 }
+# study -> StudyTime (partial and fractional values as DICOM allows them)
+TIMES = {
+    "1.9.1": "080000",
+    "1.9.2": "083000.5",
+    "1.9.3": "120000",
+    "1.9.4": "1215",
+    "1.9.5": "235960",  # a leap second
+    "1.9.6": None,
+}
 
 
 @pytest.fixture()
@@ -45,6 +55,7 @@ def db(index_url: str) -> Iterator[Database]:
                     series_uid=f"{study}.{s}",
                     patient_id="P" + study[-1],
                     study_date=date,
+                    study_time=TIMES[study],
                     modality=modality,
                     instance_number=i,
                 )
@@ -139,3 +150,100 @@ def test_both_date_plans_are_exercised_on_sqlite(db: Database) -> None:
             query = qido.parse("study", [("StudyDate", "20240229-20240301"), ("limit", limit)], {})
             chosen = qido._walk_by_study(session, qido.Instance.__table__, query)
             assert (chosen is not None) == walks, limit
+
+
+# StudyTime -> the studies it matches
+TIME_QUERIES = {
+    "120000": ["1.9.3"],
+    "080000-120000": ["1.9.1", "1.9.2", "1.9.3"],  # both ends inclusive
+    "08-11": ["1.9.1", "1.9.2"],  # an end covers all of its last unit
+    "-0830": ["1.9.1", "1.9.2"],  # 083000.5 is within 0830
+    "12-": ["1.9.3", "1.9.4", "1.9.5"],
+    "1216-2359": ["1.9.5"],
+    "000000-075959.999999": [],
+    "12-12": ["1.9.3", "1.9.4"],
+}
+
+
+def test_study_time_ranges(db: Database) -> None:
+    """Every shape in one database (each setup of it costs most of a second)."""
+    for times, expected in TIME_QUERIES.items():
+        assert uids(db, StudyTime=times) == expected, times
+        in_2024 = [u for u in expected if u in ("1.9.1", "1.9.2", "1.9.3", "1.9.4")]
+        assert uids(db, StudyTime=times, StudyDate="20240101-20241231") == in_2024, times
+        paged = [uids(db, StudyTime=times, limit="1", offset=str(o)) for o in range(4)]
+        assert [u for page in paged for u in page] == expected, times
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("StudyTime", "25"),  # no hour 25
+        ("StudyTime", "2561"),  # no minute 61
+        ("StudyTime", "126000"),  # no minute 60
+        ("StudyTime", "120061"),  # seconds stop at 60 (a leap second)
+        ("StudyTime", "1"),
+        ("StudyTime", "12:00"),
+        ("StudyTime", "1200.5"),  # a fraction only after the seconds
+        ("StudyTime", "120000.1234567"),
+        ("StudyTime", "120000-080000"),  # ends before it starts (C.2.2.2.5.2)
+        ("StudyTime", "-"),
+        ("StudyDate", "2024-13-45"),
+        ("StudyDate", "abc"),
+        ("StudyDate", "20240230"),
+        ("StudyDate", "20240101-20230101"),  # ends before it starts (C.2.2.2.5.1)
+        ("StudyDate", "20240101-20240201-20240301"),
+        ("StudyDate", "\u0662\u0660\u0662\u0664\u0660\u0661\u0660\u0661"),  # not ASCII digits
+        ("PatientBirthDate", "19991332"),
+        ("Rows", "12a"),
+        ("Rows", "99999999999"),
+        ("limit", "-1"),
+        ("limit", "abc"),
+        ("limit", "\u00b2"),  # a digit to str.isdigit, not to int()
+        ("offset", "1e3"),
+        ("fuzzymatching", "yes"),
+        ("NoSuchKeyword", "1"),
+        ("includefield", "NoSuchKeyword"),
+    ],
+)
+def test_malformed_values_are_a_400_naming_parameter_and_value(key: str, value: str) -> None:
+    with pytest.raises(qido.Problem) as raised:
+        qido.parse("instance", [(key, value)], {})
+    problem = raised.value
+    assert problem.status == 400
+    assert problem.extra == {"parameter": key, "value": value}
+    assert key in problem.detail and repr(value) in problem.detail
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("StudyTime", "235960.999999"),
+        ("StudyTime", "12-12"),
+        ("StudyTime", "1130-12"),
+        ("StudyDate", "20240101-20240101"),
+        ("StudyDate", "20240229"),
+        ("Rows", "+0000000000512"),
+        ("limit", "9" * 5000),  # beyond every cap: capped, not an error
+        ("offset", "0"),
+        ("fuzzymatching", "false"),
+    ],
+)
+def test_well_formed_edge_values_are_accepted(key: str, value: str) -> None:
+    query = qido.parse("instance", [(key, value)], {})
+    assert query.limit <= qido.MAX_LIMIT and query.warnings == []
+
+
+def test_ignored_keys_and_fuzzy_matching_give_one_warning_each() -> None:
+    query = qido.parse(
+        "study",
+        [("fuzzymatching", "true"), ("Rows", "512"), ("00280010", "512"), ("PatientID", "P1")],
+        {},
+    )
+    assert [a.keyword for a, _ in query.filters] == ["PatientID"]
+    assert query.warnings == [
+        '299 dicom-node "The fuzzymatching parameter is not supported. '
+        'Only literal matching has been performed."',
+        '299 dicom-node "Rows is not a supported matching key at the study level: '
+        'it has been ignored."',
+    ]

@@ -1,6 +1,7 @@
 """Destination status from the delivery record, on SQLite and PostgreSQL: a job that two
 destinations share, one accepting and one failing; the 24 h window; attempts under way;
-the CLI's ``destinations status``."""
+the CLI's ``destinations status``; every query of it seeks the (destination, started_at)
+index of migration 0004 instead of scanning the attempts."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from sqlalchemy import update
+import pytest
+from alembic import command
+from sqlalchemy import event, update
 from typer.testing import CliRunner
 
-from dicom_node.db import Database, utcnow
+from dicom_node import schema
+from dicom_node.db import Database, sqlite_url, utcnow
 from dicom_node.delivery.report import DeliveryReport, InstanceOutcome
 from dicom_node.jobs.attempts import AttemptLog
-from dicom_node.jobs.destination_status import destination_status
+from dicom_node.jobs.destination_status import destination_status, known_destinations
 from dicom_node.jobs.models import DeliveryAttempt, Job, JobState
 from dicom_node.jobs.queue import JobQueue, NewJob
 from tests.support.groups import add_group
@@ -115,3 +119,60 @@ def test_cli_destinations_status(db: Database, tmp_path: Path, index_url: str) -
     assert r.exit_code == 0 and "PACS" in r.output and "refused" in r.output
     r = CliRunner().invoke(app, ["destinations", "status", "NOPE", "--config", str(config)])
     assert r.exit_code == 1 and "no destination 'NOPE'" in r.output
+
+
+def test_known_destinations_every_name_once_in_order(db: Database, tmp_path: Path) -> None:
+    assert known_destinations(db) == []
+    job = _job(db, tmp_path, "1.2.3", ["PACS", "AI", "ZZ"])
+    for dest in ("PACS", "AI", "PACS", "ZZ", "AI"):
+        _attempt(db, job, dest, ["delivered"])
+    assert known_destinations(db) == ["AI", "PACS", "ZZ"]
+
+
+INDEXES = ("destination_started_at", "under_way", "errors")  # of migration 0004
+
+
+@pytest.mark.parametrize("made_by", ["create_all", "migrations"])
+def test_status_queries_seek_the_destination_indexes(tmp_path: Path, made_by: str) -> None:
+    """EXPLAIN QUERY PLAN of every statement the status runs on delivery_attempts: each
+    reads it through an index (migration 0004's, or by job or id), none scans the table,
+    so the time taken follows the window and the destinations, not the history. The
+    same whether the tables were created at head or migrated (SQLite breaks ties between
+    indexes by their order of creation)."""
+    db = Database(sqlite_url(tmp_path / "index.sqlite"))
+    if made_by == "create_all":
+        db.create_all()
+    else:
+        with db.engine.begin() as conn:
+            command.upgrade(schema._config(conn), "head")
+    job = _job(db, tmp_path, "1.2.3", ["PACS", "DOWN"])
+    for dest in ("PACS", "DOWN", "PACS"):
+        _attempt(db, job, dest, ["transient"], error="refused")
+    statements: list[tuple[str, object]] = []
+
+    def capture(_conn, _cursor, statement, params, _context, _many) -> None:
+        statements.append((statement, params))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    destination_status(db, ["PACS", "DOWN", *known_destinations(db)])
+    event.remove(db.engine, "before_cursor_execute", capture)
+    plans = []
+    with db.engine.connect() as conn:
+        for statement, params in statements:
+            if "delivery_attempts" in statement and statement.lstrip().upper().startswith(
+                ("SELECT", "WITH")
+            ):
+                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+                plans.append([r[-1] for r in rows if "delivery_attempts" in r[-1]])
+    db.dispose()
+    # names; newest and newest error of each of 2; window; under way; responses; pending
+    assert len(plans) == 9, plans
+    for plan in plans:
+        assert plan, plans
+        for line in plan:
+            assert line.startswith("SEARCH delivery_attempts USING"), plans
+    used = " ".join(line for plan in plans for line in plan)
+    for name in INDEXES:
+        assert f"ix_delivery_attempts_{name} " in used, (name, plans)
+    # the 24 h window is a range of the index, not a filter of every row
+    assert "ix_delivery_attempts_destination_started_at (destination=? AND started_at>?)" in used

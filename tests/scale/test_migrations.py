@@ -16,6 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from dicom_node import schema
@@ -203,3 +204,28 @@ def test_empty_database_is_created_at_head(index_url: str) -> None:
             conn.execute(text("select version_num from alembic_version")).scalar() == schema.head()
         )
     db.dispose()
+
+
+def test_0004_destination_indexes_upgrade_and_downgrade(index_url: str) -> None:
+    """0003 -> 0004 adds the destination status indexes; back to 0003 removes them."""
+    added = {
+        "ix_delivery_attempts_destination_started_at",
+        "ix_delivery_attempts_under_way",
+        "ix_delivery_attempts_errors",
+    }
+    engine = create_engine(index_url)
+
+    def indexes() -> set[str]:
+        with engine.connect() as conn:
+            return {i["name"] for i in sa_inspect(conn).get_indexes("delivery_attempts")}
+
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0003_study_modality_index")
+    assert not added & indexes()
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0004_delivery_destination_index")
+    assert added <= indexes()
+    with engine.begin() as conn:
+        command.downgrade(schema._config(conn), "0003_study_modality_index")
+    assert not added & indexes()
+    engine.dispose()

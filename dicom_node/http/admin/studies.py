@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Query, Request
 from sqlalchemy import select
 
-from dicom_node.http.admin.common import PROBLEM, JobId, router
+from dicom_node.http.admin.common import PROBLEM, JobId, Limit, router
 from dicom_node.http.app import authorize, node_of
 from dicom_node.http.problem import Problem
 from dicom_node.http.schemas import (
@@ -72,10 +72,14 @@ def _job(j: Job) -> dict[str, Any]:
     )
 
 
+def _output(o: JobOutput) -> OutputOut:
+    return OutputOut(
+        kind=o.kind, sop_class_uid=o.sop_class_uid, sop_instance_uid=o.sop_instance_uid
+    )
+
+
 @router.get("/studies", response_model=list[GroupOut], tags=["studies"])
-def list_studies(
-    request: Request, state: str | None = None, limit: int = Query(50, ge=1, le=1000)
-) -> list[GroupOut]:
+def list_studies(request: Request, state: str | None = None, limit: int = Limit) -> list[GroupOut]:
     """Received study/series groups, newest first, with how routing went."""
     authorize(request, "read")
     with node_of(request).db.session() as s:
@@ -120,12 +124,7 @@ def show_study(request: Request, study: str) -> StudyDetail:
                 for i in instances
             ],
             jobs=[JobOut(**_job(j)) for j in jobs],
-            results=[
-                OutputOut(
-                    kind=o.kind, sop_class_uid=o.sop_class_uid, sop_instance_uid=o.sop_instance_uid
-                )
-                for o in outputs
-            ],
+            results=[_output(o) for o in outputs],
         )
 
 
@@ -158,7 +157,7 @@ def reprocess(request: Request, study: str) -> list[ReprocessOut]:
 
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"])
 def list_jobs(
-    request: Request, state: list[JobState] = Query([]), limit: int = Query(50, ge=1, le=1000)
+    request: Request, state: list[JobState] = Query([]), limit: int = Limit
 ) -> list[JobOut]:
     """Jobs, newest first; ``state`` (repeatable) narrows them."""
     authorize(request, "read")
@@ -187,12 +186,7 @@ def show_job(request: Request, job_id: int = JobId) -> JobDetail:
             **_job(job),
             stages={k.removesuffix("_at"): getattr(job, k) for k in STAGES},
             next_attempt_at=job.next_attempt_at,
-            outputs=[
-                OutputOut(
-                    kind=o.kind, sop_class_uid=o.sop_class_uid, sop_instance_uid=o.sop_instance_uid
-                )
-                for o in outputs
-            ],
+            outputs=[_output(o) for o in outputs],
             delivery_attempts=[
                 AttemptOut(
                     destination=a.destination,
