@@ -128,27 +128,31 @@ def read_dataset(
     return ds
 
 
-def _inflated(inst: Stored, cap: int, whole: bool) -> io.BytesIO:
+def _inflated(inst: Stored, cap: int, whole: bool, keep: bool = True) -> io.BytesIO:
     """The dataset of a Deflated file inflated, at most ``cap`` bytes of it: a few MB
     stored can inflate to gigabytes, and nothing inflated it whole before. With
     ``whole``, Problem 422 if it inflates to more (``cap``: what its image attributes
-    say, and room for the other elements); else the first ``cap`` bytes."""
+    say, and room for the other elements); else the first ``cap`` bytes. Without
+    ``keep`` nothing is kept (only the size is checked)."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    out, pending = bytearray(), b""
+    out, size, pending = bytearray(), 0, b""
     with open(inst.path, "rb") as fh:
         try:
             fh.seek(dataset_offset(fh.read(144)))
-            while len(out) <= cap and not inflater.eof:
+            while size <= cap and not inflater.eof:
                 pending = pending or fh.read(1 << 20)
                 if not pending:
                     break
-                out += inflater.decompress(pending, 1 << 20)  # 1 MB at a time
+                chunk = inflater.decompress(pending, 1 << 20)  # 1 MB at a time
+                size += len(chunk)
+                if keep:
+                    out += chunk
                 pending = inflater.unconsumed_tail
         except (ValueError, zlib.error) as err:
             raise Problem(
                 422, "Unprocessable Content", f"the Deflated dataset cannot be read: {err}"
             ) from None
-    if whole and len(out) > cap:
+    if whole and size > cap:
         raise Problem(
             422,
             "Unprocessable Content",
@@ -208,9 +212,9 @@ def accepted_syntaxes(accept: str | None) -> set[str] | None:
     return syntaxes
 
 
-def _converted(path: str) -> bytes:
-    """The instance at ``path`` as Explicit VR Little Endian (decompressed if needed)."""
-    ds = pydicom.dcmread(path)  # size checked by check_convertible
+def _converted(inst: Stored) -> bytes:
+    """The instance as Explicit VR Little Endian (decompressed if needed)."""
+    ds = read_dataset(inst, cap=_deflated_cap(inst))  # size checked by check_convertible
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         ds.decompress()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -233,13 +237,18 @@ def multipart(instances: list[Stored], syntaxes: set[str] | None, boundary: str)
                 while chunk := fh.read(CHUNK):
                     yield chunk
         else:
-            yield _converted(inst.path)
+            yield _converted(inst)
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
 
 
 def new_boundary() -> str:
     return uuid.uuid4().hex
+
+
+def _deflated_cap(inst: Stored) -> int:
+    """What a Deflated instance may inflate to: its pixels, and room for the rest."""
+    return decoded_bytes(inst) + INFLATE_MAX
 
 
 def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit: int) -> None:
@@ -252,6 +261,9 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
             if inst.transfer_syntax in syntaxes:
                 continue
             size = decoded_bytes(inst)
+            if inst.transfer_syntax == DeflatedExplicitVRLittleEndian and size <= limit:
+                # Checked before the response starts (a 422 once streaming is too late).
+                _inflated(inst, _deflated_cap(inst), whole=True, keep=False)
             if size > limit:
                 raise Problem(
                     406,

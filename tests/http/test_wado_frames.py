@@ -528,3 +528,35 @@ def test_frames_without_offset_table_are_found_in_one_walk(
     got = list(frame_io.frame_bytes(inst, pixels, numbers, 2**20))
     assert got == [parts[n - 1] for n in numbers]
     assert len(walks) == 1
+
+
+def test_a_deflated_bomb_converted_on_retrieve_is_a_problem(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """Retrieved as Explicit VR Little Endian (so converted), the Deflated bomb is a 422
+    problem before the response starts, and the node never holds the inflated bytes."""
+    ds = _stored_deflate_bomb(node, tmp_path)
+    before = node.peak_rss_kb()
+    s, se, i = _ids(ds)
+    r = requests.get(
+        f"{node.http_url}/dicomweb/studies/{s}/series/{se}/instances/{i}",
+        headers={
+            "Accept": 'multipart/related; type="application/dicom"; '
+            f"transfer-syntax={ExplicitVRLittleEndian}"
+        },
+        timeout=30,
+    )
+    assert r.status_code == 422, r.status_code
+    assert "inflate" in r.json()["detail"]
+    assert node.peak_rss_kb() - before < 64 * 1024
+
+
+def test_a_deflated_instance_converts_on_retrieve(
+    stored: dict[str, Dataset], client: DICOMwebClient
+) -> None:
+    deflated = stored["deflated"]
+    got = client.retrieve_instance(
+        *_ids(deflated), media_types=(("application/dicom", ExplicitVRLittleEndian),)
+    )
+    assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert got.PixelData == deflated.PixelData
