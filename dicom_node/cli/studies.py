@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, open_database
+from dicom_node.index.tables import GroupState
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -17,7 +18,7 @@ app = typer.Typer(no_args_is_help=True)
 def list_(
     config: Path | None = CONFIG_OPT,
     data_dir: Path | None = DATA_DIR_OPT,
-    state: str | None = typer.Option(None, "--state", help="Only groups in this state."),
+    state: GroupState | None = typer.Option(None, "--state", help="Only groups in this state."),
     limit: int = typer.Option(50, "--limit", "-n", help="Most recent N groups."),
 ) -> None:
     """List received study/series groups, most recent first, with how routing went."""

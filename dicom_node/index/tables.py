@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, text
@@ -9,10 +10,24 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from dicom_node.db import Base
 
-#: Group states. The receive path moves ``open`` -> ``complete``; the job layer takes
-#: ``complete`` groups further (e.g. ``routed``).
-OPEN = "open"
-COMPLETE = "complete"
+
+class GroupState(enum.StrEnum):
+    """Group states. The receive path moves ``open`` -> ``complete``; routing takes
+    ``complete`` groups to ``routed`` (jobs made), ``unrouted`` (no rule matched) or
+    ``discarded`` (a rule discarded them)."""
+
+    OPEN = "open"
+    COMPLETE = "complete"
+    ROUTED = "routed"
+    UNROUTED = "unrouted"
+    DISCARDED = "discarded"
+
+
+OPEN = GroupState.OPEN.value
+COMPLETE = GroupState.COMPLETE.value
+ROUTED = GroupState.ROUTED.value
+UNROUTED = GroupState.UNROUTED.value
+DISCARDED = GroupState.DISCARDED.value
 
 
 class Group(Base):

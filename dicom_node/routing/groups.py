@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from dicom_node import metrics
 from dicom_node.db import Database
 from dicom_node.index.queries import completed_groups, instance_rows_of_group
-from dicom_node.index.tables import COMPLETE, Group, Instance
+from dicom_node.index.tables import COMPLETE, DISCARDED, ROUTED, UNROUTED, Group, Instance
 from dicom_node.jobs.models import Priority
 from dicom_node.jobs.queue import JobQueue, NewJob
 from dicom_node.routing.engine import RoutingResult, evaluate
@@ -25,10 +25,6 @@ from dicom_node.routing.facts import GroupFacts, InstanceFacts
 from dicom_node.settings.routes import RouteRule
 
 log = logging.getLogger(__name__)
-
-ROUTED = "routed"
-DISCARDED = "discarded"
-UNROUTED = "unrouted"
 
 
 def instance_facts(row: Instance) -> InstanceFacts:

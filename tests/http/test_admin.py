@@ -74,6 +74,16 @@ def test_admin_api(tmp_path: Path) -> None:
                 "DICOMWEB",
                 ["CR"],
             )
+            routed = requests.get(
+                f"{api}/studies", params={"state": "routed"}, headers=READ, timeout=10
+            ).json()
+            assert study in [g["study_uid"] for g in routed]
+            assert all(g["state"] == "routed" for g in routed)
+            # A state that does not exist is refused (problem JSON), not an empty list.
+            r = requests.get(f"{api}/studies", params={"state": "routd"}, headers=READ, timeout=10)
+            assert r.status_code == 422, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert "query.state" in r.text and "unrouted" in r.text  # names the choices
             jobs = requests.get(
                 f"{api}/jobs", params={"state": "failed"}, headers=READ, timeout=10
             ).json()

@@ -106,6 +106,11 @@ def test_ct_study_arrives_complete_and_assembles_once(node: NodeProcess, tmp_pat
     out = CliRunner().invoke(app, ["studies", "list", "--data-dir", str(node.data_dir)])
     assert out.exit_code == 0, out.output
     assert "P11" in out.output and "unrouted" in out.output and "100" in out.output
+    dd = ["--data-dir", str(node.data_dir)]
+    out = CliRunner().invoke(app, ["studies", "list", "--state", "unrouted", *dd])
+    assert out.exit_code == 0 and "P11" in out.output, out.output
+    out = CliRunner().invoke(app, ["studies", "list", "--state", "unroutd", *dd])
+    assert out.exit_code == 2 and "unroutd" in out.output, out.output
 
 
 def test_late_instance_opens_a_new_group_and_series_grouping(

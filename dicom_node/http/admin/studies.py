@@ -22,7 +22,7 @@ from dicom_node.http.schemas import (
     StudyDetail,
 )
 from dicom_node.index import queries
-from dicom_node.index.tables import Group, Instance
+from dicom_node.index.tables import Group, GroupState, Instance
 from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.reprocess import ReprocessError, reprocess_study
@@ -79,7 +79,9 @@ def _output(o: JobOutput) -> OutputOut:
 
 
 @router.get("/studies", response_model=list[GroupOut], tags=["studies"])
-def list_studies(request: Request, state: str | None = None, limit: int = Limit) -> list[GroupOut]:
+def list_studies(
+    request: Request, state: GroupState | None = None, limit: int = Limit
+) -> list[GroupOut]:
     """Received study/series groups, newest first, with how routing went."""
     authorize(request, "read")
     with node_of(request).db.session() as s:
