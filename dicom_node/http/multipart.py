@@ -67,9 +67,41 @@ class MultipartReader:
         """Process the next bytes of the body."""
         if self._state == _END:
             return  # epilogue
+        if self._state == _BODY and len(chunk) >= len(self.delimiter):
+            chunk = self._body_chunk(chunk)
+            if not chunk:
+                return
         self._buf += chunk
         while self._step():
             pass
+
+    def _body_chunk(self, chunk: bytes) -> bytes:
+        """Inside a part's body: hand ``chunk`` to the sink straight from the bytes that
+        arrived (not copied into the buffer first), up to a delimiter; return what
+        follows the delimiter (b"" if none came), with the state advanced past it."""
+        assert self._sink is not None
+        held, n = self._buf, len(self.delimiter)
+        # A delimiter starting in the held tail ends within the chunk's first n-1 bytes.
+        i = (held + chunk[: n - 1]).find(self.delimiter) if held else -1
+        if i >= 0:
+            return chunk  # rare (a part ending right at a chunk's edge): the slow path
+        if held:
+            self._emit(len(held))
+            held.clear()
+        end = chunk.find(self.delimiter)
+        view = memoryview(chunk)
+        try:
+            if end < 0:
+                self._sink.write(view[: len(chunk) - (n - 1)])
+                held += view[len(chunk) - (n - 1) :]
+                return b""
+            self._sink.write(view[:end])
+        finally:
+            view.release()
+        self._sink.close()
+        self._sink = None
+        self._state = _AFTER_DELIMITER
+        return chunk[end + n :]
 
     def finish(self) -> None:
         """The body ended: MultipartError unless the closing delimiter came."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 
@@ -51,13 +52,31 @@ PARTS = [
 ]
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1000, 65536, 10**7])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 6, 7, 8, 9, 13, 64, 1000, 65536, 10**7])
 def test_every_chunking_gives_the_same_parts(chunk: int) -> None:
     data = body(b"abc", PARTS, preamble=b"ignored preamble\r\n", epilogue=b"trailing")
     sinks = read(data, b"abc", chunk)
     assert [bytes(s.data) for s in sinks] == PARTS
     assert all(s.closed for s in sinks)
     assert all(s.headers.get_content_type() == "application/dicom" for s in sinks)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_chunk_edges_give_the_same_parts(seed: int) -> None:
+    """Chunks of random sizes (around the delimiter's length, and large ones), so that
+    delimiters fall across every kind of chunk edge."""
+    rng = random.Random(seed)
+    data = body(b"abc", PARTS, preamble=b"p\r\n", epilogue=b"e")
+    out: list[Sink] = []
+    reader = MultipartReader(b"abc", lambda h: Sink(h, out))
+    i = 0
+    while i < len(data):
+        n = rng.choice([rng.randint(1, 16), rng.randint(1, 5000)])
+        reader.feed(data[i : i + n])
+        i += n
+    reader.finish()
+    assert [bytes(s.data) for s in out] == PARTS
+    assert all(s.closed for s in out)
 
 
 def test_part_without_headers_and_transport_padding() -> None:
