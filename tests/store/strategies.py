@@ -179,13 +179,13 @@ def _starts(ds: Dataset, ts: str) -> list[int]:
 
 
 @st.composite
-def encoded(draw: st.DrawFn, base: Dataset | None = None) -> Encoded:
+def encoded(draw: st.DrawFn, base: Dataset | None = None, pixels: str | None = None) -> Encoded:
     """A valid dataset (``base``'s elements plus random ones) in a random transfer
-    syntax, with native, encapsulated or no Pixel Data."""
+    syntax, with native, encapsulated or no Pixel Data (or the ``pixels`` kind given)."""
     ds = draw(datasets())
     if base is not None:
         ds.update(base)
-    pixels = draw(st.sampled_from(["none", "native", "encapsulated"]))
+    pixels = pixels or draw(st.sampled_from(["none", "native", "encapsulated"]))
     need = None
     if pixels == "native":
         image, need = draw(native_pixels())
