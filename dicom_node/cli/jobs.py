@@ -15,6 +15,7 @@ from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, load_node_config, op
 from dicom_node.jobs.models import (
     ATTEMPT_INTERRUPTED,
     ATTEMPT_STARTED,
+    STAGE_TIMES,
     DeliveryAttempt,
     DeliveryResponse,
     Job,
@@ -37,16 +38,6 @@ _STATE_STYLE = {
     "dead": "bold red",
     "cancelled": "dim",
 }
-_STAGES = (
-    "received_at",
-    "complete_at",
-    "created_at",
-    "started_at",
-    "inferred_at",
-    "written_at",
-    "delivered_at",
-    "finished_at",
-)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -139,7 +130,7 @@ def show_job(
     tree.add("destinations: " + (", ".join(job.destinations) or "(none: results kept here)"))
     tree.add(f"inputs: {len(job.instance_uids)} instance(s)")
     stages = tree.add("stages")
-    for name in _STAGES:
+    for name in STAGE_TIMES:
         stages.add(f"{name.removesuffix('_at'):>10}  {_when(getattr(job, name))}")
     if job.next_attempt_at and job.state == JobState.FAILED:
         tree.add(f"next attempt at {_when(job.next_attempt_at)}")

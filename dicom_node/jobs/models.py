@@ -34,6 +34,17 @@ class JobState(enum.StrEnum):
 
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING, JobState.FAILED)
+# A job's stage timestamps, in the order its stages run (shown by the API and the CLI).
+STAGE_TIMES = (
+    "received_at",
+    "complete_at",
+    "created_at",
+    "started_at",
+    "inferred_at",
+    "written_at",
+    "delivered_at",
+    "finished_at",
+)
 
 
 class Priority(enum.IntEnum):

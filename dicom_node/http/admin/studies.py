@@ -23,20 +23,9 @@ from dicom_node.http.schemas import (
 )
 from dicom_node.index import queries
 from dicom_node.index.tables import Group, GroupState, Instance
-from dicom_node.jobs.models import DeliveryAttempt, Job, JobOutput, JobState
+from dicom_node.jobs.models import STAGE_TIMES, DeliveryAttempt, Job, JobOutput, JobState
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.reprocess import ReprocessError, reprocess_study
-
-STAGES = (
-    "received_at",
-    "complete_at",
-    "created_at",
-    "started_at",
-    "inferred_at",
-    "written_at",
-    "delivered_at",
-    "finished_at",
-)
 
 
 def _group(g: Group) -> GroupOut:
@@ -186,7 +175,7 @@ def show_job(request: Request, job_id: int = JobId) -> JobDetail:
         ).all()
         return JobDetail(
             **_job(job),
-            stages={k.removesuffix("_at"): getattr(job, k) for k in STAGES},
+            stages={k.removesuffix("_at"): getattr(job, k) for k in STAGE_TIMES},
             next_attempt_at=job.next_attempt_at,
             outputs=[_output(o) for o in outputs],
             delivery_attempts=[
