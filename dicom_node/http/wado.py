@@ -283,7 +283,7 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
         )
 
 
-# -- metadata and bulk data -------------------------------------------------------------
+# -- metadata (bulk data: .bulk) -------------------------------------------------------------
 
 
 def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
@@ -302,18 +302,6 @@ def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
             "BulkDataURI": f"{instance_url}/bulk/7FE00010",
         }
     return body
-
-
-def bulk_value(inst: Stored, tag: str) -> bytes:
-    """The raw value of a top-level binary element; Problem 404 if there is none."""
-    ds = read_dataset(inst)
-    try:
-        elem = ds[int(tag, 16)]
-    except (KeyError, ValueError):
-        raise Problem(404, "Not Found", f"instance has no bulk data element {tag}") from None
-    if not isinstance(elem.value, bytes | bytearray):
-        raise Problem(404, "Not Found", f"element {tag} is not bulk data")
-    return bytes(elem.value)
 
 
 # -- rendered ---------------------------------------------------------------------------
