@@ -6,7 +6,8 @@ native (uncompressed) frames as ``application/octet-stream`` with Explicit VR Li
 Endian, encapsulated frames as their compressed bitstream with the media type of the
 stored transfer syntax (PS3.18 table 8.7.3-2). Only the bytes of the requested frames
 are read: the header up to Pixel Data, then a seek to each frame (for encapsulated
-data, through the Basic or Extended Offset Table, or the fragment items' headers).
+data, through the Basic or Extended Offset Table, or the fragment items' headers,
+read once per request).
 """
 
 from __future__ import annotations
@@ -242,36 +243,75 @@ def _check_length(pixels: PixelLayout, numbers: list[int]) -> None:
         )
 
 
-def _fragment_items(fh: BinaryIO, pixels: PixelLayout) -> list[int] | None:
-    """Where each frame's item starts, for Pixel Data without offset tables whose
-    fragments are its frames, found in one walk (pydicom's get_frame walks every
-    fragment for each frame it is asked for); None for any other Pixel Data."""
-    if pixels.extended_offsets:
-        return None
-    fh.seek(pixels.value_offset)
-    try:
-        if parse_basic_offsets(fh):
-            return None
-        count, offsets = parse_fragments(fh)
-    except (ValueError, KeyError, EOFError, struct.error):
-        return None  # get_frame says what is wrong, frame by frame
-    return offsets if count == pixels.frames else None
+class _Fragments:
+    """Where the fragments of each frame of encapsulated Pixel Data lie, found once per
+    request and without reading any fragment: from the Extended Offset Table, else the
+    Basic Offset Table (a frame's fragments run up to the next frame's offset), else one
+    walk of the items' headers (one fragment per frame, or one frame of all of them).
+    pydicom's get_frame parses the table, or walks every fragment, for each frame it is
+    asked for: frames² work for all of them. It serves only what none of these covers
+    (more fragments than frames, no offset table: it looks for the frames' end markers).
+    """
 
-
-def _encapsulated_frame(
-    fh: BinaryIO, pixels: PixelLayout, n: int, items: list[int] | None
-) -> bytes:
-    try:
-        if items is not None:
-            fh.seek(items[n - 1])
-            return next(generate_fragments(fh))
+    def __init__(self, fh: BinaryIO, pixels: PixelLayout) -> None:
+        self.fh, self.frames = fh, pixels.frames
+        self.value_offset, self.extended = pixels.value_offset, pixels.extended_offsets
+        self.starts: list[int] = []  # item of each frame's first fragment (file offsets)
+        self.lengths: list[int] | None = None  # each frame's one fragment (Extended)
+        self.single = False  # one frame of all the fragments
+        self.table = "Basic Offset Table"
         fh.seek(pixels.value_offset)
-        return get_frame(
-            fh,
-            n - 1,
-            number_of_frames=pixels.frames,
-            extended_offsets=pixels.extended_offsets,
-        )
+        basic = parse_basic_offsets(fh)
+        first = fh.tell()  # the first fragment's item: the tables' offsets start here
+        if self.extended:
+            count = len(self.extended[0]) // 8
+            self.starts = [first + o for o in struct.unpack(f"<{count}Q", self.extended[0])]
+            count = len(self.extended[1]) // 8
+            self.lengths = list(struct.unpack(f"<{count}Q", self.extended[1]))
+            self.table = "Extended Offset Table"
+        elif basic:
+            self.starts = [first + o for o in basic]
+        else:
+            count, offsets = parse_fragments(fh)
+            if count == self.frames:
+                self.starts, self.lengths = offsets, None
+                self.table = "fragments"
+            elif self.frames == 1:
+                self.starts, self.single = [first], True
+            else:
+                self.starts, self.table = [], ""  # get_frame's marker search
+
+    def frame(self, n: int) -> bytes:
+        """The bytes of frame ``n`` (1-based), its fragments joined."""
+        fh = self.fh
+        if not self.table:
+            fh.seek(self.value_offset)
+            return get_frame(fh, n - 1, number_of_frames=self.frames)
+        if n > len(self.starts):
+            raise ValueError(f"the {self.table} has no offset for frame {n}")
+        fh.seek(self.starts[n - 1])
+        if self.lengths is not None:  # Extended Offset Table: one fragment, its length
+            fh.seek(8, 1)
+            data = fh.read(self.lengths[n - 1])
+            if len(data) != self.lengths[n - 1]:
+                raise EOFError("the Pixel Data ends inside the frame")
+            return data
+        if self.table == "fragments":
+            return next(generate_fragments(fh))
+        end = self.starts[n] if n < len(self.starts) and not self.single else None
+        parts = []
+        for fragment in generate_fragments(fh):
+            parts.append(fragment)
+            if end is not None and fh.tell() >= end:
+                break
+        if not parts:
+            raise ValueError(f"no fragment at the offset of frame {n}")
+        return b"".join(parts)
+
+
+def _encapsulated_frame(fragments: _Fragments, n: int) -> bytes:
+    try:
+        return fragments.frame(n)
     except (ValueError, KeyError, EOFError, StopIteration, struct.error) as err:
         raise Problem(
             422,
@@ -355,10 +395,19 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
     if not encapsulated:
         _check_length(pixels, numbers)
     with open(inst.path, "rb") as fh:
-        items = _fragment_items(fh, pixels) if encapsulated else None
+        fragments = None
+        if encapsulated:
+            try:
+                fragments = _Fragments(fh, pixels)
+            except (ValueError, KeyError, EOFError, struct.error) as err:
+                raise Problem(
+                    422,
+                    "Unprocessable Content",
+                    f"the encapsulated Pixel Data cannot be walked: {err}",
+                ) from None
         for n in numbers:
-            if encapsulated:
-                yield _encapsulated_frame(fh, pixels, n, items)
+            if fragments is not None:
+                yield _encapsulated_frame(fragments, n)
             else:
                 yield _native_frame(fh, pixels, n)
 

@@ -488,3 +488,76 @@ def test_a_deflated_instance_converts_on_retrieve(
     )
     assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert got.PixelData == deflated.PixelData
+
+
+def _many_frames(kind: str, n: int = 600) -> tuple[Dataset, list[bytes]]:
+    """An RLE-labelled instance of ``n`` small frames, each different, with a Basic
+    Offset Table (one or two fragments per frame) or an Extended Offset Table; and the
+    frames as pydicom's generate_frames finds them."""
+    from pydicom.encaps import encapsulate, encapsulate_extended
+
+    ds = _renamed(_ct(96, size=8))
+    ds.NumberOfFrames = n
+    frames = [k.to_bytes(2, "little") * (20 + k % 7) for k in range(n)]
+    eot = None
+    if kind == "eot":
+        ds.PixelData, table, lengths = encapsulate_extended(frames)
+        ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = table, lengths
+        eot = (table, lengths)
+    else:
+        per_frame = 2 if kind == "bot2" else 1
+        ds.PixelData = encapsulate(frames, fragments_per_frame=per_frame, has_bot=True)
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.5"  # RLE Lossless
+    expected = list(generate_frames(ds.PixelData, number_of_frames=n, extended_offsets=eot))
+    return ds, expected
+
+
+@pytest.mark.parametrize("kind", ["bot", "bot2", "eot"])
+def test_every_frame_of_a_many_frame_instance(
+    kind: str, node: NodeProcess, client: DICOMwebClient, tmp_path: Path
+) -> None:
+    """600 frames with a Basic (one or two fragments per frame) or Extended Offset
+    Table, all asked in one request and some one by one: pydicom's frames, in order."""
+    ds, expected = _many_frames(kind)
+    path = tmp_path / f"{kind}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file_raw(node.port, path) == 0
+    numbers = list(range(1, len(expected) + 1))
+    got = client.retrieve_instance_frames(*_ids(ds), frame_numbers=numbers, media_types=OCTET_ANY)
+    assert got == expected
+    for n in (1, 2, 300, 599, 600):
+        one = client.retrieve_instance_frames(*_ids(ds), frame_numbers=[n], media_types=OCTET_ANY)
+        assert one == [expected[n - 1]], n
+    r = requests.get(_frames_url(node, ds, "601"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
+    assert r.status_code == 404 and r.json()["frame"] == "601"
+
+
+@pytest.mark.parametrize("kind", ["bot", "bot2", "eot"])
+def test_offset_tables_are_read_once_per_request(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a Basic or Extended Offset Table, a request for many frames reads the table
+    once, not once per frame (pydicom's get_frame parses it whole for each frame: frames²
+    work for all of them), and reads no fragment it does not return."""
+    from dicom_node.http import frames as frame_io
+    from dicom_node.http.wado import Stored
+
+    ds, expected = _many_frames(kind)
+    path = tmp_path / f"{kind}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    inst = Stored("s", "se", "i", str(path), "1.2.840.10008.1.2.5", 8, len(expected))
+    tables = []
+    real = frame_io.parse_basic_offsets
+
+    def counted(*args: object, **kwargs: object) -> object:
+        tables.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(frame_io, "parse_basic_offsets", counted)
+    monkeypatch.setattr(frame_io, "get_frame", None)  # not called for such Pixel Data
+    numbers = [600, 1, 17, 2, 599, 300]
+    pixels = frame_io.layout(inst)
+    got = list(frame_io.frame_bytes(inst, pixels, numbers, 2**20))
+    assert got == [expected[n - 1] for n in numbers]
+    assert len(tables) == 1
