@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from dicom_node.http import bulk, qido, stow, wado
+from dicom_node.http import bulk, qido, stow, transcode, wado
 from dicom_node.http import frames as frame_io
 from dicom_node.http.app import authorize, body_chunks, node_of
 from dicom_node.http.multipart import MultipartError
@@ -188,10 +188,10 @@ def retrieve(
     found = _stored(request, study, series, instance)
     syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
     wado.check_files(found)
-    wado.check_convertible(found, syntaxes, _decode_limit(request))
+    transcode.check_convertible(found, syntaxes, _decode_limit(request))
     boundary = wado.new_boundary()
     return StreamingResponse(
-        wado.multipart(found, syntaxes, boundary),
+        transcode.multipart(found, syntaxes, boundary),
         media_type=f'multipart/related; type="{wado.DICOM}"; boundary={boundary}',
     )
 

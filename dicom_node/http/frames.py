@@ -151,6 +151,7 @@ def negotiate(accept: str | None, stored_ts: str) -> tuple[str, str]:
         "Not Acceptable",
         f'frames of this instance are multipart/related; type="{media}"; '
         f"transfer-syntax={ts}: {NO_TRANSCODING} (ask with transfer-syntax=*)",
+        available=[ts],
     )
 
 
