@@ -23,42 +23,25 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.uid import RLELossless  # noqa: E402
 
-from dicom_node.synthetic import Patient, iter_ct_series, new_uid  # noqa: E402
+from tests.http.support import native_multiframe  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.orthanc import Orthanc  # noqa: E402
 from tests.support.scu import store_file_raw  # noqa: E402
 
 NODE_CONFIG = {"models": {"bundled": False}}
 OHIF_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
-MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
 
 
-def _multiframe(frames: int, size: int) -> object:
-    ds = next(iter_ct_series(1, Patient(patient_id="BENCH"), rows=8, cols=8, seed=5))
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = new_uid(), new_uid(), new_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MF_WORD_SC
-    for keyword in ("RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter"):
-        if keyword in ds:
-            delattr(ds, keyword)
-    ds.Rows = ds.Columns = size
-    ds.PixelRepresentation = 0
-    ds.NumberOfFrames = frames
-    base = np.arange(size * size, dtype=np.uint16).reshape(size, size)
-    ds.PixelData = b"".join((base + k).tobytes() for k in range(frames))
-    return ds
-
-
-def rle_file(path: Path, frames: int) -> object:
-    ds = _multiframe(frames, 64)
+def rle_file(path: Path, frames: int) -> Dataset:
+    ds = native_multiframe(frames, 64)
     ds.compress(RLELossless, encoding_plugin="pylibjpeg")  # with a Basic Offset Table
     ds.save_as(path, enforce_file_format=True)
     return ds
@@ -104,10 +87,10 @@ def bulk_memory(pid: int, url: str) -> tuple[int, int, float]:
     return idle, rss_kb(pid, "VmHWM"), elapsed
 
 
-def _path(ds: object) -> str:
+def _path(ds: Dataset) -> str:
     return (
-        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"  # type: ignore[attr-defined]
-        f"/instances/{ds.SOPInstanceUID}"  # type: ignore[attr-defined]
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}"
     )
 
 
@@ -120,7 +103,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-wado-") as tmp:
         work = Path(tmp)
         rle = rle_file(work / "rle.dcm", args.frames)
-        big = _multiframe(max(args.bulk_mb // 2, 1), 1024)
+        big = native_multiframe(max(args.bulk_mb // 2, 1), 1024)
         big.save_as(work / "big.dcm", enforce_file_format=True)
         size_mb = (work / "big.dcm").stat().st_size / 2**20
         print(f"frames: {args.frames} RLE 64x64 frames (with a BOT); bulk: {size_mb:.0f} MB")

@@ -24,6 +24,8 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydicom.datadict import DicomDictionary
@@ -304,33 +306,6 @@ class Located(Exception):  # an outcome that ends the walk, not an error
         self.vr, self.offset, self.length = vr, offset, length
 
 
-def locate_element(path: Path | str, transfer_syntax: str, tag: int) -> Located | None:
-    """Where the value of top-level element ``tag`` lies in the Part 10 file at ``path``
-    (a file offset), found by the structure walk, which reads element headers only and
-    stops at that element; None if the dataset is not walked (deflated). Raises
-    :class:`StructureError` as the walk does (up to that element)."""
-    ts = UID(transfer_syntax)
-    if ts.is_deflated or not ts.is_transfer_syntax:
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        if size <= 144:
-            raise StructureError("empty dataset")
-        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as buf:
-            if buf[128:132] != b"DICM" or buf[132:138] != b"\x02\x00\x00\x00UL":
-                raise StructureError("no File Meta group length")
-            walk = _Walk(buf, ts)
-            walk.locate = tag
-            try:
-                walk.dataset(144 + int.from_bytes(buf[140:144], "little"), size, 0, walk.implicit)
-            except Located as found:
-                return found
-            return Located(None, -1, 0)
-    finally:
-        os.close(fd)
-
-
 def check_dataset(
     buf: bytes | mmap.mmap,
     transfer_syntax: str,
@@ -350,11 +325,10 @@ def check_dataset(
     return walk.collected
 
 
-def check_file(
-    path: Path | str, transfer_syntax: str, collect: frozenset[int] = frozenset()
-) -> Collected | None:
-    """:func:`check_dataset` on a Part 10 file whose File Meta starts with its group
-    length (as the receive path writes it)."""
+@contextmanager
+def _mapped(path: Path | str) -> Iterator[tuple[mmap.mmap, int]]:
+    """The Part 10 file at ``path`` memory-mapped, and where its dataset starts (its File
+    Meta must start with its group length, as the receive path writes it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -363,7 +337,33 @@ def check_file(
         with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as buf:
             if buf[128:132] != b"DICM" or buf[132:138] != b"\x02\x00\x00\x00UL":
                 raise StructureError("no File Meta group length")
-            offset = 144 + int.from_bytes(buf[140:144], "little")
-            return check_dataset(buf, transfer_syntax, offset, collect)
+            yield buf, 144 + int.from_bytes(buf[140:144], "little")
     finally:
         os.close(fd)
+
+
+def check_file(
+    path: Path | str, transfer_syntax: str, collect: frozenset[int] = frozenset()
+) -> Collected | None:
+    """:func:`check_dataset` on a Part 10 file whose File Meta starts with its group
+    length (as the receive path writes it)."""
+    with _mapped(path) as (buf, offset):
+        return check_dataset(buf, transfer_syntax, offset, collect)
+
+
+def locate_element(path: Path | str, transfer_syntax: str, tag: int) -> Located | None:
+    """Where the value of top-level element ``tag`` lies in the Part 10 file at ``path``
+    (a file offset), found by the structure walk, which reads element headers only and
+    stops at that element; None if the dataset is not walked (deflated). Raises
+    :class:`StructureError` as the walk does (up to that element)."""
+    ts = UID(transfer_syntax)
+    if ts.is_deflated or not ts.is_transfer_syntax:
+        return None
+    with _mapped(path) as (buf, offset):
+        walk = _Walk(buf, ts)
+        walk.locate = tag
+        try:
+            walk.dataset(offset, len(buf), 0, walk.implicit)
+        except Located as found:
+            return found
+        return Located(None, -1, 0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
 import requests
@@ -17,36 +16,17 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
-from dicom_node.synthetic import Patient, iter_ct_series, new_uid
+from tests.http.support import native_multiframe, renamed
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
 
-MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Image Storage
 
-
-def _renamed(ds: Dataset, sop_class: str | None = None) -> Dataset:
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = new_uid(), new_uid(), new_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    if sop_class:
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.PatientID = "BULK"
-    return ds
+def _renamed(ds: Dataset) -> Dataset:
+    return renamed(ds, "BULK")
 
 
 def _large_multiframe(path: Path, frames: int, size: int = 1024) -> Dataset:
-    """A native 16-bit multi-frame of ``frames`` × ``size``² pixels, each frame different."""
-    ds = next(
-        iter_ct_series(1, Patient(patient_id="BULK"), rows=8, cols=8, seed=97, study_uid=new_uid())
-    )
-    ds = _renamed(ds, MF_WORD_SC)
-    for keyword in ("RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter"):
-        if keyword in ds:
-            delattr(ds, keyword)
-    ds.Rows = ds.Columns = size
-    ds.PixelRepresentation = 0
-    ds.NumberOfFrames = frames
-    base = np.arange(size * size, dtype=np.uint16).reshape(size, size)
-    ds.PixelData = b"".join((base + k).tobytes() for k in range(frames))
+    ds = native_multiframe(frames, size, "BULK")
     ds.save_as(path, enforce_file_format=True)
     return ds
 

@@ -25,7 +25,8 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
 )
 
-from dicom_node.synthetic import Patient, iter_ct_series, new_uid
+from dicom_node.synthetic import Patient, iter_ct_series
+from tests.http.support import renamed
 from tests.support.node_process import NodeProcess
 
 DICOM = 'multipart/related; type="application/dicom"'
@@ -34,10 +35,7 @@ NATIVE = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLitt
 
 
 def _renamed(ds: Dataset) -> Dataset:
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = new_uid(), new_uid(), new_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.PatientID = "TSYNTAX"
-    return ds
+    return renamed(ds, "TSYNTAX")
 
 
 def _ct(seed: int) -> Dataset:
