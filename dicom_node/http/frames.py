@@ -23,7 +23,6 @@ import numpy as np
 import pydicom
 from pydicom.encaps import (
     generate_fragments,
-    get_frame,
     parse_basic_offsets,
     parse_fragments,
 )
@@ -153,13 +152,13 @@ def _check_length(pixels: PixelLayout, numbers: list[int]) -> None:
 
 class _Fragments:
     """Where the fragments of each frame of encapsulated Pixel Data lie, found once per
-    request and without reading any fragment: from the Extended Offset Table, else the
-    Basic Offset Table (a frame's fragments run up to the next frame's offset), else one
-    walk of the items' headers (one fragment per frame, or one frame of all of them).
-    pydicom's get_frame parses the table, or walks every fragment, for each frame it is
-    asked for: frames² work for all of them. It serves only what none of these covers
-    (more fragments than frames, no offset table: it looks for the frames' end markers).
-    """
+    request: from the Extended Offset Table, else the Basic Offset Table (a frame's
+    fragments run up to the next frame's offset), else one walk of the items' headers
+    (one fragment per frame, or one frame of all of them; with more fragments than
+    frames, a frame ends with the fragment whose last 10 bytes hold a JPEG end marker,
+    as pydicom decides, so only those bytes of the fragments are read). pydicom's
+    get_frame parses the table, or walks every fragment, for each frame it is asked
+    for: frames² work for all of them."""
 
     def __init__(self, fh: BinaryIO, pixels: PixelLayout) -> None:
         self.fh, self.frames = fh, pixels.frames
@@ -167,6 +166,7 @@ class _Fragments:
         self.starts: list[int] = []  # item of each frame's first fragment (file offsets)
         self.lengths: list[int] | None = None  # each frame's one fragment (Extended)
         self.single = False  # one frame of all the fragments
+        self.counts: list[int] | None = None  # fragments of each frame (end markers)
         self.table = "Basic Offset Table"
         fh.seek(pixels.value_offset)
         basic = parse_basic_offsets(fh)
@@ -187,16 +187,14 @@ class _Fragments:
             elif self.frames == 1:
                 self.starts, self.single = [first], True
             else:
-                self.starts, self.table = [], ""  # get_frame's marker search
+                self.table = "fragments' end markers"
+                self.starts, self.counts = _by_end_markers(fh, offsets)
 
     def frame(self, n: int) -> bytes:
         """The bytes of frame ``n`` (1-based), its fragments joined."""
         fh = self.fh
-        if not self.table:
-            fh.seek(self.value_offset)
-            return get_frame(fh, n - 1, number_of_frames=self.frames)
         if n > len(self.starts):
-            raise ValueError(f"the {self.table} has no offset for frame {n}")
+            raise ValueError(f"no frame {n} in the {self.table}")
         fh.seek(self.starts[n - 1])
         if self.lengths is not None:  # Extended Offset Table: one fragment, its length
             fh.seek(8, 1)
@@ -206,6 +204,9 @@ class _Fragments:
             return data
         if self.table == "fragments":
             return next(generate_fragments(fh))
+        if self.counts is not None:
+            fragments = generate_fragments(fh)
+            return b"".join(next(fragments) for _ in range(self.counts[n - 1]))
         end = self.starts[n] if n < len(self.starts) and not self.single else None
         parts = []
         for fragment in generate_fragments(fh):
@@ -215,6 +216,29 @@ class _Fragments:
         if not parts:
             raise ValueError(f"no fragment at the offset of frame {n}")
         return b"".join(parts)
+
+
+def _by_end_markers(fh: BinaryIO, items: list[int]) -> tuple[list[int], list[int]]:
+    """(first item, number of fragments) of each frame of fragments ``items`` (their
+    items' file offsets), a frame ending with the fragment whose last 10 bytes hold a
+    JPEG EOI/EOC marker (pydicom's rule; fragments left after the last marker make one
+    more frame)."""
+    starts: list[int] = []
+    counts: list[int] = []
+    count = 0
+    for item in items:
+        fh.seek(item + 4)
+        (length,) = struct.unpack("<L", fh.read(4))
+        fh.seek(item + 8 + max(length - 10, 0))
+        if count == 0:
+            starts.append(item)
+        count += 1
+        if b"\xff\xd9" in fh.read(min(length, 10)):
+            counts.append(count)
+            count = 0
+    if count:
+        counts.append(count)
+    return starts, counts
 
 
 def _encapsulated_frame(fragments: _Fragments, n: int) -> bytes:

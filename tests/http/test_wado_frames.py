@@ -471,7 +471,7 @@ def test_frames_without_offset_table_are_found_in_one_walk(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(frame_io, "parse_fragments", counted)
-    monkeypatch.setattr(frame_io, "get_frame", None)  # not called for such Pixel Data
+    assert not hasattr(frame_io, "get_frame")  # no longer used at all
     numbers = [40, 1, 17, 2]
     pixels = frame_io.layout(inst)
     got = list(frame_io.frame_bytes(inst, pixels, numbers, 2**20))
@@ -492,28 +492,34 @@ def test_a_deflated_instance_converts_on_retrieve(
 
 def _many_frames(kind: str, n: int = 600) -> tuple[Dataset, list[bytes]]:
     """An RLE-labelled instance of ``n`` small frames, each different, with a Basic
-    Offset Table (one or two fragments per frame) or an Extended Offset Table; and the
-    frames as pydicom's generate_frames finds them."""
+    Offset Table (one or two fragments per frame) or an Extended Offset Table; or a
+    JPEG-labelled one of two fragments per frame and no table (frames end with an EOI
+    marker); and the frames as pydicom's generate_frames finds them."""
     from pydicom.encaps import encapsulate, encapsulate_extended
 
     ds = _renamed(_ct(96, size=8))
     ds.NumberOfFrames = n
     frames = [k.to_bytes(2, "little") * (20 + k % 7) for k in range(n)]
+    ts = "1.2.840.10008.1.2.5"  # RLE Lossless
+    if kind == "markers":
+        frames = [b"\xff\xd8" + f + b"\xff\xd9" for f in frames]
+        ts = "1.2.840.10008.1.2.4.50"  # JPEG Baseline
     eot = None
     if kind == "eot":
         ds.PixelData, table, lengths = encapsulate_extended(frames)
         ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = table, lengths
         eot = (table, lengths)
     else:
-        per_frame = 2 if kind == "bot2" else 1
-        ds.PixelData = encapsulate(frames, fragments_per_frame=per_frame, has_bot=True)
+        per_frame = 2 if kind in ("bot2", "markers") else 1
+        has_bot = kind != "markers"
+        ds.PixelData = encapsulate(frames, fragments_per_frame=per_frame, has_bot=has_bot)
     ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.5"  # RLE Lossless
+    ds.file_meta.TransferSyntaxUID = ts
     expected = list(generate_frames(ds.PixelData, number_of_frames=n, extended_offsets=eot))
     return ds, expected
 
 
-@pytest.mark.parametrize("kind", ["bot", "bot2", "eot"])
+@pytest.mark.parametrize("kind", ["bot", "bot2", "eot", "markers"])
 def test_every_frame_of_a_many_frame_instance(
     kind: str, node: NodeProcess, client: DICOMwebClient, tmp_path: Path
 ) -> None:
@@ -533,20 +539,22 @@ def test_every_frame_of_a_many_frame_instance(
     assert r.status_code == 404 and r.json()["frame"] == "601"
 
 
-@pytest.mark.parametrize("kind", ["bot", "bot2", "eot"])
+@pytest.mark.parametrize("kind", ["bot", "bot2", "eot", "markers"])
 def test_offset_tables_are_read_once_per_request(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a Basic or Extended Offset Table, a request for many frames reads the table
-    once, not once per frame (pydicom's get_frame parses it whole for each frame: frames²
-    work for all of them), and reads no fragment it does not return."""
+    """With a Basic or Extended Offset Table (or none: the fragments' end markers), a
+    request for many frames reads the table once, not once per frame (pydicom's
+    get_frame parses it whole, or walks every fragment, for each frame: frames² work for
+    all of them)."""
     from dicom_node.http import frames as frame_io
     from dicom_node.http.wado import Stored
 
     ds, expected = _many_frames(kind)
     path = tmp_path / f"{kind}.dcm"
     ds.save_as(path, enforce_file_format=True)
-    inst = Stored("s", "se", "i", str(path), "1.2.840.10008.1.2.5", 8, len(expected))
+    ts = ds.file_meta.TransferSyntaxUID
+    inst = Stored("s", "se", "i", str(path), ts, 8, len(expected))
     tables = []
     real = frame_io.parse_basic_offsets
 
@@ -555,9 +563,9 @@ def test_offset_tables_are_read_once_per_request(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(frame_io, "parse_basic_offsets", counted)
-    monkeypatch.setattr(frame_io, "get_frame", None)  # not called for such Pixel Data
     numbers = [600, 1, 17, 2, 599, 300]
     pixels = frame_io.layout(inst)
     got = list(frame_io.frame_bytes(inst, pixels, numbers, 2**20))
     assert got == [expected[n - 1] for n in numbers]
     assert len(tables) == 1
+    assert not hasattr(frame_io, "get_frame")
