@@ -244,7 +244,7 @@ def _by_end_markers(fh: BinaryIO, items: list[int]) -> tuple[list[int], list[int
 def _encapsulated_frame(fragments: _Fragments, n: int) -> bytes:
     try:
         return fragments.frame(n)
-    except (ValueError, KeyError, EOFError, StopIteration, struct.error) as err:
+    except (ValueError, KeyError, IndexError, EOFError, StopIteration, struct.error) as err:
         raise Problem(
             422,
             "Unprocessable Content",
@@ -331,7 +331,7 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
         if encapsulated:
             try:
                 fragments = _Fragments(fh, pixels)
-            except (ValueError, KeyError, EOFError, struct.error) as err:
+            except (ValueError, KeyError, IndexError, EOFError, struct.error) as err:
                 raise Problem(
                     422,
                     "Unprocessable Content",

@@ -569,3 +569,18 @@ def test_offset_tables_are_read_once_per_request(
     assert got == [expected[n - 1] for n in numbers]
     assert len(tables) == 1
     assert not hasattr(frame_io, "get_frame")
+
+
+def test_an_extended_offset_table_short_of_lengths_is_a_problem(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """An Extended Offset Table with a length for every frame but the last: that frame
+    answers 422 problem JSON naming it (no 500), the others their bytes."""
+    ds, expected = _many_frames("eot", n=5)
+    ds.ExtendedOffsetTableLengths = bytes(ds.ExtendedOffsetTableLengths)[:-8]
+    ds.save_as(tmp_path / "short.dcm", enforce_file_format=True)
+    assert store_file_raw(node.port, tmp_path / "short.dcm") == 0
+    r = requests.get(_frames_url(node, ds, "5"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
+    assert r.status_code == 422 and r.json()["frame"] == "5"
+    r = requests.get(_frames_url(node, ds, "4"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
+    assert r.status_code == 200 and expected[3] + b"\r\n--" in r.content
