@@ -49,6 +49,8 @@ __all__ = [
     "PixelLayout",
     "check_numbers",
     "frame_bytes",
+    "Fragments",
+    "encapsulated_frame",
     "layout",
     "multipart",
     "negotiate",
@@ -71,6 +73,9 @@ class PixelLayout:
     frames: int
     frame_bits: int  # bits per native frame
     extended_offsets: tuple[bytes, bytes] | None
+    rows: int = 0
+    columns: int = 0
+    samples: int = 1
 
 
 def layout(inst: Stored) -> PixelLayout:
@@ -106,6 +111,9 @@ def layout(inst: Stored) -> PixelLayout:
         frames=int(ds.get("NumberOfFrames") or 1),
         frame_bits=int(ds.Rows) * int(ds.Columns) * samples * bits,
         extended_offsets=extended,
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        samples=samples,
     )
 
 
@@ -150,7 +158,7 @@ def _check_length(pixels: PixelLayout, numbers: list[int]) -> None:
         )
 
 
-class _Fragments:
+class Fragments:
     """Where the fragments of each frame of encapsulated Pixel Data lie, found once per
     request: from the Extended Offset Table, else the Basic Offset Table (a frame's
     fragments run up to the next frame's offset), else one walk of the items' headers
@@ -241,10 +249,12 @@ def _by_end_markers(fh: BinaryIO, items: list[int]) -> tuple[list[int], list[int
     return starts, counts
 
 
-def _encapsulated_frame(fragments: _Fragments, n: int) -> bytes:
+def encapsulated_frame(fragments: Fragments, n: int) -> bytes:
     try:
         return fragments.frame(n)
-    except (ValueError, KeyError, IndexError, EOFError, StopIteration, struct.error) as err:
+    except (
+        ValueError, KeyError, IndexError, EOFError, StopIteration, OverflowError, struct.error
+    ) as err:
         raise Problem(
             422,
             "Unprocessable Content",
@@ -330,8 +340,8 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
         fragments = None
         if encapsulated:
             try:
-                fragments = _Fragments(fh, pixels)
-            except (ValueError, KeyError, IndexError, EOFError, struct.error) as err:
+                fragments = Fragments(fh, pixels)
+            except (ValueError, KeyError, IndexError, EOFError, OverflowError, struct.error) as err:
                 raise Problem(
                     422,
                     "Unprocessable Content",
@@ -339,7 +349,7 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
                 ) from None
         for n in numbers:
             if fragments is not None:
-                yield _encapsulated_frame(fragments, n)
+                yield encapsulated_frame(fragments, n)
             else:
                 yield _native_frame(fh, pixels, n)
 

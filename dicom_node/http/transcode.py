@@ -25,6 +25,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from dicom_node.http import codestream
 from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import (
@@ -97,6 +98,7 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
                 "(transfer-syntax=*)",
                 available=[inst.transfer_syntax],
             )
+        codestream.check_instance(inst)  # no decoder allocates more than the header says
         if inst.transfer_syntax == DeflatedExplicitVRLittleEndian:
             # Checked before the response starts (a 422 once streaming is too late).
             inflate_dataset(inst, _deflated_cap(inst), whole=True, keep=False)

@@ -282,6 +282,16 @@ def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> by
             f"more than http.max_decoded_mb ({limit // 2**20} MB)",
         )
     deflated = inst.transfer_syntax == DeflatedExplicitVRLittleEndian
+    if deflated and samples * frames > limit:  # inflated whole to read one frame
+        raise Problem(
+            400,
+            "Bad Request",
+            f"the image is stored Deflated and takes {samples * frames // 2**20} MB inflated, "
+            f"more than http.max_decoded_mb ({limit // 2**20} MB)",
+        )
+    from dicom_node.http import codestream  # (imports this module)
+
+    codestream.check_instance(inst, frame or 1)  # no decoder allocates past the header
     # A Deflated dataset is read whole (pydicom cannot seek in it): capped to its size.
     ds = read_dataset(inst, not deflated, samples * frames + INFLATE_MAX)
     from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array

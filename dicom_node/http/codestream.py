@@ -1,0 +1,127 @@
+"""The image size a compressed frame's own codestream declares, checked against the
+instance's Rows, Columns and Samples per Pixel before any decoder runs.
+
+A decoder allocates what the codestream says, not what the DICOM header says: 3 MB of
+JPEG declaring 16000 x 16000 in an 8 x 8 instance made pydicom's decompress allocate
+over 1 GB before failing to reshape. Every limit the node applies (``http.
+max_decoded_mb``) is computed from the header, so a frame whose codestream disagrees
+with it is refused (422) unread by any decoder. pydicom refuses such a frame after
+decoding anyway (the array cannot take the header's shape), so nothing decodable is
+lost. RLE is decoded into the header's size and needs no check.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+from pydicom.pixels.utils import _get_jpg_parameters
+
+from dicom_node.http import frames
+from dicom_node.http.problem import Problem
+from dicom_node.http.wado import Stored
+
+JPEG_FAMILY = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.81",
+    }
+)
+J2K_FAMILY = frozenset(
+    {
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.4.201",
+        "1.2.840.10008.1.2.4.202",
+        "1.2.840.10008.1.2.4.203",
+    }
+)
+RLE = "1.2.840.10008.1.2.5"
+
+
+def _j2k_size(data: bytes) -> tuple[int, int, int] | None:
+    """(rows, columns, components) of a JPEG 2000 codestream's SIZ segment (in a JP2
+    file's ``jp2c`` box if wrapped in one); None if it has none."""
+    pos = 0
+    if data.startswith(b"\x00\x00\x00\x0cjP  "):
+        pos = data.find(b"jp2c")
+        if pos < 0:
+            return None
+        pos += 4
+    if data[pos : pos + 4] != b"\xff\x4f\xff\x51" or len(data) < pos + 44:
+        return None
+    x, y, x0, y0 = struct.unpack_from(">4L", data, pos + 8)
+    (components,) = struct.unpack_from(">H", data, pos + 40)
+    return y - y0, x - x0, components
+
+
+def declared_size(frame: bytes, ts: str) -> tuple[int, int, int] | None:
+    """(rows, columns, components) the frame's codestream declares; None if it declares
+    none that can be read."""
+    if ts in JPEG_FAMILY:
+        info = _get_jpg_parameters(frame)
+        if "height" not in info:
+            return None
+        return info["height"], info["width"], info["components"]
+    if ts in J2K_FAMILY:
+        return _j2k_size(frame)
+    return None
+
+
+def check_frames(
+    numbered: Iterable[tuple[int, bytes]], ts: str, rows: int, cols: int, samples: int
+) -> None:
+    """Problem 422 for the first frame whose codestream declares another size than
+    ``rows`` x ``columns`` x ``samples`` (or none at all), so that no decoder allocates
+    what it says. Syntaxes decoded into the header's size (RLE) are not checked."""
+    if ts not in JPEG_FAMILY and ts not in J2K_FAMILY:
+        return
+    for n, frame in numbered:
+        size = declared_size(frame, ts)
+        if size is None:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"frame {n}: its codestream declares no image size, so it is not decoded",
+                frame=str(n),
+            )
+        if size[0] != rows or size[1] != cols or size[2] != samples:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"frame {n}: its codestream declares {size[0]} x {size[1]} x {size[2]} "
+                f"samples, the instance's attributes {rows} x {cols} x {samples}: it is not "
+                "decoded (a decoder allocates what the codestream says)",
+                frame=str(n),
+            )
+
+
+def check_instance(inst: Stored, only: int | None = None) -> None:
+    """:func:`check_frames` on the stored frames of ``inst`` (or frame ``only``), read
+    one at a time through the offset tables as WADO-RS frames are; Problem 422 if a
+    frame cannot be found."""
+    ts = inst.transfer_syntax
+    if ts not in JPEG_FAMILY and ts not in J2K_FAMILY:
+        return
+    pixels = frames.layout(inst)
+    if pixels.value_length != frames.UNDEFINED:
+        return  # native Pixel Data on a compressed syntax: the decoder refuses it
+    with open(inst.path, "rb") as fh:
+        try:
+            found = frames.Fragments(fh, pixels)
+        except (ValueError, KeyError, IndexError, EOFError, OverflowError, struct.error) as err:
+            raise Problem(
+                422, "Unprocessable Content", f"the encapsulated Pixel Data cannot be walked: {err}"
+            ) from None
+        numbers = [only] if only else range(1, pixels.frames + 1)
+        check_frames(
+            ((n, frames.encapsulated_frame(found, n)) for n in numbers),
+            ts,
+            pixels.rows,
+            pixels.columns,
+            pixels.samples,
+        )

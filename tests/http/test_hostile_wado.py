@@ -1,0 +1,164 @@
+"""WADO-RS attacked as an outsider would (issue 15, in the spirit of issue 12): every
+stored file is attacker-controlled (it passed the receive checks), so reads of it must
+answer problem JSON, never a 500, never unbounded memory. Each test stores a crafted
+instance by C-STORE into a real node and asserts statuses, bytes and peak RSS."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    generate_uid,
+)
+
+from tests.support.node_process import NodeProcess, running_node
+from tests.support.scu import store_file_raw
+
+SC = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+MF_BYTE_SC = "1.2.840.10008.5.1.4.1.1.7.2"  # Multi-frame Grayscale Byte SC
+MB = 1024  # kB
+
+
+def _image(ts: str, rows: int, cols: int, frames: int = 1, bits: int = 8) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    sop_class = SC if frames == 1 else MF_BYTE_SC
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "HOSTILE", "Hostile^Wado", "OT"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit, ds.PixelRepresentation = bits - 1, 0
+    if frames != 1:
+        ds.NumberOfFrames = frames
+    return ds
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("L", (width, height), 0).save(out, format="JPEG", quality=10)
+    return out.getvalue()
+
+
+def _store(node: NodeProcess, ds: Dataset, path: Path) -> Dataset:
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file_raw(node.port, path) == 0, node.log()[-2000:]
+    return ds
+
+
+def _url(node: NodeProcess, ds: Dataset, tail: str = "") -> str:
+    return (
+        f"{node.http_url}/dicomweb/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}{tail}"
+    )
+
+
+def _reset_peak(node: NodeProcess) -> int:
+    Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    return node.peak_rss_kb()
+
+
+def _problem(r: requests.Response, status: int, *words: str) -> None:
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    assert r.headers["content-type"] == "application/problem+json"
+    for word in words:
+        assert word in r.json()["detail"], r.json()
+
+
+# -- decompression bombs -----------------------------------------------------------------
+
+
+def test_a_jpeg_larger_than_its_header_says_is_never_decoded(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """3 MB of JPEG whose SOF says 16000 x 16000 (256 MB decoded) in an instance whose
+    Rows and Columns say 8 x 8: the header's size passes any limit, so the decoder
+    would allocate what the codestream says (pydicom's decompress then fails to reshape:
+    +1 GB peak in-process). Retrieving it converted, or rendered, must answer 422 naming
+    the mismatch without decoding (peak RSS)."""
+    ds = _image(JPEGBaseline8Bit, 8, 8)
+    ds.PixelData = encapsulate([_jpeg(16000, 16000)])
+    _store(node, ds, tmp_path / "jbomb.dcm")
+    before = _reset_peak(node)
+    r = requests.get(_url(node, ds), headers={"Accept": "multipart/related; type=\"application/dicom\""}, timeout=120)
+    _problem(r, 422, "16000")
+    r = requests.get(_url(node, ds, "/rendered"), timeout=120)
+    _problem(r, 422, "16000")
+    grown = node.peak_rss_kb() - before
+    assert grown < 64 * MB, f"peak RSS grew by {grown // MB} MB"
+    # As stored it is still served (its Pixel Data byte for byte; the File Meta is the
+    # node's own).
+    r = requests.get(
+        _url(node, ds), headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}, timeout=60
+    )
+    assert r.status_code == 200
+    assert (tmp_path / "jbomb.dcm").read_bytes()[-2**20:] in r.content
+
+
+def test_bulk_data_of_a_deflated_bomb_is_refused_past_the_limit(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """A Deflated instance whose attributes honestly say 3 frames of 16384 x 16384 x 16
+    bits (1.5 GB, stored as about 1.5 MB): its bulk Pixel Data, rendered frame and
+    metadata must not inflate it whole: bulk data is refused naming
+    http.max_decoded_mb (1024 MB), the rendered frame likewise."""
+    ds = _image(ExplicitVRLittleEndian, 16384, 16384, frames=3, bits=16)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    path = tmp_path / "deflated.dcm"
+    _write_deflated(ds, 3 * 16384 * 16384 * 2, path)
+    assert path.stat().st_size < 8 * 2**20
+    assert store_file_raw(node.port, path) == 0, node.log()[-2000:]
+    before = _reset_peak(node)
+    r = requests.get(_url(node, ds, "/bulk/7FE00010"), timeout=120)
+    _problem(r, 406, "http.max_decoded_mb")
+    r = requests.get(_url(node, ds, "/frames/1/rendered"), timeout=120)
+    assert r.status_code in (400, 406), r.status_code
+    r = requests.get(_url(node, ds, "/metadata"), timeout=60)
+    assert r.status_code == 200
+    grown = node.peak_rss_kb() - before
+    assert grown < 64 * MB, f"peak RSS grew by {grown // MB} MB"
+
+
+def _write_deflated(ds: Dataset, pixel_bytes: int, path: Path) -> None:
+    """``ds`` as a Deflated Part 10 file whose Pixel Data is ``pixel_bytes`` zeros,
+    deflated in pieces (never held whole here either)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+
+    body = ds.copy()
+    if "PixelData" in body:
+        del body.PixelData
+    out = DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, False
+    write_dataset(out, body)
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    with open(path, "wb") as fh:
+        fh.write(bytes(128) + b"DICM" + meta.getvalue())
+        fh.write(comp.compress(out.getvalue()))
+        fh.write(comp.compress(b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<L", pixel_bytes)))
+        zeros = bytes(16 * 2**20)
+        left = pixel_bytes
+        while left:
+            n = min(left, len(zeros))
+            fh.write(comp.compress(zeros[:n]))
+            left -= n
+        fh.write(comp.flush())
