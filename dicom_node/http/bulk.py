@@ -80,13 +80,14 @@ def _is_bulk(tag: int, vr: bytes | None) -> bool:
     return any(v in BULK_VRS for v in name.split(" or "))
 
 
-def locate(inst: Stored, text: str) -> BulkValue:
+def locate(inst: Stored, text: str, limit: int) -> BulkValue:
     """Where the value of top-level element ``text`` (8 hex digits) lies; Problem 404
-    if the instance has no such binary element."""
+    if the instance has no such binary element. A Deflated dataset is inflated in
+    memory: Problem 406 if its pixels take more than ``limit`` bytes."""
     tag = _tag(text)
     check_files([inst])
     if inst.transfer_syntax == DeflatedExplicitVRLittleEndian:
-        return _inflated_value(inst, tag, text)
+        return _inflated_value(inst, tag, text, limit)
     try:
         found = locate_element(inst.path, inst.transfer_syntax, tag)
     except (StructureError, ValueError) as err:
@@ -95,7 +96,7 @@ def locate(inst: Stored, text: str) -> BulkValue:
             422, "Unprocessable Content", f"the stored dataset cannot be walked: {err}"
         ) from None
     if found is None:  # not a syntax the walk reads
-        return _inflated_value(inst, tag, text)
+        return _inflated_value(inst, tag, text, limit)
     if found.offset < 0:
         raise Problem(404, "Not Found", f"instance has no bulk data element {text}")
     if found.length < 0 or not _is_bulk(tag, found.vr):
@@ -103,8 +104,17 @@ def locate(inst: Stored, text: str) -> BulkValue:
     return BulkValue(inst.path, found.offset, found.length)
 
 
-def _inflated_value(inst: Stored, tag: int, text: str) -> BulkValue:
-    ds = read_dataset(inst, cap=decoded_bytes(inst) + INFLATE_MAX)
+def _inflated_value(inst: Stored, tag: int, text: str, limit: int) -> BulkValue:
+    size = decoded_bytes(inst)
+    if size > limit:  # a few MB stored may honestly say gigabytes of pixels
+        raise Problem(
+            406,
+            "Not Acceptable",
+            f"the instance is stored Deflated: reading its bulk data means inflating "
+            f"{size // 2**20} MB of pixels in memory, more than http.max_decoded_mb "
+            f"({limit // 2**20} MB)",
+        )
+    ds = read_dataset(inst, cap=size + INFLATE_MAX)
     elem = ds.get(tag)
     if elem is None:
         raise Problem(404, "Not Found", f"instance has no bulk data element {text}")

@@ -211,7 +211,7 @@ def retrieve_bulk(request: Request, study: str, series: str, instance: str, tag:
     """WADO-RS bulk data of one element, as one application/octet-stream part streamed
     from the file (a Range asks for a slice of it: 206)."""
     inst = _stored(request, study, series, instance)[0]
-    value = bulk.locate(inst, tag)
+    value = bulk.locate(inst, tag, _decode_limit(request))
     span = bulk.byte_range(request.headers.get("range"), value.length)
     content_range, status = None, 200
     if span is not None:
