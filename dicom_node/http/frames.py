@@ -40,7 +40,7 @@ from dicom_node.http.frames_accept import (  # re-exported: the routes use them 
     parse_frame_list,
 )
 from dicom_node.http.problem import Problem
-from dicom_node.http.wado import Stored, check_files, read_dataset
+from dicom_node.http.wado import Stored, check_files, read_dataset, whole_number
 from dicom_node.index.header import INFLATE_MAX
 
 __all__ = [
@@ -108,7 +108,7 @@ def layout(inst: Stored) -> PixelLayout:
         transfer_syntax=ts,
         value_offset=offset,
         value_length=length,
-        frames=int(ds.get("NumberOfFrames") or 1),
+        frames=max(whole_number(ds, "NumberOfFrames"), 1),
         frame_bits=int(ds.Rows) * int(ds.Columns) * samples * bits,
         extended_offsets=extended,
         rows=int(ds.Rows),

@@ -161,13 +161,27 @@ def inflate_dataset(inst: Stored, cap: int, whole: bool, keep: bool = True) -> i
     return io.BytesIO(out)
 
 
+def whole_number(ds: pydicom.Dataset, keyword: str, default: int = 1) -> int:
+    """An integer attribute (``default`` if absent or empty); Problem 422 naming it if
+    its value is not an integer (an IS the receive path kept as sent: ``abc``, ``2.5``)."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise Problem(
+            422, "Unprocessable Content", f"{keyword} {str(value)[:64]!r} is not a whole number"
+        ) from None
+
+
 def decoded_bytes(inst: Stored) -> int:
     """Bytes its pixels take once decoded (from the header; no pixel is read)."""
     ds = read_dataset(inst, stop_before_pixels=True)
     if "Rows" not in ds:
         return 0
-    values = [ds.get(k) for k in ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames")]
-    rows, cols, samples, frames = (int(v) if v not in (None, "") else 1 for v in values)
+    keywords = ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames")
+    rows, cols, samples, frames = (whole_number(ds, k) for k in keywords)
     bits = int(ds.get("BitsAllocated") or 8)
     return rows * cols * max(samples, 1) * max(frames, 1) * max(bits, 8) // 8
 
@@ -224,7 +238,12 @@ def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
     def bulk(elem: DataElement) -> str:
         return f"{instance_url}/bulk/{elem.tag:08X}"
 
-    body = ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk)
+    # A value pydicom cannot put in JSON (an IS or DS that is not a number: the receive
+    # path keeps values as sent) drops that element (a sequence holding one: the
+    # sequence), logged by pydicom, instead of failing the whole answer.
+    body = ds.to_json_dict(
+        bulk_data_threshold=1024, bulk_data_element_handler=bulk, suppress_invalid_tags=True
+    )
     if inst.rows:
         bits = int(ds.get("BitsAllocated", 16) or 16)
         encapsulated = UID(inst.transfer_syntax).is_compressed

@@ -162,3 +162,59 @@ def _write_deflated(ds: Dataset, pixel_bytes: int, path: Path) -> None:
             fh.write(comp.compress(zeros[:n]))
             left -= n
         fh.write(comp.flush())
+
+
+# -- offset tables and attributes that lie ------------------------------------------------
+
+
+def _jpeg_frames(node: NodeProcess, tmp_path: Path, frames: int, name: str) -> Dataset:
+    ds = _image(JPEGBaseline8Bit, 16, 16, frames=frames)
+    ds.PixelData = encapsulate([_jpeg(16, 16) for _ in range(frames)], has_bot=False)
+    return ds
+
+
+def test_an_extended_offset_table_that_lies_is_a_problem(node: NodeProcess, tmp_path: Path) -> None:
+    """Extended Offset Table entries the receive path does not check: a length of
+    2^64 - 1 (an OverflowError reading it was a 500), an offset past the end of the file,
+    2^32 - 1 frames declared by NumberOfFrames with a 2-entry table. Each: 422 or 404
+    problem JSON naming the frame, never a 500; a good frame of the same instance
+    still comes back."""
+    good = _jpeg(16, 16)
+    cases = {
+        "huge length": ([0, 8 + len(good)], [len(good), 2**64 - 1], 2, "2"),
+        "offset past the file": ([0, 2**40], [len(good), len(good)], 2, "2"),
+        "many frames, tiny table": ([0, 8 + len(good)], [len(good), len(good)], 2**31 - 1, "3"),
+    }
+    for name, (offsets, lengths, frames, asked) in cases.items():
+        ds = _image(JPEGBaseline8Bit, 16, 16, frames=frames)
+        ds.PixelData = encapsulate([good, good], has_bot=False)
+        ds.ExtendedOffsetTable = struct.pack("<2Q", *offsets)
+        ds.ExtendedOffsetTableLengths = struct.pack("<2Q", *lengths)
+        _store(node, ds, tmp_path / f"{name}.dcm")
+        r = requests.get(_url(node, ds, f"/frames/{asked}"), timeout=30)
+        assert r.status_code in (404, 422), (name, r.status_code, r.text[:300])
+        assert r.headers["content-type"] == "application/problem+json", name
+        r = requests.get(_url(node, ds, "/frames/1"), timeout=30)
+        assert r.status_code == 200 and good in r.content, (name, r.status_code)
+
+
+@pytest.mark.parametrize("frames", ["abc", "-5", "2.5"])
+def test_a_number_of_frames_that_is_not_a_number_is_no_500(
+    node: NodeProcess, tmp_path: Path, frames: str
+) -> None:
+    """NumberOfFrames is an IS the receive path keeps as sent: every WADO-RS read of
+    such an instance answers, none with a 500."""
+    ds = _image(ExplicitVRLittleEndian, 4, 4)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MF_BYTE_SC
+    ds.PixelData = bytes(range(16))
+    ds.save_as(tmp_path / "f.dcm", enforce_file_format=True)
+    raw = (tmp_path / "f.dcm").read_bytes()
+    # NumberOfFrames (0028,0008) IS, written by hand (pydicom refuses such a value).
+    value = frames.encode() + b" " * (len(frames) % 2)
+    element = b"\x28\x00\x08\x00IS" + struct.pack("<H", len(value)) + value
+    at = raw.index(b"\x28\x00\x10\x00US")  # before Rows
+    (tmp_path / "f.dcm").write_bytes(raw[:at] + element + raw[at:])
+    assert store_file_raw(node.port, tmp_path / "f.dcm") == 0, node.log()[-2000:]
+    for tail in ("", "/metadata", "/frames/1", "/rendered", "/bulk/7FE00010", "/frames/1/rendered"):
+        r = requests.get(_url(node, ds, tail), timeout=30)
+        assert r.status_code < 500, (tail, r.status_code, r.text[:300])
