@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 PIXEL_DATA = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 UNDEFINED = 0xFFFFFFFF
 BATCH = 1 << 20  # bytes of frames sent together
+CHUNK = 1 << 20  # bytes of a large native frame read at a time
 
 @dataclass(frozen=True)
 class PixelLayout:
@@ -130,19 +131,42 @@ def check_numbers(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> None
             )
 
 
-def _native_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes:
-    """Frame ``n`` of native Pixel Data. Frames of Bits Allocated 1 are packed without
-    padding between them (PS3.5 8.1.1): one that starts mid-byte is shifted to start a
-    byte, and its last byte padded with zero bits."""
-    start_bit, end_bit = (n - 1) * pixels.frame_bits, n * pixels.frame_bits
-    first, last = start_bit // 8, (end_bit + 7) // 8
+def _native_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes | Iterator[bytes]:
+    """Frame ``n`` of native Pixel Data: its bytes, or for a frame over :data:`BATCH`
+    bytes its pieces, read as they are sent (a 512 MB frame read whole, then joined
+    into its part, grew the node by 2.4 GB). Frames of Bits Allocated 1 are packed
+    without padding between them (PS3.5 8.1.1): one that starts mid-byte is shifted to
+    start a byte, and its last byte padded with zero bits."""
+    pieces = _native_pieces(fh, pixels, n)
+    if (pixels.frame_bits + 7) // 8 > BATCH:
+        return pieces
+    return b"".join(pieces)
+
+
+def _native_pieces(fh: BinaryIO, pixels: PixelLayout, n: int) -> Iterator[bytes]:
+    start_bit = (n - 1) * pixels.frame_bits
+    first, skip = start_bit // 8, start_bit % 8
+    left = (pixels.frame_bits + 7) // 8  # bytes out
+    tail_bits = pixels.frame_bits % 8  # bits used in the last byte out (0: all)
     fh.seek(pixels.value_offset + first)
-    data = fh.read(last - first)
-    if start_bit % 8 == 0 and end_bit % 8 == 0:
-        return data
-    bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
-    skip = start_bit - first * 8
-    return np.packbits(bits[skip : skip + pixels.frame_bits], bitorder="little").tobytes()
+    carry = b""
+    while left > 0:
+        take = min(CHUNK, left)
+        data = carry + fh.read(take + (1 if skip else 0) - len(carry))
+        if skip:  # each byte out: the high bits of one byte and the low bits of the next
+            data = data.ljust(take + 1, b"\0")
+            raw = np.frombuffer(data, np.uint8)
+            out = ((raw[:-1] >> skip) | (raw[1:] << (8 - skip))).astype(np.uint8)
+            carry = data[-1:]
+            piece = out.tobytes()
+        else:
+            piece = data
+            if len(piece) < take:
+                raise EOFError("the Pixel Data ends inside the frame")
+        left -= take
+        if left == 0 and tail_bits:
+            piece = piece[:-1] + bytes([piece[-1] & ((1 << tail_bits) - 1)])
+        yield piece
 
 
 def _check_length(pixels: PixelLayout, numbers: list[int]) -> None:
@@ -354,14 +378,22 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
                 yield _native_frame(fh, pixels, n)
 
 
-def multipart(frames: Iterator[bytes], media: str, ts: str, boundary: str) -> Iterator[bytes]:
+def multipart(
+    frames: Iterator[bytes | Iterator[bytes]], media: str, ts: str, boundary: str
+) -> Iterator[bytes]:
     """The multipart/related body: one part per frame. Small frames go out together, up
     to :data:`BATCH` bytes at a time: each chunk of a streamed response costs a hop to
-    and from a worker thread (0.1 ms), which cost more than finding a frame."""
+    and from a worker thread (0.1 ms), which cost more than finding a frame. A large
+    frame comes in pieces and goes out as they are read."""
     head = f"--{boundary}\r\nContent-Type: {media}; transfer-syntax={ts}\r\n\r\n".encode()
     batch: list[bytes] = []
     size = 0
     for data in frames:
+        if not isinstance(data, bytes):
+            yield b"".join([*batch, head])
+            yield from data
+            batch, size = [b"\r\n"], 2
+            continue
         batch += (head, data, b"\r\n")
         size += len(head) + len(data) + 2
         if size >= BATCH:
