@@ -188,10 +188,11 @@ def retrieve(
     found = _stored(request, study, series, instance)
     syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
     wado.check_files(found)
-    transcode.check_convertible(found, syntaxes, _decode_limit(request))
+    limit = _decode_limit(request)
+    transcode.check_convertible(found, syntaxes, limit)
     boundary = wado.new_boundary()
     return StreamingResponse(
-        transcode.multipart(found, syntaxes, boundary),
+        transcode.multipart(found, syntaxes, boundary, limit),
         media_type=f'multipart/related; type="{wado.DICOM}"; boundary={boundary}',
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,8 @@ def test_a_jpeg_larger_than_its_header_says_is_never_decoded(
     ds.PixelData = encapsulate([_jpeg(16000, 16000)])
     _store(node, ds, tmp_path / "jbomb.dcm")
     before = _reset_peak(node)
-    r = requests.get(_url(node, ds), headers={"Accept": "multipart/related; type=\"application/dicom\""}, timeout=120)
+    accept = 'multipart/related; type="application/dicom"'
+    r = requests.get(_url(node, ds), headers={"Accept": accept}, timeout=120)
     _problem(r, 422, "16000")
     r = requests.get(_url(node, ds, "/rendered"), timeout=120)
     _problem(r, 422, "16000")
@@ -103,9 +105,7 @@ def test_a_jpeg_larger_than_its_header_says_is_never_decoded(
     assert grown < 64 * MB, f"peak RSS grew by {grown // MB} MB"
     # As stored it is still served (its Pixel Data byte for byte; the File Meta is the
     # node's own).
-    r = requests.get(
-        _url(node, ds), headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}, timeout=60
-    )
+    r = requests.get(_url(node, ds), headers={"Accept": accept + "; transfer-syntax=*"}, timeout=60)
     assert r.status_code == 200
     assert (tmp_path / "jbomb.dcm").read_bytes()[-2**20:] in r.content
 
@@ -257,3 +257,45 @@ def test_large_one_bit_frames_starting_mid_byte_come_in_pieces() -> None:
         assert not isinstance(got, bytes)  # over BATCH: pieces
         want = np.packbits(unpacked[(n - 1) * bits : n * bits], bitorder="little").tobytes()
         assert b"".join(got) == want, n
+
+
+@pytest.fixture(scope="module")
+def small_budget_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    config = {
+        "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 1}],
+        "http": {"max_decoded_mb": 100},
+        "models": {"bundled": False},
+    }
+    yield from running_node(tmp_path_factory.mktemp("budget-node"), config)
+
+
+def test_concurrent_conversions_share_the_decoded_limit(
+    small_budget_node: NodeProcess, tmp_path: Path
+) -> None:
+    """8 concurrent retrieves, each decompressing an 8000 x 8000 JPEG (64 MB decoded,
+    under http.max_decoded_mb = 100 each): all answer 200 with the decoded pixels, and
+    the node's peak RSS grows as for one conversion at a time, not eight: +0.5 GB
+    (one conversion holds about 7 times its decoded size: decoder output, Pixel Data,
+    the encoded file), against +1.06 GB when each request checked the limit alone."""
+    import threading
+
+    node = small_budget_node
+    ds = _image(JPEGBaseline8Bit, 8000, 8000)
+    ds.PixelData = encapsulate([_jpeg(8000, 8000)])
+    _store(node, ds, tmp_path / "honest.dcm")
+    accept = {"Accept": 'multipart/related; type="application/dicom"'}
+    results: list[tuple[int, int]] = []
+
+    def one() -> None:
+        with requests.get(_url(node, ds), headers=accept, stream=True, timeout=300) as r:
+            results.append((r.status_code, sum(len(c) for c in r.iter_content(1 << 20))))
+
+    before = _reset_peak(node)
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    grown = node.peak_rss_kb() - before
+    assert len(results) == 8 and all(code == 200 and size > 64_000_000 for code, size in results)
+    assert grown < 700 * MB, f"peak RSS grew by {grown // MB} MB"
