@@ -123,6 +123,17 @@ def _inflated_value(inst: Stored, tag: int, text: str, limit: int) -> BulkValue:
     return BulkValue(inst.path, 0, len(elem.value), bytes(elem.value))
 
 
+HUGE = 1 << 63  # any position past every value (a number of more than 18 digits)
+
+
+def _number(digits: str) -> int | None:
+    """A Range position; :data:`HUGE` for one of more than 18 digits (int() refuses
+    strings past 4300 digits: a 500 before)."""
+    if not digits:
+        return None
+    return HUGE if len(digits.lstrip("0")) > 18 else int(digits)
+
+
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The (start, end exclusive) a ``Range: bytes=…`` header asks of ``size`` bytes;
     None for no Range (or one this node ignores, as HTTP allows: not bytes, or several
@@ -132,13 +143,14 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     m = re.fullmatch(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*", header)
     if not m or not (m[1] or m[2]):
         return None
-    if m[1]:
-        start = int(m[1])
-        end = min(int(m[2]) + 1, size) if m[2] else size
-        if m[2] and int(m[2]) < start:
+    first, last = _number(m[1]), _number(m[2])
+    if first is not None:
+        start = first
+        end = min(last + 1, size) if last is not None else size
+        if last is not None and last < start:
             return None  # invalid: ignored (RFC 9110 14.1.1)
     else:  # the last N bytes
-        start, end = max(size - int(m[2]), 0), size
+        start, end = max(size - (last or 0), 0), size
     if start >= size or start >= end:
         raise Problem(
             416,

@@ -299,3 +299,58 @@ def test_concurrent_conversions_share_the_decoded_limit(
     grown = node.peak_rss_kb() - before
     assert len(results) == 8 and all(code == 200 and size > 64_000_000 for code, size in results)
     assert grown < 700 * MB, f"peak RSS grew by {grown // MB} MB"
+
+
+# -- Range --------------------------------------------------------------------------------
+
+RANGES = [  # (Range header, status, slice of the 1000-byte value or None)
+    ("bytes=0-9", 206, (0, 10)),
+    ("bytes=990-", 206, (990, 1000)),
+    ("bytes=-10", 206, (990, 1000)),
+    ("bytes=-5000", 206, (0, 1000)),  # suffix longer than the value: all of it
+    ("bytes=0-99999999999999999999999", 206, (0, 1000)),
+    ("bytes= 3 - 4 ", 206, (3, 5)),
+    ("bytes=1000-", 416, None),
+    ("bytes=99999999999999999999999999-", 416, None),
+    ("bytes=-0", 416, None),
+    ("bytes=" + "9" * 5000 + "-", 416, None),  # past int()'s 4300-digit limit
+    ("bytes=-" + "9" * 5000, 206, (0, 1000)),
+    ("bytes=0-" + "9" * 5000, 206, (0, 1000)),
+    ("bytes=5-2", 200, (0, 1000)),  # invalid: ignored (RFC 9110 14.2)
+    ("bytes=0-1,5-6", 200, (0, 1000)),  # several ranges: ignored
+    ("bytes=abc", 200, (0, 1000)),
+    ("bytes=-", 200, (0, 1000)),
+    ("items=0-5", 200, (0, 1000)),
+    ("bytes=٣-٤", 200, (0, 1000)),  # non-ASCII digits
+]
+
+
+def _part_body(r: requests.Response) -> bytes:
+    return r.content.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
+
+
+@pytest.mark.parametrize("deflated", [False, True], ids=["explicit", "deflated"])
+def test_hostile_ranges(node: NodeProcess, tmp_path: Path, deflated: bool) -> None:
+    """Malformed, overflowing, huge and multiple ranges on a 1000-byte value (in an
+    Explicit VR and in a Deflated file): 206 with exactly those bytes, 416 problem JSON
+    with ``Content-Range: bytes */1000``, or the whole value (a Range the node ignores,
+    as HTTP allows); never a 500."""
+    ds = _image(ExplicitVRLittleEndian, 10, 50, bits=16)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"
+    value = bytes(np.arange(1000, dtype=np.uint8) * 7 % 251)
+    ds.PixelData = value
+    if deflated:
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    _store(node, ds, tmp_path / "range.dcm")
+    url = _url(node, ds, "/bulk/7FE00010")
+    for header, status, span in RANGES:
+        r = requests.get(url, headers={"Range": header.encode("utf-8")}, timeout=30)
+        assert r.status_code == status, (header[:40], r.status_code, r.text[:200])
+        if status == 416:
+            assert r.headers["content-range"] == "bytes */1000", header[:40]
+            assert r.headers["content-type"] == "application/problem+json"
+            continue
+        assert span is not None
+        assert _part_body(r) == value[span[0] : span[1]], header[:40]
+        if status == 206:
+            assert f"bytes {span[0]}-{span[1] - 1}/1000".encode() in r.content, header[:40]
