@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ import pydicom
 from pydicom.encaps import (
     generate_fragments,
     parse_basic_offsets,
-    parse_fragments,
 )
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -63,6 +63,7 @@ PIXEL_DATA = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 UNDEFINED = 0xFFFFFFFF
 BATCH = 1 << 20  # bytes of frames sent together
 CHUNK = 1 << 20  # bytes of a large native frame read at a time
+MAX_FRAGMENTS = 1_000_000  # fragments walked in one request (a frame, or the whole value)
 
 @dataclass(frozen=True)
 class PixelLayout:
@@ -209,10 +210,13 @@ class Fragments:
             count = len(self.extended[1]) // 8
             self.lengths = list(struct.unpack(f"<{count}Q", self.extended[1]))
             self.table = "Extended Offset Table"
+            _check_table(self.starts, self.lengths, os.fstat(fh.fileno()).st_size, self.table)
         elif basic:
             self.starts = [first + o for o in basic]
+            _check_table(self.starts, None, 0, self.table)
         else:
-            count, offsets = parse_fragments(fh)
+            offsets = _items(fh)
+            count = len(offsets)
             if count == self.frames:
                 self.starts, self.lengths = offsets, None
                 self.table = "fragments"
@@ -245,9 +249,48 @@ class Fragments:
             parts.append(fragment)
             if end is not None and fh.tell() >= end:
                 break
+            if len(parts) >= MAX_FRAGMENTS:
+                raise ValueError(f"frame {n} has more than {MAX_FRAGMENTS} fragments")
         if not parts:
             raise ValueError(f"no fragment at the offset of frame {n}")
         return b"".join(parts)
+
+
+def _check_table(starts: list[int], lengths: list[int] | None, size: int, table: str) -> None:
+    """ValueError unless the frames of an offset table start in strictly increasing
+    order (PS3.5 A.4: each frame has its own fragments) and, with ``lengths`` (an
+    Extended Offset Table), each fragment ends before the next frame and the file. A
+    table of one offset repeated made every frame asked for the same large fragment:
+    a response of many times the file."""
+    for k, (a, b) in enumerate(zip(starts, starts[1:], strict=False), 1):
+        if b <= a:
+            raise ValueError(f"the {table} does not increase at frame {k + 1}")
+        if lengths is not None and k <= len(lengths) and a + 8 + lengths[k - 1] > b:
+            raise ValueError(f"frame {k} of the {table} overlaps frame {k + 1}")
+    last = len(starts) - 1
+    if lengths and starts and len(lengths) > last and starts[-1] + 8 + lengths[last] > size:
+        raise ValueError(f"the last frame of the {table} runs past the end of the file")
+
+
+def _items(fh: BinaryIO) -> list[int]:
+    """File offsets of the fragments' items, from the current position to the sequence
+    delimiter, reading 8 bytes per item; ValueError past :data:`MAX_FRAGMENTS` (a few MB
+    of empty fragments took seconds of CPU per request)."""
+    items: list[int] = []
+    while True:
+        pos = fh.tell()
+        head = fh.read(8)
+        if len(head) < 8:
+            raise EOFError("the encapsulated Pixel Data ends without its delimiter")
+        tag, length = struct.unpack("<LL", head)
+        if tag == 0xE0DDFFFE:  # (FFFE,E0DD): the end
+            return items
+        if tag != 0xE000FFFE or length == UNDEFINED:
+            raise ValueError(f"the encapsulated Pixel Data holds no item at byte {pos}")
+        if len(items) >= MAX_FRAGMENTS:
+            raise ValueError(f"more than {MAX_FRAGMENTS} fragments: this node walks no more")
+        items.append(pos)
+        fh.seek(length, 1)
 
 
 def _by_end_markers(fh: BinaryIO, items: list[int]) -> tuple[list[int], list[int]]:

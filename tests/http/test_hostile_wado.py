@@ -176,16 +176,21 @@ def _jpeg_frames(node: NodeProcess, tmp_path: Path, frames: int, name: str) -> D
 def test_an_extended_offset_table_that_lies_is_a_problem(node: NodeProcess, tmp_path: Path) -> None:
     """Extended Offset Table entries the receive path does not check: a length of
     2^64 - 1 (an OverflowError reading it was a 500), an offset past the end of the file,
-    2^32 - 1 frames declared by NumberOfFrames with a 2-entry table. Each: 422 or 404
-    problem JSON naming the frame, never a 500; a good frame of the same instance
-    still comes back."""
+    the same offset for every frame (each frame asked for would be the same fragment: a
+    response of many times the file), overlapping frames, 2^31 - 1 frames declared by
+    NumberOfFrames with a 2-entry table. Each: 422 or 404 problem JSON, never a 500; a
+    table that lies makes every frame a 422, a short one only the frames it lacks."""
     good = _jpeg(16, 16)
-    cases = {
-        "huge length": ([0, 8 + len(good)], [len(good), 2**64 - 1], 2, "2"),
-        "offset past the file": ([0, 2**40], [len(good), len(good)], 2, "2"),
-        "many frames, tiny table": ([0, 8 + len(good)], [len(good), len(good)], 2**31 - 1, "3"),
+    step = 8 + len(good)
+    cases = {  # offsets, lengths, NumberOfFrames, frame asked, frame 1's status
+        "huge length": ([0, step], [len(good), 2**64 - 1], 2, "2", 422),
+        "offset past the file": ([0, 2**40], [len(good), len(good)], 2, "2", 422),
+        "one offset repeated": ([0, 0], [len(good), len(good)], 2, "2", 422),
+        "overlapping": ([0, step], [2 * len(good), len(good)], 2, "2", 422),
+        "backwards": ([step, 0], [len(good), len(good)], 2, "2", 422),
+        "many frames, tiny table": ([0, step], [len(good), len(good)], 2**31 - 1, "3", 200),
     }
-    for name, (offsets, lengths, frames, asked) in cases.items():
+    for name, (offsets, lengths, frames, asked, first) in cases.items():
         ds = _image(JPEGBaseline8Bit, 16, 16, frames=frames)
         ds.PixelData = encapsulate([good, good], has_bot=False)
         ds.ExtendedOffsetTable = struct.pack("<2Q", *offsets)
@@ -195,7 +200,8 @@ def test_an_extended_offset_table_that_lies_is_a_problem(node: NodeProcess, tmp_
         assert r.status_code in (404, 422), (name, r.status_code, r.text[:300])
         assert r.headers["content-type"] == "application/problem+json", name
         r = requests.get(_url(node, ds, "/frames/1"), timeout=30)
-        assert r.status_code == 200 and good in r.content, (name, r.status_code)
+        assert r.status_code == first, (name, r.status_code)
+        assert good in r.content if first == 200 else "Offset Table" in r.json()["detail"]
 
 
 @pytest.mark.parametrize("frames", ["abc", "-5", "2.5"])
@@ -354,3 +360,47 @@ def test_hostile_ranges(node: NodeProcess, tmp_path: Path, deflated: bool) -> No
         assert _part_body(r) == value[span[0] : span[1]], header[:40]
         if status == 206:
             assert f"bytes {span[0]}-{span[1] - 1}/1000".encode() in r.content, header[:40]
+
+
+def _encapsulated_file(ds: Dataset, items: bytes, path: Path) -> None:
+    """``ds`` saved with its Pixel Data replaced by ``items`` (offset table item,
+    fragment items) and the sequence delimiter, written by hand."""
+    ds.PixelData = encapsulate([b"\xff\xd8"])
+    ds.save_as(path, enforce_file_format=True)
+    raw = path.read_bytes()
+    at = raw.rindex(b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff")
+    path.write_bytes(raw[: at + 12] + items + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")
+
+
+def _item(value: bytes) -> bytes:
+    return b"\xfe\xff\x00\xe0" + struct.pack("<L", len(value)) + value
+
+
+def test_a_basic_offset_table_repeating_an_offset_is_a_problem(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """A Basic Offset Table [0, 0, 0] (the receive check allows equal offsets) over one
+    1 MB fragment: every frame would be that fragment, so frames/1,2,3 would send it
+    three times (a 13,000-frame list: 13 GB from a 1 MB file). 422 naming the table."""
+    ds = _image(JPEGBaseline8Bit, 16, 16, frames=3)
+    fragment = b"\xff\xd8" + bytes(2**20) + b"\xff\xd9"
+    _encapsulated_file(ds, _item(bytes(12)) + _item(fragment), tmp_path / "bot.dcm")
+    assert store_file_raw(node.port, tmp_path / "bot.dcm") == 0, node.log()[-2000:]
+    r = requests.get(_url(node, ds, "/frames/1,2,3"), timeout=30)
+    _problem(r, 422, "Basic Offset Table")
+
+
+def test_a_million_tiny_fragments_are_not_walked(node: NodeProcess, tmp_path: Path) -> None:
+    """1,000,001 fragments of 2 bytes (10 MB) and no offset table: the fragment walk
+    took 2.3 s of CPU per request and sent one 2 MB frame; it now stops at
+    MAX_FRAGMENTS and answers 422 naming it, whatever frames are asked for."""
+    from dicom_node.http.frames import MAX_FRAGMENTS
+
+    ds = _image(JPEGBaseline8Bit, 16, 16, frames=2)
+    tiny = _item(b"\x00\x00")
+    items = _item(b"") + _item(b"\xff\xd8") + tiny * MAX_FRAGMENTS
+    _encapsulated_file(ds, items, tmp_path / "tiny.dcm")
+    assert store_file_raw(node.port, tmp_path / "tiny.dcm") == 0, node.log()[-2000:]
+    for asked in ("1", "2", "1,2"):
+        r = requests.get(_url(node, ds, f"/frames/{asked}"), timeout=120)
+        _problem(r, 422, str(MAX_FRAGMENTS))

@@ -464,13 +464,13 @@ def test_frames_without_offset_table_are_found_in_one_walk(
     ds.save_as(path, enforce_file_format=True)
     inst = Stored("s", "se", "i", str(path), "1.2.840.10008.1.2.5", 8, len(parts))
     walks = []
-    real = frame_io.parse_fragments
+    real = frame_io._items
 
     def counted(*args: object, **kwargs: object) -> object:
         walks.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(frame_io, "parse_fragments", counted)
+    monkeypatch.setattr(frame_io, "_items", counted)
     assert not hasattr(frame_io, "get_frame")  # no longer used at all
     numbers = [40, 1, 17, 2]
     pixels = frame_io.layout(inst)
