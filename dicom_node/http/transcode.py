@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 
 from pydicom.pixels import get_decoder
@@ -29,6 +27,7 @@ from pydicom.uid import (
 )
 
 from dicom_node.http import codestream
+from dicom_node.http.budget import DECODING
 from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import (
@@ -120,42 +119,12 @@ def converted(inst: Stored, ts: str) -> bytes:
     return out.getvalue()
 
 
-class _Budget:
-    """Decoded bytes of the conversions in flight, in the whole process: one waits
-    until the others leave room within ``http.max_decoded_mb`` (one alone always runs:
-    larger ones were refused with 406). Without it, 8 concurrent retrieves of a 64 MB
-    JPEG grew the node by 1 GB; each request's check passed on its own."""
-
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self.changed = threading.Condition()
-
-    @contextmanager
-    def hold(self, size: int, limit: int, wait: float) -> Iterator[None]:
-        with self.changed:
-            if not self.changed.wait_for(
-                lambda: self.in_flight == 0 or self.in_flight + size <= limit, wait
-            ):
-                raise TimeoutError(f"no room to convert within {limit // 2**20} MB")
-            self.in_flight += size
-        try:
-            yield
-        finally:
-            with self.changed:
-                self.in_flight -= size
-                self.changed.notify_all()
-
-
-BUDGET = _Budget()
-WAIT_SECONDS = 120.0  # longest a conversion waits for others to finish; then cut
-
-
 def multipart(
     instances: list[Stored], syntaxes: set[str] | None, boundary: str, limit: int = 1 << 30
 ) -> Iterator[bytes]:
     """The multipart body, produced as it is sent (:func:`check_convertible` first).
     Conversions share ``limit`` bytes of decoded pixels with every other in the
-    process (:class:`_Budget`)."""
+    process (:mod:`.budget`)."""
     for inst in instances:
         ts = target(inst.transfer_syntax, syntaxes) or ExplicitVRLittleEndian
         yield (
@@ -168,7 +137,7 @@ def multipart(
                     yield chunk
         else:
             try:
-                with BUDGET.hold(decoded_bytes(inst), limit, WAIT_SECONDS):
+                with DECODING.hold(decoded_bytes(inst), limit):
                     data = memoryview(converted(inst, ts))
                     for at in range(0, len(data), CHUNK):
                         yield bytes(data[at : at + CHUNK])

@@ -25,6 +25,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from sqlalchemy import select
 
+from dicom_node.http.budget import DECODING
 from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
@@ -313,24 +314,36 @@ def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> by
     codestream.check_instance(inst, frame or 1)  # no decoder allocates past the header
     # A Deflated dataset is read whole (pydicom cannot seek in it): capped to its size.
     ds = read_dataset(inst, not deflated, samples * frames + INFLATE_MAX)
+    source = ds if deflated else inst.path
+    index = frame - 1 if frames > 1 and frame else None
+    try:  # the decode and the windowing share the limit with every other in flight
+        with DECODING.hold(samples * 8, limit):
+            return _rendered(source, index, ds, media)
+    except TimeoutError as err:
+        raise Problem(503, "Service Unavailable", f"busy decoding others: {err}") from None
+
+
+def _rendered(source: Any, index: int | None, ds: pydicom.Dataset, media: str) -> bytes:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
     try:
-        source = ds if deflated else inst.path
-        pixels = pixel_array(source, index=frame - 1 if frames > 1 and frame else None)
+        pixels = pixel_array(source, index=index)
     except Exception as err:  # noqa: BLE001 - decoders raise many kinds on bad data
         raise Problem(
             422, "Unprocessable Content", f"its pixel data cannot be decoded: {err}"
         ) from None
     if ds.get("SamplesPerPixel", 1) == 1:
         values = apply_modality_lut(pixels, ds).astype(np.float64)
+        del pixels
         if "WindowCenter" in ds or "VOILUTSequence" in ds:
             values = apply_voi_lut(values, ds).astype(np.float64)
         low, high = float(values.min()), float(values.max())
-        scaled = (values - low) / (high - low or 1.0) * 255.0
+        values -= low
+        values /= high - low or 1.0  # in place, as (v - low) / range * 255
+        values *= 255.0
         if ds.get("PhotometricInterpretation") == "MONOCHROME1":
-            scaled = 255.0 - scaled
-        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+            np.subtract(255.0, values, out=values)
+        image = Image.fromarray(values.round().astype(np.uint8), mode="L")
     else:
         image = Image.fromarray(pixels.astype(np.uint8))
     out = io.BytesIO()

@@ -404,3 +404,31 @@ def test_a_million_tiny_fragments_are_not_walked(node: NodeProcess, tmp_path: Pa
     for asked in ("1", "2", "1,2"):
         r = requests.get(_url(node, ds, f"/frames/{asked}"), timeout=120)
         _problem(r, 422, str(MAX_FRAGMENTS))
+
+
+def test_concurrent_renderings_share_the_decoded_limit(
+    small_budget_node: NodeProcess, tmp_path: Path
+) -> None:
+    """8 concurrent renderings of a 3000 x 3000 JPEG (72 MB while windowed, under
+    http.max_decoded_mb = 100 each): all 200, and the node's peak RSS grows as for
+    about one at a time."""
+    import threading
+
+    node = small_budget_node
+    ds = _image(JPEGBaseline8Bit, 3000, 3000)
+    ds.PixelData = encapsulate([_jpeg(3000, 3000)])
+    _store(node, ds, tmp_path / "render.dcm")
+    codes: list[int] = []
+
+    def one() -> None:
+        codes.append(requests.get(_url(node, ds, "/rendered"), timeout=300).status_code)
+
+    before = _reset_peak(node)
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    grown = node.peak_rss_kb() - before
+    assert codes == [200] * 8
+    assert grown < 400 * MB, f"peak RSS grew by {grown // MB} MB"
