@@ -432,3 +432,71 @@ def test_concurrent_renderings_share_the_decoded_limit(
     grown = node.peak_rss_kb() - before
     assert codes == [200] * 8
     assert grown < 400 * MB, f"peak RSS grew by {grown // MB} MB"
+
+
+# -- bulk data of odd elements ---------------------------------------------------------------
+
+
+def test_bulk_data_of_odd_elements(node: NodeProcess, tmp_path: Path) -> None:
+    """A private OB at the top level is bulk data, byte for byte; one inside a sequence,
+    a sequence, an undefined-length UN (an implicit-VR sequence), an item tag, tag 0
+    and a tag past every element are not: 404 problem JSON each, never a 500."""
+    from pydicom.dataset import Dataset as Item
+    from pydicom.sequence import Sequence
+
+    ds = _image(ExplicitVRLittleEndian, 4, 4)
+    ds.PixelData = bytes(16)
+    ds.add_new(0x00091010, "LO", "HOSTILE")  # private creator
+    secret = bytes(range(256)) * 8
+    ds.add_new(0x00091011, "OB", secret)
+    inner = Item()
+    inner.add_new(0x00091010, "LO", "HOSTILE")
+    inner.add_new(0x00091011, "OB", b"inner!")
+    ds.add_new(0x00091012, "SQ", Sequence([inner]))
+    path = tmp_path / "odd.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    raw = path.read_bytes()
+    # An undefined-length UN (0019,1001) holding one empty item, written by hand.
+    un = (
+        b"\x19\x00\x10\x00LO\x08\x00HOSTILE "
+        b"\x19\x00\x01\x10UN\x00\x00\xff\xff\xff\xff"
+        b"\xfe\xff\x00\xe0\x00\x00\x00\x00\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    )
+    at = raw.index(b"\x20\x00\x0d\x00UI")  # StudyInstanceUID (0020,000D)
+    path.write_bytes(raw[:at] + un + raw[at:])
+    assert store_file_raw(node.port, path) == 0, node.log()[-2000:]
+    r = requests.get(_url(node, ds, "/bulk/00091011"), timeout=30)
+    assert r.status_code == 200 and _part_body(r) == secret
+    for tag in ("00091012", "00191001", "FFFEE000", "00000000", "FFFFFFFF", "7FE00011"):
+        r = requests.get(_url(node, ds, f"/bulk/{tag}"), timeout=30)
+        _problem(r, 404)
+    for tag in ("0009101", "0009101G", "../../etc", "%00"):
+        r = requests.get(_url(node, ds, f"/bulk/{tag}"), timeout=30)
+        assert r.status_code == 404, (tag, r.status_code)
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        b"\x09\x00\x11\x10OB\x00\x00\xff\xff\xff\xff",  # undefined length on a private OB
+        b"\x09\x00\x11\x10OB\x00\x00\x00\x00\x00\x70",  # 1.8 GB claimed, file ends
+    ],
+    ids=["undefined-length OB", "length past the end"],
+)
+def test_an_element_whose_length_lies_is_refused_on_receive(
+    node: NodeProcess, tmp_path: Path, element: bytes
+) -> None:
+    """An element with an undefined length (not SQ, UN or Pixel Data) or a length past
+    the end of the data: the receive check refuses it, so no WADO-RS read ever meets it
+    (the instance is not there: 404)."""
+    ds = _image(ExplicitVRLittleEndian, 4, 4)
+    ds.PixelData = bytes(16)
+    ds.add_new(0x00091010, "LO", "HOSTILE")
+    path = tmp_path / "lying.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    raw = path.read_bytes()
+    at = raw.index(b"\x20\x00\x0d\x00UI")
+    path.write_bytes(raw[:at] + element + b"\x01\x02\x03\x04" + raw[at:])
+    assert store_file_raw(node.port, path) != 0
+    r = requests.get(_url(node, ds, "/bulk/00091011"), timeout=30)
+    _problem(r, 404)
