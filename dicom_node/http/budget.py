@@ -8,7 +8,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dicom_node.http.problem import Problem
+
 WAIT_SECONDS = 120.0  # longest a decode waits for others to leave room
+MAX_WAITING = 8  # decodes waiting for room; a request that would be one more: 503
 
 
 class Budget:
@@ -17,16 +20,36 @@ class Budget:
 
     def __init__(self) -> None:
         self.in_flight = 0
+        self.waiting = 0
         self.changed = threading.Condition()
+
+    def admit(self, max_waiting: int = MAX_WAITING) -> None:
+        """Problem 503 (before a response starts) if ``max_waiting`` decodes already
+        wait for room: each waiting one holds a worker thread, and the server has 40."""
+        with self.changed:
+            waiting = self.waiting
+        if waiting >= max_waiting:
+            raise Problem(
+                503,
+                "Service Unavailable",
+                f"{waiting} decodes are already waiting for room within "
+                "http.max_decoded_mb: try again later",
+                headers={"Retry-After": "5"},
+            )
 
     @contextmanager
     def hold(self, size: int, limit: int, wait: float = WAIT_SECONDS) -> Iterator[None]:
         """Hold ``size`` bytes of ``limit`` while the block runs; TimeoutError if there
         is no room within ``wait`` seconds."""
         with self.changed:
-            if not self.changed.wait_for(
-                lambda: self.in_flight == 0 or self.in_flight + size <= limit, wait
-            ):
+            self.waiting += 1
+            try:
+                room = self.changed.wait_for(
+                    lambda: self.in_flight == 0 or self.in_flight + size <= limit, wait
+                )
+            finally:
+                self.waiting -= 1
+            if not room:
                 raise TimeoutError(f"no room to decode within {limit // 2**20} MB")
             self.in_flight += size
         try:

@@ -34,6 +34,7 @@ from pydicom.uid import (
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
+from dicom_node.http.budget import DECODING
 from dicom_node.http.frames_accept import (  # re-exported: the routes use them as frames.*
     OCTET,
     negotiate,
@@ -343,16 +344,27 @@ def _deflated_frames(
             f"the instance is stored Deflated: its frames would take {size // 2**20} MB "
             f"inflated, more than http.max_decoded_mb ({limit // 2**20} MB)",
         )
-    value = read_dataset(inst, cap=size + INFLATE_MAX).get("PixelData")
-    if value is None:
-        raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
-    inflated = PixelLayout(
-        ExplicitVRLittleEndian, 0, len(value), pixels.frames, pixels.frame_bits, None
-    )
-    _check_length(inflated, numbers)
-    buffer = io.BytesIO(value)
-    for n in numbers:
-        yield _native_frame(buffer, inflated, n)
+    DECODING.admit()
+    try:
+        hold = DECODING.hold(size + INFLATE_MAX, limit)
+        hold.__enter__()
+    except TimeoutError as err:
+        raise Problem(503, "Service Unavailable", f"busy inflating others: {err}") from None
+    value = None
+    try:  # the inflated bytes count against the limit with every decode in flight
+        value = read_dataset(inst, cap=size + INFLATE_MAX).get("PixelData")
+        if value is None:
+            raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
+        inflated = PixelLayout(
+            ExplicitVRLittleEndian, 0, len(value), pixels.frames, pixels.frame_bits, None
+        )
+        _check_length(inflated, numbers)
+        buffer = io.BytesIO(value)
+        for n in numbers:
+            yield _native_frame(buffer, inflated, n)
+    finally:
+        value = None
+        hold.__exit__(None, None, None)
 
 
 def frame_bytes(

@@ -92,6 +92,7 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
             )
         if ts == inst.transfer_syntax:
             continue
+        DECODING.admit()
         size = decoded_bytes(inst)
         if size > limit:
             raise Problem(

@@ -314,6 +314,7 @@ def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> by
     codestream.check_instance(inst, frame or 1)  # no decoder allocates past the header
     # A Deflated dataset is read whole (pydicom cannot seek in it): capped to its size.
     ds = read_dataset(inst, not deflated, samples * frames + INFLATE_MAX)
+    DECODING.admit()
     source = ds if deflated else inst.path
     index = frame - 1 if frames > 1 and frame else None
     try:  # the decode and the windowing share the limit with every other in flight

@@ -500,3 +500,40 @@ def test_an_element_whose_length_lies_is_refused_on_receive(
     assert store_file_raw(node.port, path) != 0
     r = requests.get(_url(node, ds, "/bulk/00091011"), timeout=30)
     _problem(r, 404)
+
+
+def test_decodes_waiting_for_room_are_bounded() -> None:
+    """In-process: with one decode holding the whole limit, others wait; once
+    MAX_WAITING wait, admit() answers 503 (each waiting one holds a server thread),
+    and a wait without room ends in TimeoutError. Every thread is joined."""
+    import threading
+
+    from dicom_node.http.budget import MAX_WAITING, Budget
+    from dicom_node.http.problem import Problem
+
+    budget = Budget()
+    release = threading.Event()
+    entered: list[int] = []
+
+    def waiter(k: int) -> None:
+        with budget.hold(60, 100, wait=30):
+            entered.append(k)
+
+    with budget.hold(60, 100):
+        budget.admit()
+        threads = [threading.Thread(target=waiter, args=(k,)) for k in range(MAX_WAITING)]
+        for t in threads:
+            t.start()
+        for _ in range(500):  # bounded: until all wait (at most 5 s)
+            if budget.waiting == MAX_WAITING:
+                break
+            release.wait(0.01)
+        assert budget.waiting == MAX_WAITING and not entered
+        with pytest.raises(Problem) as refused:
+            budget.admit()
+        assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "5"}
+        with pytest.raises(TimeoutError), budget.hold(60, 100, wait=0.05):
+            pass
+    for t in threads:
+        t.join(30)
+    assert sorted(entered) == list(range(MAX_WAITING)) and budget.in_flight == 0
