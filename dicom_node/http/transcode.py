@@ -109,15 +109,17 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
             inflate_dataset(inst, _deflated_cap(inst), whole=True, keep=False)
 
 
-def converted(inst: Stored, ts: str) -> bytes:
-    """The instance in native syntax ``ts`` (decompressed if need be)."""
+def converted(inst: Stored, ts: str) -> memoryview:
+    """The instance in native syntax ``ts`` (decompressed if need be); a view of the
+    encoded buffer, not a copy of it."""
     ds = read_dataset(inst, cap=_deflated_cap(inst))  # size checked by check_convertible
     if ds.file_meta.TransferSyntaxUID.is_compressed and "PixelData" in ds:
         ds.decompress()
     ds.file_meta.TransferSyntaxUID = ts
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    del ds  # its decoded Pixel Data, before the caller sends the encoded copy
+    return out.getbuffer()
 
 
 def multipart(
@@ -139,7 +141,7 @@ def multipart(
         else:
             try:
                 with DECODING.hold(decoded_bytes(inst), limit):
-                    data = memoryview(converted(inst, ts))
+                    data = converted(inst, ts)
                     for at in range(0, len(data), CHUNK):
                         yield bytes(data[at : at + CHUNK])
                     del data
