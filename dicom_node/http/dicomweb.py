@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Iterator
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -204,8 +206,33 @@ def retrieve_metadata(
     wado.check_json_accept(request.headers.get("accept"))
     found = _stored(request, study, series, instance)
     base = _base(request)
-    body = [wado.metadata(i, wado.instance_url(base, i)) for i in found]
-    return JSONResponse(body, media_type=stow.DICOM_JSON)
+    wado.check_files(found)
+
+    def encoded(inst: wado.Stored) -> bytes:
+        body = wado.metadata(inst, wado.instance_url(base, inst))
+        return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+    first = encoded(found[0])  # its problems answered before the response starts
+
+    def array() -> Iterator[bytes]:
+        # One instance at a time: a study's JSON was built whole (a few MB of tiny
+        # elements per instance take hundreds of MB as Python objects).
+        yield b"[" + first
+        for inst in found[1:]:
+            try:
+                data = encoded(inst)
+            except Problem as err:
+                log.error(
+                    "WADO-RS metadata of instance %s of study %s: %s; response cut",
+                    inst.sop,
+                    inst.study,
+                    err.detail,
+                )
+                raise frame_io.ResponseCut from None
+            yield b"," + data
+        yield b"]"
+
+    return frame_io.FramesResponse(array(), media_type=stow.DICOM_JSON)
 
 
 def retrieve_bulk(request: Request, study: str, series: str, instance: str, tag: str) -> Response:

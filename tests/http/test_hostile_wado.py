@@ -537,3 +537,51 @@ def test_decodes_waiting_for_room_are_bounded() -> None:
     for t in threads:
         t.join(30)
     assert sorted(entered) == list(range(MAX_WAITING)) and budget.in_flight == 0
+
+
+# -- metadata -------------------------------------------------------------------------------
+
+
+def _many_elements(ds: Dataset, count: int, path: Path) -> None:
+    """``ds`` saved with ``count`` empty private OB elements (12 bytes each) before
+    its Pixel Data, written by hand."""
+    ds.save_as(path, enforce_file_format=True)
+    raw = path.read_bytes()
+    at = raw.index(b"\xe0\x7f\x10\x00O")
+    elements = bytearray()
+    group, elem = 0x7001, 0x1000
+    for _ in range(count):
+        elements += struct.pack("<HH", group, elem) + b"OB\x00\x00\x00\x00\x00\x00"
+        elem += 1
+        if elem > 0xFFFF:
+            group, elem = group + 2, 0x1000
+    path.write_bytes(raw[:at] + bytes(elements) + raw[at:])
+
+
+def test_metadata_of_a_series_is_streamed_one_instance_at_a_time(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """8 instances of 60,000 empty private elements each (720 kB apiece): series
+    metadata answers every element of every instance, and the node's peak RSS grows as
+    for about one instance's JSON, not all eight: +45 MB (+209 MB when the array was
+    built whole)."""
+    series = _image(ExplicitVRLittleEndian, 4, 4)
+    for k in range(8):
+        ds = _image(ExplicitVRLittleEndian, 4, 4)
+        ds.StudyInstanceUID = series.StudyInstanceUID
+        ds.SeriesInstanceUID = series.SeriesInstanceUID
+        ds.InstanceNumber = k + 1
+        ds.PixelData = bytes(16)
+        _many_elements(ds, 60_000, tmp_path / f"m{k}.dcm")
+        assert store_file_raw(node.port, tmp_path / f"m{k}.dcm") == 0, node.log()[-2000:]
+    url = (
+        f"{node.http_url}/dicomweb/studies/{series.StudyInstanceUID}/series/"
+        f"{series.SeriesInstanceUID}/metadata"
+    )
+    before = _reset_peak(node)
+    r = requests.get(url, timeout=600)
+    grown = node.peak_rss_kb() - before
+    assert r.status_code == 200
+    body = r.json()
+    assert len(body) == 8 and all(sum(t.startswith("7001") for t in i) == 60_000 for i in body)
+    assert grown < 120 * MB, f"peak RSS grew by {grown // MB} MB"
