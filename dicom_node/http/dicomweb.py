@@ -179,7 +179,9 @@ def _stored(
 ) -> list[wado.Stored]:
     authorize(request, "read")
     request.app.state.results.sync_if_due()
-    with node_of(request).db.session() as session:
+    node = node_of(request)
+    wado.MAX_ELEMENTS[0] = node.config.http.max_header_elements  # (a reload may change it)
+    with node.db.session() as session:
         return wado.find(session, study, series, instance)
 
 

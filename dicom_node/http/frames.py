@@ -41,7 +41,13 @@ from dicom_node.http.frames_accept import (  # re-exported: the routes use them 
     parse_frame_list,
 )
 from dicom_node.http.problem import Problem
-from dicom_node.http.wado import Stored, check_files, read_dataset, whole_number
+from dicom_node.http.wado import (
+    Stored,
+    check_files,
+    check_header,
+    read_dataset,
+    whole_number,
+)
 from dicom_node.index.header import INFLATE_MAX
 
 __all__ = [
@@ -91,6 +97,7 @@ def layout(inst: Stored) -> PixelLayout:
         start, head = -1, b""
         ds = read_dataset(inst, stop_before_pixels=True)
     else:
+        check_header(inst)
         with open(inst.path, "rb") as fh:
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
             # pydicom stops with the file positioned at the Pixel Data element's tag.

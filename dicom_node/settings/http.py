@@ -56,6 +56,9 @@ class HttpSettings(BaseModel):
     max_decoded_mb: int = Field(
         1024, ge=1, description="decoded pixels a rendering or a conversion may need"
     )
+    max_header_elements: int = Field(
+        500_000, ge=1, description="elements before Pixel Data WADO-RS reads (422 beyond)"
+    )
     max_header_kb: int = Field(
         64, ge=1, description="request line and headers; beyond it the connection is closed"
     )

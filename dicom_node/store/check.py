@@ -25,7 +25,7 @@ import mmap
 import os
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from pydicom.datadict import DicomDictionary
@@ -86,6 +86,10 @@ class StructureError(ValueError):
     """The encoded dataset is malformed (status 0xC210)."""
 
 
+class TooManyElements(StructureError):
+    """The dataset has more elements than :func:`count_within` allows."""
+
+
 class PixelDataMismatch(ValueError):
     """Pixel Data does not match the image attributes (status 0xA900)."""
 
@@ -115,6 +119,7 @@ class _Walk:
         self.collect = collect  # top-level tags whose raw elements the caller wants
         self.collected: dict[int, tuple[bytes | None, bytes]] = {}  # tag -> (VR, value)
         self.locate = -1  # a top-level tag whose value's place the caller wants
+        self.elements_left = -1  # elements (all levels) the caller lets the walk meet
 
     def dataset(self, pos: int, end: int | None, depth: int, implicit: bool) -> int:
         """Walk the elements from ``pos`` up to ``end`` (or an item delimiter when None);
@@ -133,6 +138,9 @@ class _Walk:
             if tag <= last:
                 raise StructureError(f"{_name(tag)} out of order at byte {pos}")
             last = tag
+            if self.elements_left == 0:
+                raise TooManyElements(f"more elements than the walk was let meet, at byte {pos}")
+            self.elements_left -= 1
             vr: bytes | None = None
             if implicit:
                 pos += 8
@@ -367,3 +375,18 @@ def locate_element(path: Path | str, transfer_syntax: str, tag: int) -> Located 
         except Located as found:
             return found
         return Located(None, -1, 0)
+
+
+def count_within(path: Path | str, transfer_syntax: str, most: int) -> None:
+    """Raise :class:`TooManyElements` if the dataset of the Part 10 file at ``path``
+    holds more than ``most`` elements before its Pixel Data (at every level; headers
+    only are read, and the walk stops at Pixel Data), or :class:`StructureError` as the
+    walk does. Not walked (deflated): nothing raised."""
+    ts = UID(transfer_syntax)
+    if ts.is_deflated or not ts.is_transfer_syntax:
+        return
+    with _mapped(path) as (buf, offset):
+        walk = _Walk(buf, ts)
+        walk.elements_left, walk.locate = most, _PIXEL_DATA
+        with suppress(Located):  # Pixel Data reached
+            walk.dataset(offset, len(buf), 0, walk.implicit)

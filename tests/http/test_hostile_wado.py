@@ -585,3 +585,27 @@ def test_metadata_of_a_series_is_streamed_one_instance_at_a_time(
     body = r.json()
     assert len(body) == 8 and all(sum(t.startswith("7001") for t in i) == 60_000 for i in body)
     assert grown < 120 * MB, f"peak RSS grew by {grown // MB} MB"
+
+
+def test_metadata_of_an_instance_of_too_many_elements_is_refused(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """500,001 empty private elements (6 MB, stored: the receive walk takes them):
+    metadata, frames and the rendering answer 422 naming http.max_header_elements,
+    counted by the headers-only walk before pydicom reads any (metadata took 11 s and
+    +324 MB), and the node's peak RSS barely moves; bulk data (found by the walk
+    alone) and the instance as stored are still served."""
+    ds = _image(ExplicitVRLittleEndian, 4, 4)
+    ds.PixelData = bytes(range(16))
+    _many_elements(ds, 500_001, tmp_path / "many.dcm")
+    assert store_file_raw(node.port, tmp_path / "many.dcm") == 0, node.log()[-2000:]
+    before = _reset_peak(node)
+    for tail in ("/metadata", "/frames/1", "/rendered"):
+        r = requests.get(_url(node, ds, tail), timeout=120)
+        _problem(r, 422, "http.max_header_elements")
+    assert node.peak_rss_kb() - before < 32 * MB
+    r = requests.get(_url(node, ds, "/bulk/7FE00010"), timeout=60)
+    assert r.status_code == 200 and _part_body(r) == bytes(range(16))
+    stored = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    r = requests.get(_url(node, ds), headers={"Accept": stored}, timeout=60)
+    assert r.status_code == 200
