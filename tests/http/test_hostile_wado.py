@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -275,6 +275,19 @@ def small_budget_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node
     yield from running_node(tmp_path_factory.mktemp("budget-node"), config)
 
 
+def _peak_growth_of_eight(node: NodeProcess, request: Callable[[], None]) -> int:
+    """The node's peak RSS growth (kB) while 8 threads each run ``request`` once."""
+    import threading
+
+    before = _reset_peak(node)
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    return node.peak_rss_kb() - before
+
+
 def test_concurrent_conversions_share_the_decoded_limit(
     small_budget_node: NodeProcess, tmp_path: Path
 ) -> None:
@@ -283,7 +296,6 @@ def test_concurrent_conversions_share_the_decoded_limit(
     the node's peak RSS grows as for one conversion at a time, not eight: +0.5 GB
     (one conversion holds about 7 times its decoded size: decoder output, Pixel Data,
     the encoded file), against +1.06 GB when each request checked the limit alone."""
-    import threading
 
     node = small_budget_node
     ds = _image(JPEGBaseline8Bit, 8000, 8000)
@@ -296,13 +308,7 @@ def test_concurrent_conversions_share_the_decoded_limit(
         with requests.get(_url(node, ds), headers=accept, stream=True, timeout=300) as r:
             results.append((r.status_code, sum(len(c) for c in r.iter_content(1 << 20))))
 
-    before = _reset_peak(node)
-    threads = [threading.Thread(target=one) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
-    grown = node.peak_rss_kb() - before
+    grown = _peak_growth_of_eight(node, one)
     assert len(results) == 8 and all(code == 200 and size > 64_000_000 for code, size in results)
     assert grown < 700 * MB, f"peak RSS grew by {grown // MB} MB"
 
@@ -412,7 +418,6 @@ def test_concurrent_renderings_share_the_decoded_limit(
     """8 concurrent renderings of a 3000 x 3000 JPEG (72 MB while windowed, under
     http.max_decoded_mb = 100 each): all 200, and the node's peak RSS grows as for
     about one at a time."""
-    import threading
 
     node = small_budget_node
     ds = _image(JPEGBaseline8Bit, 3000, 3000)
@@ -423,13 +428,7 @@ def test_concurrent_renderings_share_the_decoded_limit(
     def one() -> None:
         codes.append(requests.get(_url(node, ds, "/rendered"), timeout=300).status_code)
 
-    before = _reset_peak(node)
-    threads = [threading.Thread(target=one) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
-    grown = node.peak_rss_kb() - before
+    grown = _peak_growth_of_eight(node, one)
     assert codes == [200] * 8
     assert grown < 400 * MB, f"peak RSS grew by {grown // MB} MB"
 
