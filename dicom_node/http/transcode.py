@@ -122,6 +122,12 @@ def converted(inst: Stored, ts: str) -> memoryview:
     return out.getbuffer()
 
 
+# Bytes a conversion holds at its peak per byte of decoded pixels (decoder output, the
+# Pixel Data, the encoded file): +307 MB for a 64 MB JPEG. The shared budget counts
+# them, so that http.max_decoded_mb is about what the decodes in flight hold.
+HELD_PER_BYTE = 5
+
+
 def multipart(
     instances: list[Stored], syntaxes: set[str] | None, boundary: str, limit: int = 1 << 30
 ) -> Iterator[bytes]:
@@ -140,7 +146,7 @@ def multipart(
                     yield chunk
         else:
             try:
-                with DECODING.hold(decoded_bytes(inst), limit):
+                with DECODING.hold(HELD_PER_BYTE * decoded_bytes(inst), limit):
                     data = converted(inst, ts)
                     for at in range(0, len(data), CHUNK):
                         yield bytes(data[at : at + CHUNK])
