@@ -89,8 +89,7 @@ class Node:
         if not reconcile.start_unclean(self.store) or not reconcile.has_files(self.store):
             return
         log.info("the previous run did not stop cleanly: reconciling the store with the index")
-        titles = [a.ae_title for a in self.config.ae_titles]
-        report = reconcile.reconcile(self.store, self.db, self.recorder, titles[0], served=titles)
+        report = reconcile.reconcile(self.store, self.db, self.recorder)
         log.info("store reconciled: %s", report.summary())
 
     def _index_durable(self) -> bool:

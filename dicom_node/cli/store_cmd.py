@@ -72,8 +72,6 @@ def reconcile(
                 store,
                 db,
                 recorder,
-                cfg.ae_titles[0].ae_title,
-                served=[a.ae_title for a in cfg.ae_titles],
                 dry_run=dry_run,
                 progress=lambda n: bar.advance(task, n),
             )

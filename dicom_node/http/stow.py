@@ -49,6 +49,7 @@ from dicom_node.store.check import (
     check_file,
 )
 from dicom_node.store.intake import IndexFailed, Intake
+from dicom_node.store.origin import STOWRS
 from dicom_node.store.writer import StoreError
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,7 @@ def store_part(
             received_at=utcnow(),
         )
         try:
-            intake.keep(part.path, header, receipt, part.synced)
+            intake.keep(part.path, header, receipt, part.synced, kind=STOWRS)
         except StoreError as err:
             log.error("STOW-RS %s of study %s: %s", header.sop_instance_uid, header.study_uid, err)
             return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")

@@ -1,0 +1,131 @@
+"""Start-up reconciliation takes each lost instance's origin from the record the node
+wrote (``dicom_node/store/origin.py``), never from the stored file's File Meta, which a
+STOW-RS client writes itself.
+
+As in test_reconcile.py, a power loss is stood in for by kill -9 and deleting the rows.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicom_node.store.origin import DIMSE, Origin, OriginRecords
+from dicom_node.store.writer import InstanceStore
+from dicom_node.synthetic import new_uid
+from tests.http.support import multipart, post
+from tests.store.test_reconcile import SUMMARY, _config, _execute, _rows
+from tests.support.dcmtk import storescu
+from tests.support.node_process import NodeProcess
+from tests.support.studies import make_study
+
+pytestmark = pytest.mark.peer
+
+TITLES = [{"ae_title": "DICOM_NODE"}, {"ae_title": "BYSERIES", "group_by": "series"}]
+WEB = {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 120}}
+
+
+def _node(workdir: Path, port: int | None = None) -> NodeProcess:
+    cfg = _config(None, 120, ae_titles=[t | {"quiet_seconds": 120} for t in TITLES], http=WEB)
+    return NodeProcess(workdir, cfg, port=port)
+
+
+def _forged(src: Path, study: str, series: str) -> bytes:
+    """A new instance of ``study``/``series`` whose File Meta claims it came from MODX to
+    BYSERIES (a trusted peer to one of our DIMSE AE titles), as a STOW-RS client may
+    write it."""
+    ds = pydicom.dcmread(src)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = new_uid()
+    ds.file_meta.SendingApplicationEntityTitle = "MODX"
+    ds.file_meta.ReceivingApplicationEntityTitle = "BYSERIES"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _lose_everything(node: NodeProcess) -> None:
+    _execute(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
+
+
+def test_stow_file_meta_naming_a_dimse_peer_is_not_trusted(tmp_path: Path) -> None:
+    """A STOW-RS client stores instances whose File Meta names MODX -> BYSERIES: one into
+    the very series MODX sent by C-STORE, one in a study of its own. After every row is
+    lost they are indexed again as the web source's, the C-STOREd ones as MODX's."""
+    dimse = make_study(tmp_path / "src", 2, size=64, seed=44)
+    first = pydicom.dcmread(dimse[0])
+    own = make_study(tmp_path / "own", 1, size=64, seed=45)
+    own_ds = pydicom.dcmread(own[0])
+    parts = [
+        _forged(own[0], first.StudyInstanceUID, first.SeriesInstanceUID),
+        _forged(own[0], own_ds.StudyInstanceUID, own_ds.SeriesInstanceUID),
+    ]
+    node = _node(tmp_path / "node")
+    node.start()
+    try:
+        storescu(node.port, dimse, "BYSERIES", "MODX", check=True)
+        r = post(node, multipart(parts))
+        assert r.status_code == 200, r.text
+    finally:
+        node.kill()
+    before = _rows(node.index)
+    web = {sop for sop, r in before.items() if r["called_ae"] == "WEBSRC"}
+    assert len(web) == 2 and len(before) == 4
+    _lose_everything(node)
+
+    node = _node(tmp_path / "node", port=node.port)
+    node.start()
+    try:
+        after = _rows(node.index)
+        assert f"{SUMMARY} 4 file(s) seen, 4 re-indexed, 0 unreadable" in node.log()
+    finally:
+        assert node.stop() == 0
+    assert sorted(after) == sorted(before)
+    for sop, row in sorted(before.items(), key=lambda item: item[0] not in web):
+        got = after[sop]
+        origin = (got["called_ae"], got["calling_ae"], got["peer_address"])
+        expected = ("WEBSRC", "http") if sop in web else ("BYSERIES", "MODX")
+        assert origin[:2] == expected, sop
+        assert origin == (row["called_ae"], row["calling_ae"], row["peer_address"]), sop
+        assert origin[2] == "127.0.0.1"
+    # The client's File Meta is kept as sent (WADO-RS serves those very bytes).
+    stored = sorted(Path(before[sop]["path"]).read_bytes() for sop in web)
+    assert stored == sorted(parts)
+
+
+def test_origin_record_left_by_a_crash_harms_nothing(tmp_path: Path) -> None:
+    """A crash after a DIMSE association's origin record was written, before its first
+    instance was placed, leaves a series record naming MODX and no instance. A STOW-RS
+    client that then stores into that series (forged File Meta or not) is still the web
+    source after its rows are lost; the orphan record itself is never indexed."""
+    src = make_study(tmp_path / "src", 1, size=64, seed=47)
+    ds = pydicom.dcmread(src[0])
+    node = _node(tmp_path / "node")
+    store = InstanceStore(node.data_dir)
+    store.open()
+    trusted = Origin(DIMSE, "BYSERIES", "MODX", "127.0.0.1")
+    target = store.path_for(ds.StudyInstanceUID, ds.SeriesInstanceUID, new_uid())
+    OriginRecords(store).note(target, trusted)  # then the "crash": nothing placed
+    assert not target.exists()
+    node.start()  # no clean-stop marker: reconciles, and finds no instance
+    try:
+        assert f"{SUMMARY} 0 file(s) seen, 0 re-indexed" in node.log()
+        r = post(node, multipart([_forged(src[0], ds.StudyInstanceUID, ds.SeriesInstanceUID)]))
+        assert r.status_code == 200, r.text
+    finally:
+        node.kill()
+    ((sop, before),) = _rows(node.index).items()
+    _lose_everything(node)
+    node = _node(tmp_path / "node", port=node.port)
+    node.start()
+    try:
+        after = _rows(node.index)
+        assert f"{SUMMARY} 1 file(s) seen, 1 re-indexed, 0 unreadable" in node.log()
+    finally:
+        assert node.stop() == 0
+    got = after[sop]
+    assert (got["called_ae"], got["calling_ae"]) == ("WEBSRC", "http")
+    assert (before["called_ae"], before["calling_ae"]) == ("WEBSRC", "http")
