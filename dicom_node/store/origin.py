@@ -9,13 +9,19 @@ next to the instances, durably, before it answers Success, and start-up reconcil
 (:mod:`dicom_node.store.reconcile`) reads it back:
 
 - ``instances/{study}/{series}/origin.json``: the origin of the series' first
-  instance (its *owner*), written once per series (an atomic write: temporary file,
-  fsync, rename, fsync of the directory) and then only checked (one ``stat``) for
-  every further instance;
+  instance (its *owner*), written once per series and then only checked (one ``stat``)
+  for every further instance;
 - ``instances/{study}/{series}/{sop}.origin.json``: the origin of an instance that came
   from another origin than the owner (the same series sent on two AE titles, or a
   STOW-RS client storing into a C-STOREd series), written before that instance is
   placed. An instance without one is the owner's.
+
+A record is written to ``incoming/``, fsynced, and linked under its name (the series
+record: only if there is none, so the first origin wins even across processes; an
+instance's: atomically replacing an older one). Its name is made durable by the fsync of
+the series directory that the instance's placement does before its index row commits
+(:meth:`~dicom_node.store.writer.InstanceStore.place`), so a record costs one fsync of
+its own, and no instance is answered Success before its record is on disk.
 
 Neither name can be an instance's (``{sop}.dcm``), nor each other's: ``{sop}`` is
 never empty, and a UID that is not digits and dots is named by its hash
@@ -27,15 +33,16 @@ is never written twice at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dicom_node.store.claims import KeyedLock
-from dicom_node.store.writer import InstanceStore
+from dicom_node.store.writer import InstanceStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +155,46 @@ class Noted:
             if self.previous is None:
                 self.record.unlink(missing_ok=True)
             else:
-                self.store.write(self.record, [self.previous])
+                _write(self.store, self.record, self.previous, replace=True)
+                _fsync_dir(self.store, self.record.parent)  # no placement follows
         except OSError as err:
             log.warning("cannot restore %s: %s", self.record, err)
+
+
+def _write(store: InstanceStore, path: Path, data: bytes, *, replace: bool) -> bool:
+    """Write ``data`` to ``incoming/``, fsync it and link it as ``path`` (``replace``:
+    atomically over what is there; else only if nothing is: False then). The name is
+    durable only once ``path``'s directory is fsynced."""
+    tmp = store.incoming / f"{uuid.uuid4().hex}.origin"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)  # a few hundred bytes: one write
+            if store.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        store._ensure_dir(path.parent)  # each new level durable in its parent
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(OSError):  # a leftover is removed on next start
+            os.unlink(tmp)
+
+
+def _fsync_dir(store: InstanceStore, directory: Path) -> None:
+    if store.fsync:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class OriginRecords:
@@ -158,31 +202,43 @@ class OriginRecords:
 
     def __init__(self, store: InstanceStore) -> None:
         self.store = store
-        self._creating = KeyedLock()  # series whose record is being written
         self._lock = threading.Lock()  # the cache
         # series directory -> (identity of its record file, its owner; None if unusable)
         self._owners: dict[str, tuple[tuple[int, int, int], Origin | None]] = {}
 
     def note(self, instance: Path, origin: Origin) -> Noted:
-        """Record durably that the instance to be placed at ``instance`` comes from
-        ``origin`` (its name becomes durable with the instance's directory, which the
-        placement fsyncs before the index row commits). Raises StoreError if a record
-        could not be written. Call it under the instance's claim."""
+        """Record that the instance about to be placed at ``instance`` comes from
+        ``origin`` (durable once the placement fsynced the instance's directory). Raises
+        StoreError if a record could not be read or written. Call it under the
+        instance's claim."""
+        try:
+            return self._note(instance, origin)
+        except OSError as err:
+            if isinstance(err, StoreError):
+                raise
+            reason = err.strerror or str(err)
+            raise StoreError(
+                err.errno, f"cannot record the origin of {instance.name}: {reason}"
+            ) from err
+
+    def _note(self, instance: Path, origin: Origin) -> Noted:
         owner = self._owner(instance.parent, origin)
         record = instance_record(instance)
-        try:
-            with open(record, "rb") as fh:
-                previous: bytes | None = fh.read(_MAX_RECORD + 1)
-        except FileNotFoundError:
-            previous = None
-        data = origin.encode()
+        previous: bytes | None = None
+        if os.path.lexists(record):
+            try:
+                with open(record, "rb") as fh:
+                    previous = fh.read(_MAX_RECORD + 1)
+            except FileNotFoundError:
+                pass
         if previous is None and owner == origin:
-            return Noted(self.store)  # the common case: one stat and one failed open
+            return Noted(self.store)  # the common case: two stats
+        data = origin.encode()
         if previous == data:
             return Noted(self.store)
         # Another origin than the owner's, or a record left by an earlier copy of this
         # instance: it gets a record of its own (replaced atomically).
-        self.store.write(record, [data])
+        _write(self.store, record, data, replace=True)
         return Noted(self.store, record, previous)
 
     def _owner(self, series: Path, origin: Origin) -> Origin | None:
@@ -192,9 +248,7 @@ class OriginRecords:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            with self._creating.hold(key):  # one writer of a series record at a time
-                if not os.path.lexists(path):
-                    self.store.write(path, [origin.encode()])
+            _write(self.store, path, origin.encode(), replace=False)  # the first one wins
             st = os.stat(path)
         identity = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._owners.get(key)
