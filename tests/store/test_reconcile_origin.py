@@ -47,8 +47,19 @@ def _forged(src: Path, study: str, series: str) -> bytes:
     return buf.getvalue()
 
 
-def _lose_everything(node: NodeProcess) -> None:
+def _reindexed_after_losing_every_row(node: NodeProcess, files: int) -> dict[str, dict]:
+    """Delete every row and group of the killed ``node``, start it again (it reconciles
+    ``files`` files), stop it; return the rows it re-indexed."""
     _execute(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
+    node = _node(node.workdir, port=node.port)
+    node.start()
+    try:
+        after = _rows(node.index)
+        summary = f"{SUMMARY} {files} file(s) seen, {files} re-indexed, 0 unreadable"
+        assert summary in node.log()
+    finally:
+        assert node.stop() == 0
+    return after
 
 
 def test_stow_file_meta_naming_a_dimse_peer_is_not_trusted(tmp_path: Path) -> None:
@@ -74,15 +85,7 @@ def test_stow_file_meta_naming_a_dimse_peer_is_not_trusted(tmp_path: Path) -> No
     before = _rows(node.index)
     web = {sop for sop, r in before.items() if r["called_ae"] == "WEBSRC"}
     assert len(web) == 2 and len(before) == 4
-    _lose_everything(node)
-
-    node = _node(tmp_path / "node", port=node.port)
-    node.start()
-    try:
-        after = _rows(node.index)
-        assert f"{SUMMARY} 4 file(s) seen, 4 re-indexed, 0 unreadable" in node.log()
-    finally:
-        assert node.stop() == 0
+    after = _reindexed_after_losing_every_row(node, 4)
     assert sorted(after) == sorted(before)
     for sop, row in sorted(before.items(), key=lambda item: item[0] not in web):
         got = after[sop]
@@ -118,14 +121,6 @@ def test_origin_record_left_by_a_crash_harms_nothing(tmp_path: Path) -> None:
     finally:
         node.kill()
     ((sop, before),) = _rows(node.index).items()
-    _lose_everything(node)
-    node = _node(tmp_path / "node", port=node.port)
-    node.start()
-    try:
-        after = _rows(node.index)
-        assert f"{SUMMARY} 1 file(s) seen, 1 re-indexed, 0 unreadable" in node.log()
-    finally:
-        assert node.stop() == 0
-    got = after[sop]
+    got = _reindexed_after_losing_every_row(node, 1)[sop]
     assert (got["called_ae"], got["calling_ae"]) == ("WEBSRC", "http")
     assert (before["called_ae"], before["calling_ae"]) == ("WEBSRC", "http")
