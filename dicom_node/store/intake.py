@@ -21,7 +21,7 @@ from dicom_node import metrics
 from dicom_node.index.header import InstanceHeader
 from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.store.claims import KeyedLock
-from dicom_node.store.origin import DIMSE, Noted, Origin, OriginRecords
+from dicom_node.store.origin import DIMSE, Noted, Origin, OriginRecords, instance_record
 from dicom_node.store.writer import InstanceStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ class Intake:
             raise IndexFailed(type(err).__name__) from err
         if existing is not None and existing != str(path):
             self.store.remove(Path(existing))
+            instance_record(Path(existing)).unlink(missing_ok=True)  # its own, if any
         metrics.INSTANCES_RECEIVED.labels(receipt.called_ae).inc()
         metrics.BYTES_RECEIVED.labels(receipt.called_ae).inc(placed.size)
         log.debug(

@@ -84,7 +84,7 @@ class Origin:
             if fields.pop("version") != _VERSION:
                 raise ValueError("unknown version")
             origin = cls(**fields)
-        except (ValueError, TypeError, KeyError, AttributeError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
             raise OriginError(f"not an origin record: {err}") from err
         peer = origin.peer_address
         texts = (origin.kind, origin.called_ae, origin.calling_ae)
@@ -116,10 +116,10 @@ def _read(path: Path) -> Origin:
     return Origin.decode(data)
 
 
-def origin_of(instance: Path, owners: dict[Path, Origin | OriginError] | None = None) -> Origin:
+def origin_of(instance: Path, owners: dict[Path, Origin | str] | None = None) -> Origin:
     """The origin of the stored file ``instance``: its own record, else its series'.
-    ``owners`` memoises the series records already read. Raises OriginError if neither
-    is there or readable."""
+    ``owners`` memoises the series records already read (or why one is unusable).
+    Raises OriginError if neither is there or readable."""
     own = instance_record(instance)
     if os.path.lexists(own):
         return _read(own)
@@ -129,11 +129,11 @@ def origin_of(instance: Path, owners: dict[Path, Origin | OriginError] | None = 
         try:
             cached = _read(series_record(series))
         except OriginError as err:
-            cached = err
+            cached = str(err)
         if owners is not None:
             owners[series] = cached
-    if isinstance(cached, OriginError):
-        raise cached
+    if isinstance(cached, str):
+        raise OriginError(cached)
     return cached
 
 

@@ -137,7 +137,7 @@ def read_stored(path: Path) -> tuple[InstanceHeader, str]:
 
 
 def _examine(
-    store: InstanceStore, path: Path, owners: dict[Path, Origin | OriginError]
+    store: InstanceStore, path: Path, owners: dict[Path, Origin | str]
 ) -> tuple[Outcome, Stored | None]:
     try:
         header, ts = read_stored(path)
@@ -167,7 +167,7 @@ def reconcile(
     started = time.monotonic()
     report = Report()
     known = indexed_paths(db)
-    owners: dict[Path, Origin | OriginError] = {}  # series records read so far
+    owners: dict[Path, Origin | str] = {}  # series records read so far
     for path in instance_files(store):
         report.seen += 1
         if progress is not None:

@@ -107,6 +107,8 @@ def test_missing_or_foreign_records_give_no_origin(store: InstanceStore) -> None
         b'{"version": 1, "kind": "dimse", "called_ae": 1, "calling_ae": "B",'
         b' "peer_address": null}',
         MODX.encode() + b" " * 5000,
+        b"[" * 4000,
+        b"\xff\xfe",
     ):
         series_record(path.parent).write_bytes(data)
         with pytest.raises(OriginError):
