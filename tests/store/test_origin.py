@@ -6,12 +6,19 @@ test_reconcile_origin.py."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import dicom_node.index.tables  # noqa: F401  (registers the tables)
+from dicom_node.db import Database, sqlite_url, utcnow
+from dicom_node.index.header import InstanceHeader
+from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.settings.node import AETitleSettings
+from dicom_node.store.intake import Intake
 from dicom_node.store.origin import (
     DIMSE,
     STOWRS,
@@ -172,3 +179,67 @@ def test_a_hostile_series_uid_gets_its_own_owner(store: InstanceStore) -> None:
         _place(path)
         placed.append(path)
     assert [origin_of(p) for p in placed] == [WEB if i % 2 else MODX for i in range(len(HOSTILE))]
+
+
+def test_a_record_is_durable_before_its_instance_is_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the receive path's Intake: before the index row of the first instance of
+    a series (and of an instance of another origin) commits, its record's content was
+    fsynced and the series directory fsynced after the record's name was there. A power
+    loss cannot be caused here: os.fsync is wrapped to see what each fsync covers."""
+    store = InstanceStore(tmp_path / "data")
+    store.open()
+    db = Database(sqlite_url(tmp_path / "index.db"))
+    db.create_all()
+    recorder = Recorder(db, lambda title: AETitleSettings(ae_title=title))
+    intake = Intake(store, recorder, "keep_first")
+    series = store.path_for("1.2.9", "1.2.9.1", "1").parent
+    seen: list[tuple[int, tuple[str, ...]]] = []  # (inode fsynced, series dir's names)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        st = os.fstat(fd)
+        seen.append((st.st_ino, tuple(sorted(os.listdir(series))) if series.is_dir() else ()))
+
+    def indexed(sop: str) -> tuple[str, tuple[str, ...], set[int]]:
+        """When the row of ``sop`` commits: the series dir's names at its last fsync,
+        and every inode fsynced so far."""
+        ino = series.stat().st_ino
+        dir_syncs = [names for i, names in seen if i == ino]
+        return sop, dir_syncs[-1] if dir_syncs else (), {i for i, _ in seen}
+
+    commits = []
+    record = recorder.record
+
+    def record_then_note(header: InstanceHeader, receipt: Receipt, **kw: object) -> object:
+        commits.append(indexed(header.sop_instance_uid))
+        return record(header, receipt, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(recorder, "record", record_then_note)
+    try:
+        for sop, calling in (("1.2.9.1.1", "MODX"), ("1.2.9.1.2", "OTHER")):
+            spooled = store.incoming / f"{sop}.part"
+            spooled.write_bytes(b"DICM" * 100)
+            receipt = Receipt("NODE", calling, "10.0.0.7", "1.2.840.10008.1.2.1", "", 0, utcnow())
+            header = InstanceHeader(
+                sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+                sop_instance_uid=sop,
+                study_uid="1.2.9",
+                series_uid="1.2.9.1",
+                modality="CT",
+            )
+            assert intake.keep(spooled, header, receipt) == "stored"
+    finally:
+        recorder.close()
+        db.dispose()
+        store.close()
+    first, second = commits
+    assert "origin.json" in first[1] and "1.2.9.1.1.dcm" in first[1]
+    assert (series / "origin.json").stat().st_ino in first[2]
+    assert "1.2.9.1.2.origin.json" in second[1] and "1.2.9.1.2.dcm" in second[1]
+    assert (series / "1.2.9.1.2.origin.json").stat().st_ino in second[2]
+    assert origin_of(series / "1.2.9.1.2.dcm").calling_ae == "OTHER"
+    assert origin_of(series / "1.2.9.1.1.dcm").calling_ae == "MODX"
