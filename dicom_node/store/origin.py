@@ -111,6 +111,8 @@ def _read(path: Path) -> Origin:
     try:
         with open(path, "rb") as fh:
             data = fh.read(_MAX_RECORD + 1)
+    except FileNotFoundError:
+        raise OriginError(f"no origin record ({path.name})") from None
     except OSError as err:
         raise OriginError(f"cannot read {path.name}: {err.strerror or err}") from err
     return Origin.decode(data)

@@ -17,7 +17,7 @@ from dicom_node.store.origin import DIMSE, Origin, OriginRecords
 from dicom_node.store.writer import InstanceStore
 from dicom_node.synthetic import new_uid
 from tests.http.support import multipart, post
-from tests.store.test_reconcile import SUMMARY, _config, _execute, _rows
+from tests.store.test_reconcile import SUMMARY, _config, _execute, _metric, _rows
 from tests.support.dcmtk import storescu
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study
@@ -124,3 +124,28 @@ def test_origin_record_left_by_a_crash_harms_nothing(tmp_path: Path) -> None:
     got = _reindexed_after_losing_every_row(node, 1)[sop]
     assert (got["called_ae"], got["calling_ae"]) == ("WEBSRC", "http")
     assert (before["called_ae"], before["calling_ae"]) == ("WEBSRC", "http")
+
+
+def test_a_file_without_origin_record_is_left_and_reported(tmp_path: Path) -> None:
+    """A valid instance file with no origin record (what a version before origin records
+    left, or a file copied in by hand) is not indexed under a guessed origin: it is left
+    in place and reported."""
+    src = make_study(tmp_path / "src", 1, size=64, seed=48)
+    ds = pydicom.dcmread(src[0])
+    node = _node(tmp_path / "node")
+    store = InstanceStore(node.data_dir)
+    store.open()
+    path = store.path_for(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(src[0].read_bytes())
+    node.start()
+    try:
+        log = node.log()
+        assert f"stored file {path} not indexed: no origin record (origin.json)" in log
+        summary = "1 file(s) seen, 0 re-indexed, 0 unreadable, 0 duplicate, 1 without origin"
+        assert f"{SUMMARY} {summary}" in log
+        assert _metric(node, "no_origin") == 1
+        assert _rows(node.index) == {}
+    finally:
+        assert node.stop() == 0
+    assert path.read_bytes() == src[0].read_bytes()
