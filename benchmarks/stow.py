@@ -4,7 +4,9 @@ Generates CT slices (default 500 of 512x512, 16-bit, ~250 MB) and sends them by 
 with 1 and 4 concurrent clients (the files dealt out among them, ``--batch`` instances per
 request, each request body streamed from the files) to (a) a fresh node (durable: fsync,
 index row, assembly) and (b) a fresh Orthanc with its DICOMweb plugin and SQLite index.
-Prints instances/s, MB/s and the ratio node/Orthanc per client count.
+Prints instances/s, MB/s and the ratio node/Orthanc per client count, and the CPU time
+each server used per instance (user + system, all threads, from /proc): on a machine with
+few cores, the server that needs less CPU per instance is the one that scales with clients.
 
 Then the node's memory while streaming: one request holding every file (~250 MB), and the
 node's peak RSS during it against its RSS just before (the peak is reset first through
@@ -20,6 +22,7 @@ a node's SQLite index, and study-level queries of several shapes timed from the 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -28,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -103,17 +107,37 @@ def rss_kb(pid: int, field: str) -> int:
     return 0
 
 
-def throughput(files: list[Path], work: Path, clients: int, batch: int) -> tuple[float, float]:
-    """Seconds for the node and for Orthanc, each fresh, for the same files."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float  # s to store every file
+    cpu: float  # CPU s the server used meanwhile
+
+
+def timed_send(url: str, pid: int, files: list[Path], clients: int, batch: int) -> Run:
+    cpu0 = cpu_seconds(pid)
+    wall = send(url, files, clients, batch)
+    return Run(wall, cpu_seconds(pid) - cpu0)
+
+
+def throughput(files: list[Path], work: Path, clients: int, batch: int) -> tuple[Run, Run]:
+    """The node's and Orthanc's runs, each fresh, for the same files."""
     run = work / f"c{clients}"
     with NodeProcess(run / "node", NODE_CONFIG) as node:
-        t_node = send(f"{node.http_url}/dicomweb/studies", files, clients, batch)
+        node_run = timed_send(f"{node.http_url}/dicomweb/studies", node.pid, files, clients, batch)
     with Orthanc(run / "orthanc", dicomweb=True) as orthanc:
-        t_orthanc = send(f"{orthanc.dicomweb_url}/studies", files, clients, batch)
+        assert orthanc.proc is not None
+        url = f"{orthanc.dicomweb_url}/studies"
+        orthanc_run = timed_send(url, orthanc.proc.pid, files, clients, batch)
         stored = orthanc.instance_count()
         if stored != len(files):
             raise RuntimeError(f"Orthanc stored {stored} of {len(files)}")
-    return t_node, t_orthanc
+    return node_run, orthanc_run
 
 
 def streaming_memory(files: list[Path], work: Path) -> tuple[int, int]:
@@ -219,12 +243,17 @@ def stow_part(args: argparse.Namespace, work: Path) -> None:
     mb = sum(f.stat().st_size for f in files) / 2**20
     print(f"{len(files)} CT slices, {mb:.0f} MB, {args.batch} per request")
     for clients in args.clients:
-        t_node, t_orthanc = throughput(files, work, clients, args.batch)
-        n = len(files)
+        node_run, orthanc_run = throughput(files, work, clients, args.batch)
+        t_node, t_orthanc, n = node_run.wall, orthanc_run.wall, len(files)
         print(
             f"  {clients} client(s): node {n / t_node:7.1f} inst/s {mb / t_node:6.1f} "
             f"MB/s | Orthanc {n / t_orthanc:7.1f} inst/s {mb / t_orthanc:6.1f} MB/s"
             f" | ratio node/Orthanc {t_orthanc / t_node:.2f}"
+        )
+        print(
+            f"    server CPU per instance: node {node_run.cpu / n * 1e3:.2f} ms | Orthanc "
+            f"{orthanc_run.cpu / n * 1e3:.2f} ms | ratio Orthanc/node "
+            f"{orthanc_run.cpu / max(node_run.cpu, 1e-9):.2f}"
         )
     idle, peak = streaming_memory(files, work)
     print(

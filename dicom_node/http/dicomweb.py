@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from dicom_node.http import bulk, qido, stow, transcode, wado
 from dicom_node.http import frames as frame_io
-from dicom_node.http import qido, stow, wado
 from dicom_node.http.app import authorize, body_chunks, node_of
 from dicom_node.http.multipart import MultipartError
 from dicom_node.http.problem import Problem
@@ -188,10 +188,10 @@ def retrieve(
     found = _stored(request, study, series, instance)
     syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
     wado.check_files(found)
-    wado.check_convertible(found, syntaxes, _decode_limit(request))
+    transcode.check_convertible(found, syntaxes, _decode_limit(request))
     boundary = wado.new_boundary()
     return StreamingResponse(
-        wado.multipart(found, syntaxes, boundary),
+        transcode.multipart(found, syntaxes, boundary),
         media_type=f'multipart/related; type="{wado.DICOM}"; boundary={boundary}',
     )
 
@@ -208,17 +208,20 @@ def retrieve_metadata(
 
 
 def retrieve_bulk(request: Request, study: str, series: str, instance: str, tag: str) -> Response:
-    """WADO-RS bulk data of one element, as one application/octet-stream part."""
+    """WADO-RS bulk data of one element, as one application/octet-stream part streamed
+    from the file (a Range asks for a slice of it: 206)."""
     inst = _stored(request, study, series, instance)[0]
-    value = wado.bulk_value(inst, tag)
+    value = bulk.locate(inst, tag)
+    span = bulk.byte_range(request.headers.get("range"), value.length)
+    content_range, status = None, 200
+    if span is not None:
+        content_range = f"bytes {span[0]}-{span[1] - 1}/{value.length}"
+        value, status = value.slice(*span), 206
     boundary = wado.new_boundary()
-    body = (
-        f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
-        + value
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return Response(
-        body, media_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}'
+    return StreamingResponse(
+        bulk.multipart(value, boundary, content_range),
+        status_code=status,
+        media_type=f'multipart/related; type="{bulk.OCTET}"; boundary={boundary}',
     )
 
 

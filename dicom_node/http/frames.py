@@ -4,16 +4,16 @@
 requested frame, in the order asked. Frames are sent as stored, never transcoded:
 native (uncompressed) frames as ``application/octet-stream`` with Explicit VR Little
 Endian, encapsulated frames as their compressed bitstream with the media type of the
-stored transfer syntax (PS3.18 table 8.7.3-2). Only the bytes of the requested frames
-are read: the header up to Pixel Data, then a seek to each frame (for encapsulated
-data, through the Basic or Extended Offset Table, or the fragment items' headers).
+stored transfer syntax (PS3.18 table 8.7.3-2: :mod:`.frames_accept`). Only the bytes
+of the requested frames are read: the header up to Pixel Data, then a seek to each
+frame (for encapsulated data, through the Basic or Extended Offset Table, or the
+fragment items' headers, read once per request).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +23,6 @@ import numpy as np
 import pydicom
 from pydicom.encaps import (
     generate_fragments,
-    get_frame,
     parse_basic_offsets,
     parse_fragments,
 )
@@ -35,123 +34,32 @@ from pydicom.uid import (
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
+from dicom_node.http.frames_accept import (  # re-exported: the routes use them as frames.*
+    OCTET,
+    negotiate,
+    parse_frame_list,
+)
 from dicom_node.http.problem import Problem
-from dicom_node.http.wado import Stored, check_files, media_ranges, read_dataset
+from dicom_node.http.wado import Stored, check_files, read_dataset
 from dicom_node.index.header import INFLATE_MAX
+
+__all__ = [
+    "OCTET",
+    "FramesResponse",
+    "PixelLayout",
+    "check_numbers",
+    "frame_bytes",
+    "layout",
+    "multipart",
+    "negotiate",
+    "parse_frame_list",
+]
 
 log = logging.getLogger(__name__)
 
-OCTET = "application/octet-stream"
 PIXEL_DATA = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 UNDEFINED = 0xFFFFFFFF
-
-# Media type of each encapsulated transfer syntax (PS3.18 table 8.7.3-2).
-ENCAPSULATED_MEDIA = {
-    "1.2.840.10008.1.2.4.50": "image/jpeg",
-    "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg",
-    "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls",
-    "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2",
-    "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.4.92": "image/jpx",
-    "1.2.840.10008.1.2.4.93": "image/jpx",
-    "1.2.840.10008.1.2.4.110": "image/jxl",
-    "1.2.840.10008.1.2.4.111": "image/jxl",
-    "1.2.840.10008.1.2.4.112": "image/jxl",
-    "1.2.840.10008.1.2.4.201": "image/jphc",
-    "1.2.840.10008.1.2.4.202": "image/jphc",
-    "1.2.840.10008.1.2.4.203": "image/jphc",
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
-}
-# The transfer syntax a media type means when the Accept names none (PS3.18 8.7.3).
-DEFAULT_SYNTAX = {
-    OCTET: ExplicitVRLittleEndian,
-    "image/jpeg": "1.2.840.10008.1.2.4.50",
-    "image/jls": "1.2.840.10008.1.2.4.80",
-    "image/jp2": "1.2.840.10008.1.2.4.90",
-    "image/jpx": "1.2.840.10008.1.2.4.92",
-    "image/jxl": "1.2.840.10008.1.2.4.110",
-    "image/jphc": "1.2.840.10008.1.2.4.201",
-    "image/dicom-rle": "1.2.840.10008.1.2.5",
-}
-ENCAPSULATED_UNCOMPRESSED = "1.2.840.10008.1.2.1.98"
-NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
-NO_TRANSCODING = "this node sends frames as stored and does not transcode"
-
-
-def parse_frame_list(text: str) -> list[int]:
-    """The 1-based frame numbers of a ``{frames}`` path segment; Problem 400 naming the
-    first bad one, or the first repeated one (PS3.18 asks for non-duplicate numbers: so a
-    list never asks for more than the instance's frames)."""
-    numbers: list[int] = []
-    seen: set[int] = set()
-    for item in text.split(","):
-        item = item.strip()
-        if not re.fullmatch(r"[0-9]{1,9}", item) or int(item) == 0:
-            raise Problem(
-                400,
-                "Bad Request",
-                f"frame {item!r} is not a frame number: frames are a comma-separated "
-                "list of numbers from 1",
-                frame=item,
-            )
-        if int(item) in seen:
-            raise Problem(
-                400,
-                "Bad Request",
-                f"frame {int(item)} is asked for more than once: frames are a list of "
-                "non-duplicate frame numbers",
-                frame=str(int(item)),
-            )
-        seen.add(int(item))
-        numbers.append(int(item))
-    return numbers
-
-
-def served_as(stored_ts: str) -> tuple[str, str]:
-    """(media type, transfer syntax) in which frames of ``stored_ts`` are sent;
-    Problem 406 for a syntax whose frames this node cannot send as stored."""
-    if stored_ts in NATIVE or stored_ts == ENCAPSULATED_UNCOMPRESSED:
-        return OCTET, ExplicitVRLittleEndian
-    if stored_ts in ENCAPSULATED_MEDIA:
-        return ENCAPSULATED_MEDIA[stored_ts], stored_ts
-    raise Problem(
-        406,
-        "Not Acceptable",
-        f"the instance is stored as {stored_ts}, whose frames this node cannot send: "
-        + NO_TRANSCODING,
-    )
-
-
-def negotiate(accept: str | None, stored_ts: str) -> tuple[str, str]:
-    """The (media type, transfer syntax) of the parts if the client accepts frames as
-    stored; Problem 406 otherwise. ``application/octet-stream`` with ``transfer-syntax=*``
-    (or the stored syntax) takes compressed frames too, labelled with their syntax: what
-    OHIF's image loader asks for by default."""
-    media, ts = served_as(stored_ts)
-    for rng, msg in media_ranges(accept):
-        if rng in ("*/*", "multipart/*"):
-            return media, ts
-        if rng != "multipart/related":
-            continue
-        wanted = str(msg.get_param("type") or OCTET).lower()
-        asked = msg.get_param("transfer-syntax")
-        if wanted == "*/*" or (wanted.endswith("/*") and media.startswith(wanted[:-1])):
-            if asked in (None, "*", ts):
-                return media, ts
-        elif wanted == media and (asked or DEFAULT_SYNTAX[media]) in ("*", ts):
-            return media, ts
-        elif wanted == OCTET and asked in ("*", ts):
-            return OCTET, ts
-    raise Problem(
-        406,
-        "Not Acceptable",
-        f'frames of this instance are multipart/related; type="{media}"; '
-        f"transfer-syntax={ts}: {NO_TRANSCODING} (ask with transfer-syntax=*)",
-    )
-
+BATCH = 1 << 20  # bytes of frames sent together
 
 @dataclass(frozen=True)
 class PixelLayout:
@@ -242,37 +150,101 @@ def _check_length(pixels: PixelLayout, numbers: list[int]) -> None:
         )
 
 
-def _fragment_items(fh: BinaryIO, pixels: PixelLayout) -> list[int] | None:
-    """Where each frame's item starts, for Pixel Data without offset tables whose
-    fragments are its frames, found in one walk (pydicom's get_frame walks every
-    fragment for each frame it is asked for); None for any other Pixel Data."""
-    if pixels.extended_offsets:
-        return None
-    fh.seek(pixels.value_offset)
-    try:
-        if parse_basic_offsets(fh):
-            return None
-        count, offsets = parse_fragments(fh)
-    except (ValueError, KeyError, EOFError, struct.error):
-        return None  # get_frame says what is wrong, frame by frame
-    return offsets if count == pixels.frames else None
+class _Fragments:
+    """Where the fragments of each frame of encapsulated Pixel Data lie, found once per
+    request: from the Extended Offset Table, else the Basic Offset Table (a frame's
+    fragments run up to the next frame's offset), else one walk of the items' headers
+    (one fragment per frame, or one frame of all of them; with more fragments than
+    frames, a frame ends with the fragment whose last 10 bytes hold a JPEG end marker,
+    as pydicom decides, so only those bytes of the fragments are read). pydicom's
+    get_frame parses the table, or walks every fragment, for each frame it is asked
+    for: frames² work for all of them."""
 
-
-def _encapsulated_frame(
-    fh: BinaryIO, pixels: PixelLayout, n: int, items: list[int] | None
-) -> bytes:
-    try:
-        if items is not None:
-            fh.seek(items[n - 1])
-            return next(generate_fragments(fh))
+    def __init__(self, fh: BinaryIO, pixels: PixelLayout) -> None:
+        self.fh, self.frames = fh, pixels.frames
+        self.value_offset, self.extended = pixels.value_offset, pixels.extended_offsets
+        self.starts: list[int] = []  # item of each frame's first fragment (file offsets)
+        self.lengths: list[int] | None = None  # each frame's one fragment (Extended)
+        self.single = False  # one frame of all the fragments
+        self.counts: list[int] | None = None  # fragments of each frame (end markers)
+        self.table = "Basic Offset Table"
         fh.seek(pixels.value_offset)
-        return get_frame(
-            fh,
-            n - 1,
-            number_of_frames=pixels.frames,
-            extended_offsets=pixels.extended_offsets,
-        )
-    except (ValueError, KeyError, EOFError, StopIteration, struct.error) as err:
+        basic = parse_basic_offsets(fh)
+        first = fh.tell()  # the first fragment's item: the tables' offsets start here
+        if self.extended:
+            count = len(self.extended[0]) // 8
+            self.starts = [first + o for o in struct.unpack(f"<{count}Q", self.extended[0])]
+            count = len(self.extended[1]) // 8
+            self.lengths = list(struct.unpack(f"<{count}Q", self.extended[1]))
+            self.table = "Extended Offset Table"
+        elif basic:
+            self.starts = [first + o for o in basic]
+        else:
+            count, offsets = parse_fragments(fh)
+            if count == self.frames:
+                self.starts, self.lengths = offsets, None
+                self.table = "fragments"
+            elif self.frames == 1:
+                self.starts, self.single = [first], True
+            else:
+                self.table = "fragments' end markers"
+                self.starts, self.counts = _by_end_markers(fh, offsets)
+
+    def frame(self, n: int) -> bytes:
+        """The bytes of frame ``n`` (1-based), its fragments joined."""
+        fh = self.fh
+        if n > len(self.starts):
+            raise ValueError(f"no frame {n} in the {self.table}")
+        fh.seek(self.starts[n - 1])
+        if self.lengths is not None:  # Extended Offset Table: one fragment, its length
+            fh.seek(8, 1)
+            data = fh.read(self.lengths[n - 1])
+            if len(data) != self.lengths[n - 1]:
+                raise EOFError("the Pixel Data ends inside the frame")
+            return data
+        if self.table == "fragments":
+            return next(generate_fragments(fh))
+        if self.counts is not None:
+            fragments = generate_fragments(fh)
+            return b"".join(next(fragments) for _ in range(self.counts[n - 1]))
+        end = self.starts[n] if n < len(self.starts) and not self.single else None
+        parts = []
+        for fragment in generate_fragments(fh):
+            parts.append(fragment)
+            if end is not None and fh.tell() >= end:
+                break
+        if not parts:
+            raise ValueError(f"no fragment at the offset of frame {n}")
+        return b"".join(parts)
+
+
+def _by_end_markers(fh: BinaryIO, items: list[int]) -> tuple[list[int], list[int]]:
+    """(first item, number of fragments) of each frame of fragments ``items`` (their
+    items' file offsets), a frame ending with the fragment whose last 10 bytes hold a
+    JPEG EOI/EOC marker (pydicom's rule; fragments left after the last marker make one
+    more frame)."""
+    starts: list[int] = []
+    counts: list[int] = []
+    count = 0
+    for item in items:
+        fh.seek(item + 4)
+        (length,) = struct.unpack("<L", fh.read(4))
+        fh.seek(item + 8 + max(length - 10, 0))
+        if count == 0:
+            starts.append(item)
+        count += 1
+        if b"\xff\xd9" in fh.read(min(length, 10)):
+            counts.append(count)
+            count = 0
+    if count:
+        counts.append(count)
+    return starts, counts
+
+
+def _encapsulated_frame(fragments: _Fragments, n: int) -> bytes:
+    try:
+        return fragments.frame(n)
+    except (ValueError, KeyError, IndexError, EOFError, StopIteration, struct.error) as err:
         raise Problem(
             422,
             "Unprocessable Content",
@@ -355,18 +327,35 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
     if not encapsulated:
         _check_length(pixels, numbers)
     with open(inst.path, "rb") as fh:
-        items = _fragment_items(fh, pixels) if encapsulated else None
+        fragments = None
+        if encapsulated:
+            try:
+                fragments = _Fragments(fh, pixels)
+            except (ValueError, KeyError, IndexError, EOFError, struct.error) as err:
+                raise Problem(
+                    422,
+                    "Unprocessable Content",
+                    f"the encapsulated Pixel Data cannot be walked: {err}",
+                ) from None
         for n in numbers:
-            if encapsulated:
-                yield _encapsulated_frame(fh, pixels, n, items)
+            if fragments is not None:
+                yield _encapsulated_frame(fragments, n)
             else:
                 yield _native_frame(fh, pixels, n)
 
 
 def multipart(frames: Iterator[bytes], media: str, ts: str, boundary: str) -> Iterator[bytes]:
-    """The multipart/related body: one part per frame."""
+    """The multipart/related body: one part per frame. Small frames go out together, up
+    to :data:`BATCH` bytes at a time: each chunk of a streamed response costs a hop to
+    and from a worker thread (0.1 ms), which cost more than finding a frame."""
+    head = f"--{boundary}\r\nContent-Type: {media}; transfer-syntax={ts}\r\n\r\n".encode()
+    batch: list[bytes] = []
+    size = 0
     for data in frames:
-        yield (f"--{boundary}\r\nContent-Type: {media}; transfer-syntax={ts}\r\n\r\n").encode()
-        yield data
-        yield b"\r\n"
-    yield f"--{boundary}--\r\n".encode()
+        batch += (head, data, b"\r\n")
+        size += len(head) + len(data) + 2
+        if size >= BATCH:
+            yield b"".join(batch)
+            batch, size = [], 0
+    batch.append(f"--{boundary}--\r\n".encode())
+    yield b"".join(batch)

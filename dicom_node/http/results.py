@@ -85,7 +85,7 @@ def catalogue() -> Any:
 
 
 def _header_of(path: str) -> tuple[InstanceHeader, str]:
-    from dicom_node.http.stow import read_file_header
+    from dicom_node.http.stow_check import read_file_header
 
     return read_file_header(path)
 

@@ -3,7 +3,7 @@
 The request body is read as it arrives and each part is streamed into its own file in the
 store's ``incoming/`` directory (:mod:`.multipart`); nothing holds a whole part in memory.
 Once the body is complete and well-formed, each part goes through the same durable path
-as a C-STORE (:mod:`dicom_node.store.check`, :class:`dicom_node.store.intake.Intake`):
+as a C-STORE (its checks in :mod:`.stow_check`, :class:`dicom_node.store.intake.Intake`):
 header and structure checks, duplicate policy, link into place with fsync, index row,
 study assembly under the web source's AE title.
 
@@ -26,41 +26,53 @@ from email.message import Message
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node import metrics
 from dicom_node.db import utcnow
 from dicom_node.http.links import uid_path
 from dicom_node.http.multipart import MultipartError, MultipartReader, check_boundary
 from dicom_node.http.problem import Problem
-from dicom_node.index.header import (
-    HEADER_TAGS,
-    HeaderError,
-    InstanceHeader,
-    header_from_elements,
-    parse_file_header,
+from dicom_node.http.stow_check import (  # re-exported: the part checks' old home
+    CANNOT_UNDERSTAND,
+    DICOM,
+    DICOM_JSON,
+    DOES_NOT_MATCH,
+    OUT_OF_RESOURCES,
+    TRANSFER_SYNTAX_NOT_SUPPORTED,
+    Checked,
+    PartResult,
+    check_part,
+    read_file_header,
+    read_file_meta,
 )
 from dicom_node.index.recorder import Receipt
-from dicom_node.network import spool
-from dicom_node.store.check import (
-    PixelDataMismatch,
-    StructureError,
-    check_dataset,
-    check_file,
-)
 from dicom_node.store.intake import IndexFailed, Intake
 from dicom_node.store.origin import STOWRS
 from dicom_node.store.writer import StoreError
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "CANNOT_UNDERSTAND",
+    "DICOM",
+    "DICOM_JSON",
+    "DOES_NOT_MATCH",
+    "OUT_OF_RESOURCES",
+    "TRANSFER_SYNTAX_NOT_SUPPORTED",
+    "Checked",
+    "PartResult",
+    "Source",
+    "SpoolPart",
+    "StowBody",
+    "check_part",
+    "count",
+    "http_status",
+    "parse_content_type",
+    "read_file_header",
+    "read_file_meta",
+    "response_dataset",
+    "store_part",
+]
 
-DICOM = "application/dicom"
-DICOM_JSON = "application/dicom+json"
-# PS3.18 table 10.5.3-2 Failure Reasons (the DIMSE C-STORE statuses).
-OUT_OF_RESOURCES = 0xA700
-DOES_NOT_MATCH = 0xA900  # also: a Study Instance UID other than the URL's
-CANNOT_UNDERSTAND = 0xC000
-TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+log = logging.getLogger(__name__)
 
 
 # Spool file names: unique per process (a random prefix) and cheap (a counter).
@@ -178,109 +190,6 @@ class Source:
     calling_ae: str
     peer_address: str | None
 
-
-@dataclass(frozen=True)
-class PartResult:
-    """The outcome of one part: stored (``failure`` 0) or the Failure Reason."""
-
-    sop_class_uid: str | None
-    sop_instance_uid: str | None
-    study_uid: str | None
-    failure: int = 0
-    comment: str = ""
-    series_uid: str = ""  # known once stored: the instance's RetrieveURL needs it
-
-
-_META_SOP, _META_TS = 0x00020003, 0x00020010
-
-
-def read_file_meta(path: Path | str) -> tuple[str, str]:
-    """The transfer syntax and Media Storage SOP Instance UID of a PS3.10 file's File
-    Meta (walked by the receive path's structure check); HeaderError if it is not a
-    PS3.10 file."""
-    with open(path, "rb") as fh:
-        head = fh.read(144)
-        try:
-            end = spool.dataset_offset(head)
-        except ValueError as err:
-            raise HeaderError(f"not a DICOM PS3.10 file ({err})") from err
-        meta = head[132:] + fh.read(end - 144)
-    try:
-        if len(meta) != end - 132:
-            raise StructureError("the file ends inside its File Meta")
-        found = check_dataset(meta, ExplicitVRLittleEndian, 0, frozenset((_META_SOP, _META_TS)))
-    except StructureError as err:
-        raise HeaderError(f"unreadable File Meta Information: {err}") from err
-    values = {
-        tag: raw.decode("ascii", "replace").rstrip(" \0") for tag, (_, raw) in (found or {}).items()
-    }
-    ts = values.get(_META_TS, "")
-    if not ts:
-        raise HeaderError("File Meta lacks the Transfer Syntax UID")
-    return ts, values.get(_META_SOP, "")
-
-
-def _dataset_header(path: Path | str, ts: str, meta_sop: str) -> InstanceHeader:
-    """The header of the dataset after the File Meta (pydicom's parse)."""
-    header = parse_file_header(path, ts)
-    if meta_sop and meta_sop != header.sop_instance_uid:
-        raise HeaderError("File Meta and dataset SOP Instance UIDs differ")
-    return header
-
-
-def read_file_header(path: Path | str) -> tuple[InstanceHeader, str]:
-    """The header and transfer syntax of a PS3.10 file; HeaderError if it is not one."""
-    ts, meta_sop = read_file_meta(path)
-    return _dataset_header(path, ts, meta_sop), ts
-
-
-@dataclass(frozen=True)
-class Checked:
-    """A part that passed the checks: its header and transfer syntax."""
-
-    header: InstanceHeader
-    transfer_syntax: str
-
-
-def check_part(part: SpoolPart, study_uid: str | None) -> Checked | PartResult:
-    """The read-only checks of one spooled part (media type, header, the URL's study,
-    structure): its header, or the failure. As on the C-STORE path, one walk of the
-    file checks its structure and picks up the indexed elements; pydicom parses the
-    header only of a file the walk refuses (for the failure's identifiers) or does not
-    walk (deflated)."""
-    if part.content_type != DICOM:
-        return PartResult(
-            None,
-            None,
-            None,
-            TRANSFER_SYNTAX_NOT_SUPPORTED,
-            f"part media type {part.content_type} is not {DICOM}",
-        )
-    malformed: StructureError | PixelDataMismatch | None = None
-    try:
-        ts, meta_sop = read_file_meta(part.path)
-        try:
-            elements = check_file(part.path, ts, HEADER_TAGS)
-        except (StructureError, PixelDataMismatch) as err:
-            malformed, elements = err, None
-        if elements is None:
-            header = _dataset_header(part.path, ts, meta_sop)
-        else:
-            header = header_from_elements(elements, ts)
-            if meta_sop and meta_sop != header.sop_instance_uid:
-                raise HeaderError("File Meta and dataset SOP Instance UIDs differ")
-    except HeaderError as err:
-        return PartResult(None, None, None, CANNOT_UNDERSTAND, str(err))
-    ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
-    if study_uid is not None and header.study_uid != study_uid:
-        return PartResult(
-            *ids, DOES_NOT_MATCH, f"Study Instance UID {header.study_uid} is not the URL's"
-        )
-    if isinstance(malformed, StructureError):
-        return PartResult(*ids, CANNOT_UNDERSTAND, f"malformed: {malformed}")
-    if isinstance(malformed, PixelDataMismatch):
-        return PartResult(*ids, DOES_NOT_MATCH, str(malformed))
-    return Checked(header, ts)
 
 
 def store_part(

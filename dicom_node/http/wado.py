@@ -1,10 +1,9 @@
 """WADO-RS (PS3.18 section 10.4): retrieve instances, metadata, bulk data and renderings.
 
 Instances are found through the index and streamed from their files: a study of any size
-goes out as ``multipart/related; type="application/dicom"`` a megabyte at a time. They are
-sent as stored when the client accepts that transfer syntax (``transfer-syntax=*`` or the
-stored UID); otherwise, as PS3.18 asks when no transfer syntax is named, as Explicit VR
-Little Endian, converted (and decompressed) in memory one instance at a time.
+goes out as ``multipart/related; type="application/dicom"`` a megabyte at a time, in the
+transfer syntax :mod:`.transcode` picks (as stored, or converted one instance at a
+time). Bulk data: :mod:`.bulk`; frames: :mod:`.frames`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import logging
 import os
 import uuid
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
@@ -113,7 +111,7 @@ def read_dataset(
         if inst.transfer_syntax != DeflatedExplicitVRLittleEndian:
             return pydicom.dcmread(inst.path, stop_before_pixels=stop_before_pixels)
         cap = INFLATE_MAX if stop_before_pixels else cap
-        data = _inflated(inst, cap, whole=not stop_before_pixels)
+        data = inflate_dataset(inst, cap, whole=not stop_before_pixels)
     except FileNotFoundError:
         check_files([inst])
         raise
@@ -128,7 +126,7 @@ def read_dataset(
     return ds
 
 
-def _inflated(inst: Stored, cap: int, whole: bool, keep: bool = True) -> io.BytesIO:
+def inflate_dataset(inst: Stored, cap: int, whole: bool, keep: bool = True) -> io.BytesIO:
     """The dataset of a Deflated file inflated, at most ``cap`` bytes of it: a few MB
     stored can inflate to gigabytes, and nothing inflated it whole before. With
     ``whole``, Problem 422 if it inflates to more (``cap``: what its image attributes
@@ -212,78 +210,11 @@ def accepted_syntaxes(accept: str | None) -> set[str] | None:
     return syntaxes
 
 
-def _converted(inst: Stored) -> bytes:
-    """The instance as Explicit VR Little Endian (decompressed if needed)."""
-    ds = read_dataset(inst, cap=_deflated_cap(inst))  # size checked by check_convertible
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.decompress()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    out = io.BytesIO()
-    ds.save_as(out, implicit_vr=False, little_endian=True, enforce_file_format=True)
-    return out.getvalue()
-
-
-def multipart(instances: list[Stored], syntaxes: set[str] | None, boundary: str) -> Iterator[bytes]:
-    """The multipart body, produced as it is sent."""
-    for inst in instances:
-        as_stored = syntaxes is None or inst.transfer_syntax in syntaxes
-        ts = inst.transfer_syntax if as_stored else ExplicitVRLittleEndian
-        yield (
-            f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={ts}\r\n"
-            f"Content-Location: {uid_path(inst.study, inst.series, inst.sop)}\r\n\r\n"
-        ).encode()
-        if as_stored:
-            with open(inst.path, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    yield chunk
-        else:
-            yield _converted(inst)
-        yield b"\r\n"
-    yield f"--{boundary}--\r\n".encode()
-
-
 def new_boundary() -> str:
     return uuid.uuid4().hex
 
 
-def _deflated_cap(inst: Stored) -> int:
-    """What a Deflated instance may inflate to: its pixels, and room for the rest."""
-    return decoded_bytes(inst) + INFLATE_MAX
-
-
-def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit: int) -> None:
-    """Problem 406 if an instance is neither stored in nor convertible to what is asked,
-    or if converting it would take more than ``limit`` bytes of decoded pixels."""
-    if syntaxes is None:
-        return
-    if ExplicitVRLittleEndian in syntaxes:
-        for inst in instances:
-            if inst.transfer_syntax in syntaxes:
-                continue
-            size = decoded_bytes(inst)
-            if inst.transfer_syntax == DeflatedExplicitVRLittleEndian and size <= limit:
-                # Checked before the response starts (a 422 once streaming is too late).
-                _inflated(inst, _deflated_cap(inst), whole=True, keep=False)
-            if size > limit:
-                raise Problem(
-                    406,
-                    "Not Acceptable",
-                    f"instance {inst.sop} would take {size // 2**20} MB decoded, more than "
-                    f"http.max_decoded_mb ({limit // 2**20} MB): ask for it as stored "
-                    "(transfer-syntax=*)",
-                )
-        return
-    bad = sorted({i.transfer_syntax for i in instances if i.transfer_syntax not in syntaxes})
-    if bad:
-        raise Problem(
-            406,
-            "Not Acceptable",
-            f"instances are stored as {', '.join(bad)}; this node converts only "
-            f"to Explicit VR Little Endian ({ExplicitVRLittleEndian})",
-        )
-
-
-# -- metadata and bulk data -------------------------------------------------------------
+# -- metadata (bulk data: .bulk) -------------------------------------------------------------
 
 
 def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
@@ -302,18 +233,6 @@ def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
             "BulkDataURI": f"{instance_url}/bulk/7FE00010",
         }
     return body
-
-
-def bulk_value(inst: Stored, tag: str) -> bytes:
-    """The raw value of a top-level binary element; Problem 404 if there is none."""
-    ds = read_dataset(inst)
-    try:
-        elem = ds[int(tag, 16)]
-    except (KeyError, ValueError):
-        raise Problem(404, "Not Found", f"instance has no bulk data element {tag}") from None
-    if not isinstance(elem.value, bytes | bytearray):
-        raise Problem(404, "Not Found", f"element {tag} is not bulk data")
-    return bytes(elem.value)
 
 
 # -- rendered ---------------------------------------------------------------------------

@@ -66,6 +66,41 @@ def _closed(dul: Any) -> None:
         dul.event_queue.put("Evt17")
 
 
+RECV_CHUNK = 1 << 16  # bytes read at a time when a PDU's length has no bound
+
+
+def _recv_pdu(sock: Any, header: bytes, length: int, *, preallocate: bool) -> bytearray | None:
+    """``header`` and the next ``length`` bytes of ``sock`` (a whole PDU), or None if the
+    peer closed or stayed silent past the socket's timeout first.
+
+    pynetdicom reads 4 kB per ``recv`` (a 512 kB C-STORE: 128 calls, each with its own
+    poll, bytes object and copy). A length already checked against a limit is read
+    straight into a buffer of that size; an unbounded one (``maximum_pdu_size`` 0) grows
+    only with what actually arrives, so a lying header cannot make the node allocate."""
+    try:
+        if preallocate:
+            buf = bytearray(len(header) + length)
+            buf[: len(header)] = header
+            with memoryview(buf) as view:
+                got = len(header)
+                while got < len(buf):
+                    n = sock.recv_into(view[got:])
+                    if not n:
+                        return None
+                    got += n
+            return buf
+        buf = bytearray(header)
+        end = len(header) + length
+        while len(buf) < end:
+            chunk = sock.recv(min(end - len(buf), RECV_CHUNK))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+    except (OSError, AttributeError):  # TimeoutError is an OSError; no socket: closed
+        return None
+
+
 def _read_pdu_data(self: Any) -> None:
     """pynetdicom's ``_read_pdu_data`` with the PDU length bounded before the read and
     every read bounded by the network timeout."""
@@ -98,15 +133,12 @@ def _read_pdu_data(self: Any) -> None:
     if limit and length > limit:
         _refuse(self, f"PDU of {length} bytes, more than the maximum {limit}")
         return
-    try:
-        body = self.socket.recv(length)
-    except (OSError, TimeoutError):
-        body = b""
-    if len(body) != length:
+    pdu_bytes = _recv_pdu(sock, header, length, preallocate=bool(limit))
+    if pdu_bytes is None:
         _closed(self)  # closed, or silent past the network timeout, mid-PDU
         return
     try:
-        pdu, event = DULServiceProvider._decode_pdu(self, bytearray(header) + body)
+        pdu, event = DULServiceProvider._decode_pdu(self, pdu_bytes)
     except Exception as err:  # noqa: BLE001 - a hostile PDU may raise anything in the decoder
         _refuse(self, f"undecodable PDU: {type(err).__name__}: {err}")
         return

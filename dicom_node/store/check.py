@@ -24,6 +24,8 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydicom.datadict import DicomDictionary
@@ -112,12 +114,13 @@ class _Walk:
         self.pixel_length: int | None = None
         self.collect = collect  # top-level tags whose raw elements the caller wants
         self.collected: dict[int, tuple[bytes | None, bytes]] = {}  # tag -> (VR, value)
+        self.locate = -1  # a top-level tag whose value's place the caller wants
 
     def dataset(self, pos: int, end: int | None, depth: int, implicit: bool) -> int:
         """Walk the elements from ``pos`` up to ``end`` (or an item delimiter when None);
         return where they stop."""
         buf, limit, unpack = self.buf, self.size if end is None else end, self.tag.unpack_from
-        last = -1
+        last, locate = -1, self.locate if depth == 0 else -1
         while pos < limit:
             if pos + 8 > limit:
                 raise StructureError(f"element header cut short at byte {pos}")
@@ -145,9 +148,14 @@ class _Walk:
                     pos += 12
                 else:
                     raise StructureError(f"{_name(tag)} has no valid VR ({bytes(vr)!r})")
+            if locate >= 0 and tag >= locate:
+                self._found(tag, vr, pos, length)
             if length == _UNDEFINED:
                 if tag == _PIXEL_DATA and vr != b"SQ":  # also an icon's, in a sequence
-                    pos = self.encapsulated_pixels(pos, top=depth == 0)
+                    end_pixels = self.encapsulated_pixels(pos, top=depth == 0)
+                    if tag == locate:  # its value: less the sequence delimiter
+                        raise Located(vr, pos, end_pixels - 8 - pos)
+                    pos = end_pixels
                 elif vr in (b"SQ", b"UN", None):  # UN: an implicit-VR sequence
                     pos = self.sequence(pos, None, depth + 1, implicit or vr == b"UN")
                 else:
@@ -171,6 +179,19 @@ class _Walk:
         if end is None:
             raise StructureError("item without its delimiter")
         return pos
+
+    def _found(self, tag: int, vr: bytes | None, pos: int, length: int) -> None:
+        """Stop the walk at the top-level element :attr:`locate` (or past where it would
+        be): raise :class:`Located`, unless its value is encapsulated Pixel Data (found
+        at its end)."""
+        if tag != self.locate:
+            raise Located(None, -1, 0)  # not in the dataset
+        if length != _UNDEFINED:
+            if pos + length > self.size:
+                raise StructureError(f"{_name(tag)} claims {length} bytes, {self.size - pos} left")
+            raise Located(vr, pos, length)
+        if tag != _PIXEL_DATA or vr == b"SQ":
+            raise Located(vr, pos, -1)  # a sequence: no bulk value
 
     def sequence(self, pos: int, end: int | None, depth: int, implicit: bool) -> int:
         """Walk the items of a sequence; return where it stops."""
@@ -275,6 +296,16 @@ class _Walk:
 Collected = dict[int, tuple[bytes | None, bytes]]  # tag -> (explicit VR or None, value)
 
 
+class Located(Exception):  # an outcome that ends the walk, not an error
+    """Where the value of the element :func:`locate_element` looks for lies: ``offset``
+    -1 if the dataset has no such top-level element, ``length`` -1 for a sequence;
+    ``vr`` the explicit VR (None in implicit VR)."""
+
+    def __init__(self, vr: bytes | None, offset: int, length: int) -> None:
+        super().__init__(vr, offset, length)
+        self.vr, self.offset, self.length = vr, offset, length
+
+
 def check_dataset(
     buf: bytes | mmap.mmap,
     transfer_syntax: str,
@@ -294,11 +325,10 @@ def check_dataset(
     return walk.collected
 
 
-def check_file(
-    path: Path | str, transfer_syntax: str, collect: frozenset[int] = frozenset()
-) -> Collected | None:
-    """:func:`check_dataset` on a Part 10 file whose File Meta starts with its group
-    length (as the receive path writes it)."""
+@contextmanager
+def _mapped(path: Path | str) -> Iterator[tuple[mmap.mmap, int]]:
+    """The Part 10 file at ``path`` memory-mapped, and where its dataset starts (its File
+    Meta must start with its group length, as the receive path writes it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -307,7 +337,33 @@ def check_file(
         with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as buf:
             if buf[128:132] != b"DICM" or buf[132:138] != b"\x02\x00\x00\x00UL":
                 raise StructureError("no File Meta group length")
-            offset = 144 + int.from_bytes(buf[140:144], "little")
-            return check_dataset(buf, transfer_syntax, offset, collect)
+            yield buf, 144 + int.from_bytes(buf[140:144], "little")
     finally:
         os.close(fd)
+
+
+def check_file(
+    path: Path | str, transfer_syntax: str, collect: frozenset[int] = frozenset()
+) -> Collected | None:
+    """:func:`check_dataset` on a Part 10 file whose File Meta starts with its group
+    length (as the receive path writes it)."""
+    with _mapped(path) as (buf, offset):
+        return check_dataset(buf, transfer_syntax, offset, collect)
+
+
+def locate_element(path: Path | str, transfer_syntax: str, tag: int) -> Located | None:
+    """Where the value of top-level element ``tag`` lies in the Part 10 file at ``path``
+    (a file offset), found by the structure walk, which reads element headers only and
+    stops at that element; None if the dataset is not walked (deflated). Raises
+    :class:`StructureError` as the walk does (up to that element)."""
+    ts = UID(transfer_syntax)
+    if ts.is_deflated or not ts.is_transfer_syntax:
+        return None
+    with _mapped(path) as (buf, offset):
+        walk = _Walk(buf, ts)
+        walk.locate = tag
+        try:
+            walk.dataset(offset, len(buf), 0, walk.implicit)
+        except Located as found:
+            return found
+        return Located(None, -1, 0)

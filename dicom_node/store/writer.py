@@ -7,8 +7,9 @@ Leftovers in ``incoming/`` (a crash mid-write) are removed on start.
 
 The receive path splits that into steps so that the disk works while the CPU does:
 :meth:`InstanceStore.place` links a spooled file under its final name and starts the
-fsyncs of the file and its directory on background threads, and the caller waits for
-them (:meth:`Placed.wait_durable`) just before it commits the index row. A crash before
+fsync of its directory on a background thread; :meth:`Placed.wait_durable` fsyncs the
+file on the caller's thread (unless an fsync of it was started earlier, as STOW-RS does)
+and waits for the directory's, just before the caller commits the index row. A crash before
 then can leave an unindexed file at a final path, which the next copy of that instance
 replaces.
 """
@@ -25,7 +26,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,18 +80,22 @@ class Placed:
 
     path: Path
     size: int
-    syncs: tuple[Future[None], ...]  # the file's fsync, then its directory's
+    syncs: tuple[Future[None], ...]  # fsyncs under way: the file's (if started), its directory's
+    # fsyncs the file itself on the thread that waits (when no fsync of it was started)
+    fsync_here: Callable[[Path], None] | None = None
 
     def wait_durable(self) -> None:
         """Block until the file and its name are on disk; raise StoreError if that
         failed."""
-        for sync in self.syncs:
-            try:
+        try:
+            if self.fsync_here is not None:
+                self.fsync_here(self.path)
+            for sync in self.syncs:
                 sync.result()
-            except OSError as err:
-                raise StoreError(
-                    err.errno, f"cannot store {self.path.name}: {err.strerror or err}"
-                ) from err
+        except OSError as err:
+            raise StoreError(
+                err.errno, f"cannot store {self.path.name}: {err.strerror or err}"
+            ) from err
 
 
 class InstanceStore:
@@ -248,6 +253,10 @@ class InstanceStore:
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
         return size
 
+    def sync_now(self, path: Path | str) -> None:
+        """fsync a file or a directory on this thread."""
+        _fsync_path(Path(path))
+
     def sync_later(self, path: Path | str, *, wait_start: float | None = None) -> Future[None]:
         """Start fsyncing ``path`` on a background thread and return once the fsync is
         under way, or after ``wait_start`` seconds if every fsync thread is busy (the
@@ -328,9 +337,13 @@ class InstanceStore:
         except OSError as err:
             reason = err.strerror or str(err)
             raise StoreError(err.errno, f"cannot store {final.name}: {reason}") from err
-        return Placed(
-            final, size, (synced or self.sync_later(final), self.sync_later(final.parent))
-        )
+        # The directory's fsync starts on a background thread; the file's runs on the
+        # caller's thread when it waits (no hand-over to another thread for it), unless
+        # one is already under way.
+        directory = self.sync_later(final.parent, wait_start=0)
+        if synced is not None:
+            return Placed(final, size, (synced, directory))
+        return Placed(final, size, (directory,), self.sync_now if self.fsync else None)
 
     def remove(self, path: Path) -> None:
         """Remove a stored file (used to undo a write whose indexing failed)."""

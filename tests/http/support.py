@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import requests
+from pydicom.dataset import Dataset
 
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
 from tests.support.node_process import NodeProcess
@@ -52,3 +54,33 @@ def post(
 def stow_leftovers(node: NodeProcess) -> list[Path]:
     """Spooled STOW-RS parts still in incoming/ (there must be none after a request)."""
     return sorted((node.data_dir / "incoming").glob("*.stow"))
+
+
+MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Image Storage
+
+
+def renamed(ds: Dataset, patient_id: str, sop_class: str | None = None) -> Dataset:
+    """``ds`` under fresh Study, Series and SOP Instance UIDs (and another SOP class if
+    given), for ``patient_id``."""
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = new_uid(), new_uid(), new_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if sop_class:
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.PatientID = patient_id
+    return ds
+
+
+def native_multiframe(frames: int, size: int, patient_id: str = "MF") -> Dataset:
+    """A native 16-bit multi-frame image of ``frames`` × ``size``² pixels, each frame
+    different (about 2 × frames × size² bytes)."""
+    ds = next(iter_ct_series(1, Patient(patient_id=patient_id), rows=8, cols=8, seed=97))
+    ds = renamed(ds, patient_id, MF_WORD_SC)
+    for keyword in ("RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.Rows = ds.Columns = size
+    ds.PixelRepresentation = 0
+    ds.NumberOfFrames = frames
+    base = np.arange(size * size, dtype=np.uint16).reshape(size, size)
+    ds.PixelData = b"".join((base + k).tobytes() for k in range(frames))
+    return ds

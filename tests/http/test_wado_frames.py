@@ -471,7 +471,7 @@ def test_frames_without_offset_table_are_found_in_one_walk(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(frame_io, "parse_fragments", counted)
-    monkeypatch.setattr(frame_io, "get_frame", None)  # not called for such Pixel Data
+    assert not hasattr(frame_io, "get_frame")  # no longer used at all
     numbers = [40, 1, 17, 2]
     pixels = frame_io.layout(inst)
     got = list(frame_io.frame_bytes(inst, pixels, numbers, 2**20))
@@ -488,3 +488,99 @@ def test_a_deflated_instance_converts_on_retrieve(
     )
     assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert got.PixelData == deflated.PixelData
+
+
+def _many_frames(kind: str, n: int = 600) -> tuple[Dataset, list[bytes]]:
+    """An RLE-labelled instance of ``n`` small frames, each different, with a Basic
+    Offset Table (one or two fragments per frame) or an Extended Offset Table; or a
+    JPEG-labelled one of two fragments per frame and no table (frames end with an EOI
+    marker); and the frames as pydicom's generate_frames finds them."""
+    from pydicom.encaps import encapsulate, encapsulate_extended
+
+    ds = _renamed(_ct(96, size=8))
+    ds.NumberOfFrames = n
+    frames = [k.to_bytes(2, "little") * (20 + k % 7) for k in range(n)]
+    ts = "1.2.840.10008.1.2.5"  # RLE Lossless
+    if kind == "markers":
+        frames = [b"\xff\xd8" + f + b"\xff\xd9" for f in frames]
+        ts = "1.2.840.10008.1.2.4.50"  # JPEG Baseline
+    eot = None
+    if kind == "eot":
+        ds.PixelData, table, lengths = encapsulate_extended(frames)
+        ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = table, lengths
+        eot = (table, lengths)
+    else:
+        per_frame = 2 if kind in ("bot2", "markers") else 1
+        has_bot = kind != "markers"
+        ds.PixelData = encapsulate(frames, fragments_per_frame=per_frame, has_bot=has_bot)
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = ts
+    expected = list(generate_frames(ds.PixelData, number_of_frames=n, extended_offsets=eot))
+    return ds, expected
+
+
+@pytest.mark.parametrize("kind", ["bot", "bot2", "eot", "markers"])
+def test_every_frame_of_a_many_frame_instance(
+    kind: str, node: NodeProcess, client: DICOMwebClient, tmp_path: Path
+) -> None:
+    """600 frames with a Basic (one or two fragments per frame) or Extended Offset
+    Table, all asked in one request and some one by one: pydicom's frames, in order."""
+    ds, expected = _many_frames(kind)
+    path = tmp_path / f"{kind}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file_raw(node.port, path) == 0
+    numbers = list(range(1, len(expected) + 1))
+    got = client.retrieve_instance_frames(*_ids(ds), frame_numbers=numbers, media_types=OCTET_ANY)
+    assert got == expected
+    for n in (1, 2, 300, 599, 600):
+        one = client.retrieve_instance_frames(*_ids(ds), frame_numbers=[n], media_types=OCTET_ANY)
+        assert one == [expected[n - 1]], n
+    r = requests.get(_frames_url(node, ds, "601"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
+    assert r.status_code == 404 and r.json()["frame"] == "601"
+
+
+@pytest.mark.parametrize("kind", ["bot", "bot2", "eot", "markers"])
+def test_offset_tables_are_read_once_per_request(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a Basic or Extended Offset Table (or none: the fragments' end markers), a
+    request for many frames reads the table once, not once per frame (pydicom's
+    get_frame parses it whole, or walks every fragment, for each frame: frames² work for
+    all of them)."""
+    from dicom_node.http import frames as frame_io
+    from dicom_node.http.wado import Stored
+
+    ds, expected = _many_frames(kind)
+    path = tmp_path / f"{kind}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    ts = ds.file_meta.TransferSyntaxUID
+    inst = Stored("s", "se", "i", str(path), ts, 8, len(expected))
+    tables = []
+    real = frame_io.parse_basic_offsets
+
+    def counted(*args: object, **kwargs: object) -> object:
+        tables.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(frame_io, "parse_basic_offsets", counted)
+    numbers = [600, 1, 17, 2, 599, 300]
+    pixels = frame_io.layout(inst)
+    got = list(frame_io.frame_bytes(inst, pixels, numbers, 2**20))
+    assert got == [expected[n - 1] for n in numbers]
+    assert len(tables) == 1
+    assert not hasattr(frame_io, "get_frame")
+
+
+def test_an_extended_offset_table_short_of_lengths_is_a_problem(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """An Extended Offset Table with a length for every frame but the last: that frame
+    answers 422 problem JSON naming it (no 500), the others their bytes."""
+    ds, expected = _many_frames("eot", n=5)
+    ds.ExtendedOffsetTableLengths = bytes(ds.ExtendedOffsetTableLengths)[:-8]
+    ds.save_as(tmp_path / "short.dcm", enforce_file_format=True)
+    assert store_file_raw(node.port, tmp_path / "short.dcm") == 0
+    r = requests.get(_frames_url(node, ds, "5"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
+    assert r.status_code == 422 and r.json()["frame"] == "5"
+    r = requests.get(_frames_url(node, ds, "4"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
+    assert r.status_code == 200 and expected[3] + b"\r\n--" in r.content

@@ -59,12 +59,16 @@ def test_place_fails_cleanly_when_the_fsync_failed(store: InstanceStore) -> None
 
 def _fsyncs_fail(store: InstanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
     # A failing fsync (EIO) cannot be caused on a healthy disk: its future is made here.
-    def failed(path: Path | str) -> Future[None]:
+    def failed(path: Path | str, *, wait_start: float | None = None) -> Future[None]:
         future: Future[None] = Future()
         future.set_exception(OSError(errno.EIO, "Input/output error"))
         return future
 
+    def fail_now(path: Path | str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
     monkeypatch.setattr(store, "sync_later", failed)
+    monkeypatch.setattr(store, "sync_now", fail_now)
 
 
 def test_a_new_name_is_linked_before_the_fsync_and_durable_only_after_it(

@@ -1,0 +1,131 @@
+"""The transfer syntax a WADO-RS retrieve sends each instance in (PS3.18 8.7.3), and the
+conversion when it is not the stored one.
+
+``transfer-syntax=*``, or the stored syntax, sends the file as stored, streamed. No
+syntax named means Explicit VR Little Endian. The node converts between the native
+little-endian syntaxes (Implicit VR, Explicit VR, Deflated Explicit VR) and decompresses
+an encapsulated instance when a pixel decoder in its environment handles the stored
+syntax (pydicom's, and the pylibjpeg / pyjpegls plugins: JPEG, JPEG-LS, JPEG 2000,
+HTJ2K, RLE); a conversion is made in memory, one instance at a time, within
+``http.max_decoded_mb``. Any other syntax answers 406 naming those the instance is
+available in, before any byte of the response is sent.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from functools import cache
+
+from pydicom.pixels import get_decoder
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from dicom_node.http.links import uid_path
+from dicom_node.http.problem import Problem
+from dicom_node.http.wado import (
+    CHUNK,
+    DICOM,
+    Stored,
+    decoded_bytes,
+    inflate_dataset,
+    read_dataset,
+)
+from dicom_node.index.header import INFLATE_MAX
+
+# What the node converts to, in the order it prefers when several are accepted.
+NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
+
+
+@cache
+def decodable(ts: str) -> bool:
+    """Whether a pixel decoder in this environment decodes ``ts`` (an encapsulated
+    syntax)."""
+    try:
+        return bool(get_decoder(UID(ts)).is_available)
+    except (NotImplementedError, ValueError):
+        return False
+
+
+def available(stored: str) -> list[str]:
+    """The transfer syntaxes an instance stored in ``stored`` can be sent in: as
+    stored, then the native ones it converts to."""
+    convertible = stored in NATIVE or (UID(stored).is_encapsulated and decodable(stored))
+    return [stored, *(ts for ts in NATIVE if ts != stored and convertible)]
+
+
+def target(stored: str, syntaxes: set[str] | None) -> str | None:
+    """The syntax to send an instance stored in ``stored`` in, of those accepted
+    (``None``: any); None if it is available in none of them."""
+    if syntaxes is None or stored in syntaxes:
+        return stored
+    return next((ts for ts in available(stored) if ts in syntaxes), None)
+
+
+def _deflated_cap(inst: Stored) -> int:
+    """What a Deflated instance may inflate to: its pixels, and room for the rest."""
+    return decoded_bytes(inst) + INFLATE_MAX
+
+
+def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit: int) -> None:
+    """Problem 406 if an instance is available in none of the accepted syntaxes, or if
+    converting it would take more than ``limit`` bytes of decoded pixels."""
+    for inst in instances:
+        ts = target(inst.transfer_syntax, syntaxes)
+        if ts is None:
+            offered = available(inst.transfer_syntax)
+            raise Problem(
+                406,
+                "Not Acceptable",
+                f"instance {inst.sop} is stored as {inst.transfer_syntax}; this node can "
+                f"send it as {', '.join(offered)} (transfer-syntax=* for as stored)",
+                available=offered,
+            )
+        if ts == inst.transfer_syntax:
+            continue
+        size = decoded_bytes(inst)
+        if size > limit:
+            raise Problem(
+                406,
+                "Not Acceptable",
+                f"instance {inst.sop} would take {size // 2**20} MB decoded, more than "
+                f"http.max_decoded_mb ({limit // 2**20} MB): ask for it as stored "
+                "(transfer-syntax=*)",
+                available=[inst.transfer_syntax],
+            )
+        if inst.transfer_syntax == DeflatedExplicitVRLittleEndian:
+            # Checked before the response starts (a 422 once streaming is too late).
+            inflate_dataset(inst, _deflated_cap(inst), whole=True, keep=False)
+
+
+def converted(inst: Stored, ts: str) -> bytes:
+    """The instance in native syntax ``ts`` (decompressed if need be)."""
+    ds = read_dataset(inst, cap=_deflated_cap(inst))  # size checked by check_convertible
+    if ds.file_meta.TransferSyntaxUID.is_compressed and "PixelData" in ds:
+        ds.decompress()
+    ds.file_meta.TransferSyntaxUID = ts
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def multipart(instances: list[Stored], syntaxes: set[str] | None, boundary: str) -> Iterator[bytes]:
+    """The multipart body, produced as it is sent (:func:`check_convertible` first)."""
+    for inst in instances:
+        ts = target(inst.transfer_syntax, syntaxes) or ExplicitVRLittleEndian
+        yield (
+            f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={ts}\r\n"
+            f"Content-Location: {uid_path(inst.study, inst.series, inst.sop)}\r\n\r\n"
+        ).encode()
+        if ts == inst.transfer_syntax:
+            with open(inst.path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    yield chunk
+        else:
+            yield converted(inst, ts)
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
