@@ -18,7 +18,11 @@ fsync). Goals: node / durable ceiling >= 0.8, node / stock pynetdicom >= 1.0.
 (``DICOM_NODE_TWEAKS=-name``) and with none, and prints each tweak's gain: a tweak
 stays only if it earns >= 15% node throughput on its own.
 
+``--baseline DIR`` adds the node of another checkout to every round (a same-run A/B of
+any change, not only of a tweak).
+
     python benchmarks/receive.py [--instances 200] [--rounds 3] [--ab] [--associations 1]
+                                 [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 ASSOCIATIONS = 1  # set from --associations
+BASELINE = "baseline"  # the variant run from --baseline's checkout
 
 
 def send(files: list[Path], ae: str, port: int) -> float:
@@ -161,11 +166,16 @@ def round_durability(files: list[Path], work: Path) -> float:
     return max(times[True] - times[False], 0.0)
 
 
-def round_node(files: list[Path], work: Path, tweaks: str = "all") -> tuple[float, int]:
-    """One round against our node with ``DICOM_NODE_TWEAKS=tweaks``; return (seconds,
-    peak RSS in kB)."""
+def round_node(
+    files: list[Path], work: Path, tweaks: str = "all", root: Path | None = None
+) -> tuple[float, int]:
+    """One round against our node with ``DICOM_NODE_TWEAKS=tweaks`` (the code of the
+    checkout ``root``, default this one); return (seconds, peak RSS in kB)."""
     node = NodeProcess(
-        work / "node", {"logging": {"level": "WARNING"}}, env={"DICOM_NODE_TWEAKS": tweaks}
+        work / "node",
+        {"logging": {"level": "WARNING"}},
+        env={"DICOM_NODE_TWEAKS": tweaks},
+        root=root,
     )
     node.start()
     try:
@@ -205,12 +215,20 @@ def main() -> None:
         default=131072,
         help="storescp's receive PDU (its largest allowed: 131072)",
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/base HEAD~1`) whose node runs "
+        "in every round too: a same-run A/B of any code change",
+    )
     args = ap.parse_args()
     global ASSOCIATIONS
     ASSOCIATIONS = args.associations
     variants = ["all"]
     if args.ab:
         variants += [f"-{name}" for name in TWEAKS] + ["none"]
+    if args.baseline:
+        variants.append(BASELINE)
     with tempfile.TemporaryDirectory(prefix="bench-receive-") as tmp:
         tmpdir = Path(tmp)
         t0 = time.perf_counter()
@@ -237,7 +255,8 @@ def main() -> None:
                 elif peer == "stock":
                     stock.append(round_stock_pynetdicom(files, fresh(work)))
                 else:
-                    secs, kb = round_node(files, fresh(work), peer)
+                    root = args.baseline if peer == BASELINE else None
+                    secs, kb = round_node(files, fresh(work), "all" if root else peer, root)
                     node[peer].append(secs)
                     if peer == "all":
                         rss.append(kb)
@@ -280,6 +299,8 @@ def main() -> None:
                 "keep >= 15%):"
             )
             for v in variants[1:]:
+                if v == BASELINE:
+                    continue
                 off = rate(n, node[v])
                 per_round = ", ".join(
                     f"{o / a - 1:+.0%}" for a, o in zip(ours, node[v], strict=True)
@@ -289,6 +310,14 @@ def main() -> None:
                     f"  {label:11s}: off {off:6.1f} instances/s, gain {on / off - 1:+.0%} "
                     f"(per round {per_round})"
                 )
+        if args.baseline:
+            base = node[BASELINE]
+            per_round = ", ".join(f"{b / o - 1:+.0%}" for o, b in zip(ours, base, strict=True))
+            print(
+                f"this checkout vs {args.baseline}: {rate(n, ours):.1f} vs {rate(n, base):.1f} "
+                f"instances/s, gain {rate(n, ours) / rate(n, base) - 1:+.0%} "
+                f"(per round {per_round})"
+            )
 
 
 if __name__ == "__main__":

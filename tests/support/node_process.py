@@ -29,8 +29,11 @@ class NodeProcess:
         extra_args: list[str] | None = None,
         preexec_fn: Callable[[], None] | None = None,
         env: dict[str, str] | None = None,
+        root: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        # The checkout whose code runs (another one: a benchmark's same-run baseline).
+        self.root = Path(root) if root is not None else ROOT
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.data_dir = self.workdir / "data"
@@ -74,6 +77,8 @@ class NodeProcess:
     def start(self, timeout: float = 30.0) -> NodeProcess:
         """Start the node and wait until it accepts connections."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        if self.root != ROOT:
+            env["PYTHONPATH"] = str(self.root)
         log = self.log_path.open("ab")
         earlier = len(self.log())  # a restarted node appends to the same log
         self.proc = subprocess.Popen(
@@ -86,7 +91,7 @@ class NodeProcess:
                 str(self.config_path),
                 *self.extra_args,
             ],
-            cwd=ROOT,
+            cwd=self.root,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
