@@ -137,7 +137,10 @@ def read_stored(path: Path) -> tuple[InstanceHeader, str]:
 
 
 def _examine(
-    store: InstanceStore, path: Path, owners: dict[Path, Origin | str]
+    store: InstanceStore,
+    path: Path,
+    owners: dict[Path, Origin | str],
+    unrecorded: Origin | None,
 ) -> tuple[Outcome, Stored | None]:
     try:
         header, ts = read_stored(path)
@@ -150,7 +153,11 @@ def _examine(
     try:
         origin = origin_of(path, owners)
     except OriginError as err:
-        return Outcome(path, NO_ORIGIN, str(err), header.study_uid), None
+        if unrecorded is None:
+            return Outcome(path, NO_ORIGIN, str(err), header.study_uid), None
+        reason = f"{err}: indexed as received on {unrecorded.called_ae} (stated by the admin)"
+        outcome = Outcome(path, REINDEXED, reason, header.study_uid)
+        return outcome, Stored(header, ts, unrecorded)
     return Outcome(path, REINDEXED, study_uid=header.study_uid), Stored(header, ts, origin)
 
 
@@ -161,9 +168,12 @@ def reconcile(
     *,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    unrecorded: Origin | None = None,
 ) -> Report:
     """Index every file of ``store`` that has no index row (nothing on a dry run), with
-    the origin its record names."""
+    the origin its record names. A file without an origin record is left in place, or,
+    given ``unrecorded`` (an origin the admin states, e.g. for a store written before
+    origin records), indexed with that origin."""
     started = time.monotonic()
     report = Report()
     known = indexed_paths(db)
@@ -174,7 +184,7 @@ def reconcile(
             progress(1)
         if str(path) in known:
             continue
-        outcome, stored = _examine(store, path, owners)
+        outcome, stored = _examine(store, path, owners, unrecorded)
         if stored is not None and not dry_run:
             try:
                 _record(recorder, path, stored)

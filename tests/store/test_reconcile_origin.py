@@ -17,7 +17,7 @@ from dicom_node.store.origin import DIMSE, Origin, OriginRecords
 from dicom_node.store.writer import InstanceStore
 from dicom_node.synthetic import new_uid
 from tests.http.support import multipart, post
-from tests.store.test_reconcile import SUMMARY, _config, _execute, _metric, _rows
+from tests.store.test_reconcile import SUMMARY, _cli, _config, _execute, _metric, _rows
 from tests.support.dcmtk import storescu
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study
@@ -129,7 +129,8 @@ def test_origin_record_left_by_a_crash_harms_nothing(tmp_path: Path) -> None:
 def test_a_file_without_origin_record_is_left_and_reported(tmp_path: Path) -> None:
     """A valid instance file with no origin record (what a version before origin records
     left, or a file copied in by hand) is not indexed under a guessed origin: it is left
-    in place and reported."""
+    in place and reported, with the command that indexes it under an origin the admin
+    states."""
     src = make_study(tmp_path / "src", 1, size=64, seed=48)
     ds = pydicom.dcmread(src[0])
     node = _node(tmp_path / "node")
@@ -145,7 +146,17 @@ def test_a_file_without_origin_record_is_left_and_reported(tmp_path: Path) -> No
         summary = "1 file(s) seen, 0 re-indexed, 0 unreadable, 0 duplicate, 1 without origin"
         assert f"{SUMMARY} {summary}" in log
         assert _metric(node, "no_origin") == 1
+        assert "dicom-node store reconcile --origin-ae AE_TITLE" in log  # what to do
         assert _rows(node.index) == {}
     finally:
         assert node.stop() == 0
     assert path.read_bytes() == src[0].read_bytes()
+    # The admin states the origin: one of the node's AE titles, the calling AE unknown.
+    refused = _cli(node, "--origin-ae", "NOT_OURS")
+    assert refused.returncode == 2 and "not one of the node's AE titles" in refused.stderr
+    assert _rows(node.index) == {}
+    done = _cli(node, "--origin-ae", "BYSERIES")
+    assert done.returncode == 0, done.stderr
+    assert "indexed as received on BYSERIES" in done.stdout
+    ((row),) = _rows(node.index).values()
+    assert (row["called_ae"], row["calling_ae"], row["path"]) == ("BYSERIES", "", str(path))
