@@ -344,9 +344,9 @@ def install(file_meta_too: bool = True, into_store: bool = True) -> bool:
     """Make pynetdicom receive C-STORE datasets into files recorded against their
     association (see the module's docstring): spooled into the registered directories
     with ``into_store`` (the spool tweak; with ``file_meta_too`` their File Meta's
-    encoding memoised, :mod:`.file_meta`), else in pynetdicom's own temporary files. Return whether the hook is in
-    place (if pynetdicom differs, its own temp files are used, unrecorded, and the
-    handler copies them)."""
+    encoding memoised, :mod:`.file_meta`), else in pynetdicom's own temporary files.
+    Return whether the hook is in place (if pynetdicom differs, its own temp files are
+    used, unrecorded, and the handler copies them)."""
     global _installed, _into_store
     from pynetdicom import dimse_messages
 
