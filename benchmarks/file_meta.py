@@ -51,5 +51,6 @@ def main() -> None:
         f"(ratio {per_call[False] / per_call[True]:.0f})"
     )
 
+
 if __name__ == "__main__":
     main()

@@ -61,6 +61,7 @@ PIXEL_DATA = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 UNDEFINED = 0xFFFFFFFF
 BATCH = 1 << 20  # bytes of frames sent together
 
+
 @dataclass(frozen=True)
 class PixelLayout:
     """Where the Pixel Data of a file lies and how its frames are laid out."""

@@ -191,7 +191,6 @@ class Source:
     peer_address: str | None
 
 
-
 def store_part(
     intake: Intake, part: SpoolPart, source: Source, study_uid: str | None
 ) -> PartResult:

@@ -111,8 +111,7 @@ def test_missing_or_foreign_records_give_no_origin(store: InstanceStore) -> None
         b' "peer_address": null}',
         b'{"version": 1, "kind": "root", "called_ae": "A", "calling_ae": "B",'
         b' "peer_address": null}',
-        b'{"version": 1, "kind": "dimse", "called_ae": 1, "calling_ae": "B",'
-        b' "peer_address": null}',
+        b'{"version": 1, "kind": "dimse", "called_ae": 1, "calling_ae": "B", "peer_address": null}',
         MODX.encode() + b" " * 5000,
         b"[" * 4000,
         b"\xff\xfe",
