@@ -28,6 +28,7 @@ from dicom_node.index.recorder import Recorder
 from dicom_node.index.tables import Group, Instance
 from dicom_node.jobs import models  # noqa: F401  (registers the job tables)
 from dicom_node.store import reconcile
+from dicom_node.store.origin import DIMSE, Origin, OriginRecords
 from dicom_node.store.writer import InstanceStore
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
 
@@ -75,10 +76,11 @@ def build(root: Path, indexed: int, lost: int) -> tuple[InstanceStore, Database]
             )
         c.execute(insert(Instance), rows)
     series = iter_ct_series(lost, Patient(patient_id="P"), rows=64, cols=64, study_uid=new_uid())
+    origins = OriginRecords(store)  # what the receive path wrote before Success
     for f in write_files(series, root / "src"):
         ds = dcmread(f, stop_before_pixels=True)
         target = store.path_for(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        origins.note(target, Origin(DIMSE, "A", "B", None))
         shutil.move(f, target)
     return store, db
 
@@ -92,7 +94,7 @@ def main() -> None:
         store, db = build(Path(tmp), args.indexed, args.lost)
         recorder = Recorder(db, lambda _ae: None)
         started = time.monotonic()
-        report = reconcile.reconcile(store, db, recorder, "A")
+        report = reconcile.reconcile(store, db, recorder)
         seconds = time.monotonic() - started
         recorder.close()
         db.dispose()

@@ -89,9 +89,16 @@ class Node:
         if not reconcile.start_unclean(self.store) or not reconcile.has_files(self.store):
             return
         log.info("the previous run did not stop cleanly: reconciling the store with the index")
-        titles = [a.ae_title for a in self.config.ae_titles]
-        report = reconcile.reconcile(self.store, self.db, self.recorder, titles[0], served=titles)
+        report = reconcile.reconcile(self.store, self.db, self.recorder)
         log.info("store reconciled: %s", report.summary())
+        if report.count(reconcile.NO_ORIGIN):
+            log.warning(
+                "%d stored file(s) have no origin record and were left unindexed (a store "
+                "written before origin records?); to index them as received on one of the "
+                "node's AE titles, stop the node and run: dicom-node store reconcile "
+                "--origin-ae AE_TITLE",
+                report.count(reconcile.NO_ORIGIN),
+            )
 
     def _index_durable(self) -> bool:
         """Make the index durable on disk (SQLite: checkpoint its WAL); False if not all

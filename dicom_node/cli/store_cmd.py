@@ -35,6 +35,13 @@ def reconcile(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the unindexed files; change nothing."
     ),
+    origin_ae: str | None = typer.Option(
+        None,
+        "--origin-ae",
+        help="Index files that have no origin record (a store written before origin "
+        "records) as received on this AE title of the node, from an unknown calling AE. "
+        "Without it they are left in place and listed.",
+    ),
 ) -> None:
     """Index stored instance files that have no index row (lost by a power cut).
 
@@ -46,6 +53,19 @@ def reconcile(
     from dicom_node.store.writer import InstanceStore
 
     cfg = load_node_config(config, data_dir)
+    unrecorded = None
+    if origin_ae is not None:
+        from dicom_node.store.origin import DIMSE, Origin
+
+        titles = [a.ae_title for a in cfg.ae_titles]
+        if origin_ae not in titles:
+            typer.echo(
+                f"--origin-ae {origin_ae!r} is not one of the node's AE titles "
+                f"({', '.join(titles)})",
+                err=True,
+            )
+            raise typer.Exit(2)
+        unrecorded = Origin(DIMSE, origin_ae, "", None)
     pid = serving_pid(Path(cfg.data_dir))
     if pid is not None:
         typer.echo(
@@ -72,10 +92,9 @@ def reconcile(
                 store,
                 db,
                 recorder,
-                cfg.ae_titles[0].ae_title,
-                served=[a.ae_title for a in cfg.ae_titles],
                 dry_run=dry_run,
                 progress=lambda n: bar.advance(task, n),
+                unrecorded=unrecorded,
             )
     finally:
         recorder.close()

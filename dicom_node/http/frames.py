@@ -72,6 +72,7 @@ BATCH = 1 << 20  # bytes of frames sent together
 CHUNK = 1 << 20  # bytes of a large native frame read at a time
 MAX_FRAGMENTS = 1_000_000  # fragments walked in one request (a frame, or the whole value)
 
+
 @dataclass(frozen=True)
 class PixelLayout:
     """Where the Pixel Data of a file lies and how its frames are laid out."""

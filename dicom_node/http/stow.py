@@ -47,6 +47,7 @@ from dicom_node.http.stow_check import (  # re-exported: the part checks' old ho
 )
 from dicom_node.index.recorder import Receipt
 from dicom_node.store.intake import IndexFailed, Intake
+from dicom_node.store.origin import STOWRS
 from dicom_node.store.writer import StoreError
 
 __all__ = [
@@ -190,7 +191,6 @@ class Source:
     peer_address: str | None
 
 
-
 def store_part(
     intake: Intake, part: SpoolPart, source: Source, study_uid: str | None
 ) -> PartResult:
@@ -226,7 +226,7 @@ def store_part(
             received_at=utcnow(),
         )
         try:
-            intake.keep(part.path, header, receipt, part.synced)
+            intake.keep(part.path, header, receipt, part.synced, kind=STOWRS)
         except StoreError as err:
             log.error("STOW-RS %s of study %s: %s", header.sop_instance_uid, header.study_uid, err)
             return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")

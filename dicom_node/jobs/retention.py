@@ -27,6 +27,7 @@ from dicom_node.jobs.models import (
     utcnow,
 )
 from dicom_node.settings.jobs import RetentionSettings
+from dicom_node.store.origin import instance_record
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,14 @@ def _unlink(path: str) -> int:
         return size
     except FileNotFoundError:
         return 0
+
+
+def _unlink_instance(path: str) -> int:
+    """Remove a stored instance and its own origin record, if it has one (the series'
+    record stays with its directory: the next instance of that series needs it)."""
+    size = _unlink(path)
+    instance_record(Path(path)).unlink(missing_ok=True)  # after: a stale one is harmless
+    return size
 
 
 class Retention:
@@ -105,7 +114,7 @@ class Retention:
                 ).all()
                 doomed = [r for r in rows if r.sop_instance_uid not in needed]
                 for r in doomed:
-                    freed += _unlink(r.path)
+                    freed += _unlink_instance(r.path)
                 if doomed:
                     s.execute(delete(Instance).where(Instance.id.in_([r.id for r in doomed])))
                 instances = len(doomed)

@@ -342,19 +342,18 @@ def end_of_association(assoc: Any) -> list[str]:
 
 def install(file_meta_too: bool = True, into_store: bool = True) -> bool:
     """Make pynetdicom receive C-STORE datasets into files recorded against their
-    association (see the module's docstring), their File Meta recording the
-    association's AE titles (:mod:`.file_meta`): spooled into the registered directories
-    with ``into_store`` (the spool tweak; with ``file_meta_too`` their File Meta
-    memoised), else in pynetdicom's own temporary files. Return whether the hook is in
-    place (if pynetdicom differs, its own temp files are used, unrecorded, and the
-    handler copies them)."""
+    association (see the module's docstring): spooled into the registered directories
+    with ``into_store`` (the spool tweak; with ``file_meta_too`` their File Meta's
+    encoding memoised, :mod:`.file_meta`), else in pynetdicom's own temporary files.
+    Return whether the hook is in place (if pynetdicom differs, its own temp files are
+    used, unrecorded, and the handler copies them)."""
     global _installed, _into_store
     from pynetdicom import dimse_messages
 
     chunked_datasets()
     _into_store = into_store
     if not file_meta.install(memoise=into_store and file_meta_too):
-        log.error("File Meta without AE titles: pynetdicom differs from 3.0.x")
+        log.info("File Meta encoding not memoised: pynetdicom differs from 3.0.x")
     if _installed:
         return True
     if getattr(dimse_messages, "NamedTemporaryFile", None) is not tempfile.NamedTemporaryFile:

@@ -2,9 +2,10 @@
 
 C-STOREs of one SOP Instance UID take turns in this process (:class:`KeyedLock`), from
 the duplicate check until the index row committed, so a second copy racing the first
-sees its row. Between processes on one database the unique key decides: the loser's
-INSERT fails (:class:`DuplicateInstance`) and it removes only the file it placed, never
-one the index refers to.
+sees its row. Before an instance is placed, where it came from is recorded durably
+(:mod:`dicom_node.store.origin`), for start-up reconciliation. Between processes on one
+database the unique key decides: the loser's INSERT fails (:class:`DuplicateInstance`)
+and it removes only the file it placed, never one the index refers to.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dicom_node import metrics
 from dicom_node.index.header import InstanceHeader
 from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.store.claims import KeyedLock
+from dicom_node.store.origin import DIMSE, Noted, Origin, OriginRecords, instance_record
 from dicom_node.store.writer import InstanceStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class Intake:
         self.store = store
         self.recorder = recorder
         self.policy = policy
+        self.origins = OriginRecords(store)
         self._claims = KeyedLock()  # SOP Instance UIDs being placed and indexed
 
     def keep(
@@ -47,14 +50,18 @@ class Intake:
         header: InstanceHeader,
         receipt: Receipt,
         synced: Future[None] | None = None,
+        kind: str = DIMSE,
     ) -> str:
         """Store the file ``spooled`` (under ``incoming/``) as the instance ``header``
         describes: :data:`STORED`, or :data:`DUPLICATE` if the instance was kept as it
         was. Raises StoreError if the file could not be written, IndexFailed if the row
         could not be; nothing of this instance is left behind then. ``synced``: an fsync
-        of ``spooled`` already under way (:meth:`InstanceStore.place`)."""
+        of ``spooled`` already under way (:meth:`InstanceStore.place`). ``kind``: how it
+        arrived (:data:`~dicom_node.store.origin.DIMSE` or ``STOWRS``), recorded with the
+        receipt's AE titles and peer address as its origin."""
+        origin = Origin(kind, receipt.called_ae, receipt.calling_ae, receipt.peer_address)
         with self._claims.hold(header.sop_instance_uid):
-            return self._keep(spooled, header, receipt, synced)
+            return self._keep(spooled, header, receipt, synced, origin)
 
     def _duplicate(self, header: InstanceHeader, receipt: Receipt, how: str) -> str:
         metrics.DUPLICATES.labels(self.policy).inc()
@@ -78,12 +85,19 @@ class Intake:
             return
         self.store.remove(path)
 
+    @staticmethod
+    def _undo_if_gone(noted: Noted, path: Path) -> None:
+        """Undo the origin record of an instance whose placed file was removed again."""
+        if not path.exists():
+            noted.undo()
+
     def _keep(
         self,
         spooled: Path,
         header: InstanceHeader,
         receipt: Receipt,
         synced: Future[None] | None,
+        origin: Origin,
     ) -> str:
         sop_uid = header.sop_instance_uid
         existing = self.recorder.existing_path(sop_uid)
@@ -93,7 +107,12 @@ class Intake:
                 return self._duplicate(header, receipt, "")
             metrics.DUPLICATES.labels(self.policy).inc()
         path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
-        placed = self.store.place(spooled, path, synced)
+        noted = self.origins.note(path, origin)
+        try:
+            placed = self.store.place(spooled, path, synced)
+        except StoreError:
+            noted.undo()  # what was at ``path`` before is still there
+            raise
         receipt = replace_fields(receipt, path=str(path), size=placed.size)
         # The index row commits only once the file and its directory entry are durable:
         # waited for before the recorder's lock, which other instances' rows need.
@@ -109,6 +128,7 @@ class Intake:
                     if not replace or existing is None or attempt:
                         if existing != str(path):
                             self.store.remove(path)
+                            noted.undo()
                         return self._duplicate(header, receipt, " (concurrent)")
                 except IntegrityError:
                     if attempt:
@@ -117,6 +137,7 @@ class Intake:
         except StoreError:
             if existing is None:
                 self._discard(path, sop_uid)
+                self._undo_if_gone(noted, path)
             raise
         except Exception as err:
             log.error(
@@ -129,9 +150,11 @@ class Intake:
             log.debug("indexing failed", exc_info=True)
             if existing is None:
                 self._discard(path, sop_uid)
+                self._undo_if_gone(noted, path)
             raise IndexFailed(type(err).__name__) from err
         if existing is not None and existing != str(path):
             self.store.remove(Path(existing))
+            instance_record(Path(existing)).unlink(missing_ok=True)  # its own, if any
         metrics.INSTANCES_RECEIVED.labels(receipt.called_ae).inc()
         metrics.BYTES_RECEIVED.labels(receipt.called_ae).inc(placed.size)
         log.debug(

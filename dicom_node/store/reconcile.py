@@ -6,8 +6,11 @@ unclean stop (no :data:`CLEAN_MARKER`) the node walks ``instances/`` before it l
 and every file without a row is checked and read as the receive path does
 (:func:`dicom_node.store.check.check_file`, :mod:`dicom_node.index.header`) and recorded
 by the receive path's :class:`~dicom_node.index.recorder.Recorder` into its open group,
-which study assembly then completes and routes. A file that fails the check is left in
-place and reported. The indexed paths are loaded in chunks of :data:`CHUNK` rows.
+which study assembly then completes and routes. Its AE titles and peer address come from
+the origin record the receive path wrote before it answered Success
+(:mod:`dicom_node.store.origin`), never from the file's File Meta (a STOW-RS client
+writes that). A file that fails the check, or has no origin record, is left in place and
+reported. The indexed paths are loaded in chunks of :data:`CHUNK` rows.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +38,7 @@ from dicom_node.index.header import (
 from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.index.tables import Instance
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
+from dicom_node.store.origin import Origin, OriginError, origin_of
 from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,7 @@ CHUNK = 50_000  # indexed paths loaded per query
 REINDEXED = "reindexed"
 UNREADABLE = "unreadable"
 DUPLICATE = "duplicate"  # the SOP Instance UID is indexed under another file
+NO_ORIGIN = "no_origin"  # no origin record: where it came from is unknown
 
 
 @dataclass
@@ -52,7 +57,7 @@ class Outcome:
     """What was (or, on a dry run, would be) done with one unindexed file."""
 
     path: Path
-    outcome: str  # REINDEXED | UNREADABLE | DUPLICATE
+    outcome: str  # REINDEXED | UNREADABLE | DUPLICATE | NO_ORIGIN
     reason: str = ""
     study_uid: str = ""
 
@@ -70,12 +75,13 @@ class Report:
         return (
             f"{self.seen} file(s) seen, {self.count(REINDEXED)} re-indexed, "
             f"{self.count(UNREADABLE)} unreadable, {self.count(DUPLICATE)} duplicate, "
-            f"{self.seconds:.1f} s"
+            f"{self.count(NO_ORIGIN)} without origin record, {self.seconds:.1f} s"
         )
 
 
 def instance_files(store: InstanceStore) -> Iterator[Path]:
-    """The ``instances/{study}/{series}/{sop}.dcm`` files of ``store``."""
+    """The ``instances/{study}/{series}/{sop}.dcm`` files of ``store`` (not the origin
+    records beside them, ``*.json``)."""
     if not store.instances.is_dir():
         return
     for study in os.scandir(store.instances):
@@ -109,96 +115,79 @@ def indexed_paths(db: Database, chunk: int = CHUNK) -> set[str]:
 
 @dataclass(frozen=True)
 class Stored:
-    """What a stored file says of itself: its header, transfer syntax, and the calling
-    and called AE titles its File Meta records ("" where it records none)."""
+    """What a stored file says of itself (its header and transfer syntax), and where the
+    node's origin record says it came from."""
 
     header: InstanceHeader
     transfer_syntax: str
-    sending_ae: str = ""
-    receiving_ae: str = ""
+    origin: Origin
 
 
-def read_stored(path: Path) -> Stored:
-    """The header, transfer syntax and AE titles of a stored file, checked as the receive
-    path checks a spooled one; raises HeaderError, StructureError or PixelDataMismatch."""
+def read_stored(path: Path) -> tuple[InstanceHeader, str]:
+    """The header and transfer syntax of a stored file, checked as the receive path
+    checks a spooled one; raises HeaderError, StructureError or PixelDataMismatch."""
     try:
-        meta = read_file_meta_info(path)
-        ts = str(meta.TransferSyntaxUID)
+        ts = str(read_file_meta_info(path).TransferSyntaxUID)
     except Exception as err:  # pydicom raises many kinds on garbage
         raise HeaderError(f"no readable File Meta: {type(err).__name__}: {err}") from err
     elements = check_file(path, ts, HEADER_TAGS)
     if elements is not None:
-        header = header_from_elements(elements, ts)
-    else:  # deflated: not walked, parsed as the receive path does
-        header = parse_file_header(path, ts)
-    return Stored(
-        header,
-        ts,
-        str(meta.get("SendingApplicationEntityTitle", "") or "").strip(),
-        str(meta.get("ReceivingApplicationEntityTitle", "") or "").strip(),
-    )
+        return header_from_elements(elements, ts), ts
+    return parse_file_header(path, ts), ts  # deflated: not walked, parsed as on receive
 
 
-def _origin(
-    db: Database, stored: Stored, default_ae: str, served: Collection[str]
-) -> tuple[str, str, str | None]:
-    """Called AE, calling AE and peer address of a stored file: the AE titles its File
-    Meta records when the called one is served here (the node wrote them; the peer
-    address only if an indexed instance of its study came from the same calling AE);
-    else those of an indexed instance of the same study (the same association, most
-    likely); else ``default_ae`` and unknown."""
-    with db.engine.connect() as conn:
-        row = conn.execute(
-            select(Instance.called_ae, Instance.calling_ae, Instance.peer_address)
-            .where(Instance.study_uid == stored.header.study_uid)
-            .order_by(Instance.id.desc())
-            .limit(1)
-        ).first()
-    if stored.receiving_ae in served:
-        peer = row[2] if row and row[1] == stored.sending_ae else None
-        return stored.receiving_ae, stored.sending_ae, peer
-    return (row[0], row[1], row[2]) if row else (default_ae, "", None)
-
-
-def _examine(store: InstanceStore, path: Path) -> tuple[Outcome, Stored | None]:
+def _examine(
+    store: InstanceStore,
+    path: Path,
+    owners: dict[Path, Origin | str],
+    unrecorded: Origin | None,
+) -> tuple[Outcome, Stored | None]:
     try:
-        stored = read_stored(path)
+        header, ts = read_stored(path)
     except (HeaderError, StructureError, PixelDataMismatch, OSError) as err:
         return Outcome(path, UNREADABLE, str(err)), None
-    header = stored.header
     expected = store.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
     if expected != path:
         reason = f"its UIDs place it at {expected}"
         return Outcome(path, UNREADABLE, reason, header.study_uid), None
-    return Outcome(path, REINDEXED, study_uid=header.study_uid), stored
+    try:
+        origin = origin_of(path, owners)
+    except OriginError as err:
+        if unrecorded is None:
+            return Outcome(path, NO_ORIGIN, str(err), header.study_uid), None
+        reason = f"{err}: indexed as received on {unrecorded.called_ae} (stated by the admin)"
+        outcome = Outcome(path, REINDEXED, reason, header.study_uid)
+        return outcome, Stored(header, ts, unrecorded)
+    return Outcome(path, REINDEXED, study_uid=header.study_uid), Stored(header, ts, origin)
 
 
 def reconcile(
     store: InstanceStore,
     db: Database,
     recorder: Recorder,
-    default_ae: str,
     *,
-    served: Collection[str] = (),
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    unrecorded: Origin | None = None,
 ) -> Report:
-    """Index every file of ``store`` that has no index row (nothing on a dry run).
-    ``served``: the called AE titles of the node (a File Meta naming another one is not
-    trusted for the AE titles; ``default_ae`` is the fallback)."""
+    """Index every file of ``store`` that has no index row (nothing on a dry run), with
+    the origin its record names. A file without an origin record is left in place, or,
+    given ``unrecorded`` (an origin the admin states, e.g. for a store written before
+    origin records), indexed with that origin."""
     started = time.monotonic()
     report = Report()
     known = indexed_paths(db)
+    owners: dict[Path, Origin | str] = {}  # series records read so far
     for path in instance_files(store):
         report.seen += 1
         if progress is not None:
             progress(1)
         if str(path) in known:
             continue
-        outcome, stored = _examine(store, path)
+        outcome, stored = _examine(store, path, owners, unrecorded)
         if stored is not None and not dry_run:
             try:
-                _record(recorder, _origin(db, stored, default_ae, served), path, stored)
+                _record(recorder, path, stored)
             except DuplicateInstance:
                 outcome = Outcome(path, DUPLICATE, "SOP Instance UID indexed with another file")
         report.files.append(outcome)
@@ -210,19 +199,13 @@ def reconcile(
     return report
 
 
-def _record(
-    recorder: Recorder,
-    origin: tuple[str, str, str | None],
-    path: Path,
-    stored: Stored,
-) -> None:
-    called, calling, peer = origin
-    header = stored.header
+def _record(recorder: Recorder, path: Path, stored: Stored) -> None:
+    header, origin = stored.header, stored.origin
     st = path.stat()
     receipt = Receipt(
-        called_ae=called,
-        calling_ae=calling,
-        peer_address=peer,
+        called_ae=origin.called_ae,
+        calling_ae=origin.calling_ae,
+        peer_address=origin.peer_address,
         transfer_syntax=stored.transfer_syntax,
         path=str(path),
         size=st.st_size,
@@ -230,7 +213,15 @@ def _record(
         received_at=datetime.fromtimestamp(st.st_mtime, UTC).replace(tzinfo=None),
     )
     recorder.record(header, receipt)
-    log.info("re-indexed %s of study %s (%s)", header.sop_instance_uid, header.study_uid, path)
+    log.info(
+        "re-indexed %s of study %s (%s) as received by %s on %s from %s",
+        header.sop_instance_uid,
+        header.study_uid,
+        path,
+        origin.kind,
+        origin.called_ae,
+        origin.calling_ae,
+    )
 
 
 def has_files(store: InstanceStore) -> bool:

@@ -179,4 +179,3 @@ def test_frames_in_a_syntax_the_node_does_not_hold_name_what_it_has(
     r = requests.get(_url(node, jpeg) + "/frames/1", headers={"Accept": octet}, timeout=10)
     assert r.status_code == 406
     assert r.json()["available"] == [JPEGBaseline8Bit]
-

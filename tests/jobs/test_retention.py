@@ -16,6 +16,7 @@ from dicom_node.jobs.models import Job, JobOutput
 from dicom_node.jobs.queue import JobQueue, NewJob
 from dicom_node.jobs.retention import Retention
 from dicom_node.settings.jobs import RetentionSettings
+from dicom_node.store.origin import instance_record
 from tests.support.groups import add_group
 
 
@@ -43,6 +44,10 @@ def test_old_instances_go_unless_a_pending_job_or_routing_needs_them(
     _, pending_old = add_group(index, tmp_path, state="routed", age_days=40, study="1.2")
     _, unrouted_yet = add_group(index, tmp_path, state="complete", age_days=40, study="1.3")
     _, recent = add_group(index, tmp_path, state="routed", age_days=1, study="1.4")
+    # Instances of another origin than their series' first have an origin record each.
+    records = [instance_record(tmp_path / f"{u}.dcm") for u in routed_old + pending_old]
+    for r in records:
+        r.write_bytes(b"{}")
     q = JobQueue(index)
     q.enqueue(
         NewJob(
@@ -54,6 +59,7 @@ def test_old_instances_go_unless_a_pending_job_or_routing_needs_them(
     assert _present(index) == set(pending_old + unrouted_yet + recent)
     assert not any(Path(tmp_path / f"{u}.dcm").exists() for u in routed_old)
     assert all(Path(tmp_path / f"{u}.dcm").exists() for u in pending_old)
+    assert [r.exists() for r in records] == [False] * len(routed_old) + [True] * len(pending_old)
 
 
 def test_finished_jobs_and_their_results_go_after_jobs_days(

@@ -292,21 +292,14 @@ def test_spool_files_of_an_association_whose_threads_ended_are_swept(tmp_path: P
     "uid", ["1.2.3", "1.2.34", "2.25.100543113806391906976030107742863930074", "1" * 64]
 )
 @pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, JPEGBaseline8Bit])
-@pytest.mark.parametrize("titles", [("", ""), ("MODX", "DICOM_NODE"), ("A", "")])
-def test_memoised_file_meta_is_pydicoms_encoding(
-    uid: str, ts: str, titles: tuple[str, str]
-) -> None:
+def test_memoised_file_meta_is_pydicoms_encoding(uid: str, ts: str) -> None:
     assert spool.install()
     expected = DicomBytesIO()
     meta = create_file_meta(
         sop_class_uid=CTImageStorage, sop_instance_uid=UID(uid), transfer_syntax=UID(ts)
     )
-    if titles[0]:
-        meta.SendingApplicationEntityTitle = titles[0]
-    if titles[1]:
-        meta.ReceivingApplicationEntityTitle = titles[1]
     write_file_meta_info(expected, meta)
-    assert file_meta.encoded_file_meta(CTImageStorage, uid, ts, titles) == expected.getvalue()
+    assert file_meta.encoded_file_meta(CTImageStorage, uid, ts) == expected.getvalue()
 
 
 def test_presentation_contexts_copy_cheaply_and_independently() -> None:

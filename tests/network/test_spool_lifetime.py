@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 
 from dicom_node.network.spool import MAX_UNSERVED
+from dicom_node.store.origin import DIMSE, Origin, origin_of
 from tests.network import pdus, probe
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
@@ -168,16 +169,20 @@ def test_dropped_requests_on_one_association_stay_bounded(hostile_node: NodeProc
     _assert_nothing_left(node, sorted(before), [], [])
 
 
-def test_spooled_file_meta_records_the_ae_titles(hostile_node: NodeProcess) -> None:
-    """The File Meta the node writes names the calling AE (0002,0017) and the called AE
-    (0002,0018), tweaks on and off: reconciliation reads them back (tests/store)."""
+def test_a_received_instance_has_an_origin_record_and_no_ae_titles_in_its_file_meta(
+    hostile_node: NodeProcess,
+) -> None:
+    """Tweaks on and off, where a C-STORE came from is in the node's origin record
+    (reconciliation reads it back, tests/store), not in the File Meta, which records no
+    AE titles (no hook adds them)."""
     node = hostile_node
     ds = pdus.small_ct()
     assert probe.store_ok(node.port, ds)  # calling AE "PROBE"
     ((path,),) = query(
         node.index, "SELECT path FROM instances WHERE sop_instance_uid=:u", u=ds.SOPInstanceUID
     )
+    assert origin_of(Path(path)) == Origin(DIMSE, "DICOM_NODE", "PROBE", "127.0.0.1")
     meta = read_file_meta_info(path)
-    assert meta.SendingApplicationEntityTitle == "PROBE"
-    assert meta.ReceivingApplicationEntityTitle == "DICOM_NODE"
-    assert "SourceApplicationEntityTitle" not in meta  # the node wrote the file
+    assert "SendingApplicationEntityTitle" not in meta
+    assert "ReceivingApplicationEntityTitle" not in meta
+    assert "SourceApplicationEntityTitle" not in meta

@@ -10,6 +10,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
+from dicom_node.store.origin import OriginError, origin_of
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.studies import spooled_data
@@ -23,17 +24,28 @@ def node_config(index_url: str, **config: Any) -> dict[str, Any]:
 
 def inconsistencies(proc: NodeProcess) -> list[str]:
     """What breaks "every index row has its file and every file its row" (empty if
-    nothing), plus data left in ``incoming/``."""
+    nothing), or "every file's origin record names where its row says it came from",
+    plus data left in ``incoming/``."""
     problems = []
-    rows = query(proc.index, "SELECT sop_instance_uid, path FROM instances")
+    rows = query(
+        proc.index,
+        "SELECT sop_instance_uid, path, called_ae, calling_ae, peer_address FROM instances",
+    )
     paths = {}
-    for sop, path in rows:
+    for sop, path, *came_from in rows:
         paths[Path(path)] = sop
         if not Path(path).is_file():
             problems.append(f"row {sop}: no file at {path}")
             continue
         if dcmread(path, stop_before_pixels=True).SOPInstanceUID != sop:
             problems.append(f"row {sop}: file {path} holds another instance")
+        try:
+            origin = origin_of(Path(path))
+        except OriginError as err:
+            problems.append(f"row {sop}: no origin record: {err}")
+            continue
+        if [origin.called_ae, origin.calling_ae, origin.peer_address] != came_from:
+            problems.append(f"row {sop}: origin record {origin} differs from {came_from}")
     instances = proc.data_dir / "instances"
     files = set(instances.rglob("*.dcm")) if instances.exists() else set()
     problems += [f"file {f} has no row" for f in sorted(files - set(paths))]

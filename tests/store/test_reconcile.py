@@ -162,9 +162,10 @@ def test_lost_rows_are_indexed_again_and_routed(tmp_path: Path, index_url: str) 
 
 
 def test_study_lost_entirely_keeps_its_ae_titles(tmp_path: Path) -> None:
-    """A study whose every row (and group) was lost is re-indexed with the AE titles of
-    the association that brought it, read from the File Meta the node wrote: routed
-    under its called AE's grouping (by series) and matched on its calling AE."""
+    """A study whose every row (and group) was lost is re-indexed with the AE titles and
+    peer address of the association that brought it, read from the origin record the
+    node wrote: routed under its called AE's grouping (by series) and matched on its
+    calling AE."""
     files = make_study(tmp_path / "src", 3, size=64, seed=43)
     titles = [{"ae_title": "DICOM_NODE"}, {"ae_title": "BYSERIES", "group_by": "series"}]
     node = NodeProcess(
@@ -207,10 +208,7 @@ def test_study_lost_entirely_keeps_its_ae_titles(tmp_path: Path) -> None:
             for sop, row in before.items():
                 got = dict(after[sop])
                 assert abs((got.pop("received_at") - row["received_at"]).total_seconds()) < 5
-                assert got.pop("peer_address") is None  # not in the File Meta
-                assert got == {
-                    k: v for k, v in row.items() if k not in ("received_at", "peer_address")
-                }
+                assert got == {k: v for k, v in row.items() if k != "received_at"}
             groups = query(
                 node.index, "SELECT called_ae, calling_ae, group_by, group_key FROM groups"
             )
