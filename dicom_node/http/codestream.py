@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from pydicom.pixels.utils import _get_jpg_parameters
 
-from dicom_node.http import frames
+from dicom_node.http import fragments, frames
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import Stored
 
@@ -108,18 +108,18 @@ def check_instance(inst: Stored, only: int | None = None) -> None:
     if ts not in JPEG_FAMILY and ts not in J2K_FAMILY:
         return
     pixels = frames.layout(inst)
-    if pixels.value_length != frames.UNDEFINED:
+    if pixels.value_length != fragments.UNDEFINED:
         return  # native Pixel Data on a compressed syntax: the decoder refuses it
     with open(inst.path, "rb") as fh:
         try:
-            found = frames.Fragments(fh, pixels)
+            found = fragments.Fragments(fh, pixels)
         except (ValueError, KeyError, IndexError, EOFError, OverflowError, struct.error) as err:
             raise Problem(
                 422, "Unprocessable Content", f"the encapsulated Pixel Data cannot be walked: {err}"
             ) from None
         numbers = [only] if only else range(1, pixels.frames + 1)
         check_frames(
-            ((n, frames.encapsulated_frame(found, n)) for n in numbers),
+            ((n, fragments.encapsulated_frame(found, n)) for n in numbers),
             ts,
             pixels.rows,
             pixels.columns,

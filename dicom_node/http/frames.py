@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,10 +21,6 @@ from typing import BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom.encaps import (
-    generate_fragments,
-    parse_basic_offsets,
-)
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -35,6 +30,11 @@ from starlette.responses import StreamingResponse
 from starlette.types import Send
 
 from dicom_node.http.budget import DECODING
+from dicom_node.http.fragments import (  # re-exported
+    MAX_FRAGMENTS,
+    Fragments,
+    encapsulated_frame,
+)
 from dicom_node.http.frames_accept import (  # re-exported: the routes use them as frames.*
     OCTET,
     negotiate,
@@ -51,6 +51,7 @@ from dicom_node.http.wado import (
 from dicom_node.index.header import INFLATE_MAX
 
 __all__ = [
+    "MAX_FRAGMENTS",
     "OCTET",
     "FramesResponse",
     "PixelLayout",
@@ -70,7 +71,6 @@ PIXEL_DATA = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 UNDEFINED = 0xFFFFFFFF
 BATCH = 1 << 20  # bytes of frames sent together
 CHUNK = 1 << 20  # bytes of a large native frame read at a time
-MAX_FRAGMENTS = 1_000_000  # fragments walked in one request (a frame, or the whole value)
 
 
 @dataclass(frozen=True)
@@ -190,153 +190,6 @@ def _check_length(pixels: PixelLayout, numbers: list[int]) -> None:
             f"frame {n}: the Pixel Data is shorter than its image attributes say",
             frame=str(n),
         )
-
-
-class Fragments:
-    """Where the fragments of each frame of encapsulated Pixel Data lie, found once per
-    request: from the Extended Offset Table, else the Basic Offset Table (a frame's
-    fragments run up to the next frame's offset), else one walk of the items' headers
-    (one fragment per frame, or one frame of all of them; with more fragments than
-    frames, a frame ends with the fragment whose last 10 bytes hold a JPEG end marker,
-    as pydicom decides, so only those bytes of the fragments are read). pydicom's
-    get_frame parses the table, or walks every fragment, for each frame it is asked
-    for: frames² work for all of them."""
-
-    def __init__(self, fh: BinaryIO, pixels: PixelLayout) -> None:
-        self.fh, self.frames = fh, pixels.frames
-        self.value_offset, self.extended = pixels.value_offset, pixels.extended_offsets
-        self.starts: list[int] = []  # item of each frame's first fragment (file offsets)
-        self.lengths: list[int] | None = None  # each frame's one fragment (Extended)
-        self.single = False  # one frame of all the fragments
-        self.counts: list[int] | None = None  # fragments of each frame (end markers)
-        self.table = "Basic Offset Table"
-        fh.seek(pixels.value_offset)
-        basic = parse_basic_offsets(fh)
-        first = fh.tell()  # the first fragment's item: the tables' offsets start here
-        if self.extended:
-            count = len(self.extended[0]) // 8
-            self.starts = [first + o for o in struct.unpack(f"<{count}Q", self.extended[0])]
-            count = len(self.extended[1]) // 8
-            self.lengths = list(struct.unpack(f"<{count}Q", self.extended[1]))
-            self.table = "Extended Offset Table"
-            _check_table(self.starts, self.lengths, os.fstat(fh.fileno()).st_size, self.table)
-        elif basic:
-            self.starts = [first + o for o in basic]
-            _check_table(self.starts, None, 0, self.table)
-        else:
-            offsets = _items(fh)
-            count = len(offsets)
-            if count == self.frames:
-                self.starts, self.lengths = offsets, None
-                self.table = "fragments"
-            elif self.frames == 1:
-                self.starts, self.single = [first], True
-            else:
-                self.table = "fragments' end markers"
-                self.starts, self.counts = _by_end_markers(fh, offsets)
-
-    def frame(self, n: int) -> bytes:
-        """The bytes of frame ``n`` (1-based), its fragments joined."""
-        fh = self.fh
-        if n > len(self.starts):
-            raise ValueError(f"no frame {n} in the {self.table}")
-        fh.seek(self.starts[n - 1])
-        if self.lengths is not None:  # Extended Offset Table: one fragment, its length
-            fh.seek(8, 1)
-            data = fh.read(self.lengths[n - 1])
-            if len(data) != self.lengths[n - 1]:
-                raise EOFError("the Pixel Data ends inside the frame")
-            return data
-        if self.table == "fragments":
-            return next(generate_fragments(fh))
-        if self.counts is not None:
-            fragments = generate_fragments(fh)
-            return b"".join(next(fragments) for _ in range(self.counts[n - 1]))
-        end = self.starts[n] if n < len(self.starts) and not self.single else None
-        parts = []
-        for fragment in generate_fragments(fh):
-            parts.append(fragment)
-            if end is not None and fh.tell() >= end:
-                break
-            if len(parts) >= MAX_FRAGMENTS:
-                raise ValueError(f"frame {n} has more than {MAX_FRAGMENTS} fragments")
-        if not parts:
-            raise ValueError(f"no fragment at the offset of frame {n}")
-        return b"".join(parts)
-
-
-def _check_table(starts: list[int], lengths: list[int] | None, size: int, table: str) -> None:
-    """ValueError unless the frames of an offset table start in strictly increasing
-    order (PS3.5 A.4: each frame has its own fragments) and, with ``lengths`` (an
-    Extended Offset Table), each fragment ends before the next frame and the file. A
-    table of one offset repeated made every frame asked for the same large fragment:
-    a response of many times the file."""
-    for k, (a, b) in enumerate(zip(starts, starts[1:], strict=False), 1):
-        if b <= a:
-            raise ValueError(f"the {table} does not increase at frame {k + 1}")
-        if lengths is not None and k <= len(lengths) and a + 8 + lengths[k - 1] > b:
-            raise ValueError(f"frame {k} of the {table} overlaps frame {k + 1}")
-    last = len(starts) - 1
-    if lengths and starts and len(lengths) > last and starts[-1] + 8 + lengths[last] > size:
-        raise ValueError(f"the last frame of the {table} runs past the end of the file")
-
-
-def _items(fh: BinaryIO) -> list[int]:
-    """File offsets of the fragments' items, from the current position to the sequence
-    delimiter, reading 8 bytes per item; ValueError past :data:`MAX_FRAGMENTS` (a few MB
-    of empty fragments took seconds of CPU per request)."""
-    items: list[int] = []
-    while True:
-        pos = fh.tell()
-        head = fh.read(8)
-        if len(head) < 8:
-            raise EOFError("the encapsulated Pixel Data ends without its delimiter")
-        tag, length = struct.unpack("<LL", head)
-        if tag == 0xE0DDFFFE:  # (FFFE,E0DD): the end
-            return items
-        if tag != 0xE000FFFE or length == UNDEFINED:
-            raise ValueError(f"the encapsulated Pixel Data holds no item at byte {pos}")
-        if len(items) >= MAX_FRAGMENTS:
-            raise ValueError(f"more than {MAX_FRAGMENTS} fragments: this node walks no more")
-        items.append(pos)
-        fh.seek(length, 1)
-
-
-def _by_end_markers(fh: BinaryIO, items: list[int]) -> tuple[list[int], list[int]]:
-    """(first item, number of fragments) of each frame of fragments ``items`` (their
-    items' file offsets), a frame ending with the fragment whose last 10 bytes hold a
-    JPEG EOI/EOC marker (pydicom's rule; fragments left after the last marker make one
-    more frame)."""
-    starts: list[int] = []
-    counts: list[int] = []
-    count = 0
-    for item in items:
-        fh.seek(item + 4)
-        (length,) = struct.unpack("<L", fh.read(4))
-        fh.seek(item + 8 + max(length - 10, 0))
-        if count == 0:
-            starts.append(item)
-        count += 1
-        if b"\xff\xd9" in fh.read(min(length, 10)):
-            counts.append(count)
-            count = 0
-    if count:
-        counts.append(count)
-    return starts, counts
-
-
-def encapsulated_frame(fragments: Fragments, n: int) -> bytes:
-    try:
-        return fragments.frame(n)
-    except (
-        ValueError, KeyError, IndexError, EOFError, StopIteration, OverflowError, struct.error
-    ) as err:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"frame {n} cannot be found in the encapsulated Pixel Data: {err}",
-            frame=str(n),
-        ) from None
 
 
 def _deflated_frames(

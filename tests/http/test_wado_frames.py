@@ -451,6 +451,7 @@ def test_frames_without_offset_table_are_found_in_one_walk(
     them all for each frame: 2000 frames asked of 2000 took 2.5 s of CPU in memory)."""
     from pydicom.encaps import encapsulate
 
+    from dicom_node.http import fragments
     from dicom_node.http import frames as frame_io
     from dicom_node.http.wado import Stored
 
@@ -464,14 +465,15 @@ def test_frames_without_offset_table_are_found_in_one_walk(
     ds.save_as(path, enforce_file_format=True)
     inst = Stored("s", "se", "i", str(path), "1.2.840.10008.1.2.5", 8, len(parts))
     walks = []
-    real = frame_io._items
+    real = fragments._items
 
     def counted(*args: object, **kwargs: object) -> object:
         walks.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(frame_io, "_items", counted)
-    assert not hasattr(frame_io, "get_frame")  # no longer used at all
+    monkeypatch.setattr(fragments, "_items", counted)
+    # get_frame is no longer used at all
+    assert not hasattr(frame_io, "get_frame") and not hasattr(fragments, "get_frame")
     numbers = [40, 1, 17, 2]
     pixels = frame_io.layout(inst)
     got = list(frame_io.frame_bytes(inst, pixels, numbers, 2**20))
@@ -547,6 +549,7 @@ def test_offset_tables_are_read_once_per_request(
     request for many frames reads the table once, not once per frame (pydicom's
     get_frame parses it whole, or walks every fragment, for each frame: frames² work for
     all of them)."""
+    from dicom_node.http import fragments
     from dicom_node.http import frames as frame_io
     from dicom_node.http.wado import Stored
 
@@ -556,13 +559,13 @@ def test_offset_tables_are_read_once_per_request(
     ts = ds.file_meta.TransferSyntaxUID
     inst = Stored("s", "se", "i", str(path), ts, 8, len(expected))
     tables = []
-    real = frame_io.parse_basic_offsets
+    real = fragments.parse_basic_offsets
 
     def counted(*args: object, **kwargs: object) -> object:
         tables.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(frame_io, "parse_basic_offsets", counted)
+    monkeypatch.setattr(fragments, "parse_basic_offsets", counted)
     numbers = [600, 1, 17, 2, 599, 300]
     pixels = frame_io.layout(inst)
     got = list(frame_io.frame_bytes(inst, pixels, numbers, 2**20))
