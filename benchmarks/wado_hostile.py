@@ -98,9 +98,9 @@ def main() -> None:
             measure(
                 node,
                 "Deflated 1.5 GB of pixels (1.5 MB stored), bulk Pixel Data",
-                lambda: requests.get(
-                    _url(node, deflated, "/bulk/7FE00010"), timeout=300
-                ).status_code,
+                lambda: (
+                    requests.get(_url(node, deflated, "/bulk/7FE00010"), timeout=300).status_code
+                ),
             )
             big = _image(ExplicitVRLittleEndian, 16384, 16384, bits=16)
             big.PixelData = bytes(16384 * 16384 * 2)

@@ -159,7 +159,13 @@ def encapsulated_frame(fragments: Fragments, n: int) -> bytes:
     try:
         return fragments.frame(n)
     except (
-        ValueError, KeyError, IndexError, EOFError, StopIteration, OverflowError, struct.error
+        ValueError,
+        KeyError,
+        IndexError,
+        EOFError,
+        StopIteration,
+        OverflowError,
+        struct.error,
     ) as err:
         raise Problem(
             422,

@@ -107,7 +107,7 @@ def test_a_jpeg_larger_than_its_header_says_is_never_decoded(
     # node's own).
     r = requests.get(_url(node, ds), headers={"Accept": accept + "; transfer-syntax=*"}, timeout=60)
     assert r.status_code == 200
-    assert (tmp_path / "jbomb.dcm").read_bytes()[-2**20:] in r.content
+    assert (tmp_path / "jbomb.dcm").read_bytes()[-(2**20) :] in r.content
 
 
 def test_bulk_data_of_a_deflated_bomb_is_refused_past_the_limit(
