@@ -22,7 +22,7 @@ stays only if it earns >= 15% node throughput on its own.
 any change, not only of a tweak).
 
     python benchmarks/receive.py [--instances 200] [--rounds 3] [--ab] [--associations 1]
-                                 [--baseline DIR]
+                                 [--per-association N] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,24 +50,38 @@ ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 ASSOCIATIONS = 1  # set from --associations
+PER_ASSOCIATION = 0  # files per association, from --per-association (0: all of a stream's)
 BASELINE = "baseline"  # the variant run from --baseline's checkout
 
 
 def send(files: list[Path], ae: str, port: int) -> float:
-    """Run storescu over ASSOCIATIONS concurrent associations (the files dealt out among
-    them); return the wall time in seconds."""
+    """Run storescu over ASSOCIATIONS concurrent streams (the files dealt out among them),
+    each stream one association, or one after another of PER_ASSOCIATION files each;
+    return the wall time in seconds."""
     os.sync()  # no writeback left over from an earlier run competes with this one
     parts = [files[i::ASSOCIATIONS] for i in range(ASSOCIATIONS)]
+    failed: list[int] = []
+
+    def stream(part: list[Path]) -> None:
+        step = PER_ASSOCIATION or len(part)
+        for i in range(0, len(part), step):
+            command = [dcmtk_tool("storescu"), "-aec", ae, "127.0.0.1", str(port)]
+            done = subprocess.run(
+                command + [str(f) for f in part[i : i + step]],
+                env=ENV,
+                stdout=subprocess.DEVNULL,
+            )
+            if done.returncode:
+                failed.append(done.returncode)
+                return
+
+    threads = [threading.Thread(target=stream, args=(part,)) for part in parts]
     t0 = time.perf_counter()
-    procs = [
-        subprocess.Popen(
-            [dcmtk_tool("storescu"), "-aec", ae, "127.0.0.1", str(port), *map(str, part)],
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-        )
-        for part in parts
-    ]
-    if any(p.wait() != 0 for p in procs):
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
         raise RuntimeError(f"storescu to {ae} failed")
     return time.perf_counter() - t0
 
@@ -219,14 +234,22 @@ def main() -> None:
         help="storescp's receive PDU (its largest allowed: 131072)",
     )
     ap.add_argument(
+        "--per-association",
+        type=int,
+        default=0,
+        help="instances per association, one association after another (a modality "
+        "that sends each image on its own association: 1); 0: all on one",
+    )
+    ap.add_argument(
         "--baseline",
         type=Path,
         help="another checkout (e.g. `git worktree add /tmp/base HEAD~1`) whose node runs "
         "in every round too: a same-run A/B of any code change",
     )
     args = ap.parse_args()
-    global ASSOCIATIONS
+    global ASSOCIATIONS, PER_ASSOCIATION
     ASSOCIATIONS = args.associations
+    PER_ASSOCIATION = args.per_association
     variants = ["all"]
     if args.ab:
         variants += [f"-{name}" for name in TWEAKS] + ["none"]
@@ -241,7 +264,8 @@ def main() -> None:
         print(
             f"{n} CT slices 512x512x16, {total_mb:.1f} MB "
             f"(generated in {time.perf_counter() - t0:.1f} s), "
-            f"{ASSOCIATIONS} storescu association(s)"
+            f"{ASSOCIATIONS} concurrent storescu stream(s), "
+            f"{PER_ASSOCIATION or 'all'} instance(s) per association"
         )
         theirs: list[float] = []
         stock: list[float] = []
