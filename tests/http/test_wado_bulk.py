@@ -31,6 +31,17 @@ def _large_multiframe(path: Path, frames: int, size: int = 1024) -> Dataset:
     return ds
 
 
+def _stored_testfile(node: NodeProcess, tmp_path: Path, name: str) -> Dataset:
+    """pydicom's test file ``name`` under new UIDs, C-STOREd to ``node``."""
+    source = get_testdata_file(name)
+    if source is None:
+        pytest.skip(f"pydicom test file {name} is not installed")
+    ds = _renamed(pydicom.dcmread(source))
+    ds.save_as(tmp_path / name, enforce_file_format=True)
+    assert store_file_raw(node.port, tmp_path / name) == 0, name
+    return ds
+
+
 def _bulk_url(node: NodeProcess, ds: Dataset, tag: str) -> str:
     return (
         f"{node.http_url}/dicomweb/studies/{ds.StudyInstanceUID}/series/"
@@ -103,12 +114,7 @@ def test_bulk_values_are_pydicoms_values(node: NodeProcess, tmp_path: Path) -> N
 
 
 def test_a_range_of_a_bulk_value(node: NodeProcess, tmp_path: Path) -> None:
-    source = get_testdata_file("SC_rgb_rle_2frame.dcm")
-    if source is None:
-        pytest.skip("pydicom test file SC_rgb_rle_2frame.dcm is not installed")
-    ds = _renamed(pydicom.dcmread(source))
-    ds.save_as(tmp_path / "rle.dcm", enforce_file_format=True)
-    assert store_file_raw(node.port, tmp_path / "rle.dcm") == 0
+    ds = _stored_testfile(node, tmp_path, "SC_rgb_rle_2frame.dcm")
     value = ds.PixelData
     client = DICOMwebClient(node.http_url + "/dicomweb")
     url = _bulk_url(node, ds, "7FE00010")
@@ -122,12 +128,7 @@ def test_a_range_of_a_bulk_value(node: NodeProcess, tmp_path: Path) -> None:
 
 
 def test_what_is_not_bulk_data_is_404(node: NodeProcess, tmp_path: Path) -> None:
-    source = get_testdata_file("MR_small.dcm")
-    if source is None:
-        pytest.skip("pydicom test file MR_small.dcm is not installed")
-    ds = _renamed(pydicom.dcmread(source))
-    ds.save_as(tmp_path / "mr.dcm", enforce_file_format=True)
-    assert store_file_raw(node.port, tmp_path / "mr.dcm") == 0
+    ds = _stored_testfile(node, tmp_path, "MR_small.dcm")
     for tag in ("00280010", "00091010", "GGGG0010", "7FE0001", "00081140"):
         r = requests.get(_bulk_url(node, ds, tag), timeout=10)
         assert r.status_code == 404 and r.json()["status"] == 404, tag
