@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 import logging
 import os
 import threading
@@ -114,3 +115,25 @@ def release_free_memory_soon() -> None:
     """Ask for :func:`release_free_memory` shortly, on a background thread (cheap to
     call often: bursts are coalesced)."""
     _trimmer.soon()
+
+
+def freeze_long_lived_objects() -> int:
+    """Collect, then move every object alive now out of the cyclic garbage collector's
+    reach (``gc.freeze``); return how many were frozen. Called once the node is up: the
+    ~200,000 objects of its imports, configuration and models are never garbage, yet a
+    full collection walked them all (~120 ms each in a serving node). pynetdicom's
+    association server runs one after every 60 connections, so a modality opening an
+    association per image paid ~2 ms per association for it, and Python's own full
+    collections came on top. Objects frozen and later freed by reference counting are
+    freed as before; only one in a reference cycle would stay (hence :func:`refreeze`
+    after a configuration reload replaced the models)."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def refreeze() -> int:
+    """Unfreeze, collect what became garbage (say the models a reload replaced), and
+    freeze what is alive again."""
+    gc.unfreeze()
+    return freeze_long_lived_objects()

@@ -17,7 +17,9 @@ import typer
 from dicom_node.memory import (
     SERVING_MMAP_THRESHOLD,
     STARTUP_MMAP_THRESHOLD,
+    freeze_long_lived_objects,
     limit_malloc_arenas,
+    refreeze,
     set_mmap_threshold,
 )
 from dicom_node.settings.root import (
@@ -173,6 +175,7 @@ def _reload(node: Node, read: Callable[[], NodeConfig]) -> None:
         log.warning("these settings changed but apply only after a restart: %s", ", ".join(restart))
     for line in demo_route_warnings(node):
         log.warning("%s", line.removeprefix("WARNING: "))
+    refreeze()  # what the old configuration held is garbage now
 
 
 def demo_route_warnings(node: Node) -> list[str]:
@@ -251,6 +254,7 @@ def register(app: typer.Typer) -> None:
                 node.stop(grace=0)
             raise typer.Exit(1) from None
         set_mmap_threshold(SERVING_MMAP_THRESHOLD)  # jobs reuse the heap; trimmed per job
+        freeze_long_lived_objects()  # never garbage: out of every full collection's way
         warnings = demo_route_warnings(node)
         for line in warnings:
             logging.getLogger("dicom_node").warning("%s", line.removeprefix("WARNING: "))

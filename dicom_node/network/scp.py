@@ -40,6 +40,7 @@ from dicom_node.network import (
     responses,
     spool,
     tweaks,
+    uid_validation,
 )
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
@@ -104,6 +105,9 @@ class StorageSCP:
         # pynetdicom logs at WARNING or above (the default) they are pure overhead.
         if logging.getLevelName(config.logging.pynetdicom_level) >= logging.WARNING:
             _config.LOG_HANDLER_LEVEL = "none"
+        # ~700 validations of the same few hundred UIDs per association: each string's
+        # result remembered (pynetdicom's documented VALIDATORS option; same results)
+        uid_validation.install()
         if not guard.install():  # tests/network/test_guards_installed.py fails on this
             log.error("pynetdicom %s: hostile-input guards NOT installed", pynetdicom_version)
         self.tweaks = tweaks.enabled()

@@ -1,0 +1,167 @@
+"""CPU and wall time per one-image association: storescu -> storescp, stock pynetdicom, node.
+
+A CR or DX modality often opens one association per image. This sends N CT slices, each
+on its own DCMTK ``storescu`` association, one after another (as ``receive.py
+--per-association 1`` does), to each receiver in turn, and reads the receiver process's
+CPU time (user + system, all its threads) from ``/proc/PID/stat`` before and after:
+
+- ``storescp``: DCMTK storescp writing to a temp dir (no fsync);
+- ``stock``: a stock pynetdicom SCP (``stock_pynetdicom_scp.py``, no tweak, ``save_as``);
+- ``node``: our node (this checkout, every tweak); ``node:SPEC`` with
+  ``DICOM_NODE_TWEAKS=SPEC`` (e.g. ``node:none``, ``node:-loop_delay``);
+- ``baseline``: the node of the checkout given with ``--baseline DIR``.
+
+Each round runs every receiver once, in ABBA order (reversed every other round), after
+three warm-up associations; the medians over rounds are printed with each round's
+figure. CPU per association is much less noisy than throughput on a shared machine.
+
+    python benchmarks/assoc_cpu.py [--associations 100] [--rounds 4]
+        [--receivers storescp,stock,node,node:none] [--baseline DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dicom_node.synthetic import iter_ct_series, write_files  # noqa: E402
+from tests.support.dcmtk import dcmtk_env, dcmtk_tool  # noqa: E402
+from tests.support.node_process import NodeProcess  # noqa: E402
+from tests.support.ports import free_port, wait_for_port  # noqa: E402
+
+WARM_UP = 3  # associations before the measured ones (imports, caches, first files)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads, live and ended)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def receiver(name: str, work: Path, baseline: Path | None) -> Iterator[tuple[int, int, str]]:
+    """Start receiver ``name`` in ``work``; yield (pid, port, called AE title)."""
+    if name in ("storescp", "stock"):
+        port = free_port()
+        out = work / "out"
+        out.mkdir(parents=True)
+        if name == "storescp":
+            cmd = [dcmtk_tool("storescp"), "-aet", "STORESCP", "-od", str(out), str(port)]
+        else:
+            cmd = [sys.executable, str(ROOT / "benchmarks/stock_pynetdicom_scp.py"), str(port)]
+            cmd.append(str(out))
+        proc = subprocess.Popen(
+            cmd, env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_for_port(port, timeout=30)
+            yield proc.pid, port, "STORESCP" if name == "storescp" else "STOCK"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        return
+    root = baseline if name == "baseline" else None
+    tweaks = name.partition(":")[2] or "all"
+    node = NodeProcess(
+        work / "node", {"logging": {"level": "WARNING"}}, env={"DICOM_NODE_TWEAKS": tweaks}
+    )
+    node.root = root or node.root
+    node.start()
+    try:
+        yield node.pid, node.port, "DICOM_NODE"
+    finally:
+        node.stop()
+
+
+def one_round(
+    name: str, files: list[Path], work: Path, baseline: Path | None
+) -> tuple[float, float]:
+    """Send each of ``files`` on its own association; return (CPU ms, wall ms) per association."""
+    storescu = dcmtk_tool("storescu")
+    with receiver(name, work, baseline) as (pid, port, ae):
+
+        def send(f: Path) -> None:
+            subprocess.run(
+                [storescu, "-aec", ae, "127.0.0.1", str(port), str(f)],
+                env=dcmtk_env(),
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+
+        for f in files[:WARM_UP]:
+            send(f)
+        measured = files[WARM_UP:]
+        c0, t0 = cpu_seconds(pid), time.perf_counter()
+        for f in measured:
+            send(f)
+        wall = time.perf_counter() - t0
+        # The association's last work (release, threads ending) follows storescu's exit.
+        time.sleep(0.3)
+        cpu = cpu_seconds(pid) - c0
+    return cpu / len(measured) * 1e3, wall / len(measured) * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--associations", type=int, default=100, help="measured per round")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--receivers", default="storescp,stock,node,node:none")
+    ap.add_argument("--baseline", type=Path, help="another checkout whose node runs too")
+    args = ap.parse_args()
+    names = [n.strip() for n in args.receivers.split(",") if n.strip()]
+    if args.baseline and "baseline" not in names:
+        names.append("baseline")
+    with tempfile.TemporaryDirectory(prefix="bench-assoc-") as tmp:
+        tmpdir = Path(tmp)
+        count = args.associations + WARM_UP
+        files = write_files(iter_ct_series(count, rows=512, cols=512), tmpdir / "src")
+        print(
+            f"{args.associations} associations of one 512x512 CT slice each (+{WARM_UP} "
+            f"warm-up), DCMTK storescu one after another, {args.rounds} rounds, load "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+        cpu: dict[str, list[float]] = {n: [] for n in names}
+        wall: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(args.rounds):
+            order = names if r % 2 == 0 else names[::-1]
+            for name in order:
+                c, w = one_round(name, files, tmpdir / f"r{r}-{name}", args.baseline)
+                cpu[name].append(c)
+                wall[name].append(w)
+            print(
+                f"round {r + 1}: "
+                + ", ".join(f"{n} {cpu[n][-1]:.1f} ms CPU {wall[n][-1]:.1f} ms" for n in names)
+                + f" (load {os.getloadavg()[0]:.1f})"
+            )
+        print("receiver          CPU ms/assoc   wall ms/assoc   assoc/s   (medians; per round CPU)")
+        for n in names:
+            c, w = statistics.median(cpu[n]), statistics.median(wall[n])
+            rounds = ", ".join(f"{x:.1f}" for x in cpu[n])
+            print(f"{n:16s} {c:12.1f} {w:15.1f} {1e3 / w:9.1f}   ({rounds})")
+        for other in [n for n in names if n.startswith("node:") or n == "baseline"]:
+            if "node" not in names:
+                break
+            per_round = ", ".join(
+                f"{a / b - 1:+.0%}" for a, b in zip(cpu["node"], cpu[other], strict=True)
+            )
+            print(
+                f"node vs {other}: CPU per association "
+                f"{statistics.median(cpu['node']) / statistics.median(cpu[other]) - 1:+.0%} "
+                f"(per round {per_round}), assoc/s "
+                f"{statistics.median(wall[other]) / statistics.median(wall['node']) - 1:+.0%}"
+            )
+
+
+if __name__ == "__main__":
+    main()
