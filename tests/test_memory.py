@@ -103,3 +103,41 @@ def test_serving_imports_leave_onnx_and_highdicom_for_later() -> None:
         "assert 'highdicom' in sys.modules and callable(write_results)\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_frozen_objects_are_left_alone_and_refreeze_collects_the_dropped() -> None:
+    # In a child process: gc.freeze is process-wide.
+    code = """
+import gc, weakref
+from dicom_node.memory import freeze_long_lived_objects, refreeze
+
+class Node:
+    pass
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return a
+
+old = cycle()
+gone_old = weakref.ref(old)
+assert freeze_long_lived_objects() > 1000   # the imports, at least
+frozen = gc.get_freeze_count()
+gc.collect()
+assert gc.get_freeze_count() == frozen      # a full collection leaves them alone
+new = cycle()
+gone_new = weakref.ref(new)
+del new
+gc.collect()
+assert gone_new() is None                   # what comes after is collected as usual
+del old
+gc.collect()
+assert gone_old() is not None               # a frozen cycle stays until refreeze
+refreeze()
+assert gone_old() is None
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
