@@ -9,14 +9,14 @@ CPU time (user + system, all its threads) from ``/proc/PID/stat`` before and aft
 - ``stock``: a stock pynetdicom SCP (``stock_pynetdicom_scp.py``, no tweak, ``save_as``);
 - ``node``: our node (this checkout, every tweak); ``node:SPEC`` with
   ``DICOM_NODE_TWEAKS=SPEC`` (e.g. ``node:none``, ``node:-loop_delay``);
-- ``baseline``: the node of the checkout given with ``--baseline DIR``.
+- ``baseline:DIR``: the node of another checkout, for each ``--baseline DIR`` given.
 
 Each round runs every receiver once, in ABBA order (reversed every other round), after
 three warm-up associations; the medians over rounds are printed with each round's
 figure. CPU per association is much less noisy than throughput on a shared machine.
 
     python benchmarks/assoc_cpu.py [--associations 100] [--rounds 4]
-        [--receivers storescp,stock,node,node:none] [--baseline DIR]
+        [--receivers storescp,stock,node,node:none] [--baseline DIR ...]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def receiver(name: str, work: Path, baseline: Path | None) -> Iterator[tuple[int, int, str]]:
+def receiver(name: str, work: Path) -> Iterator[tuple[int, int, str]]:
     """Start receiver ``name`` in ``work``; yield (pid, port, called AE title)."""
     if name in ("storescp", "stock"):
         port = free_port()
@@ -71,12 +71,15 @@ def receiver(name: str, work: Path, baseline: Path | None) -> Iterator[tuple[int
             proc.terminate()
             proc.wait(10)
         return
-    root = baseline if name == "baseline" else None
-    tweaks = name.partition(":")[2] or "all"
+    kind, _, arg = name.partition(":")
+    root = Path(arg) if kind == "baseline" else None
+    tweaks = arg if kind == "node" and arg else "all"
     node = NodeProcess(
-        work / "node", {"logging": {"level": "WARNING"}}, env={"DICOM_NODE_TWEAKS": tweaks}
+        work / "node",
+        {"logging": {"level": "WARNING"}},
+        env={"DICOM_NODE_TWEAKS": tweaks},
+        root=root,
     )
-    node.root = root or node.root
     node.start()
     try:
         yield node.pid, node.port, "DICOM_NODE"
@@ -84,12 +87,10 @@ def receiver(name: str, work: Path, baseline: Path | None) -> Iterator[tuple[int
         node.stop()
 
 
-def one_round(
-    name: str, files: list[Path], work: Path, baseline: Path | None
-) -> tuple[float, float]:
+def one_round(name: str, files: list[Path], work: Path) -> tuple[float, float]:
     """Send each of ``files`` on its own association; return (CPU ms, wall ms) per association."""
     storescu = dcmtk_tool("storescu")
-    with receiver(name, work, baseline) as (pid, port, ae):
+    with receiver(name, work) as (pid, port, ae):
 
         def send(f: Path) -> None:
             subprocess.run(
@@ -117,11 +118,12 @@ def main() -> None:
     ap.add_argument("--associations", type=int, default=100, help="measured per round")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--receivers", default="storescp,stock,node,node:none")
-    ap.add_argument("--baseline", type=Path, help="another checkout whose node runs too")
+    ap.add_argument(
+        "--baseline", action="append", default=[], help="another checkout whose node runs too"
+    )
     args = ap.parse_args()
     names = [n.strip() for n in args.receivers.split(",") if n.strip()]
-    if args.baseline and "baseline" not in names:
-        names.append("baseline")
+    names += [f"baseline:{d}" for d in args.baseline]
     with tempfile.TemporaryDirectory(prefix="bench-assoc-") as tmp:
         tmpdir = Path(tmp)
         count = args.associations + WARM_UP
@@ -136,7 +138,7 @@ def main() -> None:
         for r in range(args.rounds):
             order = names if r % 2 == 0 else names[::-1]
             for name in order:
-                c, w = one_round(name, files, tmpdir / f"r{r}-{name}", args.baseline)
+                c, w = one_round(name, files, tmpdir / f"r{r}-{names.index(name)}")
                 cpu[name].append(c)
                 wall[name].append(w)
             print(
@@ -149,7 +151,7 @@ def main() -> None:
             c, w = statistics.median(cpu[n]), statistics.median(wall[n])
             rounds = ", ".join(f"{x:.1f}" for x in cpu[n])
             print(f"{n:16s} {c:12.1f} {w:15.1f} {1e3 / w:9.1f}   ({rounds})")
-        for other in [n for n in names if n.startswith("node:") or n == "baseline"]:
+        for other in [n for n in names if n.startswith(("node:", "baseline:"))]:
             if "node" not in names:
                 break
             per_round = ", ".join(
