@@ -112,3 +112,31 @@ def test_bad_uids_are_refused_as_before(hostile_node: NodeProcess, case) -> None
         if kind == pdus.A_ASSOCIATE_AC:
             assert _context_results(reply) == {pdus.ECHO_CX: 0, 3: result}
     assert pdus.exchange_associated(hostile_node.port, pdus.RELEASE_RQ)[-1].kind == 0x06
+
+
+def test_the_node_validates_each_uid_string_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pynetdicom import AE
+
+    from dicom_node.node import Node
+    from dicom_node.settings.root import validate_config
+    from tests.support.ports import free_port
+
+    before = _config.VALIDATORS["UI"]
+    _config.VALIDATORS["UI"] = validate_ui  # as a fresh process has it
+    cfg = validate_config(
+        {"data_dir": str(tmp_path / "data"), "port": free_port(), "bind_address": "127.0.0.1"}
+    )
+    node = Node(cfg)
+    node.start()
+    try:
+        memo = _config.VALIDATORS["UI"]
+        assert isinstance(memo, MemoisedUIValidator) and memo.original is validate_ui
+        ae = AE(ae_title="INPROC")
+        ae.add_requested_context(CTImageStorage, pdus.EXPLICIT)
+        assoc = ae.associate("127.0.0.1", cfg.port, ae_title="DICOM_NODE")
+        assert assoc.is_established
+        assoc.release()
+        assert (str(CTImageStorage), False) in memo._results
+    finally:
+        node.stop()
+        _config.VALIDATORS["UI"] = before
