@@ -158,7 +158,8 @@ class Noted:
                 self.record.unlink(missing_ok=True)
             else:
                 _write(self.store, self.record, self.previous, replace=True)
-                _fsync_dir(self.store, self.record.parent)  # no placement follows
+                if self.store.fsync:  # no placement follows to make the name durable
+                    self.store.sync_now(self.record.parent)
         except OSError as err:
             log.warning("cannot restore %s: %s", self.record, err)
 
@@ -176,7 +177,7 @@ def _write(store: InstanceStore, path: Path, data: bytes, *, replace: bool) -> b
                 os.fsync(fd)
         finally:
             os.close(fd)
-        store._ensure_dir(path.parent)  # each new level durable in its parent
+        store.ensure_dir(path.parent)  # each new level durable in its parent
         if replace:
             os.replace(tmp, path)
             return True
@@ -188,15 +189,6 @@ def _write(store: InstanceStore, path: Path, data: bytes, *, replace: bool) -> b
     finally:
         with contextlib.suppress(OSError):  # a leftover is removed on next start
             os.unlink(tmp)
-
-
-def _fsync_dir(store: InstanceStore, directory: Path) -> None:
-    if store.fsync:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class OriginRecords:

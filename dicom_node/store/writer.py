@@ -209,7 +209,9 @@ class InstanceStore:
                     else:
                         log.warning("free space back above the reserve: accepting C-STOREs")
 
-    def _ensure_dir(self, directory: Path) -> None:
+    def ensure_dir(self, directory: Path) -> None:
+        """Create ``directory`` under the store and any missing parent, each new level's
+        name durable in its parent (when the store fsyncs)."""
         if directory.is_dir():
             return
         # Create each missing level and make its name durable in its parent.
@@ -243,7 +245,7 @@ class InstanceStore:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            self._ensure_dir(final.parent)
+            self.ensure_dir(final.parent)
             os.replace(tmp, final)
             if self.fsync:
                 _fsync_path(final.parent)
@@ -325,7 +327,7 @@ class InstanceStore:
             return Placed(final, size, ())
         try:
             size = os.stat(spooled).st_size
-            self._ensure_dir(final.parent)
+            self.ensure_dir(final.parent)
             try:
                 os.link(spooled, final)  # never over an existing file
             except OSError:  # one is there (or no hard links here): the strict order
