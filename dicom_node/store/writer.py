@@ -224,10 +224,10 @@ class InstanceStore:
                 d = d.parent
             try:
                 for d in reversed(missing):
-                    try:
+                    # Created by another receiver meanwhile: its fsync of the parent may
+                    # not have completed, and this one's instance must not wait for it.
+                    with contextlib.suppress(FileExistsError):
                         d.mkdir()
-                    except FileExistsError:
-                        continue
                     if self.fsync:
                         _fsync_path(d.parent)
             except FileNotFoundError:
