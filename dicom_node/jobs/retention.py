@@ -33,6 +33,8 @@ from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
 
+_FINISHED = (JobState.DONE, JobState.DEAD, JobState.CANCELLED)
+
 
 def _old_instances(cutoff: dt.datetime) -> Select:
     """Instances received before ``cutoff`` whose group was routed (or ended)."""
@@ -41,8 +43,6 @@ def _old_instances(cutoff: dt.datetime) -> Select:
         .join(Group, Group.id == Instance.group_id)
         .where(Instance.received_at < cutoff, Group.state.not_in([OPEN, COMPLETE]))
     )
-
-_FINISHED = (JobState.DONE, JobState.DEAD, JobState.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -156,9 +156,11 @@ class Retention:
                 if not alone and series.is_dir():
                     log.debug("retention: %s is receiving, left for the next pass", series)
                     continue
+                # Not alone and no directory: rows whose files are gone. A receiver may
+                # be creating the directory now, so nothing is unlinked then.
                 with self.db.session() as s:  # what is still old: not replaced meanwhile
                     doomed = s.execute(_old_instances(cutoff).where(Instance.id.in_(ids))).all()
-                    for r in doomed:
+                    for r in doomed if alone else ():
                         freed += _unlink_instance(r.path)
                     if doomed:
                         s.execute(delete(Instance).where(Instance.id.in_([r.id for r in doomed])))
