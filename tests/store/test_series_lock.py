@@ -8,10 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from dicom_node.store.origin import SERIES_RECORD
 from dicom_node.store.series_lock import clearing, placing, remove_if_empty
@@ -25,14 +22,6 @@ from dicom_node.store.series_lock import clearing
 with clearing(Path(sys.argv[1])) as alone:
     print(alone)
 """
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[InstanceStore]:
-    s = InstanceStore(tmp_path / "data")
-    s.open()
-    yield s
-    s.close()
 
 
 def _clearing_elsewhere(series: Path) -> bool:

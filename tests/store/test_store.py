@@ -7,7 +7,6 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -21,14 +20,6 @@ from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.index.tables import Group, Instance
 from dicom_node.settings.node import AETitleSettings
 from dicom_node.store.writer import InstanceStore, StoreError
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[InstanceStore]:
-    s = InstanceStore(tmp_path / "data")
-    s.open()
-    yield s
-    s.close()
 
 
 def _spool(store: InstanceStore, data: bytes) -> Path:
