@@ -1,10 +1,11 @@
 """WADO-RS frames (PS3.18 section 10.4, "Retrieve Transaction", frame list resources).
 
 ``.../instances/{i}/frames/{list}`` answers ``multipart/related`` with one part per
-requested frame, in the order asked. Frames are sent as stored, never transcoded:
-native (uncompressed) frames as ``application/octet-stream`` with Explicit VR Little
-Endian, encapsulated frames as their compressed bitstream with the media type of the
-stored transfer syntax (PS3.18 table 8.7.3-2: :mod:`.frames_accept`). Only the bytes
+requested frame, in the order asked. Frames are sent as stored: native (uncompressed)
+frames as ``application/octet-stream`` with Explicit VR Little Endian, encapsulated
+frames as their compressed bitstream with the media type of the stored transfer syntax
+(PS3.18 table 8.7.3-2: :mod:`.frames_accept`), or, when asked for so, decoded
+(:mod:`.frames_decode`). Only the bytes
 of the requested frames are read: the header up to Pixel Data, then a seek to each
 frame (for encapsulated data, through the Basic or Extended Offset Table, or the
 fragment items' headers, read once per request).
@@ -16,7 +17,7 @@ import io
 import logging
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_FRAGMENTS",
     "OCTET",
     "FramesResponse",
+    "Part",
     "PixelLayout",
     "check_numbers",
     "frame_bytes",
@@ -86,6 +88,7 @@ class PixelLayout:
     rows: int = 0
     columns: int = 0
     samples: int = 1
+    header: pydicom.Dataset | None = field(default=None, compare=False, repr=False)
 
 
 def layout(inst: Stored) -> PixelLayout:
@@ -125,6 +128,7 @@ def layout(inst: Stored) -> PixelLayout:
         rows=int(ds.Rows),
         columns=int(ds.Columns),
         samples=samples,
+        header=ds,
     )
 
 
@@ -294,17 +298,29 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
                 yield _native_frame(fh, pixels, n)
 
 
+@dataclass(frozen=True)
+class Part:
+    """A frame with header lines of its own (each ending CRLF) after its Content-Type."""
+
+    data: bytes | Iterator[bytes]
+    headers: str
+
+
 def multipart(
-    frames: Iterator[bytes | Iterator[bytes]], media: str, ts: str, boundary: str
+    frames: Iterator[bytes | Iterator[bytes] | Part], media: str, ts: str, boundary: str
 ) -> Iterator[bytes]:
     """The multipart/related body: one part per frame. Small frames go out together, up
     to :data:`BATCH` bytes at a time: each chunk of a streamed response costs a hop to
     and from a worker thread (0.1 ms), which cost more than finding a frame. A large
     frame comes in pieces and goes out as they are read."""
-    head = f"--{boundary}\r\nContent-Type: {media}; transfer-syntax={ts}\r\n\r\n".encode()
+    plain = f"--{boundary}\r\nContent-Type: {media}; transfer-syntax={ts}\r\n"
+    same = (plain + "\r\n").encode()
     batch: list[bytes] = []
     size = 0
     for data in frames:
+        head = same
+        if isinstance(data, Part):
+            head, data = (plain + data.headers + "\r\n").encode(), data.data
         if not isinstance(data, bytes):
             yield b"".join([*batch, head])
             yield from data

@@ -101,6 +101,9 @@ def test_a_jpeg_larger_than_its_header_says_is_never_decoded(
     _problem(r, 422, "16000")
     r = requests.get(_url(node, ds, "/rendered"), timeout=120)
     _problem(r, 422, "16000")
+    octet = 'multipart/related; type="application/octet-stream"'
+    r = requests.get(_url(node, ds, "/frames/1"), headers={"Accept": octet}, timeout=120)
+    _problem(r, 422, "16000")
     grown = node.peak_rss_kb() - before
     assert grown < 64 * MB, f"peak RSS grew by {grown // MB} MB"
     # As stored it is still served (its Pixel Data byte for byte; the File Meta is the
@@ -273,6 +276,30 @@ def small_budget_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node
         "models": {"bundled": False},
     }
     yield from running_node(tmp_path_factory.mktemp("budget-node"), config)
+
+
+def test_decoded_frames_past_the_limit_are_refused_from_the_header(
+    small_budget_node: NodeProcess, tmp_path: Path
+) -> None:
+    """A JPEG instance whose header honestly says 8000 x 8000 x 3 (192 MB a frame
+    decoded, over http.max_decoded_mb = 100): its frames asked for decoded answer 406
+    naming the limit, and only the stored syntax as available, before anything is
+    decoded; as stored they are still sent."""
+    node = small_budget_node
+    ds = _image(JPEGBaseline8Bit, 8000, 8000)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.PixelData = encapsulate([_jpeg(8, 8)])
+    _store(node, ds, tmp_path / "honest.dcm")
+    before = _reset_peak(node)
+    octet = 'multipart/related; type="application/octet-stream"'
+    r = requests.get(_url(node, ds, "/frames/1"), headers={"Accept": octet}, timeout=60)
+    _problem(r, 406, "http.max_decoded_mb")
+    assert r.json()["available"] == [JPEGBaseline8Bit]
+    assert node.peak_rss_kb() - before < 16 * MB
+    r = requests.get(
+        _url(node, ds, "/frames/1"), headers={"Accept": octet + "; transfer-syntax=*"}, timeout=60
+    )
+    assert r.status_code == 200 and _jpeg(8, 8) in r.content
 
 
 def _peak_growth_of_eight(node: NodeProcess, request: Callable[[], None]) -> int:
