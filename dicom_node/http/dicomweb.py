@@ -325,7 +325,7 @@ def register(app: FastAPI) -> None:
         (f"{study}/metadata", retrieve_metadata, "GET"),
         (f"{study}{series}/metadata", retrieve_metadata, "GET"),
         (f"{study}{series}{inst}/metadata", retrieve_metadata, "GET"),
-        (f"{study}{series}{inst}/bulk/{{tag}}", retrieve_bulk, "GET"),
+        (f"{study}{series}{inst}/bulk/{{tag:path}}", retrieve_bulk, "GET"),
         (f"{study}{series}{inst}/rendered", retrieve_rendered, "GET"),
         (f"{study}{series}{inst}/frames/{{frames}}", retrieve_frames, "GET"),
         (f"{study}{series}{inst}/frames/{{frames}}/rendered", retrieve_frame_rendered, "GET"),
