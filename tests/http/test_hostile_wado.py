@@ -340,6 +340,33 @@ def test_concurrent_conversions_share_the_decoded_limit(
     assert grown < 700 * MB, f"peak RSS grew by {grown // MB} MB"
 
 
+def test_concurrent_decoded_frames_share_the_decoded_limit(
+    small_budget_node: NodeProcess, tmp_path: Path
+) -> None:
+    """8 concurrent requests for the one frame of an 8000 x 8000 JPEG decoded (64 MB,
+    under http.max_decoded_mb = 100 each): all answer the decoded frame, and the node's
+    peak RSS grows as for about one decode at a time, not eight (each decode holds 4
+    times the frame of the shared limit, from its decode until its part is sent; the
+    heap trimmed after each): +375 MB, against +935-1130 MB without the shared limit
+    and +629 MB untrimmed."""
+    node = small_budget_node
+    ds = _image(JPEGBaseline8Bit, 8000, 8000)
+    ds.PixelData = encapsulate([_jpeg(8000, 8000)])
+    _store(node, ds, tmp_path / "decoded.dcm")
+    accept = {"Accept": 'multipart/related; type="application/octet-stream"'}
+    results: list[tuple[int, int]] = []
+
+    def one() -> None:
+        url = _url(node, ds, "/frames/1")
+        with requests.get(url, headers=accept, stream=True, timeout=300) as r:
+            results.append((r.status_code, sum(len(c) for c in r.iter_content(1 << 20))))
+
+    grown = _peak_growth_of_eight(node, one)
+    assert len(results) == 8
+    assert all(code == 200 and 64_000_000 < size < 64_001_000 for code, size in results)
+    assert grown < 500 * MB, f"peak RSS grew by {grown // MB} MB"
+
+
 # -- Range --------------------------------------------------------------------------------
 
 RANGES = [  # (Range header, status, slice of the 1000-byte value or None)
