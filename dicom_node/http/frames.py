@@ -18,7 +18,7 @@ import logging
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import pydicom
@@ -242,15 +242,25 @@ def frame_bytes(
         frames = _deflated_frames(inst, pixels, numbers, limit)
     else:
         frames = _read_frames(inst, pixels, numbers)
-    first = next(frames)
+    return started(frames, inst, "frames")
 
-    def rest() -> Iterator[bytes]:
+
+T = TypeVar("T")
+
+
+def started(items: Iterator[T], inst: Stored, what: str) -> Iterator[T]:
+    """``items`` with the first one taken now, so that its problems answer before the
+    response starts; a Problem after it cuts the response, logged in one line."""
+    first = next(items)
+
+    def rest() -> Iterator[T]:
         yield first
         try:
-            yield from frames
+            yield from items
         except Problem as err:  # too late for a status: the response is cut
             log.error(
-                "WADO-RS frames of instance %s of study %s: %s; response cut",
+                "WADO-RS %s of instance %s of study %s: %s; response cut",
+                what,
                 inst.sop,
                 inst.study,
                 err.detail,

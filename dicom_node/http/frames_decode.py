@@ -43,14 +43,12 @@ from dicom_node.http.frames import (
     UNDEFINED,
     Part,
     PixelLayout,
-    ResponseCut,
     frame_bytes,
+    started,
 )
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import Stored
 from dicom_node.memory import release_free_memory
-
-log = logging.getLogger(__name__)
 
 
 def _demote(record: logging.LogRecord) -> bool:
@@ -109,22 +107,7 @@ def decoded_frames(
     DECODING.admit()
     encoded = frame_bytes(inst, pixels, numbers, limit)  # first frame read: 422 now
     parts = _held(zip(numbers, encoded, strict=True), decode, held, limit)
-    first = next(parts)
-
-    def rest() -> Iterator[Part]:
-        yield first
-        try:
-            yield from parts
-        except Problem as err:  # too late for a status: the response is cut
-            log.error(
-                "WADO-RS decoded frames of instance %s of study %s: %s; response cut",
-                inst.sop,
-                inst.study,
-                err.detail,
-            )
-            raise ResponseCut from None
-
-    return rest()
+    return started(parts, inst, "decoded frames")
 
 
 def _held(

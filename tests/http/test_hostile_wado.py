@@ -315,6 +315,28 @@ def _peak_growth_of_eight(node: NodeProcess, request: Callable[[], None]) -> int
     return node.peak_rss_kb() - before
 
 
+def _large_jpeg(node: NodeProcess, path: Path) -> Dataset:
+    """An 8000 x 8000 JPEG instance (64 MB decoded), stored."""
+    ds = _image(JPEGBaseline8Bit, 8000, 8000)
+    ds.PixelData = encapsulate([_jpeg(8000, 8000)])
+    return _store(node, ds, path)
+
+
+def _eight_streamed(
+    node: NodeProcess, url: str, media: str
+) -> tuple[list[tuple[int, int]], int]:
+    """(status, bytes) of 8 concurrent GETs of ``url`` (Accept multipart/related;
+    ``media``), and the node's peak RSS growth (kB) meanwhile."""
+    accept = {"Accept": f"multipart/related; {media}"}
+    results: list[tuple[int, int]] = []
+
+    def one() -> None:
+        with requests.get(url, headers=accept, stream=True, timeout=300) as r:
+            results.append((r.status_code, sum(len(c) for c in r.iter_content(1 << 20))))
+
+    return results, _peak_growth_of_eight(node, one)
+
+
 def test_concurrent_conversions_share_the_decoded_limit(
     small_budget_node: NodeProcess, tmp_path: Path
 ) -> None:
@@ -325,17 +347,8 @@ def test_concurrent_conversions_share_the_decoded_limit(
     the encoded file), against +1.06 GB when each request checked the limit alone."""
 
     node = small_budget_node
-    ds = _image(JPEGBaseline8Bit, 8000, 8000)
-    ds.PixelData = encapsulate([_jpeg(8000, 8000)])
-    _store(node, ds, tmp_path / "honest.dcm")
-    accept = {"Accept": 'multipart/related; type="application/dicom"'}
-    results: list[tuple[int, int]] = []
-
-    def one() -> None:
-        with requests.get(_url(node, ds), headers=accept, stream=True, timeout=300) as r:
-            results.append((r.status_code, sum(len(c) for c in r.iter_content(1 << 20))))
-
-    grown = _peak_growth_of_eight(node, one)
+    ds = _large_jpeg(node, tmp_path / "honest.dcm")
+    results, grown = _eight_streamed(node, _url(node, ds), 'type="application/dicom"')
     assert len(results) == 8 and all(code == 200 and size > 64_000_000 for code, size in results)
     assert grown < 700 * MB, f"peak RSS grew by {grown // MB} MB"
 
@@ -350,18 +363,9 @@ def test_concurrent_decoded_frames_share_the_decoded_limit(
     heap trimmed after each): +375 MB, against +935-1130 MB without the shared limit
     and +629 MB untrimmed."""
     node = small_budget_node
-    ds = _image(JPEGBaseline8Bit, 8000, 8000)
-    ds.PixelData = encapsulate([_jpeg(8000, 8000)])
-    _store(node, ds, tmp_path / "decoded.dcm")
-    accept = {"Accept": 'multipart/related; type="application/octet-stream"'}
-    results: list[tuple[int, int]] = []
-
-    def one() -> None:
-        url = _url(node, ds, "/frames/1")
-        with requests.get(url, headers=accept, stream=True, timeout=300) as r:
-            results.append((r.status_code, sum(len(c) for c in r.iter_content(1 << 20))))
-
-    grown = _peak_growth_of_eight(node, one)
+    ds = _large_jpeg(node, tmp_path / "decoded.dcm")
+    url = _url(node, ds, "/frames/1")
+    results, grown = _eight_streamed(node, url, 'type="application/octet-stream"')
     assert len(results) == 8
     assert all(code == 200 and 64_000_000 < size < 64_001_000 for code, size in results)
     assert grown < 500 * MB, f"peak RSS grew by {grown // MB} MB"
