@@ -17,8 +17,9 @@ import io
 import logging
 import struct
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import pydicom
@@ -277,13 +278,28 @@ class ResponseCut(Exception):
 class FramesResponse(StreamingResponse):
     """A streamed multipart response that, on :class:`ResponseCut`, stops without its
     final message: the server then closes the connection, so the client sees a cut
-    response, never a complete-looking one (and no traceback is logged)."""
+    response, never a complete-looking one (and no traceback is logged).
+
+    However it ends (complete, cut, or the client gone), its body's generator is closed
+    at once, so that what it holds (an open file, its share of the decode budget) is
+    given back then: left to the garbage collector, a client leaving mid-frame kept a
+    64 MB decode's share for 12 s, and every other decode waited."""
+
+    def __init__(self, content: Iterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.source = content
 
     async def stream_response(self, send: Send) -> None:
         try:
             await super().stream_response(send)
         except ResponseCut:
             return
+        finally:
+            # Not running: a cancelled read of the next chunk waits for its thread.
+            with suppress(ValueError):
+                close = getattr(self.source, "close", None)
+                if close is not None:
+                    close()
 
 
 def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Iterator[bytes]:

@@ -371,6 +371,27 @@ def test_concurrent_decoded_frames_share_the_decoded_limit(
     assert grown < 500 * MB, f"peak RSS grew by {grown // MB} MB"
 
 
+def test_a_client_leaving_mid_frame_frees_its_share(
+    small_budget_node: NodeProcess, tmp_path: Path
+) -> None:
+    """Clients that read 1 MB of a 64 MB decoded frame and leave: the frame's share of
+    http.max_decoded_mb (all of it: one decode at a time) is given back when the
+    response ends, so the next requests are answered (in 0.5 s here; before the
+    response closed its generator, the share waited for the garbage collector, and the
+    fourth request for 12 s)."""
+    node = small_budget_node
+    ds = _large_jpeg(node, tmp_path / "leaving.dcm")
+    url = _url(node, ds, "/frames/1")
+    accept = {"Accept": 'multipart/related; type="application/octet-stream"'}
+    for _ in range(3):
+        with requests.get(url, headers=accept, stream=True, timeout=60) as r:
+            assert r.status_code == 200
+            next(r.iter_content(1 << 20))
+    with requests.get(url, headers=accept, stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        assert 64_000_000 < sum(len(c) for c in r.iter_content(1 << 20)) < 64_001_000
+
+
 # -- Range --------------------------------------------------------------------------------
 
 RANGES = [  # (Range header, status, slice of the 1000-byte value or None)
