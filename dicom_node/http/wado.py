@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import uuid
 import zlib
@@ -20,7 +21,6 @@ from typing import Any
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom import config
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from sqlalchemy import select
@@ -260,12 +260,12 @@ def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
     """The instance's DICOM JSON, bulk data (Pixel Data, large binary values) by URI."""
     ds = read_dataset(inst, stop_before_pixels=True)
     dropped: list[str] = []
-    # A value pydicom cannot put in JSON (an IS or DS that is not a number: the receive
-    # path keeps values as sent) drops that element alone, at any depth, instead of
-    # failing the whole answer (pydicom's suppress_invalid_tags dropped the whole
-    # top-level sequence holding one); one line is logged per instance.
-    with config.strict_reading():  # as suppress_invalid_tags does: bad values raise
-        body = _json(ds, f"{instance_url}/bulk/", "", dropped)
+    # A value that cannot be put in JSON (an IS or DS that is not a number: the receive
+    # path keeps values as sent; a NaN or infinite float) leaves out that element alone,
+    # at any depth, instead of failing the whole answer (pydicom's suppress_invalid_tags
+    # left out the whole top-level sequence holding one, and switched pydicom's reading
+    # to strict for every thread meanwhile); one line is logged per instance.
+    body = _json(ds, f"{instance_url}/bulk/", "", dropped)
     if dropped:
         log.warning(
             "WADO-RS metadata of instance %s of study %s: %d element(s) left out, their "
@@ -303,10 +303,14 @@ def _json(ds: pydicom.Dataset, bulk: str, path: str, dropped: list[str]) -> dict
                     ],
                 }
             else:
-                out[name] = elem.to_json_dict(
+                value = elem.to_json_dict(
                     bulk_data_element_handler=lambda _e, at=f"{bulk}{path}{name}": at,
                     bulk_data_threshold=1024,
                 )
+                numbers = value.get("Value", ())
+                if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                    raise ValueError(f"{numbers[:4]!r}: JSON has no NaN or infinity")
+                out[name] = value
         except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on bad values
             dropped.append(f"{path}{name}: {err}")
     return out

@@ -150,16 +150,18 @@ def test_paths_that_name_no_bulk_data_are_404(node: NodeProcess, tmp_path: Path)
 def test_a_bad_value_in_a_sequence_leaves_out_that_element_only(
     node: NodeProcess, tmp_path: Path
 ) -> None:
-    """A Referenced Frame Number (IS) of ``1X`` in an item of the Referenced Image
-    Sequence (written by hand: pydicom refuses such a value): the metadata keeps the
-    sequence and the item's other elements, leaves out that element, and the node logs
-    one line naming the instance and the element."""
+    """A Referenced Frame Number (IS) of ``1X`` (written by hand: pydicom refuses such
+    a value) and an FD holding NaN in an item of the Referenced Image Sequence: the
+    metadata keeps the sequence and the item's other elements, leaves out those two
+    (before: the whole sequence, and a 500 for the NaN), and the node logs one line
+    naming the instance and the first of them."""
     source = get_testdata_file("CT_small.dcm")
     ds = renamed(pydicom.dcmread(source), "NESTED")
     item = Dataset()
     item.ReferencedSOPClassUID = ds.SOPClassUID
     item.ReferencedSOPInstanceUID = "1.2.3.4"
     item.ReferencedFrameNumber = "12"
+    item.DiffusionGradientOrientation = [float("nan"), 0.0, 1.0]  # FD: no JSON number
     ds.ReferencedImageSequence = Sequence([item])
     path = tmp_path / "badis.dcm"
     ds.save_as(path, enforce_file_format=True)
@@ -175,6 +177,8 @@ def test_a_bad_value_in_a_sequence_leaves_out_that_element_only(
     items = meta["00081140"]["Value"]
     assert items[0]["00081155"]["Value"] == ["1.2.3.4"]
     assert "00081150" in items[0] and "00081160" not in items[0]
+    assert "00189089" not in items[0]
     assert meta["00100020"]["Value"] == ["NESTED"]
     lines = [line for line in node.log()[logged:].splitlines() if ds.SOPInstanceUID in line]
-    assert len(lines) == 1 and "00081140/1/00081160" in lines[0], lines
+    assert len(lines) == 1 and "2 element(s)" in lines[0], lines
+    assert "00081140/1/00081160" in lines[0]
