@@ -74,9 +74,7 @@ def frame_times(
     """(median s for frame 1, median s for the last frame, s per frame of all at once)."""
     _get(f"{instance_url}/frames/1", accept)  # warm up
     first = statistics.median(_get(f"{instance_url}/frames/1", accept) for _ in range(repeat))
-    last = statistics.median(
-        _get(f"{instance_url}/frames/{frames}", accept) for _ in range(repeat)
-    )
+    last = statistics.median(_get(f"{instance_url}/frames/{frames}", accept) for _ in range(repeat))
     every = ",".join(str(n) for n in range(1, frames + 1))
     return first, last, _get(f"{instance_url}/frames/{every}", accept) / frames
 

@@ -106,9 +106,7 @@ def served_as(stored_ts: str) -> tuple[str, str]:
     )
 
 
-def negotiate(
-    accept: str | None, stored_ts: str, decodable: bool = False
-) -> tuple[str, str, bool]:
+def negotiate(accept: str | None, stored_ts: str, decodable: bool = False) -> tuple[str, str, bool]:
     """The (media type, transfer syntax) of the parts, and whether the frames are sent
     decoded; Problem 406 if the client accepts neither. Each Accept range is tried in
     order; frames are sent as stored where a range allows it. ``application/octet-stream``
@@ -132,8 +130,10 @@ def negotiate(
             return media, ts, False
         elif wanted == OCTET and asked in ("*", ts):
             return OCTET, ts, False
-        elif decodable and wanted == OCTET and (asked or ExplicitVRLittleEndian) == (
-            ExplicitVRLittleEndian
+        elif (
+            decodable
+            and wanted == OCTET
+            and (asked or ExplicitVRLittleEndian) == (ExplicitVRLittleEndian)
         ):
             return OCTET, ExplicitVRLittleEndian, True
     offered = [ts, ExplicitVRLittleEndian] if decodable else [ts]

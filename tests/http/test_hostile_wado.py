@@ -322,9 +322,7 @@ def _large_jpeg(node: NodeProcess, path: Path) -> Dataset:
     return _store(node, ds, path)
 
 
-def _eight_streamed(
-    node: NodeProcess, url: str, media: str
-) -> tuple[list[tuple[int, int]], int]:
+def _eight_streamed(node: NodeProcess, url: str, media: str) -> tuple[list[tuple[int, int]], int]:
     """(status, bytes) of 8 concurrent GETs of ``url`` (Accept multipart/related;
     ``media``), and the node's peak RSS growth (kB) meanwhile."""
     accept = {"Accept": f"multipart/related; {media}"}

@@ -158,8 +158,7 @@ def test_as_stored_requests_are_unchanged(
     assert r.status_code == 200 and bitstreams[2] + b"\r\n--" in r.content
     # The first range the node can answer wins: as stored before decoded.
     accept = (
-        'multipart/related; type="image/jp2", multipart/related; '
-        'type="application/octet-stream"'
+        'multipart/related; type="image/jp2", multipart/related; type="application/octet-stream"'
     )
     r = requests.get(_url(node, ds, "3"), headers={"Accept": accept}, timeout=30)
     assert r.status_code == 200 and bitstreams[2] + b"\r\n--" in r.content

@@ -74,9 +74,7 @@ class Site:
         when = utcnow() - dt.timedelta(days=days)
         with self.db.session() as s:
             s.execute(
-                update(Instance)
-                .where(Instance.sop_instance_uid.in_(sops))
-                .values(received_at=when)
+                update(Instance).where(Instance.sop_instance_uid.in_(sops)).values(received_at=when)
             )
             groups = select(Instance.group_id).where(Instance.sop_instance_uid.in_(sops))
             s.execute(update(Group).where(Group.id.in_(groups)).values(state="routed"))
@@ -107,9 +105,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 
 def _retention(site: Site) -> Retention:
-    return Retention(
-        site.db, lambda: RetentionSettings(instances_days=30), store=site.store
-    )
+    return Retention(site.db, lambda: RetentionSettings(instances_days=30), store=site.store)
 
 
 def test_retention_of_a_whole_study_leaves_nothing_of_it_under_instances(site: Site) -> None:
