@@ -1,9 +1,11 @@
 """Cost of the origin records (``dicom_node.store.origin``) on the receive path, on this
 disk: what :meth:`OriginRecords.note` adds to a C-STORE whose series already has its
-record (every instance but the first: a ``stat`` and a failed ``open``), to the first
-instance of a series (an atomic, fsynced write of the series record), and to an instance
-of another origin than its series' first (a record of its own). No peer does this; the
-figures are absolute (median of R rounds).
+record (every instance but the first: a read of the series record and a ``stat``), to
+the first instance of a series (an atomic, fsynced write of the series record), and to
+an instance of another origin than its series' first (a record of its own); and what
+holding the series directory against retention costs a C-STORE
+(:func:`dicom_node.store.series_lock.placing`: open, ``flock``, two ``stat``s, close).
+No peer does this; the figures are absolute (median of R rounds).
 
     python benchmarks/origin_records.py [--instances 2000] [--series 50] [--rounds 3]
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dicom_node.store.origin import DIMSE, STOWRS, Origin, OriginRecords
+from dicom_node.store.series_lock import placing
 from dicom_node.store.writer import InstanceStore
 
 MODX = Origin(DIMSE, "DICOM_NODE", "MODX", "127.0.0.1")
@@ -69,9 +72,17 @@ def main() -> None:
         args.rounds,
         lambda r, s, i: r.note(s.path_for("1", "1.1", f"1.1.{i + 1}"), WEB),
     )
+    series = Path("1") / "1.1"
+
+    def hold(r: OriginRecords, s: InstanceStore, i: int) -> None:
+        with placing(s, s.instances / series):
+            pass
+
+    held = _per_call(args.instances, args.rounds, hold)
     print(f"instance of a series with its record  : {same:8.1f} us")
     print(f"first instance of a series (fsync)    : {first:8.1f} us (with its directory)")
     print(f"instance of another origin (fsync)    : {other:8.1f} us")
+    print(f"series lock held for a placement      : {held:8.1f} us")
     print("(medians; the machine may be shared: noisy)")
 
 

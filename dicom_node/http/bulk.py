@@ -1,5 +1,8 @@
-"""WADO-RS bulk data (``.../instances/{i}/bulk/{tag}``): the value of one top-level
-binary element, the target of a BulkDataURI in the instance's metadata.
+"""WADO-RS bulk data (``.../instances/{i}/bulk/{tag}``): the value of one binary
+element, the target of a BulkDataURI in the instance's metadata. An element inside
+sequences is named by its path: ``bulk/{sequence}/{item}/{tag}``, item numbers from 1,
+as deep as it lies (``bulk/00880200/1/7FE00010``: the Pixel Data of the first item of
+the Icon Image Sequence).
 
 The value is found by the receive path's structure walk (:func:`dicom_node.store.check.
 locate_element`: element headers only, stopping at that element) and streamed from the
@@ -17,12 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR
+from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import CHUNK, Stored, check_files, decoded_bytes, read_dataset
 from dicom_node.index.header import INFLATE_MAX
 from dicom_node.store.check import StructureError, locate_element
+from dicom_node.store.nested import locate_nested
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,22 @@ def _tag(text: str) -> int:
     return int(text, 16)
 
 
+def parse_path(text: str) -> tuple[list[tuple[int, int]], int]:
+    """The (sequence tag, 0-based item) steps and the element tag of a bulk data path
+    (``TAG`` or ``SEQ/ITEM/…/TAG``, items from 1); Problem 404 if it is not one."""
+    parts = text.split("/")
+    if len(parts) % 2 == 0 or len(parts) > 2 * 64 + 1:
+        raise Problem(
+            404, "Not Found", f"{text!r} is not a bulk data path (TAG or SEQUENCE/ITEM/…/TAG)"
+        )
+    steps = []
+    for seq, item in zip(parts[:-1:2], parts[1::2], strict=True):
+        if not re.fullmatch(r"[1-9][0-9]{0,8}", item):
+            raise Problem(404, "Not Found", f"{item!r} is not an item number (from 1)")
+        steps.append((_tag(seq), int(item) - 1))
+    return steps, _tag(parts[-1])
+
+
 def _is_bulk(tag: int, vr: bytes | None) -> bool:
     """Whether pydicom reads the element as bytes (its explicit VR, else the
     dictionary's; an unknown tag is UN, an ambiguous VR counts if one of them is)."""
@@ -81,22 +102,26 @@ def _is_bulk(tag: int, vr: bytes | None) -> bool:
 
 
 def locate(inst: Stored, text: str, limit: int) -> BulkValue:
-    """Where the value of top-level element ``text`` (8 hex digits) lies; Problem 404
-    if the instance has no such binary element. A Deflated dataset is inflated in
-    memory: Problem 406 if its pixels take more than ``limit`` bytes."""
-    tag = _tag(text)
+    """Where the value of element ``text`` (8 hex digits, or a path through sequences:
+    :func:`parse_path`) lies; Problem 404 if the instance has no such binary element. A
+    Deflated dataset is inflated in memory: Problem 406 if its pixels take more than
+    ``limit`` bytes."""
+    steps, tag = parse_path(text)
     check_files([inst])
     if inst.transfer_syntax == DeflatedExplicitVRLittleEndian:
-        return _inflated_value(inst, tag, text, limit)
+        return _inflated_value(inst, steps, tag, text, limit)
     try:
-        found = locate_element(inst.path, inst.transfer_syntax, tag)
+        if steps:
+            found = locate_nested(inst.path, inst.transfer_syntax, steps, tag)
+        else:
+            found = locate_element(inst.path, inst.transfer_syntax, tag)
     except (StructureError, ValueError) as err:
         log.error("WADO-RS bulk data of instance %s of study %s: %s", inst.sop, inst.study, err)
         raise Problem(
             422, "Unprocessable Content", f"the stored dataset cannot be walked: {err}"
         ) from None
     if found is None:  # not a syntax the walk reads
-        return _inflated_value(inst, tag, text, limit)
+        return _inflated_value(inst, steps, tag, text, limit)
     if found.offset < 0:
         raise Problem(404, "Not Found", f"instance has no bulk data element {text}")
     if found.length < 0 or not _is_bulk(tag, found.vr):
@@ -104,7 +129,9 @@ def locate(inst: Stored, text: str, limit: int) -> BulkValue:
     return BulkValue(inst.path, found.offset, found.length)
 
 
-def _inflated_value(inst: Stored, tag: int, text: str, limit: int) -> BulkValue:
+def _inflated_value(
+    inst: Stored, steps: list[tuple[int, int]], tag: int, text: str, limit: int
+) -> BulkValue:
     size = decoded_bytes(inst)
     if size > limit:  # a few MB stored may honestly say gigabytes of pixels
         raise Problem(
@@ -115,6 +142,11 @@ def _inflated_value(inst: Stored, tag: int, text: str, limit: int) -> BulkValue:
             f"({limit // 2**20} MB)",
         )
     ds = read_dataset(inst, cap=size + INFLATE_MAX)
+    for seq, n in steps:
+        items = ds[seq].value if seq in ds else None
+        if not isinstance(items, Sequence) or n >= len(items):
+            raise Problem(404, "Not Found", f"instance has no bulk data element {text}")
+        ds = items[n]
     elem = ds.get(tag)
     if elem is None:
         raise Problem(404, "Not Found", f"instance has no bulk data element {text}")

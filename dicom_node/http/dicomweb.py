@@ -8,11 +8,12 @@ import time
 from collections.abc import Iterator
 
 from fastapi import FastAPI, Request
+from pydicom.uid import UID
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from dicom_node.http import bulk, qido, stow, transcode, wado
+from dicom_node.http import bulk, frames_decode, qido, stow, transcode, wado
 from dicom_node.http import frames as frame_io
 from dicom_node.http.app import authorize, body_chunks, node_of
 from dicom_node.http.multipart import MultipartError
@@ -195,7 +196,7 @@ def retrieve(
     limit = _decode_limit(request)
     transcode.check_convertible(found, syntaxes, limit)
     boundary = wado.new_boundary()
-    return StreamingResponse(
+    return frame_io.FramesResponse(  # closed at once if the client leaves: budget freed
         transcode.multipart(found, syntaxes, boundary, limit),
         media_type=f'multipart/related; type="{wado.DICOM}"; boundary={boundary}',
     )
@@ -265,15 +266,21 @@ def retrieve_rendered(request: Request, study: str, series: str, instance: str) 
 def retrieve_frames(
     request: Request, study: str, series: str, instance: str, frames: str
 ) -> Response:
-    """WADO-RS frames: one part per requested frame, as stored."""
+    """WADO-RS frames: one part per requested frame, as stored or decoded."""
     inst = _stored(request, study, series, instance)[0]
     numbers = frame_io.parse_frame_list(frames)
     if not inst.rows:
         raise Problem(404, "Not Found", f"instance {instance} has no Pixel Data, so no frames")
-    media, ts = frame_io.negotiate(request.headers.get("accept"), inst.transfer_syntax)
+    stored_ts = inst.transfer_syntax
+    decodable = UID(stored_ts).is_encapsulated and transcode.decodable(stored_ts)
+    media, ts, decode = frame_io.negotiate(request.headers.get("accept"), stored_ts, decodable)
     pixels = frame_io.layout(inst)
     frame_io.check_numbers(inst, pixels, numbers)
-    data = frame_io.frame_bytes(inst, pixels, numbers, _decode_limit(request))
+    limit = _decode_limit(request)
+    if decode:
+        data = frames_decode.decoded_frames(inst, pixels, numbers, limit)
+    else:
+        data = frame_io.frame_bytes(inst, pixels, numbers, limit)
     boundary = wado.new_boundary()
     return frame_io.FramesResponse(
         frame_io.multipart(data, media, ts, boundary),
@@ -318,7 +325,7 @@ def register(app: FastAPI) -> None:
         (f"{study}/metadata", retrieve_metadata, "GET"),
         (f"{study}{series}/metadata", retrieve_metadata, "GET"),
         (f"{study}{series}{inst}/metadata", retrieve_metadata, "GET"),
-        (f"{study}{series}{inst}/bulk/{{tag}}", retrieve_bulk, "GET"),
+        (f"{study}{series}{inst}/bulk/{{tag:path}}", retrieve_bulk, "GET"),
         (f"{study}{series}{inst}/rendered", retrieve_rendered, "GET"),
         (f"{study}{series}{inst}/frames/{{frames}}", retrieve_frames, "GET"),
         (f"{study}{series}{inst}/frames/{{frames}}/rendered", retrieve_frame_rendered, "GET"),

@@ -1,10 +1,13 @@
 """Which media type and transfer syntax WADO-RS frames are sent in (PS3.18 8.7.3), and
 the frame list of a ``.../frames/{list}`` path.
 
-Frames are sent as stored, never transcoded: native (uncompressed) frames as
-``application/octet-stream`` with Explicit VR Little Endian, encapsulated frames as
-their compressed bitstream with the media type of the stored transfer syntax (PS3.18
-table 8.7.3-2). An Accept that takes neither answers 406 naming the one available.
+Frames are sent as stored: native (uncompressed) frames as ``application/octet-stream``
+with Explicit VR Little Endian, encapsulated frames as their compressed bitstream with
+the media type of the stored transfer syntax (PS3.18 table 8.7.3-2). Encapsulated
+frames a decoder in this environment handles are also sent decoded, as
+``application/octet-stream`` in Explicit VR Little Endian (:mod:`.frames_decode`), to a
+client that asks for that and not for them as stored. An Accept that takes neither
+answers 406 naming those available.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ DEFAULT_SYNTAX = {
 ENCAPSULATED_UNCOMPRESSED = "1.2.840.10008.1.2.1.98"
 NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
 NO_TRANSCODING = "this node sends frames as stored and does not transcode"
+NO_ENCODING = "this node sends frames as stored, or decoded, and does not compress them"
 
 
 def parse_frame_list(text: str) -> list[int]:
@@ -102,30 +106,48 @@ def served_as(stored_ts: str) -> tuple[str, str]:
     )
 
 
-def negotiate(accept: str | None, stored_ts: str) -> tuple[str, str]:
-    """The (media type, transfer syntax) of the parts if the client accepts frames as
-    stored; Problem 406 otherwise. ``application/octet-stream`` with ``transfer-syntax=*``
-    (or the stored syntax) takes compressed frames too, labelled with their syntax: what
-    OHIF's image loader asks for by default."""
+def negotiate(accept: str | None, stored_ts: str, decodable: bool = False) -> tuple[str, str, bool]:
+    """The (media type, transfer syntax) of the parts, and whether the frames are sent
+    decoded; Problem 406 if the client accepts neither. Each Accept range is tried in
+    order; frames are sent as stored where a range allows it. ``application/octet-stream``
+    with ``transfer-syntax=*`` (or the stored syntax) takes compressed frames too,
+    labelled with their syntax: what OHIF's image loader asks for by default. With
+    ``decodable`` (an encapsulated syntax a decoder here handles),
+    ``application/octet-stream`` without a syntax, or with Explicit VR Little Endian,
+    takes the frames decoded (PS3.18 8.7.3: its default syntax)."""
     media, ts = served_as(stored_ts)
     for rng, msg in media_ranges(accept):
         if rng in ("*/*", "multipart/*"):
-            return media, ts
+            return media, ts, False
         if rng != "multipart/related":
             continue
         wanted = str(msg.get_param("type") or OCTET).lower()
         asked = msg.get_param("transfer-syntax")
         if wanted == "*/*" or (wanted.endswith("/*") and media.startswith(wanted[:-1])):
             if asked in (None, "*", ts):
-                return media, ts
+                return media, ts, False
         elif wanted == media and (asked or DEFAULT_SYNTAX[media]) in ("*", ts):
-            return media, ts
+            return media, ts, False
         elif wanted == OCTET and asked in ("*", ts):
-            return OCTET, ts
+            return OCTET, ts, False
+        elif (
+            decodable
+            and wanted == OCTET
+            and (asked or ExplicitVRLittleEndian) == (ExplicitVRLittleEndian)
+        ):
+            return OCTET, ExplicitVRLittleEndian, True
+    offered = [ts, ExplicitVRLittleEndian] if decodable else [ts]
+    also = (
+        f', or decoded as multipart/related; type="{OCTET}"; '
+        f"transfer-syntax={ExplicitVRLittleEndian}"
+        if decodable
+        else ""
+    )
     raise Problem(
         406,
         "Not Acceptable",
         f'frames of this instance are multipart/related; type="{media}"; '
-        f"transfer-syntax={ts}: {NO_TRANSCODING} (ask with transfer-syntax=*)",
-        available=[ts],
+        f"transfer-syntax={ts}{also}: {NO_ENCODING if decodable else NO_TRANSCODING} "
+        "(ask with transfer-syntax=* for them as stored)",
+        available=offered,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import uuid
 import zlib
@@ -20,7 +21,6 @@ from typing import Any
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.dataelem import DataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from sqlalchemy import select
@@ -259,16 +259,22 @@ def new_boundary() -> str:
 def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
     """The instance's DICOM JSON, bulk data (Pixel Data, large binary values) by URI."""
     ds = read_dataset(inst, stop_before_pixels=True)
-
-    def bulk(elem: DataElement) -> str:
-        return f"{instance_url}/bulk/{elem.tag:08X}"
-
-    # A value pydicom cannot put in JSON (an IS or DS that is not a number: the receive
-    # path keeps values as sent) drops that element (a sequence holding one: the
-    # sequence), logged by pydicom, instead of failing the whole answer.
-    body = ds.to_json_dict(
-        bulk_data_threshold=1024, bulk_data_element_handler=bulk, suppress_invalid_tags=True
-    )
+    dropped: list[str] = []
+    # A value that cannot be put in JSON (an IS or DS that is not a number: the receive
+    # path keeps values as sent; a NaN or infinite float) leaves out that element alone,
+    # at any depth, instead of failing the whole answer (pydicom's suppress_invalid_tags
+    # left out the whole top-level sequence holding one, and switched pydicom's reading
+    # to strict for every thread meanwhile); one line is logged per instance.
+    body = _json(ds, f"{instance_url}/bulk/", "", dropped)
+    if dropped:
+        log.warning(
+            "WADO-RS metadata of instance %s of study %s: %d element(s) left out, their "
+            "values cannot be put in JSON (first: %s)",
+            inst.sop,
+            inst.study,
+            len(dropped),
+            dropped[0],
+        )
     if inst.rows:
         bits = int(ds.get("BitsAllocated", 16) or 16)
         encapsulated = UID(inst.transfer_syntax).is_compressed
@@ -277,6 +283,37 @@ def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
             "BulkDataURI": f"{instance_url}/bulk/7FE00010",
         }
     return body
+
+
+def _json(ds: pydicom.Dataset, bulk: str, path: str, dropped: list[str]) -> dict[str, Any]:
+    """The DICOM JSON of ``ds`` (an item at ``path``: ``SEQ/ITEM/``…, items from 1).
+    A binary value over 1 kB is a BulkDataURI naming its path (:mod:`.bulk`); an
+    element whose value cannot be put in JSON is left out and noted in ``dropped``."""
+    out: dict[str, Any] = {}
+    for key in ds.keys():  # noqa: SIM118 - iterating a Dataset converts elements outside the try
+        name = f"{key:08X}"
+        try:
+            elem = ds[key]
+            if elem.VR == "SQ":
+                out[name] = {
+                    "vr": "SQ",
+                    "Value": [
+                        _json(item, bulk, f"{path}{name}/{k}/", dropped)
+                        for k, item in enumerate(elem.value, 1)
+                    ],
+                }
+            else:
+                value = elem.to_json_dict(
+                    bulk_data_element_handler=lambda _e, at=f"{bulk}{path}{name}": at,
+                    bulk_data_threshold=1024,
+                )
+                numbers = value.get("Value", ())
+                if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                    raise ValueError(f"{numbers[:4]!r}: JSON has no NaN or infinity")
+                out[name] = value
+        except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on bad values
+            dropped.append(f"{path}{name}: {err}")
+    return out
 
 
 # -- rendered ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 
 from dicom_node.db import Database
 from dicom_node.index.tables import COMPLETE, OPEN, Group, Instance
@@ -28,10 +28,21 @@ from dicom_node.jobs.models import (
 )
 from dicom_node.settings.jobs import RetentionSettings
 from dicom_node.store.origin import instance_record
+from dicom_node.store.series_lock import clearing, remove_if_empty
+from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
 
 _FINISHED = (JobState.DONE, JobState.DEAD, JobState.CANCELLED)
+
+
+def _old_instances(cutoff: dt.datetime) -> Select:
+    """Instances received before ``cutoff`` whose group was routed (or ended)."""
+    return (
+        select(Instance.id, Instance.sop_instance_uid, Instance.path)
+        .join(Group, Group.id == Instance.group_id)
+        .where(Instance.received_at < cutoff, Group.state.not_in([OPEN, COMPLETE]))
+    )
 
 
 @dataclass(frozen=True)
@@ -53,8 +64,7 @@ def _unlink(path: str) -> int:
 
 
 def _unlink_instance(path: str) -> int:
-    """Remove a stored instance and its own origin record, if it has one (the series'
-    record stays with its directory: the next instance of that series needs it)."""
+    """Remove a stored instance and its own origin record, if it has one."""
     size = _unlink(path)
     instance_record(Path(path)).unlink(missing_ok=True)  # after: a stale one is harmless
     return size
@@ -63,8 +73,17 @@ def _unlink_instance(path: str) -> int:
 class Retention:
     """Deletes what the ``jobs.retention`` settings say is old enough."""
 
-    def __init__(self, db: Database, settings: Callable[[], RetentionSettings]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Callable[[], RetentionSettings],
+        *,
+        store: InstanceStore | None = None,
+    ) -> None:
+        """``store``: the node's store, whose emptied series and study directories are
+        removed too (without it only instance files and their origin records are)."""
         self.db = db
+        self.store = store
         self.settings = settings
         self._scheduler: BackgroundScheduler | None = None
 
@@ -100,24 +119,10 @@ class Retention:
                     s.execute(delete(Job).where(Job.id.in_(old)))
                     jobs = len(old)
         if cfg.instances_days is not None:
-            cutoff = now - dt.timedelta(days=cfg.instances_days)
-            with self.db.session() as s:
-                needed: set[str] = set()
-                for uids in s.scalars(
-                    select(Job.instance_uids).where(Job.state.in_(ACTIVE_STATES))
-                ):
-                    needed.update(uids or [])
-                rows = s.execute(
-                    select(Instance.id, Instance.sop_instance_uid, Instance.path)
-                    .join(Group, Group.id == Instance.group_id)
-                    .where(Instance.received_at < cutoff, Group.state.not_in([OPEN, COMPLETE]))
-                ).all()
-                doomed = [r for r in rows if r.sop_instance_uid not in needed]
-                for r in doomed:
-                    freed += _unlink_instance(r.path)
-                if doomed:
-                    s.execute(delete(Instance).where(Instance.id.in_([r.id for r in doomed])))
-                instances = len(doomed)
+            instances, freed_instances = self._delete_instances(
+                now - dt.timedelta(days=cfg.instances_days)
+            )
+            freed += freed_instances
         report = RetentionReport(jobs, results, instances, freed)
         if jobs or instances:
             log.info(
@@ -129,6 +134,44 @@ class Retention:
                 freed / 1e6,
             )
         return report
+
+    def _delete_instances(self, cutoff: dt.datetime) -> tuple[int, int]:
+        """Delete the instances received before ``cutoff`` that nothing needs any more,
+        series by series, each while no receiver places into it (else at the next
+        pass): its files with their origin records, its rows, and, once no instance is
+        left in it, the series' origin record and directory (and an emptied study
+        directory). Returns (instances deleted, bytes freed)."""
+        with self.db.session() as s:
+            needed: set[str] = set()
+            for uids in s.scalars(select(Job.instance_uids).where(Job.state.in_(ACTIVE_STATES))):
+                needed.update(uids or [])
+            rows = s.execute(_old_instances(cutoff)).all()
+        by_series: dict[Path, list[int]] = {}
+        for r in rows:
+            if r.sop_instance_uid not in needed:
+                by_series.setdefault(Path(r.path).parent, []).append(r.id)
+        deleted = freed = 0
+        for series, ids in by_series.items():
+            with clearing(series) as alone:
+                if not alone and series.is_dir():
+                    log.debug("retention: %s is receiving, left for the next pass", series)
+                    continue
+                # Not alone and no directory: rows whose files are gone. A receiver may
+                # be creating the directory now, so nothing is unlinked then.
+                with self.db.session() as s:  # what is still old: not replaced meanwhile
+                    doomed = s.execute(_old_instances(cutoff).where(Instance.id.in_(ids))).all()
+                    for r in doomed if alone else ():
+                        freed += _unlink_instance(r.path)
+                    if doomed:
+                        s.execute(delete(Instance).where(Instance.id.in_([r.id for r in doomed])))
+                deleted += len(doomed)
+                if alone and self._stores(series):
+                    remove_if_empty(series)
+        return deleted, freed
+
+    def _stores(self, series: Path) -> bool:
+        """Whether ``series`` is a series directory of the node's store."""
+        return self.store is not None and series.parent.parent == self.store.instances
 
     def start(self) -> None:
         """Run every ``interval_minutes`` in a background scheduler."""

@@ -84,7 +84,7 @@ class JobService:
             on_queued=self.executor.wake,
         )
         assembler.on_complete(self.router.route_completed)
-        self.retention = Retention(db, lambda: self.config().jobs.retention)
+        self.retention = Retention(db, lambda: self.config().jobs.retention, store=store)
 
     def rules(self) -> Sequence[RouteRule]:
         """The configured routes, or the built-in default rules when there are none."""

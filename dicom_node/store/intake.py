@@ -2,10 +2,12 @@
 
 C-STOREs of one SOP Instance UID take turns in this process (:class:`KeyedLock`), from
 the duplicate check until the index row committed, so a second copy racing the first
-sees its row. Before an instance is placed, where it came from is recorded durably
-(:mod:`dicom_node.store.origin`), for start-up reconciliation. Between processes on one
-database the unique key decides: the loser's INSERT fails (:class:`DuplicateInstance`)
-and it removes only the file it placed, never one the index refers to.
+sees its row; meanwhile retention leaves the instance's series directory alone
+(:mod:`dicom_node.store.series_lock`). Before an instance is placed, where it came from
+is recorded durably (:mod:`dicom_node.store.origin`), for start-up reconciliation.
+Between processes on one database the unique key decides: the loser's INSERT fails
+(:class:`DuplicateInstance`) and it removes only the file it placed, never one the index
+refers to.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dicom_node.index.header import InstanceHeader
 from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.store.claims import KeyedLock
 from dicom_node.store.origin import DIMSE, Noted, Origin, OriginRecords, instance_record
+from dicom_node.store.series_lock import placing
 from dicom_node.store.writer import InstanceStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -60,8 +63,10 @@ class Intake:
         arrived (:data:`~dicom_node.store.origin.DIMSE` or ``STOWRS``), recorded with the
         receipt's AE titles and peer address as its origin."""
         origin = Origin(kind, receipt.called_ae, receipt.calling_ae, receipt.peer_address)
-        with self._claims.hold(header.sop_instance_uid):
-            return self._keep(spooled, header, receipt, synced, origin)
+        path = self.store.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
+        # The series directory stays (retention waits) until the row committed.
+        with self._claims.hold(header.sop_instance_uid), placing(self.store, path.parent):
+            return self._keep(spooled, header, receipt, synced, origin, path)
 
     def _duplicate(self, header: InstanceHeader, receipt: Receipt, how: str) -> str:
         metrics.DUPLICATES.labels(self.policy).inc()
@@ -98,6 +103,7 @@ class Intake:
         receipt: Receipt,
         synced: Future[None] | None,
         origin: Origin,
+        path: Path,
     ) -> str:
         sop_uid = header.sop_instance_uid
         existing = self.recorder.existing_path(sop_uid)
@@ -106,7 +112,6 @@ class Intake:
             if not replace:
                 return self._duplicate(header, receipt, "")
             metrics.DUPLICATES.labels(self.policy).inc()
-        path = self.store.path_for(header.study_uid, header.series_uid, sop_uid)
         noted = self.origins.note(path, origin)
         try:
             placed = self.store.place(spooled, path, synced)

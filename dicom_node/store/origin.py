@@ -9,8 +9,8 @@ next to the instances, durably, before it answers Success, and start-up reconcil
 (:mod:`dicom_node.store.reconcile`) reads it back:
 
 - ``instances/{study}/{series}/origin.json``: the origin of the series' first
-  instance (its *owner*), written once per series and then only checked (one ``stat``)
-  for every further instance;
+  instance (its *owner*), written once per series and then only read back (a few
+  hundred bytes) for every further instance;
 - ``instances/{study}/{series}/{sop}.origin.json``: the origin of an instance that came
   from another origin than the owner (the same series sent on two AE titles, or a
   STOW-RS client storing into a C-STOREd series), written before that instance is
@@ -107,10 +107,15 @@ def instance_record(instance: Path) -> Path:
     return instance.with_name(instance.name.removesuffix(".dcm") + INSTANCE_RECORD)
 
 
+def _read_bytes(path: Path) -> bytes:
+    """A record's bytes (at most one more than a record can have)."""
+    with open(path, "rb") as fh:
+        return fh.read(_MAX_RECORD + 1)
+
+
 def _read(path: Path) -> Origin:
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(_MAX_RECORD + 1)
+        data = _read_bytes(path)
     except FileNotFoundError:
         raise OriginError(f"no origin record ({path.name})") from None
     except OSError as err:
@@ -158,7 +163,8 @@ class Noted:
                 self.record.unlink(missing_ok=True)
             else:
                 _write(self.store, self.record, self.previous, replace=True)
-                _fsync_dir(self.store, self.record.parent)  # no placement follows
+                if self.store.fsync:  # no placement follows to make the name durable
+                    self.store.sync_now(self.record.parent)
         except OSError as err:
             log.warning("cannot restore %s: %s", self.record, err)
 
@@ -176,7 +182,7 @@ def _write(store: InstanceStore, path: Path, data: bytes, *, replace: bool) -> b
                 os.fsync(fd)
         finally:
             os.close(fd)
-        store._ensure_dir(path.parent)  # each new level durable in its parent
+        store.ensure_dir(path.parent)  # each new level durable in its parent
         if replace:
             os.replace(tmp, path)
             return True
@@ -190,23 +196,16 @@ def _write(store: InstanceStore, path: Path, data: bytes, *, replace: bool) -> b
             os.unlink(tmp)
 
 
-def _fsync_dir(store: InstanceStore, directory: Path) -> None:
-    if store.fsync:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class OriginRecords:
     """Writes the origin records of ``store``'s instances; thread-safe."""
 
     def __init__(self, store: InstanceStore) -> None:
         self.store = store
         self._lock = threading.Lock()  # the cache
-        # series directory -> (identity of its record file, its owner; None if unusable)
-        self._owners: dict[str, tuple[tuple[int, int, int], Origin | None]] = {}
+        # series directory -> (its record's bytes, its owner; None if unusable). Keyed by
+        # content, not by the file's inode and times: retention removes a series' record
+        # with its directory, and a new one may get the old one's inode and timestamp.
+        self._owners: dict[str, tuple[bytes, Origin | None]] = {}
 
     def note(self, instance: Path, origin: Origin) -> Noted:
         """Record that the instance about to be placed at ``instance`` comes from
@@ -234,7 +233,7 @@ class OriginRecords:
             except FileNotFoundError:
                 pass
         if previous is None and owner == origin:
-            return Noted(self.store)  # the common case: two stats
+            return Noted(self.store)  # the common case: a read and a stat
         data = origin.encode()
         if previous == data:
             return Noted(self.store)
@@ -248,21 +247,20 @@ class OriginRecords:
         path = series_record(series)
         key = str(series)
         try:
-            st = os.stat(path)
+            data = _read_bytes(path)
         except FileNotFoundError:
             _write(self.store, path, origin.encode(), replace=False)  # the first one wins
-            st = os.stat(path)
-        identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+            data = _read_bytes(path)
         cached = self._owners.get(key)
-        if cached is not None and cached[0] == identity:
+        if cached is not None and cached[0] == data:
             return cached[1]
         try:
-            owner: Origin | None = _read(path)
+            owner: Origin | None = Origin.decode(data)
         except OriginError as err:  # every instance of this series gets its own record
             log.warning("origin record %s unusable (%s): recording each instance's", path, err)
             owner = None
         with self._lock:
             if len(self._owners) >= _CACHED_SERIES:
                 self._owners.clear()
-            self._owners[key] = (identity, owner)
+            self._owners[key] = (data, owner)
         return owner

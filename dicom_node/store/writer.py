@@ -44,6 +44,7 @@ class ReserveError(StoreError):
     """Writing would take free space below the node's reserve."""
 
 
+_MKDIR_TRIES = 100  # a parent removed under ensure_dir this often in a row: give up
 FREE_SPACE_TTL = 0.1  # s between two statvfs; bytes admitted meanwhile are subtracted
 
 
@@ -209,22 +210,29 @@ class InstanceStore:
                     else:
                         log.warning("free space back above the reserve: accepting C-STOREs")
 
-    def _ensure_dir(self, directory: Path) -> None:
-        if directory.is_dir():
-            return
-        # Create each missing level and make its name durable in its parent.
-        missing = []
-        d = directory
-        while not d.is_dir():
-            missing.append(d)
-            d = d.parent
-        for d in reversed(missing):
+    def ensure_dir(self, directory: Path) -> None:
+        """Create ``directory`` under the store and any missing parent, each new level's
+        name durable in its parent (when the store fsyncs). A level removed meanwhile
+        (retention removing an emptied study directory) is created again."""
+        for attempt in range(_MKDIR_TRIES):
+            if directory.is_dir():
+                return
+            missing = []
+            d = directory
+            while not d.is_dir():
+                missing.append(d)
+                d = d.parent
             try:
-                d.mkdir()
-            except FileExistsError:
-                continue
-            if self.fsync:
-                _fsync_path(d.parent)
+                for d in reversed(missing):
+                    # Created by another receiver meanwhile: its fsync of the parent may
+                    # not have completed, and this one's instance must not wait for it.
+                    with contextlib.suppress(FileExistsError):
+                        d.mkdir()
+                    if self.fsync:
+                        _fsync_path(d.parent)
+            except FileNotFoundError:
+                if attempt == _MKDIR_TRIES - 1:
+                    raise
 
     def write(self, final: Path, parts: Iterable[bytes | memoryview]) -> int:
         """Write ``parts`` durably to ``final`` (atomically replacing it); return the size."""
@@ -243,7 +251,7 @@ class InstanceStore:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            self._ensure_dir(final.parent)
+            self.ensure_dir(final.parent)
             os.replace(tmp, final)
             if self.fsync:
                 _fsync_path(final.parent)
@@ -325,7 +333,7 @@ class InstanceStore:
             return Placed(final, size, ())
         try:
             size = os.stat(spooled).st_size
-            self._ensure_dir(final.parent)
+            self.ensure_dir(final.parent)
             try:
                 os.link(spooled, final)  # never over an existing file
             except OSError:  # one is there (or no hard links here): the strict order

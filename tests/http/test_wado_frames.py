@@ -239,7 +239,7 @@ def test_encapsulated_frames_are_the_stored_bitstreams(
     if name == "jpeg":  # the part is a JPEG that decodes to the instance's pixels
         image = Image.open(io.BytesIO(got[0]))
         assert image.format == "JPEG" and image.size == (ds.Columns, ds.Rows)
-    # Asking for raw (decompressed) frames: the node does not transcode.
+    # Asking for raw (decompressed) frames: decoded (tests/http/test_wado_frames_decoded.py).
     r = requests.get(
         _frames_url(node, ds, "1"),
         headers={
@@ -248,9 +248,9 @@ def test_encapsulated_frames_are_the_stored_bitstreams(
         },
         timeout=10,
     )
-    assert r.status_code == 406
-    assert r.headers["content-type"] == "application/problem+json"
-    assert "does not transcode" in r.json()["detail"]
+    assert r.status_code == 200
+    assert f"transfer-syntax={ExplicitVRLittleEndian}" in r.headers["content-type"]
+    assert ds.pixel_array[0 if n > 1 else ...].tobytes() + b"\r\n--" in r.content
 
 
 def test_ohif_image_loader_reads_our_frames(stored: dict[str, Dataset], node: NodeProcess) -> None:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from dicom_node.store.writer import InstanceStore
 from tests.support.node_process import NodeProcess
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[InstanceStore]:
+    """An opened instance store in ``tmp_path / "data"``."""
+    s = InstanceStore(tmp_path / "data")
+    s.open()
+    yield s
+    s.close()
 
 
 @pytest.fixture(scope="module")

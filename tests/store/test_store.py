@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -20,14 +20,6 @@ from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.index.tables import Group, Instance
 from dicom_node.settings.node import AETitleSettings
 from dicom_node.store.writer import InstanceStore, StoreError
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[InstanceStore]:
-    s = InstanceStore(tmp_path / "data")
-    s.open()
-    yield s
-    s.close()
 
 
 def _spool(store: InstanceStore, data: bytes) -> Path:
@@ -190,3 +182,32 @@ def test_a_queued_fsync_of_the_same_file_or_directory_is_shared(store: InstanceS
     started = store.sync_later(store.instances)  # nothing queued: a fresh fsync
     assert started is not first
     started.result(timeout=10)
+
+
+def test_a_directory_another_creates_first_is_durable_before_ensure_dir_returns(
+    store: InstanceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two receivers (threads or node processes) create the same new series directory:
+    the one whose mkdir finds it there must not return before the directory's name is
+    durable, since it acknowledges its instance without waiting for the other's fsync
+    of the study directory. Whether the other's fsync completed cannot be chosen in a
+    real race: here "the other" creates the directory just before mkdir and never
+    fsyncs (os.fsync is wrapped to see what each fsync covers)."""
+    series = store.path_for("1.2", "1.2.3", "1").parent
+    store.ensure_dir(series.parent)
+    real_mkdir, real_fsync = Path.mkdir, os.fsync
+    synced: list[tuple[int, bool]] = []  # (inode fsynced, did the series exist then)
+
+    def mkdir(self: Path, *args: object, **kw: object) -> None:
+        if self == series:
+            real_mkdir(self)  # the other receiver wins
+        real_mkdir(self, *args, **kw)
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append((os.fstat(fd).st_ino, series.is_dir()))
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.ensure_dir(series)
+    assert (series.parent.stat().st_ino, True) in synced

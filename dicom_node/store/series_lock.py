@@ -1,0 +1,103 @@
+"""Who may change a series directory ``instances/{study}/{series}/``: receivers together,
+retention alone.
+
+The receive path holds a *shared* lock on the series directory from its duplicate check
+until the instance's index row committed (origin record, placement, fsyncs, row);
+retention takes an *exclusive* one, without waiting, to delete instances of the series
+and, if none is left, the series' origin records and its directory. So retention never
+removes a directory, or an origin record, that an instance is being placed under, and a
+receiver never sees a row that retention is deleting.
+
+The lock is ``flock`` on the directory itself: it holds between threads (each opens the
+directory on its own) and between node processes sharing the store, and a process that
+dies lets go of it. A receiver that waited for a directory retention removed meanwhile
+finds it no longer at its path and starts again (creating it anew). The study directory
+needs no lock: retention removes it only when empty (``rmdir``), and a receiver creating
+a series in it retries if it went (:meth:`~dicom_node.store.writer.InstanceStore.ensure_dir`).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dicom_node.store.origin import INSTANCE_RECORD, SERIES_RECORD
+from dicom_node.store.writer import InstanceStore, StoreError
+
+_TRIES = 100  # a directory removed under a waiting receiver this often in a row: give up
+
+
+@contextmanager
+def placing(store: InstanceStore, series: Path) -> Iterator[None]:
+    """Hold ``series`` (created durably if missing) for placing instances in it, along
+    with other receivers; retention cannot remove it meanwhile. Raises StoreError if it
+    cannot be created or opened."""
+    for _ in range(_TRIES):
+        try:
+            store.ensure_dir(series)
+            fd = os.open(series, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue  # retention removed it (or its study) meanwhile: create it again
+        except OSError as err:
+            raise StoreError(err.errno, f"cannot open {series.name}: {err.strerror}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if _still_at(fd, series):
+                yield
+                return
+        finally:
+            os.close(fd)  # lets go of the lock
+    raise StoreError(errno.EAGAIN, f"series directory {series.name} keeps being removed")
+
+
+@contextmanager
+def clearing(series: Path) -> Iterator[bool]:
+    """Hold ``series`` alone if no receiver holds it: True then, False if a receiver
+    does or it is not there (retention tries again on its next pass). Never waits."""
+    try:
+        fd = os.open(series, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield _still_at(fd, series)
+    finally:
+        os.close(fd)
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the directory open as ``fd`` is still the one at ``path``."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def remove_if_empty(series: Path) -> bool:
+    """Remove the series directory ``series`` (held by :func:`clearing`) if no instance
+    is left in it: the origin records of instances that are gone, then the series'
+    record, then the directory. False, and nothing removed, if anything but origin
+    records is there. Its study directory is removed too if that leaves it empty."""
+    names = os.listdir(series)
+    if not all(n == SERIES_RECORD or n.endswith(INSTANCE_RECORD) for n in names):
+        return False
+    for name in sorted(names, key=lambda n: n == SERIES_RECORD):  # the series' last
+        (series / name).unlink(missing_ok=True)
+    series.rmdir()
+    try:
+        series.parent.rmdir()
+    except OSError as err:  # another series is in it, or is being created in it
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise
+    return True
