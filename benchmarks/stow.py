@@ -15,8 +15,12 @@ node's peak RSS during it against its RSS just before (the peak is reset first t
 Then QIDO-RS latency: ``--qido-studies`` studies (default 10,000) written straight into
 a node's SQLite index, and study-level queries of several shapes timed from the client.
 
-    python benchmarks/stow.py [--instances 500] [--size 512] [--batch 50]
-                              [--qido-studies 10000] [--queries 200]
+    python benchmarks/stow.py [--instances 500] [--size 512] [--batch 50] [--rounds 1]
+                              [--clients 1 4] [--qido-studies 10000] [--queries 200]
+
+With ``--rounds N`` each server runs N times per client count, alternating which goes
+first; the figures are medians, and each round's ratio is printed too (a 2-core machine
+shared with other work varies by +-20% from one run to the next).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -125,11 +130,12 @@ def timed_send(url: str, pid: int, files: list[Path], clients: int, batch: int) 
     return Run(wall, cpu_seconds(pid) - cpu0)
 
 
-def throughput(files: list[Path], work: Path, clients: int, batch: int) -> tuple[Run, Run]:
-    """The node's and Orthanc's runs, each fresh, for the same files."""
-    run = work / f"c{clients}"
+def node_throughput(files: list[Path], run: Path, clients: int, batch: int) -> Run:
     with NodeProcess(run / "node", NODE_CONFIG) as node:
-        node_run = timed_send(f"{node.http_url}/dicomweb/studies", node.pid, files, clients, batch)
+        return timed_send(f"{node.http_url}/dicomweb/studies", node.pid, files, clients, batch)
+
+
+def orthanc_throughput(files: list[Path], run: Path, clients: int, batch: int) -> Run:
     with Orthanc(run / "orthanc", dicomweb=True) as orthanc:
         assert orthanc.proc is not None
         url = f"{orthanc.dicomweb_url}/studies"
@@ -137,6 +143,23 @@ def throughput(files: list[Path], work: Path, clients: int, batch: int) -> tuple
         stored = orthanc.instance_count()
         if stored != len(files):
             raise RuntimeError(f"Orthanc stored {stored} of {len(files)}")
+    return orthanc_run
+
+
+def throughput(
+    files: list[Path], work: Path, clients: int, batch: int, node_first: bool = True
+) -> tuple[Run, Run]:
+    """The node's and Orthanc's runs, each fresh, for the same files (``node_first``:
+    which one runs first; rounds alternate it, so neither always gets the warmer disk)."""
+    run = work / f"c{clients}"
+    if node_first:
+        node_run = node_throughput(files, run / "a", clients, batch)
+        orthanc_run = orthanc_throughput(files, run / "a", clients, batch)
+    else:
+        orthanc_run = orthanc_throughput(files, run / "b", clients, batch)
+        node_run = node_throughput(files, run / "b", clients, batch)
+    for d in (run / "a", run / "b"):
+        shutil.rmtree(d, ignore_errors=True)
     return node_run, orthanc_run
 
 
@@ -243,17 +266,30 @@ def stow_part(args: argparse.Namespace, work: Path) -> None:
     mb = sum(f.stat().st_size for f in files) / 2**20
     print(f"{len(files)} CT slices, {mb:.0f} MB, {args.batch} per request")
     for clients in args.clients:
-        node_run, orthanc_run = throughput(files, work, clients, args.batch)
-        t_node, t_orthanc, n = node_run.wall, orthanc_run.wall, len(files)
+        runs = [
+            throughput(files, work, clients, args.batch, node_first=r % 2 == 0)
+            for r in range(args.rounds)
+        ]
+        n = len(files)
+        t_node = statistics.median(r[0].wall for r in runs)
+        t_orthanc = statistics.median(r[1].wall for r in runs)
+        cpu_node = statistics.median(r[0].cpu for r in runs)
+        cpu_orthanc = statistics.median(r[1].cpu for r in runs)
         print(
             f"  {clients} client(s): node {n / t_node:7.1f} inst/s {mb / t_node:6.1f} "
             f"MB/s | Orthanc {n / t_orthanc:7.1f} inst/s {mb / t_orthanc:6.1f} MB/s"
             f" | ratio node/Orthanc {t_orthanc / t_node:.2f}"
+            + (f" (median of {args.rounds} rounds)" if args.rounds > 1 else "")
         )
+        if args.rounds > 1:
+            print(
+                "    within each round, node/Orthanc: "
+                + ", ".join(f"{o.wall / nd.wall:.2f}" for nd, o in runs)
+            )
         print(
-            f"    server CPU per instance: node {node_run.cpu / n * 1e3:.2f} ms | Orthanc "
-            f"{orthanc_run.cpu / n * 1e3:.2f} ms | ratio Orthanc/node "
-            f"{orthanc_run.cpu / max(node_run.cpu, 1e-9):.2f}"
+            f"    server CPU per instance: node {cpu_node / n * 1e3:.2f} ms | Orthanc "
+            f"{cpu_orthanc / n * 1e3:.2f} ms | ratio Orthanc/node "
+            f"{cpu_orthanc / max(cpu_node, 1e-9):.2f}"
         )
     idle, peak = streaming_memory(files, work)
     print(
@@ -268,6 +304,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--batch", type=int, default=50, help="instances per STOW-RS request")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="runs of each server per client count (medians)"
+    )
     ap.add_argument("--qido-studies", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=200, help="per query shape")
     ap.add_argument("--qido-only", action="store_true", help="skip the STOW-RS part")
