@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import logging
 import time
@@ -26,33 +24,12 @@ log = logging.getLogger(__name__)
 PREFIX = "/dicomweb"
 
 
-_feed_pool: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def _feeder() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads that parse STOW-RS bodies and write their parts (one chunk of a
-    request at a time; requests beyond the pool's size wait their turn, chunk by chunk)."""
-    global _feed_pool
-    if _feed_pool is None:
-        _feed_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="stow-feed")
-    return _feed_pool
-
-
-def _settle(fed: concurrent.futures.Future[None] | None) -> None:
-    """Wait (briefly: one chunk's work) for the feed thread to finish with a request
-    whose body failed, so that nothing writes a part after it is discarded."""
-    if fed is not None:
-        concurrent.futures.wait([fed])
-
-
 async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.StowBody:
     """Read the request body into spooled parts; Problem 400/408/413 (nothing kept) if
     the body is malformed, stalls, is too large or has too many parts. Each part's fsync
     starts as soon as it is complete, so the disk works while the rest arrives
-    (placement then finds it done). Parsing and spool writes run on a feed thread,
-    one chunk at a time: the loop reads the next chunk while the previous one is written
-    and hands it over only once that is done, so a request holds at most two chunks
-    (uvicorn pauses the socket meanwhile)."""
+    (placement then finds it done); the event loop waits at most 2 ms for an fsync
+    thread to take it."""
     node = node_of(request)
     store = node.store
     max_parts = node.config.http.max_parts
@@ -61,22 +38,15 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
         part.synced = store.sync_later(part.path, wait_start=0.002)
 
     body = stow.StowBody(boundary, store.incoming, max_bytes, part_complete, max_parts)
-    fed: concurrent.futures.Future[None] | None = None  # the chunk the feed thread has
     try:
         what = "the request body (http.max_request_mb)"
         async for chunk in body_chunks(request, max_bytes, what):
-            if fed is not None:
-                await asyncio.wrap_future(fed)
-            fed = _feeder().submit(body.reader.feed, chunk)
-        if fed is not None:
-            await asyncio.wrap_future(fed)
+            body.reader.feed(chunk)
         body.reader.finish()
     except MultipartError as err:
-        _settle(fed)
         body.discard()
         raise Problem(400, "Bad Request", f"malformed multipart body: {err}") from None
     except stow.RequestTooLarge:
-        _settle(fed)
         body.discard()
         raise Problem(
             413,
@@ -84,7 +54,6 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
             f"the request body exceeds http.max_request_mb ({max_bytes // 2**20} MB)",
         ) from None
     except stow.TooManyParts:
-        _settle(fed)
         body.discard()
         raise Problem(
             413,
@@ -92,21 +61,18 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
             f"the request has more than http.max_parts ({max_parts}) parts",
         ) from None
     except ClientDisconnect:
-        _settle(fed)
         body.discard()
         log.warning(
             "STOW-RS: the client disconnected before the end of the body; nothing of it was kept"
         )
         raise Problem(400, "Bad Request", "the client disconnected mid-body") from None
     except OSError as err:  # disk full, incoming/ unwritable: nothing half-written stays
-        _settle(fed)
         body.discard()
         log.error("STOW-RS: cannot spool the request body: %s", err.strerror or err)
         raise Problem(
             503, "Service Unavailable", f"cannot write the request to disk: {err.strerror or err}"
         ) from None
     except BaseException:  # server stopping: keep nothing
-        _settle(fed)
         body.discard()
         raise
     if not body.parts:
