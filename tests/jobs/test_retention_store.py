@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from dicom_node.db import Database, sqlite_url, utcnow
 from dicom_node.index.recorder import Receipt, Recorder
@@ -23,7 +23,7 @@ from dicom_node.index.tables import Group, Instance
 from dicom_node.jobs.retention import Retention
 from dicom_node.settings.jobs import RetentionSettings
 from dicom_node.settings.node import AETitleSettings
-from dicom_node.store.intake import STORED, Intake
+from dicom_node.store.intake import DUPLICATE, STORED, IndexFailed, Intake
 from dicom_node.store.origin import (
     DIMSE,
     STOWRS,
@@ -221,3 +221,71 @@ def test_a_receive_racing_retention_on_its_series_loses_nothing(site: Site) -> N
     assert {sop: (o.called_ae, o.calling_ae) for sop, (_, o) in acked.items()} == {
         sop: row[1:] for sop, row in again.items()
     }
+
+
+# What the receive path leaves under instances/ when it keeps nothing: retention only
+# visits series that have rows, so an empty series directory would stay for ever.
+
+
+def _spool(site: Site, study: str, series: str, sop: str) -> tuple[Path, Receipt]:
+    ds = site.template
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+    spooled = site.store.incoming / f"{sop}.{series}.part"
+    ds.save_as(spooled, enforce_file_format=True)
+    header, ts = read_stored(spooled)
+    return spooled, Receipt(MODX.called_ae, MODX.calling_ae, MODX.peer_address, ts, "", 0, utcnow())
+
+
+def _tree(site: Site) -> list[str]:
+    instances = site.store.instances
+    return sorted(p.relative_to(instances).as_posix() for p in instances.rglob("*"))
+
+
+def test_a_duplicate_under_other_study_and_series_uids_leaves_no_directory(site: Site) -> None:
+    """keep_first: a second copy of an instance that names another study and series is
+    answered as a duplicate, and nothing of it stays under ``instances/``."""
+    site.receive("3.1", "3.1.1", "3.1.1.1", MODX)
+    before = _tree(site)
+    spooled, receipt = _spool(site, "3.2", "3.2.1", "3.1.1.1")
+    header, _ = read_stored(spooled)
+    assert site.intake.keep(spooled, header, receipt) == DUPLICATE
+    assert _tree(site) == before
+
+
+def test_a_duplicate_into_a_series_that_holds_others_leaves_it_whole(site: Site) -> None:
+    """The stored copy's series is not the duplicate's, but another instance is in the
+    duplicate's series: that series stays as it was."""
+    site.receive("3.3", "3.3.1", "3.3.1.1", MODX)
+    site.receive("3.4", "3.4.1", "3.4.1.1", WEB)
+    before = _tree(site)
+    spooled, receipt = _spool(site, "3.4", "3.4.1", "3.3.1.1")
+    header, _ = read_stored(spooled)
+    assert site.intake.keep(spooled, header, receipt) == DUPLICATE
+    assert _tree(site) == before
+
+
+def test_an_instance_the_index_refuses_leaves_no_directory(site: Site) -> None:
+    """The index fails on the row (a real SQLite error: a trigger naming a table that is
+    gone): the C-STORE fails, and neither
+    the placed file nor its series' origin record nor the directories stay."""
+    site.receive("3.5", "3.5.1", "3.5.1.1", MODX)
+    before = _tree(site)
+    with site.db.session() as s:
+        s.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON instances "
+                "BEGIN INSERT INTO gone VALUES (1); END"
+            )
+        )
+    spooled, receipt = _spool(site, "3.6", "3.6.1", "3.6.1.1")
+    header, _ = read_stored(spooled)
+    with pytest.raises(IndexFailed):
+        site.intake.keep(spooled, header, receipt)
+    assert _tree(site) == before
+    # a new series in the study of a stored one: only the new series goes
+    spooled, receipt = _spool(site, "3.5", "3.5.2", "3.5.2.1")
+    header, _ = read_stored(spooled)
+    with pytest.raises(IndexFailed):
+        site.intake.keep(spooled, header, receipt)
+    assert _tree(site) == before
