@@ -53,9 +53,9 @@ class Site:
     template: pydicom.Dataset
     count: int = 0
 
-    def receive(self, study: str, series: str, sop: str, origin: Origin) -> Path:
-        """One instance received from ``origin`` as the SCP or STOW-RS stores it
-        (answered Success: asserted); returns its path."""
+    def keep(self, study: str, series: str, sop: str, origin: Origin) -> str:
+        """One instance received from ``origin`` as the SCP or STOW-RS stores it; the
+        receive path's outcome (or exception)."""
         ds = self.template
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
@@ -66,7 +66,11 @@ class Site:
         receipt = Receipt(
             origin.called_ae, origin.calling_ae, origin.peer_address, ts, "", 0, utcnow()
         )
-        assert self.intake.keep(spooled, header, receipt, kind=origin.kind) == STORED
+        return self.intake.keep(spooled, header, receipt, kind=origin.kind)
+
+    def receive(self, study: str, series: str, sop: str, origin: Origin) -> Path:
+        """:meth:`keep`, answered Success (asserted); returns the instance's path."""
+        assert self.keep(study, series, sop, origin) == STORED
         return self.store.path_for(study, series, sop)
 
     def age(self, sops: list[str], days: float = 40) -> None:
@@ -227,16 +231,6 @@ def test_a_receive_racing_retention_on_its_series_loses_nothing(site: Site) -> N
 # visits series that have rows, so an empty series directory would stay for ever.
 
 
-def _spool(site: Site, study: str, series: str, sop: str) -> tuple[Path, Receipt]:
-    ds = site.template
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
-    spooled = site.store.incoming / f"{sop}.{series}.part"
-    ds.save_as(spooled, enforce_file_format=True)
-    header, ts = read_stored(spooled)
-    return spooled, Receipt(MODX.called_ae, MODX.calling_ae, MODX.peer_address, ts, "", 0, utcnow())
-
-
 def _tree(site: Site) -> list[str]:
     instances = site.store.instances
     return sorted(p.relative_to(instances).as_posix() for p in instances.rglob("*"))
@@ -247,9 +241,7 @@ def test_a_duplicate_under_other_study_and_series_uids_leaves_no_directory(site:
     answered as a duplicate, and nothing of it stays under ``instances/``."""
     site.receive("3.1", "3.1.1", "3.1.1.1", MODX)
     before = _tree(site)
-    spooled, receipt = _spool(site, "3.2", "3.2.1", "3.1.1.1")
-    header, _ = read_stored(spooled)
-    assert site.intake.keep(spooled, header, receipt) == DUPLICATE
+    assert site.keep("3.2", "3.2.1", "3.1.1.1", MODX) == DUPLICATE
     assert _tree(site) == before
 
 
@@ -259,16 +251,14 @@ def test_a_duplicate_into_a_series_that_holds_others_leaves_it_whole(site: Site)
     site.receive("3.3", "3.3.1", "3.3.1.1", MODX)
     site.receive("3.4", "3.4.1", "3.4.1.1", WEB)
     before = _tree(site)
-    spooled, receipt = _spool(site, "3.4", "3.4.1", "3.3.1.1")
-    header, _ = read_stored(spooled)
-    assert site.intake.keep(spooled, header, receipt) == DUPLICATE
+    assert site.keep("3.4", "3.4.1", "3.3.1.1", MODX) == DUPLICATE
     assert _tree(site) == before
 
 
 def test_an_instance_the_index_refuses_leaves_no_directory(site: Site) -> None:
     """The index fails on the row (a real SQLite error: a trigger naming a table that is
-    gone): the C-STORE fails, and neither
-    the placed file nor its series' origin record nor the directories stay."""
+    gone): the C-STORE fails, and neither the placed file nor its origin records nor the
+    directories stay."""
     site.receive("3.5", "3.5.1", "3.5.1.1", MODX)
     before = _tree(site)
     with site.db.session() as s:
@@ -278,14 +268,10 @@ def test_an_instance_the_index_refuses_leaves_no_directory(site: Site) -> None:
                 "BEGIN INSERT INTO gone VALUES (1); END"
             )
         )
-    spooled, receipt = _spool(site, "3.6", "3.6.1", "3.6.1.1")
-    header, _ = read_stored(spooled)
     with pytest.raises(IndexFailed):
-        site.intake.keep(spooled, header, receipt)
+        site.keep("3.6", "3.6.1", "3.6.1.1", MODX)
     assert _tree(site) == before
     # a new series in the study of a stored one: only the new series goes
-    spooled, receipt = _spool(site, "3.5", "3.5.2", "3.5.2.1")
-    header, _ = read_stored(spooled)
     with pytest.raises(IndexFailed):
-        site.intake.keep(spooled, header, receipt)
+        site.keep("3.5", "3.5.2", "3.5.2.1", WEB)
     assert _tree(site) == before
