@@ -168,9 +168,7 @@ def main() -> None:
     ap.add_argument(
         "--baseline", action="append", default=[], help="another checkout whose node runs too"
     )
-    ap.add_argument(
-        "--first-job", action="store_true", help="each node runs one demo job before"
-    )
+    ap.add_argument("--first-job", action="store_true", help="each node runs one demo job before")
     args = ap.parse_args()
     names = [n.strip() for n in args.receivers.split(",") if n.strip()]
     names += [f"baseline:{d}" for d in args.baseline]
@@ -189,9 +187,7 @@ def main() -> None:
         for r in range(args.rounds):
             order = names if r % 2 == 0 else names[::-1]
             for name in order:
-                c, w = one_round(
-                    name, files, tmpdir / f"r{r}-{names.index(name)}", args.first_job
-                )
+                c, w = one_round(name, files, tmpdir / f"r{r}-{names.index(name)}", args.first_job)
                 cpu[name].append(c)
                 wall[name].append(w)
             print(

@@ -144,9 +144,7 @@ def test_retained_results_leave_no_emptied_directory_and_keep_the_others(
             )
         (results / "1.8").mkdir()  # empty, but not emptied by retention
 
-        report = Retention(
-            index, lambda: RetentionSettings(jobs_days=90), store=store
-        ).run_once()
+        report = Retention(index, lambda: RetentionSettings(jobs_days=90), store=store).run_once()
 
         assert (report.jobs, report.results) == (2, 5)
         left = sorted(p.relative_to(results).as_posix() for p in results.rglob("*"))
