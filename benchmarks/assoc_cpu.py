@@ -15,8 +15,12 @@ Each round runs every receiver once, in ABBA order (reversed every other round),
 three warm-up associations; the medians over rounds are printed with each round's
 figure. CPU per association is much less noisy than throughput on a shared machine.
 
+``--first-job``: each node first runs one job (the demo model on one CR image, from a
+calling AE only a rule for it matches), as a serving node has: what the job loaded
+stays, and full collections walk it unless it was frozen after the job.
+
     python benchmarks/assoc_cpu.py [--associations 100] [--rounds 4]
-        [--receivers storescp,stock,node,node:none] [--baseline DIR ...]
+        [--receivers storescp,stock,node,node:none] [--baseline DIR ...] [--first-job]
 """
 
 from __future__ import annotations
@@ -49,8 +53,47 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+FIRST_JOB_AE = "FIRSTJOB"
+
+
+def first_job_config() -> dict:
+    """A rule running the demo model only on what ``FIRST_JOB_AE`` sends."""
+    from ai.bundled.cache import DEMO_NAME
+
+    return {
+        "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
+        "routes": [
+            {"name": "first", "models": [DEMO_NAME], "match": {"calling_ae": [FIRST_JOB_AE]}}
+        ],
+    }
+
+
+def run_first_job(node: NodeProcess, work: Path) -> None:
+    """One CR image from ``FIRST_JOB_AE``; wait for its job to be done (and the node's
+    work after it)."""
+    from dicom_node.synthetic import make_cr
+    from tests.support.index import job_rows
+    from tests.support.waiting import wait_until
+
+    [image] = write_files([make_cr(seed=5)], work / "first-job")
+    subprocess.run(
+        [dcmtk_tool("storescu"), "-aet", FIRST_JOB_AE, "-aec", "DICOM_NODE"]
+        + ["127.0.0.1", str(node.port), str(image)],
+        env=dcmtk_env(),
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )
+    wait_until(
+        lambda: [r[1] for r in job_rows(node.data_dir)] == ["done"],
+        timeout=180,
+        interval=0.3,
+        describe=node.log,
+    )
+    time.sleep(1.0)  # what follows the job's end (trim, freeze) in the worker thread
+
+
 @contextmanager
-def receiver(name: str, work: Path) -> Iterator[tuple[int, int, str]]:
+def receiver(name: str, work: Path, first_job: bool = False) -> Iterator[tuple[int, int, str]]:
     """Start receiver ``name`` in ``work``; yield (pid, port, called AE title)."""
     if name in ("storescp", "stock"):
         port = free_port()
@@ -76,21 +119,25 @@ def receiver(name: str, work: Path) -> Iterator[tuple[int, int, str]]:
     tweaks = arg if kind == "node" and arg else "all"
     node = NodeProcess(
         work / "node",
-        {"logging": {"level": "WARNING"}},
+        {"logging": {"level": "WARNING"}} | (first_job_config() if first_job else {}),
         env={"DICOM_NODE_TWEAKS": tweaks},
         root=root,
     )
     node.start()
     try:
+        if first_job:
+            run_first_job(node, work)
         yield node.pid, node.port, "DICOM_NODE"
     finally:
         node.stop()
 
 
-def one_round(name: str, files: list[Path], work: Path) -> tuple[float, float]:
+def one_round(
+    name: str, files: list[Path], work: Path, first_job: bool = False
+) -> tuple[float, float]:
     """Send each of ``files`` on its own association; return (CPU ms, wall ms) per association."""
     storescu = dcmtk_tool("storescu")
-    with receiver(name, work) as (pid, port, ae):
+    with receiver(name, work, first_job) as (pid, port, ae):
 
         def send(f: Path) -> None:
             subprocess.run(
@@ -121,6 +168,7 @@ def main() -> None:
     ap.add_argument(
         "--baseline", action="append", default=[], help="another checkout whose node runs too"
     )
+    ap.add_argument("--first-job", action="store_true", help="each node runs one demo job before")
     args = ap.parse_args()
     names = [n.strip() for n in args.receivers.split(",") if n.strip()]
     names += [f"baseline:{d}" for d in args.baseline]
@@ -130,7 +178,8 @@ def main() -> None:
         files = write_files(iter_ct_series(count, rows=512, cols=512), tmpdir / "src")
         print(
             f"{args.associations} associations of one 512x512 CT slice each (+{WARM_UP} "
-            f"warm-up), DCMTK storescu one after another, {args.rounds} rounds, load "
+            f"warm-up), DCMTK storescu one after another, {args.rounds} rounds"
+            f"{', each node after one demo job' if args.first_job else ''}, load "
             f"{os.getloadavg()[0]:.1f}"
         )
         cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -138,7 +187,7 @@ def main() -> None:
         for r in range(args.rounds):
             order = names if r % 2 == 0 else names[::-1]
             for name in order:
-                c, w = one_round(name, files, tmpdir / f"r{r}-{names.index(name)}")
+                c, w = one_round(name, files, tmpdir / f"r{r}-{names.index(name)}", args.first_job)
                 cpu[name].append(c)
                 wall[name].append(w)
             print(

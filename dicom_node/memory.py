@@ -137,3 +137,23 @@ def refreeze() -> int:
     freeze what is alive again."""
     gc.unfreeze()
     return freeze_long_lived_objects()
+
+
+_first_job = threading.Lock()
+_first_job_frozen = False
+
+
+def freeze_after_first_job() -> bool:
+    """Freeze again once, after the first job of a process that froze at start-up: what
+    that job loaded and keeps (highdicom's tables, model sessions, ~100 MB) stays for the
+    process's life, and a full collection would walk it every time. Only new objects are
+    walked (the start-up freeze stands). True if this call froze; later calls, and calls
+    in a process that never froze (tests embedding the node), do nothing."""
+    global _first_job_frozen
+    with _first_job:
+        if _first_job_frozen or gc.get_freeze_count() == 0:
+            return False
+        _first_job_frozen = True
+    count = freeze_long_lived_objects()
+    log.debug("first job done: %d objects frozen", count)
+    return True

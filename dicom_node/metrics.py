@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from prometheus_client import Counter, Gauge, Histogram
 
 INSTANCES_RECEIVED = Counter(
@@ -143,6 +145,12 @@ JOBS_IN_HAND = Gauge(
     "dicom_node_worker_jobs_in_hand",
     "Jobs this worker process is running.",
 )
+GC_FROZEN = Gauge(
+    "dicom_node_gc_frozen_objects",
+    "Objects this process moved out of the garbage collector's reach (gc.freeze): at"
+    " start-up, after the first job, after a configuration reload.",
+)
+GC_FROZEN.set_function(gc.get_freeze_count)
 
 # -- HTTP ------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(

@@ -11,13 +11,22 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
+from ai.bundled.cache import DEMO_NAME
+from dicom_node import synthetic
 from dicom_node.memory import (
     SERVING_MMAP_THRESHOLD,
     limit_malloc_arenas,
     release_free_memory,
     set_mmap_threshold,
 )
+from tests.support.dcmtk import storescu
+from tests.support.index import job_rows
+from tests.support.node_process import NodeProcess
+from tests.support.storescp import StoreSCP
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
@@ -141,3 +150,75 @@ print("ok")
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_first_job_refreezes_once_and_only_a_frozen_process() -> None:
+    # In a child process: gc.freeze is process-wide.
+    code = """
+import gc, threading
+from dicom_node.memory import freeze_after_first_job, freeze_long_lived_objects
+
+class Model:
+    pass
+
+assert freeze_after_first_job() is False    # nothing frozen yet: not a serving process
+assert gc.get_freeze_count() == 0
+freeze_long_lived_objects()
+at_start = gc.get_freeze_count()
+loaded = [Model() for _ in range(5000)]     # what the first job loads and keeps
+done = []
+workers = [threading.Thread(target=lambda: done.append(freeze_after_first_job()))
+           for _ in range(4)]                # jobs ending at once on several workers
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+assert sorted(done) == [False, False, False, True], done
+after_first = gc.get_freeze_count()
+assert after_first >= at_start + 5000, (at_start, after_first)
+more = [Model() for _ in range(100)]
+assert freeze_after_first_job() is False    # once per process
+assert gc.get_freeze_count() == after_first
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def _frozen(node: object) -> float:
+    text = requests.get(node.http_url + "/metrics", timeout=10).text  # type: ignore[attr-defined]
+    for family in text_string_to_metric_families(text):
+        if family.name == "dicom_node_gc_frozen_objects":
+            return family.samples[0].value
+    raise AssertionError("no dicom_node_gc_frozen_objects on /metrics")
+
+
+@pytest.mark.peer
+def test_a_serving_node_freezes_again_after_its_first_job(tmp_path: Path) -> None:
+    """``serve`` froze at start-up; after its first job (the demo model on one CR image,
+    sent with storescu and delivered to a DCMTK storescp) it froze what that job loaded
+    too (highdicom, first imported by the result writing): /metrics shows more frozen
+    objects."""
+    files = synthetic.write_files([synthetic.make_cr(seed=90)], tmp_path / "study")
+    with StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"]) as pacs:
+        cfg = {
+            "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": 0.5}],
+            "destinations": [
+                {"name": "PACS", "kind": "dimse", "ae_title": "PACS"}
+                | {"host": "127.0.0.1", "port": pacs.port}
+            ],
+            "routes": [{"name": "cxr", "models": [DEMO_NAME], "destinations": ["PACS"]}],
+        }
+        with NodeProcess(tmp_path / "node", cfg) as node:
+            at_start = _frozen(node)
+            assert at_start > 1000  # serve froze its imports, configuration and models
+            storescu(node.port, files, calling="MODALITY", check=True)
+            wait_until(
+                lambda: [r[1] for r in job_rows(node.data_dir)] == ["done"],
+                timeout=120,
+                interval=0.3,
+                describe=node.log,
+            )
+            wait_until(lambda: _frozen(node) > at_start, timeout=30, describe=node.log)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 
 from dicom_node.jobs.queue import Claim, JobQueue
-from dicom_node.memory import release_free_memory
+from dicom_node.memory import freeze_after_first_job, release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class LocalExecutor:
             finally:
                 with self._lock:
                     self._held.pop(claim.job_id, None)
+                freeze_after_first_job()  # what it loaded for good: out of the GC's way
                 release_free_memory()  # the job's images and tensors, freed to the heap
 
     def _heartbeats(self) -> None:

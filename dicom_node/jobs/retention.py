@@ -7,6 +7,7 @@ needs, nor one whose group has not been routed yet.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,7 +82,8 @@ class Retention:
         store: InstanceStore | None = None,
     ) -> None:
         """``store``: the node's store, whose emptied series and study directories are
-        removed too (without it only instance files and their origin records are)."""
+        removed too, under ``instances/`` and ``results/`` (without it only the files
+        and their origin records are)."""
         self.db = db
         self.store = store
         self.settings = settings
@@ -92,6 +94,7 @@ class Retention:
         now = now or utcnow()
         cfg = self.settings()
         jobs = results = instances = freed = 0
+        emptied: set[Path] = set()  # directories of the result files deleted
         if cfg.jobs_days is not None:
             cutoff = now - dt.timedelta(days=cfg.jobs_days)
             with self.db.session() as s:
@@ -106,6 +109,7 @@ class Retention:
                     ).all()
                     for o in outs:
                         freed += _unlink(o.path)
+                        emptied.add(Path(o.path).parent)
                     results += len(outs)
                     s.execute(delete(JobOutput).where(JobOutput.job_id.in_(old)))
                     s.execute(
@@ -118,6 +122,7 @@ class Retention:
                     s.execute(delete(DeliveryAttempt).where(DeliveryAttempt.job_id.in_(old)))
                     s.execute(delete(Job).where(Job.id.in_(old)))
                     jobs = len(old)
+            self._remove_emptied_results(emptied)
         if cfg.instances_days is not None:
             instances, freed_instances = self._delete_instances(
                 now - dt.timedelta(days=cfg.instances_days)
@@ -168,6 +173,25 @@ class Retention:
                 if alone and self._stores(series):
                     remove_if_empty(series)
         return deleted, freed
+
+    def _remove_emptied_results(self, dirs: set[Path]) -> None:
+        """Remove those of ``dirs`` (``results/{study}/{series}/``) that deleting their
+        result files emptied, and a study directory that left empty; never
+        ``results/`` itself, nor a directory outside it. ``rmdir`` removes only an empty
+        one, so a job writing into the study meanwhile keeps it (or creates it again:
+        :meth:`~dicom_node.store.writer.InstanceStore.ensure_dir`)."""
+        if self.store is None:
+            return
+        root = self.store.root / "results"
+        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            while d != root and d.is_relative_to(root):
+                try:
+                    d.rmdir()
+                except OSError as err:  # in use, gone, or not ours to remove
+                    if err.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                        log.warning("retention: cannot remove %s: %s", d, err)
+                    break
+                d = d.parent
 
     def _stores(self, series: Path) -> bool:
         """Whether ``series`` is a series directory of the node's store."""

@@ -24,7 +24,11 @@ from dicom_node.jobs.inputs import JobInputs, SharedFilesystem, WadoRsInputs
 from dicom_node.jobs.pipeline import JobRunner
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.workers import Heartbeat, WorkerIdentity
-from dicom_node.memory import release_free_memory
+from dicom_node.memory import (
+    freeze_after_first_job,
+    freeze_long_lived_objects,
+    release_free_memory,
+)
 from dicom_node.model_registry import load_registry
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.writer import InstanceStore
@@ -104,10 +108,12 @@ def run_worker(cfg: NodeConfig, db: Database, inputs: JobInputs | None = None) -
             inputs.release()
             heart.release(claim)
             metrics.JOBS_IN_HAND.dec()
+            freeze_after_first_job()  # what it loaded for good: out of the GC's way
             release_free_memory()
 
     @worker_ready.connect(weak=False)
     def _ready(**_kw: object) -> None:
+        freeze_long_lived_objects()  # models, Celery, imports: never garbage
         log.info(
             "dicom-node worker %s ready: models %s; queues %s; inputs %s; metrics %s",
             me.name,

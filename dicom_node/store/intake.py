@@ -3,7 +3,8 @@
 C-STOREs of one SOP Instance UID take turns in this process (:class:`KeyedLock`), from
 the duplicate check until the index row committed, so a second copy racing the first
 sees its row; meanwhile retention leaves the instance's series directory alone
-(:mod:`dicom_node.store.series_lock`). Before an instance is placed, where it came from
+(:mod:`dicom_node.store.series_lock`); a series directory it created and kept nothing
+in is removed again. Before an instance is placed, where it came from
 is recorded durably (:mod:`dicom_node.store.origin`), for start-up reconciliation.
 Between processes on one database the unique key decides: the loser's INSERT fails
 (:class:`DuplicateInstance`) and it removes only the file it placed, never one the index
@@ -24,7 +25,7 @@ from dicom_node.index.header import InstanceHeader
 from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.store.claims import KeyedLock
 from dicom_node.store.origin import DIMSE, Noted, Origin, OriginRecords, instance_record
-from dicom_node.store.series_lock import placing
+from dicom_node.store.series_lock import clearing, placing, remove_if_empty
 from dicom_node.store.writer import InstanceStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,16 @@ class Intake:
         receipt's AE titles and peer address as its origin."""
         origin = Origin(kind, receipt.called_ae, receipt.calling_ae, receipt.peer_address)
         path = self.store.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
-        # The series directory stays (retention waits) until the row committed.
-        with self._claims.hold(header.sop_instance_uid), placing(self.store, path.parent):
-            return self._keep(spooled, header, receipt, synced, origin, path)
+        fresh = not path.parent.is_dir()  # this receive may create the series directory
+        outcome = None
+        try:
+            # The series directory stays (retention waits) until the row committed.
+            with self._claims.hold(header.sop_instance_uid), placing(self.store, path.parent):
+                outcome = self._keep(spooled, header, receipt, synced, origin, path)
+            return outcome
+        finally:
+            if fresh and outcome != STORED:
+                _remove_if_left_empty(path.parent)
 
     def _duplicate(self, header: InstanceHeader, receipt: Receipt, how: str) -> str:
         metrics.DUPLICATES.labels(self.policy).inc()
@@ -170,3 +178,18 @@ class Intake:
             placed.size,
         )
         return STORED
+
+
+def _remove_if_left_empty(series: Path) -> None:
+    """Remove the series directory a receive created but kept nothing in (a duplicate
+    naming other Study/Series UIDs than the stored copy, a failed placement or row),
+    with its series' origin record and an emptied study directory; retention, which
+    visits only series with rows, never would. As retention does: only while no other
+    receiver holds it, and only if no instance is in it; otherwise it is left as it is
+    (it is in use, or the next instance's)."""
+    try:
+        with clearing(series) as alone:
+            if alone and remove_if_empty(series):
+                log.debug("removed the series directory %s: nothing kept in it", series)
+    except OSError as err:
+        log.warning("cannot remove the empty series directory %s: %s", series, err)

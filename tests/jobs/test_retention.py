@@ -17,6 +17,7 @@ from dicom_node.jobs.queue import JobQueue, NewJob
 from dicom_node.jobs.retention import Retention
 from dicom_node.settings.jobs import RetentionSettings
 from dicom_node.store.origin import instance_record
+from dicom_node.store.writer import InstanceStore
 from tests.support.groups import add_group
 
 
@@ -92,3 +93,68 @@ def test_finished_jobs_and_their_results_go_after_jobs_days(
     assert (report.jobs, report.results) == (1, 1) and not sr.exists()
     with index.session() as s:
         assert list(s.scalars(select(Job.id))) == [live]
+
+
+def test_retained_results_leave_no_emptied_directory_and_keep_the_others(
+    index: Database, tmp_path: Path
+) -> None:
+    """``results/{study}/{series}/``: the directories that retention's deletions emptied
+    go (an emptied study too); those still holding a result of a live job, an empty one
+    it deleted nothing from, and ``results/`` itself stay."""
+    store = InstanceStore(tmp_path / "data")
+    store.open()
+    try:
+        gid, uids = add_group(index, tmp_path, state="routed")
+        q = JobQueue(index)
+        jobs = {
+            name: q.enqueue(
+                NewJob(
+                    group_id=gid,
+                    rule_name=name,
+                    action="infer",
+                    study_uid="1.2.3",
+                    instance_uids=uids,
+                )
+            )
+            for name in ("old", "older", "live")
+        }
+        results = store.root / "results"
+        placed = {  # job -> its results
+            "old": ["1.2.3/5.1/1.dcm", "1.2.3/5.1/2.dcm", "1.2.3/5.9/3.dcm", "1.7/5.7/4.dcm"],
+            "older": ["1.2.3/5.2/5.dcm"],
+            "live": ["1.2.3/5.3/6.dcm", "1.2.3/5.9/7.dcm"],
+        }
+        with index.session() as s:
+            for name, paths in placed.items():
+                for rel in paths:
+                    store.write(results / rel, [b"result"])
+                    s.add(
+                        JobOutput(
+                            job_id=jobs[name],
+                            kind="sr",
+                            sop_class_uid="1.2",
+                            sop_instance_uid=Path(rel).stem,
+                            path=str(results / rel),
+                        )
+                    )
+            s.execute(
+                update(Job)
+                .where(Job.id.in_([jobs["old"], jobs["older"]]))
+                .values(state="done", finished_at=utcnow() - dt.timedelta(days=100))
+            )
+        (results / "1.8").mkdir()  # empty, but not emptied by retention
+
+        report = Retention(index, lambda: RetentionSettings(jobs_days=90), store=store).run_once()
+
+        assert (report.jobs, report.results) == (2, 5)
+        left = sorted(p.relative_to(results).as_posix() for p in results.rglob("*"))
+        assert left == [
+            "1.2.3",
+            "1.2.3/5.3",
+            "1.2.3/5.3/6.dcm",
+            "1.2.3/5.9",
+            "1.2.3/5.9/7.dcm",
+            "1.8",
+        ]
+    finally:
+        store.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from dicom_node.db import Database, sqlite_url, utcnow
 from dicom_node.index.recorder import Receipt, Recorder
@@ -23,7 +23,7 @@ from dicom_node.index.tables import Group, Instance
 from dicom_node.jobs.retention import Retention
 from dicom_node.settings.jobs import RetentionSettings
 from dicom_node.settings.node import AETitleSettings
-from dicom_node.store.intake import STORED, Intake
+from dicom_node.store.intake import DUPLICATE, STORED, IndexFailed, Intake
 from dicom_node.store.origin import (
     DIMSE,
     STOWRS,
@@ -53,9 +53,9 @@ class Site:
     template: pydicom.Dataset
     count: int = 0
 
-    def receive(self, study: str, series: str, sop: str, origin: Origin) -> Path:
-        """One instance received from ``origin`` as the SCP or STOW-RS stores it
-        (answered Success: asserted); returns its path."""
+    def keep(self, study: str, series: str, sop: str, origin: Origin) -> str:
+        """One instance received from ``origin`` as the SCP or STOW-RS stores it; the
+        receive path's outcome (or exception)."""
         ds = self.template
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
@@ -66,7 +66,11 @@ class Site:
         receipt = Receipt(
             origin.called_ae, origin.calling_ae, origin.peer_address, ts, "", 0, utcnow()
         )
-        assert self.intake.keep(spooled, header, receipt, kind=origin.kind) == STORED
+        return self.intake.keep(spooled, header, receipt, kind=origin.kind)
+
+    def receive(self, study: str, series: str, sop: str, origin: Origin) -> Path:
+        """:meth:`keep`, answered Success (asserted); returns the instance's path."""
+        assert self.keep(study, series, sop, origin) == STORED
         return self.store.path_for(study, series, sop)
 
     def age(self, sops: list[str], days: float = 40) -> None:
@@ -221,3 +225,53 @@ def test_a_receive_racing_retention_on_its_series_loses_nothing(site: Site) -> N
     assert {sop: (o.called_ae, o.calling_ae) for sop, (_, o) in acked.items()} == {
         sop: row[1:] for sop, row in again.items()
     }
+
+
+# What the receive path leaves under instances/ when it keeps nothing: retention only
+# visits series that have rows, so an empty series directory would stay for ever.
+
+
+def _tree(site: Site) -> list[str]:
+    instances = site.store.instances
+    return sorted(p.relative_to(instances).as_posix() for p in instances.rglob("*"))
+
+
+def test_a_duplicate_under_other_study_and_series_uids_leaves_no_directory(site: Site) -> None:
+    """keep_first: a second copy of an instance that names another study and series is
+    answered as a duplicate, and nothing of it stays under ``instances/``."""
+    site.receive("3.1", "3.1.1", "3.1.1.1", MODX)
+    before = _tree(site)
+    assert site.keep("3.2", "3.2.1", "3.1.1.1", MODX) == DUPLICATE
+    assert _tree(site) == before
+
+
+def test_a_duplicate_into_a_series_that_holds_others_leaves_it_whole(site: Site) -> None:
+    """The stored copy's series is not the duplicate's, but another instance is in the
+    duplicate's series: that series stays as it was."""
+    site.receive("3.3", "3.3.1", "3.3.1.1", MODX)
+    site.receive("3.4", "3.4.1", "3.4.1.1", WEB)
+    before = _tree(site)
+    assert site.keep("3.4", "3.4.1", "3.3.1.1", MODX) == DUPLICATE
+    assert _tree(site) == before
+
+
+def test_an_instance_the_index_refuses_leaves_no_directory(site: Site) -> None:
+    """The index fails on the row (a real SQLite error: a trigger naming a table that is
+    gone): the C-STORE fails, and neither the placed file nor its origin records nor the
+    directories stay."""
+    site.receive("3.5", "3.5.1", "3.5.1.1", MODX)
+    before = _tree(site)
+    with site.db.session() as s:
+        s.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON instances "
+                "BEGIN INSERT INTO gone VALUES (1); END"
+            )
+        )
+    with pytest.raises(IndexFailed):
+        site.keep("3.6", "3.6.1", "3.6.1.1", MODX)
+    assert _tree(site) == before
+    # a new series in the study of a stored one: only the new series goes
+    with pytest.raises(IndexFailed):
+        site.keep("3.5", "3.5.2", "3.5.2.1", WEB)
+    assert _tree(site) == before

@@ -45,10 +45,11 @@ def _outputs(url: str) -> list[str]:
 
 def _worker_metrics(url: str, worker_name: str) -> dict[str, float]:
     """From the worker's own /metrics: finished jobs, and (summed over models) the deliver
-    stage's observations, the inputs its batches held and the scores it observed."""
+    stage's observations, the inputs its batches held, the scores it observed and the
+    objects it froze out of the garbage collector's reach."""
     [(metrics_url,)] = query(url, f"select metrics_url from workers where name = '{worker_name}'")
     text = requests.get(metrics_url, timeout=10).text
-    out = {"done": 0.0, "delivered": 0.0, "batched": 0.0, "scores": 0.0}
+    out = {"done": 0.0, "delivered": 0.0, "batched": 0.0, "scores": 0.0, "frozen": 0.0}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == "dicom_node_job_attempts_finished_total" and s.labels["state"] == "done":
@@ -59,6 +60,8 @@ def _worker_metrics(url: str, worker_name: str) -> dict[str, float]:
                 out["batched"] += s.value
             elif s.name == "dicom_node_label_score_count":
                 out["scores"] += s.value
+            elif s.name == "dicom_node_gc_frozen_objects":
+                out["frozen"] = s.value
     return out
 
 
@@ -78,6 +81,7 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgre
         a = worker(tmp_path, "wa", cfg, [pk["tiny-cr"]], metrics=True)
         b = worker(tmp_path, "wb", cfg, [pk["tiny-cr"], pk["tiny-dx"]], metrics=True)
         with node, a, b:
+            at_start = {name: _worker_metrics(url, name)["frozen"] for name in ("wa", "wb")}
             for files in studies:
                 storescu(node.port, files)
             storescu(node.port, waiter, calling="WAITER")
@@ -107,6 +111,9 @@ def test_burst_exactly_once_and_models_stay_with_their_workers(tmp_path, postgre
         got = scraped[name]
         assert (got["done"], got["delivered"], got["batched"]) == (n, n, n), (name, got)
         assert got["scores"] == 2 * n, (name, got)  # tiny models: two labels each
+        # frozen once ready, and again after its first job (what that job loaded)
+        assert at_start[name] > 1000, at_start
+        assert (got["frozen"] > at_start[name]) == (n > 0), (name, got, at_start)
     assert len(done) == 20 and all(r[2] == 1 for r in done), rows  # each ran once
     waiting = [r for r in rows if r[4] == ["absent-model"]]
     assert [(r[1], r[2], r[3]) for r in waiting] == [("queued", 0, None)]
