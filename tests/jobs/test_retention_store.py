@@ -25,8 +25,6 @@ from dicom_node.settings.jobs import RetentionSettings
 from dicom_node.settings.node import AETitleSettings
 from dicom_node.store.intake import DUPLICATE, STORED, IndexFailed, Intake
 from dicom_node.store.origin import (
-    DIMSE,
-    STOWRS,
     Origin,
     instance_record,
     origin_of,
@@ -34,10 +32,9 @@ from dicom_node.store.origin import (
 )
 from dicom_node.store.reconcile import NO_ORIGIN, REINDEXED, UNREADABLE, read_stored, reconcile
 from dicom_node.store.writer import InstanceStore
+from tests.store.support import MODX, WEB
 from tests.support.studies import make_study
 
-MODX = Origin(DIMSE, "BYSERIES", "MODX", "10.0.0.7")
-WEB = Origin(STOWRS, "WEBSRC", "http", "127.0.0.1")
 RACES = 150  # iterations of the race, bounded in time as well
 RACE_SECONDS = 40.0
 

@@ -10,10 +10,14 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
-from dicom_node.store.origin import OriginError, origin_of
+from dicom_node.store.origin import DIMSE, STOWRS, Origin, OriginError, origin_of
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.studies import spooled_data
+
+# Two origins of the origin-record tests: a modality on a DIMSE AE title, a STOW-RS client.
+MODX = Origin(DIMSE, "BYSERIES", "MODX", "10.0.0.7")
+WEB = Origin(STOWRS, "WEBSRC", "http", "127.0.0.1")
 
 
 def node_config(index_url: str, **config: Any) -> dict[str, Any]:

@@ -20,9 +20,6 @@ from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.settings.node import AETitleSettings
 from dicom_node.store.intake import Intake
 from dicom_node.store.origin import (
-    DIMSE,
-    STOWRS,
-    Origin,
     OriginError,
     OriginRecords,
     instance_record,
@@ -30,9 +27,7 @@ from dicom_node.store.origin import (
     series_record,
 )
 from dicom_node.store.writer import InstanceStore, safe_component
-
-MODX = Origin(DIMSE, "BYSERIES", "MODX", "10.0.0.7")
-WEB = Origin(STOWRS, "WEBSRC", "http", "127.0.0.1")
+from tests.store.support import MODX, WEB
 
 
 @pytest.fixture
