@@ -37,7 +37,7 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
     def part_complete(part: stow.SpoolPart) -> None:
         part.synced = store.sync_later(part.path, wait_start=0.002)
 
-    body = stow.StowBody(boundary, store.incoming, max_bytes, part_complete, max_parts)
+    body = stow.StowBody(boundary, store.spool_file, max_bytes, part_complete, max_parts)
     try:
         what = "the request body (http.max_request_mb)"
         async for chunk in body_chunks(request, max_bytes, what):

@@ -15,10 +15,8 @@ while the request's good parts are stored.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -46,7 +44,7 @@ from dicom_node.http.stow_check import (  # re-exported: the part checks' old ho
     read_file_meta,
 )
 from dicom_node.index.recorder import Receipt
-from dicom_node.store.intake import IndexFailed, Intake
+from dicom_node.store.intake import STORED, IndexFailed, Intake
 from dicom_node.store.origin import STOWRS
 from dicom_node.store.writer import StoreError
 
@@ -75,22 +73,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-# Spool file names: unique per process (a random prefix) and cheap (a counter).
-_SPOOL_PREFIX = uuid.uuid4().hex[:16]
-_spool_numbers = itertools.count()
-
-
 class SpoolPart:
     """One part's body, written to a file in the store's ``incoming/`` as it arrives."""
 
     def __init__(
         self,
-        directory: Path,
+        new_file: Callable[[], tuple[Path, int]],
         content_type: str,
         limit: list[int],
         on_complete: Callable[[SpoolPart], None] | None = None,
     ) -> None:
-        self.path = directory / f"{_SPOOL_PREFIX}-{next(_spool_numbers)}.stow"
         self.content_type = content_type
         self.size = 0
         self._limit = limit  # bytes the whole request may still add (shared by its parts)
@@ -100,8 +92,11 @@ class SpoolPart:
         # its file is removed and the rest of its bytes are read and dropped.
         self.error: OSError | None = None
         self._fd = -1
+        self._spooled = False  # its file is in incoming/ under self.path
+        self.path = Path()
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self.path, self._fd = new_file()
+            self._spooled = True
         except OSError as err:
             self.error = err
 
@@ -131,10 +126,17 @@ class SpoolPart:
                 self._on_complete(self)
 
     def discard(self) -> None:
+        """Remove its file from ``incoming/`` (once)."""
         self._on_complete = None
         self.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        if self._spooled:
+            self._spooled = False
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def placed(self) -> None:
+        """Its file was moved into the store: nothing is left to remove."""
+        self._spooled = False
 
 
 class RequestTooLarge(Exception):
@@ -151,12 +153,12 @@ class StowBody:
     def __init__(
         self,
         boundary: str,
-        incoming: Path,
+        new_file: Callable[[], tuple[Path, int]],
         max_bytes: int,
         on_part_complete: Callable[[SpoolPart], None] | None = None,
         max_parts: int | None = None,
     ) -> None:
-        self.incoming = incoming
+        self.new_file = new_file  # an empty spool file in incoming/: (path, fd)
         self.max_parts = max_parts
         self.on_part_complete = on_part_complete  # e.g. start its fsync while more arrives
         self.parts: list[SpoolPart] = []
@@ -167,7 +169,7 @@ class StowBody:
         if self.max_parts is not None and len(self.parts) >= self.max_parts:
             raise TooManyParts()
         part = SpoolPart(
-            self.incoming,
+            self.new_file,
             headers.get_content_type() if headers.get("Content-Type") else DICOM,
             self._limit,
             self.on_part_complete,
@@ -226,7 +228,8 @@ def store_part(
             received_at=utcnow(),
         )
         try:
-            intake.keep(part.path, header, receipt, part.synced, kind=STOWRS)
+            if intake.keep(part.path, header, receipt, part.synced, kind=STOWRS) == STORED:
+                part.placed()  # moved into the store: its spool name is gone
         except StoreError as err:
             log.error("STOW-RS %s of study %s: %s", header.sop_instance_uid, header.study_uid, err)
             return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")
@@ -234,7 +237,7 @@ def store_part(
             return PartResult(*ids, OUT_OF_RESOURCES, f"index failed: {err}")
         return PartResult(*ids, series_uid=header.series_uid)
     finally:
-        part.discard()  # placed: its spool name only; failed: the whole file
+        part.discard()  # not stored (failed, duplicate): its file
 
 
 def response_dataset(results: list[PartResult], base_url: str, study_uid: str | None) -> Dataset:

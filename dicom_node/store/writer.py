@@ -31,6 +31,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from dicom_node.store.ready_files import ReadyFiles
+
 log = logging.getLogger(__name__)
 
 _UID_CHARS = re.compile(r"^[0-9.]{1,64}$")  # what a valid UID is made of
@@ -119,6 +121,7 @@ class InstanceStore:
         # A queued fsync holds its file open, so its inode number cannot be reused by
         # another file meanwhile.
         self._queued: dict[tuple[int, int], Future[None]] = {}
+        self._ready = ReadyFiles(self.incoming, ".stow")  # STOW-RS parts' spool files
 
     def _sync_pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -127,7 +130,9 @@ class InstanceStore:
             return self._syncer
 
     def close(self) -> None:
-        """Stop the background fsync threads (after the fsyncs they were given)."""
+        """Stop the background fsync threads (after the fsyncs they were given) and remove
+        the spool files prepared ahead."""
+        self._ready.close()
         with self._lock:
             syncer, self._syncer = self._syncer, None
         if syncer is not None:
@@ -143,6 +148,12 @@ class InstanceStore:
             p.unlink(missing_ok=True)
         if stale:
             log.warning("removed %d half-written file(s) from %s", stale, self.incoming)
+        self._ready = ReadyFiles(self.incoming, ".stow")
+
+    def spool_file(self) -> tuple[Path, int]:
+        """A new empty file in ``incoming/`` and a descriptor open for writing it (the
+        caller closes it), prepared ahead on a background thread once the store is open."""
+        return self._ready.take()
 
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         """Where an instance lives."""

@@ -8,6 +8,7 @@ import numpy as np
 import requests
 from pydicom.dataset import Dataset
 
+from dicom_node.store.ready_files import READY
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
 from tests.support.node_process import NodeProcess
 
@@ -52,8 +53,12 @@ def post(
 
 
 def stow_leftovers(node: NodeProcess) -> list[Path]:
-    """Spooled STOW-RS parts still in incoming/ (there must be none after a request)."""
-    return sorted((node.data_dir / "incoming").glob("*.stow"))
+    """Spooled STOW-RS parts still in incoming/ (there must be none after a request): the
+    files that hold data, and the empty ones too if there are more than the store keeps
+    ready for the next parts (:mod:`dicom_node.store.ready_files`)."""
+    files = sorted((node.data_dir / "incoming").glob("*.stow"))
+    empty = [p for p in files if not p.stat().st_size]
+    return [p for p in files if p.stat().st_size] + (empty if len(empty) > READY else [])
 
 
 MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Image Storage
