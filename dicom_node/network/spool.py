@@ -10,8 +10,9 @@ registered with :func:`register`.
 
 The node never holds a dataset in memory and never copies it again after receiving it.
 Creating a file costs a journal transaction (0.1-1 ms on the disks we measured), so a
-background thread keeps a few empty spool files ready in each directory
-(:class:`_Ready`); pynetdicom takes one as each C-STORE begins.
+few empty spool files are kept ready in each directory
+(:class:`~dicom_node.store.ready_files.ReadyFiles`); pynetdicom takes one as each C-STORE
+begins.
 
 The File Meta pynetdicom writes first is encoded through :mod:`.file_meta`.
 
@@ -28,13 +29,11 @@ peer sending requests pynetdicom drops, on one long association) is aborted.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
 import tempfile
 import threading
-import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any
 from dicom_node import metrics
 from dicom_node.index.header import dataset_offset as dataset_offset  # re-exported
 from dicom_node.network import file_meta, guard
+from dicom_node.store.ready_files import ReadyFiles
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,12 @@ class SpoolFile:
 
     def __init__(
         self,
-        directory: Path,
-        suffix: str = ".dcm",
+        made: tuple[Path, int],
         on_head: HeadHook | None = None,
         admit: Admit | None = None,
     ) -> None:
-        self.name = str(directory / f"{uuid.uuid4().hex}{suffix}")
-        self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        path, self._fd = made  # an empty file in the spool directory, open for writing
+        self.name = str(path)
         self.file = self  # pynetdicom calls ``.file.flush()``
         self.error: OSError | None = None
         self.transfer_syntax: str | None = None  # known once the File Meta is written
@@ -157,8 +156,10 @@ def _ended(assoc: Any) -> bool:
 
 
 class _Ready:
-    """Empty spool files in one directory, created ahead of need by a daemon thread that
-    starts on first use (after the store has cleaned the directory)."""
+    """The spool of one directory: empty files created ahead of need
+    (:class:`~dicom_node.store.ready_files.ReadyFiles`, from the first use on, after the
+    store has cleaned the directory), and the received datasets each association holds,
+    swept by a daemon thread."""
 
     def __init__(
         self,
@@ -171,7 +172,7 @@ class _Ready:
         self.size = size
         self.on_head = on_head
         self.admit = admit
-        self._files: collections.deque[SpoolFile] = collections.deque()
+        self._files = ReadyFiles(self.directory, ".dcm", size)
         self._want = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -183,10 +184,7 @@ class _Ready:
     def take(self, owner: Any) -> SpoolFile:
         """A new empty spool file for ``owner``'s next dataset (created now if none is
         ready)."""
-        try:
-            spool = self._files.popleft()
-        except IndexError:
-            spool = SpoolFile(self.directory, on_head=self.on_head, admit=self.admit)
+        spool = SpoolFile(self._files.take(), on_head=self.on_head, admit=self.admit)
         self._own(owner, spool)
         return spool
 
@@ -201,7 +199,9 @@ class _Ready:
             self._owned.setdefault(owner, {})[received.name] = received
             self._owner_of[received.name] = owner
             if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._fill, daemon=True, name="spool-files")
+                self._thread = threading.Thread(
+                    target=self._sweeps, daemon=True, name="spool-sweep"
+                )
                 self._thread.start()
         self._want.set()  # the sweep runs while any association holds files
 
@@ -241,33 +241,25 @@ class _Ready:
                     len(discarded),
                 )
 
-    def _fill(self) -> None:
+    def _sweeps(self) -> None:
         while not self._closed:
             self._want.wait(SWEEP_SECONDS if self._owned else None)
             self._want.clear()
             self._sweep()
-            try:
-                while _into_store and not self._closed and len(self._files) < self.size:
-                    self._files.append(
-                        SpoolFile(self.directory, on_head=self.on_head, admit=self.admit)
-                    )
-            except OSError as err:  # disk full, directory gone: take() creates its own
-                log.warning("cannot prepare spool files in %s: %s", self.directory, err)
         self._discard()
 
     def close(self) -> None:
-        """Stop preparing files and remove the ready ones."""
+        """Stop preparing files and remove the ready ones and the unclaimed datasets."""
         with self._lock:
             self._closed = True
             thread = self._thread
         self._want.set()
         if thread is not None:
             thread.join(5)
+        self._files.close()
         self._discard()
 
     def _discard(self) -> None:
-        while self._files:
-            self._files.popleft().discard()
         with self._lock:
             owners = list(self._owned)
         for owner in owners:

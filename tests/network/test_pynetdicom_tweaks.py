@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -204,7 +205,8 @@ def test_dataset_offset_rejects_non_dicom() -> None:
 
 
 def test_spool_file_writes_every_byte(tmp_path: Path) -> None:
-    f = spool.SpoolFile(tmp_path)
+    path = tmp_path / "received.dcm"
+    f = spool.SpoolFile((path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)))
     parts = [b"a" * 100_000, bytearray(b"b" * 3), memoryview(b"c" * 70_000)]
     assert [f.write(p) for p in parts] == [100_000, 3, 70_000]
     f.file.flush()
