@@ -84,13 +84,23 @@ def _still_at(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
+def _only_origin_records(names: list[str]) -> bool:
+    return all(n == SERIES_RECORD or n.endswith(INSTANCE_RECORD) for n in names)
+
+
+def holds_no_instance(series: Path) -> bool:
+    """Whether the series directory ``series`` holds nothing but origin records (what
+    :func:`remove_if_empty` would remove)."""
+    return _only_origin_records(os.listdir(series))
+
+
 def remove_if_empty(series: Path) -> bool:
     """Remove the series directory ``series`` (held by :func:`clearing`) if no instance
     is left in it: the origin records of instances that are gone, then the series'
     record, then the directory. False, and nothing removed, if anything but origin
     records is there. Its study directory is removed too if that leaves it empty."""
     names = os.listdir(series)
-    if not all(n == SERIES_RECORD or n.endswith(INSTANCE_RECORD) for n in names):
+    if not _only_origin_records(names):
         return False
     for name in sorted(names, key=lambda n: n == SERIES_RECORD):  # the series' last
         (series / name).unlink(missing_ok=True)
