@@ -110,6 +110,14 @@ LAST_INSTANCE_TO_DELIVERED = Histogram(
     buckets=STAGE_BUCKETS,
 )
 
+RETENTION_SERIES_BUSY = Counter(
+    "dicom_node_retention_series_busy_total",
+    "Series with old instances that retention found being received, by what it did: "
+    "skipped (left for the next pass), waited (cleaned after waiting for its receivers, "
+    "once it had been skipped several passes in a row).",
+    ["outcome"],
+)
+
 # -- inference -------------------------------------------------------------------------
 BATCH_SIZE = Histogram(
     "dicom_node_inference_batch_size",

@@ -103,4 +103,6 @@ def reconcile(
     for f in report.files:
         what = verb if f.outcome == rec.REINDEXED else f.outcome
         typer.echo(f"{what}: {f.path}" + (f"  ({f.reason})" if f.reason else ""))
+    for d in report.leftovers:
+        typer.echo(f"{'would remove' if dry_run else 'removed'}: {d}  (no instance, no index row)")
     typer.echo(("dry run: " if dry_run else "") + report.summary())

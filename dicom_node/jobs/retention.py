@@ -2,6 +2,10 @@
 
 Never deletes an instance that a pending job (queued, running, delivering, failed) still
 needs, nor one whose group has not been routed yet.
+
+A series being received is skipped (logged and counted) and retried on the next pass;
+one skipped :data:`SKIPS_BEFORE_WAITING` passes in a row (a modality that never stops
+sending) is waited for, up to ``busy_wait`` seconds, so that it is cleaned all the same.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Select, delete, select
 
+from dicom_node import metrics
 from dicom_node.db import Database
 from dicom_node.index.tables import COMPLETE, OPEN, Group, Instance
 from dicom_node.jobs.models import (
@@ -35,12 +40,20 @@ from dicom_node.store.writer import InstanceStore
 log = logging.getLogger(__name__)
 
 _FINISHED = (JobState.DONE, JobState.DEAD, JobState.CANCELLED)
+SKIPS_BEFORE_WAITING = 3  # passes a busy series is skipped before one waits for it
+BUSY_WAIT = 10.0  # s a pass then waits for the series' receivers to let go
 
 
 def _old_instances(cutoff: dt.datetime) -> Select:
     """Instances received before ``cutoff`` whose group was routed (or ended)."""
     return (
-        select(Instance.id, Instance.sop_instance_uid, Instance.path)
+        select(
+            Instance.id,
+            Instance.sop_instance_uid,
+            Instance.path,
+            Instance.study_uid,
+            Instance.series_uid,
+        )
         .join(Group, Group.id == Instance.group_id)
         .where(Instance.received_at < cutoff, Group.state.not_in([OPEN, COMPLETE]))
     )
@@ -52,6 +65,7 @@ class RetentionReport:
     results: int = 0
     instances: int = 0
     bytes_freed: int = 0
+    series_busy: int = 0  # series being received: their old instances left for later
 
 
 def _unlink(path: str) -> int:
@@ -80,20 +94,24 @@ class Retention:
         settings: Callable[[], RetentionSettings],
         *,
         store: InstanceStore | None = None,
+        busy_wait: float = BUSY_WAIT,
     ) -> None:
         """``store``: the node's store, whose emptied series and study directories are
         removed too, under ``instances/`` and ``results/`` (without it only the files
-        and their origin records are)."""
+        and their origin records are). ``busy_wait``: seconds a pass waits for the
+        receivers of a series it skipped :data:`SKIPS_BEFORE_WAITING` passes in a row."""
         self.db = db
         self.store = store
         self.settings = settings
+        self.busy_wait = busy_wait
+        self._busy: dict[Path, int] = {}  # series skipped by the last pass: passes in a row
         self._scheduler: BackgroundScheduler | None = None
 
     def run_once(self, now: dt.datetime | None = None) -> RetentionReport:
         """One clean-up pass; safe to run while the node serves."""
         now = now or utcnow()
         cfg = self.settings()
-        jobs = results = instances = freed = 0
+        jobs = results = instances = freed = busy = 0
         emptied: set[Path] = set()  # directories of the result files deleted
         if cfg.jobs_days is not None:
             cutoff = now - dt.timedelta(days=cfg.jobs_days)
@@ -124,43 +142,61 @@ class Retention:
                     jobs = len(old)
             self._remove_emptied_results(emptied)
         if cfg.instances_days is not None:
-            instances, freed_instances = self._delete_instances(
+            instances, freed_instances, busy = self._delete_instances(
                 now - dt.timedelta(days=cfg.instances_days)
             )
             freed += freed_instances
-        report = RetentionReport(jobs, results, instances, freed)
-        if jobs or instances:
+        report = RetentionReport(jobs, results, instances, freed, busy)
+        if jobs or instances or busy:
             log.info(
                 "retention: deleted %d job(s) with %d result file(s), %d instance(s); "
-                "%.1f MB freed",
+                "%.1f MB freed; %d series being received left for the next pass",
                 jobs,
                 results,
                 instances,
                 freed / 1e6,
+                busy,
             )
         return report
 
-    def _delete_instances(self, cutoff: dt.datetime) -> tuple[int, int]:
+    def _delete_instances(self, cutoff: dt.datetime) -> tuple[int, int, int]:
         """Delete the instances received before ``cutoff`` that nothing needs any more,
         series by series, each while no receiver places into it (else at the next
         pass): its files with their origin records, its rows, and, once no instance is
         left in it, the series' origin record and directory (and an emptied study
-        directory). Returns (instances deleted, bytes freed)."""
+        directory). Returns (instances deleted, bytes freed, series left busy)."""
         with self.db.session() as s:
             needed: set[str] = set()
             for uids in s.scalars(select(Job.instance_uids).where(Job.state.in_(ACTIVE_STATES))):
                 needed.update(uids or [])
             rows = s.execute(_old_instances(cutoff)).all()
         by_series: dict[Path, list[int]] = {}
+        names: dict[Path, tuple[str, str]] = {}  # series -> (study UID, series UID)
         for r in rows:
             if r.sop_instance_uid not in needed:
                 by_series.setdefault(Path(r.path).parent, []).append(r.id)
+                names[Path(r.path).parent] = (r.study_uid, r.series_uid)
         deleted = freed = 0
+        skipped, self._busy = self._busy, {}
         for series, ids in by_series.items():
-            with clearing(series) as alone:
+            skips = skipped.get(series, 0)
+            wait = self.busy_wait if skips >= SKIPS_BEFORE_WAITING else 0.0
+            study_uid, series_uid = names[series]
+            if wait:
+                log.info(
+                    "retention: series %s of study %s skipped %d passes in a row: "
+                    "waiting up to %g s for its receivers",
+                    series_uid,
+                    study_uid,
+                    skips,
+                    wait,
+                )
+            with clearing(series, wait) as alone:
                 if not alone and series.is_dir():
-                    log.debug("retention: %s is receiving, left for the next pass", series)
+                    self._left_busy(series, study_uid, series_uid, skips + 1, wait)
                     continue
+                if alone and wait:
+                    metrics.RETENTION_SERIES_BUSY.labels("waited").inc()
                 # Not alone and no directory: rows whose files are gone. A receiver may
                 # be creating the directory now, so nothing is unlinked then.
                 with self.db.session() as s:  # what is still old: not replaced meanwhile
@@ -172,7 +208,24 @@ class Retention:
                 deleted += len(doomed)
                 if alone and self._stores(series):
                     remove_if_empty(series)
-        return deleted, freed
+        return deleted, freed, len(self._busy)
+
+    def _left_busy(
+        self, series: Path, study_uid: str, series_uid: str, skips: int, waited: float
+    ) -> None:
+        """Remember, log and count a series left for the next pass: a receiver held it
+        (``skips`` passes in a row), even after ``waited`` seconds."""
+        self._busy[series] = skips
+        metrics.RETENTION_SERIES_BUSY.labels("skipped").inc()
+        log.log(
+            logging.WARNING if waited else logging.INFO,
+            "retention: series %s of study %s is being received: left for the next pass "
+            "(%d pass(es) in a row%s)",
+            series_uid,
+            study_uid,
+            skips,
+            f", after waiting {waited:g} s" if waited else "",
+        )
 
     def _remove_emptied_results(self, dirs: set[Path]) -> None:
         """Remove those of ``dirs`` (``results/{study}/{series}/``) that deleting their

@@ -11,10 +11,17 @@ the origin record the receive path wrote before it answered Success
 (:mod:`dicom_node.store.origin`), never from the file's File Meta (a STOW-RS client
 writes that). A file that fails the check, or has no origin record, is left in place and
 reported. The indexed paths are loaded in chunks of :data:`CHUNK` rows.
+
+A crash between the creation of a series directory (and its origin record) and the
+series' first index row leaves a directory holding no instance, which retention (it
+visits series that have rows) never removes: reconciliation removes it, held as
+retention holds a series (:mod:`dicom_node.store.series_lock`), and a study directory
+left empty.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -39,6 +46,7 @@ from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.index.tables import Instance
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
 from dicom_node.store.origin import Origin, OriginError, origin_of
+from dicom_node.store.series_lock import clearing, holds_no_instance, remove_if_empty
 from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,7 @@ class Report:
     seen: int = 0
     seconds: float = 0.0
     files: list[Outcome] = field(default_factory=list)
+    leftovers: list[Path] = field(default_factory=list)  # emptied directories removed
 
     def count(self, outcome: str) -> int:
         return sum(1 for f in self.files if f.outcome == outcome)
@@ -75,7 +84,8 @@ class Report:
         return (
             f"{self.seen} file(s) seen, {self.count(REINDEXED)} re-indexed, "
             f"{self.count(UNREADABLE)} unreadable, {self.count(DUPLICATE)} duplicate, "
-            f"{self.count(NO_ORIGIN)} without origin record, {self.seconds:.1f} s"
+            f"{self.count(NO_ORIGIN)} without origin record, "
+            f"{len(self.leftovers)} empty director(ies) removed, {self.seconds:.1f} s"
         )
 
 
@@ -195,8 +205,71 @@ def reconcile(
             log.warning("stored file %s not indexed: %s (left in place)", path, outcome.reason)
         if not dry_run:
             metrics.RECONCILED.labels(outcome.outcome).inc()
+    report.leftovers = remove_leftovers(store, known, dry_run=dry_run)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    """The directories in ``folder`` (none if it went meanwhile)."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+
+
+def _remove_series(series: Path, dry_run: bool) -> bool:
+    """Remove ``series`` if it holds nothing but origin records and no receiver holds
+    it (on a dry run: whether it would be removed)."""
+    try:
+        with clearing(series) as alone:
+            if not alone:
+                return False
+            return holds_no_instance(series) if dry_run else remove_if_empty(series)
+    except OSError as err:
+        log.warning("cannot remove the series directory %s: %s", series, err)
+        return False
+
+
+def _remove_study(study: Path, dry_run: bool) -> bool:
+    """Remove the study directory ``study`` if it is empty (on a dry run: whether it
+    holds nothing but directories, the series that would be removed)."""
+    try:
+        if dry_run:
+            return all(e.is_dir(follow_symlinks=False) for e in os.scandir(study))
+        study.rmdir()
+    except FileNotFoundError:
+        return True  # removed with its last series
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            log.warning("cannot remove the study directory %s: %s", study, err)
+        return False
+    return True
+
+
+def remove_leftovers(
+    store: InstanceStore, indexed: set[str], *, dry_run: bool = False
+) -> list[Path]:
+    """Remove the series directories of ``store`` that hold no instance file and contain
+    none of the ``indexed`` paths, with their origin records, and the study directories
+    that leaves empty (on a dry run: list them). A series a receiver holds stays.
+    Returns the directories removed, each series before its study."""
+    in_use = {os.path.dirname(p) for p in indexed}
+    removed: list[Path] = []
+    for study in _subdirs(store.instances):
+        left = False
+        for series in _subdirs(study):
+            if str(series) not in in_use and _remove_series(series, dry_run):
+                removed.append(series)
+            else:
+                left = True
+        if not left and _remove_study(study, dry_run):
+            removed.append(study)
+    if not dry_run:
+        for d in removed:
+            log.info("removed %s: no instance and no index row (left by a crash)", d)
+    return removed
 
 
 def _record(recorder: Recorder, path: Path, stored: Stored) -> None:

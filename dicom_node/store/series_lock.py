@@ -3,8 +3,9 @@ retention alone.
 
 The receive path holds a *shared* lock on the series directory from its duplicate check
 until the instance's index row committed (origin record, placement, fsyncs, row);
-retention takes an *exclusive* one, without waiting, to delete instances of the series
-and, if none is left, the series' origin records and its directory. So retention never
+retention takes an *exclusive* one, without waiting (or, for a series it found busy
+pass after pass, waiting a bounded time), to delete instances of the series and, if none
+is left, the series' origin records and its directory. So retention never
 removes a directory, or an origin record, that an instance is being placed under, and a
 receiver never sees a row that retention is deleting.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +31,7 @@ from dicom_node.store.origin import INSTANCE_RECORD, SERIES_RECORD
 from dicom_node.store.writer import InstanceStore, StoreError
 
 _TRIES = 100  # a directory removed under a waiting receiver this often in a row: give up
+_POLL = 0.005  # s between two tries of a waiting exclusive lock
 
 
 @contextmanager
@@ -55,23 +58,36 @@ def placing(store: InstanceStore, series: Path) -> Iterator[None]:
 
 
 @contextmanager
-def clearing(series: Path) -> Iterator[bool]:
+def clearing(series: Path, wait: float = 0.0) -> Iterator[bool]:
     """Hold ``series`` alone if no receiver holds it: True then, False if a receiver
-    does or it is not there (retention tries again on its next pass). Never waits."""
+    does or it is not there (retention tries again on its next pass). Waits up to
+    ``wait`` seconds for the receivers to let go (none by default): the lock is tried
+    every few ms, so it is taken in a gap between two instances of a busy series."""
     try:
         fd = os.open(series, os.O_RDONLY | os.O_DIRECTORY)
     except (FileNotFoundError, NotADirectoryError):
         yield False
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_alone(fd, wait):
             yield False
             return
         yield _still_at(fd, series)
     finally:
         os.close(fd)
+
+
+def _lock_alone(fd: int, wait: float) -> bool:
+    """Take the exclusive lock of ``fd``, trying for up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
 
 
 def _still_at(fd: int, path: Path) -> bool:
@@ -84,13 +100,23 @@ def _still_at(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
+def _only_origin_records(names: list[str]) -> bool:
+    return all(n == SERIES_RECORD or n.endswith(INSTANCE_RECORD) for n in names)
+
+
+def holds_no_instance(series: Path) -> bool:
+    """Whether the series directory ``series`` holds nothing but origin records (what
+    :func:`remove_if_empty` would remove)."""
+    return _only_origin_records(os.listdir(series))
+
+
 def remove_if_empty(series: Path) -> bool:
     """Remove the series directory ``series`` (held by :func:`clearing`) if no instance
     is left in it: the origin records of instances that are gone, then the series'
     record, then the directory. False, and nothing removed, if anything but origin
     records is there. Its study directory is removed too if that leaves it empty."""
     names = os.listdir(series)
-    if not all(n == SERIES_RECORD or n.endswith(INSTANCE_RECORD) for n in names):
+    if not _only_origin_records(names):
         return False
     for name in sorted(names, key=lambda n: n == SERIES_RECORD):  # the series' last
         (series / name).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ an acknowledged instance or its origin record."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
 import threading
 import time
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete, select, text, update
 
 from dicom_node.db import Database, sqlite_url, utcnow
 from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.index.tables import Group, Instance
-from dicom_node.jobs.retention import Retention
+from dicom_node.jobs.retention import SKIPS_BEFORE_WAITING, Retention
 from dicom_node.settings.jobs import RetentionSettings
 from dicom_node.settings.node import AETitleSettings
 from dicom_node.store.intake import DUPLICATE, STORED, IndexFailed, Intake
@@ -31,6 +33,7 @@ from dicom_node.store.origin import (
     series_record,
 )
 from dicom_node.store.reconcile import NO_ORIGIN, REINDEXED, UNREADABLE, read_stored, reconcile
+from dicom_node.store.series_lock import placing
 from dicom_node.store.writer import InstanceStore
 from tests.store.support import MODX, WEB
 from tests.support.studies import make_study
@@ -105,8 +108,13 @@ def site(tmp_path: Path) -> Iterator[Site]:
     store.close()
 
 
-def _retention(site: Site) -> Retention:
-    return Retention(site.db, lambda: RetentionSettings(instances_days=30), store=site.store)
+def _retention(site: Site, busy_wait: float = 60.0) -> Retention:
+    return Retention(
+        site.db,
+        lambda: RetentionSettings(instances_days=30),
+        store=site.store,
+        busy_wait=busy_wait,
+    )
 
 
 def test_retention_of_a_whole_study_leaves_nothing_of_it_under_instances(site: Site) -> None:
@@ -272,3 +280,75 @@ def test_an_instance_the_index_refuses_leaves_no_directory(site: Site) -> None:
     with pytest.raises(IndexFailed):
         site.keep("3.5", "3.5.2", "3.5.2.1", WEB)
     assert _tree(site) == before
+
+
+# A series that is being received on every pass (a long-running modality).
+
+
+class _Waiting(logging.Handler):
+    """Sets ``event`` when retention says it waits for a series' receivers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waiting up to" in record.getMessage():
+            self.event.set()
+
+
+def _busy_count(outcome: str) -> float:
+    labels = {"outcome": outcome}
+    return REGISTRY.get_sample_value("dicom_node_retention_series_busy_total", labels) or 0.0
+
+
+def test_a_series_received_on_every_pass_is_cleaned_after_waiting_for_it(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each pass finds the series held by a receiver: it is skipped (a log line naming
+    study and series, a metric) and retried on the next pass. After
+    SKIPS_BEFORE_WAITING skips a pass waits for the receivers, a bounded time: the
+    receiver that never lets go is given up on, the one that does is waited for, and
+    the old instance goes while the young one stays."""
+    old = site.receive("4.1", "4.1.1", "4.1.1.1", MODX)
+    young = site.receive("4.1", "4.1.1", "4.1.1.2", MODX)
+    site.age([old.stem])
+    series = old.parent
+    retention = _retention(site, busy_wait=0.2)
+    skipped, waited = _busy_count("skipped"), _busy_count("waited")
+    caplog.set_level(logging.INFO, logger="dicom_node.jobs.retention")
+    with placing(site.store, series):  # a receiver that never lets go
+        for n in range(1, SKIPS_BEFORE_WAITING + 2):
+            caplog.clear()
+            report = retention.run_once()
+            assert (report.instances, report.series_busy) == (0, 1)
+            assert old.exists()
+            line = f"series 4.1.1 of study 4.1 is being received: left for the next pass ({n}"
+            assert line in caplog.text
+            assert ("waiting up to" in caplog.text) == (n > SKIPS_BEFORE_WAITING)
+    assert _busy_count("skipped") == skipped + SKIPS_BEFORE_WAITING + 1
+    assert set(site.indexed()) == {old.stem, young.stem}
+
+    retention.busy_wait = 60.0
+    waiting = _Waiting()
+    logging.getLogger("dicom_node.jobs.retention").addHandler(waiting)
+    held = threading.Event()
+
+    def receive() -> None:  # holds the series until retention waits for it
+        with placing(site.store, series):
+            held.set()
+            waiting.event.wait(60)
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    try:
+        assert held.wait(60)
+        report = retention.run_once()
+    finally:
+        waiting.event.set()
+        receiver.join()
+        logging.getLogger("dicom_node.jobs.retention").removeHandler(waiting)
+    assert (report.instances, report.series_busy) == (1, 0)
+    assert not old.exists() and young.exists() and origin_of(young) == MODX
+    assert set(site.indexed()) == {young.stem}
+    assert _busy_count("waited") == waited + 1
