@@ -13,10 +13,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from dicom_node.http import bulk, frames_decode, qido, stow, transcode, wado
+from dicom_node.http import (
+    bulk,
+    frames_decode,
+    metadata_json,
+    qido,
+    render,
+    stow,
+    transcode,
+    wado,
+    wado_accept,
+)
 from dicom_node.http import frames as frame_io
 from dicom_node.http.app import authorize, body_chunks, node_of
-from dicom_node.http.multipart import MultipartError
+from dicom_node.http.multipart import MultipartError, new_boundary
 from dicom_node.http.problem import Problem
 
 log = logging.getLogger(__name__)
@@ -144,7 +154,7 @@ def _base(request: Request) -> str:
 
 def _search(request: Request, level: str, **fixed: str | None) -> Response:
     authorize(request, "read")
-    wado.check_json_accept(request.headers.get("accept"))
+    wado_accept.check_json_accept(request.headers.get("accept"))
     keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
     query = qido.parse(
         level,
@@ -191,14 +201,14 @@ def retrieve(
 ) -> Response:
     """WADO-RS retrieve of a study, series or instance, streamed from the files."""
     found = _stored(request, study, series, instance)
-    syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
+    syntaxes = wado_accept.accepted_syntaxes(request.headers.get("accept"))
     wado.check_files(found)
     limit = _decode_limit(request)
     transcode.check_convertible(found, syntaxes, limit)
-    boundary = wado.new_boundary()
+    boundary = new_boundary()
     return frame_io.FramesResponse(  # closed at once if the client leaves: budget freed
         transcode.multipart(found, syntaxes, boundary, limit),
-        media_type=f'multipart/related; type="{wado.DICOM}"; boundary={boundary}',
+        media_type=f'multipart/related; type="{wado_accept.DICOM}"; boundary={boundary}',
     )
 
 
@@ -206,13 +216,13 @@ def retrieve_metadata(
     request: Request, study: str, series: str | None = None, instance: str | None = None
 ) -> Response:
     """WADO-RS metadata: DICOM JSON of each instance, bulk data as BulkDataURI."""
-    wado.check_json_accept(request.headers.get("accept"))
+    wado_accept.check_json_accept(request.headers.get("accept"))
     found = _stored(request, study, series, instance)
     base = _base(request)
     wado.check_files(found)
 
     def encoded(inst: wado.Stored) -> bytes:
-        body = wado.metadata(inst, wado.instance_url(base, inst))
+        body = metadata_json.metadata(inst, wado.instance_url(base, inst))
         return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
     first = encoded(found[0])  # its problems answered before the response starts
@@ -248,7 +258,7 @@ def retrieve_bulk(request: Request, study: str, series: str, instance: str, tag:
     if span is not None:
         content_range = f"bytes {span[0]}-{span[1] - 1}/{value.length}"
         value, status = value.slice(*span), 206
-    boundary = wado.new_boundary()
+    boundary = new_boundary()
     return StreamingResponse(
         bulk.multipart(value, boundary, content_range),
         status_code=status,
@@ -259,8 +269,8 @@ def retrieve_bulk(request: Request, study: str, series: str, instance: str, tag:
 def retrieve_rendered(request: Request, study: str, series: str, instance: str) -> Response:
     """WADO-RS rendered single-frame image (image/jpeg or image/png)."""
     inst = _stored(request, study, series, instance)[0]
-    media = wado.rendered_type(request.headers.get("accept"))
-    return Response(wado.render(inst, media, _decode_limit(request)), media_type=media)
+    media = render.rendered_type(request.headers.get("accept"))
+    return Response(render.render(inst, media, _decode_limit(request)), media_type=media)
 
 
 def retrieve_frames(
@@ -281,7 +291,7 @@ def retrieve_frames(
         data = frames_decode.decoded_frames(inst, pixels, numbers, limit)
     else:
         data = frame_io.frame_bytes(inst, pixels, numbers, limit)
-    boundary = wado.new_boundary()
+    boundary = new_boundary()
     return frame_io.FramesResponse(
         frame_io.multipart(data, media, ts, boundary),
         media_type=(
@@ -298,8 +308,8 @@ def retrieve_frame_rendered(
     numbers = frame_io.parse_frame_list(frames)
     if len(numbers) != 1:
         raise Problem(400, "Bad Request", "frames are rendered one at a time")
-    media = wado.rendered_type(request.headers.get("accept"))
-    body = wado.render(inst, media, _decode_limit(request), frame=numbers[0])
+    media = render.rendered_type(request.headers.get("accept"))
+    body = render.render(inst, media, _decode_limit(request), frame=numbers[0])
     return Response(body, media_type=media)
 
 

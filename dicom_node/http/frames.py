@@ -64,6 +64,7 @@ __all__ = [
     "encapsulated_frame",
     "layout",
     "multipart",
+    "native_frame",
     "negotiate",
     "parse_frame_list",
 ]
@@ -146,7 +147,7 @@ def check_numbers(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> None
             )
 
 
-def _native_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes | Iterator[bytes]:
+def native_frame(fh: BinaryIO, pixels: PixelLayout, n: int) -> bytes | Iterator[bytes]:
     """Frame ``n`` of native Pixel Data: its bytes, or for a frame over :data:`BATCH`
     bytes its pieces, read as they are sent (a 512 MB frame read whole, then joined
     into its part, grew the node by 2.4 GB). Frames of Bits Allocated 1 are packed
@@ -227,7 +228,7 @@ def _deflated_frames(
         _check_length(inflated, numbers)
         buffer = io.BytesIO(value)
         for n in numbers:
-            yield _native_frame(buffer, inflated, n)
+            yield native_frame(buffer, inflated, n)
     finally:
         value = None
         hold.__exit__(None, None, None)
@@ -321,7 +322,7 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
             if fragments is not None:
                 yield encapsulated_frame(fragments, n)
             else:
-                yield _native_frame(fh, pixels, n)
+                yield native_frame(fh, pixels, n)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pydicom.uid import (
 )
 
 from dicom_node.http.problem import Problem
-from dicom_node.http.wado import media_ranges
+from dicom_node.http.wado_accept import media_ranges
 
 OCTET = "application/octet-stream"
 

@@ -7,12 +7,14 @@ by the chunk size plus the delimiter, whatever the size of the request or its pa
 
 Grammar (RFC 2046 section 5.1.1): an optional preamble, then for each part
 ``--boundary`` CRLF headers CRLF body, each body ending at CRLF ``--boundary``; the last
-delimiter is ``--boundary--``. Anything after it (the epilogue) is ignored.
+delimiter is ``--boundary--``. Anything after it (the epilogue) is ignored. The node's own
+multipart answers take a fresh boundary from :func:`new_boundary`.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from email.message import Message
 from email.parser import HeaderParser
@@ -42,6 +44,11 @@ def check_boundary(boundary: str) -> bytes:
 
 
 _PREAMBLE, _AFTER_DELIMITER, _HEADERS, _BODY, _END = range(5)
+
+
+def new_boundary() -> str:
+    """A fresh boundary for a multipart response."""
+    return uuid.uuid4().hex
 
 
 class MultipartReader:

@@ -32,12 +32,12 @@ from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import (
     CHUNK,
-    DICOM,
     Stored,
     decoded_bytes,
     inflate_dataset,
     read_dataset,
 )
+from dicom_node.http.wado_accept import DICOM
 from dicom_node.index.header import INFLATE_MAX
 
 log = logging.getLogger(__name__)

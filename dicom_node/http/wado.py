@@ -1,31 +1,27 @@
-"""WADO-RS (PS3.18 section 10.4): retrieve instances, metadata, bulk data and renderings.
+"""WADO-RS (PS3.18 section 10.4): the stored instances a request names, found through
+the index, checked and read.
 
-Instances are found through the index and streamed from their files: a study of any size
-goes out as ``multipart/related; type="application/dicom"`` a megabyte at a time, in the
-transfer syntax :mod:`.transcode` picks (as stored, or converted one instance at a
-time). Bulk data: :mod:`.bulk`; frames: :mod:`.frames`.
+Instances are streamed from their files: a study of any size goes out as
+``multipart/related; type="application/dicom"`` a megabyte at a time, in the transfer
+syntax :mod:`.transcode` picks (as stored, or converted one instance at a time); what
+the client accepts: :mod:`.wado_accept`. Metadata: :mod:`.metadata_json`; bulk data:
+:mod:`.bulk`; frames: :mod:`.frames`; renderings: :mod:`.render`.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
 import os
-import uuid
 import zlib
 from dataclasses import dataclass
-from email.message import Message
 from typing import Any
 
-import numpy as np
 import pydicom
-from PIL import Image
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from sqlalchemy import select
 
-from dicom_node.http.budget import DECODING
 from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
@@ -35,8 +31,6 @@ from dicom_node.store.check import StructureError, TooManyElements, count_within
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-DICOM = "application/dicom"
-JSON_MEDIA = ("application/dicom+json", "application/json", "application/*", "*/*")
 
 
 @dataclass(frozen=True)
@@ -211,207 +205,6 @@ def decoded_bytes(inst: Stored) -> int:
     return rows * cols * max(samples, 1) * max(frames, 1) * max(bits, 8) // 8
 
 
-def check_json_accept(accept: str | None) -> None:
-    """Problem 406 unless the client accepts DICOM JSON."""
-    if not any(media in JSON_MEDIA for media, _ in media_ranges(accept)):
-        raise Problem(
-            406, "Not Acceptable", "this resource is application/dicom+json (or application/json)"
-        )
-
-
-def media_ranges(accept: str | None) -> list[tuple[str, Message]]:
-    ranges = []
-    for item in (accept or "*/*").split(","):
-        msg = Message()
-        msg["Content-Type"] = item.strip() or "*/*"
-        ranges.append((msg.get_content_type(), msg))
-    return ranges
-
-
-def accepted_syntaxes(accept: str | None) -> set[str] | None:
-    """The transfer syntaxes a retrieve may use (None: any); Problem 406 if the client
-    accepts no ``multipart/related; type="application/dicom"``."""
-    syntaxes: set[str] = set()
-    for media, msg in media_ranges(accept):
-        if media in ("*/*", "multipart/*") or (
-            media == "multipart/related" and (msg.get_param("type") or DICOM) == DICOM
-        ):
-            ts = msg.get_param("transfer-syntax")
-            if ts == "*" or media != "multipart/related":
-                return None
-            syntaxes.add(str(ts or ExplicitVRLittleEndian))
-    if not syntaxes:
-        raise Problem(
-            406,
-            "Not Acceptable",
-            f'this node retrieves instances as multipart/related; type="{DICOM}"',
-        )
-    return syntaxes
-
-
-def new_boundary() -> str:
-    return uuid.uuid4().hex
-
-
-# -- metadata (bulk data: .bulk) -------------------------------------------------------------
-
-
-def metadata(inst: Stored, instance_url: str) -> dict[str, Any]:
-    """The instance's DICOM JSON, bulk data (Pixel Data, large binary values) by URI."""
-    ds = read_dataset(inst, stop_before_pixels=True)
-    dropped: list[str] = []
-    # A value that cannot be put in JSON (an IS or DS that is not a number: the receive
-    # path keeps values as sent; a NaN or infinite float) leaves out that element alone,
-    # at any depth, instead of failing the whole answer (pydicom's suppress_invalid_tags
-    # left out the whole top-level sequence holding one, and switched pydicom's reading
-    # to strict for every thread meanwhile); one line is logged per instance.
-    body = _json(ds, f"{instance_url}/bulk/", "", dropped)
-    if dropped:
-        log.warning(
-            "WADO-RS metadata of instance %s of study %s: %d element(s) left out, their "
-            "values cannot be put in JSON (first: %s)",
-            inst.sop,
-            inst.study,
-            len(dropped),
-            dropped[0],
-        )
-    if inst.rows:
-        bits = int(ds.get("BitsAllocated", 16) or 16)
-        encapsulated = UID(inst.transfer_syntax).is_compressed
-        body["7FE00010"] = {
-            "vr": "OB" if encapsulated or bits <= 8 else "OW",
-            "BulkDataURI": f"{instance_url}/bulk/7FE00010",
-        }
-    return body
-
-
-def _json(ds: pydicom.Dataset, bulk: str, path: str, dropped: list[str]) -> dict[str, Any]:
-    """The DICOM JSON of ``ds`` (an item at ``path``: ``SEQ/ITEM/``…, items from 1).
-    A binary value over 1 kB is a BulkDataURI naming its path (:mod:`.bulk`); an
-    element whose value cannot be put in JSON is left out and noted in ``dropped``."""
-    out: dict[str, Any] = {}
-    for key in ds.keys():  # noqa: SIM118 - iterating a Dataset converts elements outside the try
-        name = f"{key:08X}"
-        try:
-            elem = ds[key]
-            if elem.VR == "SQ":
-                out[name] = {
-                    "vr": "SQ",
-                    "Value": [
-                        _json(item, bulk, f"{path}{name}/{k}/", dropped)
-                        for k, item in enumerate(elem.value, 1)
-                    ],
-                }
-            else:
-                value = elem.to_json_dict(
-                    bulk_data_element_handler=lambda _e, at=f"{bulk}{path}{name}": at,
-                    bulk_data_threshold=1024,
-                )
-                numbers = value.get("Value", ())
-                if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-                    raise ValueError(f"{numbers[:4]!r}: JSON has no NaN or infinity")
-                out[name] = value
-        except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on bad values
-            dropped.append(f"{path}{name}: {err}")
-    return out
-
-
-# -- rendered ---------------------------------------------------------------------------
-
-RENDERED = {"image/jpeg": "JPEG", "image/png": "PNG"}
-
-
-def rendered_type(accept: str | None) -> str:
-    """``image/jpeg`` (the default) or ``image/png``; Problem 406 otherwise."""
-    for media, _ in media_ranges(accept):
-        if media in RENDERED:
-            return media
-        if media in ("*/*", "image/*"):
-            return "image/jpeg"
-    raise Problem(406, "Not Acceptable", "rendered images are image/jpeg or image/png")
-
-
-def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> bytes:
-    """An 8-bit rendering of a single-frame image, or of ``frame`` (1-based) of a
-    multi-frame one: modality LUT, then its window (or the full range), MONOCHROME1
-    inverted; colour images as they are. Only that frame is decoded. Problem 400 if it
-    would take more than ``limit`` bytes (8 per sample while it is windowed)."""
-    if not inst.rows:
-        raise Problem(400, "Bad Request", "the instance has no pixel data to render")
-    frames = inst.frames or 1
-    if frame is None and frames > 1:
-        raise Problem(
-            400,
-            "Bad Request",
-            f"the instance has {frames} frames: ask for one with .../frames/{{n}}/rendered",
-        )
-    if frame is not None and frame > frames:
-        raise Problem(
-            404,
-            "Not Found",
-            f"frame {frame} does not exist: instance {inst.sop} has {frames} "
-            f"frame{'s' if frames != 1 else ''}",
-            frame=str(frame),
-        )
-    check_files([inst])
-    samples = decoded_bytes(inst) // frames
-    if samples * 8 > limit:
-        raise Problem(
-            400,
-            "Bad Request",
-            f"the image is too large to render: {samples * 8 // 2**20} MB while windowed, "
-            f"more than http.max_decoded_mb ({limit // 2**20} MB)",
-        )
-    deflated = inst.transfer_syntax == DeflatedExplicitVRLittleEndian
-    if deflated and samples * frames > limit:  # inflated whole to read one frame
-        raise Problem(
-            400,
-            "Bad Request",
-            f"the image is stored Deflated and takes {samples * frames // 2**20} MB inflated, "
-            f"more than http.max_decoded_mb ({limit // 2**20} MB)",
-        )
-    from dicom_node.http import codestream  # (imports this module)
-
-    codestream.check_instance(inst, frame or 1)  # no decoder allocates past the header
-    # A Deflated dataset is read whole (pydicom cannot seek in it): capped to its size.
-    ds = read_dataset(inst, not deflated, samples * frames + INFLATE_MAX)
-    DECODING.admit()
-    source = ds if deflated else inst.path
-    index = frame - 1 if frames > 1 and frame else None
-    try:  # the decode and the windowing share the limit with every other in flight
-        with DECODING.hold(samples * 8, limit):
-            return _rendered(source, index, ds, media)
-    except TimeoutError as err:
-        raise Problem(503, "Service Unavailable", f"busy decoding others: {err}") from None
-
-
-def _rendered(source: Any, index: int | None, ds: pydicom.Dataset, media: str) -> bytes:
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
-
-    try:
-        pixels = pixel_array(source, index=index)
-    except Exception as err:  # noqa: BLE001 - decoders raise many kinds on bad data
-        raise Problem(
-            422, "Unprocessable Content", f"its pixel data cannot be decoded: {err}"
-        ) from None
-    if ds.get("SamplesPerPixel", 1) == 1:
-        values = apply_modality_lut(pixels, ds).astype(np.float64)
-        del pixels
-        if "WindowCenter" in ds or "VOILUTSequence" in ds:
-            values = apply_voi_lut(values, ds).astype(np.float64)
-        low, high = float(values.min()), float(values.max())
-        values -= low
-        values /= high - low or 1.0  # in place, as (v - low) / range * 255
-        values *= 255.0
-        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
-            np.subtract(255.0, values, out=values)
-        image = Image.fromarray(values.round().astype(np.uint8), mode="L")
-    else:
-        image = Image.fromarray(pixels.astype(np.uint8))
-    out = io.BytesIO()
-    image.save(out, format=RENDERED[media])
-    return out.getvalue()
-
-
 def instance_url(base: str, inst: Stored) -> str:
+    """The URL of the instance under the WADO-RS root ``base``."""
     return base + uid_path(inst.study, inst.series, inst.sop)

@@ -1,7 +1,7 @@
 """Where the value of an element inside sequences lies in a stored Part 10 file: the
 target of a nested BulkDataURI (WADO-RS bulk data, :mod:`dicom_node.http.bulk`).
 
-Found by the receive path's structure walk (:mod:`.check`): element and item headers
+Found by the receive path's structure walk (:mod:`.walk`): element and item headers
 only, no value read, stopping at the element; the offset is the file's, so the value
 is streamed from the file like a top-level one.
 """
@@ -12,19 +12,19 @@ from pathlib import Path
 
 from pydicom.uid import UID
 
-from dicom_node.store.check import (
-    _ITEM,
-    _SEQ_END,
-    _SQ_TAGS,
-    _UNDEFINED,
+from dicom_node.store.walk import (
+    ITEM,
+    NOT_FOUND,
+    SEQUENCE_END,
+    SEQUENCE_TAGS,
+    UNDEFINED_LENGTH,
+    ElementWalk,
     Located,
     StructureError,
-    _mapped,
-    _name,
-    _Walk,
+    is_walked,
+    map_part10,
+    tag_name,
 )
-
-NOT_FOUND = Located(None, -1, 0)
 
 
 def locate_nested(
@@ -36,43 +36,31 @@ def locate_nested(
     no such element, sequence or item). None if the dataset is not walked (deflated).
     Raises :class:`StructureError` as the walk does."""
     ts = UID(transfer_syntax)
-    if ts.is_deflated or not ts.is_transfer_syntax:
+    if not is_walked(ts):
         return None
-    with _mapped(path) as (buf, offset):
+    with map_part10(path) as (buf, offset):
         start, end, implicit = offset, len(buf), ts.is_implicit_VR
         targets = [seq for seq, _ in steps] + [tag]
         for k, target in enumerate(targets):
-            found = _find(buf, ts, start, end, implicit, target)
+            found = ElementWalk(buf, ts).find(target, start, end, implicit)
             if k == len(steps) or found.offset < 0:
                 return found
             vr = found.vr
-            undefined = found.length < 0 or found.length == _UNDEFINED
-            implicit_sq = vr is None and (undefined or target in _SQ_TAGS)
+            undefined = found.length < 0 or found.length == UNDEFINED_LENGTH
+            implicit_sq = vr is None and (undefined or target in SEQUENCE_TAGS)
             if not (vr == b"SQ" or implicit_sq or (vr == b"UN" and undefined)):
                 return NOT_FOUND  # not a sequence (UN of undefined length: an implicit one)
             implicit = implicit or vr == b"UN"
             seq_end = None if undefined else found.offset + found.length
-            item = _item(_Walk(buf, ts), found.offset, seq_end, steps[k][1], implicit)
+            item = _item(ElementWalk(buf, ts), found.offset, seq_end, steps[k][1], implicit)
             if item is None:
                 return NOT_FOUND
             start, end = item
         return NOT_FOUND  # (not reached)
 
 
-def _find(buf: object, ts: UID, start: int, end: int | None, implicit: bool, tag: int) -> Located:
-    """Element ``tag`` of the dataset from ``start`` to ``end`` (None: to its item
-    delimiter)."""
-    walk = _Walk(buf, ts)  # type: ignore[arg-type]
-    walk.locate = tag
-    try:
-        walk.dataset(start, end, 0, implicit)
-    except Located as found:
-        return found
-    return NOT_FOUND
-
-
 def _item(
-    walk: _Walk, pos: int, end: int | None, n: int, implicit: bool
+    walk: ElementWalk, pos: int, end: int | None, n: int, implicit: bool
 ) -> tuple[int, int | None] | None:
     """(start, end) of item ``n`` (0-based) of the sequence whose value starts at
     ``pos`` and ends at ``end`` (None: at its delimiter); None if it has fewer items.
@@ -80,14 +68,14 @@ def _item(
     limit = walk.size if end is None else end
     k = 0
     while pos + 8 <= limit:
-        group, elem, length = walk.tag.unpack_from(walk.buf, pos)
+        group, elem, length = walk.header.unpack_from(walk.buf, pos)
         tag = group << 16 | elem
         pos += 8
-        if tag == _SEQ_END:
+        if tag == SEQUENCE_END:
             return None
-        if tag != _ITEM:
-            raise StructureError(f"sequence holds {_name(tag)} at byte {pos - 8}")
-        item_end = None if length == _UNDEFINED else pos + length
+        if tag != ITEM:
+            raise StructureError(f"sequence holds {tag_name(tag)} at byte {pos - 8}")
+        item_end = None if length == UNDEFINED_LENGTH else pos + length
         if k == n:
             return pos, item_end
         pos = walk.dataset(pos, None, 1, implicit) if item_end is None else item_end

@@ -254,7 +254,7 @@ def test_large_one_bit_frames_starting_mid_byte_come_in_pieces() -> None:
     """The piecewise reader gives, for frames of Bits Allocated 1 larger than a piece
     and starting mid-byte, the bits numpy's unpack/pack gives (in-process: 3 frames of
     2901 x 2903 bits, about 1 MB each)."""
-    from dicom_node.http.frames import PixelLayout, _native_frame
+    from dicom_node.http.frames import PixelLayout, native_frame
 
     bits = 2901 * 2903
     rng = np.random.default_rng(5)
@@ -262,7 +262,7 @@ def test_large_one_bit_frames_starting_mid_byte_come_in_pieces() -> None:
     layout = PixelLayout(ExplicitVRLittleEndian, 0, len(data), 3, bits, None)
     unpacked = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
     for n in (1, 2, 3):
-        got = _native_frame(io.BytesIO(data), layout, n)
+        got = native_frame(io.BytesIO(data), layout, n)
         assert not isinstance(got, bytes)  # over BATCH: pieces
         want = np.packbits(unpacked[(n - 1) * bits : n * bits], bitorder="little").tobytes()
         assert b"".join(got) == want, n

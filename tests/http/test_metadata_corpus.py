@@ -1,7 +1,7 @@
-"""WADO-RS metadata's DICOM JSON (``wado._json``) on pydicom's own test files: for every
-file pydicom can convert, the same JSON as pydicom's ``to_json_dict`` (bulk data over
-1 kB as a BulkDataURI naming the element's path); for the others, the elements pydicom
-cannot convert left out one by one, never an exception."""
+"""WADO-RS metadata's DICOM JSON (``metadata_json.dataset_json``) on pydicom's own
+test files: for every file pydicom can convert, the same JSON as pydicom's
+``to_json_dict`` (bulk data over 1 kB as a BulkDataURI naming the element's path); for
+the others, the elements pydicom cannot convert left out one by one, never an exception."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_files
 
-from dicom_node.http.wado import _json
+from dicom_node.http.metadata_json import dataset_json
 
 FILES = sorted(get_testdata_files("*.dcm"))
 URL = "http://node/bulk/"
@@ -45,7 +45,7 @@ def test_metadata_json_is_pydicoms_where_pydicom_can(path: str) -> None:
     except Exception as err:  # noqa: BLE001 - a few test files are broken on purpose
         pytest.skip(f"pydicom cannot read it: {err}")
     dropped: list[str] = []
-    ours = _json(ds, URL, "", dropped)
+    ours = dataset_json(ds, URL, "", dropped)
     try:
         theirs = ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=lambda e: "x")
     except Exception:  # noqa: BLE001 - pydicom fails on a bad value: ours leaves it out

@@ -8,9 +8,9 @@ import random
 import struct
 from collections.abc import Callable
 
-from dicom_node.store.check import LONG_VRS, SHORT_VRS
+from dicom_node.store.walk import LONG_VRS, SHORT_VRS
 
-# check.py's VRs merged in alphabetical order (FL before FD, as listed there), less those
+# walk.py's VRs merged in alphabetical order (FL before FD, as listed there), less those
 # added to DICOM after the fuzz seeds were fixed: a seed draws the same VR as before.
 VRS = [vr for vr in heapq.merge(SHORT_VRS, LONG_VRS) if vr not in (b"OV", b"SV", b"UV")]
 

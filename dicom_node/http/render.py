@@ -1,0 +1,115 @@
+"""WADO-RS rendered (PS3.18 8.3.5): an instance or one frame as an 8-bit JPEG or PNG,
+decoded one frame at a time within ``http.max_decoded_mb``.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from dicom_node.http import codestream
+from dicom_node.http.budget import DECODING
+from dicom_node.http.problem import Problem
+from dicom_node.http.wado import Stored, check_files, decoded_bytes, read_dataset
+from dicom_node.http.wado_accept import media_ranges
+from dicom_node.index.header import INFLATE_MAX
+
+RENDERED = {"image/jpeg": "JPEG", "image/png": "PNG"}
+
+
+def rendered_type(accept: str | None) -> str:
+    """``image/jpeg`` (the default) or ``image/png``; Problem 406 otherwise."""
+    for media, _ in media_ranges(accept):
+        if media in RENDERED:
+            return media
+        if media in ("*/*", "image/*"):
+            return "image/jpeg"
+    raise Problem(406, "Not Acceptable", "rendered images are image/jpeg or image/png")
+
+
+def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> bytes:
+    """An 8-bit rendering of a single-frame image, or of ``frame`` (1-based) of a
+    multi-frame one: modality LUT, then its window (or the full range), MONOCHROME1
+    inverted; colour images as they are. Only that frame is decoded. Problem 400 if it
+    would take more than ``limit`` bytes (8 per sample while it is windowed)."""
+    if not inst.rows:
+        raise Problem(400, "Bad Request", "the instance has no pixel data to render")
+    frames = inst.frames or 1
+    if frame is None and frames > 1:
+        raise Problem(
+            400,
+            "Bad Request",
+            f"the instance has {frames} frames: ask for one with .../frames/{{n}}/rendered",
+        )
+    if frame is not None and frame > frames:
+        raise Problem(
+            404,
+            "Not Found",
+            f"frame {frame} does not exist: instance {inst.sop} has {frames} "
+            f"frame{'s' if frames != 1 else ''}",
+            frame=str(frame),
+        )
+    check_files([inst])
+    samples = decoded_bytes(inst) // frames
+    if samples * 8 > limit:
+        raise Problem(
+            400,
+            "Bad Request",
+            f"the image is too large to render: {samples * 8 // 2**20} MB while windowed, "
+            f"more than http.max_decoded_mb ({limit // 2**20} MB)",
+        )
+    deflated = inst.transfer_syntax == DeflatedExplicitVRLittleEndian
+    if deflated and samples * frames > limit:  # inflated whole to read one frame
+        raise Problem(
+            400,
+            "Bad Request",
+            f"the image is stored Deflated and takes {samples * frames // 2**20} MB inflated, "
+            f"more than http.max_decoded_mb ({limit // 2**20} MB)",
+        )
+
+    codestream.check_instance(inst, frame or 1)  # no decoder allocates past the header
+    # A Deflated dataset is read whole (pydicom cannot seek in it): capped to its size.
+    ds = read_dataset(inst, not deflated, samples * frames + INFLATE_MAX)
+    DECODING.admit()
+    source = ds if deflated else inst.path
+    index = frame - 1 if frames > 1 and frame else None
+    try:  # the decode and the windowing share the limit with every other in flight
+        with DECODING.hold(samples * 8, limit):
+            return _rendered(source, index, ds, media)
+    except TimeoutError as err:
+        raise Problem(503, "Service Unavailable", f"busy decoding others: {err}") from None
+
+
+def _rendered(source: Any, index: int | None, ds: pydicom.Dataset, media: str) -> bytes:
+    """Frame ``index`` (None: the only one) of ``source`` (a path or ``ds``) decoded,
+    windowed to 8 bits and encoded as ``media``; Problem 422 if it cannot be decoded."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+
+    try:
+        pixels = pixel_array(source, index=index)
+    except Exception as err:  # noqa: BLE001 - decoders raise many kinds on bad data
+        raise Problem(
+            422, "Unprocessable Content", f"its pixel data cannot be decoded: {err}"
+        ) from None
+    if ds.get("SamplesPerPixel", 1) == 1:
+        values = apply_modality_lut(pixels, ds).astype(np.float64)
+        del pixels
+        if "WindowCenter" in ds or "VOILUTSequence" in ds:
+            values = apply_voi_lut(values, ds).astype(np.float64)
+        low, high = float(values.min()), float(values.max())
+        values -= low
+        values /= high - low or 1.0  # in place, as (v - low) / range * 255
+        values *= 255.0
+        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+            np.subtract(255.0, values, out=values)
+        image = Image.fromarray(values.round().astype(np.uint8), mode="L")
+    else:
+        image = Image.fromarray(pixels.astype(np.uint8))
+    out = io.BytesIO()
+    image.save(out, format=RENDERED[media])
+    return out.getvalue()
