@@ -15,8 +15,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from pydicom.pixels.utils import _get_jpg_parameters
-
 from dicom_node.http import fragments, frames
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import Stored
@@ -43,6 +41,39 @@ J2K_FAMILY = frozenset(
 RLE = "1.2.840.10008.1.2.5"
 
 
+# Start of Frame markers (ITU-T T.81 B.1.1.3, and 0xF7 of JPEG-LS, T.87): their segment
+# holds the sample precision, lines, samples per line and components.
+_SOF = (frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}) | {0xF7}
+_ALONE = frozenset(range(0xD0, 0xDA)) | {0x01}  # RSTn, SOI, EOI, TEM: no length follows
+_SOS = 0xDA
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int, int] | None:
+    """(rows, columns, components) of a JPEG or JPEG-LS codestream's Start of Frame
+    segment; None if the codestream has none before its first scan."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # a fill byte
+            pos += 1
+            continue
+        if marker in _ALONE:
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if marker in _SOF:
+            if length < 8 or pos + 10 > len(data):
+                return None
+            _precision, rows, columns, components = struct.unpack_from(">BHHB", data, pos + 4)
+            return rows, columns, components
+        if marker == _SOS or length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
 def _j2k_size(data: bytes) -> tuple[int, int, int] | None:
     """(rows, columns, components) of a JPEG 2000 codestream's SIZ segment (in a JP2
     file's ``jp2c`` box if wrapped in one); None if it has none."""
@@ -63,10 +94,7 @@ def declared_size(frame: bytes, ts: str) -> tuple[int, int, int] | None:
     """(rows, columns, components) the frame's codestream declares; None if it declares
     none that can be read."""
     if ts in JPEG_FAMILY:
-        info = _get_jpg_parameters(frame)
-        if "height" not in info:
-            return None
-        return info["height"], info["width"], info["components"]
+        return _jpeg_size(frame)
     if ts in J2K_FAMILY:
         return _j2k_size(frame)
     return None
