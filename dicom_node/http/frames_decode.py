@@ -112,8 +112,8 @@ def decoded_frames(
 
 
 def _held(
-    numbered: Iterator[tuple[int, bytes]],
-    decode: Callable[[int, bytes], Part],
+    numbered: Iterator[tuple[int, bytes | Iterator[bytes]]],
+    decode: Callable[[int, bytes | Iterator[bytes]], Part],
     held: int,
     limit: int,
 ) -> Iterator[Part]:
@@ -138,7 +138,7 @@ def _held(
             ) from None
 
 
-def _decoder(inst: Stored, pixels: PixelLayout) -> Callable[[int, bytes], Part]:
+def _decoder(inst: Stored, pixels: PixelLayout) -> Callable[[int, bytes | Iterator[bytes]], Part]:
     """A function decoding one frame's bitstream into its part."""
     header = pixels.header
     ts = pixels.transfer_syntax
@@ -152,7 +152,8 @@ def _decoder(inst: Stored, pixels: PixelLayout) -> Callable[[int, bytes], Part]:
     options.pop("extended_offsets", None)
     bits = int(options.get("bits_allocated") or 8)
 
-    def decode(n: int, data: bytes) -> Part:
+    def decode(n: int, stored: bytes | Iterator[bytes]) -> Part:
+        data = stored if isinstance(stored, bytes) else b"".join(stored)  # a large one's pieces
         # No decoder allocates what a codestream says past the header (422).
         codestream.check_frames([(n, data)], ts, pixels.rows, pixels.columns, pixels.samples)
         try:

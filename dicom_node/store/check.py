@@ -377,6 +377,15 @@ def locate_element(path: Path | str, transfer_syntax: str, tag: int) -> Located 
         return Located(None, -1, 0)
 
 
+class _HeaderWalk(_Walk):
+    """A walk that stops at the Pixel Data element's header even when its value is
+    encapsulated: reading its fragments' item headers (8 bytes every fragment) mapped
+    most of the file in (+108 MB of RSS for a 128 MB frame of 512 fragments)."""
+
+    def _found(self, tag: int, vr: bytes | None, pos: int, length: int) -> None:
+        raise Located(vr, pos, length)
+
+
 def count_within(path: Path | str, transfer_syntax: str, most: int) -> None:
     """Raise :class:`TooManyElements` if the dataset of the Part 10 file at ``path``
     holds more than ``most`` elements before its Pixel Data (at every level; headers
@@ -386,7 +395,7 @@ def count_within(path: Path | str, transfer_syntax: str, most: int) -> None:
     if ts.is_deflated or not ts.is_transfer_syntax:
         return
     with _mapped(path) as (buf, offset):
-        walk = _Walk(buf, ts)
+        walk = _HeaderWalk(buf, ts)
         walk.elements_left, walk.locate = most, _PIXEL_DATA
         with suppress(Located):  # Pixel Data reached
             walk.dataset(offset, len(buf), 0, walk.implicit)
