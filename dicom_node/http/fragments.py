@@ -189,3 +189,12 @@ def frame_spans(fragments: Fragments, n: int) -> list[tuple[int, int]]:
 def encapsulated_frame(fragments: Fragments, n: int) -> bytes:
     """The bytes of frame ``n``, its fragments joined; Problem 422 as :func:`frame_spans`."""
     return fragments.read(frame_spans(fragments, n))
+
+
+def pixel_data_end(fh: BinaryIO, pixels: PixelLayout) -> int:
+    """The file offset just past encapsulated Pixel Data (its sequence delimiter), found
+    by walking its items' headers; ValueError or EOFError as the walk."""
+    fh.seek(pixels.value_offset)
+    parse_basic_offsets(fh)
+    _items(fh)
+    return fh.tell()

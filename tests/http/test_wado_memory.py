@@ -1,17 +1,19 @@
 """WADO-RS memory per request against the running node (dicomweb-client as the peer): a
-large compressed frame is sent from the file in pieces, never held whole; the node's
-peak RSS (VmHWM, reset through /proc/PID/clear_refs) grows by far less than the frame
-while the bytes come back identical."""
+large compressed frame is sent from the file in pieces, never held whole; a compressed
+multi-frame instance retrieved decompressed is decoded and sent one frame at a time.
+The node's peak RSS (VmHWM, reset through /proc/PID/clear_refs) grows by far less than
+the frame, or the instance decoded, while the bytes come back as pydicom reads them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, generate_uid
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
@@ -71,3 +73,44 @@ def test_a_large_compressed_frame_is_streamed_from_the_file(
     grown = node.peak_rss_kb() - before
     assert got == [frame]
     assert grown < 32 * MB, f"peak RSS grew by {grown // MB} MB serving a 128 MB frame"
+
+
+def _rle_multiframe(frames: int, size: int) -> Dataset:
+    """An RLE Lossless multi-frame of ``frames`` 16-bit frames of ``size``² pixels
+    (four different frames, repeated), encoded by pydicom."""
+    four = _image(RLELossless, size, size, 16)
+    four.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    four.NumberOfFrames = 4
+    base = np.arange(size * size, dtype=np.uint16).reshape(size, size)
+    four.PixelData = b"".join((base * (k + 1)).tobytes() for k in range(4))
+    four.compress(RLELossless, encoding_plugin="pylibjpeg")
+    encoded = list(generate_frames(four.PixelData, number_of_frames=4))
+    four.PixelData = encapsulate([encoded[k % 4] for k in range(frames)])
+    four.NumberOfFrames = frames
+    return four
+
+
+def test_a_compressed_multiframe_is_decompressed_one_frame_at_a_time(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """64 RLE frames of 1024² x 16 bits (128 MB decoded) retrieved in Explicit VR Little
+    Endian: the instance comes back with pydicom's decode of its pixels, under its own
+    SOP Instance UID, while the node's peak RSS grows by about a few frames (the
+    instance was decoded whole, then encoded whole: +640 MB)."""
+    ds = _rle_multiframe(64, 1024)
+    path = tmp_path / "rle.dcm"
+    _stored(node, ds, path)
+    expected = pydicom.dcmread(path).pixel_array
+    client = DICOMwebClient(node.http_url + "/dicomweb")
+    before = _reset_peak(node)
+    got = client.retrieve_instance(
+        ds.StudyInstanceUID,
+        ds.SeriesInstanceUID,
+        ds.SOPInstanceUID,
+        media_types=(("application/dicom", ExplicitVRLittleEndian),),
+    )
+    grown = node.peak_rss_kb() - before
+    assert grown < 48 * MB, f"peak RSS grew by {grown // MB} MB decompressing 128 MB"
+    assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert got.SOPInstanceUID == ds.SOPInstanceUID and got.NumberOfFrames == 64
+    assert np.array_equal(got.pixel_array, expected)
