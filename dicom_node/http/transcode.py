@@ -136,7 +136,7 @@ def converted(inst: Stored, ts: str) -> memoryview:
     encoded buffer, not a copy of it."""
     ds = read_dataset(inst, cap=_deflated_cap(inst))  # size checked by check_convertible
     if ds.file_meta.TransferSyntaxUID.is_compressed and "PixelData" in ds:
-        ds.decompress()
+        ds.decompress(generate_instance_uid=False)  # the same instance, another syntax
     ds.file_meta.TransferSyntaxUID = ts
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
