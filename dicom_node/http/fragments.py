@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
-from pydicom.encaps import generate_fragments, parse_basic_offsets
+from pydicom.encaps import parse_basic_offsets
 
 from dicom_node.http.problem import Problem
 
@@ -40,6 +41,7 @@ class Fragments:
         self.single = False  # one frame of all the fragments
         self.counts: list[int] | None = None  # fragments of each frame (end markers)
         self.table = "Basic Offset Table"
+        self.size = os.fstat(fh.fileno()).st_size
         fh.seek(pixels.value_offset)
         basic = parse_basic_offsets(fh)
         first = fh.tell()  # the first fragment's item: the tables' offsets start here
@@ -49,7 +51,7 @@ class Fragments:
             count = len(self.extended[1]) // 8
             self.lengths = list(struct.unpack(f"<{count}Q", self.extended[1]))
             self.table = "Extended Offset Table"
-            _check_table(self.starts, self.lengths, os.fstat(fh.fileno()).st_size, self.table)
+            _check_table(self.starts, self.lengths, self.size, self.table)
         elif basic:
             self.starts = [first + o for o in basic]
             _check_table(self.starts, None, 0, self.table)
@@ -65,34 +67,59 @@ class Fragments:
                 self.table = "fragments' end markers"
                 self.starts, self.counts = _by_end_markers(fh, offsets)
 
-    def frame(self, n: int) -> bytes:
-        """The bytes of frame ``n`` (1-based), its fragments joined."""
-        fh = self.fh
+    def spans(self, n: int) -> list[tuple[int, int]]:
+        """(file offset, length) of each fragment of frame ``n`` (1-based), found from
+        the items' headers (8 bytes each): its bytes are read as they are sent."""
         if n > len(self.starts):
             raise ValueError(f"no frame {n} in the {self.table}")
-        fh.seek(self.starts[n - 1])
+        start = self.starts[n - 1]
         if self.lengths is not None:  # Extended Offset Table: one fragment, its length
-            fh.seek(8, 1)
-            data = fh.read(self.lengths[n - 1])
-            if len(data) != self.lengths[n - 1]:
-                raise EOFError("the Pixel Data ends inside the frame")
-            return data
-        if self.table == "fragments":
-            return next(generate_fragments(fh))
-        if self.counts is not None:
-            fragments = generate_fragments(fh)
-            return b"".join(next(fragments) for _ in range(self.counts[n - 1]))
-        end = self.starts[n] if n < len(self.starts) and not self.single else None
-        parts = []
-        for fragment in generate_fragments(fh):
-            parts.append(fragment)
-            if end is not None and fh.tell() >= end:
-                break
-            if len(parts) >= MAX_FRAGMENTS:
-                raise ValueError(f"frame {n} has more than {MAX_FRAGMENTS} fragments")
-        if not parts:
+            found = [(start + 8, self.lengths[n - 1])]
+        else:
+            count = 1 if self.table == "fragments" else None
+            if self.counts is not None:
+                count = self.counts[n - 1]
+            end = None  # the Basic Offset Table's next frame, or all that follows
+            if count is None and n < len(self.starts) and not self.single:
+                end = self.starts[n]
+            found = []
+            for item, length in _walk(self.fh, start):
+                found.append((item + 8, length))
+                if len(found) == count or (end is not None and item + 8 + length >= end):
+                    break
+                if len(found) >= MAX_FRAGMENTS:
+                    raise ValueError(f"frame {n} has more than {MAX_FRAGMENTS} fragments")
+        if not found:
             raise ValueError(f"no fragment at the offset of frame {n}")
+        if found[-1][0] + found[-1][1] > self.size:
+            raise EOFError("the Pixel Data ends inside the frame")
+        return found
+
+    def read(self, spans: list[tuple[int, int]]) -> bytes:
+        """The bytes of fragments ``spans`` joined (a frame to decode or check)."""
+        parts = []
+        for offset, length in spans:
+            self.fh.seek(offset)
+            parts.append(self.fh.read(length))
         return b"".join(parts)
+
+
+def _walk(fh: BinaryIO, at: int) -> Iterator[tuple[int, int]]:
+    """(file offset, value length) of each fragment's item from ``at`` up to the
+    sequence delimiter; ValueError where no item is, EOFError if the file ends first."""
+    fh.seek(at)
+    while True:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise EOFError("the encapsulated Pixel Data ends without its delimiter")
+        tag, length = struct.unpack("<LL", head)
+        if tag == 0xE0DDFFFE:  # (FFFE,E0DD): the end
+            return
+        if tag != 0xE000FFFE or length == UNDEFINED:
+            raise ValueError(f"the encapsulated Pixel Data holds no item at byte {at}")
+        yield at, length
+        at += 8 + length
+        fh.seek(at)
 
 
 def _check_table(starts: list[int], lengths: list[int] | None, size: int, table: str) -> None:
@@ -116,20 +143,11 @@ def _items(fh: BinaryIO) -> list[int]:
     delimiter, reading 8 bytes per item; ValueError past :data:`MAX_FRAGMENTS` (a few MB
     of empty fragments took seconds of CPU per request)."""
     items: list[int] = []
-    while True:
-        pos = fh.tell()
-        head = fh.read(8)
-        if len(head) < 8:
-            raise EOFError("the encapsulated Pixel Data ends without its delimiter")
-        tag, length = struct.unpack("<LL", head)
-        if tag == 0xE0DDFFFE:  # (FFFE,E0DD): the end
-            return items
-        if tag != 0xE000FFFE or length == UNDEFINED:
-            raise ValueError(f"the encapsulated Pixel Data holds no item at byte {pos}")
+    for item, _ in _walk(fh, fh.tell()):
         if len(items) >= MAX_FRAGMENTS:
             raise ValueError(f"more than {MAX_FRAGMENTS} fragments: this node walks no more")
-        items.append(pos)
-        fh.seek(length, 1)
+        items.append(item)
+    return items
 
 
 def _by_end_markers(fh: BinaryIO, items: list[int]) -> tuple[list[int], list[int]]:
@@ -155,21 +173,28 @@ def _by_end_markers(fh: BinaryIO, items: list[int]) -> tuple[list[int], list[int
     return starts, counts
 
 
-def encapsulated_frame(fragments: Fragments, n: int) -> bytes:
+def frame_spans(fragments: Fragments, n: int) -> list[tuple[int, int]]:
+    """Where the fragments of frame ``n`` lie; Problem 422 if they cannot be found."""
     try:
-        return fragments.frame(n)
-    except (
-        ValueError,
-        KeyError,
-        IndexError,
-        EOFError,
-        StopIteration,
-        OverflowError,
-        struct.error,
-    ) as err:
+        return fragments.spans(n)
+    except (ValueError, KeyError, IndexError, EOFError, OverflowError, struct.error) as err:
         raise Problem(
             422,
             "Unprocessable Content",
             f"frame {n} cannot be found in the encapsulated Pixel Data: {err}",
             frame=str(n),
         ) from None
+
+
+def encapsulated_frame(fragments: Fragments, n: int) -> bytes:
+    """The bytes of frame ``n``, its fragments joined; Problem 422 as :func:`frame_spans`."""
+    return fragments.read(frame_spans(fragments, n))
+
+
+def pixel_data_end(fh: BinaryIO, pixels: PixelLayout) -> int:
+    """The file offset just past encapsulated Pixel Data (its sequence delimiter), found
+    by walking its items' headers; ValueError or EOFError as the walk."""
+    fh.seek(pixels.value_offset)
+    parse_basic_offsets(fh)
+    _items(fh)
+    return fh.tell()

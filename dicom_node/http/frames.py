@@ -8,7 +8,8 @@ frames as their compressed bitstream with the media type of the stored transfer 
 (:mod:`.frames_decode`). Only the bytes
 of the requested frames are read: the header up to Pixel Data, then a seek to each
 frame (for encapsulated data, through the Basic or Extended Offset Table, or the
-fragment items' headers, read once per request).
+fragment items' headers, read once per request); a frame over a megabyte, native or
+encapsulated, is read a megabyte at a time as it is sent.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from dicom_node.http.fragments import (  # re-exported
     MAX_FRAGMENTS,
     Fragments,
     encapsulated_frame,
+    frame_spans,
 )
 from dicom_node.http.frames_accept import (  # re-exported: the routes use them as frames.*
     OCTET,
@@ -320,9 +322,39 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
                 ) from None
         for n in numbers:
             if fragments is not None:
-                yield encapsulated_frame(fragments, n)
+                yield _encapsulated_frame(fragments, n)
             else:
                 yield native_frame(fh, pixels, n)
+
+
+def _encapsulated_frame(fragments: Fragments, n: int) -> bytes | Iterator[bytes]:
+    """Frame ``n`` of encapsulated Pixel Data: its bytes, or for a frame over
+    :data:`BATCH` bytes its pieces, read from its fragments as they are sent (a 128 MB
+    frame of 512 fragments, joined, then copied into its part, grew the node by 762
+    MB). Problem 422 now if its fragments cannot be found."""
+    spans = frame_spans(fragments, n)
+    if sum(length for _, length in spans) <= BATCH:
+        return fragments.read(spans)
+    return _pieces(fragments.fh, spans)
+
+
+def _pieces(fh: BinaryIO, spans: list[tuple[int, int]]) -> Iterator[bytes]:
+    """The bytes at ``spans`` (file offset, length) of ``fh``, :data:`CHUNK` at a time
+    (small fragments gathered into one piece)."""
+    piece = bytearray()
+    for offset, length in spans:
+        fh.seek(offset)
+        while length > 0:
+            data = fh.read(min(length, CHUNK - len(piece)))
+            if not data:
+                raise EOFError("the Pixel Data ends inside the frame")
+            piece += data
+            length -= len(data)
+            if len(piece) == CHUNK:
+                yield bytes(piece)
+                piece.clear()
+    if piece:
+        yield bytes(piece)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,13 +78,31 @@ def decoded_size(pixels: PixelLayout) -> int:
     return pixels.rows * pixels.columns * pixels.samples * max(bits, 8) // 8
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """One frame decoded: native bytes (or their pieces), in ``photometric``."""
+
+    data: bytes | Iterator[bytes]
+    photometric: str
+
+
 def decoded_frames(
     inst: Stored, pixels: PixelLayout, numbers: list[int], limit: int
 ) -> Iterator[Part]:
-    """Frames ``numbers`` of ``inst`` decoded, one part each, decoded as they are sent.
-    The first is decoded before this returns: Problem 406 if a frame would take more
-    than ``limit`` bytes decoded, 422 if it cannot be found or decoded, 503 if the
-    decodes waiting for room are too many."""
+    """Frames ``numbers`` of ``inst`` decoded, one part each, decoded as they are sent
+    (:func:`decoded_pixels`)."""
+    ts, samples = pixels.transfer_syntax, pixels.samples
+    decoded = decoded_pixels(inst, pixels, numbers, limit)
+    return (Part(d.data, _description(ts, d.photometric, samples)) for d in decoded)
+
+
+def decoded_pixels(
+    inst: Stored, pixels: PixelLayout, numbers: list[int], limit: int
+) -> Iterator[Decoded]:
+    """Frames ``numbers`` of ``inst`` decoded, each held within the shared budget until
+    the next is asked for. The first is decoded before this returns: Problem 406 if a
+    frame would take more than ``limit`` bytes decoded, 422 if it cannot be found or
+    decoded, 503 if the decodes waiting for room are too many."""
     ts = pixels.transfer_syntax
     header = pixels.header
     if header is None or pixels.value_length != UNDEFINED:
@@ -107,23 +126,23 @@ def decoded_frames(
     decode = _decoder(inst, pixels)
     DECODING.admit()
     encoded = frame_bytes(inst, pixels, numbers, limit)  # first frame read: 422 now
-    parts = _held(zip(numbers, encoded, strict=True), decode, held, limit)
-    return started(parts, inst, "decoded frames")
+    frames = _held(zip(numbers, encoded, strict=True), decode, held, limit)
+    return started(frames, inst, "decoded frames")
 
 
 def _held(
-    numbered: Iterator[tuple[int, bytes]],
-    decode: Callable[[int, bytes], Part],
+    numbered: Iterator[tuple[int, bytes | Iterator[bytes]]],
+    decode: Callable[[int, bytes | Iterator[bytes]], Decoded],
     held: int,
     limit: int,
-) -> Iterator[Part]:
+) -> Iterator[Decoded]:
     """Each frame decoded within the shared budget, held until the frame is sent."""
     for n, data in numbered:
         try:
             with DECODING.hold(held, limit):
-                part = decode(n, data)
-                yield part
-                del part
+                frame = decode(n, data)
+                yield frame
+                del frame
             if held >= TRIM_AFTER:
                 # The decoder's freed buffers stay resident in glibc's heap otherwise:
                 # 8 concurrent requests of a 64 MB frame grew the node by 629 MB, 375
@@ -138,7 +157,9 @@ def _held(
             ) from None
 
 
-def _decoder(inst: Stored, pixels: PixelLayout) -> Callable[[int, bytes], Part]:
+def _decoder(
+    inst: Stored, pixels: PixelLayout
+) -> Callable[[int, bytes | Iterator[bytes]], Decoded]:
     """A function decoding one frame's bitstream into its part."""
     header = pixels.header
     ts = pixels.transfer_syntax
@@ -152,7 +173,8 @@ def _decoder(inst: Stored, pixels: PixelLayout) -> Callable[[int, bytes], Part]:
     options.pop("extended_offsets", None)
     bits = int(options.get("bits_allocated") or 8)
 
-    def decode(n: int, data: bytes) -> Part:
+    def decode(n: int, stored: bytes | Iterator[bytes]) -> Decoded:
+        data = stored if isinstance(stored, bytes) else b"".join(stored)  # a large one's pieces
         # No decoder allocates what a codestream says past the header (422).
         codestream.check_frames([(n, data)], ts, pixels.rows, pixels.columns, pixels.samples)
         try:
@@ -166,7 +188,8 @@ def _decoder(inst: Stored, pixels: PixelLayout) -> Callable[[int, bytes], Part]:
                 frame=str(n),
             ) from None
         del data
-        return Part(_native(arr, bits), _description(ts, meta, pixels.samples))
+        photometric = meta.get("photometric_interpretation", "")
+        return Decoded(_native(arr, bits), str(getattr(photometric, "value", photometric)))
 
     return decode
 
@@ -188,10 +211,9 @@ def _native(arr: np.ndarray, bits: int) -> bytes | Iterator[bytes]:
     return pieces()
 
 
-def _description(ts: str, meta: dict[str, Any], samples: int) -> str:
+def _description(ts: str, photometric: str, samples: int) -> str:
     """The part's ``Content-Description`` header line: what the bytes are."""
-    pi = meta.get("photometric_interpretation", "")
-    text = f"decoded from {ts}; PhotometricInterpretation={getattr(pi, 'value', pi)}"
+    text = f"decoded from {ts}; PhotometricInterpretation={photometric}"
     if samples > 1:
         text += "; PlanarConfiguration=0"
     return f"Content-Description: {text}\r\n"

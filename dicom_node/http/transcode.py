@@ -6,9 +6,11 @@ syntax named means Explicit VR Little Endian. The node converts between the nati
 little-endian syntaxes (Implicit VR, Explicit VR, Deflated Explicit VR) and decompresses
 an encapsulated instance when a pixel decoder in its environment handles the stored
 syntax (pydicom's, and the pylibjpeg / pyjpegls plugins: JPEG, JPEG-LS, JPEG 2000,
-HTJ2K, RLE); a conversion is made in memory, one instance at a time, within
-``http.max_decoded_mb``. Any other syntax answers 406 naming those the instance is
-available in, before any byte of the response is sent.
+HTJ2K, RLE). Decompressing to Explicit or Implicit VR LE is done one frame at a time
+as it is sent (:mod:`.decompress`), each frame within ``http.max_decoded_mb``; any
+other conversion is made in memory, one instance at a time, within that limit. Any
+other syntax answers 406 naming those the instance is available in, before any byte
+of the response is sent.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from dicom_node.http import codestream
+from dicom_node.http import codestream, decompress, frames, frames_decode
 from dicom_node.http.budget import DECODING
+from dicom_node.http.frames import ResponseCut
 from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import (
@@ -93,13 +96,13 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
         if ts == inst.transfer_syntax:
             continue
         DECODING.admit()
-        size = decoded_bytes(inst)
+        size, what = _decoded_at_once(inst, ts)
         if size > limit:
             raise Problem(
                 406,
                 "Not Acceptable",
-                f"instance {inst.sop} would take {size // 2**20} MB decoded, more than "
-                f"http.max_decoded_mb ({limit // 2**20} MB): ask for it as stored "
+                f"instance {inst.sop}: {what} would take {size // 2**20} MB decoded, more "
+                f"than http.max_decoded_mb ({limit // 2**20} MB): ask for it as stored "
                 "(transfer-syntax=*)",
                 available=[inst.transfer_syntax],
             )
@@ -109,12 +112,31 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
             inflate_dataset(inst, _deflated_cap(inst), whole=True, keep=False)
 
 
+def _decoded_at_once(inst: Stored, ts: str) -> tuple[int, str]:
+    """Bytes of decoded pixels converting ``inst`` to ``ts`` holds at once (one frame
+    when :mod:`.decompress` streams it), and what they are; Problem 406 if its native
+    Pixel Data would be longer than a value can be (4 GB)."""
+    if not decompress.streamed(inst, ts):
+        return decoded_bytes(inst), "it"
+    pixels = frames.layout(inst)
+    length = decompress.value_length(pixels)
+    if length > decompress.MAX_LENGTH:
+        raise Problem(
+            406,
+            "Not Acceptable",
+            f"instance {inst.sop} would take {length // 2**20} MB decoded, more than a "
+            "native Pixel Data value holds: ask for it as stored (transfer-syntax=*)",
+            available=[inst.transfer_syntax],
+        )
+    return frames_decode.decoded_size(pixels), "a frame of it"
+
+
 def converted(inst: Stored, ts: str) -> memoryview:
     """The instance in native syntax ``ts`` (decompressed if need be); a view of the
     encoded buffer, not a copy of it."""
     ds = read_dataset(inst, cap=_deflated_cap(inst))  # size checked by check_convertible
     if ds.file_meta.TransferSyntaxUID.is_compressed and "PixelData" in ds:
-        ds.decompress()
+        ds.decompress(generate_instance_uid=False)  # the same instance, another syntax
     ds.file_meta.TransferSyntaxUID = ts
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
@@ -122,10 +144,24 @@ def converted(inst: Stored, ts: str) -> memoryview:
     return out.getbuffer()
 
 
-# Bytes a conversion holds at its peak per byte of decoded pixels (decoder output, the
-# Pixel Data, the encoded file): +307 MB for a 64 MB JPEG. The shared budget counts
-# them, so that http.max_decoded_mb is about what the decodes in flight hold.
+# Bytes a conversion made in memory holds at its peak per byte of decoded pixels
+# (decoder output, the Pixel Data, the encoded file): +307 MB for a 64 MB JPEG. The
+# shared budget counts them, so that http.max_decoded_mb is about what the decodes in
+# flight hold.
 HELD_PER_BYTE = 5
+
+
+def _converted_pieces(inst: Stored, ts: str, limit: int) -> Iterator[bytes]:
+    """The instance converted to ``ts``: one frame at a time (:mod:`.decompress`), or
+    made whole in memory within the shared budget."""
+    if decompress.streamed(inst, ts):
+        yield from decompress.decompressed(inst, ts, limit)
+        return
+    with DECODING.hold(HELD_PER_BYTE * decoded_bytes(inst), limit):
+        data = converted(inst, ts)
+        for at in range(0, len(data), CHUNK):
+            yield bytes(data[at : at + CHUNK])
+        del data
 
 
 def multipart(
@@ -146,18 +182,14 @@ def multipart(
                     yield chunk
         else:
             try:
-                with DECODING.hold(HELD_PER_BYTE * decoded_bytes(inst), limit):
-                    data = converted(inst, ts)
-                    for at in range(0, len(data), CHUNK):
-                        yield bytes(data[at : at + CHUNK])
-                    del data
-            except TimeoutError as err:
+                yield from _converted_pieces(inst, ts, limit)
+            except (TimeoutError, Problem) as err:  # too late for a status
                 log.error(
                     "WADO-RS retrieve of instance %s of study %s: %s; response cut",
                     inst.sop,
                     inst.study,
-                    err,
+                    getattr(err, "detail", err),
                 )
-                raise
+                raise ResponseCut from None
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()

@@ -100,4 +100,4 @@ def count_within(path: Path | str, transfer_syntax: str, most: int) -> None:
     with map_part10(path) as (buf, offset):
         walk = ElementWalk(buf, ts)
         walk.elements_left = most
-        walk.find(PIXEL_DATA, offset, len(buf), walk.implicit)  # stops at Pixel Data
+        walk.find_header(PIXEL_DATA, offset, len(buf), walk.implicit)  # stops at Pixel Data

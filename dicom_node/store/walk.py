@@ -159,6 +159,7 @@ class ElementWalk:
         self.collect = collect  # top-level tags whose raw elements the caller wants
         self.collected: Collected = {}
         self.locate = -1  # a top-level tag whose value's place the caller wants
+        self.at_header = False  # stop at that element's header, its value unread
         self.elements_left = -1  # elements (all levels) the caller lets the walk meet
 
     def find(self, tag: int, start: int, end: int | None, implicit: bool) -> Located:
@@ -171,6 +172,14 @@ class ElementWalk:
         except Located as found:
             return found
         return NOT_FOUND
+
+    def find_header(self, tag: int, start: int, end: int | None, implicit: bool) -> Located:
+        """As :meth:`find`, but the walk stops at the element's header without reading
+        its value: encapsulated Pixel Data's fragments are not walked (their item headers,
+        8 bytes every fragment, would map most of a large file in) and its length is
+        :data:`UNDEFINED_LENGTH`."""
+        self.at_header = True
+        return self.find(tag, start, end, implicit)
 
     def dataset(self, pos: int, end: int | None, depth: int, implicit: bool) -> int:
         """Walk the elements from ``pos`` up to ``end`` (or an item delimiter when None);
@@ -247,6 +256,8 @@ class ElementWalk:
         at its end)."""
         if tag != self.locate:
             raise Located(None, -1, 0)  # not in the dataset
+        if self.at_header:
+            raise Located(vr, pos, length)
         if length != UNDEFINED_LENGTH:
             if pos + length > self.size:
                 raise StructureError(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+import openjpeg
 import pydicom
 import pytest
 import requests
@@ -18,13 +20,15 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import pixel_array
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
+from dicom_node.synthetic import Patient, iter_ct_series
 from tests.http.support import renamed
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
 
 EXPLICIT = (("application/octet-stream", ExplicitVRLittleEndian),)
+MF_BIT_SC = "1.2.840.10008.5.1.4.1.1.7.1"  # Multi-frame Single Bit SC Image Storage
 # pydicom test files (and pydicom-data's): syntax, frames, bits, photometric
 FILES = [
     "SC_rgb_jpeg_dcmtk.dcm",  # JPEG Baseline, YBR_FULL, 8-bit RGB
@@ -213,3 +217,47 @@ def test_a_frame_that_cannot_be_decoded(node: NodeProcess, tmp_path: Path) -> No
     lines = [line for line in log.splitlines() if "frames of instance " + ds.SOPInstanceUID in line]
     assert len(lines) == 1 and "response cut" in lines[0], lines
     assert "Traceback" not in log  # the decoders' tracebacks are at DEBUG
+
+
+def _one_bit_jpeg2000(rows: int, cols: int, count: int) -> tuple[Dataset, list[np.ndarray]]:
+    """A Multi-frame Single Bit SC instance of ``count`` random 1-bit frames, each
+    encoded JPEG 2000 Lossless by openjpeg (as highdicom encodes binary segmentations),
+    and its frames."""
+    rng = np.random.default_rng(7)
+    pixels = [(rng.random((rows, cols)) > 0.5).astype(np.uint8) for _ in range(count)]
+    ds = next(iter_ct_series(1, Patient(patient_id="ONEBIT"), rows=8, cols=8, seed=71))
+    ds = renamed(ds, "DECODED", MF_BIT_SC)
+    for keyword in ("RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, count
+    ds.BitsAllocated = ds.BitsStored = 1
+    ds.HighBit = ds.PixelRepresentation = 0
+    ds.PixelData = encapsulate([openjpeg.encode(p, bits_stored=1) for p in pixels])
+    ds["PixelData"].VR = "OB"
+    return ds, pixels
+
+
+def test_one_bit_frames_decoded_are_packed_from_a_byte(
+    node: NodeProcess, client: DICOMwebClient, tmp_path: Path
+) -> None:
+    """Three 1-bit frames of 45 x 37 pixels (1665 bits: each frame of native Pixel Data
+    starts mid-byte), JPEG 2000: each frame decoded is pydicom's decode of it packed 8
+    pixels a byte, low bit first, from a byte boundary, its last byte padded with zero
+    bits (as the node sends native 1-bit frames); the instance retrieved decompressed
+    holds the three packed one after the other (PS3.5 8.1.1), as pydicom reads them."""
+    ds, pixels = _one_bit_jpeg2000(45, 37, 3)
+    path = tmp_path / "onebit.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file_raw(node.port, path) == 0, node.log()[-2000:]
+    decoded = [pixel_array(path, index=n) for n in range(3)]
+    assert all(np.array_equal(d, p) for d, p in zip(decoded, pixels, strict=True))
+    got = client.retrieve_instance_frames(*_ids(ds), [3, 1, 2], media_types=EXPLICIT)
+    want = [np.packbits(decoded[n - 1].ravel(), bitorder="little").tobytes() for n in (3, 1, 2)]
+    assert got == want
+    whole = client.retrieve_instance(
+        *_ids(ds), media_types=(("application/dicom", ExplicitVRLittleEndian),)
+    )
+    assert whole.BitsAllocated == 1 and len(whole.PixelData) == (3 * 1665 + 7) // 8 + 1
+    assert np.array_equal(whole.pixel_array, np.stack(pixels))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from email import message_from_bytes
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -27,9 +28,11 @@ from pydicom.uid import (
 
 from dicom_node.synthetic import Patient, iter_ct_series
 from tests.http.support import renamed
+from tests.support.dicom3tools import HAVE_DCIODVFY, dciodvfy
 from tests.support.node_process import NodeProcess
 
 DICOM = 'multipart/related; type="application/dicom"'
+DICOM_MEDIA = "application/dicom"
 MPEG2 = "1.2.840.10008.1.2.4.100"  # no decoder for it in pydicom or its plugins
 NATIVE = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian]
 
@@ -179,3 +182,48 @@ def test_frames_in_a_syntax_the_node_does_not_hold_name_what_it_has(
     r = requests.get(_url(node, jpeg) + "/frames/1", headers={"Accept": jp2}, timeout=10)
     assert r.status_code == 406
     assert r.json()["available"] == [JPEGBaseline8Bit, ExplicitVRLittleEndian]
+
+
+@pytest.mark.skipif(not HAVE_DCIODVFY, reason="dciodvfy (dicom3tools) is not installed")
+@pytest.mark.parametrize("target", NATIVE)
+@pytest.mark.parametrize("name", ["SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_rgb_rle_16bit_2frame.dcm"])
+def test_a_decompressed_instance_is_pydicoms_decode_of_it(
+    node: NodeProcess, tmp_path: Path, name: str, target: str
+) -> None:
+    """JPEG YBR_FULL_422 and 2-frame 16-bit RLE RGB, each with an element after its
+    Pixel Data, retrieved decompressed in Explicit VR LE (also by dicomweb-client),
+    Implicit VR LE (both one frame at a time) and Deflated (in memory): pydicom's
+    decode of the stored pixels, labelled as pydicom's decompress labels them, under the
+    same SOP Instance UID, the trailing element kept, and no dciodvfy error that the
+    stored file does not have."""
+    source = get_testdata_file(name)
+    if source is None:
+        pytest.skip(f"pydicom test file {name} is not installed")
+    ds = _renamed(pydicom.dcmread(source))
+    ds.DataSetTrailingPadding = b"\0" * 6
+    ds.save_as(tmp_path / "stored.dcm", enforce_file_format=True)
+    stored = pydicom.dcmread(tmp_path / "stored.dcm")
+    client = DICOMwebClient(node.http_url + "/dicomweb")
+    client.store_instances([stored])
+    r = requests.get(
+        _url(node, ds), headers={"Accept": f"{DICOM}; transfer-syntax={target}"}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    (tmp_path / "got.dcm").write_bytes(_parts(r)[0][1])  # the node's bytes, for dciodvfy
+    got = pydicom.dcmread(tmp_path / "got.dcm")
+    if target == ExplicitVRLittleEndian:  # what dicomweb-client can ask for
+        ids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        peer = client.retrieve_instance(*ids, media_types=((DICOM_MEDIA, target),))
+        assert peer.PixelData == got.PixelData
+    assert got.file_meta.TransferSyntaxUID == target
+    reference = pydicom.dcmread(tmp_path / "stored.dcm")
+    reference.decompress(generate_instance_uid=False)
+    assert got.SOPInstanceUID == ds.SOPInstanceUID
+    assert got.PhotometricInterpretation == reference.PhotometricInterpretation
+    assert np.array_equal(got.pixel_array, stored.pixel_array)
+    assert got.DataSetTrailingPadding == ds.DataSetTrailingPadding
+    if target == DeflatedExplicitVRLittleEndian:  # dciodvfy reads no Deflated file
+        got.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        got.save_as(tmp_path / "got.dcm", enforce_file_format=True)
+    errors, _ = dciodvfy(tmp_path / "got.dcm")
+    assert set(errors) <= set(dciodvfy(tmp_path / "stored.dcm")[0]), errors

@@ -1,0 +1,142 @@
+"""An encapsulated (compressed) instance decompressed for a WADO-RS retrieve in Explicit
+or Implicit VR Little Endian (:mod:`.transcode`), produced as it is sent, one frame at
+a time: each frame is decoded as WADO-RS frames decoded are (:mod:`.frames_decode`,
+holding its share of ``http.max_decoded_mb`` until it is sent), so that the node holds
+about one decoded frame, not the instance decoded, then re-encoded whole (5 times its
+decoded size).
+
+The dataset is the stored one as pydicom's ``Dataset.decompress`` leaves it: the
+decoder's Photometric Interpretation (YBR_FULL and YBR_FULL_422 as RGB), Planar
+Configuration 0, Pixel Data OB (Bits Allocated up to 8) or OW, padded to an even
+length, and no Extended Offset Table; but its SOP Instance UID is kept (the same
+instance in another transfer syntax), and frames of Bits Allocated 1 are packed one
+after the other (PS3.5 8.1.1; pydicom's wrote a byte a pixel).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from itertools import chain
+
+import numpy as np
+from pydicom import dcmwrite
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from dicom_node.http import fragments, frames
+from dicom_node.http.frames_decode import Decoded, decoded_pixels
+from dicom_node.http.problem import Problem
+from dicom_node.http.wado import Stored
+
+STREAMED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+MAX_LENGTH = 0xFFFFFFFE  # the longest value of a defined length
+
+
+def streamed(inst: Stored, ts: str) -> bool:
+    """Whether converting ``inst`` to ``ts`` is done here, one frame at a time."""
+    return UID(inst.transfer_syntax).is_encapsulated and ts in STREAMED
+
+
+def value_length(pixels: frames.PixelLayout) -> int:
+    """Bytes of the native Pixel Data value, before its padding to an even length."""
+    if _bits(pixels) == 1:
+        return (pixels.frames * pixels.frame_bits + 7) // 8
+    return pixels.frames * (pixels.frame_bits // 8)
+
+
+def decompressed(inst: Stored, ts: str, limit: int) -> Iterator[bytes]:
+    """The instance in native syntax ``ts``, in pieces. The first frame is decoded
+    before anything is yielded; a later frame that cannot be decoded, or decodes to
+    another size than its header says, raises Problem 422 (the response is cut)."""
+    pixels = frames.layout(inst)
+    length = value_length(pixels)
+    decoded = decoded_pixels(inst, pixels, list(range(1, pixels.frames + 1)), limit)
+    first = next(decoded)
+    yield _header(pixels, ts, first.photometric, length + length % 2)
+    every = chain([first], decoded)
+    if _bits(pixels) == 1:
+        yield from _packed_bits(every, pixels.frame_bits)
+    else:
+        yield from _checked_frames(every, pixels.frame_bits // 8)
+    if length % 2:
+        yield b"\0"
+    yield _trailer(inst, pixels, ts)
+
+
+def _bits(pixels: frames.PixelLayout) -> int:
+    header = pixels.header
+    return int(header.get("BitsAllocated") or 8) if header is not None else 8
+
+
+def _checked_frames(decoded: Iterator[Decoded], size: int) -> Iterator[bytes]:
+    """The bytes of each frame, each checked to be ``size`` bytes long (the Pixel Data
+    element's length was sent before them)."""
+    for n, frame in enumerate(decoded, 1):
+        sent = 0
+        for piece in [frame.data] if isinstance(frame.data, bytes) else frame.data:
+            sent += len(piece)
+            yield piece
+        if sent != size:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"frame {n} decodes to {sent} bytes, its attributes say {size}",
+                frame=str(n),
+            )
+
+
+def _packed_bits(decoded: Iterator[Decoded], frame_bits: int) -> Iterator[bytes]:
+    """Frames of Bits Allocated 1, each packed from a byte boundary, packed one after
+    the other without padding between them (PS3.5 8.1.1), the last byte padded with
+    zero bits."""
+    left = np.zeros(0, np.uint8)  # bits of the frames before, not yet a whole byte
+    for frame in decoded:
+        data = frame.data if isinstance(frame.data, bytes) else b"".join(frame.data)
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")[:frame_bits]
+        bits = np.concatenate([left, bits])
+        whole = len(bits) // 8 * 8
+        yield np.packbits(bits[:whole], bitorder="little").tobytes()
+        left = bits[whole:]
+    if len(left):
+        yield np.packbits(left, bitorder="little").tobytes()
+
+
+def _header(pixels: frames.PixelLayout, ts: str, photometric: str, length: int) -> bytes:
+    """The file up to the Pixel Data value: the stored header as decompressed, then the
+    Pixel Data element's tag, VR (explicit syntax) and ``length``."""
+    ds = pixels.header
+    assert ds is not None  # read by frames.layout
+    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.PhotometricInterpretation = photometric
+    if pixels.samples > 1:
+        ds.PlanarConfiguration = 0
+    ds.file_meta.TransferSyntaxUID = ts
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    if ts == ImplicitVRLittleEndian:
+        return out.getvalue() + struct.pack("<HHL", 0x7FE0, 0x0010, length)
+    vr = b"OB" if _bits(pixels) <= 8 else b"OW"
+    return out.getvalue() + struct.pack("<HH2s2xL", 0x7FE0, 0x0010, vr, length)
+
+
+def _trailer(inst: Stored, pixels: frames.PixelLayout, ts: str) -> bytes:
+    """The elements after the Pixel Data (trailing padding, private groups), encoded in
+    ``ts``: the stored file's bytes past the Pixel Data's delimiter, read by pydicom."""
+    with open(inst.path, "rb") as fh:
+        try:
+            fh.seek(fragments.pixel_data_end(fh, pixels))
+        except (ValueError, EOFError, OverflowError, struct.error) as err:
+            raise Problem(
+                422, "Unprocessable Content", f"the encapsulated Pixel Data cannot be walked: {err}"
+            ) from None
+        rest = fh.read()
+    if not rest:
+        return b""
+    tail = read_dataset(io.BytesIO(rest), is_implicit_VR=False, is_little_endian=True)
+    out = io.BytesIO()
+    dcmwrite(out, tail, implicit_vr=ts == ImplicitVRLittleEndian, little_endian=True)
+    return out.getvalue()

@@ -1,0 +1,116 @@
+"""WADO-RS memory per request against the running node (dicomweb-client as the peer): a
+large compressed frame is sent from the file in pieces, never held whole; a compressed
+multi-frame instance retrieved decompressed is decoded and sent one frame at a time.
+The node's peak RSS (VmHWM, reset through /proc/PID/clear_refs) grows by far less than
+the frame, or the instance decoded, while the bytes come back as pydicom reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from dicomweb_client.api import DICOMwebClient
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
+
+from tests.support.node_process import NodeProcess
+from tests.support.scu import store_file_raw
+
+MB = 1024  # kB
+SC = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+
+
+def _image(ts: str, rows: int, cols: int, bits: int) -> Dataset:
+    """The header of a monochrome Secondary Capture image in syntax ``ts``."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SC
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "MEMORY", "Memory^Wado", "OT"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit, ds.PixelRepresentation = bits - 1, 0
+    return ds
+
+
+def _stored(node: NodeProcess, ds: Dataset, path: Path) -> None:
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file_raw(node.port, path) == 0, node.log()[-2000:]
+
+
+def _reset_peak(node: NodeProcess) -> int:
+    Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    return node.peak_rss_kb()
+
+
+def test_a_large_compressed_frame_is_streamed_from_the_file(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """One 128 MB frame of JPEG 2000 (its bytes need not decode: it is sent as stored)
+    in 512 fragments, asked for as stored (transfer-syntax=*): the frame comes back byte
+    for byte while the node's peak RSS grows by far less than the frame (its fragments
+    were joined, then the part copied into a batch: +258 MB)."""
+    frame = np.random.default_rng(11).bytes(128 << 20)
+    ds = _image(JPEG2000Lossless, 8192, 8192, 16)
+    ds.PixelData = encapsulate([frame], fragments_per_frame=512)
+    ds["PixelData"].VR = "OB"
+    _stored(node, ds, tmp_path / "large.dcm")
+    del ds.PixelData
+    client = DICOMwebClient(node.http_url + "/dicomweb")
+    before = _reset_peak(node)
+    got = client.retrieve_instance_frames(
+        ds.StudyInstanceUID,
+        ds.SeriesInstanceUID,
+        ds.SOPInstanceUID,
+        [1],
+        media_types=(("application/octet-stream", "*"),),
+    )
+    grown = node.peak_rss_kb() - before
+    assert got == [frame]
+    assert grown < 32 * MB, f"peak RSS grew by {grown // MB} MB serving a 128 MB frame"
+
+
+def _rle_multiframe(frames: int, size: int) -> Dataset:
+    """An RLE Lossless multi-frame of ``frames`` 16-bit frames of ``size``² pixels
+    (four different frames, repeated), encoded by pydicom."""
+    four = _image(RLELossless, size, size, 16)
+    four.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    four.NumberOfFrames = 4
+    base = np.arange(size * size, dtype=np.uint16).reshape(size, size)
+    four.PixelData = b"".join((base * (k + 1)).tobytes() for k in range(4))
+    four.compress(RLELossless, encoding_plugin="pylibjpeg")
+    encoded = list(generate_frames(four.PixelData, number_of_frames=4))
+    four.PixelData = encapsulate([encoded[k % 4] for k in range(frames)])
+    four.NumberOfFrames = frames
+    return four
+
+
+def test_a_compressed_multiframe_is_decompressed_one_frame_at_a_time(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """64 RLE frames of 1024² x 16 bits (128 MB decoded) retrieved in Explicit VR Little
+    Endian: the instance comes back with pydicom's decode of its pixels, under its own
+    SOP Instance UID, while the node's peak RSS grows by about a few frames (the
+    instance was decoded whole, then encoded whole: +640 MB)."""
+    ds = _rle_multiframe(64, 1024)
+    path = tmp_path / "rle.dcm"
+    _stored(node, ds, path)
+    expected = pydicom.dcmread(path).pixel_array
+    client = DICOMwebClient(node.http_url + "/dicomweb")
+    before = _reset_peak(node)
+    got = client.retrieve_instance(
+        ds.StudyInstanceUID,
+        ds.SeriesInstanceUID,
+        ds.SOPInstanceUID,
+        media_types=(("application/dicom", ExplicitVRLittleEndian),),
+    )
+    grown = node.peak_rss_kb() - before
+    assert grown < 48 * MB, f"peak RSS grew by {grown // MB} MB decompressing 128 MB"
+    assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert got.SOPInstanceUID == ds.SOPInstanceUID and got.NumberOfFrames == 64
+    assert np.array_equal(got.pixel_array, expected)
