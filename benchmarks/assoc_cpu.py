@@ -19,8 +19,14 @@ figure. CPU per association is much less noisy than throughput on a shared machi
 calling AE only a rule for it matches), as a serving node has: what the job loaded
 stays, and full collections walk it unless it was frozen after the job.
 
+``--idle N``: instead, hold N associations open and silent (pynetdicom SCU, CT Image
+Storage) for ``--idle-seconds`` and print each receiver's CPU per idle association, in % of a
+core (pynetdicom's reactors poll while idle; storescp blocks in a read). storescp serves
+one association at a time, so it is given one.
+
     python benchmarks/assoc_cpu.py [--associations 100] [--rounds 4]
         [--receivers storescp,stock,node,node:none] [--baseline DIR ...] [--first-job]
+        [--idle N [--idle-seconds 5]]
 """
 
 from __future__ import annotations
@@ -160,6 +166,42 @@ def one_round(
     return cpu / len(measured) * 1e3, wall / len(measured) * 1e3
 
 
+def idle_round(name: str, work: Path, associations: int, seconds: float) -> float:
+    """CPU (% of a core) the receiver spends per association held open and silent."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    n = 1 if name == "storescp" else associations
+    with receiver(name, work) as (pid, port, called):
+        ae = AE(ae_title="IDLER")
+        ae.add_requested_context(CTImageStorage)  # every receiver here stores CT
+        held = [ae.associate("127.0.0.1", port, ae_title=called) for _ in range(n)]
+        try:
+            if not all(a.is_established for a in held):
+                raise RuntimeError(f"{name}: not every idle association was accepted")
+            time.sleep(1.0)  # the associations' start-up work is over
+            c0 = cpu_seconds(pid)
+            time.sleep(seconds)
+            return (cpu_seconds(pid) - c0) / seconds / n * 100
+        finally:
+            for a in held:
+                a.release()
+
+
+def idle_main(names: list[str], associations: int, seconds: float, rounds: int) -> None:
+    print(f"{associations} idle association(s) for {seconds:.0f} s per receiver, {rounds} rounds")
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                work = Path(tmp) / f"r{r}-{names.index(name)}"
+                cpu[name].append(idle_round(name, work, associations, seconds))
+    print("receiver          CPU % of a core per idle association (median; per round)")
+    for n in names:
+        rounds_ = ", ".join(f"{x:.1f}" for x in cpu[n])
+        print(f"{n:16s} {statistics.median(cpu[n]):8.1f}   ({rounds_})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--associations", type=int, default=100, help="measured per round")
@@ -169,9 +211,14 @@ def main() -> None:
         "--baseline", action="append", default=[], help="another checkout whose node runs too"
     )
     ap.add_argument("--first-job", action="store_true", help="each node runs one demo job before")
+    ap.add_argument("--idle", type=int, default=0, help="measure N idle associations instead")
+    ap.add_argument("--idle-seconds", type=float, default=5.0)
     args = ap.parse_args()
     names = [n.strip() for n in args.receivers.split(",") if n.strip()]
     names += [f"baseline:{d}" for d in args.baseline]
+    if args.idle:
+        idle_main(names, args.idle, args.idle_seconds, args.rounds)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-assoc-") as tmp:
         tmpdir = Path(tmp)
         count = args.associations + WARM_UP

@@ -30,6 +30,8 @@ import logging
 import struct
 from typing import Any
 
+from dicom_node.network import loop_delay
+
 log = logging.getLogger(__name__)
 
 OTHER_PDU_LIMIT = 1 << 20  # A-ASSOCIATE-RQ and friends: a few kB in practice
@@ -144,6 +146,7 @@ def _read_pdu_data(self: Any) -> None:
         return
     self.event_queue.put(event)
     self._recv_pdu.put(pdu)
+    loop_delay.note_traffic(self)
 
 
 def _wrap_receive_primitive(original: Any) -> Any:

@@ -170,7 +170,7 @@ class StorageSCP:
             self._reject(assoc, 0x03)
         else:
             if "loop_delay" in self.tweaks:
-                loop_delay.apply(assoc)  # shorter idle pause in the DUL loop
+                loop_delay.apply(assoc)  # DUL loop pause paced by the traffic
             if "inline" in self.tweaks:
                 inline.serve_inline(assoc)  # C-STOREs served on the DUL thread
 

@@ -23,7 +23,7 @@ TWEAKS = {
     "responses": "C-STORE-RSPs encoded once per SOP class (responses.py)",
     "contexts": "cheap deepcopy of the ~170 supported contexts (contexts.py)",
     "inline": "C-STOREs served on the DUL thread (inline.py)",
-    "loop_delay": "shorter idle pause of the DUL loop (loop_delay.py)",
+    "loop_delay": "DUL loop pause short while PDUs arrive, long when idle (loop_delay.py)",
 }
 
 
