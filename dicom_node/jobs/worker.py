@@ -72,7 +72,7 @@ def run_worker(cfg: NodeConfig, db: Database, inputs: JobInputs | None = None) -
     for err in registry.errors:
         log.error("model package refused: %s: %s", err.path, err.message)
     store = InstanceStore(Path(cfg.data_dir), reserve_bytes=cfg.disk_reserve_mb * 2**20)
-    store.open()
+    store.open(owner=False)  # the node's incoming/ is not ours to clean
     queue = JobQueue(db, lease_seconds=cfg.jobs.lease_seconds)
     inputs = inputs or make_inputs(cfg)
     runner = JobRunner(db, queue, store, registry, lambda: cfg, inputs=inputs)

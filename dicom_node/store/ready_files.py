@@ -45,14 +45,23 @@ class ReadyFiles:
 
     def take(self) -> tuple[Path, int]:
         """An empty file's path and a descriptor open for writing (the caller closes it);
-        created now if none is ready. OSError if it cannot be created."""
-        with self._lock:
-            ready = self._files.popleft() if self._files else None
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._fill, daemon=True, name="ready-files")
-                self._thread.start()
-        self._want.set()
-        return ready if ready is not None else self._create()
+        created now if none is ready. OSError if it cannot be created. A ready file whose
+        name was removed meanwhile (``incoming/`` cleaned by another process) is dropped:
+        what was written to it could not be linked into place."""
+        while True:
+            with self._lock:
+                ready = self._files.popleft() if self._files else None
+                if self._thread is None and not self._closed:
+                    self._thread = threading.Thread(
+                        target=self._fill, daemon=True, name="ready-files"
+                    )
+                    self._thread.start()
+            self._want.set()
+            if ready is None:
+                return self._create()
+            if os.fstat(ready[1]).st_nlink:
+                return ready
+            os.close(ready[1])
 
     def _fill(self) -> None:
         while True:

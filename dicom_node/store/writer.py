@@ -138,16 +138,21 @@ class InstanceStore:
         if syncer is not None:
             syncer.shutdown(wait=True)
 
-    def open(self) -> None:
-        """Create the directories and remove half-written files left by a crash."""
+    def open(self, *, owner: bool = True) -> None:
+        """Create the directories; as the ``owner`` of the store (the node), also remove
+        the half-written files a crash left in ``incoming/``. Another process writing to
+        the same store (a job worker) must not: those would be the node's files being
+        received and the ones it keeps ready."""
         self.instances.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
-        stale = 0
-        for p in self.incoming.iterdir():
-            stale += p.stat().st_size > 0  # empty ones were only kept ready for a C-STORE
-            p.unlink(missing_ok=True)
-        if stale:
-            log.warning("removed %d half-written file(s) from %s", stale, self.incoming)
+        if owner:
+            stale = 0
+            for p in self.incoming.iterdir():
+                stale += p.stat().st_size > 0  # empty ones were only kept ready
+                p.unlink(missing_ok=True)
+            if stale:
+                log.warning("removed %d half-written file(s) from %s", stale, self.incoming)
+        self._ready.close()  # any made before: their names may have just been removed
         self._ready = ReadyFiles(self.incoming, ".stow")
 
     def spool_file(self) -> tuple[Path, int]:

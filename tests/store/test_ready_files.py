@@ -63,3 +63,18 @@ def test_a_missing_directory_fails_the_take_and_not_the_thread(tmp_path: Path) -
         assert _wait_for(lambda: len(list(gone.iterdir())) == 1 + 2)
     finally:
         ready.close()
+
+
+def test_a_ready_file_whose_name_was_removed_is_not_handed_out(tmp_path: Path) -> None:
+    ready = ReadyFiles(tmp_path, ".stow", size=3)
+    try:
+        first, fd = ready.take()
+        os.close(fd)
+        assert _wait_for(lambda: len(list(tmp_path.iterdir())) == 1 + 3)
+        for p in tmp_path.iterdir():  # another process cleaning the directory
+            p.unlink()
+        path, fd = ready.take()
+        os.close(fd)
+        assert path.exists()  # a new file, not one of the removed ones
+    finally:
+        ready.close()

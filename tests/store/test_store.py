@@ -112,6 +112,23 @@ def test_open_removes_leftovers_and_counts_only_half_written_ones(
     assert "removed 1 half-written file(s)" in caplog.text
 
 
+def test_a_worker_opening_the_nodes_store_leaves_its_incoming_files_alone(
+    tmp_path: Path,
+) -> None:
+    node = InstanceStore(tmp_path / "data")
+    node.open()
+    try:
+        spooled, fd = node.spool_file()  # a STOW-RS part being received
+        os.write(fd, b"DICM")
+        os.close(fd)
+        InstanceStore(tmp_path / "data").open(owner=False)  # as jobs/worker.py does
+        final = node.path_for("1.2", "1.2.3", "1.2.3.4")
+        node.place(spooled, final).wait_durable()
+        assert final.read_bytes() == b"DICM"
+    finally:
+        node.close()
+
+
 def _header(sop: str) -> InstanceHeader:
     return InstanceHeader(
         sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
