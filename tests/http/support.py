@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +56,20 @@ def post(
 
 def stow_leftovers(node: NodeProcess) -> list[Path]:
     """Spooled STOW-RS parts still in incoming/ (there must be none after a request): the
-    files that hold data, and the empty ones too if there are more than the store keeps
-    ready for the next parts (:mod:`dicom_node.store.ready_files`)."""
-    files = sorted((node.data_dir / "incoming").glob("*.stow"))
-    empty = [p for p in files if not p.stat().st_size]
-    return [p for p in files if p.stat().st_size] + (empty if len(empty) > READY else [])
+    files that hold data, and the empty ones too unless, once the store has refilled its
+    files kept ready for the next parts, there are exactly that many
+    (:data:`dicom_node.store.ready_files.READY`): one more is a part left behind."""
+    deadline = time.monotonic() + 10
+    while True:
+        sizes = {}
+        for p in sorted((node.data_dir / "incoming").glob("*.stow")):
+            with contextlib.suppress(FileNotFoundError):  # taken and placed meanwhile
+                sizes[p] = p.stat().st_size
+        empty = [p for p, size in sizes.items() if not size]
+        if len(empty) == READY or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return [p for p, size in sizes.items() if size] + ([] if len(empty) == READY else empty)
 
 
 MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Image Storage
