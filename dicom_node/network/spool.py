@@ -155,7 +155,7 @@ def _ended(assoc: Any) -> bool:
     return not assoc.is_alive() and not (dul is not None and dul.is_alive())
 
 
-class _Ready:
+class _Spool:
     """The spool of one directory: empty files created ahead of need
     (:class:`~dicom_node.store.ready_files.ReadyFiles`, from the first use on, after the
     store has cleaned the directory), and the received datasets each association holds,
@@ -169,7 +169,6 @@ class _Ready:
         admit: Admit | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self.size = size
         self.on_head = on_head
         self.admit = admit
         self._files = ReadyFiles(self.directory, ".dcm", size)
@@ -266,7 +265,7 @@ class _Ready:
             self.end(owner)
 
 
-_ready: weakref.WeakKeyDictionary[Any, _Ready] = weakref.WeakKeyDictionary()
+_spools: weakref.WeakKeyDictionary[Any, _Spool] = weakref.WeakKeyDictionary()
 
 
 def register(
@@ -278,21 +277,21 @@ def register(
     runs before each write of ``n`` bytes and may refuse it by raising OSError (the
     rest of that dataset is then discarded, as after a failed write)."""
     unregister(ae)
-    _ready[ae] = _Ready(directory, on_head=on_head, admit=admit)
+    _spools[ae] = _Spool(directory, on_head=on_head, admit=admit)
 
 
 def unregister(ae: Any) -> None:
     """Stop spooling for ``ae`` and remove its prepared files."""
-    ready = _ready.pop(ae, None)
+    ready = _spools.pop(ae, None)
     if ready is not None:
         ready.close()
 
 
-def _ready_for(assoc: Any) -> _Ready | None:
+def _spool_for(assoc: Any) -> _Spool | None:
     """The spool of the AE of ``assoc``, if it is registered."""
     ae = getattr(assoc, "ae", None)
     try:
-        return _ready.get(ae) if ae is not None else None
+        return _spools.get(ae) if ae is not None else None
     except TypeError:  # not weak-referenceable: not one of ours
         return None
 
@@ -300,7 +299,7 @@ def _ready_for(assoc: Any) -> _Ready | None:
 def _named_temporary_file(*args: Any, **kwargs: Any) -> Any:
     # Called on the DUL thread of the association whose C-STORE command just arrived.
     assoc = getattr(threading.current_thread(), "assoc", None)
-    ready = _ready_for(assoc)
+    ready = _spool_for(assoc)
     if ready is None:  # another AE in this process: pynetdicom's own behaviour
         return tempfile.NamedTemporaryFile(*args, **kwargs)
     received = ready.take(assoc) if _into_store else ready.temporary(assoc, *args, **kwargs)
@@ -319,7 +318,7 @@ def claim(assoc: Any, path: Path | str) -> bool:
     """The C-STORE handler of ``assoc`` takes the received dataset at ``path`` over (it
     places or removes it from now on); False if the file was discarded already because
     the association ended (the C-STORE then fails; its response cannot be sent)."""
-    ready = _ready_for(assoc)
+    ready = _spool_for(assoc)
     return True if ready is None else ready.claim(str(path))
 
 
@@ -328,7 +327,7 @@ def end_of_association(assoc: Any) -> list[str]:
     dropped the request, or the association ended before serving it, or in the middle of
     a dataset); return their paths. Call it whenever the association ends (release, abort,
     connection closed); more than once is harmless."""
-    ready = _ready_for(assoc)
+    ready = _spool_for(assoc)
     return [] if ready is None else ready.end(assoc)
 
 

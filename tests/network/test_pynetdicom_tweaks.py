@@ -219,7 +219,7 @@ def test_spool_files_are_prepared_ahead_and_removed_on_unregister(tmp_path: Path
     ae = AE(ae_title="READY")
     spool.register(ae, tmp_path)
     assert not list(tmp_path.iterdir())  # nothing is created before the first C-STORE
-    ready = spool._ready[ae]
+    ready = spool._spools[ae]
     owner = _association(ae)
     first = ready.take(owner)
     wait_until(
@@ -254,7 +254,7 @@ def _association(ae: AE) -> threading.Thread:
 def test_unclaimed_spool_files_go_when_their_association_ends(tmp_path: Path) -> None:
     ae = AE(ae_title="OWNED")
     spool.register(ae, tmp_path)
-    ready = spool._ready[ae]
+    ready = spool._spools[ae]
     try:
         owner = _association(ae)
         served, dropped = ready.take(owner), ready.take(owner)
@@ -282,7 +282,7 @@ def test_spool_files_of_an_association_whose_threads_ended_are_swept(tmp_path: P
         owner = threading.Thread(target=lambda: None)
         owner.ae, owner.dul = ae, None  # type: ignore[attr-defined]
         owner.start()
-        f = spool._ready[ae].take(owner)
+        f = spool._spools[ae].take(owner)
         f.write(b"data")
         owner.join()
         wait_until(lambda: not Path(f.name).exists(), timeout=10)
