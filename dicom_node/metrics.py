@@ -113,8 +113,8 @@ LAST_INSTANCE_TO_DELIVERED = Histogram(
 RETENTION_SERIES_BUSY = Counter(
     "dicom_node_retention_series_busy_total",
     "Series with old instances that retention found being received, by what it did: "
-    "skipped (left for the next pass), waited (cleaned after waiting for its receivers, "
-    "once it had been skipped several passes in a row).",
+    "skipped (left for the next pass), waited (cleaned on a pass that could wait for its "
+    "receivers, after several passes in a row skipped it).",
     ["outcome"],
 )
 

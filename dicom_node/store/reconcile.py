@@ -237,7 +237,8 @@ def _remove_study(study: Path, dry_run: bool) -> bool:
     holds nothing but directories, the series that would be removed)."""
     try:
         if dry_run:
-            return all(e.is_dir(follow_symlinks=False) for e in os.scandir(study))
+            with os.scandir(study) as entries:
+                return all(e.is_dir(follow_symlinks=False) for e in entries)
         study.rmdir()
     except FileNotFoundError:
         return True  # removed with its last series
