@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.store.test_reconcile import _rows
+from tests.store.reconcile_support import instance_rows
 from tests.support.dcmtk import storescu
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study
@@ -32,7 +32,7 @@ def test_the_node_removes_a_retained_study_from_its_store(tmp_path: Path) -> Non
         instances = node.data_dir / "instances"
         wait_until(lambda: "retention: deleted" in node.log(), timeout=60)
         wait_until(lambda: not any(instances.iterdir()), timeout=60)
-        assert _rows(node.index) == {}
+        assert instance_rows(node.index) == {}
         assert instances.is_dir()
     assert "Traceback" not in node.log()
     assert not (instances / study).exists()

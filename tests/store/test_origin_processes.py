@@ -27,7 +27,7 @@ from dicom_node.store.origin import (
     origin_of,
     series_record,
 )
-from tests.store.test_reconcile import SUMMARY, _execute, _rows
+from tests.store.reconcile_support import SUMMARY, execute_sql, instance_rows
 from tests.store.test_reconcile_origin import _node
 from tests.support.node_process import ROOT
 from tests.support.studies import make_study
@@ -96,7 +96,7 @@ def test_two_processes_place_the_first_instances_of_one_series_at_once(
     assert set(owners) == set(SENDERS.values()), "one process always won: no race"
     assert len(sent) == ROUNDS * PER_ROUND * 2
 
-    _execute(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
+    execute_sql(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
     node = _node(node.workdir, port=node.port)
     node.start()
     try:
@@ -105,7 +105,7 @@ def test_two_processes_place_the_first_instances_of_one_series_at_once(
         assert f"{SUMMARY} {summary}" in node.log()
     finally:
         assert node.stop() == 0
-    rows = _rows(node.index)
+    rows = instance_rows(node.index)
     assert {sop: (r["called_ae"], r["calling_ae"]) for sop, r in rows.items()} == {
         sop: (o.called_ae, o.calling_ae) for sop, o in sent.items()
     }

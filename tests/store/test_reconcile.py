@@ -8,120 +8,50 @@ and their share of the open group's counts). That is the only thing faked.
 
 from __future__ import annotations
 
-import datetime as dt
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from dicom_node.db import sqlite_url
+from tests.store.reconcile_support import (
+    SUMMARY,
+    execute_sql,
+    instance_rows,
+    lose_last_rows,
+    reconcile_cli,
+    reconcile_config,
+    reconciled_metric,
+)
 from tests.support.dcmtk import storescu
 from tests.support.dicom3tools import HAVE_DCIODVFY, dciodvfy
 from tests.support.index import job_rows, query
-from tests.support.node_process import ROOT, NodeProcess
+from tests.support.node_process import NodeProcess
 from tests.support.storescp import StoreSCP
 from tests.support.studies import make_study
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
 
-SUMMARY = "store reconciled:"
-
-
-def _config(index_url: str | None, quiet: float, **more: object) -> dict[str, object]:
-    cfg: dict[str, object] = {
-        "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": quiet}],
-        "models": {"bundled": False},
-        **more,
-    }
-    if index_url and not index_url.startswith("sqlite"):
-        cfg["database_url"] = index_url
-    return cfg
-
-
-def _execute(index: Path | str, *statements: tuple[str, dict]) -> None:
-    url = index if isinstance(index, str) else sqlite_url(Path(index) / "index.sqlite")
-    engine = create_engine(url)
-    try:
-        with engine.begin() as c:
-            for sql, params in statements:
-                c.execute(text(sql), params)
-    finally:
-        engine.dispose()
-
-
-def _rows(index: Path | str) -> dict[str, dict]:
-    """Every instance row by SOP Instance UID, less its id."""
-    url = index if isinstance(index, str) else sqlite_url(Path(index) / "index.sqlite")
-    engine = create_engine(url)
-    try:
-        with engine.connect() as c:
-            rows = [dict(r._mapping) for r in c.execute(text("SELECT * FROM instances"))]
-    finally:
-        engine.dispose()
-    for r in rows:
-        del r["id"]
-        if isinstance(r["received_at"], str):  # SQLite through text(): ISO text
-            r["received_at"] = dt.datetime.fromisoformat(r["received_at"])
-    return {r["sop_instance_uid"]: r for r in rows}
-
-
-def _lose_last(index: Path | str, n: int) -> list[str]:
-    """Remove the ``n`` newest instance rows and their share of their group: what a
-    power cut before the WAL reached the disk leaves. Returns their SOP UIDs."""
-    lost = query(
-        index,
-        "SELECT id, sop_instance_uid, group_id, size FROM instances ORDER BY id DESC LIMIT :n",
-        n=n,
-    )
-    _execute(
-        index,
-        *[
-            (
-                "UPDATE groups SET instance_count = instance_count - 1, "
-                "total_bytes = total_bytes - :size WHERE id = :gid",
-                {"size": size, "gid": gid},
-            )
-            for _, _, gid, size in lost
-        ],
-        *[("DELETE FROM instances WHERE id = :id", {"id": i}) for i, _, _, _ in lost],
-    )
-    return [sop for _, sop, _, _ in lost]
-
 
 def _acked_then_lost(tmp_path: Path, index_url: str | None, n: int, lose: int) -> tuple:
     """A node that acked a study of ``n`` instances, was killed, and lost ``lose`` rows."""
     files = make_study(tmp_path / "src", n, size=64, seed=41)
-    node = NodeProcess(tmp_path / "node", _config(index_url, quiet=120))
+    node = NodeProcess(tmp_path / "node", reconcile_config(index_url, quiet=120))
     node.start()
     try:
         storescu(node.port, files, check=True)  # every instance answered Success
     finally:
         node.kill()
-    before = _rows(node.index)
+    before = instance_rows(node.index)
     assert len(before) == n
-    lost = _lose_last(node.index, lose)
-    assert len(_rows(node.index)) == n - lose
+    lost = lose_last_rows(node.index, lose)
+    assert len(instance_rows(node.index)) == n - lose
     return node, before, lost
-
-
-def _metric(node: NodeProcess, outcome: str) -> float:
-    with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=10) as resp:
-        body = resp.read().decode()
-    name = f'dicom_node_reconciled_instances_total{{outcome="{outcome}"}}'
-    for line in body.splitlines():
-        if line.startswith(name):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def test_lost_rows_are_indexed_again_and_routed(tmp_path: Path, index_url: str) -> None:
     node, before, lost = _acked_then_lost(tmp_path, index_url, 6, 3)
     with StoreSCP(tmp_path / "pacs", ae_title="PACS") as pacs:
-        cfg = _config(
+        cfg = reconcile_config(
             index_url,
             quiet=1,
             destinations=[
@@ -133,7 +63,7 @@ def test_lost_rows_are_indexed_again_and_routed(tmp_path: Path, index_url: str) 
         node = NodeProcess(tmp_path / "node", cfg, port=node.port)
         node.start()
         try:
-            after = _rows(node.index)
+            after = instance_rows(node.index)
             assert sorted(after) == sorted(before)  # each once: the unique key holds too
             for sop, row in before.items():
                 got = dict(after[sop])
@@ -143,7 +73,7 @@ def test_lost_rows_are_indexed_again_and_routed(tmp_path: Path, index_url: str) 
             ((count, total),) = query(node.index, "SELECT instance_count, total_bytes FROM groups")
             assert count == 6 and total == sum(r["size"] for r in before.values())
             assert f"{SUMMARY} 6 file(s) seen, 3 re-indexed, 0 unreadable" in node.log()
-            assert _metric(node, "reindexed") == 3
+            assert reconciled_metric(node, "reindexed") == 3
             # The study's group completes and is routed like any received study.
             pacs.wait_for_files(6, timeout=60)
             if not isinstance(node.index, str):
@@ -155,10 +85,10 @@ def test_lost_rows_are_indexed_again_and_routed(tmp_path: Path, index_url: str) 
     node.start()
     try:
         assert node.log().count(SUMMARY) == 1
-        assert _metric(node, "reindexed") == 0
+        assert reconciled_metric(node, "reindexed") == 0
     finally:
         assert node.stop() == 0
-    assert len(_rows(node.index)) == 6
+    assert len(instance_rows(node.index)) == 6
 
 
 def test_study_lost_entirely_keeps_its_ae_titles(tmp_path: Path) -> None:
@@ -170,20 +100,20 @@ def test_study_lost_entirely_keeps_its_ae_titles(tmp_path: Path) -> None:
     titles = [{"ae_title": "DICOM_NODE"}, {"ae_title": "BYSERIES", "group_by": "series"}]
     node = NodeProcess(
         tmp_path / "node",
-        _config(None, 120, ae_titles=[t | {"quiet_seconds": 120} for t in titles]),
+        reconcile_config(None, 120, ae_titles=[t | {"quiet_seconds": 120} for t in titles]),
     )
     node.start()
     try:
         storescu(node.port, files, "BYSERIES", "MODX", check=True)
     finally:
         node.kill()
-    before = _rows(node.index)
+    before = instance_rows(node.index)
     assert {(r["called_ae"], r["calling_ae"]) for r in before.values()} == {("BYSERIES", "MODX")}
-    _execute(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
+    execute_sql(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
     if HAVE_DCIODVFY:  # the File Meta the node wrote is valid
         assert [dciodvfy(Path(r["path"]))[0] for r in before.values()] == [[]] * 3
     with StoreSCP(tmp_path / "pacs", ae_title="PACS") as pacs:
-        cfg = _config(
+        cfg = reconcile_config(
             None,
             1,
             ae_titles=[t | {"quiet_seconds": 1} for t in titles],
@@ -203,7 +133,7 @@ def test_study_lost_entirely_keeps_its_ae_titles(tmp_path: Path) -> None:
         node = NodeProcess(tmp_path / "node", cfg, port=node.port)
         node.start()
         try:
-            after = _rows(node.index)
+            after = instance_rows(node.index)
             assert sorted(after) == sorted(before)
             for sop, row in before.items():
                 got = dict(after[sop])
@@ -229,49 +159,38 @@ def test_corrupt_unindexed_file_is_left_and_reported(tmp_path: Path) -> None:
         log = node.log()
         assert f"stored file {bad} not indexed:" in log
         assert f"{SUMMARY} 4 file(s) seen, 0 re-indexed, 1 unreadable" in log
-        assert _metric(node, "unreadable") == 1
+        assert reconciled_metric(node, "unreadable") == 1
         # It serves: a new study is received and indexed.
         more = make_study(tmp_path / "more", 2, size=64, seed=42)
         storescu(node.port, more, check=True)
-        assert len(_rows(node.index)) == 5
+        assert len(instance_rows(node.index)) == 5
     finally:
         assert node.stop() == 0
     assert bad.exists()
-
-
-def _cli(node: NodeProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dicom_node", "store", "reconcile", "-c", str(node.config_path)]
-        + list(args),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_cli_dry_run_lists_then_reconcile_indexes_and_refuses_while_serving(
     tmp_path: Path,
 ) -> None:
     node, before, lost = _acked_then_lost(tmp_path, None, 4, 2)
-    dry = _cli(node, "--dry-run")
+    dry = reconcile_cli(node, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     listed = [line for line in dry.stdout.splitlines() if line.startswith("would re-index: ")]
     assert sorted(Path(line.split(": ", 1)[1]) for line in listed) == sorted(
         Path(before[sop]["path"]) for sop in lost
     )
     assert "dry run: 4 file(s) seen, 2 re-indexed" in dry.stdout
-    assert len(_rows(node.index)) == 2  # nothing written
+    assert len(instance_rows(node.index)) == 2  # nothing written
 
-    done = _cli(node)
+    done = reconcile_cli(node)
     assert done.returncode == 0, done.stderr
     assert "4 file(s) seen, 2 re-indexed, 0 unreadable" in done.stdout
-    assert sorted(_rows(node.index)) == sorted(before)
+    assert sorted(instance_rows(node.index)) == sorted(before)
 
     node.start()
     try:
         wait_until(lambda: "dicom-node is running" in node.log(), timeout=10)
-        refused = _cli(node, "--dry-run")
+        refused = reconcile_cli(node, "--dry-run")
         assert refused.returncode == 1
         assert f"a node (pid {node.pid}) is serving" in refused.stderr
     finally:

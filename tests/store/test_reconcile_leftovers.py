@@ -21,8 +21,8 @@ from dicom_node.store.origin import Origin, series_record
 from dicom_node.store.reconcile import reconcile
 from dicom_node.store.series_lock import placing
 from dicom_node.store.writer import InstanceStore
+from tests.store.reconcile_support import SUMMARY, instance_rows, lose_last_rows, reconcile_config
 from tests.store.support import MODX, inconsistencies
-from tests.store.test_reconcile import SUMMARY, _config, _lose_last, _rows
 from tests.support.dcmtk import storescu
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study
@@ -45,7 +45,7 @@ def test_a_series_left_by_a_crash_before_its_first_row_is_removed(tmp_path: Path
     crashed = make_study(tmp_path / "crashed", 2, size=64, seed=51)
     kept = make_study(tmp_path / "kept", 1, size=64, seed=52)
     loose = make_study(tmp_path / "loose", 1, size=64, seed=53)
-    node = NodeProcess(tmp_path / "node", _config(None, 120))
+    node = NodeProcess(tmp_path / "node", reconcile_config(None, 120))
     store = InstanceStore(node.data_dir)
     node.start()
     try:
@@ -55,7 +55,7 @@ def test_a_series_left_by_a_crash_before_its_first_row_is_removed(tmp_path: Path
         node.kill()
     first = _path(store, crashed[0])
     sop = first.stem
-    assert _lose_last(node.index, 1) == [sop]  # the crash came before its row and file
+    assert lose_last_rows(node.index, 1) == [sop]  # the crash came before its row and file
     first.unlink()
     series = first.parent
     assert sorted(p.name for p in series.iterdir()) == ["origin.json"]
@@ -66,7 +66,7 @@ def test_a_series_left_by_a_crash_before_its_first_row_is_removed(tmp_path: Path
     unindexed.write_bytes(loose[0].read_bytes())
     kept_path = _path(store, kept[0])
 
-    node = NodeProcess(tmp_path / "node", _config(None, 120), port=node.port)
+    node = NodeProcess(tmp_path / "node", reconcile_config(None, 120), port=node.port)
     node.start()  # no clean-stop marker: reconciles
     try:
         log = node.log()
@@ -81,7 +81,7 @@ def test_a_series_left_by_a_crash_before_its_first_row_is_removed(tmp_path: Path
         assert node.stop() == 0
     second = _path(store, crashed[1])
     assert Origin.decode(series_record(series).read_bytes()).calling_ae == "SECOND"
-    rows = _rows(node.index)
+    rows = instance_rows(node.index)
     assert rows[second.stem]["calling_ae"] == "SECOND" and sop not in rows
     assert inconsistencies(node) == [f"file {unindexed} has no row"]
 

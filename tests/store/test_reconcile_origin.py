@@ -17,7 +17,14 @@ from dicom_node.store.origin import DIMSE, Origin, OriginRecords
 from dicom_node.store.writer import InstanceStore
 from dicom_node.synthetic import new_uid
 from tests.http.support import multipart, post
-from tests.store.test_reconcile import SUMMARY, _cli, _config, _execute, _metric, _rows
+from tests.store.reconcile_support import (
+    SUMMARY,
+    execute_sql,
+    instance_rows,
+    reconcile_cli,
+    reconcile_config,
+    reconciled_metric,
+)
 from tests.support.dcmtk import storescu
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study
@@ -29,7 +36,9 @@ WEB = {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 120}}
 
 
 def _node(workdir: Path, port: int | None = None) -> NodeProcess:
-    cfg = _config(None, 120, ae_titles=[t | {"quiet_seconds": 120} for t in TITLES], http=WEB)
+    cfg = reconcile_config(
+        None, 120, ae_titles=[t | {"quiet_seconds": 120} for t in TITLES], http=WEB
+    )
     return NodeProcess(workdir, cfg, port=port)
 
 
@@ -50,11 +59,11 @@ def _forged(src: Path, study: str, series: str) -> bytes:
 def _reindexed_after_losing_every_row(node: NodeProcess, files: int) -> dict[str, dict]:
     """Delete every row and group of the killed ``node``, start it again (it reconciles
     ``files`` files), stop it; return the rows it re-indexed."""
-    _execute(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
+    execute_sql(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
     node = _node(node.workdir, port=node.port)
     node.start()
     try:
-        after = _rows(node.index)
+        after = instance_rows(node.index)
         summary = f"{SUMMARY} {files} file(s) seen, {files} re-indexed, 0 unreadable"
         assert summary in node.log()
     finally:
@@ -82,7 +91,7 @@ def test_stow_file_meta_naming_a_dimse_peer_is_not_trusted(tmp_path: Path) -> No
         assert r.status_code == 200, r.text
     finally:
         node.kill()
-    before = _rows(node.index)
+    before = instance_rows(node.index)
     web = {sop for sop, r in before.items() if r["called_ae"] == "WEBSRC"}
     assert len(web) == 2 and len(before) == 4
     after = _reindexed_after_losing_every_row(node, 4)
@@ -120,7 +129,7 @@ def test_origin_record_left_by_a_crash_harms_nothing(tmp_path: Path) -> None:
         assert r.status_code == 200, r.text
     finally:
         node.kill()
-    ((sop, before),) = _rows(node.index).items()
+    ((sop, before),) = instance_rows(node.index).items()
     got = _reindexed_after_losing_every_row(node, 1)[sop]
     assert (got["called_ae"], got["calling_ae"]) == ("WEBSRC", "http")
     assert (before["called_ae"], before["calling_ae"]) == ("WEBSRC", "http")
@@ -145,18 +154,18 @@ def test_a_file_without_origin_record_is_left_and_reported(tmp_path: Path) -> No
         assert f"stored file {path} not indexed: no origin record (origin.json)" in log
         summary = "1 file(s) seen, 0 re-indexed, 0 unreadable, 0 duplicate, 1 without origin"
         assert f"{SUMMARY} {summary}" in log
-        assert _metric(node, "no_origin") == 1
+        assert reconciled_metric(node, "no_origin") == 1
         assert "dicom-node store reconcile --origin-ae AE_TITLE" in log  # what to do
-        assert _rows(node.index) == {}
+        assert instance_rows(node.index) == {}
     finally:
         assert node.stop() == 0
     assert path.read_bytes() == src[0].read_bytes()
     # The admin states the origin: one of the node's AE titles, the calling AE unknown.
-    refused = _cli(node, "--origin-ae", "NOT_OURS")
+    refused = reconcile_cli(node, "--origin-ae", "NOT_OURS")
     assert refused.returncode == 2 and "not one of the node's AE titles" in refused.stderr
-    assert _rows(node.index) == {}
-    done = _cli(node, "--origin-ae", "BYSERIES")
+    assert instance_rows(node.index) == {}
+    done = reconcile_cli(node, "--origin-ae", "BYSERIES")
     assert done.returncode == 0, done.stderr
     assert "indexed as received on BYSERIES" in done.stdout
-    ((row),) = _rows(node.index).values()
+    ((row),) = instance_rows(node.index).values()
     assert (row["called_ae"], row["calling_ae"], row["path"]) == ("BYSERIES", "", str(path))
