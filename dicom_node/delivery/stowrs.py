@@ -56,7 +56,7 @@ def _batches(items: list[SendItem]) -> list[list[SendItem]]:
     return out
 
 
-def _parse_response(
+def parse_store_response(
     ds: Dataset, batch: list[SendItem], elapsed: float, http_code: int
 ) -> list[InstanceOutcome]:
     """Per-instance outcomes from a STOW-RS response dataset."""
@@ -173,7 +173,7 @@ class StowRsDeliverer:
                     )
                     break
                 else:  # the request's response, recorded before the next request goes
-                    report.add(*_parse_response(rsp, batch, time.monotonic() - t0, 200))
+                    report.add(*parse_store_response(rsp, batch, time.monotonic() - t0, 200))
         return report.finish()
 
     def _http_error(
@@ -183,7 +183,7 @@ class StowRsDeliverer:
         code = rsp.status_code if rsp is not None else 0
         if rsp is not None and code == 409:
             try:
-                return _parse_response(Dataset.from_json(rsp.json()), batch, elapsed, code)
+                return parse_store_response(Dataset.from_json(rsp.json()), batch, elapsed, code)
             except ValueError:
                 pass
         outcome = classify_http_status(code) if code else "transient"

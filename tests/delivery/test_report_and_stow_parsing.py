@@ -8,7 +8,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from dicom_node.delivery.report import DeliveryReport, InstanceOutcome, SendItem
-from dicom_node.delivery.stowrs import _parse_response
+from dicom_node.delivery.stowrs import parse_store_response
 
 
 def _report(*outcomes: str, error_kind: str | None = None) -> DeliveryReport:
@@ -48,7 +48,7 @@ def test_stow_response_per_instance() -> None:
     rsp = Dataset()
     rsp.ReferencedSOPSequence = [_ref("1.1"), _ref("1.2", WarningReason=0xB000)]
     rsp.FailedSOPSequence = [_ref("1.3", FailureReason=0xA700), _ref("1.4", FailureReason=0xC000)]
-    got = [(o.outcome, o.code, o.warning) for o in _parse_response(rsp, batch, 0.1, 202)]
+    got = [(o.outcome, o.code, o.warning) for o in parse_store_response(rsp, batch, 0.1, 202)]
     assert got == [
         ("delivered", 202, False),
         ("delivered", 0xB000, True),
@@ -56,5 +56,5 @@ def test_stow_response_per_instance() -> None:
         ("permanent", 0xC000, False),
         ("transient", 202, False),
     ]  # 1.5: missing from the response
-    every = _parse_response(Dataset(), batch[:2], 0.1, 200)
+    every = parse_store_response(Dataset(), batch[:2], 0.1, 200)
     assert [o.outcome for o in every] == ["delivered", "delivered"]
