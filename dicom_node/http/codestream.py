@@ -135,9 +135,10 @@ def check_frames(
 
 
 def check_instance(inst: Stored, only: int | None = None) -> None:
-    """:func:`check_frames` on the stored frames of ``inst`` (or frame ``only``), read
-    one at a time through the offset tables as WADO-RS frames are; Problem 422 if a
-    frame cannot be found."""
+    """:func:`check_frames` on the stored frames of ``inst`` (or frame ``only``), the
+    first :data:`.fragments.HEAD` bytes of each read through the offset tables as
+    WADO-RS frames are; Problem 422 if a frame cannot be found. A header further in
+    than that declares no size here (422): real ones start the codestream."""
     ts = inst.transfer_syntax
     if ts not in JPEG_FAMILY and ts not in J2K_FAMILY:
         return
@@ -145,15 +146,11 @@ def check_instance(inst: Stored, only: int | None = None) -> None:
     if pixels.value_length != fragments.UNDEFINED:
         return  # native Pixel Data on a compressed syntax: the decoder refuses it
     with open(inst.path, "rb") as fh:
-        try:
+        with fragments.walk_or_422():
             found = fragments.Fragments(fh, pixels)
-        except (ValueError, KeyError, IndexError, EOFError, OverflowError, struct.error) as err:
-            raise Problem(
-                422, "Unprocessable Content", f"the encapsulated Pixel Data cannot be walked: {err}"
-            ) from None
         numbers = [only] if only else range(1, pixels.frames + 1)
         check_frames(
-            ((n, fragments.encapsulated_frame(found, n)) for n in numbers),
+            ((n, fragments.frame_head(found, n)) for n in numbers),
             ts,
             pixels.rows,
             pixels.columns,

@@ -127,12 +127,8 @@ def _trailer(inst: Stored, pixels: frames.PixelLayout, ts: str) -> bytes:
     """The elements after the Pixel Data (trailing padding, private groups), encoded in
     ``ts``: the stored file's bytes past the Pixel Data's delimiter, read by pydicom."""
     with open(inst.path, "rb") as fh:
-        try:
+        with fragments.walk_or_422():
             fh.seek(fragments.pixel_data_end(fh, pixels))
-        except (ValueError, EOFError, OverflowError, struct.error) as err:
-            raise Problem(
-                422, "Unprocessable Content", f"the encapsulated Pixel Data cannot be walked: {err}"
-            ) from None
         rest = fh.read()
     if not rest:
         return b""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
@@ -52,6 +53,34 @@ def test_a_large_compressed_frame_is_streamed_from_the_file(
     grown = node.peak_rss_kb() - before
     assert got == [frame]
     assert grown < 32 * MB, f"peak RSS grew by {grown // MB} MB serving a 128 MB frame"
+
+
+def test_a_large_frame_is_checked_from_its_first_bytes(node: NodeProcess, tmp_path: Path) -> None:
+    """One 128 MB frame of JPEG 2000 in 512 fragments whose codestream declares no image
+    size, asked for decompressed and rendered: 422 each, from the frame's first bytes
+    (the size check before any decoder runs read the frame whole: +256 MB), so the
+    node's peak RSS grows by far less than the frame."""
+    ds = image(JPEG2000Lossless, 8192, 8192, bits=16)
+    ds.PixelData = encapsulate([bytes(128 << 20)], fragments_per_frame=512)
+    ds["PixelData"].VR = "OB"
+    _stored(node, ds, tmp_path / "unsized.dcm")
+    del ds.PixelData
+    url = (
+        f"{node.http_url}/dicomweb/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+    accept = (
+        f'multipart/related; type="application/dicom"; transfer-syntax={ExplicitVRLittleEndian}'
+    )
+    before = reset_peak(node)
+    for r in (
+        requests.get(url, headers={"Accept": accept}, timeout=120),
+        requests.get(url + "/rendered", timeout=120),
+    ):
+        assert r.status_code == 422, (r.status_code, r.text[:300])
+        assert "declares no image size" in r.json()["detail"]
+    grown = node.peak_rss_kb() - before
+    assert grown < 32 * MB, f"peak RSS grew by {grown // MB} MB checking a 128 MB frame"
 
 
 def _rle_multiframe(frames: int, size: int) -> Dataset:
