@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO
 
 from pydicom.encaps import parse_basic_offsets
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 UNDEFINED = 0xFFFFFFFF
 MAX_FRAGMENTS = 1_000_000  # fragments walked in one request (a frame, or the whole value)
+HEAD = 1 << 20  # bytes of a frame read for its codestream's header (JPEG SOF, JPEG 2000 SIZ)
+# What reading encapsulated Pixel Data that is not what it says raises.
+WALK_ERRORS = (ValueError, KeyError, IndexError, EOFError, OverflowError, struct.error)
 
 
 class Fragments:
@@ -173,22 +177,43 @@ def _by_end_markers(fh: BinaryIO, items: list[int]) -> tuple[list[int], list[int
     return starts, counts
 
 
-def frame_spans(fragments: Fragments, n: int) -> list[tuple[int, int]]:
-    """Where the fragments of frame ``n`` lie; Problem 422 if they cannot be found."""
+@contextmanager
+def walk_or_422(frame: int | None = None) -> Iterator[None]:
+    """Problem 422 for an error of :data:`WALK_ERRORS` in the block: the encapsulated
+    Pixel Data cannot be walked (or frame ``frame`` cannot be found in it)."""
     try:
-        return fragments.spans(n)
-    except (ValueError, KeyError, IndexError, EOFError, OverflowError, struct.error) as err:
+        yield
+    except WALK_ERRORS as err:
+        if frame is None:
+            raise Problem(
+                422, "Unprocessable Content", f"the encapsulated Pixel Data cannot be walked: {err}"
+            ) from None
         raise Problem(
             422,
             "Unprocessable Content",
-            f"frame {n} cannot be found in the encapsulated Pixel Data: {err}",
-            frame=str(n),
+            f"frame {frame} cannot be found in the encapsulated Pixel Data: {err}",
+            frame=str(frame),
         ) from None
 
 
-def encapsulated_frame(fragments: Fragments, n: int) -> bytes:
-    """The bytes of frame ``n``, its fragments joined; Problem 422 as :func:`frame_spans`."""
-    return fragments.read(frame_spans(fragments, n))
+def frame_spans(fragments: Fragments, n: int) -> list[tuple[int, int]]:
+    """Where the fragments of frame ``n`` lie; Problem 422 if they cannot be found."""
+    with walk_or_422(n):
+        return fragments.spans(n)
+
+
+def frame_head(fragments: Fragments, n: int, size: int = HEAD) -> bytes:
+    """The first ``size`` bytes of frame ``n`` (all of it if shorter), read across its
+    fragments: enough for its codestream's header, where a 128 MB frame read whole to
+    check it held 128 MB. Problem 422 as :func:`frame_spans`."""
+    parts = []
+    for offset, length in frame_spans(fragments, n):
+        if size <= 0:
+            break
+        fragments.fh.seek(offset)
+        parts.append(fragments.fh.read(min(length, size)))
+        size -= length
+    return b"".join(parts)
 
 
 def pixel_data_end(fh: BinaryIO, pixels: PixelLayout) -> int:

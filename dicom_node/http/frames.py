@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import logging
-import struct
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -36,8 +35,8 @@ from dicom_node.http.budget import DECODING
 from dicom_node.http.fragments import (  # re-exported
     MAX_FRAGMENTS,
     Fragments,
-    encapsulated_frame,
     frame_spans,
+    walk_or_422,
 )
 from dicom_node.http.frames_accept import (  # re-exported: the routes use them as frames.*
     OCTET,
@@ -63,7 +62,6 @@ __all__ = [
     "check_numbers",
     "frame_bytes",
     "Fragments",
-    "encapsulated_frame",
     "layout",
     "multipart",
     "native_frame",
@@ -312,14 +310,8 @@ def _read_frames(inst: Stored, pixels: PixelLayout, numbers: list[int]) -> Itera
     with open(inst.path, "rb") as fh:
         fragments = None
         if encapsulated:
-            try:
+            with walk_or_422():
                 fragments = Fragments(fh, pixels)
-            except (ValueError, KeyError, IndexError, EOFError, OverflowError, struct.error) as err:
-                raise Problem(
-                    422,
-                    "Unprocessable Content",
-                    f"the encapsulated Pixel Data cannot be walked: {err}",
-                ) from None
         for n in numbers:
             if fragments is not None:
                 yield _encapsulated_frame(fragments, n)

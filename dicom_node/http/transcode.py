@@ -107,6 +107,8 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
                 available=[inst.transfer_syntax],
             )
         codestream.check_instance(inst)  # no decoder allocates more than the header says
+        if decompress.streamed(inst, ts):
+            decompress.trailer(inst, ts)  # sent after the pixels: checked now (422)
         if inst.transfer_syntax == DeflatedExplicitVRLittleEndian:
             # Checked before the response starts (a 422 once streaming is too late).
             inflate_dataset(inst, _deflated_cap(inst), whole=True, keep=False)
@@ -135,8 +137,10 @@ def converted(inst: Stored, ts: str) -> memoryview:
     """The instance in native syntax ``ts`` (decompressed if need be); a view of the
     encoded buffer, not a copy of it."""
     ds = read_dataset(inst, cap=_deflated_cap(inst))  # size checked by check_convertible
-    if ds.file_meta.TransferSyntaxUID.is_compressed and "PixelData" in ds:
+    stored = ds.file_meta.TransferSyntaxUID
+    if stored.is_compressed and "PixelData" in ds:
         ds.decompress(generate_instance_uid=False)  # the same instance, another syntax
+        decompress.label_native(ds, stored)  # pydicom's keeps the encapsulation's elements
     ds.file_meta.TransferSyntaxUID = ts
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import requests
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import generate_uid
 
 from dicom_node.store.ready_files import READY
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
@@ -100,3 +101,33 @@ def native_multiframe(frames: int, size: int, patient_id: str = "MF") -> Dataset
     base = np.arange(size * size, dtype=np.uint16).reshape(size, size)
     ds.PixelData = b"".join((base + k).tobytes() for k in range(frames))
     return ds
+
+
+SC = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+MF_BYTE_SC = "1.2.840.10008.5.1.4.1.1.7.2"  # Multi-frame Grayscale Byte SC
+
+
+def image(ts: str, rows: int, cols: int, frames: int = 1, bits: int = 8) -> Dataset:
+    """The header of a monochrome Secondary Capture image in syntax ``ts`` (multi-frame
+    if ``frames`` is not 1), of a fresh study; no Pixel Data."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    sop_class = SC if frames == 1 else MF_BYTE_SC
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "HOSTILE", "Hostile^Wado", "OT"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit, ds.PixelRepresentation = bits - 1, 0
+    if frames != 1:
+        ds.NumberOfFrames = frames
+    return ds
+
+
+def reset_peak(node: NodeProcess) -> int:
+    """The node's RSS (kB), its peak (VmHWM) reset to it through /proc/PID/clear_refs."""
+    Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    return node.peak_rss_kb()

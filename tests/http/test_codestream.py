@@ -91,3 +91,21 @@ def test_a_codestream_without_a_readable_frame_header_declares_no_size(data: byt
 def test_any_bytes_after_the_start_marker_give_a_size_or_none(tail: bytes) -> None:
     size = declared_size(b"\xff\xd8" + tail, BASELINE)
     assert size is None or (len(size) == 3 and all(0 <= v <= 0xFFFF for v in size))
+
+
+def test_a_long_run_of_fill_bytes_declares_no_size() -> None:
+    """8 MB of fill bytes and no frame header: None (the run is skipped at once, not
+    walked a byte at a time in Python: 1.4 s a frame)."""
+    assert declared_size(b"\xff\xd8" + b"\xff" * (8 << 20), BASELINE) is None
+
+
+def test_a_frame_header_behind_too_many_segments_is_not_looked_for() -> None:
+    """100,000 empty segments before the frame header (real JPEGs have fewer than 30):
+    None, the walk stops at MAX_SEGMENTS, so its frame header is never trusted."""
+    from dicom_node.http.codestream import MAX_SEGMENTS
+
+    assert MAX_SEGMENTS < 100_000
+    data = b"\xff\xd8" + _segment(0xE0, b"") * 100_000 + SOF0_16000
+    assert declared_size(data, BASELINE) is None
+    few = b"\xff\xd8" + _segment(0xE0, b"") * (MAX_SEGMENTS - 1) + SOF0_16000
+    assert declared_size(few, BASELINE) == (16000, 16000, 3)

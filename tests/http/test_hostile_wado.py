@@ -15,39 +15,19 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
-    generate_uid,
 )
 
+from tests.http.support import MF_BYTE_SC, image, reset_peak
 from tests.support.node_process import NodeProcess, running_node
 from tests.support.scu import store_file_raw
 
-SC = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
-MF_BYTE_SC = "1.2.840.10008.5.1.4.1.1.7.2"  # Multi-frame Grayscale Byte SC
 MB = 1024  # kB
-
-
-def _image(ts: str, rows: int, cols: int, frames: int = 1, bits: int = 8) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ts
-    sop_class = SC if frames == 1 else MF_BYTE_SC
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientID, ds.PatientName, ds.Modality = "HOSTILE", "Hostile^Wado", "OT"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = rows, cols
-    ds.BitsAllocated = ds.BitsStored = bits
-    ds.HighBit, ds.PixelRepresentation = bits - 1, 0
-    if frames != 1:
-        ds.NumberOfFrames = frames
-    return ds
 
 
 def _jpeg(width: int, height: int) -> bytes:
@@ -69,11 +49,6 @@ def _url(node: NodeProcess, ds: Dataset, tail: str = "") -> str:
     )
 
 
-def _reset_peak(node: NodeProcess) -> int:
-    Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-    return node.peak_rss_kb()
-
-
 def _problem(r: requests.Response, status: int, *words: str) -> None:
     assert r.status_code == status, (r.status_code, r.text[:500])
     assert r.headers["content-type"] == "application/problem+json"
@@ -92,10 +67,10 @@ def test_a_jpeg_larger_than_its_header_says_is_never_decoded(
     would allocate what the codestream says (pydicom's decompress then fails to reshape:
     +1 GB peak in-process). Retrieving it converted, or rendered, must answer 422 naming
     the mismatch without decoding (peak RSS)."""
-    ds = _image(JPEGBaseline8Bit, 8, 8)
+    ds = image(JPEGBaseline8Bit, 8, 8)
     ds.PixelData = encapsulate([_jpeg(16000, 16000)])
     _store(node, ds, tmp_path / "jbomb.dcm")
-    before = _reset_peak(node)
+    before = reset_peak(node)
     accept = 'multipart/related; type="application/dicom"'
     r = requests.get(_url(node, ds), headers={"Accept": accept}, timeout=120)
     _problem(r, 422, "16000")
@@ -120,14 +95,14 @@ def test_bulk_data_of_a_deflated_bomb_is_refused_past_the_limit(
     bits (1.5 GB, stored as about 1.5 MB): its bulk Pixel Data, rendered frame and
     metadata must not inflate it whole: bulk data is refused naming
     http.max_decoded_mb (1024 MB), the rendered frame likewise."""
-    ds = _image(ExplicitVRLittleEndian, 16384, 16384, frames=3, bits=16)
+    ds = image(ExplicitVRLittleEndian, 16384, 16384, frames=3, bits=16)
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     path = tmp_path / "deflated.dcm"
     _write_deflated(ds, 3 * 16384 * 16384 * 2, path)
     assert path.stat().st_size < 8 * 2**20
     assert store_file_raw(node.port, path) == 0, node.log()[-2000:]
-    before = _reset_peak(node)
+    before = reset_peak(node)
     r = requests.get(_url(node, ds, "/bulk/7FE00010"), timeout=120)
     _problem(r, 406, "http.max_decoded_mb")
     r = requests.get(_url(node, ds, "/frames/1/rendered"), timeout=120)
@@ -171,7 +146,7 @@ def _write_deflated(ds: Dataset, pixel_bytes: int, path: Path) -> None:
 
 
 def _jpeg_frames(node: NodeProcess, tmp_path: Path, frames: int, name: str) -> Dataset:
-    ds = _image(JPEGBaseline8Bit, 16, 16, frames=frames)
+    ds = image(JPEGBaseline8Bit, 16, 16, frames=frames)
     ds.PixelData = encapsulate([_jpeg(16, 16) for _ in range(frames)], has_bot=False)
     return ds
 
@@ -194,7 +169,7 @@ def test_an_extended_offset_table_that_lies_is_a_problem(node: NodeProcess, tmp_
         "many frames, tiny table": ([0, step], [len(good), len(good)], 2**31 - 1, "3", 200),
     }
     for name, (offsets, lengths, frames, asked, first) in cases.items():
-        ds = _image(JPEGBaseline8Bit, 16, 16, frames=frames)
+        ds = image(JPEGBaseline8Bit, 16, 16, frames=frames)
         ds.PixelData = encapsulate([good, good], has_bot=False)
         ds.ExtendedOffsetTable = struct.pack("<2Q", *offsets)
         ds.ExtendedOffsetTableLengths = struct.pack("<2Q", *lengths)
@@ -213,7 +188,7 @@ def test_a_number_of_frames_that_is_not_a_number_is_no_500(
 ) -> None:
     """NumberOfFrames is an IS the receive path keeps as sent: every WADO-RS read of
     such an instance answers, none with a 500."""
-    ds = _image(ExplicitVRLittleEndian, 4, 4)
+    ds = image(ExplicitVRLittleEndian, 4, 4)
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MF_BYTE_SC
     ds.PixelData = bytes(range(16))
     ds.save_as(tmp_path / "f.dcm", enforce_file_format=True)
@@ -236,12 +211,12 @@ def test_a_large_native_frame_is_streamed(node: NodeProcess, tmp_path: Path) -> 
     """One native frame of 16384 x 16384 x 16 bits (512 MB): frames/1 comes back byte
     for byte while the node's peak RSS grows by far less than the frame (it grew by
     2.4 GB: the frame read whole, then copied into its part)."""
-    ds = _image(ExplicitVRLittleEndian, 16384, 16384, bits=16)
+    ds = image(ExplicitVRLittleEndian, 16384, 16384, bits=16)
     pixels = np.arange(16384 * 16384, dtype=np.uint16).tobytes()
     ds.PixelData = pixels
     _store(node, ds, tmp_path / "big.dcm")
     del ds.PixelData
-    before = _reset_peak(node)
+    before = reset_peak(node)
     with requests.get(_url(node, ds, "/frames/1"), stream=True, timeout=300) as r:
         assert r.status_code == 200
         body = b"".join(r.iter_content(1 << 20))
@@ -286,11 +261,11 @@ def test_decoded_frames_past_the_limit_are_refused_from_the_header(
     naming the limit, and only the stored syntax as available, before anything is
     decoded; as stored they are still sent."""
     node = small_budget_node
-    ds = _image(JPEGBaseline8Bit, 8000, 8000)
+    ds = image(JPEGBaseline8Bit, 8000, 8000)
     ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
     ds.PixelData = encapsulate([_jpeg(8, 8)])
     _store(node, ds, tmp_path / "honest.dcm")
-    before = _reset_peak(node)
+    before = reset_peak(node)
     octet = 'multipart/related; type="application/octet-stream"'
     r = requests.get(_url(node, ds, "/frames/1"), headers={"Accept": octet}, timeout=60)
     _problem(r, 406, "http.max_decoded_mb")
@@ -306,7 +281,7 @@ def _peak_growth_of_eight(node: NodeProcess, request: Callable[[], None]) -> int
     """The node's peak RSS growth (kB) while 8 threads each run ``request`` once."""
     import threading
 
-    before = _reset_peak(node)
+    before = reset_peak(node)
     threads = [threading.Thread(target=request) for _ in range(8)]
     for t in threads:
         t.start()
@@ -317,7 +292,7 @@ def _peak_growth_of_eight(node: NodeProcess, request: Callable[[], None]) -> int
 
 def _large_jpeg(node: NodeProcess, path: Path) -> Dataset:
     """An 8000 x 8000 JPEG instance (64 MB decoded), stored."""
-    ds = _image(JPEGBaseline8Bit, 8000, 8000)
+    ds = image(JPEGBaseline8Bit, 8000, 8000)
     ds.PixelData = encapsulate([_jpeg(8000, 8000)])
     return _store(node, ds, path)
 
@@ -425,7 +400,7 @@ def test_hostile_ranges(node: NodeProcess, tmp_path: Path, deflated: bool) -> No
     Explicit VR and in a Deflated file): 206 with exactly those bytes, 416 problem JSON
     with ``Content-Range: bytes */1000``, or the whole value (a Range the node ignores,
     as HTTP allows); never a 500."""
-    ds = _image(ExplicitVRLittleEndian, 10, 50, bits=16)
+    ds = image(ExplicitVRLittleEndian, 10, 50, bits=16)
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"
     value = bytes(np.arange(1000, dtype=np.uint8) * 7 % 251)
     ds.PixelData = value
@@ -466,7 +441,7 @@ def test_a_basic_offset_table_repeating_an_offset_is_a_problem(
     """A Basic Offset Table [0, 0, 0] (the receive check allows equal offsets) over one
     1 MB fragment: every frame would be that fragment, so frames/1,2,3 would send it
     three times (a 13,000-frame list: 13 GB from a 1 MB file). 422 naming the table."""
-    ds = _image(JPEGBaseline8Bit, 16, 16, frames=3)
+    ds = image(JPEGBaseline8Bit, 16, 16, frames=3)
     fragment = b"\xff\xd8" + bytes(2**20) + b"\xff\xd9"
     _encapsulated_file(ds, _item(bytes(12)) + _item(fragment), tmp_path / "bot.dcm")
     assert store_file_raw(node.port, tmp_path / "bot.dcm") == 0, node.log()[-2000:]
@@ -480,7 +455,7 @@ def test_a_million_tiny_fragments_are_not_walked(node: NodeProcess, tmp_path: Pa
     MAX_FRAGMENTS and answers 422 naming it, whatever frames are asked for."""
     from dicom_node.http.frames import MAX_FRAGMENTS
 
-    ds = _image(JPEGBaseline8Bit, 16, 16, frames=2)
+    ds = image(JPEGBaseline8Bit, 16, 16, frames=2)
     tiny = _item(b"\x00\x00")
     items = _item(b"") + _item(b"\xff\xd8") + tiny * MAX_FRAGMENTS
     _encapsulated_file(ds, items, tmp_path / "tiny.dcm")
@@ -498,7 +473,7 @@ def test_concurrent_renderings_share_the_decoded_limit(
     about one at a time."""
 
     node = small_budget_node
-    ds = _image(JPEGBaseline8Bit, 3000, 3000)
+    ds = image(JPEGBaseline8Bit, 3000, 3000)
     ds.PixelData = encapsulate([_jpeg(3000, 3000)])
     _store(node, ds, tmp_path / "render.dcm")
     codes: list[int] = []
@@ -521,7 +496,7 @@ def test_bulk_data_of_odd_elements(node: NodeProcess, tmp_path: Path) -> None:
     from pydicom.dataset import Dataset as Item
     from pydicom.sequence import Sequence
 
-    ds = _image(ExplicitVRLittleEndian, 4, 4)
+    ds = image(ExplicitVRLittleEndian, 4, 4)
     ds.PixelData = bytes(16)
     ds.add_new(0x00091010, "LO", "HOSTILE")  # private creator
     secret = bytes(range(256)) * 8
@@ -566,7 +541,7 @@ def test_an_element_whose_length_lies_is_refused_on_receive(
     """An element with an undefined length (not SQ, UN or Pixel Data) or a length past
     the end of the data: the receive check refuses it, so no WADO-RS read ever meets it
     (the instance is not there: 404)."""
-    ds = _image(ExplicitVRLittleEndian, 4, 4)
+    ds = image(ExplicitVRLittleEndian, 4, 4)
     ds.PixelData = bytes(16)
     ds.add_new(0x00091010, "LO", "HOSTILE")
     path = tmp_path / "lying.dcm"
@@ -642,9 +617,9 @@ def test_metadata_of_a_series_is_streamed_one_instance_at_a_time(
     metadata answers every element of every instance, and the node's peak RSS grows as
     for about one instance's JSON, not all eight: +45 MB (+209 MB when the array was
     built whole)."""
-    series = _image(ExplicitVRLittleEndian, 4, 4)
+    series = image(ExplicitVRLittleEndian, 4, 4)
     for k in range(8):
-        ds = _image(ExplicitVRLittleEndian, 4, 4)
+        ds = image(ExplicitVRLittleEndian, 4, 4)
         ds.StudyInstanceUID = series.StudyInstanceUID
         ds.SeriesInstanceUID = series.SeriesInstanceUID
         ds.InstanceNumber = k + 1
@@ -655,7 +630,7 @@ def test_metadata_of_a_series_is_streamed_one_instance_at_a_time(
         f"{node.http_url}/dicomweb/studies/{series.StudyInstanceUID}/series/"
         f"{series.SeriesInstanceUID}/metadata"
     )
-    before = _reset_peak(node)
+    before = reset_peak(node)
     r = requests.get(url, timeout=600)
     grown = node.peak_rss_kb() - before
     assert r.status_code == 200
@@ -672,11 +647,11 @@ def test_metadata_of_an_instance_of_too_many_elements_is_refused(
     counted by the headers-only walk before pydicom reads any (metadata took 11 s and
     +324 MB), and the node's peak RSS barely moves; bulk data (found by the walk
     alone) and the instance as stored are still served."""
-    ds = _image(ExplicitVRLittleEndian, 4, 4)
+    ds = image(ExplicitVRLittleEndian, 4, 4)
     ds.PixelData = bytes(range(16))
     _many_elements(ds, 500_001, tmp_path / "many.dcm")
     assert store_file_raw(node.port, tmp_path / "many.dcm") == 0, node.log()[-2000:]
-    before = _reset_peak(node)
+    before = reset_peak(node)
     for tail in ("/metadata", "/frames/1", "/rendered"):
         r = requests.get(_url(node, ds, tail), timeout=120)
         _problem(r, 422, "http.max_header_elements")

@@ -10,42 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import requests
 from dicomweb_client.api import DICOMwebClient
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
+from tests.http.support import image, reset_peak
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
 
 MB = 1024  # kB
-SC = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
-
-
-def _image(ts: str, rows: int, cols: int, bits: int) -> Dataset:
-    """The header of a monochrome Secondary Capture image in syntax ``ts``."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ts
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SC
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientID, ds.PatientName, ds.Modality = "MEMORY", "Memory^Wado", "OT"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = rows, cols
-    ds.BitsAllocated = ds.BitsStored = bits
-    ds.HighBit, ds.PixelRepresentation = bits - 1, 0
-    return ds
 
 
 def _stored(node: NodeProcess, ds: Dataset, path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
     assert store_file_raw(node.port, path) == 0, node.log()[-2000:]
-
-
-def _reset_peak(node: NodeProcess) -> int:
-    Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-    return node.peak_rss_kb()
 
 
 def test_a_large_compressed_frame_is_streamed_from_the_file(
@@ -56,13 +36,13 @@ def test_a_large_compressed_frame_is_streamed_from_the_file(
     for byte while the node's peak RSS grows by far less than the frame (its fragments
     were joined, then the part copied into a batch: +258 MB)."""
     frame = np.random.default_rng(11).bytes(128 << 20)
-    ds = _image(JPEG2000Lossless, 8192, 8192, 16)
+    ds = image(JPEG2000Lossless, 8192, 8192, bits=16)
     ds.PixelData = encapsulate([frame], fragments_per_frame=512)
     ds["PixelData"].VR = "OB"
     _stored(node, ds, tmp_path / "large.dcm")
     del ds.PixelData
     client = DICOMwebClient(node.http_url + "/dicomweb")
-    before = _reset_peak(node)
+    before = reset_peak(node)
     got = client.retrieve_instance_frames(
         ds.StudyInstanceUID,
         ds.SeriesInstanceUID,
@@ -75,10 +55,38 @@ def test_a_large_compressed_frame_is_streamed_from_the_file(
     assert grown < 32 * MB, f"peak RSS grew by {grown // MB} MB serving a 128 MB frame"
 
 
+def test_a_large_frame_is_checked_from_its_first_bytes(node: NodeProcess, tmp_path: Path) -> None:
+    """One 128 MB frame of JPEG 2000 in 512 fragments whose codestream declares no image
+    size, asked for decompressed and rendered: 422 each, from the frame's first bytes
+    (the size check before any decoder runs read the frame whole: +256 MB), so the
+    node's peak RSS grows by far less than the frame."""
+    ds = image(JPEG2000Lossless, 8192, 8192, bits=16)
+    ds.PixelData = encapsulate([bytes(128 << 20)], fragments_per_frame=512)
+    ds["PixelData"].VR = "OB"
+    _stored(node, ds, tmp_path / "unsized.dcm")
+    del ds.PixelData
+    url = (
+        f"{node.http_url}/dicomweb/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+    accept = (
+        f'multipart/related; type="application/dicom"; transfer-syntax={ExplicitVRLittleEndian}'
+    )
+    before = reset_peak(node)
+    for r in (
+        requests.get(url, headers={"Accept": accept}, timeout=120),
+        requests.get(url + "/rendered", timeout=120),
+    ):
+        assert r.status_code == 422, (r.status_code, r.text[:300])
+        assert "declares no image size" in r.json()["detail"]
+    grown = node.peak_rss_kb() - before
+    assert grown < 32 * MB, f"peak RSS grew by {grown // MB} MB checking a 128 MB frame"
+
+
 def _rle_multiframe(frames: int, size: int) -> Dataset:
     """An RLE Lossless multi-frame of ``frames`` 16-bit frames of ``size``² pixels
     (four different frames, repeated), encoded by pydicom."""
-    four = _image(RLELossless, size, size, 16)
+    four = image(RLELossless, size, size, bits=16)
     four.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     four.NumberOfFrames = 4
     base = np.arange(size * size, dtype=np.uint16).reshape(size, size)
@@ -102,7 +110,7 @@ def test_a_compressed_multiframe_is_decompressed_one_frame_at_a_time(
     _stored(node, ds, path)
     expected = pydicom.dcmread(path).pixel_array
     client = DICOMwebClient(node.http_url + "/dicomweb")
-    before = _reset_peak(node)
+    before = reset_peak(node)
     got = client.retrieve_instance(
         ds.StudyInstanceUID,
         ds.SeriesInstanceUID,

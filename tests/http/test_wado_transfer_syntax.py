@@ -18,7 +18,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate
+from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -34,6 +34,7 @@ from tests.support.node_process import NodeProcess
 DICOM = 'multipart/related; type="application/dicom"'
 DICOM_MEDIA = "application/dicom"
 MPEG2 = "1.2.840.10008.1.2.4.100"  # no decoder for it in pydicom or its plugins
+LOSSY = ("LossyImageCompression", "LossyImageCompressionMethod", "LossyImageCompressionRatio")
 NATIVE = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian]
 
 
@@ -190,17 +191,28 @@ def test_frames_in_a_syntax_the_node_does_not_hold_name_what_it_has(
 def test_a_decompressed_instance_is_pydicoms_decode_of_it(
     node: NodeProcess, tmp_path: Path, name: str, target: str
 ) -> None:
-    """JPEG YBR_FULL_422 and 2-frame 16-bit RLE RGB, each with an element after its
-    Pixel Data, retrieved decompressed in Explicit VR LE (also by dicomweb-client),
+    """JPEG Baseline YBR_FULL_422 and 2-frame 16-bit RLE RGB, each with an Extended
+    Offset Table, the Encapsulated Pixel Data Value Total Length and an element after
+    its Pixel Data, retrieved decompressed in Explicit VR LE (also by dicomweb-client),
     Implicit VR LE (both one frame at a time) and Deflated (in memory): pydicom's
     decode of the stored pixels, labelled as pydicom's decompress labels them, under the
-    same SOP Instance UID, the trailing element kept, and no dciodvfy error that the
-    stored file does not have."""
+    same SOP Instance UID, the trailing element kept, none of the elements only
+    encapsulated Pixel Data may have (PS3.3 C.7.6.3; they were kept), Lossy Image
+    Compression "01" and its method for the JPEG (its own removed: C.7.6.1.1.5), and no
+    dciodvfy error that the stored file does not have."""
     source = get_testdata_file(name)
     if source is None:
         pytest.skip(f"pydicom test file {name} is not installed")
     ds = _renamed(pydicom.dcmread(source))
     ds.DataSetTrailingPadding = b"\0" * 6
+    frames = list(generate_frames(ds.PixelData, number_of_frames=ds.get("NumberOfFrames", 1)))
+    ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = encapsulate_extended(
+        frames
+    )
+    ds.EncapsulatedPixelDataValueTotalLength = sum(len(f) + len(f) % 2 for f in frames)
+    for keyword in LOSSY:
+        if keyword in ds:
+            delattr(ds, keyword)
     ds.save_as(tmp_path / "stored.dcm", enforce_file_format=True)
     stored = pydicom.dcmread(tmp_path / "stored.dcm")
     client = DICOMwebClient(node.http_url + "/dicomweb")
@@ -222,6 +234,11 @@ def test_a_decompressed_instance_is_pydicoms_decode_of_it(
     assert got.PhotometricInterpretation == reference.PhotometricInterpretation
     assert np.array_equal(got.pixel_array, stored.pixel_array)
     assert got.DataSetTrailingPadding == ds.DataSetTrailingPadding
+    assert not {0x7FE00001, 0x7FE00002, 0x7FE00003} & set(got.keys())
+    if ds.file_meta.TransferSyntaxUID == JPEGBaseline8Bit:
+        assert (got.LossyImageCompression, got.LossyImageCompressionMethod) == ("01", "ISO_10918_1")
+    else:
+        assert not set(LOSSY) & set(got.dir())
     if target == DeflatedExplicitVRLittleEndian:  # dciodvfy reads no Deflated file
         got.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         got.save_as(tmp_path / "got.dcm", enforce_file_format=True)
