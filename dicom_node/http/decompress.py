@@ -130,9 +130,15 @@ def _packed_bits(decoded: Iterator[Decoded], frame_bits: int) -> Iterator[bytes]
 
 def _header(pixels: frames.PixelLayout, ts: str, photometric: str, length: int) -> bytes:
     """The file up to the Pixel Data value: the stored header as decompressed, then the
-    Pixel Data element's tag, VR (explicit syntax) and ``length``."""
+    Pixel Data element's tag, VR (explicit syntax) and ``length``. Problem 422 if
+    ``pixels`` holds no header (the response is cut, as for a frame that fails)."""
     ds = pixels.header
-    assert ds is not None  # read by frames.layout
+    if ds is None:  # frames.layout reads it; a layout without one has nothing to send
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "the instance's header was not read, so it cannot be sent decompressed",
+        )
     label_native(ds, pixels.transfer_syntax)
     ds.PhotometricInterpretation = photometric
     if pixels.samples > 1:

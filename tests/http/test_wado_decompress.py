@@ -13,9 +13,11 @@ import pytest
 import requests
 from PIL import Image
 from pydicom.encaps import encapsulate
-from pydicom.uid import ImplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
-from dicom_node.http.decompress import MAX_TRAILER, _packed_bits
+from dicom_node.http.decompress import MAX_TRAILER, _header, _packed_bits
+from dicom_node.http.fragments import UNDEFINED
+from dicom_node.http.frames import PixelLayout
 from dicom_node.http.frames_decode import Decoded
 from dicom_node.http.problem import Problem
 from tests.http.support import image
@@ -84,3 +86,13 @@ def test_one_bit_frames_of_another_length_than_the_header_says_are_refused() -> 
     with pytest.raises(Problem) as raised:
         next(packed)
     assert raised.value.status == 422 and "frame 2" in raised.value.detail
+
+
+def test_a_layout_without_its_header_is_a_problem() -> None:
+    """The header written before the frames needs the stored header: a layout without
+    one is Problem 422 (the response is cut, as for a frame that fails), in every mode
+    Python runs in (an ``assert`` there vanished under ``python -O``)."""
+    pixels = PixelLayout(JPEGBaseline8Bit, 0, UNDEFINED, 1, 64, None, 8, 8, 1, header=None)
+    with pytest.raises(Problem) as raised:
+        _header(pixels, ExplicitVRLittleEndian, "MONOCHROME2", 64)
+    assert raised.value.status == 422 and "header" in raised.value.detail
