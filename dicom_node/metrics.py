@@ -49,6 +49,12 @@ SPOOL_FILES_DISCARDED = Counter(
     "dicom_node_spool_files_discarded_total",
     "Received datasets discarded unserved because their association ended first.",
 )
+READY_FILES_FAILED = Counter(
+    "dicom_node_ready_files_failures_total",
+    "Empty spool files the background thread could not create ahead of need (disk or "
+    "inodes exhausted, directory gone), by pool: stow (STOW-RS parts), dcm (C-STORE).",
+    ["pool"],
+)
 RECONCILED = Counter(
     "dicom_node_reconciled_instances_total",
     "Stored files found without an index row by start-up reconciliation, by outcome "

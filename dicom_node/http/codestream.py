@@ -80,15 +80,46 @@ def _jpeg_size(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
+# A JP2 file (ISO 15444-1 Annex I) starts with its signature box; its codestream is the
+# payload of its first top-level Contiguous Codestream box (I.5.4).
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
+MAX_BOXES = 64  # top-level boxes walked before jp2c; real JP2 files have a handful
+
+
+def _jp2_codestream(data: bytes) -> int | None:
+    """Where the codestream of a JP2 file starts: the payload of its first top-level
+    ``jp2c`` box, found by walking the boxes from the first (I.4: LBox, TBox, XLBox if
+    LBox is 1; LBox 0 runs to the end of the file, so it is the last). None if there is
+    none within the first :data:`MAX_BOXES` boxes, or a box's length is invalid (2-7,
+    or less than its header) or ends past ``data``."""
+    pos = 0
+    for _ in range(MAX_BOXES):
+        if pos + 8 > len(data):
+            return None
+        length, kind = struct.unpack_from(">L4s", data, pos)
+        header = 8
+        if length == 1:  # the length is in XLBox
+            if pos + 16 > len(data):
+                return None
+            (length,) = struct.unpack_from(">Q", data, pos + 8)
+            header = 16
+        if kind == b"jp2c":
+            return pos + header
+        if length < header:  # 0 (to the end: no box follows), or invalid
+            return None
+        pos += length
+    return None
+
+
 def _j2k_size(data: bytes) -> tuple[int, int, int] | None:
     """(rows, columns, components) of a JPEG 2000 codestream's SIZ segment (in a JP2
     file's ``jp2c`` box if wrapped in one); None if it has none."""
     pos = 0
-    if data.startswith(b"\x00\x00\x00\x0cjP  "):
-        pos = data.find(b"jp2c")
-        if pos < 0:
+    if data.startswith(_JP2_SIGNATURE):
+        found = _jp2_codestream(data)
+        if found is None:
             return None
-        pos += 4
+        pos = found
     if data[pos : pos + 4] != b"\xff\x4f\xff\x51" or len(data) < pos + 44:
         return None
     x, y, x0, y0 = struct.unpack_from(">4L", data, pos + 8)

@@ -63,10 +63,12 @@ def value_length(pixels: frames.PixelLayout) -> int:
     return pixels.frames * (pixels.frame_bits // 8)
 
 
-def decompressed(inst: Stored, ts: str, limit: int) -> Iterator[bytes]:
-    """The instance in native syntax ``ts``, in pieces. The first frame is decoded
-    before anything is yielded; a later frame that cannot be decoded, or decodes to
-    another size than its header says, raises Problem 422 (the response is cut)."""
+def decompressed(inst: Stored, ts: str, limit: int, tail: bytes | None = None) -> Iterator[bytes]:
+    """The instance in native syntax ``ts``, in pieces, ending with ``tail``: its
+    :func:`trailer`, re-encoded before the response started (re-encoded here if None).
+    The first frame is decoded before anything is yielded; a later frame that cannot be
+    decoded, or decodes to another size than its header says, raises Problem 422 (the
+    response is cut)."""
     pixels = frames.layout(inst)
     length = value_length(pixels)
     decoded = decoded_pixels(inst, pixels, list(range(1, pixels.frames + 1)), limit)
@@ -79,7 +81,7 @@ def decompressed(inst: Stored, ts: str, limit: int) -> Iterator[bytes]:
         yield from _checked_frames(every, pixels.frame_bits // 8)
     if length % 2:
         yield b"\0"
-    yield trailer(inst, ts)  # re-encoded before the response started: 422 then
+    yield trailer(inst, ts) if tail is None else tail
 
 
 def _bits(pixels: frames.PixelLayout) -> int:
@@ -130,9 +132,15 @@ def _packed_bits(decoded: Iterator[Decoded], frame_bits: int) -> Iterator[bytes]
 
 def _header(pixels: frames.PixelLayout, ts: str, photometric: str, length: int) -> bytes:
     """The file up to the Pixel Data value: the stored header as decompressed, then the
-    Pixel Data element's tag, VR (explicit syntax) and ``length``."""
+    Pixel Data element's tag, VR (explicit syntax) and ``length``. Problem 422 if
+    ``pixels`` holds no header (the response is cut, as for a frame that fails)."""
     ds = pixels.header
-    assert ds is not None  # read by frames.layout
+    if ds is None:  # frames.layout reads it; a layout without one has nothing to send
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "the instance's header was not read, so it cannot be sent decompressed",
+        )
     label_native(ds, pixels.transfer_syntax)
     ds.PhotometricInterpretation = photometric
     if pixels.samples > 1:

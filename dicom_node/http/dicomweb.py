@@ -204,10 +204,10 @@ def retrieve(
     syntaxes = wado_accept.accepted_syntaxes(request.headers.get("accept"))
     wado.check_files(found)
     limit = _decode_limit(request)
-    transcode.check_convertible(found, syntaxes, limit)
+    trailers = transcode.check_convertible(found, syntaxes, limit)
     boundary = new_boundary()
     return frame_io.FramesResponse(  # closed at once if the client leaves: budget freed
-        transcode.multipart(found, syntaxes, boundary, limit),
+        transcode.multipart(found, syntaxes, boundary, limit, trailers),
         media_type=f'multipart/related; type="{wado_accept.DICOM}"; boundary={boundary}',
     )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 
 from pydicom.pixels import get_decoder
@@ -79,9 +79,17 @@ def _deflated_cap(inst: Stored) -> int:
     return decoded_bytes(inst) + INFLATE_MAX
 
 
-def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit: int) -> None:
+def check_convertible(
+    instances: list[Stored], syntaxes: set[str] | None, limit: int
+) -> dict[Stored, bytes]:
     """Problem 406 if an instance is available in none of the accepted syntaxes, or if
-    converting it would take more than ``limit`` bytes of decoded pixels."""
+    converting it would take more than ``limit`` bytes of decoded pixels. Returns the
+    elements after the Pixel Data of the instances :mod:`.decompress` streams,
+    re-encoded here (422 if they cannot be) for :func:`multipart` to send: at most
+    :data:`.decompress.MAX_TRAILER` bytes of them per response (any past that are
+    re-encoded again when sent, so that a study of many does not hold them all)."""
+    trailers: dict[Stored, bytes] = {}
+    kept = 0
     for inst in instances:
         ts = target(inst.transfer_syntax, syntaxes)
         if ts is None:
@@ -108,10 +116,14 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
             )
         codestream.check_instance(inst)  # no decoder allocates more than the header says
         if decompress.streamed(inst, ts):
-            decompress.trailer(inst, ts)  # sent after the pixels: checked now (422)
+            tail = decompress.trailer(inst, ts)  # sent after the pixels: checked now (422)
+            if kept + len(tail) <= decompress.MAX_TRAILER:
+                trailers[inst] = tail
+                kept += len(tail)
         if inst.transfer_syntax == DeflatedExplicitVRLittleEndian:
             # Checked before the response starts (a 422 once streaming is too late).
             inflate_dataset(inst, _deflated_cap(inst), whole=True, keep=False)
+    return trailers
 
 
 def _decoded_at_once(inst: Stored, ts: str) -> tuple[int, str]:
@@ -155,11 +167,12 @@ def converted(inst: Stored, ts: str) -> memoryview:
 HELD_PER_BYTE = 5
 
 
-def _converted_pieces(inst: Stored, ts: str, limit: int) -> Iterator[bytes]:
-    """The instance converted to ``ts``: one frame at a time (:mod:`.decompress`), or
-    made whole in memory within the shared budget."""
+def _converted_pieces(inst: Stored, ts: str, limit: int, trailer: bytes | None) -> Iterator[bytes]:
+    """The instance converted to ``ts``: one frame at a time (:mod:`.decompress`, ending
+    with ``trailer`` if :func:`check_convertible` kept it), or made whole in memory
+    within the shared budget."""
     if decompress.streamed(inst, ts):
-        yield from decompress.decompressed(inst, ts, limit)
+        yield from decompress.decompressed(inst, ts, limit, trailer)
         return
     with DECODING.hold(HELD_PER_BYTE * decoded_bytes(inst), limit):
         data = converted(inst, ts)
@@ -169,11 +182,16 @@ def _converted_pieces(inst: Stored, ts: str, limit: int) -> Iterator[bytes]:
 
 
 def multipart(
-    instances: list[Stored], syntaxes: set[str] | None, boundary: str, limit: int = 1 << 30
+    instances: list[Stored],
+    syntaxes: set[str] | None,
+    boundary: str,
+    limit: int = 1 << 30,
+    trailers: Mapping[Stored, bytes] | None = None,
 ) -> Iterator[bytes]:
-    """The multipart body, produced as it is sent (:func:`check_convertible` first).
-    Conversions share ``limit`` bytes of decoded pixels with every other in the
-    process (:mod:`.budget`)."""
+    """The multipart body, produced as it is sent (:func:`check_convertible` first,
+    whose ``trailers`` it sends). Conversions share ``limit`` bytes of decoded pixels
+    with every other in the process (:mod:`.budget`)."""
+    trailers = trailers or {}
     for inst in instances:
         ts = target(inst.transfer_syntax, syntaxes) or ExplicitVRLittleEndian
         yield (
@@ -186,7 +204,7 @@ def multipart(
                     yield chunk
         else:
             try:
-                yield from _converted_pieces(inst, ts, limit)
+                yield from _converted_pieces(inst, ts, limit, trailers.get(inst))
             except (TimeoutError, Problem) as err:  # too late for a status
                 log.error(
                     "WADO-RS retrieve of instance %s of study %s: %s; response cut",

@@ -40,6 +40,11 @@ from dicom_node.store.writer import InstanceStore
 log = logging.getLogger(__name__)
 
 _FINISHED = (JobState.DONE, JobState.DEAD, JobState.CANCELLED)
+# Constants, not settings: they decide only how soon a series that never stops being
+# received is cleaned (a few passes later), never whether anything is lost (the series
+# lock does), and no admin can choose them better from outside: a pass that still finds
+# the series held after the wait says so (WARNING, metric) and tries again next pass.
+# The wait holds only the retention thread (receivers take the shared lock meanwhile).
 SKIPS_BEFORE_WAITING = 3  # passes a busy series is skipped before one waits for it
 BUSY_WAIT = 10.0  # s a pass then waits for the series' receivers to let go
 

@@ -6,6 +6,12 @@ event loop, where every other request waits for it. :class:`ReadyFiles` keeps a 
 empty files open in one directory, made by a daemon thread that refills the pool as they
 are taken. Each name is unique to the process (a random prefix and a counter); whatever
 is left when the process dies is removed with the rest of ``incoming/`` at the next start.
+
+When files cannot be created (disk or inodes exhausted), each part creates its own (and
+fails as the store does); the thread tries again as each part is taken, so a long
+episode is one WARNING line when it starts, DEBUG lines while it lasts, an INFO line
+when files are prepared again, and every failure counted
+(``dicom_node_ready_files_failures_total``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import os
 import threading
 import uuid
 from pathlib import Path
+
+from dicom_node import metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ class ReadyFiles:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._failures = 0  # the fill thread's failures in a row (its own: no lock)
 
     def _create(self) -> tuple[Path, int]:
         path = self.directory / f"{self._prefix}-{next(self._numbers)}{self.suffix}"
@@ -73,16 +82,46 @@ class ReadyFiles:
                         if self._closed or len(self._files) >= self.size:
                             break
                     made = self._create()
+                    self._recovered()
                     with self._lock:
                         if self._closed:
                             _remove(made)
                             return
                         self._files.append(made)
             except OSError as err:  # disk full, directory gone: take() creates its own
-                log.warning("cannot prepare files in %s: %s", self.directory, err)
+                self._failed(err)
             with self._lock:
                 if self._closed:
                     return
+
+    def _failed(self, err: OSError) -> None:
+        """Count a failure to prepare a file; a WARNING for the first in a row only."""
+        metrics.READY_FILES_FAILED.labels(self.suffix.lstrip(".")).inc()
+        self._failures += 1
+        if self._failures == 1:
+            log.warning(
+                "cannot prepare files in %s: %s (each part creates its own meanwhile; "
+                "repeats logged at DEBUG until files are prepared again)",
+                self.directory,
+                err,
+            )
+        else:
+            log.debug(
+                "cannot prepare files in %s: %s (%d failures in a row)",
+                self.directory,
+                err,
+                self._failures,
+            )
+
+    def _recovered(self) -> None:
+        """A file was prepared: say so if the ones before it failed."""
+        if self._failures:
+            log.info(
+                "files in %s are prepared again, after %d failure(s) in a row",
+                self.directory,
+                self._failures,
+            )
+            self._failures = 0
 
     def close(self) -> None:
         """Stop preparing files and remove the ready ones."""

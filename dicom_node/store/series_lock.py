@@ -31,7 +31,9 @@ from dicom_node.store.origin import INSTANCE_RECORD, SERIES_RECORD
 from dicom_node.store.writer import InstanceStore, StoreError
 
 _TRIES = 100  # a directory removed under a waiting receiver this often in a row: give up
-_POLL = 0.005  # s between two tries of a waiting exclusive lock
+# s between two tries of a waiting exclusive lock: how finely retention looks for a gap
+# between two instances (flock has no timed wait); a mechanism, not an admin setting.
+_POLL = 0.005
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import requests
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
 from dicom_node.store.ready_files import READY
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
@@ -26,6 +26,29 @@ def ct_study(folder: Path, n: int = 4, seed: int = 3, size: int = 64) -> list[Pa
         ),
         folder,
     )
+
+
+def ct_slice(seed: int, size: int = 16) -> Dataset:
+    """One ``size`` x ``size`` CT slice of a fresh study."""
+    patient = Patient(patient_id=f"FR{seed}")
+    return next(iter_ct_series(1, patient, rows=size, cols=size, seed=seed, study_uid=new_uid()))
+
+
+def as_deflated(ds: Dataset) -> Dataset:
+    """``ds``, to be written in Deflated Explicit VR Little Endian."""
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    return ds
+
+
+def uids(ds: Dataset) -> tuple[str, str, str]:
+    """The Study, Series and SOP Instance UIDs of ``ds``."""
+    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+
+
+def frames_url(node: NodeProcess, ds: Dataset, frames: str) -> str:
+    """The WADO-RS URL of frames ``frames`` (a list such as ``1,3``) of ``ds``."""
+    s, se, i = uids(ds)
+    return f"{node.http_url}/dicomweb/studies/{s}/series/{se}/instances/{i}/frames/{frames}"
 
 
 def multipart(

@@ -13,11 +13,15 @@ import pytest
 import requests
 from PIL import Image
 from pydicom.encaps import encapsulate
-from pydicom.uid import ImplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
-from dicom_node.http.decompress import MAX_TRAILER, _packed_bits
+from dicom_node.http import decompress, transcode
+from dicom_node.http.decompress import MAX_TRAILER, _header, _packed_bits
+from dicom_node.http.fragments import UNDEFINED
+from dicom_node.http.frames import PixelLayout
 from dicom_node.http.frames_decode import Decoded
 from dicom_node.http.problem import Problem
+from dicom_node.http.wado import Stored
 from tests.http.support import image
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
@@ -84,3 +88,61 @@ def test_one_bit_frames_of_another_length_than_the_header_says_are_refused() -> 
     with pytest.raises(Problem) as raised:
         next(packed)
     assert raised.value.status == 422 and "frame 2" in raised.value.detail
+
+
+def test_a_layout_without_its_header_is_a_problem() -> None:
+    """The header written before the frames needs the stored header: a layout without
+    one is Problem 422 (the response is cut, as for a frame that fails), in every mode
+    Python runs in (an ``assert`` there vanished under ``python -O``)."""
+    pixels = PixelLayout(JPEGBaseline8Bit, 0, UNDEFINED, 1, 64, None, 8, 8, 1, header=None)
+    with pytest.raises(Problem) as raised:
+        _header(pixels, ExplicitVRLittleEndian, "MONOCHROME2", 64)
+    assert raised.value.status == 422 and "header" in raised.value.detail
+
+
+def _stored_jpeg(folder: Path, trailer: bytes) -> Stored:
+    """An 8 x 8 JPEG Baseline instance followed by ``trailer``, as the index finds it."""
+    ds = image(JPEGBaseline8Bit, 8, 8)
+    out = io.BytesIO()
+    Image.new("L", (8, 8), 0).save(out, format="JPEG")
+    ds.PixelData = encapsulate([out.getvalue()])
+    path = folder / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with path.open("ab") as fh:
+        fh.write(trailer)
+    return Stored(
+        ds.StudyInstanceUID,
+        ds.SeriesInstanceUID,
+        ds.SOPInstanceUID,
+        str(path),
+        ds.file_meta.TransferSyntaxUID,
+        8,
+        1,
+    )
+
+
+def test_the_elements_after_the_pixel_data_are_re_encoded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two JPEG instances, each followed by 10 MB of Data Set Trailing Padding, retrieved
+    decompressed: each one's elements after the Pixel Data are re-encoded once, when
+    the retrieve is checked, and those are the bytes sent; a response keeps at most
+    MAX_TRAILER bytes of them meanwhile, so the second is re-encoded again when sent."""
+    padding = _element(0xFFFC, 0xFFFC, b"OB", bytes(10 << 20))
+    found = [_stored_jpeg(tmp_path, padding) for _ in range(2)]
+    calls: list[str] = []
+    real = decompress.trailer
+
+    def counted(inst: Stored, ts: str) -> bytes:
+        calls.append(inst.sop)
+        return real(inst, ts)
+
+    monkeypatch.setattr(decompress, "trailer", counted)
+    wanted = {ImplicitVRLittleEndian}
+    trailers = transcode.check_convertible(found, wanted, 1 << 30)
+    assert list(trailers) == [found[0]]  # the second would pass MAX_TRAILER kept
+    body = b"".join(transcode.multipart(found, wanted, "b0undary", 1 << 30, trailers))
+    assert calls == [found[0].sop, found[1].sop, found[1].sop]
+    implicit_padding = struct.pack("<HHL", 0xFFFC, 0xFFFC, 10 << 20) + bytes(10 << 20)
+    assert trailers[found[0]] == implicit_padding
+    assert body.count(implicit_padding + b"\r\n--b0undary") == 2

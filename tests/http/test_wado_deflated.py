@@ -11,7 +11,7 @@ import requests
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from tests.http.test_wado_frames import _ct, _deflated, _frames_url, _ids, _renamed
+from tests.http.support import as_deflated, ct_slice, frames_url, renamed, uids
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
 
@@ -19,7 +19,7 @@ from tests.support.scu import store_file_raw
 def _stored_deflate_bomb(node: NodeProcess, tmp_path: Path) -> Dataset:
     """A Deflated file (stored as received: its dataset is never inflated whole) whose
     Pixel Data inflates to 128 MB while its attributes say one 12 x 12 frame."""
-    ds = _deflated(_renamed(_ct(94, size=12)))
+    ds = as_deflated(renamed(ct_slice(94, size=12), "DEFLATED"))
     ds.PixelData = bytes(128 * 2**20)  # ~128 kB deflated
     path = tmp_path / "bomb.dcm"
     ds.save_as(path, enforce_file_format=True)
@@ -35,10 +35,10 @@ def test_a_deflated_bomb_is_never_inflated_whole(node: NodeProcess, tmp_path: Pa
     header, and a whole Deflated dataset only if it inflates to what its attributes say."""
     ds = _stored_deflate_bomb(node, tmp_path)
     before = node.peak_rss_kb()
-    r = requests.get(_frames_url(node, ds, "1") + "/rendered", timeout=30)
+    r = requests.get(frames_url(node, ds, "1") + "/rendered", timeout=30)
     assert r.status_code == 422, r.status_code
     assert "inflate" in r.json()["detail"]
-    s, se, i = _ids(ds)
+    s, se, i = uids(ds)
     url = f"{node.http_url}/dicomweb/studies/{s}/series/{se}/instances/{i}/metadata"
     r = requests.get(url, timeout=30)
     assert r.status_code == 200 and r.json()[0]["00080018"]["Value"] == [i]
@@ -51,7 +51,7 @@ def test_a_deflated_file_inflating_past_its_frames_is_a_problem(
     """Its frames: 422 problem JSON, and the node never holds the inflated bytes."""
     ds = _stored_deflate_bomb(node, tmp_path)
     before = node.peak_rss_kb()
-    r = requests.get(_frames_url(node, ds, "1"), timeout=30)
+    r = requests.get(frames_url(node, ds, "1"), timeout=30)
     assert r.status_code == 422, r.status_code
     assert r.headers["content-type"] == "application/problem+json"
     assert "inflate" in r.json()["detail"]
@@ -65,7 +65,7 @@ def test_a_deflated_bomb_converted_on_retrieve_is_a_problem(
     problem before the response starts, and the node never holds the inflated bytes."""
     ds = _stored_deflate_bomb(node, tmp_path)
     before = node.peak_rss_kb()
-    s, se, i = _ids(ds)
+    s, se, i = uids(ds)
     r = requests.get(
         f"{node.http_url}/dicomweb/studies/{s}/series/{se}/instances/{i}",
         headers={

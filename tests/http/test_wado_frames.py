@@ -21,8 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from dicom_node.synthetic import Patient, iter_ct_series, new_uid
-from tests.http.support import multipart, post
+from tests.http.support import as_deflated, ct_slice, frames_url, multipart, post, renamed, uids
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
@@ -32,26 +31,9 @@ MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Imag
 MF_BIT_SC = "1.2.840.10008.5.1.4.1.1.7.1"  # Multi-frame Single Bit SC Image Storage
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 OCTET_ANY = (("application/octet-stream", "*"),)
+PATIENT = "FRAMES"  # the Patient ID of these tests' instances
 # What OHIF's image loader (@cornerstonejs/dicom-image-loader wadors) sends by default.
 OHIF_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
-
-
-def _ct(seed: int, size: int = 16) -> Dataset:
-    return next(
-        iter_ct_series(
-            1, Patient(patient_id=f"FR{seed}"), rows=size, cols=size, seed=seed, study_uid=new_uid()
-        )
-    )
-
-
-def _renamed(ds: Dataset, sop_class: str | None = None) -> Dataset:
-    """``ds`` under fresh UIDs (and another SOP class if given)."""
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = new_uid(), new_uid(), new_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    if sop_class:
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.PatientID = "FRAMES"
-    return ds
 
 
 def _drop(ds: Dataset, *keywords: str) -> None:
@@ -62,7 +44,7 @@ def _drop(ds: Dataset, *keywords: str) -> None:
 
 def _multiframe_word() -> Dataset:
     """Three 16-bit frames, each different."""
-    ds = _renamed(_ct(91, size=12), MF_WORD_SC)
+    ds = renamed(ct_slice(91, size=12), PATIENT, MF_WORD_SC)
     frames = np.stack([np.full((12, 12), 100 * (i + 1), np.uint16) for i in range(3)])
     frames[:, 0, :] = np.arange(12, dtype=np.uint16)  # a gradient row to render
     _drop(ds, "RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter", "WindowWidth")
@@ -74,7 +56,7 @@ def _multiframe_word() -> Dataset:
 
 def _multiframe_bits() -> Dataset:
     """Three 5 × 5 frames of 1 bit: 25 bits each, so frames 2 and 3 start mid-byte."""
-    ds = _renamed(_ct(92, size=5), MF_BIT_SC)
+    ds = renamed(ct_slice(92, size=5), PATIENT, MF_BIT_SC)
     rng = np.random.default_rng(5)
     frames = rng.integers(0, 2, (3, 5, 5), dtype=np.uint8)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 1, 0
@@ -86,13 +68,8 @@ def _multiframe_bits() -> Dataset:
     return ds
 
 
-def _deflated(ds: Dataset) -> Dataset:
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    return ds
-
-
 def _sr_without_pixels() -> Dataset:
-    ds = _renamed(_ct(93), BASIC_TEXT_SR)
+    ds = renamed(ct_slice(93), PATIENT, BASIC_TEXT_SR)
     for keyword in list(ds.dir()):
         if keyword.startswith(("Pixel", "Bits", "Rows", "Columns", "Samples", "Photometric")):
             delattr(ds, keyword)
@@ -106,7 +83,7 @@ def _testdata(name: str) -> Dataset:
     path = get_testdata_file(name)
     if path is None:
         pytest.skip(f"pydicom test file {name} is not installed")
-    return _renamed(pydicom.dcmread(path))
+    return renamed(pydicom.dcmread(path), PATIENT)
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +91,14 @@ def stored(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[
     """The instances of these tests, stored by STOW-RS and read back from their files."""
     folder = tmp_path_factory.mktemp("frames")
     made = {
-        "ct": _renamed(_ct(90)),
+        "ct": renamed(ct_slice(90), PATIENT),
         "word": _multiframe_word(),
         "bits": _multiframe_bits(),
         "jpeg": _testdata("SC_rgb_jpeg_dcmtk.dcm"),
         "rle": _testdata("SC_rgb_rle_2frame.dcm"),
         "j2k": _testdata("emri_small_jpeg_2k_lossless.dcm"),
         "sr": _sr_without_pixels(),
-        "deflated": _deflated(_multiframe_word()),
+        "deflated": as_deflated(_multiframe_word()),
     }
     client = DICOMwebClient(node.http_url + "/dicomweb")
     for name, ds in made.items():
@@ -137,15 +114,6 @@ def client(node: NodeProcess) -> DICOMwebClient:
     return DICOMwebClient(node.http_url + "/dicomweb")
 
 
-def _ids(ds: Dataset) -> tuple[str, str, str]:
-    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
-
-
-def _frames_url(node: NodeProcess, ds: Dataset, frames: str) -> str:
-    s, se, i = _ids(ds)
-    return f"{node.http_url}/dicomweb/studies/{s}/series/{se}/instances/{i}/frames/{frames}"
-
-
 def _native_frames(ds: Dataset) -> list[bytes]:
     """Each frame's bytes as pydicom lays them out."""
     n = int(ds.get("NumberOfFrames") or 1)
@@ -159,10 +127,10 @@ def _native_frames(ds: Dataset) -> list[bytes]:
 def test_native_single_frame(stored: dict[str, Dataset], client: DICOMwebClient) -> None:
     ct = stored["ct"]
     expected = _native_frames(ct)
-    assert client.retrieve_instance_frames(*_ids(ct), [1]) == expected
-    assert client.retrieve_instance_frames(*_ids(ct), [1], media_types=OCTET_ANY) == expected
+    assert client.retrieve_instance_frames(*uids(ct), [1]) == expected
+    assert client.retrieve_instance_frames(*uids(ct), [1], media_types=OCTET_ANY) == expected
     explicit = (("application/octet-stream", ExplicitVRLittleEndian),)
-    assert client.retrieve_instance_frames(*_ids(ct), [1], media_types=explicit) == expected
+    assert client.retrieve_instance_frames(*uids(ct), [1], media_types=explicit) == expected
 
 
 def test_native_multiframe_in_the_order_asked(
@@ -171,10 +139,10 @@ def test_native_multiframe_in_the_order_asked(
     word = stored["word"]
     expected = _native_frames(word)
     assert len({*expected}) == 3
-    got = client.retrieve_instance_frames(*_ids(word), [3, 1, 2], media_types=OCTET_ANY)
+    got = client.retrieve_instance_frames(*uids(word), [3, 1, 2], media_types=OCTET_ANY)
     assert got == [expected[2], expected[0], expected[1]]
     r = requests.get(
-        _frames_url(node, word, "2"),
+        frames_url(node, word, "2"),
         headers={"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'},
         timeout=10,
     )
@@ -191,7 +159,7 @@ def test_frames_of_a_deflated_file(stored: dict[str, Dataset], client: DICOMwebC
     deflated = stored["deflated"]
     assert deflated.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
     expected = _native_frames(deflated)
-    got = client.retrieve_instance_frames(*_ids(deflated), [2, 3], media_types=OCTET_ANY)
+    got = client.retrieve_instance_frames(*uids(deflated), [2, 3], media_types=OCTET_ANY)
     assert got == expected[1:]
 
 
@@ -200,8 +168,8 @@ def test_one_bit_frames_that_start_mid_byte(
 ) -> None:
     bits = stored["bits"]
     expected = _native_frames(bits)
-    assert client.retrieve_instance_frames(*_ids(bits), [1, 2, 3]) == expected
-    assert client.retrieve_instance_frames(*_ids(bits), [2]) == [expected[1]]
+    assert client.retrieve_instance_frames(*uids(bits), [1, 2, 3]) == expected
+    assert client.retrieve_instance_frames(*uids(bits), [2]) == [expected[1]]
 
 
 @pytest.mark.parametrize(
@@ -220,15 +188,15 @@ def test_encapsulated_frames_are_the_stored_bitstreams(
     expected = list(generate_frames(ds.PixelData, number_of_frames=n))
     ts = str(ds.file_meta.TransferSyntaxUID)
     order = list(range(n, 0, -1))  # last first
-    got = client.retrieve_instance_frames(*_ids(ds), order, media_types=((media, ts),))
+    got = client.retrieve_instance_frames(*uids(ds), order, media_types=((media, ts),))
     assert got == [expected[k - 1] for k in order]
-    assert client.retrieve_instance_frames(*_ids(ds), [1]) == [expected[0]]
-    r = requests.get(_frames_url(node, ds, "1"), timeout=10)  # no Accept: as stored
+    assert client.retrieve_instance_frames(*uids(ds), [1]) == [expected[0]]
+    r = requests.get(frames_url(node, ds, "1"), timeout=10)  # no Accept: as stored
     assert r.status_code == 200
     assert f'type="{media}"; transfer-syntax={ts}' in r.headers["content-type"]
     # OHIF's image loader asks for octet-stream in any syntax: the bitstream, so labelled.
     r = requests.get(
-        _frames_url(node, ds, "1"),
+        frames_url(node, ds, "1"),
         headers={"Accept": OHIF_ACCEPT},
         timeout=10,
     )
@@ -241,7 +209,7 @@ def test_encapsulated_frames_are_the_stored_bitstreams(
         assert image.format == "JPEG" and image.size == (ds.Columns, ds.Rows)
     # Asking for raw (decompressed) frames: decoded (tests/http/test_wado_frames_decoded.py).
     r = requests.get(
-        _frames_url(node, ds, "1"),
+        frames_url(node, ds, "1"),
         headers={
             "Accept": 'multipart/related; type="application/octet-stream"; '
             f"transfer-syntax={ExplicitVRLittleEndian}"
@@ -259,7 +227,7 @@ def test_ohif_image_loader_reads_our_frames(stored: dict[str, Dataset], node: No
     if why := frames_unavailable():
         pytest.skip(why)
     asked = [("ct", 1), ("word", 2), ("bits", 3), ("jpeg", 1), ("rle", 2), ("j2k", 7)]
-    seen = run_ohif_frames([_frames_url(node, stored[name], str(n)) for name, n in asked])
+    seen = run_ohif_frames([frames_url(node, stored[name], str(n)) for name, n in asked])
     for (name, frame), got in zip(asked, seen, strict=True):
         ds = stored[name]
         assert got["status"] == 200, got
@@ -276,7 +244,7 @@ def test_ohif_image_loader_reads_our_frames(stored: dict[str, Dataset], node: No
 def test_media_type_negotiation_of_native_frames(
     stored: dict[str, Dataset], node: NodeProcess
 ) -> None:
-    url = _frames_url(node, stored["ct"], "1")
+    url = frames_url(node, stored["ct"], "1")
     octet = 'multipart/related; type="application/octet-stream"'
     for accept, status in [
         ("*/*", 200),
@@ -307,7 +275,7 @@ def test_media_type_negotiation_of_native_frames(
 def test_bad_frame_lists_answer_problems(
     stored: dict[str, Dataset], node: NodeProcess, name: str, frames: str, status: int, named: str
 ) -> None:
-    r = requests.get(_frames_url(node, stored[name], frames), timeout=10)
+    r = requests.get(frames_url(node, stored[name], frames), timeout=10)
     assert r.status_code == status
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
@@ -323,23 +291,23 @@ def test_rendered_frames_of_a_multiframe_image(
 ) -> None:
     word = stored["word"]
     pngs = [
-        client.retrieve_instance_frames_rendered(*_ids(word), [k], media_types=("image/png",))
+        client.retrieve_instance_frames_rendered(*uids(word), [k], media_types=("image/png",))
         for k in (1, 2, 3)
     ]
     images = [np.asarray(Image.open(io.BytesIO(p))) for p in pngs]
     assert all(i.shape == (12, 12) for i in images)
     # Frame k is the gradient row over a flat 100·k: each is scaled over its own range.
     assert len({i.tobytes() for i in images}) == 3
-    jpeg = client.retrieve_instance_frames_rendered(*_ids(ct := stored["ct"]), [1])
+    jpeg = client.retrieve_instance_frames_rendered(*uids(ct := stored["ct"]), [1])
     assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
-    s, se, i = _ids(word)
+    s, se, i = uids(word)
     base = f"{node.http_url}/dicomweb/studies/{s}/series/{se}/instances/{i}"
     assert requests.get(f"{base}/rendered", timeout=10).status_code == 400  # which frame?
     for frames, status in (("4", 404), ("1,2", 400), ("0", 400)):
         r = requests.get(f"{base}/frames/{frames}/rendered", timeout=10)
         assert r.status_code == status, frames
         assert r.headers["content-type"] == "application/problem+json"
-    s, se, i = _ids(ct)
+    s, se, i = uids(ct)
     one = f"{node.http_url}/dicomweb/studies/{s}/series/{se}/instances/{i}/frames/1/rendered"
     assert requests.get(one, timeout=10).status_code == 200
 
@@ -347,7 +315,7 @@ def test_rendered_frames_of_a_multiframe_image(
 def test_urls_in_responses_percent_encode_uids(node: NodeProcess, tmp_path: Path) -> None:
     """A SOP Instance UID outside the UID character set (stored, as a C-STORE would)
     gives RetrieveURL and BulkDataURI values that are valid URLs and resolve."""
-    ds = _renamed(_ct(94))
+    ds = renamed(ct_slice(94), PATIENT)
     odd = "1.2.3 4#5?6%7&8"
     buffer = io.BytesIO()
     with pytest.warns(UserWarning):  # pydicom warns about the invalid UID, and writes it
@@ -384,7 +352,7 @@ def test_one_frame_of_a_large_file_is_read_alone(node: NodeProcess, tmp_path: Pa
     assert store_file_raw(node.port, path) == 0
     Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
     before = node.peak_rss_kb()
-    r = requests.get(_frames_url(node, ds, "50,96"), timeout=30)
+    r = requests.get(frames_url(node, ds, "50,96"), timeout=30)
     assert r.status_code == 200
     assert frames[49].tobytes() in r.content and frames[95].tobytes() in r.content
     assert len(r.content) < 2 * 512 * 512 * 2 + 1024
@@ -402,9 +370,9 @@ def test_pixel_data_shorter_than_its_frames_is_a_problem(node: NodeProcess, tmp_
     rows = query(node.data_dir, sql, s=ds.SOPInstanceUID)
     ds.NumberOfFrames = 4
     ds.save_as(rows[0][0], enforce_file_format=True)
-    r = requests.get(_frames_url(node, ds, "1,4"), timeout=10)
+    r = requests.get(frames_url(node, ds, "1,4"), timeout=10)
     assert r.status_code == 422 and r.json()["frame"] == "4"
-    assert requests.get(_frames_url(node, ds, "3"), timeout=10).status_code == 200
+    assert requests.get(frames_url(node, ds, "3"), timeout=10).status_code == 200
 
 
 def test_a_frame_missing_after_the_first_cuts_the_response(
@@ -421,7 +389,7 @@ def test_a_frame_missing_after_the_first_cuts_the_response(
     ds.NumberOfFrames = 3
     ds.save_as(path, enforce_file_format=True)
     try:
-        r = requests.get(_frames_url(node, ds, "1,3"), timeout=10)
+        r = requests.get(frames_url(node, ds, "1,3"), timeout=10)
     except requests.exceptions.ChunkedEncodingError:
         pass
     else:
@@ -436,7 +404,7 @@ def test_rendered_frame_of_a_deflated_image(stored: dict[str, Dataset], node: No
     got = {}
     for name, ds in (("deflated", deflated), ("word", word)):
         r = requests.get(
-            _frames_url(node, ds, "2") + "/rendered", headers={"Accept": "image/png"}, timeout=10
+            frames_url(node, ds, "2") + "/rendered", headers={"Accept": "image/png"}, timeout=10
         )
         assert r.status_code == 200, (name, r.text)
         got[name] = np.asarray(Image.open(io.BytesIO(r.content)))
@@ -455,7 +423,7 @@ def test_frames_without_offset_table_are_found_in_one_walk(
     from dicom_node.http import frames as frame_io
     from dicom_node.http.wado import Stored
 
-    ds = _renamed(_ct(95, size=8))
+    ds = renamed(ct_slice(95, size=8), PATIENT)
     parts = [bytes([k]) * 10 for k in range(40)]
     ds.NumberOfFrames = len(parts)
     ds.PixelData = encapsulate(parts, has_bot=False)
@@ -486,7 +454,7 @@ def test_a_deflated_instance_converts_on_retrieve(
 ) -> None:
     deflated = stored["deflated"]
     got = client.retrieve_instance(
-        *_ids(deflated), media_types=(("application/dicom", ExplicitVRLittleEndian),)
+        *uids(deflated), media_types=(("application/dicom", ExplicitVRLittleEndian),)
     )
     assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert got.PixelData == deflated.PixelData
@@ -499,7 +467,7 @@ def _many_frames(kind: str, n: int = 600) -> tuple[Dataset, list[bytes]]:
     marker); and the frames as pydicom's generate_frames finds them."""
     from pydicom.encaps import encapsulate, encapsulate_extended
 
-    ds = _renamed(_ct(96, size=8))
+    ds = renamed(ct_slice(96, size=8), PATIENT)
     ds.NumberOfFrames = n
     frames = [k.to_bytes(2, "little") * (20 + k % 7) for k in range(n)]
     ts = "1.2.840.10008.1.2.5"  # RLE Lossless
@@ -532,12 +500,12 @@ def test_every_frame_of_a_many_frame_instance(
     ds.save_as(path, enforce_file_format=True)
     assert store_file_raw(node.port, path) == 0
     numbers = list(range(1, len(expected) + 1))
-    got = client.retrieve_instance_frames(*_ids(ds), frame_numbers=numbers, media_types=OCTET_ANY)
+    got = client.retrieve_instance_frames(*uids(ds), frame_numbers=numbers, media_types=OCTET_ANY)
     assert got == expected
     for n in (1, 2, 300, 599, 600):
-        one = client.retrieve_instance_frames(*_ids(ds), frame_numbers=[n], media_types=OCTET_ANY)
+        one = client.retrieve_instance_frames(*uids(ds), frame_numbers=[n], media_types=OCTET_ANY)
         assert one == [expected[n - 1]], n
-    r = requests.get(_frames_url(node, ds, "601"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
+    r = requests.get(frames_url(node, ds, "601"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
     assert r.status_code == 404 and r.json()["frame"] == "601"
 
 
@@ -583,7 +551,7 @@ def test_an_extended_offset_table_short_of_lengths_is_a_problem(
     ds.ExtendedOffsetTableLengths = bytes(ds.ExtendedOffsetTableLengths)[:-8]
     ds.save_as(tmp_path / "short.dcm", enforce_file_format=True)
     assert store_file_raw(node.port, tmp_path / "short.dcm") == 0
-    r = requests.get(_frames_url(node, ds, "5"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
+    r = requests.get(frames_url(node, ds, "5"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
     assert r.status_code == 422 and r.json()["frame"] == "5"
-    r = requests.get(_frames_url(node, ds, "4"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
+    r = requests.get(frames_url(node, ds, "4"), headers={"Accept": OHIF_ACCEPT}, timeout=10)
     assert r.status_code == 200 and expected[3] + b"\r\n--" in r.content

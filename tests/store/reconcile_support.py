@@ -1,5 +1,6 @@
-"""Helpers of the reconciliation tests: a node's config, the index's rows read and
-changed directly (what a power cut leaves), the reconcile metric and CLI."""
+"""Helpers of the reconciliation tests: a node's config (and the origin tests' node), the
+index's rows read and changed directly (what a power cut leaves), the reconcile metric
+and CLI."""
 
 from __future__ import annotations
 
@@ -28,6 +29,19 @@ def reconcile_config(index_url: str | None, quiet: float, **more: object) -> dic
     if index_url and not index_url.startswith("sqlite"):
         cfg["database_url"] = index_url
     return cfg
+
+
+# The origin tests' node: a DIMSE AE title of each grouping and a STOW-RS web source.
+ORIGIN_TITLES = [{"ae_title": "DICOM_NODE"}, {"ae_title": "BYSERIES", "group_by": "series"}]
+WEB_SOURCE = {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 120}}
+
+
+def origin_node(workdir: Path, port: int | None = None) -> NodeProcess:
+    """A node in ``workdir`` with :data:`ORIGIN_TITLES` and :data:`WEB_SOURCE`, each
+    quiet for 120 s (its groups stay open through a test)."""
+    titles = [t | {"quiet_seconds": 120} for t in ORIGIN_TITLES]
+    cfg = reconcile_config(None, 120, ae_titles=titles, http=WEB_SOURCE)
+    return NodeProcess(workdir, cfg, port=port)
 
 
 def execute_sql(index: Path | str, *statements: tuple[str, dict]) -> None:

@@ -27,8 +27,7 @@ from dicom_node.store.origin import (
     origin_of,
     series_record,
 )
-from tests.store.reconcile_support import SUMMARY, execute_sql, instance_rows
-from tests.store.test_reconcile_origin import _node
+from tests.store.reconcile_support import SUMMARY, execute_sql, instance_rows, origin_node
 from tests.support.node_process import ROOT
 from tests.support.studies import make_study
 
@@ -59,7 +58,7 @@ def test_two_processes_place_the_first_instances_of_one_series_at_once(
 ) -> None:
     template = make_study(tmp_path / "src", 1, size=16, seed=61)[0]
     study = "1.2.826.0.1.3680043.8.498.61"
-    node = _node(tmp_path / "node")
+    node = origin_node(tmp_path / "node")
     node.start()  # creates the index and the store, then dies without a clean stop
     node.kill()
     db_url = sqlite_url(node.data_dir / "index.sqlite")
@@ -97,7 +96,7 @@ def test_two_processes_place_the_first_instances_of_one_series_at_once(
     assert len(sent) == ROUNDS * PER_ROUND * 2
 
     execute_sql(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
-    node = _node(node.workdir, port=node.port)
+    node = origin_node(node.workdir, port=node.port)
     node.start()
     try:
         n = len(sent)

@@ -1,13 +1,18 @@
-"""Spool files prepared ahead (dicom_node.store.ready_files) on a real directory."""
+"""Spool files prepared ahead (dicom_node.store.ready_files) on a real directory, and on
+a real filesystem out of inodes."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from dicom_node.store.ready_files import ReadyFiles
 
@@ -78,3 +83,81 @@ def test_a_ready_file_whose_name_was_removed_is_not_handed_out(tmp_path: Path) -
         assert path.exists()  # a new file, not one of the removed ones
     finally:
         ready.close()
+
+
+@pytest.fixture
+def few_inodes(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of its own with 16 inodes (needs root, as in CI)."""
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=16", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _use_every_inode(directory: Path) -> list[Path]:
+    """Empty files made in ``directory`` until its filesystem has no inode left."""
+    made: list[Path] = []
+    while True:
+        path = directory / f"filler-{len(made)}"
+        try:
+            path.touch(exist_ok=False)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+            return made
+        made.append(path)
+
+
+def _failures() -> float:
+    value = REGISTRY.get_sample_value("dicom_node_ready_files_failures_total", {"pool": "stow"})
+    return value or 0.0
+
+
+def test_running_out_of_inodes_warns_once_per_episode_and_says_when_it_recovers(
+    few_inodes: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No inode left: each part's take fails, and the thread's try to prepare files
+    after it fails too (counted each time); one WARNING for the episode, DEBUG for the
+    repeats, one line when files are prepared again. The next exhaustion is a new
+    episode, with its WARNING."""
+    caplog.set_level(logging.DEBUG, logger="dicom_node.store.ready_files")
+    before = _failures()
+    fillers = _use_every_inode(few_inodes)
+    ready = ReadyFiles(few_inodes, ".stow", size=2)
+    try:
+        for n in range(1, 4):
+            with pytest.raises(OSError):
+                ready.take()
+            assert _wait_for(lambda n=n: _failures() == before + n)
+        for path in fillers[:3]:  # room for the part's file and two ready ones
+            path.unlink()
+        taken, fd = ready.take()
+        os.close(fd)
+        assert _wait_for(lambda: len(list(few_inodes.glob("*.stow"))) == 1 + 2)
+        assert _wait_for(lambda: "prepared again" in caplog.text)
+        taken, fd = ready.take()  # a ready one: the thread's refill finds no inode
+        os.close(fd)
+        assert _wait_for(lambda: _failures() == before + 4)
+    finally:
+        ready.close()
+    lines = [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "dicom_node.store.ready_files"
+    ]
+    assert [level for level, _ in lines] == [
+        logging.WARNING,
+        logging.DEBUG,
+        logging.DEBUG,
+        logging.INFO,
+        logging.WARNING,
+    ], lines
+    assert str(few_inodes) in lines[0][1] and "after 3 failure" in lines[3][1], lines

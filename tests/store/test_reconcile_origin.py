@@ -21,8 +21,8 @@ from tests.store.reconcile_support import (
     SUMMARY,
     execute_sql,
     instance_rows,
+    origin_node,
     reconcile_cli,
-    reconcile_config,
     reconciled_metric,
 )
 from tests.support.dcmtk import storescu
@@ -30,16 +30,6 @@ from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study
 
 pytestmark = pytest.mark.peer
-
-TITLES = [{"ae_title": "DICOM_NODE"}, {"ae_title": "BYSERIES", "group_by": "series"}]
-WEB = {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 120}}
-
-
-def _node(workdir: Path, port: int | None = None) -> NodeProcess:
-    cfg = reconcile_config(
-        None, 120, ae_titles=[t | {"quiet_seconds": 120} for t in TITLES], http=WEB
-    )
-    return NodeProcess(workdir, cfg, port=port)
 
 
 def _forged(src: Path, study: str, series: str) -> bytes:
@@ -60,7 +50,7 @@ def _reindexed_after_losing_every_row(node: NodeProcess, files: int) -> dict[str
     """Delete every row and group of the killed ``node``, start it again (it reconciles
     ``files`` files), stop it; return the rows it re-indexed."""
     execute_sql(node.index, ("DELETE FROM instances", {}), ("DELETE FROM groups", {}))
-    node = _node(node.workdir, port=node.port)
+    node = origin_node(node.workdir, port=node.port)
     node.start()
     try:
         after = instance_rows(node.index)
@@ -83,7 +73,7 @@ def test_stow_file_meta_naming_a_dimse_peer_is_not_trusted(tmp_path: Path) -> No
         _forged(own[0], first.StudyInstanceUID, first.SeriesInstanceUID),
         _forged(own[0], own_ds.StudyInstanceUID, own_ds.SeriesInstanceUID),
     ]
-    node = _node(tmp_path / "node")
+    node = origin_node(tmp_path / "node")
     node.start()
     try:
         storescu(node.port, dimse, "BYSERIES", "MODX", check=True)
@@ -115,7 +105,7 @@ def test_origin_record_left_by_a_crash_harms_nothing(tmp_path: Path) -> None:
     source after its rows are lost; the orphan record itself is never indexed."""
     src = make_study(tmp_path / "src", 1, size=64, seed=47)
     ds = pydicom.dcmread(src[0])
-    node = _node(tmp_path / "node")
+    node = origin_node(tmp_path / "node")
     store = InstanceStore(node.data_dir)
     store.open()
     trusted = Origin(DIMSE, "BYSERIES", "MODX", "127.0.0.1")
@@ -142,7 +132,7 @@ def test_a_file_without_origin_record_is_left_and_reported(tmp_path: Path) -> No
     states."""
     src = make_study(tmp_path / "src", 1, size=64, seed=48)
     ds = pydicom.dcmread(src[0])
-    node = _node(tmp_path / "node")
+    node = origin_node(tmp_path / "node")
     store = InstanceStore(node.data_dir)
     store.open()
     path = store.path_for(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
