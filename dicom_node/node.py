@@ -113,6 +113,14 @@ class Node:
             return False
         return busy is not None and busy[0] == 0
 
+    def _mark_clean(self) -> None:
+        """Mark the stop as clean; if the marker cannot be written (no space, no inode
+        left), say so: the next start then reconciles, which is only slower."""
+        try:
+            reconcile.mark_clean(self.store)
+        except OSError as err:
+            log.warning("cannot mark the stop as clean (%s): the next start reconciles", err)
+
     def reload(self, new: NodeConfig) -> list[str]:
         """Apply a new configuration to new groups and jobs (routes, destinations, jobs,
         results). Returns the changed settings that only a restart applies."""
@@ -142,7 +150,7 @@ class Node:
             self.store.close()
             self._started = False
             if self._index_durable():
-                reconcile.mark_clean(self.store)
+                self._mark_clean()
             else:
                 log.warning("index still in use at stop: the next start reconciles the store")
         self.db.dispose()
