@@ -20,7 +20,7 @@ from dicom_node.jobs.service import JobService
 from dicom_node.network.scp import StorageSCP
 from dicom_node.schema import ensure_current
 from dicom_node.settings.root import NodeConfig
-from dicom_node.store import reconcile
+from dicom_node.store import owner, reconcile
 from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,13 @@ class Node:
         self.scp = StorageSCP(config, self.store, self.recorder)
         self.jobs = JobService(lambda: self.config, self.db, self.store, self.assembler, registry)
         self._started = False
+        self._owner: int | None = None  # holds the data directory while serving
 
     def start(self) -> None:
-        """Open the store, resume open groups, start assembly and listen for associations."""
+        """Take the data directory (DataDirInUse if another node serves it), open the
+        store, resume open groups, start assembly and listen for associations."""
+        if self._owner is None:
+            self._owner = owner.hold(self.data_dir)  # before the store is touched
         self.store.open()
         self._reconcile()
         self.jobs.start()
@@ -153,5 +157,8 @@ class Node:
                 self._mark_clean()
             else:
                 log.warning("index still in use at stop: the next start reconciles the store")
+        if self._owner is not None:
+            owner.let_go(self._owner)
+            self._owner = None
         self.db.dispose()
         log.info("node stopped")
