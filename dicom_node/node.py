@@ -20,7 +20,7 @@ from dicom_node.jobs.service import JobService
 from dicom_node.network.scp import StorageSCP
 from dicom_node.schema import ensure_current
 from dicom_node.settings.root import NodeConfig
-from dicom_node.store import reconcile
+from dicom_node.store import owner, reconcile
 from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,13 @@ class Node:
         self.scp = StorageSCP(config, self.store, self.recorder)
         self.jobs = JobService(lambda: self.config, self.db, self.store, self.assembler, registry)
         self._started = False
+        self._owner: int | None = None  # holds the data directory while serving
 
     def start(self) -> None:
-        """Open the store, resume open groups, start assembly and listen for associations."""
+        """Take the data directory (DataDirInUse if another node serves it), open the
+        store, resume open groups, start assembly and listen for associations."""
+        if self._owner is None:
+            self._owner = owner.hold(self.data_dir)  # before the store is touched
         self.store.open()
         self._reconcile()
         self.jobs.start()
@@ -113,6 +117,14 @@ class Node:
             return False
         return busy is not None and busy[0] == 0
 
+    def _mark_clean(self) -> None:
+        """Mark the stop as clean; if the marker cannot be written (no space, no inode
+        left), say so: the next start then reconciles, which is only slower."""
+        try:
+            reconcile.mark_clean(self.store)
+        except OSError as err:
+            log.warning("cannot mark the stop as clean (%s): the next start reconciles", err)
+
     def reload(self, new: NodeConfig) -> list[str]:
         """Apply a new configuration to new groups and jobs (routes, destinations, jobs,
         results). Returns the changed settings that only a restart applies."""
@@ -142,8 +154,11 @@ class Node:
             self.store.close()
             self._started = False
             if self._index_durable():
-                reconcile.mark_clean(self.store)
+                self._mark_clean()
             else:
                 log.warning("index still in use at stop: the next start reconciles the store")
+        if self._owner is not None:
+            owner.let_go(self._owner)
+            self._owner = None
         self.db.dispose()
         log.info("node stopped")

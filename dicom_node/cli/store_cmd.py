@@ -49,6 +49,7 @@ def reconcile(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from dicom_node.index.recorder import Recorder
+    from dicom_node.store import owner
     from dicom_node.store import reconcile as rec
     from dicom_node.store.writer import InstanceStore
 
@@ -75,6 +76,12 @@ def reconcile(
         )
         raise typer.Exit(1)
     db = open_database(config, data_dir)
+    try:  # a node still starting has no pid file yet; it holds the directory already
+        held = owner.hold(Path(cfg.data_dir))
+    except owner.DataDirInUse as err:
+        db.dispose()
+        typer.echo(f"{err}: stop it first", err=True)
+        raise typer.Exit(1) from None
     store = InstanceStore(Path(cfg.data_dir))
     recorder = Recorder(db, cfg.source)
     try:
@@ -99,6 +106,7 @@ def reconcile(
     finally:
         recorder.close()
         db.dispose()
+        owner.let_go(held)
     verb = "would re-index" if dry_run else rec.REINDEXED
     for f in report.files:
         what = verb if f.outcome == rec.REINDEXED else f.outcome

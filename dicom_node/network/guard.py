@@ -10,13 +10,16 @@ pynetdicom 3.0.x trusts what arrives more than a node on a hospital network may:
   opens a second spool file and orphans the first;
 - an exception in a state-machine action (an invalid event for the current state, a
   malformed primitive) kills the DUL thread without an A-ABORT, leaving the socket, the
-  association thread and any spool file behind.
+  association thread and any spool file behind;
+- a connection that ends before its A-ASSOCIATE-RQ (a port probe) leaves its association
+  thread waiting for one until ``acse_timeout``, holding an association slot.
 
 :func:`install` replaces ``DULServiceProvider._read_pdu_data`` by a bounded read (a
 P-DATA beyond the AE's ``maximum_pdu_size``, any other PDU beyond
 :data:`OTHER_PDU_LIMIT`, is refused before its body is read), checks each P-DATA's
 context ids before the DIMSE layer sees it, and makes a failed state-machine action
-abort the association. A refused association gets an A-ABORT (the state machine's own
+abort the association, and ends the association thread of a connection that closed
+before associating. A refused association gets an A-ABORT (the state machine's own
 "invalid PDU" event, Evt19) and nothing more of what its peer sends is read or decoded.
 These are pynetdicom internals: the hooks apply only to the source they were verified
 on, and ``tests/network/test_guards_installed.py`` fails if they do not install.
@@ -76,9 +79,10 @@ def _recv_pdu(sock: Any, header: bytes, length: int, *, preallocate: bool) -> by
     peer closed or stayed silent past the socket's timeout first.
 
     pynetdicom reads 4 kB per ``recv`` (a 512 kB C-STORE: 128 calls, each with its own
-    poll, bytes object and copy). A length already checked against a limit is read
-    straight into a buffer of that size; an unbounded one (``maximum_pdu_size`` 0) grows
-    only with what actually arrives, so a lying header cannot make the node allocate."""
+    poll, bytes object and copy). With ``preallocate`` (a length already checked against
+    a limit, on an established association) it is read straight into a buffer of that
+    size; otherwise the buffer grows only with what actually arrives, so a lying header
+    cannot make the node allocate."""
     try:
         if preallocate:
             buf = bytearray(len(header) + length)
@@ -135,7 +139,11 @@ def _read_pdu_data(self: Any) -> None:
     if limit and length > limit:
         _refuse(self, f"PDU of {length} bytes, more than the maximum {limit}")
         return
-    pdu_bytes = _recv_pdu(sock, header, length, preallocate=bool(limit))
+    # Only an established association's P-DATA is read into a buffer of its claimed
+    # size: there are at most max_associations of those. Any other PDU grows with what
+    # arrives, as connections waiting for their A-ASSOCIATE-RQ to be read have no bound.
+    preallocate = bool(limit) and pdu_type == 0x04 and bool(self.assoc.is_established)
+    pdu_bytes = _recv_pdu(sock, header, length, preallocate=preallocate)
     if pdu_bytes is None:
         _closed(self)  # closed, or silent past the network timeout, mid-PDU
         return
@@ -198,13 +206,37 @@ def _wrap_do_action(original: Any) -> Any:
     exception end the DUL thread with the connection left open."""
 
     def do_action(self: Any, event: str) -> None:
+        before = self.current_state
         try:
             original(self, event)
         except Exception as err:  # noqa: BLE001 - any failed action must abort, not hang
             _abort_hard(self.dul, f"{type(err).__name__}: {err}")
+            return
+        if self.current_state == "Sta1" and before in _UNASSOCIATED:
+            _no_request(self.dul)
 
     do_action.__wrapped__ = original  # type: ignore[attr-defined]
     return do_action
+
+
+# States of an acceptor whose A-ASSOCIATE-RQ may not have been handed to its association
+# thread: awaiting it, or awaiting the close after aborting before it.
+_UNASSOCIATED = ("Sta2", "Sta13")
+
+
+def _no_request(dul: Any) -> None:
+    """The connection of ``dul`` ended (state Sta1) without an A-ASSOCIATE-RQ handed to
+    its association thread, which would wait for one until ``acse_timeout``, holding an
+    association slot and its threads (a port probe closing at once held one for 30 s):
+    wake it with pynetdicom's own "no request" (None), which ends it as that timeout
+    would."""
+    assoc = dul.assoc
+    if (
+        assoc.is_acceptor
+        and getattr(assoc.requestor, "primitive", None) is None
+        and dul.to_user_queue.empty()
+    ):
+        dul.to_user_queue.put(None)
 
 
 def _abort_hard(dul: Any, why: str) -> None:
@@ -238,12 +270,13 @@ def _abort_hard(dul: Any, why: str) -> None:
 
 
 def _verified() -> bool:
-    from pynetdicom import dimse, dul, fsm
+    from pynetdicom import association, dimse, dul, fsm
 
     read = inspect.getsource(dul.DULServiceProvider._read_pdu_data)
     receive = inspect.getsource(dimse.DIMSEServiceProvider.receive_primitive)
     action = inspect.getsource(fsm.StateMachine.do_action)
     reactor = inspect.getsource(dul.DULServiceProvider.run_reactor)
+    acceptor = inspect.getsource(association.Association.run_reactor)
     return (
         "bytestream.extend(self.socket.recv(6))" in read
         and "self.socket.recv(pdu_length)" in read
@@ -253,6 +286,8 @@ def _verified() -> bool:
         and "self.dul.kill_dul()" in action
         and "raise InvalidEventError" in action
         and "self.state_machine.do_action(event)" in reactor
+        and "primitive = self.dul.receive_pdu(wait=True, timeout=self.acse_timeout)" in acceptor
+        and "if primitive is None:\n                self.kill()" in acceptor
     )
 
 

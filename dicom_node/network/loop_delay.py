@@ -71,16 +71,27 @@ def _lengthen_idle() -> None:
     none is on the short one."""
     while True:
         _busy.wait()
+        # Cleared before the pass, never after it: a PDU arriving during the pass sets it
+        # again, so the association it shortened is looked at once more.
+        _busy.clear()
         time.sleep(CHECK_EVERY)
-        now, short = time.monotonic(), 0
-        with _lock:
-            paced = list(_last_pdu.items())
-        for dul, last in paced:
-            if dul._run_loop_delay == IDLE_DELAY:
-                continue
-            if now - last >= IDLE_AFTER:
-                dul._run_loop_delay = IDLE_DELAY
-            else:
-                short += 1
-        if not short:
-            _busy.clear()
+        if _pass():
+            _busy.set()
+
+
+def _pass() -> bool:
+    """One look at every paced association; whether any is still on the short pause.
+    A function of its own: the DULs it looked at must not stay referenced while the
+    watcher sleeps (they would be listed again next pass, and never collected)."""
+    now, short = time.monotonic(), False
+    with _lock:
+        paced = list(_last_pdu)
+    for dul in paced:
+        if dul._run_loop_delay == IDLE_DELAY:
+            continue
+        last = _last_pdu.get(dul)  # as late as can be: a PDU may have just arrived
+        if last is not None and now - last >= IDLE_AFTER:
+            dul._run_loop_delay = IDLE_DELAY
+        else:
+            short = True
+    return short

@@ -34,6 +34,7 @@ import logging
 import os
 import tempfile
 import threading
+import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -182,8 +183,19 @@ class _Spool:
 
     def take(self, owner: Any) -> SpoolFile:
         """A new empty spool file for ``owner``'s next dataset (created now if none is
-        ready)."""
-        spool = SpoolFile(self._files.take(), on_head=self.on_head, admit=self.admit)
+        ready). If none can be created (no inode or fd left), one that discards what is
+        written to it, so that the C-STORE is answered 0xA700 as for a failed write
+        instead of pynetdicom aborting the association."""
+        try:
+            made = self._files.take()
+        except OSError as err:
+            log.error("cannot create a spool file in %s: %s", self.directory, err)
+            # A name no file has (never created): discarding it removes nothing.
+            unmade = self.directory / f"unmade-{uuid.uuid4().hex}.dcm"
+            spool = SpoolFile((unmade, -1), admit=self.admit)
+            spool._fail(err)
+        else:
+            spool = SpoolFile(made, on_head=self.on_head, admit=self.admit)
         self._own(owner, spool)
         return spool
 

@@ -17,6 +17,7 @@ import pytest
 from tests.network import pdus, probe
 from tests.network.nodes import HOSTILE_CONFIG, TWEAK_MODES, start_node
 from tests.support.node_process import NodeProcess
+from tests.support.waiting import wait_for
 
 MAX_PDU = 1_048_576  # the node's default max_pdu_bytes
 MB = 1024
@@ -52,6 +53,77 @@ def test_lying_pdu_length_allocates_nothing(hostile_node: NodeProcess) -> None:
     assert grown <= 2 * MAX_PDU // 1024 + 16 * MB, f"RSS grew {grown} kB"
     assert all(r and r[0].kind == pdus.A_ABORT for r in replies), replies
     _assert_recovered(node, fds0, threads0)
+
+
+# Connections beyond max_associations are accepted and read up to their A-ASSOCIATE-RQ
+# (only then can they be rejected), so nothing bounds how many a peer opens.
+CLAIMING = 48
+
+
+def test_a_claimed_length_costs_nothing_before_its_bytes_arrive(tmp_path: Path) -> None:
+    """Each connection sends only a PDU header claiming the largest length the node
+    accepts (1 MiB: an A-ASSOCIATE-RQ's limit, and the maximum P-DATA) and then waits:
+    memory must grow by what arrived, not by what was claimed (it grew by ~1 MiB per
+    connection for 6 bytes sent). ACSE and network timeouts outlast the test."""
+    node = start_node(tmp_path, "all", network_timeout=60, acse_timeout=60)
+    try:
+        rss0, fds0, threads0 = probe.baseline(node)
+        socks = [pdus.connect(node.port) for _ in range(CLAIMING)]
+        for i, s in enumerate(socks):
+            kind = (0x01, 0x04)[i % 2]  # before any association: both are read
+            s.sendall(bytes([kind, 0]) + MAX_PDU.to_bytes(4, "big"))
+        try:
+            # every connection is being read by then (its association thread is alive)
+            wait_for(
+                lambda: probe.associations_active(node) >= CLAIMING,
+                30,
+                "an association thread for every connection",
+                node.log,
+            )
+            grown = probe.steady(lambda: probe.rss_kb(node.pid), quiet=1, timeout=5) - rss0
+        finally:
+            for s in socks:
+                s.close()
+        assert grown <= 16 * MB, f"RSS grew {grown} kB for {CLAIMING} PDU headers"
+        _assert_recovered(node, fds0, threads0)
+    finally:
+        assert node.stop() == 0, node.log()[-3000:]
+
+
+# What a port scanner, a load balancer's TCP health check or a broken peer does before
+# (or instead of) an A-ASSOCIATE-RQ: each ends the connection with no association.
+UNASSOCIATED = {
+    "connect-close": b"",
+    "half-header": b"\x01\x00\x00",
+    "header-close": b"\x01\x00\x00\x00\x10\x00",
+    "half-rq": pdus.associate_rq()[:40],
+    "a-abort": pdus.ABORT_RQ,
+    "unknown-pdu": b"\xff\x00\x00\x00\x00\x00",
+}
+
+
+@pytest.mark.parametrize("tweaks", TWEAK_MODES)
+def test_connections_closed_before_associating_free_their_slots_at_once(
+    tmp_path: Path, tweaks: str
+) -> None:
+    """Three times max_associations connections that close before associating: their
+    slots must come free as they close, not after acse_timeout (each held one, and two
+    threads, for the full 120 s here: 4 port probes locked every sender out)."""
+    node = start_node(tmp_path, tweaks, max_associations=4, acse_timeout=120, network_timeout=120)
+    try:
+        _, fds0, threads0 = probe.baseline(node)
+        for sent in list(UNASSOCIATED.values()) * 2:
+            with pdus.connect(node.port) as s:
+                s.sendall(sent)
+                with contextlib.suppress(OSError):  # the node's A-ABORT, if it sends one
+                    s.shutdown(socket.SHUT_WR)
+                    list(pdus.read_pdus(s, timeout=5))
+        wait_for(lambda: probe.associations_active(node) == 0, 20, "slots to free", node.log)
+        assert probe.store_ok(node.port, pdus.small_ct())
+        assert probe.settle(lambda: probe.threads(node.pid), threads0, 2) <= threads0 + 2
+        assert probe.settle(lambda: probe.fds(node.pid), fds0, 2) <= fds0 + 2
+    finally:
+        assert node.stop() == 0, node.log()[-3000:]
 
 
 def test_pdata_beyond_max_pdu_is_aborted_not_stored(hostile_node: NodeProcess) -> None:
