@@ -106,7 +106,9 @@ def check_convertible(instances: list[Stored], syntaxes: set[str] | None, limit:
                 "(transfer-syntax=*)",
                 available=[inst.transfer_syntax],
             )
-        codestream.check_instance(inst)  # no decoder allocates more than the header says
+        # No decoder allocates more than the header says nor passes over the image too
+        # many times: checked before the response starts (a 422 later is a cut).
+        codestream.check_instance(inst)
         if decompress.streamed(inst, ts):
             decompress.trailer(inst, ts)  # sent after the pixels: checked now (422)
         if inst.transfer_syntax == DeflatedExplicitVRLittleEndian:

@@ -1,0 +1,138 @@
+"""Compressed frames of the size their instance says that still cost a decoder out of
+proportion to it, stored by C-STORE into a running node and read back by WADO-RS
+(frames decoded, rendered, retrieved decompressed): a JPEG of many scans (a decoder
+passes over the whole image once per scan) and a JPEG 2000 codestream of 1 x 1 pixel
+tiles (OpenJPEG allocates about 10 kB per tile)."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from openjpeg import encode
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
+
+from dicom_node.http.codestream import MAX_SCANS, jpeg_scans
+from dicom_node.http.fragments import HEAD
+from tests.http.support import image, reset_peak
+from tests.support.node_process import NodeProcess
+from tests.support.scu import store_file_raw
+
+DECODED = 'multipart/related; type="application/octet-stream"'
+NATIVE = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
+DEFLATED = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1.99'
+
+
+def _scans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each scan of a JPEG: its DHT segment(s) just before, its SOS
+    segment and its entropy-coded data."""
+    pos, tables, found = 2, None, []
+    while data[pos + 1] != 0xD9:
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        end = pos + 2 + length
+        if data[pos + 1] == 0xC4 and tables is None:
+            tables = pos
+        if data[pos + 1] == 0xDA:
+            while data[end] != 0xFF or data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
+                end += 1
+            found.append((pos if tables is None else tables, end))
+        if data[pos + 1] != 0xC4:
+            tables = None
+        pos = end
+    return found
+
+
+def _progressive(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", progressive=True, quality=95)
+    return out.getvalue()
+
+
+def _many_scans(size: int, repeats: int) -> bytes:
+    """A progressive JPEG of noise (its own scans over 1 MB), then ``repeats`` times
+    the smallest scan of a flat image of the same size, with its Huffman table."""
+    noise = _progressive(np.random.default_rng(5).integers(0, 255, (size, size), np.uint8))
+    flat = _progressive(np.full((size, size), 128, np.uint8))
+    start, end = min(_scans(flat)[1:], key=lambda span: span[1] - span[0])
+    return noise[:-2] + flat[start:end] * repeats + b"\xff\xd9"
+
+
+def _store(node: NodeProcess, ds: Dataset, frame: bytes, path: Path) -> str:
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file_raw(node.port, path) == 0, node.log()[-2000:]
+    return (
+        f"{node.http_url}/dicomweb/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+
+
+def _problem(r: requests.Response, status: int, word: str) -> None:
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    assert r.headers["content-type"] == "application/problem+json"
+    assert word in r.json()["detail"], r.json()
+
+
+@pytest.fixture(scope="module")
+def many_scans() -> bytes:
+    data = _many_scans(2048, 2 * MAX_SCANS)
+    assert jpeg_scans([data[:HEAD]]) < MAX_SCANS  # past the first MB: counted on the whole
+    return data
+
+
+def test_a_jpeg_of_too_many_scans_is_not_decoded(
+    node: NodeProcess, tmp_path: Path, many_scans: bytes
+) -> None:
+    """200 repeated scans of 16 bytes each: every request decoded them, each a pass
+    over 2048 x 2048 pixels (50,000 of them took 129 s of CPU, holding the GIL)."""
+    url = _store(node, image(JPEGBaseline8Bit, 2048, 2048), many_scans, tmp_path / "scans.dcm")
+    for tail, accept in [
+        ("/frames/1", DECODED),
+        ("/rendered", "image/png"),
+        ("/frames/1/rendered", "image/jpeg"),
+        ("", NATIVE),
+        ("", DEFLATED),
+    ]:
+        _problem(requests.get(url + tail, headers={"Accept": accept}, timeout=120), 422, "scans")
+    stored = requests.get(url + "/frames/1", headers={"Accept": f"{DECODED}; transfer-syntax=*"})
+    assert stored.status_code == 200  # as stored, it is only bytes
+    assert many_scans in stored.content
+
+
+def test_a_jpeg_of_a_few_scans_is_decoded(node: NodeProcess, tmp_path: Path) -> None:
+    ds = image(JPEGBaseline8Bit, 512, 512)
+    pixels = np.random.default_rng(6).integers(0, 255, (512, 512), np.uint8)
+    url = _store(node, ds, _progressive(pixels), tmp_path / "progressive.dcm")
+    assert requests.get(url + "/frames/1", headers={"Accept": DECODED}).status_code == 200
+    assert requests.get(url + "/rendered", headers={"Accept": "image/png"}).status_code == 200
+
+
+def _tiled_j2k(rows: int, cols: int, tile: int) -> bytes:
+    """A JPEG 2000 codestream of ``rows`` x ``cols``, its SIZ saying tiles of
+    ``tile`` x ``tile`` pixels."""
+    data = bytearray(encode(np.zeros((rows, cols), np.uint8), codec_format=0))
+    assert data[:4] == b"\xff\x4f\xff\x51"
+    struct.pack_into(">2L", data, 24, tile, tile)  # XTsiz, YTsiz
+    return bytes(data)
+
+
+def test_a_jpeg_2000_of_tiny_tiles_is_not_decoded(node: NodeProcess, tmp_path: Path) -> None:
+    """Tiles of 1 x 1 pixel in a 255 x 256 frame (64 kB decoded): OpenJPEG allocated
+    620 MB for their state and decoded it."""
+    ds = image(JPEG2000Lossless, 255, 256)
+    url = _store(node, ds, _tiled_j2k(255, 256, 1), tmp_path / "tiles.dcm")
+    base = reset_peak(node)
+    for tail, accept in [("/frames/1", DECODED), ("/rendered", "image/png"), ("", NATIVE)]:
+        _problem(requests.get(url + tail, headers={"Accept": accept}, timeout=120), 422, "tiles")
+    assert node.peak_rss_kb() - base < 64 * 1024
+    ds = image(JPEG2000Lossless, 255, 256)
+    url = _store(node, ds, _tiled_j2k(255, 256, 64), tmp_path / "tiles64.dcm")
+    assert requests.get(url + "/frames/1", headers={"Accept": DECODED}).status_code == 200
