@@ -72,6 +72,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+LOGGED_FAILURES = 20  # failed parts named in a request's log line
 
 
 class SpoolPart:
@@ -309,16 +310,19 @@ def count(results: list[PartResult], source: str) -> None:
     for r in results:
         if r.failure:
             metrics.STORE_FAILURES.labels(f"stow_{r.failure:04x}").inc()
-    n_failed = sum(1 for r in results if r.failure)
-    if n_failed:
+    failed = [r for r in results if r.failure]
+    if failed:
+        # The first few by name: 10,000 failed parts made a 600 kB line.
+        named = "; ".join(
+            f"{r.sop_instance_uid or 'part'}: 0x{r.failure:04X} {r.comment}"
+            for r in failed[:LOGGED_FAILURES]
+        )
+        more = len(failed) - LOGGED_FAILURES
         log.warning(
-            "STOW-RS to %s: %d of %d part(s) failed: %s",
+            "STOW-RS to %s: %d of %d part(s) failed: %s%s",
             source,
-            n_failed,
+            len(failed),
             len(results),
-            "; ".join(
-                f"{r.sop_instance_uid or 'part'}: 0x{r.failure:04X} {r.comment}"
-                for r in results
-                if r.failure
-            ),
+            named,
+            f"; and {more} more" if more > 0 else "",
         )
