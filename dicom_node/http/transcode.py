@@ -19,6 +19,7 @@ import io
 import logging
 from collections.abc import Iterator
 from functools import cache
+from itertools import chain
 
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
@@ -159,15 +160,36 @@ HELD_PER_BYTE = 5
 
 def _converted_pieces(inst: Stored, ts: str, limit: int) -> Iterator[bytes]:
     """The instance converted to ``ts``: one frame at a time (:mod:`.decompress`), or
-    made whole in memory within the shared budget."""
+    made whole in memory within the shared budget; Problem 422 if its pixels cannot be
+    decoded."""
     if decompress.streamed(inst, ts):
         yield from decompress.decompressed(inst, ts, limit)
         return
     with DECODING.hold(HELD_PER_BYTE * decoded_bytes(inst), limit):
-        data = converted(inst, ts)
+        try:
+            data = converted(inst, ts)
+        except Exception as err:  # noqa: BLE001 - decoders raise many kinds on bad data
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"instance {inst.sop} cannot be converted to {ts}: {reason.strip()}",
+            ) from None
         for at in range(0, len(data), CHUNK):
             yield bytes(data[at : at + CHUNK])
         del data
+
+
+def _pieces(inst: Stored, syntaxes: set[str] | None, limit: int) -> Iterator[bytes]:
+    """The instance's bytes in the syntax it is sent in: the file as stored, or
+    converted."""
+    ts = target(inst.transfer_syntax, syntaxes) or ExplicitVRLittleEndian
+    if ts == inst.transfer_syntax:
+        with open(inst.path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+    else:
+        yield from _converted_pieces(inst, ts, limit)
 
 
 def multipart(
@@ -175,27 +197,43 @@ def multipart(
 ) -> Iterator[bytes]:
     """The multipart body, produced as it is sent (:func:`check_convertible` first).
     Conversions share ``limit`` bytes of decoded pixels with every other in the
-    process (:mod:`.budget`)."""
-    for inst in instances:
+    process (:mod:`.budget`). The first instance's first piece is made before this
+    returns (its first frame decoded, or its conversion made in memory), so that its
+    problems answer before the response starts (422, 503); a later one's cut it (they
+    were a cut 200, or a traceback, for the first too)."""
+    pieces = _pieces(instances[0], syntaxes, limit)
+    try:
+        first = next(pieces, b"")
+    except TimeoutError as err:
+        raise Problem(
+            503, "Service Unavailable", f"busy decoding others: {err}", {"Retry-After": "5"}
+        ) from None
+    return _parts(instances, syntaxes, boundary, limit, chain([first], pieces))
+
+
+def _parts(
+    instances: list[Stored],
+    syntaxes: set[str] | None,
+    boundary: str,
+    limit: int,
+    first: Iterator[bytes],
+) -> Iterator[bytes]:
+    """Each instance as a part, the first from ``first``."""
+    for k, inst in enumerate(instances):
         ts = target(inst.transfer_syntax, syntaxes) or ExplicitVRLittleEndian
         yield (
             f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={ts}\r\n"
             f"Content-Location: {uid_path(inst.study, inst.series, inst.sop)}\r\n\r\n"
         ).encode()
-        if ts == inst.transfer_syntax:
-            with open(inst.path, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    yield chunk
-        else:
-            try:
-                yield from _converted_pieces(inst, ts, limit)
-            except (TimeoutError, Problem) as err:  # too late for a status
-                log.error(
-                    "WADO-RS retrieve of instance %s of study %s: %s; response cut",
-                    inst.sop,
-                    inst.study,
-                    getattr(err, "detail", err),
-                )
-                raise ResponseCut from None
+        try:
+            yield from first if k == 0 else _pieces(inst, syntaxes, limit)
+        except (TimeoutError, Problem) as err:  # too late for a status
+            log.error(
+                "WADO-RS retrieve of instance %s of study %s: %s; response cut",
+                inst.sop,
+                inst.study,
+                getattr(err, "detail", err),
+            )
+            raise ResponseCut from None
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()

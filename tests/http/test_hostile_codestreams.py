@@ -17,7 +17,7 @@ from openjpeg import encode
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
 from dicom_node.http.codestream import MAX_SCANS, jpeg_scans
 from dicom_node.http.fragments import HEAD
@@ -28,6 +28,7 @@ from tests.support.scu import store_file_raw
 DECODED = 'multipart/related; type="application/octet-stream"'
 NATIVE = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
 DEFLATED = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1.99'
+IMPLICIT = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2'
 
 
 def _scans(data: bytes) -> list[tuple[int, int]]:
@@ -136,3 +137,21 @@ def test_a_jpeg_2000_of_tiny_tiles_is_not_decoded(node: NodeProcess, tmp_path: P
     ds = image(JPEG2000Lossless, 255, 256)
     url = _store(node, ds, _tiled_j2k(255, 256, 64), tmp_path / "tiles64.dcm")
     assert requests.get(url + "/frames/1", headers={"Accept": DECODED}).status_code == 200
+
+
+def test_an_instance_that_cannot_be_decoded_is_422_before_a_conversion_starts(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """An RLE frame whose one segment ends early: retrieved decompressed, the response
+    started (200) and was cut; to Deflated, with a traceback logged."""
+    segment = b"\x7f" + bytes(10)  # a literal run of 128 bytes with 10 of them there
+    frame = struct.pack("<16L", 1, 64, *[0] * 14) + segment
+    url = _store(node, image(RLELossless, 4, 4), frame, tmp_path / "rle.dcm")
+    tracebacks = node.log().count("Traceback")
+    for accept in (NATIVE, IMPLICIT, DEFLATED):
+        _problem(requests.get(url, headers={"Accept": accept}, timeout=60), 422, "decode")
+    assert node.log().count("Traceback") == tracebacks
+    stored = requests.get(
+        url, headers={"Accept": f"{DEFLATED.rsplit(';', 1)[0]}; transfer-syntax=*"}
+    )
+    assert stored.status_code == 200
