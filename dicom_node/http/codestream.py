@@ -22,7 +22,7 @@ import re
 import struct
 from collections.abc import Iterable
 
-from dicom_node.http import fragments, frames
+from dicom_node.http import fragments, frames, j2k_coding
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import Stored
 
@@ -113,10 +113,9 @@ def jpeg_scans(pieces: Iterable[bytes]) -> int:
     return count
 
 
-def _j2k_siz(data: bytes) -> tuple[int, ...] | None:
-    """Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz and Csiz of a JPEG 2000
-    codestream's SIZ segment (in a JP2 file's ``jp2c`` box if wrapped in one); None if
-    it has none."""
+def _j2k_start(data: bytes) -> int | None:
+    """Where a JPEG 2000 codestream starts (in a JP2 file's ``jp2c`` box if wrapped in
+    one), its SOC and SIZ markers; None if it has none."""
     pos = 0
     if data.startswith(b"\x00\x00\x00\x0cjP  "):
         pos = data.find(b"jp2c")
@@ -125,7 +124,14 @@ def _j2k_siz(data: bytes) -> tuple[int, ...] | None:
         pos += 4
     if data[pos : pos + 4] != b"\xff\x4f\xff\x51" or len(data) < pos + 44:
         return None
-    return struct.unpack_from(">8LH", data, pos + 8)
+    return pos
+
+
+def _j2k_siz(data: bytes) -> tuple[int, ...] | None:
+    """Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz and Csiz of a JPEG 2000
+    codestream's SIZ segment; None if it has none."""
+    pos = _j2k_start(data)
+    return None if pos is None else struct.unpack_from(">8LH", data, pos + 8)
 
 
 def _j2k_size(data: bytes) -> tuple[int, int, int] | None:
@@ -193,7 +199,7 @@ def check_frames(
                 "decoded (a decoder allocates what the codestream says)",
                 frame=str(n),
             )
-        _check_cost(n, frame, ts, rows, cols)
+        _check_cost(n, frame, ts, rows, cols, samples)
 
 
 def check_scans(n: int, pieces: Iterable[bytes]) -> None:
@@ -210,9 +216,10 @@ def check_scans(n: int, pieces: Iterable[bytes]) -> None:
         )
 
 
-def _check_cost(n: int, frame: bytes, ts: str, rows: int, cols: int) -> None:
-    """Problem 422 if frame ``n`` has more scans (JPEG) or tiles (JPEG 2000) than a
-    decoder should be given (:data:`MAX_SCANS`, :func:`max_tiles`)."""
+def _check_cost(n: int, frame: bytes, ts: str, rows: int, cols: int, samples: int) -> None:
+    """Problem 422 if frame ``n`` has more scans (JPEG), or tiles, precincts or
+    code-blocks (JPEG 2000), than a decoder should be given (:data:`MAX_SCANS`,
+    :func:`max_tiles`, :mod:`.j2k_coding`)."""
     if ts in JPEG_T81:
         check_scans(n, [frame])
     if ts in J2K_FAMILY:
@@ -224,6 +231,17 @@ def _check_cost(n: int, frame: bytes, ts: str, rows: int, cols: int) -> None:
                 f"frame {n}: its codestream declares {tiles or 'no'} tiles, more than "
                 f"{max_tiles(rows, cols)} for {rows} x {cols} pixels: it is not decoded "
                 "(a decoder allocates state for each tile)",
+                frame=str(n),
+            )
+        start = _j2k_start(frame) or 0
+        codestream = frame[start:] if start else frame  # (a JP2 file's box: copied)
+        excess = j2k_coding.excess(codestream, rows, cols, samples)
+        if excess is not None:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"frame {n}: its codestream has {excess} for {rows} x {cols} x {samples} "
+                "samples: it is not decoded (a decoder allocates state for each)",
                 frame=str(n),
             )
 

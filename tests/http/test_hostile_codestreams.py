@@ -155,3 +155,33 @@ def test_an_instance_that_cannot_be_decoded_is_422_before_a_conversion_starts(
         url, headers={"Accept": f"{DEFLATED.rsplit(';', 1)[0]}; transfer-syntax=*"}
     )
     assert stored.status_code == 200
+
+
+def _j2k_precincts(size: int, exponent: int) -> bytes:
+    """A JPEG 2000 codestream of ``size`` x ``size``, its COD saying precincts of
+    2**exponent x 2**exponent samples at every resolution."""
+    data = bytearray(encode(np.zeros((size, size), np.uint8), codec_format=0))
+    at = data.index(b"\xff\x52")  # COD: length, Scod, SGcod (4 bytes), levels, ...
+    (length,) = struct.unpack_from(">H", data, at + 2)
+    levels = data[at + 9]
+    data[at + 4] |= 1  # precincts defined
+    struct.pack_into(">H", data, at + 2, length + levels + 1)
+    data[at + 2 + length : at + 2 + length] = bytes([exponent * 0x11]) * (levels + 1)
+    return bytes(data)
+
+
+def test_a_jpeg_2000_of_tiny_precincts_is_not_decoded(node: NodeProcess, tmp_path: Path) -> None:
+    """Precincts of 2 x 2 samples in a 512 x 512 frame (256 kB decoded): OpenJPEG
+    allocated 1.6 kB for each of 87,000 (2.3 GB and 11 s of CPU at 2048 x 2048)."""
+    url = _store(
+        node, image(JPEG2000Lossless, 512, 512), _j2k_precincts(512, 1), tmp_path / "p.dcm"
+    )
+    base = reset_peak(node)
+    for tail, accept in [("/frames/1", DECODED), ("/rendered", "image/png"), ("", DEFLATED)]:
+        _problem(
+            requests.get(url + tail, headers={"Accept": accept}, timeout=120), 422, "precincts"
+        )
+    assert node.peak_rss_kb() - base < 32 * 1024
+    ds = image(JPEG2000Lossless, 512, 512)
+    url = _store(node, ds, _j2k_precincts(512, 5), tmp_path / "p32.dcm")  # 32 x 32: real
+    assert requests.get(url + "/frames/1", headers={"Accept": DECODED}).status_code == 200
