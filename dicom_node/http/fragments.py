@@ -216,6 +216,19 @@ def frame_head(fragments: Fragments, n: int, size: int = HEAD) -> bytes:
     return b"".join(parts)
 
 
+def frame_pieces(fragments: Fragments, n: int, size: int = HEAD) -> Iterator[bytes]:
+    """The bytes of frame ``n``, at most ``size`` at a time (never joined: a frame may
+    be most of a large file); Problem 422 as :func:`frame_spans`."""
+    for offset, length in frame_spans(fragments, n):
+        fragments.fh.seek(offset)
+        while length > 0:
+            piece = fragments.fh.read(min(length, size))
+            if not piece:
+                return  # the file shrank meanwhile: what was read is counted
+            length -= len(piece)
+            yield piece
+
+
 def pixel_data_end(fh: BinaryIO, pixels: PixelLayout) -> int:
     """The file offset just past encapsulated Pixel Data (its sequence delimiter), found
     by walking its items' headers; ValueError or EOFError as the walk."""

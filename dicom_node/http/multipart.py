@@ -70,17 +70,28 @@ class MultipartReader:
         """Whether the closing delimiter was seen."""
         return self._state == _END
 
-    def feed(self, chunk: bytes) -> None:
-        """Process the next bytes of the body."""
+    def feed(self, chunk: bytes, max_parts: int | None = None) -> bool:
+        """Process the next bytes of the body. With ``max_parts``, stop once that many
+        parts have begun, the rest of the bytes kept: True if some are left, for
+        :meth:`resume` (before the next feed)."""
         if self._state == _END:
-            return  # epilogue
+            return False  # epilogue
         if self._state == _BODY and len(chunk) >= len(self.delimiter):
             chunk = self._body_chunk(chunk)
             if not chunk:
-                return
+                return False
         self._buf += chunk
+        return self.resume(max_parts)
+
+    def resume(self, max_parts: int | None = None) -> bool:
+        """Go on through the bytes held, as :meth:`feed`: True if it stopped after
+        ``max_parts`` parts with bytes left (a chunk of tiny parts is thousands of
+        them)."""
+        limit = None if max_parts is None else self.parts + max_parts
         while self._step():
-            pass
+            if limit is not None and self.parts >= limit:
+                return True
+        return False
 
     def _body_chunk(self, chunk: bytes) -> bytes:
         """Inside a part's body: hand ``chunk`` to the sink straight from the bytes that
@@ -112,6 +123,7 @@ class MultipartReader:
 
     def finish(self) -> None:
         """The body ended: MultipartError unless the closing delimiter came."""
+        self.resume()
         if self._state == _END:
             return
         if self._sink is not None:

@@ -72,7 +72,8 @@ def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> by
             f"more than http.max_decoded_mb ({limit // 2**20} MB)",
         )
 
-    codestream.check_instance(inst, frame or 1)  # no decoder allocates past the header
+    # No decoder allocates past the header, nor passes over the image too many times.
+    codestream.check_instance(inst, frame or 1)
     # A Deflated dataset is read whole (pydicom cannot seek in it): capped to its size.
     ds = read_dataset(inst, not deflated, samples * frames + INFLATE_MAX)
     DECODING.admit()

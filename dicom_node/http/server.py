@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import socket
 import threading
 import time
@@ -24,6 +25,32 @@ if TYPE_CHECKING:
     from dicom_node.node import Node
 
 log = logging.getLogger(__name__)
+
+
+BACKLOG = 128  # connections the kernel queues, and asyncio accepts in one turn
+
+
+def connection_limit(configured: int) -> int:
+    """``http.max_connections``, or fewer if the process may not open enough files for
+    them: a connection may hold 3 descriptors (its socket, a STOW-RS part's spool file,
+    its fsync's), a turn of accepts takes up to :data:`BACKLOG` more (those beyond the
+    limit are closed after), and a quarter of the limit is left to the rest of the node
+    (DIMSE, the index, files ready ahead). With ``ulimit -n 256``, 200 uploads stalled
+    mid-part took every descriptor: accept() failed thousands of times a second (each
+    logged with a traceback) and /health hung."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    allowed = max(8, (soft - soft // 4 - BACKLOG) // 3)
+    if allowed < configured:
+        log.warning(
+            "HTTP: at most %d connections (http.max_connections %d), as this process may "
+            "open %d files (ulimit -n): raise that limit for more",
+            allowed,
+            configured,
+            soft,
+        )
+    return min(configured, allowed)
 
 
 class HttpServer:
@@ -47,7 +74,7 @@ class HttpServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((self.host, self.port))
-            sock.listen(128)
+            sock.listen(BACKLOG)
         except OSError:
             sock.close()
             raise
@@ -55,7 +82,7 @@ class HttpServer:
         guard = ConnectionGuard(
             settings.max_header_kb * 1024,
             settings.header_timeout_seconds,
-            settings.max_connections,
+            connection_limit(settings.max_connections),
             settings.body_timeout_seconds,
         )
         config = uvicorn.Config(
@@ -63,6 +90,7 @@ class HttpServer:
             # uvicorn's own protocol (httptools if installed, else h11) inside the guard.
             http=guard.protocol(import_from_string(HTTP_PROTOCOLS["auto"])),
             ws="none",
+            backlog=BACKLOG,  # uvicorn's 2048 let one turn accept 2048 descriptors
             h11_max_incomplete_event_size=settings.max_header_kb * 1024,
             lifespan="off",
             access_log=False,

@@ -19,6 +19,7 @@ import io
 import logging
 from collections.abc import Iterator, Mapping
 from functools import cache
+from itertools import chain
 
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
@@ -114,7 +115,9 @@ def check_convertible(
                 "(transfer-syntax=*)",
                 available=[inst.transfer_syntax],
             )
-        codestream.check_instance(inst)  # no decoder allocates more than the header says
+        # No decoder allocates more than the header says nor passes over the image too
+        # many times: checked before the response starts (a 422 later is a cut).
+        codestream.check_instance(inst)
         if decompress.streamed(inst, ts):
             tail = decompress.trailer(inst, ts)  # sent after the pixels: checked now (422)
             if kept + len(tail) <= decompress.MAX_TRAILER:
@@ -170,15 +173,37 @@ HELD_PER_BYTE = 5
 def _converted_pieces(inst: Stored, ts: str, limit: int, trailer: bytes | None) -> Iterator[bytes]:
     """The instance converted to ``ts``: one frame at a time (:mod:`.decompress`, ending
     with ``trailer`` if :func:`check_convertible` kept it), or made whole in memory
-    within the shared budget."""
+    within the shared budget; Problem 422 if its pixels cannot be decoded."""
     if decompress.streamed(inst, ts):
         yield from decompress.decompressed(inst, ts, limit, trailer)
         return
     with DECODING.hold(HELD_PER_BYTE * decoded_bytes(inst), limit):
-        data = converted(inst, ts)
+        try:
+            data = converted(inst, ts)
+        except Exception as err:  # noqa: BLE001 - decoders raise many kinds on bad data
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"instance {inst.sop} cannot be converted to {ts}: {reason.strip()}",
+            ) from None
         for at in range(0, len(data), CHUNK):
             yield bytes(data[at : at + CHUNK])
         del data
+
+
+def _pieces(
+    inst: Stored, syntaxes: set[str] | None, limit: int, trailer: bytes | None
+) -> Iterator[bytes]:
+    """The instance's bytes in the syntax it is sent in: the file as stored, or
+    converted (with ``trailer``, its elements after the Pixel Data, if already made)."""
+    ts = target(inst.transfer_syntax, syntaxes) or ExplicitVRLittleEndian
+    if ts == inst.transfer_syntax:
+        with open(inst.path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+    else:
+        yield from _converted_pieces(inst, ts, limit, trailer)
 
 
 def multipart(
@@ -190,28 +215,48 @@ def multipart(
 ) -> Iterator[bytes]:
     """The multipart body, produced as it is sent (:func:`check_convertible` first,
     whose ``trailers`` it sends). Conversions share ``limit`` bytes of decoded pixels
-    with every other in the process (:mod:`.budget`)."""
+    with every other in the process (:mod:`.budget`). The first instance's first piece
+    is made before this returns (its first frame decoded, or its conversion made in
+    memory), so that its problems answer before the response starts (422, 503); a later
+    one's cut it (they were a cut 200, or a traceback, for the first too)."""
     trailers = trailers or {}
-    for inst in instances:
+    pieces = _pieces(instances[0], syntaxes, limit, trailers.get(instances[0]))
+    try:
+        first = next(pieces, b"")
+    except TimeoutError as err:
+        raise Problem(
+            503, "Service Unavailable", f"busy decoding others: {err}", {"Retry-After": "5"}
+        ) from None
+    return _parts(instances, syntaxes, boundary, limit, chain([first], pieces), trailers)
+
+
+def _parts(
+    instances: list[Stored],
+    syntaxes: set[str] | None,
+    boundary: str,
+    limit: int,
+    first: Iterator[bytes],
+    trailers: Mapping[Stored, bytes],
+) -> Iterator[bytes]:
+    """Each instance as a part, the first from ``first``."""
+    for k, inst in enumerate(instances):
         ts = target(inst.transfer_syntax, syntaxes) or ExplicitVRLittleEndian
         yield (
             f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={ts}\r\n"
             f"Content-Location: {uid_path(inst.study, inst.series, inst.sop)}\r\n\r\n"
         ).encode()
-        if ts == inst.transfer_syntax:
-            with open(inst.path, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    yield chunk
-        else:
-            try:
-                yield from _converted_pieces(inst, ts, limit, trailers.get(inst))
-            except (TimeoutError, Problem) as err:  # too late for a status
-                log.error(
-                    "WADO-RS retrieve of instance %s of study %s: %s; response cut",
-                    inst.sop,
-                    inst.study,
-                    getattr(err, "detail", err),
-                )
-                raise ResponseCut from None
+        try:
+            if k == 0:
+                yield from first
+            else:
+                yield from _pieces(inst, syntaxes, limit, trailers.get(inst))
+        except (TimeoutError, Problem) as err:  # too late for a status
+            log.error(
+                "WADO-RS retrieve of instance %s of study %s: %s; response cut",
+                inst.sop,
+                inst.study,
+                getattr(err, "detail", err),
+            )
+            raise ResponseCut from None
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()

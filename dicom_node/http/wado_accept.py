@@ -5,10 +5,10 @@ DICOM JSON for metadata, and the transfer syntaxes of a retrieve of instances. F
 
 from __future__ import annotations
 
-from email.message import Message
-
 from pydicom.uid import ExplicitVRLittleEndian
 
+from dicom_node.http import media_type
+from dicom_node.http.media_type import MediaType
 from dicom_node.http.problem import Problem
 
 DICOM = "application/dicom"
@@ -23,15 +23,11 @@ def check_json_accept(accept: str | None) -> None:
         )
 
 
-def media_ranges(accept: str | None) -> list[tuple[str, Message]]:
+def media_ranges(accept: str | None) -> list[tuple[str, MediaType]]:
     """The media ranges of an Accept header (none: ``*/*``), each as its media type and
-    the parsed range (whose parameters ``get_param`` reads)."""
-    ranges = []
-    for item in (accept or "*/*").split(","):
-        msg = Message()
-        msg["Content-Type"] = item.strip() or "*/*"
-        ranges.append((msg.get_content_type(), msg))
-    return ranges
+    the parsed range (whose parameters ``get_param`` reads), in one pass
+    (:mod:`.media_type`)."""
+    return [(r.type, r) for r in media_type.parse_list(accept or "*/*")]
 
 
 def accepted_syntaxes(accept: str | None) -> set[str] | None:

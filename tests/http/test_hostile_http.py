@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import re
+import resource
 import socket
 import time
 from collections.abc import Iterator
@@ -216,6 +217,43 @@ def test_connections_beyond_the_limit_are_closed_at_once(node: NodeProcess) -> N
         for s in socks:
             s.close()
     wait_until(lambda: _serving(node), timeout=30)
+
+
+def _few_files() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))  # as `ulimit -n 256`
+
+
+def test_stalled_uploads_within_max_connections_leave_descriptors_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    """With 256 descriptors and http.max_connections 1000, 200 uploads stalled mid-part
+    (a socket and a spool file each) took all of them: accept() failed thousands of
+    times a second, each logged with a traceback, and /health hung. The connections are
+    now bounded by what the descriptor limit allows: 503 for more, and the node
+    serves again once they are gone."""
+    config = {**HOSTILE, "http": {**HOSTILE["http"], "max_connections": 1000}}
+    config["http"].update(body_timeout_seconds=60, header_timeout_seconds=60)
+    node = NodeProcess(tmp_path / "node", config, preexec_fn=_few_files).start()
+    try:
+        dicom = ct_study(tmp_path, n=1, seed=311)[0].read_bytes()
+        body = multipart([dicom])
+        socks = [
+            _raw_stow(node, {"Content-Length": str(len(body))}, body[:300]) for _ in range(200)
+        ]
+        try:
+            health = requests.get(node.http_url + "/health", timeout=20)
+            assert health.status_code in (200, 503), health.text
+        finally:
+            for sock in socks:
+                sock.close()
+        wait_until(lambda: _serving(node), timeout=30)
+        r = _stow(node, body)
+        assert r.status_code == 200, r.text[:300]
+        assert "out of system resource" not in node.log()
+        assert stow_leftovers(node) == []
+        assert "at most 21 connections" in node.log()
+    finally:
+        assert node.stop() == 0
 
 
 def test_pipelined_requests_are_answered_in_order(node: NodeProcess) -> None:

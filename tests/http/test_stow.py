@@ -124,6 +124,25 @@ def test_bad_parts_fail_alone_and_good_parts_are_stored(node: NodeProcess, tmp_p
     assert "0xA900" in node.log() and "not the URL's" in node.log()
 
 
+def test_thousands_of_empty_parts_fail_alone_in_one_short_log_line(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """2,000 empty parts around two good ones: each fails alone (0xC000), the good ones
+    are stored, and the request's log line names the first 20 failures (it named all
+    10,000 of a 10,000-part request: a 600 kB line)."""
+    good = ct_study(tmp_path, n=2, seed=13)
+    study = pydicom.dcmread(good[0]).StudyInstanceUID
+    parts = [good[0].read_bytes(), *[b""] * 2000, good[1].read_bytes()]
+    r = post(node, multipart(parts), f"/dicomweb/studies/{study}")
+    assert r.status_code == 202, r.text[:300]
+    assert len(_uids(r.json(), REFERENCED_SOP_SEQUENCE)) == 2
+    assert _reasons(r.json()) == [0xC000] * 2000
+    assert len(_indexed(node, study)) == 2
+    assert stow_leftovers(node) == []
+    line = next(line for line in node.log().splitlines() if "2000 of 2002 part(s) failed" in line)
+    assert line.endswith("; and 1980 more") and len(line) < 5000, line[:300]
+
+
 def test_all_parts_failing_answers_409(node: NodeProcess) -> None:
     r = post(node, multipart([b"junk", b"more junk"]))
     assert r.status_code == 409
