@@ -25,21 +25,23 @@ YAML_BODY = {
 }
 
 
-def _yaml_nodes(value: Any, budget: list[int]) -> None:
+def _yaml_nodes(document: Any) -> None:
     """Count the values of a loaded document as a validator walks it (an alias is walked
-    each time it is used); ValueError once past :data:`MAX_YAML_NODES`."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise ValueError(
-            f"more than {MAX_YAML_NODES} values once aliases are expanded (an alias bomb?)"
-        )
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _yaml_nodes(k, budget)
-            _yaml_nodes(v, budget)
-    elif isinstance(value, list):
-        for v in value:
-            _yaml_nodes(v, budget)
+    each time it is used, a list or mapping that holds itself for ever); ValueError once
+    past :data:`MAX_YAML_NODES`. Iterative: nesting depth costs no recursion."""
+    budget, pending = MAX_YAML_NODES, [document]
+    while pending:
+        value = pending.pop()
+        budget -= 1
+        if budget < 0:
+            raise ValueError(
+                f"more than {MAX_YAML_NODES} values once aliases are expanded (an alias bomb?)"
+            )
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 @router.post(
@@ -67,10 +69,12 @@ async def check_config(request: Request) -> ConfigCheck:
 def _check_yaml(text: str) -> ConfigCheck:
     try:
         document = yaml.safe_load(text)  # safe: no Python tags, no object construction
-        _yaml_nodes(document, [MAX_YAML_NODES])
+        _yaml_nodes(document)
         validate_config(document, "posted configuration")
     except yaml.YAMLError as err:
         return ConfigCheck(valid=False, errors=[f"YAML syntax error: {err}"])
+    except RecursionError:  # PyYAML's parser and composer recurse once per level
+        return ConfigCheck(valid=False, errors=["YAML nested too deeply to be read"])
     except ValueError as err:
         return ConfigCheck(valid=False, errors=[str(err)])
     except ConfigError as err:
