@@ -4,13 +4,21 @@ TCP handshake, and a storm of reprocess requests for one study."""
 
 from __future__ import annotations
 
+import io
 import socket
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
+from dicom_node.synthetic import Patient, make_cr, new_uid
+from tests.http.support import reset_peak
 from tests.support.node_process import NodeProcess
 
 READ = {"Authorization": "Bearer " + "r" * 20}
@@ -80,4 +88,97 @@ def test_config_check_refuses_endless_nesting(node: NodeProcess, text: str) -> N
     assert r.status_code == 200, r.text
     assert r.json()["valid"] is False
     assert r.json()["errors"]
+    _no_traceback(node)
+
+
+def _cr_header(rows: int, cols: int) -> Dataset:
+    ds = make_cr(Patient(patient_id="BOMB"), rows=8, cols=8, seed=5, study_uid=new_uid())
+    del ds.PixelData
+    ds.Rows, ds.Columns = rows, cols
+    return ds
+
+
+def _explicit_le(ds: Dataset) -> DicomBytesIO:
+    """``ds`` encoded in Explicit VR Little Endian (no File Meta)."""
+    plain = DicomBytesIO()
+    plain.is_little_endian, plain.is_implicit_VR = True, False
+    write_dataset(plain, ds)
+    return plain
+
+
+def _part10(ds: Dataset, dataset: bytes) -> bytes:
+    """A PS3.10 file of ``ds``'s File Meta and an already encoded ``dataset``."""
+    out = io.BytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(out, ds.file_meta, enforce_standard=True)
+    return out.getvalue() + dataset
+
+
+def deflate_bomb(pixel_mb: int) -> bytes:
+    """A Deflated Explicit VR LE CR whose Pixel Data inflates to ``pixel_mb`` MB of
+    zeros (the file itself is about a thousandth of that)."""
+    side = int((pixel_mb * 2**20 // 2) ** 0.5)
+    ds = _cr_header(side, side)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    plain = _explicit_le(ds)  # as a deflated dataset is before deflation
+    length = side * side * 2
+    plain.write(b"\xe0\x7f\x10\x00OW\0\0" + length.to_bytes(4, "little"))
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = deflater.compress(plain.getvalue())
+    zeros = b"\0" * 2**24
+    for start in range(0, length, len(zeros)):
+        body += deflater.compress(zeros[: length - start])
+    return _part10(ds, body + deflater.flush())
+
+
+def rle_claiming(rows: int, cols: int) -> bytes:
+    """An RLE Lossless CR claiming ``rows`` x ``cols`` 16-bit pixels, in one tiny frame."""
+    ds = _cr_header(rows, cols)
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    plain = _explicit_le(ds)
+    header = (2).to_bytes(4, "little") + (64).to_bytes(4, "little") + (66).to_bytes(4, "little")
+    frame = header + b"\0" * 52 + b"\x81\0" + b"\x81\0"  # 2 segments: runs of 128 zeros
+    item = b"\xfe\xff\x00\xe0" + len(frame).to_bytes(4, "little") + frame
+    pixel = b"\xe0\x7f\x10\x00OB\0\0\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\0\0\0\0" + item
+    pixel += b"\xfe\xff\xdd\xe0\0\0\0\0"
+    return _part10(ds, plain.getvalue() + pixel)
+
+
+@pytest.mark.parametrize(
+    "path,headers",
+    [("/api/routes/explain", READ), (f"/api/models/{MODEL}/test", ADMIN)],
+    ids=["explain", "model-test"],
+)
+def test_deflate_bomb_upload_stays_bounded(node: NodeProcess, path: str, headers: dict) -> None:
+    bomb = deflate_bomb(300)  # 300 MB once inflated, past max_upload_mb (64)
+    assert len(bomb) < 2**20
+    base = reset_peak(node)
+    r = requests.post(
+        node.http_url + path,
+        data=bomb,
+        headers={**headers, "Content-Type": "application/dicom"},
+        timeout=60,
+    )
+    grown_mb = (node.peak_rss_kb() - base) / 1024
+    assert r.status_code == 413, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "inflate" in r.json()["detail"]
+    assert grown_mb < 100, f"the node grew by {grown_mb:.0f} MB"
+    assert not list((node.data_dir / "incoming").glob("*.upload"))
+    _no_traceback(node)
+
+
+def test_model_test_refuses_pixels_past_the_decode_limit(node: NodeProcess) -> None:
+    # 40000 x 40000 16-bit pixels: 3 GB decoded, past max_decoded_mb (64).
+    base = reset_peak(node)
+    r = requests.post(
+        f"{node.http_url}/api/models/{MODEL}/test",
+        data=rle_claiming(40000, 40000),
+        headers={**ADMIN, "Content-Type": "application/dicom"},
+        timeout=60,
+    )
+    grown_mb = (node.peak_rss_kb() - base) / 1024
+    assert r.status_code == 413, r.text
+    assert "max_decoded_mb" in r.json()["detail"]
+    assert grown_mb < 100, f"the node grew by {grown_mb:.0f} MB"
     _no_traceback(node)
