@@ -182,3 +182,11 @@ def test_model_test_refuses_pixels_past_the_decode_limit(node: NodeProcess) -> N
     assert "max_decoded_mb" in r.json()["detail"]
     assert grown_mb < 100, f"the node grew by {grown_mb:.0f} MB"
     _no_traceback(node)
+
+
+def test_echo_to_a_black_hole_answers(node: NodeProcess) -> None:
+    # The destination's timeout (5 s) bounds the connect too: without it the handshake is
+    # retried for about 2 minutes.
+    r = requests.post(f"{node.http_url}/api/destinations/hole/echo", headers=ADMIN, timeout=45)
+    assert r.status_code == 200, r.text
+    assert r.json()["ok"] is False

@@ -69,7 +69,10 @@ def _echo(dest: Any) -> EchoOut:
 
     ae = AE(ae_title=dest.calling_ae_title)
     ae.add_requested_context(Verification)
-    ae.acse_timeout = ae.network_timeout = 10
+    # The destination's timeout, as its deliveries have: connecting included (without it,
+    # a peer that drops the SYN held the request and a worker thread about 2 minutes).
+    ae.connection_timeout = ae.acse_timeout = dest.timeout
+    ae.dimse_timeout = ae.network_timeout = dest.timeout
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
     if not assoc.is_established:
         return EchoOut(
