@@ -8,7 +8,9 @@ import io
 import socket
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from threading import Barrier
 
 import pytest
 import requests
@@ -17,9 +19,11 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-from dicom_node.synthetic import Patient, make_cr, new_uid
-from tests.http.support import reset_peak
+from dicom_node.synthetic import Patient, make_cr, new_uid, write_files
+from tests.http.support import multipart, post, reset_peak
+from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.waiting import wait_until
 
 READ = {"Authorization": "Bearer " + "r" * 20}
 ADMIN = {"Authorization": "Bearer " + "a" * 20}
@@ -190,3 +194,31 @@ def test_echo_to_a_black_hole_answers(node: NodeProcess) -> None:
     r = requests.post(f"{node.http_url}/api/destinations/hole/echo", headers=ADMIN, timeout=45)
     assert r.status_code == 200, r.text
     assert r.json()["ok"] is False
+
+
+def test_reprocess_storm_queues_one_set_of_jobs(node: NodeProcess, tmp_path: Path) -> None:
+    cr = make_cr(Patient(patient_id="STORM"), rows=64, cols=64, seed=9, study_uid=new_uid())
+    files = write_files([cr], tmp_path / "cr")
+    assert post(node, multipart([files[0].read_bytes()]), headers=ADMIN).status_code == 200
+    study = cr.StudyInstanceUID
+    jobs_of = "SELECT id, state FROM jobs WHERE study_uid = :s"
+    wait_until(lambda: len(query(node.data_dir, jobs_of, s=study)) == 1, timeout=60)
+    [(job, _)] = query(node.data_dir, jobs_of, s=study)
+    api = node.http_url + "/api"
+    assert requests.post(f"{api}/jobs/{job}/cancel", headers=ADMIN, timeout=10).status_code == 202
+    # Its new job delivers to the black hole, so it stays active: every later reprocess
+    # must be refused (409), however many arrive at once.
+    n = 12
+    barrier = Barrier(n)
+
+    def reprocess(_: int) -> int:
+        barrier.wait()
+        return requests.post(
+            f"{api}/studies/{study}/reprocess", headers=ADMIN, timeout=60
+        ).status_code
+
+    with ThreadPoolExecutor(n) as pool:
+        codes = sorted(pool.map(reprocess, range(n)))
+    assert codes == [202] + [409] * (n - 1)
+    assert len(query(node.data_dir, jobs_of, s=study)) == 2
+    _no_traceback(node)
