@@ -148,6 +148,38 @@ def rle_claiming(rows: int, cols: int) -> bytes:
     return _part10(ds, plain.getvalue() + pixel)
 
 
+def many_elements(n: int) -> bytes:
+    """A CR with ``n`` 4-byte private elements before its Pixel Data (12 bytes each)."""
+    ds = make_cr(Patient(patient_id="MANY"), rows=8, cols=8, seed=6, study_uid=new_uid())
+    pixels = ds.PixelData
+    del ds.PixelData
+    private = b"".join(  # odd groups 6001, 6003...: after every element a CR has
+        (0x6001 + 2 * (i // 0xF000)).to_bytes(2, "little")
+        + (0x1000 + i % 0xF000).to_bytes(2, "little")
+        + b"UL\x04\x00"
+        + i.to_bytes(4, "little")
+        for i in range(n)
+    )
+    pixel = b"\xe0\x7f\x10\x00OW\0\0" + len(pixels).to_bytes(4, "little") + pixels
+    return _part10(ds, _explicit_le(ds).getvalue() + private + pixel)
+
+
+def test_upload_with_a_million_elements_is_refused_unread(node: NodeProcess) -> None:
+    # 11 MB of elements: pydicom's parse of them grew the node by 360 MB.
+    base = reset_peak(node)
+    r = requests.post(
+        node.http_url + "/api/routes/explain",
+        data=many_elements(1_000_000),
+        headers={**READ, "Content-Type": "application/dicom"},
+        timeout=60,
+    )
+    grown_mb = (node.peak_rss_kb() - base) / 1024
+    assert r.status_code == 413, r.text
+    assert "http.max_header_elements" in r.json()["detail"]
+    assert grown_mb < 100, f"the node grew by {grown_mb:.0f} MB"
+    _no_traceback(node)
+
+
 @pytest.mark.parametrize(
     "path,headers",
     [("/api/routes/explain", READ), (f"/api/models/{MODEL}/test", ADMIN)],
