@@ -14,6 +14,7 @@ from threading import Barrier
 
 import pytest
 import requests
+import yaml
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
@@ -254,3 +255,29 @@ def test_reprocess_storm_queues_one_set_of_jobs(node: NodeProcess, tmp_path: Pat
     assert codes == [202] + [409] * (n - 1)
     assert len(query(node.data_dir, jobs_of, s=study)) == 2
     _no_traceback(node)
+
+
+def test_reload_without_tokens_keeps_the_running_ones(tmp_path: Path) -> None:
+    # http is a setting "restart to apply"; the reload must not drop the tokens of a
+    # server bound where it was bound because there were tokens.
+    cfg = {"http": {"tokens": [{"name": "ops", "token": "a" * 20, "role": "admin"}]}}
+    root = Path(__file__).resolve().parents[2]
+    with NodeProcess(tmp_path / "node", cfg, root=root) as node:
+        api = node.http_url + "/api"
+        assert requests.get(f"{api}/jobs", timeout=10).status_code == 401
+        loaded = yaml.safe_load(node.config_path.read_text())
+        loaded["http"].pop("tokens")
+        loaded["routes"] = [{"name": "drop-all", "action": "discard"}]
+        node.config_path.write_text(yaml.safe_dump(loaded))
+        assert requests.post(f"{api}/config/reload", headers=ADMIN, timeout=10).status_code == 202
+        wait_until(lambda: "configuration reloaded" in node.log(), timeout=10)
+        assert "restart to apply: http" in node.log()
+        assert requests.get(f"{api}/jobs", timeout=10).status_code == 401
+        assert requests.get(f"{api}/jobs", headers=ADMIN, timeout=10).status_code == 200
+        explained = requests.post(
+            f"{api}/routes/explain",
+            data=write_files([make_cr(Patient(), rows=8, cols=8)], tmp_path / "cr")[0].read_bytes(),
+            headers={**ADMIN, "Content-Type": "application/dicom"},
+            timeout=30,
+        ).json()
+        assert explained["series"][0]["matched"] == ["drop-all"]  # the routes did apply
