@@ -24,6 +24,8 @@ from dicom_node.synthetic import Patient, make_cr, new_uid, write_files
 from tests.http.support import multipart, post, reset_peak
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
+from tests.support.slow_scp import SlowStoreSCP
+from tests.support.storescp import StoreSCP
 from tests.support.waiting import wait_until
 
 READ = {"Authorization": "Bearer " + "r" * 20}
@@ -281,3 +283,48 @@ def test_reload_without_tokens_keeps_the_running_ones(tmp_path: Path) -> None:
             timeout=30,
         ).json()
         assert explained["series"][0]["matched"] == ["drop-all"]  # the routes did apply
+
+
+def test_cancel_then_retry_while_delivering_delivers_once(tmp_path: Path) -> None:
+    # Worker A delivers to "slow" (4 s before it answers) when the job is cancelled and
+    # queued again; worker B takes it. A must stop there: it no longer holds the job.
+    slow = SlowStoreSCP(tmp_path / "slow", ae_title="SLOW", delay=4).start()
+    fast = StoreSCP(tmp_path / "fast", ae_title="FAST").start()
+    dests = [("slow", "SLOW", slow.port), ("fast", "FAST", fast.port)]
+    cfg = {
+        "http": {
+            "tokens": [{"name": "ops", "token": "a" * 20, "role": "admin"}],
+            "web_source": {"quiet_seconds": 0.5},
+        },
+        "destinations": [
+            {"name": n, "kind": "dimse", "ae_title": ae, "host": "127.0.0.1", "port": p}
+            for n, ae, p in dests
+        ],
+        "routes": [{"name": "both", "action": "forward", "destinations": ["slow", "fast"]}],
+    }
+    root = Path(__file__).resolve().parents[2]
+    try:
+        with NodeProcess(tmp_path / "node", cfg, root=root) as node:
+            cr = make_cr(Patient(patient_id="TWICE"), rows=32, cols=32, seed=3)
+            files = write_files([cr], tmp_path / "cr")
+            assert post(node, multipart([files[0].read_bytes()]), headers=ADMIN).status_code == 200
+            wait_until(lambda: len(slow.received()) == 1, timeout=60)
+            [(job,)] = query(node.data_dir, "SELECT id FROM jobs")
+            api = f"{node.http_url}/api/jobs/{job}"
+            assert requests.post(f"{api}/cancel", headers=ADMIN, timeout=10).status_code == 202
+            assert requests.post(f"{api}/retry", headers=ADMIN, timeout=10).status_code == 202
+            state = "SELECT state FROM jobs WHERE id = :j"
+            wait_until(lambda: query(node.data_dir, state, j=job) == [("done",)], timeout=60)
+
+            def both_ended() -> bool:  # B's end and A's: done, or stopped once it checks
+                log = node.log()
+                return log.count(f"job {job} done") + log.count(f"job {job} stopped") >= 2
+
+            wait_until(both_ended, timeout=30)
+            sent = "SELECT count(*) FROM delivery_attempts WHERE destination = :d"
+            assert query(node.data_dir, sent, d="fast") == [(1,)], node.log()[-3000:]
+            assert len(fast.received()) == 1
+            _no_traceback(node)
+    finally:
+        fast.stop()
+        slow.stop()
