@@ -328,3 +328,23 @@ def test_cancel_then_retry_while_delivering_delivers_once(tmp_path: Path) -> Non
     finally:
         fast.stop()
         slow.stop()
+
+
+def test_echo_storm_to_a_black_hole_holds_one_thread(node: NodeProcess) -> None:
+    # Each echo to the black hole holds a worker thread for the destination's timeout;
+    # 40 of them held every thread of the server (health, admin and DICOMweb alike).
+    n = 45
+    barrier = Barrier(n)
+
+    def echo(_: int) -> int:
+        barrier.wait()
+        url = f"{node.http_url}/api/destinations/hole/echo"
+        return requests.post(url, headers=ADMIN, timeout=60).status_code
+
+    with ThreadPoolExecutor(n) as pool:
+        codes = pool.map(echo, range(n))
+        health = requests.get(node.http_url + "/api/destinations", headers=READ, timeout=60)
+        codes = sorted(codes)
+    assert health.status_code == 200
+    assert codes == [200] + [409] * (n - 1)
+    _no_traceback(node)
