@@ -207,6 +207,21 @@ def test_deflate_bomb_upload_stays_bounded(node: NodeProcess, path: str, headers
     _no_traceback(node)
 
 
+def test_a_deflated_upload_is_inflated_and_run(node: NodeProcess, tmp_path: Path) -> None:
+    cr = make_cr(Patient(patient_id="DEFL"), rows=64, cols=64, seed=8, study_uid=new_uid())
+    cr.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    [path] = write_files([cr], tmp_path / "cr")
+    r = requests.post(
+        f"{node.http_url}/api/models/{MODEL}/test",
+        data=path.read_bytes(),
+        headers={**ADMIN, "Content-Type": "application/dicom"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert [i["sop_instance_uid"] for i in r.json()["images"]] == [cr.SOPInstanceUID]
+    assert len(r.json()["labels"]) > 1
+
+
 def test_model_test_refuses_pixels_past_the_decode_limit(node: NodeProcess) -> None:
     # 40000 x 40000 16-bit pixels: 3 GB decoded, past max_decoded_mb (64).
     base = reset_peak(node)
