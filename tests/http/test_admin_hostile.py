@@ -363,3 +363,31 @@ def test_echo_storm_to_a_black_hole_holds_one_thread(node: NodeProcess) -> None:
     assert health.status_code == 200
     assert codes == [200] + [409] * (n - 1)
     _no_traceback(node)
+
+
+def test_reload_of_a_hostile_file_is_refused_and_the_node_runs_on(tmp_path: Path) -> None:
+    cfg = {"http": {"tokens": [{"name": "ops", "token": "a" * 20, "role": "admin"}]}}
+    root = Path(__file__).resolve().parents[2]
+    with NodeProcess(tmp_path / "node", cfg, root=root) as node:
+        good = node.config_path.read_text()
+        laughs = "".join(
+            f"{k}: &{k} [{', '.join([f'*{p}'] * 10)}]\n"
+            for p, k in zip("abcdefg", "bcdefgh", strict=True)
+        )
+        hostile = {
+            "a 5000-digit integer": f"max_associations: {'9' * 5000}\n",
+            "3000 nested lists": "routes: " + "[" * 3000 + "]" * 3000 + "\n",
+            "an alias bomb": "x-a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n" + laughs + "routes: *h\n",
+        }
+        for n, (what, text) in enumerate(hostile.items(), start=1):
+            node.config_path.write_text(good + text)
+            r = requests.post(f"{node.http_url}/api/config/reload", headers=ADMIN, timeout=10)
+            assert r.status_code == 202
+            wait_until(
+                lambda n=n: node.log().count("configuration reload refused") == n,
+                timeout=30,
+                describe=lambda what=what: f"{what}:\n{node.log()[-3000:]}",
+            )
+            assert node.proc is not None and node.proc.poll() is None, what
+            assert requests.get(f"{node.http_url}/api/jobs", headers=ADMIN, timeout=10).ok
+        _no_traceback(node)
