@@ -129,6 +129,10 @@ class Node:
         """Apply a new configuration to new groups and jobs (routes, destinations, jobs,
         results). Returns the changed settings that only a restart applies."""
         restart = [key for key in _RESTART_KEYS if getattr(new, key) != getattr(self.config, key)]
+        # What only a restart applies keeps its running value until then: the HTTP face
+        # reads its settings live, and a file without tokens would have opened a server
+        # bound to every interface (because it had tokens) to anyone.
+        new = new.model_copy(update={key: getattr(self.config, key) for key in restart})
         # Who runs jobs (and the broker the sweeper publishes to) is built at start.
         restart += [
             f"jobs.{key}"

@@ -170,6 +170,9 @@ def _reload(node: Node, read: Callable[[], NodeConfig]) -> None:
     except ConfigError as err:
         log.error("configuration reload refused; keeping the running configuration:\n%s", err)
         return
+    except Exception:  # a bug while reading: the node keeps serving what it runs
+        log.exception("configuration reload refused; keeping the running configuration")
+        return
     restart = node.reload(new)
     if restart:
         log.warning("these settings changed but apply only after a restart: %s", ", ".join(restart))

@@ -72,7 +72,7 @@ class JobRunner:
         try:
             self._run(claim)
         except JobCancelled:
-            log.info("job %s cancelled; stopped", claim.job_id)
+            log.info("job %s stopped: cancelled, or another claim holds it", claim.job_id)
         except PermanentJobError as exc:
             log.debug("job %s: permanent failure", claim.job_id, exc_info=True)
             self.queue.fail(claim, one_line(str(exc)), permanent=True, policy=policy)
@@ -157,7 +157,9 @@ class JobRunner:
         return outputs
 
     def _check(self, claim: Claim) -> None:
-        if self.queue.is_cancelled(claim.job_id):
+        # Not only "cancelled": a job cancelled and queued again while this worker ran it
+        # may be another worker's now, and both delivered it.
+        if not self.queue.holds(claim):
             raise JobCancelled
 
     def _load_job(self, job_id: int) -> Job:

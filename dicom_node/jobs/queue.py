@@ -18,6 +18,7 @@ from dicom_node.db import Database
 from dicom_node.delivery.retry import RetryPolicy, next_attempt
 from dicom_node.jobs.models import ACTIVE_STATES, Job, JobState, utcnow
 
+_HELD = (JobState.RUNNING, JobState.DELIVERING)  # the states of a job a worker holds
 log = logging.getLogger(__name__)
 
 
@@ -148,7 +149,7 @@ class JobQueue:
                     .where(
                         Job.id == claim.job_id,
                         Job.claimed_by == claim.worker,
-                        Job.state.in_([JobState.RUNNING, JobState.DELIVERING]),
+                        Job.state.in_(_HELD),
                     )
                     .values(heartbeat_at=utcnow())
                 ).rowcount
@@ -176,8 +177,8 @@ class JobQueue:
         with self.db.session() as s:
             job = s.get(Job, claim.job_id)
             assert job is not None
-            if job.state == JobState.CANCELLED:
-                return JobState.CANCELLED
+            if job.state == JobState.CANCELLED or job.claimed_by != claim.worker:
+                return JobState(job.state)  # cancelled, or no longer this claim's job
             due = next_attempt(policy, job.attempts, utcnow(), transient=not permanent)
             job.state = JobState.FAILED if due is not None else JobState.DEAD
             job.next_attempt_at = due
@@ -218,7 +219,7 @@ class JobQueue:
                     .where(
                         Job.id == job_id,
                         Job.claimed_by == worker,
-                        Job.state.in_([JobState.RUNNING, JobState.DELIVERING]),
+                        Job.state.in_(_HELD),
                     )
                     .values(
                         state=JobState.QUEUED,
@@ -269,9 +270,14 @@ class JobQueue:
                 == 1
             )
 
-    def is_cancelled(self, job_id: int) -> bool:
+    def holds(self, claim: Claim) -> bool:
+        """Whether ``claim`` still holds its job: not cancelled, nor cancelled and queued
+        again (perhaps taken by another worker), nor reclaimed after its lease ran out."""
         with self.db.session() as s:
-            return s.scalar(select(Job.state).where(Job.id == job_id)) == JobState.CANCELLED
+            row = s.execute(
+                select(Job.state, Job.claimed_by).where(Job.id == claim.job_id)
+            ).one_or_none()
+        return row is not None and row.claimed_by == claim.worker and row.state in _HELD
 
     # -- publishing (executor: celery) -------------------------------------------------
     def publishable(self, republish: dt.timedelta, limit: int = 500) -> list[Job]:

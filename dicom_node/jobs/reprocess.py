@@ -13,6 +13,7 @@ adding copies.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -25,6 +26,10 @@ from dicom_node.routing.groups import GroupRouter, group_facts
 log = logging.getLogger(__name__)
 
 REPROCESSING = "reprocessing"  # a new group between its creation and its routing
+# One reprocess at a time in a process: its check (no active job) and the jobs it queues
+# are separate transactions, and 12 concurrent API requests for one study all passed the
+# check and queued 12 sets of jobs. Reprocessing is a rare admin act; waiting is cheap.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 class ReprocessError(Exception):
@@ -43,7 +48,14 @@ class Reprocessed:
 
 
 def reprocess_study(router: GroupRouter, study_uid: str) -> list[Reprocessed]:
-    """Route every stored group of ``study_uid`` again with ``router``'s rules."""
+    """Route every stored group of ``study_uid`` again with ``router``'s rules (one
+    reprocess at a time in this process: a second one for the study then finds the
+    first one's jobs active and is refused)."""
+    with _ONE_AT_A_TIME:
+        return _reprocess(router, study_uid)
+
+
+def _reprocess(router: GroupRouter, study_uid: str) -> list[Reprocessed]:
     db = router.db
     with db.session() as s:
         group_ids = s.scalars(

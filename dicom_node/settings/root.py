@@ -184,20 +184,59 @@ def validate_config(
     return cfg
 
 
-def read_config_data(path: Path) -> dict[str, Any]:
-    """Parse the YAML file ``path`` (no validation); syntax errors name file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(str(path), [f"cannot read: {err.strerror or err}"]) from None
+MAX_YAML_VALUES = 100_000  # values a configuration may expand to (aliases included)
+
+
+def parse_config_text(text: str, source: str) -> Any:
+    """The YAML document in ``text`` (``yaml.safe_load``: no Python tags); ConfigError for
+    a syntax error, nesting deeper than PyYAML's recursive parser reaches, a value Python
+    will not convert (an integer of over 4300 digits) and more than
+    :data:`MAX_YAML_VALUES` values once aliases are followed (an alias bomb)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(str(path), [f"YAML syntax error at {where}: {problem}"]) from None
+        raise ConfigError(source, [f"YAML syntax error at {where}: {problem}"]) from None
+    except RecursionError:
+        raise ConfigError(source, ["YAML nested too deeply to be read"]) from None
+    except ValueError as err:
+        raise ConfigError(source, [f"YAML value cannot be read: {err}"]) from None
+    _count_values(data, source)
+    return data
+
+
+def _count_values(document: Any, source: str) -> None:
+    """ConfigError if ``document`` holds more than :data:`MAX_YAML_VALUES` values as a
+    validator walks it (each use of an alias anew; a list holding itself for ever).
+    Iterative: nesting costs no recursion."""
+    budget, pending = MAX_YAML_VALUES, [document]
+    while pending:
+        value = pending.pop()
+        budget -= 1
+        if budget < 0:
+            raise ConfigError(
+                source,
+                [f"more than {MAX_YAML_VALUES} values once aliases are expanded (an alias bomb?)"],
+            )
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+
+
+def read_config_data(path: Path) -> dict[str, Any]:
+    """Parse the YAML file ``path`` (no validation; :func:`parse_config_text`); syntax
+    errors name file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise ConfigError(str(path), [f"cannot read: {reason}"]) from None
+    data = parse_config_text(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

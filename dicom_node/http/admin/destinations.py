@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi import Request
@@ -63,13 +64,36 @@ def destination_status_one(request: Request, name: str) -> DestinationStatus:
     return status
 
 
+# Destinations being echoed now: one echo each at a time. An echo to a peer that does not
+# answer holds a worker thread for the destination's timeout, and 40 concurrent ones held
+# every thread of the server.
+_ECHOING: set[str] = set()
+_ECHOING_LOCK = threading.Lock()
+
+
+def _echo_once(dest: Any) -> EchoOut:
+    """:func:`_echo`, or Problem 409 while another echo of ``dest`` runs."""
+    with _ECHOING_LOCK:
+        if dest.name in _ECHOING:
+            raise Problem(409, "Conflict", f"an echo of {dest.name!r} is already under way")
+        _ECHOING.add(dest.name)
+    try:
+        return _echo(dest)
+    finally:
+        with _ECHOING_LOCK:
+            _ECHOING.discard(dest.name)
+
+
 def _echo(dest: Any) -> EchoOut:
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
     ae = AE(ae_title=dest.calling_ae_title)
     ae.add_requested_context(Verification)
-    ae.acse_timeout = ae.network_timeout = 10
+    # The destination's timeout, as its deliveries have: connecting included (without it,
+    # a peer that drops the SYN held the request and a worker thread about 2 minutes).
+    ae.connection_timeout = ae.acse_timeout = dest.timeout
+    ae.dimse_timeout = ae.network_timeout = dest.timeout
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
     if not assoc.is_established:
         return EchoOut(
@@ -94,7 +118,7 @@ def _echo(dest: Any) -> EchoOut:
 @router.post(
     "/destinations/{name}/echo",
     response_model=EchoOut,
-    responses={404: PROBLEM, 400: PROBLEM},
+    responses={404: PROBLEM, 400: PROBLEM, 409: PROBLEM},
     tags=["destinations"],
 )
 async def echo_destination(request: Request, name: str) -> EchoOut:
@@ -105,4 +129,4 @@ async def echo_destination(request: Request, name: str) -> EchoOut:
         raise Problem(404, "Not Found", f"no destination {name!r}")
     if dest.kind != "dimse":
         raise Problem(400, "Bad Request", f"destination {name!r} is {dest.kind}, not DIMSE")
-    return await run_in_threadpool(_echo, dest)
+    return await run_in_threadpool(_echo_once, dest)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-import uuid
 from typing import Any
 
 from fastapi import Request
@@ -11,7 +10,9 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dicom_node.http.admin.common import PROBLEM, router
-from dicom_node.http.app import authorize, body_chunks, node_of
+from dicom_node.http.admin.upload import uploaded
+from dicom_node.http.app import authorize, node_of
+from dicom_node.http.budget import DECODING
 from dicom_node.http.problem import Problem
 from dicom_node.http.schemas import (
     ModelOut,
@@ -52,36 +53,6 @@ DICOM_BODY = {
 }
 
 
-async def _uploaded(request: Request) -> pathlib.Path:
-    """The request body (one PS3.10 file) spooled to a file in ``incoming/``, up to
-    ``http.max_upload_mb``; the caller removes it. Problem 400 unless it reads as DICOM."""
-    node = node_of(request)
-    limit = node.config.http.max_upload_mb * 2**20
-    path = node.store.incoming / f"{uuid.uuid4().hex}.upload"
-    size = 0
-    try:
-        with open(path, "wb") as fh:
-            async for chunk in body_chunks(request, limit, "uploads (http.max_upload_mb)"):
-                fh.write(chunk)
-                size += len(chunk)
-        if not size:
-            raise Problem(400, "Bad Request", "send one DICOM file as the request body")
-        await run_in_threadpool(_check_dicom, path)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _check_dicom(path: pathlib.Path) -> None:
-    import pydicom
-
-    try:
-        pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as err:  # noqa: BLE001 - pydicom may raise anything on arbitrary bytes
-        raise Problem(400, "Bad Request", f"the upload is not a DICOM file: {err}") from None
-
-
 def _test_model(node: Any, name: str, path: pathlib.Path) -> dict[str, Any]:
     import pydicom
 
@@ -97,11 +68,23 @@ def _test_model(node: Any, name: str, path: pathlib.Path) -> dict[str, Any]:
         model = node.jobs.registry.get(name)
     except KeyError:
         raise Problem(404, "Not Found", f"no loaded model {name!r}") from None
+    size, limit = _decoded_bytes(ds), node.config.http.max_decoded_mb * 2**20
+    if size > limit:
+        raise Problem(
+            413,
+            "Content Too Large",
+            f"the image decodes to {size // 2**20} MB, past http.max_decoded_mb "
+            f"({limit // 2**20} MB)",
+        )
     applies, reason = model.applies_to(ds)
+    DECODING.admit()
     try:
-        results = model.infer(ds)
+        with DECODING.hold(size, limit):
+            results = model.infer(ds)
     except (DecodeError, PreprocessError) as err:
         raise Problem(422, "Unprocessable Content", str(err)) from None
+    except TimeoutError as err:
+        raise Problem(503, "Service Unavailable", str(err), {"Retry-After": "5"}) from None
     return {
         **results_document(model, results),
         "applies": applies,
@@ -109,17 +92,29 @@ def _test_model(node: Any, name: str, path: pathlib.Path) -> dict[str, Any]:
     }
 
 
+def _decoded_bytes(ds: Any) -> int:
+    """Bytes of the stored pixel values the header of ``ds`` claims (0 if it cannot say)."""
+    from ai.decode import number_of_frames
+
+    try:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1) * number_of_frames(ds)
+        per_sample = (int(ds.get("BitsAllocated", 8) or 8) + 7) // 8
+        return int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * samples * per_sample
+    except (TypeError, ValueError):
+        return 0
+
+
 @router.post(
     "/models/{name}/test",
     openapi_extra={"requestBody": DICOM_BODY},
-    responses={400: PROBLEM, 404: PROBLEM, 422: PROBLEM},
+    responses={400: PROBLEM, 404: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM},
     tags=["models"],
 )
 async def test_model(request: Request, name: str) -> dict[str, Any]:
     """Run one uploaded DICOM image through a loaded model: every label's probability and
     decision (nothing is stored or sent), as ``models test --json``."""
     authorize(request, "admin")
-    path = await _uploaded(request)
+    path = await uploaded(request)
     try:
         return await run_in_threadpool(_test_model, node_of(request), name, path)
     finally:
@@ -139,7 +134,7 @@ async def explain_upload(
     ``called_ae`` from ``calling_ae``), as ``route explain FILE``."""
     authorize(request, "read")
     node = node_of(request)
-    path = await _uploaded(request)
+    path = await uploaded(request)
 
     def explain() -> dict[str, Any]:
         return explanation_to_dict(
