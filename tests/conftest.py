@@ -11,7 +11,7 @@ import pytest
 from dicom_node.db import Database, sqlite_url
 from dicom_node.index import tables  # noqa: F401 - registers the index tables
 from dicom_node.jobs import models  # noqa: F401 - registers the job tables
-from tests.support import hypo
+from tests.support import hypo, node_process
 from tests.support import postgres as pg
 from tests.support.dcmtk import skip_peer_tests_without_dcmtk
 
@@ -36,6 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     hypo.configure(config.getoption("--long", False), config.getoption("--fuzz-seed", None))
+    node_process.SEED_DEMO = True  # nodes copy one demo build (tests/support/node_process.py)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

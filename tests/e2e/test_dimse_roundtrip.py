@@ -38,6 +38,7 @@ def test_cr_study_comes_back_as_sr_heatmap_and_card(tmp_path: Path) -> None:
                 "results": {"heatmaps": "top"},
             },  # one heatmap SC: a fixed count
             extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
+            seed_demo=False,  # a first start: the node builds the demo model itself
         )
         with node:
             storescu(node.port, source, calling="MODALITY", check=True)

@@ -15,7 +15,8 @@ HTTP_CONFIG = {
 }
 
 
-@pytest.fixture(scope="session")
+# Package scope: stopped once tests/http is done (an idle node costs CPU until then).
+@pytest.fixture(scope="package")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One node for the HTTP tests that do not need their own."""
     yield from running_node(tmp_path_factory.mktemp("http-node"), HTTP_CONFIG)

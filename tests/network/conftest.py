@@ -38,7 +38,8 @@ def hostile_node(
     assert code == 0, f"node did not stop cleanly ({code}):\n{node.log()[-5000:]}"
 
 
-@pytest.fixture(scope="session")
+# Package scope: stopped once tests/network is done (an idle node costs CPU until then).
+@pytest.fixture(scope="package")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One node subprocess shared by the tests that do not need their own."""
     yield from running_node(tmp_path_factory.mktemp("node"), NODE_CONFIG)

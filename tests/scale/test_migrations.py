@@ -125,6 +125,27 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def clis_at_once(config: Path, *commands: tuple[str, ...]) -> list[tuple[int, str, str]]:
+    """Run read-only CLI commands side by side (each is mostly its imports); return each
+    one's (exit code, stdout, stderr) in order."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dicom_node", *args, "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        for args in commands
+    ]
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=120)
+        out.append((proc.returncode, stdout, stderr))
+    return out
+
+
 def schema_diff(url: str) -> list:
     engine = create_engine(url)
     with engine.connect() as conn:
@@ -155,11 +176,12 @@ def test_previous_release_database_is_refused_then_upgraded_with_its_data(
     db = Database(url)
     with pytest.raises(schema.SchemaError, match="dicom-node db upgrade"):
         schema.ensure_current(db)
-    for command_ in ("serve", "worker"):
-        r = cli(config, command_)
-        assert r.returncode == 1, (command_, r.stdout, r.stderr)
-        assert "older than this code" in r.stderr and "dicom-node db upgrade" in r.stderr
-    assert "run `dicom-node db upgrade`" in cli(config, "db", "status").stdout
+    # serve and worker refuse it and db status says what to do; none of them writes.
+    serve, worker, status = clis_at_once(config, ("serve",), ("worker",), ("db", "status"))
+    for name, (code, stdout, stderr) in (("serve", serve), ("worker", worker)):
+        assert code == 1, (name, stdout, stderr)
+        assert "older than this code" in stderr and "dicom-node db upgrade" in stderr
+    assert "run `dicom-node db upgrade`" in status[1], status
 
     r = cli(config, "db", "upgrade")
     assert r.returncode == 0, r.stderr

@@ -21,6 +21,10 @@ from tests.support.dicom3tools import HAVE_DCIODVFY
 
 pytestmark = [
     pytest.mark.slow,
+    # The module fixture runs all ~160 files (about 2 s of CPU each, mostly the writers) in
+    # the first test's setup: minutes on a shared 2-core machine, past the 300 s default
+    # (a hang guard, not a time budget), which failed the whole module there.
+    pytest.mark.timeout(900),
     pytest.mark.skipif(not HAVE_DCIODVFY, reason="dicom3tools dciodvfy not installed"),
 ]
 

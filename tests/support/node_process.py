@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,25 @@ from tests.support.ports import accepting, free_port
 from tests.support.waiting import ProcessExited, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# tests/conftest.py turns this on: a node that would build the bundled demo model into its
+# data dir on first start (~3-4 s each) gets a copy of the package built once per test
+# session instead, as tests/ai's CLI tests do. Off for benchmarks (onnx imported at start-up
+# or not changes what they measure) and for a node of another checkout (``root``).
+SEED_DEMO = False
+_demo_cache: Path | None = None
+
+
+def demo_package() -> Path:
+    """The bundled demo package, built once per process into a temporary cache."""
+    global _demo_cache
+    if _demo_cache is None:
+        from ai.bundled import ensure_demo_package
+
+        cache = Path(tempfile.mkdtemp(prefix="dicom-node-demo-"))
+        atexit.register(shutil.rmtree, cache, True)
+        _demo_cache = ensure_demo_package(cache)
+    return _demo_cache
 
 
 class NodeProcess:
@@ -30,6 +52,7 @@ class NodeProcess:
         preexec_fn: Callable[[], None] | None = None,
         env: dict[str, str] | None = None,
         root: Path | None = None,
+        seed_demo: bool | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         # The checkout whose code runs (another one: a benchmark's same-run baseline).
@@ -57,6 +80,8 @@ class NodeProcess:
         self.env = env or {}  # added to the environment (e.g. DICOM_NODE_TWEAKS)
         self.log_path = self.workdir / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # Whether start() copies in the session's demo build (None: SEED_DEMO decides).
+        self.seed_demo = SEED_DEMO if seed_demo is None else seed_demo
 
     @property
     def index(self) -> Path | str:
@@ -74,8 +99,19 @@ class NodeProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def _seed_demo(self) -> None:
+        """Copy the session's demo build where this node would build its own."""
+        models = self.config.get("models") or {}
+        if not self.seed_demo or self.root != ROOT or models.get("bundled") is False:
+            return
+        package = demo_package()
+        target = Path(models.get("models_dir") or self.data_dir / "models") / package.name
+        if not target.exists():
+            shutil.copytree(package, target)
+
     def start(self, timeout: float = 30.0) -> NodeProcess:
         """Start the node and wait until it accepts connections."""
+        self._seed_demo()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         if self.root != ROOT:
             env["PYTHONPATH"] = str(self.root)
