@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.network import pdus, probe
-from tests.network.nodes import HOSTILE_CONFIG, TWEAK_MODES
+from tests.network.nodes import HOSTILE_CONFIG, TWEAK_MODES, start_node
 from tests.support.node_process import NodeProcess
 from tests.support.waiting import wait_for
 
