@@ -30,6 +30,7 @@ from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
 
 from dicom_node.network.spool import READY_FILES
+from dicom_node.store.owner import LOCK_FILENAME
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
 from tests.store.fuzz import mutate
 from tests.store.support import inconsistencies, write_part10
@@ -90,12 +91,17 @@ def _threads(pid: int) -> int:
 
 def _store_fds(pid: int, data_dir: Path) -> list[str]:
     """Files of the store the node holds open (not sockets, which the PDU suite in
-    tests/network watches, nor the index's connections, which its pool keeps)."""
+    tests/network watches, nor the index's connections, which its pool keeps, nor the
+    data directory's owner lock, held for the node's life)."""
     held = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):  # closed meanwhile
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith(str(data_dir)) and "/index.sqlite" not in target:
+            if (
+                target.startswith(str(data_dir))
+                and "/index.sqlite" not in target
+                and not target.endswith("/" + LOCK_FILENAME)
+            ):
                 held.append(target)
     return held
 
