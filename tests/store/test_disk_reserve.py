@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from tests.support.dcmtk import storescu_successes as _successes
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study
+from tests.support.tmpfs import mounted_tmpfs
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
@@ -29,19 +29,8 @@ MiB = 2**20
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 48 MiB tmpfs of its own (needs root, as in CI)."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "fs", "size=48m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _free(path: Path) -> int:

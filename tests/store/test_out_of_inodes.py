@@ -5,7 +5,6 @@ full while writing; once files can be created again the node stores as before.""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study
+from tests.support.tmpfs import mounted_tmpfs
 
 pytestmark = pytest.mark.peer
 
@@ -25,19 +25,8 @@ OUT_OF_RESOURCES = 0xA700
 @pytest.fixture
 def few_inodes(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs of its own with room for 2,000 files (needs root, as in CI)."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m,nr_inodes=2000", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "fs", "size=64m,nr_inodes=2000") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _use_every_inode(folder: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from dicom_node.store.ready_files import ReadyFiles
+from tests.support.tmpfs import mounted_tmpfs
 
 
 def _wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -88,19 +88,8 @@ def test_a_ready_file_whose_name_was_removed_is_not_handed_out(tmp_path: Path) -
 @pytest.fixture
 def few_inodes(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs of its own with 16 inodes (needs root, as in CI)."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=16", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "fs", "size=1m,nr_inodes=16") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _use_every_inode(directory: Path) -> list[Path]:
