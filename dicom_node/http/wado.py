@@ -22,10 +22,11 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from sqlalchemy import select
 
+from dicom_node.http.inflate import inflated_pieces
 from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
-from dicom_node.index.header import INFLATE_MAX, dataset_offset
+from dicom_node.index.header import INFLATE_MAX
 from dicom_node.store.check import StructureError, TooManyElements, count_within
 
 log = logging.getLogger(__name__)
@@ -151,20 +152,15 @@ def inflate_dataset(inst: Stored, cap: int, whole: bool, keep: bool = True) -> i
     ``whole``, Problem 422 if it inflates to more (``cap``: what its image attributes
     say, and room for the other elements); else the first ``cap`` bytes. Without
     ``keep`` nothing is kept (only the size is checked)."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    out, size, pending = bytearray(), 0, b""
+    out, size = bytearray(), 0
     with open(inst.path, "rb") as fh:
         try:
-            fh.seek(dataset_offset(fh.read(144)))
-            while size <= cap and not inflater.eof:
-                pending = pending or fh.read(1 << 20)
-                if not pending:
-                    break
-                chunk = inflater.decompress(pending, 1 << 20)  # 1 MB at a time
+            for chunk in inflated_pieces(fh):
                 size += len(chunk)
                 if keep:
                     out += chunk
-                pending = inflater.unconsumed_tail
+                if size > cap:
+                    break
         except (ValueError, zlib.error) as err:
             raise Problem(
                 422, "Unprocessable Content", f"the Deflated dataset cannot be read: {err}"

@@ -22,9 +22,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from starlette.concurrency import run_in_threadpool
 
 from dicom_node.http.app import body_chunks, node_of
+from dicom_node.http.inflate import inflated_pieces
 from dicom_node.http.problem import Problem
 from dicom_node.http.stow_check import read_file_meta
-from dicom_node.index.header import HeaderError, dataset_offset
+from dicom_node.index.header import HeaderError
 from dicom_node.store.check import (
     PixelDataMismatch,
     StructureError,
@@ -32,8 +33,6 @@ from dicom_node.store.check import (
     check_file,
     count_within,
 )
-
-STEP = 2**20  # bytes inflated at a time
 
 
 async def uploaded(request: Request) -> Path:
@@ -88,15 +87,12 @@ def _inflate(path: Path, limit: int) -> None:
     meta = read_file_meta_info(path)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     inflated = path.with_suffix(".inflated")
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     total = 0
     try:
         with open(path, "rb") as src, open(inflated, "wb") as dst:
-            src.seek(dataset_offset(src.read(144)))
             dst.write(b"\0" * 128 + b"DICM")
             write_file_meta_info(dst, meta, enforce_standard=True)
-            while chunk := inflater.unconsumed_tail or src.read(STEP):
-                data = inflater.decompress(chunk, STEP)  # at most STEP bytes out
+            for data in inflated_pieces(src):
                 total += len(data)
                 if total > limit:
                     raise Problem(
@@ -105,7 +101,6 @@ def _inflate(path: Path, limit: int) -> None:
                         f"the upload would inflate past {limit // 2**20} MB (http.max_upload_mb)",
                     )
                 dst.write(data)
-            dst.write(inflater.flush())
         os.replace(inflated, path)
     except zlib.error as err:
         raise Problem(
