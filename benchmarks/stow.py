@@ -112,22 +112,34 @@ def rss_kb(pid: int, field: str) -> int:
     return 0
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split(pid))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Run:
     wall: float  # s to store every file
-    cpu: float  # CPU s the server used meanwhile
+    user: float  # user CPU s the server used meanwhile
+    sys: float  # kernel CPU s (socket reads, page-cache writes, fsync)
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
 
 
 def timed_send(url: str, pid: int, files: list[Path], clients: int, batch: int) -> Run:
-    cpu0 = cpu_seconds(pid)
+    user0, sys0 = cpu_split(pid)
     wall = send(url, files, clients, batch)
-    return Run(wall, cpu_seconds(pid) - cpu0)
+    user1, sys1 = cpu_split(pid)
+    return Run(wall, user1 - user0, sys1 - sys0)
 
 
 def node_throughput(files: list[Path], run: Path, clients: int, batch: int) -> Run:
@@ -257,6 +269,13 @@ def qido_latency(work: Path, studies: int, queries: int) -> dict[str, list[float
     return out
 
 
+def cpu_ms(run: Run, n: int) -> str:
+    """A run's CPU per instance, with its user and kernel shares."""
+    return (
+        f"{run.cpu / n * 1e3:.2f} ms (user {run.user / n * 1e3:.2f} + sys {run.sys / n * 1e3:.2f})"
+    )
+
+
 def stow_part(args: argparse.Namespace, work: Path) -> None:
     """Throughput against Orthanc, then the streaming memory figure."""
     files = write_files(
@@ -273,8 +292,8 @@ def stow_part(args: argparse.Namespace, work: Path) -> None:
         n = len(files)
         t_node = statistics.median(r[0].wall for r in runs)
         t_orthanc = statistics.median(r[1].wall for r in runs)
-        cpu_node = statistics.median(r[0].cpu for r in runs)
-        cpu_orthanc = statistics.median(r[1].cpu for r in runs)
+        node_run = statistics.median_low(r[0] for r in runs)  # by wall: one whole run
+        orthanc_run = statistics.median_low(r[1] for r in runs)
         print(
             f"  {clients} client(s): node {n / t_node:7.1f} inst/s {mb / t_node:6.1f} "
             f"MB/s | Orthanc {n / t_orthanc:7.1f} inst/s {mb / t_orthanc:6.1f} MB/s"
@@ -287,9 +306,9 @@ def stow_part(args: argparse.Namespace, work: Path) -> None:
                 + ", ".join(f"{o.wall / nd.wall:.2f}" for nd, o in runs)
             )
         print(
-            f"    server CPU per instance: node {cpu_node / n * 1e3:.2f} ms | Orthanc "
-            f"{cpu_orthanc / n * 1e3:.2f} ms | ratio Orthanc/node "
-            f"{cpu_orthanc / max(cpu_node, 1e-9):.2f}"
+            f"    server CPU per instance: node {cpu_ms(node_run, n)} | Orthanc "
+            f"{cpu_ms(orthanc_run, n)} | ratio Orthanc/node "
+            f"{orthanc_run.cpu / max(node_run.cpu, 1e-9):.2f}"
         )
     idle, peak = streaming_memory(files, work)
     print(
