@@ -49,14 +49,9 @@ from dicom_node.synthetic import iter_ct_series, write_files  # noqa: E402
 from tests.support.dcmtk import dcmtk_env, dcmtk_tool  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
+from tests.support.proc_cpu import cpu_seconds  # noqa: E402
 
 WARM_UP = 3  # associations before the measured ones (imports, caches, first files)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads, live and ended)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 FIRST_JOB_AE = "FIRSTJOB"

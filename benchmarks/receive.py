@@ -45,6 +45,7 @@ from dicom_node.synthetic import iter_ct_series, write_files  # noqa: E402
 from tests.support.dcmtk import dcmtk_tool  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
+from tests.support.proc_cpu import cpu_split  # noqa: E402
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -186,9 +187,10 @@ def round_durability(files: list[Path], work: Path) -> float:
 
 def round_node(
     files: list[Path], work: Path, tweaks: str = "all", root: Path | None = None
-) -> tuple[float, int]:
+) -> tuple[float, int, tuple[float, float]]:
     """One round against our node with ``DICOM_NODE_TWEAKS=tweaks`` (the code of the
-    checkout ``root``, default this one); return (seconds, peak RSS in kB)."""
+    checkout ``root``, default this one); return (seconds, peak RSS in kB, (user, system)
+    CPU seconds the node used meanwhile)."""
     node = NodeProcess(
         work / "node",
         {"logging": {"level": "WARNING"}},
@@ -197,12 +199,14 @@ def round_node(
     )
     node.start()
     try:
+        user0, sys0 = cpu_split(node.pid)
         secs = send(files, "DICOM_NODE", node.port)
+        user1, sys1 = cpu_split(node.pid)
         rss = node.peak_rss_kb()
         got = sum(1 for _ in (node.data_dir / "instances").rglob("*.dcm"))
         if got != len(files):
             raise RuntimeError(f"node stored {got} of {len(files)}")
-        return secs, rss
+        return secs, rss, (user1 - user0, sys1 - sys0)
     finally:
         node.stop()
 
@@ -271,6 +275,7 @@ def main() -> None:
         stock: list[float] = []
         node: dict[str, list[float]] = {v: [] for v in variants}
         rss: list[int] = []
+        cpu: list[tuple[float, float]] = []  # the node's (user, system) s per round
         for r in range(args.rounds):
             work = tmpdir / f"round{r}"
             peers = ["storescp", "stock", *variants]
@@ -283,10 +288,11 @@ def main() -> None:
                     stock.append(round_stock_pynetdicom(files, fresh(work)))
                 else:
                     root = args.baseline if peer == BASELINE else None
-                    secs, kb = round_node(files, fresh(work), "all" if root else peer, root)
+                    secs, kb, used = round_node(files, fresh(work), "all" if root else peer, root)
                     node[peer].append(secs)
                     if peer == "all":
                         rss.append(kb)
+                        cpu.append(used)
             shutil.rmtree(work)
             print(
                 f"round {r + 1}: storescp {theirs[-1]:.2f} s, stock pynetdicom "
@@ -317,6 +323,12 @@ def main() -> None:
         print(
             "within each round, node/durable ceiling: "
             + ", ".join(f"{c / o:.2f}" for c, o in zip(ceiling, ours, strict=True))
+        )
+        user = statistics.median(u for u, _ in cpu) / n * 1e3
+        kernel = statistics.median(k for _, k in cpu) / n * 1e3
+        print(
+            f"node per instance: {statistics.median(ours) / n * 1e3:.2f} ms wall, CPU "
+            f"user {user:.2f} + sys {kernel:.2f} ms"
         )
         print(f"node peak RSS: {max(rss) / 1024:.0f} MB")
         if args.ab:

@@ -26,7 +26,6 @@ shared with other work varies by +-20% from one run to the next).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import statistics
@@ -48,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from dicom_node.synthetic import Patient, iter_ct_series, write_files  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.orthanc import Orthanc  # noqa: E402
+from tests.support.proc_cpu import cpu_split  # noqa: E402
 
 NODE_CONFIG = {
     "models": {"bundled": False},
@@ -110,18 +110,6 @@ def rss_kb(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
-
-
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds a process has used so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (all its threads)."""
-    return sum(cpu_split(pid))
 
 
 @dataclass(frozen=True, order=True)

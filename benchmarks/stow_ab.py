@@ -18,10 +18,11 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import stow as S  # benchmarks/stow.py: the sender, the CPU reading, the node config
+import stow as S  # benchmarks/stow.py: the sender and the node config
 
 from dicom_node.synthetic import Patient, iter_ct_series, write_files
 from tests.support.node_process import NodeProcess
+from tests.support.proc_cpu import cpu_seconds
 
 
 def one_run(
@@ -29,11 +30,11 @@ def one_run(
 ) -> tuple[float, float]:
     """(instances/s, node CPU ms per instance) of a fresh node from checkout ``root``."""
     with NodeProcess(work / "node", S.NODE_CONFIG, root=root) as node:
-        n, secs, cpu0 = 0, 0.0, S.cpu_seconds(node.pid)
+        n, secs, cpu0 = 0, 0.0, cpu_seconds(node.pid)
         for files in sets:
             secs += S.send(f"{node.http_url}/dicomweb/studies", files, clients, batch)
             n += len(files)
-        cpu_ms = (S.cpu_seconds(node.pid) - cpu0) / n * 1e3
+        cpu_ms = (cpu_seconds(node.pid) - cpu0) / n * 1e3
     shutil.rmtree(work / "node")
     return n / secs, cpu_ms
 
