@@ -45,6 +45,15 @@ ASSOCIATIONS_ACTIVE = Gauge(
     "dicom_node_associations_active",
     "Associations whose thread is still running (negotiating, serving or closing).",
 )
+CONNECTIONS_WAITING = Gauge(
+    "dicom_node_connections_waiting",
+    "DIMSE connections accepted that have not sent their A-ASSOCIATE-RQ yet.",
+)
+CONNECTIONS_DROPPED = Counter(
+    "dicom_node_connections_dropped_total",
+    "DIMSE connections dropped before their A-ASSOCIATE-RQ to make room for a new one "
+    "(more than max_waiting_connections waiting).",
+)
 SPOOL_FILES_DISCARDED = Counter(
     "dicom_node_spool_files_discarded_total",
     "Received datasets discarded unserved because their association ended first.",

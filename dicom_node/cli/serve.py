@@ -118,7 +118,8 @@ def banner(
         )
     lines.append(
         f"  port: {cfg.port} on {cfg.bind_address}  (max {cfg.max_associations} "
-        f"associations, max PDU {cfg.max_pdu_bytes or 'unlimited'})"
+        f"associations + {cfg.max_waiting_connections} waiting, "
+        f"max PDU {cfg.max_pdu_bytes or 'unlimited'})"
     )
     lines.append(http_line(cfg))
     lines.append(f"  data dir: {Path(cfg.data_dir).resolve()}")

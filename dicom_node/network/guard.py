@@ -141,7 +141,7 @@ def _read_pdu_data(self: Any) -> None:
         return
     # Only an established association's P-DATA is read into a buffer of its claimed
     # size: there are at most max_associations of those. Any other PDU grows with what
-    # arrives, as connections waiting for their A-ASSOCIATE-RQ to be read have no bound.
+    # arrives (connections waiting for their A-ASSOCIATE-RQ are many: network/waiting.py).
     preallocate = bool(limit) and pdu_type == 0x04 and bool(self.assoc.is_established)
     pdu_bytes = _recv_pdu(sock, header, length, preallocate=preallocate)
     if pdu_bytes is None:

@@ -41,6 +41,7 @@ from dicom_node.network import (
     spool,
     tweaks,
     uid_validation,
+    waiting,
 )
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
@@ -114,7 +115,14 @@ class StorageSCP:
         self._install_tweaks()
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
         spool.register(self.ae, store.incoming, admit=store.admit)
-        self.ae.maximum_associations = config.max_associations
+        # pynetdicom counts every connection whose thread is alive (waiting, or dropped and
+        # not ended yet): its limit is only a backstop above the node's own (waiting.py).
+        self.ae.maximum_associations = (
+            config.max_associations + 2 * waiting.BURST * config.max_waiting_connections
+        )
+        self.connections = waiting.WaitingConnections(
+            config.max_waiting_connections, config.max_associations
+        )
         self.ae.maximum_pdu_size = config.max_pdu_bytes
         self.ae.network_timeout = config.network_timeout
         self.ae.acse_timeout = config.acse_timeout
@@ -128,6 +136,7 @@ class StorageSCP:
         self._stats_lock = threading.Lock()
         self.intake = Intake(store, recorder, config.duplicate_policy)
         metrics.ASSOCIATIONS_ACTIVE.set_function(lambda: len(self.ae.active_associations))
+        metrics.CONNECTIONS_WAITING.set_function(self.connections.waiting)
 
     def _install_tweaks(self) -> None:
         """Apply the guarded pynetdicom tweaks ``DICOM_NODE_TWEAKS`` leaves on."""
@@ -153,7 +162,19 @@ class StorageSCP:
         calling = str(rq.calling_ae_title).strip()
         host = assoc.requestor.address
         ae = self.config.ae(called)
-        if ae is None:
+        if not self.connections.admit(assoc):
+            log.warning(
+                "rejecting association from %s@%s: %d associations already (max_associations)",
+                calling,
+                host,
+                self.config.max_associations,
+            )
+            metrics.ASSOCIATIONS_REJECTED.labels("local_limit").inc()
+            # rejected-transient by the service provider (presentation), as pynetdicom's
+            # own limit does: the sender may try again later
+            assoc.acse.send_reject(0x02, 0x03, 0x02)
+            assoc.kill()
+        elif ae is None:
             log.warning(
                 "rejecting association from %s@%s: called AE %r not served", calling, host, called
             )
@@ -204,9 +225,13 @@ class StorageSCP:
                 stats[1],
             )
 
+    def _on_conn_open(self, event: evt.Event) -> None:
+        self.connections.opened(event.assoc)  # may drop the connection waiting longest
+
     def _on_conn_close(self, event: evt.Event) -> None:
         # Whatever ended the connection (release, abort, timeout, a refused peer), its
         # unserved datasets go, and its buffers are handed back to the OS after a burst.
+        self.connections.closed(event.assoc)
         self._end_of_association(event.assoc)
         memory.release_free_memory_soon()
 
@@ -342,6 +367,7 @@ class StorageSCP:
     def start(self) -> None:
         """Listen on the configured address and port (returns at once)."""
         handlers = [
+            (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_RELEASED, self._on_closed),
@@ -357,7 +383,7 @@ class StorageSCP:
         # a burst of connections then waits for the kernel's SYN-ACK retries, up to a
         # minute, and senders time out. Every connection beyond max_associations must
         # still be accepted to be answered with an A-ASSOCIATE-RJ.
-        self._server.request_queue_size = max(128, 2 * self.config.max_associations)
+        self._server.request_queue_size = max(128, 2 * self.ae.maximum_associations)
         self._server.socket.listen(self._server.request_queue_size)
 
     def stop(self, grace: float = 30.0) -> None:

@@ -43,7 +43,15 @@ class NodeConfig(BaseModel):
     bind_address: str = "0.0.0.0"
     port: int = Field(11112, ge=1, le=65535)
     ae_titles: list[AETitleSettings] = Field(default_factory=_default_ae_titles, min_length=1)
-    max_associations: int = Field(32, ge=1)
+    max_associations: int = Field(
+        32, ge=1, description="associations at once (those that sent an A-ASSOCIATE-RQ)"
+    )
+    max_waiting_connections: int = Field(
+        64,
+        ge=1,
+        description="connections not yet associated; a new one beyond this drops the one "
+        "that has waited longest, so idle connections never lock senders out",
+    )
     max_pdu_bytes: int = Field(
         1_048_576, ge=0, description="maximum PDU size we receive; 0 means unlimited"
     )

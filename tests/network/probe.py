@@ -124,13 +124,18 @@ def spool_leftovers(node: NodeProcess) -> list[Path]:
     return leftovers(node.data_dir / "incoming") + temporary
 
 
-def associations_active(node: NodeProcess) -> int:
-    """The node's ``dicom_node_associations_active`` gauge (association threads alive)."""
+def metric(node: NodeProcess, name: str) -> float:
+    """The value of the node's unlabelled metric ``name`` on /metrics."""
     text = requests.get(node.http_url + "/metrics", timeout=10).text
     for line in text.splitlines():
-        if line.startswith("dicom_node_associations_active "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no dicom_node_associations_active in /metrics")
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def associations_active(node: NodeProcess) -> int:
+    """The node's ``dicom_node_associations_active`` gauge (association threads alive)."""
+    return int(metric(node, "dicom_node_associations_active"))
 
 
 def wait_associations_closed(node: NodeProcess, timeout: float = 30.0) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dicom_node.network import waiting
 from tests.network import pdus, probe
 from tests.network.nodes import HOSTILE_CONFIG, TWEAK_MODES, start_node
 from tests.support.node_process import NodeProcess
@@ -259,6 +260,49 @@ def test_slow_and_idle_senders_do_not_lock_others_out(hostile_node: NodeProcess)
         s.close()
     _assert_recovered(node, fds0, threads0)
     assert probe.store_ok(node.port, pdus.small_ct())
+
+
+@pytest.mark.parametrize("tweaks", TWEAK_MODES)
+def test_idle_connections_never_lock_senders_out(tmp_path: Path, tweaks: str) -> None:
+    """Connections that send nothing, or half an A-ASSOCIATE-RQ, and then wait (for zero
+    bytes, 40 of them held every association slot until the ACSE timeout, again and
+    again): a sender must be served while they wait, the ones waiting longest are
+    dropped to make room, and what they cost stays bounded. Small limits keep it cheap
+    with pynetdicom's own polling (tweaks off); timeouts outlast the test."""
+    slots, waiting_max = 4, 8
+    node = start_node(
+        tmp_path,
+        tweaks,
+        network_timeout=60,
+        acse_timeout=60,
+        max_associations=slots,
+        max_waiting_connections=waiting_max,
+    )
+    held: list[socket.socket] = []
+    try:
+        _, fds0, threads0 = probe.baseline(node)
+        for _ in range(slots + 1):
+            s = pdus.connect(node.port)
+            s.sendall(pdus.associate_rq()[:40])
+            held.append(s)
+        held += [pdus.connect(node.port) for _ in range(3 * (slots + waiting_max))]
+        time.sleep(waiting.GRACE + 0.5)  # every one of them has waited past the grace
+        assert probe.echo_ok(node.port), node.log()[-3000:]
+        assert probe.store_ok(node.port, pdus.small_ct())
+        # Over the limit only by connections younger than the grace (accepted late, as
+        # the node got to them): never beyond BURST times it.
+        most = waiting.BURST * waiting_max
+        assert probe.metric(node, "dicom_node_connections_waiting") <= most
+        assert probe.metric(node, "dicom_node_connections_dropped_total") >= len(held) - most
+        assert probe.settle(lambda: probe.threads(node.pid), threads0, 2 * most) <= (
+            threads0 + 2 * most
+        )
+        assert node.log().count("dropped the longest waiting") == 1  # one line per episode
+    finally:
+        for s in held:
+            s.close()
+    _assert_recovered(node, fds0, threads0)
+    assert node.stop() == 0, node.log()[-3000:]
 
 
 def _low_fd_limit() -> None:

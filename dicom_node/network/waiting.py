@@ -1,0 +1,113 @@
+"""Connections still waiting to send their A-ASSOCIATE-RQ, bounded apart from associations.
+
+pynetdicom counts a connection against ``maximum_associations`` from the moment it is
+accepted. So a few dozen TCP connections that send nothing held every association slot
+until the ACSE timeout, and could do it again as soon as it fired: every sender locked
+out for zero bytes. Instead:
+
+- associations (connections whose A-ASSOCIATE-RQ arrived) are limited to
+  ``max_associations`` by the node (:meth:`WaitingConnections.admit`), rejected-transient
+  "local limit exceeded" as pynetdicom would;
+- connections still waiting for theirs are at most ``max_waiting_connections``: a new
+  connection beyond that drops the one that has waited longest, once it has waited
+  :data:`GRACE` seconds. A real sender's request arrives well within that, even in a
+  burst of connections on a busy node; an idle or trickling one holds no slot a sender
+  needs. A burst of younger connections may exceed the limit up to :data:`BURST` times
+  it, beyond which the oldest is dropped regardless;
+- pynetdicom's own limit is the sum of both, and stays the backstop.
+
+All through pynetdicom's public events: ``EVT_CONN_OPEN``, ``EVT_REQUESTED`` and
+``EVT_CONN_CLOSE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from dicom_node import metrics
+
+log = logging.getLogger(__name__)
+
+GRACE = 1.0  # s a waiting connection is kept over the limit (its request may be coming)
+BURST = 4  # waiting connections never exceed this many times max_waiting_connections
+QUIET_AFTER = 10.0  # s without a drop before the next drop logs a WARNING again
+
+
+class WaitingConnections:
+    """The connections of one server that have not sent an A-ASSOCIATE-RQ yet, oldest
+    first, and the associations admitted past it; keyed by pynetdicom's ``Association``
+    of each connection."""
+
+    def __init__(self, max_waiting: int, max_associations: int) -> None:
+        self.max_waiting = max_waiting
+        self.max_associations = max_associations
+        self._lock = threading.Lock()
+        # id(assoc) -> (assoc, its socket, peer, opened at): insertion order, oldest first
+        self._waiting: dict[int, tuple[Any, socket.socket | None, str, float]] = {}
+        self._admitted: dict[int, Any] = {}  # id(assoc) -> assoc, past its request
+        self._last_drop = 0.0
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def opened(self, assoc: Any) -> None:
+        """``EVT_CONN_OPEN``: a new connection. Makes room for it by dropping the one that
+        has waited longest if there are too many (a refused connection could not even be
+        told why, and refusing the newest would let idle ones lock senders out)."""
+        sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+        requestor = assoc.requestor
+        peer = f"{requestor.address}:{requestor.port}"
+        now = time.monotonic()
+        dropped = []
+        with self._lock:
+            while len(self._waiting) >= self.max_waiting:
+                oldest = self._waiting[next(iter(self._waiting))]
+                if now - oldest[3] < GRACE and len(self._waiting) < BURST * self.max_waiting:
+                    break  # a burst: its requests are probably on their way
+                dropped.append(self._waiting.pop(id(oldest[0])))
+            self._waiting[id(assoc)] = (assoc, sock, peer, now)
+        for _, old, old_peer, _ in dropped:
+            self._drop(old, old_peer)
+
+    def _drop(self, sock: socket.socket | None, peer: str) -> None:
+        """End a waiting connection: its reader sees the connection closed and the
+        association thread ends at once (guard: a connection closed before associating)."""
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                sock.shutdown(socket.SHUT_RDWR)
+        metrics.CONNECTIONS_DROPPED.inc()
+        now = time.monotonic()
+        quiet = now - self._last_drop > QUIET_AFTER
+        self._last_drop = now
+        if quiet:  # one line per episode: a flood must not flood the log
+            log.warning(
+                "%d connections waiting for their A-ASSOCIATE-RQ (max_waiting_connections): "
+                "dropped the longest waiting, from %s; more drops are counted in "
+                "dicom_node_connections_dropped_total",
+                self.max_waiting,
+                peer,
+            )
+        else:
+            log.debug("dropped the waiting connection from %s", peer)
+
+    def admit(self, assoc: Any) -> bool:
+        """``EVT_REQUESTED``: whether ``assoc`` may go on (fewer than
+        ``max_associations`` admitted); it waits no more either way."""
+        with self._lock:
+            self._waiting.pop(id(assoc), None)
+            if len(self._admitted) >= self.max_associations:
+                return False
+            self._admitted[id(assoc)] = assoc
+            return True
+
+    def closed(self, assoc: Any) -> None:
+        """``EVT_CONN_CLOSE``: the connection ended (any way); it waits and counts no more."""
+        with self._lock:
+            self._waiting.pop(id(assoc), None)
+            self._admitted.pop(id(assoc), None)
