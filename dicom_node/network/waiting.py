@@ -72,20 +72,21 @@ class WaitingConnections:
                     break  # a burst: its requests are probably on their way
                 dropped.append(self._waiting.pop(id(oldest[0])))
             self._waiting[id(assoc)] = (assoc, sock, peer, now)
-        for _, old, old_peer, _ in dropped:
-            self._drop(old, old_peer)
+            # one WARNING per episode of drops: a flood must not flood the log
+            first = bool(dropped) and now - self._last_drop > QUIET_AFTER
+            if dropped:
+                self._last_drop = now
+        for i, (_, old, old_peer, _) in enumerate(dropped):
+            self._drop(old, old_peer, warn=first and i == 0)
 
-    def _drop(self, sock: socket.socket | None, peer: str) -> None:
+    def _drop(self, sock: socket.socket | None, peer: str, warn: bool) -> None:
         """End a waiting connection: its reader sees the connection closed and the
         association thread ends at once (guard: a connection closed before associating)."""
         if sock is not None:
             with contextlib.suppress(OSError):  # closed meanwhile
                 sock.shutdown(socket.SHUT_RDWR)
         metrics.CONNECTIONS_DROPPED.inc()
-        now = time.monotonic()
-        quiet = now - self._last_drop > QUIET_AFTER
-        self._last_drop = now
-        if quiet:  # one line per episode: a flood must not flood the log
+        if warn:
             log.warning(
                 "%d connections waiting for their A-ASSOCIATE-RQ (max_waiting_connections): "
                 "dropped the longest waiting, from %s; more drops are counted in "
@@ -101,6 +102,12 @@ class WaitingConnections:
         ``max_associations`` admitted); it waits no more either way."""
         with self._lock:
             self._waiting.pop(id(assoc), None)
+            if len(self._admitted) >= self.max_associations:
+                # An association whose thread ended without a close event (none known)
+                # must not hold its place for good.
+                for key, other in list(self._admitted.items()):
+                    if not other.is_alive():
+                        del self._admitted[key]
             if len(self._admitted) >= self.max_associations:
                 return False
             self._admitted[id(assoc)] = assoc
