@@ -129,7 +129,7 @@ RETENTION_SERIES_BUSY = Counter(
     "dicom_node_retention_series_busy_total",
     "Series with old instances that retention found being received, by what it did: "
     "skipped (left for the next pass), waited (cleaned on a pass that could wait for its "
-    "receivers, after several passes in a row skipped it).",
+    "receivers, once passes in a row had skipped it for a while).",
     ["outcome"],
 )
 

@@ -19,7 +19,7 @@ from dicom_node.jobs import models as _job_tables  # noqa: F401  (registers the 
 from dicom_node.jobs.service import JobService
 from dicom_node.network.scp import StorageSCP
 from dicom_node.schema import ensure_current
-from dicom_node.settings.root import NodeConfig
+from dicom_node.settings.root import NodeConfig, keep_running
 from dicom_node.store import owner, reconcile
 from dicom_node.store.writer import InstanceStore
 
@@ -41,6 +41,10 @@ _RESTART_KEYS = (
     "duplicate_policy",
     "models",
     "http",
+    # Who runs jobs (and the broker the sweeper publishes to) is built at start.
+    "jobs.executor",
+    "jobs.broker_url",
+    "jobs.workers",
 )
 
 
@@ -129,17 +133,11 @@ class Node:
     def reload(self, new: NodeConfig) -> list[str]:
         """Apply a new configuration to new groups and jobs (routes, destinations, jobs,
         results). Returns the changed settings that only a restart applies."""
-        restart = [key for key in _RESTART_KEYS if getattr(new, key) != getattr(self.config, key)]
         # What only a restart applies keeps its running value until then: the HTTP face
-        # reads its settings live, and a file without tokens would have opened a server
-        # bound to every interface (because it had tokens) to anyone.
-        new = new.model_copy(update={key: getattr(self.config, key) for key in restart})
-        # Who runs jobs (and the broker the sweeper publishes to) is built at start.
-        restart += [
-            f"jobs.{key}"
-            for key in ("executor", "broker_url", "workers")
-            if getattr(new.jobs, key) != getattr(self.config.jobs, key)
-        ]
+        # reads its settings live (a file without tokens would have opened a server bound
+        # to every interface, because it had tokens, to anyone), and the next reload must
+        # still see that the executor it runs is not the file's.
+        new, restart = keep_running(new, self.config, _RESTART_KEYS)
         self.config = new
         log.info(
             "configuration reloaded: %d route(s), %d destination(s)%s",

@@ -50,7 +50,8 @@ def reload(
 
     The file is checked here first; a node refuses an invalid file and keeps its
     running configuration either way. Routes, destinations, jobs and results apply to
-    new groups and jobs; listener, storage and model settings need a restart.
+    new groups and jobs; listener, storage and model settings and who runs jobs
+    (jobs.executor, broker_url, workers) need a restart.
     """
     import os
     import signal

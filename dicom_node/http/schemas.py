@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class GroupOut(BaseModel):
@@ -108,7 +108,11 @@ class InstanceOut(BaseModel):
 class StudyDetail(BaseModel):
     study_uid: str
     groups: list[GroupOut]
-    instances: list[InstanceOut]
+    instances: list[InstanceOut] = Field(
+        description="one page of the study's instances (query parameters limit, offset)"
+    )
+    instances_total: int = Field(description="the study's instances, all pages together")
+    instances_offset: int = Field(description="instances before this page")
     jobs: list[JobOut]
     results: list[OutputOut]
 

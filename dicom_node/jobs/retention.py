@@ -4,8 +4,9 @@ Never deletes an instance that a pending job (queued, running, delivering, faile
 needs, nor one whose group has not been routed yet.
 
 A series being received is skipped (logged and counted) and retried on the next pass;
-one skipped :data:`SKIPS_BEFORE_WAITING` passes in a row (a modality that never stops
-sending) is waited for, up to ``busy_wait`` seconds, so that it is cleaned all the same.
+one found busy pass after pass for :data:`BUSY_BEFORE_WAITING` (a modality that never
+stops sending) is waited for, up to ``busy_wait`` seconds, so that it is cleaned all the
+same.
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ _FINISHED = (JobState.DONE, JobState.DEAD, JobState.CANCELLED)
 # lock does), and no admin can choose them better from outside: a pass that still finds
 # the series held after the wait says so (WARNING, metric) and tries again next pass.
 # The wait holds only the retention thread (receivers take the shared lock meanwhile).
-SKIPS_BEFORE_WAITING = 3  # passes a busy series is skipped before one waits for it
+# A pass waits for a series that earlier passes, in a row, found busy for at least this
+# long (measured from the first of them; at least one earlier pass, so one busy moment
+# never costs a wait). Time rather than a count of passes, so that it does not scale with
+# ``interval_minutes``: three passes were three days at a daily interval; now that is the
+# second pass (and the second at the default hourly one too), while at a one-minute
+# interval a series busy now and then is not waited for every third minute.
+BUSY_BEFORE_WAITING = dt.timedelta(minutes=10)
 BUSY_WAIT = 10.0  # s a pass then waits for the series' receivers to let go
 
 
@@ -104,12 +111,13 @@ class Retention:
         """``store``: the node's store, whose emptied series and study directories are
         removed too, under ``instances/`` and ``results/`` (without it only the files
         and their origin records are). ``busy_wait``: seconds a pass waits for the
-        receivers of a series it skipped :data:`SKIPS_BEFORE_WAITING` passes in a row."""
+        receivers of a series skipped in a row for :data:`BUSY_BEFORE_WAITING`."""
         self.db = db
         self.store = store
         self.settings = settings
         self.busy_wait = busy_wait
-        self._busy: dict[Path, int] = {}  # series skipped by the last pass: passes in a row
+        # Series skipped by the last pass: (passes in a row, when the first of them ran).
+        self._busy: dict[Path, tuple[int, dt.datetime]] = {}
         self._scheduler: BackgroundScheduler | None = None
 
     def run_once(self, now: dt.datetime | None = None) -> RetentionReport:
@@ -148,7 +156,7 @@ class Retention:
             self._remove_emptied_results(emptied)
         if cfg.instances_days is not None:
             instances, freed_instances, busy = self._delete_instances(
-                now - dt.timedelta(days=cfg.instances_days)
+                now - dt.timedelta(days=cfg.instances_days), now
             )
             freed += freed_instances
         report = RetentionReport(jobs, results, instances, freed, busy)
@@ -164,7 +172,7 @@ class Retention:
             )
         return report
 
-    def _delete_instances(self, cutoff: dt.datetime) -> tuple[int, int, int]:
+    def _delete_instances(self, cutoff: dt.datetime, now: dt.datetime) -> tuple[int, int, int]:
         """Delete the instances received before ``cutoff`` that nothing needs any more,
         series by series, each while no receiver places into it (else at the next
         pass): its files with their origin records, its rows, and, once no instance is
@@ -184,21 +192,22 @@ class Retention:
         deleted = freed = 0
         skipped, self._busy = self._busy, {}
         for series, ids in by_series.items():
-            skips = skipped.get(series, 0)
-            wait = self.busy_wait if skips >= SKIPS_BEFORE_WAITING else 0.0
+            skips, since = skipped.get(series, (0, now))
+            wait = self.busy_wait if skips and now - since >= BUSY_BEFORE_WAITING else 0.0
             study_uid, series_uid = names[series]
             if wait:
                 log.info(
-                    "retention: series %s of study %s skipped %d passes in a row: "
+                    "retention: series %s of study %s skipped %d passes in a row since %s: "
                     "waiting up to %g s for its receivers",
                     series_uid,
                     study_uid,
                     skips,
+                    f"{since:%Y-%m-%d %H:%M:%S}",
                     wait,
                 )
             with clearing(series, wait) as alone:
                 if not alone and series.is_dir():
-                    self._left_busy(series, study_uid, series_uid, skips + 1, wait)
+                    self._left_busy(series, study_uid, series_uid, (skips + 1, since), wait)
                     continue
                 if alone and wait:
                     metrics.RETENTION_SERIES_BUSY.labels("waited").inc()
@@ -216,11 +225,17 @@ class Retention:
         return deleted, freed, len(self._busy)
 
     def _left_busy(
-        self, series: Path, study_uid: str, series_uid: str, skips: int, waited: float
+        self,
+        series: Path,
+        study_uid: str,
+        series_uid: str,
+        busy: tuple[int, dt.datetime],
+        waited: float,
     ) -> None:
         """Remember, log and count a series left for the next pass: a receiver held it
-        (``skips`` passes in a row), even after ``waited`` seconds."""
-        self._busy[series] = skips
+        (``busy``: passes in a row, since when), even after ``waited`` seconds."""
+        self._busy[series] = busy
+        skips = busy[0]
         metrics.RETENTION_SERIES_BUSY.labels("skipped").inc()
         log.log(
             logging.WARNING if waited else logging.INFO,

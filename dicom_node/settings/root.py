@@ -258,3 +258,27 @@ def load_config(path: Path | None, models: ModelNames | None = None) -> NodeConf
     if path is None:
         return validate_config({}, "defaults", models)
     return validate_config(read_config_data(Path(path)), str(path), models)
+
+
+def keep_running(
+    new: NodeConfig, running: NodeConfig, paths: Iterable[str]
+) -> tuple[NodeConfig, list[str]]:
+    """``new`` with each setting of ``paths`` (a field, or a dotted path such as
+    ``jobs.workers``) that differs from ``running`` set back to its running value, and
+    those paths: what only a restart applies keeps its running value until then."""
+    changed = [p for p in paths if _setting(new, p) != _setting(running, p)]
+    for path in changed:
+        new = _with_setting(new, path.split("."), _setting(running, path))
+    return new, changed
+
+
+def _setting(model: BaseModel, path: str) -> Any:
+    for part in path.split("."):
+        model = getattr(model, part)
+    return model
+
+
+def _with_setting(model: Any, parts: list[str], value: Any) -> Any:
+    head, *rest = parts
+    inner = _with_setting(getattr(model, head), rest, value) if rest else value
+    return model.model_copy(update={head: inner})

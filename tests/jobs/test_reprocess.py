@@ -3,17 +3,19 @@ whose job named a mistyped model is routed again once the configuration is fixed
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import yaml
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from dicom_node.db import Database
+from dicom_node.db import Database, utcnow
 from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.index.tables import Group, Instance
 from dicom_node.jobs.models import Job
 from dicom_node.jobs.queue import JobQueue, NewJob
+from dicom_node.jobs.reprocess import ABANDONED_AFTER, REPROCESSING
 from tests.support.groups import add_group
 
 from dicom_node.cli import app  # isort: skip
@@ -130,3 +132,29 @@ def test_reprocess_refuses_what_it_cannot_do(index: Database, tmp_path: Path) ->
             select(Group).where(Group.study_uid == "8.8").order_by(Group.id.desc())
         ).first()
     assert ct.state == "unrouted" and "modality" in ct.route_note
+
+
+def test_a_claim_left_by_a_stopped_reprocess(index: Database, tmp_path: Path) -> None:
+    """A ``reprocessing`` group is another reprocess's claim on the study: refused while it
+    is fresh; one older than ABANDONED_AFTER (its process stopped) is marked unrouted."""
+    dead_job_with_a_mistyped_model(index, tmp_path)
+    gid, _ = add_group(index, tmp_path, state=REPROCESSING, n=0, study=STUDY)
+    cfg = str(config(tmp_path, chest("demo-cxr-densenet121")))
+    code, out = run("studies", "reprocess", STUDY, "-c", cfg)
+    assert code == 1 and f"being reprocessed (group {gid} is reprocessing)" in out, out
+    with index.session() as s:
+        s.execute(
+            update(Group)
+            .where(Group.id == gid)
+            .values(completed_at=utcnow() - ABANDONED_AFTER - dt.timedelta(seconds=1))
+        )
+    code, out = run("studies", "reprocess", STUDY, "-c", cfg)
+    assert code == 0, out
+    with index.session() as s:
+        left = s.get(Group, gid)
+        jobs = s.scalars(select(Job.state).order_by(Job.id)).all()
+    assert (left.state, left.route_note) == (
+        "unrouted",
+        "reprocess interrupted before it was routed",
+    )
+    assert jobs == ["dead", "queued"]

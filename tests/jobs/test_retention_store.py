@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, text, update
 from dicom_node.db import Database, sqlite_url, utcnow
 from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.index.tables import Group, Instance
-from dicom_node.jobs.retention import SKIPS_BEFORE_WAITING, Retention
+from dicom_node.jobs.retention import BUSY_BEFORE_WAITING, Retention
 from dicom_node.settings.jobs import RetentionSettings
 from dicom_node.settings.node import AETitleSettings
 from dicom_node.store.intake import DUPLICATE, STORED, IndexFailed, Intake
@@ -306,10 +306,10 @@ def test_a_series_received_on_every_pass_is_cleaned_after_waiting_for_it(
     site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each pass finds the series held by a receiver: it is skipped (a log line naming
-    study and series, a metric) and retried on the next pass. After
-    SKIPS_BEFORE_WAITING skips a pass waits for the receivers, a bounded time: the
-    receiver that never lets go is given up on, the one that does is waited for, and
-    the old instance goes while the young one stays."""
+    study and series, a metric) and retried on the next pass. Passes a minute apart do
+    not wait for it until it has been skipped for BUSY_BEFORE_WAITING; then a pass waits
+    for the receivers, a bounded time: the receiver that never lets go is given up on,
+    the one that does is waited for, and the old instance goes while the young one stays."""
     old = site.receive("4.1", "4.1.1", "4.1.1.1", MODX)
     young = site.receive("4.1", "4.1.1", "4.1.1.2", MODX)
     site.age([old.stem])
@@ -317,16 +317,18 @@ def test_a_series_received_on_every_pass_is_cleaned_after_waiting_for_it(
     retention = _retention(site, busy_wait=0.2)
     skipped, waited = _busy_count("skipped"), _busy_count("waited")
     caplog.set_level(logging.INFO, logger="dicom_node.jobs.retention")
+    t0 = utcnow()
+    passes = int(BUSY_BEFORE_WAITING / dt.timedelta(minutes=1)) + 1  # the last one waits
     with placing(site.store, series):  # a receiver that never lets go
-        for n in range(1, SKIPS_BEFORE_WAITING + 2):
+        for n in range(1, passes + 1):
             caplog.clear()
-            report = retention.run_once()
+            report = retention.run_once(t0 + dt.timedelta(minutes=n - 1))
             assert (report.instances, report.series_busy) == (0, 1)
             assert old.exists()
             line = f"series 4.1.1 of study 4.1 is being received: left for the next pass ({n}"
             assert line in caplog.text
-            assert ("waiting up to" in caplog.text) == (n > SKIPS_BEFORE_WAITING)
-    assert _busy_count("skipped") == skipped + SKIPS_BEFORE_WAITING + 1
+            assert ("waiting up to" in caplog.text) == (n == passes), n
+    assert _busy_count("skipped") == skipped + passes
     assert set(site.indexed()) == {old.stem, young.stem}
 
     retention.busy_wait = 60.0
@@ -343,7 +345,7 @@ def test_a_series_received_on_every_pass_is_cleaned_after_waiting_for_it(
     receiver.start()
     try:
         assert held.wait(60)
-        report = retention.run_once()
+        report = retention.run_once(t0 + dt.timedelta(minutes=passes))
     finally:
         waiting.event.set()
         receiver.join()
@@ -352,3 +354,24 @@ def test_a_series_received_on_every_pass_is_cleaned_after_waiting_for_it(
     assert not old.exists() and young.exists() and origin_of(young) == MODX
     assert set(site.indexed()) == {young.stem}
     assert _busy_count("waited") == waited + 1
+
+
+def test_at_a_daily_interval_the_next_pass_waits_for_a_busy_series(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """How soon a busy series is waited for is a time, not a number of passes: at a daily
+    interval the pass of the next day waits (three passes in a row were three days)."""
+    old = site.receive("4.2", "4.2.1", "4.2.1.1", MODX)
+    site.age([old.stem])
+    retention = _retention(site, busy_wait=0.2)
+    caplog.set_level(logging.INFO, logger="dicom_node.jobs.retention")
+    t0 = utcnow()
+    with placing(site.store, old.parent):
+        assert retention.run_once(t0).series_busy == 1
+        assert "waiting up to" not in caplog.text
+        caplog.clear()
+        assert retention.run_once(t0 + dt.timedelta(days=1)).series_busy == 1
+        assert "after waiting 0.2 s" in caplog.text
+        assert "series 4.2.1 of study 4.2 skipped 1 passes in a row since" in caplog.text
+    assert retention.run_once(t0 + dt.timedelta(days=2)).instances == 1
+    assert not old.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Query, Request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dicom_node.http.admin.common import PROBLEM, JobId, Limit, router
 from dicom_node.http.app import authorize, node_of
@@ -26,6 +26,15 @@ from dicom_node.index.tables import Group, GroupState, Instance
 from dicom_node.jobs.models import STAGE_TIMES, DeliveryAttempt, Job, JobOutput, JobState
 from dicom_node.jobs.queue import JobQueue
 from dicom_node.jobs.reprocess import ReprocessError, reprocess_study
+
+# A study's instances come in pages: one of thousands of instances would otherwise be a
+# response of megabytes built in memory at once.
+INSTANCES_DEFAULT = 500
+INSTANCES_MAX = 2000
+InstancesLimit = Query(
+    INSTANCES_DEFAULT, ge=1, le=INSTANCES_MAX, description="instances in this page"
+)
+InstancesOffset = Query(0, ge=0, le=2**31 - 1, description="instances before this page")
 
 
 def _group(g: Group) -> GroupOut:
@@ -80,17 +89,29 @@ def list_studies(
 @router.get(
     "/studies/{study}", response_model=StudyDetail, responses={404: PROBLEM}, tags=["studies"]
 )
-def show_study(request: Request, study: str) -> StudyDetail:
-    """One study: its groups, received instances, jobs and the results they wrote."""
+def show_study(
+    request: Request,
+    study: str,
+    limit: int = InstancesLimit,
+    offset: int = InstancesOffset,
+) -> StudyDetail:
+    """One study: its groups, a page of its received instances (``limit`` from
+    ``offset``, in series and instance number order; ``instances_total`` counts them
+    all), its jobs and the results they wrote."""
     authorize(request, "read")
     with node_of(request).db.session() as s:
         groups = s.scalars(select(Group).where(Group.study_uid == study).order_by(Group.id)).all()
         if not groups:
             raise Problem(404, "Not Found", f"no study {study}")
+        total = s.scalar(
+            select(func.count()).select_from(Instance).where(Instance.study_uid == study)
+        )
         instances = s.scalars(
             select(Instance)
             .where(Instance.study_uid == study)
-            .order_by(Instance.series_uid, Instance.instance_number)
+            .order_by(Instance.series_uid, Instance.instance_number, Instance.id)
+            .limit(limit)
+            .offset(offset)
         ).all()
         jobs = s.scalars(select(Job).where(Job.study_uid == study).order_by(Job.id)).all()
         outputs = s.scalars(
@@ -114,6 +135,8 @@ def show_study(request: Request, study: str) -> StudyDetail:
                 )
                 for i in instances
             ],
+            instances_total=total or 0,
+            instances_offset=offset,
             jobs=[JobOut(**_job(j)) for j in jobs],
             results=[_output(o) for o in outputs],
         )
