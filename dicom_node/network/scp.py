@@ -297,6 +297,9 @@ class StorageSCP:
                 spool_error.strerror or spool_error,
             )
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
+        # The file is complete: its fsync runs while it is checked, parsed and looked up
+        # (the placement then waits for it), not after.
+        synced = self.store.sync_later(spooled, wait_start=0.002)
         # One walk of the file checks its structure and picks up the indexed elements;
         # pydicom parses the header only of a file the walk refuses (for the status).
         malformed: StructureError | PixelDataMismatch | None = None
@@ -355,7 +358,7 @@ class StorageSCP:
             received_at=utcnow(),
         )
         try:
-            self.intake.keep(spooled, header, receipt)
+            self.intake.keep(spooled, header, receipt, synced)
         except StoreError as err:
             log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
