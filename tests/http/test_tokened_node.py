@@ -4,11 +4,14 @@ holding the demo package next to a broken one: readiness, access and the models 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import pydicom
 import pytest
 import requests
 
-from tests.http.support import failing
+from tests.http.support import ct_study, failing, multipart, post, stow_leftovers
+from tests.support.index import query
 from tests.support.node_process import NodeProcess, running_node
 
 READ, WRITE, OTHER_WRITE, ADMIN = "r" * 20, "w" * 20, "v" * 20, "a" * 20
@@ -21,7 +24,7 @@ TOKENED = {
             {"name": "ops", "token": ADMIN, "role": "admin"},
         ],
         "open_health": False,
-        "web_source": {"ae_title": "WEBSRC", "quiet_seconds": 1},
+        "web_source": {"ae_title": "WEBSRC", "quiet_seconds": 1, "allowed_tokens": ["pacs"]},
     },
 }
 
@@ -44,3 +47,26 @@ def test_not_ready_with_a_broken_model_package(node: NodeProcess) -> None:
     problems = failing(requests.get(node.http_url + "/ready", headers=auth(READ), timeout=10))
     assert list(problems) == ["models"]
     assert "broken" in problems["models"] and "model.yaml" in problems["models"]
+
+
+def test_only_allowed_tokens_may_store(node: NodeProcess, tmp_path: Path) -> None:
+    """web_source.allowed_tokens: [pacs]. Another write token and an admin token (whose
+    role includes write) are refused with a 403 naming the reason; nothing is stored."""
+    refused = ct_study(tmp_path / "refused", n=1, seed=1501)[0]
+    study = pydicom.dcmread(refused).StudyInstanceUID
+    body = multipart([refused.read_bytes()])
+    for token, name in ((OTHER_WRITE, "modality"), (ADMIN, "ops")):
+        for path in ("/dicomweb/studies", f"/dicomweb/studies/{study}"):
+            r = post(node, body, path=path, headers=auth(token))
+            assert r.status_code == 403
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["detail"] == f"token {name!r} may not store to WEBSRC"
+    sql = "SELECT count(*) FROM instances WHERE study_uid = :s"
+    assert query(node.data_dir, sql, s=study) == [(0,)]
+    assert stow_leftovers(node) == []
+
+    allowed = ct_study(tmp_path / "allowed", n=1, seed=1502)[0]
+    r = post(node, multipart([allowed.read_bytes()]), headers=auth(WRITE))
+    assert r.status_code == 200
+    stored = pydicom.dcmread(allowed)
+    assert query(node.data_dir, sql, s=stored.StudyInstanceUID) == [(1,)]
