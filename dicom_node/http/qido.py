@@ -166,7 +166,9 @@ def condition(src: Any, attr: Attr, value: str, *, indexed: bool = True) -> Colu
     values = [v for v in re.split(r"[\\,]", value) if v] if vr == "CS" else [value]
     conditions = []
     for v in values:
-        if vr == "PN":  # case-insensitive, and "Doe" also matches "Doe^John"
+        # PN: case-insensitive (PS3.4 C.2.2.2.1 allows it). Without a wildcard the whole
+        # value must match: "Doe" does not match "Doe^John" (that needs "Doe^*").
+        if vr == "PN":
             conditions.append(func.lower(column).like(_like(v.lower()), escape="\\"))
         elif "*" in v or "?" in v:
             conditions.append(column.like(_like(v), escape="\\"))
