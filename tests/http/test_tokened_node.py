@@ -63,10 +63,57 @@ def test_only_allowed_tokens_may_store(node: NodeProcess, tmp_path: Path) -> Non
             assert r.json()["detail"] == f"token {name!r} may not store to WEBSRC"
     sql = "SELECT count(*) FROM instances WHERE study_uid = :s"
     assert query(node.data_dir, sql, s=study) == [(0,)]
-    assert stow_leftovers(node) == []
 
     allowed = ct_study(tmp_path / "allowed", n=1, seed=1502)[0]
     r = post(node, multipart([allowed.read_bytes()]), headers=auth(WRITE))
     assert r.status_code == 200
     stored = pydicom.dcmread(allowed)
     assert query(node.data_dir, sql, s=stored.StudyInstanceUID) == [(1,)]
+    assert query(node.data_dir, sql, s=study) == [(0,)]
+    assert stow_leftovers(node) == []  # no part of any request left in incoming/
+
+
+def test_models_lists_the_loaded_demo_and_the_refused_package(node: NodeProcess) -> None:
+    r = requests.get(node.http_url + "/api/models", headers=auth(READ), timeout=10)
+    assert r.status_code == 200
+    by_status = {m["status"].split(":")[0]: m for m in r.json()}
+    assert len(r.json()) == 2 and set(by_status) == {"loaded", "refused"}
+    loaded, refused = by_status["loaded"], by_status["refused"]
+    assert (loaded["name"], loaded["status"], loaded["demo"]) == (
+        "demo-cxr-densenet121",
+        "loaded",
+        True,
+    )
+    assert loaded["provider"].endswith("ExecutionProvider")  # ONNX Runtime's name for it
+    assert refused["name"].endswith("/broken") and refused["provider"] == ""
+    assert refused["status"].startswith("refused: ") and "model.yaml" in refused["status"]
+
+
+def test_config_check_lists_every_error_with_its_path(node: NodeProcess) -> None:
+    posted = (
+        "port: 70000\n"
+        "ae_titles:\n"
+        "  - ae_title: A\n"
+        "    quiet_seconds: -1\n"
+        "  - ae_title: THIS_AE_TITLE_IS_TOO_LONG\n"
+        "http:\n"
+        "  max_request_mb: 0\n"
+        "  tokens:\n"
+        "    - {name: a, token: short, role: boss}\n"
+    )
+    r = requests.post(
+        node.http_url + "/api/config/check",
+        data=posted,
+        headers={**auth(READ), "Content-Type": "application/yaml"},
+        timeout=10,
+    )
+    assert r.status_code == 200 and r.json()["valid"] is False
+    paths = sorted(e.split(": ")[0] for e in r.json()["errors"])
+    assert paths == [
+        "ae_titles[0].quiet_seconds",
+        "ae_titles[1].ae_title",
+        "http.max_request_mb",
+        "http.tokens[0].role",
+        "http.tokens[0].token",
+        "port",
+    ]
