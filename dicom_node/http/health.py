@@ -25,8 +25,7 @@ def _database(node: Node) -> str | None:
 
 
 def _dimse(node: Node) -> str | None:
-    server = getattr(node.scp, "_server", None)
-    if server is None or server.socket.fileno() < 0:
+    if not node.scp.listening():
         return "the DIMSE listener is not running"
     return None
 

@@ -166,7 +166,9 @@ def condition(src: Any, attr: Attr, value: str, *, indexed: bool = True) -> Colu
     values = [v for v in re.split(r"[\\,]", value) if v] if vr == "CS" else [value]
     conditions = []
     for v in values:
-        if vr == "PN":  # case-insensitive, and "Doe" also matches "Doe^John"
+        # PN: case-insensitive (PS3.4 C.2.2.2.1 allows it). Without a wildcard the whole
+        # value must match: "Doe" does not match "Doe^John" (that needs "Doe^*").
+        if vr == "PN":
             conditions.append(func.lower(column).like(_like(v.lower()), escape="\\"))
         elif "*" in v or "?" in v:
             conditions.append(column.like(_like(v), escape="\\"))
@@ -192,6 +194,7 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
     UIDs of the path (e.g. the study of ``/studies/{s}/series``)."""
     filters = [(ATTRS[k], v) for k, v in fixed.items()]
     include: set[str] = set()
+    asked: list[str] = []  # the includefield keywords
     limit, offset, warnings = 100, 0, []
     for key, value in params:
         if key == "limit" or key == "offset":
@@ -206,7 +209,9 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
                 offset = min(number, MAX_OFFSET)
         elif key == "includefield":
             for field in value.split(","):
-                include.add("all" if field == "all" else attribute_of(field.strip(), key, value))
+                keyword = "all" if field == "all" else attribute_of(field.strip(), key, value)
+                include.add(keyword)
+                asked.append(keyword)
         elif key == "fuzzymatching":
             if value not in ("true", "false"):
                 raise bad_value(key, value, "expected true or false")
@@ -227,7 +232,21 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
                 condition(Instance.__table__, attr, value)  # a bad value is a 400 here
                 filters.append((attr, value))
                 include.add(keyword)
+    returned = returned_at(level)
+    warnings += [
+        f'299 dicom-node "includefield {k} is not returned at the {level} level: it has '
+        'been ignored."'
+        for k in asked
+        if k != "all" and k not in returned
+    ]
     return Query(level, filters, include, limit, offset, list(dict.fromkeys(warnings)))
+
+
+def returned_at(level: str) -> set[str]:
+    """The keywords a search at ``level`` can return (PS3.18 lets a server leave out an
+    ``includefield`` it does not support; :func:`parse` warns of each one)."""
+    attrs = [*_attrs_of(level, {"all"}), *(a for a, _ in _COUNTS[level])]
+    return {a.keyword for a in attrs} | {"RetrieveURL"}
 
 
 def _where(

@@ -132,6 +132,7 @@ class StorageSCP:
             self.ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         self._server: Any = None
+        self._acceptor: threading.Thread | None = None  # runs the server's accept loop
         self._stats: dict[int, list[int]] = {}
         self._stats_lock = threading.Lock()
         self.intake = Intake(store, recorder, config.duplicate_policy)
@@ -379,15 +380,27 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
+        before = set(threading.enumerate())
         self._server = self.ae.start_server(
             (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers
         )
+        # pynetdicom keeps no reference to the thread it starts for the accept loop: it is
+        # the new thread it names "AcceptorServer@<time>".
+        started = [t for t in threading.enumerate() if t not in before]
+        self._acceptor = next((t for t in started if t.name.startswith("AcceptorServer")), None)
         # socketserver listens with a backlog of 5 (pynetdicom documents the attribute):
         # a burst of connections then waits for the kernel's SYN-ACK retries, up to a
         # minute, and senders time out. Every connection beyond max_associations must
         # still be accepted to be answered with an A-ASSOCIATE-RJ.
         self._server.request_queue_size = max(128, 2 * self.ae.maximum_associations)
         self._server.socket.listen(self._server.request_queue_size)
+
+    def listening(self) -> bool:
+        """Whether the listening socket is open and its accept loop's thread alive."""
+        server, acceptor = self._server, self._acceptor
+        if server is None or server.socket.fileno() < 0:
+            return False
+        return acceptor is not None and acceptor.is_alive()
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop accepting associations, let active ones finish (up to ``grace`` s), close."""
@@ -406,4 +419,4 @@ class StorageSCP:
             log.warning("aborting %d association(s) still active after %.0f s", len(busy()), grace)
         self.ae.shutdown()
         spool.unregister(self.ae)
-        self._server = None
+        self._server = self._acceptor = None

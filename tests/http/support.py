@@ -154,3 +154,11 @@ def reset_peak(node: NodeProcess) -> int:
     """The node's RSS (kB), its peak (VmHWM) reset to it through /proc/PID/clear_refs."""
     Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
     return node.peak_rss_kb()
+
+
+def failing(r: requests.Response) -> dict[str, str]:
+    """The failing checks of a /ready answer, which must be a 503."""
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["status"] == "fail"
+    return {k: v for k, v in body["checks"].items() if v != "ok"}

@@ -72,7 +72,8 @@ def test_tokens_and_roles(tmp_path: Path) -> None:
         {"name": "viewer", "token": "r" * 20, "role": "read"},
         {"name": "pacs", "token": "w" * 20, "role": "write"},
     ]
-    cfg = {"http": {"tokens": tokens, "open_metrics": False}, "models": {"bundled": False}}
+    http = {"tokens": tokens, "open_metrics": False, "open_health": False}
+    cfg = {"http": http, "models": {"bundled": False}}
     with NodeProcess(tmp_path, cfg) as proc:
         files = ct_study(tmp_path / "ct", n=1, seed=51)
         body = multipart([files[0].read_bytes()])
@@ -81,16 +82,11 @@ def test_tokens_and_roles(tmp_path: Path) -> None:
         r = post(proc, body, headers={"Authorization": "Bearer " + "r" * 20})
         assert r.status_code == 403 and "role read" in r.json()["detail"]
         assert post(proc, body, headers={"Authorization": "Bearer " + "w" * 20}).status_code == 200
-        assert requests.get(proc.http_url + "/health", timeout=10).status_code == 200
-        assert requests.get(proc.http_url + "/metrics", timeout=10).status_code == 401
-        assert (
-            requests.get(
-                proc.http_url + "/metrics",
-                timeout=10,
-                headers={"Authorization": "Bearer " + "r" * 20},
-            ).status_code
-            == 200
-        )
+        read = {"Authorization": "Bearer " + "r" * 20}
+        for path in ("/health", "/ready", "/metrics"):  # open by default, closed here
+            r = requests.get(proc.http_url + path, timeout=10)
+            assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+            assert requests.get(proc.http_url + path, timeout=10, headers=read).status_code == 200
         assert "2 bearer token(s)" in proc.log()
 
 

@@ -20,10 +20,13 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, generate_uid
 
+from dicom_node.http import dicomweb
 from tests.http.support import RELATED, ct_study, multipart, stow_leftovers
 from tests.support.index import query
 from tests.support.node_process import NodeProcess, running_node
@@ -679,12 +682,28 @@ def _routes(node: NodeProcess) -> list[tuple[str, str]]:
     return out
 
 
+def _dicomweb_routes() -> list[tuple[str, str]]:
+    """Every DICOMweb route the app registers (a new one cannot be forgotten here), with
+    its path parameters filled in."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)  # dicomweb's routes only
+    dicomweb.register(app)
+    values = {"{study}": "1.2", "{series}": "1.3", "{instance}": "1.4", "{frames}": "1"}
+    values["{tag:path}"] = "7FE00010"
+    out = []
+    for route in app.routes:
+        assert isinstance(route, APIRoute) and route.path.startswith("/dicomweb/")
+        path = route.path
+        for key, value in values.items():
+            path = path.replace(key, value)
+        assert "{" not in path, route.path
+        out += [(method, path) for method in sorted(route.methods)]
+    return out
+
+
 def test_every_route_needs_a_token_and_the_right_role(node: NodeProcess) -> None:
-    routes = _routes(node) + [
-        ("GET", "/dicomweb/studies"),
-        ("POST", "/dicomweb/studies"),
-        ("GET", "/dicomweb/studies/1.2/metadata"),
-    ]
+    dicomweb_routes = _dicomweb_routes()
+    assert ("POST", "/dicomweb/studies/1.2") in dicomweb_routes and len(dicomweb_routes) > 15
+    routes = _routes(node) + dicomweb_routes
     for method, path in [*routes, ("GET", "/api/openapi.json")]:
         for headers in (
             {},
@@ -698,7 +717,11 @@ def test_every_route_needs_a_token_and_the_right_role(node: NodeProcess) -> None
                 method, node.http_url + path, headers=headers, timeout=10, data=b"x"
             )
             _assert_problem(r, 401)
-    writes = [("POST", "/dicomweb/studies")]
+    writes = [(m, p) for m, p in dicomweb_routes if m != "GET"]
+    for method, path in dicomweb_routes:
+        if method == "GET":  # a read token may: an empty search, or unknown UIDs
+            r = requests.request(method, node.http_url + path, headers=_auth(READ), timeout=10)
+            assert (r.status_code, r.content) == (200, b"[]") or _assert_problem(r, 404), path
     admins = [
         (m, p)
         for m, p in routes

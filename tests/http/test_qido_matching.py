@@ -38,6 +38,8 @@ TIMES = {
     "1.9.5": "235960",  # a leap second
     "1.9.6": None,
 }
+# study -> PatientName
+NAMES = {"1.9.1": "Doe^John", "1.9.2": "DOE", "1.9.3": "Doe^Jane", "1.9.5": "Doerr^Ann"}
 
 
 @pytest.fixture()
@@ -54,6 +56,7 @@ def db(index_url: str) -> Iterator[Database]:
                     study_uid=study,
                     series_uid=f"{study}.{s}",
                     patient_id="P" + study[-1],
+                    patient_name=NAMES.get(study),
                     study_date=date,
                     study_time=TIMES[study],
                     modality=modality,
@@ -115,6 +118,24 @@ def test_several_modalities_match_any_of_them(db: Database) -> None:
     assert uids(db, ModalitiesInStudy="CT,MR", PatientID="P2") == ["1.9.2"]
     pages = [uids(db, ModalitiesInStudy="CT,MR", limit="2", offset=o) for o in ("0", "2", "4")]
     assert pages == [["1.9.1", "1.9.2"], ["1.9.3", "1.9.6"], []]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # PS3.4 C.2.2.2.1: without a wildcard, single value matching: the whole value,
+        # case-insensitively for PN (which C.2.2.2.1 allows); a bare family name does
+        # not match a name with more components.
+        ("Doe", ["1.9.2"]),
+        ("doe^john", ["1.9.1"]),
+        ("Doe^Jo", []),
+        ("Doe*", ["1.9.1", "1.9.2", "1.9.3", "1.9.5"]),
+        ("Doe^*", ["1.9.1", "1.9.3"]),
+        ("doe^j?n*", ["1.9.3"]),
+    ],
+)
+def test_patient_name_matching(db: Database, name: str, expected: list[str]) -> None:
+    assert uids(db, PatientName=name) == expected
 
 
 @pytest.mark.parametrize(

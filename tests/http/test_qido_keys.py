@@ -1,0 +1,192 @@
+"""QIDO-RS matching keys at every level, through the running node: AccessionNumber,
+SOPClassUID (and its Warning at the study level), PatientName wildcards and StudyDate
+ranges on the flat /series and /instances, limit/offset there, includefield and
+fuzzymatching. Each asserts the result set (the shared node holds other tests' studies:
+every query is narrowed to this module's patients)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pydicom
+import pytest
+import requests
+from pydicom.dataset import Dataset
+
+from dicom_node.synthetic import Patient, iter_ct_series, make_cr, new_uid
+from tests.http.support import SC, multipart, post
+from tests.support.node_process import NodeProcess
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+CR = "1.2.840.10008.5.1.4.1.1.1"
+
+
+def _bytes(ds: Dataset) -> bytes:
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def studies(node: NodeProcess) -> dict[str, list[Dataset]]:
+    """Study A (2020-01-05, accession KEYS-ACC-A): two CT slices in one series and a
+    Secondary Capture in another; study B (2021-06-10, KEYS-ACC-B): one CR."""
+    a = list(
+        iter_ct_series(
+            3,
+            Patient(patient_id="KEYS-A", name="Keys^Anna"),
+            rows=16,
+            cols=16,
+            seed=1531,
+            study_uid=new_uid(),
+            when=dt.datetime(2020, 1, 5, 10, 0),
+        )
+    )
+    sc = a[2]  # the same study, another series and SOP class
+    sc.SeriesInstanceUID, sc.SOPInstanceUID = new_uid(), new_uid()
+    sc.SOPClassUID = sc.file_meta.MediaStorageSOPClassUID = SC
+    sc.file_meta.MediaStorageSOPInstanceUID = sc.SOPInstanceUID
+    sc.Modality = "OT"
+    b = [
+        make_cr(
+            Patient(patient_id="KEYS-B", name="Keys^Bert"),
+            rows=16,
+            cols=16,
+            seed=1532,
+            study_uid=new_uid(),
+            when=dt.datetime(2021, 6, 10, 9, 0),
+        )
+    ]
+    for ds, accession in ((a, "KEYS-ACC-A"), (b, "KEYS-ACC-B")):
+        for d in ds:
+            d.AccessionNumber = accession
+        assert post(node, multipart([_bytes(d) for d in ds])).status_code == 200
+    return {"a": a, "b": b}
+
+
+def qido(node: NodeProcess, path: str, **params: str) -> requests.Response:
+    r = requests.get(f"{node.http_url}/dicomweb{path}", params=params, timeout=10)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def found(r: requests.Response, tag: str) -> list[str]:
+    """The values of ``tag`` in the results, in their order."""
+    return [item[tag]["Value"][0] for item in r.json()]
+
+
+STUDY, SERIES, SOP = "0020000D", "0020000E", "00080018"
+
+
+def test_accession_number_at_the_study_and_instance_levels(node: NodeProcess, studies) -> None:
+    a = studies["a"]
+    r = qido(node, "/studies", AccessionNumber="KEYS-ACC-A")
+    assert found(r, STUDY) == [a[0].StudyInstanceUID]
+    assert found(r, "00080050") == ["KEYS-ACC-A"]
+    r = qido(node, "/instances", AccessionNumber="KEYS-ACC-A")
+    assert sorted(found(r, SOP)) == sorted(d.SOPInstanceUID for d in a)
+    assert sorted(found(qido(node, "/studies", AccessionNumber="KEYS-ACC-?"), STUDY)) == sorted(
+        [a[0].StudyInstanceUID, studies["b"][0].StudyInstanceUID]
+    )
+    assert qido(node, "/instances", AccessionNumber="KEYS-ACC").json() == []
+
+
+def test_sop_class_uid_on_instances_and_its_warning_on_studies(node: NodeProcess, studies) -> None:
+    a = studies["a"]
+    r = qido(node, "/instances", SOPClassUID=SC, PatientID="KEYS-A")
+    assert found(r, SOP) == [a[2].SOPInstanceUID] and "Warning" not in r.headers
+    r = qido(node, f"/studies/{a[0].StudyInstanceUID}/instances", SOPClassUID=CT)
+    assert sorted(found(r, SOP)) == sorted(d.SOPInstanceUID for d in a[:2])
+    assert found(r, "00080016") == [CT, CT]
+    r = qido(node, "/instances", SOPClassUID=f"{CR},{SC}", PatientName="Keys^*")
+    assert sorted(found(r, SOP)) == sorted([a[2].SOPInstanceUID, studies["b"][0].SOPInstanceUID])
+    # Not a study-level key: ignored, with a Warning that says so.
+    r = qido(node, "/studies", SOPClassUID=CR, PatientID="KEYS-A")
+    assert found(r, STUDY) == [a[0].StudyInstanceUID]
+    assert r.headers["Warning"] == (
+        '299 dicom-node "SOPClassUID is not a supported matching key at the study level: '
+        'it has been ignored."'
+    )
+
+
+def test_patient_name_and_study_date_on_flat_series_and_instances(
+    node: NodeProcess, studies
+) -> None:
+    a, b = studies["a"], studies["b"]
+    a_series = sorted({d.SeriesInstanceUID for d in a})
+    r = qido(node, "/series", PatientName="keys^*")  # case-insensitive
+    assert sorted(found(r, SERIES)) == sorted([*a_series, b[0].SeriesInstanceUID])
+    r = qido(node, "/series", PatientName="Keys^A?na", StudyDate="20200101-20201231")
+    assert sorted(found(r, SERIES)) == a_series
+    r = qido(node, "/instances", PatientName="Keys^*", StudyDate="20210101-")
+    assert found(r, SOP) == [b[0].SOPInstanceUID]
+    r = qido(node, "/instances", PatientName="Keys^*", StudyDate="-20200105")
+    assert sorted(found(r, SOP)) == sorted(d.SOPInstanceUID for d in a)
+    assert qido(node, "/series", PatientName="Keys^*", StudyDate="20220101-").json() == []
+
+
+def test_limit_and_offset_on_series_and_instances(node: NodeProcess, studies) -> None:
+    every_series = found(qido(node, "/series", PatientName="Keys^*"), SERIES)
+    pages = [
+        found(qido(node, "/series", PatientName="Keys^*", limit="2", offset=str(o)), SERIES)
+        for o in (0, 2, 4)
+    ]
+    assert pages == [every_series[:2], every_series[2:], []] and len(every_series) == 3
+    every_instance = found(qido(node, "/instances", PatientName="Keys^*"), SOP)
+    assert len(every_instance) == 4
+    pages = [
+        found(qido(node, "/instances", PatientName="Keys^*", limit="1", offset=str(o)), SOP)
+        for o in range(5)
+    ]
+    assert pages == [[uid] for uid in every_instance] + [[]]
+
+
+def test_includefield_all_on_series(node: NodeProcess, studies) -> None:
+    b = studies["b"][0]
+    # Matching keys are returned; the study's other attributes only when asked.
+    plain = qido(node, "/series", SeriesInstanceUID=b.SeriesInstanceUID).json()
+    assert len(plain) == 1 and "00100020" not in plain[0] and "00080050" not in plain[0]
+    query = {"SeriesInstanceUID": b.SeriesInstanceUID, "includefield": "all"}
+    (full,) = qido(node, "/series", **query).json()
+    ds = Dataset.from_json(full)
+    assert (ds.PatientID, str(ds.PatientName), ds.AccessionNumber, ds.StudyDate) == (
+        "KEYS-B",
+        "Keys^Bert",
+        "KEYS-ACC-B",
+        "20210610",
+    )
+    assert ds.SeriesInstanceUID == b.SeriesInstanceUID and ds.Modality == "CR"
+
+
+def test_fuzzymatching_false_changes_nothing(node: NodeProcess, studies) -> None:
+    for path in ("/studies", "/series", "/instances"):
+        plain = qido(node, path, PatientName="Keys^*")
+        literal = qido(node, path, PatientName="Keys^*", fuzzymatching="false")
+        assert literal.json() == plain.json() and len(plain.json()) >= 2
+        assert "Warning" not in literal.headers
+
+
+def test_an_includefield_the_node_cannot_return_is_named_in_a_warning(
+    node: NodeProcess, studies
+) -> None:
+    """PS3.18 lets a server leave out what it does not support; the Warning says so."""
+    b = studies["b"][0]
+    r = qido(
+        node,
+        "/series",
+        SeriesInstanceUID=b.SeriesInstanceUID,
+        includefield="PatientID,AcquisitionDateTime,Rows",
+    )
+    (series,) = r.json()
+    assert series["00100020"]["Value"] == ["KEYS-B"] and "0008002A" not in series
+    assert r.headers["Warning"] == (
+        '299 dicom-node "includefield AcquisitionDateTime is not returned at the series '
+        'level: it has been ignored.", 299 dicom-node "includefield Rows is not returned '
+        'at the series level: it has been ignored."'
+    )
+    r = qido(node, "/instances", SeriesInstanceUID=b.SeriesInstanceUID, includefield="Rows")
+    assert "Warning" not in r.headers and found(r, "00280010") == [16]
+    for include in ("all", "NumberOfSeriesRelatedInstances", "RetrieveURL"):
+        r = qido(node, "/series", SeriesInstanceUID=b.SeriesInstanceUID, includefield=include)
+        assert "Warning" not in r.headers, include

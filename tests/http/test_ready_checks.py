@@ -1,0 +1,101 @@
+"""/ready fails on each of its checks for a real cause, and names only that check:
+incoming/ out of inodes (store_writable), the PostgreSQL index's server stopped
+(database), the DIMSE accept loop ended (dimse_listener). The models check is in
+test_tokened_node.py, the disk reserve in test_health_metrics.py."""
+
+from __future__ import annotations
+
+import errno
+import socketserver
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from dicom_node.http.server import HttpServer
+from dicom_node.node import Node
+from dicom_node.settings.root import validate_config
+from tests.http.support import failing
+from tests.support import postgres
+from tests.support.node_process import NodeProcess
+from tests.support.ports import accepting, free_port
+from tests.support.tmpfs import mounted_tmpfs
+
+
+def _use_every_inode(directory: Path) -> list[Path]:
+    """Empty files made in ``directory`` until its filesystem has no inode left."""
+    made: list[Path] = []
+    while True:
+        path = directory / f"filler-{len(made)}"
+        try:
+            path.touch(exist_ok=False)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+            return made
+        made.append(path)
+
+
+@pytest.mark.skipif(postgres.available() is not None, reason=str(postgres.available()))
+def test_not_ready_without_inodes_in_incoming_then_without_its_database(tmp_path: Path) -> None:
+    """One node (PostgreSQL index, incoming/ on a small tmpfs) for both causes, in turn."""
+    with postgres.PostgresServer() as pg:
+        cfg = {"database_url": pg.create_database(), "models": {"bundled": False}}
+        proc = NodeProcess(tmp_path / "node", cfg)
+        proc.data_dir.mkdir(parents=True)
+        tmpfs = mounted_tmpfs(proc.data_dir / "incoming", "size=4m,nr_inodes=64")
+        with tmpfs as incoming, proc:
+            url = proc.http_url + "/ready"
+            assert requests.get(url, timeout=10).status_code == 200
+            fillers = _use_every_inode(incoming)
+            try:
+                problems = failing(requests.get(url, timeout=10))
+            finally:
+                for f in fillers:
+                    f.unlink()
+            assert list(problems) == ["store_writable"]
+            assert "No space left on device" in problems["store_writable"]
+            assert requests.get(url, timeout=10).status_code == 200
+
+            pg._run("pg_ctl", "-D", str(pg.data), "-m", "immediate", "-w", "stop")
+            problems = failing(requests.get(url, timeout=10))
+            assert list(problems) == ["database"]
+            assert "OperationalError" in problems["database"]
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    """A node and its HTTP port in this process (its listener's thread is reachable only
+    from here)."""
+    cfg = validate_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "port": free_port(),
+            "http": {"port": free_port()},
+            "bind_address": "127.0.0.1",
+            "disk_reserve_mb": 0,
+            "models": {"bundled": False},
+        }
+    )
+    node = Node(cfg)
+    node.start()
+    http = HttpServer(node)
+    try:
+        http.start()
+        yield node
+    finally:
+        http.stop()
+        node.stop()
+
+
+def test_not_ready_once_the_dimse_accept_loop_has_ended(node: Node) -> None:
+    """The listening socket stays open when the thread of its accept loop ends: the
+    check must look at the thread too. The loop is ended by socketserver's own
+    shutdown(), which leaves the socket open, as a crash of the thread would."""
+    url = f"http://127.0.0.1:{node.config.http.port}/ready"
+    assert requests.get(url, timeout=10).status_code == 200
+    server = node.scp._server
+    socketserver.BaseServer.shutdown(server)  # ends serve_forever(), keeps the socket
+    assert server.socket.fileno() >= 0 and accepting(node.config.port)
+    problems = failing(requests.get(url, timeout=10))
+    assert problems == {"dimse_listener": "the DIMSE listener is not running"}
