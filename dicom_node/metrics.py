@@ -58,6 +58,11 @@ SPOOL_FILES_DISCARDED = Counter(
     "dicom_node_spool_files_discarded_total",
     "Received datasets discarded unserved because their association ended first.",
 )
+FSYNCS_DEFERRED = Counter(
+    "dicom_node_store_fsyncs_deferred_total",
+    "STOW-RS parts whose fsync was not started as they ended, as ulimit -n / 16 fsyncs "
+    "(each holding its file open) already waited for a thread: fsynced when placed.",
+)
 READY_FILES_FAILED = Counter(
     "dicom_node_ready_files_failures_total",
     "Empty spool files the background thread could not create ahead of need (disk or "

@@ -63,24 +63,37 @@ def authorize(request: Request, role: str) -> str | None:
 async def body_chunks(request: Request, limit: int, what: str) -> AsyncIterator[bytes]:
     """The request body as it arrives; Problem 413 (by Content-Length before reading, or
     once ``limit`` bytes have come; the rest is read and dropped, so that the client gets
-    the answer, until ``http.header_timeout_seconds``) and 408 when the client pauses
-    longer than ``http.body_timeout_seconds`` (the connection is closed)."""
+    the answer, until ``http.header_timeout_seconds``) and 408 (the connection is closed)
+    when the client pauses longer than ``http.body_timeout_seconds`` or, past
+    ``http.body_grace_seconds``, sends slower than ``http.body_min_kb_per_second`` on
+    average: a byte every 59 s held a connection, its spool file and its share of
+    ``http.max_connections`` for ever."""
     length = request.headers.get("content-length", "")
     size = f"{limit // 2**20} MB" if limit >= 2**20 else f"{limit // 1024} kB"
     too_large = f"{what} exceeds {size}"
     if length.isdigit() and int(length) > limit:
         raise Problem(413, "Content Too Large", f"Content-Length {length}: {too_large}")
-    timeout = node_of(request).config.http.body_timeout_seconds
+    settings = node_of(request).config.http
+    timeout = settings.body_timeout_seconds
+    rate = settings.body_min_kb_per_second * 1000  # bytes/s; 0: no minimum
+    loop = asyncio.get_running_loop()
+    # The body must have come by grace + received / rate: each byte buys time.
+    start = loop.time() + settings.body_grace_seconds
     stream = request.stream().__aiter__()
     received = 0
     while True:
+        wait = timeout
+        if rate:
+            wait = min(timeout, max(0.0, start + received / rate - loop.time()))
         try:
             # asyncio.timeout, not wait_for: no task per chunk (~10% of STOW-RS CPU).
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait):
                 chunk = await stream.__anext__()
         except StopAsyncIteration:
             return
         except TimeoutError:
+            if wait < timeout:
+                raise _too_slow(request, received, rate) from None
             metrics.HTTP_CLOSED.labels("body_timeout").inc()
             raise Problem(
                 408,
@@ -92,6 +105,21 @@ async def body_chunks(request: Request, limit: int, what: str) -> AsyncIterator[
         if received > limit:
             raise Problem(413, "Content Too Large", too_large)
         yield chunk
+
+
+def _too_slow(request: Request, received: int, rate: float) -> Problem:
+    """The 408 for a body slower than ``http.body_min_kb_per_second`` (logged, with the
+    client's address, as every Problem is)."""
+    metrics.HTTP_CLOSED.labels("body_too_slow").inc()
+    grace = node_of(request).config.http.body_grace_seconds
+    return Problem(
+        408,
+        "Request Timeout",
+        f"the body came slower than {rate / 1000:g} kB/s after {grace:g} s "
+        f"(http.body_min_kb_per_second, http.body_grace_seconds): {received} bytes in "
+        f"{grace + received / rate:.0f} s",
+        {"Connection": "close"},
+    )
 
 
 class RequestMetrics:
@@ -144,7 +172,12 @@ def create_app(node: Node, guard: ConnectionGuard | None = None) -> FastAPI:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Any:
         log.warning(
-            "%s %s: %d %s", request.method, request.url.path, exc.status, exc.detail or exc.title
+            "%s %s from %s: %d %s",
+            request.method,
+            request.url.path,
+            request.client.host if request.client else "?",
+            exc.status,
+            exc.detail or exc.title,
         )
         return exc.response(str(request.url.path))
 

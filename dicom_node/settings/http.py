@@ -71,6 +71,14 @@ class HttpSettings(BaseModel):
         description="longest pause reading a request body (408) or writing a response "
         "(connection dropped)",
     )
+    body_grace_seconds: float = Field(
+        60, ge=0, description="time a request body may take before body_min_kb_per_second counts"
+    )
+    body_min_kb_per_second: float = Field(
+        1,
+        ge=0,
+        description="slowest average rate of a request body after the grace period (408); 0: none",
+    )
     max_connections: int = Field(
         1000, ge=1, description="open HTTP connections; more are closed as they arrive"
     )

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import re
+import resource
 import shutil
 import threading
 import time
@@ -31,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from dicom_node import metrics
 from dicom_node.store.ready_files import ReadyFiles
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,13 @@ def safe_component(uid: str) -> str:
     if _UID_CHARS.match(uid) and uid not in (".", ".."):
         return uid
     return "x" + hashlib.sha256(uid.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def queued_fsync_limit() -> int:
+    """Fsyncs that may wait for a thread holding their file open: ``ulimit -n`` / 16 (64
+    of 1024), 4 to 1024 (within the descriptor per connection HTTP allows for them)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1024 if soft == resource.RLIM_INFINITY else min(1024, max(4, soft // 16))
 
 
 def _fsync_path(path: Path) -> None:
@@ -104,7 +113,14 @@ class Placed:
 class InstanceStore:
     """Files of received instances under ``root``; thread-safe."""
 
-    def __init__(self, root: Path, *, reserve_bytes: int = 0, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        reserve_bytes: int = 0,
+        fsync: bool = True,
+        max_queued_fsyncs: int | None = None,
+    ) -> None:
         self.root = Path(root).resolve()
         self.instances = self.root / "instances"
         self.incoming = self.root / "incoming"
@@ -121,6 +137,8 @@ class InstanceStore:
         # A queued fsync holds its file open, so its inode number cannot be reused by
         # another file meanwhile.
         self._queued: dict[tuple[int, int], Future[None]] = {}
+        # :meth:`sync_ahead` starts none beyond this many queued (default from ulimit -n).
+        self.max_queued_fsyncs = max_queued_fsyncs or queued_fsync_limit()
         self._ready = ReadyFiles(self.incoming, ".stow")  # STOW-RS parts' spool files
 
     def _sync_pool(self) -> ThreadPoolExecutor:
@@ -312,6 +330,20 @@ class InstanceStore:
         # works while this thread goes on (otherwise it may not start for ms).
         started.wait(wait_start)
         return future
+
+    def sync_ahead(
+        self, path: Path | str, *, wait_start: float | None = None
+    ) -> Future[None] | None:
+        """:meth:`sync_later` for a file that :meth:`place` will fsync anyway if not given
+        a started fsync: None, and nothing started, while ``max_queued_fsyncs`` fsyncs
+        already wait for a thread. Each waiting one holds its file open: a burst of tiny
+        STOW-RS parts (8 requests of 250 under ``ulimit -n 64``) took every descriptor,
+        and parts failed with EMFILE."""
+        with self._lock:
+            if len(self._queued) >= self.max_queued_fsyncs:
+                metrics.FSYNCS_DEFERRED.inc()
+                return None
+        return self.sync_later(path, wait_start=wait_start)
 
     def _fsync(
         self, key: tuple[int, int], fd: int, future: Future[None], started: threading.Event

@@ -44,6 +44,8 @@ HOSTILE = {
         "max_header_kb": 16,
         "header_timeout_seconds": 2,
         "body_timeout_seconds": 2,
+        "body_grace_seconds": 3,
+        "body_min_kb_per_second": 1,
         "max_connections": 40,
         "tokens": [
             {"name": "viewer", "token": READ, "role": "read"},
@@ -235,7 +237,7 @@ def test_stalled_uploads_within_max_connections_leave_descriptors_for_the_rest(
     now bounded by what the descriptor limit allows: 503 for more, and the node
     serves again once they are gone."""
     config = {**HOSTILE, "http": {**HOSTILE["http"], "max_connections": 1000}}
-    config["http"].update(body_timeout_seconds=60, header_timeout_seconds=60)
+    config["http"].update(body_timeout_seconds=60, header_timeout_seconds=60, body_grace_seconds=60)
     node = NodeProcess(tmp_path / "node", config, preexec_fn=_few_files).start()
     try:
         dicom = ct_study(tmp_path, n=1, seed=311)[0].read_bytes()
@@ -396,6 +398,51 @@ def test_a_client_disconnecting_mid_part_leaves_nothing(node: NodeProcess, tmp_p
     sock.close()
     wait_until(lambda: stow_leftovers(node) == [])
     assert _serving(node)
+
+
+def test_bodies_trickled_below_the_minimum_rate_are_ended_and_free_their_slots(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """Slowloris on bodies: a byte now and then (each pause shorter than
+    http.body_timeout_seconds) held a STOW-RS connection, its spool file and its share of
+    http.max_connections for ever; 40 of them locked every other sender out. Past
+    http.body_grace_seconds a body must average http.body_min_kb_per_second (1 kB/s
+    after 3 s here): 408, nothing kept, the connection closed and its slot free."""
+    before = _closed_count(node, "body_too_slow")
+    dicom = ct_study(tmp_path, n=1, seed=312)[0]
+    body = multipart([dicom.read_bytes()])
+    head = {"Content-Length": str(len(body))}
+    socks = [_raw_stow(node, head, body[:300]) for _ in range(40)]  # max_connections
+    answers: dict[int, bytes] = {}
+    locked_out = False
+    sent = 300
+    deadline = time.monotonic() + 20  # without a minimum rate: held for as long as this
+    while len(answers) < len(socks) and time.monotonic() < deadline:
+        time.sleep(0.5)  # a quarter of http.body_timeout_seconds
+        for i, s in enumerate(socks):
+            if i not in answers and (answer := _closed_by_server(s)) is not None:
+                answers[i] = answer
+            elif i not in answers:
+                with contextlib.suppress(OSError):
+                    s.sendall(body[sent : sent + 1])
+        sent += 1
+        if not locked_out:  # every slot taken by a trickle: a real sender is refused
+            locked_out = requests.get(node.http_url + "/health", timeout=10).status_code == 503
+    for s in socks:
+        s.close()
+    assert locked_out
+    assert len(answers) == len(socks), f"{len(socks) - len(answers)} trickles still connected"
+    for answer in answers.values():
+        assert "http.body_min_kb_per_second" in _problem_in(answer, 408)["detail"]
+    wait_until(lambda: _serving(node), timeout=30)
+    assert stow_leftovers(node) == []
+    assert _closed_count(node, "body_too_slow") - before == len(socks)
+    assert node.log().count("from 127.0.0.1: 408 the body came slower") >= len(socks)
+    sop = pydicom.dcmread(dicom).SOPInstanceUID
+    assert query(
+        node.data_dir, "SELECT count(*) FROM instances WHERE sop_instance_uid = :s", s=sop
+    ) == [(0,)]
+    assert _stow(node, body).status_code == 200  # the slots are free for a real sender
 
 
 def test_too_many_parts_answer_413_and_store_nothing(node: NodeProcess, tmp_path: Path) -> None:

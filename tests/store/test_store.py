@@ -228,3 +228,40 @@ def test_a_directory_another_creates_first_is_durable_before_ensure_dir_returns(
     monkeypatch.setattr(os, "fsync", fsync)
     store.ensure_dir(series)
     assert (series.parent.stat().st_ino, True) in synced
+
+
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_fsyncs_waiting_for_a_thread_hold_at_most_max_queued_fsyncs_files(
+    tmp_path: Path,
+) -> None:
+    """An fsync started ahead (a STOW-RS part as it ends) holds its file open until a
+    thread takes it: with the threads busy, each of 100 parts held one (2,000 tiny parts
+    under ulimit -n 64 ran the node out of descriptors). Beyond ``max_queued_fsyncs``
+    none is started; the file is fsynced by name when it is placed, before it counts as
+    durable."""
+    store = InstanceStore(tmp_path / "data", max_queued_fsyncs=8)
+    store.open()
+    release = threading.Event()
+    pool = store._sync_pool()
+    busy = [pool.submit(release.wait) for _ in range(pool._max_workers)]
+    try:
+        before = _open_files()
+        spooled = []
+        for i in range(100):
+            path = store.incoming / f"{i}.stow"
+            path.write_bytes(b"part %d" % i)
+            spooled.append((path, store.sync_ahead(path, wait_start=0)))
+        assert _open_files() - before <= 8
+        assert sum(synced is not None for _, synced in spooled) == 8
+    finally:
+        release.set()
+    assert all(b.result(timeout=10) for b in busy)
+    for i, (path, synced) in enumerate(spooled):
+        final = store.path_for("1.2", "1.2.3", f"1.2.3.{i}")
+        store.place(path, final, synced).wait_durable()
+        assert final.read_bytes() == b"part %d" % i
+    store.close()
+    assert _open_files() <= before
