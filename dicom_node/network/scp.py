@@ -300,7 +300,7 @@ class StorageSCP:
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
         # The file is complete: its fsync runs while it is checked, parsed and looked up
         # (the placement then waits for it), not after.
-        synced = self.store.sync_later(spooled, wait_start=0.002)
+        synced = self.store.sync_ahead(spooled, wait_start=0.002)
         # One walk of the file checks its structure and picks up the indexed elements;
         # pydicom parses the header only of a file the walk refuses (for the status).
         malformed: StructureError | PixelDataMismatch | None = None
