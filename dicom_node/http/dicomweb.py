@@ -134,7 +134,11 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
         answer = stow.response_dataset(results, base, study).to_json_dict()
         return results, json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
 
-    results, answer = await run_in_threadpool(store_all)
+    try:
+        results, answer = await run_in_threadpool(store_all)
+    except BaseException:
+        body.discard()  # storing never started (no thread: EMFILE): nothing stays spooled
+        raise
     status = stow.http_status(results)
     log.info(
         "STOW-RS from %s: %d part(s), %d stored, HTTP %d (%.0f MB received in "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,13 @@ import requests
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
+from dicom_node.http.server import HttpServer
+from dicom_node.node import Node
+from dicom_node.settings.root import validate_config
 from dicom_node.store.ready_files import READY
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid, write_files
 from tests.support.node_process import NodeProcess
+from tests.support.ports import free_port
 
 RELATED = 'multipart/related; type="application/dicom"; boundary={}'
 
@@ -76,6 +81,31 @@ def post(
         timeout=60,
         headers={"Content-Type": content_type, **(headers or {})},
     )
+
+
+@contextlib.contextmanager
+def inprocess_node(tmp_path: Path) -> Iterator[Node]:
+    """A node and its HTTP port in this process, for what only this process can reach
+    (its listener's thread) or cause (a fault no peer can)."""
+    cfg = validate_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "port": free_port(),
+            "http": {"port": free_port()},
+            "bind_address": "127.0.0.1",
+            "disk_reserve_mb": 0,
+            "models": {"bundled": False},
+        }
+    )
+    node = Node(cfg)
+    node.start()
+    http = HttpServer(node)
+    try:
+        http.start()
+        yield node
+    finally:
+        http.stop()
+        node.stop()
 
 
 def stow_leftovers(node: NodeProcess) -> list[Path]:

@@ -13,13 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from dicom_node.http.server import HttpServer
 from dicom_node.node import Node
-from dicom_node.settings.root import validate_config
-from tests.http.support import failing
+from tests.http.support import failing, inprocess_node
 from tests.support import postgres
 from tests.support.node_process import NodeProcess
-from tests.support.ports import accepting, free_port
+from tests.support.ports import accepting
 from tests.support.tmpfs import mounted_tmpfs
 
 
@@ -65,27 +63,9 @@ def test_not_ready_without_inodes_in_incoming_then_without_its_database(tmp_path
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    """A node and its HTTP port in this process (its listener's thread is reachable only
-    from here)."""
-    cfg = validate_config(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "port": free_port(),
-            "http": {"port": free_port()},
-            "bind_address": "127.0.0.1",
-            "disk_reserve_mb": 0,
-            "models": {"bundled": False},
-        }
-    )
-    node = Node(cfg)
-    node.start()
-    http = HttpServer(node)
-    try:
-        http.start()
+    """A node in this process: its listener's thread is reachable only from here."""
+    with inprocess_node(tmp_path) as node:
         yield node
-    finally:
-        http.stop()
-        node.stop()
 
 
 def test_not_ready_once_the_dimse_accept_loop_has_ended(node: Node) -> None:
