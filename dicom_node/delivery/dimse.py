@@ -15,7 +15,8 @@ Classification (see docs/delivery.md for the reasons):
   0x0213, duplicate invocation 0x0210, processing failure 0x0110, cancel 0xFE00.
 - permanent: everything else the peer answered (0xA9xx data set does not match SOP class,
   0xCxxx cannot understand, 0x0122 SOP class not supported, 0x0124 not authorised…),
-  no accepted presentation context for the file, unreadable file.
+  no accepted presentation context for the file (or for any file: the association is
+  accepted with every context rejected), unreadable file.
 """
 
 from __future__ import annotations
@@ -224,6 +225,16 @@ class DimseDeliverer:
                 pass  # error set above
             elif assoc.is_rejected:
                 report.error_kind, report.error = "association_rejected", _reject_text(assoc)
+            elif assoc.rejected_contexts and not assoc.accepted_contexts:
+                # Accepted, but none of what we send (pynetdicom then aborts): like one
+                # file without a context, the peer's configuration, not a passing fault.
+                report.error_kind = "no_accepted_context"
+                report.error = f"{d.ae_title} accepted none of the presentation contexts: " + (
+                    "; ".join(
+                        f"{cx.abstract_syntax.name} ({cx.status})" for cx in assoc.rejected_contexts
+                    )
+                )
+                return _fail_all(report, items, "permanent")
             elif not opened:
                 why = _probe_connect(d.host, d.port, min(d.timeout, 5.0))
                 report.error_kind = "connection_failed"

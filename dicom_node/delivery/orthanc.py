@@ -4,11 +4,14 @@ Orthanc answers ``{"Status": "Success" | "AlreadyStored", "ID": ...}``; both mea
 instance is there (Orthanc keeps one instance per SOP Instance UID, so a re-send after a
 partial failure never duplicates). Connection errors and timeouts are transient; after
 one, the remaining files of the batch are not tried (they are marked transient too).
+Answers are read with bounds (:func:`dicom_node.delivery.http.post`): no redirects
+followed (a 3xx is permanent), at most 1 MiB of body, all of it within the timeout.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from dicom_node.delivery.http import classify_http_status, make_session
+from dicom_node.delivery.http import classify_http_status, http_error_text, make_session, post
 from dicom_node.delivery.report import (
     DeliveryReport,
     InstanceOutcome,
@@ -57,11 +60,12 @@ class OrthancDeliverer:
                 t0 = time.monotonic()
                 try:
                     data = item.path.read_bytes()
-                    rsp = session.post(
+                    answer = post(
+                        session,
                         f"{d.url}/instances",
-                        data=data,
-                        timeout=d.timeout,
-                        headers={"Content-Type": "application/dicom"},
+                        data,
+                        {"Content-Type": "application/dicom", "Accept": "application/json"},
+                        d.timeout,
                     )
                 except OSError as exc:
                     if not isinstance(exc, requests.RequestException):
@@ -84,25 +88,24 @@ class OrthancDeliverer:
                     )
                     break
                 elapsed = time.monotonic() - t0
-                outcome = classify_http_status(rsp.status_code)
+                outcome = classify_http_status(answer.status)
                 error = None
                 if outcome == "delivered":
-                    status = _json_status(rsp)
-                    already += status == "AlreadyStored"
+                    already += _json_status(answer.body) == "AlreadyStored"
                 else:
-                    error = f"HTTP {rsp.status_code} from {d.url}/instances: {rsp.text[:300]}"
+                    error = http_error_text(answer, f"{d.url}/instances")
                 report.add(
                     InstanceOutcome(
-                        path, uid, outcome, code=rsp.status_code, error=error, elapsed_s=elapsed
+                        path, uid, outcome, code=answer.status, error=error, elapsed_s=elapsed
                     )
                 )
         report.detail["already_stored"] = already
         return report.finish()
 
 
-def _json_status(rsp: requests.Response) -> str:
+def _json_status(raw: bytes) -> str:
     try:
-        body = rsp.json()
+        body = json.loads(raw)
     except ValueError:
         return ""
     if isinstance(body, dict):

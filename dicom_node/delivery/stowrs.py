@@ -1,28 +1,37 @@
-"""Delivery to a DICOMweb server with STOW-RS, through dicomweb-client.
+"""Delivery to a DICOMweb server with STOW-RS.
 
-Files go in batches (one multipart request per batch). The STOW-RS response names each
-instance in Referenced SOP Sequence (stored; a Warning Reason makes it a warning) or in
-Failed SOP Sequence (with a Failure Reason, classified like a C-STORE status). HTTP
-errors: 408/429/5xx and connection errors are transient, other 4xx permanent; a 409
-(some failed) is parsed like a success response. dicomweb-client's own retrying is
-switched off: the job layer owns retries.
+Files go in batches, each one ``POST {url}/studies`` of ``multipart/related;
+type="application/dicom"`` carrying the files as they are on disk. The answer is read
+with bounds (:func:`dicom_node.delivery.http.post`: no redirects followed, at most
+1 MiB, within the timeout). The STOW-RS response names each instance in Referenced SOP
+Sequence (stored; a Warning Reason makes it a warning) or in Failed SOP Sequence (with a
+Failure Reason, classified like a C-STORE status). HTTP errors: 408/429/5xx and
+connection errors are transient, other 3xx/4xx permanent; a 202 or 409 body is parsed
+per instance. A body that cannot be read as DICOM JSON counts as empty: a 200 (all
+stored) stays all delivered; for a 202 each instance is then missing (transient).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import requests
-from dicomweb_client.api import DICOMwebClient
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from dicom_node.delivery.dimse import classify_store_status
-from dicom_node.delivery.http import classify_http_status, make_session
+from dicom_node.delivery.http import (
+    Answer,
+    classify_http_status,
+    http_error_text,
+    make_session,
+    post,
+)
 from dicom_node.delivery.report import (
     DeliveryReport,
     InstanceOutcome,
@@ -68,7 +77,7 @@ def parse_store_response(
     for ref in ds.get("FailedSOPSequence") or []:
         reason = ref.get("FailureReason")
         failed[str(ref.get("ReferencedSOPInstanceUID", ""))] = int(reason) if reason else None
-    every = not stored and not failed and 200 <= http_code < 300
+    every = not stored and not failed and http_code == 200  # 200: all were stored
     out = []
     for item in batch:
         uid, path = item.sop_instance_uid, str(item.path)
@@ -113,6 +122,60 @@ def parse_store_response(
     return out
 
 
+_JSON_TYPES = ("application/dicom+json", "application/json")
+# What a malformed DICOM JSON body can raise in pydicom (from_json, element access).
+_MALFORMED = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+
+
+def multipart(files: Sequence[bytes]) -> tuple[bytes, str]:
+    """A STOW-RS request body of Part 10 files, and its Content-Type."""
+    boundary = uuid.uuid4().hex
+    parts: list[bytes] = []
+    for data in files:
+        parts += [f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(), data]
+        parts.append(b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def read_store_answer(
+    answer: Answer, batch: list[SendItem], elapsed: float, url: str, label: str = ""
+) -> list[InstanceOutcome]:
+    """Per-instance outcomes of one STOW-RS request's answer; never raises."""
+    code = answer.status
+    if 200 <= code < 300 or code == 409:
+        ds, why = Dataset(), ""
+        if answer.truncated:
+            why = "longer than 1 MiB"
+        elif answer.body.strip() and answer.media_type not in _JSON_TYPES:
+            why = f"media type {answer.media_type or '(none)'!r} is not DICOM JSON"
+        elif answer.body.strip():
+            try:
+                ds = Dataset.from_json(json.loads(answer.body))
+                if code != 409 or "FailedSOPSequence" in ds or "ReferencedSOPSequence" in ds:
+                    return parse_store_response(ds, batch, elapsed, code)
+            except _MALFORMED as exc:
+                ds, why = Dataset(), f"not valid DICOM JSON ({type(exc).__name__}: {exc})"
+        if why:
+            log.warning(
+                "%sSTOW-RS answer from %s (HTTP %d) unreadable: %s",
+                f"[{label}] " if label else "",
+                url,
+                code,
+                why[:200],
+            )
+        if code != 409:
+            return parse_store_response(ds, batch, elapsed, code)
+    outcome = classify_http_status(code)
+    error = http_error_text(answer, url)
+    return [
+        InstanceOutcome(
+            str(i.path), i.sop_instance_uid, outcome, code=code, error=error, elapsed_s=elapsed
+        )
+        for i in batch
+    ]
+
+
 class StowRsDeliverer:
     """Sends files to one DICOMweb STOW-RS endpoint."""
 
@@ -128,41 +191,29 @@ class StowRsDeliverer:
     ) -> DeliveryReport:
         """STOW-RS the files in batches; never raises for delivery faults."""
         d = self.destination
+        url = f"{d.url}/studies"
         report = DeliveryReport(
             d.name, "stowrs", dt.datetime.now(dt.UTC), label=label, on_outcomes=on_outcomes
         )
         items, bad = read_send_items([Path(f) for f in files])
         report.add(*bad)
         with make_session(d.auth) as session:
-            client = DICOMwebClient(url=d.url, session=session, timeout=d.timeout)
-            client.set_http_retry_params(retry=False)
             batches = _batches(items)
             for b, batch in enumerate(batches):
                 t0 = time.monotonic()
-                try:
-                    datasets = [dcmread(i.path) for i in batch]
-                except Exception as exc:  # noqa: BLE001 - a bad file must not crash delivery
-                    report.add(
-                        *(
-                            InstanceOutcome(
-                                str(i.path),
-                                i.sop_instance_uid,
-                                "permanent",
-                                error=f"cannot read batch file: {exc}",
-                            )
-                            for i in batch
-                        )
-                    )
+                batch, data = self._read(batch, report)
+                if not batch:
                     continue
+                body, content_type = multipart(data)
+                del data
+                headers = {"Content-Type": content_type, "Accept": "application/dicom+json"}
                 try:
-                    rsp = client.store_instances(datasets)
-                except requests.HTTPError as exc:
-                    report.add(*self._http_error(exc, batch, time.monotonic() - t0))
+                    answer = post(session, url, body, headers, d.timeout)
                 except requests.RequestException as exc:
                     kind = "timeout" if isinstance(exc, requests.Timeout) else "connection_failed"
                     report.error_kind = kind
                     report.error = f"cannot reach STOW-RS at {d.url}: {exc}"
-                    rest = [i for later in batches[b:] for i in later]
+                    rest = batch + [i for later in batches[b + 1 :] for i in later]
                     report.add(
                         *(
                             InstanceOutcome(
@@ -172,30 +223,28 @@ class StowRsDeliverer:
                         )
                     )
                     break
-                else:  # the request's response, recorded before the next request goes
-                    report.add(*parse_store_response(rsp, batch, time.monotonic() - t0, 200))
+                # the request's answer, recorded before the next request goes
+                elapsed = time.monotonic() - t0
+                report.add(*read_store_answer(answer, batch, elapsed, url, label))
         return report.finish()
 
-    def _http_error(
-        self, exc: requests.HTTPError, batch: list[SendItem], elapsed: float
-    ) -> list[InstanceOutcome]:
-        rsp = exc.response
-        code = rsp.status_code if rsp is not None else 0
-        if rsp is not None and code == 409:
+    @staticmethod
+    def _read(batch: list[SendItem], report: DeliveryReport) -> tuple[list[SendItem], list[bytes]]:
+        """The batch's files' bytes; one that cannot be read is a permanent outcome."""
+        kept: list[SendItem] = []
+        data: list[bytes] = []
+        for item in batch:
             try:
-                return parse_store_response(Dataset.from_json(rsp.json()), batch, elapsed, code)
-            except ValueError:
-                pass
-        outcome = classify_http_status(code) if code else "transient"
-        text = rsp.text[:300] if rsp is not None else str(exc)
-        return [
-            InstanceOutcome(
-                str(i.path),
-                i.sop_instance_uid,
-                outcome,
-                code=code or None,
-                error=f"HTTP {code} from STOW-RS: {text}",
-                elapsed_s=elapsed,
-            )
-            for i in batch
-        ]
+                data.append(item.path.read_bytes())
+            except OSError as exc:
+                report.add(
+                    InstanceOutcome(
+                        str(item.path),
+                        item.sop_instance_uid,
+                        "permanent",
+                        error=f"cannot read {item.path}: {exc}",
+                    )
+                )
+                continue
+            kept.append(item)
+        return kept, data

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dicom_node.db import Database
@@ -96,12 +96,16 @@ class JobQueue:
         )
 
     def claim(self, worker: str) -> Claim | None:
-        """Atomically take the most urgent claimable job, or None."""
+        """Atomically take the most urgent claimable job, or None: by priority, then by
+        when it became due (queued, or its retry's time), so the retries of older jobs to
+        a dead destination, due again each time a worker frees up, cannot keep a newer
+        job waiting until they die."""
+        due = func.coalesce(Job.next_attempt_at, Job.created_at)
         with self.db.session() as s:
             candidates = s.scalars(
                 select(Job.id)
                 .where(self._claimable(utcnow()))
-                .order_by(Job.priority, Job.id)
+                .order_by(Job.priority, due, Job.id)
                 .limit(8)
             ).all()
         for job_id in candidates:

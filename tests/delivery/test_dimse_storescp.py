@@ -99,7 +99,8 @@ def test_uncompressed_falls_back_to_implicit_when_the_peer_wants_only_that(
     assert copy == original  # same content, re-encoded implicit
 
 
-def test_unsupported_sop_class_is_a_permanent_per_instance_failure(files, tmp_path: Path) -> None:
+def ct_only(tmp_path: Path) -> list[str]:
+    """storescp arguments: accept CT Image Storage (uncompressed) only."""
     cfg = tmp_path / "ct-only.cfg"
     cfg.write_text(
         "[[TransferSyntaxes]]\n[Uncompressed]\nTransferSyntax1 = LocalEndianExplicit\n"
@@ -107,15 +108,30 @@ def test_unsupported_sop_class_is_a_permanent_per_instance_failure(files, tmp_pa
         "[[PresentationContexts]]\n[CTOnly]\nPresentationContext1 = CTImageStorage\\Uncompressed\n"
         "[[Profiles]]\n[CTOnly]\nPresentationContexts = CTOnly\n"
     )
-    with StoreSCP(
-        tmp_path / "scp", accept_all=False, extra_args=["-xf", str(cfg), "CTOnly"]
-    ) as scp:
+    return ["-xf", str(cfg), "CTOnly"]
+
+
+def test_unsupported_sop_class_is_a_permanent_per_instance_failure(files, tmp_path: Path) -> None:
+    with StoreSCP(tmp_path / "scp", accept_all=False, extra_args=ct_only(tmp_path)) as scp:
         report = deliver(dest(scp.port), files["cr"] + files["ct"])
         scp.wait_for_files(2)
     outcomes = [o.outcome for o in report.outcomes]
     assert outcomes == ["permanent", "delivered", "delivered"], report.summary()
     assert "No presentation context" in (report.outcomes[0].error or "")
     assert report.status == "permanent" and report.undelivered_paths == [str(files["cr"][0])]
+
+
+def test_every_context_rejected_is_permanent_not_a_retried_abort(files, tmp_path: Path) -> None:
+    """The peer accepts the association but none of what we send (pynetdicom then aborts
+    it): the same as one file without a context, permanent, and the error says why."""
+    with StoreSCP(tmp_path / "scp", accept_all=False, extra_args=ct_only(tmp_path)) as scp:
+        report = deliver(dest(scp.port), files["cr"] + files["rle"])
+        assert scp.received() == []
+    assert report.status == "permanent", report.summary()
+    assert report.error_kind == "no_accepted_context"
+    assert [o.outcome for o in report.outcomes] == ["permanent", "permanent"]
+    assert "Computed Radiography Image Storage" in (report.error or ""), report.error
+    assert "abstract syntax not supported" in (report.error or "").lower(), report.error
 
 
 def test_rejected_association_is_transient(files, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import multiprocessing as mp
 import pytest
 from sqlalchemy import select, update
 
-from dicom_node.db import Database
+from dicom_node.db import Database, utcnow
 from dicom_node.delivery.retry import RetryPolicy
 from dicom_node.jobs.models import Job, JobState, Priority
 from dicom_node.jobs.queue import JobQueue, NewJob
@@ -48,6 +48,31 @@ def test_stat_jobs_are_claimed_before_routine(db: Database) -> None:
     assert q.claim("w").job_id == stat
     assert q.claim("w").job_id == routine
     assert q.claim("w") is None
+
+
+def test_a_retry_falls_in_line_behind_jobs_queued_before_it_fell_due(db: Database) -> None:
+    """Claims go by when a job became due, not by id: otherwise the retries of many older
+    jobs to a dead destination, due again each time a worker frees up, kept a new study
+    for a healthy destination waiting until they died (tests/delivery/
+    test_hostile_destination_node.py shows it end to end)."""
+    q = JobQueue(db)
+    old = q.enqueue(_new(1))
+    quick = RetryPolicy(base_s=3600, cap_s=3600, jitter=0)
+    assert q.fail(q.claim("w"), "destination down", permanent=False, policy=quick) == (
+        JobState.FAILED
+    )
+    new = q.enqueue(_new(2))
+    now = utcnow()
+    with db.session() as s:  # the old job fell due after the new one was queued
+        s.execute(update(Job).where(Job.id == new).values(created_at=now - dt.timedelta(seconds=2)))
+        s.execute(
+            update(Job).where(Job.id == old).values(next_attempt_at=now - dt.timedelta(seconds=1))
+        )
+    assert q.claim("w").job_id == new
+    assert q.claim("w").job_id == old
+    stat = q.enqueue(_new(3, priority=Priority.STAT))  # priority still comes first
+    routine = q.enqueue(_new(4))
+    assert q.claim("w").job_id == stat and q.claim("w").job_id == routine
 
 
 def _claim_all(url: str, worker: str, out: mp.Queue) -> None:
