@@ -1,14 +1,16 @@
 """Delivery to a DICOMweb server with STOW-RS.
 
-Files go in batches, each one ``POST {url}/studies`` of ``multipart/related;
-type="application/dicom"`` carrying the files as they are on disk. The answer is read
-with bounds (:func:`dicom_node.delivery.http.post`: no redirects followed, at most
-1 MiB, within the timeout). The STOW-RS response names each instance in Referenced SOP
-Sequence (stored; a Warning Reason makes it a warning) or in Failed SOP Sequence (with a
-Failure Reason, classified like a C-STORE status). HTTP errors: 408/429/5xx and
-connection errors are transient, other 3xx/4xx permanent; a 202 or 409 body is parsed
-per instance. A body that cannot be read as DICOM JSON counts as empty: a 200 (all
-stored) stays all delivered; for a 202 each instance is then missing (transient).
+Files go in batches of ``instances_per_request`` (default 1: an answer comes per
+request, so a kill -9 mid-request sends the whole batch again), each one
+``POST {url}/studies`` of ``multipart/related; type="application/dicom"`` carrying the
+files as they are on disk. The answer is read with bounds
+(:func:`dicom_node.delivery.http.post`: no redirects followed, at most 1 MiB, within the
+timeout). The STOW-RS response names each instance in Referenced SOP Sequence (stored; a
+Warning Reason makes it a warning) or in Failed SOP Sequence (with a Failure Reason,
+classified like a C-STORE status). HTTP errors: 408/429/5xx and connection errors are
+transient, other 3xx/4xx permanent; a 202 or 409 body is parsed per instance. A body
+that cannot be read as DICOM JSON counts as empty: a 200 (all stored) stays all
+delivered; for a 202 each instance is then missing (transient).
 """
 
 from __future__ import annotations
@@ -45,17 +47,17 @@ __all__ = ["StowRsDeliverer"]
 
 log = logging.getLogger(__name__)
 
-BATCH_FILES = 50
 BATCH_BYTES = 64 * 1024 * 1024
 
 
-def _batches(items: list[SendItem]) -> list[list[SendItem]]:
+def _batches(items: list[SendItem], per_request: int) -> list[list[SendItem]]:
+    """``items`` in requests of at most ``per_request`` files and BATCH_BYTES."""
     out: list[list[SendItem]] = []
     cur: list[SendItem] = []
     size = 0
     for item in items:
         n = item.path.stat().st_size if item.path.exists() else 0
-        if cur and (len(cur) >= BATCH_FILES or size + n > BATCH_BYTES):
+        if cur and (len(cur) >= per_request or size + n > BATCH_BYTES):
             out.append(cur)
             cur, size = [], 0
         cur.append(item)
@@ -198,7 +200,7 @@ class StowRsDeliverer:
         items, bad = read_send_items([Path(f) for f in files])
         report.add(*bad)
         with make_session(d.auth) as session:
-            batches = _batches(items)
+            batches = _batches(items, d.instances_per_request)
             for b, batch in enumerate(batches):
                 t0 = time.monotonic()
                 batch, data = self._read(batch, report)

@@ -109,6 +109,15 @@ class StowRsDestination(_HttpDestination):
     """A DICOMweb server; ``url`` is the DICOMweb root (``.../dicom-web``)."""
 
     kind: Literal["stowrs"] = "stowrs"
+    instances_per_request: int = Field(
+        1,
+        ge=1,
+        le=500,
+        description="Instances in one STOW-RS request. Its answer names them all at once, so "
+        "a node killed while a request is under way sends all of that request's instances "
+        "again: with 1, at most the one in flight. More means fewer requests (forwarding "
+        "large studies).",
+    )
 
 
 class OrthancDestination(_HttpDestination):

@@ -10,8 +10,9 @@ the same SOP Instance UID. The peer is slowed so that the kill lands mid-batch:
 - a pynetdicom SCP process that stores each instance, then sleeps 1 s before answering
   (tests/support/slow_scp.py): the kill finds one instance stored but unanswered, the
   one in flight, and that one, and only it, is sent again;
-- Orthanc (REST delivery) with a Lua ``ReceivedInstanceFilter`` that notes each arrival
-  and takes a second before Orthanc stores it: a resend is a second arrival.
+- Orthanc (REST delivery, and STOW-RS delivery to its DICOMweb plugin) with a Lua
+  ``ReceivedInstanceFilter`` that notes each arrival and takes a second before Orthanc
+  stores it: a resend is a second arrival.
 """
 
 from __future__ import annotations
@@ -209,7 +210,10 @@ end
 """
 
 
-def test_kill_9_mid_orthanc_rest_delivery_resends_at_most_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["orthanc", "stowrs"])
+def test_kill_9_mid_http_delivery_resends_at_most_one(tmp_path: Path, kind: str) -> None:
+    """Orthanc's REST API, and STOW-RS to its DICOMweb plugin (one instance per request by
+    default: a request's answer names its instances all at once)."""
     receipts = tmp_path / "receipts.txt"
     script = tmp_path / "slow.lua"
     script.write_text(SLOW_FILTER.replace("{receipts}", str(receipts)))
@@ -218,12 +222,11 @@ def test_kill_9_mid_orthanc_rest_delivery_resends_at_most_one(tmp_path: Path) ->
         text = receipts.read_text() if receipts.exists() else ""
         return Counter(line for line in text.splitlines() if line)
 
-    with Orthanc(tmp_path / "orthanc", extra_config={"LuaScripts": [str(script)]}) as orthanc:
+    extra = {"LuaScripts": [str(script)]}
+    with Orthanc(tmp_path / "orthanc", extra_config=extra, dicomweb=kind == "stowrs") as orthanc:
+        url = orthanc.url if kind == "orthanc" else orthanc.dicomweb_url
         run = kill_mid_delivery_then_restart(
-            tmp_path,
-            sqlite_url(tmp_path / "unused.sqlite"),
-            {"kind": "orthanc", "url": orthanc.url},
-            arrived,
+            tmp_path, sqlite_url(tmp_path / "unused.sqlite"), {"kind": kind, "url": url}, arrived
         )
         assert orthanc.instance_count() == N
     # The instance in the filter at the kill was stored all the same, and sent once more.
