@@ -98,15 +98,27 @@ def test_orthanc_rest_hands_over_each_response_then_stops_on_failure(
 def test_stowrs_hands_over_each_request_response(orthanc: Orthanc, files) -> None:
     if not orthanc.has_dicomweb:
         pytest.skip("orthanc-dicomweb not installed")
-    dest = DestinationAdapter.validate_python(
-        {"name": "web", "kind": "stowrs", "url": orthanc.dicomweb_url, "timeout": 20}
-    )
     batch = files["cr"] + files["implicit"]
-    calls: list[list[tuple[str, str]]] = []
-    report = deliver(
-        dest,
-        batch,
-        on_outcomes=lambda outs: calls.append([(o.sop_instance_uid, o.outcome) for o in outs]),
-    )
-    assert report.ok, report.summary()
-    assert calls == [[(uid_of(p), "delivered") for p in batch]]  # one request, one response
+    for per_request, expected in (
+        (1, [[(uid_of(p), "delivered")] for p in batch]),  # the default: one each
+        (2, [[(uid_of(p), "delivered") for p in batch]]),  # one request, one response
+    ):
+        dest = DestinationAdapter.validate_python(
+            {
+                "name": "web",
+                "kind": "stowrs",
+                "url": orthanc.dicomweb_url,
+                "timeout": 20,
+                "instances_per_request": per_request,
+            }
+        )
+        calls: list[list[tuple[str, str]]] = []
+        report = deliver(
+            dest,
+            batch,
+            on_outcomes=lambda outs, calls=calls: calls.append(
+                [(o.sop_instance_uid, o.outcome) for o in outs]
+            ),
+        )
+        assert report.ok, report.summary()
+        assert calls == expected
