@@ -29,8 +29,9 @@ def _assert_recovered(node: NodeProcess, fds: int, threads: int) -> None:
     assert probe.echo_ok_within(node.port), node.log()[-3000:]
     assert probe.settle(lambda: probe.fds(node.pid), fds, 2) <= fds + 2
     assert probe.settle(lambda: probe.threads(node.pid), threads, 2) <= threads + 2
-    incoming = node.data_dir / "incoming"
-    assert probe.settle(lambda: len(probe.leftovers(incoming)), 0, 0) == 0
+    # received datasets: the spool in incoming/ and, with the spool tweak off,
+    # pynetdicom's temporary files in the node's TMPDIR
+    assert probe.settle(lambda: len(probe.spool_leftovers(node)), 0, 0) == 0
 
 
 def _established(sock: socket.socket) -> None:
@@ -228,13 +229,13 @@ INVALID_SEQUENCES = {
 def test_invalid_sequences_are_refused_cleanly(hostile_node: NodeProcess, name: str) -> None:
     node = hostile_node
     _, fds0, threads0 = probe.baseline(node)
-    t0 = time.monotonic()
+    # The node ends the connection itself; the read timeout (between bytes) bounds it.
     got = pdus.exchange(node.port, *INVALID_SEQUENCES[name], timeout=30)
-    # The node ends the connection itself, well before the peer would give up.
-    assert time.monotonic() - t0 < 25
     assert pdus.store_statuses(got) == []
-    if got and got[0].kind == pdus.A_ASSOCIATE_AC:
-        assert got[-1].kind in (pdus.A_ABORT, pdus.A_RELEASE_RP), got
+    if name == "after_abort":  # the peer aborted first: the node owes it nothing
+        assert all(p.kind in (pdus.A_ASSOCIATE_AC, pdus.A_ABORT) for p in got), got
+    else:  # refused, associated or not: never a silent close
+        assert got and got[-1].kind in (pdus.A_ABORT, pdus.A_ASSOCIATE_RJ), got
     _assert_recovered(node, fds0, threads0)
 
 
