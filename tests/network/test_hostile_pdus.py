@@ -229,8 +229,16 @@ INVALID_SEQUENCES = {
 def test_invalid_sequences_are_refused_cleanly(hostile_node: NodeProcess, name: str) -> None:
     node = hostile_node
     _, fds0, threads0 = probe.baseline(node)
+    logged = len(node.log())
     # The node ends the connection itself; the read timeout (between bytes) bounds it.
     got = pdus.exchange(node.port, *INVALID_SEQUENCES[name], timeout=30)
+    # One log line per expected failure, tracebacks at DEBUG (the node logs at INFO):
+    # pynetdicom logged an ERROR, with a traceback for a non-ASCII AE title, before the
+    # node's own WARNING for each AE title it refused.
+    log = node.log()[logged:]
+    assert "Traceback" not in log and " ERROR pynetdicom.utils" not in log, log
+    if name.startswith(("non_ascii", "nul")):
+        assert log.count("aborting association from 127.0.0.1") == 1, log
     assert pdus.store_statuses(got) == []
     if name == "after_abort":  # the peer aborted first: the node owes it nothing
         assert all(p.kind in (pdus.A_ASSOCIATE_AC, pdus.A_ABORT) for p in got), got
