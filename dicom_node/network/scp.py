@@ -174,6 +174,12 @@ class StorageSCP:
             # own limit does: the sender may try again later
             assoc.acse.send_reject(0x02, 0x03, 0x02)
             assoc.kill()
+        elif not rq.presentation_context_definition_list:
+            # PS3.8 9.3.2 requires one or more; pynetdicom would accept the association
+            # with nothing negotiated and hold it until the network timeout
+            log.warning("rejecting association from %s@%s: no presentation context", calling, host)
+            metrics.ASSOCIATIONS_REJECTED.labels("no_presentation_context").inc()
+            self._reject(assoc, 0x01)  # no reason given
         elif ae is None:
             log.warning(
                 "rejecting association from %s@%s: called AE %r not served", calling, host, called

@@ -217,12 +217,20 @@ INVALID_SEQUENCES = {
     # Unknown PDU type, and a truncated A-ASSOCIATE-RQ body
     "unknown_type": [b"\x09\x00\x00\x00\x00\x02\x00\x00"],
     "truncated_rq": [pdus.pdu(0x01, pdus.associate_rq()[6:40])],
+    # No presentation context proposed (PS3.8 9.3.2 requires one or more)
+    "no_contexts": [pdus.associate_rq(contexts=())],
     # Non-ASCII and control characters in AE titles
     "non_ascii_called": [pdus.associate_rq(called="NÖDE_ÿ".encode("latin-1"))],
     "non_ascii_calling": [pdus.associate_rq(calling="CALLÉ€".encode())],
     "nul_calling": [pdus.associate_rq(calling=b"\0\0\0\0")],
     "blank_called": [pdus.associate_rq(called=b" " * 16)],
 }
+
+
+# Refused with an A-ASSOCIATE-RJ (result, source, diagnostic: PS3.8 9.3.4): permanent,
+# by the service user, no reason given (nothing to negotiate; pynetdicom accepted
+# these and held them until the network timeout).
+REJECTED = {"truncated_rq": bytes([1, 1, 1]), "no_contexts": bytes([1, 1, 1])}
 
 
 @pytest.mark.parametrize("name", list(INVALID_SEQUENCES))
@@ -237,8 +245,11 @@ def test_invalid_sequences_are_refused_cleanly(hostile_node: NodeProcess, name: 
     # node's own WARNING for each AE title it refused.
     log = node.log()[logged:]
     assert "Traceback" not in log and " ERROR pynetdicom.utils" not in log, log
-    if name.startswith(("non_ascii", "nul")):
+    if name.startswith(("non_ascii", "nul", "blank")):
         assert log.count("aborting association from 127.0.0.1") == 1, log
+    if name in REJECTED:
+        assert [(p.kind, p.body[1:]) for p in got] == [(pdus.A_ASSOCIATE_RJ, REJECTED[name])]
+        assert log.count("rejecting association from HOSTILE") == 1, log
     assert pdus.store_statuses(got) == []
     if name == "after_abort":  # the peer aborted first: the node owes it nothing
         assert all(p.kind in (pdus.A_ASSOCIATE_AC, pdus.A_ABORT) for p in got), got
