@@ -21,6 +21,8 @@ context ids before the DIMSE layer sees it, and makes a failed state-machine act
 abort the association, and ends the association thread of a connection that closed
 before associating. A refused association gets an A-ABORT (the state machine's own
 "invalid PDU" event, Evt19) and nothing more of what its peer sends is read or decoded.
+pynetdicom's own ERROR for each value it refuses (with a traceback for a non-ASCII AE
+title) goes to DEBUG through a logging filter: the abort's WARNING is the one line.
 These are pynetdicom internals: the hooks apply only to the source they were verified
 on, and ``tests/network/test_guards_installed.py`` fails if they do not install.
 """
@@ -269,6 +271,33 @@ def _abort_hard(dul: Any, why: str) -> None:
         evt.trigger(assoc, evt.EVT_ABORTED, {})
 
 
+# pynetdicom.utils functions that log an ERROR (with a traceback, for decode_bytes) for
+# each value they refuse and then raise ValueError for it
+_RAISING = ("decode_bytes", "set_ae", "set_uid")
+
+
+class _QuietDecodeFailures(logging.Filter):
+    """pynetdicom logs every value of a PDU it cannot decode or refuses (a non-ASCII or
+    control character in an AE title of an A-ASSOCIATE-RQ, an invalid UID) at ERROR, with
+    a traceback for a non-ASCII one, then raises ValueError, which the guard reports as
+    one WARNING line (undecodable PDU) when it aborts the association: the ERROR record
+    goes to DEBUG, traceback and all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.funcName in _RAISING and record.levelno == logging.ERROR:
+            log.debug("pynetdicom: %s", record.getMessage(), exc_info=record.exc_info)
+            return False
+        return True
+
+
+def quiet_decode_failures() -> None:
+    """Attach :class:`_QuietDecodeFailures` to the logger of ``pynetdicom.utils``
+    (standard logging configuration). Idempotent."""
+    logger = logging.getLogger("pynetdicom.utils")
+    if not any(isinstance(f, _QuietDecodeFailures) for f in logger.filters):
+        logger.addFilter(_QuietDecodeFailures())
+
+
 def _verified() -> bool:
     from pynetdicom import association, dimse, dul, fsm
 
@@ -295,6 +324,7 @@ def install() -> bool:
     """Install the guards if pynetdicom is the version they were verified on; return
     whether they are in place. Idempotent."""
     global _installed
+    quiet_decode_failures()
     if _installed:
         return True
     from pynetdicom import dimse, dul, fsm

@@ -93,9 +93,8 @@ def _check() -> bool:
     )
 
 
-def serve_inline(assoc: Any) -> bool:
-    """Give ``assoc`` (an acceptor, before it is established) the inline message queue if
-    pynetdicom is as expected; return whether it was given."""
+def supported() -> bool:
+    """Whether pynetdicom is as this tweak expects (checked once)."""
     global _supported
     if _supported is None:
         try:
@@ -112,8 +111,14 @@ def serve_inline(assoc: Any) -> bool:
                 "inline C-STORE tweak not applied: pynetdicom %s differs from 3.0.x",
                 pynetdicom.__version__,
             )
+    return _supported
+
+
+def serve_inline(assoc: Any) -> bool:
+    """Give ``assoc`` (an acceptor, before it is established) the inline message queue if
+    pynetdicom is as expected; return whether it was given."""
     dimse = getattr(assoc, "dimse", None)
-    if not _supported or not isinstance(getattr(dimse, "msg_queue", None), queue.Queue):
+    if not supported() or not isinstance(getattr(dimse, "msg_queue", None), queue.Queue):
         return False
     if not isinstance(dimse.msg_queue, _InlineQueue):
         dimse.msg_queue = _InlineQueue(assoc)

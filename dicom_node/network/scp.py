@@ -32,17 +32,7 @@ from dicom_node.index.header import (
     parse_file_header,
 )
 from dicom_node.index.recorder import Receipt, Recorder
-from dicom_node.network import (
-    contexts,
-    guard,
-    inline,
-    loop_delay,
-    responses,
-    spool,
-    tweaks,
-    uid_validation,
-    waiting,
-)
+from dicom_node.network import guard, inline, loop_delay, spool, tweaks, uid_validation, waiting
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
 from dicom_node.store.intake import IndexFailed, Intake
@@ -111,8 +101,7 @@ class StorageSCP:
         uid_validation.install()
         if not guard.install():  # tests/network/test_guards_installed.py fails on this
             log.error("pynetdicom %s: hostile-input guards NOT installed", pynetdicom_version)
-        self.tweaks = tweaks.enabled()
-        self._install_tweaks()
+        self.tweaks = tweaks.install(tweaks.enabled())
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
         spool.register(self.ae, store.incoming, admit=store.admit)
         # pynetdicom counts every connection whose thread is alive (waiting, or dropped and
@@ -139,22 +128,6 @@ class StorageSCP:
         metrics.ASSOCIATIONS_ACTIVE.set_function(lambda: len(self.ae.active_associations))
         metrics.CONNECTIONS_WAITING.set_function(self.connections.waiting)
 
-    def _install_tweaks(self) -> None:
-        """Apply the guarded pynetdicom tweaks ``DICOM_NODE_TWEAKS`` leaves on."""
-        on = self.tweaks
-        if "loop_delay" in on and not loop_delay.check():
-            log.warning("loop_delay tweak not applied: pynetdicom's DUL loop differs")
-            self.tweaks = on = on - {"loop_delay"}
-        if "contexts" in on:
-            contexts.install()  # each association copies ~170 contexts: cheaply
-        if "responses" in on:
-            responses.install()  # C-STORE-RSPs encoded once per SOP class and UID length
-        # Always: received datasets are recorded against their association and removed
-        # if it ends before they are served; the tweak decides only where they are written.
-        if not spool.install(file_meta_too="file_meta" in on, into_store="spool" in on):
-            log.error("pynetdicom %s: received datasets NOT tracked", pynetdicom_version)
-        log.info("pynetdicom tweaks: %s", ", ".join(sorted(on)) or "none")
-
     # -- association control -------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
         assoc = event.assoc
@@ -175,6 +148,12 @@ class StorageSCP:
             # own limit does: the sender may try again later
             assoc.acse.send_reject(0x02, 0x03, 0x02)
             assoc.kill()
+        elif not rq.presentation_context_definition_list:
+            # PS3.8 9.3.2 requires one or more; pynetdicom would accept the association
+            # with nothing negotiated and hold it until the network timeout
+            log.warning("rejecting association from %s@%s: no presentation context", calling, host)
+            metrics.ASSOCIATIONS_REJECTED.labels("no_presentation_context").inc()
+            self._reject(assoc, 0x01)  # no reason given
         elif ae is None:
             log.warning(
                 "rejecting association from %s@%s: called AE %r not served", calling, host, called

@@ -13,7 +13,10 @@ An unknown name is refused at start (a typo must not silently measure the wrong 
 
 from __future__ import annotations
 
+import logging
 import os
+
+log = logging.getLogger(__name__)
 
 ENV = "DICOM_NODE_TWEAKS"
 # name -> what it does (see each module)
@@ -45,3 +48,39 @@ def enabled(environ: dict[str, str] | None = None) -> frozenset[str]:
     if any(n.startswith("-") for n in names):
         raise ValueError(f"{ENV}: give either names or -names, not both")
     return frozenset(names)
+
+
+def install(on: frozenset[str]) -> frozenset[str]:
+    """Apply the tweaks in ``on``, and the spool's tracking of received datasets (always);
+    return the tweaks applied. One that did not install (pynetdicom differs from what it
+    was verified on) is logged as an error and left out: stock pynetdicom does its work."""
+    from pynetdicom import __version__ as pynetdicom_version
+
+    from dicom_node.network import contexts, file_meta, inline, loop_delay, responses, spool
+
+    failed = set()
+    if "inline" in on and not inline.supported():
+        failed.add("inline")
+    if "loop_delay" in on and not loop_delay.check():
+        failed.add("loop_delay")
+    if "contexts" in on and not contexts.install():  # ~170 contexts copied cheaply
+        failed.add("contexts")
+    if "responses" in on and not responses.install():  # C-STORE-RSPs encoded once
+        failed.add("responses")
+    # Always: received datasets are recorded against their association and removed
+    # if it ends before they are served; the tweak decides only where they are written.
+    if not spool.install(file_meta_too="file_meta" in on, into_store="spool" in on):
+        log.error("pynetdicom %s: received datasets NOT tracked", pynetdicom_version)
+        failed |= {"spool", "file_meta"} & on
+    for name in sorted(failed):
+        log.error("pynetdicom %s: tweak %s NOT installed", pynetdicom_version, name)
+    on = on - failed
+    # File Meta is memoised only for datasets spooled into the store (an A/B of -spool)
+    if "file_meta" in on and "spool" not in on:
+        log.info("tweak file_meta not applied: it works on what the spool tweak writes")
+        on = on - {"file_meta"}
+    elif "file_meta" in on and not file_meta.install():  # idempotent: whether it is in
+        log.error("pynetdicom %s: tweak file_meta NOT installed", pynetdicom_version)
+        on = on - {"file_meta"}
+    log.info("pynetdicom tweaks: %s", ", ".join(sorted(on)) or "none")
+    return on

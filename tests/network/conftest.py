@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dicom_node.network import tweaks
 from tests.network.nodes import TWEAK_MODES, start_node
 from tests.support.node_process import NodeProcess, running_node
 
@@ -31,8 +32,15 @@ NODE_CONFIG: dict[str, Any] = {
 def hostile_node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NodeProcess]:
-    """One node per module and tweak mode; it must survive every test and stop cleanly."""
+    """One node per module and tweak mode; it must survive every test and stop cleanly.
+    It runs exactly the tweaks of its mode: none silently left out (tests of one mode
+    would then test the other)."""
     node = start_node(tmp_path_factory.mktemp("hostile"), request.param)
+    log = node.log()
+    applied = ", ".join(sorted(tweaks.enabled({tweaks.ENV: request.param}))) or "none"
+    assert f"pynetdicom tweaks: {applied}\n" in log, log[-3000:]
+    for failure in ("NOT installed", "NOT tracked", "not applied"):
+        assert failure not in log, log[-3000:]
     yield node
     code = node.stop()
     assert code == 0, f"node did not stop cleanly ({code}):\n{node.log()[-5000:]}"

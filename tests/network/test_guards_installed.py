@@ -4,6 +4,7 @@ hooks on the new version (and the pin in pyproject.toml) before relaxing anythin
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,27 @@ def test_each_kept_tweak_installs(name: str) -> None:
     assert installers[name](), (
         f"tweak {name} did not install on pynetdicom {pynetdicom.__version__}"
     )
+
+
+@pytest.mark.parametrize("name", ["contexts", "responses"])
+def test_a_tweak_that_does_not_install_is_not_applied(
+    name: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tweak whose install check fails (another pynetdicom: the pinned one cannot make
+    it fail, so the attribute it checks is replaced for this test) is left out of what
+    the node applies and lists, with an error; it was listed as applied."""
+    from pynetdicom import dimse
+    from pynetdicom.presentation import PresentationContext
+
+    if name == "contexts":  # a pynetdicom with its own __deepcopy__
+        monkeypatch.setattr(PresentationContext, "__deepcopy__", lambda s, m: s, raising=False)
+    else:  # a pynetdicom whose send_msg differs
+        monkeypatch.setattr(dimse.DIMSEServiceProvider, "send_msg", lambda s, p, c: None)
+    with caplog.at_level(logging.INFO, logger="dicom_node.network.tweaks"):
+        applied = tweaks.install(frozenset(tweaks.TWEAKS))
+    assert applied == frozenset(tweaks.TWEAKS) - {name}
+    assert f"tweak {name} NOT installed" in caplog.text
+    assert f"pynetdicom tweaks: {', '.join(sorted(applied))}\n" in caplog.text
 
 
 def test_tweak_switch_parses() -> None:

@@ -61,10 +61,20 @@ def _versions(n: int, seed: int) -> list:  # type: ignore[type-arg]
     return out
 
 
+def _stored(proc: NodeProcess, sop_uid: str) -> Path:
+    """The file of the one index row of ``sop_uid``."""
+    rows = query(proc.index, "SELECT path FROM instances WHERE sop_instance_uid=:u", u=sop_uid)
+    assert len(rows) == 1, rows
+    return Path(rows[0][0])
+
+
 @pytest.mark.parametrize("policy", ["keep_first", "replace"])
 def test_two_associations_race_on_one_uid(
     tmp_path: Path, index_url: str, policy: str, races: int
 ) -> None:
+    """Two versions of a new instance at once; and two new versions at once of an
+    instance already stored: keep_first keeps the stored file's bytes, replace takes
+    one of the two, whole, never the stored one; one index row each time."""
     with NodeProcess(
         tmp_path / "node",
         node_config(
@@ -76,16 +86,22 @@ def test_two_associations_race_on_one_uid(
         for i in range(races):
             versions = _versions(2, seed=100 + i)
             assert race(proc.port, versions, ExplicitVRLittleEndian) == [0, 0], i
-            ((path,),) = query(
-                proc.index,
-                "SELECT path FROM instances WHERE sop_instance_uid=:u",
-                u=versions[0].SOPInstanceUID,
-            )
-            stored = dcmread(path).PixelData
+            stored = dcmread(_stored(proc, versions[0].SOPInstanceUID)).PixelData
             # The file is one of the two versions, whole (not a mix, not gone).
             assert stored in (versions[0].PixelData, versions[1].PixelData), i
             assert inconsistencies(proc) == [], i
-        assert query(proc.index, "SELECT count(*) FROM instances") == [(races,)]
+
+            v0, v1, v2 = _versions(3, seed=300 + i)
+            assert race(proc.port, [v0], ExplicitVRLittleEndian) == [0], i
+            first = _stored(proc, v0.SOPInstanceUID).read_bytes()
+            assert race(proc.port, [v1, v2], ExplicitVRLittleEndian) == [0, 0], i
+            path = _stored(proc, v0.SOPInstanceUID)
+            if policy == "keep_first":
+                assert path.read_bytes() == first, i
+            else:
+                assert dcmread(path).PixelData in (v1.PixelData, v2.PixelData), i
+            assert inconsistencies(proc) == [], i
+        assert query(proc.index, "SELECT count(*) FROM instances") == [(2 * races,)]
         assert "0xA700" not in proc.log() and "indexing failed" not in proc.log()
 
 

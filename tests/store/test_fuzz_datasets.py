@@ -1,9 +1,9 @@
 """A bounded dataset fuzz suite against a real node (issue 12): seeded mutations of valid
 datasets (truncations, wrong VRs and lengths, garbage, deep nesting) sent through
-pynetdicom. After each batch the node answers C-ECHO, its fds and threads are back near
-their baseline, nothing half-written is left in ``incoming/`` or the index, every index
-row has its file, and every instance answered Success is indexed and readable by pydicom
-while every refused one left nothing.
+pynetdicom. After each batch the node answers C-ECHO, its RSS (within 30 MB), fds and
+threads are back near their baseline, nothing half-written is left in ``incoming/`` or
+the index, every index row has its file, and every instance answered Success is indexed
+and readable by pydicom while every refused one left nothing.
 
 CI runs a fixed seed and a small budget; ``pytest --long`` (and ``--fuzz-seed N``) runs
 many more cases.
@@ -32,6 +32,7 @@ from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
 from dicom_node.network.spool import READY_FILES
 from dicom_node.store.owner import LOCK_FILENAME
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
+from tests.network import probe
 from tests.store.fuzz import mutate
 from tests.store.support import inconsistencies, write_part10
 from tests.support.dcmtk import echoscu
@@ -83,10 +84,6 @@ def _readable(path: str) -> None:
         ds = dcmread(path)
         for elem in ds.iterall():
             _ = elem.value
-
-
-def _threads(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def _store_fds(pid: int, data_dir: Path) -> list[str]:
@@ -144,7 +141,7 @@ def test_fuzzed_datasets_leave_the_node_whole(
         assert sender.send(write_part10(ds, tmp_path / "warm.dcm", ts=ts)) == 0
         sender.close()
         assert echoscu(proc.port, "DICOM_NODE").returncode == 0
-        base_threads = _threads(proc.pid)
+        rss0, fds0, threads0 = probe.baseline(proc)
         seen: dict[str, int] = {}
         try:
             for batch in range(batches):
@@ -173,7 +170,12 @@ def test_fuzzed_datasets_leave_the_node_whole(
                 held = _store_fds(proc.pid, proc.data_dir)
                 assert len(held) <= READY_FILES, (where, held)
                 assert all(os.path.getsize(p) == 0 for p in held if os.path.exists(p)), where
-                assert _threads(proc.pid) <= base_threads + 4, where
+                # Back near the baseline once released (as tests/network/test_fuzz_pdus.py)
+                assert probe.settle(lambda: probe.fds(proc.pid), fds0, 2, 30) <= fds0 + 2, where
+                threads = probe.settle(lambda: probe.threads(proc.pid), threads0, 2, 30)
+                assert threads <= threads0 + 2, where
+                rss = probe.settle(lambda: probe.rss_kb(proc.pid), rss0, 30 * 1024)
+                assert rss <= rss0 + 30 * 1024, (where, rss - rss0)
         finally:
             sender.close()
             _config.STORE_SEND_CHUNKED_DATASET = old

@@ -3,7 +3,8 @@ associations to a real node process: the node answers exactly what the structura
 documents (Success for a valid dataset, 0xC210 for a StructureError, 0xA900 for a
 PixelDataMismatch); an instance answered Success is indexed and its file holds the bytes
 sent, which pydicom reads back (a valid one re-encodes to the same bytes); a refused one
-leaves nothing. Afterwards the node answers C-ECHO and nothing is left in incoming/.
+leaves nothing. Afterwards the node answers C-ECHO, nothing is left in incoming/, and its
+RSS (within 30 MB), fds and threads are back near their baseline.
 
 About 14 fixed examples per group of corruptions in CI; ``pytest --long`` many fresh
 ones (tests/support/hypo.py).
@@ -44,6 +45,12 @@ def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]
     node = NodeProcess(work, {"models": {"bundled": False}}, env={"TMPDIR": str(work / "tmp")})
     with node:
         yield node
+
+
+@pytest.fixture(scope="module")
+def fuzz_baseline(fuzz_node: NodeProcess) -> tuple[int, int, int]:
+    """RSS (kB), fds and threads of the module's node once warm."""
+    return probe.baseline(fuzz_node)
 
 
 def _identity() -> Dataset:
@@ -96,9 +103,10 @@ def _expected(body: bytes, ts: str) -> int:
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_generated_datasets_over_real_associations(
-    fuzz_node: NodeProcess, tmp_path: Path, group: str
+    fuzz_node: NodeProcess, fuzz_baseline: tuple[int, int, int], tmp_path: Path, group: str
 ) -> None:
     node = fuzz_node
+    rss0, fds0, threads0 = fuzz_baseline
     seen: set[int] = set()
     allowed, pixels, reached = GROUPS[group]
 
@@ -132,3 +140,8 @@ def test_generated_datasets_over_real_associations(
     assert probe.echo_ok_within(node.port), node.log()[-3000:]
     probe.wait_associations_closed(node)
     assert probe.spool_leftovers(node) == []
+    # Back near the baseline once released (as tests/network/test_fuzz_pdus.py)
+    assert probe.settle(lambda: probe.fds(node.pid), fds0, 2, 30) <= fds0 + 2
+    assert probe.settle(lambda: probe.threads(node.pid), threads0, 2, 30) <= threads0 + 2
+    rss = probe.settle(lambda: probe.rss_kb(node.pid), rss0, 30 * 1024)
+    assert rss <= rss0 + 30 * 1024, f"RSS {rss - rss0} kB above its baseline"
