@@ -27,6 +27,7 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 from dicom_node import metrics
@@ -38,22 +39,39 @@ BURST = 4  # waiting connections never exceed this many times max_waiting_connec
 QUIET_AFTER = 10.0  # s without a drop before the next drop logs a WARNING again
 
 
+def _ended(ref: weakref.ref[Any]) -> bool:
+    """Whether the association thread behind ``ref`` is gone or has ended (one not
+    started yet has not)."""
+    assoc = ref()
+    return assoc is None or (assoc.ident is not None and not assoc.is_alive())
+
+
 class WaitingConnections:
     """The connections of one server that have not sent an A-ASSOCIATE-RQ yet, oldest
-    first, and the associations admitted past it; keyed by pynetdicom's ``Association``
-    of each connection."""
+    first, and the associations admitted past it. Keyed by pynetdicom's ``Association``
+    of each connection, held weakly and dropped once its thread has ended: a connection
+    close event does not come on every path (fuzzed streams), and an association held
+    here would keep its buffers and contexts alive."""
 
     def __init__(self, max_waiting: int, max_associations: int) -> None:
         self.max_waiting = max_waiting
         self.max_associations = max_associations
         self._lock = threading.Lock()
         # id(assoc) -> (assoc, its socket, peer, opened at): insertion order, oldest first
-        self._waiting: dict[int, tuple[Any, socket.socket | None, str, float]] = {}
-        self._admitted: dict[int, Any] = {}  # id(assoc) -> assoc, past its request
+        self._waiting: dict[int, tuple[weakref.ref[Any], socket.socket | None, str, float]] = {}
+        self._admitted: dict[int, weakref.ref[Any]] = {}  # past their request
         self._last_drop = 0.0
+
+    def _prune(self) -> None:
+        """Forget associations whose thread has ended (lock held)."""
+        for key in [k for k, entry in self._waiting.items() if _ended(entry[0])]:
+            del self._waiting[key]
+        for key in [k for k, ref in self._admitted.items() if _ended(ref)]:
+            del self._admitted[key]
 
     def waiting(self) -> int:
         with self._lock:
+            self._prune()
             return len(self._waiting)
 
     def opened(self, assoc: Any) -> None:
@@ -66,12 +84,13 @@ class WaitingConnections:
         now = time.monotonic()
         dropped = []
         with self._lock:
+            self._prune()
             while len(self._waiting) >= self.max_waiting:
                 oldest = self._waiting[next(iter(self._waiting))]
                 if now - oldest[3] < GRACE and len(self._waiting) < BURST * self.max_waiting:
                     break  # a burst: its requests are probably on their way
-                dropped.append(self._waiting.pop(id(oldest[0])))
-            self._waiting[id(assoc)] = (assoc, sock, peer, now)
+                dropped.append(self._waiting.pop(next(iter(self._waiting))))
+            self._waiting[id(assoc)] = (weakref.ref(assoc), sock, peer, now)
             # one WARNING per episode of drops: a flood must not flood the log
             first = bool(dropped) and now - self._last_drop > QUIET_AFTER
             if dropped:
@@ -101,20 +120,25 @@ class WaitingConnections:
         """``EVT_REQUESTED``: whether ``assoc`` may go on (fewer than
         ``max_associations`` admitted); it waits no more either way."""
         with self._lock:
-            self._waiting.pop(id(assoc), None)
-            if len(self._admitted) >= self.max_associations:
-                # An association whose thread ended without a close event (none known)
-                # must not hold its place for good.
-                for key, other in list(self._admitted.items()):
-                    if not other.is_alive():
-                        del self._admitted[key]
+            self._forget(assoc)
+            self._prune()
             if len(self._admitted) >= self.max_associations:
                 return False
-            self._admitted[id(assoc)] = assoc
+            self._admitted[id(assoc)] = weakref.ref(assoc)
             return True
 
     def closed(self, assoc: Any) -> None:
         """``EVT_CONN_CLOSE``: the connection ended (any way); it waits and counts no more."""
         with self._lock:
-            self._waiting.pop(id(assoc), None)
-            self._admitted.pop(id(assoc), None)
+            self._forget(assoc)
+
+    def _forget(self, assoc: Any) -> None:
+        """Remove ``assoc``'s entries (lock held); an entry under its id that belongs to
+        an association since gone (ids are reused) is left to :meth:`_prune`."""
+        key = id(assoc)
+        entry = self._waiting.get(key)
+        if entry is not None and entry[0]() is assoc:
+            del self._waiting[key]
+        ref = self._admitted.get(key)
+        if ref is not None and ref() is assoc:
+            del self._admitted[key]
