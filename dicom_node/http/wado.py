@@ -22,12 +22,12 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from sqlalchemy import select
 
-from dicom_node.http.inflate import inflated_pieces
 from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
 from dicom_node.index.header import INFLATE_MAX
 from dicom_node.store.check import StructureError, TooManyElements, count_within
+from dicom_node.store.inflate import inflated_pieces
 
 log = logging.getLogger(__name__)
 

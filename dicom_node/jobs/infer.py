@@ -3,8 +3,9 @@
 Reads the job's instances from the store, keeps those the model applies to and runs the
 model on each. Errors are typed at this boundary (:mod:`dicom_node.jobs.errors`): a
 missing or unreadable input, an unknown model, no fitting image, or an image the model
-rejects are permanent; an I/O error reading an input and a runtime or resource error of
-the model are transient.
+rejects are permanent (so is a Deflated input that inflates past its image attributes:
+it is never inflated whole); an I/O error reading an input and a runtime or resource
+error of the model are transient.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from sqlalchemy import select
 
 from ai.model import Model
@@ -29,6 +32,7 @@ from dicom_node.jobs.errors import DETERMINISTIC, PermanentJobError, TransientJo
 from dicom_node.jobs.inputs import JobInputs, SharedFilesystem
 from dicom_node.jobs.models import Job
 from dicom_node.jobs.stage_metrics import observe_scores
+from dicom_node.store.inflate import InflatesTooFar, read_deflated
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +75,18 @@ def fetch_input(inputs: JobInputs, row: Instance) -> Path:
         ) from exc
 
 
-def read_input(path: Path | str) -> Dataset:
-    """One stored input: gone or unparsable is permanent, another I/O error transient."""
+def read_input(path: Path | str, row: Instance, job: Job) -> Dataset:
+    """One stored input: gone or unparsable is permanent, another I/O error transient. A
+    Deflated one is inflated in steps (:func:`~dicom_node.store.inflate.read_deflated`),
+    never whole by pydicom: one that inflates past its image attributes is permanent."""
     try:
+        if read_file_meta_info(path).get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+            return read_deflated(path)
         return dcmread(path)
+    except InflatesTooFar as exc:
+        raise PermanentJobError(
+            f"input {row.sop_instance_uid} of study {job.study_uid} is not read: {exc}"
+        ) from exc
     except FileNotFoundError as exc:
         raise PermanentJobError(f"cannot read stored input {path}: {exc}") from exc
     except OSError as exc:  # EIO, a stale mount...: the file may read next time
@@ -102,7 +114,7 @@ def run_model(
     sources: list[Dataset] = []
     skipped: list[str] = []
     for row in inputs:
-        ds = read_input(fetch_input(files, row))
+        ds = read_input(fetch_input(files, row), row, job)
         ok, reason = model.applies_to(ds)
         if ok:
             sources.append(ds)

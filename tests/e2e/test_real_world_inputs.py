@@ -3,7 +3,9 @@
 A real chest CR from ``pydicom-data`` (RG1_UNCI: Pixel Spacing 0\\0, no Imager Pixel
 Spacing) comes back as an SR, heatmap and card with zero dciodvfy errors; an image
 whose pixel data cannot be decoded, or whose results cannot be written, fails its job
-once, permanently, with a one-line reason and no traceback in the log.
+once, permanently, with a one-line reason and no traceback in the log; so does a
+Deflated image that inflates far past its attributes, which the node never inflates
+whole, and stays ready.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.sop_class import Comprehensive3DSRStorage as SR_CLASS
 from pynetdicom.sop_class import SecondaryCaptureImageStorage as SC_CLASS
 
@@ -22,6 +26,7 @@ from tests.support.dcmtk import storescu
 from tests.support.dicom3tools import dciodvfy
 from tests.support.index import job_rows
 from tests.support.node_process import NodeProcess
+from tests.support.scu import store_file_raw
 from tests.support.storescp import StoreSCP
 from tests.support.waiting import wait_for
 
@@ -113,4 +118,38 @@ def test_bad_image_fails_once_with_a_readable_reason(tmp_path: Path, make, kind:
     assert "Traceback" not in log, log[-3000:]
     failures = [line for line in log.splitlines() if "failed (dead)" in line]
     assert len(failures) == 1, failures
+    assert pacs.received() == []
+
+
+def test_a_deflate_bomb_fails_its_job_once_and_the_node_stays_ready(tmp_path: Path) -> None:
+    """A chest CR stored Deflated whose Pixel Data inflates to 96 MB while its
+    attributes say 64 x 64 (96 kB sent): its job is dead after one attempt with a
+    one-line reason naming the study, the node never holds the inflated bytes (its peak
+    RSS) and answers /health and /ready."""
+    ds = synthetic.make_cr(rows=64, cols=64, seed=33)
+    ds.PixelData = bytes(96 * 2**20)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    path = synthetic.write_files([ds], tmp_path / "study")[0]
+    assert path.stat().st_size < 2**20
+    pacs = StoreSCP(tmp_path / "pacs", ae_title="PACS", extra_args=["-uf"])
+    with pacs, _node(tmp_path, pacs) as node:
+        Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        before = node.peak_rss_kb()
+        # Sent as stored (storescu would send it inflated: no longer a bomb).
+        assert store_file_raw(node.port, path, calling="MODALITY") == 0
+        _wait_for_state(node, "dead", timeout=60)
+        time.sleep(1.5)  # a retry (0.2 s backoff) would show up here
+        rows = job_rows(node.data_dir)
+        log = node.log()
+        grown_kb = node.peak_rss_kb() - before
+        health = requests.get(node.http_url + "/health", timeout=10)
+        ready = requests.get(node.http_url + "/ready", timeout=10)
+    ((_, state, attempts, error),) = rows
+    assert (state, attempts) == ("dead", 1), (rows, log[-3000:])
+    assert "more than its image attributes allow" in error and ds.StudyInstanceUID in error
+    assert "\n" not in error and "Traceback" not in log, log[-3000:]
+    failures = [line for line in log.splitlines() if "failed (dead)" in line]
+    assert len(failures) == 1 and ds.StudyInstanceUID in failures[0], failures
+    assert grown_kb < 64 * 1024, grown_kb
+    assert health.json() == {"status": "ok"} and ready.status_code == 200, ready.text
     assert pacs.received() == []

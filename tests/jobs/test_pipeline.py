@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from ai import types
 from ai.registry import ModelRegistry
 from dicom_node import synthetic
 from dicom_node.db import Database
+from dicom_node.index.tables import Instance
 from dicom_node.jobs.models import Job, JobState
 from dicom_node.jobs.pipeline import JobRunner
 from dicom_node.jobs.queue import JobQueue, NewJob
@@ -84,16 +86,19 @@ def _run(
 ) -> Job:
     """Claim the one queued job, run it once, and return its row."""
     queue = JobQueue(index)
+    store = InstanceStore(tmp_path / "store", fsync=False)
+    store.open()
     runner = JobRunner(
         index,
         queue,
-        InstanceStore(tmp_path / "store"),
+        store,
         ModelRegistry(models, []),
         lambda: config or _config(),
     )  # type: ignore[arg-type]
     claim = queue.claim("test-worker")
     assert claim is not None
     runner(claim)
+    store.close()
     with index.session() as s:
         job = s.get(Job, claim.job_id)
         s.expunge(job)
@@ -192,3 +197,66 @@ def test_results_the_writer_refuses_are_permanent(index: Database, tmp_path: Pat
     assert job.state == JobState.DEAD and job.attempts == 1 and job.next_attempt_at is None
     assert job.error.startswith("results of model 'stub' cannot be written:"), job.error
     assert "LabelResult.code" in job.error and "\n" not in job.error
+
+
+def _deflate_input(index: Database, job_id: int, ds: Dataset) -> Path:
+    """Store ``ds`` Deflated as the job's first input (as received: never inflated)."""
+    with index.session() as s:
+        job = s.get(Job, job_id)
+        path = Path(s.query(Instance).filter_by(sop_instance_uid=job.instance_uids[0]).one().path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _peak_rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_deflate_bomb_input_fails_once_and_is_never_inflated_whole(
+    index: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Deflated input whose Pixel Data inflates to 80 MB while its attributes say
+    64 x 64 (80 kB stored): the job is dead after one attempt, its error and one log
+    line name the job, the study and the instance, and the inflated bytes are never
+    held (this process's peak RSS)."""
+    job_id = _job(index, tmp_path)
+    bomb = synthetic.make_cr(rows=64, cols=64, seed=0)
+    bomb.PixelData = bytes(80 * 2**20)
+    path = _deflate_input(index, job_id, bomb)
+    del bomb
+    assert path.stat().st_size < 2**20
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before = _peak_rss_kb()
+    job = _run(index, tmp_path, {"stub": StubModel()})
+    assert _peak_rss_kb() - before < 48 * 1024  # at most INFLATE_MAX (16 MB) and a step
+    assert job.state == JobState.DEAD and job.attempts == 1 and job.next_attempt_at is None
+    assert "more than its image attributes allow" in job.error, job.error
+    assert "1.2.3" in job.error and job.instance_uids[0] in job.error and "\n" not in job.error
+    failed = [r.getMessage() for r in caplog.records if "failed (dead)" in r.getMessage()]
+    assert len(failed) == 1 and f"job {job_id} " in failed[0] and "1.2.3" in failed[0], failed
+
+
+def test_a_deflated_input_is_read_as_stored(index: Database, tmp_path: Path) -> None:
+    """A well-formed Deflated input reaches the model with the pixels it was stored with."""
+    job_id = _job(index, tmp_path)
+    study = synthetic.make_cr(seed=1).StudyInstanceUID  # the second input's
+    source = synthetic.make_cr(rows=300, cols=200, seed=5, study_uid=study)
+    _deflate_input(index, job_id, source)
+    identity = types.ModelIdentity("stub", "1", "acme", "2.25.1", "test", True)
+    code = types.Code("C0", "99TEST", "finding")
+    seen: list[Dataset] = []
+
+    def negative(ds: Dataset) -> list:
+        seen.append(ds)
+        label = types.LabelResult("finding", code, 0.1, 0.5, False)
+        return [types.ImageResult(str(ds.SOPInstanceUID), None, identity, (label,))]
+
+    config = validate_config({"results": {"findings_card": False, "heatmaps": "none"}})
+    job = _run(index, tmp_path, {"stub": StubModel(infer=negative)}, config)
+    assert job.state == JobState.DONE, job.error
+    assert len(seen) == 2 and seen[0].SOPInstanceUID == source.SOPInstanceUID
+    assert (seen[0].pixel_array == source.pixel_array).all()

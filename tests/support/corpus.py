@@ -247,7 +247,9 @@ def run_corpus(
     work.mkdir(parents=True, exist_ok=True)
     ensure_demo_package_once(work)
     workers = workers or min(4, os.cpu_count() or 1)
-    ctx = multiprocessing.get_context("fork")  # the parent holds no model or thread pool
+    # Spawned, not forked: the parent has threads (OpenBLAS's from numpy's import, and a
+    # test run's own), and a forked child can inherit a lock one of them held.
+    ctx = multiprocessing.get_context("spawn")
     try:
         with ctx.Pool(workers, _worker_init, (str(work), check, options)) as pool:
             yield from pool.imap(_worker_run, files)

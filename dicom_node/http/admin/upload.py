@@ -22,7 +22,6 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from starlette.concurrency import run_in_threadpool
 
 from dicom_node.http.app import body_chunks, node_of
-from dicom_node.http.inflate import inflated_pieces
 from dicom_node.http.problem import Problem
 from dicom_node.http.stow_check import read_file_meta
 from dicom_node.index.header import HeaderError
@@ -33,6 +32,7 @@ from dicom_node.store.check import (
     check_file,
     count_within,
 )
+from dicom_node.store.inflate import inflated_pieces
 
 
 async def uploaded(request: Request) -> Path:
