@@ -14,7 +14,6 @@ few empty spool files are kept ready in each directory
 (:class:`~dicom_node.store.ready_files.ReadyFiles`); pynetdicom takes one as each C-STORE
 begins.
 
-The File Meta pynetdicom writes first is encoded through :mod:`.file_meta`.
 
 pynetdicom opens a dataset's file as soon as its command has arrived, but hands it to the
 handler only if the request is valid, of a Storage SOP class and served before the
@@ -42,7 +41,7 @@ from typing import Any
 
 from dicom_node import metrics
 from dicom_node.index.header import dataset_offset as dataset_offset  # re-exported
-from dicom_node.network import file_meta, guard
+from dicom_node.network import guard
 from dicom_node.store.ready_files import ReadyFiles
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,6 @@ SWEEP_SECONDS = 0.5  # how often associations that ended without an event are lo
 # Received datasets an association may hold that no handler took yet: the node negotiates
 # one outstanding operation, so a conforming peer holds one (the dataset arriving).
 MAX_UNSERVED = 8
-HeadHook = Callable[["SpoolFile", bytes], None]  # empty spool files kept ready per directory
 Admit = Callable[[int], None]  # raises OSError to refuse writing that many bytes
 
 
@@ -66,24 +64,13 @@ class SpoolFile:
     0xA700 (:func:`write_error`) instead of pynetdicom aborting the association.
     """
 
-    def __init__(
-        self,
-        made: tuple[Path, int],
-        on_head: HeadHook | None = None,
-        admit: Admit | None = None,
-    ) -> None:
+    def __init__(self, made: tuple[Path, int], admit: Admit | None = None) -> None:
         path, self._fd = made  # an empty file in the spool directory, open for writing
         self.name = str(path)
         self.file = self  # pynetdicom calls ``.file.flush()``
         self.error: OSError | None = None
-        self.transfer_syntax: str | None = None  # known once the File Meta is written
-        self._on_head = on_head
         self._admit = admit  # the store's disk reserve, asked before each write
         self._lock = threading.Lock()  # a discard at association end vs the DUL's writes
-
-    def meta_written(self, transfer_syntax: str) -> None:
-        """The File Meta is written: the next write starts the dataset."""
-        self.transfer_syntax = transfer_syntax
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data)
@@ -100,12 +87,6 @@ class SpoolFile:
                     failed = err
         if failed is not None:
             self._fail(failed)
-        if self.transfer_syntax is not None and self._on_head is not None:
-            on_head, self._on_head = self._on_head, None
-            try:
-                on_head(self, data)
-            except Exception:  # a look-ahead only: never let it break the C-STORE
-                log.exception("reading the head of %s failed", self.name)
         return total
 
     def _fail(self, err: OSError) -> None:
@@ -166,11 +147,9 @@ class _Spool:
         self,
         directory: Path,
         size: int = READY_FILES,
-        on_head: HeadHook | None = None,
         admit: Admit | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self.on_head = on_head
         self.admit = admit
         self._files = ReadyFiles(self.directory, ".dcm", size)
         self._want = threading.Event()
@@ -195,7 +174,7 @@ class _Spool:
             spool = SpoolFile((unmade, -1), admit=self.admit)
             spool._fail(err)
         else:
-            spool = SpoolFile(made, on_head=self.on_head, admit=self.admit)
+            spool = SpoolFile(made, admit=self.admit)
         self._own(owner, spool)
         return spool
 
@@ -280,16 +259,12 @@ class _Spool:
 _spools: weakref.WeakKeyDictionary[Any, _Spool] = weakref.WeakKeyDictionary()
 
 
-def register(
-    ae: Any, directory: Path, on_head: HeadHook | None = None, admit: Admit | None = None
-) -> None:
+def register(ae: Any, directory: Path, admit: Admit | None = None) -> None:
     """Spool the C-STORE datasets received by the pynetdicom ``ae`` into ``directory``;
-    ``on_head(spool_file, first_fragment)`` runs (on the DUL thread) as the first
-    fragment of each dataset is written, while the rest is still arriving; ``admit(n)``
-    runs before each write of ``n`` bytes and may refuse it by raising OSError (the
-    rest of that dataset is then discarded, as after a failed write)."""
+    ``admit(n)`` runs before each write of ``n`` bytes and may refuse it by raising
+    OSError (the rest of that dataset is then discarded, as after a failed write)."""
     unregister(ae)
-    _spools[ae] = _Spool(directory, on_head=on_head, admit=admit)
+    _spools[ae] = _Spool(directory, admit=admit)
 
 
 def unregister(ae: Any) -> None:
@@ -343,11 +318,10 @@ def end_of_association(assoc: Any) -> list[str]:
     return [] if ready is None else ready.end(assoc)
 
 
-def install(file_meta_too: bool = True, into_store: bool = True) -> bool:
+def install(into_store: bool = True) -> bool:
     """Make pynetdicom receive C-STORE datasets into files recorded against their
     association (see the module's docstring): spooled into the registered directories
-    with ``into_store`` (the spool tweak; with ``file_meta_too`` their File Meta's
-    encoding memoised, :mod:`.file_meta`), else in pynetdicom's own temporary files.
+    with ``into_store`` (the spool tweak), else in pynetdicom's own temporary files.
     Return whether the hook is in place (if pynetdicom differs, its own temp files are
     used, unrecorded, and the handler copies them)."""
     global _installed, _into_store
@@ -355,8 +329,6 @@ def install(file_meta_too: bool = True, into_store: bool = True) -> bool:
 
     chunked_datasets()
     _into_store = into_store
-    if not file_meta.install(memoise=into_store and file_meta_too):
-        log.info("File Meta encoding not memoised: pynetdicom differs from 3.0.x")
     if _installed:
         return True
     if getattr(dimse_messages, "NamedTemporaryFile", None) is not tempfile.NamedTemporaryFile:

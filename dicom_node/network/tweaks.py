@@ -22,7 +22,6 @@ ENV = "DICOM_NODE_TWEAKS"
 # name -> what it does (see each module)
 TWEAKS = {
     "spool": "C-STORE datasets spooled straight into the store's incoming/ (spool.py)",
-    "file_meta": "File Meta of spooled C-STOREs memoised (file_meta.py)",
     "responses": "C-STORE-RSPs encoded once per SOP class (responses.py)",
     "contexts": "cheap deepcopy of the ~170 supported contexts (contexts.py)",
     "inline": "C-STOREs served on the DUL thread (inline.py)",
@@ -56,7 +55,7 @@ def install(on: frozenset[str]) -> frozenset[str]:
     was verified on) is logged as an error and left out: stock pynetdicom does its work."""
     from pynetdicom import __version__ as pynetdicom_version
 
-    from dicom_node.network import contexts, file_meta, inline, loop_delay, responses, spool
+    from dicom_node.network import contexts, inline, loop_delay, responses, spool
 
     failed = set()
     if "inline" in on and not inline.supported():
@@ -69,18 +68,11 @@ def install(on: frozenset[str]) -> frozenset[str]:
         failed.add("responses")
     # Always: received datasets are recorded against their association and removed
     # if it ends before they are served; the tweak decides only where they are written.
-    if not spool.install(file_meta_too="file_meta" in on, into_store="spool" in on):
+    if not spool.install(into_store="spool" in on):
         log.error("pynetdicom %s: received datasets NOT tracked", pynetdicom_version)
-        failed |= {"spool", "file_meta"} & on
+        failed |= {"spool"} & on
     for name in sorted(failed):
         log.error("pynetdicom %s: tweak %s NOT installed", pynetdicom_version, name)
     on = on - failed
-    # File Meta is memoised only for datasets spooled into the store (an A/B of -spool)
-    if "file_meta" in on and "spool" not in on:
-        log.info("tweak file_meta not applied: it works on what the spool tweak writes")
-        on = on - {"file_meta"}
-    elif "file_meta" in on and not file_meta.install():  # idempotent: whether it is in
-        log.error("pynetdicom %s: tweak file_meta NOT installed", pynetdicom_version)
-        on = on - {"file_meta"}
     log.info("pynetdicom tweaks: %s", ", ".join(sorted(on)) or "none")
     return on

@@ -21,7 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def _installers() -> dict[str, Callable[[], bool]]:
     from dicom_node.network import (
         contexts,
-        file_meta,
         inline,
         loop_delay,
         responses,
@@ -29,8 +28,7 @@ def _installers() -> dict[str, Callable[[], bool]]:
     )
 
     return {
-        "spool": lambda: spool.install(file_meta_too=False),
-        "file_meta": file_meta.install,
+        "spool": spool.install,
         "responses": responses.install,
         "contexts": contexts.install,
         "inline": inline._check,
@@ -88,33 +86,3 @@ def test_tweak_switch_parses() -> None:
     assert tweaks.enabled({"DICOM_NODE_TWEAKS": "-spool"}) == frozenset(tweaks.TWEAKS) - {"spool"}
     with pytest.raises(ValueError, match="unknown"):
         tweaks.enabled({"DICOM_NODE_TWEAKS": "turbo"})
-
-
-def test_file_meta_hook_installs_with_tweaks_off_too() -> None:
-    """The File Meta's AE titles are recorded with every tweak off (``memoise=False``)."""
-    from dicom_node.network import file_meta
-
-    try:
-        assert file_meta.install(memoise=False), "File Meta AE titles hook did not install"
-    finally:
-        file_meta.install()
-
-
-def test_file_meta_hook_refuses_a_pynetdicom_that_builds_file_meta_otherwise(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The hook replaces two names pynetdicom's ``DIMSEMessage.decode_msg`` calls: on a
-    pynetdicom whose decode_msg no longer calls them it must not claim to be in place."""
-    from pydicom import filewriter
-    from pynetdicom import dimse_messages, dsutils
-
-    from dicom_node.network import file_meta
-
-    monkeypatch.setattr(dimse_messages, "write_file_meta_info", filewriter.write_file_meta_info)
-    monkeypatch.setattr(dimse_messages, "create_file_meta", dsutils.create_file_meta)
-
-    def decode_msg(self: object, primitive: object, assoc: object = None) -> bool:
-        return False  # builds its File Meta some other way
-
-    monkeypatch.setattr(dimse_messages.DIMSEMessage, "decode_msg", decode_msg)
-    assert not file_meta.install()

@@ -16,17 +16,14 @@ from typing import Any
 
 import pytest
 from pydicom import dcmread
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.dsutils import create_file_meta, encode
+from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dicom_node.index.header import parse_header
-from dicom_node.network import contexts, file_meta, inline, responses, spool
+from dicom_node.network import contexts, inline, responses, spool
 from dicom_node.synthetic import iter_ct_series
 from tests.support.ports import free_port
 from tests.support.studies import spooled_data
@@ -34,7 +31,7 @@ from tests.support.waiting import wait_until
 
 
 @pytest.fixture
-def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path, list[Any]]]:
+def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path]]:
     """A pynetdicom SCP with the node's tweaks and its handler's view of each C-STORE
     (the spooled path and its bytes)."""
     assert spool.install()
@@ -58,14 +55,7 @@ def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path, list[Any]]]:
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
-    heads: list[Any] = []
-    spool.register(
-        ae,
-        incoming,
-        on_head=lambda spooled, head: heads.append(
-            (spooled.name, spooled.transfer_syntax, bytes(head))
-        ),
-    )
+    spool.register(ae, incoming)
     port = free_port()
     server = ae.start_server(
         ("127.0.0.1", port),
@@ -77,7 +67,7 @@ def scp(tmp_path: Path) -> Iterator[tuple[int, list[Any], Path, list[Any]]]:
         ],
     )
     try:
-        yield port, seen, incoming, heads
+        yield port, seen, incoming
     finally:
         server.shutdown()
         spool.unregister(ae)
@@ -99,9 +89,9 @@ def _associate(port: int) -> Iterator[Any]:
 
 
 def test_c_store_is_spooled_into_the_registered_directory(
-    scp: tuple[int, list[Any], Path, list[Any]],
+    scp: tuple[int, list[Any], Path],
 ) -> None:
-    port, seen, incoming, heads = scp
+    port, seen, incoming = scp
     datasets = list(iter_ct_series(3, rows=64, cols=64))
     with _associate(port) as assoc:
         assert [assoc.send_c_store(ds).Status for ds in datasets] == [0, 0, 0]
@@ -119,20 +109,15 @@ def test_c_store_is_spooled_into_the_registered_directory(
         header = parse_header(data[offset:], back.file_meta.TransferSyntaxUID)
         assert header.sop_instance_uid == ds.SOPInstanceUID
         copy.unlink()
-    # The head hook saw each dataset's first fragment, with its transfer syntax.
-    assert [name for name, _, _ in heads] == [str(p) for p, _, _ in seen]
-    for (_, ts, head), (_, data, _) in zip(heads, seen, strict=True):
-        offset = spool.dataset_offset(data[:144])
-        assert ts == "1.2.840.10008.1.2.1" and data[offset:].startswith(head) and head
 
 
 def test_c_stores_are_served_on_the_dul_thread_other_requests_as_before(
-    scp: tuple[int, list[Any], Path, list[Any]],
+    scp: tuple[int, list[Any], Path],
 ) -> None:
     from pynetdicom.association import Association
     from pynetdicom.dul import DULServiceProvider
 
-    port, seen, _, _ = scp
+    port, seen, _ = scp
     datasets = list(iter_ct_series(3, rows=64, cols=64))
     with _associate(port) as assoc:
         statuses = [assoc.send_c_echo().Status]
@@ -290,20 +275,6 @@ def test_spool_files_of_an_association_whose_threads_ended_are_swept(tmp_path: P
         spool.unregister(ae)
 
 
-@pytest.mark.parametrize(
-    "uid", ["1.2.3", "1.2.34", "2.25.100543113806391906976030107742863930074", "1" * 64]
-)
-@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, JPEGBaseline8Bit])
-def test_memoised_file_meta_is_pydicoms_encoding(uid: str, ts: str) -> None:
-    assert spool.install()
-    expected = DicomBytesIO()
-    meta = create_file_meta(
-        sop_class_uid=CTImageStorage, sop_instance_uid=UID(uid), transfer_syntax=UID(ts)
-    )
-    write_file_meta_info(expected, meta)
-    assert file_meta.encoded_file_meta(CTImageStorage, uid, ts) == expected.getvalue()
-
-
 def test_presentation_contexts_copy_cheaply_and_independently() -> None:
     assert contexts.install()
     ae = AE()
@@ -386,6 +357,5 @@ def test_store_responses_reach_a_pynetdicom_scu_intact(monkeypatch: pytest.Monke
 
 def test_tweaks_install_idempotently() -> None:
     assert spool.install() and spool.install()
-    assert file_meta.install() and file_meta.install()
     assert responses.install() and responses.install()
     assert contexts.install() and contexts.install()
