@@ -54,6 +54,8 @@ def inconsistencies(proc: NodeProcess) -> list[str]:
     files = set(instances.rglob("*.dcm")) if instances.exists() else set()
     problems += [f"file {f} has no row" for f in sorted(files - set(paths))]
     problems += [f"half-written {f}" for f in spooled_data(proc.data_dir / "incoming")]
+    tmp = proc.workdir / "tmp"  # pynetdicom's own files, with the spool tweak off
+    problems += [f"received, left {f}" for f in (tmp.glob("*.dcm") if tmp.exists() else [])]
     return problems
 
 

@@ -111,22 +111,22 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_broken_dataset_refused_and_not_stored(
-    node_sqlite: NodeProcess, tmp_path: Path, case: str
+    node_each_tweak_mode: NodeProcess, tmp_path: Path, case: str
 ) -> None:
     make, ts, expected = CASES[case]
     ds = _ct()
     path = write_part10(ds, tmp_path / f"{case}.dcm", ts=ts, body=make(ds))
-    assert store_file_raw(node_sqlite.port, path) == expected
+    assert store_file_raw(node_each_tweak_mode.port, path) == expected
     assert query(
-        node_sqlite.index,
+        node_each_tweak_mode.index,
         "SELECT count(*) FROM instances WHERE sop_instance_uid=:u",
         u=ds.SOPInstanceUID,
     ) == [(0,)]
-    assert inconsistencies(node_sqlite) == []
-    assert echoscu(node_sqlite.port, "DICOM_NODE").returncode == 0
+    assert inconsistencies(node_each_tweak_mode) == []
+    assert echoscu(node_each_tweak_mode.port, "DICOM_NODE").returncode == 0
     # The same instance, well formed, is stored afterwards.
     good = write_part10(ds, tmp_path / "good.dcm")
-    assert store_file_raw(node_sqlite.port, good) == 0
+    assert store_file_raw(node_each_tweak_mode.port, good) == 0
 
 
 # pydicom test files that are broken on purpose (or encoded against their own File Meta)

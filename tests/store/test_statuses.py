@@ -26,18 +26,19 @@ def _ct() -> object:
 
 @pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
 def test_missing_identifying_uid_answers_c220(
-    node_sqlite: NodeProcess, tmp_path: Path, keyword: str
+    node_each_tweak_mode: NodeProcess, tmp_path: Path, keyword: str
 ) -> None:
     ds = _ct()
     sop = ds.SOPInstanceUID
     delattr(ds, keyword)
     path = tmp_path / "lacking.dcm"
     write_part10(ds, path, sop)
-    assert store_file_raw(node_sqlite.port, path) == 0xC220
-    assert query(
-        node_sqlite.index, "SELECT count(*) FROM instances WHERE sop_instance_uid=:u", u=sop
-    ) == [(0,)]
-    assert inconsistencies(node_sqlite) == []
+    assert store_file_raw(node_each_tweak_mode.port, path) == 0xC220
+    node = node_each_tweak_mode
+    assert query(node.index, "SELECT count(*) FROM instances WHERE sop_instance_uid=:u", u=sop) == [
+        (0,)
+    ]
+    assert inconsistencies(node_each_tweak_mode) == []
 
 
 @pytest.mark.parametrize("length", [300, 2000, 10_000])
