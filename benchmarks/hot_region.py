@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import timeit
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sr_writer.spatial import HOT_FRACTION, _component
-
-
-def numpy_fill(mask: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
-    """The fill before: a numpy array indexed one cell at a time."""
-    rows, cols = mask.shape
-    seen = np.zeros_like(mask, dtype=bool)
-    seen[start] = True
-    queue = deque([start])
-    cells = []
-    while queue:
-        i, j = queue.popleft()
-        cells.append((i, j))
-        for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            a, b = i + di, j + dj
-            if 0 <= a < rows and 0 <= b < cols and mask[a, b] and not seen[a, b]:
-                seen[a, b] = True
-                queue.append((a, b))
-    return cells
+from tests.support.numpy_fill import numpy_fill
 
 
 def masks(size: int = 224) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:

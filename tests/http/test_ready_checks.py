@@ -5,7 +5,6 @@ test_tokened_node.py, the disk reserve in test_health_metrics.py."""
 
 from __future__ import annotations
 
-import errno
 import socketserver
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,20 +17,7 @@ from tests.http.support import failing, inprocess_node
 from tests.support import postgres
 from tests.support.node_process import NodeProcess
 from tests.support.ports import accepting
-from tests.support.tmpfs import mounted_tmpfs
-
-
-def _use_every_inode(directory: Path) -> list[Path]:
-    """Empty files made in ``directory`` until its filesystem has no inode left."""
-    made: list[Path] = []
-    while True:
-        path = directory / f"filler-{len(made)}"
-        try:
-            path.touch(exist_ok=False)
-        except OSError as err:
-            assert err.errno == errno.ENOSPC, err
-            return made
-        made.append(path)
+from tests.support.tmpfs import mounted_tmpfs, use_every_inode
 
 
 @pytest.mark.skipif(postgres.available() is not None, reason=str(postgres.available()))
@@ -45,7 +31,7 @@ def test_not_ready_without_inodes_in_incoming_then_without_its_database(tmp_path
         with tmpfs as incoming, proc:
             url = proc.http_url + "/ready"
             assert requests.get(url, timeout=10).status_code == 200
-            fillers = _use_every_inode(incoming)
+            fillers = use_every_inode(incoming)
             try:
                 problems = failing(requests.get(url, timeout=10))
             finally:

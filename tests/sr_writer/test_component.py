@@ -4,30 +4,11 @@ naive fixpoint of 4-neighbour growth (same set, found independently)."""
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import pytest
 
 from sr_writer.spatial import _component, hot_region
-
-
-def _numpy_fill(mask: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
-    """The fill as it was: breadth first, the numpy array indexed one cell at a time."""
-    rows, cols = mask.shape
-    seen = np.zeros_like(mask, dtype=bool)
-    seen[start] = True
-    queue = deque([start])
-    cells = []
-    while queue:
-        i, j = queue.popleft()
-        cells.append((i, j))
-        for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            a, b = i + di, j + dj
-            if 0 <= a < rows and 0 <= b < cols and mask[a, b] and not seen[a, b]:
-                seen[a, b] = True
-                queue.append((a, b))
-    return cells
+from tests.support.numpy_fill import numpy_fill
 
 
 def _fixpoint(mask: np.ndarray, start: tuple[int, int]) -> set[tuple[int, int]]:
@@ -48,7 +29,7 @@ def _fixpoint(mask: np.ndarray, start: tuple[int, int]) -> set[tuple[int, int]]:
 
 def _check(mask: np.ndarray, start: tuple[int, int]) -> None:
     got = _component(mask, start)
-    assert got == _numpy_fill(mask, start)
+    assert got == numpy_fill(mask, start)
     assert set(got) == _fixpoint(mask, start)
     assert all(type(i) is int and type(j) is int for i, j in got)
 
@@ -114,4 +95,4 @@ def test_the_masks_hot_region_cuts() -> None:
             peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
             mask = heat >= region.level
             start = (int(peak[0]), int(peak[1]))
-            assert _component(mask, start) == _numpy_fill(mask, start)
+            assert _component(mask, start) == numpy_fill(mask, start)

@@ -3,7 +3,6 @@ a real filesystem out of inodes."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import time
@@ -14,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from dicom_node.store.ready_files import ReadyFiles
-from tests.support.tmpfs import mounted_tmpfs
+from tests.support.tmpfs import mounted_tmpfs, use_every_inode
 
 
 def _wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -92,19 +91,6 @@ def few_inodes(tmp_path: Path) -> Iterator[Path]:
         yield mnt
 
 
-def _use_every_inode(directory: Path) -> list[Path]:
-    """Empty files made in ``directory`` until its filesystem has no inode left."""
-    made: list[Path] = []
-    while True:
-        path = directory / f"filler-{len(made)}"
-        try:
-            path.touch(exist_ok=False)
-        except OSError as err:
-            assert err.errno == errno.ENOSPC, err
-            return made
-        made.append(path)
-
-
 def _failures() -> float:
     value = REGISTRY.get_sample_value("dicom_node_ready_files_failures_total", {"pool": "stow"})
     return value or 0.0
@@ -119,7 +105,7 @@ def test_running_out_of_inodes_warns_once_per_episode_and_says_when_it_recovers(
     episode, with its WARNING."""
     caplog.set_level(logging.DEBUG, logger="dicom_node.store.ready_files")
     before = _failures()
-    fillers = _use_every_inode(few_inodes)
+    fillers = use_every_inode(few_inodes)
     ready = ReadyFiles(few_inodes, ".stow", size=2)
     try:
         for n in range(1, 4):

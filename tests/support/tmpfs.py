@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,3 +28,16 @@ def mounted_tmpfs(where: Path, options: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def use_every_inode(directory: Path) -> list[Path]:
+    """Empty files made in ``directory`` until its filesystem has no inode left."""
+    made: list[Path] = []
+    while True:
+        path = directory / f"filler-{len(made)}"
+        try:
+            path.touch(exist_ok=False)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+            return made
+        made.append(path)
