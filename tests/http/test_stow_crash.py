@@ -20,7 +20,7 @@ import requests
 from pydicom import dcmread
 
 from tests.http.support import RELATED
-from tests.support.index import query
+from tests.support.index import completed_groups, query
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study, spooled_data, wait_for_stored
 from tests.support.waiting import wait_until
@@ -145,14 +145,7 @@ def test_kill_9_during_stow_then_restart_and_resend(tmp_path: Path) -> None:
         assert client.acknowledged == set(sources)
         check_consistent(node, client.acknowledged, sources)
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-        groups = wait_until(
-            lambda: query(
-                node.index,
-                "SELECT instance_count FROM groups WHERE study_uid=:s AND completed_at IS NOT NULL",
-                s=study,
-            ),
-            timeout=30,
-        )
+        groups = completed_groups(node.index, study, timeout=30)
         assert groups == [(len(files),)]
     finally:
         node.kill()

@@ -9,10 +9,9 @@ from pydicom import dcmread
 
 from tests.support.dcmtk import storescu_at_once, storescu_background
 from tests.support.dcmtk import storescu_successes as _successes
-from tests.support.index import query
+from tests.support.index import completed_groups, query
 from tests.support.node_process import NodeProcess
 from tests.support.studies import make_study, spooled_data, wait_for_stored
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.peer
 
@@ -45,14 +44,7 @@ def test_kill_9_mid_study_then_restart(tmp_path: Path, index_url: str) -> None:
             assert dcmread(rows[0][0]).PixelData == dcmread(f).PixelData
         assert not spooled_data(proc.data_dir / "incoming")
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-        groups = wait_until(
-            lambda: query(
-                proc.index,
-                "SELECT instance_count FROM groups WHERE study_uid=:s AND completed_at IS NOT NULL",
-                s=study,
-            ),
-            timeout=20,
-        )
+        groups = completed_groups(proc.index, study, timeout=20)
         ((count,),) = groups
         indexed = query(proc.index, "SELECT count(*) FROM instances")[0][0]
         assert count == indexed >= len(succeeded)
@@ -86,13 +78,6 @@ def test_concurrent_senders_of_one_study_make_one_group(tmp_path: Path, index_ur
         for returncode, out in storescu_at_once(proc.port, [files[i::3] for i in range(3)]):
             assert returncode == 0, out[-2000:]
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-        groups = wait_until(
-            lambda: query(
-                proc.index,
-                "SELECT instance_count FROM groups WHERE study_uid=:s AND completed_at IS NOT NULL",
-                s=study,
-            ),
-            timeout=20,
-        )
+        groups = completed_groups(proc.index, study, timeout=20)
         assert groups == [(60,)]
         assert query(proc.index, "SELECT count(*) FROM groups") == [(1,)]

@@ -32,3 +32,18 @@ def attempts(data_dir: Path) -> list[tuple]:
         data_dir,
         "select job_id, destination, outcome, sent, accepted from delivery_attempts order by id",
     )
+
+
+def completed_groups(index: Path | str, study_uid: str, timeout: float = 20) -> list[tuple]:
+    """The instance counts of ``study_uid``'s completed groups, once there is one (waits
+    up to ``timeout`` s for the node to complete it)."""
+    from tests.support.waiting import wait_until
+
+    return wait_until(
+        lambda: query(
+            index,
+            "SELECT instance_count FROM groups WHERE study_uid=:s AND completed_at IS NOT NULL",
+            s=study_uid,
+        ),
+        timeout=timeout,
+    )
