@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from dicom_node import logsetup
 from dicom_node.memory import (
     SERVING_MMAP_THRESHOLD,
     STARTUP_MMAP_THRESHOLD,
@@ -189,12 +190,7 @@ def demo_route_warnings(node: Node) -> list[str]:
 
 
 def _setup_logging(cfg: NodeConfig) -> None:
-    logging.basicConfig(
-        level=cfg.logging.level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("pynetdicom").setLevel(cfg.logging.pynetdicom_level)
+    logsetup.configure(cfg.logging.level, cfg.logging.pynetdicom_level)
 
 
 def register(app: typer.Typer) -> None:

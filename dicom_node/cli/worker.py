@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import sys
 from pathlib import Path
 
 import typer
@@ -12,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from dicom_node import logsetup
 from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, load_node_config, open_database
 from dicom_node.jobs.models import WorkerRecord, utcnow
 
@@ -47,11 +46,7 @@ def register(app: typer.Typer) -> None:
         }
         if update:
             cfg = cfg.model_copy(update={"worker": cfg.worker.model_copy(update=update)})
-        logging.basicConfig(
-            level=cfg.logging.level,
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        logsetup.configure(cfg.logging.level)
         from dicom_node.db import Database
         from dicom_node.index import tables  # noqa: F401  (registers the tables)
         from dicom_node.jobs import models  # noqa: F401
