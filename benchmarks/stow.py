@@ -7,6 +7,9 @@ index row, assembly) and (b) a fresh Orthanc with its DICOMweb plugin and SQLite
 Prints instances/s, MB/s and the ratio node/Orthanc per client count, and the CPU time
 each server used per instance (user + system, all threads, from /proc): on a machine with
 few cores, the server that needs less CPU per instance is the one that scales with clients.
+It also prints how many of the machine's cores were busy during each run (from
+/proc/stat), with the server's and this script's (the clients') shares: a run that leaves
+cores idle is bound by the server's structure, one that fills them by the machine.
 
 Then the node's memory while streaming: one request holding every file (~250 MB), and the
 node's peak RSS during it against its RSS just before (the peak is reset first through
@@ -26,6 +29,7 @@ shared with other work varies by +-20% from one run to the next).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -47,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from dicom_node.synthetic import Patient, iter_ct_series, write_files  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.orthanc import Orthanc  # noqa: E402
-from tests.support.proc_cpu import cpu_split  # noqa: E402
+from tests.support.proc_cpu import cpu_split, machine_busy, own_cpu  # noqa: E402
 
 NODE_CONFIG = {
     "models": {"bundled": False},
@@ -117,6 +121,8 @@ class Run:
     wall: float  # s to store every file
     user: float  # user CPU s the server used meanwhile
     sys: float  # kernel CPU s (socket reads, page-cache writes, fsync)
+    client: float = 0.0  # CPU s this script's client threads used
+    busy: float = 0.0  # cores of the whole machine busy meanwhile (mean)
 
     @property
     def cpu(self) -> float:
@@ -125,9 +131,14 @@ class Run:
 
 def timed_send(url: str, pid: int, files: list[Path], clients: int, batch: int) -> Run:
     user0, sys0 = cpu_split(pid)
+    busy0, total0 = machine_busy()
+    client0 = own_cpu()
     wall = send(url, files, clients, batch)
+    client1 = own_cpu()
+    busy1, total1 = machine_busy()
     user1, sys1 = cpu_split(pid)
-    return Run(wall, user1 - user0, sys1 - sys0)
+    cores = (busy1 - busy0) / max(total1 - total0, 1e-9) * (os.cpu_count() or 1)
+    return Run(wall, user1 - user0, sys1 - sys0, client1 - client0, cores)
 
 
 def node_throughput(files: list[Path], run: Path, clients: int, batch: int) -> Run:
@@ -264,6 +275,14 @@ def cpu_ms(run: Run, n: int) -> str:
     )
 
 
+def busy(run: Run, server: str) -> str:
+    """The machine's busy cores during ``run``, and the server's and client's shares."""
+    return (
+        f"with {server} {run.busy:.2f} ({server} {run.cpu / run.wall:.2f}, client "
+        f"{run.client / run.wall:.2f})"
+    )
+
+
 def stow_part(args: argparse.Namespace, work: Path) -> None:
     """Throughput against Orthanc, then the streaming memory figure."""
     files = write_files(
@@ -297,6 +316,10 @@ def stow_part(args: argparse.Namespace, work: Path) -> None:
             f"    server CPU per instance: node {cpu_ms(node_run, n)} | Orthanc "
             f"{cpu_ms(orthanc_run, n)} | ratio Orthanc/node "
             f"{orthanc_run.cpu / max(node_run.cpu, 1e-9):.2f}"
+        )
+        print(
+            f"    cores busy (of {os.cpu_count()}): {busy(node_run, 'node')} | "
+            f"{busy(orthanc_run, 'Orthanc')}"
         )
     idle, peak = streaming_memory(files, work)
     print(
