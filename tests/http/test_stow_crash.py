@@ -114,7 +114,9 @@ def test_kill_9_during_stow_then_restart_and_resend(tmp_path: Path) -> None:
         tmp_path / "node",
         {
             "models": {"bundled": False},
-            "http": {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 1}},
+            # A quiet period well past a restart plus a resend: on a loaded machine 1 s
+            # let the study's group complete between the kill and the resend (15 of 40).
+            "http": {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 6}},
         },
     )
     node.start()
