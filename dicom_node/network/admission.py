@@ -18,9 +18,12 @@ from dicom_node.settings.root import NodeConfig
 
 log = logging.getLogger(__name__)
 
+# PS3.7 A.2.1: the only Application Context Name of DICOM
+DICOM_APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+
 # A-ASSOCIATE-RJ (result, source, reason): PS3.8 9.3.4
 TRANSIENT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # transient, service provider (presentation)
-NO_REASON = 0x01  # permanent, service user
+NO_REASON, APPLICATION_CONTEXT_NOT_SUPPORTED = 0x01, 0x02  # permanent, service user
 CALLING_AE_NOT_RECOGNISED, CALLED_AE_NOT_RECOGNISED = 0x03, 0x07
 
 
@@ -94,6 +97,16 @@ class Admission:
             # PS3.8 9.3.2 requires one or more; pynetdicom would accept the association
             # with nothing negotiated and hold it until the network timeout
             return "no presentation context", "no_presentation_context", NO_REASON
+        name = rq.application_context_name
+        if name != DICOM_APPLICATION_CONTEXT:
+            # PS3.8 7.1.1.2; pynetdicom accepts any name, or none, and answers with DICOM's
+            return (
+                f"application context name {name!r} not supported"
+                if name
+                else "no application context name",
+                "application_context_not_supported",
+                APPLICATION_CONTEXT_NOT_SUPPORTED,
+            )
         ae = self.config.ae(called)
         if ae is None:
             return "called AE not served", "called_ae_unknown", CALLED_AE_NOT_RECOGNISED
