@@ -152,7 +152,12 @@ def main() -> None:
                 f.unlink()
             node = NodeProcess(
                 tmp / "node",
-                config={"ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": quiet}]},
+                config={
+                    "ae_titles": [{"ae_title": "DICOM_NODE", "quiet_seconds": quiet}],
+                    # every study at once, all from 127.0.0.1: the per-address limit
+                    # (half of max_associations) would reject some of them
+                    "max_associations_per_peer": 32,
+                },
                 extra_args=["--destination", f"PACS@127.0.0.1:{pacs.port}"],
             )
             arrivals = Arrivals(pacs.out_dir)

@@ -35,6 +35,7 @@ _RESTART_KEYS = (
     "port",
     "ae_titles",
     "max_associations",
+    "max_associations_per_peer",
     "max_waiting_connections",
     "max_pdu_bytes",
     "disk_reserve_mb",

@@ -119,7 +119,8 @@ def banner(
         )
     lines.append(
         f"  port: {cfg.port} on {cfg.bind_address}  (max {cfg.max_associations} "
-        f"associations + {cfg.max_waiting_connections} waiting, "
+        f"associations, {cfg.associations_per_peer()} per address, "
+        f"+ {cfg.max_waiting_connections} waiting, "
         f"max PDU {cfg.max_pdu_bytes or 'unlimited'})"
     )
     lines.append(http_line(cfg))

@@ -32,7 +32,16 @@ from dicom_node.index.header import (
     parse_file_header,
 )
 from dicom_node.index.recorder import Receipt, Recorder
-from dicom_node.network import guard, inline, loop_delay, spool, tweaks, uid_validation, waiting
+from dicom_node.network import (
+    admission,
+    guard,
+    inline,
+    loop_delay,
+    spool,
+    tweaks,
+    uid_validation,
+    waiting,
+)
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
 from dicom_node.store.intake import IndexFailed, Intake
@@ -110,8 +119,11 @@ class StorageSCP:
             config.max_associations + 2 * waiting.BURST * config.max_waiting_connections
         )
         self.connections = waiting.WaitingConnections(
-            config.max_waiting_connections, config.max_associations
+            config.max_waiting_connections,
+            config.max_associations,
+            config.associations_per_peer(),
         )
+        self.admission = admission.Admission(config, self.connections)
         self.ae.maximum_pdu_size = config.max_pdu_bytes
         self.ae.network_timeout = config.network_timeout
         self.ae.acse_timeout = config.acse_timeout
@@ -131,56 +143,12 @@ class StorageSCP:
     # -- association control -------------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
         assoc = event.assoc
-        rq = assoc.requestor.primitive
-        called = str(rq.called_ae_title).strip()
-        calling = str(rq.calling_ae_title).strip()
-        host = assoc.requestor.address
-        ae = self.config.ae(called)
-        if not self.connections.admit(assoc):
-            log.warning(
-                "rejecting association from %s@%s: %d associations already (max_associations)",
-                calling,
-                host,
-                self.config.max_associations,
-            )
-            metrics.ASSOCIATIONS_REJECTED.labels("local_limit").inc()
-            # rejected-transient by the service provider (presentation), as pynetdicom's
-            # own limit does: the sender may try again later
-            assoc.acse.send_reject(0x02, 0x03, 0x02)
-            assoc.kill()
-        elif not rq.presentation_context_definition_list:
-            # PS3.8 9.3.2 requires one or more; pynetdicom would accept the association
-            # with nothing negotiated and hold it until the network timeout
-            log.warning("rejecting association from %s@%s: no presentation context", calling, host)
-            metrics.ASSOCIATIONS_REJECTED.labels("no_presentation_context").inc()
-            self._reject(assoc, 0x01)  # no reason given
-        elif ae is None:
-            log.warning(
-                "rejecting association from %s@%s: called AE %r not served", calling, host, called
-            )
-            metrics.ASSOCIATIONS_REJECTED.labels("called_ae_unknown").inc()
-            self._reject(assoc, 0x07)
-        elif not ae.allows(calling, host):
-            log.warning(
-                "rejecting association from %s@%s to %s: calling AE not allowed",
-                calling,
-                host,
-                called,
-            )
-            metrics.ASSOCIATIONS_REJECTED.labels("calling_ae_not_allowed").inc()
-            self._reject(assoc, 0x03)
-        else:
-            if "loop_delay" in self.tweaks:
-                loop_delay.apply(assoc)  # DUL loop pause paced by the traffic
-            if "inline" in self.tweaks:
-                inline.serve_inline(assoc)  # C-STOREs served on the DUL thread
-
-    @staticmethod
-    def _reject(assoc: Any, diagnostic: int) -> None:
-        # Rejected-permanent by the service user, as pynetdicom's own checks do; kill()
-        # waits until the A-ASSOCIATE-RJ went out and the peer closed.
-        assoc.acse.send_reject(0x01, 0x01, diagnostic)
-        assoc.kill()
+        if not self.admission.accept(assoc):
+            return  # rejected (admission.py)
+        if "loop_delay" in self.tweaks:
+            loop_delay.apply(assoc)  # DUL loop pause paced by the traffic
+        if "inline" in self.tweaks:
+            inline.serve_inline(assoc)  # C-STOREs served on the DUL thread
 
     def _on_established(self, event: evt.Event) -> None:
         with self._stats_lock:

@@ -6,8 +6,9 @@ until the ACSE timeout, and could do it again as soon as it fired: every sender 
 out for zero bytes. Instead:
 
 - associations (connections whose A-ASSOCIATE-RQ arrived) are limited to
-  ``max_associations`` by the node (:meth:`WaitingConnections.admit`), rejected-transient
-  "local limit exceeded" as pynetdicom would;
+  ``max_associations`` by the node (:meth:`WaitingConnections.admit`), and to
+  ``max_associations_per_peer`` from one IP address (so that one peer cannot take every
+  slot), rejected-transient "local limit exceeded" as pynetdicom would;
 - connections still waiting for theirs are at most ``max_waiting_connections``: a new
   connection beyond that drops the one that has waited longest, once it has waited
   :data:`GRACE` seconds. A real sender's request arrives well within that, even in a
@@ -53,20 +54,22 @@ class WaitingConnections:
     close event does not come on every path (fuzzed streams), and an association held
     here would keep its buffers and contexts alive."""
 
-    def __init__(self, max_waiting: int, max_associations: int) -> None:
+    def __init__(self, max_waiting: int, max_associations: int, max_per_peer: int) -> None:
         self.max_waiting = max_waiting
         self.max_associations = max_associations
+        self.max_per_peer = max_per_peer
         self._lock = threading.Lock()
         # id(assoc) -> (assoc, its socket, peer, opened at): insertion order, oldest first
         self._waiting: dict[int, tuple[weakref.ref[Any], socket.socket | None, str, float]] = {}
-        self._admitted: dict[int, weakref.ref[Any]] = {}  # past their request
+        # past their request: id(assoc) -> (assoc, the peer's IP address)
+        self._admitted: dict[int, tuple[weakref.ref[Any], str]] = {}
         self._last_drop = 0.0
 
     def _prune(self) -> None:
         """Forget associations whose thread has ended (lock held)."""
         for key in [k for k, entry in self._waiting.items() if _ended(entry[0])]:
             del self._waiting[key]
-        for key in [k for k, ref in self._admitted.items() if _ended(ref)]:
+        for key in [k for k, (ref, _) in self._admitted.items() if _ended(ref)]:
             del self._admitted[key]
 
     def waiting(self) -> int:
@@ -116,16 +119,20 @@ class WaitingConnections:
         else:
             log.debug("dropped the waiting connection from %s", peer)
 
-    def admit(self, assoc: Any) -> bool:
-        """``EVT_REQUESTED``: whether ``assoc`` may go on (fewer than
-        ``max_associations`` admitted); it waits no more either way."""
+    def admit(self, assoc: Any) -> str | None:
+        """``EVT_REQUESTED``: ``None`` if ``assoc`` may go on, else why not:
+        ``"local_limit"`` (``max_associations`` admitted) or ``"peer_limit"``
+        (``max_per_peer`` of them from its address). It waits no more either way."""
+        address = assoc.requestor.address
         with self._lock:
             self._forget(assoc)
             self._prune()
+            if sum(peer == address for _, peer in self._admitted.values()) >= self.max_per_peer:
+                return "peer_limit"
             if len(self._admitted) >= self.max_associations:
-                return False
-            self._admitted[id(assoc)] = weakref.ref(assoc)
-            return True
+                return "local_limit"
+            self._admitted[id(assoc)] = (weakref.ref(assoc), address)
+            return None
 
     def closed(self, assoc: Any) -> None:
         """``EVT_CONN_CLOSE``: the connection ended (any way); it waits and counts no more."""
@@ -139,6 +146,6 @@ class WaitingConnections:
         entry = self._waiting.get(key)
         if entry is not None and entry[0]() is assoc:
             del self._waiting[key]
-        ref = self._admitted.get(key)
-        if ref is not None and ref() is assoc:
+        admitted = self._admitted.get(key)
+        if admitted is not None and admitted[0]() is assoc:
             del self._admitted[key]

@@ -46,6 +46,12 @@ class NodeConfig(BaseModel):
     max_associations: int = Field(
         32, ge=1, description="associations at once (those that sent an A-ASSOCIATE-RQ)"
     )
+    max_associations_per_peer: int | None = Field(
+        None,
+        ge=1,
+        description="associations at once from one IP address, so that one peer cannot "
+        "take every slot; null: half of max_associations (at least 1)",
+    )
     max_waiting_connections: int = Field(
         64,
         ge=1,
@@ -90,6 +96,12 @@ class NodeConfig(BaseModel):
                 "is also a DIMSE AE title"
             )
         return self
+
+    def associations_per_peer(self) -> int:
+        """The most associations one IP address may hold at once."""
+        if self.max_associations_per_peer is not None:
+            return self.max_associations_per_peer
+        return max(1, self.max_associations // 2)
 
     def ae(self, title: str) -> AETitleSettings | None:
         """The settings of called AE ``title`` (blank padding ignored), or ``None``."""

@@ -19,6 +19,7 @@ from dicom_node.synthetic import iter_ct_series, new_uid
 
 IMPLICIT = "1.2.840.10008.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
+DICOM_APPLICATION_CONTEXT = b"1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1
 ECHO_CX, STORE_CX = 1, 3  # the presentation context ids we propose
 A_ASSOCIATE_AC, A_ASSOCIATE_RJ, P_DATA_TF, A_RELEASE_RP, A_ABORT = 0x02, 0x03, 0x04, 0x06, 0x07
 RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
@@ -42,10 +43,13 @@ def associate_rq(
         (STORE_CX, CTImageStorage, EXPLICIT),
     ),
     max_pdu: int = 16384,
+    app_context: bytes | None = DICOM_APPLICATION_CONTEXT,
 ) -> bytes:
-    """An A-ASSOCIATE-RQ (AE titles as raw bytes, so they may be anything)."""
+    """An A-ASSOCIATE-RQ (AE titles and Application Context Name as raw bytes, so they
+    may be anything; ``app_context=None`` leaves that item out)."""
     body = struct.pack(">HH", 1, 0) + called.ljust(16)[:16] + calling.ljust(16)[:16] + bytes(32)
-    body += _item(0x10, b"1.2.840.10008.3.1.1.1")
+    if app_context is not None:
+        body += _item(0x10, app_context)
     for cx_id, abstract, ts in contexts:
         body += _item(
             0x20,

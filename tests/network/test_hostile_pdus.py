@@ -219,6 +219,10 @@ INVALID_SEQUENCES = {
     "truncated_rq": [pdus.pdu(0x01, pdus.associate_rq()[6:40])],
     # No presentation context proposed (PS3.8 9.3.2 requires one or more)
     "no_contexts": [pdus.associate_rq(contexts=())],
+    # An Application Context Name other than DICOM's, or none (PS3.8 9.3.2 requires one;
+    # pynetdicom accepted both and served C-ECHO on them)
+    "other_app_context": [pdus.associate_rq(app_context=b"1.2.3.4")],
+    "no_app_context": [pdus.associate_rq(app_context=None)],
     # Non-ASCII and control characters in AE titles
     "non_ascii_called": [pdus.associate_rq(called="NÖDE_ÿ".encode("latin-1"))],
     "non_ascii_calling": [pdus.associate_rq(calling="CALLÉ€".encode())],
@@ -229,8 +233,14 @@ INVALID_SEQUENCES = {
 
 # Refused with an A-ASSOCIATE-RJ (result, source, diagnostic: PS3.8 9.3.4): permanent,
 # by the service user, no reason given (nothing to negotiate; pynetdicom accepted
-# these and held them until the network timeout).
-REJECTED = {"truncated_rq": bytes([1, 1, 1]), "no_contexts": bytes([1, 1, 1])}
+# these and held them until the network timeout), or application context name not
+# supported.
+REJECTED = {
+    "truncated_rq": bytes([1, 1, 1]),
+    "no_contexts": bytes([1, 1, 1]),
+    "other_app_context": bytes([1, 1, 2]),
+    "no_app_context": bytes([1, 1, 2]),
+}
 
 
 @pytest.mark.parametrize("name", list(INVALID_SEQUENCES))

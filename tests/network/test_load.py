@@ -54,6 +54,7 @@ def test_concurrent_idle_and_slow_associations(tmp_path: Path) -> None:
         tmp_path,
         "all",
         max_associations=MAX_ASSOCIATIONS,
+        max_associations_per_peer=MAX_ASSOCIATIONS,  # every storer is 127.0.0.1
         # Long enough that the idle and slow ones hold their slots for the whole run and
         # a storer starved of CPU on a loaded machine is not timed out mid-association.
         network_timeout=90,
