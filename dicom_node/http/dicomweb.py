@@ -19,6 +19,7 @@ from dicom_node.http import (
     frames_decode,
     metadata_json,
     qido,
+    qido_query,
     render,
     stow,
     transcode,
@@ -173,7 +174,7 @@ def _search(request: Request, level: str, **fixed: str | None) -> Response:
     authorize(request, "read")
     wado_accept.check_json_accept(request.headers.get("accept"))
     keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
-    query = qido.parse(
+    query = qido_query.parse(
         level,
         list(request.query_params.multi_items()),
         {keys[k]: v for k, v in fixed.items() if v is not None},
