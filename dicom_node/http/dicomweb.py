@@ -52,7 +52,7 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
 
     def part_complete(part: stow.SpoolPart) -> None:
         # None when many wait already: placement fsyncs the file by name instead.
-        part.synced = store.sync_ahead(part.path, wait_start=0.002)
+        part.synced = store.fsyncs.sync_ahead(part.path, wait_start=0.002)
 
     body = stow.StowBody(boundary, store.spool_file, max_bytes, part_complete, max_parts)
     try:

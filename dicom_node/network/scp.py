@@ -35,8 +35,9 @@ from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.network import guard, inline, loop_delay, spool, tweaks, uid_validation, waiting
 from dicom_node.settings.root import NodeConfig
 from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
+from dicom_node.store.errors import ReserveError, StoreError
 from dicom_node.store.intake import IndexFailed, Intake
-from dicom_node.store.writer import InstanceStore, ReserveError, StoreError
+from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class StorageSCP:
             log.error("pynetdicom %s: hostile-input guards NOT installed", pynetdicom_version)
         self.tweaks = tweaks.install(tweaks.enabled())
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
-        spool.register(self.ae, store.incoming, admit=store.admit)
+        spool.register(self.ae, store.incoming, admit=store.space.admit)
         # pynetdicom counts every connection whose thread is alive (waiting, or dropped and
         # not ended yet): its limit is only a backstop above the node's own (waiting.py).
         self.ae.maximum_associations = (
@@ -260,7 +261,7 @@ class StorageSCP:
         spooled = Path(event.dataset_path)
         if not spool.claim(assoc, spooled):  # its association ended: nobody to answer
             return _status(OUT_OF_RESOURCES, "association ended", "association_ended")
-        if not self.store.has_room():
+        if not self.store.space.has_room():
             return _status(OUT_OF_RESOURCES, "disk space below the node's reserve", "disk_reserve")
         spool_error = spool.write_error(spooled)
         if isinstance(spool_error, ReserveError):
@@ -279,7 +280,7 @@ class StorageSCP:
             return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
         # The file is complete: its fsync runs while it is checked, parsed and looked up
         # (the placement then waits for it), not after.
-        synced = self.store.sync_ahead(spooled, wait_start=0.002)
+        synced = self.store.fsyncs.sync_ahead(spooled, wait_start=0.002)
         # One walk of the file checks its structure and picks up the indexed elements;
         # pydicom parses the header only of a file the walk refuses (for the status).
         malformed: StructureError | PixelDataMismatch | None = None
