@@ -19,6 +19,7 @@ from dicom_node.http import (
     frames_decode,
     metadata_json,
     qido,
+    qido_query,
     render,
     stow,
     transcode,
@@ -51,7 +52,7 @@ async def _spool_body(request: Request, boundary: str, max_bytes: int) -> stow.S
 
     def part_complete(part: stow.SpoolPart) -> None:
         # None when many wait already: placement fsyncs the file by name instead.
-        part.synced = store.sync_ahead(part.path, wait_start=0.002)
+        part.synced = store.fsyncs.sync_ahead(part.path, wait_start=0.002)
 
     body = stow.StowBody(boundary, store.spool_file, max_bytes, part_complete, max_parts)
     try:
@@ -173,7 +174,7 @@ def _search(request: Request, level: str, **fixed: str | None) -> Response:
     authorize(request, "read")
     wado_accept.check_json_accept(request.headers.get("accept"))
     keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
-    query = qido.parse(
+    query = qido_query.parse(
         level,
         list(request.query_params.multi_items()),
         {keys[k]: v for k, v in fixed.items() if v is not None},

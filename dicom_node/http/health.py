@@ -43,11 +43,11 @@ def _store_writable(node: Node) -> str | None:
 
 
 def _disk(node: Node) -> str | None:
-    if node.store.has_room():
+    if node.store.space.has_room():
         return None
     return (
-        f"free space {node.store.free_bytes() // 2**20} MB is below the reserve of "
-        f"{node.store.reserve_bytes // 2**20} MB"
+        f"free space {node.store.space.free_bytes() // 2**20} MB is below the reserve of "
+        f"{node.store.space.reserve_bytes // 2**20} MB"
     )
 
 

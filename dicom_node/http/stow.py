@@ -45,9 +45,9 @@ from dicom_node.http.stow_check import (  # re-exported: the part checks' old ho
     read_file_meta,
 )
 from dicom_node.index.recorder import Receipt
+from dicom_node.store.errors import StoreError
 from dicom_node.store.intake import STORED, IndexFailed, Intake
 from dicom_node.store.origin import STOWRS
-from dicom_node.store.writer import StoreError
 
 __all__ = [
     "CANNOT_UNDERSTAND",
@@ -218,7 +218,7 @@ def store_part(
             return checked
         header = checked.header
         ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
-        if not intake.store.has_room():
+        if not intake.store.space.has_room():
             return PartResult(*ids, OUT_OF_RESOURCES, "disk space below the node's reserve")
         receipt = Receipt(
             called_ae=source.called_ae,

@@ -1,11 +1,9 @@
 """The Storage SCP: C-ECHO and C-STORE on one or more called AE titles.
 
-The C-STORE path never decodes pixel data and never holds a dataset in memory: pynetdicom
-writes it, as received behind a File Meta header, into a file under the store's
-``incoming/`` while the PDUs arrive (:mod:`dicom_node.network.spool`); the handler parses
-it only up to Pixel Data for the index, walks its structure (:mod:`dicom_node.store.check`),
-fsyncs and links it into place and indexes it (:mod:`dicom_node.store.intake`), and only
-then answers Success.
+A pynetdicom AE on one port: its settings, association control (the node's limits, the
+called and calling AE checks, rejected presentation contexts logged), per-association
+counts and its start and stop. Each C-STORE is answered by
+:func:`dicom_node.network.c_store.store_instance`.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -23,17 +20,10 @@ from pynetdicom import __version__ as pynetdicom_version
 from pynetdicom.sop_class import Verification
 
 from dicom_node import memory, metrics
-from dicom_node.db import utcnow
-from dicom_node.index.header import (
-    HEADER_TAGS,
-    HeaderError,
-    MissingIdentifiers,
-    header_from_elements,
-    parse_file_header,
-)
-from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.index.recorder import Recorder
 from dicom_node.network import (
     admission,
+    c_store,
     guard,
     inline,
     loop_delay,
@@ -43,26 +33,10 @@ from dicom_node.network import (
     waiting,
 )
 from dicom_node.settings.root import NodeConfig
-from dicom_node.store.check import PixelDataMismatch, StructureError, check_file
-from dicom_node.store.intake import IndexFailed, Intake
-from dicom_node.store.writer import InstanceStore, ReserveError, StoreError
+from dicom_node.store.intake import Intake
+from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
-
-SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
-DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-CANNOT_UNDERSTAND = 0xC210  # dataset cannot be parsed
-CANNOT_UNDERSTAND_IDS = 0xC220  # identifying UIDs missing or inconsistent with the request
-
-
-def _status(code: int, comment: str, reason: str) -> Dataset:
-    metrics.STORE_FAILURES.labels(reason).inc()
-    ds = Dataset()
-    ds.Status = code
-    ds.ErrorComment = comment.replace("\\", "/")[:64]  # LO: no backslash
-    return ds
-
 
 _CONTEXT_RESULTS = {
     0x01: "user_rejection",
@@ -112,7 +86,7 @@ class StorageSCP:
             log.error("pynetdicom %s: hostile-input guards NOT installed", pynetdicom_version)
         self.tweaks = tweaks.install(tweaks.enabled())
         self.ae = AE(ae_title=config.ae_titles[0].ae_title)
-        spool.register(self.ae, store.incoming, admit=store.admit)
+        spool.register(self.ae, store.incoming, admit=store.space.admit)
         # pynetdicom counts every connection whose thread is alive (waiting, or dropped and
         # not ended yet): its limit is only a backstop above the node's own (waiting.py).
         self.ae.maximum_associations = (
@@ -204,115 +178,20 @@ class StorageSCP:
 
     # -- services ------------------------------------------------------------------
     def _on_echo(self, event: evt.Event) -> int:
-        return SUCCESS
+        return c_store.SUCCESS
 
     def _on_store(self, event: evt.Event) -> int | Dataset:
         t0 = time.perf_counter()
         try:
-            result = self._store(event)
+            result = c_store.store_instance(event, self.store, self.intake)
         except Exception as err:  # never let an unexpected error answer Success
             log.exception("C-STORE failed unexpectedly")
-            result = _status(OUT_OF_RESOURCES, f"internal error: {type(err).__name__}", "internal")
+            result = c_store.status(
+                c_store.OUT_OF_RESOURCES, f"internal error: {type(err).__name__}", "internal"
+            )
         metrics.STORE_SECONDS.observe(time.perf_counter() - t0)
-        self._count(event, isinstance(result, int) and result == SUCCESS)
+        self._count(event, isinstance(result, int) and result == c_store.SUCCESS)
         return result
-
-    def _store(self, event: evt.Event) -> int | Dataset:
-        assoc = event.assoc
-        req = event.request
-        called = str(assoc.requestor.primitive.called_ae_title).strip()
-        calling = str(assoc.requestor.ae_title).strip()
-        sop_uid = str(req.AffectedSOPInstanceUID or "").strip()
-        sop_class = str(req.AffectedSOPClassUID or "").strip()
-        ts = event.context.transfer_syntax
-        spooled = Path(event.dataset_path)
-        if not spool.claim(assoc, spooled):  # its association ended: nobody to answer
-            return _status(OUT_OF_RESOURCES, "association ended", "association_ended")
-        if not self.store.has_room():
-            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve", "disk_reserve")
-        spool_error = spool.write_error(spooled)
-        if isinstance(spool_error, ReserveError):
-            log.warning(
-                "C-STORE %s from %s refused: free space below the node's reserve", sop_uid, calling
-            )
-            return _status(OUT_OF_RESOURCES, "disk space below the node's reserve", "disk_reserve")
-        if spool_error is not None:
-            log.error(
-                "C-STORE %s from %s: cannot write %s: %s",
-                sop_uid,
-                calling,
-                spooled.parent,
-                spool_error.strerror or spool_error,
-            )
-            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        # The file is complete: its fsync runs while it is checked, parsed and looked up
-        # (the placement then waits for it), not after.
-        synced = self.store.sync_ahead(spooled, wait_start=0.002)
-        # One walk of the file checks its structure and picks up the indexed elements;
-        # pydicom parses the header only of a file the walk refuses (for the status).
-        malformed: StructureError | PixelDataMismatch | None = None
-        try:
-            elements = check_file(spooled, ts, HEADER_TAGS)
-        except (StructureError, PixelDataMismatch) as err:
-            malformed, elements = err, None
-        try:
-            if elements is not None:
-                header = header_from_elements(elements, ts)
-            else:
-                header = parse_file_header(spooled, ts)
-        except MissingIdentifiers as err:
-            log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
-            return _status(CANNOT_UNDERSTAND_IDS, str(err), "missing_uid")
-        except HeaderError as err:
-            log.warning("C-STORE %s from %s: %s", sop_uid, calling, err)
-            return _status(CANNOT_UNDERSTAND, str(err), "cannot_parse")
-        if header.sop_instance_uid != sop_uid:
-            log.warning(
-                "C-STORE %s from %s: dataset SOP Instance UID %s differs",
-                sop_uid,
-                calling,
-                header.sop_instance_uid,
-            )
-            return _status(
-                CANNOT_UNDERSTAND_IDS, "SOP Instance UID differs from request", "uid_mismatch"
-            )
-        if header.sop_class_uid != sop_class:
-            return _status(
-                DATASET_DOES_NOT_MATCH_SOP_CLASS,
-                "SOP Class UID differs from request",
-                "sop_class_mismatch",
-            )
-        if isinstance(malformed, StructureError):
-            log.warning(
-                "C-STORE %s of study %s from %s: malformed: %s",
-                sop_uid,
-                header.study_uid,
-                calling,
-                malformed,
-            )
-            return _status(CANNOT_UNDERSTAND, f"malformed: {malformed}", "malformed")
-        if isinstance(malformed, PixelDataMismatch):
-            log.warning(
-                "C-STORE %s of study %s from %s: %s", sop_uid, header.study_uid, calling, malformed
-            )
-            return _status(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(malformed), "pixel_data_mismatch")
-        receipt = Receipt(
-            called_ae=called,
-            calling_ae=calling,
-            peer_address=assoc.requestor.address,
-            transfer_syntax=str(ts),
-            path="",
-            size=0,
-            received_at=utcnow(),
-        )
-        try:
-            self.intake.keep(spooled, header, receipt, synced)
-        except StoreError as err:
-            log.error("C-STORE %s of study %s: %s", sop_uid, header.study_uid, err)
-            return _status(OUT_OF_RESOURCES, "cannot write the file", "write_failed")
-        except IndexFailed as err:
-            return _status(OUT_OF_RESOURCES, f"index failed: {err}", "index_failed")
-        return SUCCESS
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:

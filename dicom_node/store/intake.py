@@ -24,9 +24,10 @@ from dicom_node import metrics
 from dicom_node.index.header import InstanceHeader
 from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.store.claims import KeyedLock
+from dicom_node.store.errors import StoreError
 from dicom_node.store.origin import DIMSE, Noted, Origin, OriginRecords, instance_record
 from dicom_node.store.series_lock import clearing, placing, remove_if_empty
-from dicom_node.store.writer import InstanceStore, StoreError
+from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
 

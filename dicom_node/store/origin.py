@@ -42,7 +42,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dicom_node.store.writer import InstanceStore, StoreError
+from dicom_node.store.errors import StoreError
+from dicom_node.store.writer import InstanceStore
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,8 @@ class Noted:
                 self.record.unlink(missing_ok=True)
             else:
                 _write(self.store, self.record, self.previous, replace=True)
-                if self.store.fsync:  # no placement follows to make the name durable
-                    self.store.sync_now(self.record.parent)
+                if self.store.fsyncs.enabled:  # no placement follows to make it durable
+                    self.store.fsyncs.sync_now(self.record.parent)
         except OSError as err:
             log.warning("cannot restore %s: %s", self.record, err)
 
@@ -178,7 +179,7 @@ def _write(store: InstanceStore, path: Path, data: bytes, *, replace: bool) -> b
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.write(fd, data)  # a few hundred bytes: one write
-            if store.fsync:
+            if store.fsyncs.enabled:
                 os.fsync(fd)
         finally:
             os.close(fd)

@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dicom_node.store.errors import StoreError
 from dicom_node.store.origin import INSTANCE_RECORD, SERIES_RECORD
-from dicom_node.store.writer import InstanceStore, StoreError
+from dicom_node.store.writer import InstanceStore
 
 _TRIES = 100  # a directory removed under a waiting receiver this often in a row: give up
 # s between two tries of a waiting exclusive lock: how finely retention looks for a gap

@@ -13,10 +13,12 @@ import pytest
 from sqlalchemy import insert
 
 from dicom_node.db import Database
-from dicom_node.http import qido
+from dicom_node.http import qido, qido_query
+from dicom_node.http.problem import Problem
 from dicom_node.http.results import RESULTS
 from dicom_node.index.header import InstanceHeader
 from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.index.tables import Instance
 
 WHEN = datetime(2026, 1, 1)
 BASE = "http://node/dicomweb"
@@ -88,7 +90,7 @@ def db(index_url: str) -> Iterator[Database]:
 
 
 def studies(db: Database, **params: str) -> list[dict]:
-    query = qido.parse("study", list(params.items()), {})
+    query = qido_query.parse("study", list(params.items()), {})
     with db.session() as session:
         return qido.search(session, query, BASE)
 
@@ -158,7 +160,7 @@ def test_study_date_ranges(db: Database, dates: str, expected: list[str]) -> Non
 
 
 def test_bad_date_range_is_refused(db: Database) -> None:
-    with pytest.raises(qido.Problem):
+    with pytest.raises(Problem):
         uids(db, StudyDate="2024-")
 
 
@@ -168,8 +170,10 @@ def test_both_date_plans_are_exercised_on_sqlite(db: Database) -> None:
         pytest.skip("PostgreSQL's planner chooses by itself")
     with db.session() as session:
         for limit, walks in (("2", True), ("100", False)):
-            query = qido.parse("study", [("StudyDate", "20240229-20240301"), ("limit", limit)], {})
-            chosen = qido._walk_by_study(session, qido.Instance.__table__, query)
+            query = qido_query.parse(
+                "study", [("StudyDate", "20240229-20240301"), ("limit", limit)], {}
+            )
+            chosen = qido._walk_by_study(session, Instance.__table__, query)
             assert (chosen is not None) == walks, limit
 
 
@@ -228,8 +232,8 @@ def test_study_time_ranges(db: Database) -> None:
     ],
 )
 def test_malformed_values_are_a_400_naming_parameter_and_value(key: str, value: str) -> None:
-    with pytest.raises(qido.Problem) as raised:
-        qido.parse("instance", [(key, value)], {})
+    with pytest.raises(Problem) as raised:
+        qido_query.parse("instance", [(key, value)], {})
     problem = raised.value
     assert problem.status == 400
     assert problem.extra == {"parameter": key, "value": value}
@@ -251,12 +255,12 @@ def test_malformed_values_are_a_400_naming_parameter_and_value(key: str, value: 
     ],
 )
 def test_well_formed_edge_values_are_accepted(key: str, value: str) -> None:
-    query = qido.parse("instance", [(key, value)], {})
-    assert query.limit <= qido.MAX_LIMIT and query.warnings == []
+    query = qido_query.parse("instance", [(key, value)], {})
+    assert query.limit <= qido_query.MAX_LIMIT and query.warnings == []
 
 
 def test_ignored_keys_and_fuzzy_matching_give_one_warning_each() -> None:
-    query = qido.parse(
+    query = qido_query.parse(
         "study",
         [("fuzzymatching", "true"), ("Rows", "512"), ("00280010", "512"), ("PatientID", "P1")],
         {},

@@ -19,7 +19,8 @@ from dicom_node.index.header import InstanceHeader
 from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.index.tables import Group, Instance
 from dicom_node.settings.node import AETitleSettings
-from dicom_node.store.writer import InstanceStore, StoreError
+from dicom_node.store.errors import StoreError
+from dicom_node.store.writer import InstanceStore
 
 
 def _spool(store: InstanceStore, data: bytes) -> Path:
@@ -59,8 +60,8 @@ def _fsyncs_fail(store: InstanceStore, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail_now(path: Path | str) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(store, "sync_later", failed)
-    monkeypatch.setattr(store, "sync_now", fail_now)
+    monkeypatch.setattr(store.fsyncs, "sync_later", failed)
+    monkeypatch.setattr(store.fsyncs, "sync_now", fail_now)
 
 
 def test_a_new_name_is_linked_before_the_fsync_and_durable_only_after_it(
@@ -179,24 +180,24 @@ def test_a_queued_fsync_of_the_same_file_or_directory_is_shared(store: InstanceS
     the queued fsync (it has not started, so it covers both changes); another file, or
     the same name once it is another file, gets its own."""
     release = threading.Event()
-    pool = store._sync_pool()
+    pool = store.fsyncs._sync_pool()
     busy = [pool.submit(release.wait) for _ in range(pool._max_workers)]
     try:
         directory = store.instances
-        first = store.sync_later(directory, wait_start=0)
-        assert store.sync_later(directory, wait_start=0) is first
+        first = store.fsyncs.sync_later(directory, wait_start=0)
+        assert store.fsyncs.sync_later(directory, wait_start=0) is first
         spooled = _spool(store, b"a")
-        for_file = store.sync_later(spooled, wait_start=0)
+        for_file = store.fsyncs.sync_later(spooled, wait_start=0)
         assert for_file is not first
         spooled.unlink()
-        assert store.sync_later(_spool(store, b"b"), wait_start=0) is not for_file
+        assert store.fsyncs.sync_later(_spool(store, b"b"), wait_start=0) is not for_file
         assert not first.done()
     finally:
         release.set()
     first.result(timeout=10)
     for_file.result(timeout=10)
     assert all(b.result(timeout=10) for b in busy)
-    started = store.sync_later(store.instances)  # nothing queued: a fresh fsync
+    started = store.fsyncs.sync_later(store.instances)  # nothing queued: a fresh fsync
     assert started is not first
     started.result(timeout=10)
 
@@ -245,7 +246,7 @@ def test_fsyncs_waiting_for_a_thread_hold_at_most_max_queued_fsyncs_files(
     store = InstanceStore(tmp_path / "data", max_queued_fsyncs=8)
     store.open()
     release = threading.Event()
-    pool = store._sync_pool()
+    pool = store.fsyncs._sync_pool()
     busy = [pool.submit(release.wait) for _ in range(pool._max_workers)]
     try:
         before = _open_files()
@@ -253,7 +254,7 @@ def test_fsyncs_waiting_for_a_thread_hold_at_most_max_queued_fsyncs_files(
         for i in range(100):
             path = store.incoming / f"{i}.stow"
             path.write_bytes(b"part %d" % i)
-            spooled.append((path, store.sync_ahead(path, wait_start=0)))
+            spooled.append((path, store.fsyncs.sync_ahead(path, wait_start=0)))
         assert _open_files() - before <= 8
         assert sum(synced is not None for _, synced in spooled) == 8
     finally:
