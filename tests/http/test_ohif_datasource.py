@@ -80,7 +80,7 @@ def _study(stored: dict[str, list], key: str) -> str:
 # each narrowed to this module's two patients, and which of their studies each finds.
 FILTERS: list[tuple[dict[str, Any], set[str]]] = [
     ({"patientId": "OHIFDS"}, {"ct", "cr"}),  # OHIF adds the wildcards: *OHIFDS*
-    ({"patientName": "ohif"}, {"ct"}),
+    ({"patientName": "ohif", "patientId": "OHIFDS"}, {"ct"}),
     ({"patientName": "yamada", "patientId": "OHIFDS"}, {"cr"}),
     ({"patientId": "OHIFDS-CR", "disableWildcard": True}, {"cr"}),  # the viewer's priors
     ({"patientId": "OHIFDS", "modalitiesInStudy": ["CT"]}, {"ct"}),
