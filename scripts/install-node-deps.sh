@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the published viewer code the tests run our SRs and WADO-RS frames through
-# (tests/viewers/: OHIF's SR extension, @ohif/core, the Cornerstone3D adapters and image
-# loader, dcmjs), at the exact versions of tests/viewers/package-lock.json. Needs
+# (tests/viewers/: OHIF's SR extension and DICOMweb data source (@ohif/extension-default),
+# @ohif/core, the Cornerstone3D adapters and image loader, dcmjs), at the exact versions of tests/viewers/package-lock.json. Needs
 # node >= 20 and npm (Debian's nodejs/npm packages when absent). Re-runs `npm ci` only
 # when the lock file changed.
 set -euo pipefail

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from sr_writer.common import (
+    CHARACTER_SET,
     append_algorithm_equipment,
     copy_extra_patient_study,
     device_observer,
@@ -81,6 +82,9 @@ def build_kos(
         instance_number=1,
         manufacturer=options.manufacturer,
         institution_name=options.institution_name,
+        # Not the source's (highdicom copies it, and refuses ISO 2022's empty first
+        # value); settle_character_set then picks the narrowest that holds the text.
+        specific_character_set=CHARACTER_SET,
     )
     kos.SeriesDescription = series_description(model, "key images")
     set_times(

@@ -34,10 +34,20 @@ def element(attr: Attr, value: Any) -> dict[str, Any]:
         return {"vr": vr}
     values = value if isinstance(value, list) else [value]
     if vr == "PN":
-        values = [{"Alphabetic": str(v)} for v in values]
+        values = [person_name(str(v)) for v in values]
     elif vr in ("IS", "US"):
         values = [int(v) for v in values]
     return {"vr": vr, "Value": values}
+
+
+def person_name(value: str) -> dict[str, str]:
+    """A PN value as PS3.18 F.2.2 has it: an object of its ``=``-separated component
+    groups (the index keeps the name as DICOM writes it). Trailing empty groups are left
+    out, a leading empty one kept, as pydicom's JSON (the node's /metadata) has them."""
+    groups = value.split("=")[:3]
+    while groups and not groups[-1]:
+        groups.pop()
+    return dict(zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False))
 
 
 def attrs_of(level: str, include: set[str]) -> list[Attr]:

@@ -190,3 +190,26 @@ def test_an_includefield_the_node_cannot_return_is_named_in_a_warning(
     for include in ("all", "NumberOfSeriesRelatedInstances", "RetrieveURL"):
         r = qido(node, "/series", SeriesInstanceUID=b.SeriesInstanceUID, includefield=include)
         assert "Warning" not in r.headers, include
+
+
+def test_person_names_come_as_component_groups(node: NodeProcess) -> None:
+    """PS3.18 F.2.2: a PN value in JSON is an object of its component groups
+    (Alphabetic, Ideographic, Phonetic), never the ``=``-joined string; the same as
+    pydicom's JSON of the stored element (and as the node's own /metadata)."""
+    ds = next(iter_ct_series(1, Patient(patient_id="KEYS-PN"), rows=8, cols=8, seed=1533))
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    ds.PatientName = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    ds.ReferringPhysicianName = "=医師^一郎"  # no alphabetic group
+    ds = pydicom.dcmread(io.BytesIO(_bytes(ds)))  # as stored: encoded, decoded back
+    assert post(node, multipart([_bytes(ds)])).status_code == 200
+    expected = {
+        "00100010": ds["PatientName"].to_json_dict(None, 0),
+        "00080090": ds["ReferringPhysicianName"].to_json_dict(None, 0),
+    }
+    assert expected["00100010"]["Value"] == [
+        {"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}
+    ]
+    include = {"includefield": "PatientName,ReferringPhysicianName"}
+    for path in ("/studies", "/series", "/instances"):
+        (item,) = qido(node, path, PatientID="KEYS-PN", **include).json()
+        assert {tag: item[tag] for tag in expected} == expected, path

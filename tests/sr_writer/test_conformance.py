@@ -99,3 +99,27 @@ def test_dcmtk_parses_and_renders_sr(kind: str, sr_labels: str, demo: bool, tmp_
     assert html.returncode == 0 and html.stderr == (UTF8_NOTE if demo else ""), html.stderr
     expected = "No finding above threshold" if sr_labels == "positive" else "Pneumothorax"
     assert expected in html.stdout
+
+
+@needs_dciodvfy
+def test_a_source_in_iso_2022_gets_every_object(tmp_path: Path) -> None:
+    """A Japanese source (ISO 2022 IR 87 after the default repertoire, whose first value
+    is empty, PS3.3 C.12.1.1.2): every object is written in a character set that holds
+    its patient's name, and passes dciodvfy. The KOS used to copy the source's
+    character set and highdicom refused its empty first value: nothing was written."""
+    import pydicom
+
+    source = SOURCES["cr"]()[0]
+    source.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    source.PatientName = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    source = pydicom.dcmread(save(source, tmp_path, "source"))
+    out = write([source], WriteOptions(created_at=WHEN, heatmaps="positive"))
+    assert out.kos is not None and out.card is not None
+    objects = {"sr": out.sr, "card": out.card, "kos": out.kos}
+    objects.update({f"heatmap{i}": sc for i, sc in enumerate(out.heatmaps)})
+    for name, ds in objects.items():
+        path = save(ds, tmp_path, name)
+        assert pydicom.dcmread(path).PatientName == source.PatientName, name
+        errors, warnings = dciodvfy(path)
+        assert errors == [], f"{name}: {errors}"
+        assert set(warnings) <= ALLOWED_WARNINGS, f"{name}: {set(warnings)}"

@@ -18,6 +18,7 @@ VIEWERS = Path(__file__).resolve().parents[1] / "viewers"
 HARNESS = VIEWERS / "ohif_sr.mjs"
 PMAP_HARNESS = VIEWERS / "ohif_pmap.mjs"
 FRAMES_HARNESS = VIEWERS / "ohif_frames.mjs"
+DATASOURCE_HARNESS = VIEWERS / "ohif_datasource.mjs"
 
 
 def unavailable(package: str = "@ohif/extension-cornerstone-dicom-sr") -> str | None:
@@ -32,6 +33,11 @@ def unavailable(package: str = "@ohif/extension-cornerstone-dicom-sr") -> str | 
 def frames_unavailable() -> str | None:
     """Why the image loader harness (ohif_frames.mjs) cannot run here, or None."""
     return unavailable("@cornerstonejs/dicom-image-loader")
+
+
+def datasource_unavailable() -> str | None:
+    """Why OHIF's DICOMweb data source harness (ohif_datasource.mjs) cannot run here."""
+    return unavailable("@ohif/extension-default")
 
 
 def _node(harness: Path, args: Sequence[str], timeout: float) -> Any:
@@ -54,6 +60,13 @@ def run_ohif_frames(urls: Sequence[str], timeout: float = 60) -> list[dict]:
     """What OHIF's image loader makes of each WADO-RS frame URL: its Accept, the part's
     content type, the transfer syntax it would decode with, the pixel data (base64)."""
     return _node(FRAMES_HARNESS, urls, timeout)
+
+
+def run_ohif_datasource(config: dict[str, Any], timeout: float = 60) -> dict:
+    """What OHIF's DICOMweb data source makes of a server: its study list rows, series
+    rows and each loaded instance (naturalized, imageIds, MetadataProvider answers), and
+    the requests it sent (see ohif_datasource.mjs for ``config``)."""
+    return _node(DATASOURCE_HARNESS, [json.dumps(config)], timeout)
 
 
 def run_ohif_sr(sr: Path, sources: Sequence[Path], timeout: float = 120) -> dict:
