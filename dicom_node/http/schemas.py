@@ -95,6 +95,13 @@ class ConfigCheck(BaseModel):
     errors: list[str]
 
 
+class ReloadOut(BaseModel):
+    restart_required: list[str] = Field(
+        description="changed settings that keep their running value until a restart"
+    )
+    warnings: list[str]
+
+
 class DestinationOut(BaseModel):
     name: str
     kind: str

@@ -231,9 +231,12 @@ def test_admin_api(tmp_path: Path) -> None:
             )
             assert not any(p.startswith("/dicomweb") for p in spec["paths"])
 
-            r = requests.post(f"{api}/config/reload", headers=ADMIN, timeout=10)
-            assert r.status_code == 202
-            wait_until(lambda: "configuration reloaded" in node.log(), timeout=10)
+            r = requests.post(f"{api}/config/reload", headers=ADMIN, timeout=30)
+            assert r.status_code == 200, r.text
+            assert r.json()["restart_required"] == []
+            [warning] = r.json()["warnings"]  # the demo model's results go to PACS
+            assert "NON-CLINICAL DEMO" in warning and "pacs, gone" in warning
+            assert "configuration reloaded" in node.log()
             assert pydicom.dcmread(files[0]).StudyInstanceUID == study
     finally:
         scp.stop()
