@@ -18,6 +18,7 @@ from dicom_node.index.recorder import Recorder
 from dicom_node.jobs import models as _job_tables  # noqa: F401  (registers the job tables)
 from dicom_node.jobs.service import JobService
 from dicom_node.network.scp import StorageSCP
+from dicom_node.reload import ConfigSource
 from dicom_node.schema import ensure_current
 from dicom_node.settings.root import NodeConfig, keep_running
 from dicom_node.store import owner, reconcile
@@ -74,6 +75,8 @@ class Node:
         self.jobs = JobService(lambda: self.config, self.db, self.store, self.assembler, registry)
         self._started = False
         self._owner: int | None = None  # holds the data directory while serving
+        # What a reload reads again (``serve`` sets it: its file with its flags).
+        self.config_source: ConfigSource | None = None
 
     def start(self) -> None:
         """Take the data directory (DataDirInUse if another node serves it), open the
@@ -133,7 +136,8 @@ class Node:
 
     def reload(self, new: NodeConfig) -> list[str]:
         """Apply a new configuration to new groups and jobs (routes, destinations, jobs,
-        results). Returns the changed settings that only a restart applies."""
+        results). Returns the changed settings that only a restart applies. Validate it
+        first as :func:`dicom_node.reload.reload` does: against the running models."""
         # What only a restart applies keeps its running value until then: the HTTP face
         # reads its settings live (a file without tokens would have opened a server bound
         # to every interface, because it had tokens, to anyone), and the next reload must

@@ -48,10 +48,11 @@ def reload(
 ) -> None:
     """Make the node that uses this data directory re-read its configuration (SIGHUP).
 
-    The file is checked here first; a node refuses an invalid file and keeps its
-    running configuration either way. Routes, destinations, jobs and results apply to
-    new groups and jobs; listener, storage and model settings and who runs jobs
-    (jobs.executor, broker_url, workers) need a restart.
+    The file's fields are checked here first; the node then checks it as it will run
+    it (routes against the models it has loaded) and refuses one that cannot apply,
+    keeping its running configuration (its log says why). Routes, destinations, jobs
+    and results apply to new groups and jobs; listener, storage and model settings and
+    who runs jobs (jobs.executor, broker_url, workers) need a restart.
     """
     import os
     import signal

@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,16 +20,15 @@ from dicom_node.memory import (
     STARTUP_MMAP_THRESHOLD,
     freeze_long_lived_objects,
     limit_malloc_arenas,
-    refreeze,
     set_mmap_threshold,
 )
+from dicom_node.reload import demo_route_warnings, reload
 from dicom_node.settings.root import (
     ConfigError,
     NodeConfig,
     read_config_data,
     validate_config,
 )
-from dicom_node.settings.routes import RouteRule
 
 if TYPE_CHECKING:
     from dicom_node.node import Node
@@ -55,7 +54,24 @@ def build_config(
     destinations: list[str],
     http_port: int | None = None,
 ) -> NodeConfig:
-    """The file's settings (or the defaults) with the command-line flags applied."""
+    """The file's settings (or the defaults) with the command-line flags applied, route
+    models checked against the packages its ``models:`` section provides."""
+    from dicom_node.model_registry import model_names
+
+    data, source = config_data(config, port, ae_title, data_dir, destinations, http_port)
+    return validate_config(data, source, models=model_names)
+
+
+def config_data(
+    config: Path | None,
+    port: int | None,
+    ae_title: str | None,
+    data_dir: Path | None,
+    destinations: list[str],
+    http_port: int | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The file's parsed settings (or none) with the command-line flags applied, not yet
+    validated, and where they come from."""
     data: dict[str, Any] = read_config_data(config) if config else {}
     source = str(config) if config else "command line"
     if port is not None:
@@ -81,22 +97,7 @@ def build_config(
         if errors:
             raise ConfigError("command line", errors)
         data["destinations"] = [*(data.get("destinations") or []), *extra]
-    from dicom_node.model_registry import model_names
-
-    return validate_config(data, source, models=model_names)
-
-
-def demo_warnings(rules: Sequence[RouteRule], demo_models: set[str]) -> list[str]:
-    """One line per enabled rule that sends a demo model's results to a destination."""
-    lines = []
-    for rule in rules:
-        demo = [m for m in rule.models if m in demo_models]
-        if rule.enabled and rule.action == "infer" and demo and rule.destinations:
-            lines.append(
-                f"WARNING: route {rule.name!r} sends results of the NON-CLINICAL DEMO model "
-                f"{', '.join(demo)} (untrained weights) to {', '.join(rule.destinations)}"
-            )
-    return lines
+    return data, source
 
 
 def banner(
@@ -165,29 +166,17 @@ def model_lines(node: Node) -> list[str]:
     return lines or ["(none)"]
 
 
-def _reload(node: Node, read: Callable[[], NodeConfig]) -> None:
-    """SIGHUP: re-read the configuration; a bad file is refused and the old one stays."""
-    log = logging.getLogger("dicom_node")
+def _reload(node: Node) -> None:
+    """SIGHUP: read the configuration again; one that cannot apply is refused (logged)
+    and the running one stays."""
     try:
-        new = read()
-    except ConfigError as err:
-        log.error("configuration reload refused; keeping the running configuration:\n%s", err)
-        return
+        reload(node)
+    except ConfigError:
+        pass  # logged with every error's path
     except Exception:  # a bug while reading: the node keeps serving what it runs
-        log.exception("configuration reload refused; keeping the running configuration")
-        return
-    restart = node.reload(new)
-    if restart:
-        log.warning("these settings changed but apply only after a restart: %s", ", ".join(restart))
-    for line in demo_route_warnings(node):
-        log.warning("%s", line.removeprefix("WARNING: "))
-    refreeze()  # what the old configuration held is garbage now
-
-
-def demo_route_warnings(node: Node) -> list[str]:
-    """:func:`demo_warnings` for the node's current routes and loaded models."""
-    demo = {name for name, m in node.jobs.registry.models.items() if m.identity.demo}
-    return demo_warnings(node.jobs.rules(), demo)
+        logging.getLogger("dicom_node").exception(
+            "configuration reload refused; keeping the running configuration"
+        )
 
 
 def _setup_logging(cfg: NodeConfig) -> None:
@@ -244,6 +233,9 @@ def register(app: typer.Typer) -> None:
         node = None
         try:
             node = Node(cfg)
+            node.config_source = lambda: config_data(
+                config, port, ae_title, data_dir, destination, http_port
+            )
             node.start()
             http = HttpServer(node) if cfg.http.enabled else None
             if http is not None:
@@ -266,10 +258,7 @@ def register(app: typer.Typer) -> None:
         while not stop.wait(0.2):
             if reload_requested.is_set():
                 reload_requested.clear()
-                _reload(
-                    node,
-                    lambda: build_config(config, port, ae_title, data_dir, destination, http_port),
-                )
+                _reload(node)
         if http is not None:
             http.stop()
         node.stop()

@@ -59,14 +59,27 @@ class AttemptOut(BaseModel):
     sent: int
     accepted: int
     error: str | None
-    responses: list[ResponseOut]
+    responses: list[ResponseOut] = Field(
+        description="one page of the attempt's responses (responses_limit, responses_offset)"
+    )
+    responses_total: int = Field(description="the attempt's responses, all pages together")
+    responses_offset: int = Field(description="responses before this page")
 
 
 class JobDetail(JobOut):
     stages: dict[str, dt.datetime | None]
     next_attempt_at: dt.datetime | None
-    outputs: list[OutputOut]
-    delivery_attempts: list[AttemptOut]
+    outputs: list[OutputOut] = Field(
+        description="one page of the job's outputs (outputs_limit, outputs_offset)"
+    )
+    outputs_total: int = Field(description="the job's outputs, all pages together")
+    outputs_offset: int = Field(description="outputs before this page")
+    delivery_attempts: list[AttemptOut] = Field(
+        description="one page of the job's delivery attempts, oldest first "
+        "(delivery_attempts_limit, delivery_attempts_offset)"
+    )
+    delivery_attempts_total: int = Field(description="the job's attempts, all pages together")
+    delivery_attempts_offset: int = Field(description="attempts before this page")
 
 
 class ModelOut(BaseModel):
@@ -80,6 +93,13 @@ class ModelOut(BaseModel):
 class ConfigCheck(BaseModel):
     valid: bool
     errors: list[str]
+
+
+class ReloadOut(BaseModel):
+    restart_required: list[str] = Field(
+        description="changed settings that keep their running value until a restart"
+    )
+    warnings: list[str]
 
 
 class DestinationOut(BaseModel):
@@ -107,14 +127,26 @@ class InstanceOut(BaseModel):
 
 class StudyDetail(BaseModel):
     study_uid: str
-    groups: list[GroupOut]
+    groups: list[GroupOut] = Field(
+        description="one page of the study's groups, oldest first (groups_limit, groups_offset)"
+    )
+    groups_total: int = Field(description="the study's groups, all pages together")
+    groups_offset: int = Field(description="groups before this page")
     instances: list[InstanceOut] = Field(
         description="one page of the study's instances (query parameters limit, offset)"
     )
     instances_total: int = Field(description="the study's instances, all pages together")
     instances_offset: int = Field(description="instances before this page")
-    jobs: list[JobOut]
-    results: list[OutputOut]
+    jobs: list[JobOut] = Field(
+        description="one page of the study's jobs, oldest first (jobs_limit, jobs_offset)"
+    )
+    jobs_total: int = Field(description="the study's jobs, all pages together")
+    jobs_offset: int = Field(description="jobs before this page")
+    results: list[OutputOut] = Field(
+        description="one page of the results its jobs wrote (results_limit, results_offset)"
+    )
+    results_total: int = Field(description="the study's results, all pages together")
+    results_offset: int = Field(description="results before this page")
 
 
 class ReprocessOut(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from dicom_node.index.tables import COMPLETE, Group, Instance
@@ -16,12 +16,16 @@ def completed_groups(session: Session, limit: int | None = None) -> list[Group]:
     return list(session.scalars(q))
 
 
+def groups(state: str | None = None) -> Select[tuple[Group]]:
+    """The query of groups, most recently active first, optionally only those in
+    ``state`` (for a page of them: ``.limit()`` and ``.offset()``)."""
+    q = select(Group).order_by(Group.last_received.desc(), Group.id.desc())
+    return q if state is None else q.where(Group.state == state)
+
+
 def list_groups(session: Session, state: str | None = None, limit: int = 100) -> list[Group]:
     """Most recently active groups first, optionally only those in ``state``."""
-    q = select(Group).order_by(Group.last_received.desc(), Group.id.desc()).limit(limit)
-    if state is not None:
-        q = q.where(Group.state == state)
-    return list(session.scalars(q))
+    return list(session.scalars(groups(state).limit(limit)))
 
 
 def instance_rows_of_group(session: Session, group_id: int) -> list[Instance]:

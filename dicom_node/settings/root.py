@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -174,14 +174,18 @@ def _known_models(
 
 
 def validate_config(
-    data: Any, source: str = "<config>", models: ModelNames | None = None
+    data: Any,
+    source: str = "<config>",
+    models: ModelNames | Collection[str] | None = None,
 ) -> NodeConfig:
     """Validate an already-parsed mapping; raise ConfigError listing every error.
 
-    Field errors and cross-references (route names, destinations, and with ``models`` —
-    a function giving the model names a configuration provides — route models, unless
-    ``jobs.executor`` is celery: workers provide the models then) are reported together,
-    each with its path.
+    Field errors and cross-references (route names, destinations, route models) are
+    reported together, each with its path. ``models`` says which model names routes may
+    use: a function giving those a configuration provides (the file's own ``models:``
+    section; not checked when its ``jobs.executor`` is celery: workers provide the models
+    then), or the names themselves (a reload: those the running node has), or ``None``
+    (not checked).
     """
     if data is None:
         data = {}
@@ -193,12 +197,13 @@ def validate_config(
         cfg = NodeConfig.model_validate(data)
     except ValidationError as err:
         errors += format_validation_errors(err)
-    # executor: celery: the workers provide the models, not this configuration; a job for
-    # a model no worker has waits (visibly) rather than being refused here.
-    celery = cfg is not None and cfg.jobs.executor == "celery"
-    names = None if models is None or celery else _known_models(cfg, data, models)
+    if callable(models):  # the names this file's models section provides
+        # executor: celery: the workers provide the models, not this configuration; a
+        # job for a model no worker has waits (visibly) rather than being refused here.
+        celery = cfg is not None and cfg.jobs.executor == "celery"
+        models = None if celery else _known_models(cfg, data, models)
     routes, dests = (cfg.routes, cfg.destinations) if cfg is not None else _each_valid(data)
-    errors += validate_references(routes, dests, names)
+    errors += validate_references(routes, dests, models)
     if errors or cfg is None:
         raise ConfigError(source, errors)
     return cfg

@@ -130,8 +130,12 @@ def test_admin_api(tmp_path: Path) -> None:
             assert again["state"] == "routed" and len(again["job_ids"]) == 1
             assert again["job_ids"][0] != job["id"]
 
-            models = requests.get(f"{api}/models", headers=READ, timeout=10).json()
+            r = requests.get(f"{api}/models", headers=READ, timeout=10)
+            models = r.json()
             assert models[0]["name"] == "demo-cxr-densenet121" and models[0]["demo"]
+            assert int(r.headers["X-Total-Count"]) == len(models) == 1
+            past = requests.get(f"{api}/models", params={"offset": 1}, headers=READ, timeout=10)
+            assert past.json() == [] and past.headers["X-Total-Count"] == "1"
 
             explained = requests.get(
                 f"{api}/routes/explain", params={"study": study}, headers=READ, timeout=30
@@ -204,6 +208,11 @@ def test_admin_api(tmp_path: Path) -> None:
                 "kind": "dimse",
                 "target": f"PACS@127.0.0.1:{scp.port}",
             }
+            r = requests.get(
+                f"{api}/destinations", params={"limit": 1, "offset": 1}, headers=READ, timeout=10
+            )
+            assert [d["name"] for d in r.json()] == ["gone"]
+            assert r.headers["X-Total-Count"] == "2"
             ok = requests.post(f"{api}/destinations/pacs/echo", headers=ADMIN, timeout=30)
             assert ok.json() == {
                 "destination": "pacs",
@@ -231,9 +240,12 @@ def test_admin_api(tmp_path: Path) -> None:
             )
             assert not any(p.startswith("/dicomweb") for p in spec["paths"])
 
-            r = requests.post(f"{api}/config/reload", headers=ADMIN, timeout=10)
-            assert r.status_code == 202
-            wait_until(lambda: "configuration reloaded" in node.log(), timeout=10)
+            r = requests.post(f"{api}/config/reload", headers=ADMIN, timeout=30)
+            assert r.status_code == 200, r.text
+            assert r.json()["restart_required"] == []
+            [warning] = r.json()["warnings"]  # the demo model's results go to PACS
+            assert "NON-CLINICAL DEMO" in warning and "pacs, gone" in warning
+            assert "configuration reloaded" in node.log()
             assert pydicom.dcmread(files[0]).StudyInstanceUID == study
     finally:
         scp.stop()

@@ -197,7 +197,7 @@ def test_serve_refuses_a_route_to_an_unknown_model(tmp_path: Path) -> None:
 
 
 def test_demo_warnings_only_for_demo_results_sent_somewhere() -> None:
-    from dicom_node.cli.serve import demo_warnings
+    from dicom_node.reload import demo_warnings
     from dicom_node.settings.routes import RouteRule
 
     def rule(name: str, **kw) -> RouteRule:

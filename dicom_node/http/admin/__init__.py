@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 # Each module adds its routes to the shared router when imported.
-from dicom_node.http.admin import config, destinations, models, studies  # noqa: F401
+from dicom_node.http.admin import config, destinations, jobs, models, studies  # noqa: F401
 from dicom_node.http.admin.common import router
 
 

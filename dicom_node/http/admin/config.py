@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from dicom_node.http.admin.common import PROBLEM, router
 from dicom_node.http.app import authorize, body_chunks, node_of
 from dicom_node.http.problem import Problem
-from dicom_node.http.schemas import (
-    ConfigCheck,
-)
+from dicom_node.http.schemas import ConfigCheck, ReloadOut
+from dicom_node.reload import NoConfigSource, reload
 from dicom_node.settings.root import ConfigError, parse_config_text, validate_config
 
 YAML_BODY = {
@@ -53,9 +49,29 @@ def _check_yaml(text: str) -> ConfigCheck:
     return ConfigCheck(valid=True, errors=[])
 
 
-@router.post("/config/reload", status_code=202, tags=["configuration"])
-def reload_config(request: Request) -> dict[str, str]:
-    """Re-read the configuration file, as SIGHUP does (a bad file is refused and logged)."""
+@router.post(
+    "/config/reload",
+    response_model=ReloadOut,
+    responses={409: PROBLEM, 422: PROBLEM},
+    tags=["configuration"],
+)
+def reload_config(request: Request) -> ReloadOut:
+    """Re-read the configuration file, as SIGHUP does, and apply it to new groups and
+    jobs. Routes are checked against the models the running node has loaded (settings
+    that need a restart, ``models`` and ``jobs.executor`` among them, keep their running
+    values until then). A file that cannot apply is refused: 422, every error with its
+    path, and the running configuration stays."""
     authorize(request, "admin")
-    os.kill(os.getpid(), signal.SIGHUP)
-    return {"status": "reload requested; the node's log tells the outcome"}
+    try:
+        done = reload(node_of(request))
+    except NoConfigSource as err:
+        raise Problem(409, "Conflict", str(err)) from None
+    except ConfigError as err:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"{err.source} cannot apply ({len(err.errors)} error(s)): the node keeps its "
+            "running configuration",
+            errors=err.errors,
+        ) from None
+    return ReloadOut(restart_required=done.restart, warnings=done.warnings)

@@ -5,10 +5,18 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from dicom_node.http.admin.common import PROBLEM, router
+from dicom_node.http.admin.common import (
+    DESTINATION_STATUS,
+    DESTINATIONS,
+    PROBLEM,
+    Paging,
+    router,
+    set_total,
+    total_header,
+)
 from dicom_node.http.app import authorize, node_of
 from dicom_node.http.problem import Problem
 from dicom_node.http.schemas import (
@@ -22,30 +30,55 @@ from dicom_node.jobs.destination_status import (
 )
 
 
-@router.get("/destinations", response_model=list[DestinationOut], tags=["destinations"])
-def list_destinations(request: Request) -> list[DestinationOut]:
+@router.get(
+    "/destinations",
+    response_model=list[DestinationOut],
+    responses=total_header("destinations"),
+    tags=["destinations"],
+)
+def list_destinations(
+    request: Request,
+    response: Response,
+    limit: int = DESTINATIONS.limit("destinations"),
+    offset: int = Paging.offset("destinations"),
+) -> list[DestinationOut]:
     """Configured result destinations (credentials never shown)."""
     authorize(request, "read")
+    configured = node_of(request).config.destinations
+    set_total(response, len(configured))
     out = []
-    for d in node_of(request).config.destinations:
+    for d in configured[offset : offset + limit]:
         target = f"{d.ae_title}@{d.host}:{d.port}" if d.kind == "dimse" else getattr(d, "url", "")
         out.append(DestinationOut(name=d.name, kind=d.kind, target=target))
     return out
 
 
-def _statuses(request: Request, name: str | None = None) -> list[DestinationStatus]:
+def _names(request: Request) -> tuple[list[str], list[str]]:
+    """Every destination name (configured, then those on record), and the configured."""
     node = node_of(request)
     configured = [d.name for d in node.config.destinations]
-    names = [*configured, *known_destinations(node.db)] if name is None else [name]
-    return destination_status(node.db, names, configured=configured)
+    return list(dict.fromkeys([*configured, *known_destinations(node.db)])), configured
 
 
-@router.get("/destinations/status", response_model=list[DestinationStatus], tags=["destinations"])
-def destinations_status(request: Request) -> list[DestinationStatus]:
-    """What happened at each destination (configured, or named by a delivery on record):
-    last attempt, attempts in the last 24 h, pending deliveries, last error."""
+@router.get(
+    "/destinations/status",
+    response_model=list[DestinationStatus],
+    responses=total_header("destinations"),
+    tags=["destinations"],
+)
+def destinations_status(
+    request: Request,
+    response: Response,
+    limit: int = DESTINATION_STATUS.limit("destinations"),
+    offset: int = Paging.offset("destinations"),
+) -> list[DestinationStatus]:
+    """What happened at each destination (configured, then those named by a delivery on
+    record): last attempt, attempts in the last 24 h, pending deliveries, last error."""
     authorize(request, "read")
-    return _statuses(request)
+    names, configured = _names(request)
+    set_total(response, len(names))
+    page = names[offset : offset + limit]
+    return destination_status(node_of(request).db, page, configured=configured)
 
 
 @router.get(
@@ -58,7 +91,8 @@ def destination_status_one(request: Request, name: str) -> DestinationStatus:
     """What happened at one destination: last attempt, attempts in the last 24 h,
     pending deliveries, last error."""
     authorize(request, "read")
-    status = _statuses(request, name)[0]
+    configured = [d.name for d in node_of(request).config.destinations]
+    [status] = destination_status(node_of(request).db, [name], configured=configured)
     if not status.configured and status.last_attempt is None and not status.pending_jobs:
         raise Problem(404, "Not Found", f"no destination {name!r}, and no delivery to one")
     return status

@@ -5,11 +5,18 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from dicom_node.http.admin.common import PROBLEM, router
+from dicom_node.http.admin.common import (
+    MODELS,
+    PROBLEM,
+    Paging,
+    router,
+    set_total,
+    total_header,
+)
 from dicom_node.http.admin.upload import uploaded
 from dicom_node.http.app import authorize, node_of
 from dicom_node.http.budget import DECODING
@@ -22,11 +29,20 @@ from dicom_node.routing.explain import explain_path, explanation_to_dict
 from dicom_node.store.writer import safe_component
 
 
-@router.get("/models", response_model=list[ModelOut], tags=["models"])
-def list_models(request: Request) -> list[ModelOut]:
-    """Loaded models (with their execution provider) and refused packages."""
+@router.get(
+    "/models", response_model=list[ModelOut], responses=total_header("models"), tags=["models"]
+)
+def list_models(
+    request: Request,
+    response: Response,
+    limit: int = MODELS.limit("models"),
+    offset: int = Paging.offset("models"),
+) -> list[ModelOut]:
+    """Loaded models (with their execution provider), then refused packages."""
     authorize(request, "read")
     registry = node_of(request).jobs.registry
+    loaded = sorted(registry.models.items())
+    set_total(response, len(loaded) + len(registry.errors))
     out = [
         ModelOut(
             name=name,
@@ -35,13 +51,14 @@ def list_models(request: Request) -> list[ModelOut]:
             demo=m.identity.demo,
             status="loaded",
         )
-        for name, m in sorted(registry.models.items())
+        for name, m in loaded[offset : offset + limit]
     ]
+    start = max(0, offset - len(loaded))
     out += [
         ModelOut(
             name=str(e.path), version="", provider="", demo=False, status=f"refused: {e.message}"
         )
-        for e in registry.errors
+        for e in registry.errors[start : start + limit - len(out)]
     ]
     return out
 
