@@ -50,8 +50,8 @@ class Deadline:
         self._thread = threading.Thread(target=self._watch, name="http-deadline", daemon=True)
 
     def __enter__(self) -> Deadline:
-        _local.deadline = self
         self._thread.start()
+        _local.deadline = self
         return self
 
     def __exit__(self, *exc: object) -> None:
