@@ -4,17 +4,18 @@ status classes.
 A destination's answer is read with bounds, so a broken or hostile peer cannot hold a
 worker or the node's memory: redirects are not followed (a POST must not be re-sent
 elsewhere, or turned into a GET that "succeeds"), at most ``MAX_ANSWER_BYTES`` of the
-body are read, and the body must arrive within the destination's timeout.
+body are read, and the whole exchange (connect, send, head, body) must end within the
+destination's timeout (:mod:`dicom_node.delivery.deadline`).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import requests
 import urllib3.exceptions
 
+from dicom_node.delivery.deadline import Deadline, mount
 from dicom_node.delivery.report import Outcome
 from dicom_node.settings.destinations import BasicAuth, BearerAuth
 
@@ -35,7 +36,8 @@ _CHUNK = 64 * 1024
 
 
 class SlowAnswer(requests.Timeout):
-    """The answer's body did not arrive within the destination's timeout."""
+    """The exchange (connect, send, the answer's head and body) did not end within the
+    destination's timeout."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Answer:
 def make_session(auth: BasicAuth | BearerAuth | None) -> requests.Session:
     """A requests session carrying the destination's credentials."""
     session = requests.Session()
+    mount(session)
     if isinstance(auth, BasicAuth):
         session.auth = (auth.username, auth.password.get_secret_value())
     elif isinstance(auth, BearerAuth):
@@ -73,20 +76,48 @@ def post(
 ) -> Answer:
     """POST ``data`` once; raises a ``requests.RequestException`` when no answer came.
 
-    ``timeout`` bounds connecting, waiting for the answer's head, and reading its whole
-    body (a peer trickling an endless body raises :class:`SlowAnswer`).
+    ``timeout`` bounds the whole exchange: connecting, sending, waiting for the answer's
+    head and reading its whole body (a peer trickling its head or an endless body raises
+    :class:`SlowAnswer`). ``session`` must come from :func:`make_session`.
     """
+    with Deadline(timeout) as deadline:
+        try:
+            return _exchange(session, url, data, headers, timeout, max_body, deadline)
+        except requests.RequestException as exc:
+            if deadline.expired and not isinstance(exc, SlowAnswer):
+                raise SlowAnswer(_slow(deadline)) from exc
+            raise
+
+
+_PHASES = {
+    "send": "the request was not sent",
+    "head": "the answer's head was not complete",
+    "body": "the answer's body was not complete",
+}
+
+
+def _slow(deadline: Deadline) -> str:
+    return f"{_PHASES[deadline.phase]} after {deadline.timeout}s"
+
+
+def _exchange(
+    session: requests.Session,
+    url: str,
+    data: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    max_body: int,
+    deadline: Deadline,
+) -> Answer:
     with session.post(
         url, data=data, headers=headers, timeout=timeout, stream=True, allow_redirects=False
     ) as rsp:
-        deadline = time.monotonic() + timeout
+        deadline.phase = "body"
         chunks: list[bytes] = []
         size = 0
         truncated = False
         try:
             while True:
-                if time.monotonic() > deadline:
-                    raise SlowAnswer(f"the answer's body was not complete after {timeout}s")
                 # read1: whatever has arrived (up to the size asked), not a full buffer
                 chunk = rsp.raw.read1(min(_CHUNK, max_body + 1 - size), decode_content=True)
                 if not chunk:
@@ -100,6 +131,8 @@ def post(
             raise requests.Timeout(f"reading the answer: {exc}") from exc
         except urllib3.exceptions.HTTPError as exc:  # protocol error, peer hung up, bad encoding
             raise requests.ConnectionError(f"reading the answer: {exc}") from exc
+        if deadline.expired:  # the socket was shut down: the body may look complete
+            raise SlowAnswer(_slow(deadline))
         media_type = rsp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         return Answer(
             status=rsp.status_code,

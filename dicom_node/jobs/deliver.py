@@ -3,7 +3,9 @@
 Each destination gets only what it has not accepted yet (nothing is sent twice), and the
 attempt is on record before the first file goes (:mod:`dicom_node.jobs.attempts`). A
 destination that is not configured, or that refuses for good, is a permanent failure;
-one that is unreachable or busy is transient.
+one that is unreachable or busy is transient; one whose sender raised an exception it did
+not expect is recorded as a permanent failure by ``deliver()`` and the job goes on to its
+other destinations.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Every POST is answered by the ``answer`` given (see :func:`reply`, :func:`trickle`,
 :func:`flood`); GETs answer 200 with an Orthanc-like success, so a client that turns a
 redirected POST into a GET would "succeed". The server records each request and how
-many body bytes it managed to send before the client hung up.
+many bytes of its answer (body, or a slow head) it managed to send before the client
+hung up.
 
     with HostileHttp(trickle(200, total=400, every=0.05)) as peer:
         report = deliver(stowrs(peer.url), files)
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["HostileHttp", "Seen", "flood", "reply", "trickle"]
+__all__ = ["HostileHttp", "Seen", "flood", "reply", "slow_head", "trickle"]
 
 Answer = Callable[["_Handler"], None]
 
@@ -66,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.peer.answer(self)
 
     def write_counted(self, data: bytes) -> bool:
-        """Send body bytes, counted; False once the client has hung up."""
+        """Send bytes, counted; False once the client has hung up."""
         try:
             self.wfile.write(data)
             self.wfile.flush()
@@ -83,7 +84,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class HostileHttp:
-    """The server; ``url``, ``seen`` (requests), ``sent`` (body bytes written)."""
+    """The server; ``url``, ``seen`` (requests), ``sent`` (counted bytes written)."""
 
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
@@ -138,6 +139,23 @@ def trickle(status: int, total: int, every: float) -> Answer:
         for _ in range(total):
             if h.server.peer.stopping.wait(every) or not h.write_counted(b" "):
                 return
+
+    return answer
+
+
+def slow_head(status: int, total: int, every: float) -> Answer:
+    """Send the status line and a header of ``total`` bytes one byte every ``every``
+    seconds (each read gets a byte well within a per-read timeout), then end the head and
+    answer an empty body: a complete, successful answer for a client that waits it out."""
+    head = f"HTTP/1.1 {status} OK\r\nX-Slow: ".encode()
+    head += b"a" * max(0, total - len(head))
+
+    def answer(h: _Handler) -> None:
+        for i in range(len(head)):
+            if h.server.peer.stopping.wait(every) or not h.write_counted(head[i : i + 1]):
+                return
+        h.write_counted(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        h.close_connection = True
 
     return answer
 
