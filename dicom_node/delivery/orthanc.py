@@ -106,7 +106,7 @@ class OrthancDeliverer:
 def _json_status(raw: bytes) -> str:
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's reach
         return ""
     if isinstance(body, dict):
         return str(body.get("Status", ""))

@@ -126,7 +126,17 @@ def parse_store_response(
 
 _JSON_TYPES = ("application/dicom+json", "application/json")
 # What a malformed DICOM JSON body can raise in pydicom (from_json, element access).
-_MALFORMED = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+# What a malformed DICOM JSON answer makes pydicom or the reading raise (OverflowError:
+# a Failure Reason of 1e999, an infinite float, made an integer).
+_MALFORMED = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    RecursionError,
+    OverflowError,
+)
 
 
 def multipart(files: Sequence[bytes]) -> tuple[bytes, str]:

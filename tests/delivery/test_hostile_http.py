@@ -92,6 +92,12 @@ def test_redirects_are_not_followed_and_are_permanent(
     assert [(s.method, s.path) for s in seen] == [("POST", path)]  # sent once, nowhere else
 
 
+INFINITE_FAILURE_REASON = (
+    b'{"00081198": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2"]},'
+    b' "00081197": {"vr": "US", "Value": [1e999]}}]}}'
+)
+
+
 @pytest.mark.parametrize(
     ("status", "headers", "body", "expected"),
     [
@@ -101,6 +107,8 @@ def test_redirects_are_not_followed_and_are_permanent(
         (200, DICOM_JSON, b"{not json", "delivered"),
         (200, DICOM_JSON, b"[" * 100_000, "delivered"),
         (202, DICOM_JSON, b'{"00081199": {"vr": "SQ", "Value": [1]}}', "transient"),
+        # A Failure Reason of 1e999 (an infinite float) raised OverflowError out of deliver()
+        (202, DICOM_JSON, INFINITE_FAILURE_REASON, "transient"),
         (409, DICOM_JSON, b"[]", "permanent"),
     ],
 )
@@ -117,6 +125,16 @@ def test_malformed_stow_answers_are_outcomes_never_exceptions(
     with HostileHttp(reply(status, body, headers)) as peer:
         report = deliver(dest("stowrs", peer.url), files["cr"])
     assert [(o.outcome, o.code) for o in report.outcomes] == [(expected, status)], report.summary()
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b"{not json", b'{"Status": 5}'])
+def test_an_orthanc_200_whose_json_cannot_be_read_is_delivered(body: bytes, files) -> None:
+    """Orthanc's 200 means stored; its JSON only tells AlreadyStored apart. A body nested
+    past the parser's recursion limit raised RecursionError out of deliver()."""
+    gc.collect()  # see test_malformed_stow_answers_are_outcomes_never_exceptions
+    with HostileHttp(reply(200, body, {"Content-Type": "application/json"})) as peer:
+        report = deliver(dest("orthanc", peer.url), files["cr"])
+    assert [(o.outcome, o.code) for o in report.outcomes] == [("delivered", 200)]
 
 
 def test_a_202_with_a_charset_parameter_is_still_read_per_instance(files) -> None:
