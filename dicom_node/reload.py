@@ -62,7 +62,11 @@ def reload(node: Node) -> Reloaded:
             data, source = node.config_source()
             new = validate_config(data, source, models=route_models(node))
         except ConfigError as err:
-            log.error("configuration reload refused; keeping the running configuration:\n%s", err)
+            log.error(
+                "configuration reload refused; keeping the running configuration: %s: %s",
+                err.source,
+                "; ".join(err.errors),
+            )
             raise
         restart = node.reload(new)
         warnings = [w.removeprefix("WARNING: ") for w in demo_route_warnings(node)]

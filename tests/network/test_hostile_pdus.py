@@ -194,6 +194,9 @@ def test_pdata_on_a_context_never_negotiated_is_aborted(hostile_node: NodeProces
     _assert_recovered(node, fds0, threads0)
 
 
+# A log entry a peer tries to forge through a name it sends
+FORGED = "2026-01-01 00:00:00,000 WARNING dicom_node: FORGED"  # under 64 bytes with 1.2.3
+
 INVALID_SEQUENCES = {
     # A second A-ASSOCIATE-RQ on an established association
     "associate_twice": [pdus.associate_rq(), pdus.associate_rq()],
@@ -223,6 +226,8 @@ INVALID_SEQUENCES = {
     # pynetdicom accepted both and served C-ECHO on them)
     "other_app_context": [pdus.associate_rq(app_context=b"1.2.3.4")],
     "no_app_context": [pdus.associate_rq(app_context=None)],
+    # A newline and a fake log entry in it: pynetdicom and pydicom log the name as sent
+    "forged_log_line": [pdus.associate_rq(app_context=b"1.2.3\n" + FORGED.encode())],
     # Non-ASCII and control characters in AE titles
     "non_ascii_called": [pdus.associate_rq(called="NÖDE_ÿ".encode("latin-1"))],
     "non_ascii_calling": [pdus.associate_rq(calling="CALLÉ€".encode())],
@@ -240,6 +245,7 @@ REJECTED = {
     "no_contexts": bytes([1, 1, 1]),
     "other_app_context": bytes([1, 1, 2]),
     "no_app_context": bytes([1, 1, 2]),
+    "forged_log_line": bytes([1, 1, 2]),
 }
 
 
@@ -255,6 +261,8 @@ def test_invalid_sequences_are_refused_cleanly(hostile_node: NodeProcess, name: 
     # node's own WARNING for each AE title it refused.
     log = node.log()[logged:]
     assert "Traceback" not in log and " ERROR pynetdicom.utils" not in log, log
+    # What a peer sends never starts a line of the log (control characters are escaped).
+    assert not [line for line in log.splitlines() if line.startswith(FORGED)], log
     if name.startswith(("non_ascii", "nul", "blank")):
         assert log.count("aborting association from 127.0.0.1") == 1, log
     if name in REJECTED:
