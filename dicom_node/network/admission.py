@@ -2,8 +2,9 @@
 how it refuses the others: an A-ASSOCIATE-RJ with the result, source and reason of
 PS3.8 9.3.4, a log line, and ``dicom_node_associations_rejected_total`` by reason.
 
-A peer at its limit of associations (``max_associations_per_peer``) logs one WARNING per
-episode, not one per rejection: a sender retrying in a loop must not flood the log."""
+A peer at its limit of associations (``max_associations_per_peer``), and the node at its
+own (``max_associations``), log one WARNING per episode, not one per rejection: a sender
+retrying in a loop must not flood the log."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class Admission:
         self.config = config
         self.connections = connections
         self.peer_episodes = Episodes()
+        self.local_episodes = Episodes()
 
     def accept(self, assoc: Any) -> bool:
         """Whether ``assoc`` goes on to negotiate; if not, it was rejected and ended."""
@@ -63,12 +65,7 @@ class Admission:
         if refused == "peer_limit":
             self._peer_limit(calling, host)
         elif refused is not None:
-            log.warning(
-                "rejecting association from %s@%s: %d associations already (max_associations)",
-                calling,
-                host,
-                self.config.max_associations,
-            )
+            self._local_limit(calling, host)
         if refused is not None:
             metrics.ASSOCIATIONS_REJECTED.labels(refused).inc()
             # rejected-transient by the service provider (presentation), as pynetdicom's
@@ -113,6 +110,19 @@ class Admission:
         if not ae.allows(calling, host):
             return "calling AE not allowed", "calling_ae_not_allowed", CALLING_AE_NOT_RECOGNISED
         return None
+
+    def _local_limit(self, calling: str, host: str) -> None:
+        if self.local_episodes.first("all"):
+            log.warning(
+                "rejecting associations from %s@%s and any other: %d associations already "
+                "(max_associations); more rejections are counted in "
+                'dicom_node_associations_rejected_total{reason="local_limit"}',
+                calling,
+                host,
+                self.config.max_associations,
+            )
+        else:
+            log.debug("rejecting association from %s@%s: max_associations", calling, host)
 
     def _peer_limit(self, calling: str, host: str) -> None:
         limit = self.config.associations_per_peer()

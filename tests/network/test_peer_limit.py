@@ -75,6 +75,28 @@ def test_one_address_cannot_take_every_slot(tmp_path: Path) -> None:
         assert node.stop() == 0, node.log()[-3000:]
 
 
+def test_the_node_at_its_limit_logs_one_warning_per_episode(tmp_path: Path) -> None:
+    """Every slot taken (by several addresses, each within its share): each further
+    association is rejected local-limit-exceeded and counted, with one WARNING for the
+    episode (it was one per rejection: a sender retrying in a loop flooded the log)."""
+    node = start_node(tmp_path, "all", max_associations=SLOTS)
+    held: list[Association] = []
+    try:
+        for n in range(SLOTS):
+            held.append(_associate(node.port, f"127.0.0.{10 + n}", "HOLDER"))
+        assert all(a.is_established for a in held), node.log()[-3000:]
+        rejected = [_associate(node.port, PACS, "PACS") for _ in range(3)]
+        assert not any(a.is_established for a in rejected)
+        metric = 'dicom_node_associations_rejected_total{reason="local_limit"}'
+        assert probe.metric(node, metric) == 3
+        warnings = [line for line in node.log().splitlines() if "(max_associations)" in line]
+        assert len(warnings) == 1 and " WARNING " in warnings[0], node.log()[-3000:]
+    finally:
+        for assoc in held:
+            assoc.release()
+        assert node.stop() == 0, node.log()[-3000:]
+
+
 def test_per_peer_default_is_half_of_max_associations() -> None:
     assert NodeConfig().associations_per_peer() == 16
     assert NodeConfig(max_associations=5).associations_per_peer() == 2
