@@ -37,6 +37,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint, fast
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # LIKE as DICOM matches (PS3.4 C.2.2.2) and PostgreSQL does: case-sensitive (QIDO-RS
+        # lowers both sides for PN itself). SQLite's default ignored ASCII case.
+        cur.execute("PRAGMA case_sensitive_like=ON")
         cur.close()
 
 

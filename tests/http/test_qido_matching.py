@@ -113,6 +113,14 @@ def test_modalities_in_study_matches_any_series_and_results(db: Database) -> Non
     assert uids(db, ModalitiesInStudy="NM") == []
 
 
+def test_wildcard_matching_is_case_sensitive_but_for_person_names(db: Database) -> None:
+    """PS3.4 C.2.2.2: matching is case-sensitive; only PN may ignore case. SQLite's LIKE
+    ignores ASCII case, so ``p*`` matched every PatientID there (not on PostgreSQL)."""
+    assert uids(db, PatientID="p*") == []
+    assert uids(db, PatientID="P?") == list(STUDIES)
+    assert uids(db, PatientName="doe*") == ["1.9.1", "1.9.2", "1.9.3", "1.9.5"]
+
+
 def test_several_modalities_match_any_of_them(db: Database) -> None:
     assert uids(db, ModalitiesInStudy="CR,MR") == ["1.9.2", "1.9.3", "1.9.4"]
     assert uids(db, ModalitiesInStudy="US\\SR") == ["1.9.4", "1.9.5"]
