@@ -70,12 +70,15 @@ def steady(measure: Callable[[], int], quiet: float = 2.0, timeout: float = 20.0
     return value
 
 
-def echo_ok(port: int, called: str = "DICOM_NODE") -> bool:
-    """Whether a pynetdicom SCU gets C-ECHO Success."""
-    ae = AE(ae_title="PROBE")
+def echo_ok(
+    port: int, called: str = "DICOM_NODE", calling: str = "PROBE", address: str = "127.0.0.1"
+) -> bool:
+    """Whether a pynetdicom SCU (as ``calling``, from the local ``address``) gets C-ECHO
+    Success."""
+    ae = AE(ae_title=calling)
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 15
-    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, bind_address=(address, 0))
     if not assoc.is_established:
         return False
     try:

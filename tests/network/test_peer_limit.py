@@ -31,17 +31,6 @@ def _associate(port: int, address: str, title: str) -> Association:
     return ae.associate("127.0.0.1", port, ae_title="DICOM_NODE", bind_address=(address, 0))
 
 
-def _echo_ok(port: int, address: str, title: str) -> bool:
-    assoc = _associate(port, address, title)
-    if not assoc.is_established:
-        return False
-    try:
-        status = assoc.send_c_echo()
-        return bool(status) and status.Status == 0
-    finally:
-        assoc.release()
-
-
 def test_one_address_cannot_take_every_slot(tmp_path: Path) -> None:
     """The flooder opens more associations than the node has slots and holds them (it took
     all of them, and the PACS's C-ECHO was rejected local-limit-exceeded); it must get
@@ -54,7 +43,7 @@ def test_one_address_cannot_take_every_slot(tmp_path: Path) -> None:
         for _ in range(SLOTS + 2):
             assoc = _associate(node.port, FLOODER, "FLOODER")
             (held if assoc.is_established else rejected).append(assoc)
-        assert _echo_ok(node.port, PACS, "PACS"), node.log()[-3000:]
+        assert probe.echo_ok(node.port, calling="PACS", address=PACS), node.log()[-3000:]
         assert len(held) == SLOTS // 2
         rj = [(a.acceptor.primitive.result, a.acceptor.primitive.result_source) for a in rejected]
         diagnostics = [a.acceptor.primitive.diagnostic for a in rejected]
@@ -68,7 +57,8 @@ def test_one_address_cannot_take_every_slot(tmp_path: Path) -> None:
         for assoc in held:
             assoc.release()
         held.clear()
-        wait_for(lambda: _echo_ok(node.port, FLOODER, "FLOODER"), 20, "a C-ECHO", node.log)
+        served = lambda: probe.echo_ok(node.port, calling="FLOODER", address=FLOODER)  # noqa: E731
+        wait_for(served, 20, "a C-ECHO", node.log)
     finally:
         for assoc in held:
             assoc.release()
