@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's workers inherit COLUMNS=80, which a CLI module's Console would fix
+    # as its width at import; the CLI tests set the width they need per invocation.
+    os.environ.pop("COLUMNS", None)
     hypo.configure(config.getoption("--long", False), config.getoption("--fuzz-seed", None))
     node_process.SEED_DEMO = True  # nodes copy one demo build (tests/support/node_process.py)
 

@@ -31,7 +31,7 @@ def test_models_list_shows_demo_and_broken_package(tmp_path, demo_cache):
     result = runner.invoke(
         app,
         ["models", "list", "--config", str(cfg), "--data-dir", str(data)],
-        env={"COLUMNS": "250"},
+        env={"COLUMNS": "400"},  # the refusal names the package's path, which is long
     )
     assert result.exit_code == 1, result.output  # a refused package makes list exit non-zero
     assert "demo-cxr-densenet121" in result.output
