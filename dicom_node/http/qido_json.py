@@ -74,7 +74,9 @@ def result(level: str, attrs: list[Attr], row: Any, base_url: str) -> dict[str, 
     """One result: ``attrs`` and the counts of ``row``, and its RetrieveURL."""
     out: dict[str, Any] = {}
     for a in attrs:
-        out[a.tag] = element(a, row[a.keyword])
+        value = row[a.keyword]
+        if not a.if_present or value not in (None, ""):
+            out[a.tag] = element(a, value)
     for attr, label in COUNTS[level]:
         out[attr.tag] = element(attr, row[label])
     keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")

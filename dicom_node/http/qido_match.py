@@ -26,6 +26,8 @@ class Attr:
     keyword: str
     name: str  # column of :func:`dicom_node.http.results.catalogue`
     level: str  # study | series | instance
+    # Returned only with a value (PS3.18 table 10.6.3-4's "if present"), never empty.
+    if_present: bool = False
     # Looked up once: every element of every result needs them.
     tag: str = field(init=False, repr=False, compare=False)
     vr: str = field(init=False, repr=False, compare=False)
@@ -55,6 +57,10 @@ ATTRS = {
         Attr("SeriesNumber", "series_number", "series"),
         Attr("SeriesDescription", "series_description", "series"),
         Attr("BodyPartExamined", "body_part", "series"),
+        Attr("SeriesDate", "series_date", "series", if_present=True),
+        Attr("SeriesTime", "series_time", "series", if_present=True),
+        Attr("PerformedProcedureStepStartDate", "pps_start_date", "series", if_present=True),
+        Attr("PerformedProcedureStepStartTime", "pps_start_time", "series", if_present=True),
         Attr("SOPInstanceUID", "sop_instance_uid", "instance"),
         Attr("SOPClassUID", "sop_class_uid", "instance"),
         Attr("InstanceNumber", "instance_number", "instance"),

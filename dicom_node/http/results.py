@@ -52,6 +52,10 @@ COLUMNS = (
     "patient_birth_date",
     "patient_sex",
     "referring_physician",
+    "series_date",
+    "series_time",
+    "pps_start_date",
+    "pps_start_time",
     "path",
 )
 _SOURCE = Instance.__table__.c

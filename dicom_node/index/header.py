@@ -1,7 +1,8 @@
 """Read the attributes the index needs from an encoded dataset, never touching pixels.
 
-Only the top-level elements up to (0028,0011) Columns are read (every indexed attribute
-lies below it, and Pixel Data far above), and only the indexed ones are kept. Their
+Only the top-level elements up to (0040,0245) Performed Procedure Step Start Time are
+read (every indexed attribute lies below it, and Pixel Data far above), and only the
+indexed ones are kept. Their
 values are converted by pydicom's value converters directly, in the dataset's character
 set, without building pydicom data elements: that skips pydicom's validation of each
 value on read, which cost more than reading the header itself.
@@ -52,10 +53,14 @@ _INDEXED = (
     "PatientBirthDate",
     "PatientSex",
     "ReferringPhysicianName",
+    "SeriesDate",
+    "SeriesTime",
+    "PerformedProcedureStepStartDate",  # (0040,0244): past Columns
+    "PerformedProcedureStepStartTime",
 )
 _TAG_OF = {k: tag_for_keyword(k) for k in _INDEXED}
 _TAGS = list(_TAG_OF.values())
-_LAST_TAG = int(max(_TAGS))  # (0028,0011) Columns
+_LAST_TAG = int(max(_TAGS))  # (0040,0245) Performed Procedure Step Start Time
 
 
 def _past(tag: BaseTag) -> bool:
@@ -104,6 +109,10 @@ class InstanceHeader:
     patient_birth_date: str | None = None
     patient_sex: str | None = None
     referring_physician: str | None = None
+    series_date: str | None = None
+    series_time: str | None = None
+    pps_start_date: str | None = None  # PerformedProcedureStepStartDate
+    pps_start_time: str | None = None  # PerformedProcedureStepStartTime
 
 
 def _values(ds: Dataset) -> dict[str, Any]:
@@ -131,6 +140,10 @@ _LIMITS = {
     "PatientName": 324,
     "AccessionNumber": 64,
     "StudyDate": 8,
+    "SeriesDate": 8,
+    "SeriesTime": 16,
+    "PerformedProcedureStepStartDate": 8,
+    "PerformedProcedureStepStartTime": 16,
     "Modality": 16,
     "BodyPartExamined": 64,
     "SeriesDescription": 64,
@@ -219,6 +232,10 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
         patient_birth_date=_text(values, "PatientBirthDate"),
         patient_sex=_text(values, "PatientSex"),
         referring_physician=_text(values, "ReferringPhysicianName"),
+        series_date=_text(values, "SeriesDate"),
+        series_time=_text(values, "SeriesTime"),
+        pps_start_date=_text(values, "PerformedProcedureStepStartDate"),
+        pps_start_time=_text(values, "PerformedProcedureStepStartTime"),
     )
 
 

@@ -104,6 +104,13 @@ class Instance(Base):
     patient_birth_date: Mapped[str | None] = mapped_column(String(8))
     patient_sex: Mapped[str | None] = mapped_column(String(16))
     referring_physician: Mapped[str | None] = mapped_column(String(324))
+    # Series attributes QIDO-RS returns when present (migration 0005; NULL in rows
+    # indexed before it). SeriesDate is a matching key: indexed.
+    series_date: Mapped[str | None] = mapped_column(String(8), index=True)
+    series_time: Mapped[str | None] = mapped_column(String(16))
+    # PerformedProcedureStepStartDate and PerformedProcedureStepStartTime
+    pps_start_date: Mapped[str | None] = mapped_column(String(8))
+    pps_start_time: Mapped[str | None] = mapped_column(String(16))
     calling_ae: Mapped[str] = mapped_column(String(16))
     called_ae: Mapped[str] = mapped_column(String(16))
     peer_address: Mapped[str | None] = mapped_column(String(64))

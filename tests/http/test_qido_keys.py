@@ -213,3 +213,54 @@ def test_person_names_come_as_component_groups(node: NodeProcess) -> None:
     for path in ("/studies", "/series", "/instances"):
         (item,) = qido(node, path, PatientID="KEYS-PN", **include).json()
         assert {tag: item[tag] for tag in expected} == expected, path
+
+
+def test_series_dates_and_times_as_pydicom_has_them(node: NodeProcess) -> None:
+    """Through the receive path (STOW-RS): a series with SeriesDate/SeriesTime and
+    PerformedProcedureStepStartDate/Time is returned with them, as pydicom's JSON of the
+    stored elements; a series without them returns none of them (no empty elements);
+    SeriesDate matches ranges; includefield returns them on instances."""
+    study = new_uid()
+    dated, bare = (
+        next(
+            iter_ct_series(
+                1,
+                Patient(patient_id="KEYS-SD", name="Dated^Sam"),
+                rows=8,
+                cols=8,
+                seed=1534 + n,
+                study_uid=study,
+                when=dt.datetime(2022, 3, 4, 10, 0),
+            )
+        )
+        for n in range(2)
+    )
+    dated.SeriesDate, dated.SeriesTime = "20220305", "101530.25"
+    dated.PerformedProcedureStepStartDate = "20220305"
+    dated.PerformedProcedureStepStartTime = "1015"
+    del bare.SeriesDate, bare.SeriesTime
+    assert post(node, multipart([_bytes(dated), _bytes(bare)])).status_code == 200
+    keywords = (
+        "SeriesDate",
+        "SeriesTime",
+        "PerformedProcedureStepStartDate",
+        "PerformedProcedureStepStartTime",
+    )
+    tags = [f"{dated[k].tag:08X}" for k in keywords]
+    expected = {t: dated[k].to_json_dict(None, 0) for t, k in zip(tags, keywords, strict=True)}
+
+    def dates_of(item: dict) -> dict:
+        return {t: item[t] for t in tags if t in item}
+
+    by_series = {
+        s[SERIES]["Value"][0]: s for s in qido(node, "/series", PatientID="KEYS-SD").json()
+    }
+    assert dates_of(by_series[dated.SeriesInstanceUID]) == expected
+    assert dates_of(by_series[bare.SeriesInstanceUID]) == {}
+    for dates, hit in (("20220301-20220331", True), ("20220305", True), ("-20220304", False)):
+        r = qido(node, f"/studies/{study}/series", SeriesDate=dates)
+        assert found(r, SERIES) == ([dated.SeriesInstanceUID] if hit else []), dates
+    r = qido(node, "/instances", PatientID="KEYS-SD", includefield=",".join(keywords))
+    got = {i[SOP]["Value"][0]: dates_of(i) for i in r.json()}
+    assert got == {dated.SOPInstanceUID: expected, bare.SOPInstanceUID: {}}
+    assert "Warning" not in r.headers

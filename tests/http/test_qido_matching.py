@@ -40,6 +40,12 @@ TIMES = {
     "1.9.5": "235960",  # a leap second
     "1.9.6": None,
 }
+# series -> SeriesDate, SeriesTime, PerformedProcedureStepStartDate/Time (others none)
+SERIES_DATES = {
+    "1.9.1.1": ("20240101", "080500", "20240101", "0800"),
+    "1.9.2.1": ("20240229", "083000.5", None, None),
+    "1.9.2.2": ("20240301", "1200", "20240301", "115959"),  # a day after its study
+}
 # study -> PatientName
 NAMES = {"1.9.1": "Doe^John", "1.9.2": "DOE", "1.9.3": "Doe^Jane", "1.9.5": "Doerr^Ann"}
 
@@ -52,6 +58,7 @@ def db(index_url: str) -> Iterator[Database]:
     for study, (date, modalities) in STUDIES.items():
         for s, modality in enumerate(modalities, 1):
             for i in (1, 2):
+                dated = SERIES_DATES.get(f"{study}.{s}", (None,) * 4)
                 header = InstanceHeader(
                     sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
                     sop_instance_uid=f"{study}.{s}.{i}",
@@ -63,6 +70,10 @@ def db(index_url: str) -> Iterator[Database]:
                     study_time=TIMES[study],
                     modality=modality,
                     instance_number=i,
+                    series_date=dated[0],
+                    series_time=dated[1],
+                    pps_start_date=dated[2],
+                    pps_start_time=dated[3],
                 )
                 receipt = Receipt("NODE", "MOD", None, "1.2.840.10008.1.2.1", "/x", 1, WHEN)
                 recorder.record(header, receipt)
@@ -89,8 +100,8 @@ def db(index_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def studies(db: Database, **params: str) -> list[dict]:
-    query = qido_query.parse("study", list(params.items()), {})
+def studies(db: Database, level: str = "study", **params: str) -> list[dict]:
+    query = qido_query.parse(level, list(params.items()), {})
     with db.session() as session:
         return qido.search(session, query, BASE)
 
@@ -208,9 +219,84 @@ def test_study_time_ranges(db: Database) -> None:
         assert [u for page in paged for u in page] == expected, times
 
 
+SERIES_DATE_TAGS = ("00080021", "00080031", "00400244", "00400245")
+
+
+def series_uids(db: Database, **params: str) -> list[str]:
+    return [r["0020000E"]["Value"][0] for r in studies(db, "series", **params)]
+
+
+def test_series_dates_and_times_are_returned_only_where_the_series_has_them(
+    db: Database,
+) -> None:
+    """Series results carry SeriesDate/Time and PerformedProcedureStepStartDate/Time
+    when the series has them, and no element at all when it has none; instance results
+    carry them when asked by includefield."""
+    found = {r["0020000E"]["Value"][0]: r for r in studies(db, "series", limit="1000")}
+    assert len(found) == 9  # the results of 1.9.4 are two series of their own
+    for uid, series in found.items():
+        values = SERIES_DATES.get(uid, (None,) * 4)
+        expected = {
+            tag: {"vr": vr, "Value": [v]}
+            for tag, vr, v in zip(SERIES_DATE_TAGS, ("DA", "TM", "DA", "TM"), values, strict=True)
+            if v is not None
+        }
+        assert {t: series[t] for t in SERIES_DATE_TAGS if t in series} == expected, uid
+    include = {"includefield": "SeriesDate,SeriesTime,PerformedProcedureStepStartDate"}
+    instances = studies(db, "instance", SeriesInstanceUID="1.9.2.2", **include)
+    assert [(i["00080021"], i["00080031"], i["00400244"]) for i in instances] == [
+        (
+            {"vr": "DA", "Value": ["20240301"]},
+            {"vr": "TM", "Value": ["1200"]},
+            {"vr": "DA", "Value": ["20240301"]},
+        )
+    ] * 2
+    assert all("00400245" not in i for i in instances)  # not asked for
+    plain = studies(db, "instance", SeriesInstanceUID="1.9.2.2")
+    assert [t for i in plain for t in SERIES_DATE_TAGS if t in i] == []
+    for instance in studies(db, "instance", SeriesInstanceUID="1.9.3.1", includefield="all"):
+        assert not set(SERIES_DATE_TAGS) & set(instance)  # none invented
+
+
+@pytest.mark.parametrize(
+    ("dates", "expected"),
+    [
+        ("20240229", ["1.9.2.1"]),
+        ("20240229-20240301", ["1.9.2.1", "1.9.2.2"]),  # both ends inclusive
+        ("-20240229", ["1.9.1.1", "1.9.2.1"]),
+        ("20240301-", ["1.9.2.2"]),
+        ("20240302-", []),
+    ],
+)
+def test_series_date_ranges(db: Database, dates: str, expected: list[str]) -> None:
+    """SeriesDate matches as StudyDate does: a series without one matches no range."""
+    assert series_uids(db, SeriesDate=dates) == expected
+    paged = [series_uids(db, SeriesDate=dates, limit="1", offset=str(o)) for o in range(3)]
+    assert [u for page in paged for u in page] == expected
+    instances = studies(db, "instance", SeriesDate=dates)
+    assert sorted({i["0020000E"]["Value"][0] for i in instances}) == expected
+    # A matching key is returned, at the instance level too.
+    for instance in instances:
+        series = instance["0020000E"]["Value"][0]
+        assert instance["00080021"] == {"vr": "DA", "Value": [SERIES_DATES[series][0]]}
+
+
+def test_series_time_and_date_together(db: Database) -> None:
+    assert series_uids(db, SeriesTime="08-0830") == ["1.9.1.1", "1.9.2.1"]
+    assert series_uids(db, SeriesTime="08-0830", SeriesDate="20240201-") == ["1.9.2.1"]
+    assert series_uids(db, StudyDate="20240229", SeriesDate="20240301") == ["1.9.2.2"]
+    assert series_uids(db, PerformedProcedureStepStartDate="20240101") == ["1.9.1.1"]
+    # Not a study-level key: ignored, with a warning.
+    query = qido_query.parse("study", [("SeriesDate", "20240301")], {})
+    assert query.filters == [] and "SeriesDate is not a supported" in query.warnings[0]
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
+        ("SeriesDate", "20240230"),
+        ("SeriesDate", "20240301-20240101"),
+        ("SeriesTime", "2561"),
         ("StudyTime", "25"),  # no hour 25
         ("StudyTime", "2561"),  # no minute 61
         ("StudyTime", "126000"),  # no minute 60

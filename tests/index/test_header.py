@@ -73,6 +73,10 @@ def test_parse_header_matches_pydicom(name: str) -> None:
         ("study_date", "StudyDate"),
         ("modality", "Modality"),
         ("series_description", "SeriesDescription"),
+        ("series_date", "SeriesDate"),
+        ("series_time", "SeriesTime"),
+        ("pps_start_date", "PerformedProcedureStepStartDate"),
+        ("pps_start_time", "PerformedProcedureStepStartTime"),
     ]:
         assert getattr(header, field) == _expected(ds, keyword), (name, keyword)
     assert header.rows == ds.get("Rows") and header.columns == ds.get("Columns")
@@ -128,3 +132,26 @@ def test_values_over_4_kb_are_left_out_of_the_walked_header_as_of_the_parsed_one
         header = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
         assert header == parse_header(encoded, ts)
         assert header.study_description is None and header.patient_name == "Doe^Jane"
+
+
+def test_series_and_performed_procedure_step_dates_and_times_are_read() -> None:
+    """SeriesDate/Time and PerformedProcedureStepStartDate/Time (the latter past Columns,
+    where the parse used to stop) as pydicom reads them, by the walk and by the parse;
+    absent, they are None."""
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.SeriesDate, ds.SeriesTime = "20240229", "083000.5"
+    ds.PerformedProcedureStepStartDate, ds.PerformedProcedureStepStartTime = "20240228", "2359"
+    bare = next(iter_ct_series(1, rows=8, cols=8))
+    del bare.SeriesDate, bare.SeriesTime
+    for implicit in (False, True):
+        ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+        for d, expected in (
+            (ds, ("20240229", "083000.5", "20240228", "2359")),
+            (bare, (None, None, None, None)),
+        ):
+            encoded = encode(d, implicit, True)
+            parsed = parse_header(encoded, ts)
+            walked = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
+            assert walked == parsed
+            got = (parsed.series_date, parsed.series_time)
+            assert (*got, parsed.pps_start_date, parsed.pps_start_time) == expected

@@ -15,12 +15,13 @@ import yaml
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import MetaData, Table, create_engine, func, insert, select, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from dicom_node import schema
 from dicom_node.db import Base, Database
+from dicom_node.http import qido, qido_query
 from dicom_node.http.results import RESULTS
 from dicom_node.index import tables
 from dicom_node.jobs import models  # noqa: F401
@@ -31,6 +32,19 @@ from tests.support.node_process import ROOT
 from tests.support.ports import free_port
 
 WHEN = dt.datetime(2026, 11, 20, 10, 0, 0)
+#: A group of one instance, as every schema revision has it.
+GROUP = {
+    "called_ae": "NODE",
+    "calling_ae": "MOD",
+    "group_by": "study",
+    "group_key": "1.2.3",
+    "study_uid": "1.2.3",
+    "instance_count": 1,
+    "total_bytes": 10,
+    "first_received": WHEN,
+    "last_received": WHEN,
+    "deadline": WHEN,
+}
 
 
 def make_previous_release_db(url: str) -> None:
@@ -39,21 +53,7 @@ def make_previous_release_db(url: str) -> None:
     engine = create_engine(url)
     old.Base.metadata.create_all(engine)
     with Session(engine) as s:
-        g = old.Group(
-            state="routed",
-            called_ae="NODE",
-            calling_ae="MOD",
-            group_by="study",
-            group_key="1.2.3",
-            study_uid="1.2.3",
-            modalities="CR",
-            instance_count=1,
-            total_bytes=10,
-            first_received=WHEN,
-            last_received=WHEN,
-            deadline=WHEN,
-            completed_at=WHEN,
-        )
+        g = old.Group(**GROUP, state="routed", modalities="CR", completed_at=WHEN)
         s.add(g)
         s.flush()
         s.add(
@@ -250,4 +250,66 @@ def test_0004_destination_indexes_upgrade_and_downgrade(index_url: str) -> None:
     with engine.begin() as conn:
         command.downgrade(schema._config(conn), "0003_study_modality_index")
     assert not added & indexes()
+    engine.dispose()
+
+
+SERIES_DATE_COLUMNS = {"series_date", "series_time", "pps_start_date", "pps_start_time"}
+
+
+def test_0005_series_dates_upgrade_a_database_with_rows(index_url: str) -> None:
+    """A database at 0004 with an instance and a result is upgraded by `db upgrade` to
+    exactly the declared schema: its rows stay, with no series date or time (NULL: they
+    were indexed before the columns), and QIDO-RS returns them without those elements.
+    Back to 0004 removes the columns and keeps the rows."""
+    engine = create_engine(index_url)
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0004_delivery_destination_index")
+        at_0004 = MetaData()
+        groups, instances, results = (
+            Table(name, at_0004, autoload_with=conn)
+            for name in ("groups", "instances", "result_instances")
+        )
+        assert not SERIES_DATE_COLUMNS & set(instances.c.keys())
+        values = {**GROUP, "state": "open", "modalities": "CT"}
+        gid = conn.execute(insert(groups).values(**values)).inserted_primary_key[0]
+        row = {
+            "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
+            "study_uid": "1.2.3",
+            "series_uid": "1.2.3.9",
+            "study_date": "20240101",
+            "modality": "CT",
+            "transfer_syntax": "1.2.840.10008.1.2.1",
+            "path": "/data/x.dcm",
+        }
+        conn.execute(
+            insert(instances).values(
+                sop_instance_uid="1.2.3.1",
+                calling_ae="MOD",
+                called_ae="NODE",
+                received_at=WHEN,
+                size=10,
+                group_id=gid,
+                **row,
+            )
+        )
+        conn.execute(insert(results).values(output_id=1, **{**row, "sop_instance_uid": "1.2.3.2"}))
+    db = Database(index_url)
+    assert schema.upgrade(db) == ("0004_delivery_destination_index", schema.head())
+    assert schema_diff(index_url) == []
+    with db.session() as s:
+        for table in (tables.Instance.__table__, RESULTS):
+            [kept] = s.execute(select(table)).mappings().all()
+            assert kept["series_uid"] == "1.2.3.9" and kept["study_date"] == "20240101"
+            assert {k: kept[k] for k in SERIES_DATE_COLUMNS} == dict.fromkeys(SERIES_DATE_COLUMNS)
+        query = qido_query.parse("series", [("includefield", "all")], {})
+        [series] = qido.search(s, query, "http://node/dicomweb")
+    assert series["0020000E"]["Value"] == ["1.2.3.9"] and series["00201209"]["Value"] == [2]
+    assert not {"00080021", "00080031", "00400244", "00400245"} & set(series)
+    with engine.begin() as conn:
+        command.downgrade(schema._config(conn), "0004_delivery_destination_index")
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa_inspect(conn).get_columns("instances")}
+        assert not SERIES_DATE_COLUMNS & columns
+        assert conn.execute(select(func.count()).select_from(instances)).scalar() == 1
+    db.dispose()
     engine.dispose()
