@@ -1,4 +1,4 @@
-"""DICOMweb routes under ``/dicomweb`` (PS3.18): STOW-RS, QIDO-RS, WADO-RS."""
+"""DICOMweb routes under ``/dicomweb`` (PS3.18): STOW-RS, QIDO-RS, WADO-RS (thumbnails too)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from pydicom.uid import UID
@@ -22,6 +23,7 @@ from dicom_node.http import (
     qido_query,
     render,
     stow,
+    thumbnail,
     transcode,
     wado,
     wado_accept,
@@ -33,6 +35,7 @@ from dicom_node.http.problem import Problem
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 PREFIX = "/dicomweb"
 # STOW-RS parts begun on the event loop before other requests get a turn: each costs
 # it about 0.5 ms (its spool file, headers, the start of its fsync), and one read of a
@@ -203,15 +206,20 @@ def search_instances(
     return _search(request, "instance", study=study, series=series)
 
 
-def _stored(
-    request: Request, study: str, series: str | None = None, instance: str | None = None
-) -> list[wado.Stored]:
+def _indexed(request: Request, lookup: Callable[[Any], T]) -> T:
+    """``lookup`` of a session of the index, for a client with the ``read`` role."""
     authorize(request, "read")
     request.app.state.results.sync_if_due()
     node = node_of(request)
     wado.MAX_ELEMENTS[0] = node.config.http.max_header_elements  # (a reload may change it)
     with node.db.session() as session:
-        return wado.find(session, study, series, instance)
+        return lookup(session)
+
+
+def _stored(
+    request: Request, study: str, series: str | None = None, instance: str | None = None
+) -> list[wado.Stored]:
+    return _indexed(request, lambda session: wado.find(session, study, series, instance))
 
 
 def retrieve(
@@ -331,6 +339,25 @@ def retrieve_frame_rendered(
     return Response(body, media_type=media)
 
 
+def retrieve_thumbnail(
+    request: Request,
+    study: str,
+    series: str | None = None,
+    instance: str | None = None,
+    frames: str | None = None,
+) -> Response:
+    """WADO-RS thumbnail of a study, series, instance or frame (image/jpeg or image/png),
+    of the image :mod:`.thumbnail` chooses, fitted to the ``viewport``."""
+    authorize(request, "read")
+    media = render.rendered_type(request.headers.get("accept"))
+    size = thumbnail.viewport(request.query_params.getlist("viewport"))
+    inst, frame = _indexed(
+        request, lambda session: thumbnail.choose(session, study, series, instance, frames)
+    )
+    body = render.render(inst, media, _decode_limit(request), frame=frame, viewport=size)
+    return Response(body, media_type=media)
+
+
 def _decode_limit(request: Request) -> int:
     return node_of(request).config.http.max_decoded_mb * 2**20
 
@@ -357,6 +384,10 @@ def register(app: FastAPI) -> None:
         (f"{study}{series}{inst}/rendered", retrieve_rendered, "GET"),
         (f"{study}{series}{inst}/frames/{{frames}}", retrieve_frames, "GET"),
         (f"{study}{series}{inst}/frames/{{frames}}/rendered", retrieve_frame_rendered, "GET"),
+        (f"{study}/thumbnail", retrieve_thumbnail, "GET"),
+        (f"{study}{series}/thumbnail", retrieve_thumbnail, "GET"),
+        (f"{study}{series}{inst}/thumbnail", retrieve_thumbnail, "GET"),
+        (f"{study}{series}{inst}/frames/{{frames}}/thumbnail", retrieve_thumbnail, "GET"),
     ]
     for path, endpoint, method in routes:
         app.add_api_route(PREFIX + path, endpoint, methods=[method], include_in_schema=False)

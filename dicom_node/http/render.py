@@ -32,11 +32,18 @@ def rendered_type(accept: str | None) -> str:
     raise Problem(406, "Not Acceptable", "rendered images are image/jpeg or image/png")
 
 
-def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> bytes:
+def render(
+    inst: Stored,
+    media: str,
+    limit: int,
+    frame: int | None = None,
+    viewport: tuple[int, int] | None = None,
+) -> bytes:
     """An 8-bit rendering of a single-frame image, or of ``frame`` (1-based) of a
     multi-frame one: modality LUT, then its window (or the full range), MONOCHROME1
-    inverted; colour images as they are. Only that frame is decoded. Problem 400 if it
-    would take more than ``limit`` bytes (8 per sample while it is windowed)."""
+    inverted; colour images as they are; scaled to fit ``viewport`` (width, height) if
+    given, its aspect ratio kept. Only that frame is decoded. Problem 400 if it would
+    take more than ``limit`` bytes (8 per sample while it is windowed)."""
     if not inst.rows:
         raise Problem(400, "Bad Request", "the instance has no pixel data to render")
     frames = inst.frames or 1
@@ -81,14 +88,21 @@ def render(inst: Stored, media: str, limit: int, frame: int | None = None) -> by
     index = frame - 1 if frames > 1 and frame else None
     try:  # the decode and the windowing share the limit with every other in flight
         with DECODING.hold(samples * 8, limit):
-            return _rendered(source, index, ds, media)
+            return _rendered(source, index, ds, media, viewport)
     except TimeoutError as err:
         raise Problem(503, "Service Unavailable", f"busy decoding others: {err}") from None
 
 
-def _rendered(source: Any, index: int | None, ds: pydicom.Dataset, media: str) -> bytes:
+def _rendered(
+    source: Any,
+    index: int | None,
+    ds: pydicom.Dataset,
+    media: str,
+    viewport: tuple[int, int] | None,
+) -> bytes:
     """Frame ``index`` (None: the only one) of ``source`` (a path or ``ds``) decoded,
-    windowed to 8 bits and encoded as ``media``; Problem 422 if it cannot be decoded."""
+    windowed to 8 bits, fitted to ``viewport`` and encoded as ``media``; Problem 422 if
+    it cannot be decoded."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
     try:
@@ -111,6 +125,18 @@ def _rendered(source: Any, index: int | None, ds: pydicom.Dataset, media: str) -
         image = Image.fromarray(values.round().astype(np.uint8), mode="L")
     else:
         image = Image.fromarray(pixels.astype(np.uint8))
+    if viewport is not None:
+        image = _fitted(image, *viewport)
     out = io.BytesIO()
     image.save(out, format=RENDERED[media])
     return out.getvalue()
+
+
+def _fitted(image: Image.Image, width: int, height: int) -> Image.Image:
+    """``image`` scaled, up or down, to the largest size within ``width`` x ``height``
+    that keeps its aspect ratio (as it is if it already has that size)."""
+    scale = min(width / image.width, height / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS)

@@ -5,7 +5,8 @@ Instances are streamed from their files: a study of any size goes out as
 ``multipart/related; type="application/dicom"`` a megabyte at a time, in the transfer
 syntax :mod:`.transcode` picks (as stored, or converted one instance at a time); what
 the client accepts: :mod:`.wado_accept`. Metadata: :mod:`.metadata_json`; bulk data:
-:mod:`.bulk`; frames: :mod:`.frames`; renderings: :mod:`.render`.
+:mod:`.bulk`; frames: :mod:`.frames`; renderings: :mod:`.render`; thumbnails:
+:mod:`.thumbnail`.
 """
 
 from __future__ import annotations

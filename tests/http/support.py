@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import requests
+from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
@@ -138,6 +140,40 @@ def renamed(ds: Dataset, patient_id: str, sop_class: str | None = None) -> Datas
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.PatientID = patient_id
     return ds
+
+
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+
+
+def drop(ds: Dataset, *keywords: str) -> None:
+    """Remove the attributes ``keywords`` that ``ds`` has."""
+    for keyword in keywords:
+        if keyword in ds:
+            delattr(ds, keyword)
+
+
+def sr_without_pixels(seed: int, patient_id: str) -> Dataset:
+    """A Basic Text SR of a fresh study for ``patient_id``: a CT slice without its image
+    attributes (no Pixel Data, Rows or Columns)."""
+    ds = renamed(ct_slice(seed), patient_id, BASIC_TEXT_SR)
+    for keyword in list(ds.dir()):
+        if keyword.startswith(("Pixel", "Bits", "Rows", "Columns", "Samples", "Photometric")):
+            delattr(ds, keyword)
+    drop(ds, "HighBit", "RescaleIntercept", "RescaleSlope", "RescaleType")
+    drop(ds, "WindowCenter", "WindowWidth", "ImagePositionPatient")
+    ds.Modality = "SR"
+    return ds
+
+
+def stored_by_stow(node: NodeProcess, folder: Path, made: dict[str, Dataset]) -> None:
+    """Write each of ``made`` to ``folder``, STOW it with dicomweb-client, and replace it
+    in ``made`` with the dataset read back from its file."""
+    client = DICOMwebClient(node.http_url + "/dicomweb")
+    for name, ds in made.items():
+        path = folder / f"{name}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        made[name] = pydicom.dcmread(path)
+        client.store_instances([made[name]])
 
 
 def native_multiframe(frames: int, size: int, patient_id: str = "MF") -> Dataset:

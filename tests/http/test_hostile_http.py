@@ -699,6 +699,9 @@ def test_a_huge_claimed_image_is_neither_rendered_nor_converted(
     _reset_peak(node)
     before = _rss_kb(node)
     _assert_problem(_get(node, url + "/rendered", Accept="image/png"), 400)
+    series = url.rsplit("/instances/", 1)[0]
+    for thumbnail in (url, url + "/frames/1", series, series.rsplit("/series/", 1)[0]):
+        _assert_problem(_get(node, thumbnail + "/thumbnail?viewport=64,64"), 400)
     converted = 'multipart/related; type="application/dicom"'  # to Explicit VR LE
     _assert_problem(_get(node, url, Accept=converted), 406)
     as_stored = _get(node, url, Accept=converted + "; transfer-syntax=*")
@@ -750,6 +753,10 @@ def _dicomweb_routes() -> list[tuple[str, str]]:
 def test_every_route_needs_a_token_and_the_right_role(node: NodeProcess) -> None:
     dicomweb_routes = _dicomweb_routes()
     assert ("POST", "/dicomweb/studies/1.2") in dicomweb_routes and len(dicomweb_routes) > 15
+    inst = "/dicomweb/studies/1.2/series/1.3/instances/1.4"
+    for path in ("/dicomweb/studies/1.2", "/dicomweb/studies/1.2/series/1.3", inst):
+        assert ("GET", path + "/thumbnail") in dicomweb_routes
+    assert ("GET", inst + "/frames/1/thumbnail") in dicomweb_routes
     routes = _routes(node) + dicomweb_routes
     for method, path in [*routes, ("GET", "/api/openapi.json")]:
         for headers in (

@@ -3,10 +3,13 @@ WADO-RS once its job is done, as any instance would."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pydicom
+import requests
 from dicomweb_client.api import DICOMwebClient
+from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 
@@ -20,6 +23,7 @@ CONFIG = {"http": {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 1}}}
 
 def test_results_of_a_cr_are_found_and_retrieved(tmp_path: Path) -> None:
     cr = make_cr(Patient(patient_id="RES-1"), rows=256, cols=256, seed=81, study_uid=new_uid())
+    cr.SeriesNumber = 9999  # after the results' (9901 on): the thumbnail must still be the CR
     files = write_files([cr], tmp_path / "cr")
     with NodeProcess(tmp_path / "node", CONFIG) as node:
         client = DICOMwebClient(node.http_url + "/dicomweb")
@@ -68,3 +72,22 @@ def test_results_of_a_cr_are_found_and_retrieved(tmp_path: Path) -> None:
                     size = len(got.PixelData) // n
                     assert b"".join(parts) == got.PixelData[: size * n] and len(parts) == n
         assert framed, "no result with pixel data (the heatmap SC) to fetch by frames"
+        # The study's thumbnail is the CR's, never the heatmap's; the heatmap's series has
+        # its own.
+        study_url = f"{node.http_url}/dicomweb/studies/{study}"
+        png = {"Accept": "image/png"}
+        thumb = requests.get(study_url + "/thumbnail?viewport=256,256", headers=png, timeout=30)
+        cr_url = f"{study_url}/series/{cr.SeriesInstanceUID}/instances/{cr.SOPInstanceUID}"
+        rendered = requests.get(cr_url + "/rendered", headers=png, timeout=30)
+        assert thumb.status_code == rendered.status_code == 200
+        assert _pixels(thumb.content) == _pixels(rendered.content)
+        heatmap = next(i for i in instances if i.SOPInstanceUID == framed[0])
+        series_url = f"{study_url}/series/{heatmap.SeriesInstanceUID}/thumbnail?viewport=256,256"
+        other = requests.get(series_url, headers=png, timeout=30)
+        assert other.status_code == 200 and _pixels(other.content) != _pixels(thumb.content)
+
+
+def _pixels(png: bytes) -> bytes:
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG"
+    return image.tobytes()

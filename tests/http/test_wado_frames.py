@@ -21,7 +21,18 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from tests.http.support import as_deflated, ct_slice, frames_url, multipart, post, renamed, uids
+from tests.http.support import (
+    as_deflated,
+    ct_slice,
+    drop,
+    frames_url,
+    multipart,
+    post,
+    renamed,
+    sr_without_pixels,
+    stored_by_stow,
+    uids,
+)
 from tests.support.index import query
 from tests.support.node_process import NodeProcess
 from tests.support.scu import store_file_raw
@@ -29,17 +40,10 @@ from tests.support.viewers import frames_unavailable, run_ohif_frames
 
 MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC Image Storage
 MF_BIT_SC = "1.2.840.10008.5.1.4.1.1.7.1"  # Multi-frame Single Bit SC Image Storage
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 OCTET_ANY = (("application/octet-stream", "*"),)
 PATIENT = "FRAMES"  # the Patient ID of these tests' instances
 # What OHIF's image loader (@cornerstonejs/dicom-image-loader wadors) sends by default.
 OHIF_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
-
-
-def _drop(ds: Dataset, *keywords: str) -> None:
-    for keyword in keywords:
-        if keyword in ds:
-            delattr(ds, keyword)
 
 
 def _multiframe_word() -> Dataset:
@@ -47,7 +51,7 @@ def _multiframe_word() -> Dataset:
     ds = renamed(ct_slice(91, size=12), PATIENT, MF_WORD_SC)
     frames = np.stack([np.full((12, 12), 100 * (i + 1), np.uint16) for i in range(3)])
     frames[:, 0, :] = np.arange(12, dtype=np.uint16)  # a gradient row to render
-    _drop(ds, "RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter", "WindowWidth")
+    drop(ds, "RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter", "WindowWidth")
     ds.PixelRepresentation = 0
     ds.NumberOfFrames = 3
     ds.PixelData = frames.tobytes()
@@ -61,21 +65,10 @@ def _multiframe_bits() -> Dataset:
     frames = rng.integers(0, 2, (3, 5, 5), dtype=np.uint8)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 1, 0
     ds.PixelRepresentation = 0
-    _drop(ds, "RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter", "WindowWidth")
+    drop(ds, "RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter", "WindowWidth")
     ds.NumberOfFrames = 3
     packed = np.packbits(frames.ravel(), bitorder="little").tobytes()
     ds.PixelData = packed + b"\0" * (len(packed) % 2)
-    return ds
-
-
-def _sr_without_pixels() -> Dataset:
-    ds = renamed(ct_slice(93), PATIENT, BASIC_TEXT_SR)
-    for keyword in list(ds.dir()):
-        if keyword.startswith(("Pixel", "Bits", "Rows", "Columns", "Samples", "Photometric")):
-            delattr(ds, keyword)
-    _drop(ds, "HighBit", "RescaleIntercept", "RescaleSlope", "RescaleType")
-    _drop(ds, "WindowCenter", "WindowWidth", "ImagePositionPatient")
-    ds.Modality = "SR"
     return ds
 
 
@@ -97,15 +90,10 @@ def stored(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[
         "jpeg": _testdata("SC_rgb_jpeg_dcmtk.dcm"),
         "rle": _testdata("SC_rgb_rle_2frame.dcm"),
         "j2k": _testdata("emri_small_jpeg_2k_lossless.dcm"),
-        "sr": _sr_without_pixels(),
+        "sr": sr_without_pixels(93, PATIENT),
         "deflated": as_deflated(_multiframe_word()),
     }
-    client = DICOMwebClient(node.http_url + "/dicomweb")
-    for name, ds in made.items():
-        path = folder / f"{name}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        made[name] = pydicom.dcmread(path)
-        client.store_instances([made[name]])
+    stored_by_stow(node, folder, made)
     return made
 
 
