@@ -7,7 +7,8 @@ running node will use it. Settings that only a restart applies keep their runnin
 the node has loaded, not those the file's ``models:`` section would load; and they are
 checked unless the *running* executor is celery, whatever the file's says. A file that
 cannot apply is refused, each error with its path, and the running configuration stays.
-``dicom-node config check`` and ``/api/config/check`` still judge a file on its own.
+``/api/config/check`` judges a posted file the same way (:func:`validate_for`);
+``dicom-node config check``, which has no running node, judges a file on its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dicom_node.memory import refreeze
-from dicom_node.settings.root import ConfigError, validate_config
+from dicom_node.settings.root import ConfigError, NodeConfig, validate_config
 from dicom_node.settings.routes import RouteRule
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ def route_models(node: Node) -> frozenset[str] | None:
     return frozenset(node.jobs.registry.models)
 
 
+def validate_for(node: Node, data: Any, source: str) -> NodeConfig:
+    """``data`` validated as a reload of ``node`` would apply it (routes against
+    :func:`route_models`); ConfigError listing every error with its path."""
+    return validate_config(data, source, models=route_models(node))
+
+
 def reload(node: Node) -> Reloaded:
     """Read ``node``'s configuration again and apply it to new groups and jobs.
     ConfigError (logged, with every error's path) if it cannot apply: nothing changes."""
@@ -60,7 +67,7 @@ def reload(node: Node) -> Reloaded:
     with _ONE_AT_A_TIME:
         try:
             data, source = node.config_source()
-            new = validate_config(data, source, models=route_models(node))
+            new = validate_for(node, data, source)
         except ConfigError as err:
             log.error(
                 "configuration reload refused; keeping the running configuration: %s: %s",

@@ -12,6 +12,11 @@ The sockets are found through the connections requests uses: :func:`mount` gives
 session pools whose connection class (urllib3's public ``ConnectionCls``) registers
 itself with the calling thread's :class:`Deadline` in ``connect``, ``request`` and
 ``getresponse``. A SOCKS proxy keeps urllib3's own classes (only per-operation timeouts).
+
+Before a connection is opened its host name is resolved within the time left
+(:mod:`dicom_node.delivery.resolve`): a resolver that never answers has no socket to
+shut, and held the worker past the deadline. urllib3 then looks the name up again itself,
+which the resolver has just answered.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from typing import Any
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import NameResolutionError
+
+from dicom_node.delivery import resolve
 
 __all__ = ["Deadline", "mount"]
 
@@ -43,6 +52,8 @@ class Deadline:
         self.timeout = timeout
         self.phase = "send"
         self.expired = False
+        self.unresolved: resolve.Unresolved | None = None  # a host name not resolved
+        self._started = time.monotonic()
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._conns: list[HTTPConnection] = []
@@ -50,6 +61,7 @@ class Deadline:
         self._thread = threading.Thread(target=self._watch, name="http-deadline", daemon=True)
 
     def __enter__(self) -> Deadline:
+        self._started = time.monotonic()
         self._thread.start()
         _local.deadline = self
         return self
@@ -64,6 +76,16 @@ class Deadline:
         with self._lock:
             if conn not in self._conns:
                 self._conns.append(conn)
+
+    def resolve(self, conn: HTTPConnection) -> None:
+        """Resolve ``conn``'s host name within the time left, or raise urllib3's
+        NameResolutionError (a connection that could not be made: nothing was sent)."""
+        left = max(0.0, self.timeout - (time.monotonic() - self._started))
+        try:
+            resolve.addresses(conn.host, conn.port or 0, left, limit=self.timeout)
+        except resolve.Unresolved as exc:
+            self.unresolved = exc
+            raise NameResolutionError(conn.host, conn, socket.gaierror(str(exc))) from exc
 
     def _watch(self) -> None:
         if self._done.wait(self.timeout):
@@ -102,6 +124,7 @@ class _Watched:
     def connect(self) -> None:
         if (d := _current()) is not None:
             d.add(self)  # type: ignore[arg-type]
+            d.resolve(self)  # type: ignore[arg-type]
         super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:

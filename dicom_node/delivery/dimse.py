@@ -10,7 +10,8 @@ Classification (see docs/delivery.md for the reasons):
 
 - delivered: 0x0000, and warnings 0xB000/0xB006/0xB007 (and the general warnings
   0x0001/0x0107/0x0116): the peer stored the object.
-- transient: cannot connect, association rejected (either result), association aborted,
+- transient: host name not resolved (in the destination's timeout: resolve.py), cannot
+  connect, association rejected (either result), association aborted,
   no response (DIMSE/network timeout), out of resources 0xA7xx, resource limitation
   0x0213, duplicate invocation 0x0210, processing failure 0x0110, cancel 0xFE00.
 - permanent: everything else the peer answered (0xA9xx data set does not match SOP class,
@@ -32,6 +33,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 
+from dicom_node.delivery import resolve
 from dicom_node.delivery.report import (
     DeliveryReport,
     InstanceOutcome,
@@ -208,14 +210,18 @@ class DimseDeliverer:
 
         opened: list[bool] = []
         t0 = time.monotonic()
+        address = d.host
         try:
+            # pynetdicom resolves a host name with no time limit: resolved here within
+            # the timeout, and the association made to the address.
+            address = resolve.first_address(d.host, d.timeout)
             assoc = self._ae(contexts).associate(
-                d.host,
+                address,
                 d.port,
                 ae_title=d.ae_title,
                 evt_handlers=[(evt.EVT_CONN_OPEN, lambda _e: opened.append(True))],
             )
-        except (OSError, ValueError, RuntimeError) as exc:  # e.g. host name not resolvable
+        except (OSError, ValueError, RuntimeError) as exc:  # e.g. host name not resolved
             assoc = None
             report.error_kind = "connection_failed"
             report.error = f"cannot connect to {d.host}:{d.port}: {exc}"
@@ -236,7 +242,7 @@ class DimseDeliverer:
                 )
                 return _fail_all(report, items, "permanent")
             elif not opened:
-                why = _probe_connect(d.host, d.port, min(d.timeout, 5.0))
+                why = _probe_connect(address, d.port, min(d.timeout, 5.0))
                 report.error_kind = "connection_failed"
                 report.error = f"cannot connect to {d.host}:{d.port}: {why}"
             else:

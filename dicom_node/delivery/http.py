@@ -84,6 +84,8 @@ def post(
         try:
             return _exchange(session, url, data, headers, timeout, max_body, deadline)
         except requests.RequestException as exc:
+            if deadline.unresolved is not None:  # one line, not urllib3's nested reprs
+                raise requests.ConnectionError(str(deadline.unresolved)) from exc
             if deadline.expired and not isinstance(exc, SlowAnswer):
                 raise SlowAnswer(_slow(deadline)) from exc
             raise

@@ -9,6 +9,7 @@ counts and its start and stop. Each C-STORE is answered by
 from __future__ import annotations
 
 import logging
+import socketserver
 import threading
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from pydicom.uid import UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom import __version__ as pynetdicom_version
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import memory, metrics
 from dicom_node.index.recorder import Recorder
@@ -65,6 +67,18 @@ def _log_rejected_contexts(contexts: list[Any], peer: str, called: str) -> None:
         len(names),
         "; ".join(names),
     )
+
+
+class _Server(ThreadedAssociationServer):
+    """pynetdicom's threaded association server, made with ``AE.make_server`` rather than
+    started by ``AE.start_server``: the node runs its accept loop on its own thread."""
+
+    def shutdown(self) -> None:
+        """End the accept loop, then close the socket. pynetdicom's own ``shutdown`` also
+        takes the server out of the AE's list of the servers ``start_server`` started,
+        where this one never was."""
+        socketserver.BaseServer.shutdown(self)
+        self.server_close()
 
 
 class StorageSCP:
@@ -206,14 +220,17 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        before = set(threading.enumerate())
-        self._server = self.ae.start_server(
-            (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers
+        # make_server() binds here (a port in use fails the start) and the node runs the
+        # accept loop on a thread it holds, whose liveness listening() reports.
+        self._server = self.ae.make_server(
+            (self.config.bind_address, self.config.port),
+            evt_handlers=handlers,
+            server_class=_Server,
         )
-        # pynetdicom keeps no reference to the thread it starts for the accept loop: it is
-        # the new thread it names "AcceptorServer@<time>".
-        started = [t for t in threading.enumerate() if t not in before]
-        self._acceptor = next((t for t in started if t.name.startswith("AcceptorServer")), None)
+        self._acceptor = threading.Thread(
+            target=self._server.serve_forever, name="dimse-accept", daemon=True
+        )
+        self._acceptor.start()
         # socketserver listens with a backlog of 5 (pynetdicom documents the attribute):
         # a burst of connections then waits for the kernel's SYN-ACK retries, up to a
         # minute, and senders time out. Every connection beyond max_associations must
@@ -222,7 +239,8 @@ class StorageSCP:
         self._server.socket.listen(self._server.request_queue_size)
 
     def listening(self) -> bool:
-        """Whether the listening socket is open and its accept loop's thread alive."""
+        """Whether the listening socket is open and the thread of its accept loop alive
+        (the loop can end with the socket left open)."""
         server, acceptor = self._server, self._acceptor
         if server is None or server.socket.fileno() < 0:
             return False
@@ -243,6 +261,6 @@ class StorageSCP:
             time.sleep(0.05)
         if busy():
             log.warning("aborting %d association(s) still active after %.0f s", len(busy()), grace)
-        self.ae.shutdown()
+        self.ae.shutdown()  # aborts what is still active
         spool.unregister(self.ae)
         self._server = self._acceptor = None

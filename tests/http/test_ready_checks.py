@@ -1,7 +1,7 @@
 """/ready fails on each of its checks for a real cause, and names only that check:
 incoming/ out of inodes (store_writable), the PostgreSQL index's server stopped
-(database), the DIMSE accept loop ended (dimse_listener). The models check is in
-test_tokened_node.py, the disk reserve in test_health_metrics.py."""
+(database), the DIMSE accept loop ended or the listener stopped (dimse_listener). The
+models check is in test_tokened_node.py, the disk reserve in test_health_metrics.py."""
 
 from __future__ import annotations
 
@@ -63,5 +63,17 @@ def test_not_ready_once_the_dimse_accept_loop_has_ended(node: Node) -> None:
     server = node.scp._server
     socketserver.BaseServer.shutdown(server)  # ends serve_forever(), keeps the socket
     assert server.socket.fileno() >= 0 and accepting(node.config.port)
+    problems = failing(requests.get(url, timeout=10))
+    assert problems == {"dimse_listener": "the DIMSE listener is not running"}
+
+
+def test_not_ready_once_the_dimse_listener_is_stopped(node: Node) -> None:
+    """The listener stopped through the node's own API (its socket closed): /ready names
+    the DIMSE check, and only it."""
+    url = f"http://127.0.0.1:{node.config.http.port}/ready"
+    assert requests.get(url, timeout=10).status_code == 200
+    assert node.scp.listening()
+    node.scp.stop(grace=0)
+    assert not node.scp.listening() and not accepting(node.config.port)
     problems = failing(requests.get(url, timeout=10))
     assert problems == {"dimse_listener": "the DIMSE listener is not running"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
+import yaml
 
 from tests.http.support import ct_study, failing, multipart, post, stow_leftovers
 from tests.support.index import query
@@ -117,3 +118,26 @@ def test_config_check_lists_every_error_with_its_path(node: NodeProcess) -> None
         "http.tokens[0].token",
         "port",
     ]
+
+
+def test_config_check_refuses_routes_to_models_the_node_does_not_run(node: NodeProcess) -> None:
+    """As a reload of this node would: routes may name the models it runs (the demo)."""
+
+    def check(routes: list[dict]) -> requests.Response:
+        return requests.post(
+            node.http_url + "/api/config/check",
+            data=yaml.safe_dump({"routes": routes}),
+            headers={**auth(READ), "Content-Type": "application/yaml"},
+            timeout=10,
+        )
+
+    demo = {"name": "cxr", "action": "infer", "models": ["demo-cxr-densenet121"]}
+    nowhere = {"name": "elsewhere", "action": "infer", "models": ["nowhere"]}
+    r = check([demo, nowhere])
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "valid": False,
+        "errors": ["routes[1].models[0]: unknown model 'nowhere'"],
+    }
+    r = check([demo])
+    assert r.status_code == 200 and r.json() == {"valid": True, "errors": []}

@@ -9,8 +9,9 @@ from dicom_node.http.admin.common import PROBLEM, router
 from dicom_node.http.app import authorize, body_chunks, node_of
 from dicom_node.http.problem import Problem
 from dicom_node.http.schemas import ConfigCheck, ReloadOut
-from dicom_node.reload import NoConfigSource, reload
-from dicom_node.settings.root import ConfigError, parse_config_text, validate_config
+from dicom_node.node import Node
+from dicom_node.reload import NoConfigSource, reload, validate_for
+from dicom_node.settings.root import ConfigError, parse_config_text
 
 YAML_BODY = {
     "content": {"application/yaml": {"schema": {"type": "string"}}},
@@ -26,8 +27,9 @@ YAML_BODY = {
     tags=["configuration"],
 )
 async def check_config(request: Request) -> ConfigCheck:
-    """Validate a posted YAML configuration (at most ``http.max_config_kb``): every
-    error with its path."""
+    """Validate a posted YAML configuration (at most ``http.max_config_kb``) as a reload
+    of this node would (routes may name the models it has loaded): every error with its
+    path."""
     authorize(request, "read")
     limit = node_of(request).config.http.max_config_kb * 1024
     data = bytearray()
@@ -37,13 +39,13 @@ async def check_config(request: Request) -> ConfigCheck:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise Problem(400, "Bad Request", f"the configuration is not UTF-8 text: {err}") from None
-    return await run_in_threadpool(_check_yaml, text)
+    return await run_in_threadpool(_check_yaml, node_of(request), text)
 
 
-def _check_yaml(text: str) -> ConfigCheck:
+def _check_yaml(node: Node, text: str) -> ConfigCheck:
     source = "posted configuration"
     try:
-        validate_config(parse_config_text(text, source), source)
+        validate_for(node, parse_config_text(text, source), source)
     except ConfigError as err:
         return ConfigCheck(valid=False, errors=err.errors)
     return ConfigCheck(valid=True, errors=[])
