@@ -22,6 +22,7 @@ from dicom_node.http import (
     qido,
     qido_query,
     render,
+    render_params,
     stow,
     thumbnail,
     transcode,
@@ -294,9 +295,18 @@ def retrieve_bulk(request: Request, study: str, series: str, instance: str, tag:
 
 def retrieve_rendered(request: Request, study: str, series: str, instance: str) -> Response:
     """WADO-RS rendered single-frame image (image/jpeg or image/png)."""
-    inst = _stored(request, study, series, instance)[0]
-    media = render.rendered_type(request.headers.get("accept"))
-    return Response(render.render(inst, media, _decode_limit(request)), media_type=media)
+    return _rendered(request, _stored(request, study, series, instance)[0])
+
+
+def _rendered(request: Request, inst: wado.Stored, frame: int | None = None) -> Response:
+    """``inst`` (its ``frame``) rendered as the query parameters (PS3.18 8.3.5) ask, as
+    the media type the ``accept`` parameter, else the Accept header, asks."""
+    query = request.query_params
+    rendering = render_params.parse(query)
+    accept = render_params.accept(query.getlist("accept"), request.headers.get("accept"))
+    media = render.rendered_type(accept)
+    body = render.render(inst, media, _decode_limit(request), frame, rendering)
+    return Response(body, media_type=media)
 
 
 def retrieve_frames(
@@ -334,9 +344,7 @@ def retrieve_frame_rendered(
     numbers = frame_io.parse_frame_list(frames)
     if len(numbers) != 1:
         raise Problem(400, "Bad Request", "frames are rendered one at a time")
-    media = render.rendered_type(request.headers.get("accept"))
-    body = render.render(inst, media, _decode_limit(request), frame=numbers[0])
-    return Response(body, media_type=media)
+    return _rendered(request, inst, numbers[0])
 
 
 def retrieve_thumbnail(
@@ -349,12 +357,14 @@ def retrieve_thumbnail(
     """WADO-RS thumbnail of a study, series, instance or frame (image/jpeg or image/png),
     of the image :mod:`.thumbnail` chooses, fitted to the ``viewport``."""
     authorize(request, "read")
-    media = render.rendered_type(request.headers.get("accept"))
-    size = thumbnail.viewport(request.query_params.getlist("viewport"))
+    query = request.query_params
+    accept = render_params.accept(query.getlist("accept"), request.headers.get("accept"))
+    media = render.rendered_type(accept)
+    rendering = render_params.Rendering(thumbnail.viewport(query.getlist("viewport")))
     inst, frame = _indexed(
         request, lambda session: thumbnail.choose(session, study, series, instance, frames)
     )
-    body = render.render(inst, media, _decode_limit(request), frame=frame, viewport=size)
+    body = render.render(inst, media, _decode_limit(request), frame, rendering)
     return Response(body, media_type=media)
 
 

@@ -12,12 +12,11 @@ thumbnail identifies the patient.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import select
 
-from dicom_node.http import wado
+from dicom_node.http import render_params, wado
 from dicom_node.http.frames_accept import parse_frame_list
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
@@ -30,18 +29,8 @@ MAX_SIDE = 1024  # pixels per side of a thumbnail: a larger one is a rendering
 def viewport(values: list[str]) -> tuple[int, int]:
     """The ``viewport`` query parameter as (width, height); :data:`DEFAULT_VIEWPORT` if
     absent; Problem 400 unless it is once ``vw,vh``, each 1 to :data:`MAX_SIDE`."""
-    if not values:
-        return DEFAULT_VIEWPORT
-    usage = f"a thumbnail's viewport is vw,vh: two whole numbers of pixels from 1 to {MAX_SIDE}"
-    if len(values) > 1:
-        raise Problem(400, "Bad Request", f"the viewport is given more than once: {usage}")
-    parts = [p.strip() for p in values[0].split(",")]
-    if len(parts) != 2 or not all(re.fullmatch(r"[0-9]{1,9}", p) for p in parts):
-        raise Problem(400, "Bad Request", f"viewport {values[0][:64]!r}: {usage}")
-    width, height = int(parts[0]), int(parts[1])
-    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
-        raise Problem(400, "Bad Request", f"viewport {width},{height}: {usage}")
-    return width, height
+    size, _ = render_params.viewport(values, MAX_SIDE, region=False, what="a thumbnail's")
+    return size or DEFAULT_VIEWPORT
 
 
 def choose(

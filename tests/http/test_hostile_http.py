@@ -699,6 +699,8 @@ def test_a_huge_claimed_image_is_neither_rendered_nor_converted(
     _reset_peak(node)
     before = _rss_kb(node)
     _assert_problem(_get(node, url + "/rendered", Accept="image/png"), 400)
+    for asked in ("viewport=64,64", "viewport=64,64,0,0,8,8&window=40,400", "quality=5"):
+        _assert_problem(_get(node, f"{url}/rendered?{asked}", Accept="image/jpeg"), 400)
     series = url.rsplit("/instances/", 1)[0]
     for thumbnail in (url, url + "/frames/1", series, series.rsplit("/series/", 1)[0]):
         _assert_problem(_get(node, thumbnail + "/thumbnail?viewport=64,64"), 400)
