@@ -243,8 +243,8 @@ def retrieve_metadata(
     request: Request, study: str, series: str | None = None, instance: str | None = None
 ) -> Response:
     """WADO-RS metadata: DICOM JSON of each instance, bulk data as BulkDataURI."""
+    found = _stored(request, study, series, instance)  # authorized first: 401 before 406
     wado_accept.check_json_accept(request.headers.get("accept"))
-    found = _stored(request, study, series, instance)
     base = _base(request)
     wado.check_files(found)
 

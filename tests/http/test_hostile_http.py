@@ -798,6 +798,18 @@ def test_every_route_needs_a_token_and_the_right_role(node: NodeProcess) -> None
         assert requests.get(node.http_url + path, timeout=10).status_code == 404
 
 
+def test_a_client_without_a_token_gets_401_whatever_it_accepts_or_asks(node: NodeProcess) -> None:
+    """Every DICOMweb route authorizes first: an Accept no route serves (metadata
+    answered 406 to it) and malformed rendering parameters still get 401."""
+    query = "?viewport=x&window=x&quality=x&accept=text/html"
+    for method, path in _dicomweb_routes():
+        for accept in ("text/html", "application/x-none"):
+            r = requests.request(
+                method, node.http_url + path + query, headers={"Accept": accept}, timeout=10
+            )
+            _assert_problem(r, 401)
+
+
 def _admin_post(node: NodeProcess, path: str, data: object, ctype: str) -> requests.Response:
     return requests.post(
         node.http_url + path,
