@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dicom_node.http import dicomweb
+from dicom_node.http import stow_routes
 from tests.http.support import RELATED, ct_study, inprocess_node, multipart
 
 
@@ -23,19 +23,19 @@ def test_parts_are_discarded_when_storing_cannot_start(
     with inprocess_node(tmp_path / "node") as node:
         url = f"http://127.0.0.1:{node.config.http.port}/dicomweb/studies"
         headers = {"Content-Type": RELATED.format("b0undary")}
-        real = dicomweb.run_in_threadpool
+        real = stow_routes.run_in_threadpool
 
         async def no_thread(*args: object, **kwargs: object) -> object:
             raise OSError(errno.EMFILE, "Too many open files")
 
-        monkeypatch.setattr(dicomweb, "run_in_threadpool", no_thread)
+        monkeypatch.setattr(stow_routes, "run_in_threadpool", no_thread)
         r = requests.post(url, data=body, headers=headers, timeout=30)
         assert r.status_code >= 500
         incoming = Path(node.config.data_dir) / "incoming"
         assert [p for p in incoming.iterdir() if p.stat().st_size] == []
         assert not list((Path(node.config.data_dir) / "instances").rglob("*.dcm"))
 
-        monkeypatch.setattr(dicomweb, "run_in_threadpool", real)
+        monkeypatch.setattr(stow_routes, "run_in_threadpool", real)
         r = requests.post(url, data=body, headers=headers, timeout=30)
         assert r.status_code == 200, r.text
         assert len(list((Path(node.config.data_dir) / "instances").rglob("*.dcm"))) == 3
