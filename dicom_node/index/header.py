@@ -22,6 +22,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.values import convert_value
@@ -202,15 +203,32 @@ def _bounded(keyword: str, text: str, notes: list[str]) -> str | None:
 
 
 def _plain(values: dict[str, Any], keyword: str) -> str | None:
+    """The value as text; several values (a backslash in the encoded value) joined as
+    the file has them, never Python's "['A', 'B']"."""
     value = values.get(keyword)
     if value is None or value == "":
         return None
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v).strip() for v in value).strip() or None
     return str(value).strip() or None
 
 
+def _count(values: dict[str, Any], keyword: str) -> int:
+    value = values.get(keyword)
+    return len(value) if isinstance(value, MultiValue) else 1
+
+
 def _text(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
+    """A single-valued attribute's text, bounded; of several values (invalid), the file's
+    text if free text, else nothing (noted)."""
     text = _plain(values, keyword)
-    return None if text is None else _bounded(keyword, text, notes)
+    if text is None:
+        return None
+    n = _count(values, keyword)
+    if n > 1 and keyword not in _CLIPPABLE:
+        notes.append(f"{keyword} not indexed ({n} values)")
+        return None
+    return _bounded(keyword, text, notes)
 
 
 def _multi(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
@@ -258,6 +276,11 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
     too_long = [k for k, v in uids.items() if v and len(v) > UID_MAX]
     if too_long:
         raise MissingIdentifiers(f"{', '.join(too_long)} longer than {UID_MAX} characters")
+    several = [k for k in uids if _count(values, k) > 1]
+    if several:
+        raise MissingIdentifiers(
+            ", ".join(f"{k} holds {_count(values, k)} values" for k in several)
+        )
     with_nul = [k for k, v in uids.items() if v and "\0" in v]
     if with_nul:
         raise MissingIdentifiers(f"{', '.join(with_nul)} holds a NUL character")
