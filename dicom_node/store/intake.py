@@ -169,7 +169,7 @@ class Intake:
         if existing is not None and existing != str(path):
             self.store.remove(Path(existing))
             instance_record(Path(existing)).unlink(missing_ok=True)  # its own, if any
-        if header.bounded:  # values longer than their index column
+        if header.bounded:  # values indexed clipped or left out (too long, NUL, several)
             log.warning(
                 "instance %s of study %s from %s: %s (the file keeps the values whole)",
                 sop_uid,
