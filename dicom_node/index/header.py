@@ -22,9 +22,12 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.values import convert_value
+
+from dicom_node.index.tables import Group, Instance
 
 _INDEXED = (
     "SpecificCharacterSet",
@@ -113,6 +116,9 @@ class InstanceHeader:
     series_time: str | None = None
     pps_start_date: str | None = None  # PerformedProcedureStepStartDate
     pps_start_time: str | None = None  # PerformedProcedureStepStartTime
+    # What was indexed clipped or left out, one note per attribute (the file keeps the
+    # values whole), e.g. "StudyTime not indexed (40 characters, over 16)".
+    bounded: tuple[str, ...] = ()
 
 
 def _values(ds: Dataset) -> dict[str, Any]:
@@ -133,41 +139,104 @@ def _values(ds: Dataset) -> dict[str, Any]:
     return values
 
 
-# Longest value each indexed text column holds; longer values are cut (the file keeps
-# them whole). Values over ``defer_size`` are not read at all and left out.
-_LIMITS = {
-    "PatientID": 64,
-    "PatientName": 324,
-    "AccessionNumber": 64,
-    "StudyDate": 8,
-    "SeriesDate": 8,
-    "SeriesTime": 16,
-    "PerformedProcedureStepStartDate": 8,
-    "PerformedProcedureStepStartTime": 16,
-    "Modality": 16,
-    "BodyPartExamined": 64,
-    "SeriesDescription": 64,
-    "ViewPosition": 16,
+# The InstanceHeader field (its column in ``instances``) of each indexed text attribute.
+_TEXT_FIELDS = {
+    "PatientID": "patient_id",
+    "PatientName": "patient_name",
+    "AccessionNumber": "accession_number",
+    "StudyDate": "study_date",
+    "Modality": "modality",
+    "BodyPartExamined": "body_part",
+    "SeriesDescription": "series_description",
+    "ViewPosition": "view_position",
+    "ImageType": "image_type",
+    "StudyTime": "study_time",
+    "StudyDescription": "study_description",
+    "StudyID": "study_id",
+    "PatientBirthDate": "patient_birth_date",
+    "PatientSex": "patient_sex",
+    "ReferringPhysicianName": "referring_physician",
+    "SeriesDate": "series_date",
+    "SeriesTime": "series_time",
+    "PerformedProcedureStepStartDate": "pps_start_date",
+    "PerformedProcedureStepStartTime": "pps_start_time",
 }
+
+
+def _column_length(field: str) -> int:
+    """The shortest VARCHAR that holds ``field`` (in ``instances``, and in ``groups``
+    where a group keeps a copy): PostgreSQL refuses a longer value (in characters)."""
+    lengths = [
+        table.c[field].type.length
+        for table in (Instance.__table__, Group.__table__)
+        if field in table.c
+    ]
+    return min(lengths)
+
+
+# Longest value each indexed text column holds, from the table definitions. A longer
+# value (invalid, but vendors send them) is indexed clipped if it is free text, of which
+# a prefix still says the same; anything else (identifiers, codes, dates, times, lists)
+# is left out: a prefix of it would read as another valid value. The file keeps it whole.
+_LIMITS = {keyword: _column_length(field) for keyword, field in _TEXT_FIELDS.items()}
+_CLIPPABLE = frozenset(
+    {"PatientName", "ReferringPhysicianName", "SeriesDescription", "StudyDescription"}
+)
 UID_MAX = 64
 INFLATE_MAX = 16 * 2**20  # bytes of a deflated dataset inflated to read its header
 
 
-def _text(values: dict[str, Any], keyword: str) -> str | None:
+def _bounded(keyword: str, text: str, notes: list[str]) -> str | None:
+    """``text`` if its column holds it; else clipped or left out (noted in ``notes``).
+    PostgreSQL refuses NUL in text: a value holding one is left out too."""
+    if "\0" in text:
+        notes.append(f"{keyword} not indexed (holds a NUL character)")
+        return None
+    limit = _LIMITS.get(keyword)
+    if limit is None or len(text) <= limit:
+        return text or None
+    if keyword in _CLIPPABLE:
+        notes.append(f"{keyword} clipped to {limit} of its {len(text)} characters")
+        return text[:limit].rstrip() or None
+    notes.append(f"{keyword} not indexed ({len(text)} characters, over {limit})")
+    return None
+
+
+def _plain(values: dict[str, Any], keyword: str) -> str | None:
+    """The value as text; several values (a backslash in the encoded value) joined as
+    the file has them, never Python's "['A', 'B']"."""
     value = values.get(keyword)
     if value is None or value == "":
         return None
-    text = str(value).strip()
-    limit = _LIMITS.get(keyword)
-    return (text[:limit].rstrip() if limit else text) or None
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v).strip() for v in value).strip() or None
+    return str(value).strip() or None
 
 
-def _multi(values: dict[str, Any], keyword: str) -> str | None:
+def _count(values: dict[str, Any], keyword: str) -> int:
+    value = values.get(keyword)
+    return len(value) if isinstance(value, MultiValue) else 1
+
+
+def _text(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
+    """A single-valued attribute's text, bounded; of several values (invalid), the file's
+    text if free text, else nothing (noted)."""
+    text = _plain(values, keyword)
+    if text is None:
+        return None
+    n = _count(values, keyword)
+    if n > 1 and keyword not in _CLIPPABLE:
+        notes.append(f"{keyword} not indexed ({n} values)")
+        return None
+    return _bounded(keyword, text, notes)
+
+
+def _multi(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
     value = values.get(keyword)
     if value is None or value == "":
         return None
     items = [value] if isinstance(value, str | bytes) else list(value)
-    return "\\".join(str(v).strip() for v in items)[:128] or None
+    return _bounded(keyword, "\\".join(str(v).strip() for v in items), notes)
 
 
 def _int(values: dict[str, Any], keyword: str) -> int | None:
@@ -198,7 +267,7 @@ def _read_values(
 def _header(values: dict[str, Any]) -> InstanceHeader:
     """The header made of ``values``; HeaderError if an identifying UID is missing."""
     uids = {
-        k: _text(values, k)
+        k: _plain(values, k)
         for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
     }
     missing = [k for k, v in uids.items() if not v]
@@ -207,35 +276,33 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
     too_long = [k for k, v in uids.items() if v and len(v) > UID_MAX]
     if too_long:
         raise MissingIdentifiers(f"{', '.join(too_long)} longer than {UID_MAX} characters")
+    several = [k for k in uids if _count(values, k) > 1]
+    if several:
+        raise MissingIdentifiers(
+            ", ".join(f"{k} holds {_count(values, k)} values" for k in several)
+        )
+    with_nul = [k for k, v in uids.items() if v and "\0" in v]
+    if with_nul:
+        raise MissingIdentifiers(f"{', '.join(with_nul)} holds a NUL character")
+    notes: list[str] = []
+    texts = {
+        field: _multi(values, keyword, notes)
+        if keyword == "ImageType"
+        else _text(values, keyword, notes)
+        for keyword, field in _TEXT_FIELDS.items()
+    }
     return InstanceHeader(
         sop_class_uid=uids["SOPClassUID"] or "",
         sop_instance_uid=uids["SOPInstanceUID"] or "",
         study_uid=uids["StudyInstanceUID"] or "",
         series_uid=uids["SeriesInstanceUID"] or "",
-        patient_id=_text(values, "PatientID"),
-        patient_name=_text(values, "PatientName"),
-        accession_number=_text(values, "AccessionNumber"),
-        study_date=_text(values, "StudyDate"),
-        modality=_text(values, "Modality"),
-        body_part=_text(values, "BodyPartExamined"),
-        series_description=_text(values, "SeriesDescription"),
-        view_position=_text(values, "ViewPosition"),
-        image_type=_multi(values, "ImageType"),
         instance_number=_int(values, "InstanceNumber"),
         rows=_int(values, "Rows"),
         columns=_int(values, "Columns"),
         number_of_frames=_int(values, "NumberOfFrames"),
-        study_time=_text(values, "StudyTime"),
-        study_description=_text(values, "StudyDescription"),
-        study_id=_text(values, "StudyID"),
         series_number=_int(values, "SeriesNumber"),
-        patient_birth_date=_text(values, "PatientBirthDate"),
-        patient_sex=_text(values, "PatientSex"),
-        referring_physician=_text(values, "ReferringPhysicianName"),
-        series_date=_text(values, "SeriesDate"),
-        series_time=_text(values, "SeriesTime"),
-        pps_start_date=_text(values, "PerformedProcedureStepStartDate"),
-        pps_start_time=_text(values, "PerformedProcedureStepStartTime"),
+        bounded=tuple(notes),
+        **texts,
     )
 
 

@@ -9,6 +9,7 @@ cursor (:mod:`dicom_node.index.compiled`); the rare ones go through SQLAlchemy a
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ from dicom_node.index.header import InstanceHeader
 from dicom_node.index.tables import OPEN, Group, Instance
 from dicom_node.settings.node import AETitleSettings
 
+log = logging.getLogger(__name__)
+
 _GROUPS = Group.__table__
+# The group's list of its instances' modalities ("CT\\SR"): a modality that would make
+# it longer than its column (PostgreSQL refuses that) is left out of it.
+MODALITIES_MAX = _GROUPS.c.modalities.type.length
 _INSTANCES = Instance.__table__
 _INSERT_GROUP = insert(_GROUPS)
 _INSTANCE_KEYS = [c.name for c in _INSTANCES.columns if c.name != "id"]
@@ -228,9 +234,21 @@ class Recorder:
             params = {"gid": group_id, "add_bytes": receipt.size, "now": now, "due": deadline}
             statement = self._add_to_group
             if header.modality and header.modality not in mods:
-                mods = [*mods, header.modality]
-                params["mods"] = "\\".join(mods)
-                statement = self._add_to_group_with_modality
+                listed = "\\".join([*mods, header.modality])
+                if len(listed) <= MODALITIES_MAX:
+                    mods = [*mods, header.modality]
+                    params["mods"] = listed
+                    statement = self._add_to_group_with_modality
+                else:
+                    log.warning(
+                        "instance %s: modality %s left out of the list of group %d of "
+                        "study %s (over %d characters)",
+                        header.sop_instance_uid,
+                        header.modality,
+                        group_id,
+                        header.study_uid,
+                        MODALITIES_MAX,
+                    )
             hit = statement.execute(conn, params).rowcount
             if hit == 1:
                 self._open[cache_key] = (group_id, mods)

@@ -169,6 +169,14 @@ class Intake:
         if existing is not None and existing != str(path):
             self.store.remove(Path(existing))
             instance_record(Path(existing)).unlink(missing_ok=True)  # its own, if any
+        if header.bounded:  # values indexed clipped or left out (too long, NUL, several)
+            log.warning(
+                "instance %s of study %s from %s: %s (the file keeps the values whole)",
+                sop_uid,
+                header.study_uid,
+                receipt.calling_ae,
+                "; ".join(header.bounded),
+            )
         metrics.INSTANCES_RECEIVED.labels(receipt.called_ae).inc()
         metrics.BYTES_RECEIVED.labels(receipt.called_ae).inc(placed.size)
         log.debug(

@@ -296,6 +296,13 @@ def _record(recorder: Recorder, path: Path, stored: Stored) -> None:
         origin.called_ae,
         origin.calling_ae,
     )
+    if header.bounded:  # values indexed clipped or left out (too long, NUL, several)
+        log.warning(
+            "re-indexed instance %s of study %s: %s (the file keeps the values whole)",
+            header.sop_instance_uid,
+            header.study_uid,
+            "; ".join(header.bounded),
+        )
 
 
 def has_files(store: InstanceStore) -> bool:

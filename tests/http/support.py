@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -86,9 +87,9 @@ def post(
 
 
 @contextlib.contextmanager
-def inprocess_node(tmp_path: Path) -> Iterator[Node]:
-    """A node and its HTTP port in this process, for what only this process can reach
-    (its listener's thread) or cause (a fault no peer can)."""
+def inprocess_node(tmp_path: Path, config: dict[str, Any] | None = None) -> Iterator[Node]:
+    """A node (its settings and ``config``) and its HTTP port in this process, for what
+    only this process can reach (its listener's thread) or cause (a fault no peer can)."""
     cfg = validate_config(
         {
             "data_dir": str(tmp_path / "data"),
@@ -97,6 +98,7 @@ def inprocess_node(tmp_path: Path) -> Iterator[Node]:
             "bind_address": "127.0.0.1",
             "disk_reserve_mb": 0,
             "models": {"bundled": False},
+            **(config or {}),
         }
     )
     node = Node(cfg)

@@ -155,3 +155,54 @@ def test_series_and_performed_procedure_step_dates_and_times_are_read() -> None:
             assert walked == parsed
             got = (parsed.series_date, parsed.series_time)
             assert (*got, parsed.pps_start_date, parsed.pps_start_time) == expected
+
+
+def test_values_longer_than_their_column_are_bounded_alike_by_the_walk_and_the_parse() -> None:
+    """Free text over its column is clipped, anything else left out, by both paths (the
+    parse is the path of deflated and malformed files), each noted once."""
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.StudyDescription = "Thorax mit Kontrastmittel, Spätphase " * 4  # LO: 148 characters
+    ds.StudyTime = "101112.1234567890123"  # 20 characters, over 16
+    ds.PatientID = "P" * 65
+    ds.ImageType = ["ORIGINAL", "PRIMARY", *["AXIAL"] * 30]
+    for implicit in (False, True):
+        encoded = encode(ds, implicit, True)
+        ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+        header = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
+        assert header == parse_header(encoded, ts)
+        assert header.study_description == ds.StudyDescription[:64].rstrip()
+        assert header.study_time is None and header.patient_id is None
+        assert header.image_type is None
+        assert [n.split()[0] for n in header.bounded] == [
+            "PatientID",
+            "ImageType",
+            "StudyTime",
+            "StudyDescription",
+        ]
+
+
+def test_several_values_of_a_single_valued_attribute_are_not_indexed_as_a_python_list() -> None:
+    """A backslash in a single-valued attribute makes several values: names and
+    descriptions keep the file's text ("A\\B"), anything else is left out (noted); an
+    identifying UID of several values is refused. Never Python's "['A', 'B']"."""
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.PatientID = "A\\B"
+    ds.StudyTime = "1010\\1111"
+    ds.PatientName = "Doe^John\\Smith^Jane"
+    encoded = encode(ds, False, True)
+    ts = "1.2.840.10008.1.2.1"
+    header = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
+    assert header == parse_header(encoded, ts)
+    assert header.patient_name == "Doe^John\\Smith^Jane"
+    assert header.patient_id is None and header.study_time is None
+    assert header.bounded == (
+        "PatientID not indexed (2 values)",
+        "StudyTime not indexed (2 values)",
+    )
+    ds.SeriesInstanceUID = "1.2.3\\1.2.4"
+    encoded = encode(ds, False, True)
+    with pytest.raises(HeaderError, match="SeriesInstanceUID holds 2 values"):
+        header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
+    with pytest.raises(HeaderError, match="SeriesInstanceUID holds 2 values"):
+        parse_header(encoded, ts)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from dicom_node.delivery import resolve
 from dicom_node.http.admin.common import (
     DESTINATION_STATUS,
     DESTINATIONS,
@@ -128,7 +129,18 @@ def _echo(dest: Any) -> EchoOut:
     # a peer that drops the SYN held the request and a worker thread about 2 minutes).
     ae.connection_timeout = ae.acse_timeout = dest.timeout
     ae.dimse_timeout = ae.network_timeout = dest.timeout
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    try:
+        # pynetdicom resolves a host name with no time limit (and raises on a name that
+        # does not resolve): resolved here within the timeout, as deliveries do.
+        address = resolve.first_address(dest.host, dest.timeout)
+        assoc = ae.associate(address, dest.port, ae_title=dest.ae_title)
+    except (OSError, ValueError, RuntimeError) as exc:
+        return EchoOut(
+            destination=dest.name,
+            ok=False,
+            status=None,
+            detail=f"cannot connect to {dest.host}:{dest.port}: {exc}",
+        )
     if not assoc.is_established:
         return EchoOut(
             destination=dest.name,
