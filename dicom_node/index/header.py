@@ -10,6 +10,7 @@ value on read, which cost more than reading the header itself.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,6 +144,7 @@ _LIMITS = {
     "SeriesDate": 8,
     "SeriesTime": 16,
     "PerformedProcedureStepStartDate": 8,
+    "PatientBirthDate": 8,
     "PerformedProcedureStepStartTime": 16,
     "Modality": 16,
     "BodyPartExamined": 64,
@@ -160,6 +162,19 @@ def _text(values: dict[str, Any], keyword: str) -> str | None:
     text = str(value).strip()
     limit = _LIMITS.get(keyword)
     return (text[:limit].rstrip() if limit else text) or None
+
+
+_ACR_NEMA_DATE = re.compile(r"(\d{4})\.(\d{2})\.(\d{2})")
+
+
+def _date(values: dict[str, Any], keyword: str) -> str | None:
+    """A DA value; one in the ACR-NEMA form ``yyyy.mm.dd`` (PS3.5 6.2: readers should
+    support it) as the ``yyyymmdd`` it means, which the 8-character column holds and
+    date matching compares (cut to 8 it was ``yyyy.mm.``)."""
+    value = values.get(keyword)
+    if isinstance(value, str) and _ACR_NEMA_DATE.fullmatch(value.strip()):
+        return _ACR_NEMA_DATE.sub(r"\1\2\3", value.strip())
+    return _text(values, keyword)
 
 
 def _multi(values: dict[str, Any], keyword: str) -> str | None:
@@ -215,7 +230,7 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
         patient_id=_text(values, "PatientID"),
         patient_name=_text(values, "PatientName"),
         accession_number=_text(values, "AccessionNumber"),
-        study_date=_text(values, "StudyDate"),
+        study_date=_date(values, "StudyDate"),
         modality=_text(values, "Modality"),
         body_part=_text(values, "BodyPartExamined"),
         series_description=_text(values, "SeriesDescription"),
@@ -229,12 +244,12 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
         study_description=_text(values, "StudyDescription"),
         study_id=_text(values, "StudyID"),
         series_number=_int(values, "SeriesNumber"),
-        patient_birth_date=_text(values, "PatientBirthDate"),
+        patient_birth_date=_date(values, "PatientBirthDate"),
         patient_sex=_text(values, "PatientSex"),
         referring_physician=_text(values, "ReferringPhysicianName"),
-        series_date=_text(values, "SeriesDate"),
+        series_date=_date(values, "SeriesDate"),
         series_time=_text(values, "SeriesTime"),
-        pps_start_date=_text(values, "PerformedProcedureStepStartDate"),
+        pps_start_date=_date(values, "PerformedProcedureStepStartDate"),
         pps_start_time=_text(values, "PerformedProcedureStepStartTime"),
     )
 
