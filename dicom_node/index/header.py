@@ -172,9 +172,19 @@ def _date(values: dict[str, Any], keyword: str) -> str | None:
     support it) as the ``yyyymmdd`` it means, which the 8-character column holds and
     date matching compares (cut to 8 it was ``yyyy.mm.``)."""
     value = values.get(keyword)
-    if isinstance(value, str) and _ACR_NEMA_DATE.fullmatch(value.strip()):
-        return _ACR_NEMA_DATE.sub(r"\1\2\3", value.strip())
-    return _text(values, keyword)
+    found = _ACR_NEMA_DATE.fullmatch(value.strip()) if isinstance(value, str) else None
+    return "".join(found.groups()) if found else _text(values, keyword)
+
+
+_ACR_NEMA_TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,6})?)?")
+
+
+def _time(values: dict[str, Any], keyword: str) -> str | None:
+    """A TM value; one in the ACR-NEMA form ``hh:mm:ss.frac`` (PS3.5 6.2: readers
+    should support it) as the ``hhmmss.frac`` it means, which time keys match."""
+    value = values.get(keyword)
+    found = _ACR_NEMA_TIME.fullmatch(value.strip()) if isinstance(value, str) else None
+    return "".join(p or "" for p in found.groups()) if found else _text(values, keyword)
 
 
 def _multi(values: dict[str, Any], keyword: str) -> str | None:
@@ -240,7 +250,7 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
         rows=_int(values, "Rows"),
         columns=_int(values, "Columns"),
         number_of_frames=_int(values, "NumberOfFrames"),
-        study_time=_text(values, "StudyTime"),
+        study_time=_time(values, "StudyTime"),
         study_description=_text(values, "StudyDescription"),
         study_id=_text(values, "StudyID"),
         series_number=_int(values, "SeriesNumber"),
@@ -248,9 +258,9 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
         patient_sex=_text(values, "PatientSex"),
         referring_physician=_text(values, "ReferringPhysicianName"),
         series_date=_date(values, "SeriesDate"),
-        series_time=_text(values, "SeriesTime"),
+        series_time=_time(values, "SeriesTime"),
         pps_start_date=_date(values, "PerformedProcedureStepStartDate"),
-        pps_start_time=_text(values, "PerformedProcedureStepStartTime"),
+        pps_start_time=_time(values, "PerformedProcedureStepStartTime"),
     )
 
 
