@@ -262,14 +262,15 @@ def _value_at(ds: Dataset, path: str) -> bytes:
 COMPUTED = {"ModalitiesInStudy", "RetrieveURL"}
 
 
-LEGACY_DATE = re.compile(r"(\d{4})\.(\d{2})\.(\d{2})")
+LEGACY_DATE = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})$")
+LEGACY_TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}(\.\d{1,6})?))?$")
 
 
 def _file_json(ds: Dataset, keyword: str) -> dict[str, Any] | None:
     """pydicom's JSON of the file's ``keyword`` as QIDO-RS returns it: None if it is
     missing, empty, or not a value JSON can hold (an IS of '1A': the index keeps none);
-    a date in the ACR-NEMA form ``yyyy.mm.dd`` (PS3.5 6.2 asks to support it) as the
-    ``yyyymmdd`` it means."""
+    a date or time in the ACR-NEMA form ``yyyy.mm.dd``, ``hh:mm:ss.frac`` (PS3.5 6.2
+    asks to support them) as the ``yyyymmdd``, ``hhmmss.frac`` it means."""
     if ds.get(keyword) in (None, ""):
         return None
     try:
@@ -278,7 +279,20 @@ def _file_json(ds: Dataset, keyword: str) -> dict[str, Any] | None:
         return None
     if out["vr"] == "DA":
         out["Value"] = [LEGACY_DATE.sub(r"\1\2\3", v) for v in out["Value"]]
+    if out["vr"] == "TM":
+        out["Value"] = [LEGACY_TIME.sub(r"\1\2\3", v) for v in out["Value"]]
     return out
+
+
+def _query_value(ds: Dataset, keyword: str) -> str | None:
+    """The file's value of ``keyword`` as a QIDO-RS matching key (its JSON value, a
+    person name as DICOM writes it), None where there is none to match on."""
+    attr = ATTRS.get(keyword)
+    found = _file_json(ds, keyword) if attr else None
+    if found is None or "Value" not in found or len(found["Value"]) != 1:
+        return None
+    [value] = found["Value"]
+    return str(ds[keyword].value) if attr.vr == "PN" else str(value)
 
 
 def _check_qido(node: NodeProcess, ds: Dataset, level: str) -> None:
@@ -293,6 +307,11 @@ def _check_qido(node: NodeProcess, ds: Dataset, level: str) -> None:
     r = _get(url, "application/dicom+json", includefield="all", **params)
     assert r.status_code == 200, r.text
     [found] = r.json()
+    # Matched by every value of its own that the level matches on, all at once.
+    own = {k: v for k in returned_at(level) - COMPUTED if (v := _query_value(ds, k))}
+    r = _get(url, "application/dicom+json", **{**params, **own})
+    assert r.status_code == 200, (own, r.text)
+    assert len(r.json()) == 1, own
     for keyword in returned_at(level) - COMPUTED:
         attr = ATTRS.get(keyword)
         if attr is None:  # a count: one file per study
