@@ -34,7 +34,9 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.encaps import get_frame
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import ExplicitVRBigEndian, generate_uid
 
 from dicom_node.http.qido_json import returned_at
 from dicom_node.http.qido_match import ATTRS
@@ -365,8 +367,47 @@ def test_corpus_file_through_dicomweb(
     for level in ("study", "series", "instance"):
         _check_qido(corpus_node, ds, level)
 
+    if "PixelData" in ds:
+        _check_first_frame(url, name, ds)
+
     if _file_json(ds, "NumberOfFrames") in (None, {"vr": "IS", "Value": [1]}):
         _check_rendered(url, name, ds)
+
+
+def _first_frame(ds: Dataset) -> bytes:
+    """Frame 1 of ``ds`` as stored: its bytes (native; whole bytes, Bits Allocated 1
+    aside) or its codestream (encapsulated)."""
+    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        return get_frame(ds.PixelData, 0, number_of_frames=frames)
+    frames = _file_json(ds, "NumberOfFrames") or {"Value": [1]}
+    return ds.PixelData[: get_expected_length(ds) // frames["Value"][0]]
+
+
+# Files whose frame 1 the node does not send as stored: its status and detail.
+FRAMES_NOT_SENT = {
+    "pydicom/badVR.dcm" + FRESH: (422, "NumberOfFrames '1A' is not a whole number"),
+}
+
+
+def _check_first_frame(url: str, name: str, ds: Dataset) -> None:
+    """Frame 1, as stored, is the file's (Explicit VR Big Endian: a 406, the node sends
+    no frames of it; :data:`FRAMES_NOT_SENT`: a problem JSON)."""
+    r = _get(
+        url + "/frames/1", 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    )
+    if name in FRAMES_NOT_SENT:
+        status, detail = FRAMES_NOT_SENT[name]
+        assert (r.status_code, r.headers["content-type"]) == (status, "application/problem+json")
+        assert detail in r.json()["detail"]
+        return
+    if ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian:
+        assert r.status_code == 406, r.text
+        assert "stored as 1.2.840.10008.1.2.2, whose frames this node cannot send" in r.text
+        return
+    assert r.status_code == 200, r.text
+    [(_, frame)] = _parts(r)
+    assert frame == _first_frame(ds)
 
 
 # Single-frame files /rendered refuses (422 and its detail); every other one is a PNG.
