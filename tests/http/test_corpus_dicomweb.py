@@ -200,11 +200,9 @@ def _expected_metadata(ds: Dataset, url: str) -> dict[str, Any]:
       (pydicom's handler gets the same URI);
     - Pixel Data is always a BulkDataURI (OB if encapsulated or 8-bit, else OW), even
       under the threshold: pixels are not inlined;
-    - Data Set Trailing Padding, after Pixel Data, is not read;
     - an element whose value JSON cannot hold (an IS of '1A') is left out (and logged)."""
     pixels = ds.get("PixelData")
     body = _json(ds, url, "")
-    body.pop("FFFCFFFC", None)  # Data Set Trailing Padding: no meaning (PS3.5 7.2)
     if pixels is not None:
         encapsulated = ds.file_meta.TransferSyntaxUID.is_compressed
         bits = int(ds.get("BitsAllocated", 16) or 16)
@@ -432,3 +430,28 @@ def _check_rendered(url: str, name: str, ds: Dataset) -> None:
     assert r.headers["content-type"] == "image/png"
     with Image.open(io.BytesIO(r.content)) as png:
         assert (png.format, png.size) == ("PNG", (ds.Columns, ds.Rows))
+
+
+@pytest.mark.parametrize(
+    "name", ["pydicom/MR_small.dcm", "pydicom/MR_small_RLE.dcm", "pydicom/MR_small_bigendian.dcm"]
+)
+def test_elements_after_pixel_data_are_in_the_metadata(corpus_node: NodeProcess, name: str) -> None:
+    """Elements after Pixel Data (a vendor's private group 7FE1, Digital Signatures) are
+    in /metadata as pydicom has them, after native (little and big endian) and
+    encapsulated Pixel Data; a binary one's BulkDataURI gives its bytes."""
+    ds = _prepared(name + FRESH, own_uids=False)
+    ds.add_new(0x7FE10010, "LO", "SIEMENS CSA NON-IMAGE")
+    ds.add_new(0x7FE11010, "OB", bytes(range(256)) * 8)
+    ds.add_new(0x7FE11011, "LO", "after")
+    DICOMwebClient(corpus_node.http_url + "/dicomweb").store_instances([ds])
+    url = _instance_url(corpus_node, ds)
+    [ours] = _get(url + "/metadata", "application/dicom+json").json()
+    tail = {k: v for k, v in ours.items() if k > "7FE00010"}
+    assert tail == {
+        "7FE10010": {"vr": "LO", "Value": ["SIEMENS CSA NON-IMAGE"]},
+        "7FE11010": {"vr": "OB", "BulkDataURI": f"{url}/bulk/7FE11010"},
+        "7FE11011": {"vr": "LO", "Value": ["after"]},
+        **({"FFFCFFFC": _json(ds, url, "")["FFFCFFFC"]} if "FFFCFFFC" in ds else {}),
+    }
+    r = _get(f"{url}/bulk/7FE11010", 'multipart/related; type="application/octet-stream"')
+    assert _parts(r)[0][1] == bytes(range(256)) * 8
