@@ -238,6 +238,15 @@ def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _unordered(body: dict[str, Any], path: str = "") -> list[str]:
+    """The paths of the objects (top level, items) whose tags are out of order."""
+    out = [path or "/"] if list(body) != sorted(body) else []
+    for tag, elem in body.items():
+        for k, item in enumerate(elem.get("Value", ()) if elem.get("vr") == "SQ" else (), 1):
+            out += _unordered(item, f"{path}{tag}/{k}/")
+    return out
+
+
 def _bulk_uris(body: dict[str, Any]) -> list[str]:
     out = []
     for elem in body.values():
@@ -356,6 +365,7 @@ def test_corpus_file_through_dicomweb(
     [ours] = r.json()
     expected = _expected_metadata(ds, url)
     assert _differences(ours, expected) == {}
+    assert _unordered(ours) == []  # PS3.18 F.2.2: ascending by tag, at every depth
     for uri in _bulk_uris(ours):
         r = _get(uri, 'multipart/related; type="application/octet-stream"')
         assert r.status_code == 200, (uri, r.text)
