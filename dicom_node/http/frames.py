@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, TypeVar
 import numpy as np
 import pydicom
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -117,6 +118,11 @@ def layout(inst: Stored) -> PixelLayout:
         offset, length = start + 12, int.from_bytes(head[8:12], "little")
     samples = int(ds.get("SamplesPerPixel") or 1)
     bits = int(ds.get("BitsAllocated") or 8)
+    # Uncompressed YBR_FULL_422 holds two samples' worth per pixel: each two pixels'
+    # Y Y share one Cb Cr (PS3.3 C.7.6.3.1.2); decoded, a frame has all three.
+    stored_samples = samples
+    if samples == 3 and ds.get("PhotometricInterpretation") == "YBR_FULL_422":
+        stored_samples = 3 if UID(ts).is_compressed else 2
     extended = None
     if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
         extended = (bytes(ds.ExtendedOffsetTable), bytes(ds.ExtendedOffsetTableLengths))
@@ -125,7 +131,7 @@ def layout(inst: Stored) -> PixelLayout:
         value_offset=offset,
         value_length=length,
         frames=max(whole_number(ds, "NumberOfFrames"), 1),
-        frame_bits=int(ds.Rows) * int(ds.Columns) * samples * bits,
+        frame_bits=int(ds.Rows) * int(ds.Columns) * stored_samples * bits,
         extended_offsets=extended,
         rows=int(ds.Rows),
         columns=int(ds.Columns),

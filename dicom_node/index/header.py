@@ -10,6 +10,7 @@ value on read, which cost more than reading the header itself.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -231,6 +232,27 @@ def _text(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
     return _bounded(keyword, text, notes)
 
 
+_ACR_NEMA_DATE = re.compile(r"(\d{4})\.(\d{2})\.(\d{2})")
+_ACR_NEMA_TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,6})?)?")
+_DATES = frozenset(
+    {"StudyDate", "SeriesDate", "PatientBirthDate", "PerformedProcedureStepStartDate"}
+)
+_TIMES = frozenset({"StudyTime", "SeriesTime", "PerformedProcedureStepStartTime"})
+
+
+def _date_or_time(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
+    """A DA or TM value; one in the ACR-NEMA form ``yyyy.mm.dd`` or ``hh:mm:ss.frac``
+    (PS3.5 6.2: readers should support it) as the ``yyyymmdd`` or ``hhmmss.frac`` it
+    means, which the column holds and date and time keys match (cut to 8, a date was
+    ``yyyy.mm.``)."""
+    value = values.get(keyword)
+    form = _ACR_NEMA_DATE if keyword in _DATES else _ACR_NEMA_TIME
+    found = form.fullmatch(value.strip()) if isinstance(value, str) else None
+    if found:
+        return "".join(p or "" for p in found.groups())
+    return _text(values, keyword, notes)
+
+
 def _multi(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
     value = values.get(keyword)
     if value is None or value == "":
@@ -288,6 +310,8 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
     texts = {
         field: _multi(values, keyword, notes)
         if keyword == "ImageType"
+        else _date_or_time(values, keyword, notes)
+        if keyword in _DATES | _TIMES
         else _text(values, keyword, notes)
         for keyword, field in _TEXT_FIELDS.items()
     }

@@ -206,3 +206,37 @@ def test_several_values_of_a_single_valued_attribute_are_not_indexed_as_a_python
         header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
     with pytest.raises(HeaderError, match="SeriesInstanceUID holds 2 values"):
         parse_header(encoded, ts)
+
+
+def test_acr_nema_dates_are_indexed_as_the_dates_they_mean() -> None:
+    """A date in the ACR-NEMA form ``yyyy.mm.dd`` (PS3.5 6.2 asks DA readers to support
+    it; pydicom's color-pl.dcm has one) is indexed as ``yyyymmdd``: cut to the column's
+    8 characters it was ``1994.11.``, returned so by QIDO-RS and never matched by a date."""
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.StudyDate, ds.SeriesDate = "1994.11.05", "1994.11.06"
+    ds.PatientBirthDate, ds.PerformedProcedureStepStartDate = "1950.01.31", "1994.11.04"
+    for implicit in (False, True):
+        ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+        encoded = encode(ds, implicit, True)
+        parsed = parse_header(encoded, ts)
+        walked = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
+        assert walked == parsed
+        got = (parsed.study_date, parsed.series_date, parsed.patient_birth_date)
+        assert (*got, parsed.pps_start_date) == ("19941105", "19941106", "19500131", "19941104")
+
+
+def test_acr_nema_times_are_indexed_as_the_times_they_mean() -> None:
+    """A time in the ACR-NEMA form ``hh:mm:ss.frac`` (PS3.5 6.2 asks TM readers to
+    support it; pydicom's color-pl.dcm has one) is indexed as ``hhmmss.frac``: a QIDO-RS
+    time key (``hhmmss``, a range) never matched it and ``11:20:00`` is refused as one."""
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.StudyTime, ds.SeriesTime = "11:20:00", "11:21:05.25"
+    ds.PerformedProcedureStepStartTime = "11:19"
+    for implicit in (False, True):
+        ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+        encoded = encode(ds, implicit, True)
+        parsed = parse_header(encoded, ts)
+        walked = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
+        assert walked == parsed
+        got = (parsed.study_time, parsed.series_time, parsed.pps_start_time)
+        assert got == ("112000", "112105.25", "1119")
