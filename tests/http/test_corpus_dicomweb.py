@@ -290,7 +290,15 @@ def _file_json(ds: Dataset, keyword: str) -> dict[str, Any] | None:
         out["Value"] = [LEGACY_DATE.sub(r"\1\2\3", v) for v in out["Value"]]
     if out["vr"] == "TM":
         out["Value"] = [LEGACY_TIME.sub(r"\1\2\3", v) for v in out["Value"]]
+    limit = MAX_LENGTH.get(out["vr"])
+    if limit and any(len(str(v)) > limit for v in out.get("Value", [])):
+        return None  # longer than its VR allows: an identifier or code the index leaves out
     return out
+
+
+# PS3.5 table 6.2-1: the longest value of each VR the index leaves out when exceeded
+# (free text, LO and PN, is clipped instead; the corpus has none that long).
+MAX_LENGTH = {"AE": 16, "CS": 16, "DA": 8, "SH": 16, "TM": 16}
 
 
 def _query_value(ds: Dataset, keyword: str) -> str | None:
