@@ -10,7 +10,6 @@ value on read, which cost more than reading the header itself.
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +22,11 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.values import convert_value
 
-from dicom_node.index.tables import Group, Instance
+from dicom_node.index import header_values
 
 _INDEXED = (
     "SpecificCharacterSet",
@@ -140,135 +138,8 @@ def _values(ds: Dataset) -> dict[str, Any]:
     return values
 
 
-# The InstanceHeader field (its column in ``instances``) of each indexed text attribute.
-_TEXT_FIELDS = {
-    "PatientID": "patient_id",
-    "PatientName": "patient_name",
-    "AccessionNumber": "accession_number",
-    "StudyDate": "study_date",
-    "Modality": "modality",
-    "BodyPartExamined": "body_part",
-    "SeriesDescription": "series_description",
-    "ViewPosition": "view_position",
-    "ImageType": "image_type",
-    "StudyTime": "study_time",
-    "StudyDescription": "study_description",
-    "StudyID": "study_id",
-    "PatientBirthDate": "patient_birth_date",
-    "PatientSex": "patient_sex",
-    "ReferringPhysicianName": "referring_physician",
-    "SeriesDate": "series_date",
-    "SeriesTime": "series_time",
-    "PerformedProcedureStepStartDate": "pps_start_date",
-    "PerformedProcedureStepStartTime": "pps_start_time",
-}
-
-
-def _column_length(field: str) -> int:
-    """The shortest VARCHAR that holds ``field`` (in ``instances``, and in ``groups``
-    where a group keeps a copy): PostgreSQL refuses a longer value (in characters)."""
-    lengths = [
-        table.c[field].type.length
-        for table in (Instance.__table__, Group.__table__)
-        if field in table.c
-    ]
-    return min(lengths)
-
-
-# Longest value each indexed text column holds, from the table definitions. A longer
-# value (invalid, but vendors send them) is indexed clipped if it is free text, of which
-# a prefix still says the same; anything else (identifiers, codes, dates, times, lists)
-# is left out: a prefix of it would read as another valid value. The file keeps it whole.
-_LIMITS = {keyword: _column_length(field) for keyword, field in _TEXT_FIELDS.items()}
-_CLIPPABLE = frozenset(
-    {"PatientName", "ReferringPhysicianName", "SeriesDescription", "StudyDescription"}
-)
 UID_MAX = 64
 INFLATE_MAX = 16 * 2**20  # bytes of a deflated dataset inflated to read its header
-
-
-def _bounded(keyword: str, text: str, notes: list[str]) -> str | None:
-    """``text`` if its column holds it; else clipped or left out (noted in ``notes``).
-    PostgreSQL refuses NUL in text: a value holding one is left out too."""
-    if "\0" in text:
-        notes.append(f"{keyword} not indexed (holds a NUL character)")
-        return None
-    limit = _LIMITS.get(keyword)
-    if limit is None or len(text) <= limit:
-        return text or None
-    if keyword in _CLIPPABLE:
-        notes.append(f"{keyword} clipped to {limit} of its {len(text)} characters")
-        return text[:limit].rstrip() or None
-    notes.append(f"{keyword} not indexed ({len(text)} characters, over {limit})")
-    return None
-
-
-def _plain(values: dict[str, Any], keyword: str) -> str | None:
-    """The value as text; several values (a backslash in the encoded value) joined as
-    the file has them, never Python's "['A', 'B']"."""
-    value = values.get(keyword)
-    if value is None or value == "":
-        return None
-    if isinstance(value, MultiValue):
-        return "\\".join(str(v).strip() for v in value).strip() or None
-    return str(value).strip() or None
-
-
-def _count(values: dict[str, Any], keyword: str) -> int:
-    value = values.get(keyword)
-    return len(value) if isinstance(value, MultiValue) else 1
-
-
-def _text(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
-    """A single-valued attribute's text, bounded; of several values (invalid), the file's
-    text if free text, else nothing (noted)."""
-    text = _plain(values, keyword)
-    if text is None:
-        return None
-    n = _count(values, keyword)
-    if n > 1 and keyword not in _CLIPPABLE:
-        notes.append(f"{keyword} not indexed ({n} values)")
-        return None
-    return _bounded(keyword, text, notes)
-
-
-_ACR_NEMA_DATE = re.compile(r"(\d{4})\.(\d{2})\.(\d{2})")
-_ACR_NEMA_TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,6})?)?")
-_DATES = frozenset(
-    {"StudyDate", "SeriesDate", "PatientBirthDate", "PerformedProcedureStepStartDate"}
-)
-_TIMES = frozenset({"StudyTime", "SeriesTime", "PerformedProcedureStepStartTime"})
-
-
-def _date_or_time(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
-    """A DA or TM value; one in the ACR-NEMA form ``yyyy.mm.dd`` or ``hh:mm:ss.frac``
-    (PS3.5 6.2: readers should support it) as the ``yyyymmdd`` or ``hhmmss.frac`` it
-    means, which the column holds and date and time keys match (cut to 8, a date was
-    ``yyyy.mm.``)."""
-    value = values.get(keyword)
-    form = _ACR_NEMA_DATE if keyword in _DATES else _ACR_NEMA_TIME
-    found = form.fullmatch(value.strip()) if isinstance(value, str) else None
-    if found:
-        return "".join(p or "" for p in found.groups())
-    return _text(values, keyword, notes)
-
-
-def _multi(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
-    value = values.get(keyword)
-    if value is None or value == "":
-        return None
-    items = [value] if isinstance(value, str | bytes) else list(value)
-    return _bounded(keyword, "\\".join(str(v).strip() for v in items), notes)
-
-
-def _int(values: dict[str, Any], keyword: str) -> int | None:
-    value = values.get(keyword)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _read_values(
@@ -289,7 +160,7 @@ def _read_values(
 def _header(values: dict[str, Any]) -> InstanceHeader:
     """The header made of ``values``; HeaderError if an identifying UID is missing."""
     uids = {
-        k: _plain(values, k)
+        k: header_values.plain(values, k)
         for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
     }
     missing = [k for k, v in uids.items() if not v]
@@ -298,33 +169,26 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
     too_long = [k for k, v in uids.items() if v and len(v) > UID_MAX]
     if too_long:
         raise MissingIdentifiers(f"{', '.join(too_long)} longer than {UID_MAX} characters")
-    several = [k for k in uids if _count(values, k) > 1]
+    several = [k for k in uids if header_values.count(values, k) > 1]
     if several:
         raise MissingIdentifiers(
-            ", ".join(f"{k} holds {_count(values, k)} values" for k in several)
+            ", ".join(f"{k} holds {header_values.count(values, k)} values" for k in several)
         )
     with_nul = [k for k, v in uids.items() if v and "\0" in v]
     if with_nul:
         raise MissingIdentifiers(f"{', '.join(with_nul)} holds a NUL character")
     notes: list[str] = []
-    texts = {
-        field: _multi(values, keyword, notes)
-        if keyword == "ImageType"
-        else _date_or_time(values, keyword, notes)
-        if keyword in _DATES | _TIMES
-        else _text(values, keyword, notes)
-        for keyword, field in _TEXT_FIELDS.items()
-    }
+    texts = header_values.texts(values, notes)
     return InstanceHeader(
         sop_class_uid=uids["SOPClassUID"] or "",
         sop_instance_uid=uids["SOPInstanceUID"] or "",
         study_uid=uids["StudyInstanceUID"] or "",
         series_uid=uids["SeriesInstanceUID"] or "",
-        instance_number=_int(values, "InstanceNumber"),
-        rows=_int(values, "Rows"),
-        columns=_int(values, "Columns"),
-        number_of_frames=_int(values, "NumberOfFrames"),
-        series_number=_int(values, "SeriesNumber"),
+        instance_number=header_values.integer(values, "InstanceNumber"),
+        rows=header_values.integer(values, "Rows"),
+        columns=header_values.integer(values, "Columns"),
+        number_of_frames=header_values.integer(values, "NumberOfFrames"),
+        series_number=header_values.integer(values, "SeriesNumber"),
         bounded=tuple(notes),
         **texts,
     )
