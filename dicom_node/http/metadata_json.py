@@ -11,6 +11,7 @@ from io import BytesIO
 from typing import Any, Literal
 
 import pydicom
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.filereader import read_dataset as read_dataset_at
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
@@ -69,7 +70,7 @@ def after_pixels(inst: Stored) -> pydicom.Dataset | None:
     order: Literal["little", "big"] = "little" if little else "big"
     try:
         with open(inst.path, "rb") as fh:
-            pydicom.dcmread(fh, stop_before_pixels=True)  # stops at the Pixel Data tag
+            header = pydicom.dcmread(fh, stop_before_pixels=True)  # stops at its tag
             head = fh.read(8 if implicit else 12)
             if head[:4] != _PIXEL_DATA[little]:
                 return None
@@ -86,7 +87,10 @@ def after_pixels(inst: Stored) -> pydicom.Dataset | None:
                 return None
             if len(rest) > MAX_TAIL:
                 raise ValueError(f"more than {MAX_TAIL} bytes follow the Pixel Data")
-            return read_dataset_at(BytesIO(rest), implicit, little)
+            # Text there is in the file's character set, which the header names.
+            charset = header.get("SpecificCharacterSet")
+            encoding = convert_encodings(charset) if charset else default_encoding
+            return read_dataset_at(BytesIO(rest), implicit, little, parent_encoding=encoding)
     except Exception as err:  # noqa: BLE001 - pydicom raises many kinds on garbage
         log.warning(
             "WADO-RS metadata of instance %s of study %s: the elements after its Pixel "
