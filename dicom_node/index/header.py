@@ -2,10 +2,10 @@
 
 Only the top-level elements up to (0040,0245) Performed Procedure Step Start Time are
 read (every indexed attribute lies below it, and Pixel Data far above), and only the
-indexed ones are kept. Their
-values are converted by pydicom's value converters directly, in the dataset's character
-set, without building pydicom data elements: that skips pydicom's validation of each
-value on read, which cost more than reading the header itself.
+indexed ones are kept. Their values are converted by pydicom's value converters
+directly, in the dataset's character set, without building pydicom data elements: that
+skips pydicom's validation of each value on read, which cost more than reading the
+header itself. Each value's bounds for its index column: :mod:`.header_values`.
 """
 
 from __future__ import annotations
