@@ -97,14 +97,14 @@ def count(values: dict[str, Any], keyword: str) -> int:
 def text(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
     """A single-valued attribute's text, bounded; of several values (invalid), the file's
     text if free text, else nothing (noted)."""
-    text = plain(values, keyword)
-    if text is None:
+    value = plain(values, keyword)
+    if value is None:
         return None
     n = count(values, keyword)
     if n > 1 and keyword not in _CLIPPABLE:
         notes.append(f"{keyword} not indexed ({n} values)")
         return None
-    return _bounded(keyword, text, notes)
+    return _bounded(keyword, value, notes)
 
 
 _ACR_NEMA_DATE = re.compile(r"(\d{4})\.(\d{2})\.(\d{2})")
