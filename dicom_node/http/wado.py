@@ -69,7 +69,14 @@ def find(
     rows = [
         Stored(*r)
         for r in session.execute(
-            stmt.order_by(src.c.series_uid, src.c.instance_number, src.c.sop_instance_uid)
+            # By Instance Number, those without one last on every database (SQLite
+            # sorts NULL first, PostgreSQL last).
+            stmt.order_by(
+                src.c.series_uid,
+                src.c.instance_number.is_(None),
+                src.c.instance_number,
+                src.c.sop_instance_uid,
+            )
         )
     ]
     if not rows:
