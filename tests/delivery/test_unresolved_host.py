@@ -11,8 +11,6 @@ attempt log on a SQLite index and the deliver stage of a job.
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from dicom_node.settings.destinations import (
     OrthancDestination,
     StowRsDestination,
 )
+from tests.support import resolver
 from tests.support.groups import add_group
 
 _HANG_S = 10.0  # a lookup of a hanging name fails after this (only without the fix)
@@ -39,18 +38,8 @@ _HANG_S = 10.0  # a lookup of a hanging name fails after this (only without the 
 
 @pytest.fixture
 def hanging_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    release = threading.Event()
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
-        if isinstance(host, str) and host.endswith(".hang.invalid"):
-            release.wait(_HANG_S)
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        return real(host, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield
-    release.set()  # the lookups still waiting end
+    with resolver.hanging_resolver(monkeypatch, _HANG_S):
+        yield
 
 
 def test_a_hanging_resolver_fails_the_attempt_and_the_job_is_retried(

@@ -12,8 +12,6 @@ else is real: the node, its HTTP server, the request.
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,26 +19,15 @@ import pytest
 import requests
 
 from tests.http.support import inprocess_node
+from tests.support import resolver
 
 _HANG_S = 20.0  # a lookup of a hanging name fails after this (only without the fix)
 
 
 @pytest.fixture
 def hanging_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    release = threading.Event()
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
-        if isinstance(host, str) and host.endswith(".hang.invalid"):
-            release.wait(_HANG_S)
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        if isinstance(host, str) and host.endswith(".none.invalid"):
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield
-    release.set()  # the lookups still waiting end
+    with resolver.hanging_resolver(monkeypatch, _HANG_S):
+        yield
 
 
 def test_echo_of_a_destination_whose_name_is_not_resolved_answers_in_its_timeout(
