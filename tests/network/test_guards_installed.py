@@ -86,3 +86,21 @@ def test_tweak_switch_parses() -> None:
     assert tweaks.enabled({"DICOM_NODE_TWEAKS": "-spool"}) == frozenset(tweaks.TWEAKS) - {"spool"}
     with pytest.raises(ValueError, match="unknown"):
         tweaks.enabled({"DICOM_NODE_TWEAKS": "turbo"})
+
+
+def test_the_scp_servers_shutdown_still_replaces_all_of_pynetdicoms() -> None:
+    """StorageSCP's server (made by ``AE.make_server``) overrides pynetdicom's shutdown,
+    which ends by removing the server from the list of those ``AE.start_server`` started
+    (ValueError for one it never started). The override does the rest itself: if
+    pynetdicom's shutdown does more one day, this fails, and the override must follow."""
+    import inspect
+
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    body = inspect.getsource(ThreadedAssociationServer.shutdown).splitlines()
+    statements = [line.strip() for line in body[2:] if line.strip()]  # after the docstring
+    assert statements == [
+        "super().shutdown()",
+        "self.server_close()",
+        'self.ae._servers.remove(cast("ThreadedAssociationServer", self))',
+    ]
