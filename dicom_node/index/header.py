@@ -18,13 +18,16 @@ from os import PathLike
 from typing import Any, BinaryIO
 
 from pydicom.charset import convert_encodings
+from pydicom.config import IGNORE
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from pydicom.values import convert_value
+from pydicom.valuerep import PersonName
+from pydicom.values import convert_single_string, convert_text, convert_value
 
 from dicom_node.index import header_values
 
@@ -120,6 +123,41 @@ class InstanceHeader:
     bounded: tuple[str, ...] = ()
 
 
+def _name(text: str) -> str:
+    """A PN value's text as pydicom reads it (no trailing "=" of empty groups)."""
+    return str(PersonName(text, validation_mode=IGNORE))
+
+
+def _person_names(raw: bytes, encodings: list[str], vr: None) -> str | MultiValue[str]:
+    names = convert_text(raw, encodings, vr)
+    return MultiValue(_name, names) if isinstance(names, MultiValue) else _name(names)
+
+
+# Text VRs whose value pydicom validates on conversion (length, characters): converted
+# here by pydicom's own converters without a VR, which skips that validation. Its
+# warnings (a ``pydicom`` log line and a Python warning per value) name no instance; the
+# receive path notes what it bounds, once per instance. pydicom's switch for this,
+# ``config.settings.reading_validation_mode``, is process-wide and the node receives on
+# many threads: setting it around a read would change what other threads see.
+_TEXT_OF_VR: dict[str, Callable[..., Any]] = {
+    "SH": convert_text,
+    "LO": convert_text,
+    "UC": convert_text,
+    "PN": _person_names,  # the name as text: the index keeps its string form
+    "ST": convert_single_string,
+    "LT": convert_single_string,
+    "UT": convert_single_string,
+}
+
+
+def _converted(vr: str, item: RawDataElement, encodings: list[str]) -> Any:
+    """The value of ``item`` as pydicom converts it, text unvalidated (above)."""
+    text = _TEXT_OF_VR.get(vr)
+    if text is not None and item.length and isinstance(item.value, bytes):
+        return text(item.value, encodings, None)
+    return convert_value(vr, item, encodings)
+
+
 def _values(ds: Dataset) -> dict[str, Any]:
     """The indexed attributes of ``ds`` (raw, as read) by keyword, converted."""
     values: dict[str, Any] = {}
@@ -132,7 +170,7 @@ def _values(ds: Dataset) -> dict[str, Any]:
             values[keyword] = item.value
         else:
             vr = item.VR if item.VR not in (None, "UN") else dictionary_VR(tag)
-            values[keyword] = convert_value(vr, item, encodings)
+            values[keyword] = _converted(vr, item, encodings)
         if keyword == "SpecificCharacterSet" and values[keyword]:
             encodings = convert_encodings(values[keyword])
     return values
@@ -275,7 +313,7 @@ def header_from_elements(
                 values[keyword] = int.from_bytes(raw, "little" if little else "big")
             else:
                 item = RawDataElement(tag, vr, len(raw), raw, 0, implicit, little)
-                values[keyword] = convert_value(vr, item, encodings)
+                values[keyword] = _converted(vr, item, encodings)
             if keyword == "SpecificCharacterSet" and values[keyword]:
                 encodings = convert_encodings(values[keyword])
     except Exception as err:  # pydicom's converters raise many kinds on garbage

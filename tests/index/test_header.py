@@ -3,6 +3,8 @@ syntax family and character set the parser's direct value conversion has to get 
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -180,6 +182,37 @@ def test_values_longer_than_their_column_are_bounded_alike_by_the_walk_and_the_p
             "StudyTime",
             "StudyDescription",
         ]
+
+
+def test_invalid_non_ascii_values_are_read_without_pydicom_validation_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pydicom's validation of a value on read logs a warning and warns (two log lines
+    in the node, naming no instance); the receive path notes what it bounds itself."""
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Zoë Müller^" * 10 + "=Zoë"  # PN components over 64 characters
+    ds.PatientID = "Zoë " * 30  # LO: 120 characters
+    ds.AccessionNumber = "ü" * 20  # SH: 20 characters
+    ds.StudyDescription = "Spätphase " * 10  # LO
+    encoded = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's own, on writing these
+        for implicit in (False, True):
+            encoded.append((encode(ds, implicit, True), implicit))
+    caplog.set_level(logging.WARNING)
+    caplog.clear()  # pydicom's, on setting these values
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        for data, implicit in encoded:
+            ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+            header = header_from_elements(check_dataset(data, ts, 0, HEADER_TAGS) or {}, ts)
+            assert header == parse_header(data, ts)
+            assert header.patient_name and not header.patient_name.isascii()
+            assert header.patient_id is None and header.accession_number == "ü" * 20
+            assert [n.split()[0] for n in header.bounded] == ["PatientID", "StudyDescription"]
+    assert [str(w.message) for w in warned] == []
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_several_values_of_a_single_valued_attribute_are_not_indexed_as_a_python_list() -> None:
