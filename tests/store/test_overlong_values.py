@@ -194,7 +194,12 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
         ds = _instance("modality")
         ds.StudyInstanceUID, ds.Modality = study, f"MODALITY_{i:07d}"
         many.append(ds)
-    for i, ds in enumerate([whole, nul, *many]):
+    again = []  # more of a left-out modality: noted once for the group, not each time
+    for _ in range(3):
+        ds = _instance("modality")
+        ds.StudyInstanceUID, ds.Modality = study, "MODALITY_0000008"
+        again.append(ds)
+    for i, ds in enumerate([whole, nul, *many, *again]):
         assert store_file_raw(proc.port, write_part10(ds, tmp_path / f"more-{i}.dcm")) == 0, i
     log = proc.log()
     sql = "SELECT patient_name, series_description FROM instances WHERE sop_instance_uid = :s"
@@ -207,4 +212,6 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
     )
     assert modalities == "\\".join(ds.Modality for ds in many[:7])  # 7 x 17 - 1 = 119
     left_out = [line for line in log.splitlines() if " WARNING " in line and study in line]
-    assert len(left_out) == 2 and "MODALITY_0000008 left out" in left_out[1], left_out
+    assert len(left_out) == 2, left_out
+    assert "MODALITY_0000007 left out" in left_out[0], left_out
+    assert "MODALITY_0000008 left out" in left_out[1], left_out
