@@ -158,13 +158,24 @@ def _converted(vr: str, item: RawDataElement, encodings: list[str]) -> Any:
     return convert_value(vr, item, encodings)
 
 
+# A value over this many bytes is not read (the walk's COLLECT_MAX, the parse's
+# defer_size), so not indexed: noted as such.
+_UNREAD = "not indexed (over 4 KB)"
+_IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+_NOT_NOTED = frozenset({"SpecificCharacterSet", *_IDENTIFYING})  # refused or not indexed
+
+
 def _values(ds: Dataset) -> dict[str, Any]:
-    """The indexed attributes of ``ds`` (raw, as read) by keyword, converted."""
+    """The indexed attributes of ``ds`` (raw, as read) by keyword, converted; one over
+    4 KB (unread) as :data:`_UNREAD`."""
     values: dict[str, Any] = {}
     encodings = convert_encodings(None)
     for keyword, tag in _TAG_OF.items():  # SpecificCharacterSet first
         item = ds.get_item(tag, keep_deferred=True)
-        if item is None or item.value is None:  # absent, or too long to have been read
+        if isinstance(item, RawDataElement) and item.value is None and item.length:
+            values[keyword] = _UNREAD  # too long to have been read (deferred)
+            continue
+        if item is None or item.value is None:  # absent, or empty
             continue
         if isinstance(item, DataElement):  # pydicom converted it while reading
             values[keyword] = item.value
@@ -196,11 +207,13 @@ def _read_values(
 
 
 def _header(values: dict[str, Any]) -> InstanceHeader:
-    """The header made of ``values``; HeaderError if an identifying UID is missing."""
-    uids = {
-        k: header_values.plain(values, k)
-        for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-    }
+    """The header made of ``values``; HeaderError if an identifying UID is missing. A
+    value over 4 KB (:data:`_UNREAD`) is not indexed, noted unless it is refused or
+    not indexed anyway."""
+    unread = [k for k, v in values.items() if v is _UNREAD]
+    for keyword in unread:
+        del values[keyword]
+    uids = {k: header_values.plain(values, k) for k in _IDENTIFYING}
     missing = [k for k, v in uids.items() if not v]
     if missing:
         raise MissingIdentifiers(f"dataset lacks {', '.join(missing)}")
@@ -217,6 +230,7 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
         raise MissingIdentifiers(f"{', '.join(with_nul)} holds a NUL character")
     notes: list[str] = []
     texts = header_values.texts(values, notes)
+    notes += [f"{k} {_UNREAD}" for k in unread if k not in _NOT_NOTED]
     return InstanceHeader(
         sop_class_uid=uids["SOPClassUID"] or "",
         sop_instance_uid=uids["SOPInstanceUID"] or "",
@@ -291,7 +305,7 @@ def header_from_elements(
 ) -> InstanceHeader:
     """The header made of the top-level elements of :data:`HEADER_TAGS` that a walk of
     the encoded dataset found (:func:`dicom_node.store.check.check_file`): tag ->
-    (explicit VR or None for implicit VR, value bytes; values over 4 KB left out). The
+    (explicit VR or None for implicit VR, value bytes; None for a value over 4 KB). The
     values are those :func:`parse_header` reads (plain ASCII text and US decoded here,
     anything else by pydicom's converters); raises HeaderError as it does."""
     ts = UID(transfer_syntax)
@@ -304,6 +318,9 @@ def header_from_elements(
             if found is None:
                 continue
             explicit_vr, raw = found
+            if raw is None:  # over 4 KB: left unread by the walk
+                values[keyword] = _UNREAD
+                continue
             vr = explicit_vr.decode("ascii") if explicit_vr else None
             if vr in (None, "UN"):
                 vr = _VR_OF[int(tag)]

@@ -134,6 +134,7 @@ def test_values_over_4_kb_are_left_out_of_the_walked_header_as_of_the_parsed_one
         header = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
         assert header == parse_header(encoded, ts)
         assert header.study_description is None and header.patient_name == "Doe^Jane"
+        assert header.bounded == ("StudyDescription not indexed (over 4 KB)",)
 
 
 def test_series_and_performed_procedure_step_dates_and_times_are_read() -> None:

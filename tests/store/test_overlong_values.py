@@ -188,6 +188,8 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
     whole.PatientName = "ë" * LENGTH["patient_name"]
     nul = _instance("series_description")
     nul.SeriesDescription = "HEAD\0NECK"
+    huge = _instance("study_description")  # over 4 KB: not read at all, still noted
+    huge.StudyDescription = "Thorax " * 800
     study = new_uid()
     many = []
     for i in range(9):  # 9 x 16 characters and 8 separators: over the group's 128
@@ -199,7 +201,7 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
         ds = _instance("modality")
         ds.StudyInstanceUID, ds.Modality = study, "MODALITY_0000008"
         again.append(ds)
-    for i, ds in enumerate([whole, nul, *many, *again]):
+    for i, ds in enumerate([whole, nul, huge, *many, *again]):
         assert store_file_raw(proc.port, write_part10(ds, tmp_path / f"more-{i}.dcm")) == 0, i
     log = proc.log()
     sql = "SELECT patient_name, series_description FROM instances WHERE sop_instance_uid = :s"
@@ -207,6 +209,10 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
     assert not [line for line in log.splitlines() if whole.SOPInstanceUID in line]
     assert query(proc.index, sql, s=nul.SOPInstanceUID)[0][1] is None
     assert re.search(rf"WARNING .*{nul.SOPInstanceUID}.*SeriesDescription not indexed", log)
+    sql = "SELECT study_description FROM instances WHERE sop_instance_uid = :s"
+    assert query(proc.index, sql, s=huge.SOPInstanceUID) == [(None,)]
+    noted = [ln for ln in log.splitlines() if " WARNING " in ln and huge.SOPInstanceUID in ln]
+    assert len(noted) == 1 and "StudyDescription not indexed (over 4 KB)" in noted[0], noted
     ((modalities,),) = query(
         proc.index, "SELECT modalities FROM groups WHERE study_uid = :s", s=study
     )
