@@ -206,6 +206,15 @@ def _read_values(
     )
 
 
+_INTEGER_FIELDS = {
+    "instance_number": "InstanceNumber",
+    "rows": "Rows",
+    "columns": "Columns",
+    "number_of_frames": "NumberOfFrames",
+    "series_number": "SeriesNumber",
+}
+
+
 def _header(values: dict[str, Any]) -> InstanceHeader:
     """The header made of ``values``; HeaderError if an identifying UID is missing. A
     value over 4 KB (:data:`_UNREAD`) is not indexed, noted unless it is refused or
@@ -230,19 +239,19 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
         raise MissingIdentifiers(f"{', '.join(with_nul)} holds a NUL character")
     notes: list[str] = []
     texts = header_values.texts(values, notes)
+    numbers = {
+        field: header_values.integer(values, keyword, notes)
+        for field, keyword in _INTEGER_FIELDS.items()
+    }
     notes += [f"{k} {_UNREAD}" for k in unread if k not in _NOT_NOTED]
     return InstanceHeader(
         sop_class_uid=uids["SOPClassUID"] or "",
         sop_instance_uid=uids["SOPInstanceUID"] or "",
         study_uid=uids["StudyInstanceUID"] or "",
         series_uid=uids["SeriesInstanceUID"] or "",
-        instance_number=header_values.integer(values, "InstanceNumber"),
-        rows=header_values.integer(values, "Rows"),
-        columns=header_values.integer(values, "Columns"),
-        number_of_frames=header_values.integer(values, "NumberOfFrames"),
-        series_number=header_values.integer(values, "SeriesNumber"),
         bounded=tuple(notes),
         **texts,
+        **numbers,
     )
 
 

@@ -274,3 +274,17 @@ def test_acr_nema_times_are_indexed_as_the_times_they_mean() -> None:
         assert walked == parsed
         got = (parsed.study_time, parsed.series_time, parsed.pps_start_time)
         assert got == ("112000", "112105.25", "1119")
+
+
+def test_integers_out_of_the_is_range_are_not_indexed_alike_by_the_walk_and_the_parse() -> None:
+    """IS holds -2**31 to 2**31 - 1 (PS3.5), as PostgreSQL's INTEGER: a value outside
+    (invalid, but sent) failed the INSERT; it is left out and noted."""
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.InstanceNumber, ds.SeriesNumber = "999999999999", "2147483647"
+    for implicit in (False, True):
+        encoded = encode(ds, implicit, True)
+        ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+        header = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
+        assert header == parse_header(encoded, ts)
+        assert header.instance_number is None and header.series_number == 2**31 - 1
+        assert header.bounded == ("InstanceNumber not indexed (out of range)",)

@@ -190,6 +190,8 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
     nul.SeriesDescription = "HEAD\0NECK"
     huge = _instance("study_description")  # over 4 KB: not read at all, still noted
     huge.StudyDescription = "Thorax " * 800
+    wide = _instance("study_id")  # IS allows up to 2**31 - 1; PostgreSQL's INTEGER too
+    wide.InstanceNumber, wide.SeriesNumber = "999999999999", "-2147483648"
     study = new_uid()
     many = []
     for i in range(9):  # 9 x 16 characters and 8 separators: over the group's 128
@@ -201,7 +203,7 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
         ds = _instance("modality")
         ds.StudyInstanceUID, ds.Modality = study, "MODALITY_0000008"
         again.append(ds)
-    for i, ds in enumerate([whole, nul, huge, *many, *again]):
+    for i, ds in enumerate([whole, nul, huge, wide, *many, *again]):
         assert store_file_raw(proc.port, write_part10(ds, tmp_path / f"more-{i}.dcm")) == 0, i
     log = proc.log()
     sql = "SELECT patient_name, series_description FROM instances WHERE sop_instance_uid = :s"
@@ -213,6 +215,10 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
     assert query(proc.index, sql, s=huge.SOPInstanceUID) == [(None,)]
     noted = [ln for ln in log.splitlines() if " WARNING " in ln and huge.SOPInstanceUID in ln]
     assert len(noted) == 1 and "StudyDescription not indexed (over 4 KB)" in noted[0], noted
+    sql = "SELECT instance_number, series_number FROM instances WHERE sop_instance_uid = :s"
+    assert query(proc.index, sql, s=wide.SOPInstanceUID) == [(None, -(2**31))]
+    noted = [ln for ln in log.splitlines() if " WARNING " in ln and wide.SOPInstanceUID in ln]
+    assert len(noted) == 1 and "InstanceNumber not indexed (out of range)" in noted[0], noted
     ((modalities,),) = query(
         proc.index, "SELECT modalities FROM groups WHERE study_uid = :s", s=study
     )
