@@ -147,6 +147,7 @@ _TEXT_OF_VR: dict[str, Callable[..., Any]] = {
     "ST": convert_single_string,
     "LT": convert_single_string,
     "UT": convert_single_string,
+    "IS": convert_text,  # as text: the index makes the integer (header_values.integer)
 }
 
 

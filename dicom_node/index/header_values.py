@@ -148,7 +148,8 @@ def integer(values: dict[str, Any], keyword: str, notes: list[str]) -> int | Non
         return None
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # IS read as text: "1.5", "abc", several values
+        notes.append(f"{keyword} not indexed (not an integer)")
         return None
     if not INTEGER_MIN <= number <= INTEGER_MAX:
         notes.append(f"{keyword} not indexed (out of range)")

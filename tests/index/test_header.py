@@ -288,3 +288,32 @@ def test_integers_out_of_the_is_range_are_not_indexed_alike_by_the_walk_and_the_
         assert header == parse_header(encoded, ts)
         assert header.instance_number is None and header.series_number == 2**31 - 1
         assert header.bounded == ("InstanceNumber not indexed (out of range)",)
+
+
+def test_invalid_integer_strings_are_noted_without_pydicom_validation_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's own, on writing these
+        ds.add_new("InstanceNumber", "LO", "abc")  # pydicom writes no such IS value
+        ds.add_new("SeriesNumber", "LO", "1.5")
+        encoded = [(encode(ds, implicit, True), implicit) for implicit in (False, True)]
+    for tag in (b"\x20\x00\x13\x00", b"\x20\x00\x11\x00"):  # explicit VR: IS
+        encoded[0] = (encoded[0][0].replace(tag + b"LO", tag + b"IS"), False)
+        assert tag + b"IS" in encoded[0][0]
+    caplog.set_level(logging.WARNING)
+    caplog.clear()
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        for data, implicit in encoded:
+            ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+            header = header_from_elements(check_dataset(data, ts, 0, HEADER_TAGS) or {}, ts)
+            assert header == parse_header(data, ts)
+            assert header.instance_number is None and header.series_number is None
+            assert header.bounded == (
+                "InstanceNumber not indexed (not an integer)",
+                "SeriesNumber not indexed (not an integer)",
+            )
+    assert [str(w.message) for w in warned] == []
+    assert [r.getMessage() for r in caplog.records] == []
