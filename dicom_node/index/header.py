@@ -18,13 +18,16 @@ from os import PathLike
 from typing import Any, BinaryIO
 
 from pydicom.charset import convert_encodings
+from pydicom.config import IGNORE
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from pydicom.values import convert_value
+from pydicom.valuerep import PersonName
+from pydicom.values import convert_single_string, convert_text, convert_value
 
 from dicom_node.index import header_values
 
@@ -120,19 +123,66 @@ class InstanceHeader:
     bounded: tuple[str, ...] = ()
 
 
+def _name(text: str) -> str:
+    """A PN value's text as pydicom reads it (no trailing "=" of empty groups)."""
+    return str(PersonName(text, validation_mode=IGNORE))
+
+
+def _person_names(raw: bytes, encodings: list[str], vr: None) -> str | MultiValue[str]:
+    names = convert_text(raw, encodings, vr)
+    return MultiValue(_name, names) if isinstance(names, MultiValue) else _name(names)
+
+
+# Text VRs whose value pydicom validates on conversion (length, characters): converted
+# here by pydicom's own converters without a VR, which skips that validation. Its
+# warnings (a ``pydicom`` log line and a Python warning per value) name no instance; the
+# receive path notes what it bounds, once per instance. pydicom's switch for this,
+# ``config.settings.reading_validation_mode``, is process-wide and the node receives on
+# many threads: setting it around a read would change what other threads see.
+_TEXT_OF_VR: dict[str, Callable[..., Any]] = {
+    "SH": convert_text,
+    "LO": convert_text,
+    "UC": convert_text,
+    "PN": _person_names,  # the name as text: the index keeps its string form
+    "ST": convert_single_string,
+    "LT": convert_single_string,
+    "UT": convert_single_string,
+    "IS": convert_text,  # as text: the index makes the integer (header_values.integer)
+}
+
+
+def _converted(vr: str, item: RawDataElement, encodings: list[str]) -> Any:
+    """The value of ``item`` as pydicom converts it, text unvalidated (above)."""
+    text = _TEXT_OF_VR.get(vr)
+    if text is not None and item.length and isinstance(item.value, bytes):
+        return text(item.value, encodings, None)
+    return convert_value(vr, item, encodings)
+
+
+# A value over this many bytes is not read (the walk's COLLECT_MAX, the parse's
+# defer_size), so not indexed: noted as such.
+_UNREAD = "not indexed (over 4 KB)"
+_IDENTIFYING = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+_NOT_NOTED = frozenset({"SpecificCharacterSet", *_IDENTIFYING})  # refused or not indexed
+
+
 def _values(ds: Dataset) -> dict[str, Any]:
-    """The indexed attributes of ``ds`` (raw, as read) by keyword, converted."""
+    """The indexed attributes of ``ds`` (raw, as read) by keyword, converted; one over
+    4 KB (unread) as :data:`_UNREAD`."""
     values: dict[str, Any] = {}
     encodings = convert_encodings(None)
     for keyword, tag in _TAG_OF.items():  # SpecificCharacterSet first
         item = ds.get_item(tag, keep_deferred=True)
-        if item is None or item.value is None:  # absent, or too long to have been read
+        if isinstance(item, RawDataElement) and item.value is None and item.length:
+            values[keyword] = _UNREAD  # too long to have been read (deferred)
+            continue
+        if item is None or item.value is None:  # absent, or empty
             continue
         if isinstance(item, DataElement):  # pydicom converted it while reading
             values[keyword] = item.value
         else:
             vr = item.VR if item.VR not in (None, "UN") else dictionary_VR(tag)
-            values[keyword] = convert_value(vr, item, encodings)
+            values[keyword] = _converted(vr, item, encodings)
         if keyword == "SpecificCharacterSet" and values[keyword]:
             encodings = convert_encodings(values[keyword])
     return values
@@ -157,12 +207,23 @@ def _read_values(
     )
 
 
+_INTEGER_FIELDS = {
+    "instance_number": "InstanceNumber",
+    "rows": "Rows",
+    "columns": "Columns",
+    "number_of_frames": "NumberOfFrames",
+    "series_number": "SeriesNumber",
+}
+
+
 def _header(values: dict[str, Any]) -> InstanceHeader:
-    """The header made of ``values``; HeaderError if an identifying UID is missing."""
-    uids = {
-        k: header_values.plain(values, k)
-        for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-    }
+    """The header made of ``values``; HeaderError if an identifying UID is missing. A
+    value over 4 KB (:data:`_UNREAD`) is not indexed, noted unless it is refused or
+    not indexed anyway."""
+    unread = [k for k, v in values.items() if v is _UNREAD]
+    for keyword in unread:
+        del values[keyword]
+    uids = {k: header_values.plain(values, k) for k in _IDENTIFYING}
     missing = [k for k, v in uids.items() if not v]
     if missing:
         raise MissingIdentifiers(f"dataset lacks {', '.join(missing)}")
@@ -179,18 +240,19 @@ def _header(values: dict[str, Any]) -> InstanceHeader:
         raise MissingIdentifiers(f"{', '.join(with_nul)} holds a NUL character")
     notes: list[str] = []
     texts = header_values.texts(values, notes)
+    numbers = {
+        field: header_values.integer(values, keyword, notes)
+        for field, keyword in _INTEGER_FIELDS.items()
+    }
+    notes += [f"{k} {_UNREAD}" for k in unread if k not in _NOT_NOTED]
     return InstanceHeader(
         sop_class_uid=uids["SOPClassUID"] or "",
         sop_instance_uid=uids["SOPInstanceUID"] or "",
         study_uid=uids["StudyInstanceUID"] or "",
         series_uid=uids["SeriesInstanceUID"] or "",
-        instance_number=header_values.integer(values, "InstanceNumber"),
-        rows=header_values.integer(values, "Rows"),
-        columns=header_values.integer(values, "Columns"),
-        number_of_frames=header_values.integer(values, "NumberOfFrames"),
-        series_number=header_values.integer(values, "SeriesNumber"),
         bounded=tuple(notes),
         **texts,
+        **numbers,
     )
 
 
@@ -253,7 +315,7 @@ def header_from_elements(
 ) -> InstanceHeader:
     """The header made of the top-level elements of :data:`HEADER_TAGS` that a walk of
     the encoded dataset found (:func:`dicom_node.store.check.check_file`): tag ->
-    (explicit VR or None for implicit VR, value bytes; values over 4 KB left out). The
+    (explicit VR or None for implicit VR, value bytes; None for a value over 4 KB). The
     values are those :func:`parse_header` reads (plain ASCII text and US decoded here,
     anything else by pydicom's converters); raises HeaderError as it does."""
     ts = UID(transfer_syntax)
@@ -266,6 +328,9 @@ def header_from_elements(
             if found is None:
                 continue
             explicit_vr, raw = found
+            if raw is None:  # over 4 KB: left unread by the walk
+                values[keyword] = _UNREAD
+                continue
             vr = explicit_vr.decode("ascii") if explicit_vr else None
             if vr in (None, "UN"):
                 vr = _VR_OF[int(tag)]
@@ -275,7 +340,7 @@ def header_from_elements(
                 values[keyword] = int.from_bytes(raw, "little" if little else "big")
             else:
                 item = RawDataElement(tag, vr, len(raw), raw, 0, implicit, little)
-                values[keyword] = convert_value(vr, item, encodings)
+                values[keyword] = _converted(vr, item, encodings)
             if keyword == "SpecificCharacterSet" and values[keyword]:
                 encodings = convert_encodings(values[keyword])
     except Exception as err:  # pydicom's converters raise many kinds on garbage

@@ -136,14 +136,25 @@ def multi(values: dict[str, Any], keyword: str, notes: list[str]) -> str | None:
     return _bounded(keyword, "\\".join(str(v).strip() for v in items), notes)
 
 
-def integer(values: dict[str, Any], keyword: str) -> int | None:
+# IS's range (PS3.5 6.2), which PostgreSQL's INTEGER holds: a larger value (invalid, but
+# sent) failed the INSERT, a deterministic error the sender retried.
+INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
+
+
+def integer(values: dict[str, Any], keyword: str, notes: list[str]) -> int | None:
+    """An integer attribute's value if its column holds it; else nothing (noted)."""
     value = values.get(keyword)
     if value is None or value == "":
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError):  # IS read as text: "1.5", "abc", several values
+        notes.append(f"{keyword} not indexed (not an integer)")
         return None
+    if not INTEGER_MIN <= number <= INTEGER_MAX:
+        notes.append(f"{keyword} not indexed (out of range)")
+        return None
+    return number
 
 
 def texts(values: dict[str, Any], notes: list[str]) -> dict[str, str | None]:

@@ -99,6 +99,9 @@ class Recorder:
         self._conn: Connection | None = None
         # (called AE, group key) -> (group id, modalities) of groups this process saw open
         self._open: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        # group id -> modalities left out of its list and logged (once per group and
+        # modality while the group is cached; again after the cache was cleared)
+        self._left_out: dict[int, set[str]] = {}
         dialect = db.engine.dialect
         self._path_of_sop = CompiledStatement(_PATH_OF_SOP, dialect)
         self._add_to_group = CompiledStatement(_ADD_TO_GROUP, dialect)
@@ -185,6 +188,7 @@ class Recorder:
                         before_commit()
             except BaseException:
                 self._open.clear()  # the cache may describe rolled-back rows
+                self._left_out.clear()
                 raise
         return Recorded(inst_id, group_id, new_group)
 
@@ -239,10 +243,11 @@ class Recorder:
                     mods = [*mods, header.modality]
                     params["mods"] = listed
                     statement = self._add_to_group_with_modality
-                else:
+                elif header.modality not in self._left_out.setdefault(group_id, set()):
+                    self._left_out[group_id].add(header.modality)
                     log.warning(
                         "instance %s: modality %s left out of the list of group %d of "
-                        "study %s (over %d characters)",
+                        "study %s (over %d characters; not logged again for the group)",
                         header.sop_instance_uid,
                         header.modality,
                         group_id,
@@ -279,4 +284,5 @@ class Recorder:
         self._open[cache_key] = (group_id, [header.modality] if header.modality else [])
         if len(self._open) > 10_000:
             self._open.clear()
+            self._left_out.clear()
         return group_id, True

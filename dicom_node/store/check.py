@@ -56,8 +56,8 @@ def check_dataset(
 ) -> Collected | None:
     """Check the dataset encoded in ``buf[offset:]`` in ``transfer_syntax``; raise
     :class:`StructureError` or :class:`PixelDataMismatch`. Return the top-level elements
-    of ``collect`` found on the way (values up to :data:`COLLECT_MAX` bytes), or None if
-    the dataset is not walked (deflated)."""
+    of ``collect`` found on the way (a value over :data:`COLLECT_MAX` bytes as None,
+    unread), or None if the dataset is not walked (deflated)."""
     ts = UID(transfer_syntax)
     if not is_walked(ts):
         return None

@@ -80,7 +80,8 @@ _SAMPLES, _PHOTOMETRIC, _FRAMES, _ROWS, _COLUMNS, _BITS = (
 _KEPT = frozenset({_SAMPLES, _PHOTOMETRIC, _FRAMES, _ROWS, _COLUMNS, _BITS})
 _JPEG = frozenset(JPEGTransferSyntaxes)
 
-Collected = dict[int, tuple[bytes | None, bytes]]  # tag -> (explicit VR or None, value)
+# tag -> (explicit VR or None, value; None if over COLLECT_MAX bytes, left unread)
+Collected = dict[int, tuple[bytes | None, bytes | None]]
 
 
 class StructureError(ValueError):
@@ -243,8 +244,9 @@ class ElementWalk:
                     self.kept[tag] = bytes(buf[pos : pos + length])
                 elif tag == PIXEL_DATA:
                     self.pixel_length = length
-                if tag in self.collect and length <= COLLECT_MAX:
-                    self.collected[tag] = (vr, bytes(buf[pos : pos + length]))
+                if tag in self.collect:
+                    value = bytes(buf[pos : pos + length]) if length <= COLLECT_MAX else None
+                    self.collected[tag] = (vr, value)
             pos += length
         if end is None:
             raise StructureError("item without its delimiter")

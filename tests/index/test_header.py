@@ -3,6 +3,8 @@ syntax family and character set the parser's direct value conversion has to get 
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -132,6 +134,7 @@ def test_values_over_4_kb_are_left_out_of_the_walked_header_as_of_the_parsed_one
         header = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
         assert header == parse_header(encoded, ts)
         assert header.study_description is None and header.patient_name == "Doe^Jane"
+        assert header.bounded == ("StudyDescription not indexed (over 4 KB)",)
 
 
 def test_series_and_performed_procedure_step_dates_and_times_are_read() -> None:
@@ -180,6 +183,37 @@ def test_values_longer_than_their_column_are_bounded_alike_by_the_walk_and_the_p
             "StudyTime",
             "StudyDescription",
         ]
+
+
+def test_invalid_non_ascii_values_are_read_without_pydicom_validation_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pydicom's validation of a value on read logs a warning and warns (two log lines
+    in the node, naming no instance); the receive path notes what it bounds itself."""
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Zoë Müller^" * 10 + "=Zoë"  # PN components over 64 characters
+    ds.PatientID = "Zoë " * 30  # LO: 120 characters
+    ds.AccessionNumber = "ü" * 20  # SH: 20 characters
+    ds.StudyDescription = "Spätphase " * 10  # LO
+    encoded = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's own, on writing these
+        for implicit in (False, True):
+            encoded.append((encode(ds, implicit, True), implicit))
+    caplog.set_level(logging.WARNING)
+    caplog.clear()  # pydicom's, on setting these values
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        for data, implicit in encoded:
+            ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+            header = header_from_elements(check_dataset(data, ts, 0, HEADER_TAGS) or {}, ts)
+            assert header == parse_header(data, ts)
+            assert header.patient_name and not header.patient_name.isascii()
+            assert header.patient_id is None and header.accession_number == "ü" * 20
+            assert [n.split()[0] for n in header.bounded] == ["PatientID", "StudyDescription"]
+    assert [str(w.message) for w in warned] == []
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_several_values_of_a_single_valued_attribute_are_not_indexed_as_a_python_list() -> None:
@@ -240,3 +274,46 @@ def test_acr_nema_times_are_indexed_as_the_times_they_mean() -> None:
         assert walked == parsed
         got = (parsed.study_time, parsed.series_time, parsed.pps_start_time)
         assert got == ("112000", "112105.25", "1119")
+
+
+def test_integers_out_of_the_is_range_are_not_indexed_alike_by_the_walk_and_the_parse() -> None:
+    """IS holds -2**31 to 2**31 - 1 (PS3.5), as PostgreSQL's INTEGER: a value outside
+    (invalid, but sent) failed the INSERT; it is left out and noted."""
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    ds.InstanceNumber, ds.SeriesNumber = "999999999999", "2147483647"
+    for implicit in (False, True):
+        encoded = encode(ds, implicit, True)
+        ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+        header = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
+        assert header == parse_header(encoded, ts)
+        assert header.instance_number is None and header.series_number == 2**31 - 1
+        assert header.bounded == ("InstanceNumber not indexed (out of range)",)
+
+
+def test_invalid_integer_strings_are_noted_without_pydicom_validation_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ds = next(iter_ct_series(1, rows=8, cols=8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's own, on writing these
+        ds.add_new("InstanceNumber", "LO", "abc")  # pydicom writes no such IS value
+        ds.add_new("SeriesNumber", "LO", "1.5")
+        encoded = [(encode(ds, implicit, True), implicit) for implicit in (False, True)]
+    for tag in (b"\x20\x00\x13\x00", b"\x20\x00\x11\x00"):  # explicit VR: IS
+        encoded[0] = (encoded[0][0].replace(tag + b"LO", tag + b"IS"), False)
+        assert tag + b"IS" in encoded[0][0]
+    caplog.set_level(logging.WARNING)
+    caplog.clear()
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        for data, implicit in encoded:
+            ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+            header = header_from_elements(check_dataset(data, ts, 0, HEADER_TAGS) or {}, ts)
+            assert header == parse_header(data, ts)
+            assert header.instance_number is None and header.series_number is None
+            assert header.bounded == (
+                "InstanceNumber not indexed (not an integer)",
+                "SeriesNumber not indexed (not an integer)",
+            )
+    assert [str(w.message) for w in warned] == []
+    assert [r.getMessage() for r in caplog.records] == []

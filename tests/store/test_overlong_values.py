@@ -165,6 +165,17 @@ def test_overlong_values_are_indexed_bounded_by_c_store_and_stow(
             assert len(warnings) == 1, (column, warnings)
             assert re.search(rf"\b{done}\b", warnings[0]), warnings[0]
         assert "indexing failed" not in log
+        # pydicom's own validation warnings (a pydicom: and a py.warnings: line per
+        # value) name no instance: the node's one line per instance is the only one.
+        names = [sop for sop in sent] + [ds.StudyInstanceUID for _, ds, _ in sent.values()]
+        stray = [
+            line
+            for line in log.splitlines()
+            if " WARNING " in line and not any(name in line for name in names)
+        ]
+        assert not stray, stray[:4]
+        for sop in sent:
+            assert len([ln for ln in log.splitlines() if " WARNING " in ln and sop in ln]) == 1
         _at_the_limit_with_nul_and_many_modalities(proc, tmp_path)
 
 
@@ -177,13 +188,22 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
     whole.PatientName = "ë" * LENGTH["patient_name"]
     nul = _instance("series_description")
     nul.SeriesDescription = "HEAD\0NECK"
+    huge = _instance("study_description")  # over 4 KB: not read at all, still noted
+    huge.StudyDescription = "Thorax " * 800
+    wide = _instance("study_id")  # IS allows up to 2**31 - 1; PostgreSQL's INTEGER too
+    wide.InstanceNumber, wide.SeriesNumber = "999999999999", "-2147483648"
     study = new_uid()
     many = []
     for i in range(9):  # 9 x 16 characters and 8 separators: over the group's 128
         ds = _instance("modality")
         ds.StudyInstanceUID, ds.Modality = study, f"MODALITY_{i:07d}"
         many.append(ds)
-    for i, ds in enumerate([whole, nul, *many]):
+    again = []  # more of a left-out modality: noted once for the group, not each time
+    for _ in range(3):
+        ds = _instance("modality")
+        ds.StudyInstanceUID, ds.Modality = study, "MODALITY_0000008"
+        again.append(ds)
+    for i, ds in enumerate([whole, nul, huge, wide, *many, *again]):
         assert store_file_raw(proc.port, write_part10(ds, tmp_path / f"more-{i}.dcm")) == 0, i
     log = proc.log()
     sql = "SELECT patient_name, series_description FROM instances WHERE sop_instance_uid = :s"
@@ -191,9 +211,19 @@ def _at_the_limit_with_nul_and_many_modalities(proc: NodeProcess, tmp_path: Path
     assert not [line for line in log.splitlines() if whole.SOPInstanceUID in line]
     assert query(proc.index, sql, s=nul.SOPInstanceUID)[0][1] is None
     assert re.search(rf"WARNING .*{nul.SOPInstanceUID}.*SeriesDescription not indexed", log)
+    sql = "SELECT study_description FROM instances WHERE sop_instance_uid = :s"
+    assert query(proc.index, sql, s=huge.SOPInstanceUID) == [(None,)]
+    noted = [ln for ln in log.splitlines() if " WARNING " in ln and huge.SOPInstanceUID in ln]
+    assert len(noted) == 1 and "StudyDescription not indexed (over 4 KB)" in noted[0], noted
+    sql = "SELECT instance_number, series_number FROM instances WHERE sop_instance_uid = :s"
+    assert query(proc.index, sql, s=wide.SOPInstanceUID) == [(None, -(2**31))]
+    noted = [ln for ln in log.splitlines() if " WARNING " in ln and wide.SOPInstanceUID in ln]
+    assert len(noted) == 1 and "InstanceNumber not indexed (out of range)" in noted[0], noted
     ((modalities,),) = query(
         proc.index, "SELECT modalities FROM groups WHERE study_uid = :s", s=study
     )
     assert modalities == "\\".join(ds.Modality for ds in many[:7])  # 7 x 17 - 1 = 119
     left_out = [line for line in log.splitlines() if " WARNING " in line and study in line]
-    assert len(left_out) == 2 and "MODALITY_0000008 left out" in left_out[1], left_out
+    assert len(left_out) == 2, left_out
+    assert "MODALITY_0000007 left out" in left_out[0], left_out
+    assert "MODALITY_0000008 left out" in left_out[1], left_out
