@@ -15,6 +15,7 @@ from dicom_node.jobs import models  # noqa: F401 - registers the job tables
 from tests.support import hypo, node_process
 from tests.support import postgres as pg
 from tests.support.dcmtk import skip_peer_tests_without_dcmtk
+from tests.support.resolver import hanging_resolver  # noqa: F401 - a fixture for every test
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

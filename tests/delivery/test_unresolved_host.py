@@ -4,14 +4,13 @@ is retried (a transient failure, as any network error).
 
 A resolver that hangs cannot be caused here for real: ``socket.getaddrinfo`` (what
 pynetdicom and urllib3 call to resolve a name) is substituted by one that blocks for the
-names ending in ``.hang.invalid`` (until the test ends, at most ``_HANG_S``) and resolves
+names ending in ``.hang.invalid`` (until the test ends, at most ``HANG_S``) and resolves
 any other name as usual. Everything else is real: the destinations, the deliverers, the
 attempt log on a SQLite index and the deliver stage of a job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,16 +29,7 @@ from dicom_node.settings.destinations import (
     OrthancDestination,
     StowRsDestination,
 )
-from tests.support import resolver
 from tests.support.groups import add_group
-
-_HANG_S = 10.0  # a lookup of a hanging name fails after this (only without the fix)
-
-
-@pytest.fixture
-def hanging_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    with resolver.hanging_resolver(monkeypatch, _HANG_S):
-        yield
 
 
 def test_a_hanging_resolver_fails_the_attempt_and_the_job_is_retried(

@@ -5,29 +5,19 @@ held until the resolver gave up).
 
 As in tests/delivery/test_unresolved_host.py, a resolver that hangs cannot be caused
 here for real: ``socket.getaddrinfo`` is substituted by one that blocks for the names
-ending in ``.hang.invalid`` (until the test ends, at most ``_HANG_S``), fails at once
+ending in ``.hang.invalid`` (until the test ends, at most ``HANG_S``), fails at once
 for those ending in ``.none.invalid``, and resolves any other name as usual. Everything
 else is real: the node, its HTTP server, the request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 
 from tests.http.support import inprocess_node
 from tests.support import resolver
-
-_HANG_S = 20.0  # a lookup of a hanging name fails after this (only without the fix)
-
-
-@pytest.fixture
-def hanging_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    with resolver.hanging_resolver(monkeypatch, _HANG_S):
-        yield
 
 
 def test_echo_of_a_destination_whose_name_is_not_resolved_answers_in_its_timeout(
@@ -44,7 +34,9 @@ def test_echo_of_a_destination_whose_name_is_not_resolved_answers_in_its_timeout
     }
     with inprocess_node(tmp_path, config) as node:
         api = f"http://127.0.0.1:{node.config.http.port}/api/destinations"
-        answers = [requests.post(f"{api}/{n}/echo", timeout=2 * _HANG_S) for n in ("hung", "none")]
+        answers = [
+            requests.post(f"{api}/{n}/echo", timeout=2 * resolver.HANG_S) for n in ("hung", "none")
+        ]
     assert [(r.status_code, r.json()) for r in answers] == [
         (
             200,

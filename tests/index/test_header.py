@@ -242,38 +242,51 @@ def test_several_values_of_a_single_valued_attribute_are_not_indexed_as_a_python
         parse_header(encoded, ts)
 
 
-def test_acr_nema_dates_are_indexed_as_the_dates_they_mean() -> None:
-    """A date in the ACR-NEMA form ``yyyy.mm.dd`` (PS3.5 6.2 asks DA readers to support
-    it; pydicom's color-pl.dcm has one) is indexed as ``yyyymmdd``: cut to the column's
-    8 characters it was ``1994.11.``, returned so by QIDO-RS and never matched by a date."""
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (  # PS3.5 6.2 asks DA readers to support yyyy.mm.dd (pydicom's color-pl.dcm)
+            {
+                "StudyDate": "1994.11.05",
+                "SeriesDate": "1994.11.06",
+                "PatientBirthDate": "1950.01.31",
+                "PerformedProcedureStepStartDate": "1994.11.04",
+            },
+            {
+                "study_date": "19941105",
+                "series_date": "19941106",
+                "patient_birth_date": "19500131",
+                "pps_start_date": "19941104",
+            },
+        ),
+        (  # and TM readers hh:mm:ss.frac
+            {
+                "StudyTime": "11:20:00",
+                "SeriesTime": "11:21:05.25",
+                "PerformedProcedureStepStartTime": "11:19",
+            },
+            {"study_time": "112000", "series_time": "112105.25", "pps_start_time": "1119"},
+        ),
+    ],
+    ids=["dates", "times"],
+)
+def test_acr_nema_dates_and_times_are_indexed_as_what_they_mean(
+    values: dict[str, str], expected: dict[str, str]
+) -> None:
+    """A date ``yyyy.mm.dd`` is indexed as ``yyyymmdd`` (cut to the column's 8
+    characters it was ``1994.11.``, returned so by QIDO-RS and never matched by a date),
+    a time ``hh:mm:ss.frac`` as ``hhmmss.frac`` (no time key matched it, and
+    ``11:20:00`` is refused as one), alike by the walk and the parse."""
     ds = next(iter_ct_series(1, rows=8, cols=8))
-    ds.StudyDate, ds.SeriesDate = "1994.11.05", "1994.11.06"
-    ds.PatientBirthDate, ds.PerformedProcedureStepStartDate = "1950.01.31", "1994.11.04"
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
     for implicit in (False, True):
         ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
         encoded = encode(ds, implicit, True)
         parsed = parse_header(encoded, ts)
         walked = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
         assert walked == parsed
-        got = (parsed.study_date, parsed.series_date, parsed.patient_birth_date)
-        assert (*got, parsed.pps_start_date) == ("19941105", "19941106", "19500131", "19941104")
-
-
-def test_acr_nema_times_are_indexed_as_the_times_they_mean() -> None:
-    """A time in the ACR-NEMA form ``hh:mm:ss.frac`` (PS3.5 6.2 asks TM readers to
-    support it; pydicom's color-pl.dcm has one) is indexed as ``hhmmss.frac``: a QIDO-RS
-    time key (``hhmmss``, a range) never matched it and ``11:20:00`` is refused as one."""
-    ds = next(iter_ct_series(1, rows=8, cols=8))
-    ds.StudyTime, ds.SeriesTime = "11:20:00", "11:21:05.25"
-    ds.PerformedProcedureStepStartTime = "11:19"
-    for implicit in (False, True):
-        ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
-        encoded = encode(ds, implicit, True)
-        parsed = parse_header(encoded, ts)
-        walked = header_from_elements(check_dataset(encoded, ts, 0, HEADER_TAGS) or {}, ts)
-        assert walked == parsed
-        got = (parsed.study_time, parsed.series_time, parsed.pps_start_time)
-        assert got == ("112000", "112105.25", "1119")
+        assert {field: getattr(parsed, field) for field in expected} == expected
 
 
 def test_integers_out_of_the_is_range_are_not_indexed_alike_by_the_walk_and_the_parse() -> None:

@@ -7,22 +7,24 @@ once for those ending in ``.none.invalid``, and resolves any other name as usual
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
 
+HANG_S = 20.0  # a lookup of a hanging name fails after this (only without the fixes)
 
-@contextlib.contextmanager
-def hanging_resolver(monkeypatch: pytest.MonkeyPatch, hang_s: float) -> Iterator[None]:
+
+@pytest.fixture
+def hanging_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The stand-in for the test (import this fixture into the test module)."""
     release = threading.Event()
     real = socket.getaddrinfo
 
     def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
         if isinstance(host, str) and host.endswith(".hang.invalid"):
-            release.wait(hang_s)
+            release.wait(HANG_S)
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         if isinstance(host, str) and host.endswith(".none.invalid"):
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
