@@ -10,6 +10,7 @@ from dicom_node.cli import (
     db_cmd,
     demo,
     destinations,
+    index_cmd,
     jobs,
     models,
     results,
@@ -55,6 +56,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(destinations.app, name="destinations")
 app.add_typer(store_cmd.app, name="store")
+app.add_typer(index_cmd.app, name="index")
 
 
 def main() -> None:

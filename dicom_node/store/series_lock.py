@@ -130,3 +130,20 @@ def remove_if_empty(series: Path) -> bool:
         if err.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
             raise
     return True
+
+
+@contextmanager
+def reading(series: Path) -> Iterator[None]:
+    """Hold ``series`` shared, as receivers do, without creating it: retention is not
+    deleting in it meanwhile (it holds a series alone from its first file's removal
+    until its rows' deletion committed). Nothing is held if the directory is gone."""
+    try:
+        fd = os.open(series, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
