@@ -1,0 +1,139 @@
+"""``dicom-node index refresh`` against retention deleting a series meanwhile, and its
+``--dry-run`` and ``--study``.
+
+The rows are written by the receive path's own Recorder into a real store and SQLite
+index (no node needed: the command reads the files and the database), then given a
+value an earlier version indexed (an ACR-NEMA date cut to ``yyyy.mm.``). Retention is
+stood in for by what it does, with its own lock (``series_lock.clearing``): file removed,
+then row deleted, while it holds the series alone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dicom_node.db import Database, sqlite_url, utcnow
+from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.store.index_refresh import read_header
+from dicom_node.store.series_lock import clearing
+from dicom_node.store.writer import InstanceStore
+from dicom_node.synthetic import Patient, iter_ct_series, new_uid
+from tests.store.reconcile_support import execute_sql
+from tests.support.index import query
+from tests.support.node_process import ROOT
+from tests.support.waiting import wait_until
+
+CUT = "1994.11."  # what an earlier version indexed of StudyDate 1994.11.05
+
+
+def _stored(tmp_path: Path, n: int) -> tuple[Path, Path, list[Path]]:
+    """A config, data dir and ``n`` stored instances of one series (StudyDate in the
+    ACR-NEMA form), indexed by the Recorder into a routed group, their rows then given
+    the date an earlier version indexed."""
+    data = tmp_path / "data"
+    store = InstanceStore(data)
+    store.open(owner=False)
+    db = Database(sqlite_url(data / "index.sqlite"))
+    db.create_all()
+    recorder = Recorder(db, lambda ae: None)
+    paths = []
+    for ds in iter_ct_series(n, Patient(), rows=16, cols=16, seed=71, study_uid=new_uid()):
+        ds.StudyDate = "1994.11.05"
+        path = store.path_for(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        ts = str(ds.file_meta.TransferSyntaxUID)
+        receipt = Receipt("DICOM_NODE", "SCU", None, ts, str(path), path.stat().st_size, utcnow())
+        recorder.record(read_header(path), receipt)
+        paths.append(path)
+    recorder.close()
+    db.dispose()
+    execute_sql(
+        data,
+        ("UPDATE groups SET state = 'routed'", {}),
+        ("UPDATE instances SET study_date = :cut", {"cut": CUT}),
+        ("UPDATE groups SET study_date = :cut", {"cut": CUT}),
+    )
+    config = tmp_path / "node.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(data), "models": {"bundled": False}}))
+    return config, data, paths
+
+
+def _command(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "dicom_node", "index", "refresh", "-c", str(config), *args]
+
+
+def _refresh(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _command(config, *args), cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def _dates(data: Path) -> list[str]:
+    return [r[0] for r in query(data, "SELECT study_date FROM instances ORDER BY id")]
+
+
+def _waiting_for(directory: Path) -> bool:
+    """Whether a process waits for a lock of ``directory`` (a blocked entry of
+    /proc/locks names its inode)."""
+    ino = os.stat(directory).st_ino
+    locks = Path("/proc/locks").read_text().splitlines()
+    return any("->" in line and f":{ino} " in line for line in locks)
+
+
+def test_a_file_retention_deletes_meanwhile_is_not_reported_missing(tmp_path: Path) -> None:
+    """Retention holds the series alone and has removed a file, not yet its row: the
+    command finds the file missing and waits for the series before it asks for the row
+    again, which is gone by then. Missing is reported only for a row still there."""
+    config, data, paths = _stored(tmp_path, 2)
+    series = paths[0].parent
+    with clearing(series) as alone:
+        assert alone
+        paths[0].unlink()
+        proc = subprocess.Popen(
+            _command(config), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            wait_until(lambda: _waiting_for(series) or proc.poll() is not None, timeout=60)
+            execute_sql(data, ("DELETE FROM instances WHERE path = :p", {"p": str(paths[0])}))
+        except BaseException:
+            proc.kill()
+            raise
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "2 row(s) checked, 1 updated, 0 unchanged, 0 missing" in out, out
+    assert "1 gone meanwhile" in out, out
+    assert "missing:" not in out, out
+    assert _dates(data) == ["19941105"]
+
+
+@pytest.mark.parametrize("study_given", [False, True])
+def test_dry_run_changes_nothing_and_study_limits_the_rows(
+    tmp_path: Path, study_given: bool
+) -> None:
+    config, data, paths = _stored(tmp_path, 2)
+    study = query(data, "SELECT DISTINCT study_uid FROM instances")[0][0]
+    only = ("--study", study) if study_given else ()
+
+    dry = _refresh(config, "--dry-run", *only)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would change: study_date 2 (rows per column)" in dry.stdout, dry.stdout
+    assert "dry run: 2 row(s) checked, 2 updated" in dry.stdout, dry.stdout
+    assert _dates(data) == [CUT, CUT]
+
+    other = _refresh(config, "--study", new_uid())
+    assert "0 row(s) checked, 0 updated" in other.stdout, other.stdout
+    assert _dates(data) == [CUT, CUT]
+
+    done = _refresh(config, *only)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 row(s) checked, 2 updated" in done.stdout, done.stdout
+    assert "1 group(s) updated" in done.stdout, done.stdout
+    assert _dates(data) == ["19941105", "19941105"]
+    assert query(data, "SELECT study_date FROM groups") == [("19941105",)]
