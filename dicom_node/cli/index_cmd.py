@@ -32,6 +32,7 @@ def refresh(
     migration). Safe while the node runs. Exit 1 if a row's file is missing or cannot
     be read (each named on its own line); the other rows are refreshed all the same."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from sqlalchemy.exc import OperationalError
 
     from dicom_node.store import index_refresh as ir
     from dicom_node.store.writer import InstanceStore
@@ -57,6 +58,13 @@ def refresh(
                 total=lambda n: bar.update(task, total=n or None),
                 progress=lambda n: bar.advance(task, n),
             )
+    except OperationalError as err:
+        typer.echo(
+            f"index refresh stopped: the database aborted a batch {ir.TRIES} times "
+            f"({err.orig}); the batches before it are done: run it again",
+            err=True,
+        )
+        raise typer.Exit(1) from None
     finally:
         db.dispose()
     for p in report.problems:

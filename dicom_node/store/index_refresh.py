@@ -18,7 +18,9 @@ While a node runs, on SQLite and PostgreSQL:
   (later rows are indexed by the running code); the files are read outside any
   transaction, and each batch's updates (rows and groups) commit in one short
   transaction, so a run stopped midway leaves every batch either done or not; a rerun
-  finds what is left, and changes nothing where nothing differs;
+  finds what is left, and changes nothing where nothing differs. A batch the database
+  aborts (a deadlock with retention on PostgreSQL, SQLite's busy timeout) is written
+  again, up to :data:`TRIES` times;
 - a row whose group is open (being received) is left alone, counted ``left``: its
   receiver keeps the group's modalities list in memory. Run again once it completed;
 - an update names the row's id and path: a row that retention deleted or a duplicate
@@ -30,6 +32,7 @@ While a node runs, on SQLite and PostgreSQL:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,6 +43,7 @@ from typing import Any
 from pydicom.filereader import read_file_meta_info
 from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import OperationalError
 
 from dicom_node.db import Database
 from dicom_node.index.header import HeaderError, InstanceHeader, parse_file_header
@@ -48,7 +52,10 @@ from dicom_node.index.tables import OPEN, Group, Instance
 from dicom_node.store.series_lock import reading
 from dicom_node.store.writer import InstanceStore
 
+log = logging.getLogger(__name__)
+
 BATCH = 500  # rows read, and updated in one transaction
+TRIES = 3  # transactions of a batch the database aborted before the run gives up
 
 _INSTANCES = Instance.__table__
 _GROUPS = Group.__table__
@@ -105,7 +112,8 @@ class Report:
 
 def read_header(path: Path) -> InstanceHeader:
     """The header of the stored file at ``path`` as a receive reads it, never its Pixel
-    Data; raises FileNotFoundError if it is gone, HeaderError or OSError if it cannot be read."""
+    Data. Raises FileNotFoundError if it is gone, HeaderError or OSError if it cannot be
+    read."""
     try:
         ts = str(read_file_meta_info(path).TransferSyntaxUID)
     except FileNotFoundError:
@@ -242,8 +250,9 @@ def _update_groups(conn: Connection, done: list[_Checked]) -> set[int]:
     return changed
 
 
-def _apply(db: Database, pending: list[_Checked], report: Report) -> None:
-    """Update the rows of ``pending`` and their groups in one transaction."""
+def _apply_once(db: Database, pending: list[_Checked]) -> tuple[list[_Checked], set[int]]:
+    """Update the rows of ``pending`` and their groups in one transaction; the rows
+    updated (the others were deleted or replaced meanwhile) and the groups changed."""
     done: list[_Checked] = []
     with db.engine.begin() as conn:
         for c in pending:
@@ -254,9 +263,27 @@ def _apply(db: Database, pending: list[_Checked], report: Report) -> None:
             )
             if conn.execute(stmt).rowcount == 1:
                 done.append(c)
-            else:
-                c.outcome = GONE
-        report.groups |= _update_groups(conn, done)
+        groups = _update_groups(conn, done)
+    return done, groups
+
+
+def _apply(db: Database, pending: list[_Checked], report: Report) -> None:
+    """:func:`_apply_once`, again after a transaction the database aborted (a deadlock
+    with a receive or retention on PostgreSQL, SQLite's busy timeout): nothing of it was
+    written, and the updates only ever name rows as they were read."""
+    for attempt in range(TRIES):
+        try:
+            done, groups = _apply_once(db, pending)
+            break
+        except OperationalError as err:
+            if attempt + 1 == TRIES:
+                raise
+            log.info("index refresh: batch rolled back (%s): trying again", err.orig)
+    report.groups |= groups
+    updated = {id(c) for c in done}
+    for c in pending:
+        if id(c) not in updated:
+            c.outcome = GONE
 
 
 def _bounds(db: Database, study: str | None) -> tuple[int, int]:

@@ -3,11 +3,12 @@ header's values, get the values a receive indexes now, from their files, while t
 runs; on SQLite and PostgreSQL.
 
 The earlier versions cannot run here, so their rows are stood in for: real files are
-received by a real node (storescu), and their rows are then given, straight in the
-database, the values those versions indexed (the only thing faked): ACR-NEMA dates cut
-to ``yyyy.mm.``, times as ``hh:mm:ss``, IDs clipped to their column, several values as
-Python's list text, series dates NULL (rows from before migration 0005). The groups
-carry the same values, as the recorder copied them from the instances.
+received by a real node (storescu; STOW-RS for a retired SOP class), and their rows are
+then given, straight in the database, the values those versions indexed (the only thing
+faked): ACR-NEMA dates cut to ``yyyy.mm.``, times as ``hh:mm:ss``, IDs clipped to their
+column, several values as Python's list text, series dates NULL (rows from before
+migration 0005). The groups carry the same values, as the recorder copied them from the
+instances.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from tests.support.index import query
 from tests.support.node_process import ROOT, NodeProcess
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.peer
+# pydicom warns of the invalid values these tests write on purpose (a 70-character LO).
+pytestmark = [pytest.mark.peer, pytest.mark.filterwarnings("ignore::UserWarning")]
 
 LONG_ID = "P" * 70  # over PatientID's column of 64: left out now, clipped before
 SERIES_NULL = {"series_date": None, "series_time": None, "pps_start_date": None}

@@ -1,5 +1,5 @@
-"""``dicom-node index refresh`` against retention deleting a series meanwhile, and its
-``--dry-run`` and ``--study``.
+"""``dicom-node index refresh`` against retention deleting a series meanwhile, a batch
+PostgreSQL aborts in a deadlock, and its ``--dry-run`` and ``--study``.
 
 The rows are written by the receive path's own Recorder into a real store and SQLite
 index (no node needed: the command reads the files and the database), then given a
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import create_engine, text
 
 from dicom_node.db import Database, sqlite_url, utcnow
 from dicom_node.index.recorder import Receipt, Recorder
@@ -25,21 +26,25 @@ from dicom_node.store.series_lock import clearing
 from dicom_node.store.writer import InstanceStore
 from dicom_node.synthetic import Patient, iter_ct_series, new_uid
 from tests.store.reconcile_support import execute_sql
+from tests.support import postgres as pg
 from tests.support.index import query
 from tests.support.node_process import ROOT
 from tests.support.waiting import wait_until
 
+# pydicom warns of the ACR-NEMA date these tests write on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
 CUT = "1994.11."  # what an earlier version indexed of StudyDate 1994.11.05
 
 
-def _stored(tmp_path: Path, n: int) -> tuple[Path, Path, list[Path]]:
-    """A config, data dir and ``n`` stored instances of one series (StudyDate in the
-    ACR-NEMA form), indexed by the Recorder into a routed group, their rows then given
-    the date an earlier version indexed."""
+def _stored(tmp_path: Path, n: int, url: str | None = None) -> tuple[Path, Path | str, list[Path]]:
+    """A config, the index (data dir, or ``url``) and ``n`` stored instances of one
+    series (StudyDate in the ACR-NEMA form), indexed by the Recorder into a routed
+    group, their rows then given the date an earlier version indexed."""
     data = tmp_path / "data"
     store = InstanceStore(data)
     store.open(owner=False)
-    db = Database(sqlite_url(data / "index.sqlite"))
+    db = Database(url or sqlite_url(data / "index.sqlite"))
     db.create_all()
     recorder = Recorder(db, lambda ae: None)
     paths = []
@@ -54,15 +59,17 @@ def _stored(tmp_path: Path, n: int) -> tuple[Path, Path, list[Path]]:
         paths.append(path)
     recorder.close()
     db.dispose()
+    index = url or data
     execute_sql(
-        data,
+        index,
         ("UPDATE groups SET state = 'routed'", {}),
         ("UPDATE instances SET study_date = :cut", {"cut": CUT}),
         ("UPDATE groups SET study_date = :cut", {"cut": CUT}),
     )
     config = tmp_path / "node.yaml"
-    config.write_text(yaml.safe_dump({"data_dir": str(data), "models": {"bundled": False}}))
-    return config, data, paths
+    cfg = {"data_dir": str(data), "models": {"bundled": False}}
+    config.write_text(yaml.safe_dump(cfg | ({"database_url": url} if url else {})))
+    return config, index, paths
 
 
 def _command(config: Path, *args: str) -> list[str]:
@@ -75,7 +82,7 @@ def _refresh(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _dates(data: Path) -> list[str]:
+def _dates(data: Path | str) -> list[str]:
     return [r[0] for r in query(data, "SELECT study_date FROM instances ORDER BY id")]
 
 
@@ -113,15 +120,11 @@ def test_a_file_retention_deletes_meanwhile_is_not_reported_missing(tmp_path: Pa
     assert _dates(data) == ["19941105"]
 
 
-@pytest.mark.parametrize("study_given", [False, True])
-def test_dry_run_changes_nothing_and_study_limits_the_rows(
-    tmp_path: Path, study_given: bool
-) -> None:
-    config, data, paths = _stored(tmp_path, 2)
+def test_dry_run_changes_nothing_and_study_limits_the_rows(tmp_path: Path) -> None:
+    config, data, _ = _stored(tmp_path, 2)
     study = query(data, "SELECT DISTINCT study_uid FROM instances")[0][0]
-    only = ("--study", study) if study_given else ()
 
-    dry = _refresh(config, "--dry-run", *only)
+    dry = _refresh(config, "--dry-run", "--study", study)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "would change: study_date 2 (rows per column)" in dry.stdout, dry.stdout
     assert "dry run: 2 row(s) checked, 2 updated" in dry.stdout, dry.stdout
@@ -131,9 +134,60 @@ def test_dry_run_changes_nothing_and_study_limits_the_rows(
     assert "0 row(s) checked, 0 updated" in other.stdout, other.stdout
     assert _dates(data) == [CUT, CUT]
 
-    done = _refresh(config, *only)
+    done = _refresh(config)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 row(s) checked, 2 updated" in done.stdout, done.stdout
     assert "1 group(s) updated" in done.stdout, done.stdout
     assert _dates(data) == ["19941105", "19941105"]
     assert query(data, "SELECT study_date FROM groups") == [("19941105",)]
+
+
+def _waiting_on_a_lock(url: str) -> bool:
+    """Whether a session of the database waits for a row lock."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    return query(url, sql)[0][0] > 0
+
+
+def test_a_batch_the_database_aborts_is_done_again(
+    tmp_path: Path, postgres: pg.PostgresServer
+) -> None:
+    """PostgreSQL aborts the command's batch in a deadlock (as with retention deleting
+    rows of the batch in another order): the batch is written again, not lost and not
+    a traceback. Here the other side holds the batch's second row and then asks for its
+    first, which the command holds; the command's session is the one that detects it
+    (its deadlock_timeout, 5 s, is the shorter)."""
+    url = postgres.create_database()
+    config, index, paths = _stored(tmp_path, 2, url)
+    ids = [r[0] for r in query(url, "SELECT id FROM instances ORDER BY id")]
+    name = url.rsplit("/", 1)[-1]
+    execute_sql(url, (f"ALTER DATABASE \"{name}\" SET deadlock_timeout = '5s'", {}))
+    engine = create_engine(url)
+    try:
+        with engine.connect() as other:
+            other.execute(text("SET deadlock_timeout = '120s'"))
+            touch = text("UPDATE instances SET size = size WHERE id = :id")
+            other.execute(touch, {"id": ids[1]})
+            proc = subprocess.Popen(
+                _command(config, "--batch", "2"),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                wait_until(lambda: _waiting_on_a_lock(url) or proc.poll() is not None, 60)
+                assert proc.poll() is None, proc.communicate()
+                other.execute(touch, {"id": ids[0]})  # returns once the command's is aborted
+                other.commit()
+            except BaseException:
+                proc.kill()
+                raise
+    finally:
+        engine.dispose()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "2 row(s) checked, 2 updated, 0 unchanged, 0 missing" in out, out
+    assert _dates(index) == ["19941105", "19941105"]
