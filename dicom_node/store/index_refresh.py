@@ -269,8 +269,8 @@ def _apply_once(db: Database, pending: list[_Checked]) -> tuple[list[_Checked], 
 
 def _apply(db: Database, pending: list[_Checked], report: Report) -> None:
     """:func:`_apply_once`, again after a transaction the database aborted (a deadlock
-    with a receive or retention on PostgreSQL, SQLite's busy timeout): nothing of it was
-    written, and the updates only ever name rows as they were read."""
+    with retention deleting rows of the batch on PostgreSQL, SQLite's busy timeout):
+    nothing of it was written, and the updates name rows as they were read."""
     for attempt in range(TRIES):
         try:
             done, groups = _apply_once(db, pending)
