@@ -21,7 +21,7 @@ from pydicom.uid import (
 )
 
 from dicom_node.http.problem import Problem
-from dicom_node.http.wado_accept import media_ranges
+from dicom_node.http.wado_accept import Ranges, flat
 
 OCTET = "application/octet-stream"
 
@@ -106,17 +106,20 @@ def served_as(stored_ts: str) -> tuple[str, str]:
     )
 
 
-def negotiate(accept: str | None, stored_ts: str, decodable: bool = False) -> tuple[str, str, bool]:
+def negotiate(
+    acceptable: list[Ranges], stored_ts: str, decodable: bool = False
+) -> tuple[str, str, bool]:
     """The (media type, transfer syntax) of the parts, and whether the frames are sent
-    decoded; Problem 406 if the client accepts neither. Each Accept range is tried in
-    order; frames are sent as stored where a range allows it. ``application/octet-stream``
-    with ``transfer-syntax=*`` (or the stored syntax) takes compressed frames too,
+    decoded; Problem 406 if the client accepts neither. Each range of ``acceptable``
+    (:func:`.wado_accept.requested`) is tried in order; frames are sent as stored where
+    a range allows it. ``application/octet-stream`` with ``transfer-syntax=*`` (or the
+    stored syntax) takes compressed frames too,
     labelled with their syntax: what OHIF's image loader asks for by default. With
     ``decodable`` (an encapsulated syntax a decoder here handles),
     ``application/octet-stream`` without a syntax, or with Explicit VR Little Endian,
     takes the frames decoded (PS3.18 8.7.3: its default syntax)."""
     media, ts = served_as(stored_ts)
-    for rng, msg in media_ranges(accept):
+    for rng, msg in flat(acceptable):
         if rng in ("*/*", "multipart/*"):
             return media, ts, False
         if rng != "multipart/related":

@@ -62,17 +62,25 @@ def parse(value: str | None) -> MediaType:
     return _one(value or "", 0)[0]
 
 
-def parse_list(value: str) -> list[MediaType]:
+def parse_list(value: str, strict: bool = False) -> list[MediaType]:
     """The media ranges of an ``Accept`` header, in order: separated by commas outside
     quoted strings; an empty element is ``*/*``; text that follows a range's
-    parameters up to the next comma is ignored."""
+    parameters up to the next comma is ignored. ``strict`` (the ``accept`` query
+    parameter): an empty element is skipped, and ValueError names an element with
+    text after its parameters."""
     ranges = []
     pos = 0
     while True:
         start = pos
         media, pos = _one(value, pos)
-        ranges.append(media if value[start:pos].strip() else MediaType("*/*"))
         comma = value.find(",", pos)
+        end = len(value) if comma < 0 else comma
+        if strict and value[pos:end].strip():
+            raise ValueError(value[start:end].strip())
+        if value[start:pos].strip():
+            ranges.append(media)
+        elif not strict:
+            ranges.append(MediaType("*/*"))
         if comma < 0:
             return ranges
         pos = comma + 1

@@ -1,6 +1,7 @@
 """The DICOM JSON of a stored instance for WADO-RS metadata (PS3.18 F.2): its header as
-pydicom converts it, bulk data (Pixel Data, binary values over 1 kB, nested ones too)
-as a BulkDataURI naming the element's path, served by :mod:`.bulk`.
+pydicom converts it (but an empty sequence is its VR alone, not ``"Value": []``: F.2.5),
+bulk data (Pixel Data, binary values over 1 kB, nested ones too) as a BulkDataURI naming
+the element's path, served by :mod:`.bulk`.
 """
 
 from __future__ import annotations
@@ -112,13 +113,12 @@ def dataset_json(ds: pydicom.Dataset, bulk: str, path: str, dropped: list[str]) 
         try:
             elem = ds[key]
             if elem.VR == "SQ":
-                out[name] = {
-                    "vr": "SQ",
-                    "Value": [
-                        dataset_json(item, bulk, f"{path}{name}/{k}/", dropped)
-                        for k, item in enumerate(elem.value, 1)
-                    ],
-                }
+                items = [
+                    dataset_json(item, bulk, f"{path}{name}/{k}/", dropped)
+                    for k, item in enumerate(elem.value, 1)
+                ]
+                # PS3.18 F.2.5: empty (no items) is the VR alone, no "Value": []
+                out[name] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
             else:
                 value = elem.to_json_dict(
                     bulk_data_element_handler=lambda _e, at=f"{bulk}{path}{name}": at,

@@ -52,6 +52,8 @@ def parse(level: str, params: list[tuple[str, str]], fixed: dict[str, str]) -> Q
                 keyword = "all" if field == "all" else attribute_of(field.strip(), key, value)
                 include.add(keyword)
                 asked.append(keyword)
+        elif key == "accept":
+            continue  # content negotiation (PS3.18 8.3.3.1): dicom_node.http.wado_accept
         elif key == "fuzzymatching":
             if value not in ("true", "false"):
                 raise bad_value(key, value, "expected true or false")

@@ -12,7 +12,7 @@ from dicom_node.http.links import base_url
 
 def _search(request: Request, level: str, **fixed: str | None) -> Response:
     authorize(request, "read")
-    wado_accept.check_json_accept(request.headers.get("accept"))
+    wado_accept.check_json_accept(wado_accept.requested(request))
     keys = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
     query = qido_query.parse(
         level,

@@ -17,15 +17,16 @@ from dicom_node.http.budget import DECODING
 from dicom_node.http.problem import Problem
 from dicom_node.http.render_params import Rendering
 from dicom_node.http.wado import Stored, check_files, decoded_bytes, read_dataset
-from dicom_node.http.wado_accept import media_ranges
+from dicom_node.http.wado_accept import Ranges, flat
 from dicom_node.index.header import INFLATE_MAX
 
 RENDERED = {"image/jpeg": "JPEG", "image/png": "PNG"}
 
 
-def rendered_type(accept: str | None) -> str:
-    """``image/jpeg`` (the default) or ``image/png``; Problem 406 otherwise."""
-    for media, _ in media_ranges(accept):
+def rendered_type(acceptable: list[Ranges]) -> str:
+    """``image/jpeg`` (the default) or ``image/png``, the first that ``acceptable``
+    (:func:`.wado_accept.requested`) allows; Problem 406 otherwise."""
+    for media, _ in flat(acceptable):
         if media in RENDERED:
             return media
         if media in ("*/*", "image/*"):

@@ -1,8 +1,8 @@
-"""The query parameters of rendered resources (PS3.18 8.3.5.1, and ``accept`` of
-8.3.3.1): ``viewport`` (with its optional source region), ``window`` and ``quality``,
-parsed and bounded; Problem 400 naming the parameter for a malformed value. Unknown
-parameters (and ``annotation``, ``iccprofile``, ``charset``) are ignored, as the
-standard allows."""
+"""The query parameters of rendered resources (PS3.18 8.3.5.1): ``viewport`` (with its
+optional source region), ``window`` and ``quality``, parsed and bounded; Problem 400
+naming the parameter for a malformed value. ``accept`` (8.3.3.1) is read by
+:mod:`.wado_accept`, as on every resource. Unknown parameters (and ``annotation``,
+``iccprofile``, ``charset``) are ignored, as the standard allows."""
 
 from __future__ import annotations
 
@@ -120,12 +120,6 @@ def quality(values: Sequence[str]) -> int | None:
     if not _INT.fullmatch(value.strip()) or not 1 <= int(value) <= 100:
         raise _bad("quality", value, usage)
     return int(value)
-
-
-def accept(values: Sequence[str], header: str | None) -> str | None:
-    """The media types acceptable: the ``accept`` query parameter's (each value a list of
-    media ranges) if given, which take precedence over the Accept ``header``."""
-    return ", ".join(values) if values else header
 
 
 def parse(params: QueryParams) -> Rendering:

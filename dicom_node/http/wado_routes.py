@@ -56,7 +56,7 @@ def retrieve(
 ) -> Response:
     """WADO-RS retrieve of a study, series or instance, streamed from the files."""
     found = _stored(request, study, series, instance)
-    syntaxes = wado_accept.accepted_syntaxes(request.headers.get("accept"))
+    syntaxes = wado_accept.accepted_syntaxes(wado_accept.requested(request))
     wado.check_files(found)
     limit = _decode_limit(request)
     trailers = transcode.check_convertible(found, syntaxes, limit)
@@ -72,7 +72,7 @@ def retrieve_metadata(
 ) -> Response:
     """WADO-RS metadata: DICOM JSON of each instance, bulk data as BulkDataURI."""
     found = _stored(request, study, series, instance)  # authorized first: 401 before 406
-    wado_accept.check_json_accept(request.headers.get("accept"))
+    wado_accept.check_json_accept(wado_accept.requested(request))
     base = base_url(request)
     wado.check_files(found)
 
@@ -107,6 +107,7 @@ def retrieve_bulk(request: Request, study: str, series: str, instance: str, tag:
     """WADO-RS bulk data of one element, as one application/octet-stream part streamed
     from the file (a Range asks for a slice of it: 206)."""
     inst = _stored(request, study, series, instance)[0]
+    wado_accept.check_bulk_accept(wado_accept.requested(request))
     value = bulk.locate(inst, tag, _decode_limit(request))
     span = bulk.byte_range(request.headers.get("range"), value.length)
     content_range, status = None, 200
@@ -128,11 +129,9 @@ def retrieve_rendered(request: Request, study: str, series: str, instance: str) 
 
 def _rendered(request: Request, inst: wado.Stored, frame: int | None = None) -> Response:
     """``inst`` (its ``frame``) rendered as the query parameters (PS3.18 8.3.5) ask, as
-    the media type the ``accept`` parameter, else the Accept header, asks."""
-    query = request.query_params
-    rendering = render_params.parse(query)
-    accept = render_params.accept(query.getlist("accept"), request.headers.get("accept"))
-    media = render.rendered_type(accept)
+    the media type the ``accept`` parameter, else the Accept header, asks (8.7.8.1)."""
+    rendering = render_params.parse(request.query_params)
+    media = render.rendered_type(wado_accept.requested(request))
     body = render.render(inst, media, _decode_limit(request), frame, rendering)
     return Response(body, media_type=media)
 
@@ -147,7 +146,8 @@ def retrieve_frames(
         raise Problem(404, "Not Found", f"instance {instance} has no Pixel Data, so no frames")
     stored_ts = inst.transfer_syntax
     decodable = UID(stored_ts).is_encapsulated and transcode.decodable(stored_ts)
-    media, ts, decode = frame_io.negotiate(request.headers.get("accept"), stored_ts, decodable)
+    acceptable = wado_accept.requested(request)
+    media, ts, decode = frame_io.negotiate(acceptable, stored_ts, decodable)
     pixels = frame_io.layout(inst)
     frame_io.check_numbers(inst, pixels, numbers)
     limit = _decode_limit(request)
@@ -185,10 +185,9 @@ def retrieve_thumbnail(
     """WADO-RS thumbnail of a study, series, instance or frame (image/jpeg or image/png),
     of the image :mod:`.thumbnail` chooses, fitted to the ``viewport``."""
     authorize(request, "read")
-    query = request.query_params
-    accept = render_params.accept(query.getlist("accept"), request.headers.get("accept"))
-    media = render.rendered_type(accept)
-    rendering = render_params.Rendering(thumbnail.viewport(query.getlist("viewport")))
+    media = render.rendered_type(wado_accept.requested(request))
+    viewport = thumbnail.viewport(request.query_params.getlist("viewport"))
+    rendering = render_params.Rendering(viewport)
     inst, frame = _indexed(
         request, lambda session: thumbnail.choose(session, study, series, instance, frames)
     )

@@ -219,7 +219,8 @@ def _json(ds: Dataset, url: str, path: str) -> dict[str, Any]:
         name = f"{elem.tag:08X}"
         if elem.VR == "SQ":
             items = [_json(item, url, f"{path}{name}/{k}/") for k, item in enumerate(elem.value, 1)]
-            out[name] = {"vr": "SQ", "Value": items}  # pydicom's: "Value": [] if empty
+            # PS3.18 F.2.5: no items is the VR alone (pydicom writes "Value": [])
+            out[name] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
             continue
         with contextlib.suppress(ValueError):  # a value JSON cannot hold: left out
             out[name] = elem.to_json_dict(

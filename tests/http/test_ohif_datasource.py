@@ -18,6 +18,7 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 
 from dicom_node.synthetic import Patient, iter_ct_series, make_cr, new_uid
 from tests.sr_writer.support import write
@@ -58,6 +59,7 @@ def stored(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[
     node takes 1 MB a request) and read back from the files."""
     folder = tmp_path_factory.mktemp("ohif")
     ct = list(iter_ct_series(3, CT_PATIENT, rows=32, cols=32, seed=11, study_uid=new_uid()))
+    ct[0].ProcedureCodeSequence = Sequence()  # empty: its VR alone in DICOM JSON (F.2.5)
     cr = make_cr(CR_PATIENT, rows=64, cols=48, seed=12, study_uid=new_uid())
     cr.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
     results = write([cr])
@@ -213,6 +215,8 @@ def test_instances_as_the_viewer_needs_them(ohif: dict, stored: dict[str, list])
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "PatientID"):
             assert n[keyword] == ds[keyword].value, keyword
         assert n["PatientName"][0]["Alphabetic"] == ds.PatientName.alphabetic
+        if "ProcedureCodeSequence" in ds:  # empty: no Value, which dcmjs makes null
+            assert n["ProcedureCodeSequence"] is None
         if "PixelData" not in ds:  # the SR: its content tree, inline
             assert len(n["ContentSequence"]) == len(ds.ContentSequence)
             continue

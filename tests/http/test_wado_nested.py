@@ -182,3 +182,40 @@ def test_a_bad_value_in_a_sequence_leaves_out_that_element_only(
     lines = [line for line in node.log()[logged:].splitlines() if ds.SOPInstanceUID in line]
     assert len(lines) == 1 and "2 element(s)" in lines[0], lines
     assert "00081140/1/00081160" in lines[0]
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_an_empty_sequence_has_no_value(node: NodeProcess, tmp_path: Path, ts: str) -> None:
+    """PS3.18 F.2.5: an attribute present but empty (a sequence of no items) is its
+    ``vr`` alone, with no ``Value`` (pydicom's ``to_json_dict``, and the node before,
+    wrote ``"Value": []``), at the top level and inside an item; an empty item stays an
+    empty object. dicomweb-client's metadata, read by pydicom, gives the empty sequences
+    back."""
+    source = get_testdata_file("CT_small.dcm")
+    ds = renamed(pydicom.dcmread(source), "NESTED")
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.ProcedureCodeSequence = Sequence()
+    item = Dataset()
+    item.RequestedProcedureID = "RP1"
+    item.ScheduledProtocolCodeSequence = Sequence()
+    ds.RequestAttributesSequence = Sequence([item])
+    ds.ReferencedStudySequence = Sequence([Dataset()])  # one empty item
+    path = tmp_path / "empty_sq.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file_raw(node.port, path) == 0
+    r = requests.get(_instance_url(node, ds) + "/metadata", timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    meta = r.json()[0]
+    assert meta["00081032"] == {"vr": "SQ"}
+    [requested] = meta["00400275"]["Value"]
+    assert requested["00400008"] == {"vr": "SQ"}
+    assert requested["00401001"]["Value"] == ["RP1"]
+    assert meta["00081110"] == {"vr": "SQ", "Value": [{}]}
+    client = DICOMwebClient(node.http_url + "/dicomweb")
+    body = client.retrieve_instance_metadata(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
+    back = Dataset.from_json(body, bulk_data_uri_handler=lambda _uri: b"")
+    assert len(back.ProcedureCodeSequence) == 0
+    assert len(back.RequestAttributesSequence[0].ScheduledProtocolCodeSequence) == 0
+    assert len(back.ReferencedStudySequence) == 1 and len(back.ReferencedStudySequence[0]) == 0
