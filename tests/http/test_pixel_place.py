@@ -21,6 +21,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from dicom_node.http import frames
+from dicom_node.http.problem import Problem
 from dicom_node.http.wado import Stored, pixel_data_at
 
 UNDEFINED = 0xFFFFFFFF
@@ -109,3 +111,24 @@ def test_a_deflated_file_is_not_walked(tmp_path: Path) -> None:
     ds = _image("explicit")
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     assert pixel_data_at(_stored(ds, tmp_path / "f.dcm")) is None
+
+
+@pytest.mark.parametrize("layout", ["implicit", "explicit", "big endian", "encapsulated"])
+def test_frames_find_the_pixel_data_there(layout: str, tmp_path: Path) -> None:
+    """``frames.layout`` gives the same offset and length (Explicit VR Big Endian: it
+    read the tag and length as little endian, and answered 404 "no Pixel Data")."""
+    ds = _image(layout)
+    inst = _stored(ds, tmp_path / "f.dcm")
+    raw = Path(inst.path).read_bytes()
+    pixels = frames.layout(inst)
+    assert raw[pixels.value_offset :][: len(ds.PixelData)] == ds.PixelData
+    assert pixels.value_length == (UNDEFINED if layout == "encapsulated" else len(ds.PixelData))
+
+
+@pytest.mark.parametrize("layout", ["float", "no pixel data"])
+def test_frames_of_an_image_without_pixel_data(layout: str, tmp_path: Path) -> None:
+    """Float Pixel Data is not sent as frames (as before): 404, as for none at all."""
+    inst = _stored(_image(layout), tmp_path / "f.dcm")
+    with pytest.raises(Problem) as err:
+        frames.layout(inst)
+    assert err.value.status == 404
