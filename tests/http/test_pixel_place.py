@@ -6,7 +6,9 @@ reading stopped."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -21,7 +23,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from dicom_node.http import frames
+from dicom_node.http import bulk, frames, metadata_json
 from dicom_node.http.problem import Problem
 from dicom_node.http.wado import Stored, pixel_data_at
 
@@ -82,6 +84,15 @@ def _stored(ds: Dataset, path: Path) -> Stored:
     return Stored(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, str(path), ts, 4, 1)
 
 
+def _after(path: str, tag: str) -> dict[str, Any]:
+    """pydicom's DICOM JSON of the elements after ``tag`` in the file, read whole (in
+    implicit VR its private elements are UN: their creator is not in its dictionary)."""
+    body = pydicom.dcmread(path).to_json_dict(bulk_data_threshold=1024)
+    after = {k: v for k, v in body.items() if k > tag}
+    assert "7FE11001" in after
+    return after
+
+
 @pytest.mark.parametrize("layout", list(TS))
 def test_the_pixel_data_is_found_in_every_layout(layout: str, tmp_path: Path) -> None:
     """Its tag, and the file offset and length of its value: the stored value's bytes
@@ -132,3 +143,38 @@ def test_frames_of_an_image_without_pixel_data(layout: str, tmp_path: Path) -> N
     with pytest.raises(Problem) as err:
         frames.layout(inst)
     assert err.value.status == 404
+
+
+@pytest.mark.parametrize("layout", [k for k in TS if k != "no pixel data"])
+def test_metadata_names_the_pixel_element_and_what_follows_it(layout: str, tmp_path: Path) -> None:
+    """The pixel element is a BulkDataURI under its own tag and VR, which gives its
+    value (Float Pixel Data was named Pixel Data, OW: a URI to no element; what followed
+    it was left out), and the private group after it is there."""
+    inst = _stored(_image(layout), tmp_path / "f.dcm")
+    body = metadata_json.metadata(inst, "http://node/i")
+    tag, vr = {"float": ("7FE00008", "OF"), "double float": ("7FE00009", "OD")}.get(
+        layout, ("7FE00010", "OB" if layout == "encapsulated" else "OW")
+    )
+    pixel_tags = [k for k in body if k.startswith("7FE000")]
+    assert pixel_tags == [tag]
+    assert body[tag] == {"vr": vr, "BulkDataURI": f"http://node/i/bulk/{tag}"}
+    assert {k: v for k, v in body.items() if k > tag} == _after(inst.path, tag)
+    value = bulk.locate(inst, tag, 2**20)  # what its BulkDataURI gives
+    with open(inst.path, "rb") as fh:
+        fh.seek(value.offset)
+        assert fh.read(8) == pydicom.dcmread(inst.path)[int(tag, 16)].value[:8]
+
+
+def test_metadata_of_a_file_without_elements_after_its_pixels(tmp_path: Path) -> None:
+    inst = _stored(_image("explicit", tail=False), tmp_path / "f.dcm")
+    body = metadata_json.metadata(inst, "http://node/i")
+    assert max(body) == "7FE00010"
+
+
+def test_metadata_of_an_image_without_pixel_data_names_none(tmp_path: Path) -> None:
+    """Rows but no Pixel Data element: no BulkDataURI to an element the file lacks (it
+    was given one, whose bulk read answers 404)."""
+    inst = _stored(_image("no pixel data"), tmp_path / "f.dcm")
+    body = metadata_json.metadata(inst, "http://node/i")
+    assert not [k for k in body if k.startswith("7FE000")]
+    assert {k: v for k, v in body.items() if k > "7FE00010"} == _after(inst.path, "7FE00010")
