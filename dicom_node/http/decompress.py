@@ -179,7 +179,7 @@ def trailer(inst: Stored, ts: str) -> bytes:
     pixels = frames.layout(inst)
     with open(inst.path, "rb") as fh:
         with fragments.walk_or_422():
-            fh.seek(fragments.pixel_data_end(fh, pixels))
+            fh.seek(fragments.pixel_data_end(fh, pixels.value_offset))
         rest = fh.read(MAX_TRAILER + 1)
     if len(rest) > MAX_TRAILER:
         raise Problem(

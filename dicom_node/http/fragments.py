@@ -229,10 +229,11 @@ def frame_pieces(fragments: Fragments, n: int, size: int = HEAD) -> Iterator[byt
             yield piece
 
 
-def pixel_data_end(fh: BinaryIO, pixels: PixelLayout) -> int:
-    """The file offset just past encapsulated Pixel Data (its sequence delimiter), found
-    by walking its items' headers; ValueError or EOFError as the walk."""
-    fh.seek(pixels.value_offset)
+def pixel_data_end(fh: BinaryIO, value_offset: int) -> int:
+    """The file offset just past encapsulated Pixel Data whose value (its first item)
+    starts at ``value_offset`` (past its sequence delimiter), found by walking its
+    items' headers; ValueError or EOFError as the walk."""
+    fh.seek(value_offset)
     parse_basic_offsets(fh)
     _items(fh)
     return fh.tell()

@@ -27,7 +27,6 @@ from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
 )
 from starlette.responses import StreamingResponse
 from starlette.types import Send
@@ -48,11 +47,12 @@ from dicom_node.http.problem import Problem
 from dicom_node.http.wado import (
     Stored,
     check_files,
-    check_header,
+    pixel_data_at,
     read_dataset,
     whole_number,
 )
 from dicom_node.index.header import INFLATE_MAX
+from dicom_node.store.check import StructureError
 
 __all__ = [
     "MAX_FRAGMENTS",
@@ -72,7 +72,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PIXEL_DATA = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+PIXEL_DATA = 0x7FE00010
 UNDEFINED = 0xFFFFFFFF
 BATCH = 1 << 20  # bytes of frames sent together
 CHUNK = 1 << 20  # bytes of a large native frame read at a time
@@ -101,21 +101,22 @@ def layout(inst: Stored) -> PixelLayout:
     ts = inst.transfer_syntax
     if ts == DeflatedExplicitVRLittleEndian:  # positions are in the inflated stream
         # pydicom would inflate the whole file: its header is read from a capped part.
-        start, head = -1, b""
+        offset, length = -1, 0  # none in the file: its frames are read inflated
         ds = read_dataset(inst, stop_before_pixels=True)
     else:
-        check_header(inst)
-        with open(inst.path, "rb") as fh:
-            ds = pydicom.dcmread(fh, stop_before_pixels=True)
-            # pydicom stops with the file positioned at the Pixel Data element's tag.
-            start = fh.tell()
-            head = fh.read(12)
-    if "Rows" not in ds or (ts != DeflatedExplicitVRLittleEndian and head[:4] != PIXEL_DATA):
+        try:
+            found = pixel_data_at(inst)
+        except StructureError as err:
+            raise Problem(
+                422, "Unprocessable Content", f"the stored dataset cannot be walked: {err}"
+            ) from None
+        ds = pydicom.dcmread(inst.path, stop_before_pixels=True)
+        if found is None or found.tag != PIXEL_DATA:  # none, or Float Pixel Data
+            offset, length = -1, -1
+        else:
+            offset, length = found.offset, found.length
+    if "Rows" not in ds or length == -1:
         raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
-    if ts == ImplicitVRLittleEndian:
-        offset, length = start + 8, int.from_bytes(head[4:8], "little")
-    else:
-        offset, length = start + 12, int.from_bytes(head[8:12], "little")
     samples = int(ds.get("SamplesPerPixel") or 1)
     bits = int(ds.get("BitsAllocated") or 8)
     # Uncompressed YBR_FULL_422 holds two samples' worth per pixel: each two pixels'

@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import zlib
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from dicom_node.http.links import uid_path
 from dicom_node.http.problem import Problem
 from dicom_node.http.results import catalogue
 from dicom_node.index.header import INFLATE_MAX
-from dicom_node.store.check import StructureError, TooManyElements, count_within
+from dicom_node.store.check import Located, StructureError, TooManyElements, locate_pixels
 from dicom_node.store.inflate import inflated_pieces
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,22 @@ def check_header(inst: Stored) -> None:
     before its Pixel Data, counted by the receive path's walk (headers only) before
     pydicom reads any: 5 MB of empty elements took 324 MB and 11 s as pydicom objects
     and their JSON, at every read of the header (metadata, frames, renderings)."""
+    with suppress(StructureError, OSError):  # read as before: pydicom answers what it can
+        pixel_data_at(inst)
+
+
+def pixel_data_at(inst: Stored) -> Located | None:
+    """Where the value of the instance's top-level Pixel Data lies (or of its Float or
+    Double Float Pixel Data, where pydicom's ``stop_before_pixels`` stops too): its
+    tag, explicit VR, file offset and length (undefined if encapsulated), found by the
+    receive path's walk of the element headers, which stops there (not where pydicom's
+    reading stopped: undocumented). ``offset`` -1 if it has none; None if not walked
+    (Deflated: its positions lie in the inflated stream). Problem 422 past
+    http.max_header_elements elements before it (:func:`check_header`); StructureError
+    if the dataset cannot be walked up to it."""
     most = MAX_ELEMENTS[0]
     try:
-        count_within(inst.path, inst.transfer_syntax, most)
+        return locate_pixels(inst.path, inst.transfer_syntax, most)
     except TooManyElements:
         raise Problem(
             422,
@@ -122,8 +136,6 @@ def check_header(inst: Stored) -> None:
             f"instance {inst.sop} holds more than http.max_header_elements ({most}) "
             "elements: this node does not read its header",
         ) from None
-    except (StructureError, OSError):
-        pass  # read as before: pydicom answers what it can
 
 
 def read_dataset(

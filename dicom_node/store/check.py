@@ -7,8 +7,9 @@ walk's :class:`StructureError`), and Pixel Data in a native transfer syntax that
 undefined-length, or shorter than Rows x Columns x Samples per Pixel x Bits Allocated
 / 8 x Number of Frames (:class:`PixelDataMismatch`).
 
-The same walk locates a top-level element's value (:func:`locate_element`) and counts
-the elements before Pixel Data (:func:`count_within`). Deflated datasets are not walked
+The same walk locates a top-level element's value (:func:`locate_element`), the Pixel
+Data's (:func:`locate_pixels`), and counts the elements before Pixel Data
+(:func:`count_within`). Deflated datasets are not walked
 (their header was inflated and parsed already).
 """
 
@@ -45,7 +46,11 @@ __all__ = [
     "check_file",
     "count_within",
     "locate_element",
+    "locate_pixels",
 ]
+
+# Float and Double Float Pixel Data: pydicom's stop_before_pixels stops at them too.
+LATER_PIXELS = frozenset({0x7FE00009, PIXEL_DATA})
 
 
 def check_dataset(
@@ -89,15 +94,26 @@ def locate_element(path: Path | str, transfer_syntax: str, tag: int) -> Located 
         return walk.find(tag, offset, len(buf), walk.implicit)
 
 
+def locate_pixels(path: Path | str, transfer_syntax: str, most: int = -1) -> Located | None:
+    """Where the value of the top-level Pixel Data of the Part 10 file at ``path`` lies,
+    or of its Float or Double Float Pixel Data (the first of the three it has): found
+    by the structure walk, which reads element headers only and stops at that element's
+    (an encapsulated value's items are not walked: its length is undefined). ``offset``
+    -1 if it has none; None if the dataset is not walked (deflated). Raises
+    :class:`TooManyElements` past ``most`` elements before it (-1: no limit), or
+    :class:`StructureError` as the walk does (up to it)."""
+    ts = UID(transfer_syntax)
+    if not is_walked(ts):
+        return None
+    with map_part10(path) as (buf, offset):
+        walk = ElementWalk(buf, ts)
+        walk.elements_left = most
+        return walk.find_header(0x7FE00008, offset, len(buf), walk.implicit, LATER_PIXELS)
+
+
 def count_within(path: Path | str, transfer_syntax: str, most: int) -> None:
     """Raise :class:`TooManyElements` if the dataset of the Part 10 file at ``path``
     holds more than ``most`` elements before its Pixel Data (at every level; headers
     only are read, and the walk stops at Pixel Data), or :class:`StructureError` as the
     walk does. Not walked (deflated): nothing raised."""
-    ts = UID(transfer_syntax)
-    if not is_walked(ts):
-        return
-    with map_part10(path) as (buf, offset):
-        walk = ElementWalk(buf, ts)
-        walk.elements_left = most
-        walk.find_header(PIXEL_DATA, offset, len(buf), walk.implicit)  # stops at Pixel Data
+    locate_pixels(path, transfer_syntax, most)  # stops at Pixel Data

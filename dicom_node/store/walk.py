@@ -100,11 +100,11 @@ class PixelDataMismatch(ValueError):
 class Located(Exception):  # an outcome that ends the walk, not an error
     """Where the value of the element :meth:`ElementWalk.find` looks for lies: ``offset``
     -1 if the dataset has no such top-level element, ``length`` -1 for a sequence;
-    ``vr`` the explicit VR (None in implicit VR)."""
+    ``vr`` the explicit VR (None in implicit VR); ``tag`` the element's (-1 if none)."""
 
-    def __init__(self, vr: bytes | None, offset: int, length: int) -> None:
-        super().__init__(vr, offset, length)
-        self.vr, self.offset, self.length = vr, offset, length
+    def __init__(self, vr: bytes | None, offset: int, length: int, tag: int = -1) -> None:
+        super().__init__(vr, offset, length, tag)
+        self.vr, self.offset, self.length, self.tag = vr, offset, length, tag
 
 
 NOT_FOUND = Located(None, -1, 0)  # returned (never raised): no such element
@@ -160,6 +160,7 @@ class ElementWalk:
         self.collect = collect  # top-level tags whose raw elements the caller wants
         self.collected: Collected = {}
         self.locate = -1  # a top-level tag whose value's place the caller wants
+        self.or_then: frozenset[int] = frozenset()  # later tags that do as well (headers)
         self.at_header = False  # stop at that element's header, its value unread
         self.elements_left = -1  # elements (all levels) the caller lets the walk meet
 
@@ -174,12 +175,20 @@ class ElementWalk:
             return found
         return NOT_FOUND
 
-    def find_header(self, tag: int, start: int, end: int | None, implicit: bool) -> Located:
+    def find_header(
+        self,
+        tag: int,
+        start: int,
+        end: int | None,
+        implicit: bool,
+        or_then: frozenset[int] = frozenset(),
+    ) -> Located:
         """As :meth:`find`, but the walk stops at the element's header without reading
         its value: encapsulated Pixel Data's fragments are not walked (their item headers,
         8 bytes every fragment, would map most of a large file in) and its length is
-        :data:`UNDEFINED_LENGTH`."""
-        self.at_header = True
+        :data:`UNDEFINED_LENGTH`. With ``or_then`` (tags after ``tag``), the first
+        top-level element from ``tag`` on is found if it is one of them too."""
+        self.at_header, self.or_then = True, or_then
         return self.find(tag, start, end, implicit)
 
     def dataset(self, pos: int, end: int | None, depth: int, implicit: bool) -> int:
@@ -223,7 +232,7 @@ class ElementWalk:
                 if tag == PIXEL_DATA and vr != b"SQ":  # also an icon's, in a sequence
                     end_pixels = self.encapsulated_pixels(pos, top=depth == 0)
                     if tag == locate:  # its value: less the sequence delimiter
-                        raise Located(vr, pos, end_pixels - 8 - pos)
+                        raise Located(vr, pos, end_pixels - 8 - pos, tag)
                     pos = end_pixels
                 elif vr in (b"SQ", b"UN", None):  # UN: an implicit-VR sequence
                     pos = self.sequence(pos, None, depth + 1, implicit or vr == b"UN")
@@ -256,18 +265,18 @@ class ElementWalk:
         """Stop the walk at the top-level element :attr:`locate` (or past where it would
         be): raise :class:`Located`, unless its value is encapsulated Pixel Data (found
         at its end)."""
+        if self.at_header and (tag == self.locate or tag in self.or_then):
+            raise Located(vr, pos, length, tag)
         if tag != self.locate:
             raise Located(None, -1, 0)  # not in the dataset
-        if self.at_header:
-            raise Located(vr, pos, length)
         if length != UNDEFINED_LENGTH:
             if pos + length > self.size:
                 raise StructureError(
                     f"{tag_name(tag)} claims {length} bytes, {self.size - pos} left"
                 )
-            raise Located(vr, pos, length)
+            raise Located(vr, pos, length, tag)
         if tag != PIXEL_DATA or vr == b"SQ":
-            raise Located(vr, pos, -1)  # a sequence: no bulk value
+            raise Located(vr, pos, -1, tag)  # a sequence: no bulk value
 
     def sequence(self, pos: int, end: int | None, depth: int, implicit: bool) -> int:
         """Walk the items of a sequence; return where it stops."""
