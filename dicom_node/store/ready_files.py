@@ -65,7 +65,8 @@ class ReadyFiles:
                         target=self._fill, daemon=True, name="ready-files"
                     )
                     self._thread.start()
-            self._want.set()
+                # under the lock: a look at the pool after this set sees this take
+                self._want.set()
             if ready is None:
                 return self._create()
             if os.fstat(ready[1]).st_nlink:
@@ -75,10 +76,12 @@ class ReadyFiles:
     def _fill(self) -> None:
         while True:
             self._want.wait()
-            self._want.clear()
             try:
                 while True:
                     with self._lock:
+                        # this look sees every take so far: a take during a refill that
+                        # the refill saw is not one more try (one more failure counted)
+                        self._want.clear()
                         if self._closed or len(self._files) >= self.size:
                             break
                     made = self._create()

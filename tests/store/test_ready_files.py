@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,3 +137,65 @@ def test_running_out_of_inodes_warns_once_per_episode_and_says_when_it_recovers(
         logging.WARNING,
     ], lines
     assert str(few_inodes) in lines[0][1] and "after 3 failure" in lines[3][1], lines
+
+
+class _Want(threading.Event):
+    """The pool's wake-up; ``idle`` is set when its thread waits with nothing to do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.idle = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self.is_set():
+            self.idle.set()
+        return super().wait(timeout)
+
+
+class _Stepped(ReadyFiles):
+    """A pool whose thread stops after each file it tries to make (made or failed), until
+    the test lets it go on: a take can land exactly mid-refill."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, ".stow", size=2)
+        self._want = self.want = _Want()
+        self.tries = 0
+        self.tried = threading.Semaphore(0)
+        self.go = threading.Semaphore(0)
+
+    def _create(self) -> tuple[Path, int]:
+        if threading.current_thread().name != "ready-files":
+            return super()._create()
+        self.tries += 1
+        try:
+            return super()._create()
+        finally:
+            self.tried.release()
+            self.go.acquire(timeout=10)
+
+
+def test_a_take_that_a_refill_saw_is_not_tried_again(few_inodes: Path) -> None:
+    """A part taken while the thread refills, before its next look at the pool: that look
+    sees the take, so the take costs one try (one failure counted when no inode is left),
+    not a second one after the refill."""
+    for path in use_every_inode(few_inodes)[:3]:  # the part's own file, two ready ones
+        path.unlink()
+    ready = _Stepped(few_inodes)
+    before = _failures()
+    try:
+        _, fd = ready.take()  # none ready: the part's own file; the thread starts
+        os.close(fd)
+        assert ready.tried.acquire(timeout=10)  # first ready file made
+        ready.go.release()
+        assert ready.tried.acquire(timeout=10)  # second one made, not in the pool yet
+        _, fd = ready.take()  # takes the first, before the thread's next look
+        os.close(fd)
+        ready.want.idle.clear()
+        ready.go.release()
+        assert ready.tried.acquire(timeout=10)  # its next look: one short, no inode left
+        ready.go.release()
+        assert _wait_for(lambda: ready.want.idle.is_set() or ready.tries > 3)
+        assert (ready.tries, _failures()) == (3, before + 1)
+    finally:
+        ready.go.release(10)  # never leave the thread stopped
+        ready.close()
