@@ -46,7 +46,7 @@ from dicom_node.http.stow_check import (  # re-exported: the part checks' old ho
 )
 from dicom_node.index.recorder import Receipt
 from dicom_node.store.errors import StoreError
-from dicom_node.store.intake import STORED, IndexFailed, Intake
+from dicom_node.store.intake import BATCH, STORED, Arrival, IndexFailed, Intake
 from dicom_node.store.origin import STOWRS
 
 __all__ = [
@@ -68,7 +68,7 @@ __all__ = [
     "read_file_header",
     "read_file_meta",
     "response_dataset",
-    "store_part",
+    "store_parts",
 ]
 
 log = logging.getLogger(__name__)
@@ -195,51 +195,82 @@ class Source:
     peer_address: str | None
 
 
-def store_part(
-    intake: Intake, part: SpoolPart, source: Source, study_uid: str | None
-) -> PartResult:
-    """Store one spooled part through the node's receive path (the C-STORE's structure
-    check and intake: duplicate policy, placement with fsync, index row, group). Its
-    file is placed or removed; never raises for bad content."""
-    try:
-        if part.error is not None:
-            log.error(
-                "STOW-RS part not stored: cannot write it: %s", part.error.strerror or part.error
-            )
-            return PartResult(
-                None,
-                None,
-                None,
-                OUT_OF_RESOURCES,
-                f"cannot write the part: {part.error.strerror or part.error}",
-            )
-        checked = check_part(part, study_uid)
-        if isinstance(checked, PartResult):
-            return checked
-        header = checked.header
-        ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
-        if not intake.store.space.has_room():
-            return PartResult(*ids, OUT_OF_RESOURCES, "disk space below the node's reserve")
-        receipt = Receipt(
-            called_ae=source.called_ae,
-            calling_ae=source.calling_ae,
-            peer_address=source.peer_address,
-            transfer_syntax=checked.transfer_syntax,
-            path="",
-            size=0,
-            received_at=utcnow(),
-        )
+def store_parts(
+    intake: Intake, parts: list[SpoolPart], source: Source, study_uid: str | None
+) -> list[PartResult]:
+    """Store a request's spooled parts through the node's receive path (the C-STORE's
+    structure check, then the intake: duplicate policy, placement with fsync, index row,
+    group), :data:`~dicom_node.store.intake.BATCH` at a time
+    (:meth:`~dicom_node.store.intake.Intake.keep_all`). Each part's file is placed or
+    removed; never raises for bad content."""
+    results: list[PartResult] = []
+    for start in range(0, len(parts), BATCH):
+        batch = parts[start : start + BATCH]
         try:
-            if intake.keep(part.path, header, receipt, part.synced, kind=STOWRS) == STORED:
+            results += _store_batch(intake, batch, source, study_uid)
+        finally:
+            for part in batch:
+                part.discard()  # not stored (failed, duplicate): its file
+    return results
+
+
+def _store_batch(
+    intake: Intake, parts: list[SpoolPart], source: Source, study_uid: str | None
+) -> list[PartResult]:
+    checked = [_checked(intake, part, source, study_uid) for part in parts]
+    kept = iter(intake.keep_all([c for c in checked if isinstance(c, Arrival)]))
+    results = []
+    for part, c in zip(parts, checked, strict=True):
+        if isinstance(c, PartResult):
+            results.append(c)
+            continue
+        header = c.header
+        ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
+        outcome = next(kept)
+        if isinstance(outcome, StoreError):
+            log.error(
+                "STOW-RS %s of study %s: %s", header.sop_instance_uid, header.study_uid, outcome
+            )
+            results.append(PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file"))
+        elif isinstance(outcome, IndexFailed):
+            results.append(PartResult(*ids, OUT_OF_RESOURCES, f"index failed: {outcome}"))
+        else:
+            if outcome == STORED:
                 part.placed()  # moved into the store: its spool name is gone
-        except StoreError as err:
-            log.error("STOW-RS %s of study %s: %s", header.sop_instance_uid, header.study_uid, err)
-            return PartResult(*ids, OUT_OF_RESOURCES, "cannot write the file")
-        except IndexFailed as err:
-            return PartResult(*ids, OUT_OF_RESOURCES, f"index failed: {err}")
-        return PartResult(*ids, series_uid=header.series_uid)
-    finally:
-        part.discard()  # not stored (failed, duplicate): its file
+            results.append(PartResult(*ids, series_uid=header.series_uid))
+    return results
+
+
+def _checked(
+    intake: Intake, part: SpoolPart, source: Source, study_uid: str | None
+) -> Arrival | PartResult:
+    """A part that passed the checks, ready for the intake; or its failure."""
+    if part.error is not None:
+        log.error("STOW-RS part not stored: cannot write it: %s", part.error.strerror or part.error)
+        return PartResult(
+            None,
+            None,
+            None,
+            OUT_OF_RESOURCES,
+            f"cannot write the part: {part.error.strerror or part.error}",
+        )
+    checked = check_part(part, study_uid)
+    if isinstance(checked, PartResult):
+        return checked
+    header = checked.header
+    if not intake.store.space.has_room():
+        ids = (header.sop_class_uid, header.sop_instance_uid, header.study_uid)
+        return PartResult(*ids, OUT_OF_RESOURCES, "disk space below the node's reserve")
+    receipt = Receipt(
+        called_ae=source.called_ae,
+        calling_ae=source.calling_ae,
+        peer_address=source.peer_address,
+        transfer_syntax=checked.transfer_syntax,
+        path="",
+        size=0,
+        received_at=utcnow(),
+    )
+    return Arrival(part.path, header, receipt, part.synced, STOWRS)
 
 
 def response_dataset(results: list[PartResult], base_url: str, study_uid: str | None) -> Dataset:

@@ -35,6 +35,9 @@ _INSTANCES = Instance.__table__
 _INSERT_GROUP = insert(_GROUPS)
 _INSTANCE_KEYS = [c.name for c in _INSTANCES.columns if c.name != "id"]
 _PATH_OF_SOP = select(_INSTANCES.c.path).where(_INSTANCES.c.sop_instance_uid == bindparam("sop"))
+_PATHS_OF_SOPS = select(_INSTANCES.c.sop_instance_uid, _INSTANCES.c.path).where(
+    _INSTANCES.c.sop_instance_uid.in_(bindparam("sops", expanding=True))
+)
 _OPEN_GROUP = select(_GROUPS.c.id, _GROUPS.c.modalities).where(
     _GROUPS.c.called_ae == bindparam("ae"),
     _GROUPS.c.group_key == bindparam("key"),
@@ -144,6 +147,17 @@ class Recorder:
             finally:
                 conn.rollback()
 
+    def existing_paths(self, sop_instance_uids: list[str]) -> dict[str, str]:
+        """:meth:`existing_path` of several instances in one query: those indexed."""
+        if not sop_instance_uids:
+            return {}
+        with self.lock:
+            conn = self._connection()
+            try:
+                return dict(conn.execute(_PATHS_OF_SOPS, {"sops": sop_instance_uids}).all())
+            finally:
+                conn.rollback()
+
     def record(
         self,
         header: InstanceHeader,
@@ -157,40 +171,59 @@ class Recorder:
         transaction (the receive path waits there for its file to be durable); if it
         raises, nothing is recorded. Raises :class:`DuplicateInstance` if the SOP
         Instance UID is indexed already (and ``replace`` did not remove it first)."""
-        ae = self.ae_settings(receipt.called_ae)
-        group_by = ae.group_by if ae else "study"
-        quiet = ae.quiet_seconds if ae else 5.0
-        key = header.series_uid if group_by == "series" else header.study_uid
-        now = receipt.received_at
-        deadline = now + timedelta(seconds=quiet)
         with self.lock:
             conn = self._connection()
             try:
                 with conn.begin():
                     if replace:
                         self._drop_existing(conn, header.sop_instance_uid)
-                    group_id, new_group = self._touch_group(
-                        conn, header, receipt, group_by, key, now, deadline
-                    )
-                    values = dict(vars(header))  # flat dataclass: no deep copy needed
-                    values.update(
-                        transfer_syntax=receipt.transfer_syntax,
-                        calling_ae=receipt.calling_ae,
-                        called_ae=receipt.called_ae,
-                        peer_address=receipt.peer_address,
-                        received_at=now,
-                        path=receipt.path,
-                        size=receipt.size,
-                        group_id=group_id,
-                    )
-                    inst_id = self._insert(conn, values)
+                    recorded = self._row(conn, header, receipt)
                     if before_commit is not None:
                         before_commit()
             except BaseException:
-                self._open.clear()  # the cache may describe rolled-back rows
-                self._left_out.clear()
+                self._forget()
                 raise
-        return Recorded(inst_id, group_id, new_group)
+        return recorded
+
+    def record_all(self, entries: list[tuple[InstanceHeader, Receipt]]) -> list[Recorded]:
+        """:meth:`record` for new instances (none replacing a row), in one transaction:
+        all are recorded, or none (:class:`DuplicateInstance` if one was indexed
+        meanwhile; the caller may then record them one by one)."""
+        with self.lock:
+            conn = self._connection()
+            try:
+                with conn.begin():
+                    return [self._row(conn, header, receipt) for header, receipt in entries]
+            except BaseException:
+                self._forget()
+                raise
+
+    def _forget(self) -> None:
+        """Drop the caches: they may describe rolled-back rows."""
+        self._open.clear()
+        self._left_out.clear()
+
+    def _row(self, conn: Connection, header: InstanceHeader, receipt: Receipt) -> Recorded:
+        """The instance's row and its group's update, in the caller's transaction."""
+        ae = self.ae_settings(receipt.called_ae)
+        group_by = ae.group_by if ae else "study"
+        quiet = ae.quiet_seconds if ae else 5.0
+        key = header.series_uid if group_by == "series" else header.study_uid
+        now = receipt.received_at
+        deadline = now + timedelta(seconds=quiet)
+        group_id, new_group = self._touch_group(conn, header, receipt, group_by, key, now, deadline)
+        values = dict(vars(header))  # flat dataclass: no deep copy needed
+        values.update(
+            transfer_syntax=receipt.transfer_syntax,
+            calling_ae=receipt.calling_ae,
+            called_ae=receipt.called_ae,
+            peer_address=receipt.peer_address,
+            received_at=now,
+            path=receipt.path,
+            size=receipt.size,
+            group_id=group_id,
+        )
+        return Recorded(self._insert(conn, values), group_id, new_group)
 
     def _insert(self, conn: Connection, values: dict[str, Any]) -> int:
         try:
