@@ -20,6 +20,11 @@ a node's SQLite index, and study-level queries of several shapes timed from the 
 
     python benchmarks/stow.py [--instances 500] [--size 512] [--batch 50] [--rounds 1]
                               [--clients 1 4] [--qido-studies 10000] [--queries 200]
+                              [--node-database sqlite|postgresql]
+
+``--node-database postgresql`` runs the node's index on a PostgreSQL server started for
+the run (a fresh database per node), as a node at scale would; Orthanc keeps its SQLite
+index, as the issue's comparison names it.
 
 With ``--rounds N`` each server runs N times per client count, alternating which goes
 first; the figures are medians, and each round's ratio is printed too (a 2-core machine
@@ -51,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from dicom_node.synthetic import Patient, iter_ct_series, write_files  # noqa: E402
 from tests.support.node_process import NodeProcess  # noqa: E402
 from tests.support.orthanc import Orthanc  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
 from tests.support.proc_cpu import cpu_split, machine_busy, own_cpu  # noqa: E402
 
 NODE_CONFIG = {
@@ -141,8 +147,18 @@ def timed_send(url: str, pid: int, files: list[Path], clients: int, batch: int) 
     return Run(wall, user1 - user0, sys1 - sys0, client1 - client0, cores)
 
 
+# The node's index: SQLite in its data directory, or a database on this server.
+POSTGRES: PostgresServer | None = None
+
+
+def node_config() -> dict[str, object]:
+    if POSTGRES is None:
+        return NODE_CONFIG
+    return {**NODE_CONFIG, "database_url": POSTGRES.create_database()}
+
+
 def node_throughput(files: list[Path], run: Path, clients: int, batch: int) -> Run:
-    with NodeProcess(run / "node", NODE_CONFIG) as node:
+    with NodeProcess(run / "node", node_config()) as node:
         return timed_send(f"{node.http_url}/dicomweb/studies", node.pid, files, clients, batch)
 
 
@@ -176,7 +192,7 @@ def throughput(
 
 def streaming_memory(files: list[Path], work: Path) -> tuple[int, int]:
     """(RSS before, peak RSS during) one request of every file, in kB."""
-    with NodeProcess(work / "memory", NODE_CONFIG) as node:
+    with NodeProcess(work / "memory", node_config()) as node:
         requests.get(f"{node.http_url}/health", timeout=10)
         Path(f"/proc/{node.pid}/clear_refs").write_text("5")  # reset VmHWM
         idle = rss_kb(node.pid, "VmRSS")
@@ -340,11 +356,24 @@ def main() -> None:
     ap.add_argument("--qido-studies", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=200, help="per query shape")
     ap.add_argument("--qido-only", action="store_true", help="skip the STOW-RS part")
+    ap.add_argument(
+        "--node-database",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the node's index for the STOW-RS part (Orthanc keeps SQLite)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="stow-bench-") as tmp:
         work = Path(tmp)
         if not args.qido_only:
-            stow_part(args, work)
+            if args.node_database == "postgresql":
+                global POSTGRES
+                with PostgresServer() as POSTGRES:
+                    print("node index: PostgreSQL (Orthanc: SQLite)")
+                    stow_part(args, work)
+                POSTGRES = None
+            else:
+                stow_part(args, work)
         if args.qido_studies:
             lat = qido_latency(work, args.qido_studies, args.queries)
             print(
