@@ -8,6 +8,7 @@ Each cycle runs baseline, this, this, baseline; the summary gives each cycle's c
 judge by the median and how many cycles agree, not by one run.
 
     python benchmarks/stow_ab.py --baseline /work/main [--clients 4] [--cycles 3]
+                                 [--node-database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import stow as S  # benchmarks/stow.py: the sender and the node config
 
 from dicom_node.synthetic import Patient, iter_ct_series, write_files
 from tests.support.node_process import NodeProcess
+from tests.support.postgres import PostgresServer
 from tests.support.proc_cpu import cpu_seconds
 
 
@@ -29,7 +31,7 @@ def one_run(
     root: Path, sets: list[list[Path]], clients: int, batch: int, work: Path
 ) -> tuple[float, float]:
     """(instances/s, node CPU ms per instance) of a fresh node from checkout ``root``."""
-    with NodeProcess(work / "node", S.NODE_CONFIG, root=root) as node:
+    with NodeProcess(work / "node", S.node_config(), root=root) as node:
         n, secs, cpu0 = 0, 0.0, cpu_seconds(node.pid)
         for files in sets:
             secs += S.send(f"{node.http_url}/dicomweb/studies", files, clients, batch)
@@ -47,7 +49,17 @@ def main() -> None:
     ap.add_argument("--sets", type=int, default=3)
     ap.add_argument("--instances", type=int, default=500)
     ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--node-database", choices=["sqlite", "postgresql"], default="sqlite")
     args = ap.parse_args()
+    if args.node_database == "postgresql":
+        with PostgresServer() as S.POSTGRES:
+            compare(args)
+    else:
+        compare(args)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """The ABBA cycles and their summary."""
     with tempfile.TemporaryDirectory(prefix="stow-ab-") as tmp:
         work = Path(tmp)
         sets = [  # distinct UIDs per set: nothing is a duplicate of an earlier run's
