@@ -189,6 +189,8 @@ class Recorder:
         """:meth:`record` for new instances (none replacing a row), in one transaction:
         all are recorded, or none (:class:`DuplicateInstance` if one was indexed
         meanwhile; the caller may then record them one by one)."""
+        if not entries:
+            return []
         with self.lock:
             conn = self._connection()
             try:
