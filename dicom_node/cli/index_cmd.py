@@ -58,10 +58,18 @@ def refresh(
                 total=lambda n: bar.update(task, total=n or None),
                 progress=lambda n: bar.advance(task, n),
             )
-    except OperationalError as err:
+    except ir.Aborted as err:
+        cause = err.__cause__
         typer.echo(
             f"index refresh stopped: the database aborted a batch {ir.TRIES} times "
-            f"({err.orig}); the batches before it are done: run it again",
+            f"({getattr(cause, 'orig', cause)}); the batches before it are done: run it again",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except OperationalError as err:
+        typer.echo(
+            f"index refresh stopped: the database failed ({err.orig}); the batches "
+            "before it are done",
             err=True,
         )
         raise typer.Exit(1) from None
