@@ -328,7 +328,8 @@ def refresh(
     """Update the derived values of the rows of ``store``'s instances (of ``study``
     only, if given) that differ from what their files say now (on a dry run: count
     them, change nothing). ``total`` is told how many rows there are, ``progress`` of
-    each batch done."""
+    each batch done. Raises :class:`Aborted` (a batch aborted :data:`TRIES` times) or
+    another OperationalError; the batches before it are done."""
     started = time.monotonic()
     report = Report()
     upto, count = _bounds(db, study)
