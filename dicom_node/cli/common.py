@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from dicom_node.db import Database
 from dicom_node.settings.root import ConfigError, NodeConfig, load_config
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="Node configuration file (YAML).")
 DATA_DIR_OPT = typer.Option(None, "--data-dir", help="Data directory (overrides the config).")
@@ -48,3 +52,17 @@ def open_database(config: Path | None, data_dir: Path | None) -> Database:
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from None
     return db
+
+
+def progress_bar() -> Progress:
+    """The progress bar of a long admin command: done of total, time elapsed; gone
+    once it ends (``transient``), so that the report stands alone."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    )

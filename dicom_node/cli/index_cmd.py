@@ -7,7 +7,13 @@ from pathlib import Path
 
 import typer
 
-from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, load_node_config, open_database
+from dicom_node.cli.common import (
+    CONFIG_OPT,
+    DATA_DIR_OPT,
+    load_node_config,
+    open_database,
+    progress_bar,
+)
 
 app = typer.Typer(help="Maintain the index of stored instances.", no_args_is_help=True)
 
@@ -31,7 +37,6 @@ def refresh(
     For rows indexed by an earlier version (e.g. ACR-NEMA dates, series dates added by a
     migration). Safe while the node runs. Exit 1 if a row's file is missing or cannot
     be read (each named on its own line); the other rows are refreshed all the same."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from sqlalchemy.exc import OperationalError
 
     from dicom_node.store import index_refresh as ir
@@ -41,13 +46,7 @@ def refresh(
     db = open_database(config, data_dir)
     store = InstanceStore(Path(cfg.data_dir))
     try:
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=True,
-        ) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("rows", total=None)
             report = ir.refresh(
                 db,
@@ -58,10 +57,18 @@ def refresh(
                 total=lambda n: bar.update(task, total=n or None),
                 progress=lambda n: bar.advance(task, n),
             )
-    except OperationalError as err:
+    except ir.Aborted as err:
+        cause = err.__cause__
         typer.echo(
             f"index refresh stopped: the database aborted a batch {ir.TRIES} times "
-            f"({err.orig}); the batches before it are done: run it again",
+            f"({getattr(cause, 'orig', cause)}); the batches before it are done: run it again",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except OperationalError as err:
+        typer.echo(
+            f"index refresh stopped: the database failed ({err.orig}); the batches "
+            "before it are done",
             err=True,
         )
         raise typer.Exit(1) from None

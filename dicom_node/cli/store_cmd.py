@@ -7,7 +7,13 @@ from pathlib import Path
 
 import typer
 
-from dicom_node.cli.common import CONFIG_OPT, DATA_DIR_OPT, load_node_config, open_database
+from dicom_node.cli.common import (
+    CONFIG_OPT,
+    DATA_DIR_OPT,
+    load_node_config,
+    open_database,
+    progress_bar,
+)
 
 app = typer.Typer(help="Maintain the instance store.", no_args_is_help=True)
 
@@ -46,7 +52,6 @@ def reconcile(
     """Index stored instance files that have no index row (lost by a power cut).
 
     Refused while a node serves the same data directory (it reconciles on start)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from dicom_node.index.recorder import Recorder
     from dicom_node.store import owner
@@ -85,13 +90,7 @@ def reconcile(
     store = InstanceStore(Path(cfg.data_dir))
     recorder = Recorder(db, cfg.source)
     try:
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=True,
-        ) as bar:
+        with progress_bar() as bar:
             with db.engine.connect() as conn:  # an estimate: files the index knows
                 total = conn.exec_driver_sql("SELECT count(*) FROM instances").scalar_one()
             task = bar.add_task("files", total=total or None)

@@ -20,7 +20,7 @@ While a node runs, on SQLite and PostgreSQL:
   transaction, so a run stopped midway leaves every batch either done or not; a rerun
   finds what is left, and changes nothing where nothing differs. A batch the database
   aborts (a deadlock with retention on PostgreSQL, SQLite's busy timeout) is written
-  again, up to :data:`TRIES` times;
+  again, up to :data:`TRIES` times; any other database error stops the run at once;
 - a row whose group is open (being received) is left alone, counted ``left``: its
   receiver keeps the group's modalities list in memory. Run again once it completed;
 - an update names the row's id and path: a row that retention deleted or a duplicate
@@ -267,17 +267,37 @@ def _apply_once(db: Database, pending: list[_Checked]) -> tuple[list[_Checked], 
     return done, groups
 
 
+class Aborted(Exception):
+    """The database aborted a batch's transaction :data:`TRIES` times in a row (the
+    last :class:`OperationalError` is its ``__cause__``)."""
+
+
+def aborted(err: OperationalError) -> bool:
+    """Whether the database aborted the transaction for another one in its way, so that
+    it may pass when tried again: PostgreSQL's SQLSTATE class 40 (deadlock, serialization
+    failure) or lock_not_available, SQLite's busy or locked. Not a fault that fails
+    every time (a read-only database, a full disk, a lost server)."""
+    sqlstate = getattr(err.orig, "sqlstate", None)  # psycopg
+    if sqlstate:
+        return sqlstate.startswith("40") or sqlstate == "55P03"
+    code = getattr(err.orig, "sqlite_errorcode", None)  # sqlite3; low byte: primary code
+    return code is not None and (code & 0xFF) in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+
+
 def _apply(db: Database, pending: list[_Checked], report: Report) -> None:
     """:func:`_apply_once`, again after a transaction the database aborted (a deadlock
     with retention deleting rows of the batch on PostgreSQL, SQLite's busy timeout):
-    nothing of it was written, and the updates name rows as they were read."""
+    nothing of it was written, and the updates name rows as they were read. Raises
+    :class:`Aborted` after :data:`TRIES`; another OperationalError at once."""
     for attempt in range(TRIES):
         try:
             done, groups = _apply_once(db, pending)
             break
         except OperationalError as err:
-            if attempt + 1 == TRIES:
+            if not aborted(err):
                 raise
+            if attempt + 1 == TRIES:
+                raise Aborted() from err
             log.info("index refresh: batch rolled back (%s): trying again", err.orig)
     report.groups |= groups
     updated = {id(c) for c in done}
@@ -308,7 +328,8 @@ def refresh(
     """Update the derived values of the rows of ``store``'s instances (of ``study``
     only, if given) that differ from what their files say now (on a dry run: count
     them, change nothing). ``total`` is told how many rows there are, ``progress`` of
-    each batch done."""
+    each batch done. Raises :class:`Aborted` (a batch aborted :data:`TRIES` times) or
+    another OperationalError; the batches before it are done."""
     started = time.monotonic()
     report = Report()
     upto, count = _bounds(db, study)

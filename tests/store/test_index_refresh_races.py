@@ -10,6 +10,7 @@ then row deleted, while it holds the series alone.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -18,9 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from dicom_node.db import Database, sqlite_url, utcnow
 from dicom_node.index.recorder import Receipt, Recorder
+from dicom_node.store import index_refresh
 from dicom_node.store.index_refresh import read_header
 from dicom_node.store.series_lock import clearing
 from dicom_node.store.writer import InstanceStore
@@ -191,3 +194,33 @@ def test_a_batch_the_database_aborts_is_done_again(
     assert proc.returncode == 0, out + err
     assert "2 row(s) checked, 2 updated, 0 unchanged, 0 missing" in out, out
     assert _dates(index) == ["19941105", "19941105"]
+
+
+def test_a_database_fault_that_would_fail_again_is_not_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only index (as a full disk or a lost server: the same error every time)
+    stops the run at its first try, saying what failed, not that the database aborted
+    the batch three times and that another run may do it."""
+    config, data, _ = _stored(tmp_path, 2)
+    read_only = f"sqlite:///file:{data / 'index.sqlite'}?mode=ro&uri=true"
+    db = Database(read_only)
+    try:
+        with (
+            caplog.at_level(logging.INFO, "dicom_node.store.index_refresh"),
+            pytest.raises(OperationalError, match="readonly"),
+        ):
+            index_refresh.refresh(db, InstanceStore(data))
+    finally:
+        db.dispose()
+    assert "trying again" not in caplog.text
+
+    cfg = yaml.safe_load(config.read_text()) | {"database_url": read_only}
+    config.write_text(yaml.safe_dump(cfg))
+    done = _refresh(config)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "index refresh stopped: the database failed (attempt to write a readonly" in (
+        done.stderr
+    ), done.stderr
+    assert "times" not in done.stderr, done.stderr
+    assert _dates(data) == [CUT, CUT]
