@@ -2,14 +2,14 @@
 
 ``.../instances/{i}/frames/{list}`` answers ``multipart/related`` with one part per
 requested frame, in the order asked. Frames are sent as stored: native (uncompressed)
-frames as ``application/octet-stream`` with Explicit VR Little Endian, encapsulated
-frames as their compressed bitstream with the media type of the stored transfer syntax
-(PS3.18 table 8.7.3-2: :mod:`.frames_accept`), or, when asked for so, decoded
-(:mod:`.frames_decode`). Only the bytes
-of the requested frames are read: the header up to Pixel Data, then a seek to each
-frame (for encapsulated data, through the Basic or Extended Offset Table, or the
-fragment items' headers, read once per request); a frame over a megabyte, native or
-encapsulated, is read a megabyte at a time as it is sent.
+frames, of Pixel Data or of Float or Double Float Pixel Data (Rows x Columns x Samples
+x 4 or 8 bytes each), as ``application/octet-stream`` with Explicit VR Little Endian,
+encapsulated frames as their compressed bitstream with the media type of the stored
+transfer syntax (PS3.18 table 8.7.3-2: :mod:`.frames_accept`), or, when asked for so,
+decoded (:mod:`.frames_decode`). Only the bytes of the requested frames are read: the
+header up to Pixel Data, then a seek to each frame (for encapsulated data, through the
+Basic or Extended Offset Table, or the fragment items' headers, read once per request);
+a frame over a megabyte, native or encapsulated, is read a megabyte at a time as sent.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import pydicom
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
 )
 from starlette.responses import StreamingResponse
 from starlette.types import Send
@@ -73,6 +75,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PIXEL_DATA = 0x7FE00010
+FLOAT_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}
 UNDEFINED = 0xFFFFFFFF
 BATCH = 1 << 20  # bytes of frames sent together
 CHUNK = 1 << 20  # bytes of a large native frame read at a time
@@ -111,10 +114,13 @@ def layout(inst: Stored) -> PixelLayout:
                 422, "Unprocessable Content", f"the stored dataset cannot be walked: {err}"
             ) from None
         ds = pydicom.dcmread(inst.path, stop_before_pixels=True)
-        if found is None or found.tag != PIXEL_DATA:  # none, or Float Pixel Data
+        if found is None or found.offset == -1:
             offset, length = -1, -1
-        else:
+        else:  # Pixel Data, or Float or Double Float Pixel Data (native only)
             offset, length = found.offset, found.length
+            if found.tag != PIXEL_DATA and ts not in FLOAT_SYNTAXES:
+                msg = f"instance {inst.sop} has float pixels, never encapsulated, in {ts}"
+                raise Problem(422, "Unprocessable Content", msg)
     if "Rows" not in ds or length == -1:
         raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
     samples = int(ds.get("SamplesPerPixel") or 1)
@@ -226,7 +232,7 @@ def _deflated_frames(
         raise Problem(503, "Service Unavailable", f"busy inflating others: {err}") from None
     value = None
     try:  # the inflated bytes count against the limit with every decode in flight
-        value = read_dataset(inst, cap=size + INFLATE_MAX).get("PixelData")
+        value = _pixel_value(read_dataset(inst, cap=size + INFLATE_MAX))
         if value is None:
             raise Problem(404, "Not Found", f"instance {inst.sop} has no Pixel Data, so no frames")
         inflated = PixelLayout(
@@ -239,6 +245,12 @@ def _deflated_frames(
     finally:
         value = None
         hold.__exit__(None, None, None)
+
+
+def _pixel_value(ds: pydicom.Dataset) -> bytes | None:
+    """The value of the Pixel Data, Float or Double Float Pixel Data of ``ds``."""
+    keywords = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+    return next((ds[k].value for k in keywords if k in ds), None)
 
 
 def frame_bytes(

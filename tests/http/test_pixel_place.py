@@ -136,10 +136,29 @@ def test_frames_find_the_pixel_data_there(layout: str, tmp_path: Path) -> None:
     assert pixels.value_length == (UNDEFINED if layout == "encapsulated" else len(ds.PixelData))
 
 
-@pytest.mark.parametrize("layout", ["float", "no pixel data"])
-def test_frames_of_an_image_without_pixel_data(layout: str, tmp_path: Path) -> None:
-    """Float Pixel Data is not sent as frames (as before): 404, as for none at all."""
-    inst = _stored(_image(layout), tmp_path / "f.dcm")
+@pytest.mark.parametrize(("layout", "bits"), [("float", 32), ("double float", 64)])
+def test_frames_find_float_pixel_data(layout: str, bits: int, tmp_path: Path) -> None:
+    """Float and Double Float Pixel Data are frames too (they answered 404 "no Pixel
+    Data"): 4 x 4 samples of 4 or 8 bytes."""
+    ds = _image(layout)
+    inst = _stored(ds, tmp_path / "f.dcm")
+    value = ds[FLOAT if bits == 32 else DOUBLE].value
+    pixels = frames.layout(inst)
+    assert Path(inst.path).read_bytes()[pixels.value_offset :][: len(value)] == value
+    assert (pixels.value_length, pixels.frames, pixels.frame_bits) == (len(value), 1, 16 * bits)
+
+
+def test_frames_of_float_pixel_data_in_an_encapsulated_syntax(tmp_path: Path) -> None:
+    """Never encapsulated: its native bytes are not sent as a compressed frame."""
+    ds = _image("float")
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    with pytest.raises(Problem) as err:
+        frames.layout(_stored(ds, tmp_path / "f.dcm"))
+    assert err.value.status == 422 and "never encapsulated" in err.value.detail
+
+
+def test_frames_of_an_image_without_pixel_data(tmp_path: Path) -> None:
+    inst = _stored(_image("no pixel data"), tmp_path / "f.dcm")
     with pytest.raises(Problem) as err:
         frames.layout(inst)
     assert err.value.status == 404
