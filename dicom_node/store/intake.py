@@ -304,7 +304,8 @@ class Intake:
                     if not replace or existing is None or attempt:
                         if existing != str(path):
                             self.store.remove(path)
-                            noted.undo()
+                        # The row there is the other copy's: so is the origin record.
+                        noted.undo()
                         return self._duplicate(header, receipt, " (concurrent)")
                 except IntegrityError:
                     if attempt:

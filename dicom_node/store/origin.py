@@ -153,13 +153,17 @@ class Noted:
     store: InstanceStore
     record: Path | None = None  # the instance's record, if one was written
     previous: bytes | None = None  # what that record held before (None: nothing)
+    written: bytes | None = None  # what it was made to hold
 
     def undo(self) -> None:
         """Put the instance's record back as it was (best effort: a stale record of an
-        instance that is not there is harmless, and the next copy rewrites it)."""
+        instance that is not there is harmless, and the next copy rewrites it). A record
+        another copy wrote meanwhile (another process) is left as it is."""
         if self.record is None:
             return
         try:
+            if self.written is not None and _read_or_none(self.record) != self.written:
+                return
             if self.previous is None:
                 self.record.unlink(missing_ok=True)
             else:
@@ -168,6 +172,14 @@ class Noted:
                     self.store.fsyncs.sync_now(self.record.parent)
         except OSError as err:
             log.warning("cannot restore %s: %s", self.record, err)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    """What the record ``path`` holds (None: no record)."""
+    try:
+        return _read_bytes(path)
+    except FileNotFoundError:
+        return None
 
 
 def _write(store: InstanceStore, path: Path, data: bytes, *, replace: bool) -> bool:
@@ -241,7 +253,7 @@ class OriginRecords:
         # Another origin than the owner's, or a record left by an earlier copy of this
         # instance: it gets a record of its own (replaced atomically).
         _write(self.store, record, data, replace=True)
-        return Noted(self.store, record, previous)
+        return Noted(self.store, record, previous, data)
 
     def _owner(self, series: Path, origin: Origin) -> Origin | None:
         """The owner of ``series``, making ``origin`` the owner if it has none yet."""

@@ -9,6 +9,7 @@ request it got no answer for, as a real STOW-RS client does.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
@@ -149,5 +150,89 @@ def test_kill_9_during_stow_then_restart_and_resend(tmp_path: Path) -> None:
         study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
         groups = completed_groups(node.index, study, timeout=30)
         assert groups == [(len(files),)]
+    finally:
+        node.kill()
+
+
+class WriteLock:
+    """A real second writer of the node's SQLite index: while it holds its transaction,
+    the node's index commit waits (its busy timeout), so a request's batch stays
+    placed but unindexed for as long as the test needs to kill the node there."""
+
+    def __init__(self, index: Path) -> None:
+        self.conn = sqlite3.connect(index / "index.sqlite", isolation_level=None)
+
+    def __enter__(self) -> WriteLock:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
+def post_all(url: str, files: list[Path]) -> requests.Response | None:
+    """One STOW-RS request of ``files``: its answer, or None if the node was killed."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + f.read_bytes()
+        + b"\r\n"
+        for f in files
+    )
+    body += f"--{boundary}--\r\n".encode()
+    try:
+        return requests.post(
+            url, data=body, headers={"Content-Type": RELATED.format(boundary)}, timeout=60
+        )
+    except requests.ConnectionError:
+        return None
+
+
+def kill_in_batch_window(node: NodeProcess, url: str, files: list[Path], placed: int) -> None:
+    """Post ``files`` in one request while a second writer holds the index, and kill -9
+    the node once ``placed`` instance files are linked into the store (none indexed)."""
+    answer: list[requests.Response | None] = []
+    poster = threading.Thread(target=lambda: answer.append(post_all(url, files)), daemon=True)
+    with WriteLock(node.data_dir):
+        poster.start()
+        wait_for_stored(node.data_dir, placed, timeout=60)
+        node.kill()
+    poster.join(timeout=60)
+    assert answer == [None], "the request was answered although its batch was not indexed"
+
+
+def test_kill_9_between_batch_placement_and_its_index_commit(tmp_path: Path) -> None:
+    files = make_study(tmp_path / "src", 60, size=32, seed=43)
+    sources = {dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in files}
+    study = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    node = NodeProcess(
+        tmp_path / "node",
+        {
+            "models": {"bundled": False},
+            "http": {"web_source": {"ae_title": "WEBSRC", "quiet_seconds": 6}},
+        },
+    )
+    node.start()
+    url = f"{node.http_url}/dicomweb/studies"
+    try:
+        # Killed with half the request's batch placed, then (resent) with the rest placed
+        # and the first half indexed by reconciliation.
+        for placed in (len(files) // 2, len(files)):
+            kill_in_batch_window(node, url, files, placed)
+            node.start()
+            check_consistent(node, set(), sources)
+            rows = query(node.index, "SELECT called_ae, calling_ae FROM instances")
+            assert len(rows) >= placed
+            assert {called for called, _ in rows} == {"WEBSRC"}
+        r = post_all(url, files)
+        assert r is not None and r.status_code == 200, r and r.text[:500]
+        acknowledged = {
+            item[REFERENCED_SOP_INSTANCE_UID]["Value"][0]
+            for item in r.json()[REFERENCED_SOP_SEQUENCE]["Value"]
+        }
+        assert acknowledged == set(sources)
+        check_consistent(node, acknowledged, sources)
+        assert completed_groups(node.index, study, timeout=30) == [(len(files),)]
     finally:
         node.kill()

@@ -25,7 +25,7 @@ from dicom_node.index.tables import Group, Instance
 from dicom_node.jobs.retention import BUSY_BEFORE_WAITING, Retention
 from dicom_node.settings.jobs import RetentionSettings
 from dicom_node.settings.node import AETitleSettings
-from dicom_node.store.intake import DUPLICATE, STORED, IndexFailed, Intake
+from dicom_node.store.intake import DUPLICATE, STORED, Arrival, IndexFailed, Intake
 from dicom_node.store.origin import (
     Origin,
     instance_record,
@@ -53,9 +53,8 @@ class Site:
     template: pydicom.Dataset
     count: int = 0
 
-    def keep(self, study: str, series: str, sop: str, origin: Origin) -> str:
-        """One instance received from ``origin`` as the SCP or STOW-RS stores it; the
-        receive path's outcome (or exception)."""
+    def arrival(self, study: str, series: str, sop: str, origin: Origin) -> Arrival:
+        """One instance received from ``origin`` and spooled, ready for the intake."""
         ds = self.template
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
@@ -66,7 +65,13 @@ class Site:
         receipt = Receipt(
             origin.called_ae, origin.calling_ae, origin.peer_address, ts, "", 0, utcnow()
         )
-        return self.intake.keep(spooled, header, receipt, kind=origin.kind)
+        return Arrival(spooled, header, receipt, kind=origin.kind)
+
+    def keep(self, study: str, series: str, sop: str, origin: Origin) -> str:
+        """One instance received from ``origin`` as the SCP or STOW-RS stores it; the
+        receive path's outcome (or exception)."""
+        a = self.arrival(study, series, sop, origin)
+        return self.intake.keep(a.spooled, a.header, a.receipt, kind=a.kind)
 
     def receive(self, study: str, series: str, sop: str, origin: Origin) -> Path:
         """:meth:`keep`, answered Success (asserted); returns the instance's path."""
@@ -230,6 +235,49 @@ def test_a_receive_racing_retention_on_its_series_loses_nothing(site: Site) -> N
     assert {sop: (o.called_ae, o.calling_ae) for sop, (_, o) in acked.items()} == {
         sop: row[1:] for sop, row in again.items()
     }
+
+
+def test_a_batch_racing_retention_on_its_series_loses_nothing(site: Site) -> None:
+    """A STOW-RS request's batch (:meth:`Intake.keep_all`) holds its series from the
+    duplicate check until its one index transaction committed, while retention deletes
+    the series' last (old) instance: every instance of the batch stays, indexed, with
+    its origin; retention deletes the old one in that pass or (busy) in the next."""
+    retention = _retention(site)
+    acked: dict[str, Path] = {}
+    rng = random.Random(14)
+    deadline = time.monotonic() + RACE_SECONDS
+    rounds = recreated = busy = 0
+    while rounds < RACES // 5 and time.monotonic() < deadline:
+        study, series = f"6.{rounds}", f"6.{rounds}.1"
+        site.receive(study, series, f"{series}.1", MODX)
+        site.age([f"{series}.1"])
+        arrivals = [site.arrival(study, series, f"{series}.{i}", WEB) for i in range(2, 22)]
+        start = threading.Barrier(2)
+        failures: list[BaseException] = []
+        cleaner = threading.Thread(target=_clean, args=(retention, start, failures))
+        cleaner.start()
+        start.wait()
+        time.sleep(rng.random() * 0.03)  # land anywhere in retention's pass
+        outcomes = site.intake.keep_all(arrivals)
+        cleaner.join()
+        assert not failures, failures
+        assert outcomes == [STORED] * len(arrivals), f"round {rounds}: {outcomes}"
+        for a in arrivals:
+            path = site.store.path_for(study, series, a.header.sop_instance_uid)
+            assert path.exists(), f"round {rounds}: acknowledged {path.name} lost"
+            assert origin_of(path) == WEB, f"round {rounds}: wrong origin of {path.name}"
+            acked[a.header.sop_instance_uid] = path
+        owner = Origin.decode(series_record(Path(path).parent).read_bytes())
+        recreated += owner != MODX
+        busy += Path(path).with_name(f"{series}.1.dcm").exists()
+        rounds += 1
+    assert rounds >= 10
+    assert recreated, f"retention never removed a series before the batch ({busy} busy)"
+    retention.run_once()  # what a busy series kept back goes now
+    assert set(site.indexed()) == set(acked), f"{busy} series left busy, not cleaned"
+    stored = sorted(p.name for p in site.store.instances.rglob("*.dcm"))
+    assert stored == sorted(p.name for p in acked.values())
+    assert not [p for p in site.store.incoming.iterdir() if p.suffix == ".part"]
 
 
 # What the receive path leaves under instances/ when it keeps nothing: retention only

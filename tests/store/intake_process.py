@@ -7,7 +7,8 @@ Reads lines ``STUDY SERIES TAG COUNT START`` from stdin: waits until
 ``time.monotonic()`` reaches START (one clock for every process on the machine), then
 stores COUNT instances ``{SERIES}.{TAG}.{i}`` of that series as received from the origin
 given on the command line, and prints ``ok SOP...`` once each was answered Success
-(``fail REASON`` otherwise). The store is not opened (that would clear the other
+(stored, or a duplicate kept as it was: its spooled file removed, as a receiver does;
+``fail REASON`` otherwise). The store is not opened (that would clear the other
 process's spool).
 """
 
@@ -22,7 +23,7 @@ import pydicom
 from dicom_node.db import Database, utcnow
 from dicom_node.index.recorder import Receipt, Recorder
 from dicom_node.settings.node import AETitleSettings
-from dicom_node.store.intake import STORED, Intake
+from dicom_node.store.intake import DUPLICATE, STORED, Intake
 from dicom_node.store.reconcile import read_stored
 from dicom_node.store.writer import InstanceStore
 
@@ -51,7 +52,10 @@ def main(argv: list[str]) -> None:
             for path in spooled:
                 header, ts = read_stored(path)
                 receipt = Receipt(called, calling, "127.0.0.1", ts, "", 0, utcnow())
-                if intake.keep(path, header, receipt, kind=kind) != STORED:
+                outcome = intake.keep(path, header, receipt, kind=kind)
+                if outcome == DUPLICATE:
+                    path.unlink(missing_ok=True)  # or placed over the first
+                elif outcome != STORED:
                     raise RuntimeError(f"{header.sop_instance_uid} not stored")
                 acked.append(header.sop_instance_uid)
         except Exception as err:  # noqa: BLE001  (reported to the test)
