@@ -30,7 +30,7 @@ from dicom_node.index.recorder import DuplicateInstance, Receipt, Recorder
 from dicom_node.store.claims import KeyedLock
 from dicom_node.store.errors import StoreError
 from dicom_node.store.origin import DIMSE, Noted, Origin, OriginRecords, instance_record
-from dicom_node.store.series_lock import clearing, placing, remove_if_empty
+from dicom_node.store.series_lock import placing, remove_if_left_empty
 from dicom_node.store.writer import InstanceStore, Placed
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class Intake:
             return outcome
         finally:
             if fresh and outcome != STORED:
-                _remove_if_left_empty(path.parent)
+                remove_if_left_empty(path.parent)
 
     def keep_all(self, arrivals: list[Arrival]) -> list[Outcome]:
         """:meth:`keep` for many instances (a STOW-RS request's parts): each gets the
@@ -123,7 +123,9 @@ class Intake:
         for i in copies:
             a = arrivals[i]
             outcomes[i] = _outcome(self.keep, a.spooled, a.header, a.receipt, a.synced, a.kind)
-        return [o for o in outcomes if o is not None]
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(arrivals), "an arrival was left without an outcome"
+        return done
 
     def _keep_batch(
         self, arrivals: list[Arrival], batch: list[int], outcomes: list[Outcome | None]
@@ -152,7 +154,7 @@ class Intake:
         finally:
             for directory in fresh:
                 if not any(outcomes[i] == STORED for i in batch if paths[i].parent == directory):
-                    _remove_if_left_empty(directory)
+                    remove_if_left_empty(directory)
 
     def _place_batch(
         self,
@@ -381,18 +383,3 @@ def _outcome(keep: Callable[..., str], *args: Any) -> Outcome:
         return keep(*args)
     except (StoreError, IndexFailed) as err:
         return err
-
-
-def _remove_if_left_empty(series: Path) -> None:
-    """Remove the series directory a receive created but kept nothing in (a duplicate
-    naming other Study/Series UIDs than the stored copy, a failed placement or row),
-    with its series' origin record and an emptied study directory; retention, which
-    visits only series with rows, never would. As retention does: only while no other
-    receiver holds it, and only if no instance is in it; otherwise it is left as it is
-    (it is in use, or the next instance's)."""
-    try:
-        with clearing(series) as alone:
-            if alone and remove_if_empty(series):
-                log.debug("removed the series directory %s: nothing kept in it", series)
-    except OSError as err:
-        log.warning("cannot remove the empty series directory %s: %s", series, err)

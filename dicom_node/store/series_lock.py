@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from pathlib import Path
 from dicom_node.store.errors import StoreError
 from dicom_node.store.origin import INSTANCE_RECORD, SERIES_RECORD
 from dicom_node.store.writer import InstanceStore
+
+log = logging.getLogger(__name__)
 
 _TRIES = 100  # a directory removed under a waiting receiver this often in a row: give up
 # s between two tries of a waiting exclusive lock: how finely retention looks for a gap
@@ -147,3 +150,18 @@ def reading(series: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def remove_if_left_empty(series: Path) -> None:
+    """Remove the series directory a receive created but kept nothing in (a duplicate
+    naming other Study/Series UIDs than the stored copy, a failed placement or row),
+    with its series' origin record and an emptied study directory; retention, which
+    visits only series with rows, never would. As retention does: only while no other
+    receiver holds it, and only if no instance is in it; otherwise it is left as it is
+    (it is in use, or the next instance's)."""
+    try:
+        with clearing(series) as alone:
+            if alone and remove_if_empty(series):
+                log.debug("removed the series directory %s: nothing kept in it", series)
+    except OSError as err:
+        log.warning("cannot remove the empty series directory %s: %s", series, err)
