@@ -332,7 +332,7 @@ class Intake:
     ) -> IndexFailed:
         """Log a failed index row and remove the file placed for it."""
         log.error(
-            "C-STORE %s of study %s: indexing failed: %s: %s",
+            "instance %s of study %s: indexing failed: %s: %s",
             header.sop_instance_uid,
             header.study_uid,
             type(err).__name__,
